@@ -1,0 +1,74 @@
+/* The moment of the kill: oom:mark_victim (and the reaper's oom:finish_task_reaping).
+ *
+ * Tracepoint arguments and helpers only, never kernel structs: the headers bcc compiles against
+ * may not match the running kernel (KERNEL-NOTES.md), while bcc lays out `args` from the running
+ * kernel's tracefs format file. Optional fields are switched on by -D flags that probes.py
+ * derives from that same format file:
+ *   MV_COMM_DATA_LOC / MV_COMM_ARRAY, MV_HAS_RSS, MV_HAS_UID, MV_HAS_PGTABLES, MV_HAS_SCORE_ADJ,
+ *   HAVE_FINISH_TASK_REAPING.
+ */
+#include "oomscope.h"
+
+BPF_PERF_OUTPUT(oom_events);
+
+static __always_inline void fill_trigger(struct oomscope_event *ev)
+{
+    u64 id = bpf_get_current_pid_tgid();
+
+    ev->ts_ns = bpf_ktime_get_ns();
+    ev->trigger_tgid = id >> 32;
+    ev->trigger_tid = (u32)id;
+    ev->cpu = bpf_get_smp_processor_id();
+    ev->trigger_cgroup_id = bpf_get_current_cgroup_id();
+    bpf_get_current_comm(&ev->trigger_comm, sizeof(ev->trigger_comm));
+}
+
+TRACEPOINT_PROBE(oom, mark_victim)
+{
+    struct oomscope_event ev = {};
+
+    fill_trigger(&ev);
+    ev.kind = OOMSCOPE_EV_MARK_VICTIM;
+    ev.victim_pid = args->pid;
+#if defined(MV_COMM_DATA_LOC)
+    TP_DATA_LOC_READ_STR(&ev.victim_comm, comm, sizeof(ev.victim_comm));
+    ev.fields |= OOMSCOPE_F_COMM;
+#elif defined(MV_COMM_ARRAY)
+    bpf_probe_read_kernel_str(&ev.victim_comm, sizeof(ev.victim_comm), args->comm);
+    ev.fields |= OOMSCOPE_F_COMM;
+#endif
+#ifdef MV_HAS_RSS
+    ev.total_vm_kb = args->total_vm;
+    ev.anon_rss_kb = args->anon_rss;
+    ev.file_rss_kb = args->file_rss;
+    ev.shmem_rss_kb = args->shmem_rss;
+    ev.fields |= OOMSCOPE_F_RSS;
+#endif
+#ifdef MV_HAS_UID
+    ev.uid = args->uid;
+    ev.fields |= OOMSCOPE_F_UID;
+#endif
+#ifdef MV_HAS_PGTABLES
+    ev.pgtables_kb = args->pgtables;
+    ev.fields |= OOMSCOPE_F_PGTABLES;
+#endif
+#ifdef MV_HAS_SCORE_ADJ
+    ev.oom_score_adj = args->oom_score_adj;
+    ev.fields |= OOMSCOPE_F_SCORE_ADJ;
+#endif
+    oom_events.perf_submit(args, &ev, sizeof(ev));
+    return 0;
+}
+
+#ifdef HAVE_FINISH_TASK_REAPING
+TRACEPOINT_PROBE(oom, finish_task_reaping)
+{
+    struct oomscope_event ev = {};
+
+    fill_trigger(&ev);
+    ev.kind = OOMSCOPE_EV_REAP_FINISHED;
+    ev.victim_pid = args->pid;
+    oom_events.perf_submit(args, &ev, sizeof(ev));
+    return 0;
+}
+#endif

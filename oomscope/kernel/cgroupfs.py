@@ -1,0 +1,264 @@
+"""Memory cgroups, v1 and v2, behind one interface.
+
+Parsers (``parse_*``) take file contents; ``MemoryHierarchy`` does the thin I/O with a swappable
+root so tests can point it at a fixture tree. Cgroup paths are the kernel's ("/a/b", relative to
+the hierarchy's root), as printed in the OOM report and /proc/<pid>/cgroup.
+
+Cgroups vanish while we read them (their tasks exit and an orchestrator removes them): every
+read of a cgroup file returns None for a file that is gone instead of raising.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from ..errors import CgroupError
+from ..model import CgroupState
+
+# cgroup v1 shows "no limit" as PAGE_COUNTER_MAX pages in bytes (9223372036854771712 with 4 KiB
+# pages); the OOM report prints it in kB (9007199254740988kB). Anything this large is no limit.
+UNLIMITED_THRESHOLD_BYTES = 1 << 60
+
+
+def limit_or_none(value_bytes: Optional[int]) -> Optional[int]:
+    if value_bytes is None or value_bytes >= UNLIMITED_THRESHOLD_BYTES:
+        return None
+    return value_bytes
+
+
+def parse_memory_stat(text: str) -> Dict[str, int]:
+    """memory.stat (v1 or v2): ``key value`` lines → dict. Unparseable lines are skipped."""
+    out: Dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 2:
+            continue
+        try:
+            out[parts[0]] = int(parts[1])
+        except ValueError:
+            continue
+    return out
+
+
+parse_flat_keyed = parse_memory_stat  # memory.events has the same shape
+
+
+def parse_limit(text: str) -> Optional[int]:
+    """memory.max / memory.limit_in_bytes → bytes, or None for no limit ("max" or v1's huge value)."""
+    value = text.strip()
+    if value in ("max", ""):
+        return None
+    try:
+        return limit_or_none(int(value))
+    except ValueError:
+        return None
+
+
+def parse_mounts_for_memory(mounts_text: str) -> Optional[Tuple[str, int]]:
+    """/proc/self/mounts → (mount point, version) of the hierarchy with the memory controller.
+
+    A v1 mount lists "memory" among its options. A v2 mount is a candidate; whether it has the
+    memory controller is known only from its cgroup.controllers (checked by the caller).
+    """
+    v2 = None
+    for line in mounts_text.splitlines():
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        mnt, fstype, opts = parts[1], parts[2], parts[3].split(",")
+        mnt = mnt.replace("\\040", " ")
+        if fstype == "cgroup" and "memory" in opts:
+            return mnt, 1
+        if fstype == "cgroup2" and v2 is None:
+            v2 = mnt
+    if v2 is not None:
+        return v2, 2
+    return None
+
+
+@dataclass
+class MemoryHierarchy:
+    """The mounted hierarchy that has the memory controller."""
+
+    root: str
+    version: int
+
+    @classmethod
+    def detect(cls, mounts_path: str = "/proc/self/mounts") -> "MemoryHierarchy":
+        try:
+            with open(mounts_path) as f:
+                mounts = f.read()
+        except OSError as exc:
+            raise CgroupError(f"cannot read {mounts_path}: {exc.strerror}") from None
+        found = parse_mounts_for_memory(mounts)
+        if found is not None and found[1] == 2:
+            try:
+                with open(os.path.join(found[0], "cgroup.controllers")) as f:
+                    if "memory" not in f.read().split():
+                        found = None
+            except OSError:
+                found = None
+        if found is None:
+            raise CgroupError("no memory cgroup hierarchy is mounted (neither v1 'memory' nor cgroup2 with memory)")
+        return cls(root=found[0], version=found[1])
+
+    # --- paths ---
+    def fs_path(self, cgroup: str) -> str:
+        rel = cgroup.lstrip("/")
+        path = os.path.normpath(os.path.join(self.root, rel))
+        if not (path == self.root or path.startswith(self.root.rstrip("/") + "/")):
+            raise CgroupError(f"cgroup path escapes the hierarchy: {cgroup!r}")
+        return path
+
+    def cgroup_of(self, fs_path: str) -> str:
+        rel = os.path.relpath(fs_path, self.root)
+        return "/" if rel == "." else "/" + rel
+
+    def _read(self, cgroup: str, name: str) -> Optional[str]:
+        try:
+            with open(os.path.join(self.fs_path(cgroup), name)) as f:
+                return f.read()
+        except (OSError, CgroupError):
+            return None
+
+    def _read_int(self, cgroup: str, name: str) -> Optional[int]:
+        text = self._read(cgroup, name)
+        if text is None:
+            return None
+        try:
+            return int(text.strip())
+        except ValueError:
+            return None
+
+    def exists(self, cgroup: str) -> bool:
+        try:
+            return os.path.isdir(self.fs_path(cgroup))
+        except CgroupError:
+            return False
+
+    # --- what a cgroup holds ---
+    def procs(self, cgroup: str) -> List[int]:
+        text = self._read(cgroup, "cgroup.procs")
+        if not text:
+            return []
+        return [int(p) for p in text.split() if p.isdigit()]
+
+    def limit(self, cgroup: str) -> Optional[int]:
+        name = "memory.max" if self.version == 2 else "memory.limit_in_bytes"
+        text = self._read(cgroup, name)
+        return parse_limit(text) if text is not None else None
+
+    def read_state(self, cgroup: str, source: str) -> Optional[CgroupState]:
+        """One reading of the cgroup's counters, or None when the cgroup is gone."""
+        stat_text = self._read(cgroup, "memory.stat")
+        if stat_text is None:
+            return None
+        state = CgroupState(source=source, cgroup=cgroup, memory_stat=parse_memory_stat(stat_text))
+        if self.version == 1:
+            state.usage_bytes = self._read_int(cgroup, "memory.usage_in_bytes")
+            state.limit_bytes = limit_or_none(self._read_int(cgroup, "memory.limit_in_bytes"))
+            state.failcnt = self._read_int(cgroup, "memory.failcnt")
+            state.kmem_usage_bytes = self._read_int(cgroup, "memory.kmem.usage_in_bytes")
+            memsw = self._read_int(cgroup, "memory.memsw.usage_in_bytes")
+            if memsw is not None and state.usage_bytes is not None:
+                state.swap_usage_bytes = max(0, memsw - state.usage_bytes)
+            memsw_limit = limit_or_none(self._read_int(cgroup, "memory.memsw.limit_in_bytes"))
+            if memsw_limit is not None and state.limit_bytes is not None:
+                state.swap_limit_bytes = max(0, memsw_limit - state.limit_bytes)
+        else:
+            state.usage_bytes = self._read_int(cgroup, "memory.current")
+            max_text = self._read(cgroup, "memory.max")
+            state.limit_bytes = parse_limit(max_text) if max_text is not None else None
+            state.swap_usage_bytes = self._read_int(cgroup, "memory.swap.current")
+            swap_max = self._read(cgroup, "memory.swap.max")
+            state.swap_limit_bytes = parse_limit(swap_max) if swap_max is not None else None
+            events = self._read(cgroup, "memory.events")
+            if events is not None:
+                state.memory_events = parse_flat_keyed(events)
+        return state
+
+    def walk(self, top: str = "/") -> Iterator[str]:
+        """Every cgroup below (and including) ``top``; vanishing directories are skipped."""
+        start = self.fs_path(top)
+        for dirpath, dirnames, _files in os.walk(start, onerror=lambda e: None):
+            yield self.cgroup_of(dirpath)
+
+    def limited_ancestor(self, cgroup: str) -> Optional[str]:
+        """The nearest cgroup at or above ``cgroup`` with a memory limit (the one that can OOM)."""
+        path = cgroup
+        while True:
+            if self.limit(path) is not None:
+                return path
+            if path == "/":
+                return None
+            path = os.path.dirname(path.rstrip("/")) or "/"
+
+
+# --- making sandbox cgroups (lab, tests) ----------------------------------------------------
+
+
+def create_cgroup(hier: MemoryHierarchy, cgroup: str, limit_bytes: int) -> str:
+    """Create a cgroup with a memory limit; returns its filesystem path."""
+    path = hier.fs_path(cgroup)
+    if hier.version == 2:
+        _enable_memory_controller(hier, os.path.dirname(path))
+    try:
+        os.mkdir(path)
+    except OSError as exc:
+        raise CgroupError(f"cannot create cgroup {path}: {exc.strerror}") from None
+    limit_file = "memory.max" if hier.version == 2 else "memory.limit_in_bytes"
+    try:
+        with open(os.path.join(path, limit_file), "w") as f:
+            f.write(str(limit_bytes))
+        if hier.version == 2:
+            # No swap for the sandbox: the kill comes at the limit, as on this project's hosts.
+            try:
+                with open(os.path.join(path, "memory.swap.max"), "w") as f:
+                    f.write("0")
+            except OSError:
+                pass
+    except OSError as exc:
+        remove_cgroup(path)
+        raise CgroupError(f"cannot set the memory limit of {path}: {exc.strerror}") from None
+    return path
+
+
+def _enable_memory_controller(hier: MemoryHierarchy, parent_path: str) -> None:
+    # cgroup v2: a child has memory.* files only when its parent enables the controller.
+    ctl = os.path.join(parent_path, "cgroup.subtree_control")
+    try:
+        with open(ctl) as f:
+            if "memory" in f.read().split():
+                return
+        with open(ctl, "w") as f:
+            f.write("+memory")
+    except OSError as exc:
+        raise CgroupError(f"cannot enable the memory controller in {parent_path}: {exc.strerror}") from None
+
+
+def remove_cgroup(path: str, kill_pids: Optional[List[int]] = None, timeout_s: float = 10.0) -> None:
+    """Remove a sandbox cgroup that we made: kill the tasks in it (only those), then rmdir."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while os.path.isdir(path):
+        try:
+            with open(os.path.join(path, "cgroup.procs")) as f:
+                pids = [int(p) for p in f.read().split() if p.isdigit()]
+        except OSError:
+            pids = []
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            os.rmdir(path)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise CgroupError(f"could not remove cgroup {path}") from None
+            time.sleep(0.05)

@@ -1,0 +1,307 @@
+"""The capture: everything oomscope knows about one OOM kill.
+
+One module shared by every stage (record, import, analysis, report). A capture is written as
+versioned JSON (``capture.json``); ``docs/capture-schema.md`` documents every field.
+
+Units are in the field names (``_bytes``, ``_kb``, ``_ns``, ``_ms``). Figures the kernel states in
+kB or pages are converted to bytes when the capture is built, never later.
+
+Every figure about the cgroup says where it came from (its *provenance*):
+
+- ``kernel_report``: the kernel's own OOM report from /dev/kmsg, printed at the kill (exact).
+- ``last_sample``:   oomscope's last periodic read of cgroupfs before the kill (``age_ms`` old).
+- ``after_kill``:    cgroupfs read after the kill reached user space (memory may already be freed).
+- ``bpf``:           the ``oom:mark_victim`` tracepoint, read in the kernel at the kill.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from .errors import CaptureError
+
+SCHEMA_VERSION = 1
+
+# Provenance names, best first for the state of the cgroup at the kill.
+SOURCE_KERNEL_REPORT = "kernel_report"
+SOURCE_LAST_SAMPLE = "last_sample"
+SOURCE_AFTER_KILL = "after_kill"
+SOURCE_BPF = "bpf"
+SOURCE_NONE = "none"
+AT_KILL_PREFERENCE = (SOURCE_KERNEL_REPORT, SOURCE_LAST_SAMPLE, SOURCE_AFTER_KILL)
+
+
+@dataclass
+class Victim:
+    """The task the kernel chose and killed."""
+
+    pid: int
+    comm: str = ""
+    uid: Optional[int] = None
+    oom_score_adj: Optional[int] = None
+    total_vm_bytes: Optional[int] = None
+    anon_rss_bytes: Optional[int] = None
+    file_rss_bytes: Optional[int] = None
+    shmem_rss_bytes: Optional[int] = None
+    pgtables_bytes: Optional[int] = None
+    cmdline: Optional[str] = None
+    #: where the RSS figures came from: "bpf" (oom:mark_victim) or "kernel_report" (Killed line)
+    source: str = SOURCE_NONE
+
+    @property
+    def rss_bytes(self) -> Optional[int]:
+        parts = (self.anon_rss_bytes, self.file_rss_bytes, self.shmem_rss_bytes)
+        if all(p is None for p in parts):
+            return None
+        return sum(p or 0 for p in parts)
+
+
+@dataclass
+class Trigger:
+    """The task whose allocation ran the OOM killer (current at oom:mark_victim)."""
+
+    pid: Optional[int] = None  # thread-group id
+    tid: Optional[int] = None
+    comm: str = ""
+    source: str = SOURCE_NONE
+
+
+@dataclass
+class CgroupInfo:
+    """Which memory cgroup hit its limit (oom_memcg) and which one the victim was in (task_memcg).
+
+    Paths are relative to the memory hierarchy's root, as the kernel prints them ("/a/b").
+    """
+
+    version: Optional[int] = None  # 1 or 2
+    oom_memcg: Optional[str] = None
+    task_memcg: Optional[str] = None
+    constraint: Optional[str] = None  # CONSTRAINT_MEMCG, CONSTRAINT_NONE, ...
+    #: how task_memcg was learnt: kernel_report, proc_read (/proc/<pid>/cgroup on the event),
+    #: sampler_scan (the pid was in cgroup.procs at the last sample), or none.
+    source: str = SOURCE_NONE
+
+
+@dataclass
+class CgroupState:
+    """One reading of a memory cgroup's counters, from one source."""
+
+    source: str
+    usage_bytes: Optional[int] = None
+    limit_bytes: Optional[int] = None
+    failcnt: Optional[int] = None
+    #: the kernel's memory.stat keys and values, as printed: sizes in bytes, pg*/workingset_*
+    #: keys are event counts.
+    memory_stat: Dict[str, int] = field(default_factory=dict)
+    kmem_usage_bytes: Optional[int] = None  # cgroup v1 only
+    swap_usage_bytes: Optional[int] = None  # v1: memory+swap minus memory; v2: memory.swap.current
+    swap_limit_bytes: Optional[int] = None
+    memory_events: Dict[str, int] = field(default_factory=dict)  # cgroup v2 memory.events
+    #: how long before the kill this was read (negative: after it)
+    age_ms: Optional[float] = None
+    cgroup: Optional[str] = None  # which cgroup this reading is of
+
+
+@dataclass
+class AtKill:
+    """The state of the oom_memcg at the moment of the kill, from the best source there is."""
+
+    source: str = SOURCE_NONE
+    usage_bytes: Optional[int] = None
+    limit_bytes: Optional[int] = None
+    failcnt: Optional[int] = None
+    memory_stat: Dict[str, int] = field(default_factory=dict)
+    kmem_usage_bytes: Optional[int] = None
+    swap_usage_bytes: Optional[int] = None
+    swap_limit_bytes: Optional[int] = None
+    age_ms: Optional[float] = None
+
+
+@dataclass
+class Task:
+    """A process of the cgroup at the kill (from the kernel's tasks table, or /proc)."""
+
+    pid: int
+    comm: str = ""
+    tgid: Optional[int] = None
+    uid: Optional[int] = None
+    total_vm_bytes: Optional[int] = None
+    rss_bytes: Optional[int] = None
+    rss_anon_bytes: Optional[int] = None
+    rss_file_bytes: Optional[int] = None
+    rss_shmem_bytes: Optional[int] = None
+    pgtables_bytes: Optional[int] = None
+    swap_bytes: Optional[int] = None
+    oom_score_adj: Optional[int] = None
+    is_victim: bool = False
+    cmdline: Optional[str] = None
+    source: str = SOURCE_NONE
+
+
+@dataclass
+class Host:
+    """Host context that changes how memory is charged and reclaimed."""
+
+    hostname: str = ""
+    kernel_release: str = ""
+    cgroup_version: Optional[int] = None
+    thp_enabled: Optional[str] = None  # the bracketed mode of transparent_hugepage/enabled
+    thp_defrag: Optional[str] = None
+    thp_shmem_enabled: Optional[str] = None
+    mem_total_bytes: Optional[int] = None
+    swap_total_bytes: Optional[int] = None
+    swap_free_bytes: Optional[int] = None
+    overcommit_memory: Optional[int] = None
+    oom_dump_tasks: Optional[int] = None
+    panic_on_oom: Optional[int] = None
+
+
+@dataclass
+class KernelReportInfo:
+    """What the kernel's OOM report said beyond the cgroup figures (kept for the reader)."""
+
+    present: bool = False  # the full report (header, stats) was seen, not only "Killed process"
+    killed_line_seen: bool = False
+    gfp_mask: Optional[str] = None
+    order: Optional[int] = None
+    message: Optional[str] = None  # "Memory cgroup out of memory" / "Out of memory"
+    group_kill: bool = False
+    first_seq: Optional[int] = None
+    last_seq: Optional[int] = None
+    #: the report as the kernel printed it, one entry per line (untrusted text)
+    lines: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Times:
+    """When things happened. Monotonic clocks are CLOCK_MONOTONIC in ns (bpf_ktime_get_ns)."""
+
+    kill_wall: Optional[str] = None  # ISO 8601, UTC
+    kill_monotonic_ns: Optional[int] = None
+    kernel_report_usec: Optional[int] = None  # /dev/kmsg timestamp of the Killed line
+    captured_wall: Optional[str] = None
+
+
+@dataclass
+class Capture:
+    kill_id: str
+    victim: Victim
+    schema_version: int = SCHEMA_VERSION
+    oomscope_version: str = ""
+    times: Times = field(default_factory=Times)
+    trigger: Trigger = field(default_factory=Trigger)
+    cgroup: CgroupInfo = field(default_factory=CgroupInfo)
+    at_kill: AtKill = field(default_factory=AtKill)
+    at_kill_sources: Dict[str, CgroupState] = field(default_factory=dict)
+    tasks: List[Task] = field(default_factory=list)
+    host: Host = field(default_factory=Host)
+    kernel_report: KernelReportInfo = field(default_factory=KernelReportInfo)
+    #: plain-language remarks on what is missing or uncertain in this capture
+    notes: List[str] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Capture":
+        if not isinstance(data, dict):
+            raise CaptureError("a capture must be a JSON object")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise CaptureError(
+                f"unsupported capture schema_version {version!r} (this oomscope reads {SCHEMA_VERSION})"
+            )
+        return _build(cls, data, "capture")
+
+    @classmethod
+    def from_json(cls, text: str) -> "Capture":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise CaptureError(f"not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+
+def choose_at_kill(sources: Dict[str, CgroupState]) -> AtKill:
+    """The best available reading becomes ``at_kill``; the others stay in ``at_kill_sources``."""
+    for name in AT_KILL_PREFERENCE:
+        state = sources.get(name)
+        if state is not None and (state.memory_stat or state.usage_bytes is not None):
+            return AtKill(
+                source=name,
+                usage_bytes=state.usage_bytes,
+                limit_bytes=state.limit_bytes,
+                failcnt=state.failcnt,
+                memory_stat=dict(state.memory_stat),
+                kmem_usage_bytes=state.kmem_usage_bytes,
+                swap_usage_bytes=state.swap_usage_bytes,
+                swap_limit_bytes=state.swap_limit_bytes,
+                age_ms=state.age_ms,
+            )
+    return AtKill()
+
+
+# --- a small typed loader: JSON dicts back into the dataclasses, with one-line errors ---------
+
+_HINTS_CACHE: Dict[type, Dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> Dict[str, Any]:
+    if cls not in _HINTS_CACHE:
+        _HINTS_CACHE[cls] = typing.get_type_hints(cls)
+    return _HINTS_CACHE[cls]
+
+
+def _build(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _build(inner[0], value, where)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise CaptureError(f"{where}: expected an object, got {type(value).__name__}")
+        kwargs = {}
+        hints = _hints(tp)
+        for f in dataclasses.fields(tp):
+            if f.name in value:
+                kwargs[f.name] = _build(hints[f.name], value[f.name], f"{where}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise CaptureError(f"{where}: missing required field {f.name!r}")
+        return tp(**kwargs)
+    if origin in (list, List):
+        if not isinstance(value, list):
+            raise CaptureError(f"{where}: expected a list")
+        return [_build(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise CaptureError(f"{where}: expected an object")
+        return {str(k): _build(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise CaptureError(f"{where}: expected a number")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise CaptureError(f"{where}: expected an integer")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise CaptureError(f"{where}: expected true or false")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise CaptureError(f"{where}: expected a string")
+        return value
+    if tp is Any:
+        return value
+    raise CaptureError(f"{where}: unsupported type {tp!r}")  # pragma: no cover - schema bug

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# oomscope set-up, idempotent, for Debian and Ubuntu hosts.
+#
+#   ./setup.sh          install: bcc (python3-bpfcc), kernel headers, tracefs, a virtualenv, oomscope
+#   ./setup.sh demo     install, then record a real OOM kill in a sandbox cgroup -> a post-mortem
+#   ./setup.sh test     install, then run the whole test suite (unit + system, as root)
+#
+# Re-runs itself with sudo when not root. Never writes into /lib/modules: when the distribution has
+# no headers for the running kernel, its generic headers are merged into $OOMSCOPE_HEADERS_DIR and
+# used through BCC_KERNEL_SOURCE.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        exec sudo -E bash "$0" "$@"
+    fi
+    echo "setup.sh: needs root (BPF, cgroups, apt-get), and sudo is not installed" >&2
+    exit 1
+fi
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${OOMSCOPE_VENV:-/opt/oomscope/venv}"
+HEADERS_DIR="${OOMSCOPE_HEADERS_DIR:-/var/lib/oomscope/kernel-headers}"
+RELEASE="$(uname -r)"
+export DEBIAN_FRONTEND=noninteractive
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    if [ ! -f /var/lib/oomscope/.apt-updated ] || [ -n "${OOMSCOPE_APT_UPDATE:-}" ]; then
+        timeout 600 apt-get update -qq
+        mkdir -p /var/lib/oomscope && touch /var/lib/oomscope/.apt-updated
+    fi
+    log "installing ${missing[*]}"
+    timeout 1200 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_system_packages() {
+    command -v apt-get >/dev/null || { log "apt-get not found: only Debian/Ubuntu are supported by this script"; exit 1; }
+    apt_install python3 python3-venv python3-bpfcc
+}
+
+install_headers() {
+    if [ -d "/lib/modules/$RELEASE/build/include" ]; then
+        return 0
+    fi
+    # The exact headers, where the distribution has them.
+    if apt-cache show "linux-headers-$RELEASE" >/dev/null 2>&1 || { timeout 600 apt-get update -qq && apt-cache show "linux-headers-$RELEASE" >/dev/null 2>&1; }; then
+        apt_install "linux-headers-$RELEASE"
+        [ -d "/lib/modules/$RELEASE/build/include" ] && return 0
+    fi
+    # Otherwise the distribution's generic headers, merged into oomscope's own directory:
+    # the -common tree first, then the architecture tree over it.
+    local arch
+    arch="$(dpkg --print-architecture)"
+    apt_install "linux-headers-$arch"
+    local archdir common version target
+    archdir="$(ls -d /usr/src/linux-headers-*-"$arch" 2>/dev/null | sort -V | tail -n 1)"
+    [ -n "$archdir" ] || { log "no /usr/src/linux-headers-*-$arch after installing linux-headers-$arch"; exit 1; }
+    version="$(basename "$archdir")"
+    common="${archdir%-"$arch"}-common"
+    target="$HEADERS_DIR/${version#linux-headers-}"
+    if [ ! -f "$target/.complete" ]; then
+        rm -rf "$target"
+        mkdir -p "$target"
+        [ -d "$common" ] && cp -rs "$common/." "$target/"
+        cp -rsf "$archdir/." "$target/"
+        touch "$target/.complete"
+    fi
+    log "warning: no kernel headers for $RELEASE; BPF programs compile against ${version#linux-headers-} headers in $target (BCC_KERNEL_SOURCE)"
+}
+
+mount_tracefs() {
+    if [ ! -d /sys/kernel/tracing/events ] && [ ! -d /sys/kernel/debug/tracing/events ]; then
+        mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || log "warning: could not mount tracefs"
+    fi
+}
+
+install_venv() {
+    # A virtualenv made from the distribution's python3 with --system-site-packages sees the
+    # distribution's bcc (the PyPI package called "bcc" is an unrelated project).
+    if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import bcc' 2>/dev/null; then
+        rm -rf "$VENV"
+        mkdir -p "$(dirname "$VENV")"
+        /usr/bin/python3 -m venv --system-site-packages "$VENV"
+    fi
+    local extra=""
+    [ "${1:-}" = "test" ] && extra="[test]"
+    timeout 900 "$VENV/bin/pip" install -q --disable-pip-version-check -e "$HERE$extra" 2>&1 \
+        | grep -v -e "is ignored: it is neither a file nor a directory" >&2 || true
+    "$VENV/bin/python" -c 'import oomscope.cli' || { log "the oomscope package did not install"; exit 1; }
+    ln -sf "$VENV/bin/oomscope" /usr/local/bin/oomscope
+}
+
+main() {
+    local what="${1:-install}"
+    case "$what" in install|demo|test) ;; *) echo "usage: $0 [install|demo|test]" >&2; exit 2;; esac
+    install_system_packages
+    install_headers
+    mount_tracefs
+    install_venv "$what"
+    case "$what" in
+        install)
+            log "done: run 'sudo oomscope doctor', then 'sudo oomscope record --output /var/lib/oomscope/kills'" ;;
+        demo)
+            exec "$VENV/bin/oomscope" record --lab anon --output "${OOMSCOPE_DEMO_OUTPUT:-$HERE/oomscope-demo}" ;;
+        test)
+            cd "$HERE"
+            exec "$VENV/bin/python" -m pytest -q -rs -p no:cacheprovider tests ;;
+    esac
+}
+
+main "$@"
