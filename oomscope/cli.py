@@ -1,1 +1,159 @@
-def main(): pass
+"""The ``oomscope`` command: one small function per subcommand, no logic of its own.
+
+Only here do errors become a one-line message and an exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import List, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from .errors import CaptureError, OomscopeError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="OOM-kill forensics: what a cgroup's memory was made of when the kernel killed a process.",
+)
+
+
+def _fail(exc: OomscopeError) -> "typer.Exit":
+    typer.echo(f"oomscope: error: {exc}", err=True)
+    return typer.Exit(exc.exit_code)
+
+
+@app.command()
+def record(
+    output: Annotated[str, typer.Option("--output", "-o", help="folder for one sub-folder per kill")] = "oomscope-kills",
+    duration: Annotated[Optional[float], typer.Option(help="stop after this many seconds (default: until SIGINT/SIGTERM)")] = None,
+    cgroup: Annotated[Optional[str], typer.Option(help="only kills in this memory cgroup and below, e.g. /kubepods")] = None,
+    lab: Annotated[Optional[str], typer.Option(help="run this lab scenario while recording, then stop (e.g. anon)")] = None,
+    lab_limit: Annotated[str, typer.Option(help="memory limit of the lab's sandbox cgroup")] = "64M",
+) -> None:
+    """Record every OOM kill: a capture.json and a postmortem.html per kill."""
+    from .lab import run_scenario
+    from .record.collector import Collector, RecordOptions, install_signal_handlers
+    from .report.render import render_html
+    from .units import parse_size
+
+    try:
+        if os.geteuid() != 0:
+            raise OomscopeError("record needs root (BPF, tracefs, /dev/kmsg): run it with sudo")
+        limit = parse_size(lab_limit)
+        collector = Collector(RecordOptions(output=output, duration_s=duration, cgroup=cgroup), render_html, sys.stdout, sys.stderr)
+        install_signal_handlers(collector)
+        typer.echo(collector.describe(), err=True)
+        until = None
+        lab_state = {}
+        if lab is not None:
+            def run_lab() -> None:
+                try:
+                    lab_state["run"] = run_scenario(lab, limit_bytes=limit)
+                except OomscopeError as exc:
+                    lab_state["error"] = exc
+                finally:
+                    lab_state["done"] = True
+
+            thread = threading.Thread(target=run_lab, name="lab", daemon=True)
+            thread.start()
+            until = lambda: lab_state.get("done", False)  # noqa: E731
+        recorded = collector.run(until=until)
+        if "error" in lab_state:
+            raise lab_state["error"]
+        if lab is not None:
+            run = lab_state.get("run")
+            mine = [k for k in recorded if run is not None and k.capture.cgroup.oom_memcg == run.cgroup]
+            if not mine:
+                raise OomscopeError(f"the lab scenario {lab!r} ended without a recorded kill (workload exit code {run.returncode if run else '?'})")
+            typer.echo(f"post-mortem: {os.path.abspath(mine[-1].html_path or mine[-1].capture_path)}")
+        else:
+            typer.echo(f"{len(recorded)} kill(s) recorded in {os.path.abspath(output)}", err=True)
+    except OomscopeError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def report(
+    capture: Annotated[str, typer.Argument(help="a capture.json written by record or import")],
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="where to write (default: beside the capture)")] = None,
+) -> None:
+    """Render the post-mortem of a capture (no root, no BPF needed)."""
+    from .model import Capture
+    from .record.writer import atomic_write
+    from .report.render import render_html
+
+    try:
+        try:
+            with open(capture, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CaptureError(f"cannot read {capture}: {getattr(exc, 'strerror', None) or exc}") from None
+        cap = Capture.from_json(text)
+        html = render_html(cap)
+        dest = output or os.path.join(os.path.dirname(os.path.abspath(capture)), "postmortem.html")
+        try:
+            atomic_write(dest, html)
+        except OSError as exc:
+            raise OomscopeError(f"cannot write {dest}: {exc.strerror}") from None
+        typer.echo(dest)
+    except OomscopeError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def lab(
+    scenario: Annotated[str, typer.Argument(help="anon or sidecar")],
+    limit: Annotated[str, typer.Option(help="memory limit of the sandbox cgroup")] = "64M",
+    timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 60.0,
+) -> None:
+    """Make a real OOM kill in a sandbox cgroup (run `record` alongside to get its post-mortem)."""
+    from .lab import run_scenario
+    from .units import parse_size
+
+    try:
+        run = run_scenario(scenario, limit_bytes=parse_size(limit), timeout_s=timeout)
+        outcome = "killed by the kernel (SIGKILL)" if run.killed else f"not killed (exit code {run.returncode})"
+        typer.echo(f"{scenario}: pid {run.main_pid} in {run.cgroup} with limit {run.limit_bytes} bytes: {outcome}")
+        if not run.killed:
+            raise typer.Exit(1)
+    except OomscopeError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def doctor(
+    no_load: Annotated[bool, typer.Option("--no-load", help="skip compiling and attaching the BPF programs")] = False,
+) -> None:
+    """Check that record can run here; print what is missing and the command that fixes it."""
+    from .doctor import record_can_run, run_checks
+
+    checks = run_checks(load_probe=not no_load)
+    for c in checks:
+        mark = "ok " if c.ok else ("MISSING" if c.required else "note")
+        line = f"[{mark:>7}] {c.name}: {c.detail}"
+        if not c.ok and c.fix:
+            line += f"  -> fix: {c.fix}"
+        typer.echo(line)
+    ok = record_can_run(checks)
+    typer.echo("record can run here" if ok else "record cannot run here yet")
+    raise typer.Exit(0 if ok else 1)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    try:
+        app(args=argv, prog_name="oomscope")
+    except KeyboardInterrupt:
+        sys.stderr.write("oomscope: interrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # never a traceback for the user; OOMSCOPE_DEBUG=1 shows it
+        if os.environ.get("OOMSCOPE_DEBUG"):
+            raise
+        sys.stderr.write(f"oomscope: internal error: {type(exc).__name__}: {exc}\n")
+        sys.exit(70)

@@ -1,0 +1,233 @@
+"""What the cgroup's charge was made of at the kill, and why the victim's RSS was less.
+
+Capture in, plain result out; pandas stays in here. The same categories for cgroup v1 and v2:
+
+- v1 memory.stat (mm/memcontrol-v1.c, memcg1_stat_format): ``rss`` is anonymous memory (with
+  ``rss_huge``, anon THP), ``cache`` is page cache *including* ``shmem``; kernel memory is not in
+  memory.stat at all, only in the ``kmem: usage`` line / memory.kmem.usage_in_bytes, which v1
+  charges to the memory counter as well. Hierarchical figures are the ``total_*`` keys.
+- v2 memory.stat (mm/memcontrol.c, memory_stat_format) is hierarchical: ``anon``, ``file``
+  (including ``shmem``), ``kernel`` (6.x: slab, stacks, page tables, percpu, vmalloc, ...),
+  ``sock``, with THP as ``anon_thp``/``file_thp``/``shmem_thp``.
+Whatever usage is not explained by the categories is shown as ``unexplained``, never hidden.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import pandas as pd
+
+from ..model import Capture
+
+# The fixed vocabulary of categories (also used by later verdicts).
+CATEGORY_LABELS = {
+    "anon": "Anonymous memory (heap, stacks)",
+    "file": "Page cache (files)",
+    "shmem": "Shared memory / tmpfs",
+    "slab": "Slab (inodes, dentries, kernel objects)",
+    "kernel_stack": "Kernel stacks",
+    "pagetables": "Page tables",
+    "percpu": "Per-CPU kernel memory",
+    "vmalloc": "vmalloc",
+    "kernel": "Kernel memory (kmem)",
+    "sock": "Socket buffers",
+    "zswap": "zswap",
+    "unexplained": "Not explained by memory.stat",
+}
+
+
+@dataclass
+class Category:
+    key: str
+    label: str
+    bytes: int
+    share_of_usage: Optional[float]
+
+
+@dataclass
+class Detail:
+    """A figure that is part of a category (THP, mapped, dirty, ...)."""
+
+    key: str
+    label: str
+    bytes: int
+    of: str
+
+
+@dataclass
+class ReconciliationPart:
+    key: str
+    label: str
+    bytes: int
+    explanation: str
+
+
+@dataclass
+class Analysis:
+    cgroup_version: Optional[int]
+    usage_bytes: Optional[int]
+    limit_bytes: Optional[int]
+    source: str
+    categories: List[Category] = field(default_factory=list)
+    details: List[Detail] = field(default_factory=list)
+    swap_bytes: Optional[int] = None
+    victim_rss_bytes: Optional[int] = None
+    gap_bytes: Optional[int] = None
+    reconciliation: List[ReconciliationPart] = field(default_factory=list)
+    others_rss_bytes: int = 0
+    top_categories: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+
+def _get(stat: Dict[str, int], *keys: str) -> Optional[int]:
+    for k in keys:
+        if k in stat:
+            return stat[k]
+    return None
+
+
+def _categories_v1(stat: Dict[str, int], kmem: Optional[int], notes: List[str]) -> Dict[str, int]:
+    anon = _get(stat, "total_rss", "rss") or 0
+    cache = _get(stat, "total_cache", "cache") or 0
+    shmem = _get(stat, "total_shmem", "shmem") or 0
+    cats = {"anon": anon, "file": max(0, cache - shmem), "shmem": shmem}
+    if kmem is not None:
+        cats["kernel"] = kmem
+    else:
+        notes.append("cgroup v1 memory.stat has no kernel memory (slab, stacks, page tables): "
+                     "the kmem counter was not available, so it is part of 'unexplained'.")
+    return cats
+
+
+def _categories_v2(stat: Dict[str, int]) -> Dict[str, int]:
+    shmem = stat.get("shmem", 0)
+    cats = {
+        "anon": stat.get("anon", 0),
+        "file": max(0, stat.get("file", 0) - shmem),
+        "shmem": shmem,
+    }
+    slab = stat.get("slab_reclaimable", 0) + stat.get("slab_unreclaimable", 0)
+    if not slab:
+        slab = stat.get("slab", 0)
+    kparts = {
+        "slab": slab,
+        "kernel_stack": stat.get("kernel_stack", 0),
+        "pagetables": stat.get("pagetables", 0) + stat.get("sec_pagetables", 0),
+        "percpu": stat.get("percpu", 0),
+        "vmalloc": stat.get("vmalloc", 0),
+    }
+    cats.update(kparts)
+    if "kernel" in stat:
+        cats["kernel"] = max(0, stat["kernel"] - sum(kparts.values()))
+    cats["sock"] = stat.get("sock", 0)
+    if "zswap" in stat:
+        cats["zswap"] = stat["zswap"]
+    return cats
+
+
+def _details(stat: Dict[str, int], version: Optional[int]) -> List[Detail]:
+    if version == 1:
+        keys = [("total_rss_huge", "rss_huge", "Anonymous THP", "anon"),
+                ("total_mapped_file", "mapped_file", "Mapped by processes", "file"),
+                ("total_dirty", "dirty", "Dirty (waiting for writeback)", "file"),
+                ("total_writeback", "writeback", "Under writeback", "file"),
+                ("total_unevictable", "unevictable", "Unevictable", "file")]
+        out = []
+        for hier, local, label, of in keys:
+            v = _get(stat, hier, local)
+            if v:
+                out.append(Detail(local, label, v, of))
+        return out
+    keys = [("anon_thp", "Anonymous THP", "anon"), ("file_thp", "File THP", "file"),
+            ("shmem_thp", "Shared-memory THP", "shmem"), ("file_mapped", "Mapped by processes", "file"),
+            ("file_dirty", "Dirty (waiting for writeback)", "file"), ("file_writeback", "Under writeback", "file"),
+            ("unevictable", "Unevictable", "file"), ("slab_reclaimable", "Slab, reclaimable", "slab"),
+            ("slab_unreclaimable", "Slab, unreclaimable", "slab")]
+    return [Detail(k, label, stat[k], of) for k, label, of in keys if stat.get(k)]
+
+
+def analyse(capture: Capture) -> Analysis:
+    ak = capture.at_kill
+    version = capture.cgroup.version or capture.host.cgroup_version
+    a = Analysis(cgroup_version=version, usage_bytes=ak.usage_bytes, limit_bytes=ak.limit_bytes, source=ak.source)
+    stat = ak.memory_stat
+    if not stat:
+        a.notes.append("No memory.stat at the kill: the charge cannot be broken down.")
+    else:
+        if version == 2 or "anon" in stat:
+            cats = _categories_v2(stat)
+        else:
+            cats = _categories_v1(stat, ak.kmem_usage_bytes, a.notes)
+        df = pd.DataFrame({"key": list(cats), "bytes": list(cats.values())})
+        explained = int(df["bytes"].sum())
+        if ak.usage_bytes is not None:
+            rest = ak.usage_bytes - explained
+            df = pd.concat([df, pd.DataFrame({"key": ["unexplained"], "bytes": [rest]})], ignore_index=True)
+        df = df[df["bytes"] != 0]
+        if ak.usage_bytes:
+            df = df.assign(share=df["bytes"] / ak.usage_bytes)
+        else:
+            df = df.assign(share=None)
+        df = df.sort_values("bytes", ascending=False, kind="stable")
+        a.categories = [Category(r.key, CATEGORY_LABELS.get(r.key, r.key), int(r.bytes),
+                                 None if pd.isna(r.share) else float(r.share)) for r in df.itertuples()]
+        a.details = _details(stat, version)
+        big = [c for c in a.categories if c.key != "unexplained" and c.bytes > 0]
+        if big:
+            a.top_categories = [big[0].key] + [c.key for c in big[1:2] if c.bytes >= 0.25 * big[0].bytes]
+        swap = _get(stat, "total_swap", "swap") if version == 1 else None
+        a.swap_bytes = ak.swap_usage_bytes if ak.swap_usage_bytes is not None else swap
+
+    _reconcile(capture, a, stat, version)
+    return a
+
+
+def _reconcile(capture: Capture, a: Analysis, stat: Dict[str, int], version: Optional[int]) -> None:
+    """The victim's own RSS (what per-process monitoring shows) against the cgroup's charge."""
+    v = capture.victim
+    a.victim_rss_bytes = v.rss_bytes
+    tasks = pd.DataFrame([
+        {"pid": t.pid, "victim": t.is_victim, "rss": t.rss_bytes or 0,
+         "anon": t.rss_anon_bytes, "file": t.rss_file_bytes, "shmem": t.rss_shmem_bytes}
+        for t in capture.tasks
+    ])
+    others = tasks[~tasks["victim"]] if not tasks.empty else tasks
+    if not others.empty:
+        a.others_rss_bytes = int(others["rss"].sum())
+    if a.victim_rss_bytes is None or a.usage_bytes is None:
+        return
+    a.gap_bytes = a.usage_bytes - a.victim_rss_bytes
+    if a.gap_bytes <= 0:
+        return
+    cats = {c.key: c.bytes for c in a.categories}
+    parts: List[ReconciliationPart] = []
+    remaining = a.gap_bytes
+
+    def take(key: str, label: str, amount: int, why: str) -> None:
+        nonlocal remaining
+        amount = max(0, min(int(amount), remaining))
+        if amount > 0:
+            parts.append(ReconciliationPart(key, label, amount, why))
+            remaining -= amount
+
+    if not others.empty:
+        others_anon = others["anon"].fillna(others["rss"]).sum() if others["anon"].notna().any() else others["rss"].sum()
+        n = len(others)
+        take("other_processes", f"Other processes in the cgroup ({n})", others_anon,
+             "Their anonymous memory is charged to the same cgroup; the victim's RSS does not include it.")
+    victim_file = v.file_rss_bytes or 0
+    others_file = int(others["file"].fillna(0).sum()) if not others.empty and "file" in others else 0
+    take("file", "Page cache not mapped by the victim", cats.get("file", 0) - victim_file - others_file,
+         "File pages in the page cache are charged to the cgroup that read or wrote them, mapped or not.")
+    take("shmem", "Shared memory / tmpfs not in the victim's RSS", cats.get("shmem", 0) - (v.shmem_rss_bytes or 0),
+         "tmpfs and shared memory stay charged while the files exist, even when no process maps them.")
+    kernel = sum(cats.get(k, 0) for k in ("slab", "kernel_stack", "pagetables", "percpu", "vmalloc", "kernel"))
+    take("kernel", "Kernel memory (slab, stacks, page tables)", kernel,
+         "Kernel objects allocated on behalf of the cgroup's tasks are charged to it and are invisible in RSS.")
+    take("sock", "Socket buffers", cats.get("sock", 0), "Network buffers of the cgroup's sockets.")
+    if remaining > 0:
+        parts.append(ReconciliationPart("rest", "Not attributed", remaining,
+                                        "Counter skew between the report's lines, and memory freed or charged while it was printed."))
+    a.reconciliation = parts

@@ -1,0 +1,85 @@
+"""Lab scenarios: a real OOM kill in a sandbox cgroup that oomscope makes and removes.
+
+Sandbox cgroups are named ``oomscope-lab-<scenario>-<pid>-<random>`` directly under the root of
+the memory hierarchy, always have a limit, and are removed (killing only the tasks inside them)
+even when the workload fails.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from .errors import CgroupError, OomscopeError
+from .kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup
+from .workloads import SCENARIOS
+
+SANDBOX_PREFIX = "oomscope-lab-"
+DESCRIPTIONS = {
+    "anon": "one process touches anonymous memory until the kernel kills it",
+    "sidecar": "a main process and a helper both allocate; the victim's RSS is far below the charge",
+}
+
+
+@dataclass
+class LabRun:
+    scenario: str
+    cgroup: str  # the kernel's path, "/oomscope-lab-..."
+    fs_path: str
+    limit_bytes: int
+    main_pid: Optional[int] = None
+    returncode: Optional[int] = None
+    killed: bool = False
+    stderr: str = ""
+    pids_seen: List[int] = field(default_factory=list)
+
+
+def sandbox_name(scenario: str) -> str:
+    return f"/{SANDBOX_PREFIX}{scenario}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def run_scenario(
+    scenario: str,
+    limit_bytes: int = 64 << 20,
+    timeout_s: float = 60.0,
+    hier: Optional[MemoryHierarchy] = None,
+    cgroup: Optional[str] = None,
+    on_started=None,
+) -> LabRun:
+    if scenario not in SCENARIOS:
+        raise OomscopeError(f"unknown lab scenario {scenario!r} (known: {', '.join(sorted(SCENARIOS))})")
+    if os.geteuid() != 0:
+        raise CgroupError("the lab creates a cgroup: run it as root (sudo)")
+    hier = hier or MemoryHierarchy.detect()
+    cgroup = cgroup or sandbox_name(scenario)
+    path = create_cgroup(hier, cgroup, limit_bytes)
+    run = LabRun(scenario=scenario, cgroup=cgroup, fs_path=path, limit_bytes=limit_bytes)
+    try:
+        # Join the cgroup before exec, so that everything the workload ever touches is charged
+        # there (cgroup v1 does not move a task's earlier charges when it changes cgroup).
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -m oomscope.workloads "$3" "$4"', "oomscope-lab",
+             os.path.join(path, "cgroup.procs"), sys.executable, scenario, str(limit_bytes)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        run.main_pid = proc.pid
+        if on_started is not None:
+            on_started(run)
+        try:
+            _out, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _out, err = proc.communicate()
+        run.returncode = proc.returncode
+        run.killed = proc.returncode == -9
+        run.stderr = (err or b"").decode("utf-8", "replace")[-2000:]
+        # Let the kernel's report reach the log before the cgroup goes away.
+        time.sleep(0.2)
+    finally:
+        remove_cgroup(path)
+    return run

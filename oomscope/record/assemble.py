@@ -1,0 +1,263 @@
+"""Builds a Capture from the parts of one kill. Pure: every input is passed in.
+
+Each cgroup figure keeps its provenance (kernel report, last sample, after the kill); ``at_kill``
+is the best of them (model.choose_at_kill).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from .. import __version__
+from ..kernel.cgroupfs import limit_or_none
+from ..kernel.kmsg import OomReport
+from ..model import (
+    SOURCE_BPF,
+    SOURCE_KERNEL_REPORT,
+    SOURCE_NONE,
+    Capture,
+    CgroupInfo,
+    CgroupState,
+    Host,
+    KernelReportInfo,
+    Task,
+    Times,
+    Trigger,
+    Victim,
+    choose_at_kill,
+)
+from ..probes import OomEvent
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@dataclass
+class KillContext:
+    """What the collector knew around the kill, besides the event and the report."""
+
+    cgroup_version: Optional[int] = None
+    host: Host = field(default_factory=Host)
+    clock_offset_ns: int = 0  # wall clock minus CLOCK_MONOTONIC
+    #: task_memcg when the report does not say: (path, how it was learnt)
+    task_memcg_guess: Optional[Tuple[str, str]] = None
+    #: the limited ancestor of the guessed task_memcg (the cgroup that can OOM)
+    oom_memcg_guess: Optional[str] = None
+    last_sample: Optional[CgroupState] = None
+    after_kill: Optional[CgroupState] = None
+    #: pid -> (comm, cmdline) known from before the kill
+    proc_info: Dict[int, Tuple[str, Optional[str]]] = field(default_factory=dict)
+    #: the cgroup's processes read from /proc after the kill (when the report has no tasks table)
+    live_tasks: List[Task] = field(default_factory=list)
+    reaped_ns: Optional[int] = None
+    duplicates: int = 0
+
+
+def state_from_report(rep: OomReport) -> Optional[CgroupState]:
+    if rep.memory is None and not rep.memory_stat:
+        return None
+    st = CgroupState(source=SOURCE_KERNEL_REPORT, cgroup=rep.stats_cgroup, memory_stat=dict(rep.memory_stat), age_ms=0.0)
+    if rep.memory is not None:
+        st.usage_bytes = rep.memory.usage_kb * 1024
+        st.limit_bytes = limit_or_none(rep.memory.limit_kb * 1024)
+        st.failcnt = rep.memory.failcnt
+    if rep.kmem is not None:
+        st.kmem_usage_bytes = rep.kmem.usage_kb * 1024
+    if rep.swap is not None:  # cgroup v2 prints swap on its own
+        st.swap_usage_bytes = rep.swap.usage_kb * 1024
+        st.swap_limit_bytes = limit_or_none(rep.swap.limit_kb * 1024)
+    elif rep.memsw is not None and rep.memory is not None:  # v1: memory+swap includes memory
+        st.swap_usage_bytes = max(0, rep.memsw.usage_kb - rep.memory.usage_kb) * 1024
+        memsw_limit = limit_or_none(rep.memsw.limit_kb * 1024)
+        if memsw_limit is not None and st.limit_bytes is not None:
+            st.swap_limit_bytes = max(0, memsw_limit - st.limit_bytes)
+    return st
+
+
+def tasks_from_report(rep: OomReport, victim_pid: int, proc_info: Dict[int, Tuple[str, Optional[str]]]) -> List[Task]:
+    def pages(row_values: Dict[str, int], key: str) -> Optional[int]:
+        v = row_values.get(key)
+        return v * PAGE_SIZE if v is not None else None
+
+    tasks = []
+    for row in rep.tasks:
+        v = row.values
+        info = proc_info.get(row.pid)
+        tasks.append(Task(
+            pid=row.pid,
+            comm=row.name,
+            tgid=v.get("tgid"),
+            uid=v.get("uid"),
+            total_vm_bytes=pages(v, "total_vm"),
+            rss_bytes=pages(v, "rss"),
+            rss_anon_bytes=pages(v, "rss_anon"),
+            rss_file_bytes=pages(v, "rss_file"),
+            rss_shmem_bytes=pages(v, "rss_shmem"),
+            pgtables_bytes=v.get("pgtables_bytes"),
+            swap_bytes=pages(v, "swapents"),
+            oom_score_adj=v.get("oom_score_adj"),
+            is_victim=row.pid == victim_pid,
+            cmdline=info[1] if info else None,
+            source=SOURCE_KERNEL_REPORT,
+        ))
+    return tasks
+
+
+def _kb(v: Optional[int]) -> Optional[int]:
+    return v * 1024 if v is not None else None
+
+
+def make_kill_id(wall: dt.datetime, pid: int) -> str:
+    return wall.strftime("%Y%m%dT%H%M%S.") + f"{wall.microsecond // 1000:03d}Z-pid{pid}"
+
+
+def build_capture(
+    pid: int,
+    event: Optional[OomEvent],
+    report: Optional[OomReport],
+    ctx: KillContext,
+    now_wall: Optional[dt.datetime] = None,
+) -> Capture:
+    notes: List[str] = []
+    killed = report.killed if report is not None else None
+
+    # --- the victim ---
+    if event is not None and event.anon_rss_kb is not None:
+        victim = Victim(
+            pid=pid, comm=event.victim_comm or (killed.comm if killed else ""), uid=event.uid,
+            oom_score_adj=event.oom_score_adj, total_vm_bytes=_kb(event.total_vm_kb),
+            anon_rss_bytes=_kb(event.anon_rss_kb), file_rss_bytes=_kb(event.file_rss_kb),
+            shmem_rss_bytes=_kb(event.shmem_rss_kb), pgtables_bytes=_kb(event.pgtables_kb), source=SOURCE_BPF,
+        )
+    elif killed is not None:
+        victim = Victim(
+            pid=pid, comm=killed.comm, uid=killed.uid, oom_score_adj=killed.oom_score_adj,
+            total_vm_bytes=_kb(killed.total_vm_kb), anon_rss_bytes=_kb(killed.anon_rss_kb),
+            file_rss_bytes=_kb(killed.file_rss_kb), shmem_rss_bytes=_kb(killed.shmem_rss_kb),
+            pgtables_bytes=_kb(killed.pgtables_kb), source=SOURCE_KERNEL_REPORT,
+        )
+        if event is not None and event.victim_comm:
+            victim.comm = event.victim_comm
+    else:
+        victim = Victim(pid=pid, comm=(event.victim_comm or "") if event else "")
+        notes.append("This kernel's oom:mark_victim carries only the pid and the kernel's report was not seen: the victim's memory is unknown.")
+    info = ctx.proc_info.get(pid)
+    if info is not None:
+        victim.cmdline = info[1]
+        if not victim.comm:
+            victim.comm = info[0]
+
+    # --- the trigger ---
+    if event is not None:
+        trigger = Trigger(pid=event.trigger_tgid, tid=event.trigger_tid, comm=event.trigger_comm, source=SOURCE_BPF)
+    elif report is not None and report.has_header:
+        trigger = Trigger(pid=report.trigger_pid, comm=report.trigger_comm or "", source=SOURCE_KERNEL_REPORT)
+    else:
+        trigger = Trigger()
+
+    # --- which cgroup ---
+    cg = CgroupInfo(version=ctx.cgroup_version)
+    summary = report.summary if report is not None else None
+    if summary is not None and (summary.oom_memcg or summary.task_memcg):
+        cg.oom_memcg, cg.task_memcg = summary.oom_memcg, summary.task_memcg
+        cg.constraint = summary.constraint
+        cg.source = SOURCE_KERNEL_REPORT
+    elif report is not None and report.stats_cgroup:
+        cg.oom_memcg = report.stats_cgroup
+        cg.source = SOURCE_KERNEL_REPORT
+    if summary is not None and summary.constraint:
+        cg.constraint = summary.constraint
+    if cg.task_memcg is None and ctx.task_memcg_guess is not None:
+        cg.task_memcg, how = ctx.task_memcg_guess
+        if cg.source == SOURCE_NONE:
+            cg.source = how
+    if cg.oom_memcg is None and ctx.oom_memcg_guess is not None:
+        cg.oom_memcg = ctx.oom_memcg_guess
+        notes.append("The kernel's report for this kill was not seen (rate-limited or lost): oom_memcg is the nearest "
+                     "cgroup with a memory limit above the victim's cgroup, as oomscope saw it.")
+    if cg.constraint is None and killed is not None and killed.message.startswith("Memory cgroup"):
+        cg.constraint = "CONSTRAINT_MEMCG"
+    if cg.task_memcg is None:
+        notes.append("The victim's cgroup is unknown: no kernel report, and the process was gone before oomscope could see its cgroup.")
+
+    # --- the state at the kill ---
+    sources: Dict[str, CgroupState] = {}
+    if report is not None:
+        st = state_from_report(report)
+        if st is not None:
+            sources[SOURCE_KERNEL_REPORT] = st
+    if ctx.last_sample is not None:
+        sources[ctx.last_sample.source] = ctx.last_sample
+    if ctx.after_kill is not None:
+        sources[ctx.after_kill.source] = ctx.after_kill
+    at_kill = choose_at_kill(sources)
+    if at_kill.source != SOURCE_KERNEL_REPORT:
+        if at_kill.source == SOURCE_NONE:
+            notes.append("No reading of the cgroup's memory exists for this kill.")
+        else:
+            notes.append(f"The kernel's OOM report was not available; the cgroup's state comes from {at_kill.source.replace('_', ' ')}"
+                         + (f" ({at_kill.age_ms:.0f} ms before the kill)." if at_kill.age_ms is not None and at_kill.age_ms >= 0 else "."))
+
+    # --- the processes ---
+    if report is not None and report.tasks:
+        tasks = tasks_from_report(report, pid, ctx.proc_info)
+    else:
+        tasks = list(ctx.live_tasks)
+        if not any(t.pid == pid for t in tasks):
+            tasks.insert(0, Task(
+                pid=pid, comm=victim.comm, uid=victim.uid, total_vm_bytes=victim.total_vm_bytes,
+                rss_bytes=victim.rss_bytes, rss_anon_bytes=victim.anon_rss_bytes, rss_file_bytes=victim.file_rss_bytes,
+                rss_shmem_bytes=victim.shmem_rss_bytes, pgtables_bytes=victim.pgtables_bytes,
+                oom_score_adj=victim.oom_score_adj, is_victim=True, cmdline=victim.cmdline, source=victim.source,
+            ))
+        for t in tasks:
+            t.is_victim = t.pid == pid
+        if report is None or not report.tasks:
+            notes.append("The kernel's tasks table was not available: other processes are listed as /proc showed them after the kill.")
+
+    # --- times ---
+    kill_ns = event.ts_ns if event is not None else (report.killed_usec * 1000 if report and report.killed_usec else None)
+    now_wall = now_wall or dt.datetime.now(dt.timezone.utc)
+    if kill_ns is not None:
+        wall = dt.datetime.fromtimestamp((kill_ns + ctx.clock_offset_ns) / 1e9, dt.timezone.utc)
+    else:
+        wall = now_wall
+    times = Times(
+        kill_wall=wall.isoformat(timespec="milliseconds"),
+        kill_monotonic_ns=kill_ns,
+        kernel_report_usec=report.killed_usec if report is not None else None,
+        captured_wall=now_wall.isoformat(timespec="milliseconds"),
+    )
+
+    kr = KernelReportInfo()
+    if report is not None:
+        kr = KernelReportInfo(
+            present=report.has_header, killed_line_seen=killed is not None, gfp_mask=report.gfp_mask,
+            order=report.order, message=killed.message if killed else None,
+            group_kill=report.group_kill_cgroup is not None or ctx.duplicates > 0,
+            first_seq=report.first_seq, last_seq=report.last_seq, lines=list(report.lines),
+        )
+        if not report.has_header:
+            notes.append("The kernel printed only the 'Killed process' line for this kill: its full report was rate-limited "
+                         "(oom_rs in mm/oom_kill.c: 10 reports per 5 s).")
+    else:
+        notes.append("The kernel's log for this kill was not seen (the /dev/kmsg reader fell behind or the log wrapped).")
+    if ctx.reaped_ns is not None and kill_ns is not None:
+        notes.append(f"The oom_reaper finished reclaiming the victim's memory {(ctx.reaped_ns - kill_ns) / 1e6:.1f} ms after the kill.")
+
+    return Capture(
+        kill_id=make_kill_id(wall, pid),
+        oomscope_version=__version__,
+        times=times,
+        victim=victim,
+        trigger=trigger,
+        cgroup=cg,
+        at_kill=at_kill,
+        at_kill_sources=sources,
+        tasks=tasks,
+        host=ctx.host,
+        kernel_report=kr,
+        notes=notes,
+    )

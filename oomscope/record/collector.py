@@ -1,0 +1,215 @@
+"""The collector behind ``oomscope record``.
+
+One thread samples cgroupfs (sampler.Sampler); the main loop polls the BPF perf buffer and
+/dev/kmsg, joins the two records of each kill (joiner.KillJoiner), and writes a capture and a
+post-mortem per kill. Stops on SIGINT/SIGTERM, at ``duration``, or when ``until()`` says so; kills
+still pending then are written before it returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import signal
+import threading
+import time
+from typing import Callable, List, Optional, TextIO
+
+from ..errors import EnvironmentProblem
+from ..kernel import procfs
+from ..kernel.cgroupfs import MemoryHierarchy
+from ..kernel.kmsg import KmsgReader, OomReportParser
+from ..model import SOURCE_AFTER_KILL, Capture
+from ..probes import EV_MARK_VICTIM, OomEvent, OomProbes
+from .assemble import KillContext, build_capture
+from .joiner import KillJoiner, PendingKill
+from .sampler import Sampler, clock_offset_ns
+from .writer import write_kill
+
+
+@dataclasses.dataclass
+class RecordedKill:
+    capture: Capture
+    capture_path: str
+    html_path: Optional[str]
+
+
+@dataclasses.dataclass
+class RecordOptions:
+    output: str
+    duration_s: Optional[float] = None
+    cgroup: Optional[str] = None  # only kills within this cgroup (and only it is sampled)
+    sample_interval_s: float = 0.5
+
+
+def _within(path: Optional[str], top: str) -> bool:
+    if path is None:
+        return True  # unknown: keep it, the capture says it is unknown
+    return top == "/" or path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def terminal_safe(text: str) -> str:
+    """Process and cgroup names are chosen by whoever runs the workload: no control bytes to a tty."""
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
+def _mib(v: Optional[int]) -> str:
+    return "?" if v is None else f"{v / 1048576:.1f}MiB"
+
+
+class Collector:
+    def __init__(
+        self,
+        opts: RecordOptions,
+        render_html: Callable[[Capture], str],
+        out: TextIO,
+        err: TextIO,
+    ):
+        self.opts = opts
+        self.render_html = render_html
+        self.out = out
+        self.err = err
+        self.stop = threading.Event()
+        self.recorded: List[RecordedKill] = []
+        self.hier = MemoryHierarchy.detect()
+        if opts.cgroup is not None and not self.hier.exists(opts.cgroup):
+            raise EnvironmentProblem(f"no such memory cgroup: {opts.cgroup}")
+        self.sampler = Sampler(self.hier, top=opts.cgroup or "/", interval_s=opts.sample_interval_s)
+        self.joiner = KillJoiner()
+        self.parser = OomReportParser()
+        self.host = procfs.read_host(self.hier.version)
+        self.clock_offset = clock_offset_ns()
+        self._events: List[OomEvent] = []
+        try:
+            self.kmsg: Optional[KmsgReader] = KmsgReader()
+        except OSError as exc:
+            self.kmsg = None
+            self.err.write(f"oomscope: warning: cannot read /dev/kmsg ({exc.strerror}); captures will lack the kernel's report\n")
+        self.probes = OomProbes(self._events.append)
+
+    def describe(self) -> str:
+        return (f"recording OOM kills: cgroup v{self.hier.version} at {self.hier.root}, "
+                f"BPF on oom:mark_victim ({self.probes.headers.how}), output {self.opts.output}")
+
+    def request_stop(self, *_args) -> None:
+        self.stop.set()
+
+    def run(self, until: Optional[Callable[[], bool]] = None) -> List[RecordedKill]:
+        sampler_thread = threading.Thread(target=self.sampler.run, args=(self.stop,), name="sampler", daemon=True)
+        sampler_thread.start()
+        deadline = time.monotonic() + self.opts.duration_s if self.opts.duration_s else None
+        try:
+            while not self.stop.is_set():
+                self.probes.poll(50)
+                self._drain()
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                if until is not None and until():
+                    break
+            # Give a kill in flight its kernel report, then write what is pending.
+            end = time.monotonic() + 0.3
+            while time.monotonic() < end:
+                self.probes.poll(50)
+                self._drain()
+            self._drain(flush=True)
+        finally:
+            self.stop.set()
+            sampler_thread.join(timeout=5)
+            self.probes.close()
+            if self.kmsg is not None:
+                self.kmsg.close()
+        return self.recorded
+
+    def _drain(self, flush: bool = False) -> None:
+        now = time.monotonic_ns()
+        events, self._events[:] = list(self._events), []
+        for ev in events:
+            kill = self.joiner.add_event(ev, now)
+            if kill is not None and ev.kind == EV_MARK_VICTIM and kill.proc_cgroup is None:
+                # Race the exit: a task that has exited reads as "/" (treated as unknown).
+                kill.proc_cgroup = procfs.read_memory_cgroup(ev.victim_pid, self.hier.version)
+                kill.proc_cmdline = procfs.read_cmdline(ev.victim_pid) or None
+        if self.kmsg is not None:
+            for rec in self.kmsg.read_available():
+                for rep in self.parser.feed(rec):
+                    self.joiner.add_report(rep, now)
+        for kill in self.joiner.ready(now, flush=flush):
+            try:
+                self._write(kill)
+            except OSError as exc:  # a full disk must not stop the collector
+                self.err.write(f"oomscope: error: could not write the capture of pid {kill.pid}: {exc}\n")
+
+    def _context(self, kill: PendingKill) -> KillContext:
+        ctx = KillContext(cgroup_version=self.hier.version, host=self.host, clock_offset_ns=self.clock_offset,
+                          reaped_ns=kill.reaped_ns, duplicates=kill.duplicates)
+        rep = kill.report
+        summary = rep.summary if rep is not None else None
+        task_memcg = summary.task_memcg if summary is not None else None
+        oom_memcg = (summary.oom_memcg if summary is not None else None) or (rep.stats_cgroup if rep else None)
+        if task_memcg is None:
+            if kill.proc_cgroup is not None:
+                ctx.task_memcg_guess = (kill.proc_cgroup, "proc_read")
+            else:
+                scanned = self.sampler.cgroup_of_pid(kill.pid)
+                if scanned is not None:
+                    ctx.task_memcg_guess = (scanned, "sampler_scan")
+            if ctx.task_memcg_guess is not None:
+                task_memcg = ctx.task_memcg_guess[0]
+        if oom_memcg is None and task_memcg is not None:
+            oom_memcg = self.sampler.limited_ancestor(task_memcg)
+            ctx.oom_memcg_guess = oom_memcg
+        kill_ns = kill.kill_ns or time.monotonic_ns()
+        if oom_memcg is not None:
+            sample = self.sampler.latest_before(oom_memcg, kill_ns)
+            if sample is not None:
+                ctx.last_sample = dataclasses.replace(sample.state, age_ms=(kill_ns - sample.t_ns) / 1e6)
+            after = self.hier.read_state(oom_memcg, SOURCE_AFTER_KILL)
+            if after is not None:
+                after.age_ms = (kill_ns - time.monotonic_ns()) / 1e6  # negative: read after the kill
+                ctx.after_kill = after
+        # Command lines: the sampler's, when the comm it saw is still the comm at the kill (an
+        # exec or a rename since makes it stale); else /proc now (the victim's read on the event).
+        comms = {t.pid: t.name for t in rep.tasks} if rep is not None else {}
+        victim_comm = (kill.event.victim_comm if kill.event else None) or (rep.killed.comm if rep and rep.killed else None)
+        if victim_comm:
+            comms[kill.pid] = victim_comm
+        for pid, comm in comms.items():
+            info = self.sampler.proc_info(pid)
+            if info is not None and info[0] == comm and info[1]:
+                ctx.proc_info[pid] = info
+            elif pid == kill.pid and kill.proc_cmdline:
+                ctx.proc_info[pid] = (comm, kill.proc_cmdline)
+            elif pid != kill.pid:
+                cmdline = procfs.read_cmdline(pid)
+                if cmdline:
+                    ctx.proc_info[pid] = (comm, cmdline)
+        if (rep is None or not rep.tasks) and task_memcg is not None:
+            for pid in self.hier.procs(task_memcg):
+                t = procfs.read_task(pid, SOURCE_AFTER_KILL)
+                if t is not None:
+                    ctx.live_tasks.append(t)
+        return ctx
+
+    def _write(self, kill: PendingKill) -> None:
+        ctx = self._context(kill)
+        capture = build_capture(kill.pid, kill.event, kill.report, ctx, dt.datetime.now(dt.timezone.utc))
+        if self.opts.cgroup is not None and not (
+            _within(capture.cgroup.task_memcg, self.opts.cgroup) or _within(capture.cgroup.oom_memcg, self.opts.cgroup)
+        ):
+            return
+        capture_path, html_path, render_error = write_kill(self.opts.output, capture, self.render_html)
+        self.recorded.append(RecordedKill(capture, capture_path, html_path))
+        c = capture
+        line = (f"{c.times.kill_wall} kill pid={c.victim.pid} comm={terminal_safe(c.victim.comm)!r} "
+                f"memcg={terminal_safe(c.cgroup.oom_memcg or '?')} usage={_mib(c.at_kill.usage_bytes)} "
+                f"limit={_mib(c.at_kill.limit_bytes)} state={c.at_kill.source} -> {html_path or capture_path}")
+        self.out.write(line + "\n")
+        self.out.flush()
+        if render_error:
+            self.err.write(f"oomscope: error: post-mortem not rendered ({render_error}); the capture is at {capture_path}\n")
+
+
+def install_signal_handlers(collector: Collector) -> None:
+    signal.signal(signal.SIGINT, collector.request_stop)
+    signal.signal(signal.SIGTERM, collector.request_stop)
+

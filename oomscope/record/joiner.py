@@ -1,0 +1,115 @@
+"""Joins the two records of one kill: the BPF ``oom:mark_victim`` event and the kernel's report.
+
+Either may come alone: the kernel rate-limits its report (only the ``Killed process`` line is
+always printed), a /dev/kmsg reader that falls behind loses records (EPIPE), and a perf buffer
+can drop events in a storm. A kill is *ready* when both parts are in, or when the missing part
+has had its time to arrive. Matching is by victim pid, nearest in time: bpf_ktime_get_ns() and
+the printk clock agree to a few ms here (measured: event 411348566 us, Killed line 411350580 us).
+Pure logic: no I/O, times passed in, so it is unit-tested directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from ..kernel.kmsg import OomReport
+from ..probes import EV_MARK_VICTIM, EV_REAP_FINISHED, OomEvent
+
+MATCH_WINDOW_NS = 10_000_000_000  # a report and an event of the same pid this close are one kill
+
+
+@dataclass
+class PendingKill:
+    pid: int
+    first_seen_ns: int  # CLOCK_MONOTONIC when the first part reached us
+    event: Optional[OomEvent] = None
+    report: Optional[OomReport] = None
+    proc_cgroup: Optional[str] = None  # /proc/<pid>/cgroup read as soon as the event arrived
+    proc_cmdline: Optional[str] = None  # /proc/<pid>/cmdline read then (empty once the mm is gone)
+    reaped_ns: Optional[int] = None
+    duplicates: int = 0  # extra Killed lines for this pid (a memory.oom.group kill repeats it)
+
+    @property
+    def kill_ns(self) -> Optional[int]:
+        if self.event is not None:
+            return self.event.ts_ns
+        if self.report is not None and self.report.killed_usec is not None:
+            return self.report.killed_usec * 1000
+        return None
+
+
+@dataclass
+class KillJoiner:
+    #: how long a BPF event waits for its Killed line (kmsg can lag behind in a storm)
+    report_wait_ns: int = 2_000_000_000
+    #: how long a Killed line waits for its BPF event
+    event_wait_ns: int = 1_000_000_000
+    pending: List[PendingKill] = field(default_factory=list)
+    _recent: Dict[int, int] = field(default_factory=dict)  # pid -> kill_ns of finished kills
+
+    def add_event(self, ev: OomEvent, now_ns: int) -> Optional[PendingKill]:
+        if ev.kind == EV_REAP_FINISHED:
+            for k in self.pending:
+                if k.pid == ev.victim_pid and k.reaped_ns is None:
+                    k.reaped_ns = ev.ts_ns
+            return None
+        if ev.kind != EV_MARK_VICTIM:
+            return None
+        for k in self.pending:
+            if k.pid == ev.victim_pid and k.event is None and _close(k.kill_ns, ev.ts_ns):
+                k.event = ev
+                return k
+        kill = PendingKill(pid=ev.victim_pid, first_seen_ns=now_ns, event=ev)
+        self.pending.append(kill)
+        return kill
+
+    def add_report(self, rep: OomReport, now_ns: int) -> Optional[PendingKill]:
+        if rep.killed is None:
+            return None
+        pid = rep.killed.pid
+        t = rep.killed_usec * 1000 if rep.killed_usec is not None else None
+        best = None
+        for k in self.pending:
+            if k.pid != pid or not _close(k.kill_ns, t):
+                continue
+            if k.report is None:
+                if best is None or abs((k.kill_ns or 0) - (t or 0)) < abs((best.kill_ns or 0) - (t or 0)):
+                    best = k
+            elif not rep.has_header:
+                k.duplicates += 1  # the same victim named again by a group kill
+                return None
+        if best is not None:
+            best.report = rep
+            return best
+        if not rep.has_header and pid in self._recent and _close(self._recent[pid], t):
+            return None  # a group kill's repeat of a victim already written
+        kill = PendingKill(pid=pid, first_seen_ns=now_ns, report=rep)
+        self.pending.append(kill)
+        return kill
+
+    def ready(self, now_ns: int, flush: bool = False) -> List[PendingKill]:
+        out, keep = [], []
+        for k in self.pending:
+            age = now_ns - k.first_seen_ns
+            done = (
+                flush
+                or (k.event is not None and k.report is not None)
+                or (k.report is None and age >= self.report_wait_ns)
+                or (k.event is None and age >= self.event_wait_ns)
+            )
+            (out if done else keep).append(k)
+        self.pending = keep
+        for k in out:
+            if k.kill_ns is not None:
+                self._recent[k.pid] = k.kill_ns
+        if len(self._recent) > 10000:
+            cutoff = now_ns - 60_000_000_000
+            self._recent = {p: t for p, t in self._recent.items() if t >= cutoff}
+        return out
+
+
+def _close(a: Optional[int], b: Optional[int]) -> bool:
+    if a is None or b is None:
+        return True
+    return abs(a - b) <= MATCH_WINDOW_NS

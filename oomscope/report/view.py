@@ -1,0 +1,229 @@
+"""View model of a post-mortem: plain strings and numbers, built from a capture and its analysis.
+
+Templates get only this; they format nothing and compute nothing. Every string from the kernel
+(comm, cgroup paths, command lines, log lines) stays raw here and is escaped by jinja2's autoescape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from ..analysis.attribution import Analysis, analyse
+from ..model import Capture
+
+SOURCE_LABELS = {
+    "kernel_report": "the kernel's OOM report (exact, printed at the kill)",
+    "last_sample": "oomscope's last sample before the kill",
+    "after_kill": "a read after the kill (memory may already be freed)",
+    "bpf": "the oom:mark_victim tracepoint, at the kill",
+    "proc_read": "/proc/<pid>/cgroup read on the event",
+    "sampler_scan": "the cgroup's process list at the last sample",
+    "none": "not available",
+}
+
+PALETTE = {
+    "anon": "#d9534f", "file": "#5bc0de", "shmem": "#f0ad4e", "slab": "#9b59b6", "kernel_stack": "#8e44ad",
+    "pagetables": "#6c3483", "percpu": "#a569bd", "vmalloc": "#bb8fce", "kernel": "#7d3c98", "sock": "#16a085",
+    "zswap": "#95a5a6", "unexplained": "#bdc3c7", "other_processes": "#e67e22", "rest": "#bdc3c7",
+    "victim": "#c0392b",
+}
+
+
+def fmt_bytes(v: Optional[int]) -> str:
+    if v is None:
+        return "—"
+    sign = "-" if v < 0 else ""
+    v = abs(v)
+    if v >= 1 << 30:
+        return f"{sign}{v / (1 << 30):.2f} GiB"
+    if v >= 1 << 20:
+        return f"{sign}{v / (1 << 20):.1f} MiB"
+    if v >= 1 << 10:
+        return f"{sign}{v / (1 << 10):.0f} KiB"
+    return f"{sign}{v} B"
+
+
+def fmt_pct(x: Optional[float]) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+@dataclass
+class BarSegment:
+    key: str
+    label: str
+    value: str
+    pct: str
+    x: float
+    width: float
+    color: str
+
+
+@dataclass
+class Row:
+    cells: List[str]
+    highlight: bool = False
+
+
+@dataclass
+class KeyValue:
+    key: str
+    value: str
+
+
+@dataclass
+class PostMortemView:
+    title: str
+    kill_id: str
+    headline: str
+    verdict: List[str]
+    facts: List[KeyValue]
+    bar: List[BarSegment]
+    categories: List[Row]
+    details: List[Row]
+    reconciliation_bar: List[BarSegment]
+    reconciliation: List[Row]
+    reconciliation_summary: str
+    tasks: List[Row]
+    tasks_source: str
+    host: List[KeyValue]
+    provenance: List[Row]
+    notes: List[str]
+    kernel_lines: List[str]
+    analysis_notes: List[str] = field(default_factory=list)
+
+
+def _bar(items, total: Optional[int]) -> List[BarSegment]:
+    items = [(k, label, b) for k, label, b in items if b > 0]
+    denom = max(total or 0, sum(b for _, _, b in items)) or 1
+    x = 0.0
+    out = []
+    for key, label, b in items:
+        w = 100.0 * b / denom
+        out.append(BarSegment(key, label, fmt_bytes(b), fmt_pct(b / denom), round(x, 3), round(w, 3),
+                              PALETTE.get(key, "#7f8c8d")))
+        x += w
+    return out
+
+
+def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMortemView:
+    a = analysis or analyse(capture)
+    v, cg, ak = capture.victim, capture.cgroup, capture.at_kill
+    where = cg.task_memcg or cg.oom_memcg or "an unknown cgroup"
+    headline = f"pid {v.pid} ({v.comm or '?'}) was OOM-killed in {where}"
+
+    verdict: List[str] = []
+    if cg.constraint and cg.constraint != "CONSTRAINT_MEMCG":
+        verdict.append(f"The kill was not caused by a cgroup limit ({cg.constraint}): the host itself ran out of memory.")
+    elif ak.usage_bytes is not None and ak.limit_bytes:
+        limit_cg = cg.oom_memcg or where
+        verdict.append(f"The memory cgroup {limit_cg} reached its limit: {fmt_bytes(ak.usage_bytes)} charged "
+                       f"of {fmt_bytes(ak.limit_bytes)} ({fmt_pct(ak.usage_bytes / ak.limit_bytes)}).")
+        if cg.oom_memcg and cg.task_memcg and cg.oom_memcg != cg.task_memcg:
+            verdict.append(f"The limit that was hit is the parent's ({cg.oom_memcg}), not that of the victim's own cgroup ({cg.task_memcg}).")
+    if a.categories and ak.usage_bytes:
+        tops = [c for c in a.categories if c.key in a.top_categories]
+        words = " and ".join(f"{c.label.lower()} ({fmt_bytes(c.bytes)}, {fmt_pct(c.share_of_usage)})" for c in tops)
+        if words:
+            verdict.append(f"Most of the charge was {words}.")
+    if a.victim_rss_bytes is not None and a.gap_bytes is not None and ak.usage_bytes:
+        if a.gap_bytes > 0:
+            biggest = max(a.reconciliation, key=lambda p: p.bytes) if a.reconciliation else None
+            text = (f"The victim's own RSS was {fmt_bytes(a.victim_rss_bytes)}: {fmt_bytes(a.gap_bytes)} of the charge "
+                    f"({fmt_pct(a.gap_bytes / ak.usage_bytes)}) was outside it")
+            if biggest is not None:
+                text += f", mostly {biggest.label.lower()} ({fmt_bytes(biggest.bytes)})"
+            verdict.append(text + ".")
+        else:
+            verdict.append(f"The victim's own RSS ({fmt_bytes(a.victim_rss_bytes)}) accounts for the whole charge.")
+
+    facts = [
+        KeyValue("Killed", f"pid {v.pid} ({v.comm})"),
+        KeyValue("When", capture.times.kill_wall or "—"),
+        KeyValue("Cgroup that hit its limit (oom_memcg)", cg.oom_memcg or "—"),
+        KeyValue("Victim's cgroup (task_memcg)", cg.task_memcg or "—"),
+        KeyValue("Usage at the kill", fmt_bytes(ak.usage_bytes)),
+        KeyValue("Limit", fmt_bytes(ak.limit_bytes) if ak.limit_bytes is not None else "none"),
+        KeyValue("Times the limit was hit (failcnt)", "—" if ak.failcnt is None else str(ak.failcnt)),
+        KeyValue("Victim RSS (anon / file / shmem)",
+                 f"{fmt_bytes(v.rss_bytes)} ({fmt_bytes(v.anon_rss_bytes)} / {fmt_bytes(v.file_rss_bytes)} / {fmt_bytes(v.shmem_rss_bytes)})"),
+        KeyValue("Victim oom_score_adj", "—" if v.oom_score_adj is None else str(v.oom_score_adj)),
+        KeyValue("Triggered by", f"pid {capture.trigger.pid} ({capture.trigger.comm})" if capture.trigger.pid else "—"),
+    ]
+    if v.cmdline:
+        facts.insert(1, KeyValue("Command line", v.cmdline))
+
+    cat_items = [(c.key, c.label, c.bytes) for c in a.categories if c.bytes > 0]
+    categories = [Row([c.label, fmt_bytes(c.bytes), fmt_pct(c.share_of_usage)]) for c in a.categories]
+    details = [Row([d.label, fmt_bytes(d.bytes), d.of]) for d in a.details]
+
+    rec_items = []
+    if a.victim_rss_bytes:
+        rec_items.append(("victim", "Victim's RSS", a.victim_rss_bytes))
+    rec_items += [(p.key, p.label, p.bytes) for p in a.reconciliation]
+    reconciliation = [Row([p.label, fmt_bytes(p.bytes), p.explanation]) for p in a.reconciliation]
+    if a.gap_bytes is not None:
+        rec_summary = (f"Per-process monitoring of the victim saw {fmt_bytes(a.victim_rss_bytes)}; the kernel charged the cgroup "
+                       f"{fmt_bytes(a.usage_bytes)}. The difference, {fmt_bytes(a.gap_bytes)}, is made of:")
+    else:
+        rec_summary = "The victim's RSS or the cgroup's usage is unknown, so the two cannot be compared."
+
+    tasks = []
+    for t in sorted(capture.tasks, key=lambda t: -(t.rss_bytes or 0)):
+        tasks.append(Row([str(t.pid), t.comm, fmt_bytes(t.rss_bytes), fmt_bytes(t.rss_anon_bytes),
+                          fmt_bytes(t.rss_file_bytes), fmt_bytes(t.rss_shmem_bytes), fmt_bytes(t.pgtables_bytes),
+                          "—" if t.oom_score_adj is None else str(t.oom_score_adj), t.cmdline or ""], highlight=t.is_victim))
+    tasks_source = SOURCE_LABELS.get(capture.tasks[0].source, capture.tasks[0].source) if capture.tasks else "none"
+
+    h = capture.host
+    swap = "none" if not h.swap_total_bytes else f"{fmt_bytes(h.swap_total_bytes)} ({fmt_bytes(h.swap_free_bytes)} free)"
+    host = [
+        KeyValue("Host", h.hostname or "—"),
+        KeyValue("Kernel", h.kernel_release or "—"),
+        KeyValue("cgroup version", f"v{h.cgroup_version}" if h.cgroup_version else "—"),
+        KeyValue("Transparent huge pages", f"enabled={h.thp_enabled or '—'}, defrag={h.thp_defrag or '—'}, shmem={h.thp_shmem_enabled or '—'}"),
+        KeyValue("Memory", fmt_bytes(h.mem_total_bytes)),
+        KeyValue("Swap", swap),
+        KeyValue("Cgroup swap at the kill", fmt_bytes(ak.swap_usage_bytes) + (f" (limit {fmt_bytes(ak.swap_limit_bytes)})" if ak.swap_limit_bytes is not None else "")),
+        KeyValue("vm.overcommit_memory", "—" if h.overcommit_memory is None else str(h.overcommit_memory)),
+        KeyValue("vm.oom_dump_tasks", "—" if h.oom_dump_tasks is None else str(h.oom_dump_tasks)),
+    ]
+
+    provenance = [
+        Row(["State of the cgroup (usage, limit, memory.stat)", SOURCE_LABELS.get(ak.source, ak.source)]),
+        Row(["Victim's RSS", SOURCE_LABELS.get(v.source, v.source)]),
+        Row(["Which cgroup", SOURCE_LABELS.get(cg.source, cg.source)]),
+        Row(["Processes", tasks_source]),
+    ]
+    for name, st in capture.at_kill_sources.items():
+        age = "" if st.age_ms is None else (f", {st.age_ms:.0f} ms before the kill" if st.age_ms >= 0 else f", {-st.age_ms:.0f} ms after the kill")
+        provenance.append(Row([f"Also read: {name.replace('_', ' ')}",
+                               f"usage {fmt_bytes(st.usage_bytes)}, anon {fmt_bytes(_anon(st.memory_stat))}{age}"]))
+
+    return PostMortemView(
+        title=f"OOM kill: {v.comm or v.pid} in {where}",
+        kill_id=capture.kill_id,
+        headline=headline,
+        verdict=verdict,
+        facts=facts,
+        bar=_bar(cat_items, ak.usage_bytes),
+        categories=categories,
+        details=details,
+        reconciliation_bar=_bar(rec_items, ak.usage_bytes),
+        reconciliation=reconciliation,
+        reconciliation_summary=rec_summary,
+        tasks=tasks,
+        tasks_source=tasks_source,
+        host=host,
+        provenance=provenance,
+        notes=list(capture.notes),
+        kernel_lines=list(capture.kernel_report.lines),
+        analysis_notes=list(a.notes),
+    )
+
+
+def _anon(stat) -> Optional[int]:
+    for k in ("anon", "total_rss", "rss"):
+        if k in stat:
+            return stat[k]
+    return None
