@@ -231,7 +231,7 @@ _TASKS_TITLE = "Tasks state (memory values in pages):"
 _RE_TASK_ROW = re.compile(r"^\[\s*(?P<pid>\d+)\]\s+(?P<rest>.*)$")
 _RE_KILLED = re.compile(
     # The comm is in parentheses and may itself hold ")": match greedily up to ") total-vm:".
-    r"^(?P<message>.*?): Killed process (?P<pid>\d+) \((?P<comm>.*)\)"
+    r"^(?:(?P<message>.*?): )?Killed process (?P<pid>\d+) \((?P<comm>.*)\)"
     r"(?: total-vm:(?P<total_vm>\d+)kB)?(?:, anon-rss:(?P<anon>\d+)kB)?"
     r"(?:, file-rss:(?P<file>\d+)kB)?(?:, shmem-rss:(?P<shmem>\d+)kB)?"
     r"(?:,? UID:(?P<uid>\d+))?(?: pgtables:(?P<pgtables>\d+)kB)?"
@@ -258,7 +258,7 @@ def parse_killed_line(line: str) -> Optional[KilledProcess]:
         return int(v) if v is not None else None
 
     return KilledProcess(
-        message=m.group("message"),
+        message=m.group("message") or "",
         pid=int(m.group("pid")),
         comm=m.group("comm"),
         total_vm_kb=num("total_vm"),

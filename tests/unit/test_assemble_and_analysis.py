@@ -1,0 +1,69 @@
+from oomscope.analysis.attribution import analyse
+from oomscope.kernel.kmsg import parse_reports
+from oomscope.model import CgroupState
+from oomscope.record.assemble import KillContext, build_capture
+
+from ..conftest import fixture_text
+from .helpers import WALL, capture_from_fixture, event_for
+
+
+def test_capture_numbers_are_the_reports_v1():
+    cap, rep = capture_from_fixture("v1-6.18-anon.kmsg")
+    assert cap.at_kill.source == "kernel_report"
+    assert cap.at_kill.memory_stat == rep.memory_stat
+    assert cap.at_kill.usage_bytes == 65536 * 1024 and cap.at_kill.limit_bytes == 65536 * 1024
+    assert cap.at_kill.kmem_usage_bytes == 204 * 1024 and cap.at_kill.failcnt == 8087
+    assert cap.cgroup.oom_memcg == "/oomscope-fixture-965" and cap.cgroup.source == "kernel_report"
+    assert cap.victim.anon_rss_bytes == 65280 * 1024 and cap.victim.source == "bpf"
+    (t,) = cap.tasks
+    assert t.is_victim and t.rss_bytes == 17022 * 4096 and t.pgtables_bytes == 188416
+    assert cap.kill_id.startswith("2026") and cap.kill_id.endswith("-pid2161")
+    assert cap.notes == []
+
+
+def test_capture_v2_swap_line():
+    cap, rep = capture_from_fixture("v2-6.1-anon.kmsg", version=2)
+    assert cap.at_kill.memory_stat["anon"] == 66801664
+    assert cap.at_kill.swap_usage_bytes == 0 and cap.at_kill.swap_limit_bytes == 0
+    assert cap.at_kill.kmem_usage_bytes is None
+
+
+def test_rate_limited_kill_uses_last_sample_and_says_so():
+    reps = parse_reports(fixture_text("kmsg", "v1-6.18-storm.kmsg"))
+    bare = next(r for r in reps if not r.has_header)
+    sample = CgroupState(source="last_sample", usage_bytes=100, limit_bytes=200, memory_stat={"rss": 90}, age_ms=40.0)
+    ctx = KillContext(cgroup_version=1, task_memcg_guess=("/storm", "sampler_scan"), oom_memcg_guess="/storm", last_sample=sample)
+    cap = build_capture(bare.killed.pid, event_for(bare), bare, ctx, WALL)
+    assert cap.at_kill.source == "last_sample" and cap.at_kill.age_ms == 40.0 and cap.at_kill.memory_stat == {"rss": 90}
+    assert cap.cgroup.task_memcg == "/storm" and cap.cgroup.source == "sampler_scan"
+    assert not cap.kernel_report.present and cap.kernel_report.killed_line_seen
+    assert any("rate-limited" in n for n in cap.notes) and any("40 ms before" in n for n in cap.notes)
+
+
+def test_kill_without_event_takes_victim_from_killed_line():
+    cap, rep = capture_from_fixture("v1-6.18-anon.kmsg", with_event=False)
+    assert cap.victim.source == "kernel_report" and cap.victim.anon_rss_bytes == 65280 * 1024
+    assert cap.trigger.pid == 2161 and cap.trigger.source == "kernel_report"
+
+
+def test_attribution_v1_sidecar():
+    cap, rep = capture_from_fixture("v1-6.18-hostile-sidecar.kmsg")
+    a = analyse(cap)
+    cats = {c.key: c.bytes for c in a.categories}
+    assert cats["anon"] == 66863104 and cats["kernel"] == 240 * 1024
+    assert a.top_categories == ["anon"]
+    assert sum(c.bytes for c in a.categories) == cap.at_kill.usage_bytes
+    parts = {p.key: p.bytes for p in a.reconciliation}
+    assert a.gap_bytes == cap.at_kill.usage_bytes - cap.victim.rss_bytes
+    assert parts["other_processes"] > 0  # the sidecar
+    assert sum(parts.values()) == a.gap_bytes
+
+
+def test_attribution_v2():
+    cap, _ = capture_from_fixture("v2-6.1-hostile-sidecar.kmsg", version=2)
+    a = analyse(cap)
+    cats = {c.key: c.bytes for c in a.categories}
+    assert cats["anon"] == cap.at_kill.memory_stat["anon"]
+    assert "pagetables" in cats and "unexplained" in cats
+    assert sum(c.bytes for c in a.categories) == cap.at_kill.usage_bytes
+    assert any(d.key == "anon_thp" for d in a.details) or cap.at_kill.memory_stat.get("anon_thp", 0) == 0

@@ -1,0 +1,63 @@
+from oomscope.kernel.kmsg import parse_reports
+from oomscope.record.joiner import KillJoiner
+
+from ..conftest import fixture_text
+from .helpers import event_for
+
+S = 1_000_000_000
+
+
+def _report():
+    (rep,) = parse_reports(fixture_text("kmsg", "v1-6.18-anon.kmsg"))
+    return rep
+
+
+def test_event_then_report_is_ready_at_once():
+    rep = _report()
+    j = KillJoiner()
+    j.add_event(event_for(rep), now_ns=0)
+    assert j.ready(now_ns=1) == []
+    j.add_report(rep, now_ns=2)
+    (k,) = j.ready(now_ns=3)
+    assert k.event is not None and k.report is rep and j.pending == []
+
+
+def test_report_first_then_event():
+    rep = _report()
+    j = KillJoiner()
+    j.add_report(rep, now_ns=0)
+    j.add_event(event_for(rep), now_ns=1)
+    (k,) = j.ready(now_ns=2)
+    assert k.event is not None and k.report is rep
+
+
+def test_each_part_alone_waits_then_goes():
+    rep = _report()
+    j = KillJoiner()
+    j.add_event(event_for(rep), now_ns=0)
+    assert j.ready(now_ns=S) == []
+    (k,) = j.ready(now_ns=2 * S)
+    assert k.report is None
+    j.add_report(rep, now_ns=10 * S)
+    assert j.ready(now_ns=10 * S + 1) == []
+    (k,) = j.ready(now_ns=11 * S)
+    assert k.event is None and k.report is rep
+
+
+def test_same_pid_far_apart_in_time_are_two_kills():
+    rep = _report()
+    j = KillJoiner()
+    j.add_event(event_for(rep, ts_ns=rep.killed_usec * 1000 - 60 * S), now_ns=0)
+    j.add_report(rep, now_ns=1)
+    assert all(k.event is None or k.report is None for k in j.pending) and len(j.pending) == 2
+
+
+def test_storm_all_killed_lines_become_kills():
+    reps = parse_reports(fixture_text("kmsg", "v1-6.18-storm.kmsg"))
+    j = KillJoiner()
+    for i, r in enumerate(reps):
+        j.add_event(event_for(r), now_ns=i)
+        j.add_report(r, now_ns=i)
+    kills = j.ready(now_ns=len(reps))
+    assert len(kills) == len(reps) == 105
+    assert all(k.event is not None and k.report is not None for k in kills)

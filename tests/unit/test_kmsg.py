@@ -1,0 +1,128 @@
+from oomscope.kernel import kmsg
+from oomscope.kernel.kmsg import parse_oom_summary, parse_record, parse_reports
+
+HOSTILE_CG = "/oomscope-fixture-a,oom_memcg=b<i>x'\"&"
+
+
+def test_parse_record_unescapes_and_drops_dict_lines():
+    rec = parse_record("6,531,11684109,-;anon 1\\x0afile 2\n SUBSYSTEM=memory\n")
+    assert rec.seq == 531 and rec.usec == 11684109 and rec.level == 6
+    assert rec.lines() == ["anon 1", "file 2"]
+
+
+def test_parse_record_rejects_non_records():
+    assert parse_record("no semicolon here") is None
+    assert parse_record("x,y,z;text") is None
+
+
+def test_v1_report(fixture):
+    reps = parse_reports(fixture("kmsg", "v1-6.18-anon.kmsg"))
+    assert len(reps) == 1
+    r = reps[0]
+    assert r.has_header and r.is_memcg
+    assert r.trigger_comm == "python3" and r.trigger_pid == 2161
+    assert r.gfp_mask == "0xcc0" and r.order == 0
+    assert (r.memory.usage_kb, r.memory.limit_kb, r.memory.failcnt) == (65536, 65536, 8087)
+    assert r.kmem.usage_kb == 204 and r.memsw is not None and r.swap is None
+    assert r.stats_cgroup == "/oomscope-fixture-965"
+    assert r.memory_stat["rss"] == 66867200 and r.memory_stat["total_inactive_anon"] == 66850816
+    assert len(r.memory_stat) == 42
+    assert r.task_columns[-1] == "name" and "rss_anon" in r.task_columns
+    assert [(t.pid, t.name, t.values["rss"], t.values["pgtables_bytes"]) for t in r.tasks] == [(2161, "python3", 17022, 188416)]
+    s = r.summary
+    assert (s.constraint, s.oom_memcg, s.task_memcg, s.task, s.pid, s.uid, s.cpuset, s.mems_allowed) == (
+        "CONSTRAINT_MEMCG", "/oomscope-fixture-965", "/oomscope-fixture-965", "python3", 2161, 0, "/", "0")
+    k = r.killed
+    assert (k.message, k.pid, k.comm, k.total_vm_kb, k.anon_rss_kb, k.file_rss_kb, k.shmem_rss_kb, k.uid, k.pgtables_kb, k.oom_score_adj) == (
+        "Memory cgroup out of memory", 2161, "python3", 76656, 65280, 2808, 0, 0, 184, 0)
+    assert r.first_seq == 341 and r.last_seq == 418
+
+
+def test_v1_hostile_names(fixture):
+    (r,) = parse_reports(fixture("kmsg", "v1-6.18-hostile-sidecar.kmsg"))
+    assert r.stats_cgroup == HOSTILE_CG
+    assert r.summary.oom_memcg == HOSTILE_CG and r.summary.task_memcg == HOSTILE_CG
+    assert r.summary.task == "<u>p,pid=1</u>" and r.summary.pid == 2195
+    assert r.killed.comm == "<u>p,pid=1</u>" and r.killed.pid == 2195
+    assert r.trigger_comm == "<u>p,pid=1</u>"
+    assert [t.name for t in r.tasks] == ["<u>p,pid=1</u>", "side car"]
+
+
+def test_v2_stats_in_one_record(fixture):
+    text = fixture("kmsg", "v2-6.1-anon.kmsg")
+    assert "\\x0a" in text  # memory.stat really is one record there
+    (r,) = parse_reports(text)
+    assert r.swap is not None and r.memsw is None and r.kmem is None
+    assert (r.swap.usage_kb, r.swap.limit_kb) == (0, 0)
+    assert r.stats_cgroup == "/oomscope-fixture"
+    assert r.memory_stat["anon"] == 66801664 and r.memory_stat["anon_thp"] == 2097152
+    assert {"file", "kernel", "sock", "slab_reclaimable", "pgfault"} <= set(r.memory_stat)
+    assert r.summary.oom_memcg == "/oomscope-fixture" and r.killed.pid == 257
+
+
+def test_v2_hostile(fixture):
+    (r,) = parse_reports(fixture("kmsg", "v2-6.1-hostile-sidecar.kmsg"))
+    assert r.summary.oom_memcg == HOSTILE_CG and r.summary.task_memcg == HOSTILE_CG
+    assert r.killed.comm == "<u>p,pid=1</u>" and len(r.tasks) == 2
+
+
+def test_storm_every_killed_line_is_a_report(fixture):
+    text = fixture("kmsg", "v1-6.18-storm.kmsg")
+    reps = parse_reports(text)
+    killed_lines = text.count("Killed process")
+    assert len(reps) == killed_lines == 105
+    assert sum(r.has_header for r in reps) == text.count("invoked oom-killer") == 10
+    full = [r for r in reps if r.has_header]
+    assert all(r.memory_stat and r.summary and r.summary.oom_memcg == "/oomscope-fixture-storm" for r in full)
+    bare = [r for r in reps if not r.has_header]
+    assert all(r.killed and not r.memory_stat and r.summary is None for r in bare)
+
+
+def test_truncated_report_is_replaced_by_the_next():
+    recs = [
+        "4,1,10,-;a invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+        "6,2,11,-;memory: usage 10kB, limit 10kB, failcnt 1",
+        # the rest of this report is lost; a new one starts
+        "4,3,20,-;b invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+        "6,4,21,-;eth0: unrelated message",
+        "3,5,22,-;Memory cgroup out of memory: Killed process 7 (b) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+    ]
+    (r,) = parse_reports("\n".join(recs))
+    assert r.trigger_comm == "b" and r.memory is None and r.killed.pid == 7
+
+
+def test_killed_line_of_older_kernels():
+    k = kmsg.parse_killed_line("Killed process 42 (java) total-vm:100kB, anon-rss:50kB, file-rss:10kB, shmem-rss:0kB")
+    assert (k.pid, k.comm, k.anon_rss_kb, k.uid, k.oom_score_adj) == (42, "java", 50, None, None)
+
+
+def test_comm_with_closing_paren():
+    k = kmsg.parse_killed_line("Out of memory: Killed process 9 (a) b) total-vm:1kB, anon-rss:2kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:0kB oom_score_adj:5")
+    assert k.comm == "a) b" and k.oom_score_adj == 5 and k.message == "Out of memory"
+
+
+def test_summary_without_known_comm_or_memcg():
+    line = ("oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/x,y,mems_allowed=0-1,3,"
+            "oom_memcg=/a,oom_memcg=b,task_memcg=/a,oom_memcg=b/c,task_memcg=d,task=e,pid=1,uid=2,pid=77,uid=0")
+    s = parse_oom_summary(line)
+    assert s.task == "e,pid=1,uid=2" and s.pid == 77 and s.uid == 0
+    assert s.oom_memcg == "/a,oom_memcg=b" and s.task_memcg == "/a,oom_memcg=b/c,task_memcg=d"
+    assert s.cpuset == "/x,y" and s.mems_allowed == "0-1,3"
+
+
+def test_summary_global_oom_has_no_memcg():
+    s = parse_oom_summary("oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/user.slice,task=stress,pid=5,uid=0")
+    assert s.constraint == "CONSTRAINT_NONE" and s.pid == 5 and s.oom_memcg is None
+
+
+def test_group_kill_repeats_victim():
+    recs = [
+        "4,1,10,-;a invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+        "3,2,11,-;Memory cgroup out of memory: Killed process 7 (a) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+        "6,3,12,-;Tasks in /g are going to be killed due to memory.oom.group set",
+        "3,4,13,-;Memory cgroup out of memory: Killed process 8 (b) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+        "3,5,14,-;Memory cgroup out of memory: Killed process 7 (a) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+    ]
+    reps = parse_reports("\n".join(recs))
+    assert [r.killed.pid for r in reps] == [7, 8, 7]
+    assert reps[0].has_header and reps[1].group_kill_cgroup == "/g"
