@@ -35,6 +35,8 @@ struct oomscope_event {
     u32 fields;             /* OOMSCOPE_F_* present in this event */
     s32 oom_score_adj;
     u32 cpu;
+    u32 victim_parent_pid;  /* from sched:sched_process_fork, 0 when not seen (cgroup lookup) */
+    u32 pad;
     char victim_comm[OOMSCOPE_COMM_LEN];
     char trigger_comm[OOMSCOPE_COMM_LEN];
 };

@@ -11,6 +11,7 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -62,22 +63,25 @@ def run_scenario(
     try:
         # Join the cgroup before exec, so that everything the workload ever touches is charged
         # there (cgroup v1 does not move a task's earlier charges when it changes cgroup).
-        proc = subprocess.Popen(
-            ["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -m oomscope.workloads "$3" "$4"', "oomscope-lab",
-             os.path.join(path, "cgroup.procs"), sys.executable, scenario, str(limit_bytes)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        run.main_pid = proc.pid
-        if on_started is not None:
-            on_started(run)
-        try:
-            _out, err = proc.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _out, err = proc.communicate()
-        run.returncode = proc.returncode
-        run.killed = proc.returncode == -9
-        run.stderr = (err or b"").decode("utf-8", "replace")[-2000:]
+        # stderr goes to a file, not a pipe: a helper the workload forked keeps a pipe open.
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -m oomscope.workloads "$3" "$4"', "oomscope-lab",
+                 os.path.join(path, "cgroup.procs"), sys.executable, scenario, str(limit_bytes)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            )
+            run.main_pid = proc.pid
+            if on_started is not None:
+                on_started(run)
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            run.returncode = proc.returncode
+            run.killed = proc.returncode == -9
+            err.seek(0)
+            run.stderr = err.read()[-2000:].decode("utf-8", "replace")
         # Let the kernel's report reach the log before the cgroup goes away.
         time.sleep(0.2)
     finally:

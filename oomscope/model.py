@@ -82,7 +82,8 @@ class CgroupInfo:
     task_memcg: Optional[str] = None
     constraint: Optional[str] = None  # CONSTRAINT_MEMCG, CONSTRAINT_NONE, ...
     #: how task_memcg was learnt: kernel_report, proc_read (/proc/<pid>/cgroup on the event),
-    #: sampler_scan (the pid was in cgroup.procs at the last sample), or none.
+    #: sampler_scan (the pid was in cgroup.procs at the last sample), fork_parent (the cgroup of
+    #: the parent that forked it, from sched:sched_process_fork), or none.
     source: str = SOURCE_NONE
 
 

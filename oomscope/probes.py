@@ -40,6 +40,7 @@ class OomEvent:
     trigger_comm: str
     trigger_cgroup_id: int
     cpu: int
+    victim_parent_pid: Optional[int] = None  # from sched:sched_process_fork when seen
 
 
 def _comm(raw: bytes) -> str:
@@ -66,6 +67,7 @@ def event_from_raw(raw) -> OomEvent:
         trigger_comm=_comm(raw.trigger_comm),
         trigger_cgroup_id=raw.trigger_cgroup_id,
         cpu=raw.cpu,
+        victim_parent_pid=raw.victim_parent_pid or None,
     )
 
 
@@ -90,6 +92,9 @@ def cflags_for_kernel(tracefs_path: Optional[str] = None) -> List[str]:
     reap = tracefs.tracepoint_fields("oom", "finish_task_reaping", tracefs_path)
     if reap is not None and any(f.name == "pid" for f in reap):
         flags.append("-DHAVE_FINISH_TASK_REAPING")
+    fork = tracefs.tracepoint_fields("sched", "sched_process_fork", tracefs_path)
+    if fork is not None and {"parent_pid", "child_pid"} <= {f.name for f in fork}:
+        flags.append("-DHAVE_SCHED_PROCESS_FORK")
     return flags
 
 

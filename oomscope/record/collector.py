@@ -129,6 +129,9 @@ class Collector:
                 # Race the exit: a task that has exited reads as "/" (treated as unknown).
                 kill.proc_cgroup = procfs.read_memory_cgroup(ev.victim_pid, self.hier.version)
                 kill.proc_cmdline = procfs.read_cmdline(ev.victim_pid) or None
+                if kill.proc_cgroup is None and ev.victim_parent_pid:
+                    # A child starts in its parent's cgroup; the parent usually outlives it.
+                    kill.parent_cgroup = procfs.read_memory_cgroup(ev.victim_parent_pid, self.hier.version)
         if self.kmsg is not None:
             for rec in self.kmsg.read_available():
                 for rep in self.parser.feed(rec):
@@ -147,12 +150,7 @@ class Collector:
         task_memcg = summary.task_memcg if summary is not None else None
         oom_memcg = (summary.oom_memcg if summary is not None else None) or (rep.stats_cgroup if rep else None)
         if task_memcg is None:
-            if kill.proc_cgroup is not None:
-                ctx.task_memcg_guess = (kill.proc_cgroup, "proc_read")
-            else:
-                scanned = self.sampler.cgroup_of_pid(kill.pid)
-                if scanned is not None:
-                    ctx.task_memcg_guess = (scanned, "sampler_scan")
+            ctx.task_memcg_guess = self._guess_cgroup(kill)
             if ctx.task_memcg_guess is not None:
                 task_memcg = ctx.task_memcg_guess[0]
         if oom_memcg is None and task_memcg is not None:
@@ -189,6 +187,22 @@ class Collector:
                 if t is not None:
                     ctx.live_tasks.append(t)
         return ctx
+
+    def _guess_cgroup(self, kill: PendingKill):
+        """The victim's memory cgroup when the kernel's report does not name it, best first."""
+        if kill.proc_cgroup is not None:
+            return kill.proc_cgroup, "proc_read"
+        scanned = self.sampler.cgroup_of_pid(kill.pid)
+        if scanned is not None:
+            return scanned, "sampler_scan"
+        if kill.parent_cgroup is not None:
+            return kill.parent_cgroup, "fork_parent"
+        parent = kill.event.victim_parent_pid if kill.event is not None else None
+        if parent:
+            scanned = self.sampler.cgroup_of_pid(parent)
+            if scanned is not None:
+                return scanned, "fork_parent"
+        return None
 
     def _write(self, kill: PendingKill) -> None:
         ctx = self._context(kill)

@@ -26,6 +26,7 @@ class PendingKill:
     event: Optional[OomEvent] = None
     report: Optional[OomReport] = None
     proc_cgroup: Optional[str] = None  # /proc/<pid>/cgroup read as soon as the event arrived
+    parent_cgroup: Optional[str] = None  # the cgroup of the victim's parent (fork), read then
     proc_cmdline: Optional[str] = None  # /proc/<pid>/cmdline read then (empty once the mm is gone)
     reaped_ns: Optional[int] = None
     duplicates: int = 0  # extra Killed lines for this pid (a memory.oom.group kill repeats it)

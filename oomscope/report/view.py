@@ -19,6 +19,7 @@ SOURCE_LABELS = {
     "bpf": "the oom:mark_victim tracepoint, at the kill",
     "proc_read": "/proc/<pid>/cgroup read on the event",
     "sampler_scan": "the cgroup's process list at the last sample",
+    "fork_parent": "the cgroup of the victim's parent (children start in their parent's cgroup)",
     "none": "not available",
 }
 

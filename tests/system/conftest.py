@@ -1,0 +1,167 @@
+"""System tests: root, the real kernel, real OOM kills in sandbox cgroups.
+
+Every sandbox cgroup is named ``oomscope-test-<pid>-<random>...`` and removed at teardown, even
+when the test fails; only the tasks inside it are ever killed. Every hog runs under a limit.
+"""
+
+import glob
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from oomscope.kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup
+from oomscope.kernel.kmsg import KmsgReader, OomReportParser
+
+PREFIX = "oomscope-test-"
+
+
+def _skip_reason():
+    if os.geteuid() != 0:
+        return "system tests need root (real cgroups, BPF, /dev/kmsg)"
+    try:
+        MemoryHierarchy.detect()
+    except Exception as exc:  # noqa: BLE001
+        return f"no memory cgroup hierarchy: {exc}"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = _skip_reason()
+    for item in items:
+        if "tests/system" in str(item.fspath):
+            item.add_marker(pytest.mark.system)
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def hier():
+    return MemoryHierarchy.detect()
+
+
+@pytest.fixture
+def sandbox(hier):
+    """Factory: make_cgroup(suffix, limit) -> (kernel path, fs path); all removed at teardown."""
+    made = []
+
+    def make(suffix="", limit=64 << 20):
+        name = f"/{PREFIX}{os.getpid()}-{secrets.token_hex(3)}{suffix}"
+        path = create_cgroup(hier, name, limit)
+        made.append(path)
+        return name, path
+
+    yield make
+    for path in reversed(made):
+        remove_cgroup(path)
+
+
+def run_in_cgroup(fs_path, code, timeout=60, env=None):
+    """Run python code inside the cgroup from its first instruction (joins before exec)."""
+    return subprocess.run(
+        ["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -c "$3"', "sh", os.path.join(fs_path, "cgroup.procs"), sys.executable, code],
+        capture_output=True, timeout=timeout, env=env,
+    )
+
+
+class Recorder:
+    def __init__(self, out_dir, extra=()):
+        self.out_dir = str(out_dir)
+        self.stdout_path = os.path.join(self.out_dir, "record.stdout")
+        self.stderr_path = os.path.join(self.out_dir, "record.stderr")
+        os.makedirs(self.out_dir, exist_ok=True)
+        self._out = open(self.stdout_path, "w")
+        self._err = open(self.stderr_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "oomscope", "record", "-o", os.path.join(self.out_dir, "kills"), *extra],
+                                     stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 90
+        while "recording OOM kills" not in self.stderr():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"record did not start: {self.stderr()}")
+            time.sleep(0.1)
+
+    def stderr(self):
+        with open(self.stderr_path) as f:
+            return f.read()
+
+    def stdout(self):
+        with open(self.stdout_path) as f:
+            return f.read()
+
+    def captures(self):
+        out = []
+        for p in sorted(glob.glob(os.path.join(self.out_dir, "kills", "*", "capture.json"))):
+            with open(p) as f:
+                out.append((p, json.load(f)))
+        return out
+
+    def wait_for(self, predicate, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            caps = [c for c in self.captures() if predicate(c[1])]
+            if caps:
+                return caps
+            time.sleep(0.1)
+        raise AssertionError(f"no matching capture in {timeout}s; record said: {self.stdout()} {self.stderr()}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._out.close()
+        self._err.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def recorder(tmp_path):
+    started = []
+
+    def start(*extra):
+        r = Recorder(tmp_path / f"rec{len(started)}", extra)
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        r.stop()
+
+
+class KernelLog:
+    """The test's own, independent reader of the kernel's OOM reports."""
+
+    def __init__(self):
+        self.reader = KmsgReader()
+        self.parser = OomReportParser()
+        self.reports = []
+
+    def read(self):
+        for rec in self.reader.read_available():
+            self.reports.extend(self.parser.feed(rec))
+        return self.reports
+
+    def report_for(self, pid, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for r in self.read():
+                if r.killed and r.killed.pid == pid and r.has_header:
+                    return r
+            time.sleep(0.1)
+        raise AssertionError(f"the kernel printed no full OOM report for pid {pid}")
+
+
+@pytest.fixture
+def kernel_log():
+    log = KernelLog()
+    yield log
+    log.reader.close()

@@ -1,0 +1,64 @@
+"""The CLI as a user meets it, as root and not, with tracefs and without."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+OOMSCOPE = [sys.executable, "-m", "oomscope"]
+
+
+def _run(args, timeout=120, **kw):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def test_doctor_says_record_can_run():
+    r = _run(OOMSCOPE + ["doctor"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "record can run here" in r.stdout and "[    ok ] load BPF programs" in r.stdout
+
+
+def _lab_cgroups():
+    from oomscope.kernel.cgroupfs import MemoryHierarchy
+
+    root = MemoryHierarchy.detect().root
+    return {d for d in os.listdir(root) if d.startswith("oomscope-lab-")}
+
+
+def test_record_with_lab_prints_the_postmortem(tmp_path):
+    before = _lab_cgroups()
+    r = _run(OOMSCOPE + ["record", "--lab", "anon", "-o", str(tmp_path)])
+    assert r.returncode == 0, r.stderr
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith("post-mortem: ")
+    html_path = last.split(": ", 1)[1]
+    assert os.path.isfile(html_path) and os.path.isfile(os.path.join(os.path.dirname(html_path), "capture.json"))
+    assert _lab_cgroups() == before, "the lab left its sandbox cgroup behind"
+
+
+def test_lab_alone():
+    r = _run(OOMSCOPE + ["lab", "anon", "--limit", "48M"])
+    assert r.returncode == 0, r.stderr
+    assert "killed by the kernel (SIGKILL)" in r.stdout and "with limit 50331648 bytes" in r.stdout
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is not installed")
+def test_not_root_is_one_line(tmp_path):
+    r = _run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + OOMSCOPE + ["record", "-o", str(tmp_path)])
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines() == ["oomscope: error: record needs root (BPF, tracefs, /dev/kmsg): run it with sudo"]
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare (util-linux) is not installed")
+def test_no_tracefs_is_one_line(tmp_path):
+    # In a private mount namespace, hide /sys/kernel (tracefs and debugfs) under a read-only tmpfs:
+    # tracefs is then neither mounted nor mountable.
+    hide = "mount --make-rprivate / && mount -t tmpfs -o ro,size=1k none /sys/kernel && exec \"$@\""
+    r = _run(["unshare", "-m", "sh", "-c", hide, "sh"] + OOMSCOPE + ["record", "-o", str(tmp_path), "--duration", "1"])
+    assert r.returncode == 3, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("oomscope: error: cannot mount tracefs"), lines
+    r = _run(["unshare", "-m", "sh", "-c", hide, "sh"] + OOMSCOPE + ["doctor"])
+    assert r.returncode == 1 and "[MISSING] tracefs: tracefs is not mounted" in r.stdout

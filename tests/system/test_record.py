@@ -1,0 +1,142 @@
+"""record against real kills: the capture must equal the kernel's own OOM report."""
+
+import os
+import subprocess
+import sys
+import time
+
+from oomscope.lab import run_scenario
+
+from .conftest import run_in_cgroup
+
+HOG = "a = []\nwhile True: a.append(bytearray(1 << 20))\n"
+
+
+def _html(path):
+    with open(os.path.join(os.path.dirname(path), "postmortem.html")) as f:
+        return f.read()
+
+
+def _assert_equals_report(cap, rep):
+    ak = cap["at_kill"]
+    assert ak["source"] == "kernel_report"
+    assert ak["memory_stat"] == rep.memory_stat  # every key, every value
+    assert ak["usage_bytes"] == rep.memory.usage_kb * 1024
+    assert ak["limit_bytes"] == rep.memory.limit_kb * 1024
+    assert ak["failcnt"] == rep.memory.failcnt
+    assert cap["cgroup"]["oom_memcg"] == rep.summary.oom_memcg
+    assert cap["cgroup"]["task_memcg"] == rep.summary.task_memcg
+    assert [t["pid"] for t in cap["tasks"]] == [t.pid for t in rep.tasks]
+    k = rep.killed
+    v = cap["victim"]
+    assert (v["anon_rss_bytes"], v["file_rss_bytes"], v["shmem_rss_bytes"]) == (k.anon_rss_kb * 1024, k.file_rss_kb * 1024, k.shmem_rss_kb * 1024)
+
+
+def test_anon_kill_is_recorded_as_the_kernel_reported_it(recorder, kernel_log, hier):
+    rec = recorder()
+    run = run_scenario("anon", limit_bytes=64 << 20, hier=hier, cgroup=f"/oomscope-test-{os.getpid()}-anon")
+    assert run.killed, f"workload not killed: {run.returncode} {run.stderr}"
+    ((path, cap),) = rec.wait_for(lambda c: c["victim"]["pid"] == run.main_pid)
+    rep = kernel_log.report_for(run.main_pid)
+    assert cap["cgroup"]["oom_memcg"] == run.cgroup
+    assert cap["victim"]["comm"] == "oomscope-anon" and cap["victim"]["source"] == "bpf"
+    assert cap["trigger"]["pid"] == run.main_pid
+    _assert_equals_report(cap, rep)
+    assert cap["at_kill"]["usage_bytes"] >= 0.95 * (64 << 20)
+    assert "after_kill" in cap["at_kill_sources"]
+    html = _html(path)
+    assert f"pid {run.main_pid} (oomscope-anon)" in html
+    assert f"kill pid={run.main_pid} comm='oomscope-anon'" in rec.stdout()
+
+
+def test_hostile_cgroup_and_process_names(recorder, kernel_log, sandbox):
+    name, path = sandbox(suffix="-a,oom_memcg=b<i>x'\"&")
+    rec = recorder()
+    code = "open('/proc/self/comm', 'w').write('<u>p,pid=1</u>')\nimport os\nprint(os.getpid(), flush=True)\n" + HOG
+    res = run_in_cgroup(path, code)
+    assert res.returncode == -9
+    pid = int(res.stdout.split()[0])
+    ((cpath, cap),) = rec.wait_for(lambda c: c["victim"]["pid"] == pid)
+    assert cap["cgroup"]["oom_memcg"] == name and cap["cgroup"]["task_memcg"] == name
+    assert cap["victim"]["comm"] == "<u>p,pid=1</u>"
+    _assert_equals_report(cap, kernel_log.report_for(pid))
+    html = _html(cpath)
+    assert "<u>" not in html and "<i>" not in html
+    assert "&lt;u&gt;p,pid=1&lt;/u&gt;" in html
+
+
+def test_sidecar_is_in_the_tasks_and_the_gap(recorder, kernel_log, hier):
+    rec = recorder()
+    run = run_scenario("sidecar", limit_bytes=64 << 20, hier=hier, cgroup=f"/oomscope-test-{os.getpid()}-sidecar")
+    assert run.killed
+    ((path, cap),) = rec.wait_for(lambda c: c["victim"]["pid"] == run.main_pid)
+    _assert_equals_report(cap, kernel_log.report_for(run.main_pid))
+    comms = sorted(t["comm"] for t in cap["tasks"])
+    assert comms == ["oomscope-main", "oomscope-side"]
+    side = next(t for t in cap["tasks"] if t["comm"] == "oomscope-side")
+    assert side["rss_anon_bytes"] >= 0.3 * (64 << 20) and not side["is_victim"]
+    assert "oomscope.workloads sidecar" in (side["cmdline"] or "")
+    html = _html(path)
+    assert "Other processes in the cgroup (1)" in html
+
+
+STORM = r"""
+import os, sys, time
+os.makedirs(sys.argv[1], exist_ok=True)
+open('/proc/self/oom_score_adj', 'w').write('-1000')   # the parent is spared; its children are not
+end = time.monotonic() + float(sys.argv[2])
+children = set()
+while time.monotonic() < end:
+    while len(children) < 3:
+        pid = os.fork()
+        if pid == 0:
+            open('/proc/self/oom_score_adj', 'w').write('0')
+            open('/proc/self/comm', 'w').write('storm-child')
+            a = []
+            while True:
+                a.append(bytearray(1 << 20))
+        children.add(pid)
+        open(os.path.join(sys.argv[1], str(pid)), 'w').close()
+    pid, _ = os.wait()
+    children.discard(pid)
+for pid in children:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+"""
+
+
+def test_storm_every_killed_line_has_a_capture(recorder, kernel_log, sandbox, tmp_path):
+    name, path = sandbox(limit=64 << 20)
+    rec = recorder()
+    pids_dir = tmp_path / "pids"
+    script = tmp_path / "storm.py"
+    script.write_text(STORM)
+    res = subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" "$3" "$4" 4', "sh",
+                          os.path.join(path, "cgroup.procs"), sys.executable, str(script), str(pids_dir)],
+                         capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    ours = {int(p) for p in os.listdir(pids_dir)}
+    time.sleep(1.0)
+    killed = {r.killed.pid for r in kernel_log.read() if r.killed and r.killed.pid in ours}
+    full = {r.killed.pid: r for r in kernel_log.reports if r.killed and r.killed.pid in ours and r.has_header}
+    assert len(killed) >= 30, f"only {len(killed)} kills: not a storm"
+    assert len(full) < len(killed), "the kernel printed every report: the rate limit was not exercised"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        caps = {c["victim"]["pid"]: c for _, c in rec.captures() if c["victim"]["pid"] in ours}
+        if killed <= set(caps):
+            break
+        time.sleep(0.2)
+    missing = killed - set(caps)
+    assert not missing, f"{len(missing)} of {len(killed)} kills have no capture"
+    for pid, rep in full.items():
+        assert caps[pid]["at_kill"]["memory_stat"] == rep.memory_stat
+    bare = [c for pid, c in caps.items() if pid in killed and pid not in full]
+    assert all(c["at_kill"]["source"] != "none" for c in bare)
+    assert all(not c["kernel_report"]["present"] and c["kernel_report"]["killed_line_seen"] for c in bare)
+    attributed = sum(c["cgroup"]["oom_memcg"] == name for c in bare)
+    sys.stderr.write(f"storm: {len(killed)} kills, {len(full)} full reports, "
+                     f"{attributed}/{len(bare)} rate-limited kills attributed to the cgroup\n")
+    # Every rate-limited kill is placed in its cgroup (from /proc on the event, the sampler's
+    # scan, or the parent's cgroup via sched:sched_process_fork), never in another one.
+    assert attributed == len(bare)
