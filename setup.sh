@@ -49,6 +49,10 @@ install_headers() {
     if [ -d "/lib/modules/$RELEASE/build/include" ]; then
         return 0
     fi
+    if [ -z "${BCC_KERNEL_SOURCE:-}" ] && ls "$HEADERS_DIR"/*/.complete >/dev/null 2>&1; then
+        log "warning: no kernel headers for $RELEASE; BPF programs compile against the merged headers in $(dirname "$(ls -d "$HEADERS_DIR"/*/.complete | sort -V | tail -n 1)") (BCC_KERNEL_SOURCE)"
+        return 0
+    fi
     # The exact headers, where the distribution has them.
     if apt-cache show "linux-headers-$RELEASE" >/dev/null 2>&1 || { timeout 600 apt-get update -qq && apt-cache show "linux-headers-$RELEASE" >/dev/null 2>&1; }; then
         apt_install "linux-headers-$RELEASE"

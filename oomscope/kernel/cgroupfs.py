@@ -182,7 +182,7 @@ class MemoryHierarchy:
     def walk(self, top: str = "/") -> Iterator[str]:
         """Every cgroup below (and including) ``top``; vanishing directories are skipped."""
         start = self.fs_path(top)
-        for dirpath, dirnames, _files in os.walk(start, onerror=lambda e: None):
+        for dirpath, _dirnames, _files in os.walk(start, onerror=lambda e: None):
             yield self.cgroup_of(dirpath)
 
     def limited_ancestor(self, cgroup: str) -> Optional[str]:

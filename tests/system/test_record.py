@@ -140,3 +140,37 @@ def test_storm_every_killed_line_has_a_capture(recorder, kernel_log, sandbox, tm
     # Every rate-limited kill is placed in its cgroup (from /proc on the event, the sampler's
     # scan, or the parent's cgroup via sched:sched_process_fork), never in another one.
     assert attributed == len(bare)
+
+
+SLOW_HOG = ("import os, time\nprint(os.getpid(), flush=True)\na = []\n"
+            "while True:\n    a.append(bytearray(4 << 20))\n    time.sleep(0.05)\n")
+
+
+def test_last_sample_is_from_before_the_kill(recorder, kernel_log, sandbox):
+    name, path = sandbox(limit=96 << 20)
+    rec = recorder()
+    res = run_in_cgroup(path, SLOW_HOG)
+    assert res.returncode == -9
+    pid = int(res.stdout.split()[0])
+    ((_, cap),) = rec.wait_for(lambda c: c["victim"]["pid"] == pid)
+    rep = kernel_log.report_for(pid)
+    last = cap["at_kill_sources"]["last_sample"]
+    # Taken before the kill, close to it (fast sampling near the limit), and lower than at the kill.
+    assert 0 <= last["age_ms"] <= 500, last["age_ms"]
+    assert last["cgroup"] == name
+    assert 0.5 * rep.memory.usage_kb * 1024 <= last["usage_bytes"] <= rep.memory.usage_kb * 1024
+    assert last["memory_stat"]["rss"] if "rss" in last["memory_stat"] else last["memory_stat"]["anon"]
+    assert cap["at_kill"]["source"] == "kernel_report"
+
+
+def test_cgroup_filter_records_only_that_subtree(recorder, sandbox):
+    inside, inside_path = sandbox(suffix="-inside")
+    outside, outside_path = sandbox(suffix="-outside")
+    rec = recorder("--cgroup", inside)
+    code = "import os\nprint(os.getpid(), flush=True)\n" + HOG
+    out_pid = int(run_in_cgroup(outside_path, code).stdout.split()[0])
+    in_pid = int(run_in_cgroup(inside_path, code).stdout.split()[0])
+    ((_, cap),) = rec.wait_for(lambda c: c["victim"]["pid"] == in_pid)
+    assert cap["cgroup"]["oom_memcg"] == inside
+    time.sleep(1.0)
+    assert out_pid not in {c["victim"]["pid"] for _, c in rec.captures()}
