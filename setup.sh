@@ -3,7 +3,8 @@
 #
 #   ./setup.sh          install: bcc (python3-bpfcc), kernel headers, tracefs, a virtualenv, oomscope
 #   ./setup.sh demo     install, then record a real OOM kill in a sandbox cgroup -> a post-mortem
-#   ./setup.sh test     install, then run the whole test suite (unit + system, as root)
+#   ./setup.sh test     install, then run the whole test suite: unit + system tests on this host,
+#                       then the system tests in VMs booting Debian's 6.1 and 6.12 kernels (cgroup v2)
 #
 # Re-runs itself with sudo when not root. Never writes into /lib/modules: when the distribution has
 # no headers for the running kernel, its generic headers are merged into $OOMSCOPE_HEADERS_DIR and
@@ -115,7 +116,17 @@ main() {
             exec "$VENV/bin/oomscope" record --lab anon --output "${OOMSCOPE_DEMO_OUTPUT:-$HERE/oomscope-demo}" ;;
         test)
             cd "$HERE"
-            exec "$VENV/bin/python" -m pytest -q -rs -p no:cacheprovider tests ;;
+            local rc=0
+            echo "=== unit and system tests on this host: kernel $RELEASE ==="
+            "$VENV/bin/python" -m pytest -q -rs -p no:cacheprovider tests || rc=$?
+            if [ -n "${OOMSCOPE_SKIP_VMS:-}" ]; then
+                log "OOMSCOPE_SKIP_VMS is set: the kernel matrix (system tests in VMs) is skipped"
+            elif [ "$(uname -m)" != "x86_64" ]; then
+                log "the kernel matrix needs x86_64 (QEMU with Debian's amd64 kernels): skipped"
+            else
+                "$HERE/tests/vm/run-matrix.sh" || rc=1
+            fi
+            exit "$rc" ;;
     esac
 }
 

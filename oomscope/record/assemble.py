@@ -180,7 +180,10 @@ def build_capture(
     if cg.constraint is None and killed is not None and killed.message.startswith("Memory cgroup"):
         cg.constraint = "CONSTRAINT_MEMCG"
     if cg.task_memcg is None:
-        notes.append("The victim's cgroup is unknown: no kernel report, and the process was gone before oomscope could see its cgroup.")
+        parent = event.victim_parent_pid if event is not None else None
+        notes.append("The victim's cgroup is unknown: no kernel report, and the process was gone before oomscope could see its cgroup"
+                     + (f" (its parent, pid {parent}, was not found in any cgroup either)." if parent else
+                        " (its fork was not seen, so its parent is unknown)."))
 
     # --- the state at the kill ---
     sources: Dict[str, CgroupState] = {}

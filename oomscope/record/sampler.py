@@ -7,7 +7,7 @@ keeps a short ring, and ``latest_before()`` picks by timestamp.
 
 Bounded: at most ``max_cgroups`` cgroups, ``ring`` samples each (a memory.stat sample is ~3 KiB
 of Python objects: 4096 cgroups x 8 samples is about 100 MiB at worst, typically far less), and
-the pid maps only hold pids seen in the last pass.
+the pid maps hold at most ``max_pids`` pids seen in the last ``pid_retention_s``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class Sampler:
         near_limit_ratio: float = 0.9,
         ring: int = 8,
         max_cgroups: int = 4096,
+        pid_retention_s: float = 60.0,
+        max_pids: int = 200_000,
     ):
         self.hier = hier
         self.top = top
@@ -49,8 +51,13 @@ class Sampler:
         self.ring = ring
         self.max_cgroups = max_cgroups
         self._rings: Dict[str, Deque[Sample]] = {}
-        self._pid_cgroup: Dict[int, str] = {}
-        self._prev_pass_pids: Dict[int, str] = {}
+        # pid -> (cgroup, when last seen). Kept for pid_retention_s after a pid was last seen: a
+        # kill is often handled after its victim, and even the parent that forked it, have exited
+        # (measured under emulation: a storm's parent gone before its children's events were
+        # handled). pid_max is 4M on 64-bit hosts, so a pid is not reused within a minute.
+        self._pid_cgroup: Dict[int, Tuple[str, int]] = {}
+        self.pid_retention_ns = int(pid_retention_s * 1e9)
+        self.max_pids = max_pids
         self._proc_info: Dict[int, Tuple[str, Optional[str]]] = {}  # pid -> (comm, cmdline)
         self._limited_ancestor: Dict[str, Optional[str]] = {}
         self._lock = threading.Lock()
@@ -112,10 +119,15 @@ class Sampler:
                     last = self._rings[cg][-1].t_ns if self._rings[cg] else 0
                     if time.monotonic_ns() - last > 60_000_000_000:
                         del self._rings[cg]
-            # Pids of this pass and of the previous one: a victim is often gone from
-            # cgroup.procs by the time its event is handled.
-            self._pid_cgroup = {**self._prev_pass_pids, **pid_cgroup}
-            self._prev_pass_pids = pid_cgroup
+            now = time.monotonic_ns()
+            for pid, cg in pid_cgroup.items():
+                self._pid_cgroup[pid] = (cg, now)
+            if len(self._pid_cgroup) > len(pid_cgroup):
+                cutoff = now - self.pid_retention_ns
+                kept = [(p, v) for p, v in self._pid_cgroup.items() if v[1] >= cutoff]
+                if len(kept) > self.max_pids:
+                    kept = sorted(kept, key=lambda pv: pv[1][1])[-self.max_pids:]
+                self._pid_cgroup = dict(kept)
             info = {**self._proc_info, **new_info}
             self._proc_info = {p: v for p, v in info.items() if p in self._pid_cgroup}
             if len(self._limited_ancestor) > 4 * self.max_cgroups:
@@ -150,7 +162,8 @@ class Sampler:
 
     def cgroup_of_pid(self, pid: int) -> Optional[str]:
         with self._lock:
-            return self._pid_cgroup.get(pid)
+            entry = self._pid_cgroup.get(pid)
+        return entry[0] if entry is not None else None
 
     def proc_info(self, pid: int) -> Optional[Tuple[str, Optional[str]]]:
         with self._lock:

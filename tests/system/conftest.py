@@ -101,10 +101,12 @@ class Recorder:
                 out.append((p, json.load(f)))
         return out
 
-    def wait_for(self, predicate, timeout=20):
+    def wait_for(self, predicate, timeout=30):
+        """Captures matching predicate, once their post-mortem is written too (it comes second)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            caps = [c for c in self.captures() if predicate(c[1])]
+            caps = [c for c in self.captures() if predicate(c[1])
+                    and os.path.exists(os.path.join(os.path.dirname(c[0]), "postmortem.html"))]
             if caps:
                 return caps
             time.sleep(0.1)
