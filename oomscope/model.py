@@ -178,6 +178,23 @@ class KernelReportInfo:
 
 
 @dataclass
+class IncidentVictim:
+    pid: int
+    comm: str = ""
+    kill_id: Optional[str] = None
+
+
+@dataclass
+class Incident:
+    """Kills that are one event: a memory.oom.group kill takes every task of the cgroup at once."""
+
+    id: str  # the kill_id of the first victim (the one the kernel chose)
+    group_kill: bool = False
+    group_cgroup: Optional[str] = None  # the cgroup with memory.oom.group set
+    victims: List[IncidentVictim] = field(default_factory=list)
+
+
+@dataclass
 class Times:
     """When things happened. Monotonic clocks are CLOCK_MONOTONIC in ns (bpf_ktime_get_ns)."""
 
@@ -201,6 +218,7 @@ class Capture:
     tasks: List[Task] = field(default_factory=list)
     host: Host = field(default_factory=Host)
     kernel_report: KernelReportInfo = field(default_factory=KernelReportInfo)
+    incident: Optional[Incident] = None
     #: plain-language remarks on what is missing or uncertain in this capture
     notes: List[str] = field(default_factory=list)
 

@@ -199,8 +199,9 @@ class MemoryHierarchy:
 # --- making sandbox cgroups (lab, tests) ----------------------------------------------------
 
 
-def create_cgroup(hier: MemoryHierarchy, cgroup: str, limit_bytes: int) -> str:
-    """Create a cgroup with a memory limit; returns its filesystem path."""
+def create_cgroup(hier: MemoryHierarchy, cgroup: str, limit_bytes: Optional[int]) -> str:
+    """Create a cgroup with a memory limit (None: no limit of its own, only its parent's);
+    returns its filesystem path."""
     path = hier.fs_path(cgroup)
     if hier.version == 2:
         _enable_memory_controller(hier, os.path.dirname(path))
@@ -208,6 +209,8 @@ def create_cgroup(hier: MemoryHierarchy, cgroup: str, limit_bytes: int) -> str:
         os.mkdir(path)
     except OSError as exc:
         raise CgroupError(f"cannot create cgroup {path}: {exc.strerror}") from None
+    if limit_bytes is None:
+        return path
     limit_file = "memory.max" if hier.version == 2 else "memory.limit_in_bytes"
     try:
         with open(os.path.join(path, limit_file), "w") as f:

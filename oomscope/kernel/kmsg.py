@@ -127,6 +127,61 @@ class KmsgReader:
             pass
 
 
+class KmsgFollower:
+    """Follows /dev/kmsg in its own thread, so that slow work elsewhere (writing post-mortems)
+    never makes the reader fall behind: the kernel's log buffer (128 KiB on this project's
+    machines) wraps within seconds in an OOM storm (KERNEL-NOTES.md).
+
+    ``take()`` returns the records read since the last call. At most ``max_pending`` records are
+    held; beyond that the oldest are dropped and counted in ``dropped``.
+    """
+
+    def __init__(self, reader: "KmsgReader", interval_s: float = 0.01, max_pending: int = 500_000):
+        import collections
+        import threading
+
+        self.reader = reader
+        self.interval_s = interval_s
+        self.dropped = 0
+        self._pending: "collections.deque[KmsgRecord]" = collections.deque()
+        self._max = max_pending
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name="kmsg", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                records = self.reader.read_available()
+            except OSError as exc:  # keep the collector alive; say it once
+                self.error = exc
+                return
+            if records:
+                with self._lock:
+                    self._pending.extend(records)
+                    while len(self._pending) > self._max:
+                        self._pending.popleft()
+                        self.dropped += 1
+            self._stop.wait(self.interval_s)
+
+    def take(self) -> List[KmsgRecord]:
+        with self._lock:
+            out = list(self._pending)
+            self._pending.clear()
+        return out
+
+    @property
+    def lost_records(self) -> int:
+        return self.reader.lost_records + self.dropped
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.reader.close()
+
+
 # --- the OOM report -------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ is the best of them (model.choose_at_kill).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from dataclasses import dataclass, field
@@ -53,6 +54,11 @@ class KillContext:
     live_tasks: List[Task] = field(default_factory=list)
     reaped_ns: Optional[int] = None
     duplicates: int = 0
+    #: a member of a memory.oom.group kill: the state in the first victim's report, and
+    #: (oom_memcg, group cgroup) from it
+    incident_state: Optional[CgroupState] = None
+    incident_cgroup: Optional[Tuple[Optional[str], str]] = None
+    incident_tasks: List[Task] = field(default_factory=list)
 
 
 def state_from_report(rep: OomReport) -> Optional[CgroupState]:
@@ -173,6 +179,9 @@ def build_capture(
         cg.task_memcg, how = ctx.task_memcg_guess
         if cg.source == SOURCE_NONE:
             cg.source = how
+    if cg.oom_memcg is None and ctx.incident_cgroup is not None and ctx.incident_cgroup[0]:
+        cg.oom_memcg = ctx.incident_cgroup[0]
+        cg.source = cg.source if cg.task_memcg else SOURCE_KERNEL_REPORT
     if cg.oom_memcg is None and ctx.oom_memcg_guess is not None:
         cg.oom_memcg = ctx.oom_memcg_guess
         notes.append("The kernel's report for this kill was not seen (rate-limited or lost): oom_memcg is the nearest "
@@ -191,6 +200,8 @@ def build_capture(
         st = state_from_report(report)
         if st is not None:
             sources[SOURCE_KERNEL_REPORT] = st
+    if SOURCE_KERNEL_REPORT not in sources and ctx.incident_state is not None:
+        sources[SOURCE_KERNEL_REPORT] = ctx.incident_state
     if ctx.last_sample is not None:
         sources[ctx.last_sample.source] = ctx.last_sample
     if ctx.after_kill is not None:
@@ -206,6 +217,8 @@ def build_capture(
     # --- the processes ---
     if report is not None and report.tasks:
         tasks = tasks_from_report(report, pid, ctx.proc_info)
+    elif ctx.incident_tasks:
+        tasks = [dataclasses.replace(t, is_victim=t.pid == pid) for t in ctx.incident_tasks]
     else:
         tasks = list(ctx.live_tasks)
         if not any(t.pid == pid for t in tasks):
@@ -242,7 +255,10 @@ def build_capture(
             group_kill=report.group_kill_cgroup is not None or ctx.duplicates > 0,
             first_seq=report.first_seq, last_seq=report.last_seq, lines=list(report.lines),
         )
-        if not report.has_header:
+        if not report.has_header and report.group_kill_cgroup is not None:
+            notes.append(f"Killed with every task of {report.group_kill_cgroup} (memory.oom.group): the kernel printed one report "
+                         "for the whole group, under the first victim; the cgroup's state here is that report's.")
+        elif not report.has_header:
             notes.append("The kernel printed only the 'Killed process' line for this kill: its full report was rate-limited "
                          "(oom_rs in mm/oom_kill.c: 10 reports per 5 s).")
     else:

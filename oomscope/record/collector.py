@@ -18,13 +18,14 @@ from typing import Callable, List, Optional, TextIO
 from ..errors import EnvironmentProblem
 from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy
-from ..kernel.kmsg import KmsgReader, OomReportParser
+from ..kernel.kmsg import KmsgFollower, KmsgReader, OomReportParser
 from ..model import SOURCE_AFTER_KILL, Capture
 from ..probes import EV_MARK_VICTIM, OomEvent, OomProbes
 from .assemble import KillContext, build_capture
+from .incidents import GroupLinker, Head
 from .joiner import KillJoiner, PendingKill
 from .sampler import Sampler, clock_offset_ns
-from .writer import write_kill
+from .writer import atomic_write, write_kill
 
 
 @dataclasses.dataclass
@@ -77,11 +78,12 @@ class Collector:
         self.sampler = Sampler(self.hier, top=opts.cgroup or "/", interval_s=opts.sample_interval_s)
         self.joiner = KillJoiner()
         self.parser = OomReportParser()
+        self.groups = GroupLinker()
         self.host = procfs.read_host(self.hier.version)
         self.clock_offset = clock_offset_ns()
         self._events: List[OomEvent] = []
         try:
-            self.kmsg: Optional[KmsgReader] = KmsgReader()
+            self.kmsg: Optional[KmsgFollower] = KmsgFollower(KmsgReader())
         except OSError as exc:
             self.kmsg = None
             self.err.write(f"oomscope: warning: cannot read /dev/kmsg ({exc.strerror}); captures will lack the kernel's report\n")
@@ -133,7 +135,7 @@ class Collector:
                     # A child starts in its parent's cgroup; the parent usually outlives it.
                     kill.parent_cgroup = procfs.read_memory_cgroup(ev.victim_parent_pid, self.hier.version)
         if self.kmsg is not None:
-            for rec in self.kmsg.read_available():
+            for rec in self.kmsg.take():
                 for rep in self.parser.feed(rec):
                     self.joiner.add_report(rep, now)
         for kill in self.joiner.ready(now, flush=flush):
@@ -206,21 +208,48 @@ class Collector:
 
     def _write(self, kill: PendingKill) -> None:
         ctx = self._context(kill)
+        rep = kill.report
+        head = None
+        group = rep.group_kill_cgroup if rep is not None and not rep.has_header else None
+        if group is not None:
+            head = self.groups.head_for(group, kill.kill_ns or time.monotonic_ns())
+            if head is not None:
+                # A member of a memory.oom.group kill: the same moment as the head's report.
+                ctx.incident_state = head.state
+                ctx.incident_cgroup = (head.capture.cgroup.oom_memcg, group)
+                ctx.incident_tasks = head.capture.tasks
         capture = build_capture(kill.pid, kill.event, kill.report, ctx, dt.datetime.now(dt.timezone.utc))
         if self.opts.cgroup is not None and not (
             _within(capture.cgroup.task_memcg, self.opts.cgroup) or _within(capture.cgroup.oom_memcg, self.opts.cgroup)
         ):
             return
+        if head is not None:
+            self.groups.link(head, capture, group)
         capture_path, html_path, render_error = write_kill(self.opts.output, capture, self.render_html)
         self.recorded.append(RecordedKill(capture, capture_path, html_path))
+        self.groups.note_written(Head(capture, capture_path, html_path, kill.kill_ns or time.monotonic_ns(),
+                                      capture.at_kill_sources.get("kernel_report")))
+        if head is not None:
+            self._rewrite(head)
         c = capture
         line = (f"{c.times.kill_wall} kill pid={c.victim.pid} comm={terminal_safe(c.victim.comm)!r} "
                 f"memcg={terminal_safe(c.cgroup.oom_memcg or '?')} usage={_mib(c.at_kill.usage_bytes)} "
-                f"limit={_mib(c.at_kill.limit_bytes)} state={c.at_kill.source} -> {html_path or capture_path}")
+                f"limit={_mib(c.at_kill.limit_bytes)} state={c.at_kill.source}"
+                + (f" incident={c.incident.id}" if c.incident else "")
+                + f" -> {html_path or capture_path}")
         self.out.write(line + "\n")
         self.out.flush()
         if render_error:
             self.err.write(f"oomscope: error: post-mortem not rendered ({render_error}); the capture is at {capture_path}\n")
+
+    def _rewrite(self, head: Head) -> None:
+        """The first victim's capture and post-mortem, again, now listing every victim."""
+        atomic_write(head.capture_path, head.capture.to_json())
+        if head.html_path is not None:
+            try:
+                atomic_write(head.html_path, self.render_html(head.capture))
+            except Exception as exc:  # noqa: BLE001 - the capture is written; say what failed
+                self.err.write(f"oomscope: error: post-mortem of {head.capture.kill_id} not re-rendered: {exc}\n")
 
 
 def install_signal_handlers(collector: Collector) -> None:

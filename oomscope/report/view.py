@@ -92,6 +92,8 @@ class PostMortemView:
     notes: List[str]
     kernel_lines: List[str]
     analysis_notes: List[str] = field(default_factory=list)
+    incident_summary: str = ""
+    incident: List[Row] = field(default_factory=list)  # cells: pid, comm, link to its post-mortem
 
 
 def _bar(items, total: Optional[int]) -> List[BarSegment]:
@@ -201,7 +203,20 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
         provenance.append(Row([f"Also read: {name.replace('_', ' ')}",
                                f"usage {fmt_bytes(st.usage_bytes)}, anon {fmt_bytes(_anon(st.memory_stat))}{age}"]))
 
+    incident_summary, incident_rows = "", []
+    inc = capture.incident
+    if inc is not None and inc.group_kill:
+        incident_summary = (f"The kernel killed every task of {inc.group_cgroup} at once because memory.oom.group is set "
+                            f"there ({len(inc.victims)} victims so far). Kubernetes sets it on every container on cgroup v2 "
+                            "since 1.28, so a pod's sidecars die with its main process.")
+        verdict.append(f"This was a group kill: {len(inc.victims)} processes of {inc.group_cgroup} were killed together (memory.oom.group).")
+        for x in inc.victims:
+            link = "" if x.kill_id == capture.kill_id else f"../{x.kill_id}/postmortem.html"
+            incident_rows.append(Row([str(x.pid), x.comm, link], highlight=x.pid == v.pid))
+
     return PostMortemView(
+        incident_summary=incident_summary,
+        incident=incident_rows,
         title=f"OOM kill: {v.comm or v.pid} in {where}",
         kill_id=capture.kill_id,
         headline=headline,

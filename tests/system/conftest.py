@@ -16,7 +16,7 @@ import time
 import pytest
 
 from oomscope.kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup
-from oomscope.kernel.kmsg import KmsgReader, OomReportParser
+from oomscope.kernel.kmsg import KmsgFollower, KmsgReader, OomReportParser
 
 PREFIX = "oomscope-test-"
 
@@ -50,8 +50,8 @@ def sandbox(hier):
     """Factory: make_cgroup(suffix, limit) -> (kernel path, fs path); all removed at teardown."""
     made = []
 
-    def make(suffix="", limit=64 << 20):
-        name = f"/{PREFIX}{os.getpid()}-{secrets.token_hex(3)}{suffix}"
+    def make(suffix="", limit=64 << 20, parent=None):
+        name = f"{parent or ''}/{PREFIX}{os.getpid()}-{secrets.token_hex(3)}{suffix}"
         path = create_cgroup(hier, name, limit)
         made.append(path)
         return name, path
@@ -140,17 +140,22 @@ def recorder(tmp_path):
 
 
 class KernelLog:
-    """The test's own, independent reader of the kernel's OOM reports."""
+    """The test's own, independent reader of the kernel's OOM reports. It follows /dev/kmsg in a
+    thread (KmsgFollower): in a storm the kernel's log buffer wraps within seconds."""
 
     def __init__(self):
-        self.reader = KmsgReader()
+        self.follower = KmsgFollower(KmsgReader())
         self.parser = OomReportParser()
         self.reports = []
 
+    @property
+    def lost_records(self):
+        return self.follower.lost_records
+
     def read(self):
-        for rec in self.reader.read_available():
+        for rec in self.follower.take():
             self.reports.extend(self.parser.feed(rec))
-        return self.reports
+        return list(self.reports)
 
     def report_for(self, pid, timeout=10):
         deadline = time.monotonic() + timeout
@@ -161,9 +166,12 @@ class KernelLog:
             time.sleep(0.1)
         raise AssertionError(f"the kernel printed no full OOM report for pid {pid}")
 
+    def close(self):
+        self.follower.close()
+
 
 @pytest.fixture
 def kernel_log():
     log = KernelLog()
     yield log
-    log.reader.close()
+    log.close()

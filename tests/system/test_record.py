@@ -1,10 +1,13 @@
 """record against real kills: the capture must equal the kernel's own OOM report."""
 
 import collections
+import json
 import os
 import subprocess
 import sys
 import time
+
+import pytest
 
 from oomscope.lab import run_scenario
 
@@ -109,7 +112,15 @@ for pid in children:
 """
 
 
-def test_storm_every_killed_line_has_a_capture(recorder, kernel_log, sandbox, tmp_path):
+@pytest.fixture
+def rate_limit_window():
+    """After a storm, wait out the kernel's OOM report rate limit (oom_rs: 10 per 5 s) so that
+    the next test's kill gets its full report."""
+    yield
+    time.sleep(5.5)
+
+
+def test_storm_every_killed_line_has_a_capture(recorder, kernel_log, sandbox, tmp_path, rate_limit_window):
     name, path = sandbox(limit=64 << 20)
     rec = recorder()
     pids_dir = tmp_path / "pids"
@@ -121,8 +132,11 @@ def test_storm_every_killed_line_has_a_capture(recorder, kernel_log, sandbox, tm
     assert res.returncode == 0, res.stderr
     ours = {int(p) for p in os.listdir(pids_dir)}
     time.sleep(1.0)
-    killed = {r.killed.pid for r in kernel_log.read() if r.killed and r.killed.pid in ours}
-    full = {r.killed.pid: r for r in kernel_log.reports if r.killed and r.killed.pid in ours and r.has_header}
+    reports = kernel_log.read()
+    killed = {r.killed.pid for r in reports if r.killed and r.killed.pid in ours}
+    full = {r.killed.pid: r for r in reports if r.killed and r.killed.pid in ours and r.has_header}
+    lost = kernel_log.lost_records
+    assert lost == 0, f"the test's own kmsg reader lost {lost} records: it cannot check this storm"
     assert len(killed) >= 30, f"only {len(killed)} kills: not a storm"
     assert len(full) < len(killed), "the kernel printed every report: the rate limit was not exercised"
     deadline = time.monotonic() + 20
@@ -181,3 +195,77 @@ def test_cgroup_filter_records_only_that_subtree(recorder, sandbox):
     assert cap["cgroup"]["oom_memcg"] == inside
     time.sleep(1.0)
     assert out_pid not in {c["victim"]["pid"] for _, c in rec.captures()}
+
+
+def test_parent_limit_is_told_apart_from_the_victims_cgroup(recorder, kernel_log, sandbox):
+    parent, _ = sandbox(suffix="-parent", limit=64 << 20)
+    child, child_path = sandbox(suffix="-child", limit=None, parent=parent)
+    sibling, sibling_path = sandbox(suffix="-sibling", limit=None, parent=parent)
+    rec = recorder()
+    holder = subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -c "$3"', "sh",
+                               os.path.join(sibling_path, "cgroup.procs"), sys.executable,
+                               "import time\nb = bytearray(16 << 20)\nprint('ready', flush=True)\ntime.sleep(60)"],
+                              stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"ready"
+        res = run_in_cgroup(child_path, "import os\nprint(os.getpid(), flush=True)\n" + HOG)
+        assert res.returncode == -9
+        pid = int(res.stdout.split()[0])
+        ((cpath, cap),) = rec.wait_for(lambda c: c["victim"]["pid"] == pid)
+    finally:
+        holder.kill()
+        holder.wait()
+    rep = kernel_log.report_for(pid)
+    assert cap["cgroup"]["oom_memcg"] == parent and cap["cgroup"]["task_memcg"] == child
+    _assert_equals_report(cap, rep)
+    assert {t["pid"] for t in cap["tasks"]} == {pid, holder.pid}  # the sibling under the same limit is listed
+    assert "not that of the victim" in _html(cpath)
+
+
+GROUP = r"""
+import os, sys, time
+pids = []
+for i in range(3):
+    pid = os.fork()
+    if pid == 0:
+        open('/proc/self/comm', 'w').write(f'member-{i}')
+        b = bytearray(8 << 20)
+        time.sleep(60)
+        os._exit(0)
+    pids.append(pid)
+print(' '.join(map(str, [os.getpid()] + pids)), flush=True)
+time.sleep(0.5)
+a = []
+while True:
+    a.append(bytearray(1 << 20))
+"""
+
+
+def test_group_kill_is_one_incident(recorder, kernel_log, sandbox, hier):
+    if hier.version != 2:
+        pytest.skip("memory.oom.group is cgroup v2 only (this host's memory controller is on v1)")
+    name, path = sandbox(suffix="-group", limit=96 << 20)
+    with open(os.path.join(path, "memory.oom.group"), "w") as f:
+        f.write("1")
+    rec = recorder()
+    res = run_in_cgroup(path, GROUP)
+    pids = [int(p) for p in res.stdout.split()]
+    assert res.returncode == -9 and len(pids) == 4
+    caps = rec.wait_for(lambda c: c["victim"]["pid"] in pids)
+    deadline = time.monotonic() + 30
+    while len(caps) < 4 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        caps = [c for c in rec.captures() if c[1]["victim"]["pid"] in pids]
+    assert sorted(c["victim"]["pid"] for _, c in caps) == sorted(pids), "every task of the group has one capture"
+    incidents = {c["incident"]["id"] for _, c in caps if c["incident"]}
+    assert len(incidents) == 1 and all(c["incident"] for _, c in caps)
+    head = next((p, c) for p, c in caps if c["kill_id"] == incidents.pop())
+    time.sleep(1.0)  # the head is rewritten as members arrive
+    with open(head[0]) as f:
+        head_cap = json.load(f)
+    assert sorted(v["pid"] for v in head_cap["incident"]["victims"]) == sorted(pids)
+    assert head_cap["incident"]["group_cgroup"] == name
+    for _, c in caps:
+        assert c["at_kill"]["source"] == "kernel_report" and c["cgroup"]["oom_memcg"] == name
+    html = _html(head[0])
+    assert "One incident: a group kill" in html and all(f">{p}<" in html for p in pids)

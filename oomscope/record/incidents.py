@@ -1,0 +1,67 @@
+"""Kills that are one incident: a memory.oom.group kill.
+
+mm/oom_kill.c (oom_kill_process) prints the chosen victim's ``Killed process`` line, then
+``Tasks in G are going to be killed due to memory.oom.group set``, then a ``Killed process`` line
+for every task of G (the chosen victim again among them), all at the same moment and under the
+one report. So the members arrive after the first victim's capture is written: each member is
+linked to it, shares its report's state of the cgroup, and the first capture is rewritten to list
+every victim.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from typing import Deque, Optional
+
+from ..model import Capture, CgroupState, Incident, IncidentVictim
+
+GROUP_WINDOW_NS = 5_000_000_000
+
+
+def _within(path: Optional[str], top: str) -> bool:
+    return path is not None and (top == "/" or path == top or path.startswith(top.rstrip("/") + "/"))
+
+
+@dataclass
+class Head:
+    capture: Capture
+    capture_path: str
+    html_path: Optional[str]
+    t_ns: int
+    state: Optional[CgroupState]  # the head's kernel-report state of the oom_memcg
+
+
+class GroupLinker:
+    def __init__(self) -> None:
+        self._heads: Deque[Head] = collections.deque(maxlen=32)
+
+    def note_written(self, head: Head) -> None:
+        if head.capture.kernel_report.present:
+            self._heads.append(head)
+
+    def head_for(self, group_cgroup: str, t_ns: int) -> Optional[Head]:
+        """The latest fully reported kill at or below the group's cgroup, just before ``t_ns``."""
+        for head in reversed(self._heads):
+            if t_ns - head.t_ns > GROUP_WINDOW_NS:
+                break
+            cg = head.capture.cgroup
+            if _within(cg.task_memcg, group_cgroup) or _within(group_cgroup, cg.oom_memcg or "/"):
+                return head
+        return None
+
+    @staticmethod
+    def link(head: Head, member: Capture, group_cgroup: str) -> Incident:
+        inc = head.capture.incident
+        if inc is None:
+            v = head.capture.victim
+            inc = Incident(id=head.capture.kill_id, group_kill=True, group_cgroup=group_cgroup,
+                           victims=[IncidentVictim(v.pid, v.comm, head.capture.kill_id)])
+            head.capture.incident = inc
+            head.capture.kernel_report.group_kill = True
+        if all(x.pid != member.victim.pid for x in inc.victims):
+            inc.victims.append(IncidentVictim(member.victim.pid, member.victim.comm, member.kill_id))
+        member.incident = inc
+        return inc
+
+
