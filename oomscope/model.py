@@ -219,6 +219,10 @@ class Capture:
     host: Host = field(default_factory=Host)
     kernel_report: KernelReportInfo = field(default_factory=KernelReportInfo)
     incident: Optional[Incident] = None
+    #: a global OOM (the node ran out, no cgroup limit was hit): the host's memory from the
+    #: report's Mem-Info, in bytes (active_anon, inactive_file, free, slab_reclaimable, shmem, ...,
+    #: ram, swap_total, swap_free)
+    host_memory_at_kill: Dict[str, int] = field(default_factory=dict)
     #: plain-language remarks on what is missing or uncertain in this capture
     notes: List[str] = field(default_factory=list)
 

@@ -258,6 +258,9 @@ class OomReport:
     summary: Optional[OomSummary] = None
     killed: Optional[KilledProcess] = None
     group_kill_cgroup: Optional[str] = None
+    #: a global OOM's Mem-Info (show_mem in mm/show_mem.c): node-wide counters in pages, and
+    #: "free_swap_kb"/"total_swap_kb"/"ram_pages" from the lines after the per-node ones
+    mem_info: Dict[str, int] = field(default_factory=dict)
     first_seq: Optional[int] = None
     last_seq: Optional[int] = None
     first_usec: Optional[int] = None
@@ -293,6 +296,9 @@ _RE_KILLED = re.compile(
     r"(?: oom_score_adj:(?P<adj>-?\d+))?\s*$"
 )
 _RE_GROUP = re.compile(r"^Tasks in (?P<path>.*) are going to be killed due to memory\.oom\.group set$")
+_RE_MEMINFO_ITEM = re.compile(r"(?<![\w])([a-z_]+):(\d+)(?=\s|$)")
+_RE_SWAP_LINE = re.compile(r"^(Free|Total) swap\s*=\s*(\d+)kB$")
+_RE_RAM_LINE = re.compile(r"^(\d+) pages RAM$")
 _RE_SUMMARY_TAIL = re.compile(r",task=(?P<task>.*),pid=(?P<pid>\d+),uid=(?P<uid>\d+)$")
 
 
@@ -380,8 +386,13 @@ def parse_oom_summary(
     rest = head[m.end():]
 
     # 3. cpuset=<path>,mems_allowed=<list>[,oom_memcg=<path>,task_memcg=<path>]
+    #    or, for a global OOM: cpuset=<path>,mems_allowed=<list>,global_oom,task_memcg=<path>
     memcg_part = None
-    if oom_memcg is not None:
+    g = rest.find(",global_oom,task_memcg=")
+    if g >= 0 and _is_cgroup_path(rest[g + len(",global_oom,task_memcg="):]):
+        out.task_memcg = rest[g + len(",global_oom,task_memcg="):]
+        memcg_part = g
+    if memcg_part is None and oom_memcg is not None:
         marker = ",oom_memcg=" + oom_memcg + ",task_memcg="
         i = rest.find(marker)
         if i >= 0:
@@ -489,6 +500,14 @@ class OomReportParser:
         if cur is None:
             return None
 
+        if self._mode == "meminfo":
+            if line.startswith("Node ") or not line.strip():
+                self._mode = None
+            else:
+                for key, value in _RE_MEMINFO_ITEM.findall(line):
+                    cur.mem_info[key] = int(value)
+                cur.lines.append(line)
+                return None
         if self._mode == "stats":
             s = _RE_STAT.match(line)
             if s:
@@ -532,6 +551,16 @@ class OomReportParser:
             self._mode = "stats"
             cur.lines.append(line)
             return None
+        if line == "Mem-Info:":
+            self._mode = "meminfo"
+            cur.lines.append(line)
+            return None
+        sw = _RE_SWAP_LINE.match(line)
+        if sw:
+            cur.mem_info["free_swap_kb" if sw.group(1) == "Free" else "total_swap_kb"] = int(sw.group(2))
+        ram = _RE_RAM_LINE.match(line)
+        if ram:
+            cur.mem_info["ram_pages"] = int(ram.group(1))
         if line == _TASKS_TITLE:
             self._mode = "tasks_header"
             cur.lines.append(line)

@@ -82,6 +82,21 @@ def state_from_report(rep: OomReport) -> Optional[CgroupState]:
     return st
 
 
+def host_memory_from_report(rep: OomReport) -> Dict[str, int]:
+    """A global OOM's Mem-Info (pages, and kB for swap) in bytes."""
+    out: Dict[str, int] = {}
+    for key, value in rep.mem_info.items():
+        if key == "free_swap_kb":
+            out["swap_free"] = value * 1024
+        elif key == "total_swap_kb":
+            out["swap_total"] = value * 1024
+        elif key == "ram_pages":
+            out["ram"] = value * PAGE_SIZE
+        else:
+            out[key] = value * PAGE_SIZE
+    return out
+
+
 def tasks_from_report(rep: OomReport, victim_pid: int, proc_info: Dict[int, Tuple[str, Optional[str]]]) -> List[Task]:
     def pages(row_values: Dict[str, int], key: str) -> Optional[int]:
         v = row_values.get(key)
@@ -188,6 +203,9 @@ def build_capture(
                      "cgroup with a memory limit above the victim's cgroup, as oomscope saw it.")
     if cg.constraint is None and killed is not None and killed.message.startswith("Memory cgroup"):
         cg.constraint = "CONSTRAINT_MEMCG"
+    is_global = cg.constraint == "CONSTRAINT_NONE" or (killed is not None and killed.message == "Out of memory")
+    if is_global:
+        cg.oom_memcg = None  # no cgroup limit was hit: the node ran out
     if cg.task_memcg is None:
         parent = event.victim_parent_pid if event is not None else None
         notes.append("The victim's cgroup is unknown: no kernel report, and the process was gone before oomscope could see its cgroup"
@@ -207,7 +225,10 @@ def build_capture(
     if ctx.after_kill is not None:
         sources[ctx.after_kill.source] = ctx.after_kill
     at_kill = choose_at_kill(sources)
-    if at_kill.source != SOURCE_KERNEL_REPORT:
+    if is_global:
+        notes.append("A global OOM: the host ran out of memory, no cgroup limit was hit. The cgroup figures are those of the "
+                     "victim's own cgroup; the host's memory at the kill is in host_memory_at_kill.")
+    elif at_kill.source != SOURCE_KERNEL_REPORT:
         if at_kill.source == SOURCE_NONE:
             notes.append("No reading of the cgroup's memory exists for this kill.")
         else:
@@ -248,6 +269,7 @@ def build_capture(
     )
 
     kr = KernelReportInfo()
+    host_memory: Dict[str, int] = {}
     if report is not None:
         kr = KernelReportInfo(
             present=report.has_header, killed_line_seen=killed is not None, gfp_mask=report.gfp_mask,
@@ -255,6 +277,8 @@ def build_capture(
             group_kill=report.group_kill_cgroup is not None or ctx.duplicates > 0,
             first_seq=report.first_seq, last_seq=report.last_seq, lines=list(report.lines),
         )
+        if report.mem_info:
+            host_memory = host_memory_from_report(report)
         if not report.has_header and report.group_kill_cgroup is not None:
             notes.append(f"Killed with every task of {report.group_kill_cgroup} (memory.oom.group): the kernel printed one report "
                          "for the whole group, under the first victim; the cgroup's state here is that report's.")
@@ -279,4 +303,5 @@ def build_capture(
         host=ctx.host,
         kernel_report=kr,
         notes=notes,
+        host_memory_at_kill=host_memory,
     )

@@ -155,7 +155,11 @@ class Collector:
             ctx.task_memcg_guess = self._guess_cgroup(kill)
             if ctx.task_memcg_guess is not None:
                 task_memcg = ctx.task_memcg_guess[0]
-        if oom_memcg is None and task_memcg is not None:
+        is_global = (summary is not None and summary.constraint == "CONSTRAINT_NONE") or (
+            rep is not None and rep.killed is not None and rep.killed.message == "Out of memory")
+        if is_global:
+            oom_memcg = task_memcg  # no limit was hit: describe the victim's own cgroup
+        elif oom_memcg is None and task_memcg is not None:
             oom_memcg = self.sampler.limited_ancestor(task_memcg)
             ctx.oom_memcg_guess = oom_memcg
         kill_ns = kill.kill_ns or time.monotonic_ns()

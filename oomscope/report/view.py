@@ -31,6 +31,9 @@ PALETTE = {
 }
 
 
+MAX_TASK_ROWS = 100
+
+
 def fmt_bytes(v: Optional[int]) -> str:
     if v is None:
         return "—"
@@ -92,6 +95,8 @@ class PostMortemView:
     notes: List[str]
     kernel_lines: List[str]
     analysis_notes: List[str] = field(default_factory=list)
+    host_memory: List[KeyValue] = field(default_factory=list)
+    tasks_title: str = "Processes in the cgroup at the kill"
     incident_summary: str = ""
     incident: List[Row] = field(default_factory=list)  # cells: pid, comm, link to its post-mortem
 
@@ -116,8 +121,15 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
     headline = f"pid {v.pid} ({v.comm or '?'}) was OOM-killed in {where}"
 
     verdict: List[str] = []
+    hm = capture.host_memory_at_kill
     if cg.constraint and cg.constraint != "CONSTRAINT_MEMCG":
-        verdict.append(f"The kill was not caused by a cgroup limit ({cg.constraint}): the host itself ran out of memory.")
+        text = f"No cgroup limit was hit ({cg.constraint}): the host itself ran out of memory"
+        if hm.get("ram") and "free" in hm:
+            text += f", with {fmt_bytes(hm['free'])} free of {fmt_bytes(hm['ram'])} of RAM"
+            if "swap_total" in hm:
+                text += f" and {fmt_bytes(hm.get('swap_free'))} of {fmt_bytes(hm['swap_total'])} swap free"
+        verdict.append(text + ". The kernel killed the process with the highest OOM score on the whole host, "
+                       "wherever it ran; raising a container's limit would not have prevented it.")
     elif ak.usage_bytes is not None and ak.limit_bytes:
         limit_cg = cg.oom_memcg or where
         verdict.append(f"The memory cgroup {limit_cg} reached its limit: {fmt_bytes(ak.usage_bytes)} charged "
@@ -172,11 +184,14 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
         rec_summary = "The victim's RSS or the cgroup's usage is unknown, so the two cannot be compared."
 
     tasks = []
-    for t in sorted(capture.tasks, key=lambda t: -(t.rss_bytes or 0)):
+    # A global OOM's table lists every process of the host: show the largest.
+    for t in sorted(capture.tasks, key=lambda t: -(t.rss_bytes or 0))[:MAX_TASK_ROWS]:
         tasks.append(Row([str(t.pid), t.comm, fmt_bytes(t.rss_bytes), fmt_bytes(t.rss_anon_bytes),
                           fmt_bytes(t.rss_file_bytes), fmt_bytes(t.rss_shmem_bytes), fmt_bytes(t.pgtables_bytes),
                           "—" if t.oom_score_adj is None else str(t.oom_score_adj), t.cmdline or ""], highlight=t.is_victim))
     tasks_source = SOURCE_LABELS.get(capture.tasks[0].source, capture.tasks[0].source) if capture.tasks else "none"
+    if len(capture.tasks) > MAX_TASK_ROWS:
+        tasks_source += f"; the {MAX_TASK_ROWS} largest of {len(capture.tasks)} processes"
 
     h = capture.host
     swap = "none" if not h.swap_total_bytes else f"{fmt_bytes(h.swap_total_bytes)} ({fmt_bytes(h.swap_free_bytes)} free)"
@@ -203,6 +218,16 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
         provenance.append(Row([f"Also read: {name.replace('_', ' ')}",
                                f"usage {fmt_bytes(st.usage_bytes)}, anon {fmt_bytes(_anon(st.memory_stat))}{age}"]))
 
+    host_memory = []
+    labels = [("ram", "RAM"), ("free", "Free"), ("active_anon", "Anonymous, active"), ("inactive_anon", "Anonymous, inactive"),
+              ("active_file", "Page cache, active"), ("inactive_file", "Page cache, inactive"), ("shmem", "Shared memory / tmpfs"),
+              ("slab_reclaimable", "Slab, reclaimable"), ("slab_unreclaimable", "Slab, unreclaimable"),
+              ("pagetables", "Page tables"), ("unevictable", "Unevictable"), ("dirty", "Dirty"), ("writeback", "Under writeback"),
+              ("swap_total", "Swap"), ("swap_free", "Swap free")]
+    for key, label in labels:
+        if key in hm:
+            host_memory.append(KeyValue(label, fmt_bytes(hm[key])))
+
     incident_summary, incident_rows = "", []
     inc = capture.incident
     if inc is not None and inc.group_kill:
@@ -215,6 +240,8 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
             incident_rows.append(Row([str(x.pid), x.comm, link], highlight=x.pid == v.pid))
 
     return PostMortemView(
+        tasks_title="Processes on the host at the kill" if hm else "Processes in the cgroup at the kill",
+        host_memory=host_memory,
         incident_summary=incident_summary,
         incident=incident_rows,
         title=f"OOM kill: {v.comm or v.pid} in {where}",

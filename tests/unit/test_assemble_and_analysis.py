@@ -67,3 +67,15 @@ def test_attribution_v2():
     assert "pagetables" in cats and "unexplained" in cats
     assert sum(c.bytes for c in a.categories) == cap.at_kill.usage_bytes
     assert any(d.key == "anon_thp" for d in a.details) or cap.at_kill.memory_stat.get("anon_thp", 0) == 0
+
+
+def test_global_oom_capture_and_page():
+    from oomscope.report.render import render_html
+
+    cap, rep = capture_from_fixture("v2-6.1-global.kmsg", version=2)
+    assert cap.cgroup.constraint == "CONSTRAINT_NONE" and cap.cgroup.oom_memcg is None
+    assert cap.cgroup.task_memcg == "/oomscope-fixture-global"
+    assert cap.host_memory_at_kill["ram"] == 262013 * 4096 and cap.host_memory_at_kill["swap_total"] == 0
+    assert any("global OOM" in n for n in cap.notes)
+    html = render_html(cap)
+    assert "the host itself ran out of memory" in html and "raising a container" in html

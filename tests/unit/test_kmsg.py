@@ -126,3 +126,15 @@ def test_group_kill_repeats_victim():
     reps = parse_reports("\n".join(recs))
     assert [r.killed.pid for r in reps] == [7, 8, 7]
     assert reps[0].has_header and reps[1].group_kill_cgroup == "/g"
+
+
+def test_global_oom(fixture):
+    (r,) = parse_reports(fixture("kmsg", "v2-6.1-global.kmsg"))
+    assert r.has_header and not r.is_memcg and r.memory is None and not r.memory_stat
+    assert r.summary.constraint == "CONSTRAINT_NONE" and r.summary.oom_memcg is None
+    assert r.summary.task_memcg == "/oomscope-fixture-global" and r.summary.pid == 252
+    assert r.killed.message == "Out of memory" and r.killed.anon_rss_kb == 883832
+    mi = r.mem_info
+    assert mi["ram_pages"] == 262013 and mi["free_swap_kb"] == 0 and mi["total_swap_kb"] == 0
+    assert {"active_anon", "inactive_anon", "free", "slab_reclaimable", "shmem"} <= set(mi)
+    assert len(r.tasks) > 3  # every task of the host

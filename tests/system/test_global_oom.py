@@ -1,0 +1,46 @@
+"""A global OOM: the node runs out, no cgroup limit is hit. Only inside the test VMs."""
+
+import os
+
+import pytest
+
+from .conftest import run_in_cgroup
+
+IN_VM = os.environ.get("OOMSCOPE_IN_VM") == "1"
+
+
+@pytest.fixture
+def protected():
+    """This process (and so the recorder it starts) out of the OOM killer's reach, for this
+    test only: later tests' workloads must not inherit -1000 (a memcg OOM with only unkillable
+    tasks never ends)."""
+    with open("/proc/self/oom_score_adj") as f:
+        before = f.read().strip()
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write("-1000")
+    yield
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write(before)
+
+
+@pytest.mark.skipif(not IN_VM, reason="a global OOM is made only inside the test VMs (tests/vm/run-matrix.sh), never on a shared host")
+def test_global_oom_says_the_node_ran_out(protected, recorder, kernel_log, sandbox):
+    name, path = sandbox(suffix="-global", limit=None)
+    rec = recorder()
+    code = ("open('/proc/self/oom_score_adj', 'w').write('1000')\nimport os\nprint(os.getpid(), flush=True)\n"
+            "a = []\nwhile True:\n    a.append(bytearray(32 << 20))\n")
+    res = run_in_cgroup(path, code, timeout=600)
+    assert res.returncode == -9
+    pid = int(res.stdout.split()[0])
+    ((cpath, cap),) = rec.wait_for(lambda c: c["victim"]["pid"] == pid, timeout=120)
+    rep = kernel_log.report_for(pid, timeout=30)
+    assert rep.summary.constraint == "CONSTRAINT_NONE" and rep.killed.message == "Out of memory"
+    assert cap["cgroup"]["constraint"] == "CONSTRAINT_NONE"
+    assert cap["cgroup"]["oom_memcg"] is None and cap["cgroup"]["task_memcg"] == name
+    hm = cap["host_memory_at_kill"]
+    assert hm["ram"] == rep.mem_info["ram_pages"] * os.sysconf("SC_PAGE_SIZE")
+    assert hm["free"] == rep.mem_info["free"] * os.sysconf("SC_PAGE_SIZE")
+    assert hm["inactive_anon"] + hm["active_anon"] >= 0.5 * hm["ram"]  # the hog's memory
+    with open(os.path.join(os.path.dirname(cpath), "postmortem.html")) as f:
+        html = f.read()
+    assert "the host itself ran out of memory" in html and "The host's memory at the kill" in html
