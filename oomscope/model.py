@@ -102,6 +102,11 @@ class CgroupState:
     swap_usage_bytes: Optional[int] = None  # v1: memory+swap minus memory; v2: memory.swap.current
     swap_limit_bytes: Optional[int] = None
     memory_events: Dict[str, int] = field(default_factory=dict)  # cgroup v2 memory.events
+    memory_high_bytes: Optional[int] = None  # cgroup v2 memory.high (throttling, not a kill limit)
+    oom_group: Optional[bool] = None  # cgroup v2 memory.oom.group
+    #: cgroup v2 memory.pressure (PSI): some_avg10, some_avg60, some_avg300 (percent),
+    #: some_total_us, and the same for full_
+    pressure: Dict[str, float] = field(default_factory=dict)
     #: how long before the kill this was read (negative: after it)
     age_ms: Optional[float] = None
     cgroup: Optional[str] = None  # which cgroup this reading is of

@@ -45,6 +45,25 @@ def parse_memory_stat(text: str) -> Dict[str, int]:
 parse_flat_keyed = parse_memory_stat  # memory.events has the same shape
 
 
+def parse_pressure(text: str) -> Dict[str, float]:
+    """memory.pressure (PSI): ``some avg10=0.00 avg60=0.00 avg300=0.00 total=0`` (and ``full``)
+    → {"some_avg10": 0.0, ..., "some_total_us": 0.0, ...}."""
+    out: Dict[str, float] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts or parts[0] not in ("some", "full"):
+            continue
+        for item in parts[1:]:
+            key, sep, value = item.partition("=")
+            if not sep:
+                continue
+            try:
+                out[f"{parts[0]}_{key}_us" if key == "total" else f"{parts[0]}_{key}"] = float(value)
+            except ValueError:
+                continue
+    return out
+
+
 def parse_limit(text: str) -> Optional[int]:
     """memory.max / memory.limit_in_bytes → bytes, or None for no limit ("max" or v1's huge value)."""
     value = text.strip()
@@ -177,6 +196,13 @@ class MemoryHierarchy:
             events = self._read(cgroup, "memory.events")
             if events is not None:
                 state.memory_events = parse_flat_keyed(events)
+            high = self._read(cgroup, "memory.high")
+            state.memory_high_bytes = parse_limit(high) if high is not None else None
+            group = self._read(cgroup, "memory.oom.group")
+            state.oom_group = group.strip() == "1" if group is not None else None
+            pressure = self._read(cgroup, "memory.pressure")
+            if pressure is not None:
+                state.pressure = parse_pressure(pressure)
         return state
 
     def walk(self, top: str = "/") -> Iterator[str]:

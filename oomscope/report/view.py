@@ -202,10 +202,13 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
         KeyValue("Transparent huge pages", f"enabled={h.thp_enabled or '—'}, defrag={h.thp_defrag or '—'}, shmem={h.thp_shmem_enabled or '—'}"),
         KeyValue("Memory", fmt_bytes(h.mem_total_bytes)),
         KeyValue("Swap", swap),
-        KeyValue("Cgroup swap at the kill", fmt_bytes(ak.swap_usage_bytes) + (f" (limit {fmt_bytes(ak.swap_limit_bytes)})" if ak.swap_limit_bytes is not None else "")),
+        KeyValue("Cgroup swap at the kill", _swap_text(ak, h)),
         KeyValue("vm.overcommit_memory", "—" if h.overcommit_memory is None else str(h.overcommit_memory)),
         KeyValue("vm.oom_dump_tasks", "—" if h.oom_dump_tasks is None else str(h.oom_dump_tasks)),
     ]
+
+    for kv in _cgroup_settings(capture):
+        host.append(kv)
 
     provenance = [
         Row(["State of the cgroup (usage, limit, memory.stat)", SOURCE_LABELS.get(ak.source, ak.source)]),
@@ -263,6 +266,42 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
         kernel_lines=list(capture.kernel_report.lines),
         analysis_notes=list(a.notes),
     )
+
+
+def _swap_text(ak, h) -> str:
+    used = fmt_bytes(ak.swap_usage_bytes)
+    if not h.swap_total_bytes:
+        return f"{used}: the host has no swap"
+    if ak.swap_limit_bytes == 0:
+        return f"{used}: swap was not available to this cgroup (its swap limit is 0)"
+    if ak.swap_limit_bytes is None:
+        return f"{used} in use; the cgroup could use all of the host's swap"
+    return f"{used} in use of a {fmt_bytes(ak.swap_limit_bytes)} swap limit"
+
+
+def _cgroup_settings(capture: Capture) -> List[KeyValue]:
+    """cgroup v2 settings and counters from the readings oomscope took (last sample, after)."""
+    out: List[KeyValue] = []
+    readings = [capture.at_kill_sources.get(k) for k in ("last_sample", "after_kill")]
+    readings = [r for r in readings if r is not None]
+    if not readings:
+        return out
+    first = readings[0]
+    if any(r.memory_high_bytes is not None for r in readings):
+        high = next(r.memory_high_bytes for r in readings if r.memory_high_bytes is not None)
+        out.append(KeyValue("memory.high (throttling above it)", fmt_bytes(high)))
+    if any(r.oom_group is not None for r in readings):
+        group = next(r.oom_group for r in readings if r.oom_group is not None)
+        out.append(KeyValue("memory.oom.group", "1: the whole cgroup is killed together" if group else "0"))
+    events = readings[-1].memory_events
+    if events:
+        out.append(KeyValue(f"memory.events ({readings[-1].source.replace('_', ' ')})",
+                            ", ".join(f"{k} {v}" for k, v in events.items())))
+    if first.pressure:
+        p = first.pressure
+        out.append(KeyValue(f"Memory pressure, PSI ({first.source.replace('_', ' ')})",
+                            f"some {p.get('some_avg10', 0):.2f}% / full {p.get('full_avg10', 0):.2f}% over 10 s"))
+    return out
 
 
 def _anon(stat) -> Optional[int]:

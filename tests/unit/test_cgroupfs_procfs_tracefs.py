@@ -59,12 +59,15 @@ def test_read_state_v2(tmp_path, fixture):
         "pod/c/memory.current": "5000\n", "pod/c/memory.max": "max\n",
         "pod/c/memory.swap.current": "0\n", "pod/c/memory.swap.max": "0\n",
         "pod/c/memory.events": fixture("cgroupfs", "v2-6.1-memory.events"),
+        "pod/c/memory.high": "max\n", "pod/c/memory.oom.group": "1\n",
+        "pod/c/memory.pressure": "some avg10=0.00 avg60=0.00 avg300=0.00 total=5\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=3\n",
         "memory.max": "max\n",
     })
     h = MemoryHierarchy(root, 2)
     st = h.read_state("/pod/c", "after_kill")
     assert st.usage_bytes == 5000 and st.limit_bytes is None and st.swap_limit_bytes == 0
     assert st.memory_events["oom_kill"] == 1
+    assert st.memory_high_bytes is None and st.oom_group is True and st.pressure["full_total_us"] == 3
     assert h.limited_ancestor("/pod/c") is None
     (tmp_path / "pod" / "memory.max").write_text("1048576\n")
     assert h.limited_ancestor("/pod/c") == "/pod"
@@ -111,3 +114,9 @@ def test_cflags_follow_the_format(fixture, tmp_path):
     assert cflags_for_kernel(str(tmp_path)) == []
     (d / "format").write_text(fixture("tracefs", "6.18-oom-mark_victim.format"))
     assert cflags_for_kernel(str(tmp_path)) == ["-DMV_COMM_DATA_LOC", "-DMV_HAS_RSS", "-DMV_HAS_UID", "-DMV_HAS_PGTABLES", "-DMV_HAS_SCORE_ADJ"]
+
+
+def test_pressure():
+    p = cgroupfs.parse_pressure("some avg10=1.50 avg60=0.20 avg300=0.00 total=12345\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=7\n")
+    assert p == {"some_avg10": 1.5, "some_avg60": 0.2, "some_avg300": 0.0, "some_total_us": 12345.0,
+                 "full_avg10": 0.0, "full_avg60": 0.0, "full_avg300": 0.0, "full_total_us": 7.0}
