@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""What `oomscope record` costs the host while nothing is being killed.
+
+record attaches BPF to oom:mark_victim and oom:finish_task_reaping (they fire only at kills) and
+to sched:sched_process_fork (every fork on the host: one LRU-map update), and samples cgroupfs
+(every 0.5 s, every 0.1 s near a limit). So the two costs worth measuring are:
+
+1. fork: a loop of fork()+_exit()+waitpid(), timed without and with record running, in
+   interleaved rounds (this machine's noise is as large as the effect: KERNEL-NOTES.md). Reports
+   the min and median of the per-round ratios.
+2. the collector's own CPU: record's user+system time over an idle interval, as % of one core.
+
+Run as root after ./setup.sh:  /opt/oomscope/venv/bin/python bench/record_overhead.py [--rounds 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def fork_loop(n: int) -> float:
+    t = time.perf_counter()
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    return time.perf_counter() - t
+
+
+def start_record(out: str) -> subprocess.Popen:
+    err = open(os.path.join(out, "record.err"), "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "oomscope", "record", "-o", os.path.join(out, "kills")],
+                            stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.monotonic() + 60
+    while True:
+        err.seek(0)
+        if "recording OOM kills" in err.read():
+            return proc
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("record did not start")
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--forks", type=int, default=3000)
+    ap.add_argument("--idle-seconds", type=float, default=30.0)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root")
+    fork_loop(300)  # warm up
+    off, on = [], []
+    with tempfile.TemporaryDirectory() as out:
+        for _ in range(args.rounds):
+            off.append(fork_loop(args.forks))
+            rec = start_record(out)
+            try:
+                time.sleep(1.0)
+                on.append(fork_loop(args.forks))
+            finally:
+                stop(rec)
+        ratios = [b / a for a, b in zip(off, on)]
+        print(f"fork+exit+wait x{args.forks}, {args.rounds} interleaved rounds")
+        print(f"  without record: median {statistics.median(off) * 1e6 / args.forks:.1f} us/fork, min {min(off) * 1e6 / args.forks:.1f}")
+        print(f"  with record:    median {statistics.median(on) * 1e6 / args.forks:.1f} us/fork, min {min(on) * 1e6 / args.forks:.1f}")
+        print(f"  ratio with/without: median {statistics.median(ratios):.3f}, min {min(ratios):.3f}, min-to-min {min(on) / min(off):.3f}")
+
+        rec = start_record(out)
+        try:
+            time.sleep(2.0)
+            c0, t0 = cpu_seconds(rec.pid), time.monotonic()
+            time.sleep(args.idle_seconds)
+            c1, t1 = cpu_seconds(rec.pid), time.monotonic()
+        finally:
+            stop(rec)
+        print(f"record idle for {t1 - t0:.0f} s: {100 * (c1 - c0) / (t1 - t0):.2f}% of one core")
+
+
+if __name__ == "__main__":
+    main()
