@@ -71,6 +71,16 @@ class Trigger:
 
 
 @dataclass
+class CgroupUsage:
+    """A cgroup below the one that hit its limit, and what it held (all of them share the limit)."""
+
+    path: str
+    usage_bytes: Optional[int] = None
+    source: str = SOURCE_NONE  # last_sample (age_ms before the kill) or after_kill
+    age_ms: Optional[float] = None
+
+
+@dataclass
 class CgroupInfo:
     """Which memory cgroup hit its limit (oom_memcg) and which one the victim was in (task_memcg).
 
@@ -85,6 +95,9 @@ class CgroupInfo:
     #: sampler_scan (the pid was in cgroup.procs at the last sample), fork_parent (the cgroup of
     #: the parent that forked it, from sched:sched_process_fork), or none.
     source: str = SOURCE_NONE
+    #: when the limit that was hit is an ancestor's: the cgroups below oom_memcg that had tasks,
+    #: largest first (they all shared the limit)
+    sharing: List[CgroupUsage] = field(default_factory=list)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from ..model import (
     SOURCE_NONE,
     Capture,
     CgroupInfo,
+    CgroupUsage,
     CgroupState,
     Host,
     KernelReportInfo,
@@ -59,6 +60,8 @@ class KillContext:
     incident_state: Optional[CgroupState] = None
     incident_cgroup: Optional[Tuple[Optional[str], str]] = None
     incident_tasks: List[Task] = field(default_factory=list)
+    #: cgroups below oom_memcg with their usage just before the kill (shared the limit)
+    sharing: List[CgroupUsage] = field(default_factory=list)
 
 
 def state_from_report(rep: OomReport) -> Optional[CgroupState]:
@@ -206,6 +209,8 @@ def build_capture(
     is_global = cg.constraint == "CONSTRAINT_NONE" or (killed is not None and killed.message == "Out of memory")
     if is_global:
         cg.oom_memcg = None  # no cgroup limit was hit: the node ran out
+    if cg.oom_memcg is not None and cg.task_memcg is not None and cg.oom_memcg != cg.task_memcg:
+        cg.sharing = sorted(ctx.sharing, key=lambda u: -(u.usage_bytes or 0))
     if cg.task_memcg is None:
         parent = event.victim_parent_pid if event is not None else None
         notes.append("The victim's cgroup is unknown: no kernel report, and the process was gone before oomscope could see its cgroup"

@@ -19,7 +19,7 @@ from ..errors import EnvironmentProblem
 from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy
 from ..kernel.kmsg import KmsgFollower, KmsgReader, OomReportParser
-from ..model import SOURCE_AFTER_KILL, Capture
+from ..model import SOURCE_AFTER_KILL, Capture, CgroupUsage
 from ..probes import EV_MARK_VICTIM, OomEvent, OomProbes
 from .assemble import KillContext, build_capture
 from .incidents import GroupLinker, Head
@@ -167,6 +167,8 @@ class Collector:
             sample = self.sampler.latest_before(oom_memcg, kill_ns)
             if sample is not None:
                 ctx.last_sample = dataclasses.replace(sample.state, age_ms=(kill_ns - sample.t_ns) / 1e6)
+            for path, sample in self.sampler.below(oom_memcg, kill_ns):
+                ctx.sharing.append(CgroupUsage(path, sample.state.usage_bytes, "last_sample", (kill_ns - sample.t_ns) / 1e6))
             after = self.hier.read_state(oom_memcg, SOURCE_AFTER_KILL)
             if after is not None:
                 after.age_ms = (kill_ns - time.monotonic_ns()) / 1e6  # negative: read after the kill

@@ -16,7 +16,7 @@ import collections
 import threading
 import time
 from dataclasses import dataclass
-from typing import Deque, Dict, Optional, Tuple
+from typing import Deque, Dict, List, Optional, Tuple
 
 from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy
@@ -159,6 +159,18 @@ class Sampler:
                 if sample.t_ns <= t_ns:
                     return sample
         return None
+
+    def below(self, cgroup: str, t_ns: int) -> List[Tuple[str, Sample]]:
+        """The watched cgroups strictly below ``cgroup``, each with its last sample before t_ns."""
+        prefix = cgroup.rstrip("/") + "/"
+        with self._lock:
+            names = [cg for cg in self._rings if cg.startswith(prefix)]
+        out = []
+        for cg in names:
+            sample = self.latest_before(cg, t_ns)
+            if sample is not None:
+                out.append((cg, sample))
+        return out
 
     def cgroup_of_pid(self, pid: int) -> Optional[str]:
         with self._lock:

@@ -135,7 +135,13 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
         verdict.append(f"The memory cgroup {limit_cg} reached its limit: {fmt_bytes(ak.usage_bytes)} charged "
                        f"of {fmt_bytes(ak.limit_bytes)} ({fmt_pct(ak.usage_bytes / ak.limit_bytes)}).")
         if cg.oom_memcg and cg.task_memcg and cg.oom_memcg != cg.task_memcg:
-            verdict.append(f"The limit that was hit is the parent's ({cg.oom_memcg}), not that of the victim's own cgroup ({cg.task_memcg}).")
+            text = f"The limit that was hit is the parent's ({cg.oom_memcg}), not that of the victim's own cgroup ({cg.task_memcg})"
+            if cg.sharing:
+                text += ("; every cgroup below it shared that limit: "
+                         + ", ".join(f"{u.path} ({fmt_bytes(u.usage_bytes)})" for u in cg.sharing[:8]))
+                if len(cg.sharing) > 8:
+                    text += f" and {len(cg.sharing) - 8} more"
+            verdict.append(text + ".")
     if a.categories and ak.usage_bytes:
         tops = [c for c in a.categories if c.key in a.top_categories]
         words = " and ".join(f"{c.label.lower()} ({fmt_bytes(c.bytes)}, {fmt_pct(c.share_of_usage)})" for c in tops)

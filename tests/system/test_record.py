@@ -208,6 +208,7 @@ def test_parent_limit_is_told_apart_from_the_victims_cgroup(recorder, kernel_log
                               stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline().strip() == b"ready"
+        time.sleep(1.2)  # a sidecar runs long before the kill: let the sampler see it (every 0.5 s)
         res = run_in_cgroup(child_path, "import os\nprint(os.getpid(), flush=True)\n" + HOG)
         assert res.returncode == -9
         pid = int(res.stdout.split()[0])
@@ -219,7 +220,11 @@ def test_parent_limit_is_told_apart_from_the_victims_cgroup(recorder, kernel_log
     assert cap["cgroup"]["oom_memcg"] == parent and cap["cgroup"]["task_memcg"] == child
     _assert_equals_report(cap, rep)
     assert {t["pid"] for t in cap["tasks"]} == {pid, holder.pid}  # the sibling under the same limit is listed
-    assert "not that of the victim" in _html(cpath)
+    sharing = {u["path"]: u for u in cap["cgroup"]["sharing"]}
+    assert sibling in sharing and set(sharing) <= {child, sibling}  # the child only if sampled before its short life ended
+    assert sharing[sibling]["usage_bytes"] >= 16 << 20 and 0 <= sharing[sibling]["age_ms"] <= 1000
+    html = _html(cpath)
+    assert "not that of the victim" in html and "every cgroup below it shared that limit" in html
 
 
 GROUP = r"""
