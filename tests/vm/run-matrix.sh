@@ -105,7 +105,9 @@ main() {
         out="$(mktemp -d)"
         start=$(date +%s)
         log "kernel $version: booting${kvmflag:+ ($kvmflag)}, running ${pytest_args[*]}"
-        local cmd="cd '$HERE' && PYTHONDONTWRITEBYTECODE=1 OOMSCOPE_IN_VM=1 '$VENV/bin/python' -m pytest -q -rs -p no:cacheprovider ${pytest_args[*]} > '$out/pytest.log' 2>&1; echo \$? > '$out/rc'"
+        local quoted
+        quoted="$(printf ' %q' "${pytest_args[@]}")"
+        local cmd="cd '$HERE' && PYTHONDONTWRITEBYTECODE=1 OOMSCOPE_IN_VM=1 '$VENV/bin/python' -m pytest -q -rs -p no:cacheprovider$quoted > '$out/pytest.log' 2>&1; echo \$? > '$out/rc'"
         vng_run "$VM_TIMEOUT" "$kvmflag" "$version" "$out" "$cmd" || true
         echo "=== system tests in a VM: kernel $version, cgroup v2 ==="
         cat "$out/pytest.log" 2>/dev/null || true
