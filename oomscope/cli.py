@@ -109,7 +109,7 @@ def report(
 
 @app.command()
 def lab(
-    scenario: Annotated[str, typer.Argument(help="anon or sidecar")],
+    scenario: Annotated[str, typer.Argument(help="anon, sidecar, untouched, thp, slab or tmpfs")],
     limit: Annotated[str, typer.Option(help="memory limit of the sandbox cgroup")] = "64M",
     timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 60.0,
 ) -> None:

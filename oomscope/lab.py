@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,13 @@ SANDBOX_PREFIX = "oomscope-lab-"
 DESCRIPTIONS = {
     "anon": "one process touches anonymous memory until the kernel kills it",
     "sidecar": "a main process and a helper both allocate; the victim's RSS is far below the charge",
+    "untouched": "4x the limit reserved and not touched (no charge, no kill), then touched: the kill comes with the touching",
+    "thp": "memory madvised for transparent huge pages, charged 2 MiB at a time",
+    "slab": "files created and kept open: dentries, inodes and open files in slab, charged and not reclaimable",
+    "tmpfs": "a tmpfs written until the kill: page cache that cannot be reclaimed and outlives the writer",
 }
+#: scenarios that need a scratch directory: "dir" (on the root filesystem) or "tmpfs" (mounted)
+SCRATCH = {"slab": "dir", "tmpfs": "tmpfs"}
 
 
 @dataclass
@@ -60,14 +67,22 @@ def run_scenario(
     cgroup = cgroup or sandbox_name(scenario)
     path = create_cgroup(hier, cgroup, limit_bytes)
     run = LabRun(scenario=scenario, cgroup=cgroup, fs_path=path, limit_bytes=limit_bytes)
+    scratch = ""
+    mounted = False
     try:
+        if scenario in SCRATCH:
+            scratch = tempfile.mkdtemp(prefix=f"oomscope-lab-{scenario}-")
+            if SCRATCH[scenario] == "tmpfs":
+                subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={4 * limit_bytes},mode=0700", "oomscope-lab", scratch],
+                               check=True, capture_output=True, timeout=30)
+                mounted = True
         # Join the cgroup before exec, so that everything the workload ever touches is charged
         # there (cgroup v1 does not move a task's earlier charges when it changes cgroup).
         # stderr goes to a file, not a pipe: a helper the workload forked keeps a pipe open.
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -m oomscope.workloads "$3" "$4"', "oomscope-lab",
-                 os.path.join(path, "cgroup.procs"), sys.executable, scenario, str(limit_bytes)],
+                ["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -m oomscope.workloads "$3" "$4" "$5"', "oomscope-lab",
+                 os.path.join(path, "cgroup.procs"), sys.executable, scenario, str(limit_bytes), scratch],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
             )
             run.main_pid = proc.pid
@@ -84,6 +99,15 @@ def run_scenario(
             run.stderr = err.read()[-2000:].decode("utf-8", "replace")
         # Let the kernel's report reach the log before the cgroup goes away.
         time.sleep(0.2)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise OomscopeError(f"lab scenario {scenario!r} could not run: {exc}") from None
     finally:
-        remove_cgroup(path)
+        try:
+            remove_cgroup(path)
+        finally:
+            # tmpfs pages stay charged until the files go: unmount/remove after the kill.
+            if mounted:
+                subprocess.run(["umount", scratch], capture_output=True, timeout=60)
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
     return run

@@ -26,12 +26,12 @@ def _touch_until_killed(limit: int) -> None:
     time.sleep(1)
 
 
-def anon(limit: int) -> None:
+def anon(limit: int, scratch: str = "") -> None:
     _name("oomscope-anon")
     _touch_until_killed(limit)
 
 
-def sidecar(limit: int) -> None:
+def sidecar(limit: int, scratch: str = "") -> None:
     """A main process and a helper both allocate: the victim's RSS is well below the charge."""
     _name("oomscope-main")
     r, w = os.pipe()
@@ -51,12 +51,80 @@ def sidecar(limit: int) -> None:
     _touch_until_killed(limit)
 
 
-SCENARIOS = {"anon": anon, "sidecar": sidecar}
+def untouched(limit: int, scratch: str = "") -> None:
+    """Reserve 4x the limit without touching it (demand paging: nothing is charged, no kill),
+    then touch it page by page: the charge, and the kill, come with the touching."""
+    import mmap
+
+    _name("oomscope-lazy")
+    size = 4 * limit
+    region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    print(f"reserved {size}", flush=True)
+    time.sleep(1.5)  # the sampler sees a cgroup far below its limit with 4x the limit reserved
+    for off in range(0, size, 4096):
+        region[off] = 1
+
+
+def thp(limit: int, scratch: str = "") -> None:
+    """Memory madvised for transparent huge pages: charged 2 MiB at a time."""
+    import mmap
+
+    _name("oomscope-thp")
+    size = 4 * limit
+    region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        region.madvise(mmap.MADV_HUGEPAGE)
+    for off in range(0, size, 4096):
+        region[off] = 1
+
+
+def slab(limit: int, scratch: str = "") -> None:
+    """A modest anon load, and workers that create files in ``scratch`` and keep them open: each
+    open file pins its dentry, inode and struct file in slab, charged to the cgroup and not
+    reclaimable while open (a descriptor leak). Every process's own RSS stays small."""
+    import resource
+
+    _name("oomscope-slab")
+    held = bytearray(limit // 4)  # noqa: F841 - the modest anon load
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        hard = soft
+    per_worker = max(1000, min(hard - 64, 25_000))  # without CAP_SYS_RESOURCE the hard limit may be 20k
+    for w in range(8):
+        if os.fork() == 0:
+            _name("oomscope-slab-w")
+            fds = []
+            for i in range(per_worker):
+                fds.append(os.open(os.path.join(scratch, f"w{w}-{i}"), os.O_CREAT | os.O_RDONLY, 0o600))
+            time.sleep(120)  # the lab kills what the kernel has not when it removes the cgroup
+            os._exit(0)
+    while True:
+        time.sleep(1)
+
+
+def tmpfs(limit: int, scratch: str = "") -> None:
+    """Write into a tmpfs (``scratch``, mounted by the lab): page cache that cannot be reclaimed
+    without swap, charged to the cgroup, and not freed by killing the writer."""
+    _name("oomscope-tmpfs")
+    chunk = b"x" * CHUNK
+    with open(os.path.join(scratch, "data"), "wb", buffering=0) as f:
+        for _ in range(4 * limit // CHUNK):
+            f.write(chunk)
+
+
+SCENARIOS = {"anon": anon, "sidecar": sidecar, "untouched": untouched, "thp": thp, "slab": slab, "tmpfs": tmpfs}
 
 
 def main(argv) -> int:
     name, limit = argv[0], int(argv[1])
-    SCENARIOS[name](limit)
+    scratch = argv[2] if len(argv) > 2 else ""
+    fn = SCENARIOS[name]
+    if scratch:
+        fn(limit, scratch)
+    else:
+        fn(limit)
     return 0
 
 

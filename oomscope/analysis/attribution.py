@@ -21,7 +21,8 @@ import pandas as pd
 
 from ..model import Capture
 
-# The fixed vocabulary of categories (also used by later verdicts).
+# The fixed vocabulary of categories (verdicts name one or two of these, plus "anon_thp" when
+# most anonymous memory is in transparent huge pages).
 CATEGORY_LABELS = {
     "anon": "Anonymous memory (heap, stacks)",
     "file": "Page cache (files)",
@@ -177,6 +178,11 @@ def analyse(capture: Capture) -> Analysis:
         big = [c for c in a.categories if c.key != "unexplained" and c.bytes > 0]
         if big:
             a.top_categories = [big[0].key] + [c.key for c in big[1:2] if c.bytes >= 0.25 * big[0].bytes]
+        # Most of anon in huge pages: say THP, the part a limit-sizer must know about.
+        thp = _get(stat, "total_rss_huge", "rss_huge") if version == 1 else stat.get("anon_thp")
+        anon = cats.get("anon", 0)
+        if thp and anon and thp >= 0.5 * anon:
+            a.top_categories = ["anon_thp" if k == "anon" else k for k in a.top_categories]
         swap = _get(stat, "total_swap", "swap") if version == 1 else None
         a.swap_bytes = ak.swap_usage_bytes if ak.swap_usage_bytes is not None else swap
 
@@ -214,6 +220,10 @@ def _reconcile(capture: Capture, a: Analysis, stat: Dict[str, int], version: Opt
 
     if not others.empty:
         others_anon = others["anon"].fillna(others["rss"]).sum() if others["anon"].notna().any() else others["rss"].sum()
+        # Pages a child shares with its parent after fork() count in both RSS but are charged
+        # once: the others' share is at most the cgroup's anon beyond the victim's own.
+        if "anon" in cats:
+            others_anon = min(others_anon, max(0, cats["anon"] - (v.anon_rss_bytes or 0)))
         n = len(others)
         take("other_processes", f"Other processes in the cgroup ({n})", others_anon,
              "Their anonymous memory is charged to the same cgroup; the victim's RSS does not include it.")
