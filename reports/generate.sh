@@ -5,10 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-for scenario in anon sidecar; do
+for scenario in anon sidecar untouched thp slab tmpfs; do
     oomscope record --lab "$scenario" -o "$work/$scenario" >/dev/null
     rm -rf "$scenario"
     mkdir -p "$scenario"
-    cp "$work/$scenario"/*/capture.json "$work/$scenario"/*/postmortem.html "$scenario/"
+    first="$(ls -d "$work/$scenario"/*/ | sort | head -n 1)"   # the first kill of the scenario
+    cp "$first/capture.json" "$first/postmortem.html" "$scenario/"
     echo "reports/$scenario/postmortem.html"
 done

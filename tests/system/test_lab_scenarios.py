@@ -32,7 +32,8 @@ def _parts(analysis):
 def test_untouched_is_charged_only_when_touched(recorder, hier):
     cap, _ = _run(recorder, hier, "untouched")
     a = analyse(cap)
-    assert a.top_categories[0] == "anon"
+    # anon_thp where THP is "always" (Debian's 6.12 in the VMs): the touched region is huge pages
+    assert a.top_categories[0] in ("anon", "anon_thp")
     # 4x the limit was mapped, and only what was touched (at most the limit) was resident
     assert cap.victim.total_vm_bytes >= 3 * LIMIT and cap.victim.anon_rss_bytes <= LIMIT
     last = cap.at_kill_sources.get("last_sample")
