@@ -82,24 +82,31 @@ def record(
 @app.command()
 def report(
     capture: Annotated[str, typer.Argument(help="a capture.json written by record or import")],
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="where to write (default: beside the capture)")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="where to write (default: beside the capture for html, stdout for md and json)")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="html (the post-mortem), md (a summary for a ticket) or json (the analysis)")] = "html",
 ) -> None:
     """Render the post-mortem of a capture (no root, no BPF needed)."""
     from .model import Capture
     from .record.writer import atomic_write
+    from .report.formats import render_json, render_markdown
     from .report.render import render_html
 
     try:
+        renderers = {"html": render_html, "md": render_markdown, "json": render_json}
+        if fmt not in renderers:
+            raise OomscopeError(f"unknown format {fmt!r} (html, md or json)")
         try:
             with open(capture, encoding="utf-8") as f:
                 text = f.read()
         except (OSError, UnicodeDecodeError) as exc:
             raise CaptureError(f"cannot read {capture}: {getattr(exc, 'strerror', None) or exc}") from None
-        cap = Capture.from_json(text)
-        html = render_html(cap)
+        out = renderers[fmt](Capture.from_json(text))
+        if fmt != "html" and output is None:
+            typer.echo(out, nl=False)
+            return
         dest = output or os.path.join(os.path.dirname(os.path.abspath(capture)), "postmortem.html")
         try:
-            atomic_write(dest, html)
+            atomic_write(dest, out)
         except OSError as exc:
             raise OomscopeError(f"cannot write {dest}: {exc.strerror}") from None
         typer.echo(dest)

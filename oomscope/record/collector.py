@@ -22,6 +22,7 @@ from ..kernel.kmsg import KmsgFollower, KmsgReader, OomReportParser
 from ..model import SOURCE_AFTER_KILL, Capture, CgroupUsage
 from ..probes import EV_MARK_VICTIM, OomEvent, OomProbes
 from .assemble import KillContext, build_capture
+from ..report.index import OutputIndex
 from .incidents import GroupLinker, Head
 from .joiner import KillJoiner, PendingKill
 from .sampler import Sampler, clock_offset_ns
@@ -79,6 +80,7 @@ class Collector:
         self.joiner = KillJoiner()
         self.parser = OomReportParser()
         self.groups = GroupLinker()
+        self.index = OutputIndex(opts.output)
         self.host = procfs.read_host(self.hier.version)
         self.clock_offset = clock_offset_ns()
         self._events: List[OomEvent] = []
@@ -237,6 +239,13 @@ class Collector:
                                       capture.at_kill_sources.get("kernel_report")))
         if head is not None:
             self._rewrite(head)
+        self.index.add(capture_path, capture)
+        if head is not None:
+            self.index.add(head.capture_path, head.capture)
+        try:
+            self.index.write(atomic_write)
+        except OSError as exc:
+            self.err.write(f"oomscope: error: could not write index.html: {exc}\n")
         c = capture
         line = (f"{c.times.kill_wall} kill pid={c.victim.pid} comm={terminal_safe(c.victim.comm)!r} "
                 f"memcg={terminal_safe(c.cgroup.oom_memcg or '?')} usage={_mib(c.at_kill.usage_bytes)} "

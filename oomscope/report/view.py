@@ -48,6 +48,10 @@ def fmt_bytes(v: Optional[int]) -> str:
     return f"{sign}{v} B"
 
 
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
 def fmt_pct(x: Optional[float]) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
 
@@ -144,7 +148,7 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
             verdict.append(text + ".")
     if a.categories and ak.usage_bytes:
         tops = [c for c in a.categories if c.key in a.top_categories]
-        words = " and ".join(f"{c.label.lower()} ({fmt_bytes(c.bytes)}, {fmt_pct(c.share_of_usage)})" for c in tops)
+        words = " and ".join(f"{_lower_first(c.label)} ({fmt_bytes(c.bytes)}, {fmt_pct(c.share_of_usage)})" for c in tops)
         if words:
             verdict.append(f"Most of the charge was {words}.")
     if a.victim_rss_bytes is not None and a.gap_bytes is not None and ak.usage_bytes:
@@ -153,7 +157,7 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
             text = (f"The victim's own RSS was {fmt_bytes(a.victim_rss_bytes)}: {fmt_bytes(a.gap_bytes)} of the charge "
                     f"({fmt_pct(a.gap_bytes / ak.usage_bytes)}) was outside it")
             if biggest is not None:
-                text += f", mostly {biggest.label.lower()} ({fmt_bytes(biggest.bytes)})"
+                text += f", mostly {_lower_first(biggest.label)} ({fmt_bytes(biggest.bytes)})"
             verdict.append(text + ".")
         else:
             verdict.append(f"The victim's own RSS ({fmt_bytes(a.victim_rss_bytes)}) accounts for the whole charge.")

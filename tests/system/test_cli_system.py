@@ -36,6 +36,10 @@ def test_record_with_lab_prints_the_postmortem(tmp_path):
     html_path = last.split(": ", 1)[1]
     assert os.path.isfile(html_path) and os.path.isfile(os.path.join(os.path.dirname(html_path), "capture.json"))
     assert _lab_cgroups() == before, "the lab left its sandbox cgroup behind"
+    with open(os.path.join(str(tmp_path), "index.html")) as f:
+        index = f.read()
+    kill_folder = os.path.basename(os.path.dirname(html_path))
+    assert f'href="{kill_folder}/postmortem.html"' in index and "oomscope-anon" in index
 
 
 def test_lab_alone():

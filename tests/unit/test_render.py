@@ -27,3 +27,40 @@ def test_names_the_victim_and_the_numbers():
     cap, _ = capture_from_fixture("v1-6.18-anon.kmsg")
     html = render_html(cap)
     assert "pid 2161 (python3)" in html and "64.0 MiB" in html and "/oomscope-fixture-965" in html
+
+
+def test_json_names_the_categories():
+    import json
+
+    from oomscope.report.formats import render_json
+
+    cap, _ = capture_from_fixture("v1-6.18-hostile-sidecar.kmsg")
+    out = json.loads(render_json(cap))
+    assert out["verdict"]["categories"] == ["anon"]
+    assert out["victim"]["comm"] == "<u>p,pid=1</u>"  # JSON keeps the raw string; it is data
+    assert any(p["key"] == "other_processes" for p in out["analysis"]["reconciliation"])
+
+
+def test_markdown_escapes_kernel_strings():
+    from oomscope.report.formats import render_markdown
+
+    cap, _ = capture_from_fixture("v1-6.18-hostile-sidecar.kmsg")
+    md = render_markdown(cap)
+    assert "<u>" not in md and "\\<u\\>p,pid=1\\</u\\>" in md
+    assert "| Category | Charged | Share of usage |" in md
+
+
+def test_index_lists_kills_and_escapes(tmp_path):
+    from oomscope.record.writer import atomic_write, write_kill
+    from oomscope.report.index import OutputIndex
+    from oomscope.report.render import render_html
+
+    for name in ("v1-6.18-hostile-sidecar.kmsg", "v1-6.18-anon.kmsg"):
+        cap, _ = capture_from_fixture(name)
+        write_kill(str(tmp_path), cap, render_html)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "capture.json").write_text("{broken")
+    idx = OutputIndex(str(tmp_path))  # reads what is there, skips what it cannot read
+    assert len(idx.rows) == 2
+    html = (tmp_path / "index.html").read_text() if idx.write(atomic_write) else ""
+    assert "&lt;u&gt;p,pid=1&lt;/u&gt;" in html and "<u>" not in html and "postmortem.html" in html

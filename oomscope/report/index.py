@@ -1,0 +1,78 @@
+"""``index.html`` of an output folder: every kill, newest first, linking to its post-mortem."""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from ..analysis.attribution import analyse
+from ..errors import OomscopeError
+from ..model import Capture
+from .render import _env
+from .view import fmt_bytes
+
+
+@dataclass
+class IndexRow:
+    kill_id: str
+    when: str
+    victim: str
+    cgroup: str
+    usage: str
+    limit: str
+    categories: str
+    incident: str
+    href: str
+
+
+def row_for(capture: Capture) -> IndexRow:
+    try:
+        cats = ", ".join(analyse(capture).top_categories)
+    except Exception:  # noqa: BLE001 - one odd capture must not cost the index
+        cats = ""
+    cg = capture.cgroup
+    return IndexRow(
+        kill_id=capture.kill_id,
+        when=capture.times.kill_wall or "",
+        victim=f"{capture.victim.pid} ({capture.victim.comm})",
+        cgroup=cg.task_memcg or cg.oom_memcg or "?",
+        usage=fmt_bytes(capture.at_kill.usage_bytes),
+        limit=fmt_bytes(capture.at_kill.limit_bytes) if capture.at_kill.limit_bytes is not None else "none",
+        categories=cats,
+        incident=capture.incident.id if capture.incident and capture.incident.id != capture.kill_id else "",
+        href=f"{capture.kill_id}/postmortem.html",
+    )
+
+
+class OutputIndex:
+    """Keeps one row per kill folder of ``out_dir`` and writes index.html."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+        self.rows: Dict[str, IndexRow] = {}
+        for path in glob.glob(os.path.join(out_dir, "*", "capture.json")):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    cap = Capture.from_json(f.read())
+            except (OSError, UnicodeDecodeError, OomscopeError):
+                continue
+            self._add(os.path.basename(os.path.dirname(path)), cap)
+
+    def _add(self, folder: str, capture: Capture) -> None:
+        row = row_for(capture)
+        row.href = f"{folder}/postmortem.html"
+        self.rows[folder] = row
+
+    def add(self, capture_path: str, capture: Capture) -> None:
+        self._add(os.path.basename(os.path.dirname(capture_path)), capture)
+
+    def render(self) -> str:
+        rows: List[IndexRow] = sorted(self.rows.values(), key=lambda r: r.when, reverse=True)
+        return _env().get_template("index.html.j2").render(rows=rows)
+
+    def write(self, atomic_write) -> Optional[str]:
+        path = os.path.join(self.out_dir, "index.html")
+        atomic_write(path, self.render())
+        return path
