@@ -22,6 +22,11 @@ from ..model import CgroupState
 UNLIMITED_THRESHOLD_BYTES = 1 << 60
 
 
+def cgroup_within(child: str, parent: str) -> bool:
+    """Whether cgroup path ``child`` is ``parent`` or below it ("/a/b" is within "/a", "/ab" is not)."""
+    return parent == "/" or child == parent or child.startswith(parent.rstrip("/") + "/")
+
+
 def limit_or_none(value_bytes: Optional[int]) -> Optional[int]:
     if value_bytes is None or value_bytes >= UNLIMITED_THRESHOLD_BYTES:
         return None

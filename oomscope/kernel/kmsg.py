@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
+from .cgroupfs import cgroup_within
+
 # --- records --------------------------------------------------------------------------------
 
 
@@ -336,10 +338,6 @@ def _is_cgroup_path(path: str) -> bool:
     return path.startswith("/")
 
 
-def _within(child: str, parent: str) -> bool:
-    return parent == "/" or child == parent or child.startswith(parent.rstrip("/") + "/")
-
-
 def parse_oom_summary(
     line: str, victim_comm: Optional[str] = None, oom_memcg: Optional[str] = None
 ) -> Optional[OomSummary]:
@@ -404,7 +402,7 @@ def parse_oom_summary(
             cand = rest[i + len(",oom_memcg="):]
             for j in _find_all(cand, ",task_memcg="):
                 p, q = cand[:j], cand[j + len(",task_memcg="):]
-                if _is_cgroup_path(p) and _is_cgroup_path(q) and _within(q, p):
+                if _is_cgroup_path(p) and _is_cgroup_path(q) and cgroup_within(q, p):
                     out.oom_memcg, out.task_memcg, memcg_part = p, q, i
                     break
             if memcg_part is not None:

@@ -17,7 +17,7 @@ from typing import Callable, List, Optional, TextIO
 
 from ..errors import EnvironmentProblem
 from ..kernel import procfs
-from ..kernel.cgroupfs import MemoryHierarchy
+from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..kernel.kmsg import KmsgFollower, KmsgReader, OomReportParser
 from ..model import SOURCE_AFTER_KILL, Capture, CgroupUsage
 from ..probes import EV_MARK_VICTIM, OomEvent, OomProbes
@@ -42,12 +42,6 @@ class RecordOptions:
     duration_s: Optional[float] = None
     cgroup: Optional[str] = None  # only kills within this cgroup (and only it is sampled)
     sample_interval_s: float = 0.5
-
-
-def _within(path: Optional[str], top: str) -> bool:
-    if path is None:
-        return True  # unknown: keep it, the capture says it is unknown
-    return top == "/" or path == top or path.startswith(top.rstrip("/") + "/")
 
 
 def terminal_safe(text: str) -> str:
@@ -228,7 +222,10 @@ class Collector:
                 ctx.incident_tasks = head.capture.tasks
         capture = build_capture(kill.pid, kill.event, kill.report, ctx, dt.datetime.now(dt.timezone.utc))
         if self.opts.cgroup is not None and not (
-            _within(capture.cgroup.task_memcg, self.opts.cgroup) or _within(capture.cgroup.oom_memcg, self.opts.cgroup)
+            # An unknown cgroup is kept: the capture says it is unknown.
+            capture.cgroup.task_memcg is None
+            or cgroup_within(capture.cgroup.task_memcg, self.opts.cgroup)
+            or (capture.cgroup.oom_memcg is not None and cgroup_within(capture.cgroup.oom_memcg, self.opts.cgroup))
         ):
             return
         if head is not None:
@@ -239,13 +236,6 @@ class Collector:
                                       capture.at_kill_sources.get("kernel_report")))
         if head is not None:
             self._rewrite(head)
-        self.index.add(capture_path, capture)
-        if head is not None:
-            self.index.add(head.capture_path, head.capture)
-        try:
-            self.index.write(atomic_write)
-        except OSError as exc:
-            self.err.write(f"oomscope: error: could not write index.html: {exc}\n")
         c = capture
         line = (f"{c.times.kill_wall} kill pid={c.victim.pid} comm={terminal_safe(c.victim.comm)!r} "
                 f"memcg={terminal_safe(c.cgroup.oom_memcg or '?')} usage={_mib(c.at_kill.usage_bytes)} "
@@ -256,6 +246,13 @@ class Collector:
         self.out.flush()
         if render_error:
             self.err.write(f"oomscope: error: post-mortem not rendered ({render_error}); the capture is at {capture_path}\n")
+        self.index.add(capture_path, capture)
+        if head is not None:
+            self.index.add(head.capture_path, head.capture)
+        try:
+            self.index.write(atomic_write)
+        except OSError as exc:
+            self.err.write(f"oomscope: error: could not write index.html: {exc}\n")
 
     def _rewrite(self, head: Head) -> None:
         """The first victim's capture and post-mortem, again, now listing every victim."""

@@ -14,13 +14,10 @@ import collections
 from dataclasses import dataclass
 from typing import Deque, Optional
 
+from ..kernel.cgroupfs import cgroup_within
 from ..model import Capture, CgroupState, Incident, IncidentVictim
 
 GROUP_WINDOW_NS = 5_000_000_000
-
-
-def _within(path: Optional[str], top: str) -> bool:
-    return path is not None and (top == "/" or path == top or path.startswith(top.rstrip("/") + "/"))
 
 
 @dataclass
@@ -46,7 +43,9 @@ class GroupLinker:
             if t_ns - head.t_ns > GROUP_WINDOW_NS:
                 break
             cg = head.capture.cgroup
-            if _within(cg.task_memcg, group_cgroup) or _within(group_cgroup, cg.oom_memcg or "/"):
+            if (cg.task_memcg is not None and cgroup_within(cg.task_memcg, group_cgroup)) or cgroup_within(
+                group_cgroup, cg.oom_memcg or "/"
+            ):
                 return head
         return None
 

@@ -112,6 +112,13 @@ class Recorder:
             time.sleep(0.1)
         raise AssertionError(f"no matching capture in {timeout}s; record said: {self.stdout()} {self.stderr()}")
 
+    def wait_for_output(self, text, timeout=30):
+        deadline = time.monotonic() + timeout
+        while text not in self.stdout():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"record never printed {text!r}; it printed: {self.stdout()}")
+            time.sleep(0.1)
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -50,7 +50,7 @@ def test_anon_kill_is_recorded_as_the_kernel_reported_it(recorder, kernel_log, h
     assert "after_kill" in cap["at_kill_sources"]
     html = _html(path)
     assert f"pid {run.main_pid} (oomscope-anon)" in html
-    assert f"kill pid={run.main_pid} comm='oomscope-anon'" in rec.stdout()
+    rec.wait_for_output(f"kill pid={run.main_pid} comm='oomscope-anon'")
     assert rec.stop() == 0  # SIGTERM: a clean stop
 
 
