@@ -109,8 +109,9 @@ main() {
     install_headers
     mount_tracefs
     install_venv "$what"
-    # The test suite validates vagrant/Vagrantfile offline with Debian's vagrant.
-    if [ "$what" = "test" ]; then apt_install vagrant; fi
+    # The test suite validates vagrant/Vagrantfile offline with Debian's vagrant, and renders
+    # post-mortems in Debian's chromium.
+    if [ "$what" = "test" ]; then apt_install vagrant chromium; fi
     case "$what" in
         install)
             log "done: run 'sudo oomscope doctor', then 'sudo oomscope record --output /var/lib/oomscope/kills'" ;;

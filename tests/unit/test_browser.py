@@ -1,0 +1,64 @@
+"""Post-mortems in a real browser: Debian's headless Chromium, driven by Playwright.
+
+At desktop and phone widths: no console errors, no request but the page itself (the report is
+self-contained and its CSP forbids loading anything), nothing wider than the screen, and a
+screenshot that is really there.
+"""
+
+import os
+import shutil
+
+import pytest
+
+from oomscope.record.writer import write_kill
+from oomscope.report.render import render_html
+
+from .helpers import capture_from_fixture
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - setup.sh test installs it
+    sync_playwright = None
+
+pytestmark = pytest.mark.skipif(
+    sync_playwright is None or not os.path.exists(CHROMIUM),
+    reason="needs playwright (pip) and Debian's chromium: ./setup.sh test installs both",
+)
+
+CASES = [("v1-6.18-hostile-sidecar.kmsg", 1), ("v2-6.1-anon.kmsg", 2), ("v2-6.1-global.kmsg", 2)]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--disable-sync"])
+        yield b
+        b.close()
+
+
+@pytest.mark.parametrize("width,height", [(1280, 900), (390, 844)])
+@pytest.mark.parametrize("fixture_name,version", CASES)
+def test_postmortem_in_chromium(browser, tmp_path, fixture_name, version, width, height):
+    cap, _ = capture_from_fixture(fixture_name, version=version)
+    cap.victim.cmdline = "<script>alert(1)</script> /usr/bin/app --config=/etc/app.yaml " + "x" * 300
+    _, html_path, err = write_kill(str(tmp_path), cap, render_html)
+    assert err is None
+    page = browser.new_page(viewport={"width": width, "height": height})
+    messages, requests, dialogs = [], [], []
+    page.on("console", lambda m: messages.append(f"{m.type}: {m.text}"))
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    url = "file://" + html_path
+    page.goto(url)
+    assert messages == [] and dialogs == []
+    assert requests == [url]
+    scroll_width, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert scroll_width <= inner, f"the page is {scroll_width}px wide in a {inner}px window"
+    assert page.locator("h1").inner_text().startswith(f"pid {cap.victim.pid}")
+    shot = tmp_path / f"{width}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    page.close()
