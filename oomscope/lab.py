@@ -22,14 +22,6 @@ from .kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup
 from .workloads import SCENARIOS
 
 SANDBOX_PREFIX = "oomscope-lab-"
-DESCRIPTIONS = {
-    "anon": "one process touches anonymous memory until the kernel kills it",
-    "sidecar": "a main process and a helper both allocate; the victim's RSS is far below the charge",
-    "untouched": "4x the limit reserved and not touched (no charge, no kill), then touched: the kill comes with the touching",
-    "thp": "memory madvised for transparent huge pages, charged 2 MiB at a time",
-    "slab": "files created and kept open: dentries, inodes and open files in slab, charged and not reclaimable",
-    "tmpfs": "a tmpfs written until the kill: page cache that cannot be reclaimed and outlives the writer",
-}
 #: scenarios that need a scratch directory: "dir" (on the root filesystem) or "tmpfs" (mounted)
 SCRATCH = {"slab": "dir", "tmpfs": "tmpfs"}
 

@@ -363,17 +363,13 @@ def parse_oom_summary(
         if m:
             tail_at, out.task, out.pid, out.uid = m.start(), victim_comm, int(m.group(1)), int(m.group(2))
     if tail_at < 0:
-        # Without the comm: the comm is at most 15 bytes (TASK_COMM_LEN), so the ",task=" that
-        # starts the tail is within the last 15 + len(",pid=N,uid=U") characters.
-        m = _RE_SUMMARY_TAIL.search(body)
-        if m:
-            starts = [i for i in _find_all(body, ",task=") if _RE_SUMMARY_TAIL.fullmatch(body[i:])]
-            # The leftmost start whose comm fits in 15 bytes.
-            for i in starts:
-                t = _RE_SUMMARY_TAIL.fullmatch(body[i:])
-                if t and len(t.group("task").encode("utf-8", "replace")) <= 15:
-                    tail_at, out.task, out.pid, out.uid = i, t.group("task"), int(t.group("pid")), int(t.group("uid"))
-                    break
+        # Without the comm: the leftmost ",task=" whose rest is a whole tail with a comm that fits
+        # in 15 bytes (TASK_COMM_LEN); a cgroup path holding ",task=" leaves a longer "comm".
+        for i in _find_all(body, ",task="):
+            t = _RE_SUMMARY_TAIL.fullmatch(body[i:])
+            if t and len(t.group("task").encode("utf-8", "replace")) <= 15:
+                tail_at, out.task, out.pid, out.uid = i, t.group("task"), int(t.group("pid")), int(t.group("uid"))
+                break
     head = body if tail_at < 0 else body[:tail_at]
 
     # 2. constraint=..,nodemask=..: these never hold commas.

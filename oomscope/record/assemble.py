@@ -33,7 +33,7 @@ from ..model import (
 )
 from ..probes import OomEvent
 
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass
@@ -55,10 +55,10 @@ class KillContext:
     live_tasks: List[Task] = field(default_factory=list)
     reaped_ns: Optional[int] = None
     duplicates: int = 0
-    #: a member of a memory.oom.group kill: the state in the first victim's report, and
-    #: (oom_memcg, group cgroup) from it
+    #: a member of a memory.oom.group kill: the state in the first victim's report, and the
+    #: oom_memcg it names
     incident_state: Optional[CgroupState] = None
-    incident_cgroup: Optional[Tuple[Optional[str], str]] = None
+    incident_oom_memcg: Optional[str] = None
     incident_tasks: List[Task] = field(default_factory=list)
     #: cgroups below oom_memcg with their usage just before the kill (shared the limit)
     sharing: List[CgroupUsage] = field(default_factory=list)
@@ -197,8 +197,8 @@ def build_capture(
         cg.task_memcg, how = ctx.task_memcg_guess
         if cg.source == SOURCE_NONE:
             cg.source = how
-    if cg.oom_memcg is None and ctx.incident_cgroup is not None and ctx.incident_cgroup[0]:
-        cg.oom_memcg = ctx.incident_cgroup[0]
+    if cg.oom_memcg is None and ctx.incident_oom_memcg:
+        cg.oom_memcg = ctx.incident_oom_memcg
         cg.source = cg.source if cg.task_memcg else SOURCE_KERNEL_REPORT
     if cg.oom_memcg is None and ctx.oom_memcg_guess is not None:
         cg.oom_memcg = ctx.oom_memcg_guess

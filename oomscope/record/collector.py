@@ -218,7 +218,7 @@ class Collector:
             if head is not None:
                 # A member of a memory.oom.group kill: the same moment as the head's report.
                 ctx.incident_state = head.state
-                ctx.incident_cgroup = (head.capture.cgroup.oom_memcg, group)
+                ctx.incident_oom_memcg = head.capture.cgroup.oom_memcg
                 ctx.incident_tasks = head.capture.tasks
         capture = build_capture(kill.pid, kill.event, kill.report, ctx, dt.datetime.now(dt.timezone.utc))
         if self.opts.cgroup is not None and not (
