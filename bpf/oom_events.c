@@ -5,7 +5,7 @@
  * kernel's tracefs format file. Optional fields are switched on by -D flags that probes.py
  * derives from that same format file:
  *   MV_COMM_DATA_LOC / MV_COMM_ARRAY, MV_HAS_RSS, MV_HAS_UID, MV_HAS_PGTABLES, MV_HAS_SCORE_ADJ,
- *   HAVE_FINISH_TASK_REAPING, HAVE_SCHED_PROCESS_FORK.
+ *   HAVE_FINISH_TASK_REAPING, HAVE_SCHED_PROCESS_FORK, HAVE_VMSCAN_RECLAIM.
  */
 #include "oomscope.h"
 
@@ -100,4 +100,59 @@ TRACEPOINT_PROBE(oom, finish_task_reaping)
     oom_events.perf_submit(args, &ev, sizeof(ev));
     return 0;
 }
+#endif
+
+#ifdef HAVE_VMSCAN_RECLAIM
+/* Reclaim that ran before a kill: memcg limit reclaim (try_to_free_mem_cgroup_pages) and direct
+ * (global) reclaim, per process. These tracepoints fire only under memory pressure, so they cost
+ * nothing in normal running. Keyed by tgid: the reclaiming task is the one charging, and user
+ * space maps pids to cgroups (the tracepoints name no cgroup, and cgroup v1 has no helper for a
+ * task's memory cgroup id).
+ */
+BPF_HASH(reclaim_start, u32, u64, 16384);                         /* tid -> begin ns */
+BPF_TABLE("lru_hash", u32, struct oomscope_reclaim, reclaim_by_tgid, 16384);
+
+static __always_inline void reclaim_begin(void)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    u64 now = bpf_ktime_get_ns();
+
+    reclaim_start.update(&tid, &now);
+}
+
+static __always_inline void reclaim_end(unsigned long nr_reclaimed, int memcg)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tid = (u32)id, tgid = id >> 32;
+    u64 *start = reclaim_start.lookup(&tid);
+    struct oomscope_reclaim zero = {}, *r;
+    u64 now = bpf_ktime_get_ns(), took = 0;
+
+    if (start) {
+        took = now - *start;
+        reclaim_start.delete(&tid);
+    }
+    r = reclaim_by_tgid.lookup_or_try_init(&tgid, &zero);
+    if (!r)
+        return;
+    if (memcg) {
+        __sync_fetch_and_add(&r->memcg_runs, 1);
+        __sync_fetch_and_add(&r->memcg_ns, took);
+        __sync_fetch_and_add(&r->memcg_pages, nr_reclaimed);
+        if (nr_reclaimed == 0)
+            __sync_fetch_and_add(&r->memcg_empty, 1);
+    } else {
+        __sync_fetch_and_add(&r->direct_runs, 1);
+        __sync_fetch_and_add(&r->direct_ns, took);
+        __sync_fetch_and_add(&r->direct_pages, nr_reclaimed);
+        if (nr_reclaimed == 0)
+            __sync_fetch_and_add(&r->direct_empty, 1);
+    }
+    r->last_ns = now;
+}
+
+TRACEPOINT_PROBE(vmscan, mm_vmscan_memcg_reclaim_begin) { reclaim_begin(); return 0; }
+TRACEPOINT_PROBE(vmscan, mm_vmscan_memcg_reclaim_end) { reclaim_end(args->nr_reclaimed, 1); return 0; }
+TRACEPOINT_PROBE(vmscan, mm_vmscan_direct_reclaim_begin) { reclaim_begin(); return 0; }
+TRACEPOINT_PROBE(vmscan, mm_vmscan_direct_reclaim_end) { reclaim_end(args->nr_reclaimed, 0); return 0; }
 #endif

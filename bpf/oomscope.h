@@ -41,4 +41,40 @@ struct oomscope_event {
     char trigger_comm[OOMSCOPE_COMM_LEN];
 };
 
+/* reclaim per process (oom_events.c, vmscan tracepoints) */
+struct oomscope_reclaim {
+    u64 memcg_runs;     /* mm_vmscan_memcg_reclaim_end: reclaim to stay under a cgroup limit */
+    u64 memcg_ns;
+    u64 memcg_pages;    /* pages reclaimed */
+    u64 memcg_empty;    /* runs that reclaimed nothing: the road to an OOM kill */
+    u64 direct_runs;    /* mm_vmscan_direct_reclaim_end: the host's free memory was low */
+    u64 direct_ns;
+    u64 direct_pages;
+    u64 direct_empty;
+    u64 last_ns;
+};
+
+/* charge tracking (charge_tracking.c) */
+#ifndef OOMSCOPE_SLOTS
+#define OOMSCOPE_SLOTS 8        /* cgroups watched at once: a near-limit cgroup and its children */
+#endif
+#ifndef OOMSCOPE_TRACKED
+#define OOMSCOPE_TRACKED 32     /* stat and event items tracked (probes.TRACKED_ITEMS) */
+#endif
+#define OOMSCOPE_SNAPSHOTS 32   /* snapshots kept: kills in flight between two polls */
+
+struct oomscope_watch {
+    u64 ids[OOMSCOPE_SLOTS];    /* cgroup ids (directory inodes); 0 = free slot */
+    u64 active;                 /* snapshot at oom:mark_victim only when set */
+};
+
+struct oomscope_snapshot {
+    u64 seq;                    /* written first ... */
+    u64 done;                   /* ... and last: equal when the snapshot is complete */
+    u64 ts_ns;
+    u64 victim_pid;
+    u64 ids[OOMSCOPE_SLOTS];
+    s64 vals[OOMSCOPE_SLOTS * OOMSCOPE_TRACKED];
+};
+
 #endif

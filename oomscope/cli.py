@@ -36,6 +36,8 @@ def record(
     cgroup: Annotated[Optional[str], typer.Option(help="only kills in this memory cgroup and below, e.g. /kubepods")] = None,
     lab: Annotated[Optional[str], typer.Option(help="run this lab scenario while recording, then stop (e.g. anon)")] = None,
     lab_limit: Annotated[str, typer.Option(help="memory limit of the lab's sandbox cgroup")] = "64M",
+    charge_tracking: Annotated[str, typer.Option(
+        help="in-kernel charge counters (memcg:* tracepoints, 6.13+): auto = only while a cgroup is near its limit")] = "auto",
 ) -> None:
     """Record every OOM kill: a capture.json and a postmortem.html per kill."""
     from .lab import run_scenario
@@ -47,7 +49,10 @@ def record(
         if os.geteuid() != 0:
             raise OomscopeError("record needs root (BPF, tracefs, /dev/kmsg): run it with sudo")
         limit = parse_size(lab_limit)
-        collector = Collector(RecordOptions(output=output, duration_s=duration, cgroup=cgroup), render_html, sys.stdout, sys.stderr)
+        if charge_tracking not in ("auto", "on", "off"):
+            raise OomscopeError(f"--charge-tracking must be auto, on or off, not {charge_tracking!r}")
+        collector = Collector(RecordOptions(output=output, duration_s=duration, cgroup=cgroup, charge_tracking=charge_tracking),
+                              render_html, sys.stdout, sys.stderr)
         install_signal_handlers(collector)
         typer.echo(collector.describe(), err=True)
         until = None

@@ -12,6 +12,7 @@ Every figure about the cgroup says where it came from (its *provenance*):
 - ``last_sample``:   oomscope's last periodic read of cgroupfs before the kill (``age_ms`` old).
 - ``after_kill``:    cgroupfs read after the kill reached user space (memory may already be freed).
 - ``bpf``:           the ``oom:mark_victim`` tracepoint, read in the kernel at the kill.
+- ``reconstructed``: the last sample plus the in-kernel charge counters' deltas up to the kill.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ SOURCE_KERNEL_REPORT = "kernel_report"
 SOURCE_LAST_SAMPLE = "last_sample"
 SOURCE_AFTER_KILL = "after_kill"
 SOURCE_BPF = "bpf"
+SOURCE_RECONSTRUCTED = "reconstructed"
 SOURCE_NONE = "none"
-AT_KILL_PREFERENCE = (SOURCE_KERNEL_REPORT, SOURCE_LAST_SAMPLE, SOURCE_AFTER_KILL)
+AT_KILL_PREFERENCE = (SOURCE_KERNEL_REPORT, SOURCE_RECONSTRUCTED, SOURCE_LAST_SAMPLE, SOURCE_AFTER_KILL)
 
 
 @dataclass
@@ -123,6 +125,46 @@ class CgroupState:
     #: how long before the kill this was read (negative: after it)
     age_ms: Optional[float] = None
     cgroup: Optional[str] = None  # which cgroup this reading is of
+    #: reconstructed only: the memory.stat keys the charge counters cannot follow (counted in
+    #: bytes or kB by the kernel), kept at the value of the sample the reconstruction starts from
+    keys_from_sample: List[str] = field(default_factory=list)
+    #: reconstructed only: how long before the kill that sample was taken
+    base_age_ms: Optional[float] = None
+
+
+@dataclass
+class TimelinePoint:
+    """One point of a cgroup's history before the kill (sizes hierarchical, in bytes).
+
+    reclaim_* are cumulative since record started, over the cgroup's processes (vmscan tracepoints)."""
+
+    t_ms: float  # relative to the kill: negative before it
+    usage_bytes: Optional[int] = None
+    limit_bytes: Optional[int] = None
+    anon_bytes: Optional[int] = None
+    anon_thp_bytes: Optional[int] = None
+    file_bytes: Optional[int] = None  # page cache without shmem
+    file_dirty_bytes: Optional[int] = None
+    file_writeback_bytes: Optional[int] = None
+    shmem_bytes: Optional[int] = None
+    slab_bytes: Optional[int] = None
+    kernel_bytes: Optional[int] = None
+    sock_bytes: Optional[int] = None
+    swap_bytes: Optional[int] = None
+    failcnt: Optional[int] = None  # cgroup v1
+    max_events: Optional[int] = None  # cgroup v2 memory.events max
+    psi_some_avg10: Optional[float] = None
+    psi_full_avg10: Optional[float] = None
+    reclaim_runs: Optional[int] = None
+    reclaim_empty_runs: Optional[int] = None
+    reclaim_pages: Optional[int] = None
+    reclaim_ms: Optional[float] = None
+
+
+@dataclass
+class Timeline:
+    cgroup: str
+    points: List[TimelinePoint] = field(default_factory=list)
 
 
 @dataclass
@@ -241,6 +283,10 @@ class Capture:
     #: report's Mem-Info, in bytes (active_anon, inactive_file, free, slab_reclaimable, shmem, ...,
     #: ram, swap_total, swap_free)
     host_memory_at_kill: Dict[str, int] = field(default_factory=dict)
+    #: the minutes before the kill: the oom_memcg's history, then the task_memcg's when different
+    timelines: List[Timeline] = field(default_factory=list)
+    #: whether the in-kernel charge counters were on at the kill: on, off, unavailable (+ why)
+    charge_tracking: str = ""
     #: plain-language remarks on what is missing or uncertain in this capture
     notes: List[str] = field(default_factory=list)
 

@@ -7,10 +7,11 @@ from the running kernel's tracepoint format files, and yields plain ``OomEvent``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.resources
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 from .errors import ProbeError
 from .kernel import headers, tracefs
@@ -95,14 +96,53 @@ def cflags_for_kernel(tracefs_path: Optional[str] = None) -> List[str]:
     fork = tracefs.tracepoint_fields("sched", "sched_process_fork", tracefs_path)
     if fork is not None and {"parent_pid", "child_pid"} <= {f.name for f in fork}:
         flags.append("-DHAVE_SCHED_PROCESS_FORK")
+    ends = [tracefs.tracepoint_fields("vmscan", f"mm_vmscan_{k}_reclaim_end", tracefs_path) for k in ("memcg", "direct")]
+    begins = [tracefs.tracepoint_fields("vmscan", f"mm_vmscan_{k}_reclaim_begin", tracefs_path) for k in ("memcg", "direct")]
+    if all(b is not None for b in begins) and all(e is not None and any(f.name == "nr_reclaimed" for f in e) for e in ends):
+        flags.append("-DHAVE_VMSCAN_RECLAIM")
     return flags
 
 
 @contextlib.contextmanager
-def bpf_source_dir() -> Iterator[str]:
-    ref = importlib.resources.files("oomscope.bpf") / "oom_events.c"
+def bpf_source(name: str = "oom_events.c") -> Iterator[str]:
+    ref = importlib.resources.files("oomscope.bpf") / name
     with importlib.resources.as_file(ref) as path:
         yield str(path)
+
+
+def _compile(name: str, cflags: List[str]):
+    """bcc's BPF object for ``bpf/<name>``; tracepoint__* functions are attached by bcc."""
+    try:
+        from bcc import BPF  # noqa: WPS433 - the one place bcc is imported
+    except ImportError:
+        raise ProbeError("bcc is not importable (apt-get install python3-bpfcc; run setup.sh)") from None
+    with bpf_source(name) as src:
+        try:
+            return BPF(src_file=src.encode(), cflags=[f"-I{os.path.dirname(src)}"] + cflags)
+        except Exception as exc:  # bcc raises bare Exception on compile/attach failure
+            raise ProbeError(f"could not compile or attach the BPF programs of {name}: {exc}") from None
+
+
+@dataclass
+class ReclaimStats:
+    """Reclaim a process ran (vmscan tracepoints), cumulative since record started."""
+
+    memcg_runs: int = 0
+    memcg_ns: int = 0
+    memcg_pages: int = 0
+    memcg_empty: int = 0
+    direct_runs: int = 0
+    direct_ns: int = 0
+    direct_pages: int = 0
+    direct_empty: int = 0
+    last_ns: int = 0
+
+    def add(self, other: "ReclaimStats") -> None:
+        for f in dataclasses.fields(self):
+            if f.name == "last_ns":
+                self.last_ns = max(self.last_ns, other.last_ns)
+            else:
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 class OomProbes:
@@ -117,17 +157,10 @@ class OomProbes:
         if self.headers.path is None:
             raise ProbeError(self.headers.how)
         headers.apply_headers(self.headers)
-        try:
-            from bcc import BPF  # noqa: WPS433 - the one place bcc is imported
-        except ImportError:
-            raise ProbeError("bcc is not importable (apt-get install python3-bpfcc; run setup.sh)") from None
         self.lost = 0
         self._on_event = on_event
-        with bpf_source_dir() as src:
-            try:
-                self.bpf = BPF(src_file=src.encode(), cflags=[f"-I{os.path.dirname(src)}"] + self.cflags)
-            except Exception as exc:  # bcc raises bare Exception on compile/attach failure
-                raise ProbeError(f"could not compile or attach the BPF programs: {exc}") from None
+        self.bpf = _compile("oom_events.c", self.cflags)
+        self.has_reclaim = "-DHAVE_VMSCAN_RECLAIM" in self.cflags
         # Big per-CPU buffers: a storm makes hundreds of kills a second (KERNEL-NOTES.md).
         self.bpf["oom_events"].open_perf_buffer(self._cb, page_cnt=page_cnt, lost_cb=self._lost_cb)
 
@@ -141,6 +174,149 @@ class OomProbes:
     def poll(self, timeout_ms: int) -> None:
         self.bpf.perf_buffer_poll(timeout=timeout_ms)
 
+    def reclaim_by_pid(self) -> Dict[int, ReclaimStats]:
+        """Cumulative reclaim per process (empty on kernels without the vmscan tracepoints)."""
+        if not self.has_reclaim:
+            return {}
+        out = {}
+        for k, v in self.bpf["reclaim_by_tgid"].items():
+            out[k.value] = ReclaimStats(v.memcg_runs, v.memcg_ns, v.memcg_pages, v.memcg_empty,
+                                        v.direct_runs, v.direct_ns, v.direct_pages, v.direct_empty, v.last_ns)
+        return out
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.bpf.cleanup()
+
+
+MEMCG_TRACEPOINTS = (
+    # (tracepoint, program, the record layout bpf/charge_tracking.c assumes: field -> offset)
+    ("mod_memcg_state", "on_mod_memcg_state", {"id": 8, "item": 16, "val": 20}),
+    ("mod_memcg_lruvec_state", "on_mod_memcg_lruvec_state", {"id": 8, "item": 16, "val": 20}),
+    ("count_memcg_events", "on_count_memcg_events", {"id": 8, "item": 16, "val": 24}),
+)
+CHARGE_SLOTS = 8  # OOMSCOPE_SLOTS in bpf/oomscope.h
+
+
+def charge_tracking_support(tracefs_path: Optional[str] = None) -> Optional[str]:
+    """None when this kernel has the memcg:* tracepoints in the layout we read, else why not."""
+    for tp, _fn, layout in MEMCG_TRACEPOINTS:
+        fields = tracefs.tracepoint_fields("memcg", tp, tracefs_path)
+        if fields is None:
+            return "this kernel has no memcg:* stat tracepoints (they came in 6.13)"
+        offsets = {f.name: f.offset for f in fields}
+        if any(offsets.get(k) != v for k, v in layout.items()):
+            return f"memcg:{tp} has a record layout this oomscope does not know"
+    return None
+
+
+class ChargeTracker:
+    """bpf/charge_tracking.c: loaded once, its memcg:* programs attached only while wanted."""
+
+    def __init__(self, enums: Dict[str, Dict[str, int]]):
+        from .record.charges import TRACKED, item_index_table  # noqa: WPS433 - avoids an import cycle
+
+        self.nr_stat = enums["memcg_stat_item"]["MEMCG_NR_STAT"]
+        nr_items = self.nr_stat + enums["vm_event_item"]["NR_VM_EVENT_ITEMS"]
+        # Snapshots sum over CPUs in the kernel (one helper call per CPU, slot and item).
+        self.ncpus = os.cpu_count() or 1
+        if self.ncpus > 64:
+            raise ProbeError("charge tracking sums over at most 64 CPUs")
+        self.bpf = _compile("charge_tracking.c", [
+            f"-DOOMSCOPE_NR_ITEMS={nr_items}", f"-DOOMSCOPE_NR_STAT_ITEMS={self.nr_stat}",
+            f"-DOOMSCOPE_NCPUS={self.ncpus}", f"-DOOMSCOPE_TRACKED={len(TRACKED)}"])
+        table = self.bpf["item_index"]
+        for item, index in item_index_table(enums, self.nr_stat).items():
+            table[table.Key(item)] = table.Leaf(index + 1)
+        self.ntracked = len(TRACKED)
+        self.attached = False
+        self.ids: List[int] = []
+        self.generation = 0
+        self._changes: List[tuple] = []  # (monotonic ns, generation) of every attach/detach/watch change
+        self._next_snapshot = 1
+
+    def _bump(self) -> None:
+        import time as _time
+
+        self.generation += 1
+        self._changes.append((_time.monotonic_ns(), self.generation))
+        del self._changes[:-256]
+
+    def generation_at(self, t_ns: int) -> Optional[int]:
+        gen = None
+        for when, g in self._changes:
+            if when <= t_ns:
+                gen = g
+        return gen
+
+    def watch(self, ids: List[int]) -> None:
+        ids = list(ids)[:CHARGE_SLOTS]
+        if ids == self.ids:
+            return
+        table = self.bpf["watch"]
+        leaf = table.Leaf()
+        for i, cid in enumerate(ids):
+            leaf.ids[i] = cid
+        leaf.active = 1 if ids else 0
+        table[table.Key(0)] = leaf
+        self.ids = ids
+        self._bump()
+
+    def attach(self) -> None:
+        if self.attached:
+            return
+        for tp, fn, _layout in MEMCG_TRACEPOINTS:
+            self.bpf.attach_tracepoint(tp=f"memcg:{tp}".encode(), fn_name=fn.encode())
+        self.attached = True
+        self._bump()
+
+    def detach(self) -> None:
+        if not self.attached:
+            return
+        for tp, _fn, _layout in MEMCG_TRACEPOINTS:
+            with contextlib.suppress(Exception):
+                self.bpf.detach_tracepoint(tp=f"memcg:{tp}".encode())
+        self.attached = False
+        self._bump()
+
+    def read(self) -> Dict[int, List[int]]:
+        """Counters of the watched cgroups now, summed over CPUs: {cgroup id: [value per item]}."""
+        table = self.bpf["counters"]
+        region = CHARGE_SLOTS * self.ntracked
+        values = [0] * region
+        try:
+            pairs = table.items_lookup_batch()
+        except Exception:  # noqa: BLE001 - kernels without batch map operations
+            pairs = table.items()
+        for k, v in pairs:  # one region per CPU: sum them
+            values[_int(k) % region] += _int(v)
+        return {cid: values[i * self.ntracked:(i + 1) * self.ntracked] for i, cid in enumerate(self.ids) if cid}
+
+    def snapshots(self) -> Dict[tuple, Dict[int, List[int]]]:
+        """The counters summed at each recent oom:mark_victim: {(victim pid, ts_ns): {cgroup id: values}}.
+
+        Read when the events arrive: the kernel keeps the last OOMSCOPE_SNAPSHOTS only."""
+        out = {}
+        for _k, snap in self.bpf["snapshots"].items():
+            if snap.seq and snap.seq == snap.done:
+                out[(snap.victim_pid, snap.ts_ns)] = {
+                    snap.ids[i]: list(snap.vals[i * self.ntracked:(i + 1) * self.ntracked])
+                    for i in range(CHARGE_SLOTS) if snap.ids[i]}
+        return out
+
+    @staticmethod
+    def find(snapshots: Dict[tuple, Dict[int, List[int]]], pid: int, ts_ns: int) -> Optional[Dict[int, List[int]]]:
+        # the mark_victim programs of both BPF objects read the clock within microseconds
+        for (spid, sts), snap in snapshots.items():
+            if spid == pid and abs(sts - ts_ns) < 5_000_000:
+                return snap
+        return None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.bpf.cleanup()
+
+
+def _int(v) -> int:
+    """bcc gives ctypes values from items() and plain ints from items_lookup_batch()."""
+    return v if isinstance(v, int) else v.value

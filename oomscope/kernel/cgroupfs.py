@@ -174,6 +174,10 @@ class MemoryHierarchy:
         text = self._read(cgroup, name)
         return parse_limit(text) if text is not None else None
 
+    def usage(self, cgroup: str) -> Optional[int]:
+        """The memory counter alone: one small read, cheap enough to poll."""
+        return self._read_int(cgroup, "memory.current" if self.version == 2 else "memory.usage_in_bytes")
+
     def read_state(self, cgroup: str, source: str) -> Optional[CgroupState]:
         """One reading of the cgroup's counters, or None when the cgroup is gone."""
         stat_text = self._read(cgroup, "memory.stat")

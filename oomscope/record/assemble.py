@@ -19,6 +19,7 @@ from ..model import (
     SOURCE_BPF,
     SOURCE_KERNEL_REPORT,
     SOURCE_NONE,
+    SOURCE_RECONSTRUCTED,
     Capture,
     CgroupInfo,
     CgroupUsage,
@@ -26,6 +27,7 @@ from ..model import (
     Host,
     KernelReportInfo,
     Task,
+    Timeline,
     Times,
     Trigger,
     Victim,
@@ -48,7 +50,11 @@ class KillContext:
     #: the limited ancestor of the guessed task_memcg (the cgroup that can OOM)
     oom_memcg_guess: Optional[str] = None
     last_sample: Optional[CgroupState] = None
+    #: last sample + in-kernel charge counters up to the kill (record/charges.py)
+    reconstructed: Optional[CgroupState] = None
     after_kill: Optional[CgroupState] = None
+    timelines: List[Timeline] = field(default_factory=list)
+    charge_tracking: str = ""
     #: pid -> (comm, cmdline) known from before the kill
     proc_info: Dict[int, Tuple[str, Optional[str]]] = field(default_factory=dict)
     #: the cgroup's processes read from /proc after the kill (when the report has no tasks table)
@@ -225,6 +231,8 @@ def build_capture(
             sources[SOURCE_KERNEL_REPORT] = st
     if SOURCE_KERNEL_REPORT not in sources and ctx.incident_state is not None:
         sources[SOURCE_KERNEL_REPORT] = ctx.incident_state
+    if ctx.reconstructed is not None:
+        sources[ctx.reconstructed.source] = ctx.reconstructed
     if ctx.last_sample is not None:
         sources[ctx.last_sample.source] = ctx.last_sample
     if ctx.after_kill is not None:
@@ -236,6 +244,13 @@ def build_capture(
     elif at_kill.source != SOURCE_KERNEL_REPORT:
         if at_kill.source == SOURCE_NONE:
             notes.append("No reading of the cgroup's memory exists for this kill.")
+        elif at_kill.source == SOURCE_RECONSTRUCTED:
+            base = ctx.reconstructed.base_age_ms if ctx.reconstructed is not None else None
+            notes.append("The kernel's OOM report was not available; the cgroup's state at the kill is reconstructed from the "
+                         "in-kernel charge counters"
+                         + (f" added to the sample taken {base:.0f} ms before the kill." if base is not None else ".")
+                         + " Slab, kernel stacks and per-CPU memory keep the sample's values (the kernel's tracepoints "
+                         "report them rounded to pages).")
         else:
             notes.append(f"The kernel's OOM report was not available; the cgroup's state comes from {at_kill.source.replace('_', ' ')}"
                          + (f" ({at_kill.age_ms:.0f} ms before the kill)." if at_kill.age_ms is not None and at_kill.age_ms >= 0 else "."))
@@ -309,4 +324,6 @@ def build_capture(
         kernel_report=kr,
         notes=notes,
         host_memory_at_kill=host_memory,
+        timelines=list(ctx.timelines),
+        charge_tracking=ctx.charge_tracking,
     )

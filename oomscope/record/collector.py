@@ -8,6 +8,7 @@ still pending then are written before it returns.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import signal
@@ -15,12 +16,13 @@ import threading
 import time
 from typing import Callable, List, Optional, TextIO
 
-from ..errors import EnvironmentProblem
-from ..kernel import procfs
+from ..errors import EnvironmentProblem, ProbeError
+from ..kernel import btf, procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..kernel.kmsg import KmsgFollower, KmsgReader, OomReportParser
-from ..model import SOURCE_AFTER_KILL, Capture, CgroupUsage
-from ..probes import EV_MARK_VICTIM, OomEvent, OomProbes
+from ..model import SOURCE_AFTER_KILL, Capture, CgroupUsage, Timeline
+from ..probes import EV_MARK_VICTIM, ChargeTracker, OomEvent, OomProbes, charge_tracking_support
+from . import charges
 from .assemble import KillContext, build_capture
 from ..report.index import OutputIndex
 from .incidents import GroupLinker, Head
@@ -41,7 +43,7 @@ class RecordOptions:
     output: str
     duration_s: Optional[float] = None
     cgroup: Optional[str] = None  # only kills within this cgroup (and only it is sampled)
-    sample_interval_s: float = 0.5
+    charge_tracking: str = "auto"  # auto | on | off
 
 
 def terminal_safe(text: str) -> str:
@@ -70,7 +72,6 @@ class Collector:
         self.hier = MemoryHierarchy.detect()
         if opts.cgroup is not None and not self.hier.exists(opts.cgroup):
             raise EnvironmentProblem(f"no such memory cgroup: {opts.cgroup}")
-        self.sampler = Sampler(self.hier, top=opts.cgroup or "/", interval_s=opts.sample_interval_s)
         self.joiner = KillJoiner()
         self.parser = OomReportParser()
         self.groups = GroupLinker()
@@ -84,10 +85,51 @@ class Collector:
             self.kmsg = None
             self.err.write(f"oomscope: warning: cannot read /dev/kmsg ({exc.strerror}); captures will lack the kernel's report\n")
         self.probes = OomProbes(self._events.append)
+        self.charge, self.charge_status = self._load_charge_tracking(opts.charge_tracking)
+        self.charge_misses: collections.Counter = collections.Counter()  # why a kill had no reconstruction
+        self.sampler = Sampler(self.hier, top=opts.cgroup or "/",
+                               reclaim_reader=self.probes.reclaim_by_pid if self.probes.has_reclaim else None,
+                               charge=self.charge, charge_mode=opts.charge_tracking)
+
+    def _load_charge_tracking(self, mode: str):
+        """(tracker or None, why it is off). --charge-tracking=on on a kernel without it is an error."""
+        if mode == "off":
+            return None, "off (--charge-tracking=off)"
+        why = charge_tracking_support()
+        enums = None
+        if why is None:
+            try:
+                enums = btf.kernel_enums(("node_stat_item", "memcg_stat_item", "vm_event_item"))
+            except btf.BtfError as exc:
+                why = f"the kernel's BTF could not be read ({exc})"
+            if enums is None and why is None:
+                why = "the kernel has no BTF (/sys/kernel/btf/vmlinux) to name the stat items"
+            elif enums is not None and (len(enums) < 3 or "MEMCG_NR_STAT" not in enums["memcg_stat_item"]):
+                why = "the kernel's BTF lacks the memcg stat enums"
+        if why is None:
+            try:
+                return ChargeTracker(enums), ""
+            except ProbeError as exc:
+                why = str(exc)
+        if mode == "on":
+            raise EnvironmentProblem(f"--charge-tracking=on: {why}")
+        return None, f"unavailable: {why}"
+
+    def charge_state(self) -> str:
+        if self.charge is None:
+            return self.charge_status
+        mode = self.opts.charge_tracking
+        return ("on" if self.charge.attached else "off") + (" (auto: attached while a cgroup is near its limit)" if mode == "auto" else "")
 
     def describe(self) -> str:
+        if self.charge is None:
+            charge = f"charge tracking {self.charge_status}"
+        elif self.opts.charge_tracking == "on":
+            charge = "charge tracking on"
+        else:
+            charge = "charge tracking auto (attached while a cgroup is above 90% of its limit)"
         return (f"recording OOM kills: cgroup v{self.hier.version} at {self.hier.root}, "
-                f"BPF on oom:mark_victim ({self.probes.headers.how}), output {self.opts.output}")
+                f"BPF on oom:mark_victim ({self.probes.headers.how}), {charge}, output {self.opts.output}")
 
     def request_stop(self, *_args) -> None:
         self.stop.set()
@@ -110,10 +152,15 @@ class Collector:
                 self.probes.poll(50)
                 self._drain()
             self._drain(flush=True)
+            if self.charge_misses:
+                self.err.write("oomscope: kills without a reconstructed state: "
+                               + ", ".join(f"{n} {why}" for why, n in self.charge_misses.items()) + "\n")
         finally:
             self.stop.set()
             sampler_thread.join(timeout=5)
             self.probes.close()
+            if self.charge is not None:
+                self.charge.close()
             if self.kmsg is not None:
                 self.kmsg.close()
         return self.recorded
@@ -121,8 +168,12 @@ class Collector:
     def _drain(self, flush: bool = False) -> None:
         now = time.monotonic_ns()
         events, self._events[:] = list(self._events), []
+        snapshots = self.charge.snapshots() if self.charge is not None and events else {}
         for ev in events:
             kill = self.joiner.add_event(ev, now)
+            if kill is not None and ev.kind == EV_MARK_VICTIM and snapshots:
+                kill.charge_snapshot = ChargeTracker.find(snapshots, ev.victim_pid, ev.ts_ns)
+                kill.charge_generation = self.charge.generation_at(ev.ts_ns)
             if kill is not None and ev.kind == EV_MARK_VICTIM and kill.proc_cgroup is None:
                 # Race the exit: a task that has exited reads as "/" (treated as unknown).
                 kill.proc_cgroup = procfs.read_memory_cgroup(ev.victim_pid, self.hier.version)
@@ -159,10 +210,16 @@ class Collector:
             oom_memcg = self.sampler.limited_ancestor(task_memcg)
             ctx.oom_memcg_guess = oom_memcg
         kill_ns = kill.kill_ns or time.monotonic_ns()
+        ctx.charge_tracking = self.charge_state()
         if oom_memcg is not None:
             sample = self.sampler.latest_before(oom_memcg, kill_ns)
             if sample is not None:
                 ctx.last_sample = dataclasses.replace(sample.state, age_ms=(kill_ns - sample.t_ns) / 1e6)
+                ctx.reconstructed = self._reconstruct(kill, oom_memcg, sample, kill_ns)
+            for path in [oom_memcg] + ([task_memcg] if task_memcg and task_memcg != oom_memcg else []):
+                points = self.sampler.timeline(path, kill_ns)
+                if points:
+                    ctx.timelines.append(Timeline(path, points))
             for path, sample in self.sampler.below(oom_memcg, kill_ns):
                 ctx.sharing.append(CgroupUsage(path, sample.state.usage_bytes, "last_sample", (kill_ns - sample.t_ns) / 1e6))
             after = self.hier.read_state(oom_memcg, SOURCE_AFTER_KILL)
@@ -191,6 +248,19 @@ class Collector:
                 if t is not None:
                     ctx.live_tasks.append(t)
         return ctx
+
+    def _reconstruct(self, kill: PendingKill, cgroup: str, sample, kill_ns: int):
+        """Sample + in-kernel counter deltas up to oom:mark_victim, when the counters cover it."""
+        if kill.charge_snapshot is None or sample.counters is None:
+            self.charge_misses["no snapshot" if kill.charge_snapshot is None else "sample without counters"] += 1
+            return None
+        if sample.charge_generation != kill.charge_generation:
+            self.charge_misses["watch changed"] += 1
+            return None  # the watched set changed (or tracking detached) between sample and kill
+        snap = kill.charge_snapshot
+        self_id = self.sampler.ino(cgroup)
+        return charges.reconstruct(self.hier.version, sample.state, self_id, self.sampler.subtree_inos(cgroup),
+                                   sample.counters, snap, (kill_ns - sample.t_ns) / 1e6)
 
     def _guess_cgroup(self, kill: PendingKill):
         """The victim's memory cgroup when the kernel's report does not name it, best first."""

@@ -30,6 +30,9 @@ class PendingKill:
     proc_cmdline: Optional[str] = None  # /proc/<pid>/cmdline read then (empty once the mm is gone)
     reaped_ns: Optional[int] = None
     duplicates: int = 0  # extra Killed lines for this pid (a memory.oom.group kill repeats it)
+    #: the charge counters summed at oom:mark_victim ({cgroup id: values}), fetched on the event
+    charge_snapshot: Optional[dict] = None
+    charge_generation: Optional[int] = None
 
     @property
     def kill_ns(self) -> Optional[int]:

@@ -1,26 +1,40 @@
-"""Recent state of every memory cgroup that has tasks, so a kill without a kernel report still has
-the state from just before it.
+"""Recent state and history of every memory cgroup that can OOM, so that a kill without a kernel
+report still has the state from just before it, and every post-mortem has the minutes before.
 
-Memory freed by a kill is gone within milliseconds (KERNEL-NOTES.md: memory.stat read after the
-event shows rss 0), so the sample that counts is the last one taken *before* the kill: each cgroup
-keeps a short ring, and ``latest_before()`` picks by timestamp.
+Watched: every cgroup with a memory limit, every cgroup with tasks, and the cgroups between a
+cgroup with tasks and its nearest limited ancestor. Memory freed by a kill is gone within
+milliseconds (KERNEL-NOTES.md: memory.stat read after the event shows rss 0), so the sample that
+counts is the last one taken *before* the kill: each cgroup keeps a short ring of full readings
+(``latest_before()`` picks by timestamp) and a longer, compact timeline (record/timeline.py).
 
-Bounded: at most ``max_cgroups`` cgroups, ``ring`` samples each (a memory.stat sample is ~3 KiB
-of Python objects: 4096 cgroups x 8 samples is about 100 MiB at worst, typically far less), and
-the pid maps hold at most ``max_pids`` pids seen in the last ``pid_retention_s``.
+Adaptive: each cgroup has its own next reading, every ``far_interval_s`` below half of its limit
+(or its limited ancestor's), ``mid_interval_s`` up to ``near_limit_ratio``, ``fast_interval_s``
+above. Between full readings a limited cgroup's usage alone (one small file) is peeked at every
+``peek_interval_s``, so a cgroup that fills up fast is seen within that time, not ``far_interval_s``.
+Cgroups appear and vanish while it runs; a vanished cgroup's data is kept for a minute.
+
+Bounded: at most ``max_cgroups`` cgroups; per cgroup ``ring`` full readings (~3 KiB each) and a
+timeline of at most 600 points (48 KiB); the pid maps hold at most ``max_pids`` pids seen in the
+last ``pid_retention_s``. For 500 cgroups: 500 x (8 x 3 + 48) KiB = about 35 MiB at most.
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Deque, Dict, List, Optional, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from ..kernel import procfs
-from ..kernel.cgroupfs import MemoryHierarchy
-from ..model import SOURCE_LAST_SAMPLE, CgroupState
+from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
+from ..model import SOURCE_LAST_SAMPLE, CgroupState, TimelinePoint
+from .timeline import TimelineRing, point_values
+
+AUTO_ATTACH_RATIO = 0.9     # charge tracking attaches when a cgroup is this close to its limit ...
+AUTO_DETACH_RATIO = 0.8     # ... and detaches when every cgroup is below this
+AUTO_DETACH_AFTER_S = 10.0  # for this long
 
 
 @dataclass
@@ -28,6 +42,20 @@ class Sample:
     t_ns: int  # CLOCK_MONOTONIC when the read finished
     state: CgroupState
     pids: Tuple[int, ...]
+    #: charge counters read right after this sample, {cgroup id: values}, and their generation
+    counters: Optional[Dict[int, List[int]]] = None
+    charge_generation: Optional[int] = None
+
+
+@dataclass
+class _Watched:
+    next_ns: int = 0
+    peek_ns: int = 0
+    limit: Optional[int] = None
+    ino: int = 0
+    has_tasks: bool = False
+    seen_ns: int = 0
+    ratio: float = 0.0
 
 
 class Sampler:
@@ -35,22 +63,41 @@ class Sampler:
         self,
         hier: MemoryHierarchy,
         top: str = "/",
-        interval_s: float = 0.5,
+        far_interval_s: float = 5.0,
+        mid_interval_s: float = 1.0,
         fast_interval_s: float = 0.1,
         near_limit_ratio: float = 0.9,
+        discover_interval_s: float = 1.0,
+        peek_interval_s: float = 0.25,
         ring: int = 8,
+        timeline_points: int = 600,
+        timeline_spacing_s: float = 1.0,
         max_cgroups: int = 4096,
         pid_retention_s: float = 60.0,
         max_pids: int = 200_000,
+        reclaim_reader: Optional[Callable[[], Dict[int, object]]] = None,
+        charge=None,
+        charge_mode: str = "auto",
     ):
         self.hier = hier
         self.top = top
-        self.interval_s = interval_s
-        self.fast_interval_s = fast_interval_s
+        self.far_interval_ns = int(far_interval_s * 1e9)
+        self.mid_interval_ns = int(mid_interval_s * 1e9)
+        self.fast_interval_ns = int(fast_interval_s * 1e9)
         self.near_limit_ratio = near_limit_ratio
+        self.discover_interval_ns = int(discover_interval_s * 1e9)
+        self.peek_interval_ns = int(peek_interval_s * 1e9)
         self.ring = ring
+        self.timeline_points = timeline_points
+        self.timeline_spacing_s = timeline_spacing_s
         self.max_cgroups = max_cgroups
+        self.reclaim_reader = reclaim_reader
+        self.charge = charge
+        self.charge_mode = charge_mode
+        self._watched: Dict[str, _Watched] = {}
+        self._next_discovery = 0
         self._rings: Dict[str, Deque[Sample]] = {}
+        self._timelines: Dict[str, TimelineRing] = {}
         # pid -> (cgroup, when last seen). Kept for pid_retention_s after a pid was last seen: a
         # kill is often handled after its victim, and even the parent that forked it, have exited
         # (measured under emulation: a storm's parent gone before its children's events were
@@ -61,42 +108,95 @@ class Sampler:
         self._proc_info: Dict[int, Tuple[str, Optional[str]]] = {}  # pid -> (comm, cmdline)
         self._limited_ancestor: Dict[str, Optional[str]] = {}
         self._lock = threading.Lock()
+        self._last_near_ns = 0
         self.passes = 0
+        self.reads = 0
         self.errors = 0
         self.dropped_cgroups = 0
 
-    # --- one pass ---
-    def tick(self) -> float:
-        """Sample once; returns how long to wait before the next pass."""
-        near_limit = False
-        seen_cgroups = set()
-        pid_cgroup: Dict[int, str] = {}
-        to_sample: Dict[str, Tuple[int, ...]] = {}
+    # --- discovery ---
+    def _discover(self, now: int) -> None:
+        found: Dict[str, bool] = {}
         for cg in self.hier.walk(self.top):
             if cg == "/":
                 continue  # the root holds every host process; it is not a container
-            pids = tuple(self.hier.procs(cg))
-            if not pids:
+            has_tasks = bool(self.hier.procs(cg))
+            anc = self._ancestor(cg)
+            if not has_tasks and anc != cg:
                 continue
+            found[cg] = found.get(cg, False) or has_tasks
+            # the cgroups between it and its limit share that limit: watch them too
+            path = cg
+            while has_tasks and anc is not None and path != anc and path != "/":
+                path = os.path.dirname(path.rstrip("/")) or "/"
+                if path != "/":
+                    found.setdefault(path, False)
+        if len(found) > self.max_cgroups:
+            self.dropped_cgroups = len(found) - self.max_cgroups
+            found = dict(list(found.items())[: self.max_cgroups])
+        for cg, has_tasks in found.items():
+            w = self._watched.get(cg)
+            if w is None:
+                try:
+                    ino = os.stat(self.hier.fs_path(cg)).st_ino
+                except OSError:
+                    continue
+                w = self._watched[cg] = _Watched(next_ns=now, ino=ino)
+            w.has_tasks = has_tasks
+            w.seen_ns = now
+        for cg in [c for c, w in self._watched.items() if w.seen_ns != now]:
+            del self._watched[cg]
+            self._limited_ancestor.pop(cg, None)
+        if len(self._limited_ancestor) > 4 * self.max_cgroups:
+            self._limited_ancestor.clear()
+
+    # --- one pass ---
+    def tick(self) -> float:
+        """Read every cgroup that is due; returns how long to wait before the next pass."""
+        now = time.monotonic_ns()
+        if now >= self._next_discovery:
+            self._discover(now)
+            self._next_discovery = now + self.discover_interval_ns
+        for cg, w in self._watched.items():
+            if w.next_ns > now and w.limit and w.peek_ns <= now:
+                w.peek_ns = now + self.peek_interval_ns
+                usage = self.hier.usage(cg)
+                if usage is not None and self._band(usage / w.limit) > self._band(w.ratio):
+                    w.next_ns = now  # filling up: read it fully now
+        due = [cg for cg, w in self._watched.items() if w.next_ns <= now]
+        reclaim_by_cg = self._reclaim_by_cgroup() if due and self.reclaim_reader is not None else {}
+        new_samples: Dict[str, Sample] = {}
+        pid_cgroup: Dict[int, str] = {}
+        watched_ids = set(self.charge.ids) if self.charge is not None and self.charge.attached else set()
+        for cg in due:
+            w = self._watched[cg]
+            state = self.hier.read_state(cg, SOURCE_LAST_SAMPLE)
+            pids = tuple(self.hier.procs(cg)) if w.has_tasks else ()
+            t = time.monotonic_ns()
+            self.reads += 1
+            if state is None:
+                w.next_ns = now + self.far_interval_ns
+                continue  # vanished between the walk and the read
+            sample = Sample(t, state, pids)
+            if w.ino in watched_ids:
+                # right after the read: the pair is the base a reconstruction starts from
+                sample.counters = self.charge.read()
+                sample.charge_generation = self.charge.generation
+            new_samples[cg] = sample
             for pid in pids:
                 pid_cgroup[pid] = cg
-            to_sample[cg] = pids
-            anc = self._ancestor(cg)
-            if anc is not None and anc not in to_sample and anc != "/":
-                to_sample[anc] = ()
-        if len(to_sample) > self.max_cgroups:
-            self.dropped_cgroups = len(to_sample) - self.max_cgroups
-            to_sample = dict(list(to_sample.items())[: self.max_cgroups])
-        new_samples = {}
-        for cg, pids in to_sample.items():
-            state = self.hier.read_state(cg, SOURCE_LAST_SAMPLE)
-            if state is None:
-                continue  # vanished between the walk and the read
-            seen_cgroups.add(cg)
-            new_samples[cg] = Sample(time.monotonic_ns(), state, pids)
+            w.limit = state.limit_bytes
             if state.limit_bytes and state.usage_bytes is not None:
-                if state.usage_bytes >= self.near_limit_ratio * state.limit_bytes:
-                    near_limit = True
+                w.ratio = state.usage_bytes / state.limit_bytes
+        for cg, sample in new_samples.items():
+            w = self._watched[cg]
+            ratio = w.ratio
+            anc = self._ancestor(cg)
+            if anc is not None and anc != cg and anc in self._watched:
+                ratio = max(ratio, self._watched[anc].ratio)
+            interval = (self.far_interval_ns, self.mid_interval_ns, self.fast_interval_ns)[self._band(ratio)]
+            w.next_ns = sample.t_ns + interval
+            w.peek_ns = sample.t_ns + self.peek_interval_ns
         new_info = {}
         for pid in pid_cgroup:
             info = self._proc_info.get(pid)
@@ -106,23 +206,26 @@ class Sampler:
                     continue
                 info = (comm, procfs.read_cmdline(pid))
             new_info[pid] = info
+        now = time.monotonic_ns()
         with self._lock:
             for cg, sample in new_samples.items():
                 ring = self._rings.get(cg)
                 if ring is None:
                     ring = self._rings[cg] = collections.deque(maxlen=self.ring)
+                    self._timelines[cg] = TimelineRing(self.timeline_points, self.timeline_spacing_s)
                 ring.append(sample)
+                self._timelines[cg].add(sample.t_ns, point_values(sample.state, self.hier.version, reclaim_by_cg.get(cg)))
             for cg in list(self._rings):
-                if cg not in seen_cgroups:
-                    # Keep a vanished cgroup's ring for one minute: its last samples may be
+                if cg not in self._watched:
+                    # Keep a vanished cgroup's data for one minute: its last samples may be
                     # exactly what a kill that removed it needs.
                     last = self._rings[cg][-1].t_ns if self._rings[cg] else 0
-                    if time.monotonic_ns() - last > 60_000_000_000:
+                    if now - last > 60_000_000_000:
                         del self._rings[cg]
-            now = time.monotonic_ns()
+                        self._timelines.pop(cg, None)
             for pid, cg in pid_cgroup.items():
                 self._pid_cgroup[pid] = (cg, now)
-            if len(self._pid_cgroup) > len(pid_cgroup):
+            if len(self._pid_cgroup) > len(pid_cgroup) and new_samples:
                 cutoff = now - self.pid_retention_ns
                 kept = [(p, v) for p, v in self._pid_cgroup.items() if v[1] >= cutoff]
                 if len(kept) > self.max_pids:
@@ -130,10 +233,64 @@ class Sampler:
                 self._pid_cgroup = dict(kept)
             info = {**self._proc_info, **new_info}
             self._proc_info = {p: v for p, v in info.items() if p in self._pid_cgroup}
-            if len(self._limited_ancestor) > 4 * self.max_cgroups:
-                self._limited_ancestor.clear()
+        if self.charge is not None:
+            self._steer_charge_tracking(now)
         self.passes += 1
-        return self.fast_interval_s if near_limit else self.interval_s
+        nxt = min([min(w.next_ns, w.peek_ns if w.limit else w.next_ns) for w in self._watched.values()]
+                  + [self._next_discovery])
+        return min(1.0, max(0.01, (nxt - time.monotonic_ns()) / 1e9))
+
+    def _band(self, ratio: float) -> int:
+        return 2 if ratio >= self.near_limit_ratio else 1 if ratio >= 0.5 else 0
+
+    def _reclaim_by_cgroup(self) -> Dict[str, object]:
+        """Cumulative reclaim per watched cgroup: its processes' and its descendants'."""
+        from ..probes import ReclaimStats  # noqa: WPS433 - plain dataclass; probes imports bcc lazily
+
+        try:
+            by_pid = self.reclaim_reader()
+        except Exception:  # noqa: BLE001 - a map read failing must not stop the sampler
+            self.errors += 1
+            return {}
+        out: Dict[str, ReclaimStats] = {}
+        with self._lock:
+            pid_cg = {pid: v[0] for pid, v in self._pid_cgroup.items() if pid in by_pid}
+        for pid, cg in pid_cg.items():
+            path = cg
+            while True:
+                if path in self._watched:
+                    out.setdefault(path, ReclaimStats()).add(by_pid[pid])
+                if path == "/":
+                    break
+                path = os.path.dirname(path.rstrip("/")) or "/"
+        return out
+
+    def _steer_charge_tracking(self, now: int) -> None:
+        """Attach the charge counters while some cgroup is near its limit (auto) or always (on),
+        watching the fullest limited cgroups with their subtrees."""
+        from .charges import choose_watched  # noqa: WPS433
+
+        limited = [(w.ratio, cg) for cg, w in self._watched.items() if self._ancestor(cg) == cg]
+        near = any(r >= AUTO_ATTACH_RATIO for r, _ in limited)
+        if near or any(r >= AUTO_DETACH_RATIO for r, _ in limited):
+            self._last_near_ns = now
+        want = self.charge_mode == "on" or near or (
+            self.charge.attached and now - self._last_near_ns < AUTO_DETACH_AFTER_S * 1e9)
+        if not want:
+            self.charge.detach()
+            return
+        candidates = []
+        for ratio, cg in limited:
+            if self.charge_mode != "on" and ratio < AUTO_DETACH_RATIO:
+                continue
+            subtree = [(c, w.ino) for c, w in self._watched.items() if cgroup_within(c, cg)]
+            candidates.append((ratio, cg, subtree))
+        from ..probes import CHARGE_SLOTS  # noqa: WPS433
+
+        chosen = choose_watched(candidates, CHARGE_SLOTS)
+        if chosen:
+            self.charge.watch([i for _c, i in chosen])
+            self.charge.attach()
 
     def _ancestor(self, cg: str) -> Optional[str]:
         if cg not in self._limited_ancestor:
@@ -146,7 +303,7 @@ class Sampler:
                 wait = self.tick()
             except Exception:  # a sampler must not die on one odd cgroup; count and go on
                 self.errors += 1
-                wait = self.interval_s
+                wait = self.fast_interval_ns / 1e9
             stop.wait(wait)
 
     # --- queries (thread-safe) ---
@@ -160,15 +317,36 @@ class Sampler:
                     return sample
         return None
 
+    def timeline(self, cgroup: str, kill_ns: int) -> List[TimelinePoint]:
+        """The cgroup's history up to the kill, with the last sample before it as the last point."""
+        with self._lock:
+            tl = self._timelines.get(cgroup)
+            if tl is None:
+                return []
+            points = tl.points(kill_ns, until_ns=kill_ns)
+        last = self.latest_before(cgroup, kill_ns)
+        if last is not None and (not points or points[-1].t_ms < round((last.t_ns - kill_ns) / 1e6, 1)):
+            extra = TimelineRing(1)
+            extra.add(last.t_ns, point_values(last.state, self.hier.version))
+            points += extra.points(kill_ns)
+        return points
+
+    def ino(self, cgroup: str) -> Optional[int]:
+        w = self._watched.get(cgroup)
+        return w.ino if w is not None else None
+
+    def subtree_inos(self, cgroup: str) -> List[int]:
+        return [w.ino for c, w in list(self._watched.items()) if cgroup_within(c, cgroup)]
+
     def below(self, cgroup: str, t_ns: int) -> List[Tuple[str, Sample]]:
-        """The watched cgroups strictly below ``cgroup``, each with its last sample before t_ns."""
+        """The watched cgroups strictly below ``cgroup`` with tasks, each with its last sample before t_ns."""
         prefix = cgroup.rstrip("/") + "/"
         with self._lock:
             names = [cg for cg in self._rings if cg.startswith(prefix)]
         out = []
         for cg in names:
             sample = self.latest_before(cg, t_ns)
-            if sample is not None:
+            if sample is not None and sample.pids:
                 out.append((cg, sample))
         return out
 
@@ -196,4 +374,3 @@ def now_ns() -> int:
 def clock_offset_ns() -> int:
     """Wall-clock minus CLOCK_MONOTONIC, to turn bpf_ktime_get_ns() into a date."""
     return time.time_ns() - time.monotonic_ns()
-

@@ -15,16 +15,24 @@ def _cgroup(root, name, usage, limit, pids):
             fh.write(text)
 
 
-def test_ring_picks_the_sample_before_the_kill_and_remembers_pids(tmp_path):
+def _root(tmp_path):
     root = str(tmp_path)
     with open(os.path.join(root, "memory.max"), "w") as f:
         f.write("max\n")
+    return root
+
+
+def test_ring_picks_the_sample_before_the_kill_and_remembers_pids(tmp_path):
+    root = _root(tmp_path)
     _cgroup(root, "job", 10 << 20, 100 << 20, [4242])
-    s = Sampler(MemoryHierarchy(root, 2), interval_s=0.5, fast_interval_s=0.1, pid_retention_s=60)
-    assert s.tick() == 0.5  # far from the limit: slow
+    s = Sampler(MemoryHierarchy(root, 2), far_interval_s=5, fast_interval_s=0.1, pid_retention_s=60)
+    assert s.tick() > 0.1  # far from the limit: nothing due before the next peek
     t_between = time.monotonic_ns()
     _cgroup(root, "job", 95 << 20, 100 << 20, [4243])  # near the limit; 4242 has exited
-    assert s.tick() == 0.1  # near the limit: fast
+    s._watched["/job"].peek_ns = 0  # the usage peek comes due ...
+    s._next_discovery = 0
+    s.tick()  # ... sees the cgroup filling up, and reads it fully at once
+    assert s._watched["/job"].next_ns - time.monotonic_ns() <= 0.1e9  # near the limit: fast
     assert s.latest_before("/job", t_between).state.usage_bytes == 10 << 20
     assert s.latest_before("/job", time.monotonic_ns()).state.usage_bytes == 95 << 20
     assert s.latest_before("/job", 0) is None
@@ -33,8 +41,41 @@ def test_ring_picks_the_sample_before_the_kill_and_remembers_pids(tmp_path):
     s.pid_retention_ns = 0
     time.sleep(0.001)
     _cgroup(root, "other", 1, 100 << 20, [7])
+    s._next_discovery = 0
     s.tick()
     assert s.cgroup_of_pid(4242) is None and s.cgroup_of_pid(7) == "/other"
+
+
+def test_limited_parent_and_the_path_to_it_are_watched(tmp_path):
+    root = _root(tmp_path)
+    _cgroup(root, "pod", 50 << 20, 100 << 20, [])
+    os.makedirs(os.path.join(root, "pod", "mid"))
+    for f, text in {"memory.max": "max\n", "memory.stat": "anon 1\n", "memory.current": "1\n", "cgroup.procs": ""}.items():
+        with open(os.path.join(root, "pod", "mid", f), "w") as fh:
+            fh.write(text)
+    _cgroup(root, "pod/mid/app", 1, "max", [11])
+    _cgroup(root, "idle", 1, "max", [])  # no limit, no tasks: not watched
+    s = Sampler(MemoryHierarchy(root, 2))
+    s.tick()
+    assert set(s._watched) == {"/pod", "/pod/mid", "/pod/mid/app"}
+    assert s.subtree_inos("/pod") and len(s.subtree_inos("/pod")) == 3
+
+
+def test_timeline_keeps_one_point_per_spacing_and_ends_before_the_kill(tmp_path):
+    root = _root(tmp_path)
+    s = Sampler(MemoryHierarchy(root, 2), fast_interval_s=0.01, timeline_spacing_s=0.05, far_interval_s=0.01,
+                mid_interval_s=0.01)
+    for i in range(10):
+        _cgroup(root, "job", (10 + i) << 20, 100 << 20, [1])
+        s._next_discovery = 0
+        s.tick()
+        time.sleep(0.03)
+    kill = time.monotonic_ns()
+    pts = s.timeline("/job", kill)
+    assert 3 <= len(pts) <= 10
+    assert all(p.t_ms <= 0 for p in pts)
+    assert [p.anon_bytes for p in pts] == sorted(p.anon_bytes for p in pts)
+    assert pts[-1].anon_bytes == 19 << 20  # the last sample before the kill is the last point
 
 
 def test_vanishing_cgroup_is_not_an_error(tmp_path):

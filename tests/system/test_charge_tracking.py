@@ -1,0 +1,168 @@
+"""The state at the kill from the in-kernel charge counters, and the minutes before the kill.
+
+Real kills in sandbox cgroups, checked against the kernel's own report (KernelLog)."""
+
+import collections
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from oomscope.probes import charge_tracking_support
+
+from .conftest import run_in_cgroup
+
+# The parent fills the cgroup to ~90% and holds it for a while, so that record sees the cgroup
+# near its limit (and attaches its counters) before the storm; then its children are killed
+# one after another.
+WARM_STORM = r"""
+import os, sys, time
+os.makedirs(sys.argv[1], exist_ok=True)
+open('/proc/self/oom_score_adj', 'w').write('-1000')   # the parent is spared; its children are not
+hold = bytearray(int(sys.argv[3]))
+for i in range(0, len(hold), 4096):
+    hold[i] = 1
+time.sleep(3.0)
+del hold
+end = time.monotonic() + float(sys.argv[2])
+children = set()
+while time.monotonic() < end:
+    while len(children) < 3:
+        pid = os.fork()
+        if pid == 0:
+            open('/proc/self/oom_score_adj', 'w').write('0')
+            open('/proc/self/comm', 'w').write('storm-child')
+            a = []
+            while True:
+                a.append(bytearray(1 << 20))
+        children.add(pid)
+        open(os.path.join(sys.argv[1], str(pid)), 'w').close()
+    pid, _ = os.wait()
+    children.discard(pid)
+for pid in children:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+"""
+
+SIZE_TOLERANCE = (0.02, 1 << 20)   # 2% or 1 MiB, whichever is larger (the issue's target)
+COUNT_TOLERANCE = (0.02, 256)      # event counts (pgfault, ...): 2% or 256 events
+
+
+def _needs_charge_tracking():
+    why = charge_tracking_support()
+    if why is not None:
+        pytest.skip(f"charge tracking is not available on this kernel: {why}")
+
+
+def _close(key, got, want):
+    rel, floor = COUNT_TOLERANCE if key.startswith(("pg", "total_pg")) else SIZE_TOLERANCE
+    return abs(got - want) <= max(rel * abs(want), floor)
+
+
+@pytest.fixture
+def rate_limit_window():
+    yield
+    time.sleep(5.5)
+
+
+def test_storm_kills_get_their_state_from_the_counters(recorder, kernel_log, sandbox, tmp_path, rate_limit_window):
+    _needs_charge_tracking()
+    name, path = sandbox(limit=64 << 20)
+    rec = recorder()
+    pids_dir = tmp_path / "pids"
+    script = tmp_path / "storm.py"
+    script.write_text(WARM_STORM)
+    res = subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" "$3" "$4" 6 "$5"', "sh",
+                          os.path.join(path, "cgroup.procs"), sys.executable, str(script), str(pids_dir), str(58 << 20)],
+                         capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    ours = {int(p) for p in os.listdir(pids_dir)}
+    time.sleep(1.0)
+    reports = kernel_log.read()
+    assert kernel_log.lost_records == 0, "the test's own kmsg reader lost records: it cannot check this storm"
+    killed = {r.killed.pid for r in reports if r.killed and r.killed.pid in ours}
+    full = {r.killed.pid: r for r in reports if r.killed and r.killed.pid in ours and r.has_header}
+    assert len(killed) >= 30, f"only {len(killed)} kills: not a storm"
+    assert len(full) < len(killed), "the kernel printed every report: the rate limit was not exercised"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        caps = {c["victim"]["pid"]: c for _, c in rec.captures() if c["victim"]["pid"] in ours}
+        if killed <= set(caps):
+            break
+        time.sleep(0.2)
+    assert killed <= set(caps), f"{len(killed - set(caps))} of {len(killed)} kills have no capture"
+
+    # Kills without a report: the state at the kill comes from the counters.
+    bare = [caps[p] for p in killed if p not in full]
+    sources = collections.Counter(c["at_kill"]["source"] for c in bare)
+    assert sources["reconstructed"] == len(bare), f"state sources of rate-limited kills: {dict(sources)}"
+    assert all(c["charge_tracking"].startswith("on") for c in bare)
+
+    # Kills with a report: the reconstruction, made without it, agrees with it.
+    compared, worst = 0, (0.0, "")
+    for pid, rep in full.items():
+        rec_state = caps[pid]["at_kill_sources"].get("reconstructed")
+        assert rec_state is not None, f"pid {pid}: no reconstruction beside the kernel's report"
+        assert caps[pid]["at_kill"]["source"] == "kernel_report"
+        for key, want in rep.memory_stat.items():
+            got = rec_state["memory_stat"][key]
+            assert _close(key, got, want), f"pid {pid} {key}: reconstructed {got}, kernel {want}"
+            if want:
+                worst = max(worst, (abs(got - want) / want, key))
+        usage = rep.memory.usage_kb * 1024
+        assert _close("usage", rec_state["usage_bytes"], usage), (rec_state["usage_bytes"], usage)
+        compared += 1
+    assert compared >= 1
+    sys.stderr.write(f"charge tracking storm: {len(killed)} kills, {len(bare)} reconstructed without a report, "
+                     f"{compared} reconstructions checked against the report, worst key {worst[1]} off by {100 * worst[0]:.2f}%\n")
+
+
+PHASES = r"""
+import os, sys, time
+print(os.getpid(), flush=True)
+# page cache first: a file written in the cgroup's scratch directory, read back
+path = sys.argv[1]
+with open(path, 'wb') as f:
+    for _ in range(40):
+        f.write(b'x' * (1 << 20))
+        f.flush()
+        time.sleep(0.05)
+os.fsync(os.open(path, os.O_RDONLY))
+time.sleep(2.5)
+# then anonymous memory, until killed
+a = []
+while True:
+    a.append(bytearray(2 << 20))
+    time.sleep(0.05)
+"""
+
+
+def test_timeline_shows_page_cache_then_anon_then_reclaim(recorder, kernel_log, sandbox, tmp_path):
+    name, path = sandbox(limit=96 << 20)
+    rec = recorder()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    res = subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -c "$3" "$4"', "sh",
+                          os.path.join(path, "cgroup.procs"), sys.executable, PHASES, str(scratch / "data")],
+                         capture_output=True, timeout=90)
+    assert res.returncode == -9, res.stderr
+    pid = int(res.stdout.split()[0])
+    ((_, cap),) = rec.wait_for(lambda c: c["victim"]["pid"] == pid)
+    (tl,) = [t for t in cap["timelines"] if t["cgroup"] == name]
+    pts = tl["points"]
+    assert len(pts) >= 4, pts
+    assert all(p["t_ms"] <= 0 for p in pts)
+    mib = 1 << 20
+    # when page cache first reached 30 MiB, and when anon first passed 30 MiB
+    t_file = next(p["t_ms"] for p in pts if (p["file_bytes"] or 0) >= 30 * mib)
+    t_anon = next(p["t_ms"] for p in pts if (p["anon_bytes"] or 0) >= 30 * mib)
+    assert t_file < t_anon, (t_file, t_anon)
+    first_anon_phase = [p for p in pts if p["t_ms"] >= t_anon]
+    assert first_anon_phase[-1]["anon_bytes"] > first_anon_phase[0]["anon_bytes"]
+    # the limit forced reclaim of the page cache before the kill
+    last = pts[-1]
+    if last["reclaim_runs"] is not None:
+        assert last["reclaim_runs"] > 0 and last["reclaim_pages"] > 0, last
+    assert last["file_bytes"] < max(p["file_bytes"] for p in pts), "page cache was not reclaimed as anon grew"
