@@ -61,18 +61,22 @@ struct oomscope_reclaim {
 #ifndef OOMSCOPE_TRACKED
 #define OOMSCOPE_TRACKED 32     /* stat and event items tracked (probes.TRACKED_ITEMS) */
 #endif
-#define OOMSCOPE_SNAPSHOTS 32   /* snapshots kept: kills in flight between two polls */
+#define OOMSCOPE_SNAPSHOTS 128  /* snapshots kept: kills between two reads (a storm: ~60/s, 2 s) */
 
 struct oomscope_watch {
     u64 ids[OOMSCOPE_SLOTS];    /* cgroup ids (directory inodes); 0 = free slot */
     u64 active;                 /* snapshot at oom:mark_victim only when set */
 };
 
+#define OOMSCOPE_SNAP_SIGKILL 1      /* signal:signal_generate, SIGKILL: before the victim can free */
+#define OOMSCOPE_SNAP_MARK_VICTIM 2  /* oom:mark_victim: just after the SIGKILL */
+
 struct oomscope_snapshot {
     u64 seq;                    /* written first ... */
     u64 done;                   /* ... and last: equal when the snapshot is complete */
     u64 ts_ns;
-    u64 victim_pid;
+    u32 victim_pid;
+    u32 kind;                   /* OOMSCOPE_SNAP_* */
     u64 ids[OOMSCOPE_SLOTS];
     s64 vals[OOMSCOPE_SLOTS * OOMSCOPE_TRACKED];
 };

@@ -196,6 +196,7 @@ MEMCG_TRACEPOINTS = (
     ("count_memcg_events", "on_count_memcg_events", {"id": 8, "item": 16, "val": 24}),
 )
 CHARGE_SLOTS = 8  # OOMSCOPE_SLOTS in bpf/oomscope.h
+SNAPSHOTS = 128  # OOMSCOPE_SNAPSHOTS
 
 
 def charge_tracking_support(tracefs_path: Optional[str] = None) -> Optional[str]:
@@ -224,7 +225,8 @@ class ChargeTracker:
             raise ProbeError("charge tracking sums over at most 64 CPUs")
         self.bpf = _compile("charge_tracking.c", [
             f"-DOOMSCOPE_NR_ITEMS={nr_items}", f"-DOOMSCOPE_NR_STAT_ITEMS={self.nr_stat}",
-            f"-DOOMSCOPE_NCPUS={self.ncpus}", f"-DOOMSCOPE_TRACKED={len(TRACKED)}"])
+            f"-DOOMSCOPE_NCPUS={self.ncpus}", f"-DOOMSCOPE_TRACKED={len(TRACKED)}"]
+            + (["-DHAVE_SIGNAL_GENERATE"] if _has_signal_generate() else []))
         table = self.bpf["item_index"]
         for item, index in item_index_table(enums, self.nr_stat).items():
             table[table.Key(item)] = table.Leaf(index + 1)
@@ -234,6 +236,7 @@ class ChargeTracker:
         self.generation = 0
         self._changes: List[tuple] = []  # (monotonic ns, generation) of every attach/detach/watch change
         self._next_snapshot = 1
+        self.snapshots_lost = 0
 
     def _bump(self) -> None:
         import time as _time
@@ -292,29 +295,37 @@ class ChargeTracker:
             values[_int(k) % region] += _int(v)
         return {cid: values[i * self.ntracked:(i + 1) * self.ntracked] for i, cid in enumerate(self.ids) if cid}
 
-    def snapshots(self) -> Dict[tuple, Dict[int, List[int]]]:
-        """The counters summed at each recent oom:mark_victim: {(victim pid, ts_ns): {cgroup id: values}}.
-
-        Read when the events arrive: the kernel keeps the last OOMSCOPE_SNAPSHOTS only."""
-        out = {}
-        for _k, snap in self.bpf["snapshots"].items():
-            if snap.seq and snap.seq == snap.done:
-                out[(snap.victim_pid, snap.ts_ns)] = {
-                    snap.ids[i]: list(snap.vals[i * self.ntracked:(i + 1) * self.ntracked])
-                    for i in range(CHARGE_SLOTS) if snap.ids[i]}
+    def snapshots(self) -> List[tuple]:
+        """The counters summed at each SIGKILL and oom:mark_victim since the last call, oldest
+        first: [(victim pid, ts_ns, kind, {cgroup id: values})]. Call it as events arrive: the
+        kernel keeps only the last OOMSCOPE_SNAPSHOTS."""
+        seq = _int(self.bpf["snapshot_seq"][self.bpf["snapshot_seq"].Key(0)])
+        table = self.bpf["snapshots"]
+        out = []
+        first = max(self._next_snapshot, seq - SNAPSHOTS + 1)
+        self.snapshots_lost += first - self._next_snapshot
+        self._next_snapshot = first
+        for n in range(first, seq + 1):
+            snap = table[table.Key((n - 1) % SNAPSHOTS)]
+            if snap.done != n:
+                break  # still being written on another CPU: read it next time
+            out.append((snap.victim_pid, snap.ts_ns, snap.kind, {
+                snap.ids[i]: list(snap.vals[i * self.ntracked:(i + 1) * self.ntracked])
+                for i in range(CHARGE_SLOTS) if snap.ids[i]}))
+            self._next_snapshot = n + 1
         return out
-
-    @staticmethod
-    def find(snapshots: Dict[tuple, Dict[int, List[int]]], pid: int, ts_ns: int) -> Optional[Dict[int, List[int]]]:
-        # the mark_victim programs of both BPF objects read the clock within microseconds
-        for (spid, sts), snap in snapshots.items():
-            if spid == pid and abs(sts - ts_ns) < 5_000_000:
-                return snap
-        return None
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.bpf.cleanup()
+
+
+SNAP_SIGKILL, SNAP_MARK_VICTIM = 1, 2  # OOMSCOPE_SNAP_* in bpf/oomscope.h
+
+
+def _has_signal_generate() -> bool:
+    fields = tracefs.tracepoint_fields("signal", "signal_generate")
+    return fields is not None and {"sig", "pid"} <= {f.name for f in fields}
 
 
 def _int(v) -> int:

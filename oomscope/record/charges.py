@@ -103,7 +103,8 @@ def _delta(base: Counters, at_kill: Counters, ids: Sequence[int], index: int) ->
 
 
 def reconstruct(version: int, sample: CgroupState, self_id: int, subtree_ids: Sequence[int],
-                base: Counters, at_kill: Counters, age_ms: Optional[float]) -> Optional[CgroupState]:
+                base: Counters, at_kill: Counters, age_ms: Optional[float],
+                hit_limit: bool = True) -> Optional[CgroupState]:
     """The cgroup's state at the kill, or None when the counters do not cover its subtree.
 
     ``base`` holds the counters read right after ``sample``; ``at_kill`` the snapshot taken at
@@ -123,7 +124,13 @@ def reconstruct(version: int, sample: CgroupState, self_id: int, subtree_ids: Se
             stat[item.v2_key] = max(0, stat[item.v2_key] + unit * _delta(base, at_kill, subtree_ids, index))
             tracked_keys.add(item.v2_key)
     usage = sample.usage_bytes
-    if usage is not None:
+    if hit_limit and sample.limit_bytes:
+        # The memory counter is not a stat item: no tracepoint follows it. But a memcg OOM is
+        # invoked only after a charge failed at the limit (try_charge, mm/memcontrol.c), so the
+        # counter was within one charge of the limit then, less what earlier victims were still
+        # uncharging (measured in a storm: up to 5 MiB below a 64 MiB limit in the report).
+        usage = sample.limit_bytes
+    elif usage is not None:
         names = [t.enum_name for t in TRACKED]
         usage += PAGE_SIZE * sum(_delta(base, at_kill, subtree_ids, names.index(n)) for n in _USAGE_ITEMS[version])
         if sample.limit_bytes:

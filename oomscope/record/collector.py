@@ -12,6 +12,7 @@ import collections
 import dataclasses
 import datetime as dt
 import signal
+import sys
 import threading
 import time
 from typing import Callable, List, Optional, TextIO
@@ -21,7 +22,7 @@ from ..kernel import btf, procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..kernel.kmsg import KmsgFollower, KmsgReader, OomReportParser
 from ..model import SOURCE_AFTER_KILL, Capture, CgroupUsage, Timeline
-from ..probes import EV_MARK_VICTIM, ChargeTracker, OomEvent, OomProbes, charge_tracking_support
+from ..probes import EV_MARK_VICTIM, SNAP_MARK_VICTIM, SNAP_SIGKILL, ChargeTracker, OomEvent, OomProbes, charge_tracking_support
 from . import charges
 from .assemble import KillContext, build_capture
 from ..report.index import OutputIndex
@@ -87,6 +88,7 @@ class Collector:
         self.probes = OomProbes(self._events.append)
         self.charge, self.charge_status = self._load_charge_tracking(opts.charge_tracking)
         self.charge_misses: collections.Counter = collections.Counter()  # why a kill had no reconstruction
+        self._snapshots: "collections.OrderedDict[int, list]" = collections.OrderedDict()  # pid -> [(ts, kind, counters)]
         self.sampler = Sampler(self.hier, top=opts.cgroup or "/",
                                reclaim_reader=self.probes.reclaim_by_pid if self.probes.has_reclaim else None,
                                charge=self.charge, charge_mode=opts.charge_tracking)
@@ -135,6 +137,10 @@ class Collector:
         self.stop.set()
 
     def run(self, until: Optional[Callable[[], bool]] = None) -> List[RecordedKill]:
+        # The sampler reads memory.stat between two reads of the charge counters; with the
+        # default 5 ms switch interval, the main thread (rendering post-mortems in a storm) held
+        # it up long enough between them for the pair to be useless. 0.5 ms keeps them close.
+        sys.setswitchinterval(0.0005)
         sampler_thread = threading.Thread(target=self.sampler.run, args=(self.stop,), name="sampler", daemon=True)
         sampler_thread.start()
         deadline = time.monotonic() + self.opts.duration_s if self.opts.duration_s else None
@@ -152,6 +158,8 @@ class Collector:
                 self.probes.poll(50)
                 self._drain()
             self._drain(flush=True)
+            if self.charge is not None and self.sampler.unpaired:
+                self.charge_misses["(samples whose counter reads were too far apart: %d)" % self.sampler.unpaired] += 0
             if self.charge_misses:
                 self.err.write("oomscope: kills without a reconstructed state: "
                                + ", ".join(f"{n} {why}" for why, n in self.charge_misses.items()) + "\n")
@@ -168,11 +176,11 @@ class Collector:
     def _drain(self, flush: bool = False) -> None:
         now = time.monotonic_ns()
         events, self._events[:] = list(self._events), []
-        snapshots = self.charge.snapshots() if self.charge is not None and events else {}
+        if self.charge is not None and events:
+            self._collect_snapshots()
         for ev in events:
             kill = self.joiner.add_event(ev, now)
-            if kill is not None and ev.kind == EV_MARK_VICTIM and snapshots:
-                kill.charge_snapshot = ChargeTracker.find(snapshots, ev.victim_pid, ev.ts_ns)
+            if kill is not None and ev.kind == EV_MARK_VICTIM and self.charge is not None:
                 kill.charge_generation = self.charge.generation_at(ev.ts_ns)
             if kill is not None and ev.kind == EV_MARK_VICTIM and kill.proc_cgroup is None:
                 # Race the exit: a task that has exited reads as "/" (treated as unknown).
@@ -212,10 +220,10 @@ class Collector:
         kill_ns = kill.kill_ns or time.monotonic_ns()
         ctx.charge_tracking = self.charge_state()
         if oom_memcg is not None:
+            ctx.reconstructed = self._reconstruct(kill, oom_memcg, kill_ns, hit_limit=not is_global)
             sample = self.sampler.latest_before(oom_memcg, kill_ns)
             if sample is not None:
                 ctx.last_sample = dataclasses.replace(sample.state, age_ms=(kill_ns - sample.t_ns) / 1e6)
-                ctx.reconstructed = self._reconstruct(kill, oom_memcg, sample, kill_ns)
             for path in [oom_memcg] + ([task_memcg] if task_memcg and task_memcg != oom_memcg else []):
                 points = self.sampler.timeline(path, kill_ns)
                 if points:
@@ -249,18 +257,46 @@ class Collector:
                     ctx.live_tasks.append(t)
         return ctx
 
-    def _reconstruct(self, kill: PendingKill, cgroup: str, sample, kill_ns: int):
+    def _collect_snapshots(self) -> None:
+        for pid, ts, kind, snap in self.charge.snapshots():
+            self._snapshots.setdefault(pid, []).append((ts, kind, snap))
+            self._snapshots.move_to_end(pid)
+        while len(self._snapshots) > 4096:
+            self._snapshots.popitem(last=False)
+
+    def _snapshot_for(self, pid: int, kill_ns: int):
+        """The snapshot taken when the victim's SIGKILL was sent (it precedes oom:mark_victim by
+        microseconds), else the one at oom:mark_victim."""
+        found = None
+        for ts, kind, snap in self._snapshots.get(pid, ()):
+            if kind == SNAP_SIGKILL and 0 <= kill_ns - ts < 5_000_000:
+                return snap
+            if kind == SNAP_MARK_VICTIM and abs(ts - kill_ns) < 5_000_000:
+                found = snap
+        return found
+
+    def _reconstruct(self, kill: PendingKill, cgroup: str, kill_ns: int, hit_limit: bool):
         """Sample + in-kernel counter deltas up to oom:mark_victim, when the counters cover it."""
-        if kill.charge_snapshot is None or sample.counters is None:
-            self.charge_misses["no snapshot" if kill.charge_snapshot is None else "sample without counters"] += 1
+        if self.charge is None:
             return None
-        if sample.charge_generation != kill.charge_generation:
-            self.charge_misses["watch changed"] += 1
-            return None  # the watched set changed (or tracking detached) between sample and kill
-        snap = kill.charge_snapshot
-        self_id = self.sampler.ino(cgroup)
-        return charges.reconstruct(self.hier.version, sample.state, self_id, self.sampler.subtree_inos(cgroup),
-                                   sample.counters, snap, (kill_ns - sample.t_ns) / 1e6)
+        if kill.charge_snapshot is None and kill.event is not None:
+            self._collect_snapshots()
+            kill.charge_snapshot = self._snapshot_for(kill.pid, kill.event.ts_ns)
+        if kill.charge_snapshot is None:
+            self.charge_misses["no snapshot at the kill"] += 1
+            return None
+        # The latest sample read with counters of the same generation: the watched set (and the
+        # attachment) did not change between it and the kill.
+        sample = self.sampler.latest_paired_before(cgroup, kill_ns, kill.charge_generation)
+        if sample is None:
+            self.charge_misses["no paired sample before the kill"] += 1
+            return None
+        state = charges.reconstruct(self.hier.version, sample.state, self.sampler.ino(cgroup),
+                                    self.sampler.subtree_inos(cgroup), sample.counters, kill.charge_snapshot,
+                                    (kill_ns - sample.t_ns) / 1e6, hit_limit)
+        if state is None:
+            self.charge_misses["subtree not covered by the counters"] += 1
+        return state
 
     def _guess_cgroup(self, kill: PendingKill):
         """The victim's memory cgroup when the kernel's report does not name it, best first."""
