@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from ..analysis.advice import advise, trend_of
 from ..analysis.attribution import analyse
 from ..model import Capture
 from .view import build_view
@@ -24,6 +25,8 @@ def render_json(capture: Capture) -> str:
         "cgroup": dataclasses.asdict(capture.cgroup),
         "verdict": {"categories": a.top_categories, "text": view.verdict},
         "analysis": dataclasses.asdict(a),
+        "trend": dataclasses.asdict(trend_of(capture)),
+        "advice": [dataclasses.asdict(x) for x in advise(capture, a)],
         "incident": dataclasses.asdict(capture.incident) if capture.incident else None,
         "notes": capture.notes,
     }
@@ -51,6 +54,9 @@ def render_markdown(capture: Capture) -> str:
     if v.reconciliation:
         lines += ["", _md(v.reconciliation_summary), "", "| Part of the gap | Bytes |", "|---|---:|"]
         lines += [f"| {_md(r.cells[0])} | {r.cells[1]} |" for r in v.reconciliation]
+    if v.advice:
+        lines += ["", "**What to change**", ""]
+        lines += [f"- *{_md(r.cells[0])}*: **{_md(r.cells[1])}.** {_md(r.cells[2])}" for r in v.advice]
     if v.notes:
         lines += [""] + [f"> {_md(n)}" for n in v.notes]
     return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from ..analysis.advice import advise, trend_of
 from ..analysis.attribution import Analysis, analyse
 from ..model import Capture
 
@@ -103,6 +104,49 @@ class PostMortemView:
     tasks_title: str = "Processes in the cgroup at the kill"
     incident_summary: str = ""
     incident: List[Row] = field(default_factory=list)  # cells: pid, comm, link to its post-mortem
+    advice: List[Row] = field(default_factory=list)  # cells: case, title, text, evidence
+    trend: str = ""
+    timeline_title: str = ""
+    timeline: List["Series"] = field(default_factory=list)
+    timeline_limit_y: Optional[float] = None
+    timeline_axis: List[KeyValue] = field(default_factory=list)  # y labels (key = y, value = text)
+    timeline_span: str = ""
+
+
+@dataclass
+class Series:
+    key: str
+    label: str
+    color: str
+    points: str  # SVG polyline points, in a 600 x 200 box
+
+
+ADVICE_CASES = {"more_limit": "More limit fixes this", "delay_only": "More limit only delays this",
+                "no_more_limit": "Needs no more limit", "context": "Context"}
+TIMELINE_SERIES = [("usage_bytes", "Usage", "#2c3e50"), ("anon_bytes", "Anonymous", PALETTE["anon"]),
+                   ("file_bytes", "Page cache", PALETTE["file"]), ("shmem_bytes", "tmpfs / shmem", PALETTE["shmem"]),
+                   ("slab_bytes", "Slab", PALETTE["slab"]), ("kernel_bytes", "Kernel", PALETTE["kernel"])]
+
+
+def _timeline(capture: Capture):
+    """Polylines of the oom_memcg's timeline, scaled to the limit (or the largest value)."""
+    if not capture.timelines or len(capture.timelines[0].points) < 2:
+        return [], None, [], "", ""
+    tl = capture.timelines[0]
+    pts = tl.points
+    t0, t1 = pts[0].t_ms, max(0.0, pts[-1].t_ms)
+    span = (t1 - t0) or 1.0
+    top = max([p.limit_bytes or 0 for p in pts] + [getattr(p, k) or 0 for p in pts for k, _l, _c in TIMELINE_SERIES]) or 1
+    series = []
+    for key, label, color in TIMELINE_SERIES:
+        coords = [(600 * (p.t_ms - t0) / span, 200 - 190 * getattr(p, key) / top) for p in pts if getattr(p, key) is not None]
+        if len(coords) >= 2 and any(getattr(p, key) for p in pts):
+            series.append(Series(key, label, color, " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)))
+    limit = pts[-1].limit_bytes
+    limit_y = round(200 - 190 * limit / top, 1) if limit else None
+    axis = [KeyValue(f"{200 - 190 * f:.1f}", fmt_bytes(int(top * f))) for f in (0.0, 0.5, 1.0)]
+    span_text = f"{-t0 / 1000:.1f} s before the kill to {'the kill' if t1 == 0 else f'{-t1 / 1000:.1f} s before it'}"
+    return series, limit_y, axis, span_text, f"The minutes before the kill: {tl.cgroup}"
 
 
 def _bar(items, total: Optional[int]) -> List[BarSegment]:
@@ -187,7 +231,11 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
         rec_items.append(("victim", "Victim's RSS", a.victim_rss_bytes))
     rec_items += [(p.key, p.label, p.bytes) for p in a.reconciliation]
     reconciliation = [Row([p.label, fmt_bytes(p.bytes), p.explanation]) for p in a.reconciliation]
-    if a.gap_bytes is not None:
+    if a.gap_bytes is not None and a.gap_bytes <= 0:
+        rec_summary = (f"Per-process monitoring of the victim saw {fmt_bytes(a.victim_rss_bytes)}, no less than the "
+                       f"{fmt_bytes(a.usage_bytes)} the kernel charged the cgroup: RSS counts file pages the victim maps "
+                       "even when they were charged elsewhere (or before it joined the cgroup), so nothing is hidden here.")
+    elif a.gap_bytes is not None:
         rec_summary = (f"Per-process monitoring of the victim saw {fmt_bytes(a.victim_rss_bytes)}; the kernel charged the cgroup "
                        f"{fmt_bytes(a.usage_bytes)}. The difference, {fmt_bytes(a.gap_bytes)}, is made of:")
     else:
@@ -252,7 +300,20 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
             link = "" if x.kill_id == capture.kill_id else f"../{x.kill_id}/postmortem.html"
             incident_rows.append(Row([str(x.pid), x.comm, link], highlight=x.pid == v.pid))
 
+    trend = trend_of(capture)
+    advice_rows = [Row([ADVICE_CASES.get(x.case, x.case), x.title, x.text, "; ".join(x.evidence)]) for x in advise(capture, a, trend)]
+    series, limit_y, axis, span_text, tl_title = _timeline(capture)
+    if trend.kind in ("leak", "plateau", "spike"):
+        verdict.append(trend.text)
+
     return PostMortemView(
+        advice=advice_rows,
+        trend=trend.text,
+        timeline_title=tl_title,
+        timeline=series,
+        timeline_limit_y=limit_y,
+        timeline_axis=axis,
+        timeline_span=span_text,
         tasks_title="Processes on the host at the kill" if hm else "Processes in the cgroup at the kill",
         host_memory=host_memory,
         incident_summary=incident_summary,

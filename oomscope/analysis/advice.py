@@ -1,0 +1,188 @@
+"""What to change, from what the memory was made of and how it grew (not a flat +20%).
+
+Sizing tools raise a killed container's limit by a fixed share; users report those limits killing
+again. Here each piece of advice says which of three cases it is, and cites the figures it rests on:
+
+- more limit fixes it: usage grew to a plateau (steady state) that is just above the limit;
+- more limit only delays it: anonymous memory rising steadily on the timeline (a leak);
+- no more limit is needed: page cache that could not be reclaimed (dirty, under writeback,
+  tmpfs), a sidecar's share, THP rounding, slab from file churn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import pandas as pd
+
+from ..model import Capture
+from .attribution import Analysis
+
+MIB = 1 << 20
+
+
+def _mib(v: Optional[float]) -> str:
+    return "?" if v is None else f"{v / MIB:.0f} MiB" if abs(v) >= 10 * MIB else f"{v / MIB:.1f} MiB"
+
+
+@dataclass
+class Trend:
+    """How anonymous memory moved over the oom_memcg's timeline."""
+
+    kind: str  # "leak" | "plateau" | "spike" | "unknown"
+    minutes: float = 0.0
+    anon_rate_bytes_per_min: Optional[float] = None
+    anon_start_bytes: Optional[int] = None
+    anon_end_bytes: Optional[int] = None
+    r2: Optional[float] = None
+    reclaim_runs: Optional[int] = None
+    reclaim_empty_runs: Optional[int] = None
+    text: str = ""
+
+
+@dataclass
+class Advice:
+    case: str  # "more_limit" | "delay_only" | "no_more_limit" | "context"
+    title: str
+    text: str
+    evidence: List[str] = field(default_factory=list)
+
+
+def trend_of(capture: Capture) -> Trend:
+    """A straight-line fit of anon over the timeline: a leak rises steadily over most of it."""
+    if not capture.timelines:
+        return Trend("unknown", text="No timeline: oomscope was not sampling this cgroup before the kill.")
+    pts = [p for p in capture.timelines[0].points if p.anon_bytes is not None]
+    if len(pts) < 5 or pts[-1].t_ms - pts[0].t_ms < 10_000:
+        return Trend("unknown", text="The timeline is too short (under 10 s or 5 points) to tell a leak from a plateau.")
+    df = pd.DataFrame({"t": [p.t_ms / 60_000 for p in pts], "anon": [p.anon_bytes for p in pts]})
+    minutes = float(df["t"].iloc[-1] - df["t"].iloc[0])
+    slope = float(df["t"].cov(df["anon"]) / df["t"].var()) if df["t"].var() > 0 else 0.0
+    corr = df["t"].corr(df["anon"])
+    r2 = float(corr * corr) if pd.notna(corr) else 0.0
+    start, end = int(df["anon"].iloc[0]), int(df["anon"].iloc[-1])
+    t = Trend("unknown", minutes=minutes, anon_rate_bytes_per_min=slope, anon_start_bytes=start,
+              anon_end_bytes=end, r2=r2)
+    last = capture.timelines[0].points[-1]
+    t.reclaim_runs, t.reclaim_empty_runs = last.reclaim_runs, last.reclaim_empty_runs
+    # the first half of the timeline against the second: a plateau is flat in both, then jumps
+    half = df[df["t"] <= df["t"].iloc[0] + minutes / 2]["anon"]
+    if r2 >= 0.8 and slope > 0 and end - start >= 0.25 * max(end, 1):
+        t.kind = "leak"
+        t.text = (f"Anonymous memory rose steadily for {minutes:.1f} min, from {_mib(start)} to {_mib(end)} "
+                  f"({_mib(slope)}/min, straight-line fit R²={r2:.2f}).")
+    elif half.max() - half.min() <= 0.05 * max(end, 1) and end > half.max() * 1.1:
+        t.kind = "spike"
+        t.text = (f"Anonymous memory was flat at about {_mib(int(half.mean()))} and jumped to {_mib(end)} at the end "
+                  f"of a {minutes:.1f} min timeline: a burst, not a leak.")
+    else:
+        t.kind = "plateau"
+        t.text = (f"Anonymous memory held between {_mib(int(df['anon'].min()))} and {_mib(int(df['anon'].max()))} "
+                  f"over {minutes:.1f} min (no steady rise: R²={r2:.2f}).")
+    return t
+
+
+def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List[Advice]:
+    trend = trend or trend_of(capture)
+    out: List[Advice] = []
+    cats = {c.key: c.bytes for c in a.categories}
+    usage, limit = a.usage_bytes, a.limit_bytes
+    cg = capture.cgroup
+    if cg.constraint and cg.constraint != "CONSTRAINT_MEMCG":
+        out.append(Advice("context", "The host ran out, not a cgroup",
+                          "Reserve memory for the system (kubelet --system-reserved / eviction thresholds), lower the sum "
+                          "of limits below the node's RAM, or give the node more memory; a container limit would not have changed this kill.",
+                          [f"constraint {cg.constraint}"]))
+        return out
+    if not usage or not limit:
+        return out
+    details = {d.key: d.bytes for d in a.details}
+    file_ = cats.get("file", 0)
+    shmem = cats.get("shmem", 0)
+    dirty = details.get("file_dirty", details.get("dirty", 0))
+    writeback = details.get("file_writeback", details.get("writeback", 0))
+    mapped = details.get("file_mapped", details.get("mapped_file", 0))
+    unevictable = details.get("unevictable", 0)
+
+    # --- page cache / tmpfs that reclaim could not take back ---
+    stuck = {"dirty": dirty, "under writeback": writeback, "mapped by processes": mapped, "unevictable": unevictable}
+    stuck = {k: v for k, v in stuck.items() if v >= 0.05 * usage}
+    if shmem >= 0.2 * usage:
+        out.append(Advice("no_more_limit", "tmpfs / shared memory held the charge",
+                          f"{_mib(shmem)} ({100 * shmem / usage:.0f}% of the charge) was tmpfs or shared memory: it cannot be "
+                          "reclaimed while the files exist (and swap is its only way out). Delete files the job no longer needs, "
+                          "put scratch data on disk instead of /dev/shm or an emptyDir with medium: Memory, or cap that tmpfs with size=.",
+                          [f"shmem {_mib(shmem)}", f"usage {_mib(usage)} of {_mib(limit)}"]))
+    if file_ >= 0.2 * usage:
+        if stuck:
+            why = ", ".join(f"{_mib(v)} {k}" for k, v in stuck.items())
+            out.append(Advice("no_more_limit", "Page cache that reclaim could not free",
+                              f"{_mib(file_)} of page cache was charged, and of it {why}: reclaim cannot drop dirty or "
+                              "under-writeback pages until they are written, nor pages still mapped. Write less at once "
+                              "(fsync or O_DIRECT for bulk writes, a lower vm.dirty_bytes) rather than raising the limit.",
+                              [f"file {_mib(file_)}"] + [f"{k} {_mib(v)}" for k, v in stuck.items()]))
+        else:
+            out.append(Advice("context", "Page cache was large but reclaimable",
+                              f"{_mib(file_)} of page cache was charged; it was clean and unmapped, so the kernel could have "
+                              "reclaimed it. It is not what filled the limit; look at the categories that could not shrink.",
+                              [f"file {_mib(file_)}", f"dirty {_mib(dirty)}", f"writeback {_mib(writeback)}"]))
+
+    # --- other processes (sidecars) ---
+    others = next((p.bytes for p in a.reconciliation if p.key == "other_processes"), 0)
+    if others >= 0.15 * usage:
+        out.append(Advice("no_more_limit", "Other processes in the cgroup took a share",
+                          f"Processes other than the victim held {_mib(others)} ({100 * others / usage:.0f}% of the charge). "
+                          "Give the helper its own container (its own limit), or size the limit for both together.",
+                          [f"others {_mib(others)}", f"victim RSS {_mib(a.victim_rss_bytes)}"]))
+
+    # --- slab ---
+    slab = cats.get("slab", 0)
+    if slab >= 0.2 * usage:
+        out.append(Advice("no_more_limit", "Kernel slab from file churn",
+                          f"{_mib(slab)} of slab (inodes, dentries) was charged to the cgroup: creating and keeping many "
+                          "files does this. Remove files sooner, use fewer, larger files, or keep the scratch tree outside the container.",
+                          [f"slab {_mib(slab)}"]))
+
+    # --- THP ---
+    thp = details.get("anon_thp", details.get("rss_huge", 0))
+    anon = cats.get("anon", 0)
+    mode = capture.host.thp_enabled
+    if thp and anon and thp >= 0.5 * anon:
+        out.append(Advice("no_more_limit" if mode == "always" else "context", "Transparent huge pages",
+                          f"{_mib(thp)} of {_mib(anon)} anonymous memory was in huge pages (THP mode: {mode or '?'}). A huge page is "
+                          "charged whole (2 MiB) even when the program touches a few bytes of it. With mode 'always', switch the "
+                          "host or the process (prctl PR_SET_THP_DISABLE) to 'madvise' if the program does not need them.",
+                          [f"anon_thp {_mib(thp)}", f"anon {_mib(anon)}", f"THP enabled={mode}"]))
+
+    # --- swap ---
+    if capture.host.swap_total_bytes in (0, None):
+        out.append(Advice("context", "No swap",
+                          "The host has no swap, so anonymous memory and tmpfs could only stay in RAM; with swap (or zram) "
+                          "cold anonymous pages could have been pushed out instead of a kill.", ["swap total 0"]))
+
+    # --- the limit itself, by the trend ---
+    if trend.kind == "leak" and trend.anon_rate_bytes_per_min:
+        rate = trend.anon_rate_bytes_per_min
+        extra = max(limit * 0.25, 100 * MIB)
+        out.append(Advice("delay_only", "A leak: a larger limit only delays the next kill",
+                          f"{trend.text} At that rate, a limit {_mib(extra)} higher buys about {extra / rate:.0f} minutes. "
+                          "Find what grows (heap profile, cache without eviction) instead.",
+                          [f"anon {_mib(trend.anon_start_bytes)} → {_mib(trend.anon_end_bytes)} in {trend.minutes:.1f} min",
+                           f"R² {trend.r2:.2f}"]))
+    else:
+        unreclaimable = anon + cats.get("kernel", 0) + cats.get("pagetables", 0) + cats.get("kernel_stack", 0) + shmem + slab
+        headroom = max(0.15 * usage, 32 * MIB)
+        suggested = int((usage + headroom + MIB - 1) // MIB) * MIB
+        basis = trend.text + ("" if trend.kind in ("plateau", "spike") else " So this rests on the state at the kill only.")
+        out.append(Advice("more_limit", "A limit that would have held",
+                          f"The cgroup needed {_mib(usage)}, of which {_mib(unreclaimable)} could not be reclaimed (anonymous, "
+                          f"tmpfs, kernel memory). {basis} A limit of {_mib(suggested)} (the charge at the kill plus "
+                          f"{_mib(headroom)} headroom) would have held this peak; fix the items above first, as they need no more limit.",
+                          [f"usage at the kill {_mib(usage)}", f"limit {_mib(limit)}", f"unreclaimable {_mib(unreclaimable)}"]))
+    if trend.reclaim_runs:
+        out.append(Advice("context", "Reclaim before the kill",
+                          f"The cgroup's processes ran reclaim {trend.reclaim_runs} times while oomscope watched; "
+                          f"{trend.reclaim_empty_runs or 0} of those freed nothing: what was left could not be reclaimed.",
+                          [f"reclaim runs {trend.reclaim_runs}", f"empty {trend.reclaim_empty_runs or 0}"]))
+    return out

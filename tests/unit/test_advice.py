@@ -1,0 +1,50 @@
+from oomscope.analysis.advice import advise, trend_of
+from oomscope.analysis.attribution import analyse
+from oomscope.model import AtKill, Capture, CgroupInfo, Host, Timeline, TimelinePoint, Victim
+
+MIB = 1 << 20
+
+
+def _capture(anon_series, stat, usage=100 * MIB, limit=100 * MIB, swap=0):
+    pts = [TimelinePoint(t_ms=-1000.0 * (len(anon_series) - i) * 6, anon_bytes=a, usage_bytes=a, limit_bytes=limit)
+           for i, a in enumerate(anon_series)]
+    return Capture(kill_id="k", victim=Victim(pid=1, comm="app", anon_rss_bytes=stat.get("anon", 0)),
+                   cgroup=CgroupInfo(version=2, oom_memcg="/app", task_memcg="/app", constraint="CONSTRAINT_MEMCG"),
+                   at_kill=AtKill(source="kernel_report", usage_bytes=usage, limit_bytes=limit, memory_stat=stat),
+                   host=Host(cgroup_version=2, thp_enabled="always", swap_total_bytes=swap),
+                   timelines=[Timeline("/app", pts)] if anon_series else [])
+
+
+def test_a_steady_rise_is_a_leak_and_more_limit_only_delays_it():
+    cap = _capture([10 * MIB + i * 9 * MIB for i in range(11)], {"anon": 100 * MIB})
+    t = trend_of(cap)
+    assert t.kind == "leak" and 80 * MIB <= t.anon_rate_bytes_per_min <= 100 * MIB
+    cases = {x.case: x for x in advise(cap, analyse(cap), t)}
+    assert "delay_only" in cases and "more_limit" not in cases
+    assert "minutes" in cases["delay_only"].text
+
+
+def test_a_plateau_gets_a_limit_from_the_observed_peak():
+    cap = _capture([60 * MIB, 61 * MIB, 60 * MIB, 62 * MIB, 61 * MIB, 60 * MIB, 61 * MIB, 62 * MIB, 60 * MIB, 61 * MIB],
+                   {"anon": 100 * MIB})
+    assert trend_of(cap).kind == "plateau"
+    (limit,) = [x for x in advise(cap, analyse(cap)) if x.case == "more_limit"]
+    assert "A limit of 132 MiB" in limit.text  # 100 MiB at the kill + 32 MiB headroom
+
+
+def test_tmpfs_and_dirty_cache_need_no_more_limit():
+    stat = {"anon": 10 * MIB, "file": 90 * MIB, "shmem": 50 * MIB, "file_dirty": 30 * MIB}
+    cap = _capture([], stat)
+    adv = advise(cap, analyse(cap))
+    titles = {x.title: x for x in adv}
+    assert titles["tmpfs / shared memory held the charge"].case == "no_more_limit"
+    stuck = titles["Page cache that reclaim could not free"]
+    assert "30 MiB dirty" in stuck.text
+    assert trend_of(cap).kind == "unknown"
+
+
+def test_a_global_oom_gets_no_limit_advice():
+    cap = _capture([], {"anon": 10 * MIB})
+    cap.cgroup.constraint = "CONSTRAINT_NONE"
+    (only,) = advise(cap, analyse(cap))
+    assert only.case == "context" and "host" in only.title
