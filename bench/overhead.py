@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""What record costs a page-fault-heavy workload: without oomscope, with `record` (default: charge
+tracking auto, so detached while the cgroup is far from its limit), and with charge tracking
+forced on (--charge-tracking=on: the memcg:* programs run on every stat update of the host, and
+count those of the watched cgroup).
+
+The workload touches SIZE of anonymous memory page by page and frees it, REPEAT times, inside a
+sandbox cgroup whose limit is twice SIZE (never killed). Rounds are interleaved (none, default,
+on, none, ...) because this machine's noise is as large as the effect (KERNEL-NOTES.md); each
+round reports the workload's CPU time. Prints the medians and the per-round ratios (median, min).
+
+Run as root after ./setup.sh:  /opt/oomscope/venv/bin/python bench/overhead.py [--rounds 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from oomscope.kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup
+
+TOUCH = r"""
+import mmap, sys, time
+size, repeat = int(sys.argv[1]), int(sys.argv[2])
+t = time.process_time()
+for _ in range(repeat):
+    m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    for off in range(0, size, 4096):
+        m[off] = 1
+    m.close()
+print(time.process_time() - t)
+"""
+
+
+def start_record(out: str, extra) -> subprocess.Popen:
+    err = open(os.path.join(out, "record.err"), "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "oomscope", "record", "-o", os.path.join(out, "kills"), *extra],
+                            stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.monotonic() + 60
+    while True:
+        err.seek(0)
+        if "recording OOM kills" in err.read():
+            time.sleep(2.0)  # let the sampler find the cgroup and, with =on, attach
+            return proc
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("record did not start: " + open(os.path.join(out, "record.err")).read())
+        time.sleep(0.05)
+
+
+def run_workload(fs_path: str, size: int, repeat: int) -> float:
+    res = subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -c "$3" "$4" "$5"', "sh",
+                          os.path.join(fs_path, "cgroup.procs"), sys.executable, TOUCH, str(size), str(repeat)],
+                         capture_output=True, text=True, timeout=600)
+    if res.returncode != 0:
+        raise SystemExit(f"workload failed: {res.stderr}")
+    return float(res.stdout.strip())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root")
+    hier = MemoryHierarchy.detect()
+    name = f"/oomscope-bench-{os.getpid()}"
+    size = args.size_mib << 20
+    fs_path = create_cgroup(hier, name, 2 * size + (64 << 20))
+    modes = [("none", None), ("record", []), ("charge-on", ["--charge-tracking=on", "--cgroup", name])]
+    times = {m: [] for m, _ in modes}
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            for r in range(args.rounds):
+                for mode, extra in modes:
+                    proc = start_record(out, extra) if extra is not None else None
+                    try:
+                        times[mode].append(run_workload(fs_path, size, args.repeat))
+                    finally:
+                        if proc is not None:
+                            proc.send_signal(signal.SIGTERM)
+                            proc.wait(timeout=30)
+                print(f"round {r + 1}: " + ", ".join(f"{m} {times[m][-1]:.3f}s" for m, _ in modes), flush=True)
+    finally:
+        remove_cgroup(fs_path)
+    base = times["none"]
+    print(f"\nworkload CPU time, touching {args.size_mib} MiB x{args.repeat}, {args.rounds} interleaved rounds")
+    for mode, _ in modes:
+        ratios = [t / b for t, b in zip(times[mode], base)]
+        print(f"  {mode:10s} median {statistics.median(times[mode]):.3f}s  ratio to none: median {statistics.median(ratios):.3f}, "
+              f"min {min(ratios):.3f}, min-to-min {min(times[mode]) / min(base):.3f}")
+
+
+if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+    main()
