@@ -175,7 +175,9 @@ class Sampler:
             self._next_discovery = now + self.discover_interval_ns
         for cg, w in self._watched.items():
             if w.next_ns > now and w.limit and w.peek_ns <= now:
-                w.peek_ns = now + self.peek_interval_ns
+                # above half the limit, peek as often as a near-limit cgroup is read: a fast
+                # grower (80 MiB/s in a 96 MiB cgroup) crosses the last 10% in ~120 ms
+                w.peek_ns = now + (self.fast_interval_ns if w.ratio >= 0.5 else self.peek_interval_ns)
                 usage = self.hier.usage(cg)
                 if usage is not None and self._band(usage / w.limit) > self._band(w.ratio):
                     w.next_ns = now  # filling up: read it fully now
@@ -221,7 +223,7 @@ class Sampler:
                 ratio = max(ratio, self._watched[anc].ratio)
             interval = (self.far_interval_ns, self.mid_interval_ns, self.fast_interval_ns)[self._band(ratio)]
             w.next_ns = sample.t_ns + interval
-            w.peek_ns = sample.t_ns + self.peek_interval_ns
+            w.peek_ns = sample.t_ns + (self.fast_interval_ns if ratio >= 0.5 else self.peek_interval_ns)
         new_info = {}
         for pid in pid_cgroup:
             info = self._proc_info.get(pid)
