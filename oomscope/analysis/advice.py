@@ -138,11 +138,14 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
 
     # --- slab ---
     slab = cats.get("slab", 0)
-    if slab >= 0.2 * usage:
+    # cgroup v1 memory.stat has no slab: its kmem counter (mostly slab) stands in for it
+    kmem_v1 = cats.get("kernel", 0) if a.cgroup_version == 1 else 0
+    if slab >= 0.2 * usage or kmem_v1 >= 0.2 * usage:
+        what = f"{_mib(slab)} of slab (inodes, dentries)" if slab else f"{_mib(kmem_v1)} of kernel memory (kmem, mostly slab: inodes, dentries)"
         out.append(Advice("no_more_limit", "Kernel slab from file churn",
-                          f"{_mib(slab)} of slab (inodes, dentries) was charged to the cgroup: creating and keeping many "
+                          f"{what} was charged to the cgroup: creating and keeping many "
                           "files does this. Remove files sooner, use fewer, larger files, or keep the scratch tree outside the container.",
-                          [f"slab {_mib(slab)}"]))
+                          [f"slab {_mib(slab)}" if slab else f"kmem {_mib(kmem_v1)}"]))
 
     # --- THP ---
     thp = details.get("anon_thp", details.get("rss_huge", 0))
