@@ -119,6 +119,25 @@ def report(
         raise _fail(exc) from None
 
 
+@app.command("import")
+def import_logs(
+    files: Annotated[Optional[List[str]], typer.Argument(help="kernel logs: dmesg, /dev/kmsg dumps, syslog, journalctl -k (short or -o json), .gz; - for stdin; none: this host's log")] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="folder for the captures and post-mortems")] = "oomscope-imported",
+    journal: Annotated[bool, typer.Option("--journal", help="read journalctl -k (JSON) as well")] = False,
+    since: Annotated[Optional[str], typer.Option(help="only kills at or after this date (2026-11-25T10:00) or this long ago (2h, 7d)")] = None,
+) -> None:
+    """Post-mortems of OOM kills found in kernel logs (kills from before record ran)."""
+    from .importer import run_import
+    from .report.render import render_html
+
+    try:
+        written = run_import(list(files or []), journal, since, output, render_html, sys.stdout, sys.stderr)
+        if not written:
+            typer.echo("no OOM kills found in the log", err=True)
+    except OomscopeError as exc:
+        raise _fail(exc) from None
+
+
 @app.command()
 def lab(
     scenario: Annotated[str, typer.Argument(help="anon, sidecar, untouched, thp, slab or tmpfs")],

@@ -12,6 +12,7 @@ Every figure about the cgroup says where it came from (its *provenance*):
 - ``last_sample``:   oomscope's last periodic read of cgroupfs before the kill (``age_ms`` old).
 - ``after_kill``:    cgroupfs read after the kill reached user space (memory may already be freed).
 - ``bpf``:           the ``oom:mark_victim`` tracepoint, read in the kernel at the kill.
+- ``kernel_log``:    the kernel's OOM report as a log kept it (``oomscope import``).
 - ``reconstructed``: the last sample plus the in-kernel charge counters' deltas up to the kill.
 """
 
@@ -33,8 +34,9 @@ SOURCE_LAST_SAMPLE = "last_sample"
 SOURCE_AFTER_KILL = "after_kill"
 SOURCE_BPF = "bpf"
 SOURCE_RECONSTRUCTED = "reconstructed"
+SOURCE_KERNEL_LOG = "kernel_log"
 SOURCE_NONE = "none"
-AT_KILL_PREFERENCE = (SOURCE_KERNEL_REPORT, SOURCE_RECONSTRUCTED, SOURCE_LAST_SAMPLE, SOURCE_AFTER_KILL)
+AT_KILL_PREFERENCE = (SOURCE_KERNEL_REPORT, SOURCE_KERNEL_LOG, SOURCE_RECONSTRUCTED, SOURCE_LAST_SAMPLE, SOURCE_AFTER_KILL)
 
 
 @dataclass

@@ -16,6 +16,8 @@ from ..model import Capture
 SOURCE_LABELS = {
     "kernel_report": "the kernel's OOM report (exact, printed at the kill)",
     "last_sample": "oomscope's last sample before the kill",
+    "kernel_log": "the kernel's OOM report, from a log (oomscope import)",
+    "reconstructed": "the last sample before the kill plus the in-kernel charge counters up to it",
     "after_kill": "a read after the kill (memory may already be freed)",
     "bpf": "the oom:mark_victim tracepoint, at the kill",
     "proc_read": "/proc/<pid>/cgroup read on the event",

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Throughput of `oomscope import` on a large kernel log, beside grep on the same file.
+
+Writes a synthetic dmesg-shaped log of SIZE (default 1 GiB): ordinary kernel messages with real
+OOM reports (tests/fixtures/logs/dmesg-v1-6.18.txt, a full 6.18 report) making up ~2.5% of the
+lines, and some bare rate-limited "Killed process" lines. Then, from the page cache (the file is
+read once first):
+  - grep -c 'Killed process' FILE
+  - the whole import: every report parsed and its capture built (not written)
+  - the same from a gzip'd copy (bounded by decompression: reported apart)
+Run: /opt/oomscope/venv/bin/python bench/import_logs.py [--mib 1024] [--dir /tmp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from oomscope.importer import import_reports, open_log  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPORT = open(os.path.join(HERE, "..", "tests", "fixtures", "logs", "dmesg-v1-6.18.txt")).read().splitlines()
+NOISE = ["eth0: renamed from veth{n}", "EXT4-fs (sda1): mounted filesystem with ordered data mode",
+         "audit: type=1400 audit({n}.123:45): apparmor=\"STATUSE\" operation=\"profile_load\" name=\"x\"",
+         "IPv6: ADDRCONF(NETDEV_CHANGE): cali{n}: link becomes ready",
+         "systemd-journald[345]: Received client request to flush runtime journal.",
+         "nfs: server storage-{n} not responding, still trying", "TCP: request_sock_TCP: Possible SYN flooding on port 443."]
+
+
+def write_log(path: str, size: int) -> int:
+    """Returns the number of kills written."""
+    kills, t, n = 0, 1000.0, 0
+    body = [line.split("] ", 1)[1] for line in REPORT]
+    with open(path, "w") as f:
+        while f.tell() < size:
+            # 39 ordinary lines per report line keeps reports at ~2.5% of lines
+            for _ in range(39 * len(body) // 2):
+                n += 1
+                t += 0.000137
+                f.write(f"[{t:12.6f}] {NOISE[n % len(NOISE)].format(n=n)}\n")
+            for line in body:
+                t += 0.000002
+                f.write(f"[{t:12.6f}] {line}\n")
+            kills += 1
+            for i in range(3):  # rate-limited kills: only their Killed line
+                t += 0.01
+                f.write(f"[{t:12.6f}] Memory cgroup out of memory: Killed process {50000 + kills * 3 + i} (worker) "
+                        "total-vm:76132kB, anon-rss:65280kB, file-rss:5544kB, shmem-rss:0kB, UID:0 pgtables:188kB oom_score_adj:0\n")
+                kills += 1
+    return kills
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mib", type=int, default=1024)
+    ap.add_argument("--gz-mib", type=int, default=256, help="size of the gzip'd run (decompression-bound)")
+    ap.add_argument("--dir", default=tempfile.gettempdir())
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(dir=args.dir, prefix="oomscope-bench-import-")
+    try:
+        path = os.path.join(work, "kern.log")
+        kills = write_log(path, args.mib << 20)
+        size = os.path.getsize(path)
+        subprocess.run(["cat", path], stdout=subprocess.DEVNULL, check=True)  # into the page cache
+        t_grep, res = timed(lambda: subprocess.run(["grep", "-c", "Killed process", path], capture_output=True, text=True))
+        t_imp, imps = timed(lambda: import_reports(open_log(path)))
+        full = sum(i.report.has_header for i in imps)
+        print(f"log: {size / 1e6:.0f} MB, {kills} kills ({full} with a full report); grep counted {res.stdout.strip()}")
+        print(f"grep -c 'Killed process': {t_grep:.2f} s = {size / t_grep / 1e6:.0f} MB/s")
+        print(f"oomscope import (parsed, captures built): {t_imp:.2f} s = {size / t_imp / 1e6:.0f} MB/s, "
+              f"{t_imp / t_grep:.2f}x grep's time; {len(imps)} captures")
+        gz_path = os.path.join(work, "kern.log.gz")
+        with open(path, "rb") as src, gzip.open(gz_path, "wb", compresslevel=6) as dst:
+            dst.write(src.read(args.gz_mib << 20))
+        gz_size = min(size, args.gz_mib << 20)
+        t_gz, imps_gz = timed(lambda: import_reports(open_log(gz_path)))
+        t_zcat, _ = timed(lambda: subprocess.run(["sh", "-c", f"zcat {gz_path} > /dev/null"], check=True))
+        print(f"gzip'd ({gz_size / 1e6:.0f} MB uncompressed): import {t_gz:.2f} s = {gz_size / t_gz / 1e6:.0f} MB/s "
+              f"(zcat alone {gz_size / t_zcat / 1e6:.0f} MB/s); {len(imps_gz)} captures")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""``oomscope import``: post-mortems of kills from kernel logs, for kills from before record ran.
+
+Logs in (files, .gz, stdin, the running host's /dev/kmsg or journal), the kernel's OOM reports
+parsed from them (kernel/kmsg.py, kernel/logformats.py), a capture and post-mortem per kill, the
+same as record writes. A log gives only what the kernel printed: every figure's source is
+``kernel_log``, there is no timeline, and the processes are the report's tasks table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import gzip
+import io
+import mmap
+import os
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+
+from .errors import OomscopeError
+from .kernel.kmsg import KmsgReader, OomReport, OomReportParser
+from .kernel.logformats import read_log_lines
+from .kernel.logscan import report_lines, report_regions
+from .model import SOURCE_KERNEL_LOG, SOURCE_KERNEL_REPORT, Capture, Host
+from .record.assemble import KillContext, build_capture
+
+NOTE = ("Imported from a kernel log: every figure is what the kernel printed in its OOM report. A log has no "
+        "timeline, no per-process data beyond the report's tasks table, and no reading of the cgroup before "
+        "or after the kill.")
+
+
+class ImportProblem(OomscopeError):
+    exit_code = 2
+
+
+@dataclasses.dataclass
+class Imported:
+    capture: Capture
+    report: OomReport
+
+
+def open_log(path: str) -> Iterator[str]:
+    """The lines of a log file that can belong to OOM reports (kernel/logscan.py): a plain file is
+    scanned through mmap, a gzip'd one (by its magic bytes, not its name) and stdin ("-") are
+    decompressed or read in blocks and scanned the same way."""
+    if path == "-":
+        yield from _scan_stream(sys.stdin.buffer, "stdin")
+        return
+    try:
+        f = open(path, "rb")
+    except OSError as exc:
+        raise ImportProblem(f"cannot read {path}: {exc.strerror}") from None
+    with f:
+        magic = f.read(2)
+        f.seek(0)
+        if magic == b"\x1f\x8b":
+            yield from _scan_stream(gzip.GzipFile(fileobj=f), path)
+            return
+        try:
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # empty file, or not mappable (a pipe, /proc)
+            yield from _scan_stream(f, path)
+            return
+        with buf:
+            yield from report_lines(buf)
+
+
+def _scan_stream(raw, name: str, block: int = 64 << 20) -> Iterator[str]:
+    """Blocks of whole lines from a stream, scanned for reports. A report still open at the end
+    of a block (its Killed line is in the next one) is carried over with the partial line."""
+    carry = b""
+    try:
+        while True:
+            data = raw.read(block)
+            if not data:
+                break
+            buf = carry + data
+            cut = buf.rfind(b"\n") + 1
+            whole, carry = buf[:cut], buf[cut:]
+            regions = list(report_regions(whole))
+            if regions and regions[-1][1] == len(whole) and not _ends_a_kill(whole[regions[-1][0]:]):
+                carry = whole[regions[-1][0]:] + carry
+                regions.pop()
+            for s, e in regions:
+                yield from whole[s:e].decode("utf-8", "replace").splitlines()
+    except (OSError, EOFError) as exc:  # a truncated .gz: keep what was read
+        sys.stderr.write(f"oomscope: warning: {name}: {exc}; the rest of the file is skipped\n")
+    if carry:
+        yield from report_lines(carry)
+
+
+def _ends_a_kill(region: bytes) -> bool:
+    last = region.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    return b"Killed process" in last or b"oom_reaper: reaped process" in last
+
+
+def host_log() -> Tuple[Iterator[str], str]:
+    """The running host's kernel log: /dev/kmsg from its start, else the journal."""
+    try:
+        reader = KmsgReader(from_end=False)
+    except OSError:
+        reader = None
+    if reader is not None:
+        records = []
+        try:
+            while True:
+                batch = reader.read_available()
+                if not batch:
+                    break
+                records.extend(batch)
+        finally:
+            reader.close()
+        return iter(f"{(r.facility << 3) | r.level},{r.seq},{r.usec},-;{r.text}" for r in records), "/dev/kmsg"
+    try:
+        out = subprocess.run(["journalctl", "-k", "-o", "json", "--no-pager"], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ImportProblem(f"cannot read the kernel log: no /dev/kmsg and no journalctl ({exc})") from None
+    return iter(out.stdout.splitlines()), "journalctl -k"
+
+
+def _version_of(rep: OomReport) -> Optional[int]:
+    if "anon" in rep.memory_stat or rep.swap is not None:
+        return 2
+    if "rss" in rep.memory_stat or "cache" in rep.memory_stat or rep.memsw is not None or rep.kmem is not None:
+        return 1
+    return None
+
+
+def _as_kernel_log(capture: Capture) -> None:
+    """Every figure of an imported capture names the kernel log as its source."""
+    for name in list(capture.at_kill_sources):
+        st = capture.at_kill_sources.pop(name)
+        st.source = SOURCE_KERNEL_LOG
+        capture.at_kill_sources[SOURCE_KERNEL_LOG] = st
+    for obj in [capture.at_kill, capture.victim, capture.cgroup, capture.trigger] + list(capture.tasks):
+        if obj.source == SOURCE_KERNEL_REPORT:
+            obj.source = SOURCE_KERNEL_LOG
+
+
+def import_reports(lines: Iterable[str], since: Optional[float] = None, boot_wall: Optional[float] = None,
+                   year: Optional[int] = None, host: Optional[Host] = None) -> List[Imported]:
+    """Captures of every kill in the log (not written). ``boot_wall``: the wall time of the
+    printk clock's zero, when known (the running host), to date lines that carry no date."""
+    parser = OomReportParser()
+    walls: Dict[int, Tuple[Optional[float], Optional[str]]] = {}
+    out: List[Imported] = []
+    for ll in read_log_lines(lines, year=year):
+        if ll.wall is not None or ll.host is not None:
+            walls[ll.record.usec] = (ll.wall, ll.host)
+        for rep in parser.feed(ll.record):
+            out.append(_capture(rep, walls, boot_wall, host))
+            walls.clear() if len(walls) > 100_000 else None
+    if since is not None:
+        out = [i for i in out if i.capture.times.kill_wall is None
+               or dt.datetime.fromisoformat(i.capture.times.kill_wall).timestamp() >= since]
+    return out
+
+
+def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[Host]) -> Imported:
+    usec = rep.killed_usec or 0
+    wall, hostname = walls.get(usec, (None, None))
+    dated = wall is not None or boot_wall is not None
+    if wall is None and boot_wall is not None:
+        wall = boot_wall + usec / 1e6
+    offset = int((wall or 0) * 1e9) - usec * 1000
+    version = _version_of(rep)
+    h = dataclasses.replace(host) if host is not None else Host()
+    if hostname and not h.hostname:
+        h.hostname = hostname
+    h.cgroup_version = h.cgroup_version or version
+    ctx = KillContext(cgroup_version=version, host=h, clock_offset_ns=offset)
+    now = dt.datetime.now(dt.timezone.utc)
+    cap = build_capture(rep.killed.pid, None, rep, ctx, now)
+    _as_kernel_log(cap)
+    cap.notes = [n for n in cap.notes if "log for this kill was not seen" not in n]
+    cap.notes.insert(0, NOTE)
+    if not dated:
+        cap.times.kill_wall = None
+        cap.kill_id = f"boot+{usec / 1e6:.6f}s-pid{rep.killed.pid}"
+        cap.notes.append(f"The log has no dates: the kill was {usec / 1e6:.3f} s after its host booted.")
+    if not rep.has_header:
+        cap.notes.append("Only the 'Killed process' line of this kill is in the log: the kernel rate-limited its report "
+                         "(or the log lost it), so the cgroup and its memory are unknown.")
+    return Imported(cap, rep)
+
+
+def run_import(paths: List[str], journal: bool, since: Optional[str], output: str,
+               render_html: Callable[[Capture], str], out, err) -> List[str]:
+    from .record.writer import write_kill  # noqa: WPS433
+    from .report.index import OutputIndex  # noqa: WPS433
+    from .record.writer import atomic_write  # noqa: WPS433
+
+    since_ts = parse_since(since) if since else None
+    sources: List[Tuple[Iterator[str], str]] = []
+    boot_wall = None
+    if journal:
+        try:
+            res = subprocess.run(["journalctl", "-k", "-o", "json", "--no-pager"], capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ImportProblem(f"cannot run journalctl: {exc}") from None
+        sources.append((iter(res.stdout.splitlines()), "journalctl -k"))
+    for p in paths:
+        sources.append((open_log(p), p))
+    if not sources:
+        lines, name = host_log()
+        sources.append((lines, name))
+        boot_wall = time.time() - time.monotonic()  # printk's clock runs with CLOCK_MONOTONIC here
+    written = []
+    index = OutputIndex(output)
+    for lines, name in sources:
+        found = import_reports(lines, since=since_ts, boot_wall=boot_wall if name == "/dev/kmsg" else None)
+        for imp in found:
+            cap = imp.capture
+            try:
+                capture_path, html_path, render_error = write_kill(output, cap, render_html)
+            except OSError as exc:
+                raise ImportProblem(f"cannot write to {output}: {exc.strerror}") from None
+            if render_error:
+                err.write(f"oomscope: error: post-mortem not rendered ({render_error}); the capture is at {capture_path}\n")
+            index.add(capture_path, cap)
+            written.append(html_path or capture_path)
+            state = "full report" if imp.report.has_header else "Killed line only"
+            out.write(f"{cap.times.kill_wall or cap.kill_id} kill pid={cap.victim.pid} comm={_safe(cap.victim.comm)!r} "
+                      f"memcg={_safe(cap.cgroup.oom_memcg or '?')} ({state}) -> {html_path or capture_path}\n")
+        err.write(f"oomscope: {name}: {len(found)} kill(s)\n")
+    if written:
+        index.write(atomic_write)
+    return written
+
+
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
+def parse_since(text: str) -> float:
+    """An ISO date or date-time (UTC unless it says), or a duration back from now: 2h, 30m, 7d."""
+    text = text.strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].isdigit():
+        return time.time() - int(text[:-1]) * units[text[-1]]
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ImportProblem(f"--since: not a date (2026-11-25, 2026-11-25T10:00) or a duration (2h, 7d): {text!r}") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.timestamp()

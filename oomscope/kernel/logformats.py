@@ -1,0 +1,169 @@
+"""Kernel logs in the shapes people keep them, turned into kernel log records.
+
+Each line is recognised on its own, so files that mix shapes (a syslog file with a pasted dmesg)
+still work, and lines from other programs are skipped:
+
+- /dev/kmsg records:       ``6,1234,567890,-;text`` (``cat /dev/kmsg``; continuation lines ignored)
+- dmesg:                   ``[  567.890123] text``
+- dmesg -T:                ``[Tue Nov 25 10:00:00 2026] text``
+- syslog, journalctl -k:   ``Nov 25 10:00:00 host kernel: [  567.890123] text`` (the bracketed
+                            time is there when the kernel's printk time was on and rsyslog kept it)
+- RFC 3339 syslog/journal: ``2026-11-25T10:00:00.123456+00:00 host kernel: text``
+- journalctl -o json:      one JSON object per line (``MESSAGE``, ``__REALTIME_TIMESTAMP``,
+                            ``_SOURCE_MONOTONIC_TIMESTAMP``, ``_HOSTNAME``, ``_TRANSPORT``)
+
+A record keeps the printk time when the line has it (``usec``), else a made-up increasing one;
+``wall`` is the line's date when it has one. Shapes without a year (classic syslog) take the
+year given by the caller.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Iterable, Iterator, NamedTuple, Optional
+
+from .kmsg import KmsgRecord, _unescape
+
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+
+_RE_KMSG = re.compile(r"^(?P<prio>\d+),(?P<seq>\d+),(?P<usec>\d+),[^;]*;(?P<text>.*)$")
+_RE_DMESG = re.compile(r"^\[\s*(?P<sec>\d+)\.(?P<frac>\d+)\] ?(?P<text>.*)$")
+_RE_DMESG_T = re.compile(r"^\[(?:[A-Z][a-z]{2} )?(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d\d:\d\d:\d\d) (?P<year>\d{4})\] ?(?P<text>.*)$")
+_RE_SYSLOG = re.compile(r"^(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d\d:\d\d:\d\d)(?:\.\d+)? (?P<host>\S+) kernel: ?(?P<text>.*)$")
+_RE_ISO = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?) (?P<host>\S+) kernel: ?(?P<text>.*)$")
+_RE_PRINTK_TIME = re.compile(r"^\[\s*(?P<sec>\d+)\.(?P<frac>\d+)\] ?(?P<text>.*)$")
+
+
+class LogLine(NamedTuple):
+    record: KmsgRecord
+    wall: Optional[float] = None  # seconds since the epoch, UTC, when the line carries a date
+    host: Optional[str] = None
+    shape: str = ""
+
+
+def _usec(sec: str, frac: str) -> int:
+    return int(sec) * 1_000_000 + int((frac + "000000")[:6])
+
+
+def _classic_wall(mon: str, day: str, time_: str, year: int) -> Optional[float]:
+    try:
+        h, m, s = (int(x) for x in time_.split(":"))
+        return dt.datetime(year, _MONTHS[mon], int(day), h, m, s, tzinfo=dt.timezone.utc).timestamp()
+    except (KeyError, ValueError):
+        return None
+
+
+def _iso_wall(ts: str) -> Optional[float]:
+    try:
+        t = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.timestamp()
+
+
+def _journal_message(obj: dict) -> Optional[str]:
+    msg = obj.get("MESSAGE")
+    if isinstance(msg, list):  # journald gives non-UTF-8 messages as a list of byte values
+        try:
+            msg = bytes(int(b) & 0xFF for b in msg).decode("utf-8", "replace")
+        except (TypeError, ValueError):
+            return None
+    return msg if isinstance(msg, str) else None
+
+
+def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator[LogLine]:
+    """Kernel log lines of any supported shape; other lines are skipped."""
+    year = year or dt.datetime.now(dt.timezone.utc).year
+    synthetic = 0  # a made-up printk clock for shapes without one: keeps order, 1 ms apart
+    seq = 0
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line or line[0] == " ":
+            continue  # empty, or a /dev/kmsg dictionary line
+        seq += 1
+        usec: Optional[int] = None
+        wall: Optional[float] = None
+        host: Optional[str] = None
+        level = 6
+        text: Optional[str] = None
+        shape = ""
+        if line[0] == "{":
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(obj, dict):
+                continue
+            if obj.get("_TRANSPORT") not in (None, "kernel") and obj.get("SYSLOG_IDENTIFIER") != "kernel":
+                continue
+            text = _journal_message(obj)
+            try:
+                if "_SOURCE_MONOTONIC_TIMESTAMP" in obj:
+                    usec = int(obj["_SOURCE_MONOTONIC_TIMESTAMP"])
+                if "__REALTIME_TIMESTAMP" in obj:
+                    wall = int(obj["__REALTIME_TIMESTAMP"]) / 1e6
+                level = int(obj.get("PRIORITY", 6))
+            except (TypeError, ValueError):
+                pass
+            host = obj.get("_HOSTNAME") if isinstance(obj.get("_HOSTNAME"), str) else None
+            shape = "journal-json"
+        elif line[0] == "[" and "." in line[1:14]:
+            close = line.find("] ", 1, 24)
+            try:
+                if close < 0:
+                    raise ValueError(line)
+                sec, frac = line[1:close].strip().split(".")
+                usec, text, shape = int(sec) * 1_000_000 + int((frac + "000000")[:6]), line[close + 2:], "dmesg"
+            except ValueError:
+                m = _RE_DMESG.match(line)
+                if not m:
+                    continue
+                usec, text, shape = _usec(m.group("sec"), m.group("frac")), m.group("text"), "dmesg"
+        elif line[0] == "[":
+            m = _RE_DMESG.match(line)
+            if m:
+                usec, text, shape = _usec(m.group("sec"), m.group("frac")), m.group("text"), "dmesg"
+            else:
+                m = _RE_DMESG_T.match(line)
+                if not m:
+                    continue
+                wall = _classic_wall(m.group("mon"), m.group("day"), m.group("time"), int(m.group("year")))
+                text, shape = m.group("text"), "dmesg-T"
+        elif line[0].isdigit():
+            m = _RE_KMSG.match(line)
+            if m:
+                prio = int(m.group("prio"))
+                level, usec, text, shape = prio & 7, int(m.group("usec")), _unescape(m.group("text")), "kmsg"
+                seq = int(m.group("seq"))
+            else:
+                m = _RE_ISO.match(line)
+                if not m:
+                    continue
+                wall, host, text, shape = _iso_wall(m.group("ts")), m.group("host"), m.group("text"), "syslog-iso"
+        else:
+            m = _RE_SYSLOG.match(line)
+            if not m:
+                continue
+            wall = _classic_wall(m.group("mon"), m.group("day"), m.group("time"), year)
+            host, text, shape = m.group("host"), m.group("text"), "syslog"
+        if text is None:
+            continue
+        if shape.startswith("syslog") or shape == "journal-json":
+            p = _RE_PRINTK_TIME.match(text)
+            if p:  # rsyslog kept the printk time inside the message
+                usec = _usec(p.group("sec"), p.group("frac")) if usec is None else usec
+                text = p.group("text")
+        if usec is None:
+            synthetic += 1000
+            usec = synthetic
+        else:
+            synthetic = max(synthetic, usec)
+        if "\n" not in text:
+            yield LogLine(KmsgRecord(level, 0, seq, usec, text), wall, host, shape)
+            continue
+        for part in text.split("\n"):
+            yield LogLine(KmsgRecord(level, 0, seq, usec, part), wall, host, shape)

@@ -1,0 +1,93 @@
+"""Finding the OOM reports in a large log without reading every line in Python.
+
+A log of a busy host is mostly other messages (in a fleet's logs, OOM reports are a few percent
+of the lines). A ``for line in file`` loop tops out near 0.4 GB/s here, while one compiled regex
+over an mmap of the file runs near 3 GB/s (measured, issue 7). So: scan the bytes for the lines
+a report is made of, cut out the regions from a report's first line to its ``Killed process``
+line, and hand only those to the line parsers (kernel/logformats.py, kernel/kmsg.py).
+
+A region opens at ``invoked oom-killer`` (or, for a report whose start is missing, at its first
+cgroup line) and closes at the ``Killed process`` or ``oom_reaper`` line that ends the kill;
+OOM reports never interleave with each other (oom_lock, mm/oom_kill.c).
+
+Two scanners give the same regions (tested on every fixture):
+- ``report_regions``: one regex over every anchor. Simple; ~200 MB/s here, because an
+  alternation of literals loses the regex engine's fast literal search.
+- ``fast_report_regions``: finds only ``Killed process`` (every kill prints it) with
+  ``bytes.find`` (~1.7 GB/s), then looks *backwards* from each for its header within the gap since
+  the previous kill, and for a kill with no header (rate-limited, or a log cut at the report's
+  start) for its cgroup lines within the 256 KiB before it. Text after the last kill (a report
+  whose Killed line is missing or cut off) goes through ``report_regions``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator, Tuple
+
+_ANCHOR = re.compile(
+    rb"invoked oom-killer|Killed process|oom_reaper: reaped process|killed as a result of limit of"
+    rb"|Memory cgroup stats for|memory: usage|memory\.oom\.group set"
+)
+_ENDS = (b"Killed process", b"oom_reaper: reaped process")
+
+
+def report_regions(buf) -> Iterator[Tuple[int, int]]:
+    """(start, end) byte offsets of whole lines that hold OOM reports, in order."""
+    start = None
+    n = len(buf)
+    for m in _ANCHOR.finditer(buf):
+        kind = m.group()
+        line_start = buf.rfind(b"\n", 0, m.start()) + 1
+        if start is not None and line_start < start:
+            continue  # another anchor on a line already inside the region
+        line_end = buf.find(b"\n", m.end())
+        line_end = n if line_end < 0 else line_end + 1
+        if kind in _ENDS:
+            yield (line_start if start is None else start, line_end)
+            start = None
+        elif kind == b"invoked oom-killer":
+            if start is not None and start < line_start:
+                yield (start, line_start)  # a report cut short by the next one
+            start = line_start
+        elif start is None:
+            start = line_start
+    if start is not None:
+        yield (start, n)
+
+
+_KILLED = b"Killed process"
+_HEADER = b"invoked oom-killer"
+_HEADLESS = (b"killed as a result of limit of", b"memory: usage", b"Memory cgroup stats for", b"memory.oom.group set")
+HEADLESS_WINDOW = 256 << 10
+
+
+def fast_report_regions(buf) -> Iterator[Tuple[int, int]]:
+    n = len(buf)
+    prev_end = 0
+    at = buf.find(_KILLED)
+    while at >= 0:
+        line_start = buf.rfind(b"\n", 0, at) + 1
+        line_end = buf.find(b"\n", at)
+        line_end = n if line_end < 0 else line_end + 1
+        if line_start >= prev_end:
+            header = buf.rfind(_HEADER, prev_end, line_start)
+            if header >= 0:
+                start = buf.rfind(b"\n", 0, header) + 1
+            else:
+                lo = max(prev_end, line_start - HEADLESS_WINDOW)
+                found = [p for p in (buf.find(a, lo, line_start) for a in _HEADLESS) if p >= 0]
+                start = buf.rfind(b"\n", 0, min(found)) + 1 if found else line_start
+                start = max(start, prev_end)
+            yield (start, line_end)
+            prev_end = line_end
+        at = buf.find(_KILLED, line_end)
+    if prev_end < n:
+        for s, e in report_regions(buf[prev_end:]):
+            yield (prev_end + s, prev_end + e)
+
+
+def report_lines(buf, fast: bool = True) -> Iterator[str]:
+    """The lines of every report region, decoded (invalid UTF-8 replaced)."""
+    for s, e in (fast_report_regions if fast else report_regions)(buf):
+        yield from bytes(buf[s:e]).decode("utf-8", "replace").splitlines()
