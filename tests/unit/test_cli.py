@@ -46,3 +46,28 @@ def test_bad_size(tmp_path):
 def test_unknown_scenario_is_one_line():
     r = _oomscope("lab", "nosuch")
     assert r.returncode != 0 and r.stderr.strip().splitlines()[-1].startswith("oomscope: error:")
+
+
+def test_import_writes_post_mortems_and_an_index(tmp_path):
+    from ..conftest import FIXTURES
+
+    out = tmp_path / "imported"
+    r = _oomscope("import", f"{FIXTURES}/logs/kern.log-v2-6.1.txt", f"{FIXTURES}/logs/rhel7-3.10-syslog.txt", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count(" kill pid=") == 4 and "(full report)" in r.stdout and "(Killed line only)" in r.stdout
+    assert (out / "index.html").exists()
+    assert len(list(out.glob("*/postmortem.html"))) == 4
+
+
+def test_import_of_a_missing_file_is_one_line(tmp_path):
+    r = _oomscope("import", str(tmp_path / "nope.log"), "-o", str(tmp_path / "o"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "cannot read" in r.stderr and "Traceback" not in r.stderr
+    r = _oomscope("import", "--since", "soonish", str(tmp_path / "nope.log"), "-o", str(tmp_path / "o"))
+    assert r.returncode == 2 and "--since" in r.stderr
+
+
+def test_import_from_stdin(tmp_path):
+    from ..conftest import fixture_text
+
+    r = _oomscope("import", "-", "-o", str(tmp_path / "o"), input=fixture_text("logs", "dmesg-T-v1-6.18.txt"))
+    assert r.returncode == 0 and "pid=27307" in r.stdout
