@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
+from .containers import NodeNames, workload_of
 from .errors import OomscopeError
 from .kernel.kmsg import KmsgReader, OomReport, OomReportParser
 from .kernel.logformats import read_log_lines
@@ -140,7 +141,8 @@ def _as_kernel_log(capture: Capture) -> None:
 
 
 def import_reports(lines: Iterable[str], since: Optional[float] = None, boot_wall: Optional[float] = None,
-                   year: Optional[int] = None, host: Optional[Host] = None) -> List[Imported]:
+                   year: Optional[int] = None, host: Optional[Host] = None,
+                   names: Optional[NodeNames] = None) -> List[Imported]:
     """Captures of every kill in the log (not written). ``boot_wall``: the wall time of the
     printk clock's zero, when known (the running host), to date lines that carry no date."""
     parser = OomReportParser()
@@ -150,7 +152,7 @@ def import_reports(lines: Iterable[str], since: Optional[float] = None, boot_wal
         if ll.wall is not None or ll.host is not None:
             walls[ll.record.usec] = (ll.wall, ll.host)
         for rep in parser.feed(ll.record):
-            out.append(_capture(rep, walls, boot_wall, host))
+            out.append(_capture(rep, walls, boot_wall, host, names))
             walls.clear() if len(walls) > 100_000 else None
     if since is not None:
         out = [i for i in out if i.capture.times.kill_wall is None
@@ -158,7 +160,8 @@ def import_reports(lines: Iterable[str], since: Optional[float] = None, boot_wal
     return out
 
 
-def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[Host]) -> Imported:
+def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[Host],
+             names: Optional[NodeNames] = None) -> Imported:
     usec = rep.killed_usec or 0
     wall, hostname = walls.get(usec, (None, None))
     dated = wall is not None or boot_wall is not None
@@ -173,6 +176,7 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
     ctx = KillContext(cgroup_version=version, host=h, clock_offset_ns=offset)
     now = dt.datetime.now(dt.timezone.utc)
     cap = build_capture(rep.killed.pid, None, rep, ctx, now)
+    cap.workload = workload_of(cap.cgroup.task_memcg or cap.cgroup.oom_memcg, names)
     _as_kernel_log(cap)
     cap.notes = [n for n in cap.notes if "log for this kill was not seen" not in n]
     cap.notes.insert(0, NOTE)
@@ -210,7 +214,9 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
     written = []
     index = OutputIndex(output)
     for lines, name in sources:
-        found = import_reports(lines, since=since_ts, boot_wall=boot_wall if name == "/dev/kmsg" else None)
+        this_host = name in ("/dev/kmsg", "journalctl -k")
+        found = import_reports(lines, since=since_ts, boot_wall=boot_wall if name == "/dev/kmsg" else None,
+                               names=NodeNames() if this_host else None)
         for imp in found:
             cap = imp.capture
             try:
@@ -221,9 +227,12 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
                 err.write(f"oomscope: error: post-mortem not rendered ({render_error}); the capture is at {capture_path}\n")
             index.add(capture_path, cap)
             written.append(html_path or capture_path)
-            state = "full report" if imp.report.has_header else "Killed line only"
+            state = ("full report" if imp.report.has_header else
+                     "report without its first lines" if imp.report.memory_stat or imp.report.memory else "Killed line only")
+            label = cap.workload.label()
             out.write(f"{cap.times.kill_wall or cap.kill_id} kill pid={cap.victim.pid} comm={_safe(cap.victim.comm)!r} "
-                      f"memcg={_safe(cap.cgroup.oom_memcg or '?')} ({state}) -> {html_path or capture_path}\n")
+                      f"memcg={_safe(cap.cgroup.oom_memcg or '?')}" + (f" workload={_safe(label)!r}" if label else "")
+                      + f" ({state}) -> {html_path or capture_path}\n")
         err.write(f"oomscope: {name}: {len(found)} kill(s)\n")
     if written:
         index.write(atomic_write)

@@ -257,6 +257,34 @@ class Incident:
 
 
 @dataclass
+class Workload:
+    """What the victim's cgroup is, in the words of the system that made it (containers.py).
+    Every field may be unknown; ids come from the cgroup path, names from the node."""
+
+    kind: str = "cgroup"  # kubernetes | docker | podman | container | systemd | cgroup
+    pod_uid: Optional[str] = None
+    pod: Optional[str] = None
+    namespace: Optional[str] = None
+    container: Optional[str] = None  # the container's name, when the node says
+    container_id: Optional[str] = None
+    runtime: Optional[str] = None  # containerd, cri-o, docker, podman
+    qos: Optional[str] = None  # Kubernetes QoS class: Guaranteed, Burstable, BestEffort
+    unit: Optional[str] = None  # systemd unit (.service / .scope)
+    notes: List[str] = field(default_factory=list)
+
+    def label(self) -> str:
+        """One short name for a line or a metric label ("" for a plain cgroup)."""
+        if self.kind == "kubernetes":
+            pod = f"{self.namespace}/{self.pod}" if self.pod else f"pod {self.pod_uid}"
+            return f"{pod} container {self.container or (self.container_id or '?')[:12]}"
+        if self.kind in ("docker", "podman", "container"):
+            return f"{self.runtime or self.kind} {self.container or (self.container_id or '?')[:12]}"
+        if self.kind == "systemd":
+            return self.unit or "?"
+        return ""
+
+
+@dataclass
 class Times:
     """When things happened. Monotonic clocks are CLOCK_MONOTONIC in ns (bpf_ktime_get_ns)."""
 
@@ -289,6 +317,8 @@ class Capture:
     timelines: List[Timeline] = field(default_factory=list)
     #: whether the in-kernel charge counters were on at the kill: on, off, unavailable (+ why)
     charge_tracking: str = ""
+    #: the victim's cgroup as Kubernetes, docker, podman or systemd name it
+    workload: Workload = field(default_factory=Workload)
     #: plain-language remarks on what is missing or uncertain in this capture
     notes: List[str] = field(default_factory=list)
 

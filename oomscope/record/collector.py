@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Callable, List, Optional, TextIO
 
+from ..containers import NodeNames, workload_of
 from ..errors import EnvironmentProblem, ProbeError
 from ..kernel import btf, procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
@@ -77,6 +78,7 @@ class Collector:
         self.parser = OomReportParser()
         self.groups = GroupLinker()
         self.index = OutputIndex(opts.output)
+        self.names = NodeNames()
         self.host = procfs.read_host(self.hier.version)
         self.clock_offset = clock_offset_ns()
         self._events: List[OomEvent] = []
@@ -327,6 +329,7 @@ class Collector:
                 ctx.incident_oom_memcg = head.capture.cgroup.oom_memcg
                 ctx.incident_tasks = head.capture.tasks
         capture = build_capture(kill.pid, kill.event, kill.report, ctx, dt.datetime.now(dt.timezone.utc))
+        capture.workload = workload_of(capture.cgroup.task_memcg or capture.cgroup.oom_memcg, self.names)
         if self.opts.cgroup is not None and not (
             # An unknown cgroup is kept: the capture says it is unknown.
             capture.cgroup.task_memcg is None
@@ -346,6 +349,7 @@ class Collector:
         line = (f"{c.times.kill_wall} kill pid={c.victim.pid} comm={terminal_safe(c.victim.comm)!r} "
                 f"memcg={terminal_safe(c.cgroup.oom_memcg or '?')} usage={_mib(c.at_kill.usage_bytes)} "
                 f"limit={_mib(c.at_kill.limit_bytes)} state={c.at_kill.source}"
+                + (f" workload={terminal_safe(c.workload.label())!r}" if c.workload.label() else "")
                 + (f" incident={c.incident.id}" if c.incident else "")
                 + f" -> {html_path or capture_path}")
         self.out.write(line + "\n")

@@ -223,6 +223,12 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
     ]
     if v.cmdline:
         facts.insert(1, KeyValue("Command line", v.cmdline))
+    wl = capture.workload
+    if wl.label():
+        text = wl.label() + (f" ({wl.runtime})" if wl.runtime and wl.kind == "kubernetes" else "")
+        if wl.qos:
+            text += f", QoS {wl.qos}"
+        facts.insert(1, KeyValue("Workload", text))
 
     cat_items = [(c.key, c.label, c.bytes) for c in a.categories if c.bytes > 0]
     categories = [Row([c.label, fmt_bytes(c.bytes), fmt_pct(c.share_of_usage)]) for c in a.categories]
