@@ -38,6 +38,9 @@ def record(
     lab_limit: Annotated[str, typer.Option(help="memory limit of the lab's sandbox cgroup")] = "64M",
     charge_tracking: Annotated[str, typer.Option(
         help="in-kernel charge counters (memcg:* tracepoints, 6.13+): auto = only while a cgroup is near its limit")] = "auto",
+    metrics_addr: Annotated[Optional[str], typer.Option(help="serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9847)")] = None,
+    log_format: Annotated[str, typer.Option(help="the per-kill line on stdout: text or json (one JSON object per line)")] = "text",
+    keep: Annotated[Optional[str], typer.Option(help="keep only the newest N post-mortems (100) or those of the last N days (7d)")] = None,
 ) -> None:
     """Record every OOM kill: a capture.json and a postmortem.html per kill."""
     from .lab import run_scenario
@@ -51,7 +54,13 @@ def record(
         limit = parse_size(lab_limit)
         if charge_tracking not in ("auto", "on", "off"):
             raise OomscopeError(f"--charge-tracking must be auto, on or off, not {charge_tracking!r}")
-        collector = Collector(RecordOptions(output=output, duration_s=duration, cgroup=cgroup, charge_tracking=charge_tracking),
+        if log_format not in ("text", "json"):
+            raise OomscopeError(f"--log-format must be text or json, not {log_format!r}")
+        if keep is not None:
+            from .record.retention import Retention
+            Retention.parse(keep)  # a bad value fails before anything is loaded
+        collector = Collector(RecordOptions(output=output, duration_s=duration, cgroup=cgroup, charge_tracking=charge_tracking,
+                                            metrics_addr=metrics_addr, log_format=log_format, keep=keep),
                               render_html, sys.stdout, sys.stderr)
         install_signal_handlers(collector)
         typer.echo(collector.describe(), err=True)

@@ -234,7 +234,7 @@ class ChargeTracker:
         self.attached = False
         self.ids: List[int] = []
         self.generation = 0
-        self._changes: List[tuple] = []  # (monotonic ns, generation) of every attach/detach/watch change
+        self._changes: List[tuple] = []  # (monotonic ns, generation, attached) at every attach, detach and watch change
         self._next_snapshot = 1
         self.snapshots_lost = 0
 
@@ -242,15 +242,22 @@ class ChargeTracker:
         import time as _time
 
         self.generation += 1
-        self._changes.append((_time.monotonic_ns(), self.generation))
+        self._changes.append((_time.monotonic_ns(), self.generation, self.attached))
         del self._changes[:-256]
 
     def generation_at(self, t_ns: int) -> Optional[int]:
         gen = None
-        for when, g in self._changes:
+        for when, g, _attached in self._changes:
             if when <= t_ns:
                 gen = g
         return gen
+
+    def attached_at(self, t_ns: int) -> bool:
+        state = False
+        for when, _g, attached in self._changes:
+            if when <= t_ns:
+                state = attached
+        return state
 
     def watch(self, ids: List[int]) -> None:
         ids = list(ids)[:CHARGE_SLOTS]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
+import os
 import datetime as dt
 import signal
 import sys
@@ -17,7 +19,9 @@ import threading
 import time
 from typing import Callable, List, Optional, TextIO
 
+from ..analysis.attribution import analyse
 from ..containers import NodeNames, workload_of
+from ..metrics import Metrics
 from ..errors import EnvironmentProblem, ProbeError
 from ..kernel import btf, procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
@@ -30,6 +34,7 @@ from ..report.index import OutputIndex
 from .incidents import GroupLinker, Head
 from .joiner import KillJoiner, PendingKill
 from .sampler import Sampler, clock_offset_ns
+from .retention import Retention
 from .writer import atomic_write, write_kill
 
 
@@ -46,6 +51,9 @@ class RecordOptions:
     duration_s: Optional[float] = None
     cgroup: Optional[str] = None  # only kills within this cgroup (and only it is sampled)
     charge_tracking: str = "auto"  # auto | on | off
+    metrics_addr: Optional[str] = None  # HOST:PORT for Prometheus metrics
+    log_format: str = "text"  # text | json: the per-kill line on stdout
+    keep: Optional[str] = None  # N (post-mortems) or Nd (days): prune older ones
 
 
 def terminal_safe(text: str) -> str:
@@ -79,6 +87,11 @@ class Collector:
         self.groups = GroupLinker()
         self.index = OutputIndex(opts.output)
         self.names = NodeNames()
+        self.metrics: Optional[Metrics] = None
+        if opts.metrics_addr:
+            self.metrics = Metrics()
+            self.metrics.serve(opts.metrics_addr)
+        self.retention = Retention.parse(opts.keep) if opts.keep else None
         self.host = procfs.read_host(self.hier.version)
         self.clock_offset = clock_offset_ns()
         self._events: List[OomEvent] = []
@@ -173,6 +186,8 @@ class Collector:
                 self.charge.close()
             if self.kmsg is not None:
                 self.kmsg.close()
+            if self.metrics is not None:
+                self.metrics.close()
         return self.recorded
 
     def _drain(self, flush: bool = False) -> None:
@@ -200,6 +215,16 @@ class Collector:
                 self._write(kill)
             except OSError as exc:  # a full disk must not stop the collector
                 self.err.write(f"oomscope: error: could not write the capture of pid {kill.pid}: {exc}\n")
+                if self.metrics is not None:
+                    self.metrics.errors.labels("writer").inc()
+            except Exception as exc:  # noqa: BLE001 - one odd kill must not stop the collector
+                self.err.write(f"oomscope: error: kill of pid {kill.pid} not recorded: {type(exc).__name__}: {exc}\n")
+                if self.metrics is not None:
+                    self.metrics.errors.labels("collector").inc()
+        if self.metrics is not None:
+            self.metrics.charge.set(1 if self.charge is not None and self.charge.attached else 0)
+            self.metrics.watched.set(self.sampler.watched())
+            self.metrics.lost.set(self.probes.lost)
 
     def _context(self, kill: PendingKill) -> KillContext:
         ctx = KillContext(cgroup_version=self.hier.version, host=self.host, clock_offset_ns=self.clock_offset,
@@ -285,7 +310,8 @@ class Collector:
             self._collect_snapshots()
             kill.charge_snapshot = self._snapshot_for(kill.pid, kill.event.ts_ns)
         if kill.charge_snapshot is None:
-            self.charge_misses["no snapshot at the kill"] += 1
+            if kill.event is not None and self.charge.attached_at(kill.event.ts_ns):
+                self.charge_misses["no snapshot at the kill"] += 1
             return None
         # The latest sample read with counters of the same generation: the watched set (and the
         # attachment) did not change between it and the kill.
@@ -346,12 +372,30 @@ class Collector:
         if head is not None:
             self._rewrite(head)
         c = capture
-        line = (f"{c.times.kill_wall} kill pid={c.victim.pid} comm={terminal_safe(c.victim.comm)!r} "
-                f"memcg={terminal_safe(c.cgroup.oom_memcg or '?')} usage={_mib(c.at_kill.usage_bytes)} "
-                f"limit={_mib(c.at_kill.limit_bytes)} state={c.at_kill.source}"
-                + (f" workload={terminal_safe(c.workload.label())!r}" if c.workload.label() else "")
-                + (f" incident={c.incident.id}" if c.incident else "")
-                + f" -> {html_path or capture_path}")
+        category = ""
+        try:
+            tops = analyse(c).top_categories
+            category = tops[0] if tops else ""
+        except Exception:  # noqa: BLE001 - the line and the counter go out without it
+            pass
+        if self.opts.log_format == "json":
+            line = json.dumps({
+                "event": "oom_kill", "time": c.times.kill_wall, "kill_id": c.kill_id, "pid": c.victim.pid,
+                "comm": c.victim.comm, "oom_memcg": c.cgroup.oom_memcg, "task_memcg": c.cgroup.task_memcg,
+                "workload": dataclasses.asdict(c.workload), "usage_bytes": c.at_kill.usage_bytes,
+                "limit_bytes": c.at_kill.limit_bytes, "state_source": c.at_kill.source, "category": category,
+                "incident": c.incident.id if c.incident else None, "postmortem": html_path, "capture": capture_path,
+            }, ensure_ascii=True)
+        else:
+            line = (f"{c.times.kill_wall} kill pid={c.victim.pid} comm={terminal_safe(c.victim.comm)!r} "
+                    f"memcg={terminal_safe(c.cgroup.oom_memcg or '?')} usage={_mib(c.at_kill.usage_bytes)} "
+                    f"limit={_mib(c.at_kill.limit_bytes)} state={c.at_kill.source}"
+                    + (f" workload={terminal_safe(c.workload.label())!r}" if c.workload.label() else "")
+                    + (f" incident={c.incident.id}" if c.incident else "")
+                    + f" -> {html_path or capture_path}")
+        if self.metrics is not None:
+            self.metrics.kill(c, category)
+            self.metrics.captures.inc()
         self.out.write(line + "\n")
         self.out.flush()
         if render_error:
@@ -359,6 +403,9 @@ class Collector:
         self.index.add(capture_path, capture)
         if head is not None:
             self.index.add(head.capture_path, head.capture)
+        if self.retention is not None:
+            for folder in self.retention.prune(self.opts.output, keep={os.path.dirname(capture_path)}):
+                self.index.remove(folder)
         try:
             self.index.write(atomic_write)
         except OSError as exc:

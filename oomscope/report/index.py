@@ -65,6 +65,9 @@ class OutputIndex:
         row.href = f"{folder}/postmortem.html"
         self.rows[folder] = row
 
+    def remove(self, folder: str) -> None:
+        self.rows.pop(folder, None)
+
     def add(self, capture_path: str, capture: Capture) -> None:
         self._add(os.path.basename(os.path.dirname(capture_path)), capture)
 
