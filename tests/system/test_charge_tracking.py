@@ -144,7 +144,7 @@ print(os.getpid(), flush=True)
 # page cache first: a file written in the cgroup's scratch directory, read back
 path = sys.argv[1]
 with open(path, 'wb') as f:
-    for _ in range(40):
+    for _ in range(56):
         f.write(b'x' * (1 << 20))
         f.flush()
         time.sleep(0.05)
@@ -174,9 +174,14 @@ def test_timeline_shows_page_cache_then_anon_then_reclaim(recorder, kernel_log, 
     assert len(pts) >= 4, pts
     assert all(p["t_ms"] <= 0 for p in pts)
     mib = 1 << 20
-    # when page cache first reached 30 MiB, and when anon first passed 30 MiB
-    t_file = next(p["t_ms"] for p in pts if (p["file_bytes"] or 0) >= 30 * mib)
-    t_anon = next(p["t_ms"] for p in pts if (p["anon_bytes"] or 0) >= 30 * mib)
+    # when the written file first held 30 MiB (page cache; shmem where the test's /tmp is a
+    # tmpfs, as in the VMs), and when anon first passed 30 MiB
+    def cache(p):
+        return (p["file_bytes"] or 0) + (p["shmem_bytes"] or 0)
+
+    t_file = next((p["t_ms"] for p in pts if cache(p) >= 30 * mib), None)
+    t_anon = next((p["t_ms"] for p in pts if (p["anon_bytes"] or 0) >= 30 * mib), None)
+    assert t_file is not None and t_anon is not None, pts
     assert t_file < t_anon, (t_file, t_anon)
     first_anon_phase = [p for p in pts if p["t_ms"] >= t_anon]
     assert first_anon_phase[-1]["anon_bytes"] > first_anon_phase[0]["anon_bytes"]
@@ -184,4 +189,5 @@ def test_timeline_shows_page_cache_then_anon_then_reclaim(recorder, kernel_log, 
     last = pts[-1]
     if last["reclaim_runs"] is not None:
         assert last["reclaim_runs"] > 0 and last["reclaim_pages"] > 0, last
-    assert last["file_bytes"] < max(p["file_bytes"] for p in pts), "page cache was not reclaimed as anon grew"
+    if max(p["file_bytes"] or 0 for p in pts) >= 30 * mib:  # on a disk: clean cache is reclaimed for anon
+        assert last["file_bytes"] < max(p["file_bytes"] for p in pts), "page cache was not reclaimed as anon grew"

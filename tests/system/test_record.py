@@ -126,9 +126,9 @@ def test_storm_every_killed_line_has_a_capture(recorder, kernel_log, sandbox, tm
     pids_dir = tmp_path / "pids"
     script = tmp_path / "storm.py"
     script.write_text(STORM)
-    res = subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" "$3" "$4" 4', "sh",
+    res = subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" "$3" "$4" 6', "sh",
                           os.path.join(path, "cgroup.procs"), sys.executable, str(script), str(pids_dir)],
-                         capture_output=True, timeout=60)
+                         capture_output=True, timeout=90)
     assert res.returncode == 0, res.stderr
     ours = {int(p) for p in os.listdir(pids_dir)}
     time.sleep(1.0)
