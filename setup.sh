@@ -5,6 +5,9 @@
 #   ./setup.sh demo     install, then record a real OOM kill in a sandbox cgroup -> a post-mortem
 #   ./setup.sh test     install, then run the whole test suite: unit + system tests on this host,
 #                       then the system tests in VMs booting Debian's 6.1 and 6.12 kernels (cgroup v2)
+#   ./setup.sh image    what the container image needs (packaging/Dockerfile): bcc, the virtualenv and
+#                       oomscope, no kernel headers (they come from the node, mounted) and no tracefs
+#                       mount. With OOMSCOPE_DRY_RUN=1 it prints the steps instead of running them.
 #
 # Re-runs itself with sudo when not root. Never writes into /lib/modules: when the distribution has
 # no headers for the running kernel, its generic headers are merged into $OOMSCOPE_HEADERS_DIR and
@@ -27,7 +30,10 @@ export DEBIAN_FRONTEND=noninteractive
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
+DRY_RUN="${OOMSCOPE_DRY_RUN:-}"
+
 apt_install() {
+    if [ -n "$DRY_RUN" ]; then echo "would: apt-get install --no-install-recommends $*"; return 0; fi
     local missing=()
     for pkg in "$@"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -42,6 +48,7 @@ apt_install() {
 }
 
 install_system_packages() {
+    if [ -n "$DRY_RUN" ]; then apt_install python3 python3-venv python3-bpfcc; return 0; fi
     command -v apt-get >/dev/null || { log "apt-get not found: only Debian/Ubuntu are supported by this script"; exit 1; }
     apt_install python3 python3-venv python3-bpfcc
 }
@@ -87,6 +94,12 @@ mount_tracefs() {
 }
 
 install_venv() {
+    if [ -n "$DRY_RUN" ]; then
+        echo "would: python3 -m venv --system-site-packages $VENV"
+        echo "would: $VENV/bin/pip install -e $HERE"
+        echo "would: ln -sf $VENV/bin/oomscope /usr/local/bin/oomscope"
+        return 0
+    fi
     # A virtualenv made from the distribution's python3 with --system-site-packages sees the
     # distribution's bcc (the PyPI package called "bcc" is an unrelated project).
     if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import bcc' 2>/dev/null; then
@@ -104,7 +117,13 @@ install_venv() {
 
 main() {
     local what="${1:-install}"
-    case "$what" in install|demo|test) ;; *) echo "usage: $0 [install|demo|test]" >&2; exit 2;; esac
+    case "$what" in install|demo|test|image) ;; *) echo "usage: $0 [install|demo|test|image]" >&2; exit 2;; esac
+    if [ "$what" = "image" ]; then
+        install_system_packages
+        install_venv image
+        log "image ready: mount the node's /lib/modules, /usr/src, /sys/kernel/tracing, /sys/fs/cgroup and /dev/kmsg"
+        return 0
+    fi
     install_system_packages
     install_headers
     mount_tracefs

@@ -1,0 +1,82 @@
+"""The operator's files: systemd unit, DaemonSet, Dockerfile, checked by what can run here."""
+
+import os
+import shlex
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from oomscope.cli import app
+from oomscope.containers import NodeNames
+from oomscope.kernel import btf, kmsg, tracefs
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+PKG = os.path.join(ROOT, "packaging")
+
+
+def _record_options():
+    import typer.main
+
+    cmd = typer.main.get_command(app).commands["record"]
+    return {opt for p in cmd.params for opt in p.opts}
+
+
+def _check_record_args(args):
+    assert args[0] == "record"
+    opts = _record_options()
+    for a in args[1:]:
+        if a.startswith("--"):
+            assert a in opts, f"{a} is not an option of oomscope record"
+
+
+def _unit():
+    with open(os.path.join(PKG, "oomscope.service")) as f:
+        return f.read()
+
+
+def test_systemd_unit_verifies_and_runs_record_with_least_privilege():
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed here: the unit is checked for its content only")
+    unit = _unit()
+    res = subprocess.run(["systemd-analyze", "verify", os.path.join(PKG, "oomscope.service")], capture_output=True, text=True, timeout=60)
+    problems = [l for l in res.stderr.splitlines() if "oomscope.service" in l and "not found" not in l.lower()]
+    assert res.returncode == 0 and not problems, res.stderr
+    exec_start = next(l.split("=", 1)[1] for l in unit.splitlines() if l.startswith("ExecStart="))
+    args = shlex.split(exec_start)
+    _check_record_args(args[1:])
+    out = args[args.index("--output") + 1]
+    assert "ProtectSystem=strict" in unit and f"ReadWritePaths={os.path.dirname(out)}" in unit
+    assert "CapabilityBoundingSet=" in unit and "NoNewPrivileges=yes" in unit
+
+
+def test_daemonset_mounts_what_record_reads():
+    with open(os.path.join(PKG, "kubernetes", "daemonset.yaml")) as f:
+        ds = yaml.safe_load(f)
+    spec = ds["spec"]["template"]["spec"]
+    assert spec["hostPID"] is True
+    (c,) = spec["containers"]
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    needed = {tracefs.CANDIDATES[0], "/sys/fs/cgroup", os.path.dirname(btf.VMLINUX_BTF), "/lib/modules", "/usr/src",
+              "/dev/kmsg", NodeNames().pods_dir, NodeNames().containers_dir}
+    assert needed <= mounts, needed - mounts
+    out = c["args"][c["args"].index("--output") + 1]
+    assert any(out.startswith(m) and m != "/" for m in mounts - needed), "the output folder must be on a mounted volume"
+    _check_record_args(c["args"])
+    volumes = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"]}
+    assert all(volumes[m["name"]] == m["mountPath"] for m in c["volumeMounts"])
+    assert "ALL" in c["securityContext"]["capabilities"]["drop"] and not c["securityContext"]["privileged"]
+
+
+def test_dockerfile_builds_with_the_setup_script_and_its_steps_run_dry():
+    with open(os.path.join(PKG, "Dockerfile")) as f:
+        docker = f.read()
+    assert "RUN ./setup.sh image" in docker
+    cmd = next(l for l in docker.splitlines() if l.startswith("CMD "))
+    _check_record_args(yaml.safe_load(cmd[4:]))
+    res = subprocess.run(["bash", os.path.join(ROOT, "setup.sh"), "image"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "OOMSCOPE_DRY_RUN": "1"})
+    assert res.returncode == 0, res.stderr
+    assert "python3-bpfcc" in res.stdout and "pip install -e" in res.stdout
+    assert "linux-headers" not in res.stdout + res.stderr  # the node's headers are mounted, not installed
