@@ -92,6 +92,8 @@ class Collector:
             self.metrics = Metrics()
             self.metrics.serve(opts.metrics_addr)
         self.retention = Retention.parse(opts.keep) if opts.keep else None
+        self._sampler_errors_seen = 0
+        self._lost_seen = 0
         self.host = procfs.read_host(self.hier.version)
         self.clock_offset = clock_offset_ns()
         self._events: List[OomEvent] = []
@@ -222,6 +224,14 @@ class Collector:
                 if self.metrics is not None:
                     self.metrics.errors.labels("collector").inc()
         if self.metrics is not None:
+            new_errors = self.sampler.errors - self._sampler_errors_seen
+            if new_errors > 0:
+                self.metrics.errors.labels("sampler").inc(new_errors)
+                self._sampler_errors_seen = self.sampler.errors
+            lost = self.probes.lost - self._lost_seen
+            if lost > 0:
+                self.metrics.errors.labels("probe").inc(lost)  # BPF events lost in the perf buffer
+                self._lost_seen = self.probes.lost
             self.metrics.charge.set(1 if self.charge is not None and self.charge.attached else 0)
             self.metrics.watched.set(self.sampler.watched())
             self.metrics.lost.set(self.probes.lost)
