@@ -461,6 +461,14 @@ class OomReportParser:
 
     def _line(self, line: str, rec: KmsgRecord) -> Optional[OomReport]:
         line = line.rstrip("\r")
+        if self._mode == "stats":
+            # Most of a report's lines are memory.stat's "key value": take them first (no header,
+            # Killed or group line has that shape).
+            s = _RE_STAT.match(line)
+            if s:
+                self._cur.memory_stat[s.group("key")] = int(s.group("value"))
+                self._cur.lines.append(line)
+                return None
         m = _RE_HEADER.match(line)
         if m:
             self._cur = OomReport(

@@ -13,6 +13,8 @@ import pytest
 from oomscope.record.writer import write_kill
 from oomscope.report.render import render_html
 
+from oomscope.model import Timeline, TimelinePoint
+
 from .helpers import capture_from_fixture
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -44,6 +46,11 @@ def browser():
 def test_postmortem_in_chromium(browser, tmp_path, fixture_name, version, width, height):
     cap, _ = capture_from_fixture(fixture_name, version=version)
     cap.victim.cmdline = "<script>alert(1)</script> /usr/bin/app --config=/etc/app.yaml " + "x" * 300
+    if version == 2:  # a leak on the timeline: the chart and the advice render too
+        limit = cap.at_kill.limit_bytes or (64 << 20)
+        cap.timelines = [Timeline(cap.cgroup.oom_memcg or "/", [
+            TimelinePoint(t_ms=-6000.0 * (20 - i), usage_bytes=limit * (i + 1) // 21, anon_bytes=limit * i // 21,
+                          file_bytes=limit // 21, limit_bytes=limit) for i in range(21)])]
     _, html_path, err = write_kill(str(tmp_path), cap, render_html)
     assert err is None
     page = browser.new_page(viewport={"width": width, "height": height})
@@ -58,6 +65,12 @@ def test_postmortem_in_chromium(browser, tmp_path, fixture_name, version, width,
     scroll_width, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert scroll_width <= inner, f"the page is {scroll_width}px wide in a {inner}px window"
     assert page.locator("h1").inner_text().startswith(f"pid {cap.victim.pid}")
+    if version == 2:
+        box = page.locator("svg.timeline").bounding_box()
+        assert box and 0 < box["width"] <= width and box["height"] > 50
+        assert page.locator("svg.timeline polyline").count() >= 2
+        if "global" not in fixture_name:
+            assert "More limit only delays this" in page.locator("table.advice").inner_text()
     shot = tmp_path / f"{width}.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
