@@ -33,6 +33,7 @@ _RE_DMESG = re.compile(r"^\[\s*(?P<sec>\d+)\.(?P<frac>\d+)\] ?(?P<text>.*)$")
 _RE_DMESG_T = re.compile(r"^\[(?:[A-Z][a-z]{2} )?(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d\d:\d\d:\d\d) (?P<year>\d{4})\] ?(?P<text>.*)$")
 _RE_SYSLOG = re.compile(r"^(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d\d:\d\d:\d\d)(?:\.\d+)? (?P<host>\S+) kernel: ?(?P<text>.*)$")
 _RE_ISO = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?) (?P<host>\S+) kernel: ?(?P<text>.*)$")
+_RE_DICT = re.compile(r"^ [A-Z_]+=")
 _RE_PRINTK_TIME = re.compile(r"^\[\s*(?P<sec>\d+)\.(?P<frac>\d+)\] ?(?P<text>.*)$")
 
 
@@ -80,10 +81,18 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
     year = year or dt.datetime.now(dt.timezone.utc).year
     synthetic = 0  # a made-up printk clock for shapes without one: keeps order, 1 ms apart
     seq = 0
+    prev: Optional[LogLine] = None
     for raw in lines:
         line = raw.rstrip("\r\n")
-        if not line or line[0] == " ":
-            continue  # empty, or a /dev/kmsg dictionary line
+        if not line:
+            continue
+        if line[0] == " ":
+            # dmesg prints the further lines of a multi-line record indented under the first
+            # (util-linux dmesg.c; 6.1's cgroup v2 memory.stat is one such record); a /dev/kmsg
+            # dump's " KEY=value" dictionary lines are skipped
+            if prev is not None and prev.shape in ("dmesg", "dmesg-T") and not _RE_DICT.match(line):
+                yield LogLine(prev.record._replace(text=line.strip()), prev.wall, prev.host, prev.shape)
+            continue
         seq += 1
         usec: Optional[int] = None
         wall: Optional[float] = None
@@ -163,7 +172,9 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
         else:
             synthetic = max(synthetic, usec)
         if "\n" not in text:
-            yield LogLine(KmsgRecord(level, 0, seq, usec, text), wall, host, shape)
+            prev = LogLine(KmsgRecord(level, 0, seq, usec, text), wall, host, shape)
+            yield prev
             continue
         for part in text.split("\n"):
-            yield LogLine(KmsgRecord(level, 0, seq, usec, part), wall, host, shape)
+            prev = LogLine(KmsgRecord(level, 0, seq, usec, part), wall, host, shape)
+            yield prev
