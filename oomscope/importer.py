@@ -11,9 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gzip
-import io
 import mmap
-import os
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from .kernel.logformats import read_log_lines
 from .kernel.logscan import report_lines, report_regions
 from .model import SOURCE_KERNEL_LOG, SOURCE_KERNEL_REPORT, Capture, Host
 from .record.assemble import KillContext, build_capture
+from .terminal import terminal_safe
 
 NOTE = ("Imported from a kernel log: every figure is what the kernel printed in its OOM report. A log has no "
         "timeline, no per-process data beyond the report's tasks table, and no reading of the cgroup before "
@@ -230,17 +229,13 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
             state = ("full report" if imp.report.has_header else
                      "report without its first lines" if imp.report.memory_stat or imp.report.memory else "Killed line only")
             label = cap.workload.label()
-            out.write(f"{cap.times.kill_wall or cap.kill_id} kill pid={cap.victim.pid} comm={_safe(cap.victim.comm)!r} "
-                      f"memcg={_safe(cap.cgroup.oom_memcg or '?')}" + (f" workload={_safe(label)!r}" if label else "")
+            out.write(f"{cap.times.kill_wall or cap.kill_id} kill pid={cap.victim.pid} comm={terminal_safe(cap.victim.comm)!r} "
+                      f"memcg={terminal_safe(cap.cgroup.oom_memcg or '?')}" + (f" workload={terminal_safe(label)!r}" if label else "")
                       + f" ({state}) -> {html_path or capture_path}\n")
         err.write(f"oomscope: {name}: {len(found)} kill(s)\n")
     if written:
         index.write(atomic_write)
     return written
-
-
-def _safe(text: str) -> str:
-    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
 
 
 def parse_since(text: str) -> float:

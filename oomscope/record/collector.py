@@ -22,6 +22,7 @@ from typing import Callable, List, Optional, TextIO
 from ..analysis.attribution import analyse
 from ..containers import NodeNames, workload_of
 from ..metrics import Metrics
+from ..terminal import terminal_safe
 from ..errors import EnvironmentProblem, ProbeError
 from ..kernel import btf, procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
@@ -54,11 +55,6 @@ class RecordOptions:
     metrics_addr: Optional[str] = None  # HOST:PORT for Prometheus metrics
     log_format: str = "text"  # text | json: the per-kill line on stdout
     keep: Optional[str] = None  # N (post-mortems) or Nd (days): prune older ones
-
-
-def terminal_safe(text: str) -> str:
-    """Process and cgroup names are chosen by whoever runs the workload: no control bytes to a tty."""
-    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
 
 
 def _mib(v: Optional[int]) -> str:

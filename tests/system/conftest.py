@@ -69,6 +69,49 @@ def run_in_cgroup(fs_path, code, timeout=60, env=None):
     )
 
 
+# An OOM storm: a parent spared by oom_score_adj=-1000 keeps three children allocating until
+# killed, for argv[2] seconds; their pids are written into the folder argv[1]. With argv[3], the
+# parent first fills the cgroup with that many bytes for 3 s (so that record sees it near its
+# limit), then frees them.
+STORM = r"""
+import os, sys, time
+os.makedirs(sys.argv[1], exist_ok=True)
+open('/proc/self/oom_score_adj', 'w').write('-1000')   # the parent is spared; its children are not
+if len(sys.argv) > 3:
+    hold = bytearray(int(sys.argv[3]))
+    for i in range(0, len(hold), 4096):
+        hold[i] = 1
+    time.sleep(3.0)
+    del hold
+end = time.monotonic() + float(sys.argv[2])
+children = set()
+while time.monotonic() < end:
+    while len(children) < 3:
+        pid = os.fork()
+        if pid == 0:
+            open('/proc/self/oom_score_adj', 'w').write('0')
+            open('/proc/self/comm', 'w').write('storm-child')
+            a = []
+            while True:
+                a.append(bytearray(1 << 20))
+        children.add(pid)
+        open(os.path.join(sys.argv[1], str(pid)), 'w').close()
+    pid, _ = os.wait()
+    children.discard(pid)
+for pid in children:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+"""
+
+
+def run_storm(fs_path, script_path, pids_dir, seconds, warm_bytes=None, timeout=90):
+    script_path.write_text(STORM)
+    extra = [] if warm_bytes is None else [str(warm_bytes)]
+    return subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", os.path.join(fs_path, "cgroup.procs"),
+                           sys.executable, str(script_path), str(pids_dir), str(seconds), *extra],
+                          capture_output=True, timeout=timeout)
+
+
 class Recorder:
     def __init__(self, out_dir, extra=()):
         self.out_dir = str(out_dir)

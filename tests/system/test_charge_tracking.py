@@ -12,39 +12,8 @@ import pytest
 
 from oomscope.probes import charge_tracking_support
 
-from .conftest import run_in_cgroup
+from .conftest import run_in_cgroup, run_storm
 
-# The parent fills the cgroup to ~90% and holds it for a while, so that record sees the cgroup
-# near its limit (and attaches its counters) before the storm; then its children are killed
-# one after another.
-WARM_STORM = r"""
-import os, sys, time
-os.makedirs(sys.argv[1], exist_ok=True)
-open('/proc/self/oom_score_adj', 'w').write('-1000')   # the parent is spared; its children are not
-hold = bytearray(int(sys.argv[3]))
-for i in range(0, len(hold), 4096):
-    hold[i] = 1
-time.sleep(3.0)
-del hold
-end = time.monotonic() + float(sys.argv[2])
-children = set()
-while time.monotonic() < end:
-    while len(children) < 3:
-        pid = os.fork()
-        if pid == 0:
-            open('/proc/self/oom_score_adj', 'w').write('0')
-            open('/proc/self/comm', 'w').write('storm-child')
-            a = []
-            while True:
-                a.append(bytearray(1 << 20))
-        children.add(pid)
-        open(os.path.join(sys.argv[1], str(pid)), 'w').close()
-    pid, _ = os.wait()
-    children.discard(pid)
-for pid in children:
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-"""
 
 SIZE_TOLERANCE = (0.02, 1 << 20)   # 2% or 1 MiB, whichever is larger (the issue's target)
 # Event counts (pgpgin, pgpgout, pgfault) are cumulative: the kernel prints its report in
@@ -86,11 +55,8 @@ def test_storm_kills_get_their_state_from_the_counters(recorder, kernel_log, san
     name, path = sandbox(limit=64 << 20)
     rec = recorder()
     pids_dir = tmp_path / "pids"
-    script = tmp_path / "storm.py"
-    script.write_text(WARM_STORM)
-    res = subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" "$3" "$4" 6 "$5"', "sh",
-                          os.path.join(path, "cgroup.procs"), sys.executable, str(script), str(pids_dir), str(58 << 20)],
-                         capture_output=True, timeout=60)
+    # the parent holds ~90% of the limit first, so that record attaches its counters before the storm
+    res = run_storm(path, tmp_path / "storm.py", pids_dir, 6, warm_bytes=58 << 20)
     assert res.returncode == 0, res.stderr
     ours = {int(p) for p in os.listdir(pids_dir)}
     time.sleep(1.0)

@@ -11,7 +11,7 @@ import pytest
 
 from oomscope.lab import run_scenario
 
-from .conftest import run_in_cgroup
+from .conftest import run_in_cgroup, run_storm
 
 HOG = "a = []\nwhile True: a.append(bytearray(1 << 20))\n"
 
@@ -87,29 +87,6 @@ def test_sidecar_is_in_the_tasks_and_the_gap(recorder, kernel_log, hier):
     assert "Other processes in the cgroup (1)" in html
 
 
-STORM = r"""
-import os, sys, time
-os.makedirs(sys.argv[1], exist_ok=True)
-open('/proc/self/oom_score_adj', 'w').write('-1000')   # the parent is spared; its children are not
-end = time.monotonic() + float(sys.argv[2])
-children = set()
-while time.monotonic() < end:
-    while len(children) < 3:
-        pid = os.fork()
-        if pid == 0:
-            open('/proc/self/oom_score_adj', 'w').write('0')
-            open('/proc/self/comm', 'w').write('storm-child')
-            a = []
-            while True:
-                a.append(bytearray(1 << 20))
-        children.add(pid)
-        open(os.path.join(sys.argv[1], str(pid)), 'w').close()
-    pid, _ = os.wait()
-    children.discard(pid)
-for pid in children:
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-"""
 
 
 @pytest.fixture
@@ -124,11 +101,7 @@ def test_storm_every_killed_line_has_a_capture(recorder, kernel_log, sandbox, tm
     name, path = sandbox(limit=64 << 20)
     rec = recorder()
     pids_dir = tmp_path / "pids"
-    script = tmp_path / "storm.py"
-    script.write_text(STORM)
-    res = subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" "$3" "$4" 6', "sh",
-                          os.path.join(path, "cgroup.procs"), sys.executable, str(script), str(pids_dir)],
-                         capture_output=True, timeout=90)
+    res = run_storm(path, tmp_path / "storm.py", pids_dir, 6)
     assert res.returncode == 0, res.stderr
     ours = {int(p) for p in os.listdir(pids_dir)}
     time.sleep(1.0)

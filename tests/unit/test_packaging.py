@@ -10,7 +10,7 @@ import yaml
 
 from oomscope.cli import app
 from oomscope.containers import NodeNames
-from oomscope.kernel import btf, kmsg, tracefs
+from oomscope.kernel import btf, tracefs
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 PKG = os.path.join(ROOT, "packaging")
