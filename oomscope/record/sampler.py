@@ -173,14 +173,20 @@ class Sampler:
         if now >= self._next_discovery:
             self._discover(now)
             self._next_discovery = now + self.discover_interval_ns
+        filling = []
         for cg, w in self._watched.items():
             if w.next_ns > now and w.limit and w.peek_ns <= now:
                 # above half the limit, peek as often as a near-limit cgroup is read: a fast
                 # grower (80 MiB/s in a 96 MiB cgroup) crosses the last 10% in ~120 ms
                 w.peek_ns = now + (self.fast_interval_ns if w.ratio >= 0.5 else self.peek_interval_ns)
                 usage = self.hier.usage(cg)
-                if usage is not None and self._band(usage / w.limit) > self._band(w.ratio):
-                    w.next_ns = now  # filling up: read it fully now
+                if usage is not None and (self._band(usage / w.limit) > self._band(w.ratio)
+                                          or usage / w.limit - w.ratio > 0.1):
+                    filling.append(cg)  # filling up: read it, and every cgroup below it, now
+        for cg in filling:
+            for other, ow in self._watched.items():
+                if cgroup_within(other, cg):
+                    ow.next_ns = now
         due = [cg for cg, w in self._watched.items() if w.next_ns <= now]
         reclaim_by_cg = self._reclaim_by_cgroup() if due and self.reclaim_reader is not None else {}
         new_samples: Dict[str, Sample] = {}

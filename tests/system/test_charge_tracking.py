@@ -149,8 +149,8 @@ def test_timeline_shows_page_cache_then_anon_then_reclaim(recorder, kernel_log, 
     t_anon = next((p["t_ms"] for p in pts if (p["anon_bytes"] or 0) >= 30 * mib), None)
     assert t_file is not None and t_anon is not None, pts
     assert t_file < t_anon, (t_file, t_anon)
-    first_anon_phase = [p for p in pts if p["t_ms"] >= t_anon]
-    assert first_anon_phase[-1]["anon_bytes"] > first_anon_phase[0]["anon_bytes"]
+    at_cache = next(p for p in pts if p["t_ms"] == t_file)
+    assert pts[-1]["anon_bytes"] > at_cache["anon_bytes"] + 20 * mib  # anon grew after the cache phase
     # the limit forced reclaim of the page cache before the kill
     last = pts[-1]
     if last["reclaim_runs"] is not None:
