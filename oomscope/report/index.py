@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from ..analysis.attribution import analyse
+from ..analysis.attribution import Analysis, analyse
 from ..errors import OomscopeError
 from ..model import Capture
 from .render import _env
@@ -27,9 +27,9 @@ class IndexRow:
     href: str
 
 
-def row_for(capture: Capture) -> IndexRow:
+def row_for(capture: Capture, analysis: Optional[Analysis] = None) -> IndexRow:
     try:
-        cats = ", ".join(analyse(capture).top_categories)
+        cats = ", ".join((analysis or analyse(capture)).top_categories)
     except Exception:  # noqa: BLE001 - one odd capture must not cost the index
         cats = ""
     cg = capture.cgroup
@@ -60,16 +60,16 @@ class OutputIndex:
                 continue
             self._add(os.path.basename(os.path.dirname(path)), cap)
 
-    def _add(self, folder: str, capture: Capture) -> None:
-        row = row_for(capture)
+    def _add(self, folder: str, capture: Capture, analysis: Optional[Analysis] = None) -> None:
+        row = row_for(capture, analysis)
         row.href = f"{folder}/postmortem.html"
         self.rows[folder] = row
 
     def remove(self, folder: str) -> None:
         self.rows.pop(folder, None)
 
-    def add(self, capture_path: str, capture: Capture) -> None:
-        self._add(os.path.basename(os.path.dirname(capture_path)), capture)
+    def add(self, capture_path: str, capture: Capture, analysis: Optional[Analysis] = None) -> None:
+        self._add(os.path.basename(os.path.dirname(capture_path)), capture, analysis)
 
     def render(self) -> str:
         rows: List[IndexRow] = sorted(self.rows.values(), key=lambda r: r.when, reverse=True)

@@ -11,6 +11,9 @@ import functools
 
 import jinja2
 
+from typing import Optional
+
+from ..analysis.attribution import Analysis
 from ..model import Capture
 from .view import build_view
 
@@ -26,6 +29,6 @@ def _env() -> jinja2.Environment:
     )
 
 
-def render_html(capture: Capture) -> str:
-    view = build_view(capture)
+def render_html(capture: Capture, analysis: Optional[Analysis] = None) -> str:
+    view = build_view(capture, analysis)
     return _env().get_template("postmortem.html.j2").render(v=view)
