@@ -83,7 +83,7 @@ class Sampler:
         mid_interval_s: float = 1.0,
         fast_interval_s: float = 0.1,
         near_limit_ratio: float = 0.9,
-        discover_interval_s: float = 2.0,
+        discover_interval_s: float = 1.0,
         peek_interval_s: float = 0.25,
         ring_s: float = 10.0,
         timeline_points: int = 600,

@@ -181,7 +181,7 @@ def test_parent_limit_is_told_apart_from_the_victims_cgroup(recorder, kernel_log
                               stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline().strip() == b"ready"
-        time.sleep(1.2)  # a sidecar runs long before the kill: let the sampler see it (every 0.5 s)
+        time.sleep(1.2)  # a sidecar runs long before the kill: let the sampler find it (new cgroups: within 1 s)
         res = run_in_cgroup(child_path, "import os\nprint(os.getpid(), flush=True)\n" + HOG)
         assert res.returncode == -9
         pid = int(res.stdout.split()[0])
