@@ -152,7 +152,8 @@ def import_reports(lines: Iterable[str], since: Optional[float] = None, boot_wal
             walls[ll.record.usec] = (ll.wall, ll.host)
         for rep in parser.feed(ll.record):
             out.append(_capture(rep, walls, boot_wall, host, names))
-            walls.clear() if len(walls) > 100_000 else None
+            if len(walls) > 100_000:
+                walls.clear()
     if since is not None:
         out = [i for i in out if i.capture.times.kill_wall is None
                or dt.datetime.fromisoformat(i.capture.times.kill_wall).timestamp() >= since]
@@ -191,9 +192,8 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
 
 def run_import(paths: List[str], journal: bool, since: Optional[str], output: str,
                render_html: Callable[[Capture], str], out, err) -> List[str]:
-    from .record.writer import write_kill  # noqa: WPS433
+    from .record.writer import atomic_write, write_kill  # noqa: WPS433 - only when writing
     from .report.index import OutputIndex  # noqa: WPS433
-    from .record.writer import atomic_write  # noqa: WPS433
 
     since_ts = parse_since(since) if since else None
     sources: List[Tuple[Iterator[str], str]] = []

@@ -33,6 +33,8 @@ from typing import Callable, Deque, Dict, List, Optional, Tuple
 from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..model import SOURCE_LAST_SAMPLE, CgroupState, TimelinePoint
+from ..probes import CHARGE_SLOTS, ReclaimStats  # plain Python; probes imports bcc only when loading
+from .charges import TRACKED, choose_watched
 from .timeline import TimelineRing, point_values
 
 AUTO_ATTACH_RATIO = 0.9     # charge tracking attaches when a cgroup is this close to its limit ...
@@ -43,14 +45,14 @@ AUTO_DETACH_AFTER_S = 10.0  # for this long
 MAX_PAIR_SPREAD_PAGES = 64  # 256 KiB: the most a paired sample may be off by (half of it, on average)
 
 
+_STAT_INDEX = [i for i, item in enumerate(TRACKED) if not item.event]
+
+
 def _spread(before: Dict[int, List[int]], after: Dict[int, List[int]]) -> int:
     """How far apart two counter reads are, in pages of the stat items (events left out)."""
-    from .charges import TRACKED  # noqa: WPS433
-
-    stat_index = [i for i, item in enumerate(TRACKED) if not item.event]
     if before.keys() != after.keys():
         return 1 << 62
-    return max((abs(after[c][i] - before[c][i]) for c in after for i in stat_index), default=0)
+    return max((abs(after[c][i] - before[c][i]) for c in after for i in _STAT_INDEX), default=0)
 
 
 @dataclass
@@ -297,8 +299,6 @@ class Sampler:
 
     def _reclaim_by_cgroup(self) -> Dict[str, object]:
         """Cumulative reclaim per watched cgroup: its processes' and its descendants'."""
-        from ..probes import ReclaimStats  # noqa: WPS433 - plain dataclass; probes imports bcc lazily
-
         try:
             by_pid = self.reclaim_reader()
         except Exception:  # noqa: BLE001 - a map read failing must not stop the sampler
@@ -320,8 +320,6 @@ class Sampler:
     def _steer_charge_tracking(self, now: int) -> None:
         """Attach the charge counters while some cgroup is near its limit (auto) or always (on),
         watching the fullest limited cgroups with their subtrees."""
-        from .charges import choose_watched  # noqa: WPS433
-
         limited = [(w.ratio, cg) for cg, w in self._watched.items() if self._ancestor(cg) == cg]
         near = any(r >= AUTO_ATTACH_RATIO for r, _ in limited)
         if near or any(r >= AUTO_DETACH_RATIO for r, _ in limited):
@@ -337,8 +335,6 @@ class Sampler:
                 continue
             subtree = [(c, w.ino) for c, w in self._watched.items() if cgroup_within(c, cg)]
             candidates.append((ratio, cg, subtree))
-        from ..probes import CHARGE_SLOTS  # noqa: WPS433
-
         chosen = choose_watched(candidates, CHARGE_SLOTS)
         if chosen:
             self.charge.watch([i for _c, i in chosen])
