@@ -2,43 +2,37 @@
  *
  * memory.stat read after a kill shows the memory already freed, and the kernel's own report is
  * rate-limited away in a storm. So the in-kernel counters here sum every stat update of the
- * watched cgroups, and at oom:mark_victim a snapshot of them is taken: user space adds the
- * snapshot's deltas since its last memory.stat sample to that sample, giving the state at the kill.
+ * watched cgroups, and at the kill a snapshot of them is taken: user space adds the snapshot's
+ * deltas since its last memory.stat sample to that sample, giving the state at the kill.
  *
- * Cost is the point of the design (KERNEL-NOTES.md: helper calls are expensive on these CPUs; an
- * empty program on these tracepoints costs ~4%, a per-CPU hash ~70%):
- *   - user space attaches the three memcg:* programs only while some watched cgroup is near its
- *     limit; they are detached otherwise;
- *   - the first thing each program does is compare the cgroup id with at most OOMSCOPE_SLOTS
- *     watched ids held in one array element (an array lookup the verifier inlines: no helper);
+ * Cost is the point of the design: these tracepoints fire several times per page fault on the
+ * whole host (measured: 4.3 mod_memcg_lruvec_state + 2.3 count_memcg_events per 4 KiB page
+ * touched and freed). Measured on a page-fault storm (bench/overhead.py, steady state): an *empty*
+ * program attached as a perf-event tracepoint costs 1.13x, as a raw tracepoint 1.065x; so
+ *   - the programs are raw tracepoints: no perf record is built; the arguments are the
+ *     tracepoint's own (struct mem_cgroup *memcg, int item, int/unsigned long val), their
+ *     prototypes checked against the kernel's BTF (btf_trace_*) by probes.py before loading;
+ *   - user space attaches them only while some watched cgroup is near its limit;
+ *   - the memcg pointer is turned into a cgroup id (memcg->css.cgroup->kn->id, offsets from BTF)
+ *     only on a miss of a small per-CPU cache (pointer -> watch slot or none): the hot path is an
+ *     inlined array lookup and two compares, and reads no kernel memory;
  *   - item numbers are translated to a small dense index through a second array (inlined too);
  *   - counters are one array with a region per CPU, indexed with bpf_get_smp_processor_id()
  *     (inlined by the verifier on x86-64, 6.10+): no atomics and no shared cache lines, and the
  *     snapshot can read every CPU's region (bcc 0.26 cannot name a map in
  *     bpf_map_lookup_percpu_elem, so a per-CPU array could not be summed in the kernel).
- * Sums across CPUs are made only in the rare oom:mark_victim handler and by user space.
+ * Sums across CPUs are made only in the rare snapshot handler and by user space.
  *
- * Layout of each tracepoint's record is checked against tracefs by probes.py before loading:
- *   memcg:mod_memcg_state / mod_memcg_lruvec_state: u64 id @8, int item @16, int val @20
- *   memcg:count_memcg_events:                      u64 id @8, int item @16, unsigned long val @24
- * -D from user space: OOMSCOPE_NR_ITEMS (stat items + event items, from BTF), OOMSCOPE_NCPUS.
+ * The cache is keyed by pointer, and a memcg's memory can be reused by a new memcg once the old
+ * one is freed (long after its cgroup is removed: it lives on while pages are charged to it).
+ * Every entry carries the watch generation it was resolved under; user space bumps it whenever
+ * the watched set changes, which it does when a watched cgroup vanishes or a new one is watched,
+ * so a reused pointer is resolved again.
+ *
+ * -D from user space: OOMSCOPE_NR_ITEMS (stat items + event items, from BTF), OOMSCOPE_NCPUS,
+ * OOMSCOPE_OFF_MEMCG_CGROUP, OOMSCOPE_OFF_CGROUP_KN, OOMSCOPE_OFF_KN_ID (from BTF).
  */
 #include "oomscope.h"
-
-struct memcg_stat_record {
-    u64 common;
-    u64 id;       /* cgroup id = inode of the cgroup directory */
-    int item;     /* node_stat_item or memcg_stat_item value */
-    int val;      /* delta, in pages for the items we track (see probes.py) */
-};
-
-struct memcg_event_record {
-    u64 common;
-    u64 id;
-    int item;     /* vm_event_item value */
-    int pad;
-    unsigned long val;
-};
 
 BPF_ARRAY(watch, struct oomscope_watch, 1);
 /* item number (events offset by the number of stat items) -> dense tracked index + 1; 0 = not tracked */
@@ -48,56 +42,91 @@ BPF_ARRAY(counters, s64, OOMSCOPE_NCPUS * REGION);
 BPF_ARRAY(snapshots, struct oomscope_snapshot, OOMSCOPE_SNAPSHOTS);
 BPF_ARRAY(snapshot_seq, u64, 1);
 
-static __always_inline int slot_of(u64 id)
+#define CACHE_WAYS 16  /* direct-mapped, per CPU */
+struct memcg_cache_entry {
+    u64 memcg;  /* struct mem_cgroup * */
+    u64 gen;    /* oomscope_watch.gen it was resolved under */
+    s64 slot;   /* watch slot, or -1: not watched */
+};
+BPF_ARRAY(memcg_cache, struct memcg_cache_entry, OOMSCOPE_NCPUS * CACHE_WAYS);
+BPF_ARRAY(cache_misses, u64, OOMSCOPE_NCPUS);  /* read by user space: how often ids were resolved */
+
+/* cgroup_id(memcg->css.cgroup), as the tracepoint's perf record has it (include/trace/events/memcg.h) */
+static __always_inline u64 memcg_cgroup_id(u64 memcg)
+{
+    u64 cgrp = 0, kn = 0, id = 0;
+
+    if (bpf_probe_read_kernel(&cgrp, sizeof(cgrp), (void *)(memcg + OOMSCOPE_OFF_MEMCG_CGROUP)) || !cgrp)
+        return 0;
+    if (bpf_probe_read_kernel(&kn, sizeof(kn), (void *)(cgrp + OOMSCOPE_OFF_CGROUP_KN)) || !kn)
+        return 0;
+    if (bpf_probe_read_kernel(&id, sizeof(id), (void *)(kn + OOMSCOPE_OFF_KN_ID)))
+        return 0;
+    return id;
+}
+
+static __always_inline void add(u64 memcg, u32 item, s64 val)
 {
     u32 zero = 0;
     struct oomscope_watch *w = watch.lookup(&zero);
 
-    if (!w)
-        return -1;
+    if (!w || !memcg)
+        return;
+    u32 cpu = bpf_get_smp_processor_id();
+    if (cpu >= OOMSCOPE_NCPUS)
+        return;
+    /* mem_cgroup structs are kmalloc'd well over 1 KiB: the bits above 10 tell them apart */
+    u32 ckey = cpu * CACHE_WAYS + (u32)(((memcg >> 10) ^ (memcg >> 14)) & (CACHE_WAYS - 1));
+    struct memcg_cache_entry *e = memcg_cache.lookup(&ckey);
+    if (!e)
+        return;
+    s64 slot = e->slot;
+    if (e->memcg != memcg || e->gen != w->gen) {
+        u64 gen = w->gen;  /* read before the ids: a concurrent update leaves a stale gen, resolved again */
+        u64 id = memcg_cgroup_id(memcg);
+        slot = -1;
 #pragma unroll
-    for (int i = 0; i < OOMSCOPE_SLOTS; i++) {
-        if (w->ids[i] == id && id != 0)
-            return i;
+        for (int i = 0; i < OOMSCOPE_SLOTS; i++) {
+            if (id != 0 && w->ids[i] == id)
+                slot = i;
+        }
+        e->memcg = memcg;
+        e->gen = gen;
+        e->slot = slot;
+        u64 *misses = cache_misses.lookup(&cpu);
+        if (misses)
+            *misses += 1;
     }
-    return -1;
-}
-
-static __always_inline void add(u64 id, u32 item, s64 val)
-{
-    int slot = slot_of(id);
-
-    if (slot < 0)
+    if (slot < 0 || slot >= OOMSCOPE_SLOTS)
         return;
     if (item >= OOMSCOPE_NR_ITEMS)
         return;
     u32 *idx = item_index.lookup(&item);
     if (!idx || *idx == 0 || *idx > OOMSCOPE_TRACKED)
         return;
-    u32 cpu = bpf_get_smp_processor_id();
-    if (cpu >= OOMSCOPE_NCPUS)
-        return;
-    u32 key = cpu * REGION + slot * OOMSCOPE_TRACKED + (*idx - 1);
+    u32 key = cpu * REGION + (u32)slot * OOMSCOPE_TRACKED + (*idx - 1);
     s64 *c = counters.lookup(&key);
     if (c)
         *c += val;
 }
 
-int on_mod_memcg_state(struct memcg_stat_record *args)
+/* Raw tracepoint arguments are u64 slots, and an int is copied into one bit for bit, not
+ * sign-extended (CAST_TO_U64 in include/trace/bpf_probe.h): cast back to int before widening. */
+int on_mod_memcg_state(struct bpf_raw_tracepoint_args *ctx)
 {
-    add(args->id, (u32)args->item, args->val);
+    add(ctx->args[0], (u32)ctx->args[1], (s64)(int)ctx->args[2]);
     return 0;
 }
 
-int on_mod_memcg_lruvec_state(struct memcg_stat_record *args)
+int on_mod_memcg_lruvec_state(struct bpf_raw_tracepoint_args *ctx)
 {
-    add(args->id, (u32)args->item, args->val);
+    add(ctx->args[0], (u32)ctx->args[1], (s64)(int)ctx->args[2]);
     return 0;
 }
 
-int on_count_memcg_events(struct memcg_event_record *args)
+int on_count_memcg_events(struct bpf_raw_tracepoint_args *ctx)
 {
-    add(args->id, (u32)args->item + OOMSCOPE_NR_STAT_ITEMS, (s64)args->val);
+    add(ctx->args[0], (u32)ctx->args[1] + OOMSCOPE_NR_STAT_ITEMS, (s64)ctx->args[2]);
     return 0;
 }
 

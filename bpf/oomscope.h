@@ -65,7 +65,8 @@ struct oomscope_reclaim {
 
 struct oomscope_watch {
     u64 ids[OOMSCOPE_SLOTS];    /* cgroup ids (directory inodes); 0 = free slot */
-    u64 active;                 /* snapshot at oom:mark_victim only when set */
+    u64 active;                 /* snapshot at the kill only when set */
+    u64 gen;                    /* bumped by user space at every change of ids: see charge_tracking.c */
 };
 
 #define OOMSCOPE_SNAP_SIGKILL 1      /* signal:signal_generate, SIGKILL: before the victim can free */

@@ -190,31 +190,56 @@ class OomProbes:
 
 
 MEMCG_TRACEPOINTS = (
-    # (tracepoint, program, the record layout bpf/charge_tracking.c assumes: field -> offset)
-    ("mod_memcg_state", "on_mod_memcg_state", {"id": 8, "item": 16, "val": 20}),
-    ("mod_memcg_lruvec_state", "on_mod_memcg_lruvec_state", {"id": 8, "item": 16, "val": 20}),
-    ("count_memcg_events", "on_count_memcg_events", {"id": 8, "item": 16, "val": 24}),
+    # (raw tracepoint, program, its arguments as bpf/charge_tracking.c reads them)
+    ("mod_memcg_state", "on_mod_memcg_state", ["struct mem_cgroup *", "int", "int"]),
+    ("mod_memcg_lruvec_state", "on_mod_memcg_lruvec_state", ["struct mem_cgroup *", "int", "int"]),
+    ("count_memcg_events", "on_count_memcg_events", ["struct mem_cgroup *", "int", "long unsigned int"]),
+)
+# memcg pointer -> cgroup id, as the tracepoints' own records compute it: cgroup_id(memcg->css.cgroup)
+MEMCG_ID_PATH = (
+    ("OOMSCOPE_OFF_MEMCG_CGROUP", "mem_cgroup", "css.cgroup"),
+    ("OOMSCOPE_OFF_CGROUP_KN", "cgroup", "kn"),
+    ("OOMSCOPE_OFF_KN_ID", "kernfs_node", "id"),
 )
 CHARGE_SLOTS = 8  # OOMSCOPE_SLOTS in bpf/oomscope.h
 SNAPSHOTS = 128  # OOMSCOPE_SNAPSHOTS
 
 
 def charge_tracking_support(tracefs_path: Optional[str] = None) -> Optional[str]:
-    """None when this kernel has the memcg:* tracepoints in the layout we read, else why not."""
-    for tp, _fn, layout in MEMCG_TRACEPOINTS:
-        fields = tracefs.tracepoint_fields("memcg", tp, tracefs_path)
-        if fields is None:
+    """None when this kernel has the memcg:* tracepoints, else why not."""
+    for tp, _fn, _params in MEMCG_TRACEPOINTS:
+        if tracefs.tracepoint_fields("memcg", tp, tracefs_path) is None:
             return "this kernel has no memcg:* stat tracepoints (they came in 6.13)"
-        offsets = {f.name: f.offset for f in fields}
-        if any(offsets.get(k) != v for k, v in layout.items()):
-            return f"memcg:{tp} has a record layout this oomscope does not know"
     return None
+
+
+def charge_tracking_layout(types) -> List[str]:
+    """The -D flags bpf/charge_tracking.c needs from the kernel's BTF (a btf.BtfTypes): the
+    offsets that turn a memcg pointer into its cgroup id. Raises ProbeError when the raw
+    tracepoints' arguments or those members are not what the program reads."""
+    from .kernel import btf  # noqa: WPS433 - only charge tracking needs it
+
+    flags = []
+    try:
+        for tp, _fn, params in MEMCG_TRACEPOINTS:
+            got = types.raw_tracepoint_params(tp)
+            if got != params:
+                raise ProbeError(f"raw tracepoint {tp} takes ({', '.join(got or ['?'])}), "
+                                 f"not the ({', '.join(params)}) this oomscope reads")
+        for define, struct_name, path in MEMCG_ID_PATH:
+            offset, size = types.member_offset(struct_name, path)
+            if size != 8:
+                raise ProbeError(f"{struct_name}.{path} is {size} bytes, not the 8 this oomscope reads")
+            flags.append(f"-D{define}={offset}")
+    except btf.BtfError as exc:
+        raise ProbeError(f"the kernel's BTF: {exc}") from None
+    return flags
 
 
 class ChargeTracker:
     """bpf/charge_tracking.c: loaded once, its memcg:* programs attached only while wanted."""
 
-    def __init__(self, enums: Dict[str, Dict[str, int]]):
+    def __init__(self, enums: Dict[str, Dict[str, int]], layout: List[str]):
         from .record.charges import TRACKED, item_index_table  # noqa: WPS433 - avoids an import cycle
 
         self.nr_stat = enums["memcg_stat_item"]["MEMCG_NR_STAT"]
@@ -225,7 +250,7 @@ class ChargeTracker:
             raise ProbeError("charge tracking sums over at most 64 CPUs")
         self.bpf = _compile("charge_tracking.c", [
             f"-DOOMSCOPE_NR_ITEMS={nr_items}", f"-DOOMSCOPE_NR_STAT_ITEMS={self.nr_stat}",
-            f"-DOOMSCOPE_NCPUS={self.ncpus}", f"-DOOMSCOPE_TRACKED={len(TRACKED)}"]
+            f"-DOOMSCOPE_NCPUS={self.ncpus}", f"-DOOMSCOPE_TRACKED={len(TRACKED)}"] + layout
             + (["-DHAVE_SIGNAL_GENERATE"] if _has_signal_generate() else []))
         table = self.bpf["item_index"]
         for item, index in item_index_table(enums, self.nr_stat).items():
@@ -268,24 +293,25 @@ class ChargeTracker:
         for i, cid in enumerate(ids):
             leaf.ids[i] = cid
         leaf.active = 1 if ids else 0
+        self._bump()
+        leaf.gen = self.generation  # invalidates the program's memcg pointer cache
         table[table.Key(0)] = leaf
         self.ids = ids
-        self._bump()
 
     def attach(self) -> None:
         if self.attached:
             return
-        for tp, fn, _layout in MEMCG_TRACEPOINTS:
-            self.bpf.attach_tracepoint(tp=f"memcg:{tp}".encode(), fn_name=fn.encode())
+        for tp, fn, _params in MEMCG_TRACEPOINTS:
+            self.bpf.attach_raw_tracepoint(tp=tp.encode(), fn_name=fn.encode())
         self.attached = True
         self._bump()
 
     def detach(self) -> None:
         if not self.attached:
             return
-        for tp, _fn, _layout in MEMCG_TRACEPOINTS:
+        for tp, _fn, _params in MEMCG_TRACEPOINTS:
             with contextlib.suppress(Exception):
-                self.bpf.detach_tracepoint(tp=f"memcg:{tp}".encode())
+                self.bpf.detach_raw_tracepoint(tp=tp.encode())
         self.attached = False
         self._bump()
 
@@ -301,6 +327,10 @@ class ChargeTracker:
         for k, v in pairs:  # one region per CPU: sum them
             values[_int(k) % region] += _int(v)
         return {cid: values[i * self.ntracked:(i + 1) * self.ntracked] for i, cid in enumerate(self.ids) if cid}
+
+    def cache_misses(self) -> int:
+        """How many times the programs resolved a memcg pointer to its cgroup id (all CPUs)."""
+        return sum(_int(v) for v in self.bpf["cache_misses"].values())
 
     def snapshots(self) -> List[tuple]:
         """The counters summed at each SIGKILL and oom:mark_victim since the last call, oldest

@@ -1,17 +1,22 @@
-"""Enum values from the kernel's BTF (/sys/kernel/btf/vmlinux).
+"""What charge tracking needs from the kernel's BTF (/sys/kernel/btf/vmlinux).
 
-The memcg tracepoints (6.13+) carry stat items as numbers of the enums ``node_stat_item``,
-``memcg_stat_item`` and ``vm_event_item``, whose values move between kernel versions
-(KERNEL-NOTES.md): they are read from the running kernel's BTF, never hard-coded.
+- Enum values: the memcg tracepoints (6.13+) carry stat items as numbers of the enums
+  ``node_stat_item``, ``memcg_stat_item`` and ``vm_event_item``, whose values move between kernel
+  versions (KERNEL-NOTES.md): they are read from the running kernel's BTF, never hard-coded.
+- Struct member offsets (``mem_cgroup.css.cgroup``, ``cgroup.kn``, ``kernfs_node.id``): the raw
+  tracepoints pass a ``struct mem_cgroup *``, and bpf/charge_tracking.c turns it into the cgroup
+  id with these offsets, so it needs no kernel headers whose layout might differ.
+- Raw tracepoint prototypes (the ``btf_trace_<name>`` typedefs): checked before the programs read
+  their arguments by position.
 
-Only what that needs is parsed: the header, then each type record, skipping the kind-specific
-trailer by its documented size (Documentation/bpf/btf.rst, include/uapi/linux/btf.h).
+Only that is parsed: the header, then each type record, skipping the kind-specific trailer by its
+documented size (Documentation/bpf/btf.rst, include/uapi/linux/btf.h).
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from ..errors import EnvironmentProblem
 
@@ -40,7 +45,9 @@ _KIND_TRAILER = {
     18: (0, 0),   # TYPE_TAG
     19: (0, 12),  # ENUM64
 }
-KIND_ENUM, KIND_ENUM64 = 6, 19
+KIND_INT, KIND_PTR, KIND_STRUCT, KIND_UNION, KIND_ENUM, KIND_FWD, KIND_TYPEDEF = 1, 2, 4, 5, 6, 7, 8
+KIND_FUNC_PROTO, KIND_FLOAT, KIND_ENUM64 = 13, 16, 19
+_MODIFIERS = {8, 9, 10, 11, 18}  # typedef, volatile, const, restrict, type tag: followed to their type
 
 
 class BtfError(EnvironmentProblem):
@@ -52,9 +59,8 @@ def _name(strings: bytes, off: int) -> str:
     return strings[off:end if end >= 0 else len(strings)].decode("ascii", "replace")
 
 
-def parse_enums(blob: bytes, wanted: Iterable[str]) -> Dict[str, Dict[str, int]]:
-    """{enum name: {enumerator: value}} for the named enums found in a BTF blob."""
-    wanted = set(wanted)
+def _sections(blob: bytes) -> Tuple[int, int, bytes]:
+    """(start of the type records, their end, the string section) of a BTF blob."""
     if len(blob) < 24:
         raise BtfError("BTF data is truncated")
     magic, _version, _flags, hdr_len = struct.unpack_from("<HBBI", blob, 0)
@@ -65,8 +71,14 @@ def parse_enums(blob: bytes, wanted: Iterable[str]) -> Dict[str, Dict[str, int]]
     strings = blob[hdr_len + str_off: hdr_len + str_off + str_len]
     if types_start + type_len > len(blob) or len(strings) != str_len:
         raise BtfError("BTF data is truncated")
+    return types_start, types_start + type_len, strings
+
+
+def parse_enums(blob: bytes, wanted: Iterable[str]) -> Dict[str, Dict[str, int]]:
+    """{enum name: {enumerator: value}} for the named enums found in a BTF blob."""
+    wanted = set(wanted)
+    pos, end, strings = _sections(blob)
     out: Dict[str, Dict[str, int]] = {}
-    pos, end = types_start, types_start + type_len
     while pos + 12 <= end:
         name_off, info, _size = struct.unpack_from("<III", blob, pos)
         kind = (info >> 24) & 0x1F
@@ -102,3 +114,122 @@ def kernel_enums(wanted: Iterable[str], path: str = VMLINUX_BTF) -> Optional[Dic
     except OSError:
         return None
     return parse_enums(blob, wanted)
+
+
+class BtfTypes:
+    """Every type of a BTF blob, by id (0 is void), for member offsets and function prototypes."""
+
+    def __init__(self, blob: bytes):
+        self.blob = blob
+        pos, end, self.strings = _sections(blob)
+        # id -> (kind, name, info, size_or_type, position of the trailer)
+        self.types: List[Tuple[int, str, int, int, int]] = [(0, "void", 0, 0, 0)]
+        self._by_name: Dict[Tuple[int, str], int] = {}
+        while pos + 12 <= end:
+            name_off, info, size_or_type = struct.unpack_from("<III", blob, pos)
+            kind = (info >> 24) & 0x1F
+            trailer = _KIND_TRAILER.get(kind)
+            if trailer is None:
+                raise BtfError(f"unknown BTF kind {kind}: newer than this parser")
+            name = _name(self.strings, name_off) if name_off else ""
+            self.types.append((kind, name, info, size_or_type, pos + 12))
+            if name and kind in (KIND_STRUCT, KIND_UNION, KIND_TYPEDEF):
+                self._by_name.setdefault((kind, name), len(self.types) - 1)
+            pos += 12 + trailer[0] + trailer[1] * (info & 0xFFFF)
+        if pos != end:
+            raise BtfError("BTF data is truncated")
+
+    def _resolve(self, tid: int) -> int:
+        for _ in range(64):
+            if tid >= len(self.types):
+                raise BtfError(f"BTF type {tid} is out of range")
+            if self.types[tid][0] not in _MODIFIERS:
+                return tid
+            tid = self.types[tid][3]
+        raise BtfError("BTF type chain too long")
+
+    def _members(self, tid: int):
+        _kind, _tname, info, _size, at = self.types[tid]
+        for i in range(info & 0xFFFF):
+            name_off, mtype, offset = struct.unpack_from("<III", self.blob, at + 12 * i)
+            if info >> 31:  # kind_flag: the top 8 bits are a bitfield size
+                bitfield, offset = offset >> 24, offset & 0xFFFFFF
+            else:
+                bitfield = 0
+            yield (_name(self.strings, name_off) if name_off else ""), mtype, offset, bitfield
+
+    def size_of(self, tid: int) -> int:
+        kind, _tname, _info, size, _at = self.types[self._resolve(tid)]
+        if kind == KIND_PTR:
+            return 8
+        if kind in (KIND_INT, KIND_STRUCT, KIND_UNION, KIND_ENUM, KIND_ENUM64, KIND_FLOAT):
+            return size
+        raise BtfError(f"BTF type {tid} has no size")
+
+    def _find_member(self, tid: int, name: str) -> Optional[Tuple[int, int]]:
+        """(bit offset, type id) of a member, looking into anonymous struct/union members."""
+        for mname, mtype, offset, bitfield in self._members(tid):
+            if mname == name:
+                if bitfield:
+                    raise BtfError(f"member {name} is a bitfield")
+                return offset, mtype
+            inner = self._resolve(mtype)
+            if not mname and self.types[inner][0] in (KIND_STRUCT, KIND_UNION):
+                found = self._find_member(inner, name)
+                if found is not None:
+                    return offset + found[0], found[1]
+        return None
+
+    def member_offset(self, struct_name: str, path: str) -> Tuple[int, int]:
+        """(byte offset, byte size) of ``path`` (dotted, members inlined in the struct) in a struct."""
+        tid = self._by_name.get((KIND_STRUCT, struct_name))
+        if tid is None:
+            raise BtfError(f"the kernel's BTF has no struct {struct_name}")
+        bits = 0
+        for part in path.split("."):
+            found = self._find_member(tid, part) if self.types[tid][0] in (KIND_STRUCT, KIND_UNION) else None
+            if found is None:
+                raise BtfError(f"struct {struct_name} has no member {path}")
+            bits += found[0]
+            tid = self._resolve(found[1])
+        if bits % 8:
+            raise BtfError(f"{struct_name}.{path} is not byte-aligned")
+        return bits // 8, self.size_of(tid)
+
+    def describe(self, tid: int) -> str:
+        """A C-like spelling of a type: "struct mem_cgroup *", "int", "void *"."""
+        kind, name, _info, ref, _at = self.types[tid]
+        if tid == 0:
+            return "void"
+        if kind == KIND_PTR:
+            return self.describe(ref) + " *"
+        if kind in (KIND_STRUCT, KIND_FWD):
+            return f"struct {name}"
+        if kind == KIND_UNION:
+            return f"union {name}"
+        if kind in _MODIFIERS and kind != KIND_TYPEDEF:
+            return self.describe(ref)
+        return name or f"<kind {kind}>"
+
+    def raw_tracepoint_params(self, tracepoint: str) -> Optional[List[str]]:
+        """The arguments of a raw tracepoint, from its ``btf_trace_<name>`` typedef (a pointer to a
+        function whose first argument is the tracepoint's data), or None when BTF has none."""
+        tid = self._by_name.get((KIND_TYPEDEF, f"btf_trace_{tracepoint}"))
+        if tid is None:
+            return None
+        ptr = self.types[tid][3]
+        if self.types[ptr][0] != KIND_PTR or self.types[self.types[ptr][3]][0] != KIND_FUNC_PROTO:
+            raise BtfError(f"btf_trace_{tracepoint} is not a function pointer")
+        _kind, _tname, info, _ret, at = self.types[self.types[ptr][3]]
+        params = [struct.unpack_from("<II", self.blob, at + 8 * i)[1] for i in range(info & 0xFFFF)]
+        return [self.describe(p) for p in params[1:]]
+
+
+def kernel_types(path: str = VMLINUX_BTF) -> Optional[BtfTypes]:
+    """The running kernel's BTF types, or None when it has no BTF."""
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError:
+        return None
+    return BtfTypes(blob)

@@ -28,7 +28,7 @@ from ..kernel import btf, procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..kernel.kmsg import KmsgFollower, KmsgReader, OomReportParser
 from ..model import SOURCE_AFTER_KILL, Capture, CgroupUsage, Timeline
-from ..probes import EV_MARK_VICTIM, SNAP_MARK_VICTIM, SNAP_SIGKILL, ChargeTracker, OomEvent, OomProbes, charge_tracking_support
+from ..probes import EV_MARK_VICTIM, SNAP_MARK_VICTIM, SNAP_SIGKILL, ChargeTracker, OomEvent, OomProbes, charge_tracking_layout, charge_tracking_support
 from . import charges
 from .assemble import KillContext, build_capture
 from ..report.index import OutputIndex
@@ -113,19 +113,21 @@ class Collector:
         if mode == "off":
             return None, "off (--charge-tracking=off)"
         why = charge_tracking_support()
-        enums = None
+        enums = types = None
         if why is None:
             try:
-                enums = btf.kernel_enums(("node_stat_item", "memcg_stat_item", "vm_event_item"))
+                types = btf.kernel_types()
+                if types is not None:
+                    enums = btf.parse_enums(types.blob, ("node_stat_item", "memcg_stat_item", "vm_event_item"))
             except btf.BtfError as exc:
                 why = f"the kernel's BTF could not be read ({exc})"
-            if enums is None and why is None:
+            if types is None and why is None:
                 why = "the kernel has no BTF (/sys/kernel/btf/vmlinux) to name the stat items"
             elif enums is not None and (len(enums) < 3 or "MEMCG_NR_STAT" not in enums["memcg_stat_item"]):
                 why = "the kernel's BTF lacks the memcg stat enums"
         if why is None:
             try:
-                return ChargeTracker(enums), ""
+                return ChargeTracker(enums, charge_tracking_layout(types)), ""
             except ProbeError as exc:
                 why = str(exc)
         if mode == "on":

@@ -1,0 +1,112 @@
+"""BTF struct member offsets and raw tracepoint prototypes (oomscope/kernel/btf.py), which turn a
+memcg pointer into its cgroup id in bpf/charge_tracking.c: on a synthetic blob whose layout is
+known, and on this kernel's BTF."""
+
+import struct
+
+import pytest
+
+from oomscope import probes
+from oomscope.errors import ProbeError
+from oomscope.kernel import btf
+
+
+class BlobBuilder:
+    """Types are numbered from 1 in the order they are added, as in the kernel's BTF."""
+
+    def __init__(self):
+        self.strings = b"\0"
+        self.types = b""
+        self.count = 0
+
+    def s(self, name):
+        if not name:
+            return 0
+        off = len(self.strings)
+        self.strings += name.encode() + b"\0"
+        return off
+
+    def add(self, name, kind, vlen, size_or_type, trailer=b"", kind_flag=0):
+        self.types += struct.pack("<III", self.s(name), (kind_flag << 31) | (kind << 24) | vlen, size_or_type) + trailer
+        self.count += 1
+        return self.count
+
+    def int_(self, name, size):
+        return self.add(name, btf.KIND_INT, 0, size, struct.pack("<I", size * 8))
+
+    def ptr(self, to):
+        return self.add("", btf.KIND_PTR, 0, to)
+
+    def struct_(self, name, size, members, kind=btf.KIND_STRUCT, kind_flag=0):
+        trailer = b"".join(struct.pack("<III", self.s(m), t, off) for m, t, off in members)
+        return self.add(name, kind, len(members), size, trailer, kind_flag)
+
+    def blob(self):
+        hdr = struct.pack("<HBBIIIII", btf.BTF_MAGIC, 1, 0, 24, 0, len(self.types), len(self.types), len(self.strings))
+        return hdr + self.types + self.strings
+
+
+def _memcg_like_blob(id_size=8, kn_bitfield=False):
+    b = BlobBuilder()
+    u64 = b.int_("long long unsigned int", 8)
+    i32 = b.int_("int", 4)
+    ul = b.int_("long unsigned int", 8)
+    kn = b.struct_("kernfs_node", 128, [("flags", i32, 0), ("id", u64 if id_size == 8 else i32, 96 * 8)])
+    kn_ptr = b.ptr(kn)
+    # cgroup.kn sits inside an anonymous union at byte 248, itself at bit offset 8*8 inside it
+    anon = b.struct_("", 16, [("pad", u64, 0), ("kn", kn_ptr, 8 * 8)], kind=btf.KIND_UNION)
+    cgroup = b.struct_("cgroup", 512, [("self", u64, 0), ("", anon, 248 * 8)],
+                       kind_flag=1 if kn_bitfield else 0)
+    cgroup_ptr = b.ptr(cgroup)
+    const_cgroup_ptr = b.add("", 10, 0, cgroup_ptr)  # const: followed to its type
+    css = b.struct_("cgroup_subsys_state", 208, [("cgroup", const_cgroup_ptr, 16 * 8)])
+    memcg = b.struct_("mem_cgroup", 4096, [("css", css, 64 * 8)])
+    memcg_ptr = b.ptr(memcg)
+    void_ptr = b.ptr(0)
+    for tp, last in (("mod_memcg_state", i32), ("mod_memcg_lruvec_state", i32), ("count_memcg_events", ul)):
+        params = [(void_ptr), (memcg_ptr), (i32), (last)]
+        proto = b.add("", btf.KIND_FUNC_PROTO, len(params), 0, b"".join(struct.pack("<II", 0, t) for t in params))
+        b.add(f"btf_trace_{tp}", btf.KIND_TYPEDEF, 0, b.ptr(proto))
+    return b.blob()
+
+
+def test_member_offsets_follow_paths_anonymous_members_and_modifiers():
+    types = btf.BtfTypes(_memcg_like_blob())
+    assert types.member_offset("mem_cgroup", "css.cgroup") == (64 + 16, 8)
+    assert types.member_offset("cgroup", "kn") == (248 + 8, 8)   # found inside the anonymous union
+    assert types.member_offset("kernfs_node", "id") == (96, 8)
+    assert types.raw_tracepoint_params("count_memcg_events") == ["struct mem_cgroup *", "int", "long unsigned int"]
+    assert types.raw_tracepoint_params("no_such_tracepoint") is None
+    assert probes.charge_tracking_layout(types) == [
+        "-DOOMSCOPE_OFF_MEMCG_CGROUP=80", "-DOOMSCOPE_OFF_CGROUP_KN=256", "-DOOMSCOPE_OFF_KN_ID=96"]
+
+
+@pytest.mark.parametrize("struct_name,path", [("mem_cgroup", "css.nope"), ("nope", "x"), ("kernfs_node", "id.deeper")])
+def test_a_missing_member_is_a_clear_error(struct_name, path):
+    with pytest.raises(btf.BtfError):
+        btf.BtfTypes(_memcg_like_blob()).member_offset(struct_name, path)
+
+
+def test_a_layout_the_program_cannot_read_turns_charge_tracking_off_with_a_reason():
+    with pytest.raises(ProbeError, match="kernfs_node.id is 4 bytes"):
+        probes.charge_tracking_layout(btf.BtfTypes(_memcg_like_blob(id_size=4)))
+
+
+def test_truncated_type_records_are_an_error():
+    blob = _memcg_like_blob()
+    hdr = bytearray(blob[:24])
+    struct.pack_into("<I", hdr, 12, struct.unpack_from("<I", blob, 12)[0] - 6)  # type_len cut mid-record
+    with pytest.raises(btf.BtfError):
+        btf.BtfTypes(bytes(hdr) + blob[24:])
+
+
+def test_this_kernels_btf_gives_the_memcg_id_path():
+    types = btf.kernel_types()
+    if types is None:
+        pytest.skip("this kernel has no /sys/kernel/btf/vmlinux")
+    # these members exist in every kernel with BTF; the tracepoints only from 6.13
+    offsets = [types.member_offset(s, p) for _d, s, p in probes.MEMCG_ID_PATH]
+    assert all(size == 8 for _off, size in offsets)
+    if probes.charge_tracking_support() is not None:
+        pytest.skip(f"prototypes not checked: {probes.charge_tracking_support()}")
+    assert len(probes.charge_tracking_layout(types)) == 3
