@@ -156,8 +156,17 @@ class KmsgFollower:
         self._thread.start()
 
     def _run(self) -> None:
+        import select
+
+        # Sleep in poll() until the kernel logs something: waking every 10 ms to find nothing was
+        # 0.6% of a core, two thirds of an idle record's CPU (measured). After a wake-up the wait
+        # below lets a report's ~60 records arrive, so a storm is read in batches.
+        poller = select.poll()
+        poller.register(self.reader.fileno(), select.POLLIN | select.POLLPRI)
         while not self._stop.is_set():
             try:
+                if not poller.poll(250):
+                    continue  # nothing logged; look at the stop flag again
                 records = self.reader.read_available()
             except OSError as exc:  # keep the collector alive; say it once
                 self.error = exc

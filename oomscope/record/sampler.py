@@ -7,9 +7,9 @@ milliseconds (KERNEL-NOTES.md: memory.stat read after the event shows rss 0), so
 counts is the last one taken *before* the kill: each cgroup keeps a short ring of full readings
 (``latest_before()`` picks by timestamp) and a longer, compact timeline (record/timeline.py).
 
-Adaptive: each cgroup has its own next reading, every ``far_interval_s`` below half of its limit
-(or its limited ancestor's), ``mid_interval_s`` up to ``near_limit_ratio``, ``fast_interval_s``
-above. Between full readings a limited cgroup's usage alone (one small file) is peeked at: every
+Adaptive: each cgroup has its own next reading, every ``idle_interval_s`` (10 s) below a quarter
+of its limit (or its limited ancestor's), ``far_interval_s`` (5 s) below half, ``mid_interval_s``
+(1 s) up to ``near_limit_ratio`` (90%), ``fast_interval_s`` (100 ms) above. Between full readings a limited cgroup's usage alone (one small file) is peeked at: every
 1 s below a quarter of its limit, every ``peek_interval_s`` (250 ms) below half, every 100 ms
 above; a cgroup that fills up fast is read within that time, not ``far_interval_s``.
 Cgroups appear and vanish while it runs; a vanished cgroup's data is kept for a minute.
@@ -42,6 +42,7 @@ AUTO_DETACH_RATIO = 0.8     # ... and detaches when every cgroup is below this
 AUTO_DETACH_AFTER_S = 10.0  # for this long
 
 
+ANCESTOR_TTL_NS = 10_000_000_000
 MAX_PAIR_SPREAD_PAGES = 64  # 256 KiB: the most a paired sample may be off by (half of it, on average)
 
 
@@ -74,6 +75,7 @@ class _Watched:
     has_tasks: bool = False
     seen_ns: int = 0
     ratio: float = 0.0
+    limited: bool = False  # has a limit of its own
 
 
 class Sampler:
@@ -81,6 +83,7 @@ class Sampler:
         self,
         hier: MemoryHierarchy,
         top: str = "/",
+        idle_interval_s: float = 10.0,
         far_interval_s: float = 5.0,
         mid_interval_s: float = 1.0,
         fast_interval_s: float = 0.1,
@@ -99,6 +102,7 @@ class Sampler:
     ):
         self.hier = hier
         self.top = top
+        self.idle_interval_ns = int(idle_interval_s * 1e9)
         self.far_interval_ns = int(far_interval_s * 1e9)
         self.mid_interval_ns = int(mid_interval_s * 1e9)
         self.fast_interval_ns = int(fast_interval_s * 1e9)
@@ -124,7 +128,10 @@ class Sampler:
         self.pid_retention_ns = int(pid_retention_s * 1e9)
         self.max_pids = max_pids
         self._proc_info: Dict[int, Tuple[str, Optional[str]]] = {}  # pid -> (comm, cmdline)
-        self._limited_ancestor: Dict[str, Optional[str]] = {}
+        # cgroup -> (its nearest limited ancestor, when that was read). Re-read every
+        # ANCESTOR_TTL_NS: a runtime writes memory.max just after mkdir, and a discovery between
+        # the two must not leave a limited cgroup unwatched for good.
+        self._limited_ancestor: Dict[str, Tuple[Optional[str], int]] = {}
         self._lock = threading.Lock()
         self._last_near_ns = 0
         self.passes = 0
@@ -139,10 +146,17 @@ class Sampler:
         for cg in self.hier.walk(self.top):
             if cg == "/":
                 continue  # the root holds every host process; it is not a container
-            has_tasks = bool(self.hier.procs(cg))
             anc = self._ancestor(cg)
-            if not has_tasks and anc != cg:
-                continue
+            if anc == cg:
+                # A limited cgroup is watched with or without tasks; whether it has any is learnt
+                # at its readings, which list them anyway (reading every cgroup.procs here each
+                # second was a third of the sampler's CPU with 500 cgroups).
+                w = self._watched.get(cg)
+                has_tasks = w.has_tasks if w is not None else True
+            else:
+                has_tasks = bool(self.hier.procs(cg))
+                if not has_tasks:
+                    continue
             found[cg] = found.get(cg, False) or has_tasks
             # the cgroups between it and its limit share that limit: watch them too
             path = cg
@@ -162,6 +176,7 @@ class Sampler:
                     continue
                 w = self._watched[cg] = _Watched(next_ns=now, ino=ino)
             w.has_tasks = has_tasks
+            w.limited = self._ancestor(cg) == cg
             w.seen_ns = now
         for cg in [c for c, w in self._watched.items() if w.seen_ns != now]:
             del self._watched[cg]
@@ -200,7 +215,9 @@ class Sampler:
             paired = w.ino in watched_ids
             before = self.charge.read() if paired else None
             state = self.hier.read_state(cg, SOURCE_LAST_SAMPLE)
-            pids = tuple(self.hier.procs(cg)) if w.has_tasks else ()
+            pids = tuple(self.hier.procs(cg)) if w.has_tasks or w.limited else ()
+            if w.limited:
+                w.has_tasks = bool(pids)
             t = time.monotonic_ns()
             self.reads += 1
             if state is None:
@@ -230,7 +247,7 @@ class Sampler:
             anc = self._ancestor(cg)
             if anc is not None and anc != cg and anc in self._watched:
                 ratio = max(ratio, self._watched[anc].ratio)
-            interval = (self.far_interval_ns, self.mid_interval_ns, self.fast_interval_ns)[self._band(ratio)]
+            interval = (self.idle_interval_ns, self.far_interval_ns, self.mid_interval_ns, self.fast_interval_ns)[self._band(ratio)]
             w.next_ns = sample.t_ns + interval
             w.peek_ns = sample.t_ns + self._peek_interval(ratio)
             if anc == cg and interval < self.far_interval_ns:
@@ -295,7 +312,10 @@ class Sampler:
         return self.peek_interval_ns if ratio >= 0.25 else 4 * self.peek_interval_ns
 
     def _band(self, ratio: float) -> int:
-        return 2 if ratio >= self.near_limit_ratio else 1 if ratio >= 0.5 else 0
+        # 0: below a quarter of the limit, 1: below half, 2: below near_limit_ratio, 3: near it.
+        # Readings every 10 s below a quarter (a rise into the next band is caught by a peek
+        # within 1 s): with 500 idle cgroups, readings every 5 s were a third of record's CPU.
+        return 3 if ratio >= self.near_limit_ratio else 2 if ratio >= 0.5 else 1 if ratio >= 0.25 else 0
 
     def _reclaim_by_cgroup(self) -> Dict[str, object]:
         """Cumulative reclaim per watched cgroup: its processes' and its descendants'."""
@@ -341,9 +361,11 @@ class Sampler:
             self.charge.attach()
 
     def _ancestor(self, cg: str) -> Optional[str]:
-        if cg not in self._limited_ancestor:
-            self._limited_ancestor[cg] = self.hier.limited_ancestor(cg)
-        return self._limited_ancestor[cg]
+        now = time.monotonic_ns()
+        cached = self._limited_ancestor.get(cg)
+        if cached is None or now - cached[1] > ANCESTOR_TTL_NS:
+            cached = self._limited_ancestor[cg] = (self.hier.limited_ancestor(cg), now)
+        return cached[0]
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

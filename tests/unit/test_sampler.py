@@ -63,7 +63,7 @@ def test_limited_parent_and_the_path_to_it_are_watched(tmp_path):
 
 def test_timeline_keeps_one_point_per_spacing_and_ends_before_the_kill(tmp_path):
     root = _root(tmp_path)
-    s = Sampler(MemoryHierarchy(root, 2), fast_interval_s=0.01, timeline_spacing_s=0.05, far_interval_s=0.01,
+    s = Sampler(MemoryHierarchy(root, 2), fast_interval_s=0.01, timeline_spacing_s=0.05, far_interval_s=0.01, idle_interval_s=0.01,
                 mid_interval_s=0.01)
     for i in range(10):
         _cgroup(root, "job", (10 + i) << 20, 100 << 20, [1])
