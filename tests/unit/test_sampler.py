@@ -85,3 +85,29 @@ def test_vanishing_cgroup_is_not_an_error(tmp_path):
     os.remove(os.path.join(root, "gone", "memory.stat"))
     s.tick()
     assert s.watched() == 0
+
+
+def test_a_limit_written_after_the_cgroup_was_first_seen_is_picked_up(tmp_path, monkeypatch):
+    import oomscope.record.sampler as sampler_mod
+
+    root = _root(tmp_path)
+    _cgroup(root, "late", 1 << 20, "max", [])  # made by a runtime that writes memory.max next
+    s = Sampler(MemoryHierarchy(root, 2))
+    s.tick()
+    assert "/late" not in s._watched  # no limit, no tasks: nothing to watch yet
+    _cgroup(root, "late", 1 << 20, 64 << 20, [])
+    monkeypatch.setattr(sampler_mod, "ANCESTOR_TTL_NS", 0)  # the cached "no limit" expires
+    s._next_discovery = 0
+    s.tick()
+    assert "/late" in s._watched
+
+
+def test_walk_lists_every_cgroup_whether_or_not_the_directory_is_a_leaf(tmp_path):
+    root = _root(tmp_path)
+    for name in ("a", "a/b", "a/b/c", "a/d", "e"):
+        os.makedirs(os.path.join(root, name))
+    got = sorted(MemoryHierarchy(root, 2).walk("/"))
+    assert got == ["/", "/a", "/a/b", "/a/b/c", "/a/d", "/e"]
+    assert sorted(MemoryHierarchy(root, 2).walk("/a")) == ["/a", "/a/b", "/a/b/c", "/a/d"]
+    assert list(MemoryHierarchy(root, 2).walk("/e")) == ["/e"]
+    assert list(MemoryHierarchy(root, 2).walk("/gone")) == []
