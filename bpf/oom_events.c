@@ -155,4 +155,37 @@ TRACEPOINT_PROBE(vmscan, mm_vmscan_memcg_reclaim_begin) { reclaim_begin(); retur
 TRACEPOINT_PROBE(vmscan, mm_vmscan_memcg_reclaim_end) { reclaim_end(args->nr_reclaimed, 1); return 0; }
 TRACEPOINT_PROBE(vmscan, mm_vmscan_direct_reclaim_begin) { reclaim_begin(); return 0; }
 TRACEPOINT_PROBE(vmscan, mm_vmscan_direct_reclaim_end) { reclaim_end(args->nr_reclaimed, 0); return 0; }
+
+#ifdef HAVE_OOM_RETRY
+/* The page allocator deciding whether to retry before a global OOM: reclaim (once per zone of the
+ * zonelist at each check) and compaction. Fire only in the allocation slow path. */
+TRACEPOINT_PROBE(oom, reclaim_retry_zone)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct oomscope_reclaim zero = {}, *r = reclaim_by_tgid.lookup_or_try_init(&tgid, &zero);
+    u64 loops = args->no_progress_loops > 0 ? (u64)args->no_progress_loops : 0;
+
+    if (!r)
+        return 0;
+    __sync_fetch_and_add(&r->alloc_retry_checks, 1);
+    if (loops > r->alloc_no_progress_max)
+        r->alloc_no_progress_max = loops;  /* a racy max: good enough for a figure in a report */
+    r->last_ns = bpf_ktime_get_ns();
+    return 0;
+}
+
+TRACEPOINT_PROBE(oom, compact_retry)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct oomscope_reclaim zero = {}, *r = reclaim_by_tgid.lookup_or_try_init(&tgid, &zero);
+
+    if (!r)
+        return 0;
+    __sync_fetch_and_add(&r->compact_retries, 1);
+    if (!args->ret)
+        __sync_fetch_and_add(&r->compact_gave_up, 1);
+    r->last_ns = bpf_ktime_get_ns();
+    return 0;
+}
+#endif
 #endif

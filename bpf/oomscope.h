@@ -52,6 +52,12 @@ struct oomscope_reclaim {
     u64 direct_pages;
     u64 direct_empty;
     u64 last_ns;
+    /* the page allocator's retry decisions before it gives up and OOM-kills (oom:* tracepoints,
+     * mm/page_alloc.c should_reclaim_retry / should_compact_retry): global pressure only */
+    u64 alloc_retry_checks;     /* oom:reclaim_retry_zone: one per zone checked */
+    u64 alloc_no_progress_max;  /* the most reclaim rounds in a row that freed nothing */
+    u64 compact_retries;        /* oom:compact_retry */
+    u64 compact_gave_up;        /* ... that decided not to retry */
 };
 
 /* charge tracking (charge_tracking.c) */

@@ -138,7 +138,8 @@ class CgroupState:
 class TimelinePoint:
     """One point of a cgroup's history before the kill (sizes hierarchical, in bytes).
 
-    reclaim_* are cumulative since record started, over the cgroup's processes (vmscan tracepoints)."""
+    reclaim_* are cumulative since record started, over the cgroup's processes (vmscan tracepoints);
+    alloc_* and compact_* likewise, from the page allocator's retry tracepoints (oom:*)."""
 
     t_ms: float  # relative to the kill: negative before it
     usage_bytes: Optional[int] = None
@@ -161,6 +162,9 @@ class TimelinePoint:
     reclaim_empty_runs: Optional[int] = None
     reclaim_pages: Optional[int] = None
     reclaim_ms: Optional[float] = None
+    alloc_retry_checks: Optional[int] = None
+    alloc_no_progress_max: Optional[int] = None
+    compact_retries: Optional[int] = None
 
 
 @dataclass

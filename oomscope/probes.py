@@ -100,6 +100,11 @@ def cflags_for_kernel(tracefs_path: Optional[str] = None) -> List[str]:
     begins = [tracefs.tracepoint_fields("vmscan", f"mm_vmscan_{k}_reclaim_begin", tracefs_path) for k in ("memcg", "direct")]
     if all(b is not None for b in begins) and all(e is not None and any(f.name == "nr_reclaimed" for f in e) for e in ends):
         flags.append("-DHAVE_VMSCAN_RECLAIM")
+        retry = tracefs.tracepoint_fields("oom", "reclaim_retry_zone", tracefs_path)
+        compact = tracefs.tracepoint_fields("oom", "compact_retry", tracefs_path)
+        if (retry is not None and any(f.name == "no_progress_loops" for f in retry)
+                and compact is not None and any(f.name == "ret" for f in compact)):
+            flags.append("-DHAVE_OOM_RETRY")
     return flags
 
 
@@ -136,11 +141,15 @@ class ReclaimStats:
     direct_pages: int = 0
     direct_empty: int = 0
     last_ns: int = 0
+    alloc_retry_checks: int = 0     # oom:reclaim_retry_zone (page allocator, global pressure)
+    alloc_no_progress_max: int = 0  # the most reclaim rounds in a row that freed nothing
+    compact_retries: int = 0        # oom:compact_retry
+    compact_gave_up: int = 0
 
     def add(self, other: "ReclaimStats") -> None:
         for f in dataclasses.fields(self):
-            if f.name == "last_ns":
-                self.last_ns = max(self.last_ns, other.last_ns)
+            if f.name in ("last_ns", "alloc_no_progress_max"):
+                setattr(self, f.name, max(getattr(self, f.name), getattr(other, f.name)))
             else:
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
@@ -181,7 +190,8 @@ class OomProbes:
         out = {}
         for k, v in self.bpf["reclaim_by_tgid"].items():
             out[k.value] = ReclaimStats(v.memcg_runs, v.memcg_ns, v.memcg_pages, v.memcg_empty,
-                                        v.direct_runs, v.direct_ns, v.direct_pages, v.direct_empty, v.last_ns)
+                                        v.direct_runs, v.direct_ns, v.direct_pages, v.direct_empty, v.last_ns,
+                                        v.alloc_retry_checks, v.alloc_no_progress_max, v.compact_retries, v.compact_gave_up)
         return out
 
     def close(self) -> None:

@@ -38,6 +38,9 @@ class Trend:
     r2: Optional[float] = None
     reclaim_runs: Optional[int] = None
     reclaim_empty_runs: Optional[int] = None
+    alloc_retry_checks: Optional[int] = None
+    alloc_no_progress_max: Optional[int] = None
+    compact_retries: Optional[int] = None
     text: str = ""
 
 
@@ -49,13 +52,22 @@ class Advice:
     evidence: List[str] = field(default_factory=list)
 
 
+def _with_reclaim(t: Trend, last) -> Trend:
+    """The reclaim figures of the timeline's last point (cumulative) into the trend."""
+    t.reclaim_runs, t.reclaim_empty_runs = last.reclaim_runs, last.reclaim_empty_runs
+    t.alloc_retry_checks, t.alloc_no_progress_max = last.alloc_retry_checks, last.alloc_no_progress_max
+    t.compact_retries = last.compact_retries
+    return t
+
+
 def trend_of(capture: Capture) -> Trend:
     """A straight-line fit of anon over the timeline: a leak rises steadily over most of it."""
-    if not capture.timelines:
+    if not capture.timelines or not capture.timelines[0].points:
         return Trend("unknown", text="No timeline: oomscope was not sampling this cgroup before the kill.")
     pts = [p for p in capture.timelines[0].points if p.anon_bytes is not None]
     if len(pts) < 5 or pts[-1].t_ms - pts[0].t_ms < 10_000:
-        return Trend("unknown", text="The timeline is too short (under 10 s or 5 points) to tell a leak from a plateau.")
+        return _with_reclaim(Trend("unknown", text="The timeline is too short (under 10 s or 5 points) to tell a leak from a plateau."),
+                             capture.timelines[0].points[-1])
     df = pd.DataFrame({"t": [p.t_ms / 60_000 for p in pts], "anon": [p.anon_bytes for p in pts]})
     minutes = float(df["t"].iloc[-1] - df["t"].iloc[0])
     slope = float(df["t"].cov(df["anon"]) / df["t"].var()) if df["t"].var() > 0 else 0.0
@@ -64,8 +76,7 @@ def trend_of(capture: Capture) -> Trend:
     start, end = int(df["anon"].iloc[0]), int(df["anon"].iloc[-1])
     t = Trend("unknown", minutes=minutes, anon_rate_bytes_per_min=slope, anon_start_bytes=start,
               anon_end_bytes=end, r2=r2)
-    last = capture.timelines[0].points[-1]
-    t.reclaim_runs, t.reclaim_empty_runs = last.reclaim_runs, last.reclaim_empty_runs
+    _with_reclaim(t, capture.timelines[0].points[-1])
     # the first half of the timeline against the second: a plateau is flat in both, then jumps
     half = df[df["t"] <= df["t"].iloc[0] + minutes / 2]["anon"]
     if r2 >= 0.8 and slope > 0 and end - start >= 0.25 * max(end, 1):
@@ -94,7 +105,7 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
                           "Reserve memory for the system (kubelet --system-reserved / eviction thresholds), lower the sum "
                           "of limits below the node's RAM, or give the node more memory; a container limit would not have changed this kill.",
                           [f"constraint {cg.constraint}"]))
-        return out
+        return out + _reclaim_context(trend)
     if not usage or not limit:
         return out
     details = {d.key: d.bytes for d in a.details}
@@ -183,9 +194,26 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
                           f"tmpfs, kernel memory). {basis} A limit of {_mib(suggested)} (the charge at the kill plus "
                           f"{_mib(headroom)} headroom) would have held this peak; fix the items above first, as they need no more limit.",
                           [f"usage at the kill {_mib(usage)}", f"limit {_mib(limit)}", f"unreclaimable {_mib(unreclaimable)}"]))
+    return out + _reclaim_context(trend)
+
+
+def _reclaim_context(trend: Trend) -> List[Advice]:
+    """What reclaim and the page allocator did before the kill, from the timeline's counters."""
+    out: List[Advice] = []
     if trend.reclaim_runs:
         out.append(Advice("context", "Reclaim before the kill",
                           f"The cgroup's processes ran reclaim {trend.reclaim_runs} times while oomscope watched; "
                           f"{trend.reclaim_empty_runs or 0} of those freed nothing: what was left could not be reclaimed.",
                           [f"reclaim runs {trend.reclaim_runs}", f"empty {trend.reclaim_empty_runs or 0}"]))
+    if trend.alloc_retry_checks:
+        # mm/page_alloc.c: should_reclaim_retry gives up after MAX_RECLAIM_RETRIES (16) rounds
+        # in a row that freed nothing; then the allocation ends in the OOM killer.
+        out.append(Advice("context", "The page allocator retried before giving up",
+                          f"Allocations by the cgroup's processes checked {trend.alloc_retry_checks} times whether "
+                          f"reclaim could still free enough, up to {trend.alloc_no_progress_max or 0} rounds in a row "
+                          f"without progress (the kernel gives up after 16), and retried compaction "
+                          f"{trend.compact_retries or 0} times: the host's free memory was exhausted.",
+                          [f"reclaim retry checks {trend.alloc_retry_checks}",
+                           f"rounds without progress up to {trend.alloc_no_progress_max or 0}",
+                           f"compaction retries {trend.compact_retries or 0}"]))
     return out

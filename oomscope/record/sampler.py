@@ -99,6 +99,7 @@ class Sampler:
         reclaim_reader: Optional[Callable[[], Dict[int, object]]] = None,
         charge=None,
         charge_mode: str = "auto",
+        host_memory_bytes: Optional[int] = None,
     ):
         self.hier = hier
         self.top = top
@@ -116,6 +117,7 @@ class Sampler:
         self.reclaim_reader = reclaim_reader
         self.charge = charge
         self.charge_mode = charge_mode
+        self.host_memory_bytes = host_memory_bytes if host_memory_bytes is not None else _mem_total()
         self._watched: Dict[str, _Watched] = {}
         self._next_discovery = 0
         self._rings: Dict[str, Deque[Sample]] = {}
@@ -238,9 +240,11 @@ class Sampler:
             new_samples[cg] = sample
             for pid in pids:
                 pid_cgroup[pid] = cg
-            w.limit = state.limit_bytes
-            if state.limit_bytes and state.usage_bytes is not None:
-                w.ratio = state.usage_bytes / state.limit_bytes
+            # A cgroup without a limit can still be where a global OOM strikes: the host's RAM is
+            # its limit, so a cgroup filling the node is read as fast as one filling its limit.
+            w.limit = state.limit_bytes or self.host_memory_bytes
+            if w.limit and state.usage_bytes is not None:
+                w.ratio = state.usage_bytes / w.limit
         for cg, sample in new_samples.items():
             w = self._watched[cg]
             ratio = w.ratio
@@ -443,6 +447,14 @@ class Sampler:
     def watched(self) -> int:
         with self._lock:
             return len(self._rings)
+
+
+def _mem_total() -> Optional[int]:
+    try:
+        with open("/proc/meminfo") as f:
+            return procfs.parse_meminfo(f.read()).get("MemTotal")
+    except OSError:
+        return None
 
 
 def now_ns() -> int:

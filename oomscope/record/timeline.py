@@ -21,6 +21,7 @@ FIELDS = (
     "file_writeback_bytes", "shmem_bytes", "slab_bytes", "kernel_bytes", "sock_bytes", "swap_bytes",
     "failcnt", "max_events", "psi_some_avg10", "psi_full_avg10",
     "reclaim_runs", "reclaim_empty_runs", "reclaim_pages", "reclaim_ms",
+    "alloc_retry_checks", "alloc_no_progress_max", "compact_retries",
 )
 
 
@@ -68,7 +69,10 @@ def point_values(state: CgroupState, version: int, reclaim=None) -> Dict[str, Op
         values.update(reclaim_runs=reclaim.memcg_runs + reclaim.direct_runs,
                       reclaim_empty_runs=reclaim.memcg_empty + reclaim.direct_empty,
                       reclaim_pages=reclaim.memcg_pages + reclaim.direct_pages,
-                      reclaim_ms=(reclaim.memcg_ns + reclaim.direct_ns) / 1e6)
+                      reclaim_ms=(reclaim.memcg_ns + reclaim.direct_ns) / 1e6,
+                      alloc_retry_checks=reclaim.alloc_retry_checks,
+                      alloc_no_progress_max=reclaim.alloc_no_progress_max,
+                      compact_retries=reclaim.compact_retries)
     return values
 
 

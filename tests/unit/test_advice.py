@@ -48,3 +48,16 @@ def test_a_global_oom_gets_no_limit_advice():
     cap.cgroup.constraint = "CONSTRAINT_NONE"
     (only,) = advise(cap, analyse(cap))
     assert only.case == "context" and "host" in only.title
+
+
+def test_a_global_oom_tells_what_the_page_allocator_retried():
+    cap = _capture([10 * MIB] * 3, {"anon": 10 * MIB})
+    cap.cgroup.constraint = "CONSTRAINT_NONE"
+    last = cap.timelines[0].points[-1]
+    last.alloc_retry_checks, last.alloc_no_progress_max, last.compact_retries = 120, 16, 3
+    t = trend_of(cap)
+    assert t.kind == "unknown" and t.alloc_retry_checks == 120  # too short for a trend, not for the counters
+    host, retried = advise(cap, analyse(cap), t)
+    assert host.title == "The host ran out, not a cgroup"
+    assert retried.case == "context" and "120 times" in retried.text and "up to 16 rounds" in retried.text
+    assert "compaction retries 3" in retried.evidence

@@ -111,3 +111,16 @@ def test_walk_lists_every_cgroup_whether_or_not_the_directory_is_a_leaf(tmp_path
     assert sorted(MemoryHierarchy(root, 2).walk("/a")) == ["/a", "/a/b", "/a/b/c", "/a/d"]
     assert list(MemoryHierarchy(root, 2).walk("/e")) == ["/e"]
     assert list(MemoryHierarchy(root, 2).walk("/gone")) == []
+
+
+def test_a_cgroup_without_a_limit_filling_the_host_is_read_fast(tmp_path):
+    root = _root(tmp_path)
+    _cgroup(root, "free", 95 << 20, "max", [99])
+    s = Sampler(MemoryHierarchy(root, 2), host_memory_bytes=100 << 20)
+    s.tick()
+    w = s._watched["/free"]
+    assert w.ratio == 0.95 and w.next_ns - time.monotonic_ns() <= 0.1e9
+    _cgroup(root, "calm", 5 << 20, "max", [98])
+    s._next_discovery = 0
+    s.tick()
+    assert s._watched["/calm"].next_ns - time.monotonic_ns() > 5e9  # 5% of the host: read every 10 s
