@@ -54,7 +54,14 @@ def main() -> None:
             time.sleep(5)  # past start-up (compiling the BPF programs)
             cpu0, _ = proc_cpu_rss(proc.pid)
             t0 = time.monotonic()
-            time.sleep(args.minutes * 60)
+            prev_cpu, prev_t = cpu0, t0
+            while time.monotonic() - t0 < args.minutes * 60:
+                time.sleep(min(60.0, args.minutes * 60 - (time.monotonic() - t0)))
+                cpu, rss = proc_cpu_rss(proc.pid)
+                now = time.monotonic()
+                print(f"  minute {(now - t0) / 60:.1f}: {100 * (cpu - prev_cpu) / (now - prev_t):.2f}% of one core, "
+                      f"RSS {rss / (1 << 20):.0f} MiB", flush=True)
+                prev_cpu, prev_t = cpu, now
             cpu1, rss = proc_cpu_rss(proc.pid)
             elapsed = time.monotonic() - t0
             proc.send_signal(signal.SIGTERM)
