@@ -184,6 +184,7 @@ class Collector:
         finally:
             self.stop.set()
             sampler_thread.join(timeout=5)
+            self.sampler.close()
             self.probes.close()
             if self.charge is not None:
                 self.charge.close()

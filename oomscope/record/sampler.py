@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import collections
 import os
+import select
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from ..kernel import procfs
+from ..kernel.inotify import Inotify
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..model import SOURCE_LAST_SAMPLE, CgroupState, TimelinePoint
 from ..probes import CHARGE_SLOTS, ReclaimStats  # plain Python; probes imports bcc only when loading
@@ -76,6 +78,7 @@ class _Watched:
     seen_ns: int = 0
     ratio: float = 0.0
     limited: bool = False  # has a limit of its own
+    read_ns: int = 0  # when it was last read
 
 
 class Sampler:
@@ -100,6 +103,7 @@ class Sampler:
         charge=None,
         charge_mode: str = "auto",
         host_memory_bytes: Optional[int] = None,
+        notify: bool = True,
     ):
         self.hier = hier
         self.top = top
@@ -137,6 +141,16 @@ class Sampler:
         self._lock = threading.Lock()
         self._last_near_ns = 0
         self._next_pid_prune = 0
+        # cgroup v2: woken by memory.events the moment a limited cgroup hits its limit
+        self._inotify: Optional[Inotify] = None
+        self._wd_cgroup: Dict[int, str] = {}
+        self._cgroup_wd: Dict[str, int] = {}
+        self.limit_hits = 0  # notifications that led to an immediate reading
+        if notify and hier.version == 2:
+            try:
+                self._inotify = Inotify()
+            except (OSError, AttributeError):  # no inotify: poll only
+                self._inotify = None
         self.passes = 0
         self.reads = 0
         self.errors = 0
@@ -184,6 +198,8 @@ class Sampler:
         for cg in [c for c, w in self._watched.items() if w.seen_ns != now]:
             del self._watched[cg]
             self._limited_ancestor.pop(cg, None)
+        if self._inotify is not None:
+            self._watch_limit_events()
         if len(self._limited_ancestor) > 4 * self.max_cgroups:
             self._limited_ancestor.clear()
 
@@ -244,6 +260,7 @@ class Sampler:
                 else:
                     self.unpaired += 1
             new_samples[cg] = sample
+            w.read_ns = t
             for pid in pids:
                 pid_cgroup[pid] = cg
             # A cgroup without a limit can still be where a global OOM strikes: the host's RAM is
@@ -380,6 +397,47 @@ class Sampler:
             cached = self._limited_ancestor[cg] = (self.hier.limited_ancestor(cg), now)
         return cached[0]
 
+    # --- limit notifications (cgroup v2) ---
+    def _watch_limit_events(self) -> None:
+        """An inotify watch on memory.events of every limited cgroup, and none on the others."""
+        for cg in [c for c in self._cgroup_wd if c not in self._watched or not self._watched[c].limited]:
+            wd = self._cgroup_wd.pop(cg)
+            self._wd_cgroup.pop(wd, None)
+            self._inotify.remove(wd)
+        for cg, w in self._watched.items():
+            if w.limited and cg not in self._cgroup_wd:
+                wd = self._inotify.add(self.hier.fs_path(cg) + "/memory.events")
+                if wd is not None:
+                    self._cgroup_wd[cg] = wd
+                    self._wd_cgroup[wd] = cg
+
+    def _wait(self, seconds: float, stop: threading.Event) -> None:
+        """Sleep until the next pass is due, or a limited cgroup reports hitting its limit: then
+        that cgroup and every cgroup below it are read in the next pass, unless they were read
+        within the fast interval (a cgroup that stays at its limit notifies up to 100 times a
+        second, and is on the fast schedule anyway)."""
+        if self._inotify is None:
+            stop.wait(seconds)
+            return
+        ready, _, _ = select.select([self._inotify.fd], [], [], seconds)
+        if not ready:
+            return
+        hit = {self._wd_cgroup.get(wd) for wd in self._inotify.read()} - {None}
+        if self._inotify.overflowed:
+            self._inotify.overflowed = False
+            hit = set(self._cgroup_wd)
+        now = time.monotonic_ns()
+        for cg in hit:
+            for other, ow in self._watched.items():
+                if cgroup_within(other, cg) and ow.read_ns + self.fast_interval_ns <= now:
+                    ow.next_ns = now
+                    self.limit_hits += 1
+
+    def close(self) -> None:
+        if self._inotify is not None:
+            self._inotify.close()
+            self._inotify = None
+
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
@@ -387,7 +445,11 @@ class Sampler:
             except Exception:  # a sampler must not die on one odd cgroup; count and go on
                 self.errors += 1
                 wait = self.fast_interval_ns / 1e9
-            stop.wait(wait)
+            try:
+                self._wait(wait, stop)
+            except Exception:  # noqa: BLE001 - notifications are a bonus: fall back to polling
+                self.errors += 1
+                self.close()
 
     # --- queries (thread-safe) ---
     def latest_before(self, cgroup: str, t_ns: int) -> Optional[Sample]:

@@ -125,3 +125,40 @@ def test_a_cgroup_without_a_limit_filling_the_host_is_read_fast(tmp_path):
     s._next_discovery = 0
     s.tick()
     assert s._watched["/calm"].next_ns - time.monotonic_ns() > 5e9  # 5% of the host: read every 10 s
+
+
+def test_a_limit_hit_on_cgroup_v2_wakes_the_sampler_to_read_the_subtree(tmp_path):
+    import threading
+
+    root = _root(tmp_path)
+    _cgroup(root, "pod", 60 << 20, 100 << 20, [])
+    _cgroup(root, "pod/app", 60 << 20, "max", [5])
+    _cgroup(root, "other", 1 << 20, 100 << 20, [6])
+    for name in ("pod", "other"):
+        with open(os.path.join(root, name, "memory.events"), "w") as f:
+            f.write("max 0\n")
+    s = Sampler(MemoryHierarchy(root, 2))
+    try:
+        s.tick()
+        assert s._inotify is not None and set(s._cgroup_wd) == {"/pod", "/other"}  # limited ones only
+        for w in s._watched.values():
+            w.next_ns, w.read_ns = time.monotonic_ns() + 60_000_000_000, 0
+        # what the kernel's cgroup_file_notify() amounts to: the file is modified
+        with open(os.path.join(root, "pod", "memory.events"), "w") as f:
+            f.write("max 1\n")
+        t0 = time.monotonic()
+        s._wait(5.0, threading.Event())
+        assert time.monotonic() - t0 < 1.0  # woken, not timed out
+        now = time.monotonic_ns()
+        assert s._watched["/pod"].next_ns <= now and s._watched["/pod/app"].next_ns <= now
+        assert s._watched["/other"].next_ns > now  # not below the cgroup that hit its limit
+        s.tick()
+        assert s._watched["/pod/app"].read_ns >= now
+    finally:
+        s.close()
+
+
+def test_cgroup_v1_has_no_limit_notifications_and_polls(tmp_path):
+    root = _root(tmp_path)
+    s = Sampler(MemoryHierarchy(root, 1))
+    assert s._inotify is None
