@@ -11,7 +11,10 @@ Adaptive: each cgroup has its own next reading, every ``idle_interval_s`` (10 s)
 of its limit (or its limited ancestor's), ``far_interval_s`` (5 s) below half, ``mid_interval_s``
 (1 s) up to ``near_limit_ratio`` (90%), ``fast_interval_s`` (100 ms) above. Between full readings a limited cgroup's usage alone (one small file) is peeked at: every
 1 s below a quarter of its limit, every ``peek_interval_s`` (250 ms) below half, every 100 ms
-above; a cgroup that fills up fast is read within that time, not ``far_interval_s``.
+above; a cgroup that fills up fast is read within that time, not ``far_interval_s``. On cgroup v2
+a limit being hit wakes the sampler at once (inotify on memory.events, kernel/inotify.py): a fill
+faster than a peek interval is still read before its kill. A cgroup without a limit is measured
+against the host's RAM.
 Cgroups appear and vanish while it runs; a vanished cgroup's data is kept for a minute.
 
 Bounded: at most ``max_cgroups`` cgroups; per cgroup the full readings (~3 KiB each) of the
