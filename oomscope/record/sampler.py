@@ -233,7 +233,9 @@ class Sampler:
                 if cgroup_within(other, cg):
                     ow.next_ns = now
         due = [cg for cg, w in self._watched.items() if w.next_ns <= horizon]
-        reclaim_by_cg = self._reclaim_by_cgroup() if due and self.reclaim_reader is not None else {}
+        # None: reclaim is not counted (no vmscan tracepoints, or the map could not be read);
+        # else a cgroup missing from it had no reclaim by its processes: zeros, not unknown
+        reclaim_by_cg = self._reclaim_by_cgroup() if due and self.reclaim_reader is not None else None
         new_samples: Dict[str, Sample] = {}
         pid_cgroup: Dict[int, str] = {}
         watched_ids = set(self.charge.ids) if self.charge is not None and self.charge.attached else set()
@@ -307,7 +309,8 @@ class Sampler:
                 # (measured: with 8 readings, 79 of 350 kills found only readings from after them).
                 while len(ring) > 2 and sample.t_ns - ring[0].t_ns > self.ring_ns:
                     ring.popleft()
-                self._timelines[cg].add(sample.t_ns, point_values(sample.state, self.hier.version, reclaim_by_cg.get(cg)))
+                self._timelines[cg].add(sample.t_ns, point_values(
+                    sample.state, self.hier.version, None if reclaim_by_cg is None else reclaim_by_cg.get(cg, ReclaimStats())))
             for cg in list(self._rings):
                 if cg not in self._watched:
                     # Keep a vanished cgroup's data for one minute: its last samples may be
@@ -350,13 +353,13 @@ class Sampler:
         # within 1 s): with 500 idle cgroups, readings every 5 s were a third of record's CPU.
         return 3 if ratio >= self.near_limit_ratio else 2 if ratio >= 0.5 else 1 if ratio >= 0.25 else 0
 
-    def _reclaim_by_cgroup(self) -> Dict[str, object]:
+    def _reclaim_by_cgroup(self) -> Optional[Dict[str, ReclaimStats]]:
         """Cumulative reclaim per watched cgroup: its processes' and its descendants'."""
         try:
             by_pid = self.reclaim_reader()
         except Exception:  # noqa: BLE001 - a map read failing must not stop the sampler
             self.errors += 1
-            return {}
+            return None
         out: Dict[str, ReclaimStats] = {}
         with self._lock:
             pid_cg = {pid: v[0] for pid, v in self._pid_cgroup.items() if pid in by_pid}
