@@ -49,7 +49,6 @@ struct memcg_cache_entry {
     s64 slot;   /* watch slot, or -1: not watched */
 };
 BPF_ARRAY(memcg_cache, struct memcg_cache_entry, OOMSCOPE_NCPUS * CACHE_WAYS);
-BPF_ARRAY(cache_misses, u64, OOMSCOPE_NCPUS);  /* read by user space: how often ids were resolved */
 
 /* cgroup_id(memcg->css.cgroup), as the tracepoint's perf record has it (include/trace/events/memcg.h) */
 static __always_inline u64 memcg_cgroup_id(u64 memcg)
@@ -93,9 +92,6 @@ static __always_inline void add(u64 memcg, u32 item, s64 val)
         e->memcg = memcg;
         e->gen = gen;
         e->slot = slot;
-        u64 *misses = cache_misses.lookup(&cpu);
-        if (misses)
-            *misses += 1;
     }
     if (slot < 0 || slot >= OOMSCOPE_SLOTS)
         return;

@@ -338,10 +338,6 @@ class ChargeTracker:
             values[_int(k) % region] += _int(v)
         return {cid: values[i * self.ntracked:(i + 1) * self.ntracked] for i, cid in enumerate(self.ids) if cid}
 
-    def cache_misses(self) -> int:
-        """How many times the programs resolved a memcg pointer to its cgroup id (all CPUs)."""
-        return sum(_int(v) for v in self.bpf["cache_misses"].values())
-
     def snapshots(self) -> List[tuple]:
         """The counters summed at each SIGKILL and oom:mark_victim since the last call, oldest
         first: [(victim pid, ts_ns, kind, {cgroup id: values})]. Call it as events arrive: the

@@ -229,9 +229,7 @@ class Sampler:
                                           or usage / w.limit - w.ratio > 0.1):
                     filling.append(cg)  # filling up: read it, and every cgroup below it, now
         for cg in filling:
-            for other, ow in self._watched.items():
-                if cgroup_within(other, cg):
-                    ow.next_ns = now
+            self._read_subtree_now(cg, now)
         due = [cg for cg, w in self._watched.items() if w.next_ns <= horizon]
         # None: reclaim is not counted (no vmscan tracepoints, or the map could not be read);
         # else a cgroup missing from it had no reclaim by its processes: zeros, not unknown
@@ -434,10 +432,17 @@ class Sampler:
             hit = set(self._cgroup_wd)
         now = time.monotonic_ns()
         for cg in hit:
-            for other, ow in self._watched.items():
-                if cgroup_within(other, cg) and ow.read_ns + self.fast_interval_ns <= now:
-                    ow.next_ns = now
-                    self.limit_hits += 1
+            self.limit_hits += self._read_subtree_now(cg, now, unless_read_since=now - self.fast_interval_ns)
+
+    def _read_subtree_now(self, cgroup: str, now: int, unless_read_since: Optional[int] = None) -> int:
+        """Make ``cgroup`` and every watched cgroup below it due now (those read after
+        ``unless_read_since`` left alone); returns how many were."""
+        n = 0
+        for other, w in self._watched.items():
+            if cgroup_within(other, cgroup) and (unless_read_since is None or w.read_ns <= unless_read_since):
+                w.next_ns = now
+                n += 1
+        return n
 
     def close(self) -> None:
         if self._inotify is not None:
