@@ -69,6 +69,8 @@ class Sample:
     #: charge counters read right after this sample, {cgroup id: values}, and their generation
     counters: Optional[Dict[int, List[int]]] = None
     charge_generation: Optional[int] = None
+    #: cumulative reclaim by the cgroup's processes when read; None when reclaim is not counted
+    reclaim: Optional[ReclaimStats] = None
 
 
 @dataclass
@@ -250,7 +252,7 @@ class Sampler:
             if state is None:
                 w.next_ns = now + self.far_interval_ns
                 continue  # vanished between the walk and the read
-            sample = Sample(t, state, pids)
+            sample = Sample(t, state, pids, reclaim=None if reclaim_by_cg is None else reclaim_by_cg.get(cg, ReclaimStats()))
             if paired:
                 # The counters read just before and just after memory.stat bracket it: their
                 # midpoint is the base a reconstruction starts from, and a pair whose two reads
@@ -307,8 +309,7 @@ class Sampler:
                 # (measured: with 8 readings, 79 of 350 kills found only readings from after them).
                 while len(ring) > 2 and sample.t_ns - ring[0].t_ns > self.ring_ns:
                     ring.popleft()
-                self._timelines[cg].add(sample.t_ns, point_values(
-                    sample.state, self.hier.version, None if reclaim_by_cg is None else reclaim_by_cg.get(cg, ReclaimStats())))
+                self._timelines[cg].add(sample.t_ns, point_values(sample.state, self.hier.version, sample.reclaim))
             for cg in list(self._rings):
                 if cg not in self._watched:
                     # Keep a vanished cgroup's data for one minute: its last samples may be
@@ -491,7 +492,9 @@ class Sampler:
         last = self.latest_before(cgroup, kill_ns)
         if last is not None and (not points or points[-1].t_ms < round((last.t_ns - kill_ns) / 1e6, 1)):
             extra = TimelineRing(1)
-            extra.add(last.t_ns, point_values(last.state, self.hier.version))
+            # the reading's own reclaim figures: a point without them reads as "not counted"
+            # (CI, 6.12 VM: a global OOM's last point had None while the ones before had zeros)
+            extra.add(last.t_ns, point_values(last.state, self.hier.version, last.reclaim))
             points += extra.points(kill_ns)
         return points
 

@@ -79,6 +79,34 @@ def test_timeline_keeps_one_point_per_spacing_and_ends_before_the_kill(tmp_path)
     assert pts[-1].anon_bytes == 19 << 20  # the last sample before the kill is the last point
 
 
+def test_the_last_reading_before_the_kill_keeps_its_reclaim_figures(tmp_path):
+    # The last reading is usually closer to the previous timeline point than the spacing, so it
+    # is appended at the kill; it once came without reclaim figures (None: "not counted"), found
+    # by a global OOM in the 6.12 VM. A process that has reclaimed shows its figures; one that has
+    # not shows zeros.
+    from oomscope.probes import ReclaimStats
+    root = _root(tmp_path)
+    _cgroup(root, "job", 10 << 20, 100 << 20, [4242])
+    _cgroup(root, "calm", 10 << 20, 100 << 20, [4343])
+    reclaim = {}
+    s = Sampler(MemoryHierarchy(root, 2), timeline_spacing_s=60, reclaim_reader=lambda: dict(reclaim))
+    s.tick()
+    reclaim[4242] = ReclaimStats(direct_runs=3, direct_pages=100, alloc_retry_checks=2)
+    for w in s._watched.values():
+        w.next_ns = 0
+    s.tick()  # within the spacing: in the ring, not in the timeline
+    kill = time.monotonic_ns()
+    (first, last) = s.timeline("/job", kill)
+    assert first.reclaim_runs == 0 and first.alloc_retry_checks == 0
+    assert last.reclaim_runs == 3 and last.reclaim_pages == 100 and last.alloc_retry_checks == 2
+    (_, calm_last) = s.timeline("/calm", kill)
+    assert calm_last.reclaim_runs == 0 and calm_last.alloc_retry_checks == 0
+    # without reclaim counting the figures are unknown, not zero
+    s2 = Sampler(MemoryHierarchy(root, 2), timeline_spacing_s=60)
+    s2.tick()
+    assert s2.timeline("/job", time.monotonic_ns())[-1].reclaim_runs is None
+
+
 def test_vanishing_cgroup_is_not_an_error(tmp_path):
     root = str(tmp_path)
     s = Sampler(MemoryHierarchy(root, 2))
