@@ -9,8 +9,8 @@ filled in 200 ms between two peeks was measured read 2 s before its kill (the te
 
 Only what that needs is wrapped, with ctypes (the standard library has no inotify): a
 non-blocking descriptor for select(), IN_MODIFY watches, and the watch descriptors of the events
-read. cgroup v1 has no such notification on its counters (its threshold eventfds need a write to
-cgroup.event_control per cgroup), so it keeps polling.
+read. cgroup v1 has no memory.events; its usage thresholds do the same job there
+(kernel/memcg_thresholds.py).
 """
 
 from __future__ import annotations

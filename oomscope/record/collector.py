@@ -104,6 +104,7 @@ class Collector:
         self.charge, self.charge_status = self._load_charge_tracking(opts.charge_tracking)
         self.charge_misses: collections.Counter = collections.Counter()  # why a kill had no reconstruction
         self._snapshots: "collections.OrderedDict[int, list]" = collections.OrderedDict()  # pid -> [(ts, kind, counters)]
+        _raise_open_file_limit()  # cgroup v1: an eventfd per limited cgroup (record/sampler.py)
         self.sampler = Sampler(self.hier, top=opts.cgroup or "/",
                                reclaim_reader=self.probes.reclaim_by_pid if self.probes.has_reclaim else None,
                                charge=self.charge, charge_mode=opts.charge_tracking)
@@ -148,7 +149,8 @@ class Collector:
         else:
             charge = "charge tracking auto (attached while a cgroup is above 90% of its limit)"
         return (f"recording OOM kills: cgroup v{self.hier.version} at {self.hier.root}, "
-                f"BPF on oom:mark_victim ({self.probes.headers.how}), {charge}, output {self.opts.output}")
+                f"BPF on oom:mark_victim ({self.probes.headers.how}), {charge}, "
+                f"limit notifications: {self.sampler.notifications()}, output {self.opts.output}")
 
     def request_stop(self, *_args) -> None:
         self.stop.set()
@@ -448,4 +450,19 @@ class Collector:
 def install_signal_handlers(collector: Collector) -> None:
     signal.signal(signal.SIGINT, collector.request_stop)
     signal.signal(signal.SIGTERM, collector.request_stop)
+
+
+def _raise_open_file_limit(want: int = 65536) -> None:
+    """The soft limit on open files up to the hard one (at most ``want``). On cgroup v1 the sampler
+    holds one eventfd per limited cgroup, and a shell's or systemd's default soft limit is 1024;
+    a cgroup that gets no eventfd is still polled."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(hard, want)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
 

@@ -12,8 +12,9 @@ of its limit (or its limited ancestor's), ``far_interval_s`` (5 s) below half, `
 (1 s) up to ``near_limit_ratio`` (90%), ``fast_interval_s`` (100 ms) above. Between full readings a limited cgroup's usage alone (one small file) is peeked at: every
 1 s below a quarter of its limit, every ``peek_interval_s`` (250 ms) below half, every 100 ms
 above; a cgroup that fills up fast is read within that time, not ``far_interval_s``. On cgroup v2
-a limit being hit wakes the sampler at once (inotify on memory.events, kernel/inotify.py): a fill
-faster than a peek interval is still read before its kill. A cgroup without a limit is measured
+a limit being hit wakes the sampler at once (inotify on memory.events, kernel/inotify.py); on v1
+crossing 25, 50, 90 or 99% of the limit does (usage thresholds, kernel/memcg_thresholds.py): a
+fill faster than a peek interval is still read before its kill. A cgroup without a limit is measured
 against the host's RAM.
 Cgroups appear and vanish while it runs; a vanished cgroup's data is kept for a minute.
 
@@ -34,7 +35,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
-from ..kernel import procfs
+from ..kernel import memcg_thresholds, procfs
 from ..kernel.inotify import Inotify
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..model import SOURCE_LAST_SAMPLE, CgroupState, TimelinePoint
@@ -44,6 +45,9 @@ from .timeline import TimelineRing, point_values
 
 AUTO_ATTACH_RATIO = 0.9     # charge tracking attaches when a cgroup is this close to its limit ...
 AUTO_DETACH_RATIO = 0.8     # ... and detaches when every cgroup is below this
+#: cgroup v1: fractions of a limited cgroup's limit whose crossing wakes the sampler (the bands'
+#: edges, and the limit itself: usage never passes it, so 99% is "hitting it")
+V1_THRESHOLD_RATIOS = (0.25, 0.5, 0.9, 0.99)
 AUTO_DETACH_AFTER_S = 10.0  # for this long
 
 
@@ -146,16 +150,26 @@ class Sampler:
         self._lock = threading.Lock()
         self._last_near_ns = 0
         self._next_pid_prune = 0
-        # cgroup v2: woken by memory.events the moment a limited cgroup hits its limit
+        # Woken the moment a limited cgroup fills up: on cgroup v2 by memory.events (inotify),
+        # on v1 by usage thresholds (an eventfd per cgroup). One poll() waits on all of them.
+        self._poll: Optional[select.poll] = None
         self._inotify: Optional[Inotify] = None
         self._wd_cgroup: Dict[int, str] = {}
         self._cgroup_wd: Dict[str, int] = {}
+        self._v1_notify = notify and hier.version == 1
+        self._cgroup_efd: Dict[str, Tuple[Optional[int], int]] = {}  # cgroup -> (eventfd or None: refused, limit)
+        self._efd_cgroup: Dict[int, str] = {}
         self.limit_hits = 0  # notifications that led to an immediate reading
+        self.notify_errors = 0  # cgroups whose notification could not be set up
         if notify and hier.version == 2:
             try:
                 self._inotify = Inotify()
             except (OSError, AttributeError):  # no inotify: poll only
                 self._inotify = None
+        if self._inotify is not None or self._v1_notify:
+            self._poll = select.poll()
+            if self._inotify is not None:
+                self._poll.register(self._inotify.fd, select.POLLIN)
         self.passes = 0
         self.reads = 0
         self.errors = 0
@@ -203,8 +217,7 @@ class Sampler:
         for cg in [c for c, w in self._watched.items() if w.seen_ns != now]:
             del self._watched[cg]
             self._limited_ancestor.pop(cg, None)
-        if self._inotify is not None:
-            self._watch_limit_events()
+        self._sync_limit_notifications()
         if len(self._limited_ancestor) > 4 * self.max_cgroups:
             self._limited_ancestor.clear()
 
@@ -333,6 +346,8 @@ class Sampler:
                 self._proc_info = {p: v for p, v in self._proc_info.items() if p in self._pid_cgroup}
         if self.charge is not None and new_samples:
             self._steer_charge_tracking(now)  # ratios change only with readings
+        if new_samples and self._v1_notify:
+            self._sync_limit_notifications()  # v1 thresholds follow the limits, learnt by reading
         self.passes += 1
         nxt = min([min(w.next_ns, w.peek_ns if w.limit else w.next_ns) for w in self._watched.values()]
                   + [self._next_discovery])
@@ -402,53 +417,96 @@ class Sampler:
             cached = self._limited_ancestor[cg] = (self.hier.limited_ancestor(cg), now)
         return cached[0]
 
-    # --- limit notifications (cgroup v2) ---
-    def _watch_limit_events(self) -> None:
-        """An inotify watch on memory.events of every limited cgroup, and none on the others."""
-        for cg in [c for c in self._cgroup_wd if c not in self._watched or not self._watched[c].limited]:
-            wd = self._cgroup_wd.pop(cg)
-            self._wd_cgroup.pop(wd, None)
-            self._inotify.remove(wd)
-        for cg, w in self._watched.items():
-            if w.limited and cg not in self._cgroup_wd:
-                wd = self._inotify.add(self.hier.fs_path(cg) + "/memory.events")
-                if wd is not None:
-                    self._cgroup_wd[cg] = wd
-                    self._wd_cgroup[wd] = cg
+    # --- limit notifications ---
+    def _sync_limit_notifications(self) -> None:
+        """A notification on every limited cgroup, and none on the others: on v2 an inotify watch
+        of its memory.events, on v1 an eventfd on its usage thresholds (set again when its limit
+        changes)."""
+        if self._inotify is not None:
+            for cg in [c for c in self._cgroup_wd if c not in self._watched or not self._watched[c].limited]:
+                wd = self._cgroup_wd.pop(cg)
+                self._wd_cgroup.pop(wd, None)
+                self._inotify.remove(wd)
+            for cg, w in self._watched.items():
+                if w.limited and cg not in self._cgroup_wd:
+                    wd = self._inotify.add(self.hier.fs_path(cg) + "/memory.events")
+                    if wd is not None:
+                        self._cgroup_wd[cg] = wd
+                        self._wd_cgroup[wd] = cg
+        if self._v1_notify:
+            for cg, (efd, limit) in list(self._cgroup_efd.items()):
+                w = self._watched.get(cg)
+                if w is None or not w.limited or w.limit != limit:
+                    self._drop_thresholds(cg)
+            for cg, w in self._watched.items():
+                # the limit is known from the first reading (before it w.limit is None)
+                if w.limited and w.limit and cg not in self._cgroup_efd:
+                    try:
+                        efd = memcg_thresholds.register(self.hier.fs_path(cg), [int(w.limit * r) for r in V1_THRESHOLD_RATIOS])
+                    except OSError:  # gone, or out of descriptors: that cgroup is polled
+                        self.notify_errors += 1
+                        self._cgroup_efd[cg] = (None, w.limit)  # not retried until its limit changes
+                        continue
+                    self._cgroup_efd[cg] = (efd, w.limit)
+                    self._efd_cgroup[efd] = cg
+                    self._poll.register(efd, select.POLLIN)
+
+    def _drop_thresholds(self, cg: str) -> None:
+        efd, _limit = self._cgroup_efd.pop(cg)
+        if efd is not None:
+            self._efd_cgroup.pop(efd, None)
+            self._poll.unregister(efd)
+            memcg_thresholds.unregister(efd)
 
     def _wait(self, seconds: float, stop: threading.Event) -> None:
         """Sleep until the next pass is due, or a limited cgroup reports hitting its limit: then
         that cgroup and every cgroup below it are read in the next pass, unless they were read
         within the fast interval (a cgroup that stays at its limit notifies up to 100 times a
         second, and is on the fast schedule anyway)."""
-        if self._inotify is None:
+        if self._poll is None:
             stop.wait(seconds)
             return
-        ready, _, _ = select.select([self._inotify.fd], [], [], seconds)
-        if not ready:
-            return
-        hit = {self._wd_cgroup.get(wd) for wd in self._inotify.read()} - {None}
-        if self._inotify.overflowed:
-            self._inotify.overflowed = False
-            hit = set(self._cgroup_wd)
+        # poll(), not select(): one eventfd per limited cgroup on v1 passes FD_SETSIZE (1024)
+        ready = self._poll.poll(seconds * 1000)
+        hit = set()
+        for fd, _mask in ready:
+            if self._inotify is not None and fd == self._inotify.fd:
+                hit |= {self._wd_cgroup.get(wd) for wd in self._inotify.read()} - {None}
+                if self._inotify.overflowed:
+                    self._inotify.overflowed = False
+                    hit |= set(self._cgroup_wd)
+            elif fd in self._efd_cgroup:
+                memcg_thresholds.drain(fd)
+                hit.add(self._efd_cgroup[fd])
         now = time.monotonic_ns()
         for cg in hit:
             self.limit_hits += self._read_subtree_now(cg, now, unless_read_since=now - self.fast_interval_ns)
 
     def _read_subtree_now(self, cgroup: str, now: int, unless_read_since: Optional[int] = None) -> int:
-        """Make ``cgroup`` and every watched cgroup below it due now (those read after
-        ``unless_read_since`` left alone); returns how many were."""
+        """Make ``cgroup`` and every watched cgroup below it due now; returns how many were. Those
+        read after ``unless_read_since`` are made due one fast interval after that reading
+        instead: a notification is never dropped (v1 thresholds at 25% and 50% crossed 80 ms
+        apart: the second one dropped left no reading of the cgroup holding at 62%), and a
+        cgroup notifying 100 times a second is read at the fast rate, not at every notification."""
         n = 0
         for other, w in self._watched.items():
-            if cgroup_within(other, cgroup) and (unless_read_since is None or w.read_ns <= unless_read_since):
+            if not cgroup_within(other, cgroup):
+                continue
+            if unless_read_since is None or w.read_ns <= unless_read_since:
                 w.next_ns = now
                 n += 1
+            else:
+                w.next_ns = min(w.next_ns, w.read_ns + self.fast_interval_ns)
         return n
 
     def close(self) -> None:
         if self._inotify is not None:
             self._inotify.close()
             self._inotify = None
+        for cg in list(self._cgroup_efd):
+            self._drop_thresholds(cg)
+        self._v1_notify = False
+        self._poll = None
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -481,6 +539,23 @@ class Sampler:
                 if sample.t_ns <= t_ns and sample.counters is not None and sample.charge_generation == generation:
                     return sample
         return None
+
+    def notifications(self) -> str:
+        """How the kernel wakes the sampler when a limited cgroup fills up."""
+        if self._inotify is not None:
+            return "memory.events (inotify)"
+        if self._v1_notify:
+            return "usage thresholds at 25/50/90/99% (eventfd)"
+        return "none, polling"
+
+    def samples(self, cgroup: str) -> List[Sample]:
+        """The cgroup's full readings still in its ring, oldest first."""
+        with self._lock:
+            return list(self._rings.get(cgroup, ()))
+
+    def notified(self, cgroup: str) -> bool:
+        """Whether the kernel wakes the sampler when this cgroup fills up (v2 inotify, v1 thresholds)."""
+        return cgroup in self._cgroup_wd or self._cgroup_efd.get(cgroup, (None, 0))[0] is not None
 
     def timeline(self, cgroup: str, kill_ns: int) -> List[TimelinePoint]:
         """The cgroup's history up to the kill, with the last sample before it as the last point."""

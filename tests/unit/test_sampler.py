@@ -186,7 +186,72 @@ def test_a_limit_hit_on_cgroup_v2_wakes_the_sampler_to_read_the_subtree(tmp_path
         s.close()
 
 
-def test_cgroup_v1_has_no_limit_notifications_and_polls(tmp_path):
-    root = _root(tmp_path)
+def _v1_cgroup(root, name, usage, limit, pids):
+    d = os.path.join(root, name)
+    os.makedirs(d, exist_ok=True)
+    files = {"memory.stat": f"total_rss {usage}\ntotal_cache 0\n", "memory.usage_in_bytes": f"{usage}\n",
+             "memory.limit_in_bytes": f"{limit}\n", "cgroup.procs": "".join(f"{p}\n" for p in pids),
+             "cgroup.event_control": ""}
+    for f, text in files.items():
+        with open(os.path.join(d, f), "w") as fh:
+            fh.write(text)
+
+
+def test_a_usage_threshold_on_cgroup_v1_wakes_the_sampler_to_read_the_subtree(tmp_path):
+    import threading
+
+    root = str(tmp_path)
+    with open(os.path.join(root, "memory.limit_in_bytes"), "w") as f:
+        f.write("9223372036854771712\n")
+    _v1_cgroup(root, "pod", 60 << 20, 100 << 20, [])
+    _v1_cgroup(root, "pod/app", 60 << 20, 9223372036854771712, [5])
+    _v1_cgroup(root, "other", 1 << 20, 200 << 20, [6])
     s = Sampler(MemoryHierarchy(root, 1))
-    assert s._inotify is None
+    try:
+        assert s._inotify is None and s._poll is not None
+        s.tick()  # discovery, then the first readings tell the limits, then the thresholds
+        assert set(s._cgroup_efd) == {"/pod", "/other"}  # limited ones only
+        # what was written to cgroup.event_control: "<eventfd> <usage fd> <bytes>", one per threshold
+        efd = s._cgroup_efd["/pod"][0]
+        written = [ln.split() for ln in open(os.path.join(root, "pod", "cgroup.event_control")).read().splitlines()]
+        assert [int(t) for _e, _u, t in written] == [int((100 << 20) * r) for r in (0.25, 0.5, 0.9, 0.99)]
+        assert {int(e) for e, _u, _t in written} == {efd}
+        for w in s._watched.values():
+            w.next_ns, w.read_ns = time.monotonic_ns() + 60_000_000_000, 0
+        os.eventfd_write(efd, 1)  # what the kernel does when the usage crosses a threshold
+        t0 = time.monotonic()
+        s._wait(5.0, threading.Event())
+        assert time.monotonic() - t0 < 1.0  # woken, not timed out
+        now = time.monotonic_ns()
+        assert s._watched["/pod"].next_ns <= now and s._watched["/pod/app"].next_ns <= now
+        assert s._watched["/other"].next_ns > now  # not below the cgroup that crossed
+        s.tick()
+        assert s._watched["/pod/app"].read_ns >= now and s.limit_hits == 2
+        # a new limit: the old eventfd is closed (the kernel drops its thresholds) and new ones set
+        with open(os.path.join(root, "pod", "memory.limit_in_bytes"), "w") as f:
+            f.write(f"{200 << 20}\n")
+        s._watched["/pod"].next_ns = 0
+        s.tick()
+        new_efd, limit = s._cgroup_efd["/pod"]
+        assert limit == 200 << 20 and f"{new_efd} " in open(os.path.join(root, "pod", "cgroup.event_control")).read()
+        assert str(int((200 << 20) * 0.99)) in open(os.path.join(root, "pod", "cgroup.event_control")).read()
+        # a cgroup that refuses thresholds is polled, and not retried at every pass
+        os.remove(os.path.join(root, "other", "cgroup.event_control"))
+        with open(os.path.join(root, "other", "memory.limit_in_bytes"), "w") as f:
+            f.write(f"{300 << 20}\n")
+        s._watched["/other"].next_ns = 0
+        s.tick()
+        assert s._cgroup_efd["/other"] == (None, 300 << 20) and s.notify_errors == 1
+    finally:
+        s.close()
+    assert not s._cgroup_efd and not s._efd_cgroup
+
+
+def test_without_notifications_the_sampler_polls(tmp_path):
+    root = _root(tmp_path)
+    s = Sampler(MemoryHierarchy(root, 1), notify=False)
+    assert s._inotify is None and s._poll is None
+    t0 = time.monotonic()
+    import threading
+    s._wait(0.05, threading.Event())
+    assert 0.04 <= time.monotonic() - t0 < 1.0
