@@ -21,11 +21,7 @@ Measured on this host (6.18, cgroup v1): a 64 MiB cgroup filled at 200 MiB/s, th
 from __future__ import annotations
 
 import os
-from typing import Iterable, Optional
-
-
-class ThresholdError(OSError):
-    pass
+from typing import Iterable
 
 
 def register(cgroup_dir: str, thresholds: Iterable[int]) -> int:
