@@ -168,9 +168,29 @@ class TimelinePoint:
 
 
 @dataclass
+class ReclaimAtKill:
+    """Reclaim run by the cgroup's processes up to the kill (cumulative since record started, as
+    the timeline's reclaim_* columns), read when the kill was handled. The timeline's last reading
+    can come before the limit was first hit, and so before all of the reclaim that failed
+    (measured in the test VMs: last reading 66 ms before the kill, no reclaim yet)."""
+
+    runs: int = 0
+    empty_runs: int = 0
+    pages: int = 0
+    ms: float = 0.0
+    alloc_retry_checks: int = 0
+    alloc_no_progress_max: int = 0
+    compact_retries: int = 0
+    #: when the counters were read, after the kill (other processes of the cgroup may have
+    #: reclaimed since)
+    read_ms_after_kill: Optional[float] = None
+
+
+@dataclass
 class Timeline:
     cgroup: str
     points: List[TimelinePoint] = field(default_factory=list)
+    reclaim_at_kill: Optional[ReclaimAtKill] = None
 
 
 @dataclass

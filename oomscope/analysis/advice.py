@@ -52,8 +52,15 @@ class Advice:
     evidence: List[str] = field(default_factory=list)
 
 
-def _with_reclaim(t: Trend, last) -> Trend:
-    """The reclaim figures of the timeline's last point (cumulative) into the trend."""
+def _with_reclaim(t: Trend, timeline) -> Trend:
+    """The reclaim figures (cumulative) into the trend: those read at the kill when the capture has
+    them (they include the reclaim of the last moments), else the timeline's last point's."""
+    k = timeline.reclaim_at_kill
+    if k is not None:
+        t.reclaim_runs, t.reclaim_empty_runs = k.runs, k.empty_runs
+        t.alloc_retry_checks, t.alloc_no_progress_max, t.compact_retries = k.alloc_retry_checks, k.alloc_no_progress_max, k.compact_retries
+        return t
+    last = timeline.points[-1]
     t.reclaim_runs, t.reclaim_empty_runs = last.reclaim_runs, last.reclaim_empty_runs
     t.alloc_retry_checks, t.alloc_no_progress_max = last.alloc_retry_checks, last.alloc_no_progress_max
     t.compact_retries = last.compact_retries
@@ -67,7 +74,7 @@ def trend_of(capture: Capture) -> Trend:
     pts = [p for p in capture.timelines[0].points if p.anon_bytes is not None]
     if len(pts) < 5 or pts[-1].t_ms - pts[0].t_ms < 10_000:
         return _with_reclaim(Trend("unknown", text="The timeline is too short (under 10 s or 5 points) to tell a leak from a plateau."),
-                             capture.timelines[0].points[-1])
+                             capture.timelines[0])
     df = pd.DataFrame({"t": [p.t_ms / 60_000 for p in pts], "anon": [p.anon_bytes for p in pts]})
     minutes = float(df["t"].iloc[-1] - df["t"].iloc[0])
     slope = float(df["t"].cov(df["anon"]) / df["t"].var()) if df["t"].var() > 0 else 0.0
@@ -76,7 +83,7 @@ def trend_of(capture: Capture) -> Trend:
     start, end = int(df["anon"].iloc[0]), int(df["anon"].iloc[-1])
     t = Trend("unknown", minutes=minutes, anon_rate_bytes_per_min=slope, anon_start_bytes=start,
               anon_end_bytes=end, r2=r2)
-    _with_reclaim(t, capture.timelines[0].points[-1])
+    _with_reclaim(t, capture.timelines[0])
     # the first half of the timeline against the second: a plateau is flat in both, then jumps
     half = df[df["t"] <= df["t"].iloc[0] + minutes / 2]["anon"]
     if r2 >= 0.8 and slope > 0 and end - start >= 0.25 * max(end, 1):

@@ -27,7 +27,7 @@ from ..errors import EnvironmentProblem, ProbeError
 from ..kernel import btf, procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..kernel.kmsg import KmsgFollower, KmsgReader, OomReportParser
-from ..model import SOURCE_AFTER_KILL, Capture, CgroupUsage, Timeline
+from ..model import SOURCE_AFTER_KILL, Capture, CgroupUsage, ReclaimAtKill, Timeline
 from ..probes import EV_MARK_VICTIM, SNAP_MARK_VICTIM, SNAP_SIGKILL, ChargeTracker, OomEvent, OomProbes, charge_tracking_layout, charge_tracking_support
 from . import charges
 from .assemble import KillContext, build_capture
@@ -269,7 +269,7 @@ class Collector:
             for path in [oom_memcg] + ([task_memcg] if task_memcg and task_memcg != oom_memcg else []):
                 points = self.sampler.timeline(path, kill_ns)
                 if points:
-                    ctx.timelines.append(Timeline(path, points))
+                    ctx.timelines.append(Timeline(path, points, _reclaim_at_kill(self.sampler.reclaim_of(path), kill_ns)))
             for path, sample in self.sampler.below(oom_memcg, kill_ns):
                 ctx.sharing.append(CgroupUsage(path, sample.state.usage_bytes, "last_sample", (kill_ns - sample.t_ns) / 1e6))
             after = self.hier.read_state(oom_memcg, SOURCE_AFTER_KILL)
@@ -450,6 +450,16 @@ class Collector:
 def install_signal_handlers(collector: Collector) -> None:
     signal.signal(signal.SIGINT, collector.request_stop)
     signal.signal(signal.SIGTERM, collector.request_stop)
+
+
+def _reclaim_at_kill(stats, kill_ns: int) -> Optional[ReclaimAtKill]:
+    if stats is None:
+        return None
+    return ReclaimAtKill(runs=stats.memcg_runs + stats.direct_runs, empty_runs=stats.memcg_empty + stats.direct_empty,
+                         pages=stats.memcg_pages + stats.direct_pages, ms=round((stats.memcg_ns + stats.direct_ns) / 1e6, 2),
+                         alloc_retry_checks=stats.alloc_retry_checks, alloc_no_progress_max=stats.alloc_no_progress_max,
+                         compact_retries=stats.compact_retries,
+                         read_ms_after_kill=round((time.monotonic_ns() - kill_ns) / 1e6, 1))
 
 
 def _raise_open_file_limit(want: int = 65536) -> None:

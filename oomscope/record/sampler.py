@@ -540,6 +540,14 @@ class Sampler:
                     return sample
         return None
 
+    def reclaim_of(self, cgroup: str) -> Optional[ReclaimStats]:
+        """Reclaim by the processes of ``cgroup`` and below it so far, read now; None when reclaim
+        is not counted or ``cgroup`` is not watched."""
+        if self.reclaim_reader is None or cgroup not in self._watched:
+            return None
+        by_cg = self._reclaim_by_cgroup()
+        return None if by_cg is None else by_cg.get(cgroup, ReclaimStats())
+
     def notifications(self) -> str:
         """How the kernel wakes the sampler when a limited cgroup fills up."""
         if self._inotify is not None:

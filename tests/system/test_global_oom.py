@@ -54,5 +54,10 @@ def test_global_oom_says_the_node_ran_out(protected, recorder, kernel_log, sandb
           f"{last['alloc_retry_checks']}, no-progress rounds up to {last['alloc_no_progress_max']}, "
           f"compaction retries {last['compact_retries']}, direct reclaim runs {last['reclaim_runs']}")
     assert last["alloc_retry_checks"] is not None and last["reclaim_runs"] is not None
+    # read at the kill: the reclaim and retries of the last moments, which no reading saw
+    at_kill = tl["reclaim_at_kill"]
+    print(f"global OOM: at the kill {at_kill}")
+    assert at_kill is not None and at_kill["runs"] >= last["reclaim_runs"]
+    assert at_kill["alloc_retry_checks"] >= last["alloc_retry_checks"]
     if last["alloc_retry_checks"]:
         assert "The page allocator retried before giving up" in html

@@ -61,3 +61,22 @@ def test_a_global_oom_tells_what_the_page_allocator_retried():
     assert host.title == "The host ran out, not a cgroup"
     assert retried.case == "context" and "120 times" in retried.text and "up to 16 rounds" in retried.text
     assert "compaction retries 3" in retried.evidence
+
+
+def test_reclaim_read_at_the_kill_wins_over_the_last_reading():
+    # Measured on this host: the last reading, 2 ms before the kill, had 55 reclaim runs; read at
+    # the kill there were 93, 37 of them empty: the failing rounds of the last moments.
+    from oomscope.model import Capture, ReclaimAtKill
+
+    cap = _capture([10 * MIB] * 3, {"anon": 10 * MIB})
+    last = cap.timelines[0].points[-1]
+    last.reclaim_runs, last.reclaim_empty_runs = 55, 0
+    assert trend_of(cap).reclaim_runs == 55  # an older capture, without the figures at the kill
+    cap.timelines[0].reclaim_at_kill = ReclaimAtKill(runs=93, empty_runs=37, pages=14336, ms=7.31, read_ms_after_kill=55.3)
+    t = trend_of(cap)
+    assert (t.reclaim_runs, t.reclaim_empty_runs) == (93, 37)
+    (reclaim,) = [a for a in advise(cap, analyse(cap), t) if a.title == "Reclaim before the kill"]
+    assert "93 times" in reclaim.text and "37 of those freed nothing" in reclaim.text
+    again = Capture.from_json(cap.to_json())  # kept in the capture, read back
+    assert again.timelines[0].reclaim_at_kill == cap.timelines[0].reclaim_at_kill
+
