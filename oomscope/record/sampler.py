@@ -542,11 +542,23 @@ class Sampler:
 
     def reclaim_of(self, cgroup: str) -> Optional[ReclaimStats]:
         """Reclaim by the processes of ``cgroup`` and below it so far, read now; None when reclaim
-        is not counted or ``cgroup`` is not watched."""
-        if self.reclaim_reader is None or cgroup not in self._watched:
+        is not counted."""
+        if self.reclaim_reader is None:
             return None
-        by_cg = self._reclaim_by_cgroup()
-        return None if by_cg is None else by_cg.get(cgroup, ReclaimStats())
+        try:
+            by_pid = self.reclaim_reader()
+        except Exception:  # noqa: BLE001 - as in _reclaim_by_cgroup
+            self.errors += 1
+            return None
+        # by the pids seen in it: the cgroup may no longer be watched (a global OOM's victim was
+        # the only task of a cgroup without a limit; it is dropped once empty)
+        with self._lock:
+            seen = {pid: self._pid_cgroup.get(pid) for pid in by_pid}  # the pids that reclaimed: few
+        pids = [pid for pid, v in seen.items() if v is not None and cgroup_within(v[0], cgroup)]
+        out = ReclaimStats()
+        for pid in pids:
+            out.add(by_pid[pid])
+        return out
 
     def notifications(self) -> str:
         """How the kernel wakes the sampler when a limited cgroup fills up."""

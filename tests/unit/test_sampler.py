@@ -255,3 +255,27 @@ def test_without_notifications_the_sampler_polls(tmp_path):
     import threading
     s._wait(0.05, threading.Event())
     assert 0.04 <= time.monotonic() - t0 < 1.0
+
+
+def test_reclaim_at_the_kill_counts_a_cgroup_no_longer_watched(tmp_path):
+    # A global OOM's victim was the only task of a cgroup without a limit: once it is gone the
+    # cgroup is not watched, but its pid is remembered, and so is what it reclaimed.
+    from oomscope.probes import ReclaimStats
+    root = _root(tmp_path)
+    _cgroup(root, "solo", 10 << 20, "max", [77])
+    _cgroup(root, "solo/sub", 1 << 20, "max", [78])
+    _cgroup(root, "else", 10 << 20, "max", [79])
+    reclaim = {77: ReclaimStats(direct_runs=4, direct_pages=9, alloc_retry_checks=3, alloc_no_progress_max=2),
+               78: ReclaimStats(memcg_runs=1, alloc_no_progress_max=5), 79: ReclaimStats(direct_runs=100)}
+    s = Sampler(MemoryHierarchy(root, 2), reclaim_reader=lambda: dict(reclaim))
+    s.tick()
+    for name in ("solo/sub", "solo"):
+        with open(os.path.join(root, name, "cgroup.procs"), "w") as f:
+            f.write("")
+    s._next_discovery = 0
+    s.tick()
+    assert "/solo" not in s._watched
+    got = s.reclaim_of("/solo")
+    assert (got.direct_runs, got.memcg_runs, got.direct_pages, got.alloc_retry_checks, got.alloc_no_progress_max) == (4, 1, 9, 3, 5)
+    assert s.reclaim_of("/nothing-here") == ReclaimStats()
+    assert Sampler(MemoryHierarchy(root, 2)).reclaim_of("/solo") is None  # not counted
