@@ -269,7 +269,7 @@ class Collector:
             for path in [oom_memcg] + ([task_memcg] if task_memcg and task_memcg != oom_memcg else []):
                 points = self.sampler.timeline(path, kill_ns)
                 if points:
-                    ctx.timelines.append(Timeline(path, points, _reclaim_at_kill(self.sampler.reclaim_of(path), kill_ns)))
+                    ctx.timelines.append(Timeline(path, points, _reclaim_at_kill(self.sampler.reclaim_of(path, kill_ns), kill_ns)))
             for path, sample in self.sampler.below(oom_memcg, kill_ns):
                 ctx.sharing.append(CgroupUsage(path, sample.state.usage_bytes, "last_sample", (kill_ns - sample.t_ns) / 1e6))
             after = self.hier.read_state(oom_memcg, SOURCE_AFTER_KILL)
@@ -452,14 +452,15 @@ def install_signal_handlers(collector: Collector) -> None:
     signal.signal(signal.SIGTERM, collector.request_stop)
 
 
-def _reclaim_at_kill(stats, kill_ns: int) -> Optional[ReclaimAtKill]:
-    if stats is None:
+def _reclaim_at_kill(read, kill_ns: int) -> Optional[ReclaimAtKill]:
+    if read is None:
         return None
+    stats, t_read = read
     return ReclaimAtKill(runs=stats.memcg_runs + stats.direct_runs, empty_runs=stats.memcg_empty + stats.direct_empty,
                          pages=stats.memcg_pages + stats.direct_pages, ms=round((stats.memcg_ns + stats.direct_ns) / 1e6, 2),
                          alloc_retry_checks=stats.alloc_retry_checks, alloc_no_progress_max=stats.alloc_no_progress_max,
                          compact_retries=stats.compact_retries,
-                         read_ms_after_kill=round((time.monotonic_ns() - kill_ns) / 1e6, 1))
+                         read_ms_after_kill=round((t_read - kill_ns) / 1e6, 1))
 
 
 def _raise_open_file_limit(want: int = 65536) -> None:

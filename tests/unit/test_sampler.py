@@ -94,6 +94,7 @@ def test_the_last_reading_before_the_kill_keeps_its_reclaim_figures(tmp_path):
     reclaim[4242] = ReclaimStats(direct_runs=3, direct_pages=100, alloc_retry_checks=2)
     for w in s._watched.values():
         w.next_ns = 0
+    time.sleep(0.06)  # a read of the map is reused for half the fast interval (50 ms)
     s.tick()  # within the spacing: in the ring, not in the timeline
     kill = time.monotonic_ns()
     (first, last) = s.timeline("/job", kill)
@@ -275,7 +276,17 @@ def test_reclaim_at_the_kill_counts_a_cgroup_no_longer_watched(tmp_path):
     s._next_discovery = 0
     s.tick()
     assert "/solo" not in s._watched
-    got = s.reclaim_of("/solo")
+    got, t_read = s.reclaim_of("/solo", time.monotonic_ns())
+    assert t_read <= time.monotonic_ns()
     assert (got.direct_runs, got.memcg_runs, got.direct_pages, got.alloc_retry_checks, got.alloc_no_progress_max) == (4, 1, 9, 3, 5)
-    assert s.reclaim_of("/nothing-here") == ReclaimStats()
-    assert Sampler(MemoryHierarchy(root, 2)).reclaim_of("/solo") is None  # not counted
+    assert s.reclaim_of("/nothing-here", 0)[0] == ReclaimStats()
+    assert Sampler(MemoryHierarchy(root, 2)).reclaim_of("/solo", 0) is None  # not counted
+    # one read serves every kill from before it; a kill after it reads again
+    reads = []
+    s.reclaim_reader = lambda: reads.append(1) or dict(reclaim)
+    kill = time.monotonic_ns()
+    s.reclaim_of("/solo", kill)
+    s.reclaim_of("/solo", kill)
+    assert len(reads) == 1
+    s.reclaim_of("/solo", time.monotonic_ns() + 1)
+    assert len(reads) == 2
