@@ -296,8 +296,8 @@ class ChargeTracker:
 
     def watch(self, ids: List[int]) -> None:
         ids = list(ids)[:CHARGE_SLOTS]
-        if ids == self.ids:
-            return
+        if set(ids) == set(self.ids) and len(ids) == len(self.ids):
+            return  # the same cgroups in another order: keep their slots and the generation
         table = self.bpf["watch"]
         leaf = table.Leaf()
         for i, cid in enumerate(ids):

@@ -86,6 +86,8 @@ class _Watched:
     has_tasks: bool = False
     seen_ns: int = 0
     ratio: float = 0.0
+    near_ns: int = 0  # when it was last read above AUTO_DETACH_RATIO of its limit ...
+    near_ratio: float = 0.0  # ... and how full it was then
     limited: bool = False  # has a limit of its own
     read_ns: int = 0  # when it was last read
 
@@ -408,10 +410,22 @@ class Sampler:
     def _steer_charge_tracking(self, now: int) -> None:
         """Attach the charge counters while some cgroup is near its limit (auto) or always (on),
         watching the fullest limited cgroups with their subtrees."""
-        limited = [(w.ratio, cg) for cg, w in self._watched.items() if w.limited]
-        near = any(r >= AUTO_ATTACH_RATIO for r, _ in limited)
-        if near or any(r >= AUTO_DETACH_RATIO for r, _ in limited):
-            self._last_near_ns = now
+        # A storm's cgroup swings between its limit and far below it at every kill: it stays a
+        # candidate for AUTO_DETACH_AFTER_S after it was last near its limit, ranked by how full it
+        # was then. Dropping it at each kill's low reading (while another cgroup on the host was
+        # above 80%) changed the watched set, and with it the counters' generation, so the next
+        # kill found no paired sample (host CI: a storm kill without a reconstruction).
+        window = AUTO_DETACH_AFTER_S * 1e9
+        limited = []  # (rank, cgroup)
+        near = False
+        for cg, w in self._watched.items():
+            if not w.limited:
+                continue
+            near = near or w.ratio >= AUTO_ATTACH_RATIO
+            if w.ratio >= AUTO_DETACH_RATIO:
+                w.near_ns, w.near_ratio = now, w.ratio
+                self._last_near_ns = now
+            limited.append((max(w.ratio, w.near_ratio) if now - w.near_ns < window else w.ratio, cg))
         want = self.charge_mode == "on" or near or (
             self.charge.attached and now - self._last_near_ns < AUTO_DETACH_AFTER_S * 1e9)
         if not want:
