@@ -84,7 +84,10 @@ def test_storm_kills_get_their_state_from_the_counters(recorder, kernel_log, san
     compared, worst, worst_count = 0, (0.0, ""), (0.0, "")
     for pid, rep in full.items():
         rec_state = caps[pid]["at_kill_sources"].get("reconstructed")
-        assert rec_state is not None, f"pid {pid}: no reconstruction beside the kernel's report"
+        if rec_state is None:
+            rec.stop()  # record says at exit why kills had no reconstruction
+            raise AssertionError(f"pid {pid}: no reconstruction beside the kernel's report (charge tracking "
+                                 f"{caps[pid]['charge_tracking']!r}); record said: {rec.stderr()[-1500:]}")
         assert caps[pid]["at_kill"]["source"] == "kernel_report"
         for key, want in rep.memory_stat.items():
             got = rec_state["memory_stat"][key]
