@@ -5,11 +5,17 @@ from oomscope.kernel.cgroupfs import MemoryHierarchy
 from oomscope.record.sampler import Sampler
 
 
-def _cgroup(root, name, usage, limit, pids):
+def _cgroup(root, name, usage, limit, pids, version=2):
+    """A fake cgroup directory with the files the sampler reads (v1 or v2 names)."""
     d = os.path.join(root, name)
     os.makedirs(d, exist_ok=True)
-    files = {"memory.stat": f"anon {usage}\nfile 0\n", "memory.current": f"{usage}\n", "memory.max": f"{limit}\n",
-             "cgroup.procs": "".join(f"{p}\n" for p in pids)}
+    procs = "".join(f"{p}\n" for p in pids)
+    if version == 2:
+        files = {"memory.stat": f"anon {usage}\nfile 0\n", "memory.current": f"{usage}\n", "memory.max": f"{limit}\n"}
+    else:
+        files = {"memory.stat": f"total_rss {usage}\ntotal_cache 0\n", "memory.usage_in_bytes": f"{usage}\n",
+                 "memory.limit_in_bytes": f"{limit}\n", "cgroup.event_control": ""}
+    files["cgroup.procs"] = procs
     for f, text in files.items():
         with open(os.path.join(d, f), "w") as fh:
             fh.write(text)
@@ -187,26 +193,15 @@ def test_a_limit_hit_on_cgroup_v2_wakes_the_sampler_to_read_the_subtree(tmp_path
         s.close()
 
 
-def _v1_cgroup(root, name, usage, limit, pids):
-    d = os.path.join(root, name)
-    os.makedirs(d, exist_ok=True)
-    files = {"memory.stat": f"total_rss {usage}\ntotal_cache 0\n", "memory.usage_in_bytes": f"{usage}\n",
-             "memory.limit_in_bytes": f"{limit}\n", "cgroup.procs": "".join(f"{p}\n" for p in pids),
-             "cgroup.event_control": ""}
-    for f, text in files.items():
-        with open(os.path.join(d, f), "w") as fh:
-            fh.write(text)
-
-
 def test_a_usage_threshold_on_cgroup_v1_wakes_the_sampler_to_read_the_subtree(tmp_path):
     import threading
 
     root = str(tmp_path)
     with open(os.path.join(root, "memory.limit_in_bytes"), "w") as f:
         f.write("9223372036854771712\n")
-    _v1_cgroup(root, "pod", 60 << 20, 100 << 20, [])
-    _v1_cgroup(root, "pod/app", 60 << 20, 9223372036854771712, [5])
-    _v1_cgroup(root, "other", 1 << 20, 200 << 20, [6])
+    _cgroup(root, "pod", 60 << 20, 100 << 20, [], version=1)
+    _cgroup(root, "pod/app", 60 << 20, 9223372036854771712, [5], version=1)
+    _cgroup(root, "other", 1 << 20, 200 << 20, [6], version=1)
     s = Sampler(MemoryHierarchy(root, 1))
     try:
         assert s._inotify is None and s._poll is not None
