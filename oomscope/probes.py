@@ -146,6 +146,14 @@ class ReclaimStats:
     compact_retries: int = 0        # oom:compact_retry
     compact_gave_up: int = 0
 
+    def totals(self) -> Dict[str, float]:
+        """memcg and direct reclaim together, with the allocator's retries: the figures a timeline
+        point and a capture's reclaim_at_kill carry."""
+        return dict(runs=self.memcg_runs + self.direct_runs, empty_runs=self.memcg_empty + self.direct_empty,
+                    pages=self.memcg_pages + self.direct_pages, ms=(self.memcg_ns + self.direct_ns) / 1e6,
+                    alloc_retry_checks=self.alloc_retry_checks, alloc_no_progress_max=self.alloc_no_progress_max,
+                    compact_retries=self.compact_retries)
+
     def add(self, other: "ReclaimStats") -> None:
         for f in dataclasses.fields(self):
             if f.name in ("last_ns", "alloc_no_progress_max"):

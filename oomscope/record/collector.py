@@ -456,11 +456,9 @@ def _reclaim_at_kill(read, kill_ns: int) -> Optional[ReclaimAtKill]:
     if read is None:
         return None
     stats, t_read = read
-    return ReclaimAtKill(runs=stats.memcg_runs + stats.direct_runs, empty_runs=stats.memcg_empty + stats.direct_empty,
-                         pages=stats.memcg_pages + stats.direct_pages, ms=round((stats.memcg_ns + stats.direct_ns) / 1e6, 2),
-                         alloc_retry_checks=stats.alloc_retry_checks, alloc_no_progress_max=stats.alloc_no_progress_max,
-                         compact_retries=stats.compact_retries,
-                         read_ms_after_kill=round((t_read - kill_ns) / 1e6, 1))
+    t = stats.totals()
+    t["ms"] = round(t["ms"], 2)
+    return ReclaimAtKill(**t, read_ms_after_kill=round((t_read - kill_ns) / 1e6, 1))
 
 
 def _raise_open_file_limit(want: int = 65536) -> None:

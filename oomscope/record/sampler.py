@@ -255,6 +255,7 @@ class Sampler:
         # else a cgroup missing from it had no reclaim by its processes: zeros, not unknown
         reclaim_by_cg = self._reclaim_by_cgroup() if due and self.reclaim_reader is not None else None
         new_samples: Dict[str, Sample] = {}
+        limits_changed = False  # a limited cgroup's limit learnt or changed by these readings
         pid_cgroup: Dict[int, str] = {}
         watched_ids = set(self.charge.ids) if self.charge is not None and self.charge.attached else set()
         for cg in due:
@@ -288,7 +289,9 @@ class Sampler:
                 pid_cgroup[pid] = cg
             # A cgroup without a limit can still be where a global OOM strikes: the host's RAM is
             # its limit, so a cgroup filling the node is read as fast as one filling its limit.
-            w.limit = state.limit_bytes or self.host_memory_bytes
+            limit = state.limit_bytes or self.host_memory_bytes
+            limits_changed = limits_changed or (w.limited and limit != w.limit)
+            w.limit = limit
             if w.limit and state.usage_bytes is not None:
                 w.ratio = state.usage_bytes / w.limit
         for cg, sample in new_samples.items():
@@ -351,7 +354,7 @@ class Sampler:
                 self._proc_info = {p: v for p, v in self._proc_info.items() if p in self._pid_cgroup}
         if self.charge is not None and new_samples:
             self._steer_charge_tracking(now)  # ratios change only with readings
-        if new_samples and self._v1_notify:
+        if limits_changed and self._v1_notify:
             self._sync_limit_notifications()  # v1 thresholds follow the limits, learnt by reading
         self.passes += 1
         nxt = min([min(w.next_ns, w.peek_ns if w.limit else w.next_ns) for w in self._watched.values()]

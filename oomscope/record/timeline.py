@@ -66,13 +66,10 @@ def point_values(state: CgroupState, version: int, reclaim=None) -> Dict[str, Op
         "psi_full_avg10": state.pressure.get("full_avg10") if state.pressure else None,
     }
     if reclaim is not None:
-        values.update(reclaim_runs=reclaim.memcg_runs + reclaim.direct_runs,
-                      reclaim_empty_runs=reclaim.memcg_empty + reclaim.direct_empty,
-                      reclaim_pages=reclaim.memcg_pages + reclaim.direct_pages,
-                      reclaim_ms=(reclaim.memcg_ns + reclaim.direct_ns) / 1e6,
-                      alloc_retry_checks=reclaim.alloc_retry_checks,
-                      alloc_no_progress_max=reclaim.alloc_no_progress_max,
-                      compact_retries=reclaim.compact_retries)
+        t = reclaim.totals()
+        values.update(reclaim_runs=t["runs"], reclaim_empty_runs=t["empty_runs"], reclaim_pages=t["pages"],
+                      reclaim_ms=t["ms"], alloc_retry_checks=t["alloc_retry_checks"],
+                      alloc_no_progress_max=t["alloc_no_progress_max"], compact_retries=t["compact_retries"])
     return values
 
 
