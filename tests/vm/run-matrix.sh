@@ -106,8 +106,8 @@ choose_kvm_flag() {
     rm -rf "$probe"
 }
 
-suite_ids() {  # the test ids of tests/vm/suite.txt (comments and blank lines left out)
-    sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$SUITE" | grep -v '^$'
+suite_ids() {  # the test ids of tests/vm/suite.txt ("host:" lines, comments and blank lines left out)
+    sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$SUITE" | grep -v -e '^$' -e '^host:'
 }
 
 vm_budget() {  # vm_budget VMS_LEFT -> seconds this VM may take
