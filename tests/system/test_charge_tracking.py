@@ -12,7 +12,7 @@ import pytest
 
 from oomscope.probes import charge_tracking_support
 
-from .conftest import run_in_cgroup, run_storm
+from .conftest import TIME_SCALE, run_in_cgroup, run_storm
 
 
 SIZE_TOLERANCE = (0.02, 1 << 20)   # 2% or 1 MiB, whichever is larger (the target)
@@ -66,7 +66,7 @@ def test_storm_kills_get_their_state_from_the_counters(recorder, kernel_log, san
     full = {r.killed.pid: r for r in reports if r.killed and r.killed.pid in ours and r.has_header}
     assert len(killed) >= 30, f"only {len(killed)} kills: not a storm"
     assert len(full) < len(killed), "the kernel printed every report: the rate limit was not exercised"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 20 * TIME_SCALE  # every kill written: slower under emulation
     while time.monotonic() < deadline:
         caps = {c["victim"]["pid"]: c for _, c in rec.captures() if c["victim"]["pid"] in ours}
         if killed <= set(caps):

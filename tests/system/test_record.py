@@ -11,7 +11,7 @@ import pytest
 
 from oomscope.lab import run_scenario
 
-from .conftest import run_in_cgroup, run_storm
+from .conftest import TIME_SCALE, run_in_cgroup, run_storm
 
 HOG = "a = []\nwhile True: a.append(bytearray(1 << 20))\n"
 
@@ -112,7 +112,7 @@ def test_storm_every_killed_line_has_a_capture(recorder, kernel_log, sandbox, tm
     assert lost == 0, f"the test's own kmsg reader lost {lost} records: it cannot check this storm"
     assert len(killed) >= 30, f"only {len(killed)} kills: not a storm"
     assert len(full) < len(killed), "the kernel printed every report: the rate limit was not exercised"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 20 * TIME_SCALE  # every kill written: slower under emulation
     while time.monotonic() < deadline:
         caps = {c["victim"]["pid"]: c for _, c in rec.captures() if c["victim"]["pid"] in ours}
         if killed <= set(caps):
@@ -245,7 +245,7 @@ def test_group_kill_is_one_incident(recorder, kernel_log, sandbox, hier):
     pids = [int(p) for p in res.stdout.split()]
     assert res.returncode == -9 and len(pids) == 4
     caps = rec.wait_for(lambda c: c["victim"]["pid"] in pids)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 30 * TIME_SCALE
     while len(caps) < 4 and time.monotonic() < deadline:
         time.sleep(0.2)
         caps = [c for c in rec.captures() if c[1]["victim"]["pid"] in pids]
