@@ -33,7 +33,7 @@ from ..model import (
     Victim,
     choose_at_kill,
 )
-from ..probes import OomEvent
+from ..layouts import OomEvent
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 

@@ -28,7 +28,8 @@ from ..kernel import btf, procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..kernel.kmsg import KmsgFollower, KmsgReader, OomReportParser
 from ..model import SOURCE_AFTER_KILL, Capture, CgroupUsage, ReclaimAtKill, Timeline
-from ..probes import EV_MARK_VICTIM, SNAP_MARK_VICTIM, SNAP_SIGKILL, ChargeTracker, OomEvent, OomProbes, charge_tracking_layout, charge_tracking_support
+from ..layouts import EV_MARK_VICTIM, SNAP_MARK_VICTIM, SNAP_SIGKILL, OomEvent
+from ..probes import ChargeTracker, OomProbes, charge_tracking_layout, charge_tracking_support
 from . import charges
 from .assemble import KillContext, build_capture
 from ..report.index import OutputIndex

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ..kernel.kmsg import OomReport
-from ..probes import EV_MARK_VICTIM, EV_REAP_FINISHED, OomEvent
+from ..layouts import EV_MARK_VICTIM, EV_REAP_FINISHED, OomEvent
 
 MATCH_WINDOW_NS = 10_000_000_000  # a report and an event of the same pid this close are one kill
 

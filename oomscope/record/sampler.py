@@ -39,7 +39,7 @@ from ..kernel import memcg_thresholds, procfs
 from ..kernel.inotify import Inotify
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..model import SOURCE_LAST_SAMPLE, CgroupState, TimelinePoint
-from ..probes import CHARGE_SLOTS, ReclaimStats  # plain Python; probes imports bcc only when loading
+from ..layouts import CHARGE_SLOTS, ReclaimStats
 from .charges import TRACKED, choose_watched
 from .timeline import TimelineRing, point_values
 

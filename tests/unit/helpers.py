@@ -3,7 +3,7 @@
 import datetime as dt
 
 from oomscope.kernel.kmsg import parse_reports
-from oomscope.probes import EV_MARK_VICTIM, OomEvent
+from oomscope.layouts import EV_MARK_VICTIM, OomEvent
 from oomscope.record.assemble import KillContext, build_capture
 
 from ..conftest import fixture_text

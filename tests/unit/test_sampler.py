@@ -90,7 +90,7 @@ def test_the_last_reading_before_the_kill_keeps_its_reclaim_figures(tmp_path):
     # is appended at the kill; it once came without reclaim figures (None: "not counted"), found
     # by a global OOM in the 6.12 VM. A process that has reclaimed shows its figures; one that has
     # not shows zeros.
-    from oomscope.probes import ReclaimStats
+    from oomscope.layouts import ReclaimStats
     root = _root(tmp_path)
     _cgroup(root, "job", 10 << 20, 100 << 20, [4242])
     _cgroup(root, "calm", 10 << 20, 100 << 20, [4343])
@@ -256,7 +256,7 @@ def test_without_notifications_the_sampler_polls(tmp_path):
 def test_reclaim_at_the_kill_counts_a_cgroup_no_longer_watched(tmp_path):
     # A global OOM's victim was the only task of a cgroup without a limit: once it is gone the
     # cgroup is not watched, but its pid is remembered, and so is what it reclaimed.
-    from oomscope.probes import ReclaimStats
+    from oomscope.layouts import ReclaimStats
     root = _root(tmp_path)
     _cgroup(root, "solo", 10 << 20, "max", [77])
     _cgroup(root, "solo/sub", 1 << 20, "max", [78])
