@@ -23,7 +23,7 @@ from .kernel.kmsg import KmsgReader, OomReport, OomReportParser
 from .kernel.logformats import read_log_lines
 from .kernel.logscan import report_lines, report_regions
 from .model import SOURCE_KERNEL_LOG, SOURCE_KERNEL_REPORT, Capture, Host
-from .record.assemble import KillContext, build_capture
+from .record.assemble import Recording, assemble
 from .terminal import terminal_safe
 
 NOTE = ("Imported from a kernel log: every figure is what the kernel printed in its OOM report. A log has no "
@@ -173,9 +173,8 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
     if hostname and not h.hostname:
         h.hostname = hostname
     h.cgroup_version = h.cgroup_version or version
-    ctx = KillContext(cgroup_version=version, host=h, clock_offset_ns=offset)
     now = dt.datetime.now(dt.timezone.utc)
-    cap = build_capture(rep.killed.pid, None, rep, ctx, now)
+    cap = assemble(rep.killed.pid, None, rep, Recording(cgroup_version=version, host=h, clock_offset_ns=offset), now_wall=now)
     cap.workload = workload_of(cap.cgroup.task_memcg or cap.cgroup.oom_memcg, names)
     _as_kernel_log(cap)
     cap.notes = [n for n in cap.notes if "log for this kill was not seen" not in n]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..layouts import TRACKED, TrackedItem, item_index_table  # noqa: F401 - the items counted, shared with the BPF C
+from ..layouts import TRACKED
 from ..model import SOURCE_RECONSTRUCTED, CgroupState
 
 
