@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import os
+import threading
 from typing import Callable, Dict, Iterator, List, Optional
 
 from . import layouts
@@ -98,7 +99,7 @@ class OomProbes:
         self._on_event = on_event
         self.bpf = _compile("oom_events.c", self.cflags)
         self.has_reclaim = "-DHAVE_VMSCAN_RECLAIM" in self.cflags
-        # Big per-CPU buffers: a storm makes hundreds of kills a second (KERNEL-NOTES.md).
+        # Big per-CPU buffers: a storm makes hundreds of kills a second (docs/kernel-facts.md).
         self.bpf["oom_events"].open_perf_buffer(self._cb, page_cnt=page_cnt, lost_cb=self._lost_cb)
 
     def _cb(self, cpu, data, size) -> None:
@@ -191,27 +192,35 @@ class ChargeTracker:
         self.attached = False
         self.ids: List[int] = []
         self.generation = 0
-        self._changes: List[tuple] = []  # (monotonic ns, generation, attached) at every attach, detach and watch change
+        # (monotonic ns, generation, attached) at every attach, detach and watch change: written by
+        # the sampler thread (which steers the tracking), read by the main thread at each kill
+        self._changes: List[tuple] = []
+        self._changes_lock = threading.Lock()
         self._next_snapshot = 1
         self.snapshots_lost = 0
 
     def _bump(self) -> None:
         import time as _time
 
-        self.generation += 1
-        self._changes.append((_time.monotonic_ns(), self.generation, self.attached))
-        del self._changes[:-256]
+        with self._changes_lock:
+            self.generation += 1
+            self._changes.append((_time.monotonic_ns(), self.generation, self.attached))
+            del self._changes[:-256]
+
+    def _history(self) -> List[tuple]:
+        with self._changes_lock:
+            return list(self._changes)
 
     def generation_at(self, t_ns: int) -> Optional[int]:
         gen = None
-        for when, g, _attached in self._changes:
+        for when, g, _attached in self._history():
             if when <= t_ns:
                 gen = g
         return gen
 
     def attached_at(self, t_ns: int) -> bool:
         state = False
-        for when, _g, attached in self._changes:
+        for when, _g, attached in self._history():
             if when <= t_ns:
                 state = attached
         return state

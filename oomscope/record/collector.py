@@ -114,7 +114,7 @@ class Collector:
         self.sampler = Sampler(self.hier, top=opts.cgroup or "/",
                                reclaim_reader=self.probes.reclaim_by_pid if self.probes.has_reclaim else None,
                                charge=self.charge, charge_mode=opts.charge_tracking)
-        self.evidence = EvidenceGatherer(self.sampler, LiveReads(self.hier), self.hier.version, self.snapshots)
+        self.evidence = EvidenceGatherer(self.sampler.store, LiveReads(self.hier), self.hier.version, self.snapshots)
 
     def _load_charge_tracking(self, mode: str):
         """(tracker or None, why it is off). --charge-tracking=on on a kernel without it is an error."""
@@ -252,8 +252,8 @@ class Collector:
             lost = getattr(self.kmsg, "lost_records", 0)  # a property of KmsgFollower (kernel/kmsg.py)
             losses["kmsg_records"] = lost() if callable(lost) else lost
         self.announce.health(
-            sampler_errors=self.sampler.errors, events_lost=self.probes.lost,
-            charge_attached=self.charge is not None and self.charge.attached, watched=self.sampler.watched(),
+            sampler_errors=self.sampler.errors + self.sampler.store.errors, events_lost=self.probes.lost,
+            charge_attached=self.charge is not None and self.charge.attached, watched=self.sampler.store.watched(),
             losses=losses, kmsg_error=getattr(self.kmsg, "error", None), kmsg_open=self.kmsg is not None)
 
     # --- one kill ---
@@ -263,7 +263,7 @@ class Collector:
         head, group = self.outputs.head_for(kill.report, kill_ns)
         placement = place(kill.report, self.evidence.locate(kill) if _report_cgroup(kill) is None else None,
                           head.capture.cgroup.oom_memcg if head is not None else None,
-                          self.sampler.limited_ancestor, self.hier.version,
+                          self.sampler.store.limited_ancestor, self.hier.version,
                           kill.event.victim_parent_pid if kill.event is not None else None)
         if not self._in_scope(placement):
             return

@@ -39,7 +39,7 @@ def test_filling_a_limited_cgroup_wakes_the_sampler(hier, sandbox):
         while not s.notified(name) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert s.notified(name), f"no limit notification set up for {name} (errors: {s.notify_errors})"
-        before = len(s.samples(name))
+        before = len(s.store.samples(name))
         t_start = time.monotonic_ns()
         res = run_in_cgroup(path, FILL_HOLD_FILL, timeout=60)
         t_reaped = time.monotonic_ns()
@@ -48,7 +48,7 @@ def test_filling_a_limited_cgroup_wakes_the_sampler(hier, sandbox):
         stop.set()
         th.join(timeout=10)
         s.close()
-    during = [x for x in s.samples(name)[before:] if x.t_ns >= t_start]
+    during = [x for x in s.store.samples(name)[before:] if x.t_ns >= t_start]
     print(f"cgroup v{hier.version}: {s.limit_hits} notified readings; during the workload: "
           + ", ".join(f"{x.state.usage_bytes / LIMIT:.0%}" for x in during)
           + (f"; the last {(t_reaped - during[-1].t_ns) / 1e6:.0f} ms before the victim was reaped" if during else ""))
