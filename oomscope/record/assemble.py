@@ -38,7 +38,7 @@ from ..model import (
 )
 from ..layouts import OomEvent
 
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")  # of the machine running oomscope: only when the kill host's is unknown
 
 
 @dataclass
@@ -163,8 +163,8 @@ def state_from_report(rep: OomReport) -> Optional[CgroupState]:
     return st
 
 
-def host_memory_from_report(rep: OomReport) -> Dict[str, int]:
-    """A global OOM's Mem-Info (pages, and kB for swap) in bytes."""
+def host_memory_from_report(rep: OomReport, page_size: int = PAGE_SIZE) -> Dict[str, int]:
+    """A global OOM's Mem-Info (pages, and kB for swap) in bytes, with the kill host's page size."""
     out: Dict[str, int] = {}
     for key, value in rep.mem_info.items():
         if key == "free_swap_kb":
@@ -172,16 +172,17 @@ def host_memory_from_report(rep: OomReport) -> Dict[str, int]:
         elif key == "total_swap_kb":
             out["swap_total"] = value * 1024
         elif key == "ram_pages":
-            out["ram"] = value * PAGE_SIZE
+            out["ram"] = value * page_size
         else:
-            out[key] = value * PAGE_SIZE
+            out[key] = value * page_size
     return out
 
 
-def tasks_from_report(rep: OomReport, victim_pid: int, proc_info: Dict[int, Tuple[str, Optional[str]]]) -> List[Task]:
+def tasks_from_report(rep: OomReport, victim_pid: int, proc_info: Dict[int, Tuple[str, Optional[str]]],
+                      page_size: int = PAGE_SIZE) -> List[Task]:
     def pages(row_values: Dict[str, int], key: str) -> Optional[int]:
         v = row_values.get(key)
-        return v * PAGE_SIZE if v is not None else None
+        return v * page_size if v is not None else None
 
     tasks = []
     for row in rep.tasks:
@@ -243,6 +244,7 @@ def build_capture(
 ) -> Capture:
     notes: List[str] = []
     killed = report.killed if report is not None else None
+    page_size = recording.host.page_size_bytes or PAGE_SIZE  # the kernel's page counts are the kill host's
 
     # --- the victim ---
     if event is not None and event.anon_rss_kb is not None:
@@ -319,7 +321,7 @@ def build_capture(
 
     # --- the processes ---
     if report is not None and report.tasks:
-        tasks = tasks_from_report(report, pid, evidence.proc_info)
+        tasks = tasks_from_report(report, pid, evidence.proc_info, page_size)
     elif evidence.incident_tasks:
         tasks = [dataclasses.replace(t, is_victim=t.pid == pid) for t in evidence.incident_tasks]
     else:
@@ -360,7 +362,7 @@ def build_capture(
             first_seq=report.first_seq, last_seq=report.last_seq, lines=list(report.lines),
         )
         if report.mem_info:
-            host_memory = host_memory_from_report(report)
+            host_memory = host_memory_from_report(report, page_size)
         if not report.has_header and report.group_kill_cgroup is not None:
             notes.append(f"Killed with every task of {report.group_kill_cgroup} (memory.oom.group): the kernel printed one report "
                          "for the whole group, under the first victim; the cgroup's state here is that report's.")

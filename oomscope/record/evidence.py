@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Protocol, Tuple
 from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy
 from ..layouts import SNAP_MARK_VICTIM, SNAP_SIGKILL, ReclaimStats
-from ..model import SOURCE_AFTER_KILL, CgroupState, CgroupUsage, ReclaimAtKill, Task, Timeline, TimelinePoint
+from ..model import SOURCE_AFTER_KILL, CgroupState, Source, CgroupUsage, ReclaimAtKill, Task, Timeline, TimelinePoint
 from . import charges
 from .assemble import Evidence, Placement
 from .joiner import PendingKill
@@ -108,17 +108,17 @@ class EvidenceGatherer:
         """The victim's memory cgroup as oomscope saw it, best first, for when the kernel's report
         does not name it: (path, how it was learnt)."""
         if kill.proc_cgroup is not None:
-            return kill.proc_cgroup, "proc_read"
+            return kill.proc_cgroup, Source.PROC_READ
         scanned = self.store.cgroup_of_pid(kill.pid)
         if scanned is not None:
-            return scanned, "sampler_scan"
+            return scanned, Source.SAMPLER_SCAN
         if kill.parent_cgroup is not None:
-            return kill.parent_cgroup, "fork_parent"
+            return kill.parent_cgroup, Source.FORK_PARENT
         parent = kill.event.victim_parent_pid if kill.event is not None else None
         if parent:
             scanned = self.store.cgroup_of_pid(parent)
             if scanned is not None:
-                return scanned, "fork_parent"
+                return scanned, Source.FORK_PARENT
         return None
 
     def gather(self, kill: PendingKill, placement: Placement, kill_ns: int, charge_tracking: str = "",
@@ -139,7 +139,7 @@ class EvidenceGatherer:
                 if points:
                     ev.timelines.append(Timeline(path, points, reclaim_at_kill(self.store.reclaim_of(path, kill_ns), kill_ns)))
             for path, sample in self.store.below(described, kill_ns):
-                ev.sharing.append(CgroupUsage(path, sample.state.usage_bytes, "last_sample", (kill_ns - sample.t_ns) / 1e6))
+                ev.sharing.append(CgroupUsage(path, sample.state.usage_bytes, Source.LAST_SAMPLE, (kill_ns - sample.t_ns) / 1e6))
             after = self.live.state_after_kill(described)
             if after is not None:
                 after.age_ms = (kill_ns - time.monotonic_ns()) / 1e6  # negative: read after the kill
