@@ -190,8 +190,9 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
 
 
 def run_import(paths: List[str], journal: bool, since: Optional[str], output: str,
-               render_html: Callable[[Capture], str], out, err) -> List[str]:
-    from .record.writer import atomic_write, write_kill  # noqa: WPS433 - only when writing
+               render_html: Callable[..., str], out, err) -> List[str]:
+    from .analysis.result import analyse_kill  # noqa: WPS433 - only when writing
+    from .record.writer import atomic_write, write_kill  # noqa: WPS433
     from .report.index import OutputIndex  # noqa: WPS433
 
     since_ts = parse_since(since) if since else None
@@ -218,12 +219,17 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
         for imp in found:
             cap = imp.capture
             try:
-                capture_path, html_path, render_error = write_kill(output, cap, render_html)
+                analysis = analyse_kill(cap)  # once: for the post-mortem and the index
+            except Exception:  # noqa: BLE001 - the renderer reports it; the capture is written regardless
+                analysis = None
+            try:
+                capture_path, html_path, render_error = write_kill(
+                    output, cap, lambda c: render_html(c, analysis) if analysis is not None else render_html(c))
             except OSError as exc:
                 raise ImportProblem(f"cannot write to {output}: {exc.strerror}") from None
             if render_error:
                 err.write(f"oomscope: error: post-mortem not rendered ({render_error}); the capture is at {capture_path}\n")
-            index.add(capture_path, cap)
+            index.add(capture_path, cap, analysis)
             written.append(html_path or capture_path)
             state = ("full report" if imp.report.has_header else
                      "report without its first lines" if imp.report.memory_stat or imp.report.memory else "Killed line only")
