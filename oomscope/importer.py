@@ -22,7 +22,7 @@ from .errors import OomscopeError
 from .kernel.kmsg import KmsgReader, OomReport, OomReportParser
 from .kernel.logformats import read_log_lines
 from .kernel.logscan import report_lines, report_regions
-from .model import SOURCE_KERNEL_LOG, SOURCE_KERNEL_REPORT, Capture, Host
+from .model import SOURCE_KERNEL_LOG, Capture, Host
 from .record.assemble import Recording, assemble
 from .terminal import terminal_safe
 
@@ -128,17 +128,6 @@ def _version_of(rep: OomReport) -> Optional[int]:
     return None
 
 
-def _as_kernel_log(capture: Capture) -> None:
-    """Every figure of an imported capture names the kernel log as its source."""
-    for name in list(capture.at_kill_sources):
-        st = capture.at_kill_sources.pop(name)
-        st.source = SOURCE_KERNEL_LOG
-        capture.at_kill_sources[SOURCE_KERNEL_LOG] = st
-    for obj in [capture.at_kill, capture.victim, capture.cgroup, capture.trigger] + list(capture.tasks):
-        if obj.source == SOURCE_KERNEL_REPORT:
-            obj.source = SOURCE_KERNEL_LOG
-
-
 def import_reports(lines: Iterable[str], since: Optional[float] = None, boot_wall: Optional[float] = None,
                    year: Optional[int] = None, host: Optional[Host] = None,
                    names: Optional[NodeNames] = None) -> List[Imported]:
@@ -174,9 +163,9 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
         h.hostname = hostname
     h.cgroup_version = h.cgroup_version or version
     now = dt.datetime.now(dt.timezone.utc)
-    cap = assemble(rep.killed.pid, None, rep, Recording(cgroup_version=version, host=h, clock_offset_ns=offset), now_wall=now)
+    cap = assemble(rep.killed.pid, None, rep, Recording(cgroup_version=version, host=h, clock_offset_ns=offset,
+                                                        report_source=SOURCE_KERNEL_LOG), now_wall=now)
     cap.workload = workload_of(cap.cgroup.task_memcg or cap.cgroup.oom_memcg, names)
-    _as_kernel_log(cap)
     cap.notes = [n for n in cap.notes if "log for this kill was not seen" not in n]
     cap.notes.insert(0, NOTE)
     if not dated:

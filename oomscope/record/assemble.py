@@ -29,6 +29,7 @@ from ..model import (
     CgroupState,
     Host,
     KernelReportInfo,
+    Source,
     Task,
     Timeline,
     Times,
@@ -48,6 +49,9 @@ class Recording:
     cgroup_version: Optional[int] = None
     host: Host = field(default_factory=Host)
     clock_offset_ns: int = 0  # wall clock minus CLOCK_MONOTONIC
+    #: the provenance of every figure taken from the kernel's OOM report: kernel_report (read from
+    #: /dev/kmsg as it was printed: record) or kernel_log (a log that kept it: import)
+    report_source: Source = SOURCE_KERNEL_REPORT
 
 
 @dataclass
@@ -97,6 +101,7 @@ def place(
     limited_ancestor: Optional[Callable[[str], Optional[str]]] = None,
     cgroup_version: Optional[int] = None,
     victim_parent_pid: Optional[int] = None,
+    report_source: Source = SOURCE_KERNEL_REPORT,
 ) -> Placement:
     """The victim's cgroup, the cgroup that hit its limit and whether this was a global OOM.
 
@@ -111,10 +116,10 @@ def place(
     if summary is not None and (summary.oom_memcg or summary.task_memcg):
         cg.oom_memcg, cg.task_memcg = summary.oom_memcg, summary.task_memcg
         cg.constraint = summary.constraint
-        cg.source = SOURCE_KERNEL_REPORT
+        cg.source = report_source
     elif report is not None and report.stats_cgroup:
         cg.oom_memcg = report.stats_cgroup
-        cg.source = SOURCE_KERNEL_REPORT
+        cg.source = report_source
     if summary is not None and summary.constraint:
         cg.constraint = summary.constraint
     if cg.task_memcg is None and located is not None:
@@ -129,7 +134,7 @@ def place(
     else:
         if cg.oom_memcg is None and incident_oom_memcg:
             cg.oom_memcg = incident_oom_memcg
-            cg.source = cg.source if cg.task_memcg else SOURCE_KERNEL_REPORT
+            cg.source = cg.source if cg.task_memcg else report_source
         if cg.oom_memcg is None and cg.task_memcg is not None and limited_ancestor is not None:
             cg.oom_memcg = limited_ancestor(cg.task_memcg)
             if cg.oom_memcg is not None:
@@ -142,10 +147,10 @@ def place(
     return Placement(cg, is_global, notes)
 
 
-def state_from_report(rep: OomReport) -> Optional[CgroupState]:
+def state_from_report(rep: OomReport, source: Source = SOURCE_KERNEL_REPORT) -> Optional[CgroupState]:
     if rep.memory is None and not rep.memory_stat:
         return None
-    st = CgroupState(source=SOURCE_KERNEL_REPORT, cgroup=rep.stats_cgroup, memory_stat=dict(rep.memory_stat), age_ms=0.0)
+    st = CgroupState(source=source, cgroup=rep.stats_cgroup, memory_stat=dict(rep.memory_stat), age_ms=0.0)
     if rep.memory is not None:
         st.usage_bytes = rep.memory.usage_kb * 1024
         st.limit_bytes = limit_or_none(rep.memory.limit_kb * 1024)
@@ -179,7 +184,7 @@ def host_memory_from_report(rep: OomReport, page_size: int = PAGE_SIZE) -> Dict[
 
 
 def tasks_from_report(rep: OomReport, victim_pid: int, proc_info: Dict[int, Tuple[str, Optional[str]]],
-                      page_size: int = PAGE_SIZE) -> List[Task]:
+                      page_size: int = PAGE_SIZE, source: Source = SOURCE_KERNEL_REPORT) -> List[Task]:
     def pages(row_values: Dict[str, int], key: str) -> Optional[int]:
         v = row_values.get(key)
         return v * page_size if v is not None else None
@@ -203,7 +208,7 @@ def tasks_from_report(rep: OomReport, victim_pid: int, proc_info: Dict[int, Tupl
             oom_score_adj=v.get("oom_score_adj"),
             is_victim=row.pid == victim_pid,
             cmdline=info[1] if info else None,
-            source=SOURCE_KERNEL_REPORT,
+            source=source,
         ))
     return tasks
 
@@ -229,7 +234,7 @@ def assemble(
     """``place`` then ``build_capture``, for callers that gather no evidence between the two
     (import, tests)."""
     placement = place(report, located, None, limited_ancestor, recording.cgroup_version,
-                      event.victim_parent_pid if event is not None else None)
+                      event.victim_parent_pid if event is not None else None, recording.report_source)
     return build_capture(pid, event, report, placement, evidence or Evidence(), recording, now_wall)
 
 
@@ -245,6 +250,7 @@ def build_capture(
     notes: List[str] = []
     killed = report.killed if report is not None else None
     page_size = recording.host.page_size_bytes or PAGE_SIZE  # the kernel's page counts are the kill host's
+    from_report = recording.report_source  # the provenance of what the kernel's report says
 
     # --- the victim ---
     if event is not None and event.anon_rss_kb is not None:
@@ -259,7 +265,7 @@ def build_capture(
             pid=pid, comm=killed.comm, uid=killed.uid, oom_score_adj=killed.oom_score_adj,
             total_vm_bytes=_kb(killed.total_vm_kb), anon_rss_bytes=_kb(killed.anon_rss_kb),
             file_rss_bytes=_kb(killed.file_rss_kb), shmem_rss_bytes=_kb(killed.shmem_rss_kb),
-            pgtables_bytes=_kb(killed.pgtables_kb), source=SOURCE_KERNEL_REPORT,
+            pgtables_bytes=_kb(killed.pgtables_kb), source=from_report,
         )
         if event is not None and event.victim_comm:
             victim.comm = event.victim_comm
@@ -276,7 +282,7 @@ def build_capture(
     if event is not None:
         trigger = Trigger(pid=event.trigger_tgid, tid=event.trigger_tid, comm=event.trigger_comm, source=SOURCE_BPF)
     elif report is not None and report.has_header:
-        trigger = Trigger(pid=report.trigger_pid, comm=report.trigger_comm or "", source=SOURCE_KERNEL_REPORT)
+        trigger = Trigger(pid=report.trigger_pid, comm=report.trigger_comm or "", source=from_report)
     else:
         trigger = Trigger()
 
@@ -290,11 +296,11 @@ def build_capture(
     # --- the state at the kill ---
     sources: Dict[str, CgroupState] = {}
     if report is not None:
-        st = state_from_report(report)
+        st = state_from_report(report, from_report)
         if st is not None:
-            sources[SOURCE_KERNEL_REPORT] = st
-    if SOURCE_KERNEL_REPORT not in sources and evidence.incident_state is not None:
-        sources[SOURCE_KERNEL_REPORT] = evidence.incident_state
+            sources[from_report] = st
+    if from_report not in sources and evidence.incident_state is not None:
+        sources[from_report] = evidence.incident_state
     if evidence.reconstructed is not None:
         sources[evidence.reconstructed.source] = evidence.reconstructed
     if evidence.last_sample is not None:
@@ -305,7 +311,7 @@ def build_capture(
     if is_global:
         notes.append("A global OOM: the host ran out of memory, no cgroup limit was hit. The cgroup figures are those of the "
                      "victim's own cgroup; the host's memory at the kill is in host_memory_at_kill.")
-    elif at_kill.source != SOURCE_KERNEL_REPORT:
+    elif at_kill.source != from_report:
         if at_kill.source == SOURCE_NONE:
             notes.append("No reading of the cgroup's memory exists for this kill.")
         elif at_kill.source == SOURCE_RECONSTRUCTED:
@@ -321,7 +327,7 @@ def build_capture(
 
     # --- the processes ---
     if report is not None and report.tasks:
-        tasks = tasks_from_report(report, pid, evidence.proc_info, page_size)
+        tasks = tasks_from_report(report, pid, evidence.proc_info, page_size, from_report)
     elif evidence.incident_tasks:
         tasks = [dataclasses.replace(t, is_victim=t.pid == pid) for t in evidence.incident_tasks]
     else:
