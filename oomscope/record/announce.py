@@ -2,13 +2,13 @@
 metrics, and what it lost (``Losses``): the /dev/kmsg reader dead, BPF events lost in the perf
 buffer, charge snapshots overwritten before they were read, kernel log records lost, cgroups the
 sampler dropped. A loss is said in record's log when it grows, counted in the metrics, and noted
-in the capture of each kill written while it grew (the kill it may have touched)."""
+in the capture of each kill it may have touched (``Losses``)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Dict, List, Optional, TextIO
+from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 from ..metrics import Metrics
 from ..model import Capture
@@ -48,16 +48,26 @@ LOSS_WORDS = {
 
 
 class Losses:
-    """The loss counters of the recorder's parts, read once per drain of the main loop."""
+    """The loss counters of the recorder's parts, read once per drain of the main loop.
 
-    def __init__(self) -> None:
+    A loss found at one drain happened since the previous one; a kill it may have touched is one
+    that happened from ``reach_ns`` before that (a kill waits that long for its kernel report)
+    up to now. Each such kill written afterwards gets a note; so does every kill once the
+    /dev/kmsg reader has stopped."""
+
+    def __init__(self, reach_ns: int = 2_000_000_000, keep_ns: int = 30_000_000_000) -> None:
         self.seen: Dict[str, int] = {k: 0 for k in LOSS_WORDS}
         self.kmsg_error: Optional[BaseException] = None
-        self._pending: List[str] = []  # what grew since the last kill was written
+        self.kmsg_stopped_ns: Optional[int] = None
+        self.reach_ns = reach_ns
+        self.keep_ns = keep_ns
+        self._last_ns: Optional[int] = None
+        self._recent: List[Tuple[int, int, str]] = []  # (from ns, until ns, what was lost)
 
-    def update(self, counts: Dict[str, int], kmsg_error: Optional[BaseException]) -> List[str]:
-        """The sentences of what grew since the last call (for the log); they are kept for the
-        capture of the next kill written."""
+    def update(self, counts: Dict[str, int], kmsg_error: Optional[BaseException], now_ns: int) -> List[str]:
+        """The sentences of what grew since the last call (for the log)."""
+        since = (self._last_ns if self._last_ns is not None else now_ns) - self.reach_ns
+        self._last_ns = now_ns
         said = []
         for key, n in counts.items():
             if n > self.seen.get(key, 0):
@@ -65,16 +75,18 @@ class Losses:
                 self.seen[key] = n
         if kmsg_error is not None and self.kmsg_error is None:
             self.kmsg_error = kmsg_error
+            self.kmsg_stopped_ns = since
             said.append(f"the /dev/kmsg reader stopped ({type(kmsg_error).__name__}: {kmsg_error}): "
                         "captures from now on lack the kernel's report")
-        self._pending.extend(said)
+        self._recent = [r for r in self._recent if now_ns - r[1] < self.keep_ns]
+        self._recent.extend((since, now_ns, s) for s in said)
         return said
 
-    def notes_for_kill(self) -> List[str]:
-        """What record lost while this kill was on its way (and since the previous kill was written)."""
-        notes = [f"While this kill was recorded, oomscope lost: {s}." for s in self._pending]
-        self._pending = []
-        if self.kmsg_error is not None:
+    def notes_for_kill(self, kill_ns: int) -> List[str]:
+        """What record lost around this kill."""
+        notes = [f"While this kill was recorded, oomscope lost: {s}." for since, until, s in self._recent
+                 if since <= kill_ns <= until and not s.startswith("the /dev/kmsg reader")]
+        if self.kmsg_stopped_ns is not None and kill_ns >= self.kmsg_stopped_ns:
             notes.append("The /dev/kmsg reader had stopped: the kernel's report of this kill could not be read.")
         return notes
 
@@ -102,10 +114,10 @@ class Announcer:
         if self.metrics is not None:
             self.metrics.errors.labels(component).inc()
 
-    def health(self, *, sampler_errors: int, events_lost: int, charge_attached: bool, watched: int,
+    def health(self, *, now_ns: int, sampler_errors: int, events_lost: int, charge_attached: bool, watched: int,
                losses: Dict[str, int], kmsg_error: Optional[BaseException], kmsg_open: bool = True) -> None:
         """Once per drain: the gauges, the error counters, and any loss that grew."""
-        for sentence in self.losses.update(losses, kmsg_error):
+        for sentence in self.losses.update(losses, kmsg_error, now_ns):
             self.err.write(f"oomscope: warning: {sentence}\n")
         if self.metrics is None:
             return

@@ -222,7 +222,7 @@ class Collector:
             # The one read of the kernel's snapshots: every drain, before the ring of
             # OOMSCOPE_SNAPSHOTS wraps in a storm, and before the kills below look theirs up.
             self.snapshots.collect()
-        self._health()
+        self._health(now)
         for kill in self.joiner.ready(now, flush=flush):
             try:
                 self._record(kill)
@@ -244,7 +244,7 @@ class Collector:
                 # A child starts in its parent's cgroup; the parent usually outlives it.
                 kill.parent_cgroup = procfs.read_memory_cgroup(ev.victim_parent_pid, self.hier.version)
 
-    def _health(self) -> None:
+    def _health(self, now_ns: int) -> None:
         losses = {"bpf_events": self.probes.lost, "dropped_cgroups": self.sampler.dropped_cgroups}
         if self.snapshots is not None:
             losses["charge_snapshots"] = self.snapshots.lost
@@ -252,7 +252,7 @@ class Collector:
             lost = getattr(self.kmsg, "lost_records", 0)  # a property of KmsgFollower (kernel/kmsg.py)
             losses["kmsg_records"] = lost() if callable(lost) else lost
         self.announce.health(
-            sampler_errors=self.sampler.errors + self.sampler.store.errors, events_lost=self.probes.lost,
+            now_ns=now_ns, sampler_errors=self.sampler.errors + self.sampler.store.errors, events_lost=self.probes.lost,
             charge_attached=self.charge is not None and self.charge.attached, watched=self.sampler.store.watched(),
             losses=losses, kmsg_error=getattr(self.kmsg, "error", None), kmsg_open=self.kmsg is not None)
 
@@ -272,7 +272,7 @@ class Collector:
         capture = build_capture(kill.pid, kill.event, kill.report, placement, evidence, self.recording,
                                 dt.datetime.now(dt.timezone.utc))
         capture.workload = workload_of(capture.cgroup.task_memcg or capture.cgroup.oom_memcg, self.names)
-        capture.notes.extend(self.announce.losses.notes_for_kill())
+        capture.notes.extend(self.announce.losses.notes_for_kill(kill_ns))
         analysis = self._analyse(capture)  # once: for the post-mortem, the line, the metrics and the index
         written = self.outputs.write(capture, analysis, kill_ns, head, group)
         self.recorded.append(RecordedKill(capture, written.capture_path, written.html_path))

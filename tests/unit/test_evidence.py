@@ -102,15 +102,18 @@ def test_a_global_oom_is_described_by_the_victims_own_cgroup():
     assert placement.described == placement.cgroup.task_memcg is not None
 
 
-def test_losses_are_said_once_and_noted_in_the_next_capture():
-    losses = Losses()
-    assert losses.update({"bpf_events": 0}, None) == []
-    said = losses.update({"bpf_events": 3, "kmsg_records": 0}, None)
+def test_losses_are_said_once_and_noted_in_the_captures_of_the_kills_they_may_have_touched():
+    s = 1_000_000_000
+    losses = Losses(reach_ns=2 * s)
+    assert losses.update({"bpf_events": 0}, None, 100 * s) == []
+    said = losses.update({"bpf_events": 3, "kmsg_records": 0}, None, 101 * s)
     assert len(said) == 1 and said[0].startswith("3 BPF events lost")
-    assert losses.update({"bpf_events": 3}, None) == []
-    notes = losses.notes_for_kill()
-    assert len(notes) == 1 and "3 BPF events lost" in notes[0]
-    assert losses.notes_for_kill() == []
-    said = losses.update({}, OSError(5, "Input/output error"))
+    assert losses.update({"bpf_events": 3}, None, 102 * s) == []  # said once
+    for kill_s in (98.5, 100.5, 101):  # from 2 s before the previous drain up to this one
+        notes = losses.notes_for_kill(int(kill_s * s))
+        assert len(notes) == 1 and "3 BPF events lost" in notes[0], kill_s
+    assert losses.notes_for_kill(97 * s) == [] and losses.notes_for_kill(101 * s + 1) == []
+    said = losses.update({}, OSError(5, "Input/output error"), 103 * s)
     assert len(said) == 1 and "/dev/kmsg reader stopped" in said[0]
-    assert any("/dev/kmsg reader had stopped" in n for n in losses.notes_for_kill())
+    assert any("/dev/kmsg reader had stopped" in n for n in losses.notes_for_kill(500 * s))
+    assert not any("/dev/kmsg" in n for n in losses.notes_for_kill(99 * s))
