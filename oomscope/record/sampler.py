@@ -18,8 +18,10 @@ fill faster than a peek interval is still read before its kill. A cgroup without
 against the host's RAM.
 Cgroups appear and vanish while it runs; a vanished cgroup's data is kept for a minute.
 
-The sampler thread owns its schedule (``_watched``) alone; what it reads goes to ``self.store``
-(record/readings.py), the one object shared with the main thread, which answers every query.
+The sampler thread owns its discovery and schedule (``_watched``) alone; what it reads goes to
+``self.store`` (record/readings.py), the one object shared with the main thread, which answers
+every query. The kernel's notifications are record/notify.py's, the steering of the charge
+counters record/steering.py's.
 
 Bounded: at most ``max_cgroups`` cgroups; per cgroup the full readings (~3 KiB each) of the
 last ``ring_s`` seconds (2 for a cgroup far from its limit, at most 100 near it) and a timeline of
@@ -31,26 +33,19 @@ plus 300 KiB for each cgroup near its limit.
 from __future__ import annotations
 
 import os
-import select
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
-from ..kernel import memcg_thresholds, procfs
-from ..kernel.inotify import Inotify
+from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..model import SOURCE_LAST_SAMPLE, CgroupState
-from ..layouts import CHARGE_SLOTS, ReclaimStats
-from .charges import TRACKED, choose_watched
+from ..layouts import TRACKED, ReclaimStats
+from .notify import LimitNotifications
+from .steering import ChargeSteering
 from .readings import Readings
 
-AUTO_ATTACH_RATIO = 0.9     # charge tracking attaches when a cgroup is this close to its limit ...
-AUTO_DETACH_RATIO = 0.8     # ... and detaches when every cgroup is below this
-#: cgroup v1: fractions of a limited cgroup's limit whose crossing wakes the sampler (the bands'
-#: edges, and the limit itself: usage never passes it, so 99% is "hitting it")
-V1_THRESHOLD_RATIOS = (0.25, 0.5, 0.9, 0.99)
-AUTO_DETACH_AFTER_S = 10.0  # for this long
 
 
 MAX_PAIR_SPREAD_PAGES = 64  # 256 KiB: the most a paired sample may be off by (half of it, on average)
@@ -87,7 +82,7 @@ class _Watched:
     has_tasks: bool = False
     seen_ns: int = 0
     ratio: float = 0.0
-    near_ns: int = 0  # when it was last read above AUTO_DETACH_RATIO of its limit ...
+    near_ns: int = 0  # when it was last read above steering.AUTO_DETACH_RATIO of its limit ...
     near_ratio: float = 0.0  # ... and how full it was then
     limited: bool = False  # has a limit of its own
     read_ns: int = 0  # when it was last read
@@ -138,27 +133,12 @@ class Sampler:
         #: every reading, and every query about them: the one object shared with the main thread
         self.store = Readings(hier, self.ring_ns, timeline_points, timeline_spacing_s,
                               int(pid_retention_s * 1e9), max_pids, reclaim_reader)
-        self._last_near_ns = 0
+        self.steering = ChargeSteering(charge, charge_mode) if charge is not None else None
         # Woken the moment a limited cgroup fills up: on cgroup v2 by memory.events (inotify),
         # on v1 by usage thresholds (an eventfd per cgroup). One poll() waits on all of them.
-        self._poll: Optional[select.poll] = None
-        self._inotify: Optional[Inotify] = None
-        self._wd_cgroup: Dict[int, str] = {}
-        self._cgroup_wd: Dict[str, int] = {}
-        self._v1_notify = notify and hier.version == 1
-        self._cgroup_efd: Dict[str, Tuple[Optional[int], int]] = {}  # cgroup -> (eventfd or None: refused, limit)
-        self._efd_cgroup: Dict[int, str] = {}
+        # Woken the moment a limited cgroup fills up (record/notify.py)
+        self.notify = LimitNotifications(hier, notify)
         self.limit_hits = 0  # notifications that led to an immediate reading
-        self.notify_errors = 0  # cgroups whose notification could not be set up
-        if notify and hier.version == 2:
-            try:
-                self._inotify = Inotify()
-            except (OSError, AttributeError):  # no inotify: poll only
-                self._inotify = None
-        if self._inotify is not None or self._v1_notify:
-            self._poll = select.poll()
-            if self._inotify is not None:
-                self._poll.register(self._inotify.fd, select.POLLIN)
         self.passes = 0
         self.reads = 0
         self.errors = 0
@@ -303,9 +283,9 @@ class Sampler:
             new_info[pid] = info
         self.store.add_pass(new_samples, pid_cgroup, new_info)
         now = time.monotonic_ns()
-        if self.charge is not None and new_samples:
-            self._steer_charge_tracking(now)  # ratios change only with readings
-        if limits_changed and self._v1_notify:
+        if self.steering is not None and new_samples:
+            self.steering.steer(self._watched, now)  # ratios change only with readings
+        if limits_changed and self.notify.v1:
             self._sync_limit_notifications()  # v1 thresholds follow the limits, learnt by reading
         self.passes += 1
         nxt = min([min(w.next_ns, w.peek_ns if w.limit else w.next_ns) for w in self._watched.values()]
@@ -343,81 +323,9 @@ class Sampler:
                 path = os.path.dirname(path.rstrip("/")) or "/"
         return out
 
-    def _steer_charge_tracking(self, now: int) -> None:
-        """Attach the charge counters while some cgroup is near its limit (auto) or always (on),
-        watching the fullest limited cgroups with their subtrees."""
-        # A storm's cgroup swings between its limit and far below it at every kill: it stays a
-        # candidate for AUTO_DETACH_AFTER_S after it was last near its limit, ranked by how full it
-        # was then. Dropping it at each kill's low reading (while another cgroup on the host was
-        # above 80%) changed the watched set, and with it the counters' generation, so the next
-        # kill found no paired sample (host CI: a storm kill without a reconstruction).
-        window = AUTO_DETACH_AFTER_S * 1e9
-        limited = []  # (rank, cgroup)
-        near = False
-        for cg, w in self._watched.items():
-            if not w.limited:
-                continue
-            near = near or w.ratio >= AUTO_ATTACH_RATIO
-            if w.ratio >= AUTO_DETACH_RATIO:
-                w.near_ns, w.near_ratio = now, w.ratio
-                self._last_near_ns = now
-            limited.append((max(w.ratio, w.near_ratio) if now - w.near_ns < window else w.ratio, cg))
-        want = self.charge_mode == "on" or near or (
-            self.charge.attached and now - self._last_near_ns < AUTO_DETACH_AFTER_S * 1e9)
-        if not want:
-            self.charge.detach()
-            return
-        candidates = []
-        for ratio, cg in limited:
-            if self.charge_mode != "on" and ratio < AUTO_DETACH_RATIO:
-                continue
-            subtree = [(c, w.ino) for c, w in self._watched.items() if cgroup_within(c, cg)]
-            candidates.append((ratio, cg, subtree))
-        chosen = choose_watched(candidates, CHARGE_SLOTS)
-        if chosen:
-            self.charge.watch([i for _c, i in chosen])
-            self.charge.attach()
-
     # --- limit notifications ---
     def _sync_limit_notifications(self) -> None:
-        """A notification on every limited cgroup, and none on the others: on v2 an inotify watch
-        of its memory.events, on v1 an eventfd on its usage thresholds (set again when its limit
-        changes)."""
-        if self._inotify is not None:
-            for cg in [c for c in self._cgroup_wd if c not in self._watched or not self._watched[c].limited]:
-                wd = self._cgroup_wd.pop(cg)
-                self._wd_cgroup.pop(wd, None)
-                self._inotify.remove(wd)
-            for cg, w in self._watched.items():
-                if w.limited and cg not in self._cgroup_wd:
-                    wd = self._inotify.add(self.hier.fs_path(cg) + "/memory.events")
-                    if wd is not None:
-                        self._cgroup_wd[cg] = wd
-                        self._wd_cgroup[wd] = cg
-        if self._v1_notify:
-            for cg, (efd, limit) in list(self._cgroup_efd.items()):
-                w = self._watched.get(cg)
-                if w is None or not w.limited or w.limit != limit:
-                    self._drop_thresholds(cg)
-            for cg, w in self._watched.items():
-                # the limit is known from the first reading (before it w.limit is None)
-                if w.limited and w.limit and cg not in self._cgroup_efd:
-                    try:
-                        efd = memcg_thresholds.register(self.hier.fs_path(cg), [int(w.limit * r) for r in V1_THRESHOLD_RATIOS])
-                    except OSError:  # gone, or out of descriptors: that cgroup is polled
-                        self.notify_errors += 1
-                        self._cgroup_efd[cg] = (None, w.limit)  # not retried until its limit changes
-                        continue
-                    self._cgroup_efd[cg] = (efd, w.limit)
-                    self._efd_cgroup[efd] = cg
-                    self._poll.register(efd, select.POLLIN)
-
-    def _drop_thresholds(self, cg: str) -> None:
-        efd, _limit = self._cgroup_efd.pop(cg)
-        if efd is not None:
-            self._efd_cgroup.pop(efd, None)
-            self._poll.unregister(efd)
-            memcg_thresholds.unregister(efd)
+        self.notify.sync({cg: w.limit for cg, w in self._watched.items() if w.limited})
 
     def _wait(self, seconds: float, stop: threading.Event) -> None:
         """Sleep until the next pass is due, or a limited cgroup reports filling up: then that
@@ -426,25 +334,14 @@ class Sampler:
         until then. A storm notifies several times per kill (v1: each kill takes the usage back
         under a threshold and the next child over it); a pass at every notification was measured
         to double the kills' time to their post-mortem."""
-        if self._poll is None:
+        if not self.notify.active:
             stop.wait(seconds)
             return
         deadline = time.monotonic_ns() + int(seconds * 1e9)
         while not stop.is_set():
-            # poll(), not select(): one eventfd per limited cgroup on v1 passes FD_SETSIZE (1024)
-            ready = self._poll.poll(max(0.0, (deadline - time.monotonic_ns()) / 1e6))
-            if not ready:
+            hit = self.notify.poll((deadline - time.monotonic_ns()) / 1e6)
+            if hit is None:
                 return
-            hit = set()
-            for fd, _mask in ready:
-                if self._inotify is not None and fd == self._inotify.fd:
-                    hit |= {self._wd_cgroup.get(wd) for wd in self._inotify.read()} - {None}
-                    if self._inotify.overflowed:
-                        self._inotify.overflowed = False
-                        hit |= set(self._cgroup_wd)
-                elif fd in self._efd_cgroup:
-                    memcg_thresholds.drain(fd)
-                    hit.add(self._efd_cgroup[fd])
             now = time.monotonic_ns()
             read_now = 0
             for cg in hit:
@@ -476,13 +373,7 @@ class Sampler:
         return n, later
 
     def close(self) -> None:
-        if self._inotify is not None:
-            self._inotify.close()
-            self._inotify = None
-        for cg in list(self._cgroup_efd):
-            self._drop_thresholds(cg)
-        self._v1_notify = False
-        self._poll = None
+        self.notify.close()
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -500,15 +391,11 @@ class Sampler:
     # --- about the sampler itself (its readings are queried in self.store) ---
     def notifications(self) -> str:
         """How the kernel wakes the sampler when a limited cgroup fills up."""
-        if self._inotify is not None:
-            return "memory.events (inotify)"
-        if self._v1_notify:
-            return "usage thresholds at 25/50/90/99% (eventfd)"
-        return "none, polling"
+        return self.notify.describe()
 
     def notified(self, cgroup: str) -> bool:
         """Whether the kernel wakes the sampler when this cgroup fills up (v2 inotify, v1 thresholds)."""
-        return cgroup in self._cgroup_wd or self._cgroup_efd.get(cgroup, (None, 0))[0] is not None
+        return self.notify.notified(cgroup)
 
 
 def _mem_total() -> Optional[int]:

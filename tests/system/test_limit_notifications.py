@@ -38,7 +38,7 @@ def test_filling_a_limited_cgroup_wakes_the_sampler(hier, sandbox):
         deadline = time.monotonic() + 10
         while not s.notified(name) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert s.notified(name), f"no limit notification set up for {name} (errors: {s.notify_errors})"
+        assert s.notified(name), f"no limit notification set up for {name} (errors: {s.notify.errors})"
         before = len(s.store.samples(name))
         t_start = time.monotonic_ns()
         res = run_in_cgroup(path, FILL_HOLD_FILL, timeout=60)

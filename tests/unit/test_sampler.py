@@ -175,7 +175,7 @@ def test_a_limit_hit_on_cgroup_v2_wakes_the_sampler_to_read_the_subtree(tmp_path
     s = Sampler(MemoryHierarchy(root, 2))
     try:
         s.tick()
-        assert s._inotify is not None and set(s._cgroup_wd) == {"/pod", "/other"}  # limited ones only
+        assert s.notify._inotify is not None and set(s.notify._cgroup_wd) == {"/pod", "/other"}  # limited ones only
         for w in s._watched.values():
             w.next_ns, w.read_ns = time.monotonic_ns() + 60_000_000_000, 0
         # what the kernel's cgroup_file_notify() amounts to: the file is modified
@@ -204,11 +204,11 @@ def test_a_usage_threshold_on_cgroup_v1_wakes_the_sampler_to_read_the_subtree(tm
     _cgroup(root, "other", 1 << 20, 200 << 20, [6], version=1)
     s = Sampler(MemoryHierarchy(root, 1))
     try:
-        assert s._inotify is None and s._poll is not None
+        assert s.notify._inotify is None and s.notify._poll is not None
         s.tick()  # discovery, then the first readings tell the limits, then the thresholds
-        assert set(s._cgroup_efd) == {"/pod", "/other"}  # limited ones only
+        assert set(s.notify._cgroup_efd) == {"/pod", "/other"}  # limited ones only
         # what was written to cgroup.event_control: "<eventfd> <usage fd> <bytes>", one per threshold
-        efd = s._cgroup_efd["/pod"][0]
+        efd = s.notify._cgroup_efd["/pod"][0]
         written = [ln.split() for ln in open(os.path.join(root, "pod", "cgroup.event_control")).read().splitlines()]
         assert [int(t) for _e, _u, t in written] == [int((100 << 20) * r) for r in (0.25, 0.5, 0.9, 0.99)]
         assert {int(e) for e, _u, _t in written} == {efd}
@@ -228,7 +228,7 @@ def test_a_usage_threshold_on_cgroup_v1_wakes_the_sampler_to_read_the_subtree(tm
             f.write(f"{200 << 20}\n")
         s._watched["/pod"].next_ns = 0
         s.tick()
-        new_efd, limit = s._cgroup_efd["/pod"]
+        new_efd, limit = s.notify._cgroup_efd["/pod"]
         assert limit == 200 << 20 and f"{new_efd} " in open(os.path.join(root, "pod", "cgroup.event_control")).read()
         assert str(int((200 << 20) * 0.99)) in open(os.path.join(root, "pod", "cgroup.event_control")).read()
         # a cgroup that refuses thresholds is polled, and not retried at every pass
@@ -237,16 +237,16 @@ def test_a_usage_threshold_on_cgroup_v1_wakes_the_sampler_to_read_the_subtree(tm
             f.write(f"{300 << 20}\n")
         s._watched["/other"].next_ns = 0
         s.tick()
-        assert s._cgroup_efd["/other"] == (None, 300 << 20) and s.notify_errors == 1
+        assert s.notify._cgroup_efd["/other"] == (None, 300 << 20) and s.notify.errors == 1
     finally:
         s.close()
-    assert not s._cgroup_efd and not s._efd_cgroup
+    assert not s.notify._cgroup_efd and not s.notify._efd_cgroup
 
 
 def test_without_notifications_the_sampler_polls(tmp_path):
     root = _root(tmp_path)
     s = Sampler(MemoryHierarchy(root, 1), notify=False)
-    assert s._inotify is None and s._poll is None
+    assert s.notify._inotify is None and s.notify._poll is None
     t0 = time.monotonic()
     import threading
     s._wait(0.05, threading.Event())
