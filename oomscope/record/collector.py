@@ -168,9 +168,9 @@ class Collector:
         # The sampler reads memory.stat between two reads of the charge counters; with the
         # default 5 ms switch interval, the main thread (rendering post-mortems in a storm) held
         # it up long enough between them for the pair to be useless. 0.5 ms keeps them close.
-        # Still needed with the readings in their own locked store (measured on this host, the
-        # two storm system tests 5 times each way: with it 10/10 passed; without it the charge
-        # storm failed 2 of 10, each time one of ~65 rate-limited kills left unreconstructed).
+        # Still needed with the readings in their own locked store (measured on this host with
+        # the two storm system tests: with it, 5 runs, all passed; without it, 10 runs, the
+        # charge storm failed twice, each time one of ~65 rate-limited kills left unreconstructed).
         sys.setswitchinterval(0.0005)
         sampler_thread = threading.Thread(target=self.sampler.run, args=(self.stop,), name="sampler", daemon=True)
         sampler_thread.start()
