@@ -96,7 +96,7 @@ mount_tracefs() {
 install_venv() {
     if [ -n "$DRY_RUN" ]; then
         echo "would: python3 -m venv --system-site-packages $VENV"
-        echo "would: $VENV/bin/pip install -e $HERE"
+        echo "would: $VENV/bin/pip install $HERE"
         echo "would: ln -sf $VENV/bin/oomscope /usr/local/bin/oomscope"
         return 0
     fi
@@ -109,9 +109,12 @@ install_venv() {
     fi
     local extra=""
     [ "${1:-}" = "test" ] && extra="[test]"
-    timeout 900 "$VENV/bin/pip" install -q --disable-pip-version-check -e "$HERE$extra" 2>&1 \
+    # A built package, not an editable install: the installed command must keep working when the
+    # checkout is moved or removed, and for users who cannot read the checkout.
+    timeout 900 "$VENV/bin/pip" install -q --disable-pip-version-check "$HERE$extra" 2>&1 \
         | grep -v -e "is ignored: it is neither a file nor a directory" >&2 || true
-    "$VENV/bin/python" -c 'import oomscope.cli' || { log "the oomscope package did not install"; exit 1; }
+    (cd / && "$VENV/bin/python" -c 'import oomscope.cli, oomscope.bpf, sys; sys.exit(oomscope.__file__.startswith(sys.argv[1]))' "$HERE") \
+        || { log "the oomscope package did not install (as a built package, apart from $HERE)"; exit 1; }
     ln -sf "$VENV/bin/oomscope" /usr/local/bin/oomscope
 }
 
@@ -129,8 +132,8 @@ main() {
     mount_tracefs
     install_venv "$what"
     # The test suite validates vagrant/Vagrantfile offline with Debian's vagrant, and renders
-    # post-mortems in Debian's chromium.
-    if [ "$what" = "test" ]; then apt_install vagrant chromium; fi
+    # post-mortems in Debian's chromium, and reads a real JVM's counters (OpenJDK: java, javac, jstat).
+    if [ "$what" = "test" ]; then apt_install vagrant chromium openjdk-17-jdk-headless; fi
     case "$what" in
         install)
             log "done: run 'sudo oomscope doctor', then 'sudo oomscope record --output /var/lib/oomscope/kills'" ;;
@@ -139,8 +142,11 @@ main() {
         test)
             cd "$HERE"
             local rc=0
+            local t0
+            t0=$(date +%s)
             echo "=== unit and system tests on this host: kernel $RELEASE ==="
-            "$VENV/bin/python" -m pytest -q -rs -p no:cacheprovider tests || rc=$?
+            "$VENV/bin/python" -m pytest -q -rs -p no:cacheprovider --durations=10 tests || rc=$?
+            log "host suite: pytest exit $rc in $(( $(date +%s) - t0 )) s"
             if [ -n "${OOMSCOPE_SKIP_VMS:-}" ]; then
                 log "OOMSCOPE_SKIP_VMS is set: the kernel matrix (system tests in VMs) is skipped"
             elif [ "$(uname -m)" != "x86_64" ]; then

@@ -19,7 +19,7 @@ from typing import List, Optional
 
 from .errors import CgroupError, OomscopeError
 from .kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup
-from .workloads import SCENARIOS
+from .workloads import MIN_LIMIT, SCENARIOS
 
 SANDBOX_PREFIX = "oomscope-lab-"
 #: scenarios that need a scratch directory: "dir" (on the root filesystem) or "tmpfs" (mounted)
@@ -56,6 +56,7 @@ def run_scenario(
     if os.geteuid() != 0:
         raise CgroupError("the lab creates a cgroup: run it as root (sudo)")
     hier = hier or MemoryHierarchy.detect()
+    limit_bytes = max(limit_bytes, MIN_LIMIT.get(scenario, 0))  # said back in LabRun.limit_bytes
     cgroup = cgroup or sandbox_name(scenario)
     path = create_cgroup(hier, cgroup, limit_bytes)
     run = LabRun(scenario=scenario, cgroup=cgroup, fs_path=path, limit_bytes=limit_bytes)

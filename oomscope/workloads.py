@@ -114,7 +114,35 @@ def tmpfs(limit: int, scratch: str = "") -> None:
             f.write(chunk)
 
 
-SCENARIOS = {"anon": anon, "sidecar": sidecar, "untouched": untouched, "thp": thp, "slab": slab, "tmpfs": tmpfs}
+def _java(mode: str, flags: list) -> None:
+    """Exec a real JVM (the JDK's single-file source launcher) running OomscopeLab.java."""
+    import shutil
+    from importlib import resources
+
+    java = shutil.which("java")
+    if java is None:
+        sys.stderr.write("the java lab scenarios need a JDK (Debian: openjdk-17-jdk-headless)\n")
+        sys.exit(3)
+    source = str(resources.files("oomscope").joinpath("workloads_java", "OomscopeLab.java"))
+    sys.stdout.flush()
+    os.execv(java, [java, *flags, source, mode])
+
+
+def java_offheap(limit: int, scratch: str = "") -> None:
+    """A JVM whose heap stays small (-Xmx a quarter of the limit, a few MiB used) while direct
+    buffers outside the heap fill the cgroup, 4 MiB every 100 ms."""
+    _java("offheap", [f"-Xmx{max(16, limit // 4 >> 20)}m", f"-XX:MaxDirectMemorySize={4 * limit >> 20}m"])
+
+
+def java_heap(limit: int, scratch: str = "") -> None:
+    """A JVM whose -Xmx is twice the cgroup's limit: the heap itself grows into the limit."""
+    _java("heap", [f"-Xmx{2 * limit >> 20}m"])
+
+
+SCENARIOS = {"anon": anon, "sidecar": sidecar, "untouched": untouched, "thp": thp, "slab": slab, "tmpfs": tmpfs,
+             "java-offheap": java_offheap, "java-heap": java_heap}
+#: the smallest limit a scenario runs under (a JVM alone is resident at ~40 MiB)
+MIN_LIMIT = {"java-offheap": 160 << 20, "java-heap": 160 << 20}
 
 
 def main(argv) -> int:

@@ -78,5 +78,20 @@ def test_dockerfile_builds_with_the_setup_script_and_its_steps_run_dry():
     res = subprocess.run(["bash", os.path.join(ROOT, "setup.sh"), "image"], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "OOMSCOPE_DRY_RUN": "1"})
     assert res.returncode == 0, res.stderr
-    assert "python3-bpfcc" in res.stdout and "pip install -e" in res.stdout
+    assert "python3-bpfcc" in res.stdout and "pip install " in res.stdout
+    assert "pip install -e" not in res.stdout  # a built package: the image's command must not need the source
     assert "linux-headers" not in res.stdout + res.stderr  # the node's headers are mounted, not installed
+
+
+def test_every_package_is_in_the_built_package():
+    """setup.sh installs a built package: a package missing from pyproject's list would be missing
+    from the installed command while every test run from the checkout still passed."""
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        listed = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
+    found = set()
+    for dirpath, _dirs, files in os.walk(os.path.join(ROOT, "oomscope")):
+        if "__init__.py" in files and "__pycache__" not in dirpath:
+            found.add(os.path.relpath(dirpath, ROOT).replace(os.sep, "."))
+    assert found - {"oomscope.bpf"} <= listed, f"not in pyproject.toml's packages: {sorted(found - listed)}"
