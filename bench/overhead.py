@@ -6,7 +6,7 @@ count those of the watched cgroup).
 
 The workload touches SIZE of anonymous memory page by page and frees it, REPEAT times, inside a
 sandbox cgroup whose limit is twice SIZE (never killed). Rounds are interleaved (none, default,
-on, none, ...) because this machine's noise is as large as the effect (KERNEL-NOTES.md). Prints,
+on, none, ...) because this machine's noise is as large as the effect (docs/kernel-facts.md). Prints,
 per mode, the median over rounds and the per-round ratios to "none" (median, min).
 
 What is timed: the workload's CPU time for each pass over SIZE, and the figure compared is the

@@ -6,7 +6,7 @@ to sched:sched_process_fork (every fork on the host: one LRU-map update), and sa
 (every 0.5 s, every 0.1 s near a limit). So the two costs worth measuring are:
 
 1. fork: a loop of fork()+_exit()+waitpid(), timed without and with record running, in
-   interleaved rounds (this machine's noise is as large as the effect: KERNEL-NOTES.md). Reports
+   interleaved rounds (this machine's noise is as large as the effect: docs/kernel-facts.md). Reports
    the min and median of the per-round ratios.
 2. the collector's own CPU: record's user+system time over an idle interval, as % of one core.
 

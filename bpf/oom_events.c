@@ -1,7 +1,7 @@
 /* The moment of the kill: oom:mark_victim (and the reaper's oom:finish_task_reaping).
  *
  * Tracepoint arguments and helpers only, never kernel structs: the headers bcc compiles against
- * may not match the running kernel (KERNEL-NOTES.md), while bcc lays out `args` from the running
+ * may not match the running kernel (docs/kernel-facts.md), while bcc lays out `args` from the running
  * kernel's tracefs format file. Optional fields are switched on by -D flags that probes.py
  * derives from that same format file:
  *   MV_COMM_DATA_LOC / MV_COMM_ARRAY, MV_HAS_RSS, MV_HAS_UID, MV_HAS_PGTABLES, MV_HAS_SCORE_ADJ,

@@ -1,23 +1,25 @@
 /* Event layouts shared by the BPF programs and oomscope/probes.py.
  *
- * bcc turns this struct into a ctypes type for the user side (table.event()), so this header is
- * the one definition of the layout. Units: the tracepoint's kB, as the kernel gives them.
+ * bcc turns these structs into ctypes types for the user side (table.event()), so this header is
+ * the one definition of the layouts. Units: the tracepoint's kB, as the kernel gives them.
+ *
+ * The constants are not defined here: oomscope/layouts.py passes every one of them as a -D flag
+ * (layouts.cflags()), so Python and C cannot disagree. Compiled without them, this fails.
+ *   OOMSCOPE_COMM_LEN
+ *   OOMSCOPE_EV_MARK_VICTIM, OOMSCOPE_EV_REAP_FINISHED: event kinds
+ *   OOMSCOPE_F_COMM, _RSS (total_vm, anon_rss, file_rss, shmem_rss), _UID, _PGTABLES, _SCORE_ADJ:
+ *     which optional oom:mark_victim fields this kernel has (older kernels have only pid)
+ *   OOMSCOPE_SLOTS, OOMSCOPE_TRACKED, OOMSCOPE_SNAPSHOTS, OOMSCOPE_SNAP_SIGKILL,
+ *   OOMSCOPE_SNAP_MARK_VICTIM: charge tracking
  */
 #ifndef OOMSCOPE_H
 #define OOMSCOPE_H
 
-#define OOMSCOPE_COMM_LEN 16
-
-/* event kinds */
-#define OOMSCOPE_EV_MARK_VICTIM 1      /* oom:mark_victim: the kernel chose and marked a victim */
-#define OOMSCOPE_EV_REAP_FINISHED 2    /* oom:finish_task_reaping: oom_reaper freed its memory */
-
-/* which optional oom:mark_victim fields this kernel has (older kernels have only pid) */
-#define OOMSCOPE_F_COMM (1 << 0)
-#define OOMSCOPE_F_RSS (1 << 1)       /* total_vm, anon_rss, file_rss, shmem_rss */
-#define OOMSCOPE_F_UID (1 << 2)
-#define OOMSCOPE_F_PGTABLES (1 << 3)
-#define OOMSCOPE_F_SCORE_ADJ (1 << 4)
+#if !defined(OOMSCOPE_COMM_LEN) || !defined(OOMSCOPE_EV_MARK_VICTIM) || !defined(OOMSCOPE_F_SCORE_ADJ) \
+    || !defined(OOMSCOPE_SLOTS) || !defined(OOMSCOPE_TRACKED) || !defined(OOMSCOPE_SNAPSHOTS) \
+    || !defined(OOMSCOPE_SNAP_MARK_VICTIM)
+#error "compile with oomscope.layouts.cflags(): the layout constants come from there"
+#endif
 
 struct oomscope_event {
     u64 ts_ns;              /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
@@ -60,14 +62,8 @@ struct oomscope_reclaim {
     u64 compact_gave_up;        /* ... that decided not to retry */
 };
 
-/* charge tracking (charge_tracking.c) */
-#ifndef OOMSCOPE_SLOTS
-#define OOMSCOPE_SLOTS 8        /* cgroups watched at once: a near-limit cgroup and its children */
-#endif
-#ifndef OOMSCOPE_TRACKED
-#define OOMSCOPE_TRACKED 32     /* stat and event items tracked (probes.TRACKED_ITEMS) */
-#endif
-#define OOMSCOPE_SNAPSHOTS 128  /* snapshots kept: kills between two reads (a storm: ~60/s, 2 s) */
+/* charge tracking (charge_tracking.c): OOMSCOPE_SLOTS cgroups watched at once, OOMSCOPE_TRACKED
+ * items each (layouts.TRACKED), the last OOMSCOPE_SNAPSHOTS snapshots kept */
 
 struct oomscope_watch {
     u64 ids[OOMSCOPE_SLOTS];    /* cgroup ids (directory inodes); 0 = free slot */
@@ -75,8 +71,8 @@ struct oomscope_watch {
     u64 gen;                    /* bumped by user space at every change of ids: see charge_tracking.c */
 };
 
-#define OOMSCOPE_SNAP_SIGKILL 1      /* signal:signal_generate, SIGKILL: before the victim can free */
-#define OOMSCOPE_SNAP_MARK_VICTIM 2  /* oom:mark_victim: just after the SIGKILL */
+/* snapshot kinds: OOMSCOPE_SNAP_SIGKILL (signal:signal_generate, before the victim can free),
+ * OOMSCOPE_SNAP_MARK_VICTIM (oom:mark_victim, just after the SIGKILL) */
 
 struct oomscope_snapshot {
     u64 seq;                    /* written first ... */

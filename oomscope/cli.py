@@ -44,7 +44,9 @@ def record(
 ) -> None:
     """Record every OOM kill: a capture.json and a postmortem.html per kill."""
     from .lab import run_scenario
-    from .record.collector import Collector, RecordOptions, install_signal_handlers
+    from .analysis.result import analyse_kill
+    from .record.collector import Collector, Downstream, RecordOptions, install_signal_handlers
+    from .report.index import OutputIndex
     from .report.render import render_html
     from .units import parse_size
 
@@ -61,7 +63,8 @@ def record(
             Retention.parse(keep)  # a bad value fails before anything is loaded
         collector = Collector(RecordOptions(output=output, duration_s=duration, cgroup=cgroup, charge_tracking=charge_tracking,
                                             metrics_addr=metrics_addr, log_format=log_format, keep=keep),
-                              render_html, sys.stdout, sys.stderr)
+                              Downstream(render_html=render_html, analyse=analyse_kill, open_index=OutputIndex),
+                              sys.stdout, sys.stderr)
         install_signal_handlers(collector)
         typer.echo(collector.describe(), err=True)
         until = None

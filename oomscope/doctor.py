@@ -45,13 +45,14 @@ def run_checks(load_probe: bool = True) -> List[Check]:
         checks.append(Check(f"{cat}:{ev}", present, f"{'present' if present else 'absent'}: {why}", required=False))
     h = headers.find_headers()
     checks.append(Check("kernel headers", h.path is not None, h.how, "sudo ./setup.sh"))
-    try:
-        import bcc  # noqa: F401
-        checks.append(Check("bcc", True, f"python bcc from {os.path.dirname(bcc.__file__)}"))
-        bcc_ok = True
-    except ImportError:
+    from .probes import bcc_location  # noqa: WPS433 - probes is the one module that imports bcc
+
+    bcc_dir = bcc_location()
+    bcc_ok = bcc_dir is not None
+    if bcc_ok:
+        checks.append(Check("bcc", True, f"python bcc from {bcc_dir}"))
+    else:
         checks.append(Check("bcc", False, "python module bcc not importable", "apt-get install python3-bpfcc (then sudo ./setup.sh)"))
-        bcc_ok = False
     try:
         hier = MemoryHierarchy.detect()
         checks.append(Check("memory cgroup", True, f"cgroup v{hier.version} at {hier.root}"))

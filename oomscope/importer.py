@@ -22,8 +22,8 @@ from .errors import OomscopeError
 from .kernel.kmsg import KmsgReader, OomReport, OomReportParser
 from .kernel.logformats import read_log_lines
 from .kernel.logscan import report_lines, report_regions
-from .model import SOURCE_KERNEL_LOG, SOURCE_KERNEL_REPORT, Capture, Host
-from .record.assemble import KillContext, build_capture
+from .model import SOURCE_KERNEL_LOG, Capture, Host
+from .record.assemble import Recording, assemble
 from .terminal import terminal_safe
 
 NOTE = ("Imported from a kernel log: every figure is what the kernel printed in its OOM report. A log has no "
@@ -128,17 +128,6 @@ def _version_of(rep: OomReport) -> Optional[int]:
     return None
 
 
-def _as_kernel_log(capture: Capture) -> None:
-    """Every figure of an imported capture names the kernel log as its source."""
-    for name in list(capture.at_kill_sources):
-        st = capture.at_kill_sources.pop(name)
-        st.source = SOURCE_KERNEL_LOG
-        capture.at_kill_sources[SOURCE_KERNEL_LOG] = st
-    for obj in [capture.at_kill, capture.victim, capture.cgroup, capture.trigger] + list(capture.tasks):
-        if obj.source == SOURCE_KERNEL_REPORT:
-            obj.source = SOURCE_KERNEL_LOG
-
-
 def import_reports(lines: Iterable[str], since: Optional[float] = None, boot_wall: Optional[float] = None,
                    year: Optional[int] = None, host: Optional[Host] = None,
                    names: Optional[NodeNames] = None) -> List[Imported]:
@@ -173,11 +162,10 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
     if hostname and not h.hostname:
         h.hostname = hostname
     h.cgroup_version = h.cgroup_version or version
-    ctx = KillContext(cgroup_version=version, host=h, clock_offset_ns=offset)
     now = dt.datetime.now(dt.timezone.utc)
-    cap = build_capture(rep.killed.pid, None, rep, ctx, now)
+    cap = assemble(rep.killed.pid, None, rep, Recording(cgroup_version=version, host=h, clock_offset_ns=offset,
+                                                        report_source=SOURCE_KERNEL_LOG), now_wall=now)
     cap.workload = workload_of(cap.cgroup.task_memcg or cap.cgroup.oom_memcg, names)
-    _as_kernel_log(cap)
     cap.notes = [n for n in cap.notes if "log for this kill was not seen" not in n]
     cap.notes.insert(0, NOTE)
     if not dated:
@@ -191,8 +179,9 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
 
 
 def run_import(paths: List[str], journal: bool, since: Optional[str], output: str,
-               render_html: Callable[[Capture], str], out, err) -> List[str]:
-    from .record.writer import atomic_write, write_kill  # noqa: WPS433 - only when writing
+               render_html: Callable[..., str], out, err) -> List[str]:
+    from .analysis.result import analyse_kill  # noqa: WPS433 - only when writing
+    from .record.writer import atomic_write, write_kill  # noqa: WPS433
     from .report.index import OutputIndex  # noqa: WPS433
 
     since_ts = parse_since(since) if since else None
@@ -219,12 +208,17 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
         for imp in found:
             cap = imp.capture
             try:
-                capture_path, html_path, render_error = write_kill(output, cap, render_html)
+                analysis = analyse_kill(cap)  # once: for the post-mortem and the index
+            except Exception:  # noqa: BLE001 - the renderer reports it; the capture is written regardless
+                analysis = None
+            try:
+                capture_path, html_path, render_error = write_kill(
+                    output, cap, lambda c: render_html(c, analysis) if analysis is not None else render_html(c))
             except OSError as exc:
                 raise ImportProblem(f"cannot write to {output}: {exc.strerror}") from None
             if render_error:
                 err.write(f"oomscope: error: post-mortem not rendered ({render_error}); the capture is at {capture_path}\n")
-            index.add(capture_path, cap)
+            index.add(capture_path, cap, analysis)
             written.append(html_path or capture_path)
             state = ("full report" if imp.report.has_header else
                      "report without its first lines" if imp.report.memory_stat or imp.report.memory else "Killed line only")

@@ -38,6 +38,10 @@ class Metrics:
         self.charge = Gauge("oomscope_charge_tracking_attached", "1 while the memcg charge counters are attached", registry=r)
         self.watched = Gauge("oomscope_watched_cgroups", "Memory cgroups the sampler watches", registry=r)
         self.lost = Gauge("oomscope_bpf_events_lost", "BPF perf-buffer events lost (cumulative)", registry=r)
+        self.losses = Gauge("oomscope_lost", "What record lost, by kind (cumulative): bpf_events, charge_snapshots, "
+                            "kmsg_records, dropped_cgroups", ["what"], registry=r)
+        self.kmsg_reader = Gauge("oomscope_kmsg_reader_up", "1 while the /dev/kmsg reader runs (0: captures lack the kernel's report)",
+                                 registry=r)
         self._series = set()
         self._server = None
 

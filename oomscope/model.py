@@ -6,7 +6,7 @@ versioned JSON (``capture.json``); ``docs/capture-schema.md`` documents every fi
 Units are in the field names (``_bytes``, ``_kb``, ``_ns``, ``_ms``). Figures the kernel states in
 kB or pages are converted to bytes when the capture is built, never later.
 
-Every figure about the cgroup says where it came from (its *provenance*):
+Every figure about the cgroup says where it came from (its *provenance*, a ``Source``):
 
 - ``kernel_report``: the kernel's own OOM report from /dev/kmsg, printed at the kill (exact).
 - ``last_sample``:   oomscope's last periodic read of cgroupfs before the kill (``age_ms`` old).
@@ -19,6 +19,7 @@ Every figure about the cgroup says where it came from (its *provenance*):
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import typing
 from dataclasses import dataclass, field
@@ -26,16 +27,39 @@ from typing import Any, Dict, List, Optional
 
 from .errors import CaptureError
 
-SCHEMA_VERSION = 1
+#: 2: Host.page_size_bytes (the kill host's page size); provenance is one of ``Source``.
+#: Captures of schema 1 still load (their page size is unknown: None).
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
 
-# Provenance names, best first for the state of the cgroup at the kill.
-SOURCE_KERNEL_REPORT = "kernel_report"
-SOURCE_LAST_SAMPLE = "last_sample"
-SOURCE_AFTER_KILL = "after_kill"
-SOURCE_BPF = "bpf"
-SOURCE_RECONSTRUCTED = "reconstructed"
-SOURCE_KERNEL_LOG = "kernel_log"
-SOURCE_NONE = "none"
+
+class Source(str, enum.Enum):
+    """Where a figure came from (its provenance). str-valued, so the JSON holds the plain name and
+    a Source compares equal to it."""
+
+    KERNEL_REPORT = "kernel_report"  # the kernel's OOM report from /dev/kmsg, printed at the kill
+    KERNEL_LOG = "kernel_log"        # the same report as a log kept it (oomscope import)
+    RECONSTRUCTED = "reconstructed"  # the last sample plus the in-kernel charge counters' deltas
+    LAST_SAMPLE = "last_sample"      # oomscope's last read of cgroupfs before the kill
+    AFTER_KILL = "after_kill"        # cgroupfs or /proc read after the kill reached user space
+    BPF = "bpf"                      # the oom:mark_victim tracepoint, read in the kernel at the kill
+    PROC_READ = "proc_read"          # the victim's cgroup: /proc/<pid>/cgroup read on the event
+    SAMPLER_SCAN = "sampler_scan"    # the victim's cgroup: its process list at the last sample
+    FORK_PARENT = "fork_parent"      # the victim's cgroup: its parent's (children start there)
+    NONE = "none"
+
+    __str__ = str.__str__  # the plain name in f-strings and str(), on every Python version
+    __format__ = str.__format__
+
+
+SOURCE_KERNEL_REPORT = Source.KERNEL_REPORT
+SOURCE_LAST_SAMPLE = Source.LAST_SAMPLE
+SOURCE_AFTER_KILL = Source.AFTER_KILL
+SOURCE_BPF = Source.BPF
+SOURCE_RECONSTRUCTED = Source.RECONSTRUCTED
+SOURCE_KERNEL_LOG = Source.KERNEL_LOG
+SOURCE_NONE = Source.NONE
+# best first for the state of the cgroup at the kill
 AT_KILL_PREFERENCE = (SOURCE_KERNEL_REPORT, SOURCE_KERNEL_LOG, SOURCE_RECONSTRUCTED, SOURCE_LAST_SAMPLE, SOURCE_AFTER_KILL)
 
 
@@ -54,7 +78,7 @@ class Victim:
     pgtables_bytes: Optional[int] = None
     cmdline: Optional[str] = None
     #: where the RSS figures came from: "bpf" (oom:mark_victim) or "kernel_report" (Killed line)
-    source: str = SOURCE_NONE
+    source: Source = SOURCE_NONE
 
     @property
     def rss_bytes(self) -> Optional[int]:
@@ -71,7 +95,7 @@ class Trigger:
     pid: Optional[int] = None  # thread-group id
     tid: Optional[int] = None
     comm: str = ""
-    source: str = SOURCE_NONE
+    source: Source = SOURCE_NONE
 
 
 @dataclass
@@ -80,7 +104,7 @@ class CgroupUsage:
 
     path: str
     usage_bytes: Optional[int] = None
-    source: str = SOURCE_NONE  # last_sample (age_ms before the kill) or after_kill
+    source: Source = SOURCE_NONE  # last_sample (age_ms before the kill) or after_kill
     age_ms: Optional[float] = None
 
 
@@ -98,7 +122,7 @@ class CgroupInfo:
     #: how task_memcg was learnt: kernel_report, proc_read (/proc/<pid>/cgroup on the event),
     #: sampler_scan (the pid was in cgroup.procs at the last sample), fork_parent (the cgroup of
     #: the parent that forked it, from sched:sched_process_fork), or none.
-    source: str = SOURCE_NONE
+    source: Source = SOURCE_NONE
     #: when the limit that was hit is an ancestor's: the cgroups below oom_memcg that had tasks,
     #: largest first (they all shared the limit)
     sharing: List[CgroupUsage] = field(default_factory=list)
@@ -108,7 +132,7 @@ class CgroupInfo:
 class CgroupState:
     """One reading of a memory cgroup's counters, from one source."""
 
-    source: str
+    source: Source
     usage_bytes: Optional[int] = None
     limit_bytes: Optional[int] = None
     failcnt: Optional[int] = None
@@ -197,7 +221,7 @@ class Timeline:
 class AtKill:
     """The state of the oom_memcg at the moment of the kill, from the best source there is."""
 
-    source: str = SOURCE_NONE
+    source: Source = SOURCE_NONE
     usage_bytes: Optional[int] = None
     limit_bytes: Optional[int] = None
     failcnt: Optional[int] = None
@@ -226,7 +250,7 @@ class Task:
     oom_score_adj: Optional[int] = None
     is_victim: bool = False
     cmdline: Optional[str] = None
-    source: str = SOURCE_NONE
+    source: Source = SOURCE_NONE
 
 
 @dataclass
@@ -245,6 +269,9 @@ class Host:
     overcommit_memory: Optional[int] = None
     oom_dump_tasks: Optional[int] = None
     panic_on_oom: Optional[int] = None
+    #: the page size of the host the kill happened on (what the kernel's page counts were
+    #: multiplied by); None when unknown (a capture of schema 1, or imported from a log)
+    page_size_bytes: Optional[int] = None
 
 
 @dataclass
@@ -357,7 +384,7 @@ class Capture:
         if not isinstance(data, dict):
             raise CaptureError("a capture must be a JSON object")
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if isinstance(version, bool) or version not in READABLE_SCHEMA_VERSIONS:
             raise CaptureError(
                 f"unsupported capture schema_version {version!r} (this oomscope reads {SCHEMA_VERSION})"
             )
@@ -447,4 +474,9 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         return value
     if tp is Any:
         return value
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):  # Source: one of its names
+        try:
+            return tp(value)
+        except ValueError:
+            raise CaptureError(f"{where}: unknown value {value!r}") from None
     raise CaptureError(f"{where}: unsupported type {tp!r}")  # pragma: no cover - schema bug

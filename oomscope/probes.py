@@ -1,76 +1,22 @@
 """The BPF probes. The only module that imports bcc, and only when probes are loaded.
 
 Loads ``bpf/oom_events.c`` (installed as package data ``oomscope.bpf``) with ``-D`` flags derived
-from the running kernel's tracepoint format files, and yields plain ``OomEvent`` records.
+from the running kernel's tracepoint format files, and the layout constants of ``layouts.py``,
+and yields plain ``OomEvent`` records (``layouts.py``, which needs no bcc).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib.resources
 import os
-from dataclasses import dataclass
+import threading
 from typing import Callable, Dict, Iterator, List, Optional
 
+from . import layouts
 from .errors import ProbeError
 from .kernel import headers, tracefs
-
-EV_MARK_VICTIM = 1  # keep in step with bpf/oomscope.h
-EV_REAP_FINISHED = 2
-F_COMM, F_RSS, F_UID, F_PGTABLES, F_SCORE_ADJ = 1, 2, 4, 8, 16
-
-
-@dataclass
-class OomEvent:
-    """One event from the kernel, in plain Python types. kB as the tracepoint gives them."""
-
-    kind: int
-    ts_ns: int
-    victim_pid: int
-    victim_comm: Optional[str]
-    total_vm_kb: Optional[int]
-    anon_rss_kb: Optional[int]
-    file_rss_kb: Optional[int]
-    shmem_rss_kb: Optional[int]
-    uid: Optional[int]
-    pgtables_kb: Optional[int]
-    oom_score_adj: Optional[int]
-    trigger_tgid: int
-    trigger_tid: int
-    trigger_comm: str
-    trigger_cgroup_id: int
-    cpu: int
-    victim_parent_pid: Optional[int] = None  # from sched:sched_process_fork when seen
-
-
-def _comm(raw: bytes) -> str:
-    return bytes(raw).split(b"\0", 1)[0].decode("utf-8", "replace")
-
-
-def event_from_raw(raw) -> OomEvent:
-    f = raw.fields
-    has_rss = bool(f & F_RSS)
-    return OomEvent(
-        kind=raw.kind,
-        ts_ns=raw.ts_ns,
-        victim_pid=raw.victim_pid,
-        victim_comm=_comm(raw.victim_comm) if f & F_COMM else None,
-        total_vm_kb=raw.total_vm_kb if has_rss else None,
-        anon_rss_kb=raw.anon_rss_kb if has_rss else None,
-        file_rss_kb=raw.file_rss_kb if has_rss else None,
-        shmem_rss_kb=raw.shmem_rss_kb if has_rss else None,
-        uid=raw.uid if f & F_UID else None,
-        pgtables_kb=raw.pgtables_kb if f & F_PGTABLES else None,
-        oom_score_adj=raw.oom_score_adj if f & F_SCORE_ADJ else None,
-        trigger_tgid=raw.trigger_tgid,
-        trigger_tid=raw.trigger_tid,
-        trigger_comm=_comm(raw.trigger_comm),
-        trigger_cgroup_id=raw.trigger_cgroup_id,
-        cpu=raw.cpu,
-        victim_parent_pid=raw.victim_parent_pid or None,
-    )
-
+from .layouts import CHARGE_SLOTS, SNAPSHOTS, TRACKED, OomEvent, ReclaimStats, event_from_raw, item_index_table
 
 def cflags_for_kernel(tracefs_path: Optional[str] = None) -> List[str]:
     """-D flags for the fields this kernel's oom tracepoints carry (detected, not assumed)."""
@@ -115,6 +61,15 @@ def bpf_source(name: str = "oom_events.c") -> Iterator[str]:
         yield str(path)
 
 
+def bcc_location() -> Optional[str]:
+    """The folder bcc's Python module is imported from, or None when it is not importable."""
+    try:
+        import bcc  # noqa: WPS433 - probes is the one module that imports bcc
+    except ImportError:
+        return None
+    return os.path.dirname(bcc.__file__)
+
+
 def _compile(name: str, cflags: List[str]):
     """bcc's BPF object for ``bpf/<name>``; tracepoint__* functions are attached by bcc."""
     try:
@@ -123,43 +78,9 @@ def _compile(name: str, cflags: List[str]):
         raise ProbeError("bcc is not importable (apt-get install python3-bpfcc; run setup.sh)") from None
     with bpf_source(name) as src:
         try:
-            return BPF(src_file=src.encode(), cflags=[f"-I{os.path.dirname(src)}"] + cflags)
+            return BPF(src_file=src.encode(), cflags=[f"-I{os.path.dirname(src)}"] + layouts.cflags() + cflags)
         except Exception as exc:  # bcc raises bare Exception on compile/attach failure
             raise ProbeError(f"could not compile or attach the BPF programs of {name}: {exc}") from None
-
-
-@dataclass
-class ReclaimStats:
-    """Reclaim a process ran (vmscan tracepoints), cumulative since record started."""
-
-    memcg_runs: int = 0
-    memcg_ns: int = 0
-    memcg_pages: int = 0
-    memcg_empty: int = 0
-    direct_runs: int = 0
-    direct_ns: int = 0
-    direct_pages: int = 0
-    direct_empty: int = 0
-    last_ns: int = 0
-    alloc_retry_checks: int = 0     # oom:reclaim_retry_zone (page allocator, global pressure)
-    alloc_no_progress_max: int = 0  # the most reclaim rounds in a row that freed nothing
-    compact_retries: int = 0        # oom:compact_retry
-    compact_gave_up: int = 0
-
-    def totals(self) -> Dict[str, float]:
-        """memcg and direct reclaim together, with the allocator's retries: the figures a timeline
-        point and a capture's reclaim_at_kill carry."""
-        return dict(runs=self.memcg_runs + self.direct_runs, empty_runs=self.memcg_empty + self.direct_empty,
-                    pages=self.memcg_pages + self.direct_pages, ms=(self.memcg_ns + self.direct_ns) / 1e6,
-                    alloc_retry_checks=self.alloc_retry_checks, alloc_no_progress_max=self.alloc_no_progress_max,
-                    compact_retries=self.compact_retries)
-
-    def add(self, other: "ReclaimStats") -> None:
-        for f in dataclasses.fields(self):
-            if f.name in ("last_ns", "alloc_no_progress_max"):
-                setattr(self, f.name, max(getattr(self, f.name), getattr(other, f.name)))
-            else:
-                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 class OomProbes:
@@ -178,7 +99,7 @@ class OomProbes:
         self._on_event = on_event
         self.bpf = _compile("oom_events.c", self.cflags)
         self.has_reclaim = "-DHAVE_VMSCAN_RECLAIM" in self.cflags
-        # Big per-CPU buffers: a storm makes hundreds of kills a second (KERNEL-NOTES.md).
+        # Big per-CPU buffers: a storm makes hundreds of kills a second (docs/kernel-facts.md).
         self.bpf["oom_events"].open_perf_buffer(self._cb, page_cnt=page_cnt, lost_cb=self._lost_cb)
 
     def _cb(self, cpu, data, size) -> None:
@@ -197,9 +118,7 @@ class OomProbes:
             return {}
         out = {}
         for k, v in self.bpf["reclaim_by_tgid"].items():
-            out[k.value] = ReclaimStats(v.memcg_runs, v.memcg_ns, v.memcg_pages, v.memcg_empty,
-                                        v.direct_runs, v.direct_ns, v.direct_pages, v.direct_empty, v.last_ns,
-                                        v.alloc_retry_checks, v.alloc_no_progress_max, v.compact_retries, v.compact_gave_up)
+            out[k.value] = ReclaimStats.from_raw(v)
         return out
 
     def close(self) -> None:
@@ -219,8 +138,6 @@ MEMCG_ID_PATH = (
     ("OOMSCOPE_OFF_CGROUP_KN", "cgroup", "kn"),
     ("OOMSCOPE_OFF_KN_ID", "kernfs_node", "id"),
 )
-CHARGE_SLOTS = 8  # OOMSCOPE_SLOTS in bpf/oomscope.h
-SNAPSHOTS = 128  # OOMSCOPE_SNAPSHOTS
 
 
 def charge_tracking_support(tracefs_path: Optional[str] = None) -> Optional[str]:
@@ -258,8 +175,6 @@ class ChargeTracker:
     """bpf/charge_tracking.c: loaded once, its memcg:* programs attached only while wanted."""
 
     def __init__(self, enums: Dict[str, Dict[str, int]], layout: List[str]):
-        from .record.charges import TRACKED, item_index_table  # noqa: WPS433 - avoids an import cycle
-
         self.nr_stat = enums["memcg_stat_item"]["MEMCG_NR_STAT"]
         nr_items = self.nr_stat + enums["vm_event_item"]["NR_VM_EVENT_ITEMS"]
         # Snapshots sum over CPUs in the kernel (one helper call per CPU, slot and item).
@@ -268,7 +183,7 @@ class ChargeTracker:
             raise ProbeError("charge tracking sums over at most 64 CPUs")
         self.bpf = _compile("charge_tracking.c", [
             f"-DOOMSCOPE_NR_ITEMS={nr_items}", f"-DOOMSCOPE_NR_STAT_ITEMS={self.nr_stat}",
-            f"-DOOMSCOPE_NCPUS={self.ncpus}", f"-DOOMSCOPE_TRACKED={len(TRACKED)}"] + layout
+            f"-DOOMSCOPE_NCPUS={self.ncpus}"] + layout
             + (["-DHAVE_SIGNAL_GENERATE"] if _has_signal_generate() else []))
         table = self.bpf["item_index"]
         for item, index in item_index_table(enums, self.nr_stat).items():
@@ -277,27 +192,35 @@ class ChargeTracker:
         self.attached = False
         self.ids: List[int] = []
         self.generation = 0
-        self._changes: List[tuple] = []  # (monotonic ns, generation, attached) at every attach, detach and watch change
+        # (monotonic ns, generation, attached) at every attach, detach and watch change: written by
+        # the sampler thread (which steers the tracking), read by the main thread at each kill
+        self._changes: List[tuple] = []
+        self._changes_lock = threading.Lock()
         self._next_snapshot = 1
         self.snapshots_lost = 0
 
     def _bump(self) -> None:
         import time as _time
 
-        self.generation += 1
-        self._changes.append((_time.monotonic_ns(), self.generation, self.attached))
-        del self._changes[:-256]
+        with self._changes_lock:
+            self.generation += 1
+            self._changes.append((_time.monotonic_ns(), self.generation, self.attached))
+            del self._changes[:-256]
+
+    def _history(self) -> List[tuple]:
+        with self._changes_lock:
+            return list(self._changes)
 
     def generation_at(self, t_ns: int) -> Optional[int]:
         gen = None
-        for when, g, _attached in self._changes:
+        for when, g, _attached in self._history():
             if when <= t_ns:
                 gen = g
         return gen
 
     def attached_at(self, t_ns: int) -> bool:
         state = False
-        for when, _g, attached in self._changes:
+        for when, _g, attached in self._history():
             if when <= t_ns:
                 state = attached
         return state
@@ -369,9 +292,6 @@ class ChargeTracker:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.bpf.cleanup()
-
-
-SNAP_SIGKILL, SNAP_MARK_VICTIM = 1, 2  # OOMSCOPE_SNAP_* in bpf/oomscope.h
 
 
 def _has_signal_generate() -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Optional
 
 from .errors import OomscopeError
 
@@ -17,3 +18,22 @@ def parse_size(text: str) -> int:
     if value <= 0:
         raise OomscopeError(f"size must be positive: {text!r}")
     return value
+
+
+def fmt_bytes(v: Optional[int]) -> str:
+    """A size for people: 1.5 MiB, 2.00 GiB; an em dash when unknown."""
+    if v is None:
+        return "—"
+    sign = "-" if v < 0 else ""
+    v = abs(v)
+    if v >= 1 << 30:
+        return f"{sign}{v / (1 << 30):.2f} GiB"
+    if v >= 1 << 20:
+        return f"{sign}{v / (1 << 20):.1f} MiB"
+    if v >= 1 << 10:
+        return f"{sign}{v / (1 << 10):.0f} KiB"
+    return f"{sign}{v} B"
+
+
+def fmt_pct(x: Optional[float]) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"

@@ -2,7 +2,7 @@
 
 - Enum values: the memcg tracepoints (6.13+) carry stat items as numbers of the enums
   ``node_stat_item``, ``memcg_stat_item`` and ``vm_event_item``, whose values move between kernel
-  versions (KERNEL-NOTES.md): they are read from the running kernel's BTF, never hard-coded.
+  versions (docs/kernel-facts.md): they are read from the running kernel's BTF, never hard-coded.
 - Struct member offsets (``mem_cgroup.css.cgroup``, ``cgroup.kn``, ``kernfs_node.id``): the raw
   tracepoints pass a ``struct mem_cgroup *``, and bpf/charge_tracking.c turns it into the cgroup
   id with these offsets, so it needs no kernel headers whose layout might differ.

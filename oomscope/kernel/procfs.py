@@ -31,7 +31,7 @@ def parse_proc_cgroup(text: str) -> Dict[str, str]:
 def memory_cgroup_from_proc(text: str, version: int) -> Optional[str]:
     """The memory cgroup path in /proc/<pid>/cgroup text.
 
-    A task that has already exited reads as "/" (measured in an OOM storm, KERNEL-NOTES.md):
+    A task that has already exited reads as "/" (measured in an OOM storm: docs/kernel-facts.md):
     "/" is returned as None, unknown, never as the root cgroup.
     """
     groups = parse_proc_cgroup(text)
@@ -166,4 +166,5 @@ def read_host(cgroup_version: Optional[int], proc: str = PROC, sys: str = SYS) -
         overcommit_memory=_int(_read(f"{proc}/sys/vm/overcommit_memory")),
         oom_dump_tasks=_int(_read(f"{proc}/sys/vm/oom_dump_tasks")),
         panic_on_oom=_int(_read(f"{proc}/sys/vm/panic_on_oom")),
+        page_size_bytes=os.sysconf("SC_PAGE_SIZE"),
     )

@@ -1,5 +1,8 @@
 """Builds a Capture from the parts of one kill. Pure: every input is passed in.
 
+Two steps: ``place`` decides, once, where the kill happened (the victim's cgroup, the cgroup that
+hit its limit, global or not); the collector then gathers the evidence for those cgroups
+(record/evidence.py), and ``build_capture`` puts event, report, placement and evidence together.
 Each cgroup figure keeps its provenance (kernel report, last sample, after the kill); ``at_kill``
 is the best of them (model.choose_at_kill).
 """
@@ -10,7 +13,7 @@ import dataclasses
 import datetime as dt
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .. import __version__
 from ..kernel.cgroupfs import limit_or_none
@@ -26,6 +29,7 @@ from ..model import (
     CgroupState,
     Host,
     KernelReportInfo,
+    Source,
     Task,
     Timeline,
     Times,
@@ -33,22 +37,28 @@ from ..model import (
     Victim,
     choose_at_kill,
 )
-from ..probes import OomEvent
+from ..layouts import OomEvent
 
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")  # of the machine running oomscope: only when the kill host's is unknown
 
 
 @dataclass
-class KillContext:
-    """What the collector knew around the kill, besides the event and the report."""
+class Recording:
+    """What is the same for every kill a recorder (or an import) sees."""
 
     cgroup_version: Optional[int] = None
     host: Host = field(default_factory=Host)
     clock_offset_ns: int = 0  # wall clock minus CLOCK_MONOTONIC
-    #: task_memcg when the report does not say: (path, how it was learnt)
-    task_memcg_guess: Optional[Tuple[str, str]] = None
-    #: the limited ancestor of the guessed task_memcg (the cgroup that can OOM)
-    oom_memcg_guess: Optional[str] = None
+    #: the provenance of every figure taken from the kernel's OOM report: kernel_report (read from
+    #: /dev/kmsg as it was printed: record) or kernel_log (a log that kept it: import)
+    report_source: Source = SOURCE_KERNEL_REPORT
+
+
+@dataclass
+class Evidence:
+    """What was read about one kill besides its event and its report (record/evidence.py gathers
+    it for the cgroups a Placement names). Readings only: no decision about the kill."""
+
     last_sample: Optional[CgroupState] = None
     #: last sample + in-kernel charge counters up to the kill (record/charges.py)
     reconstructed: Optional[CgroupState] = None
@@ -61,19 +71,86 @@ class KillContext:
     live_tasks: List[Task] = field(default_factory=list)
     reaped_ns: Optional[int] = None
     duplicates: int = 0
-    #: a member of a memory.oom.group kill: the state in the first victim's report, and the
-    #: oom_memcg it names
+    #: a member of a memory.oom.group kill: the state in the first victim's report, and its tasks
     incident_state: Optional[CgroupState] = None
-    incident_oom_memcg: Optional[str] = None
     incident_tasks: List[Task] = field(default_factory=list)
     #: cgroups below oom_memcg with their usage just before the kill (shared the limit)
     sharing: List[CgroupUsage] = field(default_factory=list)
 
 
-def state_from_report(rep: OomReport) -> Optional[CgroupState]:
+@dataclass
+class Placement:
+    """Where the kill happened, decided once (``place``): every later step reads it."""
+
+    cgroup: CgroupInfo
+    #: the host ran out of memory, no cgroup limit was hit (cgroup.oom_memcg is then None)
+    is_global: bool = False
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def described(self) -> Optional[str]:
+        """The cgroup whose readings describe the kill: the one that hit its limit, or on a global
+        OOM the victim's own."""
+        return self.cgroup.task_memcg if self.is_global else self.cgroup.oom_memcg
+
+
+def place(
+    report: Optional[OomReport],
+    located: Optional[Tuple[str, str]] = None,
+    incident_oom_memcg: Optional[str] = None,
+    limited_ancestor: Optional[Callable[[str], Optional[str]]] = None,
+    cgroup_version: Optional[int] = None,
+    victim_parent_pid: Optional[int] = None,
+    report_source: Source = SOURCE_KERNEL_REPORT,
+) -> Placement:
+    """The victim's cgroup, the cgroup that hit its limit and whether this was a global OOM.
+
+    The kernel's report decides when it names them. Else ``located`` (task_memcg, how it was learnt:
+    record/evidence.py) places the victim; a member of a memory.oom.group kill takes the first
+    victim's oom_memcg; else ``limited_ancestor`` of the victim's cgroup is taken as the one that hit
+    its limit."""
+    notes: List[str] = []
+    killed = report.killed if report is not None else None
+    cg = CgroupInfo(version=cgroup_version)
+    summary = report.summary if report is not None else None
+    if summary is not None and (summary.oom_memcg or summary.task_memcg):
+        cg.oom_memcg, cg.task_memcg = summary.oom_memcg, summary.task_memcg
+        cg.constraint = summary.constraint
+        cg.source = report_source
+    elif report is not None and report.stats_cgroup:
+        cg.oom_memcg = report.stats_cgroup
+        cg.source = report_source
+    if summary is not None and summary.constraint:
+        cg.constraint = summary.constraint
+    if cg.task_memcg is None and located is not None:
+        cg.task_memcg, how = located
+        if cg.source == SOURCE_NONE:
+            cg.source = how
+    if cg.oom_memcg is None and incident_oom_memcg:
+        cg.oom_memcg = incident_oom_memcg
+        cg.source = cg.source if cg.task_memcg else report_source
+    if cg.constraint is None and killed is not None and killed.message.startswith("Memory cgroup"):
+        cg.constraint = "CONSTRAINT_MEMCG"
+    is_global = cg.constraint == "CONSTRAINT_NONE" or (killed is not None and killed.message == "Out of memory")
+    if is_global:
+        cg.oom_memcg = None  # no cgroup limit was hit: the node ran out
+    else:
+        if cg.oom_memcg is None and cg.task_memcg is not None and limited_ancestor is not None:
+            cg.oom_memcg = limited_ancestor(cg.task_memcg)
+            if cg.oom_memcg is not None:
+                notes.append("The kernel's report for this kill was not seen (rate-limited or lost): oom_memcg is the nearest "
+                             "cgroup with a memory limit above the victim's cgroup, as oomscope saw it.")
+    if cg.task_memcg is None:
+        notes.append("The victim's cgroup is unknown: no kernel report, and the process was gone before oomscope could see its cgroup"
+                     + (f" (its parent, pid {victim_parent_pid}, was not found in any cgroup either)." if victim_parent_pid else
+                        " (its fork was not seen, so its parent is unknown)."))
+    return Placement(cg, is_global, notes)
+
+
+def state_from_report(rep: OomReport, source: Source = SOURCE_KERNEL_REPORT) -> Optional[CgroupState]:
     if rep.memory is None and not rep.memory_stat:
         return None
-    st = CgroupState(source=SOURCE_KERNEL_REPORT, cgroup=rep.stats_cgroup, memory_stat=dict(rep.memory_stat), age_ms=0.0)
+    st = CgroupState(source=source, cgroup=rep.stats_cgroup, memory_stat=dict(rep.memory_stat), age_ms=0.0)
     if rep.memory is not None:
         st.usage_bytes = rep.memory.usage_kb * 1024
         st.limit_bytes = limit_or_none(rep.memory.limit_kb * 1024)
@@ -91,8 +168,8 @@ def state_from_report(rep: OomReport) -> Optional[CgroupState]:
     return st
 
 
-def host_memory_from_report(rep: OomReport) -> Dict[str, int]:
-    """A global OOM's Mem-Info (pages, and kB for swap) in bytes."""
+def host_memory_from_report(rep: OomReport, page_size: int = PAGE_SIZE) -> Dict[str, int]:
+    """A global OOM's Mem-Info (pages, and kB for swap) in bytes, with the kill host's page size."""
     out: Dict[str, int] = {}
     for key, value in rep.mem_info.items():
         if key == "free_swap_kb":
@@ -100,16 +177,17 @@ def host_memory_from_report(rep: OomReport) -> Dict[str, int]:
         elif key == "total_swap_kb":
             out["swap_total"] = value * 1024
         elif key == "ram_pages":
-            out["ram"] = value * PAGE_SIZE
+            out["ram"] = value * page_size
         else:
-            out[key] = value * PAGE_SIZE
+            out[key] = value * page_size
     return out
 
 
-def tasks_from_report(rep: OomReport, victim_pid: int, proc_info: Dict[int, Tuple[str, Optional[str]]]) -> List[Task]:
+def tasks_from_report(rep: OomReport, victim_pid: int, proc_info: Dict[int, Tuple[str, Optional[str]]],
+                      page_size: int = PAGE_SIZE, source: Source = SOURCE_KERNEL_REPORT) -> List[Task]:
     def pages(row_values: Dict[str, int], key: str) -> Optional[int]:
         v = row_values.get(key)
-        return v * PAGE_SIZE if v is not None else None
+        return v * page_size if v is not None else None
 
     tasks = []
     for row in rep.tasks:
@@ -130,7 +208,7 @@ def tasks_from_report(rep: OomReport, victim_pid: int, proc_info: Dict[int, Tupl
             oom_score_adj=v.get("oom_score_adj"),
             is_victim=row.pid == victim_pid,
             cmdline=info[1] if info else None,
-            source=SOURCE_KERNEL_REPORT,
+            source=source,
         ))
     return tasks
 
@@ -143,15 +221,36 @@ def make_kill_id(wall: dt.datetime, pid: int) -> str:
     return wall.strftime("%Y%m%dT%H%M%S.") + f"{wall.microsecond // 1000:03d}Z-pid{pid}"
 
 
+def assemble(
+    pid: int,
+    event: Optional[OomEvent],
+    report: Optional[OomReport],
+    recording: Recording,
+    evidence: Optional[Evidence] = None,
+    located: Optional[Tuple[str, str]] = None,
+    limited_ancestor: Optional[Callable[[str], Optional[str]]] = None,
+    now_wall: Optional[dt.datetime] = None,
+) -> Capture:
+    """``place`` then ``build_capture``, for callers that gather no evidence between the two
+    (import, tests)."""
+    placement = place(report, located, None, limited_ancestor, recording.cgroup_version,
+                      event.victim_parent_pid if event is not None else None, recording.report_source)
+    return build_capture(pid, event, report, placement, evidence or Evidence(), recording, now_wall)
+
+
 def build_capture(
     pid: int,
     event: Optional[OomEvent],
     report: Optional[OomReport],
-    ctx: KillContext,
+    placement: Placement,
+    evidence: Evidence,
+    recording: Recording,
     now_wall: Optional[dt.datetime] = None,
 ) -> Capture:
     notes: List[str] = []
     killed = report.killed if report is not None else None
+    page_size = recording.host.page_size_bytes or PAGE_SIZE  # the kernel's page counts are the kill host's
+    from_report = recording.report_source  # the provenance of what the kernel's report says
 
     # --- the victim ---
     if event is not None and event.anon_rss_kb is not None:
@@ -166,14 +265,14 @@ def build_capture(
             pid=pid, comm=killed.comm, uid=killed.uid, oom_score_adj=killed.oom_score_adj,
             total_vm_bytes=_kb(killed.total_vm_kb), anon_rss_bytes=_kb(killed.anon_rss_kb),
             file_rss_bytes=_kb(killed.file_rss_kb), shmem_rss_bytes=_kb(killed.shmem_rss_kb),
-            pgtables_bytes=_kb(killed.pgtables_kb), source=SOURCE_KERNEL_REPORT,
+            pgtables_bytes=_kb(killed.pgtables_kb), source=from_report,
         )
         if event is not None and event.victim_comm:
             victim.comm = event.victim_comm
     else:
         victim = Victim(pid=pid, comm=(event.victim_comm or "") if event else "")
         notes.append("This kernel's oom:mark_victim carries only the pid and the kernel's report was not seen: the victim's memory is unknown.")
-    info = ctx.proc_info.get(pid)
+    info = evidence.proc_info.get(pid)
     if info is not None:
         victim.cmdline = info[1]
         if not victim.comm:
@@ -183,69 +282,40 @@ def build_capture(
     if event is not None:
         trigger = Trigger(pid=event.trigger_tgid, tid=event.trigger_tid, comm=event.trigger_comm, source=SOURCE_BPF)
     elif report is not None and report.has_header:
-        trigger = Trigger(pid=report.trigger_pid, comm=report.trigger_comm or "", source=SOURCE_KERNEL_REPORT)
+        trigger = Trigger(pid=report.trigger_pid, comm=report.trigger_comm or "", source=from_report)
     else:
         trigger = Trigger()
 
-    # --- which cgroup ---
-    cg = CgroupInfo(version=ctx.cgroup_version)
-    summary = report.summary if report is not None else None
-    if summary is not None and (summary.oom_memcg or summary.task_memcg):
-        cg.oom_memcg, cg.task_memcg = summary.oom_memcg, summary.task_memcg
-        cg.constraint = summary.constraint
-        cg.source = SOURCE_KERNEL_REPORT
-    elif report is not None and report.stats_cgroup:
-        cg.oom_memcg = report.stats_cgroup
-        cg.source = SOURCE_KERNEL_REPORT
-    if summary is not None and summary.constraint:
-        cg.constraint = summary.constraint
-    if cg.task_memcg is None and ctx.task_memcg_guess is not None:
-        cg.task_memcg, how = ctx.task_memcg_guess
-        if cg.source == SOURCE_NONE:
-            cg.source = how
-    if cg.oom_memcg is None and ctx.incident_oom_memcg:
-        cg.oom_memcg = ctx.incident_oom_memcg
-        cg.source = cg.source if cg.task_memcg else SOURCE_KERNEL_REPORT
-    if cg.oom_memcg is None and ctx.oom_memcg_guess is not None:
-        cg.oom_memcg = ctx.oom_memcg_guess
-        notes.append("The kernel's report for this kill was not seen (rate-limited or lost): oom_memcg is the nearest "
-                     "cgroup with a memory limit above the victim's cgroup, as oomscope saw it.")
-    if cg.constraint is None and killed is not None and killed.message.startswith("Memory cgroup"):
-        cg.constraint = "CONSTRAINT_MEMCG"
-    is_global = cg.constraint == "CONSTRAINT_NONE" or (killed is not None and killed.message == "Out of memory")
-    if is_global:
-        cg.oom_memcg = None  # no cgroup limit was hit: the node ran out
+    # --- which cgroup: decided by place() ---
+    cg = dataclasses.replace(placement.cgroup)
+    is_global = placement.is_global
+    notes.extend(placement.notes)
     if cg.oom_memcg is not None and cg.task_memcg is not None and cg.oom_memcg != cg.task_memcg:
-        cg.sharing = sorted(ctx.sharing, key=lambda u: -(u.usage_bytes or 0))
-    if cg.task_memcg is None:
-        parent = event.victim_parent_pid if event is not None else None
-        notes.append("The victim's cgroup is unknown: no kernel report, and the process was gone before oomscope could see its cgroup"
-                     + (f" (its parent, pid {parent}, was not found in any cgroup either)." if parent else
-                        " (its fork was not seen, so its parent is unknown)."))
+        cg.sharing = sorted(evidence.sharing, key=lambda u: -(u.usage_bytes or 0))
 
     # --- the state at the kill ---
     sources: Dict[str, CgroupState] = {}
     if report is not None:
-        st = state_from_report(report)
+        st = state_from_report(report, from_report)
         if st is not None:
-            sources[SOURCE_KERNEL_REPORT] = st
-    if SOURCE_KERNEL_REPORT not in sources and ctx.incident_state is not None:
-        sources[SOURCE_KERNEL_REPORT] = ctx.incident_state
-    if ctx.reconstructed is not None:
-        sources[ctx.reconstructed.source] = ctx.reconstructed
-    if ctx.last_sample is not None:
-        sources[ctx.last_sample.source] = ctx.last_sample
-    if ctx.after_kill is not None:
-        sources[ctx.after_kill.source] = ctx.after_kill
+            sources[from_report] = st
+    if from_report not in sources and evidence.incident_state is not None:
+        sources[from_report] = evidence.incident_state
+    if evidence.reconstructed is not None:
+        sources[evidence.reconstructed.source] = evidence.reconstructed
+    if evidence.last_sample is not None:
+        sources[evidence.last_sample.source] = evidence.last_sample
+    if evidence.after_kill is not None:
+        sources[evidence.after_kill.source] = evidence.after_kill
     at_kill = choose_at_kill(sources)
     if is_global:
         notes.append("A global OOM: the host ran out of memory, no cgroup limit was hit. The cgroup figures are those of the "
                      "victim's own cgroup; the host's memory at the kill is in host_memory_at_kill.")
-    elif at_kill.source != SOURCE_KERNEL_REPORT:
+    elif at_kill.source != from_report:
         if at_kill.source == SOURCE_NONE:
             notes.append("No reading of the cgroup's memory exists for this kill.")
         elif at_kill.source == SOURCE_RECONSTRUCTED:
-            base = ctx.reconstructed.base_age_ms if ctx.reconstructed is not None else None
+            base = evidence.reconstructed.base_age_ms if evidence.reconstructed is not None else None
             notes.append("The kernel's OOM report was not available; the cgroup's state at the kill is reconstructed from the "
                          "in-kernel charge counters"
                          + (f" added to the sample taken {base:.0f} ms before the kill." if base is not None else ".")
@@ -257,11 +327,11 @@ def build_capture(
 
     # --- the processes ---
     if report is not None and report.tasks:
-        tasks = tasks_from_report(report, pid, ctx.proc_info)
-    elif ctx.incident_tasks:
-        tasks = [dataclasses.replace(t, is_victim=t.pid == pid) for t in ctx.incident_tasks]
+        tasks = tasks_from_report(report, pid, evidence.proc_info, page_size, from_report)
+    elif evidence.incident_tasks:
+        tasks = [dataclasses.replace(t, is_victim=t.pid == pid) for t in evidence.incident_tasks]
     else:
-        tasks = list(ctx.live_tasks)
+        tasks = list(evidence.live_tasks)
         if not any(t.pid == pid for t in tasks):
             tasks.insert(0, Task(
                 pid=pid, comm=victim.comm, uid=victim.uid, total_vm_bytes=victim.total_vm_bytes,
@@ -278,7 +348,7 @@ def build_capture(
     kill_ns = event.ts_ns if event is not None else (report.killed_usec * 1000 if report and report.killed_usec else None)
     now_wall = now_wall or dt.datetime.now(dt.timezone.utc)
     if kill_ns is not None:
-        wall = dt.datetime.fromtimestamp((kill_ns + ctx.clock_offset_ns) / 1e9, dt.timezone.utc)
+        wall = dt.datetime.fromtimestamp((kill_ns + recording.clock_offset_ns) / 1e9, dt.timezone.utc)
     else:
         wall = now_wall
     times = Times(
@@ -294,11 +364,11 @@ def build_capture(
         kr = KernelReportInfo(
             present=report.has_header, killed_line_seen=killed is not None, gfp_mask=report.gfp_mask,
             order=report.order, message=killed.message if killed else None,
-            group_kill=report.group_kill_cgroup is not None or ctx.duplicates > 0,
+            group_kill=report.group_kill_cgroup is not None or evidence.duplicates > 0,
             first_seq=report.first_seq, last_seq=report.last_seq, lines=list(report.lines),
         )
         if report.mem_info:
-            host_memory = host_memory_from_report(report)
+            host_memory = host_memory_from_report(report, page_size)
         if not report.has_header and report.group_kill_cgroup is not None:
             notes.append(f"Killed with every task of {report.group_kill_cgroup} (memory.oom.group): the kernel printed one report "
                          "for the whole group, under the first victim; the cgroup's state here is that report's.")
@@ -307,8 +377,8 @@ def build_capture(
                          "(oom_rs in mm/oom_kill.c: 10 reports per 5 s).")
     else:
         notes.append("The kernel's log for this kill was not seen (the /dev/kmsg reader fell behind or the log wrapped).")
-    if ctx.reaped_ns is not None and kill_ns is not None:
-        notes.append(f"The oom_reaper finished reclaiming the victim's memory {(ctx.reaped_ns - kill_ns) / 1e6:.1f} ms after the kill.")
+    if evidence.reaped_ns is not None and kill_ns is not None:
+        notes.append(f"The oom_reaper finished reclaiming the victim's memory {(evidence.reaped_ns - kill_ns) / 1e6:.1f} ms after the kill.")
 
     return Capture(
         kill_id=make_kill_id(wall, pid),
@@ -320,10 +390,10 @@ def build_capture(
         at_kill=at_kill,
         at_kill_sources=sources,
         tasks=tasks,
-        host=ctx.host,
+        host=recording.host,
         kernel_report=kr,
         notes=notes,
         host_memory_at_kill=host_memory,
-        timelines=list(ctx.timelines),
-        charge_tracking=ctx.charge_tracking,
+        timelines=list(evidence.timelines),
+        charge_tracking=evidence.charge_tracking,
     )

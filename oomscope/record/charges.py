@@ -24,55 +24,11 @@ bounds it by sampling fast (100 ms) near the limit, so the deltas added are smal
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..layouts import TRACKED
 from ..model import SOURCE_RECONSTRUCTED, CgroupState
 
-
-@dataclass(frozen=True)
-class TrackedItem:
-    enum_name: str     # enumerator in node_stat_item / memcg_stat_item / vm_event_item
-    event: bool        # a vm_event_item (a count), else a stat item (pages)
-    v1_key: Optional[str]  # memory.stat key on cgroup v1 (local; hierarchical is "total_" + key)
-    v2_key: Optional[str]  # memory.stat key on cgroup v2 (hierarchical)
-
-
-# At most OOMSCOPE_TRACKED (bpf/oomscope.h) items. Stat items in pages only (see above).
-TRACKED: Tuple[TrackedItem, ...] = (
-    TrackedItem("NR_ANON_MAPPED", False, "rss", "anon"),
-    TrackedItem("NR_FILE_PAGES", False, "cache", "file"),
-    TrackedItem("NR_SHMEM", False, "shmem", "shmem"),
-    TrackedItem("NR_FILE_MAPPED", False, "mapped_file", "file_mapped"),
-    TrackedItem("NR_FILE_DIRTY", False, "dirty", "file_dirty"),
-    TrackedItem("NR_WRITEBACK", False, "writeback", "file_writeback"),
-    TrackedItem("NR_ANON_THPS", False, "rss_huge", "anon_thp"),
-    TrackedItem("NR_FILE_THPS", False, None, "file_thp"),
-    TrackedItem("NR_SHMEM_THPS", False, None, "shmem_thp"),
-    TrackedItem("NR_INACTIVE_ANON", False, "inactive_anon", "inactive_anon"),
-    TrackedItem("NR_ACTIVE_ANON", False, "active_anon", "active_anon"),
-    TrackedItem("NR_INACTIVE_FILE", False, "inactive_file", "inactive_file"),
-    TrackedItem("NR_ACTIVE_FILE", False, "active_file", "active_file"),
-    TrackedItem("NR_UNEVICTABLE", False, "unevictable", "unevictable"),
-    TrackedItem("NR_PAGETABLE", False, None, "pagetables"),
-    TrackedItem("NR_SECONDARY_PAGETABLE", False, None, "sec_pagetables"),
-    TrackedItem("NR_SWAPCACHE", False, None, "swapcached"),
-    TrackedItem("MEMCG_SWAP", False, "swap", None),
-    TrackedItem("MEMCG_SOCK", False, None, "sock"),
-    TrackedItem("MEMCG_VMALLOC", False, None, "vmalloc"),
-    TrackedItem("MEMCG_KMEM", False, None, "kernel"),
-    TrackedItem("MEMCG_ZSWAPPED", False, None, "zswapped"),
-    TrackedItem("PGFAULT", True, "pgfault", "pgfault"),
-    TrackedItem("PGMAJFAULT", True, "pgmajfault", "pgmajfault"),
-    TrackedItem("PGPGIN", True, "pgpgin", None),
-    TrackedItem("PGPGOUT", True, "pgpgout", None),
-    TrackedItem("PGREFILL", True, None, "pgrefill"),
-    TrackedItem("PGSCAN_DIRECT", True, None, "pgscan_direct"),
-    TrackedItem("PGSTEAL_DIRECT", True, None, "pgsteal_direct"),
-    TrackedItem("PGSCAN_KSWAPD", True, None, "pgscan_kswapd"),
-    TrackedItem("PGSTEAL_KSWAPD", True, None, "pgsteal_kswapd"),
-    TrackedItem("THP_FAULT_ALLOC", True, None, "thp_fault_alloc"),
-)
 
 # What the memory counter (usage) is charged with, as tracked items: anon, page cache (with
 # shmem), kernel memory, and on v2 socket buffers (mm/memcontrol.c charges all four to memory).
@@ -82,20 +38,6 @@ _USAGE_ITEMS = {1: ("NR_ANON_MAPPED", "NR_FILE_PAGES", "MEMCG_KMEM"),
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 Counters = Dict[int, Sequence[int]]  # cgroup id -> value per TRACKED index
-
-
-def item_index_table(enums: Dict[str, Dict[str, int]], nr_stat: int) -> Dict[int, int]:
-    """kernel item number (events offset by nr_stat) -> TRACKED index, for the items this kernel has."""
-    stat_names = {**enums.get("node_stat_item", {}), **enums.get("memcg_stat_item", {})}
-    events = enums.get("vm_event_item", {})
-    table = {}
-    for i, item in enumerate(TRACKED):
-        if item.event:
-            if item.enum_name in events:
-                table[nr_stat + events[item.enum_name]] = i
-        elif item.enum_name in stat_names:
-            table[stat_names[item.enum_name]] = i
-    return table
 
 
 def _delta(base: Counters, at_kill: Counters, ids: Sequence[int], index: int) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ..kernel.kmsg import OomReport
-from ..probes import EV_MARK_VICTIM, EV_REAP_FINISHED, OomEvent
+from ..layouts import EV_MARK_VICTIM, EV_REAP_FINISHED, OomEvent
 
 MATCH_WINDOW_NS = 10_000_000_000  # a report and an event of the same pid this close are one kill
 
@@ -30,8 +30,7 @@ class PendingKill:
     proc_cmdline: Optional[str] = None  # /proc/<pid>/cmdline read then (empty once the mm is gone)
     reaped_ns: Optional[int] = None
     duplicates: int = 0  # extra Killed lines for this pid (a memory.oom.group kill repeats it)
-    #: the charge counters summed at oom:mark_victim ({cgroup id: values}), fetched on the event
-    charge_snapshot: Optional[dict] = None
+    #: the charge-tracking generation at the event: a sample of the same one can be reconstructed from
     charge_generation: Optional[int] = None
 
     @property

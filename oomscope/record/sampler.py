@@ -3,7 +3,7 @@ report still has the state from just before it, and every post-mortem has the mi
 
 Watched: every cgroup with a memory limit, every cgroup with tasks, and the cgroups between a
 cgroup with tasks and its nearest limited ancestor. Memory freed by a kill is gone within
-milliseconds (KERNEL-NOTES.md: memory.stat read after the event shows rss 0), so the sample that
+milliseconds (docs/kernel-facts.md: memory.stat read after the event shows rss 0), so the sample that
 counts is the last one taken *before* the kill: each cgroup keeps a short ring of full readings
 (``latest_before()`` picks by timestamp) and a longer, compact timeline (record/timeline.py).
 
@@ -18,6 +18,11 @@ fill faster than a peek interval is still read before its kill. A cgroup without
 against the host's RAM.
 Cgroups appear and vanish while it runs; a vanished cgroup's data is kept for a minute.
 
+The sampler thread owns its discovery and schedule (``_watched``) alone; what it reads goes to
+``self.store`` (record/readings.py), the one object shared with the main thread, which answers
+every query. The kernel's notifications are record/notify.py's, the steering of the charge
+counters record/steering.py's.
+
 Bounded: at most ``max_cgroups`` cgroups; per cgroup the full readings (~3 KiB each) of the
 last ``ring_s`` seconds (2 for a cgroup far from its limit, at most 100 near it) and a timeline of
 at most 600 points (48 KiB); the pid maps hold at most ``max_pids`` pids seen in the last
@@ -27,31 +32,22 @@ plus 300 KiB for each cgroup near its limit.
 
 from __future__ import annotations
 
-import collections
 import os
-import select
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Deque, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
-from ..kernel import memcg_thresholds, procfs
-from ..kernel.inotify import Inotify
+from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
-from ..model import SOURCE_LAST_SAMPLE, CgroupState, TimelinePoint
-from ..probes import CHARGE_SLOTS, ReclaimStats  # plain Python; probes imports bcc only when loading
-from .charges import TRACKED, choose_watched
-from .timeline import TimelineRing, point_values
-
-AUTO_ATTACH_RATIO = 0.9     # charge tracking attaches when a cgroup is this close to its limit ...
-AUTO_DETACH_RATIO = 0.8     # ... and detaches when every cgroup is below this
-#: cgroup v1: fractions of a limited cgroup's limit whose crossing wakes the sampler (the bands'
-#: edges, and the limit itself: usage never passes it, so 99% is "hitting it")
-V1_THRESHOLD_RATIOS = (0.25, 0.5, 0.9, 0.99)
-AUTO_DETACH_AFTER_S = 10.0  # for this long
+from ..model import SOURCE_LAST_SAMPLE, CgroupState
+from ..layouts import TRACKED, ReclaimStats
+from .notify import LimitNotifications
+from .steering import ChargeSteering
+from .readings import Readings
 
 
-ANCESTOR_TTL_NS = 10_000_000_000
+
 MAX_PAIR_SPREAD_PAGES = 64  # 256 KiB: the most a paired sample may be off by (half of it, on average)
 
 
@@ -86,7 +82,7 @@ class _Watched:
     has_tasks: bool = False
     seen_ns: int = 0
     ratio: float = 0.0
-    near_ns: int = 0  # when it was last read above AUTO_DETACH_RATIO of its limit ...
+    near_ns: int = 0  # when it was last read above steering.AUTO_DETACH_RATIO of its limit ...
     near_ratio: float = 0.0  # ... and how full it was then
     limited: bool = False  # has a limit of its own
     read_ns: int = 0  # when it was last read
@@ -129,52 +125,20 @@ class Sampler:
         self.timeline_points = timeline_points
         self.timeline_spacing_s = timeline_spacing_s
         self.max_cgroups = max_cgroups
-        self.reclaim_reader = reclaim_reader
         self.charge = charge
         self.charge_mode = charge_mode
         self.host_memory_bytes = host_memory_bytes if host_memory_bytes is not None else _mem_total()
         self._watched: Dict[str, _Watched] = {}
         self._next_discovery = 0
-        self._rings: Dict[str, Deque[Sample]] = {}
-        self._timelines: Dict[str, TimelineRing] = {}
-        # pid -> (cgroup, when last seen). Kept for pid_retention_s after a pid was last seen: a
-        # kill is often handled after its victim, and even the parent that forked it, have exited
-        # (measured under emulation: a storm's parent gone before its children's events were
-        # handled). pid_max is 4M on 64-bit hosts, so a pid is not reused within a minute.
-        self._pid_cgroup: Dict[int, Tuple[str, int]] = {}
-        self.pid_retention_ns = int(pid_retention_s * 1e9)
-        self.max_pids = max_pids
-        self._proc_info: Dict[int, Tuple[str, Optional[str]]] = {}  # pid -> (comm, cmdline)
-        # cgroup -> (its nearest limited ancestor, when that was read). Re-read every
-        # ANCESTOR_TTL_NS: a runtime writes memory.max just after mkdir, and a discovery between
-        # the two must not leave a limited cgroup unwatched for good.
-        self._limited_ancestor: Dict[str, Tuple[Optional[str], int]] = {}
-        self._lock = threading.Lock()
-        self._last_near_ns = 0
-        # the last read of the kernel's reclaim map, (when it started, by pid): shared by the
-        # readings and the kills, so that a storm's kills handled together read it once
-        self._reclaim_read: Optional[Tuple[int, Dict[int, object]]] = None
-        self._next_pid_prune = 0
+        #: every reading, and every query about them: the one object shared with the main thread
+        self.store = Readings(hier, self.ring_ns, timeline_points, timeline_spacing_s,
+                              int(pid_retention_s * 1e9), max_pids, reclaim_reader)
+        self.steering = ChargeSteering(charge, charge_mode) if charge is not None else None
         # Woken the moment a limited cgroup fills up: on cgroup v2 by memory.events (inotify),
         # on v1 by usage thresholds (an eventfd per cgroup). One poll() waits on all of them.
-        self._poll: Optional[select.poll] = None
-        self._inotify: Optional[Inotify] = None
-        self._wd_cgroup: Dict[int, str] = {}
-        self._cgroup_wd: Dict[str, int] = {}
-        self._v1_notify = notify and hier.version == 1
-        self._cgroup_efd: Dict[str, Tuple[Optional[int], int]] = {}  # cgroup -> (eventfd or None: refused, limit)
-        self._efd_cgroup: Dict[int, str] = {}
+        # Woken the moment a limited cgroup fills up (record/notify.py)
+        self.notify = LimitNotifications(hier, notify)
         self.limit_hits = 0  # notifications that led to an immediate reading
-        self.notify_errors = 0  # cgroups whose notification could not be set up
-        if notify and hier.version == 2:
-            try:
-                self._inotify = Inotify()
-            except (OSError, AttributeError):  # no inotify: poll only
-                self._inotify = None
-        if self._inotify is not None or self._v1_notify:
-            self._poll = select.poll()
-            if self._inotify is not None:
-                self._poll.register(self._inotify.fd, select.POLLIN)
         self.passes = 0
         self.reads = 0
         self.errors = 0
@@ -187,7 +151,7 @@ class Sampler:
         for cg in self.hier.walk(self.top):
             if cg == "/":
                 continue  # the root holds every host process; it is not a container
-            anc = self._ancestor(cg)
+            anc = self.store.limited_ancestor(cg)
             if anc == cg:
                 # A limited cgroup is watched with or without tasks; whether it has any is learnt
                 # at its readings, which list them anyway (reading every cgroup.procs here each
@@ -217,14 +181,13 @@ class Sampler:
                     continue
                 w = self._watched[cg] = _Watched(next_ns=now, ino=ino)
             w.has_tasks = has_tasks
-            w.limited = self._ancestor(cg) == cg
+            w.limited = self.store.limited_ancestor(cg) == cg
             w.seen_ns = now
-        for cg in [c for c, w in self._watched.items() if w.seen_ns != now]:
+        vanished = [c for c, w in self._watched.items() if w.seen_ns != now]
+        for cg in vanished:
             del self._watched[cg]
-            self._limited_ancestor.pop(cg, None)
+        self.store.set_watched({c: w.ino for c, w in self._watched.items()}, vanished, 4 * self.max_cgroups)
         self._sync_limit_notifications()
-        if len(self._limited_ancestor) > 4 * self.max_cgroups:
-            self._limited_ancestor.clear()
 
     # --- one pass ---
     def tick(self) -> float:
@@ -253,7 +216,7 @@ class Sampler:
         due = [cg for cg, w in self._watched.items() if w.next_ns <= horizon]
         # None: reclaim is not counted (no vmscan tracepoints, or the map could not be read);
         # else a cgroup missing from it had no reclaim by its processes: zeros, not unknown
-        reclaim_by_cg = self._reclaim_by_cgroup() if due and self.reclaim_reader is not None else None
+        reclaim_by_cg = self._reclaim_by_cgroup() if due and self.store.reclaim_reader is not None else None
         new_samples: Dict[str, Sample] = {}
         limits_changed = False  # a limited cgroup's limit learnt or changed by these readings
         pid_cgroup: Dict[int, str] = {}
@@ -297,7 +260,7 @@ class Sampler:
         for cg, sample in new_samples.items():
             w = self._watched[cg]
             ratio = w.ratio
-            anc = self._ancestor(cg)
+            anc = self.store.limited_ancestor(cg)
             if anc is not None and anc != cg and anc in self._watched:
                 ratio = max(ratio, self._watched[anc].ratio)
             interval = (self.idle_interval_ns, self.far_interval_ns, self.mid_interval_ns, self.fast_interval_ns)[self._band(ratio)]
@@ -311,50 +274,18 @@ class Sampler:
                         ow.next_ns = sample.t_ns + interval
         new_info = {}
         for pid in pid_cgroup:
-            info = self._proc_info.get(pid)
+            info = self.store.proc_info(pid)
             if info is None:
                 comm = procfs.read_comm(pid)
                 if comm is None:
                     continue
                 info = (comm, procfs.read_cmdline(pid))
             new_info[pid] = info
+        self.store.add_pass(new_samples, pid_cgroup, new_info)
         now = time.monotonic_ns()
-        with self._lock:
-            for cg, sample in new_samples.items():
-                ring = self._rings.get(cg)
-                if ring is None:
-                    ring = self._rings[cg] = collections.deque()
-                    self._timelines[cg] = TimelineRing(self.timeline_points, self.timeline_spacing_s)
-                ring.append(sample)
-                # The last ring_s of full readings: a storm's kills are handled up to seconds late
-                # (measured: with 8 readings, 79 of 350 kills found only readings from after them).
-                while len(ring) > 2 and sample.t_ns - ring[0].t_ns > self.ring_ns:
-                    ring.popleft()
-                self._timelines[cg].add(sample.t_ns, point_values(sample.state, self.hier.version, sample.reclaim))
-            for cg in list(self._rings):
-                if cg not in self._watched:
-                    # Keep a vanished cgroup's data for one minute: its last samples may be
-                    # exactly what a kill that removed it needs.
-                    last = self._rings[cg][-1].t_ns if self._rings[cg] else 0
-                    if now - last > 60_000_000_000:
-                        del self._rings[cg]
-                        self._timelines.pop(cg, None)
-            for pid, cg in pid_cgroup.items():
-                self._pid_cgroup[pid] = (cg, now)
-            self._proc_info.update(new_info)
-            if now >= self._next_pid_prune or len(self._pid_cgroup) > self.max_pids:
-                # once a second: every pid is walked (measured: done at every pass, it was a
-                # tenth of the sampler's CPU with 500 cgroups)
-                self._next_pid_prune = now + 1_000_000_000
-                cutoff = now - self.pid_retention_ns
-                kept = [(p, v) for p, v in self._pid_cgroup.items() if v[1] >= cutoff]
-                if len(kept) > self.max_pids:
-                    kept = sorted(kept, key=lambda pv: pv[1][1])[-self.max_pids:]
-                self._pid_cgroup = dict(kept)
-                self._proc_info = {p: v for p, v in self._proc_info.items() if p in self._pid_cgroup}
-        if self.charge is not None and new_samples:
-            self._steer_charge_tracking(now)  # ratios change only with readings
-        if limits_changed and self._v1_notify:
+        if self.steering is not None and new_samples:
+            self.steering.steer(self._watched, now)  # ratios change only with readings
+        if limits_changed and self.notify.v1:
             self._sync_limit_notifications()  # v1 thresholds follow the limits, learnt by reading
         self.passes += 1
         nxt = min([min(w.next_ns, w.peek_ns if w.limit else w.next_ns) for w in self._watched.values()]
@@ -375,32 +306,14 @@ class Sampler:
         # within 1 s): with 500 idle cgroups, readings every 5 s were a third of record's CPU.
         return 3 if ratio >= self.near_limit_ratio else 2 if ratio >= 0.5 else 1 if ratio >= 0.25 else 0
 
-    def _read_reclaim(self, not_before_ns: int) -> Optional[Tuple[int, Dict[int, object]]]:
-        """The reclaim map as read at or after ``not_before_ns``: the last read when it is recent
-        enough, else a new one. Measured in a storm of 60 kills a second: a read per kill (1-10 ms
-        each, the map holding every dead child) raised kill-to-post-mortem p95 from 57 to 390 ms."""
-        cached = self._reclaim_read
-        if cached is not None and cached[0] >= not_before_ns:
-            return cached
-        t = time.monotonic_ns()
-        try:
-            by_pid = self.reclaim_reader()
-        except Exception:  # noqa: BLE001 - a map read failing must not stop the sampler
-            self.errors += 1
-            return None
-        self._reclaim_read = (t, by_pid)
-        return self._reclaim_read
-
     def _reclaim_by_cgroup(self) -> Optional[Dict[str, ReclaimStats]]:
         """Cumulative reclaim per watched cgroup: its processes' and its descendants'."""
-        read = self._read_reclaim(time.monotonic_ns() - self.fast_interval_ns // 2)
+        read = self.store.reclaim_read(time.monotonic_ns() - self.fast_interval_ns // 2)
         if read is None:
             return None
         by_pid = read[1]
         out: Dict[str, ReclaimStats] = {}
-        with self._lock:
-            pid_cg = {pid: v[0] for pid, v in self._pid_cgroup.items() if pid in by_pid}
-        for pid, cg in pid_cg.items():
+        for pid, cg in self.store.pids_in(by_pid).items():
             path = cg
             while True:
                 if path in self._watched:
@@ -410,88 +323,9 @@ class Sampler:
                 path = os.path.dirname(path.rstrip("/")) or "/"
         return out
 
-    def _steer_charge_tracking(self, now: int) -> None:
-        """Attach the charge counters while some cgroup is near its limit (auto) or always (on),
-        watching the fullest limited cgroups with their subtrees."""
-        # A storm's cgroup swings between its limit and far below it at every kill: it stays a
-        # candidate for AUTO_DETACH_AFTER_S after it was last near its limit, ranked by how full it
-        # was then. Dropping it at each kill's low reading (while another cgroup on the host was
-        # above 80%) changed the watched set, and with it the counters' generation, so the next
-        # kill found no paired sample (host CI: a storm kill without a reconstruction).
-        window = AUTO_DETACH_AFTER_S * 1e9
-        limited = []  # (rank, cgroup)
-        near = False
-        for cg, w in self._watched.items():
-            if not w.limited:
-                continue
-            near = near or w.ratio >= AUTO_ATTACH_RATIO
-            if w.ratio >= AUTO_DETACH_RATIO:
-                w.near_ns, w.near_ratio = now, w.ratio
-                self._last_near_ns = now
-            limited.append((max(w.ratio, w.near_ratio) if now - w.near_ns < window else w.ratio, cg))
-        want = self.charge_mode == "on" or near or (
-            self.charge.attached and now - self._last_near_ns < AUTO_DETACH_AFTER_S * 1e9)
-        if not want:
-            self.charge.detach()
-            return
-        candidates = []
-        for ratio, cg in limited:
-            if self.charge_mode != "on" and ratio < AUTO_DETACH_RATIO:
-                continue
-            subtree = [(c, w.ino) for c, w in self._watched.items() if cgroup_within(c, cg)]
-            candidates.append((ratio, cg, subtree))
-        chosen = choose_watched(candidates, CHARGE_SLOTS)
-        if chosen:
-            self.charge.watch([i for _c, i in chosen])
-            self.charge.attach()
-
-    def _ancestor(self, cg: str) -> Optional[str]:
-        now = time.monotonic_ns()
-        cached = self._limited_ancestor.get(cg)
-        if cached is None or now - cached[1] > ANCESTOR_TTL_NS:
-            cached = self._limited_ancestor[cg] = (self.hier.limited_ancestor(cg), now)
-        return cached[0]
-
     # --- limit notifications ---
     def _sync_limit_notifications(self) -> None:
-        """A notification on every limited cgroup, and none on the others: on v2 an inotify watch
-        of its memory.events, on v1 an eventfd on its usage thresholds (set again when its limit
-        changes)."""
-        if self._inotify is not None:
-            for cg in [c for c in self._cgroup_wd if c not in self._watched or not self._watched[c].limited]:
-                wd = self._cgroup_wd.pop(cg)
-                self._wd_cgroup.pop(wd, None)
-                self._inotify.remove(wd)
-            for cg, w in self._watched.items():
-                if w.limited and cg not in self._cgroup_wd:
-                    wd = self._inotify.add(self.hier.fs_path(cg) + "/memory.events")
-                    if wd is not None:
-                        self._cgroup_wd[cg] = wd
-                        self._wd_cgroup[wd] = cg
-        if self._v1_notify:
-            for cg, (efd, limit) in list(self._cgroup_efd.items()):
-                w = self._watched.get(cg)
-                if w is None or not w.limited or w.limit != limit:
-                    self._drop_thresholds(cg)
-            for cg, w in self._watched.items():
-                # the limit is known from the first reading (before it w.limit is None)
-                if w.limited and w.limit and cg not in self._cgroup_efd:
-                    try:
-                        efd = memcg_thresholds.register(self.hier.fs_path(cg), [int(w.limit * r) for r in V1_THRESHOLD_RATIOS])
-                    except OSError:  # gone, or out of descriptors: that cgroup is polled
-                        self.notify_errors += 1
-                        self._cgroup_efd[cg] = (None, w.limit)  # not retried until its limit changes
-                        continue
-                    self._cgroup_efd[cg] = (efd, w.limit)
-                    self._efd_cgroup[efd] = cg
-                    self._poll.register(efd, select.POLLIN)
-
-    def _drop_thresholds(self, cg: str) -> None:
-        efd, _limit = self._cgroup_efd.pop(cg)
-        if efd is not None:
-            self._efd_cgroup.pop(efd, None)
-            self._poll.unregister(efd)
-            memcg_thresholds.unregister(efd)
+        self.notify.sync({cg: w.limit for cg, w in self._watched.items() if w.limited})
 
     def _wait(self, seconds: float, stop: threading.Event) -> None:
         """Sleep until the next pass is due, or a limited cgroup reports filling up: then that
@@ -500,25 +334,14 @@ class Sampler:
         until then. A storm notifies several times per kill (v1: each kill takes the usage back
         under a threshold and the next child over it); a pass at every notification was measured
         to double the kills' time to their post-mortem."""
-        if self._poll is None:
+        if not self.notify.active:
             stop.wait(seconds)
             return
         deadline = time.monotonic_ns() + int(seconds * 1e9)
         while not stop.is_set():
-            # poll(), not select(): one eventfd per limited cgroup on v1 passes FD_SETSIZE (1024)
-            ready = self._poll.poll(max(0.0, (deadline - time.monotonic_ns()) / 1e6))
-            if not ready:
+            hit = self.notify.poll((deadline - time.monotonic_ns()) / 1e6)
+            if hit is None:
                 return
-            hit = set()
-            for fd, _mask in ready:
-                if self._inotify is not None and fd == self._inotify.fd:
-                    hit |= {self._wd_cgroup.get(wd) for wd in self._inotify.read()} - {None}
-                    if self._inotify.overflowed:
-                        self._inotify.overflowed = False
-                        hit |= set(self._cgroup_wd)
-                elif fd in self._efd_cgroup:
-                    memcg_thresholds.drain(fd)
-                    hit.add(self._efd_cgroup[fd])
             now = time.monotonic_ns()
             read_now = 0
             for cg in hit:
@@ -550,13 +373,7 @@ class Sampler:
         return n, later
 
     def close(self) -> None:
-        if self._inotify is not None:
-            self._inotify.close()
-            self._inotify = None
-        for cg in list(self._cgroup_efd):
-            self._drop_thresholds(cg)
-        self._v1_notify = False
-        self._poll = None
+        self.notify.close()
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -571,111 +388,14 @@ class Sampler:
                 self.errors += 1
                 self.close()
 
-    # --- queries (thread-safe) ---
-    def latest_before(self, cgroup: str, t_ns: int) -> Optional[Sample]:
-        with self._lock:
-            ring = self._rings.get(cgroup)
-            if not ring:
-                return None
-            for sample in reversed(ring):
-                if sample.t_ns <= t_ns:
-                    return sample
-        return None
-
-    def latest_paired_before(self, cgroup: str, t_ns: int, generation: Optional[int]) -> Optional[Sample]:
-        """The last sample before t_ns that has charge counters of this generation."""
-        with self._lock:
-            for sample in reversed(self._rings.get(cgroup, ())):
-                if sample.t_ns <= t_ns and sample.counters is not None and sample.charge_generation == generation:
-                    return sample
-        return None
-
-    def reclaim_of(self, cgroup: str, not_before_ns: int) -> Optional[Tuple[ReclaimStats, int]]:
-        """Reclaim by the processes of ``cgroup`` and below it, read at or after ``not_before_ns``
-        (a kill's time), with when it was read; None when reclaim is not counted."""
-        if self.reclaim_reader is None:
-            return None
-        read = self._read_reclaim(not_before_ns)
-        if read is None:
-            return None
-        t_read, by_pid = read
-        # by the pids seen in it: the cgroup may no longer be watched (a global OOM's victim was
-        # the only task of a cgroup without a limit; it is dropped once empty)
-        with self._lock:
-            seen = {pid: self._pid_cgroup.get(pid) for pid in by_pid}  # the pids that reclaimed: few
-        pids = [pid for pid, v in seen.items() if v is not None and cgroup_within(v[0], cgroup)]
-        out = ReclaimStats()
-        for pid in pids:
-            out.add(by_pid[pid])
-        return out, t_read
-
+    # --- about the sampler itself (its readings are queried in self.store) ---
     def notifications(self) -> str:
         """How the kernel wakes the sampler when a limited cgroup fills up."""
-        if self._inotify is not None:
-            return "memory.events (inotify)"
-        if self._v1_notify:
-            return "usage thresholds at 25/50/90/99% (eventfd)"
-        return "none, polling"
-
-    def samples(self, cgroup: str) -> List[Sample]:
-        """The cgroup's full readings still in its ring, oldest first."""
-        with self._lock:
-            return list(self._rings.get(cgroup, ()))
+        return self.notify.describe()
 
     def notified(self, cgroup: str) -> bool:
         """Whether the kernel wakes the sampler when this cgroup fills up (v2 inotify, v1 thresholds)."""
-        return cgroup in self._cgroup_wd or self._cgroup_efd.get(cgroup, (None, 0))[0] is not None
-
-    def timeline(self, cgroup: str, kill_ns: int) -> List[TimelinePoint]:
-        """The cgroup's history up to the kill, with the last sample before it as the last point."""
-        with self._lock:
-            tl = self._timelines.get(cgroup)
-            if tl is None:
-                return []
-            points = tl.points(kill_ns, until_ns=kill_ns)
-        last = self.latest_before(cgroup, kill_ns)
-        if last is not None and (not points or points[-1].t_ms < round((last.t_ns - kill_ns) / 1e6, 1)):
-            extra = TimelineRing(1)
-            # the reading's own reclaim figures: a point without them reads as "not counted"
-            # (CI, 6.12 VM: a global OOM's last point had None while the ones before had zeros)
-            extra.add(last.t_ns, point_values(last.state, self.hier.version, last.reclaim))
-            points += extra.points(kill_ns)
-        return points
-
-    def ino(self, cgroup: str) -> Optional[int]:
-        w = self._watched.get(cgroup)
-        return w.ino if w is not None else None
-
-    def subtree_inos(self, cgroup: str) -> List[int]:
-        return [w.ino for c, w in list(self._watched.items()) if cgroup_within(c, cgroup)]
-
-    def below(self, cgroup: str, t_ns: int) -> List[Tuple[str, Sample]]:
-        """The watched cgroups strictly below ``cgroup`` with tasks, each with its last sample before t_ns."""
-        prefix = cgroup.rstrip("/") + "/"
-        with self._lock:
-            names = [cg for cg in self._rings if cg.startswith(prefix)]
-        out = []
-        for cg in names:
-            sample = self.latest_before(cg, t_ns)
-            if sample is not None and sample.pids:
-                out.append((cg, sample))
-        return out
-
-    def cgroup_of_pid(self, pid: int) -> Optional[str]:
-        with self._lock:
-            entry = self._pid_cgroup.get(pid)
-        return entry[0] if entry is not None else None
-
-    def proc_info(self, pid: int) -> Optional[Tuple[str, Optional[str]]]:
-        with self._lock:
-            return self._proc_info.get(pid)
-
-    def limited_ancestor(self, cgroup: str) -> Optional[str]:
-        return self._ancestor(cgroup)
-
-    def watched(self) -> int:
-        with self._lock:
-            return len(self._rings)
+        return self.notify.notified(cgroup)
 
 
 def _mem_total() -> Optional[int]:

@@ -10,23 +10,26 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from ..analysis.advice import advise, trend_of
-from ..analysis.attribution import analyse
+from typing import Optional
+
+from ..analysis.result import KillAnalysis, analyse_kill
 from ..model import Capture
 from .view import build_view
 
 
-def render_json(capture: Capture) -> str:
-    a = analyse(capture)
-    view = build_view(capture, a)
+def render_json(capture: Capture, analysis: Optional[KillAnalysis] = None) -> str:
+    result = analysis if analysis is not None else analyse_kill(capture)
+    verdict = dataclasses.asdict(result.verdict)
     out = {
         "kill_id": capture.kill_id,
         "victim": {"pid": capture.victim.pid, "comm": capture.victim.comm, "rss_bytes": capture.victim.rss_bytes},
         "cgroup": dataclasses.asdict(capture.cgroup),
-        "verdict": {"categories": a.top_categories, "text": view.verdict},
-        "analysis": dataclasses.asdict(a),
-        "trend": dataclasses.asdict(trend_of(capture)),
-        "advice": [dataclasses.asdict(x) for x in advise(capture, a)],
+        # the structured verdict (analysis/verdict.py); "text" is its sentences, as before
+        "verdict": {"categories": result.top_categories, "text": verdict.pop("sentences"),
+                    **{k: v for k, v in verdict.items() if k != "categories"}},
+        "analysis": dataclasses.asdict(result.attribution),
+        "trend": dataclasses.asdict(result.trend),
+        "advice": [dataclasses.asdict(x) for x in result.advice],
         "incident": dataclasses.asdict(capture.incident) if capture.incident else None,
         "notes": capture.notes,
     }
@@ -41,22 +44,21 @@ def _md(text: str) -> str:
     return text
 
 
-def render_markdown(capture: Capture) -> str:
-    a = analyse(capture)
-    v = build_view(capture, a)
+def render_markdown(capture: Capture, analysis: Optional[KillAnalysis] = None) -> str:
+    v = build_view(capture, analysis if analysis is not None else analyse_kill(capture))
     lines = [f"### OOM kill: {_md(v.headline)}", "", f"`{capture.kill_id}`", ""]
     lines += [f"- {_md(t)}" for t in v.verdict]
     lines += ["", "| | |", "|---|---|"]
     lines += [f"| {_md(kv.key)} | {_md(kv.value)} |" for kv in v.facts]
     if v.categories:
         lines += ["", "| Category | Charged | Share of usage |", "|---|---:|---:|"]
-        lines += [f"| {_md(r.cells[0])} | {r.cells[1]} | {r.cells[2]} |" for r in v.categories]
+        lines += [f"| {_md(r.label)} | {r.charged} | {r.share} |" for r in v.categories]
     if v.reconciliation:
         lines += ["", _md(v.reconciliation_summary), "", "| Part of the gap | Bytes |", "|---|---:|"]
-        lines += [f"| {_md(r.cells[0])} | {r.cells[1]} |" for r in v.reconciliation]
+        lines += [f"| {_md(r.label)} | {r.size} |" for r in v.reconciliation]
     if v.advice:
         lines += ["", "**What to change**", ""]
-        lines += [f"- *{_md(r.cells[0])}*: **{_md(r.cells[1])}.** {_md(r.cells[2])}" for r in v.advice]
+        lines += [f"- *{_md(r.case)}*: **{_md(r.title)}.** {_md(r.text)}" for r in v.advice]
     if v.notes:
         lines += [""] + [f"> {_md(n)}" for n in v.notes]
     return "\n".join(lines) + "\n"

@@ -7,11 +7,12 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from ..analysis.attribution import Analysis, analyse
+from ..analysis.attribution import analyse
+from ..analysis.result import KillAnalysis
 from ..errors import OomscopeError
 from ..model import Capture
+from ..units import fmt_bytes
 from .render import _env
-from .view import fmt_bytes
 
 
 @dataclass
@@ -27,7 +28,9 @@ class IndexRow:
     href: str
 
 
-def row_for(capture: Capture, analysis: Optional[Analysis] = None) -> IndexRow:
+def row_for(capture: Capture, analysis: Optional[KillAnalysis] = None) -> IndexRow:
+    """The index's row; the kill's analysis when the caller has it (record), else the attribution
+    alone, which is all a row shows (a capture read from disk)."""
     try:
         cats = ", ".join((analysis or analyse(capture)).top_categories)
     except Exception:  # noqa: BLE001 - one odd capture must not cost the index
@@ -60,7 +63,7 @@ class OutputIndex:
                 continue
             self._add(os.path.basename(os.path.dirname(path)), cap)
 
-    def _add(self, folder: str, capture: Capture, analysis: Optional[Analysis] = None) -> None:
+    def _add(self, folder: str, capture: Capture, analysis: Optional[KillAnalysis] = None) -> None:
         row = row_for(capture, analysis)
         row.href = f"{folder}/postmortem.html"
         self.rows[folder] = row
@@ -68,7 +71,7 @@ class OutputIndex:
     def remove(self, folder: str) -> None:
         self.rows.pop(folder, None)
 
-    def add(self, capture_path: str, capture: Capture, analysis: Optional[Analysis] = None) -> None:
+    def add(self, capture_path: str, capture: Capture, analysis: Optional[KillAnalysis] = None) -> None:
         self._add(os.path.basename(os.path.dirname(capture_path)), capture, analysis)
 
     def render(self) -> str:

@@ -1,4 +1,4 @@
-"""Renders a post-mortem: capture → analysis → view model → jinja2 template.
+"""Renders a post-mortem: capture → its one analysis (analysis/result.py) → view model → jinja2 template.
 
 Autoescape is on for every template: process names, cgroup paths and command lines are chosen by
 whoever runs the workload. The HTML is one self-contained file: inline CSS and SVG, no script, no
@@ -13,7 +13,7 @@ import jinja2
 
 from typing import Optional
 
-from ..analysis.attribution import Analysis
+from ..analysis.result import KillAnalysis
 from ..model import Capture
 from .view import build_view
 
@@ -29,6 +29,6 @@ def _env() -> jinja2.Environment:
     )
 
 
-def render_html(capture: Capture, analysis: Optional[Analysis] = None) -> str:
+def render_html(capture: Capture, analysis: Optional[KillAnalysis] = None) -> str:
     view = build_view(capture, analysis)
     return _env().get_template("postmortem.html.j2").render(v=view)

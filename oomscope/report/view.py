@@ -1,4 +1,6 @@
-"""View model of a post-mortem: plain strings and numbers, built from a capture and its analysis.
+"""View model of a post-mortem: plain strings and numbers, built from a capture and its one
+analysis (analysis/result.py: attribution, trend, advice, verdict), which decides everything;
+here it is only formatted. Typed rows, one dataclass per table.
 
 Templates get only this; they format nothing and compute nothing. Every string from the kernel
 (comm, cgroup paths, command lines, log lines) stays raw here and is escaped by jinja2's autoescape.
@@ -9,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from ..analysis.advice import advise, trend_of
-from ..analysis.attribution import Analysis, analyse
+from ..analysis.result import KillAnalysis, analyse_kill
 from ..model import Capture
+from ..units import fmt_bytes, fmt_pct  # noqa: F401 - fmt_bytes: also the index's
 
 SOURCE_LABELS = {
     "kernel_report": "the kernel's OOM report (exact, printed at the kill)",
@@ -37,28 +39,6 @@ PALETTE = {
 MAX_TASK_ROWS = 100
 
 
-def fmt_bytes(v: Optional[int]) -> str:
-    if v is None:
-        return "—"
-    sign = "-" if v < 0 else ""
-    v = abs(v)
-    if v >= 1 << 30:
-        return f"{sign}{v / (1 << 30):.2f} GiB"
-    if v >= 1 << 20:
-        return f"{sign}{v / (1 << 20):.1f} MiB"
-    if v >= 1 << 10:
-        return f"{sign}{v / (1 << 10):.0f} KiB"
-    return f"{sign}{v} B"
-
-
-def _lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:]
-
-
-def fmt_pct(x: Optional[float]) -> str:
-    return "—" if x is None else f"{100 * x:.1f}%"
-
-
 @dataclass
 class BarSegment:
     key: str
@@ -71,9 +51,60 @@ class BarSegment:
 
 
 @dataclass
-class Row:
-    cells: List[str]
-    highlight: bool = False
+class CategoryRow:
+    label: str
+    charged: str
+    share: str
+
+
+@dataclass
+class DetailRow:
+    label: str
+    size: str
+    of: str
+
+
+@dataclass
+class GapRow:
+    label: str
+    size: str
+    explanation: str
+
+
+@dataclass
+class TaskRow:
+    pid: str
+    comm: str
+    rss: str
+    rss_anon: str
+    rss_file: str
+    rss_shmem: str
+    pgtables: str
+    oom_score_adj: str
+    cmdline: str
+    is_victim: bool = False
+
+
+@dataclass
+class ProvenanceRow:
+    what: str
+    source: str
+
+
+@dataclass
+class IncidentRow:
+    pid: str
+    comm: str
+    href: str  # its post-mortem; "" for this page
+    is_victim: bool = False
+
+
+@dataclass
+class AdviceRow:
+    case: str
+    title: str
+    text: str
+    evidence: str
 
 
 @dataclass
@@ -90,23 +121,23 @@ class PostMortemView:
     verdict: List[str]
     facts: List[KeyValue]
     bar: List[BarSegment]
-    categories: List[Row]
-    details: List[Row]
+    categories: List[CategoryRow]
+    details: List[DetailRow]
     reconciliation_bar: List[BarSegment]
-    reconciliation: List[Row]
+    reconciliation: List[GapRow]
     reconciliation_summary: str
-    tasks: List[Row]
+    tasks: List[TaskRow]
     tasks_source: str
     host: List[KeyValue]
-    provenance: List[Row]
+    provenance: List[ProvenanceRow]
     notes: List[str]
     kernel_lines: List[str]
     analysis_notes: List[str] = field(default_factory=list)
     host_memory: List[KeyValue] = field(default_factory=list)
     tasks_title: str = "Processes in the cgroup at the kill"
     incident_summary: str = ""
-    incident: List[Row] = field(default_factory=list)  # cells: pid, comm, link to its post-mortem
-    advice: List[Row] = field(default_factory=list)  # cells: case, title, text, evidence
+    incident: List[IncidentRow] = field(default_factory=list)
+    advice: List[AdviceRow] = field(default_factory=list)
     trend: str = ""
     timeline_title: str = ""
     timeline: List["Series"] = field(default_factory=list)
@@ -164,49 +195,13 @@ def _bar(items, total: Optional[int]) -> List[BarSegment]:
     return out
 
 
-def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMortemView:
-    a = analysis or analyse(capture)
+def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> PostMortemView:
+    result = analysis if analysis is not None else analyse_kill(capture)
+    a = result.attribution
     v, cg, ak = capture.victim, capture.cgroup, capture.at_kill
     where = cg.task_memcg or cg.oom_memcg or "an unknown cgroup"
     headline = f"pid {v.pid} ({v.comm or '?'}) was OOM-killed in {where}"
-
-    verdict: List[str] = []
     hm = capture.host_memory_at_kill
-    if cg.constraint and cg.constraint != "CONSTRAINT_MEMCG":
-        text = f"No cgroup limit was hit ({cg.constraint}): the host itself ran out of memory"
-        if hm.get("ram") and "free" in hm:
-            text += f", with {fmt_bytes(hm['free'])} free of {fmt_bytes(hm['ram'])} of RAM"
-            if "swap_total" in hm:
-                text += f" and {fmt_bytes(hm.get('swap_free'))} of {fmt_bytes(hm['swap_total'])} swap free"
-        verdict.append(text + ". The kernel killed the process with the highest OOM score on the whole host, "
-                       "wherever it ran; raising a container's limit would not have prevented it.")
-    elif ak.usage_bytes is not None and ak.limit_bytes:
-        limit_cg = cg.oom_memcg or where
-        verdict.append(f"The memory cgroup {limit_cg} reached its limit: {fmt_bytes(ak.usage_bytes)} charged "
-                       f"of {fmt_bytes(ak.limit_bytes)} ({fmt_pct(ak.usage_bytes / ak.limit_bytes)}).")
-        if cg.oom_memcg and cg.task_memcg and cg.oom_memcg != cg.task_memcg:
-            text = f"The limit that was hit is the parent's ({cg.oom_memcg}), not that of the victim's own cgroup ({cg.task_memcg})"
-            if cg.sharing:
-                text += ("; every cgroup below it shared that limit: "
-                         + ", ".join(f"{u.path} ({fmt_bytes(u.usage_bytes)})" for u in cg.sharing[:8]))
-                if len(cg.sharing) > 8:
-                    text += f" and {len(cg.sharing) - 8} more"
-            verdict.append(text + ".")
-    if a.categories and ak.usage_bytes:
-        tops = [c for c in a.categories if c.key in a.top_categories]
-        words = " and ".join(f"{_lower_first(c.label)} ({fmt_bytes(c.bytes)}, {fmt_pct(c.share_of_usage)})" for c in tops)
-        if words:
-            verdict.append(f"Most of the charge was {words}.")
-    if a.victim_rss_bytes is not None and a.gap_bytes is not None and ak.usage_bytes:
-        if a.gap_bytes > 0:
-            biggest = max(a.reconciliation, key=lambda p: p.bytes) if a.reconciliation else None
-            text = (f"The victim's own RSS was {fmt_bytes(a.victim_rss_bytes)}: {fmt_bytes(a.gap_bytes)} of the charge "
-                    f"({fmt_pct(a.gap_bytes / ak.usage_bytes)}) was outside it")
-            if biggest is not None:
-                text += f", mostly {_lower_first(biggest.label)} ({fmt_bytes(biggest.bytes)})"
-            verdict.append(text + ".")
-        else:
-            verdict.append(f"The victim's own RSS ({fmt_bytes(a.victim_rss_bytes)}) accounts for the whole charge.")
 
     facts = [
         KeyValue("Killed", f"pid {v.pid} ({v.comm})"),
@@ -231,14 +226,14 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
         facts.insert(1, KeyValue("Workload", text))
 
     cat_items = [(c.key, c.label, c.bytes) for c in a.categories if c.bytes > 0]
-    categories = [Row([c.label, fmt_bytes(c.bytes), fmt_pct(c.share_of_usage)]) for c in a.categories]
-    details = [Row([d.label, fmt_bytes(d.bytes), d.of]) for d in a.details]
+    categories = [CategoryRow(c.label, fmt_bytes(c.bytes), fmt_pct(c.share_of_usage)) for c in a.categories]
+    details = [DetailRow(d.label, fmt_bytes(d.bytes), d.of) for d in a.details]
 
     rec_items = []
     if a.victim_rss_bytes:
         rec_items.append(("victim", "Victim's RSS", a.victim_rss_bytes))
     rec_items += [(p.key, p.label, p.bytes) for p in a.reconciliation]
-    reconciliation = [Row([p.label, fmt_bytes(p.bytes), p.explanation]) for p in a.reconciliation]
+    reconciliation = [GapRow(p.label, fmt_bytes(p.bytes), p.explanation) for p in a.reconciliation]
     if a.gap_bytes is not None and a.gap_bytes <= 0:
         rec_summary = (f"Per-process monitoring of the victim saw {fmt_bytes(a.victim_rss_bytes)}, no less than the "
                        f"{fmt_bytes(a.usage_bytes)} the kernel charged the cgroup: RSS counts file pages the victim maps "
@@ -252,9 +247,9 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
     tasks = []
     # A global OOM's table lists every process of the host: show the largest.
     for t in sorted(capture.tasks, key=lambda t: -(t.rss_bytes or 0))[:MAX_TASK_ROWS]:
-        tasks.append(Row([str(t.pid), t.comm, fmt_bytes(t.rss_bytes), fmt_bytes(t.rss_anon_bytes),
-                          fmt_bytes(t.rss_file_bytes), fmt_bytes(t.rss_shmem_bytes), fmt_bytes(t.pgtables_bytes),
-                          "—" if t.oom_score_adj is None else str(t.oom_score_adj), t.cmdline or ""], highlight=t.is_victim))
+        tasks.append(TaskRow(str(t.pid), t.comm, fmt_bytes(t.rss_bytes), fmt_bytes(t.rss_anon_bytes),
+                             fmt_bytes(t.rss_file_bytes), fmt_bytes(t.rss_shmem_bytes), fmt_bytes(t.pgtables_bytes),
+                             "—" if t.oom_score_adj is None else str(t.oom_score_adj), t.cmdline or "", is_victim=t.is_victim))
     tasks_source = SOURCE_LABELS.get(capture.tasks[0].source, capture.tasks[0].source) if capture.tasks else "none"
     if len(capture.tasks) > MAX_TASK_ROWS:
         tasks_source += f"; the {MAX_TASK_ROWS} largest of {len(capture.tasks)} processes"
@@ -277,15 +272,15 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
         host.append(kv)
 
     provenance = [
-        Row(["State of the cgroup (usage, limit, memory.stat)", SOURCE_LABELS.get(ak.source, ak.source)]),
-        Row(["Victim's RSS", SOURCE_LABELS.get(v.source, v.source)]),
-        Row(["Which cgroup", SOURCE_LABELS.get(cg.source, cg.source)]),
-        Row(["Processes", tasks_source]),
+        ProvenanceRow("State of the cgroup (usage, limit, memory.stat)", SOURCE_LABELS.get(ak.source, ak.source)),
+        ProvenanceRow("Victim's RSS", SOURCE_LABELS.get(v.source, v.source)),
+        ProvenanceRow("Which cgroup", SOURCE_LABELS.get(cg.source, cg.source)),
+        ProvenanceRow("Processes", tasks_source),
     ]
     for name, st in capture.at_kill_sources.items():
         age = "" if st.age_ms is None else (f", {st.age_ms:.0f} ms before the kill" if st.age_ms >= 0 else f", {-st.age_ms:.0f} ms after the kill")
-        provenance.append(Row([f"Also read: {name.replace('_', ' ')}",
-                               f"usage {fmt_bytes(st.usage_bytes)}, anon {fmt_bytes(_anon(st.memory_stat))}{age}"]))
+        provenance.append(ProvenanceRow(f"Also read: {name.replace('_', ' ')}",
+                                        f"usage {fmt_bytes(st.usage_bytes)}, anon {fmt_bytes(_anon(st.memory_stat))}{age}"))
 
     host_memory = []
     labels = [("ram", "RAM"), ("free", "Free"), ("active_anon", "Anonymous, active"), ("inactive_anon", "Anonymous, inactive"),
@@ -303,20 +298,16 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
         incident_summary = (f"The kernel killed every task of {inc.group_cgroup} at once because memory.oom.group is set "
                             f"there ({len(inc.victims)} victims so far). Kubernetes sets it on every container on cgroup v2 "
                             "since 1.28, so a pod's sidecars die with its main process.")
-        verdict.append(f"This was a group kill: {len(inc.victims)} processes of {inc.group_cgroup} were killed together (memory.oom.group).")
         for x in inc.victims:
             link = "" if x.kill_id == capture.kill_id else f"../{x.kill_id}/postmortem.html"
-            incident_rows.append(Row([str(x.pid), x.comm, link], highlight=x.pid == v.pid))
+            incident_rows.append(IncidentRow(str(x.pid), x.comm, link, is_victim=x.pid == v.pid))
 
-    trend = trend_of(capture)
-    advice_rows = [Row([ADVICE_CASES.get(x.case, x.case), x.title, x.text, "; ".join(x.evidence)]) for x in advise(capture, a, trend)]
+    advice_rows = [AdviceRow(ADVICE_CASES.get(x.case, x.case), x.title, x.text, "; ".join(x.evidence)) for x in result.advice]
     series, limit_y, axis, span_text, tl_title = _timeline(capture)
-    if trend.kind in ("leak", "plateau", "spike"):
-        verdict.append(trend.text)
 
     return PostMortemView(
         advice=advice_rows,
-        trend=trend.text,
+        trend=result.trend.text,
         timeline_title=tl_title,
         timeline=series,
         timeline_limit_y=limit_y,
@@ -329,7 +320,7 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
         title=f"OOM kill: {v.comm or v.pid} in {where}",
         kill_id=capture.kill_id,
         headline=headline,
-        verdict=verdict,
+        verdict=list(result.verdict.sentences),
         facts=facts,
         bar=_bar(cat_items, ak.usage_bytes),
         categories=categories,

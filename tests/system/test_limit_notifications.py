@@ -40,8 +40,8 @@ def test_filling_a_limited_cgroup_wakes_the_sampler(hier, sandbox):
         deadline = time.monotonic() + 10
         while not s.notified(name) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert s.notified(name), f"no limit notification set up for {name} (errors: {s.notify_errors})"
-        before = len(s.samples(name))
+        assert s.notified(name), f"no limit notification set up for {name} (errors: {s.notify.errors})"
+        before = len(s.store.samples(name))
         t_start = time.monotonic_ns()
         res = run_in_cgroup(path, FILL_HOLD_FILL, timeout=60)
         t_reaped = time.monotonic_ns()
@@ -50,7 +50,7 @@ def test_filling_a_limited_cgroup_wakes_the_sampler(hier, sandbox):
         stop.set()
         th.join(timeout=10)
         s.close()
-    during = [x for x in s.samples(name)[before:] if x.t_ns >= t_start]
+    during = [x for x in s.store.samples(name)[before:] if x.t_ns >= t_start]
     print(f"cgroup v{hier.version}: {s.limit_hits} notified readings; during the workload: "
           + ", ".join(f"{x.state.usage_bytes / LIMIT:.0%}" for x in during)
           + (f"; the last {(t_reaped - during[-1].t_ns) / 1e6:.0f} ms before the victim was reaped" if during else ""))
@@ -104,8 +104,8 @@ def test_memory_events_wake_the_sampler_near_the_mark(hier, sandbox):
         deadline = time.monotonic() + 10
         while not s.notified(name) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert s.notified(name), f"no limit notification set up for {name} (errors: {s.notify_errors})"
-        before = len(s.samples(name))
+        assert s.notified(name), f"no limit notification set up for {name} (errors: {s.notify.errors})"
+        before = len(s.store.samples(name))
         t_start = time.monotonic_ns()
         res = run_in_cgroup(path, OVER_HIGH_AND_HOLD, timeout=120)
         assert res.returncode == 0, res.stderr  # throttled, never killed
@@ -115,7 +115,7 @@ def test_memory_events_wake_the_sampler_near_the_mark(hier, sandbox):
         stop.set()
         th.join(timeout=10)
         s.close()
-    during = [x for x in s.samples(name)[before:] if x.t_ns >= t_start]
+    during = [x for x in s.store.samples(name)[before:] if x.t_ns >= t_start]
     print(f"memory.high {high >> 20} MiB: events {events}; {s.limit_hits} notified readings; during the workload: "
           + ", ".join(f"{x.state.usage_bytes / high:.0%} of high" for x in during))
     assert int(events["high"]) >= 1, events

@@ -3,8 +3,8 @@
 import datetime as dt
 
 from oomscope.kernel.kmsg import parse_reports
-from oomscope.probes import EV_MARK_VICTIM, OomEvent
-from oomscope.record.assemble import KillContext, build_capture
+from oomscope.layouts import EV_MARK_VICTIM, OomEvent
+from oomscope.record.assemble import Recording, assemble
 
 from ..conftest import fixture_text
 
@@ -25,4 +25,4 @@ def capture_from_fixture(name: str, version: int = 1, with_event: bool = True):
     (rep,) = parse_reports(fixture_text("kmsg", name))
     ev = event_for(rep) if with_event else None
     offset = int(WALL.timestamp()) * 1_000_000_000 - rep.killed_usec * 1000  # the kill happens at WALL
-    return build_capture(rep.killed.pid, ev, rep, KillContext(cgroup_version=version, clock_offset_ns=offset), WALL), rep
+    return assemble(rep.killed.pid, ev, rep, Recording(cgroup_version=version, clock_offset_ns=offset), now_wall=WALL), rep

@@ -1,7 +1,7 @@
 from oomscope.analysis.attribution import analyse
 from oomscope.kernel.kmsg import parse_reports
 from oomscope.model import CgroupState
-from oomscope.record.assemble import KillContext, build_capture
+from oomscope.record.assemble import Evidence, Recording, assemble
 
 from ..conftest import fixture_text
 from .helpers import WALL, capture_from_fixture, event_for
@@ -32,8 +32,8 @@ def test_rate_limited_kill_uses_last_sample_and_says_so():
     reps = parse_reports(fixture_text("kmsg", "v1-6.18-storm.kmsg"))
     bare = next(r for r in reps if not r.has_header)
     sample = CgroupState(source="last_sample", usage_bytes=100, limit_bytes=200, memory_stat={"rss": 90}, age_ms=40.0)
-    ctx = KillContext(cgroup_version=1, task_memcg_guess=("/storm", "sampler_scan"), oom_memcg_guess="/storm", last_sample=sample)
-    cap = build_capture(bare.killed.pid, event_for(bare), bare, ctx, WALL)
+    cap = assemble(bare.killed.pid, event_for(bare), bare, Recording(cgroup_version=1), Evidence(last_sample=sample),
+                   located=("/storm", "sampler_scan"), limited_ancestor=lambda _cg: "/storm", now_wall=WALL)
     assert cap.at_kill.source == "last_sample" and cap.at_kill.age_ms == 40.0 and cap.at_kill.memory_stat == {"rss": 90}
     assert cap.cgroup.task_memcg == "/storm" and cap.cgroup.source == "sampler_scan"
     assert not cap.kernel_report.present and cap.kernel_report.killed_line_seen

@@ -4,6 +4,7 @@ import pytest
 
 from oomscope.kernel import btf
 from oomscope.model import CgroupState
+from oomscope import layouts
 from oomscope.record import charges
 
 
@@ -44,15 +45,15 @@ def test_this_kernels_btf_names_the_tracked_items():
     enums = btf.kernel_enums(("node_stat_item", "memcg_stat_item", "vm_event_item"))
     if enums is None:
         pytest.skip("this kernel has no /sys/kernel/btf/vmlinux")
-    table = charges.item_index_table(enums, enums["memcg_stat_item"].get("MEMCG_NR_STAT", 0))
-    assert len(table) >= len(charges.TRACKED) - 3  # a few items are newer than some kernels
-    assert len(charges.TRACKED) <= 32  # OOMSCOPE_TRACKED
+    table = layouts.item_index_table(enums, enums["memcg_stat_item"].get("MEMCG_NR_STAT", 0))
+    assert len(table) >= len(layouts.TRACKED) - 3  # a few items are newer than some kernels
+    assert len(layouts.TRACKED) <= 32  # OOMSCOPE_TRACKED
 
 
 def _counters(**by_name):
-    vals = [0] * len(charges.TRACKED)
+    vals = [0] * len(layouts.TRACKED)
     for name, v in by_name.items():
-        vals[[t.enum_name for t in charges.TRACKED].index(name)] = v
+        vals[[t.enum_name for t in layouts.TRACKED].index(name)] = v
     return vals
 
 

@@ -39,18 +39,18 @@ def test_ring_picks_the_sample_before_the_kill_and_remembers_pids(tmp_path):
     s._next_discovery = 0
     s.tick()  # ... sees the cgroup filling up, and reads it fully at once
     assert s._watched["/job"].next_ns - time.monotonic_ns() <= 0.1e9  # near the limit: fast
-    assert s.latest_before("/job", t_between).state.usage_bytes == 10 << 20
-    assert s.latest_before("/job", time.monotonic_ns()).state.usage_bytes == 95 << 20
-    assert s.latest_before("/job", 0) is None
+    assert s.store.latest_before("/job", t_between).state.usage_bytes == 10 << 20
+    assert s.store.latest_before("/job", time.monotonic_ns()).state.usage_bytes == 95 << 20
+    assert s.store.latest_before("/job", 0) is None
     # a pid seen once is still known after it left cgroup.procs, within the retention
-    assert s.cgroup_of_pid(4242) == "/job"
-    s.pid_retention_ns = 0
-    s._next_pid_prune = 0  # pruned once a second: make this pass the one
+    assert s.store.cgroup_of_pid(4242) == "/job"
+    s.store.pid_retention_ns = 0
+    s.store._next_pid_prune = 0  # pruned once a second: make this pass the one
     time.sleep(0.001)
     _cgroup(root, "other", 1, 100 << 20, [7])
     s._next_discovery = 0
     s.tick()
-    assert s.cgroup_of_pid(4242) is None and s.cgroup_of_pid(7) == "/other"
+    assert s.store.cgroup_of_pid(4242) is None and s.store.cgroup_of_pid(7) == "/other"
 
 
 def test_limited_parent_and_the_path_to_it_are_watched(tmp_path):
@@ -65,7 +65,7 @@ def test_limited_parent_and_the_path_to_it_are_watched(tmp_path):
     s = Sampler(MemoryHierarchy(root, 2))
     s.tick()
     assert set(s._watched) == {"/pod", "/pod/mid", "/pod/mid/app"}
-    assert s.subtree_inos("/pod") and len(s.subtree_inos("/pod")) == 3
+    assert s.store.subtree_inos("/pod") and len(s.store.subtree_inos("/pod")) == 3
 
 
 def test_timeline_keeps_one_point_per_spacing_and_ends_before_the_kill(tmp_path):
@@ -78,7 +78,7 @@ def test_timeline_keeps_one_point_per_spacing_and_ends_before_the_kill(tmp_path)
         s.tick()
         time.sleep(0.03)
     kill = time.monotonic_ns()
-    pts = s.timeline("/job", kill)
+    pts = s.store.timeline("/job", kill)
     assert 3 <= len(pts) <= 10
     assert all(p.t_ms <= 0 for p in pts)
     assert [p.anon_bytes for p in pts] == sorted(p.anon_bytes for p in pts)
@@ -90,7 +90,7 @@ def test_the_last_reading_before_the_kill_keeps_its_reclaim_figures(tmp_path):
     # is appended at the kill; it once came without reclaim figures (None: "not counted"), found
     # by a global OOM in the 6.12 VM. A process that has reclaimed shows its figures; one that has
     # not shows zeros.
-    from oomscope.probes import ReclaimStats
+    from oomscope.layouts import ReclaimStats
     root = _root(tmp_path)
     _cgroup(root, "job", 10 << 20, 100 << 20, [4242])
     _cgroup(root, "calm", 10 << 20, 100 << 20, [4343])
@@ -103,15 +103,15 @@ def test_the_last_reading_before_the_kill_keeps_its_reclaim_figures(tmp_path):
     time.sleep(0.06)  # a read of the map is reused for half the fast interval (50 ms)
     s.tick()  # within the spacing: in the ring, not in the timeline
     kill = time.monotonic_ns()
-    (first, last) = s.timeline("/job", kill)
+    (first, last) = s.store.timeline("/job", kill)
     assert first.reclaim_runs == 0 and first.alloc_retry_checks == 0
     assert last.reclaim_runs == 3 and last.reclaim_pages == 100 and last.alloc_retry_checks == 2
-    (_, calm_last) = s.timeline("/calm", kill)
+    (_, calm_last) = s.store.timeline("/calm", kill)
     assert calm_last.reclaim_runs == 0 and calm_last.alloc_retry_checks == 0
     # without reclaim counting the figures are unknown, not zero
     s2 = Sampler(MemoryHierarchy(root, 2), timeline_spacing_s=60)
     s2.tick()
-    assert s2.timeline("/job", time.monotonic_ns())[-1].reclaim_runs is None
+    assert s2.store.timeline("/job", time.monotonic_ns())[-1].reclaim_runs is None
 
 
 def test_vanishing_cgroup_is_not_an_error(tmp_path):
@@ -120,11 +120,11 @@ def test_vanishing_cgroup_is_not_an_error(tmp_path):
     _cgroup(root, "gone", 1, 100, [1])
     os.remove(os.path.join(root, "gone", "memory.stat"))
     s.tick()
-    assert s.watched() == 0
+    assert s.store.watched() == 0
 
 
 def test_a_limit_written_after_the_cgroup_was_first_seen_is_picked_up(tmp_path, monkeypatch):
-    import oomscope.record.sampler as sampler_mod
+    import oomscope.record.readings as readings_mod
 
     root = _root(tmp_path)
     _cgroup(root, "late", 1 << 20, "max", [])  # made by a runtime that writes memory.max next
@@ -132,7 +132,7 @@ def test_a_limit_written_after_the_cgroup_was_first_seen_is_picked_up(tmp_path, 
     s.tick()
     assert "/late" not in s._watched  # no limit, no tasks: nothing to watch yet
     _cgroup(root, "late", 1 << 20, 64 << 20, [])
-    monkeypatch.setattr(sampler_mod, "ANCESTOR_TTL_NS", 0)  # the cached "no limit" expires
+    monkeypatch.setattr(readings_mod, "ANCESTOR_TTL_NS", 0)  # the cached "no limit" expires
     s._next_discovery = 0
     s.tick()
     assert "/late" in s._watched
@@ -175,7 +175,7 @@ def test_a_limit_hit_on_cgroup_v2_wakes_the_sampler_to_read_the_subtree(tmp_path
     s = Sampler(MemoryHierarchy(root, 2))
     try:
         s.tick()
-        assert s._inotify is not None and set(s._cgroup_wd) == {"/pod", "/other"}  # limited ones only
+        assert s.notify._inotify is not None and set(s.notify._cgroup_wd) == {"/pod", "/other"}  # limited ones only
         for w in s._watched.values():
             w.next_ns, w.read_ns = time.monotonic_ns() + 60_000_000_000, 0
         # what the kernel's cgroup_file_notify() amounts to: the file is modified
@@ -204,11 +204,11 @@ def test_a_usage_threshold_on_cgroup_v1_wakes_the_sampler_to_read_the_subtree(tm
     _cgroup(root, "other", 1 << 20, 200 << 20, [6], version=1)
     s = Sampler(MemoryHierarchy(root, 1))
     try:
-        assert s._inotify is None and s._poll is not None
+        assert s.notify._inotify is None and s.notify._poll is not None
         s.tick()  # discovery, then the first readings tell the limits, then the thresholds
-        assert set(s._cgroup_efd) == {"/pod", "/other"}  # limited ones only
+        assert set(s.notify._cgroup_efd) == {"/pod", "/other"}  # limited ones only
         # what was written to cgroup.event_control: "<eventfd> <usage fd> <bytes>", one per threshold
-        efd = s._cgroup_efd["/pod"][0]
+        efd = s.notify._cgroup_efd["/pod"][0]
         written = [ln.split() for ln in open(os.path.join(root, "pod", "cgroup.event_control")).read().splitlines()]
         assert [int(t) for _e, _u, t in written] == [int((100 << 20) * r) for r in (0.25, 0.5, 0.9, 0.99)]
         assert {int(e) for e, _u, _t in written} == {efd}
@@ -228,7 +228,7 @@ def test_a_usage_threshold_on_cgroup_v1_wakes_the_sampler_to_read_the_subtree(tm
             f.write(f"{200 << 20}\n")
         s._watched["/pod"].next_ns = 0
         s.tick()
-        new_efd, limit = s._cgroup_efd["/pod"]
+        new_efd, limit = s.notify._cgroup_efd["/pod"]
         assert limit == 200 << 20 and f"{new_efd} " in open(os.path.join(root, "pod", "cgroup.event_control")).read()
         assert str(int((200 << 20) * 0.99)) in open(os.path.join(root, "pod", "cgroup.event_control")).read()
         # a cgroup that refuses thresholds is polled, and not retried at every pass
@@ -237,16 +237,16 @@ def test_a_usage_threshold_on_cgroup_v1_wakes_the_sampler_to_read_the_subtree(tm
             f.write(f"{300 << 20}\n")
         s._watched["/other"].next_ns = 0
         s.tick()
-        assert s._cgroup_efd["/other"] == (None, 300 << 20) and s.notify_errors == 1
+        assert s.notify._cgroup_efd["/other"] == (None, 300 << 20) and s.notify.errors == 1
     finally:
         s.close()
-    assert not s._cgroup_efd and not s._efd_cgroup
+    assert not s.notify._cgroup_efd and not s.notify._efd_cgroup
 
 
 def test_without_notifications_the_sampler_polls(tmp_path):
     root = _root(tmp_path)
     s = Sampler(MemoryHierarchy(root, 1), notify=False)
-    assert s._inotify is None and s._poll is None
+    assert s.notify._inotify is None and s.notify._poll is None
     t0 = time.monotonic()
     import threading
     s._wait(0.05, threading.Event())
@@ -256,7 +256,7 @@ def test_without_notifications_the_sampler_polls(tmp_path):
 def test_reclaim_at_the_kill_counts_a_cgroup_no_longer_watched(tmp_path):
     # A global OOM's victim was the only task of a cgroup without a limit: once it is gone the
     # cgroup is not watched, but its pid is remembered, and so is what it reclaimed.
-    from oomscope.probes import ReclaimStats
+    from oomscope.layouts import ReclaimStats
     root = _root(tmp_path)
     _cgroup(root, "solo", 10 << 20, "max", [77])
     _cgroup(root, "solo/sub", 1 << 20, "max", [78])
@@ -271,19 +271,19 @@ def test_reclaim_at_the_kill_counts_a_cgroup_no_longer_watched(tmp_path):
     s._next_discovery = 0
     s.tick()
     assert "/solo" not in s._watched
-    got, t_read = s.reclaim_of("/solo", time.monotonic_ns())
+    got, t_read = s.store.reclaim_of("/solo", time.monotonic_ns())
     assert t_read <= time.monotonic_ns()
     assert (got.direct_runs, got.memcg_runs, got.direct_pages, got.alloc_retry_checks, got.alloc_no_progress_max) == (4, 1, 9, 3, 5)
-    assert s.reclaim_of("/nothing-here", 0)[0] == ReclaimStats()
-    assert Sampler(MemoryHierarchy(root, 2)).reclaim_of("/solo", 0) is None  # not counted
+    assert s.store.reclaim_of("/nothing-here", 0)[0] == ReclaimStats()
+    assert Sampler(MemoryHierarchy(root, 2)).store.reclaim_of("/solo", 0) is None  # not counted
     # one read serves every kill from before it; a kill after it reads again
     reads = []
-    s.reclaim_reader = lambda: reads.append(1) or dict(reclaim)
+    s.store.reclaim_reader = lambda: reads.append(1) or dict(reclaim)
     kill = time.monotonic_ns()
-    s.reclaim_of("/solo", kill)
-    s.reclaim_of("/solo", kill)
+    s.store.reclaim_of("/solo", kill)
+    s.store.reclaim_of("/solo", kill)
     assert len(reads) == 1
-    s.reclaim_of("/solo", time.monotonic_ns() + 1)
+    s.store.reclaim_of("/solo", time.monotonic_ns() + 1)
     assert len(reads) == 2
 
 
@@ -317,7 +317,7 @@ def test_a_storm_cgroup_keeps_its_counters_between_kills(tmp_path):
     tracker = _FakeTracker()
     s = Sampler(MemoryHierarchy(root, 2), charge=tracker, notify=False)
     s.tick()
-    storm_ino, busy_ino = s.ino("/storm"), s.ino("/busy")
+    storm_ino, busy_ino = s.store.ino("/storm"), s.store.ino("/busy")
     assert tracker.attached and set(tracker.ids) == {storm_ino, busy_ino}
     for usage in (20 << 20, 64 << 20, 10 << 20):  # kill, refill, kill
         _cgroup(root, "storm", usage, 64 << 20, [10])

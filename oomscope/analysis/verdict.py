@@ -1,0 +1,95 @@
+"""The verdict: the few statements that explain a kill, decided here from the capture and its
+attribution, each with the figures it rests on. Renderers print ``sentences`` (or the figures);
+they decide nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+from ..model import Capture
+from ..units import fmt_bytes, fmt_pct
+from .advice import Trend
+from .attribution import Analysis
+
+
+@dataclass
+class Verdict:
+    #: "host" (no cgroup limit was hit: the node ran out), "limit" (a cgroup hit its limit), or
+    #: "unknown" (neither can be said: no usage or limit)
+    kind: str = "unknown"
+    constraint: Optional[str] = None
+    limit_cgroup: Optional[str] = None
+    usage_bytes: Optional[int] = None
+    limit_bytes: Optional[int] = None
+    #: the limit hit was an ancestor's: (oom_memcg, task_memcg)
+    parent_limit: Optional[Tuple[str, str]] = None
+    #: the categories that explain the kill, largest first (attribution's top_categories)
+    categories: List[str] = field(default_factory=list)
+    victim_rss_bytes: Optional[int] = None
+    #: charged to the cgroup outside the victim's RSS (<= 0: none)
+    gap_bytes: Optional[int] = None
+    #: a memory.oom.group kill: (the group's cgroup, how many victims)
+    group_kill: Optional[Tuple[str, int]] = None
+    trend: str = "unknown"  # Trend.kind
+    sentences: List[str] = field(default_factory=list)
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def verdict_of(capture: Capture, a: Analysis, trend: Trend) -> Verdict:
+    v, cg, ak = capture.victim, capture.cgroup, capture.at_kill
+    where = cg.task_memcg or cg.oom_memcg or "an unknown cgroup"
+    out = Verdict(constraint=cg.constraint, usage_bytes=ak.usage_bytes, limit_bytes=ak.limit_bytes,
+                  categories=list(a.top_categories), victim_rss_bytes=a.victim_rss_bytes, gap_bytes=a.gap_bytes,
+                  trend=trend.kind)
+    said = out.sentences
+    hm = capture.host_memory_at_kill
+    if cg.constraint and cg.constraint != "CONSTRAINT_MEMCG":
+        out.kind = "host"
+        text = f"No cgroup limit was hit ({cg.constraint}): the host itself ran out of memory"
+        if hm.get("ram") and "free" in hm:
+            text += f", with {fmt_bytes(hm['free'])} free of {fmt_bytes(hm['ram'])} of RAM"
+            if "swap_total" in hm:
+                text += f" and {fmt_bytes(hm.get('swap_free'))} of {fmt_bytes(hm['swap_total'])} swap free"
+        said.append(text + ". The kernel killed the process with the highest OOM score on the whole host, "
+                    "wherever it ran; raising a container's limit would not have prevented it.")
+    elif ak.usage_bytes is not None and ak.limit_bytes:
+        out.kind = "limit"
+        out.limit_cgroup = cg.oom_memcg or where
+        said.append(f"The memory cgroup {out.limit_cgroup} reached its limit: {fmt_bytes(ak.usage_bytes)} charged "
+                    f"of {fmt_bytes(ak.limit_bytes)} ({fmt_pct(ak.usage_bytes / ak.limit_bytes)}).")
+        if cg.oom_memcg and cg.task_memcg and cg.oom_memcg != cg.task_memcg:
+            out.parent_limit = (cg.oom_memcg, cg.task_memcg)
+            text = f"The limit that was hit is the parent's ({cg.oom_memcg}), not that of the victim's own cgroup ({cg.task_memcg})"
+            if cg.sharing:
+                text += ("; every cgroup below it shared that limit: "
+                         + ", ".join(f"{u.path} ({fmt_bytes(u.usage_bytes)})" for u in cg.sharing[:8]))
+                if len(cg.sharing) > 8:
+                    text += f" and {len(cg.sharing) - 8} more"
+            said.append(text + ".")
+    if a.categories and ak.usage_bytes:
+        tops = [c for c in a.categories if c.key in a.top_categories]
+        words = " and ".join(f"{_lower_first(c.label)} ({fmt_bytes(c.bytes)}, {fmt_pct(c.share_of_usage)})" for c in tops)
+        if words:
+            said.append(f"Most of the charge was {words}.")
+    if a.victim_rss_bytes is not None and a.gap_bytes is not None and ak.usage_bytes:
+        if a.gap_bytes > 0:
+            biggest = max(a.reconciliation, key=lambda p: p.bytes) if a.reconciliation else None
+            text = (f"The victim's own RSS was {fmt_bytes(a.victim_rss_bytes)}: {fmt_bytes(a.gap_bytes)} of the charge "
+                    f"({fmt_pct(a.gap_bytes / ak.usage_bytes)}) was outside it")
+            if biggest is not None:
+                text += f", mostly {_lower_first(biggest.label)} ({fmt_bytes(biggest.bytes)})"
+            said.append(text + ".")
+        else:
+            said.append(f"The victim's own RSS ({fmt_bytes(a.victim_rss_bytes)}) accounts for the whole charge.")
+    inc = capture.incident
+    if inc is not None and inc.group_kill:
+        out.group_kill = (inc.group_cgroup, len(inc.victims))
+        said.append(f"This was a group kill: {len(inc.victims)} processes of {inc.group_cgroup} were killed together (memory.oom.group).")
+    if trend.kind in ("leak", "plateau", "spike"):
+        said.append(trend.text)
+    return out

@@ -1,0 +1,194 @@
+"""What user space and the BPF C in ``bpf/`` must agree on, in one place, without bcc.
+
+The C side gets every constant here as a ``-D`` flag (``cflags()``), so ``bpf/oomscope.h`` holds
+the struct layouts and no number of its own: a value changed here changes both sides. The structs
+themselves stay in the header (bcc turns them into ctypes types for ``table.event()``); this module
+turns those ctypes records into plain Python (``OomEvent``, ``ReclaimStats``), so everything
+downstream of ``probes.py`` works without bcc, and tests build the same records by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+COMM_LEN = 16
+
+# Event kinds (struct oomscope_event.kind).
+EV_MARK_VICTIM = 1    # oom:mark_victim: the kernel chose and marked a victim
+EV_REAP_FINISHED = 2  # oom:finish_task_reaping: the oom_reaper freed its memory
+
+# Which optional oom:mark_victim fields this kernel has (struct oomscope_event.fields).
+F_COMM, F_RSS, F_UID, F_PGTABLES, F_SCORE_ADJ = 1, 2, 4, 8, 16
+
+# Charge tracking (bpf/charge_tracking.c).
+CHARGE_SLOTS = 8   # cgroups watched at once: a near-limit cgroup and its children
+SNAPSHOTS = 128    # snapshots kept in the kernel: kills between two reads (a storm: ~60/s, 2 s)
+SNAP_SIGKILL = 1      # signal:signal_generate, SIGKILL: before the victim can free
+SNAP_MARK_VICTIM = 2  # oom:mark_victim: just after the SIGKILL
+
+
+@dataclass(frozen=True)
+class TrackedItem:
+    enum_name: str     # enumerator in node_stat_item / memcg_stat_item / vm_event_item
+    event: bool        # a vm_event_item (a count), else a stat item (pages)
+    v1_key: Optional[str]  # memory.stat key on cgroup v1 (local; hierarchical is "total_" + key)
+    v2_key: Optional[str]  # memory.stat key on cgroup v2 (hierarchical)
+
+
+# The counters' dense index (OOMSCOPE_TRACKED of them per watched cgroup). Stat items counted in
+# pages only: why, in record/charges.py.
+TRACKED: Tuple[TrackedItem, ...] = (
+    TrackedItem("NR_ANON_MAPPED", False, "rss", "anon"),
+    TrackedItem("NR_FILE_PAGES", False, "cache", "file"),
+    TrackedItem("NR_SHMEM", False, "shmem", "shmem"),
+    TrackedItem("NR_FILE_MAPPED", False, "mapped_file", "file_mapped"),
+    TrackedItem("NR_FILE_DIRTY", False, "dirty", "file_dirty"),
+    TrackedItem("NR_WRITEBACK", False, "writeback", "file_writeback"),
+    TrackedItem("NR_ANON_THPS", False, "rss_huge", "anon_thp"),
+    TrackedItem("NR_FILE_THPS", False, None, "file_thp"),
+    TrackedItem("NR_SHMEM_THPS", False, None, "shmem_thp"),
+    TrackedItem("NR_INACTIVE_ANON", False, "inactive_anon", "inactive_anon"),
+    TrackedItem("NR_ACTIVE_ANON", False, "active_anon", "active_anon"),
+    TrackedItem("NR_INACTIVE_FILE", False, "inactive_file", "inactive_file"),
+    TrackedItem("NR_ACTIVE_FILE", False, "active_file", "active_file"),
+    TrackedItem("NR_UNEVICTABLE", False, "unevictable", "unevictable"),
+    TrackedItem("NR_PAGETABLE", False, None, "pagetables"),
+    TrackedItem("NR_SECONDARY_PAGETABLE", False, None, "sec_pagetables"),
+    TrackedItem("NR_SWAPCACHE", False, None, "swapcached"),
+    TrackedItem("MEMCG_SWAP", False, "swap", None),
+    TrackedItem("MEMCG_SOCK", False, None, "sock"),
+    TrackedItem("MEMCG_VMALLOC", False, None, "vmalloc"),
+    TrackedItem("MEMCG_KMEM", False, None, "kernel"),
+    TrackedItem("MEMCG_ZSWAPPED", False, None, "zswapped"),
+    TrackedItem("PGFAULT", True, "pgfault", "pgfault"),
+    TrackedItem("PGMAJFAULT", True, "pgmajfault", "pgmajfault"),
+    TrackedItem("PGPGIN", True, "pgpgin", None),
+    TrackedItem("PGPGOUT", True, "pgpgout", None),
+    TrackedItem("PGREFILL", True, None, "pgrefill"),
+    TrackedItem("PGSCAN_DIRECT", True, None, "pgscan_direct"),
+    TrackedItem("PGSTEAL_DIRECT", True, None, "pgsteal_direct"),
+    TrackedItem("PGSCAN_KSWAPD", True, None, "pgscan_kswapd"),
+    TrackedItem("PGSTEAL_KSWAPD", True, None, "pgsteal_kswapd"),
+    TrackedItem("THP_FAULT_ALLOC", True, None, "thp_fault_alloc"),
+)
+
+
+def cflags() -> List[str]:
+    """The -D flags that give bpf/oomscope.h every constant above (it defines none itself)."""
+    return [f"-DOOMSCOPE_{name}={value}" for name, value in (
+        ("COMM_LEN", COMM_LEN),
+        ("EV_MARK_VICTIM", EV_MARK_VICTIM), ("EV_REAP_FINISHED", EV_REAP_FINISHED),
+        ("F_COMM", F_COMM), ("F_RSS", F_RSS), ("F_UID", F_UID), ("F_PGTABLES", F_PGTABLES),
+        ("F_SCORE_ADJ", F_SCORE_ADJ),
+        ("SLOTS", CHARGE_SLOTS), ("TRACKED", len(TRACKED)), ("SNAPSHOTS", SNAPSHOTS),
+        ("SNAP_SIGKILL", SNAP_SIGKILL), ("SNAP_MARK_VICTIM", SNAP_MARK_VICTIM),
+    )]
+
+
+def item_index_table(enums: Dict[str, Dict[str, int]], nr_stat: int) -> Dict[int, int]:
+    """kernel item number (events offset by nr_stat) -> TRACKED index, for the items this kernel has."""
+    stat_names = {**enums.get("node_stat_item", {}), **enums.get("memcg_stat_item", {})}
+    events = enums.get("vm_event_item", {})
+    table = {}
+    for i, item in enumerate(TRACKED):
+        if item.event:
+            if item.enum_name in events:
+                table[nr_stat + events[item.enum_name]] = i
+        elif item.enum_name in stat_names:
+            table[stat_names[item.enum_name]] = i
+    return table
+
+
+@dataclass
+class OomEvent:
+    """One event from the kernel (struct oomscope_event), in plain Python types. kB as the
+    tracepoint gives them."""
+
+    kind: int
+    ts_ns: int
+    victim_pid: int
+    victim_comm: Optional[str]
+    total_vm_kb: Optional[int]
+    anon_rss_kb: Optional[int]
+    file_rss_kb: Optional[int]
+    shmem_rss_kb: Optional[int]
+    uid: Optional[int]
+    pgtables_kb: Optional[int]
+    oom_score_adj: Optional[int]
+    trigger_tgid: int
+    trigger_tid: int
+    trigger_comm: str
+    trigger_cgroup_id: int
+    cpu: int
+    victim_parent_pid: Optional[int] = None  # from sched:sched_process_fork when seen
+
+
+def _comm(raw: bytes) -> str:
+    return bytes(raw).split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def event_from_raw(raw) -> OomEvent:
+    """struct oomscope_event (bcc's ctypes record) as an OomEvent."""
+    f = raw.fields
+    has_rss = bool(f & F_RSS)
+    return OomEvent(
+        kind=raw.kind,
+        ts_ns=raw.ts_ns,
+        victim_pid=raw.victim_pid,
+        victim_comm=_comm(raw.victim_comm) if f & F_COMM else None,
+        total_vm_kb=raw.total_vm_kb if has_rss else None,
+        anon_rss_kb=raw.anon_rss_kb if has_rss else None,
+        file_rss_kb=raw.file_rss_kb if has_rss else None,
+        shmem_rss_kb=raw.shmem_rss_kb if has_rss else None,
+        uid=raw.uid if f & F_UID else None,
+        pgtables_kb=raw.pgtables_kb if f & F_PGTABLES else None,
+        oom_score_adj=raw.oom_score_adj if f & F_SCORE_ADJ else None,
+        trigger_tgid=raw.trigger_tgid,
+        trigger_tid=raw.trigger_tid,
+        trigger_comm=_comm(raw.trigger_comm),
+        trigger_cgroup_id=raw.trigger_cgroup_id,
+        cpu=raw.cpu,
+        victim_parent_pid=raw.victim_parent_pid or None,
+    )
+
+
+@dataclass
+class ReclaimStats:
+    """Reclaim a process ran (struct oomscope_reclaim: vmscan tracepoints), cumulative since
+    record started."""
+
+    memcg_runs: int = 0
+    memcg_ns: int = 0
+    memcg_pages: int = 0
+    memcg_empty: int = 0
+    direct_runs: int = 0
+    direct_ns: int = 0
+    direct_pages: int = 0
+    direct_empty: int = 0
+    last_ns: int = 0
+    alloc_retry_checks: int = 0     # oom:reclaim_retry_zone (page allocator, global pressure)
+    alloc_no_progress_max: int = 0  # the most reclaim rounds in a row that freed nothing
+    compact_retries: int = 0        # oom:compact_retry
+    compact_gave_up: int = 0
+
+    @classmethod
+    def from_raw(cls, raw) -> "ReclaimStats":
+        """struct oomscope_reclaim (bcc's ctypes record), field by field by name."""
+        return cls(**{f.name: getattr(raw, f.name) for f in dataclasses.fields(cls)})
+
+    def totals(self) -> Dict[str, float]:
+        """memcg and direct reclaim together, with the allocator's retries: the figures a timeline
+        point and a capture's reclaim_at_kill carry."""
+        return dict(runs=self.memcg_runs + self.direct_runs, empty_runs=self.memcg_empty + self.direct_empty,
+                    pages=self.memcg_pages + self.direct_pages, ms=(self.memcg_ns + self.direct_ns) / 1e6,
+                    alloc_retry_checks=self.alloc_retry_checks, alloc_no_progress_max=self.alloc_no_progress_max,
+                    compact_retries=self.compact_retries)
+
+    def add(self, other: "ReclaimStats") -> None:
+        for f in dataclasses.fields(self):
+            if f.name in ("last_ns", "alloc_no_progress_max"):
+                setattr(self, f.name, max(getattr(self, f.name), getattr(other, f.name)))
+            else:
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))

@@ -1,0 +1,137 @@
+"""What record says as it goes: one line per kill on stdout (text or JSON), the Prometheus
+metrics, and what it lost (``Losses``): the /dev/kmsg reader dead, BPF events lost in the perf
+buffer, charge snapshots overwritten before they were read, kernel log records lost, cgroups the
+sampler dropped. A loss is said in record's log when it grows, counted in the metrics, and noted
+in the capture of each kill it may have touched (``Losses``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Dict, List, Optional, TextIO, Tuple
+
+from ..metrics import Metrics
+from ..model import Capture
+from ..terminal import terminal_safe
+from .outputs import Written
+
+
+def _mib(v: Optional[int]) -> str:
+    return "?" if v is None else f"{v / 1048576:.1f}MiB"
+
+
+def kill_line(c: Capture, written: Written, category: str, log_format: str) -> str:
+    if log_format == "json":
+        return json.dumps({
+            "event": "oom_kill", "time": c.times.kill_wall, "kill_id": c.kill_id, "pid": c.victim.pid,
+            "comm": c.victim.comm, "oom_memcg": c.cgroup.oom_memcg, "task_memcg": c.cgroup.task_memcg,
+            "workload": dataclasses.asdict(c.workload), "usage_bytes": c.at_kill.usage_bytes,
+            "limit_bytes": c.at_kill.limit_bytes, "state_source": c.at_kill.source, "category": category,
+            "incident": c.incident.id if c.incident else None, "postmortem": written.html_path,
+            "capture": written.capture_path,
+        }, ensure_ascii=True)
+    return (f"{c.times.kill_wall} kill pid={c.victim.pid} comm={terminal_safe(c.victim.comm)!r} "
+            f"memcg={terminal_safe(c.cgroup.oom_memcg or '?')} usage={_mib(c.at_kill.usage_bytes)} "
+            f"limit={_mib(c.at_kill.limit_bytes)} state={c.at_kill.source}"
+            + (f" workload={terminal_safe(c.workload.label())!r}" if c.workload.label() else "")
+            + (f" incident={c.incident.id}" if c.incident else "")
+            + f" -> {written.html_path or written.capture_path}")
+
+
+# What each loss means, for the log and the capture's note.
+LOSS_WORDS = {
+    "bpf_events": "BPF events lost in the perf buffer (kills may be missing or lack their event)",
+    "charge_snapshots": "charge snapshots overwritten in the kernel before they were read (no reconstruction for those kills)",
+    "kmsg_records": "kernel log records lost (the kernel's OOM reports of some kills were not seen)",
+    "dropped_cgroups": "memory cgroups not sampled (more than the sampler's limit)",
+}
+
+
+class Losses:
+    """The loss counters of the recorder's parts, read once per drain of the main loop.
+
+    A loss found at one drain happened since the previous one; a kill it may have touched is one
+    that happened from ``reach_ns`` before that (a kill waits that long for its kernel report)
+    up to now. Each such kill written afterwards gets a note; so does every kill once the
+    /dev/kmsg reader has stopped."""
+
+    def __init__(self, reach_ns: int = 2_000_000_000, keep_ns: int = 30_000_000_000) -> None:
+        self.seen: Dict[str, int] = {k: 0 for k in LOSS_WORDS}
+        self.kmsg_error: Optional[BaseException] = None
+        self.kmsg_stopped_ns: Optional[int] = None
+        self.reach_ns = reach_ns
+        self.keep_ns = keep_ns
+        self._last_ns: Optional[int] = None
+        self._recent: List[Tuple[int, int, str]] = []  # (from ns, until ns, what was lost)
+
+    def update(self, counts: Dict[str, int], kmsg_error: Optional[BaseException], now_ns: int) -> List[str]:
+        """The sentences of what grew since the last call (for the log)."""
+        since = (self._last_ns if self._last_ns is not None else now_ns) - self.reach_ns
+        self._last_ns = now_ns
+        said = []
+        for key, n in counts.items():
+            if n > self.seen.get(key, 0):
+                said.append(f"{n - self.seen.get(key, 0)} {LOSS_WORDS[key]} (total {n})")
+                self.seen[key] = n
+        if kmsg_error is not None and self.kmsg_error is None:
+            self.kmsg_error = kmsg_error
+            self.kmsg_stopped_ns = since
+            said.append(f"the /dev/kmsg reader stopped ({type(kmsg_error).__name__}: {kmsg_error}): "
+                        "captures from now on lack the kernel's report")
+        self._recent = [r for r in self._recent if now_ns - r[1] < self.keep_ns]
+        self._recent.extend((since, now_ns, s) for s in said)
+        return said
+
+    def notes_for_kill(self, kill_ns: int) -> List[str]:
+        """What record lost around this kill."""
+        notes = [f"While this kill was recorded, oomscope lost: {s}." for since, until, s in self._recent
+                 if since <= kill_ns <= until and not s.startswith("the /dev/kmsg reader")]
+        if self.kmsg_stopped_ns is not None and kill_ns >= self.kmsg_stopped_ns:
+            notes.append("The /dev/kmsg reader had stopped: the kernel's report of this kill could not be read.")
+        return notes
+
+
+class Announcer:
+    def __init__(self, out: TextIO, err: TextIO, log_format: str = "text", metrics: Optional[Metrics] = None):
+        self.out = out
+        self.err = err
+        self.log_format = log_format
+        self.metrics = metrics
+        self.losses = Losses()
+        self._sampler_errors_seen = 0
+        self._lost_seen = 0
+
+    def kill(self, capture: Capture, written: Written, analysis: Any) -> None:
+        category = analysis.top_categories[0] if analysis is not None and analysis.top_categories else ""
+        if self.metrics is not None:
+            self.metrics.kill(capture, category)
+            self.metrics.captures.inc()
+        self.out.write(kill_line(capture, written, category, self.log_format) + "\n")
+        self.out.flush()
+
+    def error(self, component: str, message: str) -> None:
+        self.err.write(message + "\n")
+        if self.metrics is not None:
+            self.metrics.errors.labels(component).inc()
+
+    def health(self, *, now_ns: int, sampler_errors: int, events_lost: int, charge_attached: bool, watched: int,
+               losses: Dict[str, int], kmsg_error: Optional[BaseException], kmsg_open: bool = True) -> None:
+        """Once per drain: the gauges, the error counters, and any loss that grew."""
+        for sentence in self.losses.update(losses, kmsg_error, now_ns):
+            self.err.write(f"oomscope: warning: {sentence}\n")
+        if self.metrics is None:
+            return
+        new_errors = sampler_errors - self._sampler_errors_seen
+        if new_errors > 0:
+            self.metrics.errors.labels("sampler").inc(new_errors)
+            self._sampler_errors_seen = sampler_errors
+        lost = events_lost - self._lost_seen
+        if lost > 0:
+            self.metrics.errors.labels("probe").inc(lost)  # BPF events lost in the perf buffer
+            self._lost_seen = events_lost
+        self.metrics.charge.set(1 if charge_attached else 0)
+        self.metrics.watched.set(watched)
+        self.metrics.lost.set(events_lost)
+        for key, n in losses.items():
+            self.metrics.losses.labels(key).set(n)
+        self.metrics.kmsg_reader.set(1 if kmsg_open and kmsg_error is None else 0)

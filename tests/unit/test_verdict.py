@@ -1,0 +1,36 @@
+"""analysis/verdict.py and analysis/result.py: the verdict decided in analysis, one result for
+every renderer."""
+
+import json
+
+from oomscope.analysis.result import analyse_kill
+from oomscope.report.formats import render_json, render_markdown
+from oomscope.report.render import render_html
+from oomscope.report.view import build_view
+
+from .helpers import capture_from_fixture
+
+
+def test_a_memcg_kill_has_a_limit_verdict_with_its_figures():
+    cap, _ = capture_from_fixture("v1-6.18-hostile-sidecar.kmsg")
+    v = analyse_kill(cap).verdict
+    assert v.kind == "limit" and v.limit_cgroup == cap.cgroup.oom_memcg and v.categories == ["anon"]
+    assert v.usage_bytes == cap.at_kill.usage_bytes and v.limit_bytes == cap.at_kill.limit_bytes
+    assert v.sentences[0].startswith(f"The memory cgroup {cap.cgroup.oom_memcg} reached its limit")
+
+
+def test_a_global_oom_has_a_host_verdict():
+    cap, _ = capture_from_fixture("v2-6.1-global.kmsg", version=2)
+    v = analyse_kill(cap).verdict
+    assert v.kind == "host" and v.limit_cgroup is None and v.constraint == "CONSTRAINT_NONE"
+
+
+def test_every_renderer_uses_the_result_it_is_given():
+    cap, _ = capture_from_fixture("v2-6.1-anon.kmsg", version=2)
+    result = analyse_kill(cap)
+    result.verdict.sentences = ["A verdict only this result has."]
+    assert build_view(cap, result).verdict == ["A verdict only this result has."]
+    assert "A verdict only this result has." in render_html(cap, result)
+    assert "A verdict only this result has." in render_markdown(cap, result)
+    out = json.loads(render_json(cap, result))
+    assert out["verdict"]["text"] == ["A verdict only this result has."] and out["verdict"]["kind"] == "limit"
