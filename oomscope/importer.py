@@ -84,7 +84,7 @@ def _scan_stream(raw, name: str, block: int = 64 << 20) -> Iterator[str]:
                 carry = whole[regions[-1][0]:] + carry
                 regions.pop()
             for s, e in regions:
-                yield from whole[s:e].decode("utf-8", "replace").splitlines()
+                yield from whole[s:e].decode("utf-8", "replace").split("\n")  # never splitlines(): U+2028 & co. are text
     except (OSError, EOFError) as exc:  # a truncated .gz: keep what was read
         sys.stderr.write(f"oomscope: warning: {name}: {exc}; the rest of the file is skipped\n")
     if carry:
@@ -117,7 +117,7 @@ def host_log() -> Tuple[Iterator[str], str]:
         out = subprocess.run(["journalctl", "-k", "-o", "json", "--no-pager"], capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.SubprocessError) as exc:
         raise ImportProblem(f"cannot read the kernel log: no /dev/kmsg and no journalctl ({exc})") from None
-    return iter(out.stdout.splitlines()), "journalctl -k"
+    return iter(out.stdout.split("\n")), "journalctl -k"
 
 
 def _version_of(rep: OomReport) -> Optional[int]:
@@ -203,7 +203,7 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
             res = subprocess.run(["journalctl", "-k", "-o", "json", "--no-pager"], capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.SubprocessError) as exc:
             raise ImportProblem(f"cannot run journalctl: {exc}") from None
-        sources.append((iter(res.stdout.splitlines()), "journalctl -k"))
+        sources.append((iter(res.stdout.split("\n")), "journalctl -k"))
     for p in paths:
         sources.append((open_log(p), p))
     if not sources:

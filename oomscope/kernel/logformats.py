@@ -91,7 +91,7 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
             # (util-linux dmesg.c; 6.1's cgroup v2 memory.stat is one such record); a /dev/kmsg
             # dump's " KEY=value" dictionary lines are skipped
             if prev is not None and prev.shape in ("dmesg", "dmesg-T") and not _RE_DICT.match(line):
-                yield LogLine(prev.record._replace(text=line.strip()), prev.wall, prev.host, prev.shape)
+                yield LogLine(prev.record._replace(text=line.strip(), continued=True), prev.wall, prev.host, prev.shape)
             continue
         seq += 1
         usec: Optional[int] = None
@@ -175,6 +175,6 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
             prev = LogLine(KmsgRecord(level, 0, seq, usec, text), wall, host, shape)
             yield prev
             continue
-        for part in text.split("\n"):
-            prev = LogLine(KmsgRecord(level, 0, seq, usec, part), wall, host, shape)
+        for i, part in enumerate(text.split("\n")):
+            prev = LogLine(KmsgRecord(level, 0, seq, usec, part, continued=i > 0), wall, host, shape)
             yield prev

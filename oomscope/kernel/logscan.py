@@ -90,4 +90,4 @@ def fast_report_regions(buf) -> Iterator[Tuple[int, int]]:
 def report_lines(buf, fast: bool = True) -> Iterator[str]:
     """The lines of every report region, decoded (invalid UTF-8 replaced)."""
     for s, e in (fast_report_regions if fast else report_regions)(buf):
-        yield from bytes(buf[s:e]).decode("utf-8", "replace").splitlines()
+        yield from bytes(buf[s:e]).decode("utf-8", "replace").split("\n")  # never splitlines(): U+2028 & co. are text
