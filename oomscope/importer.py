@@ -12,6 +12,8 @@ import dataclasses
 import datetime as dt
 import gzip
 import mmap
+import re
+import os
 import subprocess
 import sys
 import time
@@ -141,23 +143,52 @@ def _as_kernel_log(capture: Capture) -> None:
 
 def import_reports(lines: Iterable[str], since: Optional[float] = None, boot_wall: Optional[float] = None,
                    year: Optional[int] = None, host: Optional[Host] = None,
-                   names: Optional[NodeNames] = None) -> List[Imported]:
+                   names: Optional[NodeNames] = None, problems: Optional[List[str]] = None) -> List[Imported]:
     """Captures of every kill in the log (not written). ``boot_wall``: the wall time of the
-    printk clock's zero, when known (the running host), to date lines that carry no date."""
+    printk clock's zero, when known (the running host), to date lines that carry no date.
+
+    Every kill is made on its own: one that fails is left out and described in one line in
+    ``problems`` (when given), and the others go on."""
     parser = OomReportParser()
     walls: Dict[int, Tuple[Optional[float], Optional[str]]] = {}
     out: List[Imported] = []
     for ll in read_log_lines(lines, year=year):
         if ll.wall is not None or ll.host is not None:
             walls[ll.record.usec] = (ll.wall, ll.host)
-        for rep in parser.feed(ll.record):
-            out.append(_capture(rep, walls, boot_wall, host, names))
+        try:
+            reports = parser.feed(ll.record)
+        except Exception as exc:  # noqa: BLE001 - a parser bug costs this log region, not the import
+            _problem(problems, f"a report near log record {ll.record.seq} was not read ({type(exc).__name__}: {exc})")
+            parser = OomReportParser()
+            continue
+        for rep in reports:
+            try:
+                out.append(_capture(rep, walls, boot_wall, host, names))
+            except Exception as exc:  # noqa: BLE001 - one odd kill must not cost the others
+                who = f"pid {rep.killed.pid}" if rep.killed is not None else "?"
+                _problem(problems, f"the kill of {who} near log record {ll.record.seq} was skipped ({type(exc).__name__}: {exc})")
             if len(walls) > 100_000:
                 walls.clear()
     if since is not None:
-        out = [i for i in out if i.capture.times.kill_wall is None
-               or dt.datetime.fromisoformat(i.capture.times.kill_wall).timestamp() >= since]
+        out = [i for i in out if _when(i) is None or _when(i) >= since]
     return out
+
+
+_RE_LONG_NUMBER = re.compile(r"\d{21,}")
+
+
+def _problem(problems: Optional[List[str]], text: str) -> None:
+    if problems is None:
+        return
+    text = _RE_LONG_NUMBER.sub(lambda m: f"<a number of {len(m.group())} digits>", text)
+    problems.append(terminal_safe(text[:500]))
+
+
+def _when(imp: Imported) -> Optional[float]:
+    try:
+        return dt.datetime.fromisoformat(imp.capture.times.kill_wall).timestamp() if imp.capture.times.kill_wall else None
+    except (ValueError, OverflowError):
+        return None
 
 
 def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[Host],
@@ -192,7 +223,7 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
 
 def run_import(paths: List[str], journal: bool, since: Optional[str], output: str,
                render_html: Callable[[Capture], str], out, err) -> List[str]:
-    from .record.writer import atomic_write, write_kill  # noqa: WPS433 - only when writing
+    from .record.writer import atomic_write  # noqa: WPS433 - only when writing
     from .report.index import OutputIndex  # noqa: WPS433
 
     since_ts = parse_since(since) if since else None
@@ -212,30 +243,46 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
         boot_wall = time.time() - time.monotonic()  # printk's clock runs with CLOCK_MONOTONIC here
     written = []
     index = OutputIndex(output)
+    for folder, why in index.skipped:
+        err.write(f"oomscope: warning: {terminal_safe(os.path.join(output, folder))}: left out of the index: {terminal_safe(why[:300])}\n")
     for lines, name in sources:
         this_host = name in ("/dev/kmsg", "journalctl -k")
+        problems: List[str] = []
         found = import_reports(lines, since=since_ts, boot_wall=boot_wall if name == "/dev/kmsg" else None,
-                               names=NodeNames() if this_host else None)
+                               names=NodeNames() if this_host else None, problems=problems)
+        for p in problems:
+            err.write(f"oomscope: warning: {terminal_safe(name)}: {p}\n")
         for imp in found:
-            cap = imp.capture
             try:
-                capture_path, html_path, render_error = write_kill(output, cap, render_html)
+                written.append(_write_one(imp, output, index, render_html, out, err))
+            except OomscopeError:
+                raise  # the output folder is refused: nothing more can be written
             except OSError as exc:
-                raise ImportProblem(f"cannot write to {output}: {exc.strerror}") from None
-            if render_error:
-                err.write(f"oomscope: error: post-mortem not rendered ({render_error}); the capture is at {capture_path}\n")
-            index.add(capture_path, cap)
-            written.append(html_path or capture_path)
-            state = ("full report" if imp.report.has_header else
-                     "report without its first lines" if imp.report.memory_stat or imp.report.memory else "Killed line only")
-            label = cap.workload.label()
-            out.write(f"{cap.times.kill_wall or cap.kill_id} kill pid={cap.victim.pid} comm={terminal_safe(cap.victim.comm)!r} "
-                      f"memcg={terminal_safe(cap.cgroup.oom_memcg or '?')}" + (f" workload={terminal_safe(label)!r}" if label else "")
-                      + f" ({state}) -> {html_path or capture_path}\n")
-        err.write(f"oomscope: {name}: {len(found)} kill(s)\n")
+                raise ImportProblem(f"cannot write to {output}: {exc.strerror or exc}") from None
+            except Exception as exc:  # noqa: BLE001 - one odd kill must not cost the others
+                problems.append(f"kill {imp.capture.kill_id}: skipped ({type(exc).__name__}: {exc})")
+                err.write(f"oomscope: warning: {terminal_safe(name)}: {terminal_safe(problems[-1][:500])}\n")
+        err.write(f"oomscope: {terminal_safe(name)}: {len(found)} kill(s)" + (f", {len(problems)} skipped" if problems else "") + "\n")
     if written:
         index.write(atomic_write)
     return written
+
+
+def _write_one(imp: Imported, output: str, index, render_html, out, err) -> str:
+    from .record.writer import write_kill  # noqa: WPS433 - only when writing
+
+    cap = imp.capture
+    capture_path, html_path, render_error = write_kill(output, cap, render_html)
+    if render_error:
+        err.write(f"oomscope: error: post-mortem not rendered ({terminal_safe(render_error)}); the capture is at {capture_path}\n")
+    index.add(capture_path, cap)
+    state = ("full report" if imp.report.has_header else
+             "report without its first lines" if imp.report.memory_stat or imp.report.memory else "Killed line only")
+    label = cap.workload.label()
+    out.write(f"{cap.times.kill_wall or cap.kill_id} kill pid={cap.victim.pid} comm={terminal_safe(cap.victim.comm)!r} "
+              f"memcg={terminal_safe(cap.cgroup.oom_memcg or '?')}" + (f" workload={terminal_safe(label)!r}" if label else "")
+              + f" ({state}) -> {html_path or capture_path}\n")
+    return html_path or capture_path
 
 
 def parse_since(text: str) -> float:

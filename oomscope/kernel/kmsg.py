@@ -70,6 +70,8 @@ def parse_record(raw: str) -> Optional[KmsgRecord]:
         usec = int(fields[2])
     except ValueError:
         return None
+    if not (0 <= prio < 1 << 31 and 0 <= seq < 1 << 64 and 0 <= usec < 1 << 64):
+        return None  # no kernel numbers its records so
     # The message is everything up to the first newline; the dictionary lines that follow
     # (" SUBSYSTEM=...", " DEVICE=...") are metadata, not text.
     message = rest.split("\n", 1)[0]

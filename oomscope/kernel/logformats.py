@@ -44,26 +44,39 @@ class LogLine(NamedTuple):
     shape: str = ""
 
 
-def _usec(sec: str, frac: str) -> int:
+#: printk's clock is a u64 of nanoseconds (about 585 years): more digits of seconds than this is not
+#: a kernel's time, and such a line is given a made-up one (as lines without a time are)
+_MAX_SEC_DIGITS = 11
+#: the dates a calendar (datetime) holds: 1970 to the end of 9999
+_MAX_WALL = 253402300799.0
+
+
+def _usec(sec: str, frac: str) -> Optional[int]:
+    if len(sec.lstrip("0")) > _MAX_SEC_DIGITS:
+        return None
     return int(sec) * 1_000_000 + int((frac + "000000")[:6])
+
+
+def _wall_ok(wall: Optional[float]) -> Optional[float]:
+    return wall if wall is not None and 0 <= wall <= _MAX_WALL else None
 
 
 def _classic_wall(mon: str, day: str, time_: str, year: int) -> Optional[float]:
     try:
         h, m, s = (int(x) for x in time_.split(":"))
-        return dt.datetime(year, _MONTHS[mon], int(day), h, m, s, tzinfo=dt.timezone.utc).timestamp()
-    except (KeyError, ValueError):
+        return _wall_ok(dt.datetime(year, _MONTHS[mon], int(day), h, m, s, tzinfo=dt.timezone.utc).timestamp())
+    except (KeyError, ValueError, OverflowError):
         return None
 
 
 def _iso_wall(ts: str) -> Optional[float]:
     try:
         t = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=dt.timezone.utc)
+        return _wall_ok(t.timestamp())
+    except (ValueError, OverflowError):
         return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
-    return t.timestamp()
 
 
 def _journal_message(obj: dict) -> Optional[str]:
@@ -113,10 +126,11 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
             try:
                 if "_SOURCE_MONOTONIC_TIMESTAMP" in obj:
                     usec = int(obj["_SOURCE_MONOTONIC_TIMESTAMP"])
+                    usec = usec if 0 <= usec < 10 ** (_MAX_SEC_DIGITS + 6) else None
                 if "__REALTIME_TIMESTAMP" in obj:
-                    wall = int(obj["__REALTIME_TIMESTAMP"]) / 1e6
-                level = int(obj.get("PRIORITY", 6))
-            except (TypeError, ValueError):
+                    wall = _wall_ok(int(obj["__REALTIME_TIMESTAMP"]) / 1e6)
+                level = int(obj.get("PRIORITY", 6)) & 7
+            except (TypeError, ValueError, OverflowError):
                 pass
             host = obj.get("_HOSTNAME") if isinstance(obj.get("_HOSTNAME"), str) else None
             shape = "journal-json"
@@ -126,7 +140,7 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
                 if close < 0:
                     raise ValueError(line)
                 sec, frac = line[1:close].strip().split(".")
-                usec, text, shape = int(sec) * 1_000_000 + int((frac + "000000")[:6]), line[close + 2:], "dmesg"
+                usec, text, shape = _usec(sec, frac), line[close + 2:], "dmesg"
             except ValueError:
                 m = _RE_DMESG.match(line)
                 if not m:
@@ -147,6 +161,7 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
             if m:
                 prio = int(m.group("prio"))
                 level, usec, text, shape = prio & 7, int(m.group("usec")), _unescape(m.group("text")), "kmsg"
+                usec = usec if usec < 10 ** (_MAX_SEC_DIGITS + 6) else None
                 seq = int(m.group("seq"))
             else:
                 m = _RE_ISO.match(line)

@@ -76,7 +76,11 @@ class OutputIndex:
                     self.skipped.append((name, f"{type(exc).__name__}: {exc}"))
 
     def _add(self, folder: str, capture: Capture, analysis: Optional[Analysis] = None) -> None:
-        row = row_for(capture, analysis)
+        try:
+            row = row_for(capture, analysis)
+        except Exception:  # noqa: BLE001 - one odd capture gets a row of what is certain
+            row = IndexRow(kill_id=str(capture.kill_id), when=str(capture.times.kill_wall or ""), victim=f"{capture.victim.pid}",
+                           cgroup="?", usage="?", limit="?", categories="", incident="", href="")
         row.href = f"{folder}/postmortem.html"
         self.rows[folder] = row
 
