@@ -136,14 +136,15 @@ def report(
             raise CaptureError(f"cannot read {capture}: {getattr(exc, 'strerror', None) or exc}") from None
         out = renderers[fmt](Capture.from_json(text))
         if fmt != "html" and output is None:
-            typer.echo(out, nl=False)
+            # The renderers escape what a workload chose; this is the last line of defence.
+            typer.echo(terminal_safe(out, keep_newlines=True) if fmt == "md" else out, nl=False)
             return
         dest = output or os.path.join(os.path.dirname(os.path.abspath(capture)), "postmortem.html")
         try:
             atomic_write(dest, out)
         except OSError as exc:
             raise OomscopeError(f"cannot write {dest}: {exc.strerror or exc}") from None
-        typer.echo(dest)
+        typer.echo(terminal_safe(dest))
     except OomscopeError as exc:
         raise _fail(exc) from None
 

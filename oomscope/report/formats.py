@@ -13,6 +13,7 @@ import json
 from ..analysis.advice import advise, trend_of
 from ..analysis.attribution import analyse
 from ..model import Capture
+from ..terminal import json_safe, terminal_safe
 from .view import build_view
 
 
@@ -30,12 +31,15 @@ def render_json(capture: Capture) -> str:
         "incident": dataclasses.asdict(capture.incident) if capture.incident else None,
         "notes": capture.notes,
     }
-    return json.dumps(out, indent=2, ensure_ascii=False) + "\n"
+    # Readable UTF-8 (a /café cgroup stays /café), with every control, C1 and bidi character
+    # escaped as \uNNNN: this goes to a terminal by default (terminal.py).
+    return json_safe(json.dumps(out, indent=2, ensure_ascii=False)) + "\n"
 
 
 def _md(text: str) -> str:
-    """Kernel strings in Markdown: no markup, no HTML, no line breaks."""
-    text = text.replace("\n", " ").replace("\r", " ")
+    """Kernel strings in Markdown: no markup, no HTML, no line breaks, nothing that acts on a
+    terminal (the summary goes to stdout by default)."""
+    text = terminal_safe(str(text).replace("\n", " ").replace("\r", " "))
     for ch in "\\`*_[]<>|":
         text = text.replace(ch, "\\" + ch)
     return text
@@ -44,16 +48,16 @@ def _md(text: str) -> str:
 def render_markdown(capture: Capture) -> str:
     a = analyse(capture)
     v = build_view(capture, a)
-    lines = [f"### OOM kill: {_md(v.headline)}", "", f"`{capture.kill_id}`", ""]
+    lines = [f"### OOM kill: {_md(v.headline)}", "", f"`{terminal_safe(capture.kill_id).replace('`', chr(39))}`", ""]
     lines += [f"- {_md(t)}" for t in v.verdict]
     lines += ["", "| | |", "|---|---|"]
     lines += [f"| {_md(kv.key)} | {_md(kv.value)} |" for kv in v.facts]
     if v.categories:
         lines += ["", "| Category | Charged | Share of usage |", "|---|---:|---:|"]
-        lines += [f"| {_md(r.cells[0])} | {r.cells[1]} | {r.cells[2]} |" for r in v.categories]
+        lines += [f"| {_md(r.cells[0])} | {_md(r.cells[1])} | {_md(r.cells[2])} |" for r in v.categories]
     if v.reconciliation:
         lines += ["", _md(v.reconciliation_summary), "", "| Part of the gap | Bytes |", "|---|---:|"]
-        lines += [f"| {_md(r.cells[0])} | {r.cells[1]} |" for r in v.reconciliation]
+        lines += [f"| {_md(r.cells[0])} | {_md(r.cells[1])} |" for r in v.reconciliation]
     if v.advice:
         lines += ["", "**What to change**", ""]
         lines += [f"- *{_md(r.cells[0])}*: **{_md(r.cells[1])}.** {_md(r.cells[2])}" for r in v.advice]

@@ -6,6 +6,7 @@ Templates get only this; they format nothing and compute nothing. Every string f
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -305,7 +306,7 @@ def build_view(capture: Capture, analysis: Optional[Analysis] = None) -> PostMor
                             "since 1.28, so a pod's sidecars die with its main process.")
         verdict.append(f"This was a group kill: {len(inc.victims)} processes of {inc.group_cgroup} were killed together (memory.oom.group).")
         for x in inc.victims:
-            link = "" if x.kill_id == capture.kill_id else f"../{x.kill_id}/postmortem.html"
+            link = "" if x.kill_id == capture.kill_id else f"../{urllib.parse.quote(x.kill_id, safe='+')}/postmortem.html"
             incident_rows.append(Row([str(x.pid), x.comm, link], highlight=x.pid == v.pid))
 
     trend = trend_of(capture)
