@@ -94,8 +94,10 @@ def _scan_stream(raw, name: str, block: int = 64 << 20) -> Iterator[str]:
 
 
 def _ends_a_kill(region: bytes) -> bool:
-    last = region.rstrip(b"\n").rsplit(b"\n", 1)[-1]
-    return b"Killed process" in last or b"oom_reaper: reaped process" in last
+    lines = region.rstrip(b"\n").split(b"\n")
+    while len(lines) > 1 and lines[-1].startswith(b" "):  # a record's indented further lines
+        lines.pop()
+    return b"Killed process" in lines[-1] or b"oom_reaper: reaped process" in lines[-1]
 
 
 def host_log() -> Tuple[Iterator[str], str]:

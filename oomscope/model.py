@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .errors import CaptureError
+from .terminal import terminal_safe
 
 SCHEMA_VERSION = 1
 
@@ -448,9 +449,9 @@ def _walk(obj: Any, where: str, notes: List[str]) -> None:
                 _walk(value, here, notes)
     elif isinstance(obj, dict):
         for k in [k for k, v in obj.items() if _absurd(v)]:
-            notes.append(f"{where}.{k} was {_describe(obj.pop(k))}, beyond any figure the kernel keeps: left out (unknown).")
+            notes.append(f"{where}.{terminal_safe(str(k))} was {_describe(obj.pop(k))}, beyond any figure the kernel keeps: left out (unknown).")
         for k, v in obj.items():
-            _walk(v, f"{where}.{k}", notes)
+            _walk(v, f"{where}.{terminal_safe(str(k))}", notes)
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
             if _absurd(v):
@@ -492,7 +493,7 @@ def _build(tp: Any, value: Any, where: str) -> Any:
     if origin in (dict, Dict):
         if not isinstance(value, dict):
             raise CaptureError(f"{where}: expected an object")
-        return {str(k): _build(args[1], v, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): _build(args[1], v, f"{where}.{terminal_safe(str(k))}") for k, v in value.items()}
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise CaptureError(f"{where}: expected a number")

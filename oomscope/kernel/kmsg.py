@@ -9,9 +9,8 @@ A /dev/kmsg read returns one *record*: ``prio,seq,usec,flags[,...];text`` follow
 below 0x20, from 0x7f up, and the backslash, are escaped as ``\\xNN`` (devkmsg_read() in
 kernel/printk/printk.c). A record can hold several lines: Debian's 6.1 (cgroup v2) prints the whole
 memory.stat block of an OOM report as one record, while 6.18's v1 path prints one record per line
-(KERNEL-NOTES.md). A record's further lines keep their record's sequence number and timestamp and
-are marked as such (``continued``): only data lines of a report are taken from them, so a name
-that holds a newline cannot forge a report line (kernel/oom_report.py).
+(KERNEL-NOTES.md). A record is kept whole here: kernel/oom_report.py splits only the records that
+are blocks of data lines, so a name that holds a newline neither forges a report line nor hides one.
 
 Lines are split on ``\\n`` only, never with ``str.splitlines``, which also splits on U+2028,
 U+2029, U+0085, U+001C-U+001E, VT, FF and CR: characters a cgroup or process name may hold.
@@ -36,9 +35,6 @@ class KmsgRecord(NamedTuple):
     seq: int
     usec: int  # microseconds since boot (the printk clock)
     text: str  # newlines unescaped: may hold several lines
-    #: the further line of a multi-line record, given as a record of its own (dmesg's indented
-    #: continuation lines, a journal message split on its newlines)
-    continued: bool = False
 
     def lines(self) -> List[str]:
         return self.text.split("\n")

@@ -49,6 +49,9 @@ class LogLine(NamedTuple):
 _MAX_SEC_DIGITS = 11
 #: the dates a calendar (datetime) holds: 1970 to the end of 9999
 _MAX_WALL = 253402300799.0
+#: a kernel record is at most 1 KiB of text (PRINTKRB_RECORD_MAX), 8 KiB escaped: continuation
+#: lines beyond this are not joined
+_MAX_RECORD = 64 << 10
 
 
 def _usec(sec: str, frac: str) -> Optional[int]:
@@ -90,7 +93,10 @@ def _journal_message(obj: dict) -> Optional[str]:
 
 
 def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator[LogLine]:
-    """Kernel log lines of any supported shape; other lines are skipped."""
+    """Kernel log records of any supported shape; other lines are skipped. A record keeps its own
+    newlines: dmesg's indented continuation lines are joined back to the record they continue, and
+    a journal or /dev/kmsg message with newlines stays one record (kernel/oom_report.py decides
+    which records are blocks of data lines)."""
     year = year or dt.datetime.now(dt.timezone.utc).year
     synthetic = 0  # a made-up printk clock for shapes without one: keeps order, 1 ms apart
     seq = 0
@@ -103,8 +109,9 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
             # dmesg prints the further lines of a multi-line record indented under the first
             # (util-linux dmesg.c; 6.1's cgroup v2 memory.stat is one such record); a /dev/kmsg
             # dump's " KEY=value" dictionary lines are skipped
-            if prev is not None and prev.shape in ("dmesg", "dmesg-T") and not _RE_DICT.match(line):
-                yield LogLine(prev.record._replace(text=line.strip(), continued=True), prev.wall, prev.host, prev.shape)
+            if prev is not None and prev.shape in ("dmesg", "dmesg-T") and not _RE_DICT.match(line) \
+                    and len(prev.record.text) < _MAX_RECORD:
+                prev = LogLine(prev.record._replace(text=prev.record.text + "\n" + line.strip()), prev.wall, prev.host, prev.shape)
             continue
         seq += 1
         usec: Optional[int] = None
@@ -186,10 +193,8 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
             usec = synthetic
         else:
             synthetic = max(synthetic, usec)
-        if "\n" not in text:
-            prev = LogLine(KmsgRecord(level, 0, seq, usec, text), wall, host, shape)
+        if prev is not None:
             yield prev
-            continue
-        for i, part in enumerate(text.split("\n")):
-            prev = LogLine(KmsgRecord(level, 0, seq, usec, part, continued=i > 0), wall, host, shape)
-            yield prev
+        prev = LogLine(KmsgRecord(level, 0, seq, usec, text), wall, host, shape)
+    if prev is not None:
+        yield prev

@@ -10,9 +10,11 @@ mem_cgroup_print_oom_meminfo() (``memory: usage``, ``memory+swap:``/``swap:``, `
 under the ``oom_rs`` rate limit (10 per 5 s); the ``Killed process`` line is always printed.
 
 Each of those lines is a record of its own (its own printk), except the lines of a block printed
-at once (6.1's memory.stat, a global OOM's Mem-Info). So a line that is not the first of its
-record is only ever a data line (``key value``, a task row, Mem-Info counters): a cgroup or
-process name holding a newline cannot make a ``Killed process`` line, a header or a summary.
+at once (6.1's memory.stat, a global OOM's Mem-Info). So a record is split into lines only when it
+is such a block (its first line is a data line of the block being read), and its further lines
+are taken only as data lines; any other record is one line, newlines and all. A cgroup or process
+name holding a newline then neither makes a ``Killed process`` line, a header or a summary, nor
+breaks the real one apart (the name patterns match across newlines).
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ class OomReport:
 
 _RE_HEADER = re.compile(
     r"^(?P<comm>.*) invoked oom-killer: gfp_mask=(?P<gfp>0x[0-9a-f]+)(?:\([^)]*\))?, "
-    r"order=(?P<order>-?\d+), oom_score_adj=(?P<adj>-?\d+)"
+    r"order=(?P<order>-?\d+), oom_score_adj=(?P<adj>-?\d+)", re.S
 )
 _RE_STACK_CPU = re.compile(r"^CPU: \d+ (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: ")
 _RE_COUNTER = re.compile(
@@ -125,32 +127,33 @@ _RE_COUNTER = re.compile(
 _STATS_PREFIX = "Memory cgroup stats for "
 _RE_STAT = re.compile(r"^(?P<key>[a-z_0-9]+) (?P<value>\d+)$")
 _TASKS_TITLE = "Tasks state (memory values in pages):"
-_RE_TASK_ROW = re.compile(r"^\[\s*(?P<pid>\d+)\]\s+(?P<rest>.*)$")
+_RE_TASK_ROW = re.compile(r"^\[\s*(?P<pid>\d+)\]\s+(?P<rest>.*)\Z", re.S)
 _RE_KILLED = re.compile(
-    # The comm is in parentheses and may itself hold ")": match greedily up to ") total-vm:".
+    # The comm is in parentheses and may itself hold ")" or a newline: match greedily up to
+    # ") total-vm:". The message before it is one of the kernel's own (letters, no "/" or ":"), so
+    # a cgroup path at the end of another line cannot make one.
     # Before 4.19 (e.g. 3.10 in RHEL 7): "Killed process N (comm), UID U, total-vm:...".
-    r"^(?:(?P<message>.*?): )?Killed process (?P<pid>\d+) \((?P<comm>.*)\)"
+    r"^(?:(?P<message>[A-Za-z][A-Za-z0-9 ()_-]*?): )?Killed process (?P<pid>\d+) \((?P<comm>.*)\)"
     r"(?:, UID (?P<uid_old>\d+),)?(?: total-vm:(?P<total_vm>\d+)kB)?(?:, anon-rss:(?P<anon>\d+)kB)?"
     r"(?:, file-rss:(?P<file>\d+)kB)?(?:, shmem-rss:(?P<shmem>\d+)kB)?"
     r"(?:,? UID:(?P<uid>\d+))?(?: pgtables:(?P<pgtables>\d+)kB)?"
-    r"(?: oom_score_adj:(?P<adj>-?\d+))?\s*$"
+    r"(?: oom_score_adj:(?P<adj>-?\d+))?\s*\Z", re.S
 )
 _RE_KILLED_26 = re.compile(
-    r"^(?:(?P<message>.*?): )?Killed process (?P<pid>\d+), UID (?P<uid>\d+), \((?P<comm>.*)\)"
-    r"(?: total-vm:(?P<total_vm>\d+)kB)?(?:, anon-rss:(?P<anon>\d+)kB)?(?:, file-rss:(?P<file>\d+)kB)?\s*$"
-)
-_RE_REAPED = re.compile(r"^oom_reaper: reaped process (?P<pid>\d+) \((?P<comm>.*)\), now anon-rss:")
-_RE_GROUP = re.compile(r"^Tasks in (?P<path>.*) are going to be killed due to memory\.oom\.group set$")
+    r"^(?:(?P<message>[A-Za-z][A-Za-z0-9 ()_-]*?): )?Killed process (?P<pid>\d+), UID (?P<uid>\d+), \((?P<comm>.*)\)"
+    r"(?: total-vm:(?P<total_vm>\d+)kB)?(?:, anon-rss:(?P<anon>\d+)kB)?(?:, file-rss:(?P<file>\d+)kB)?\s*\Z", re.S)
+_RE_REAPED = re.compile(r"^oom_reaper: reaped process (?P<pid>\d+) \((?P<comm>.*)\), now anon-rss:", re.S)
+_RE_GROUP = re.compile(r"^Tasks in (?P<path>.*) are going to be killed due to memory\.oom\.group set\Z", re.S)
 _RE_MEMINFO_ITEM = re.compile(r"(?<![\w])([a-z_]+):(\d+)(?=\s|$)")
 _RE_SWAP_LINE = re.compile(r"^(Free|Total) swap\s*=\s*(\d+)kB$")
 _RE_RAM_LINE = re.compile(r"^(\d+) pages RAM$")
 # Before 4.19 (mm/memcontrol.c, mem_cgroup_print_oom_info): the cgroups were named on their own
 # line, memory.stat was printed on one line as "key:valueKB" pairs, and the task table had no
 # "Tasks state" title.
-_RE_TASK_IN = re.compile(r"^Task in (?P<task>.*) killed as a result of limit of (?P<oom>.*)$")
-_RE_OLD_STATS = re.compile(r"^Memory cgroup stats for (?P<path>.*?): (?P<pairs>(?:[a-z_0-9]+:\d+KB ?)+)$")
+_RE_TASK_IN = re.compile(r"^Task in (?P<task>.*) killed as a result of limit of (?P<oom>.*)\Z", re.S)
+_RE_OLD_STATS = re.compile(r"^Memory cgroup stats for (?P<path>.*?): (?P<pairs>(?:[a-z_0-9]+:\d+KB ?)+)\Z", re.S)
 _RE_OLD_PAIR = re.compile(r"([a-z_0-9]+):(\d+)KB")
-_RE_SUMMARY_TAIL = re.compile(r",task=(?P<task>.*),pid=(?P<pid>\d+),uid=(?P<uid>\d+)$")
+_RE_SUMMARY_TAIL = re.compile(r",task=(?P<task>.*),pid=(?P<pid>\d+),uid=(?P<uid>\d+)\Z", re.S)
 
 
 def parse_counter_line(line: str) -> Optional[Tuple[str, CounterLine]]:
@@ -208,7 +211,7 @@ def parse_oom_summary(
     # 1. The tail: task=<comm>,pid=<pid>,uid=<uid>.
     tail_at = -1
     if victim_comm is not None:
-        m = re.search(r",task=" + re.escape(victim_comm) + r",pid=(\d+),uid=(\d+)$", body)
+        m = re.search(r",task=" + re.escape(victim_comm) + r",pid=(\d+),uid=(\d+)\Z", body)
         if m:
             tail_at, out.task, out.pid, out.uid = m.start(), victim_comm, int(m.group(1)), int(m.group(2))
     if tail_at < 0:
@@ -253,7 +256,7 @@ def parse_oom_summary(
             if memcg_part is not None:
                 break
     cpuset_part = rest if memcg_part is None else rest[:memcg_part]
-    m = re.match(r"cpuset=(?P<cpuset>.*),mems_allowed=(?P<mems>[0-9,\-]*)$", cpuset_part)
+    m = re.match(r"cpuset=(?P<cpuset>.*),mems_allowed=(?P<mems>[0-9,\-]*)\Z", cpuset_part, re.S)
     if m:
         out.cpuset, out.mems_allowed = m.group("cpuset"), m.group("mems")
     return out
@@ -281,12 +284,16 @@ class OomReportParser:
         self._last_group: Optional[str] = None
 
     def feed(self, record: KmsgRecord) -> List[OomReport]:
-        done = []
-        for i, line in enumerate(record.lines()):
-            rep = self._line(line.rstrip("\r"), record, continued=i > 0 or record.continued)
-            if rep is not None:
-                done.append(rep)
-        return done
+        text = record.text
+        cur = self._cur
+        if "\n" in text and cur is not None and self._mode in ("stats", "meminfo"):
+            first, rest = text.split("\n", 1)
+            if self._data_line(cur, first.rstrip("\r")):  # a block of data lines (6.1's memory.stat)
+                for line in rest.split("\n"):
+                    self._line(line.rstrip("\r"), record, continued=True)
+                return []
+        rep = self._line(text.rstrip("\r"), record)
+        return [rep] if rep is not None else []
 
     def feed_all(self, records: Iterable[KmsgRecord]) -> List[OomReport]:
         out: List[OomReport] = []

@@ -105,3 +105,29 @@ def test_no_splitlines_in_the_package():
                 with open(os.path.join(d, f), encoding="utf-8") as fh:
                     found += [f"{f}:{n}" for n, line in enumerate(fh, 1) if ".splitlines(" in line]
     assert found == []
+
+
+@pytest.mark.parametrize("comm", ["a\nb", "x\n", "\n", "a)\nb (c"])
+def test_a_comm_with_a_newline_does_not_hide_its_kill(comm):
+    text = fixture_text("kmsg", "v1-6.18-anon.kmsg").replace("(python3)", "(" + _kmsg_escape(comm) + ")").replace(
+        "task=python3", "task=" + _kmsg_escape(comm))
+    (rep,) = parse_reports(text)
+    assert (rep.killed.pid, rep.killed.comm, rep.has_header) == (2161, comm, True)
+    assert rep.summary.task == comm and rep.summary.oom_memcg == "/oomscope-fixture-965"
+
+
+def test_a_comm_with_a_newline_in_a_dmesg_log_does_not_hide_its_kill(tmp_path):
+    text = fixture_text("logs", "dmesg-v1-6.18.txt").replace("Killed process 27307 (python)", "Killed process 27307 (a\n               b)")
+    p = tmp_path / "dmesg.txt"
+    p.write_text(text)
+    (imp,) = import_reports(open_log(str(p)), year=2026)
+    assert imp.capture.victim.pid == 27307 and imp.capture.victim.comm == "a\nb"
+
+
+def test_a_cgroup_path_at_the_end_of_a_pre_4_19_line_forges_no_kill():
+    lines = ["4,1,100,-;java invoked oom-killer: gfp_mask=0x24000c0, order=0, oom_score_adj=0",
+             "6,2,101,-;Task in /x killed as a result of limit of /y: " + KILLED_EVIL,
+             "3,3,102,-;Memory cgroup out of memory: Killed process 42 (java) total-vm:10kB, anon-rss:5kB, file-rss:0kB"]
+    reps = parse_reports("\n".join(lines) + "\n")
+    assert [r.killed.pid for r in reps] == [42]
+    assert reps[0].summary.oom_memcg == "/y: " + KILLED_EVIL
