@@ -225,7 +225,16 @@ class Dir:
             sub = self.subdir(name)
             try:
                 os.fchmod(sub.fd, dir_mode(settings.file_mode))
-                sub.write(MARKER, "oomscope kill folder: record --keep may remove it\n")
+                # The folder is new and ours: the marker is created in place (O_EXCL, no link
+                # followed) without the rename and fsyncs of write(); one lost in a crash only
+                # keeps --keep away from that folder.
+                fd = os.open(MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             settings.file_mode, dir_fd=sub.fd)
+                try:
+                    os.fchmod(fd, settings.file_mode)
+                    os.write(fd, b"oomscope kill folder: record --keep may remove it\n")
+                finally:
+                    os.close(fd)
             except BaseException:
                 sub.close()
                 raise
