@@ -24,6 +24,7 @@ the output folder a group.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -117,7 +118,7 @@ def open_dir(path: str, create: bool = False) -> int:
     try:
         fd = os.open(path, _O_DIR)
     except OSError as exc:
-        if exc.errno not in (40, 20):  # ELOOP: a symbolic link; ENOTDIR
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):  # a symbolic link (O_NOFOLLOW), or not a folder
             raise
         fd = _open_linked_dir(path, exc)
     try:
@@ -203,10 +204,10 @@ class Dir:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=self.fd)
         with os.fdopen(fd, "rb") as f:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise OSError(22, "not a regular file")
+                raise OSError(errno.EINVAL, "not a regular file")
             data = f.read(limit + 1)
         if len(data) > limit:
-            raise OSError(27, "file too large")
+            raise OSError(errno.EFBIG, "file too large")
         return data
 
     def subdir(self, name: str) -> "Dir":
@@ -239,7 +240,7 @@ class Dir:
                 sub.close()
                 raise
             return sub
-        raise OSError(17, f"too many kills named {kill_id} in {self.path}")
+        raise OSError(errno.EEXIST, f"too many kills named {kill_id} in {self.path}")
 
     def kill_folders(self) -> Iterator[Tuple[str, float]]:
         """(name, time) of every kill folder in this one: a real folder of ours with our marker.
