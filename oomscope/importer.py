@@ -21,7 +21,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .containers import NodeNames, workload_of
 from .errors import OomscopeError
-from .kernel.kmsg import KmsgReader, OomReport, OomReportParser
+from .kernel.kmsg import KmsgReader, OomReport, OomReportParser, kmsg_escape
 from .kernel.logformats import read_log_lines
 from .kernel.logscan import report_lines, report_regions
 from .model import SOURCE_KERNEL_LOG, SOURCE_KERNEL_REPORT, Capture, Host
@@ -116,7 +116,9 @@ def host_log() -> Tuple[Iterator[str], str]:
                 records.extend(batch)
         finally:
             reader.close()
-        return iter(f"{(r.facility << 3) | r.level},{r.seq},{r.usec},-;{r.text}" for r in records), "/dev/kmsg"
+        # the records' text is unescaped: escaped again, so that reading it as /dev/kmsg text does
+        # not unescape a name's literal "\x0a" a second time
+        return iter(f"{(r.facility << 3) | r.level},{r.seq},{r.usec},-;{kmsg_escape(r.text)}" for r in records), "/dev/kmsg"
     try:
         out = subprocess.run(["journalctl", "-k", "-o", "json", "--no-pager"], capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.SubprocessError) as exc:

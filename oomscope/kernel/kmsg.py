@@ -52,6 +52,15 @@ def _unescape(text: str) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
+def kmsg_escape(text: str) -> str:
+    """A record's text as /dev/kmsg gives it (the inverse of ``_unescape``): backslash, control
+    characters and DEL as ``\\xNN``. Text that is unescaped again must be escaped again first, or a
+    name holding a literal ``\\x1b`` or ``\\x0a`` would become an ESC or a newline."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(f"\\x{ord(ch):02x}" if ch == "\\" or ord(ch) < 0x20 or ord(ch) == 0x7f else ch for ch in text)
+
+
 def parse_record(raw: str) -> Optional[KmsgRecord]:
     """One /dev/kmsg record (as one read returns it) → KmsgRecord, or None if it is not one."""
     head, sep, rest = raw.partition(";")

@@ -131,3 +131,27 @@ def test_a_cgroup_path_at_the_end_of_a_pre_4_19_line_forges_no_kill():
     reps = parse_reports("\n".join(lines) + "\n")
     assert [r.killed.pid for r in reps] == [42]
     assert reps[0].summary.oom_memcg == "/y: " + KILLED_EVIL
+
+
+def test_the_hosts_log_is_not_unescaped_twice(monkeypatch):
+    # a comm holding the four characters \x0a (kmsg gives them as \x5cx0a) and a real newline
+    from oomscope import importer
+    from oomscope.kernel.kmsg import KmsgRecord
+
+    text = "Memory cgroup out of memory: Killed process 7 (a\\x0a" + KILLED_EVIL + "\\x0ab\x1b) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB"
+
+    class Reader:
+        def __init__(self, from_end=False):
+            self.batches = [[KmsgRecord(3, 0, 1, 1000, text)], []]
+
+        def read_available(self):
+            return self.batches.pop(0)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(importer, "KmsgReader", Reader)
+    lines, name = importer.host_log()
+    (imp,) = import_reports(lines, boot_wall=0.0)
+    assert name == "/dev/kmsg" and imp.capture.victim.pid == 7
+    assert imp.capture.victim.comm == "a\\x0a" + KILLED_EVIL + "\\x0ab\x1b"
