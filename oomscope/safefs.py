@@ -110,11 +110,9 @@ def open_dir(path: str, create: bool = False) -> int:
     path = path or "."
     if create:
         try:
-            os.makedirs(path, mode=dir_mode(settings.file_mode), exist_ok=True)
-        except FileExistsError:
-            pass  # a link or a file there: open() below says which
+            _makedirs(path, dir_mode(settings.file_mode))
         except OSError as exc:
-            raise UnsafeOutput(f"cannot make the folder {path}: {exc.strerror}") from None
+            raise UnsafeOutput(f"cannot make the folder {path}: {exc.strerror or exc}") from None
     try:
         fd = os.open(path, _O_DIR)
     except OSError as exc:
@@ -127,6 +125,24 @@ def open_dir(path: str, create: bool = False) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _makedirs(path: str, mode: int) -> None:
+    """Like os.makedirs, but each folder made gets ``mode`` whatever the umask."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if parent and parent != os.path.abspath(path):
+        _makedirs(parent, mode)
+    try:
+        os.mkdir(path, mode)
+    except FileExistsError:
+        return  # made meanwhile, or a link or a file: open_dir() says which
+    fd = os.open(path, _O_DIR)
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def _open_linked_dir(path: str, exc: OSError) -> int:

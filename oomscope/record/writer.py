@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable, Optional, Tuple
 
 from ..model import Capture
+from ..terminal import terminal_safe
 from ..safefs import Dir, atomic_write  # noqa: F401 - atomic_write: re-exported for its callers
 
 
@@ -22,6 +23,6 @@ def write_kill(
         try:
             html = render_html(capture)
         except Exception as exc:  # the capture is safe on disk; say what failed
-            return capture_path, None, f"{type(exc).__name__}: {exc}"
+            return capture_path, None, terminal_safe(f"{type(exc).__name__}: {exc}")[:500]
         html_path = folder.write("postmortem.html", html)
     return capture_path, html_path, None

@@ -3,9 +3,11 @@ removed, kill folders known by their marker, output folders others can change re
 purpose. Each test here failed on the code before oomscope/safefs.py."""
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 
 import pytest
 from typer.testing import CliRunner
@@ -225,6 +227,7 @@ def test_files_are_0644_and_folders_0755_whatever_the_umask(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
     assert stat.S_IMODE(os.stat(html).st_mode) == 0o644
     assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(tmp_path / "out").st_mode) == 0o755  # the output folder made too
     assert os.path.isfile(os.path.join(os.path.dirname(path), MARKER))
 
 
@@ -245,3 +248,24 @@ def test_bad_mode_is_one_line(tmp_path, bad):
     p.write_text(_capture().to_json())
     r = runner.invoke(app, ["report", str(p), "-o", str(tmp_path / "pm.html"), "--mode", bad])
     assert r.exit_code == 1 and "--mode must be" in r.output
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv to read as another user")
+def test_a_user_other_than_root_can_report_what_root_recorded(tmp_path):
+    base = tempfile.mkdtemp(prefix="oomscope-modes-", dir="/tmp")
+    try:
+        os.chmod(base, 0o755)
+        old = os.umask(0o077)  # a root shell's strict umask must not decide
+        try:
+            path, html, _ = write_kill(os.path.join(base, "out"), _capture(), render_html)
+        finally:
+            os.umask(old)
+        env = dict(os.environ, PYTHONPATH=os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+        r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable, "-m", "oomscope",
+                            "report", path, "-f", "md"], capture_output=True, text=True, timeout=60, env=env, cwd="/")
+        assert r.returncode == 0, r.stderr
+        assert "python3" in r.stdout
+        with open(html) as f:
+            assert "<html" in f.read().lower()
+    finally:
+        shutil.rmtree(base)
