@@ -80,6 +80,9 @@ def record(
                                             metrics_addr=metrics_addr, log_format=log_format, keep=keep),
                               render_html, sys.stdout, sys.stderr)
         install_signal_handlers(collector)
+        for folder, why in collector.index.skipped:  # a capture in the output folder that cannot be read
+            typer.echo(f"oomscope: warning: {terminal_safe(os.path.join(output, folder))}: left out of the index: "
+                       f"{terminal_safe(why[:300])}", err=True)
         typer.echo(collector.describe(), err=True)
         until = None
         lab_state = {}

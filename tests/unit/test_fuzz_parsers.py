@@ -26,7 +26,7 @@ from oomscope.kernel.kmsg import (
 )
 from oomscope.kernel.logformats import read_log_lines
 from oomscope.kernel.logscan import report_lines
-from oomscope.model import Capture
+from oomscope.model import Capture, Incident, IncidentVictim, Timeline, TimelinePoint
 from oomscope.record.retention import Retention
 from oomscope.record.writer import write_kill
 from oomscope.report.formats import render_json, render_markdown
@@ -145,7 +145,21 @@ def test_a_hostile_name_in_a_real_report_is_one_kill_and_escaped(names):
 
 # --- the capture loader ---------------------------------------------------------------------
 
-GOOD = json.loads(capture_from_fixture("v2-6.1-anon.kmsg", version=2)[0].to_json())
+def _rich_capture() -> dict:
+    """A capture with every part the renderers draw: a timeline, an incident, a workload."""
+    cap = capture_from_fixture("v2-6.1-anon.kmsg", version=2)[0]
+    limit = cap.at_kill.limit_bytes or (64 << 20)
+    cap.timelines = [Timeline(cap.cgroup.oom_memcg or "/", [
+        TimelinePoint(t_ms=-6000.0 * (5 - i), usage_bytes=limit * (i + 1) // 6, anon_bytes=limit * i // 6,
+                      limit_bytes=limit, file_bytes=1 << 20, psi_some_avg10=1.5 * i) for i in range(5)])]
+    cap.incident = Incident(id=cap.kill_id, group_kill=True, group_cgroup=cap.cgroup.oom_memcg, victims=[
+        IncidentVictim(kill_id=cap.kill_id, pid=cap.victim.pid, comm=cap.victim.comm),
+        IncidentVictim(kill_id="20261125T065959.999Z-pid9", pid=9, comm="sidecar")])
+    cap.workload.pod, cap.workload.namespace, cap.workload.kind = "web-1", "prod", "kubernetes"
+    return json.loads(cap.to_json())
+
+
+GOOD = _rich_capture()
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-(2 ** 70), 2 ** 70) | st.sampled_from([int("9" * 400), -int("9" * 400)])
     | st.floats(allow_nan=True, allow_infinity=True) | NASTY | st.text(max_size=10),
