@@ -14,6 +14,7 @@ import typer
 from typing_extensions import Annotated
 
 from .errors import CaptureError, OomscopeError
+from .terminal import terminal_safe
 
 app = typer.Typer(
     add_completion=False,
@@ -25,8 +26,19 @@ app = typer.Typer(
 
 
 def _fail(exc: OomscopeError) -> "typer.Exit":
-    typer.echo(f"oomscope: error: {exc}", err=True)
+    typer.echo(f"oomscope: error: {terminal_safe(str(exc))}", err=True)
     return typer.Exit(exc.exit_code)
+
+
+MODE_HELP = "mode of the files written, octal (default 0644: readable by every local user; folders get the same read bits plus search)"
+SHARED_HELP = "write into an output folder that another user owns or can write to (refused by default: it could redirect root's writes)"
+
+
+def _files(mode: Optional[str], allow_shared: bool) -> None:
+    """The file mode and output-folder policy of oomscope/safefs.py, before anything is written."""
+    from . import safefs
+
+    safefs.configure(file_mode=safefs.parse_mode(mode) if mode is not None else None, allow_shared=allow_shared)
 
 
 @app.command()
@@ -41,6 +53,8 @@ def record(
     metrics_addr: Annotated[Optional[str], typer.Option(help="serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9847)")] = None,
     log_format: Annotated[str, typer.Option(help="the per-kill line on stdout: text or json (one JSON object per line)")] = "text",
     keep: Annotated[Optional[str], typer.Option(help="keep only the newest N post-mortems (100) or those of the last N days (7d)")] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help=MODE_HELP)] = None,
+    allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
 ) -> None:
     """Record every OOM kill: a capture.json and a postmortem.html per kill."""
     from .lab import run_scenario
@@ -61,11 +75,17 @@ def record(
         if keep is not None:
             from .record.retention import Retention
             Retention.parse(keep)  # a bad value fails before anything is loaded
+        _files(mode, allow_shared_output)
+        from .safefs import open_dir
+        os.close(open_dir(output, create=True))  # an unsafe output folder fails before BPF is loaded
         collector = Collector(RecordOptions(output=output, duration_s=duration, cgroup=cgroup, charge_tracking=charge_tracking,
                                             metrics_addr=metrics_addr, log_format=log_format, keep=keep),
                               Downstream(render_html=render_html, analyse=analyse_kill, open_index=OutputIndex),
                               sys.stdout, sys.stderr)
         install_signal_handlers(collector)
+        for folder, why in collector.index.skipped:  # a capture in the output folder that cannot be read
+            typer.echo(f"oomscope: warning: {terminal_safe(os.path.join(output, folder))}: left out of the index: "
+                       f"{terminal_safe(why[:300])}", err=True)
         typer.echo(collector.describe(), err=True)
         until = None
         lab_state = {}
@@ -101,6 +121,8 @@ def report(
     capture: Annotated[str, typer.Argument(help="a capture.json written by record or import")],
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="where to write (default: beside the capture for html, stdout for md and json)")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="html (the post-mortem), md (a summary for a ticket) or json (the analysis)")] = "html",
+    mode: Annotated[Optional[str], typer.Option("--mode", help=MODE_HELP)] = None,
+    allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
 ) -> None:
     """Render the post-mortem of a capture (no root, no BPF needed)."""
     from .model import Capture
@@ -109,6 +131,7 @@ def report(
     from .report.render import render_html
 
     try:
+        _files(mode, allow_shared_output)
         renderers = {"html": render_html, "md": render_markdown, "json": render_json}
         if fmt not in renderers:
             raise OomscopeError(f"unknown format {fmt!r} (html, md or json)")
@@ -119,14 +142,15 @@ def report(
             raise CaptureError(f"cannot read {capture}: {getattr(exc, 'strerror', None) or exc}") from None
         out = renderers[fmt](Capture.from_json(text))
         if fmt != "html" and output is None:
-            typer.echo(out, nl=False)
+            # The renderers escape what a workload chose; this is the last line of defence.
+            typer.echo(terminal_safe(out, keep_newlines=True) if fmt == "md" else out, nl=False)
             return
         dest = output or os.path.join(os.path.dirname(os.path.abspath(capture)), "postmortem.html")
         try:
             atomic_write(dest, out)
         except OSError as exc:
-            raise OomscopeError(f"cannot write {dest}: {exc.strerror}") from None
-        typer.echo(dest)
+            raise OomscopeError(f"cannot write {dest}: {exc.strerror or exc}") from None
+        typer.echo(terminal_safe(dest))
     except OomscopeError as exc:
         raise _fail(exc) from None
 
@@ -137,12 +161,15 @@ def import_logs(
     output: Annotated[str, typer.Option("--output", "-o", help="folder for the captures and post-mortems")] = "oomscope-imported",
     journal: Annotated[bool, typer.Option("--journal", help="read journalctl -k (JSON) as well")] = False,
     since: Annotated[Optional[str], typer.Option(help="only kills at or after this date (2026-11-25T10:00) or this long ago (2h, 7d)")] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help=MODE_HELP)] = None,
+    allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
 ) -> None:
     """Post-mortems of OOM kills found in kernel logs (kills from before record ran)."""
     from .importer import run_import
     from .report.render import render_html
 
     try:
+        _files(mode, allow_shared_output)
         written = run_import(list(files or []), journal, since, output, render_html, sys.stdout, sys.stderr)
         if not written:
             typer.echo("no OOM kills found in the log", err=True)
@@ -198,5 +225,5 @@ def main(argv: Optional[List[str]] = None) -> None:
     except Exception as exc:  # never a traceback for the user; OOMSCOPE_DEBUG=1 shows it
         if os.environ.get("OOMSCOPE_DEBUG"):
             raise
-        sys.stderr.write(f"oomscope: internal error: {type(exc).__name__}: {exc}\n")
+        sys.stderr.write(f"oomscope: internal error: {type(exc).__name__}: {terminal_safe(str(exc))}\n")
         sys.exit(70)

@@ -12,6 +12,8 @@ import dataclasses
 import datetime as dt
 import gzip
 import mmap
+import re
+import os
 import subprocess
 import sys
 import time
@@ -19,7 +21,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .containers import NodeNames, workload_of
 from .errors import OomscopeError
-from .kernel.kmsg import KmsgReader, OomReport, OomReportParser
+from .kernel.kmsg import KmsgReader, OomReport, OomReportParser, kmsg_escape
 from .kernel.logformats import read_log_lines
 from .kernel.logscan import report_lines, report_regions
 from .model import SOURCE_KERNEL_LOG, Capture, Host
@@ -84,7 +86,7 @@ def _scan_stream(raw, name: str, block: int = 64 << 20) -> Iterator[str]:
                 carry = whole[regions[-1][0]:] + carry
                 regions.pop()
             for s, e in regions:
-                yield from whole[s:e].decode("utf-8", "replace").splitlines()
+                yield from whole[s:e].decode("utf-8", "replace").split("\n")  # never splitlines(): U+2028 & co. are text
     except (OSError, EOFError) as exc:  # a truncated .gz: keep what was read
         sys.stderr.write(f"oomscope: warning: {name}: {exc}; the rest of the file is skipped\n")
     if carry:
@@ -92,8 +94,10 @@ def _scan_stream(raw, name: str, block: int = 64 << 20) -> Iterator[str]:
 
 
 def _ends_a_kill(region: bytes) -> bool:
-    last = region.rstrip(b"\n").rsplit(b"\n", 1)[-1]
-    return b"Killed process" in last or b"oom_reaper: reaped process" in last
+    lines = region.rstrip(b"\n").split(b"\n")
+    while len(lines) > 1 and lines[-1].startswith(b" "):  # a record's indented further lines
+        lines.pop()
+    return b"Killed process" in lines[-1] or b"oom_reaper: reaped process" in lines[-1]
 
 
 def host_log() -> Tuple[Iterator[str], str]:
@@ -112,12 +116,14 @@ def host_log() -> Tuple[Iterator[str], str]:
                 records.extend(batch)
         finally:
             reader.close()
-        return iter(f"{(r.facility << 3) | r.level},{r.seq},{r.usec},-;{r.text}" for r in records), "/dev/kmsg"
+        # the records' text is unescaped: escaped again, so that reading it as /dev/kmsg text does
+        # not unescape a name's literal "\x0a" a second time
+        return iter(f"{(r.facility << 3) | r.level},{r.seq},{r.usec},-;{kmsg_escape(r.text)}" for r in records), "/dev/kmsg"
     try:
         out = subprocess.run(["journalctl", "-k", "-o", "json", "--no-pager"], capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.SubprocessError) as exc:
         raise ImportProblem(f"cannot read the kernel log: no /dev/kmsg and no journalctl ({exc})") from None
-    return iter(out.stdout.splitlines()), "journalctl -k"
+    return iter(out.stdout.split("\n")), "journalctl -k"
 
 
 def _version_of(rep: OomReport) -> Optional[int]:
@@ -130,23 +136,52 @@ def _version_of(rep: OomReport) -> Optional[int]:
 
 def import_reports(lines: Iterable[str], since: Optional[float] = None, boot_wall: Optional[float] = None,
                    year: Optional[int] = None, host: Optional[Host] = None,
-                   names: Optional[NodeNames] = None) -> List[Imported]:
+                   names: Optional[NodeNames] = None, problems: Optional[List[str]] = None) -> List[Imported]:
     """Captures of every kill in the log (not written). ``boot_wall``: the wall time of the
-    printk clock's zero, when known (the running host), to date lines that carry no date."""
+    printk clock's zero, when known (the running host), to date lines that carry no date.
+
+    Every kill is made on its own: one that fails is left out and described in one line in
+    ``problems`` (when given), and the others go on."""
     parser = OomReportParser()
     walls: Dict[int, Tuple[Optional[float], Optional[str]]] = {}
     out: List[Imported] = []
     for ll in read_log_lines(lines, year=year):
         if ll.wall is not None or ll.host is not None:
             walls[ll.record.usec] = (ll.wall, ll.host)
-        for rep in parser.feed(ll.record):
-            out.append(_capture(rep, walls, boot_wall, host, names))
+        try:
+            reports = parser.feed(ll.record)
+        except Exception as exc:  # noqa: BLE001 - a parser bug costs this log region, not the import
+            _problem(problems, f"a report near log record {ll.record.seq} was not read ({type(exc).__name__}: {exc})")
+            parser = OomReportParser()
+            continue
+        for rep in reports:
+            try:
+                out.append(_capture(rep, walls, boot_wall, host, names))
+            except Exception as exc:  # noqa: BLE001 - one odd kill must not cost the others
+                who = f"pid {rep.killed.pid}" if rep.killed is not None else "?"
+                _problem(problems, f"the kill of {who} near log record {ll.record.seq} was skipped ({type(exc).__name__}: {exc})")
             if len(walls) > 100_000:
                 walls.clear()
     if since is not None:
-        out = [i for i in out if i.capture.times.kill_wall is None
-               or dt.datetime.fromisoformat(i.capture.times.kill_wall).timestamp() >= since]
+        out = [i for i in out if _when(i) is None or _when(i) >= since]
     return out
+
+
+_RE_LONG_NUMBER = re.compile(r"\d{21,}")
+
+
+def _problem(problems: Optional[List[str]], text: str) -> None:
+    if problems is None:
+        return
+    text = _RE_LONG_NUMBER.sub(lambda m: f"<a number of {len(m.group())} digits>", text)
+    problems.append(terminal_safe(text[:500]))
+
+
+def _when(imp: Imported) -> Optional[float]:
+    try:
+        return dt.datetime.fromisoformat(imp.capture.times.kill_wall).timestamp() if imp.capture.times.kill_wall else None
+    except (ValueError, OverflowError):
+        return None
 
 
 def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[Host],
@@ -180,8 +215,7 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
 
 def run_import(paths: List[str], journal: bool, since: Optional[str], output: str,
                render_html: Callable[..., str], out, err) -> List[str]:
-    from .analysis.result import analyse_kill  # noqa: WPS433 - only when writing
-    from .record.writer import atomic_write, write_kill  # noqa: WPS433
+    from .record.writer import atomic_write  # noqa: WPS433 - only when writing
     from .report.index import OutputIndex  # noqa: WPS433
 
     since_ts = parse_since(since) if since else None
@@ -192,7 +226,7 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
             res = subprocess.run(["journalctl", "-k", "-o", "json", "--no-pager"], capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.SubprocessError) as exc:
             raise ImportProblem(f"cannot run journalctl: {exc}") from None
-        sources.append((iter(res.stdout.splitlines()), "journalctl -k"))
+        sources.append((iter(res.stdout.split("\n")), "journalctl -k"))
     for p in paths:
         sources.append((open_log(p), p))
     if not sources:
@@ -201,35 +235,52 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
         boot_wall = time.time() - time.monotonic()  # printk's clock runs with CLOCK_MONOTONIC here
     written = []
     index = OutputIndex(output)
+    for folder, why in index.skipped:
+        err.write(f"oomscope: warning: {terminal_safe(os.path.join(output, folder))}: left out of the index: {terminal_safe(why[:300])}\n")
     for lines, name in sources:
         this_host = name in ("/dev/kmsg", "journalctl -k")
+        problems: List[str] = []
         found = import_reports(lines, since=since_ts, boot_wall=boot_wall if name == "/dev/kmsg" else None,
-                               names=NodeNames() if this_host else None)
+                               names=NodeNames() if this_host else None, problems=problems)
+        for p in problems:
+            err.write(f"oomscope: warning: {terminal_safe(name)}: {p}\n")
         for imp in found:
-            cap = imp.capture
             try:
-                analysis = analyse_kill(cap)  # once: for the post-mortem and the index
-            except Exception:  # noqa: BLE001 - the renderer reports it; the capture is written regardless
-                analysis = None
-            try:
-                capture_path, html_path, render_error = write_kill(
-                    output, cap, lambda c: render_html(c, analysis) if analysis is not None else render_html(c))
+                written.append(_write_one(imp, output, index, render_html, out, err))
+            except OomscopeError:
+                raise  # the output folder is refused: nothing more can be written
             except OSError as exc:
-                raise ImportProblem(f"cannot write to {output}: {exc.strerror}") from None
-            if render_error:
-                err.write(f"oomscope: error: post-mortem not rendered ({render_error}); the capture is at {capture_path}\n")
-            index.add(capture_path, cap, analysis)
-            written.append(html_path or capture_path)
-            state = ("full report" if imp.report.has_header else
-                     "report without its first lines" if imp.report.memory_stat or imp.report.memory else "Killed line only")
-            label = cap.workload.label()
-            out.write(f"{cap.times.kill_wall or cap.kill_id} kill pid={cap.victim.pid} comm={terminal_safe(cap.victim.comm)!r} "
-                      f"memcg={terminal_safe(cap.cgroup.oom_memcg or '?')}" + (f" workload={terminal_safe(label)!r}" if label else "")
-                      + f" ({state}) -> {html_path or capture_path}\n")
-        err.write(f"oomscope: {name}: {len(found)} kill(s)\n")
+                raise ImportProblem(f"cannot write to {output}: {exc.strerror or exc}") from None
+            except Exception as exc:  # noqa: BLE001 - one odd kill must not cost the others
+                problems.append(f"kill {imp.capture.kill_id}: skipped ({type(exc).__name__}: {exc})")
+                err.write(f"oomscope: warning: {terminal_safe(name)}: {terminal_safe(problems[-1][:500])}\n")
+        err.write(f"oomscope: {terminal_safe(name)}: {len(found)} kill(s)" + (f", {len(problems)} skipped" if problems else "") + "\n")
     if written:
         index.write(atomic_write)
     return written
+
+
+def _write_one(imp: Imported, output: str, index, render_html, out, err) -> str:
+    from .analysis.result import analyse_kill  # noqa: WPS433 - only when writing
+    from .record.writer import write_kill  # noqa: WPS433
+
+    cap = imp.capture
+    try:
+        analysis = analyse_kill(cap)  # once: for the post-mortem and the index
+    except Exception:  # noqa: BLE001 - the renderer reports it; the capture is written regardless
+        analysis = None
+    capture_path, html_path, render_error = write_kill(
+        output, cap, lambda c: render_html(c, analysis) if analysis is not None else render_html(c))
+    if render_error:
+        err.write(f"oomscope: error: post-mortem not rendered ({terminal_safe(render_error)}); the capture is at {capture_path}\n")
+    index.add(capture_path, cap, analysis)
+    state = ("full report" if imp.report.has_header else
+             "report without its first lines" if imp.report.memory_stat or imp.report.memory else "Killed line only")
+    label = cap.workload.label()
+    out.write(f"{cap.times.kill_wall or cap.kill_id} kill pid={cap.victim.pid} comm={terminal_safe(cap.victim.comm)!r} "
+              f"memcg={terminal_safe(cap.cgroup.oom_memcg or '?')}" + (f" workload={terminal_safe(label)!r}" if label else "")
+              + f" ({state}) -> {html_path or capture_path}\n")
+    return html_path or capture_path
 
 
 def parse_since(text: str) -> float:

@@ -21,11 +21,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .errors import CaptureError
+from .terminal import terminal_safe
 
 #: 2: Host.page_size_bytes (the kill host's page size); provenance is one of ``Source``.
 #: Captures of schema 1 still load (their page size is unknown: None).
@@ -388,13 +390,20 @@ class Capture:
             raise CaptureError(
                 f"unsupported capture schema_version {version!r} (this oomscope reads {SCHEMA_VERSION})"
             )
-        return _build(cls, data, "capture")
+        try:
+            cap = _build(cls, data, "capture")
+        except RecursionError:
+            raise CaptureError("the capture is nested too deeply to be one oomscope wrote") from None
+        cap.notes.extend(unknown_if_absurd(cap))
+        return cap
 
     @classmethod
     def from_json(cls, text: str) -> "Capture":
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except RecursionError:  # deeply nested arrays or objects
+            raise CaptureError("not valid JSON: nested too deeply") from None
+        except ValueError as exc:  # includes an integer beyond Python's 4300 digits
             raise CaptureError(f"not valid JSON: {exc}") from None
         return cls.from_dict(data)
 
@@ -419,6 +428,62 @@ def choose_at_kill(sources: Dict[str, CgroupState]) -> AtKill:
 
 
 # --- a small typed loader: JSON dicts back into the dataclasses, with one-line errors ---------
+
+#: No figure the kernel keeps comes near this (a u64 count of kB, in bytes, is below 2**74): a
+#: larger number in a capture or a log was not printed by a kernel and is shown as unknown.
+ABSURD = 2 ** 80
+
+
+def _absurd(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value.bit_length() > 80
+    if isinstance(value, float):
+        return not math.isfinite(value) or abs(value) >= ABSURD
+    return False
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, int):
+        return f"a number of about {max(1, int(value.bit_length() * 0.30103))} digits"
+    return f"the number {value!r}"
+
+
+def unknown_if_absurd(obj: Any, where: str = "capture") -> List[str]:
+    """Numbers no kernel could have printed (beyond ``ABSURD``, NaN, infinite) become unknown:
+    an optional figure is set to None, a dict entry is dropped; returns a note for each. A required
+    one (a pid) raises CaptureError: that capture cannot be told apart from another."""
+    notes: List[str] = []
+    _walk(obj, where, notes)
+    return notes
+
+
+def _walk(obj: Any, where: str, notes: List[str]) -> None:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        hints = _hints(type(obj))
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            here = f"{where}.{f.name}"
+            if _absurd(value):
+                tp = hints.get(f.name)
+                if typing.get_origin(tp) is typing.Union and type(None) in typing.get_args(tp):
+                    setattr(obj, f.name, None)
+                    notes.append(f"{here} was {_describe(value)}, beyond any figure the kernel keeps: shown as unknown.")
+                else:
+                    raise CaptureError(f"{here}: {_describe(value)}, beyond any figure the kernel keeps")
+            else:
+                _walk(value, here, notes)
+    elif isinstance(obj, dict):
+        for k in [k for k, v in obj.items() if _absurd(v)]:
+            notes.append(f"{where}.{terminal_safe(str(k))} was {_describe(obj.pop(k))}, beyond any figure the kernel keeps: left out (unknown).")
+        for k, v in obj.items():
+            _walk(v, f"{where}.{terminal_safe(str(k))}", notes)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            if _absurd(v):
+                raise CaptureError(f"{where}[{i}]: {_describe(v)}, beyond any figure the kernel keeps")
+            _walk(v, f"{where}[{i}]", notes)
 
 _HINTS_CACHE: Dict[type, Dict[str, Any]] = {}
 
@@ -455,7 +520,7 @@ def _build(tp: Any, value: Any, where: str) -> Any:
     if origin in (dict, Dict):
         if not isinstance(value, dict):
             raise CaptureError(f"{where}: expected an object")
-        return {str(k): _build(args[1], v, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): _build(args[1], v, f"{where}.{terminal_safe(str(k))}") for k, v in value.items()}
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise CaptureError(f"{where}: expected a number")

@@ -36,7 +36,7 @@ def limit_or_none(value_bytes: Optional[int]) -> Optional[int]:
 def parse_memory_stat(text: str) -> Dict[str, int]:
     """memory.stat (v1 or v2): ``key value`` lines → dict. Unparseable lines are skipped."""
     out: Dict[str, int] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         parts = line.split()
         if len(parts) != 2:
             continue
@@ -54,7 +54,7 @@ def parse_pressure(text: str) -> Dict[str, float]:
     """memory.pressure (PSI): ``some avg10=0.00 avg60=0.00 avg300=0.00 total=0`` (and ``full``)
     → {"some_avg10": 0.0, ..., "some_total_us": 0.0, ...}."""
     out: Dict[str, float] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         parts = line.split()
         if not parts or parts[0] not in ("some", "full"):
             continue
@@ -87,7 +87,7 @@ def parse_mounts_for_memory(mounts_text: str) -> Optional[Tuple[str, int]]:
     memory controller is known only from its cgroup.controllers (checked by the caller).
     """
     v2 = None
-    for line in mounts_text.splitlines():
+    for line in mounts_text.split("\n"):
         parts = line.split()
         if len(parts) < 4:
             continue

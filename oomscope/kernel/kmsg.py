@@ -1,20 +1,19 @@
-"""The kernel log (/dev/kmsg) and the kernel's own OOM report in it.
+"""The kernel log as /dev/kmsg gives it: records, their escapes, and reading them.
 
-Parsers are pure: text in, records out. ``KmsgReader`` is the thin I/O part.
+Parsers are pure: text in, records out. ``KmsgReader`` and ``KmsgFollower`` are the thin I/O part.
+The kernel's OOM report read from these records is in kernel/oom_report.py (its names are
+re-exported here, so ``from oomscope.kernel.kmsg import OomReportParser`` keeps working).
 
 A /dev/kmsg read returns one *record*: ``prio,seq,usec,flags[,...];text`` followed by optional
-`` KEY=value`` lines (each starting with a space). The record's own newlines are escaped as
-``\\x0a``. A record can hold several lines: Debian's 6.1 (cgroup v2) prints the whole memory.stat
-block of an OOM report as one record, while 6.18's v1 path prints one record per line
-(KERNEL-NOTES.md). So records are split into lines here, and the report parser sees lines that
-each keep their record's sequence number and timestamp.
+`` KEY=value`` lines (each starting with a space). The record's own newlines, like every byte
+below 0x20, from 0x7f up, and the backslash, are escaped as ``\\xNN`` (devkmsg_read() in
+kernel/printk/printk.c). A record can hold several lines: Debian's 6.1 (cgroup v2) prints the whole
+memory.stat block of an OOM report as one record, while 6.18's v1 path prints one record per line
+(KERNEL-NOTES.md). A record is kept whole here: kernel/oom_report.py splits only the records that
+are blocks of data lines, so a name that holds a newline neither forges a report line nor hides one.
 
-The report is printed by dump_header() and __oom_kill_process() in mm/oom_kill.c, in this order:
-``<comm> invoked oom-killer: ...``, dump_stack() (``CPU: .. PID: N Comm: ..``), for a memcg OOM
-mem_cgroup_print_oom_meminfo() (``memory: usage``, ``memory+swap:``/``swap:``, ``kmem:``,
-``Memory cgroup stats for /path:`` and memory.stat), dump_tasks() (``Tasks state ...``), the
-``oom-kill:`` summary, then ``<message>: Killed process N (comm) ...``. All but the last line are
-under the ``oom_rs`` rate limit (10 per 5 s); the ``Killed process`` line is always printed.
+Lines are split on ``\\n`` only, never with ``str.splitlines``, which also splits on U+2028,
+U+2029, U+0085, U+001C-U+001E, VT, FF and CR: characters a cgroup or process name may hold.
 """
 
 from __future__ import annotations
@@ -22,10 +21,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
-
-from .cgroupfs import cgroup_within
+from typing import List, NamedTuple, Optional
 
 # --- records --------------------------------------------------------------------------------
 
@@ -44,12 +40,25 @@ class KmsgRecord(NamedTuple):
         return self.text.split("\n")
 
 
-_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
+_ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
 
 
 def _unescape(text: str) -> str:
-    # /dev/kmsg escapes non-printable bytes (and backslash) as \xNN.
-    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    """/dev/kmsg's ``\\xNN`` escapes are bytes: a UTF-8 name (``/caf\\xc3\\xa9``) is decoded as
+    UTF-8 (``/café``); bytes that are not UTF-8 stay visible as ``\\xNN``."""
+    if "\\x" not in text:
+        return text
+    raw = _ESCAPE.sub(lambda m: bytes((int(m.group(1), 16),)), text.encode("utf-8", "surrogateescape"))
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def kmsg_escape(text: str) -> str:
+    """A record's text as /dev/kmsg gives it (the inverse of ``_unescape``): backslash, control
+    characters and DEL as ``\\xNN``. Text that is unescaped again must be escaped again first, or a
+    name holding a literal ``\\x1b`` or ``\\x0a`` would become an ESC or a newline."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(f"\\x{ord(ch):02x}" if ch == "\\" or ord(ch) < 0x20 or ord(ch) == 0x7f else ch for ch in text)
 
 
 def parse_record(raw: str) -> Optional[KmsgRecord]:
@@ -66,6 +75,8 @@ def parse_record(raw: str) -> Optional[KmsgRecord]:
         usec = int(fields[2])
     except ValueError:
         return None
+    if not (0 <= prio < 1 << 31 and 0 <= seq < 1 << 64 and 0 <= usec < 1 << 64):
+        return None  # no kernel numbers its records so
     # The message is everything up to the first newline; the dictionary lines that follow
     # (" SUBSYSTEM=...", " DEVICE=...") are metadata, not text.
     message = rest.split("\n", 1)[0]
@@ -75,7 +86,8 @@ def parse_record(raw: str) -> Optional[KmsgRecord]:
 def parse_kmsg_dump(text: str) -> List[KmsgRecord]:
     """A file of records as ``cat /dev/kmsg`` writes them (one per line, dict lines indented)."""
     records = []
-    for line in text.splitlines():
+    for line in text.split("\n"):
+        line = line.rstrip("\r")
         if not line or line.startswith(" "):
             continue
         rec = parse_record(line)
@@ -195,463 +207,8 @@ class KmsgFollower:
         self.reader.close()
 
 
-# --- the OOM report -------------------------------------------------------------------------
-
-
-@dataclass
-class CounterLine:
-    """``memory: usage 65536kB, limit 65536kB, failcnt 8087`` (also memory+swap:, swap:, kmem:)."""
-
-    usage_kb: int
-    limit_kb: int
-    failcnt: int
-
-
-@dataclass
-class TaskRow:
-    """A row of the ``Tasks state (memory values in pages)`` table. Values in pages except
-    pgtables_bytes; columns differ between kernels (rss_anon/rss_file/rss_shmem came in 6.x)."""
-
-    pid: int
-    name: str
-    values: Dict[str, int]
-
-
-@dataclass
-class KilledProcess:
-    """``<message>: Killed process N (comm) total-vm:..kB, anon-rss:..kB, ...``"""
-
-    message: str
-    pid: int
-    comm: str
-    total_vm_kb: Optional[int] = None
-    anon_rss_kb: Optional[int] = None
-    file_rss_kb: Optional[int] = None
-    shmem_rss_kb: Optional[int] = None
-    uid: Optional[int] = None
-    pgtables_kb: Optional[int] = None
-    oom_score_adj: Optional[int] = None
-
-
-@dataclass
-class OomSummary:
-    """The ``oom-kill:`` line (4.19+)."""
-
-    constraint: Optional[str] = None
-    nodemask: Optional[str] = None
-    cpuset: Optional[str] = None
-    mems_allowed: Optional[str] = None
-    oom_memcg: Optional[str] = None
-    task_memcg: Optional[str] = None
-    task: Optional[str] = None
-    pid: Optional[int] = None
-    uid: Optional[int] = None
-
-
-@dataclass
-class OomReport:
-    """One kill as the kernel logged it. ``has_header`` is False for a kill whose report the
-    kernel rate-limited away (only the Killed process line)."""
-
-    has_header: bool = False
-    trigger_comm: Optional[str] = None
-    trigger_pid: Optional[int] = None
-    gfp_mask: Optional[str] = None
-    order: Optional[int] = None
-    trigger_oom_score_adj: Optional[int] = None
-    memory: Optional[CounterLine] = None
-    memsw: Optional[CounterLine] = None  # cgroup v1 "memory+swap:"
-    swap: Optional[CounterLine] = None  # cgroup v2 "swap:"
-    kmem: Optional[CounterLine] = None  # cgroup v1 "kmem:"
-    stats_cgroup: Optional[str] = None
-    memory_stat: Dict[str, int] = field(default_factory=dict)
-    task_columns: List[str] = field(default_factory=list)
-    tasks: List[TaskRow] = field(default_factory=list)
-    summary_raw: Optional[str] = None
-    summary: Optional[OomSummary] = None
-    killed: Optional[KilledProcess] = None
-    group_kill_cgroup: Optional[str] = None
-    #: a global OOM's Mem-Info (show_mem in mm/show_mem.c): node-wide counters in pages, and
-    #: "free_swap_kb"/"total_swap_kb"/"ram_pages" from the lines after the per-node ones
-    mem_info: Dict[str, int] = field(default_factory=dict)
-    first_seq: Optional[int] = None
-    last_seq: Optional[int] = None
-    first_usec: Optional[int] = None
-    killed_usec: Optional[int] = None
-    lines: List[str] = field(default_factory=list)
-
-    @property
-    def is_memcg(self) -> bool:
-        if self.summary and self.summary.constraint:
-            return self.summary.constraint == "CONSTRAINT_MEMCG"
-        return bool(self.killed and self.killed.message.startswith("Memory cgroup"))
-
-
-_RE_HEADER = re.compile(
-    r"^(?P<comm>.*) invoked oom-killer: gfp_mask=(?P<gfp>0x[0-9a-f]+)(?:\([^)]*\))?, "
-    r"order=(?P<order>-?\d+), oom_score_adj=(?P<adj>-?\d+)"
+# The OOM report parser moved to kernel/oom_report.py; its names stay importable from here.
+from .oom_report import (  # noqa: E402,F401 - re-export (oom_report imports this module's records)
+    CounterLine, KilledProcess, OomReport, OomReportParser, OomSummary, TaskRow, parse_counter_line,
+    parse_killed_line, parse_oom_summary, parse_reports,
 )
-_RE_STACK_CPU = re.compile(r"^CPU: \d+ (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: ")
-_RE_COUNTER = re.compile(
-    r"^(?P<name>memory|memory\+swap|swap|kmem): usage (?P<usage>\d+)kB, limit (?P<limit>\d+)kB, "
-    r"failcnt (?P<failcnt>\d+)$"
-)
-_STATS_PREFIX = "Memory cgroup stats for "
-_RE_STAT = re.compile(r"^(?P<key>[a-z_0-9]+) (?P<value>\d+)$")
-_TASKS_TITLE = "Tasks state (memory values in pages):"
-_RE_TASK_ROW = re.compile(r"^\[\s*(?P<pid>\d+)\]\s+(?P<rest>.*)$")
-_RE_KILLED = re.compile(
-    # The comm is in parentheses and may itself hold ")": match greedily up to ") total-vm:".
-    # Before 4.19 (e.g. 3.10 in RHEL 7): "Killed process N (comm), UID U, total-vm:...".
-    r"^(?:(?P<message>.*?): )?Killed process (?P<pid>\d+) \((?P<comm>.*)\)"
-    r"(?:, UID (?P<uid_old>\d+),)?(?: total-vm:(?P<total_vm>\d+)kB)?(?:, anon-rss:(?P<anon>\d+)kB)?"
-    r"(?:, file-rss:(?P<file>\d+)kB)?(?:, shmem-rss:(?P<shmem>\d+)kB)?"
-    r"(?:,? UID:(?P<uid>\d+))?(?: pgtables:(?P<pgtables>\d+)kB)?"
-    r"(?: oom_score_adj:(?P<adj>-?\d+))?\s*$"
-)
-_RE_KILLED_26 = re.compile(
-    r"^(?:(?P<message>.*?): )?Killed process (?P<pid>\d+), UID (?P<uid>\d+), \((?P<comm>.*)\)"
-    r"(?: total-vm:(?P<total_vm>\d+)kB)?(?:, anon-rss:(?P<anon>\d+)kB)?(?:, file-rss:(?P<file>\d+)kB)?\s*$"
-)
-_RE_REAPED = re.compile(r"^oom_reaper: reaped process (?P<pid>\d+) \((?P<comm>.*)\), now anon-rss:")
-_RE_GROUP = re.compile(r"^Tasks in (?P<path>.*) are going to be killed due to memory\.oom\.group set$")
-_RE_MEMINFO_ITEM = re.compile(r"(?<![\w])([a-z_]+):(\d+)(?=\s|$)")
-_RE_SWAP_LINE = re.compile(r"^(Free|Total) swap\s*=\s*(\d+)kB$")
-_RE_RAM_LINE = re.compile(r"^(\d+) pages RAM$")
-# Before 4.19 (mm/memcontrol.c, mem_cgroup_print_oom_info): the cgroups were named on their own
-# line, memory.stat was printed on one line as "key:valueKB" pairs, and the task table had no
-# "Tasks state" title.
-_RE_TASK_IN = re.compile(r"^Task in (?P<task>.*) killed as a result of limit of (?P<oom>.*)$")
-_RE_OLD_STATS = re.compile(r"^Memory cgroup stats for (?P<path>.*?): (?P<pairs>(?:[a-z_0-9]+:\d+KB ?)+)$")
-_RE_OLD_PAIR = re.compile(r"([a-z_0-9]+):(\d+)KB")
-_RE_SUMMARY_TAIL = re.compile(r",task=(?P<task>.*),pid=(?P<pid>\d+),uid=(?P<uid>\d+)$")
-
-
-def parse_counter_line(line: str) -> Optional[Tuple[str, CounterLine]]:
-    m = _RE_COUNTER.match(line)
-    if not m:
-        return None
-    return m.group("name"), CounterLine(int(m.group("usage")), int(m.group("limit")), int(m.group("failcnt")))
-
-
-def parse_killed_line(line: str) -> Optional[KilledProcess]:
-    m = _RE_KILLED.match(line) or _RE_KILLED_26.match(line)
-    if not m:
-        return None
-
-    def num(name: str) -> Optional[int]:
-        v = m.group(name)
-        return int(v) if v is not None else None
-
-    return KilledProcess(
-        message=m.group("message") or "",
-        pid=int(m.group("pid")),
-        comm=m.group("comm"),
-        total_vm_kb=num("total_vm"),
-        anon_rss_kb=num("anon"),
-        file_rss_kb=num("file"),
-        uid=num("uid") if m.group("uid") is not None else num("uid_old") if "uid_old" in m.re.groupindex else None,
-        pgtables_kb=num("pgtables") if "pgtables" in m.re.groupindex else None,
-        oom_score_adj=num("adj") if "adj" in m.re.groupindex else None,
-        shmem_rss_kb=num("shmem") if "shmem" in m.re.groupindex else None,
-    )
-
-
-def _is_cgroup_path(path: str) -> bool:
-    return path.startswith("/")
-
-
-def parse_oom_summary(
-    line: str, victim_comm: Optional[str] = None, oom_memcg: Optional[str] = None
-) -> Optional[OomSummary]:
-    """Parse the ``oom-kill:`` line, whose cgroup paths and comm are printed raw.
-
-    Cgroup names may hold ``,`` and ``=`` (even ``,oom_memcg=``) and a comm may hold ``,pid=``, so
-    the line is not split on commas. Instead: the tail ``,task=C,pid=N,uid=U`` is matched at the
-    end (using the victim's comm from the Killed line when known); ``oom_memcg`` is the path from
-    ``Memory cgroup stats for`` when known; otherwise the split is the one where both paths start
-    with ``/`` and task_memcg lies within oom_memcg (the OOM-ing cgroup is the task's or an
-    ancestor: mem_cgroup_print_oom_context() in mm/memcontrol.c).
-    """
-    prefix = "oom-kill:"
-    if not line.startswith(prefix):
-        return None
-    body = line[len(prefix):]
-    out = OomSummary()
-
-    # 1. The tail: task=<comm>,pid=<pid>,uid=<uid>.
-    tail_at = -1
-    if victim_comm is not None:
-        m = re.search(r",task=" + re.escape(victim_comm) + r",pid=(\d+),uid=(\d+)$", body)
-        if m:
-            tail_at, out.task, out.pid, out.uid = m.start(), victim_comm, int(m.group(1)), int(m.group(2))
-    if tail_at < 0:
-        # Without the comm: the leftmost ",task=" whose rest is a whole tail with a comm that fits
-        # in 15 bytes (TASK_COMM_LEN); a cgroup path holding ",task=" leaves a longer "comm".
-        for i in _find_all(body, ",task="):
-            t = _RE_SUMMARY_TAIL.fullmatch(body[i:])
-            if t and len(t.group("task").encode("utf-8", "replace")) <= 15:
-                tail_at, out.task, out.pid, out.uid = i, t.group("task"), int(t.group("pid")), int(t.group("uid"))
-                break
-    head = body if tail_at < 0 else body[:tail_at]
-
-    # 2. constraint=..,nodemask=..: these never hold commas.
-    m = re.match(r"constraint=(?P<c>[A-Z_]+),nodemask=(?P<n>[^,]*),", head)
-    if not m:
-        return out
-    out.constraint, out.nodemask = m.group("c"), m.group("n")
-    rest = head[m.end():]
-
-    # 3. cpuset=<path>,mems_allowed=<list>[,oom_memcg=<path>,task_memcg=<path>]
-    #    or, for a global OOM: cpuset=<path>,mems_allowed=<list>,global_oom,task_memcg=<path>
-    memcg_part = None
-    g = rest.find(",global_oom,task_memcg=")
-    if g >= 0 and _is_cgroup_path(rest[g + len(",global_oom,task_memcg="):]):
-        out.task_memcg = rest[g + len(",global_oom,task_memcg="):]
-        memcg_part = g
-    if memcg_part is None and oom_memcg is not None:
-        marker = ",oom_memcg=" + oom_memcg + ",task_memcg="
-        i = rest.find(marker)
-        if i >= 0:
-            out.oom_memcg = oom_memcg
-            out.task_memcg = rest[i + len(marker):]
-            memcg_part = i
-    if memcg_part is None:
-        for i in _find_all(rest, ",oom_memcg="):
-            cand = rest[i + len(",oom_memcg="):]
-            for j in _find_all(cand, ",task_memcg="):
-                p, q = cand[:j], cand[j + len(",task_memcg="):]
-                if _is_cgroup_path(p) and _is_cgroup_path(q) and cgroup_within(q, p):
-                    out.oom_memcg, out.task_memcg, memcg_part = p, q, i
-                    break
-            if memcg_part is not None:
-                break
-    cpuset_part = rest if memcg_part is None else rest[:memcg_part]
-    m = re.match(r"cpuset=(?P<cpuset>.*),mems_allowed=(?P<mems>[0-9,\-]*)$", cpuset_part)
-    if m:
-        out.cpuset, out.mems_allowed = m.group("cpuset"), m.group("mems")
-    return out
-
-
-def _find_all(text: str, needle: str) -> Iterator[int]:
-    i = text.find(needle)
-    while i >= 0:
-        yield i
-        i = text.find(needle, i + 1)
-
-
-class OomReportParser:
-    """Feeds on kernel log records; yields an OomReport for every ``Killed process`` line.
-
-    A report's lines come between ``invoked oom-killer`` and ``Killed process``; unrelated lines
-    from other subsystems may be interleaved and are ignored. When the header was rate-limited
-    away, the Killed line alone yields a report with ``has_header=False``. OOM kills are
-    serialised by oom_lock (mm/oom_kill.c), so two reports never interleave with each other.
-    """
-
-    def __init__(self) -> None:
-        self._cur: Optional[OomReport] = None
-        self._mode: Optional[str] = None  # "stats", "tasks_header", "tasks"
-        self._last_group: Optional[str] = None
-
-    def feed(self, record: KmsgRecord) -> List[OomReport]:
-        done = []
-        for line in record.lines():
-            rep = self._line(line, record)
-            if rep is not None:
-                done.append(rep)
-        return done
-
-    def feed_all(self, records: Iterable[KmsgRecord]) -> List[OomReport]:
-        out: List[OomReport] = []
-        for rec in records:
-            out.extend(self.feed(rec))
-        return out
-
-    def _line(self, line: str, rec: KmsgRecord) -> Optional[OomReport]:
-        line = line.rstrip("\r")
-        if self._mode == "stats":
-            # Most of a report's lines are memory.stat's "key value": take them first (no header,
-            # Killed or group line has that shape).
-            s = _RE_STAT.match(line)
-            if s:
-                self._cur.memory_stat[s.group("key")] = int(s.group("value"))
-                self._cur.lines.append(line)
-                return None
-        m = _RE_HEADER.match(line)
-        if m:
-            self._cur = OomReport(
-                has_header=True,
-                trigger_comm=m.group("comm"),
-                gfp_mask=m.group("gfp"),
-                order=int(m.group("order")),
-                trigger_oom_score_adj=int(m.group("adj")),
-                first_seq=rec.seq,
-                first_usec=rec.usec,
-            )
-            self._mode = None
-            self._last_group = None
-            self._cur.lines.append(line)
-            return None
-
-        killed = parse_killed_line(line) if "Killed process " in line else None
-        if killed is not None:
-            rep = self._cur if (self._cur is not None and self._cur.killed is None) else OomReport(first_seq=rec.seq, first_usec=rec.usec)
-            if rep is not self._cur:
-                rep.group_kill_cgroup = self._last_group
-            rep.killed = killed
-            rep.killed_usec = rec.usec
-            rep.last_seq = rec.seq
-            rep.lines.append(line)
-            if rep.summary_raw is not None:
-                stats_path = rep.stats_cgroup
-                rep.summary = parse_oom_summary(rep.summary_raw, killed.comm, stats_path)
-            if rep.group_kill_cgroup is None and self._last_group is not None:
-                rep.group_kill_cgroup = self._last_group
-            # Later Killed lines (memory.oom.group) come without a report of their own.
-            self._cur = None
-            self._mode = None
-            return rep
-
-        g = _RE_GROUP.match(line)
-        if g:
-            self._last_group = g.group("path")
-            if self._cur is not None:
-                self._cur.group_kill_cgroup = self._last_group
-                self._cur.lines.append(line)
-            return None
-
-        cur = self._cur
-        if cur is None:
-            # A log cut in the middle of a report (or a header lost): its cgroup lines still say
-            # what was charged. Start a report without a header at the first of them.
-            if _RE_TASK_IN.match(line) or parse_counter_line(line) or line.startswith(_STATS_PREFIX):
-                cur = self._cur = OomReport(first_seq=rec.seq, first_usec=rec.usec)
-                self._mode = None
-            else:
-                return None
-        reaped = _RE_REAPED.match(line)
-        if reaped and cur.killed is None:
-            # The Killed line is missing (lost, or cut from the log) but the reaper names the
-            # victim: the report is still this kill's.
-            cur.killed = KilledProcess(message="", pid=int(reaped.group("pid")), comm=reaped.group("comm"))
-            cur.killed_usec = rec.usec
-            cur.last_seq = rec.seq
-            cur.lines.append(line)
-            self._cur = None
-            self._mode = None
-            return cur
-
-        if self._mode == "meminfo":
-            if line.startswith("Node ") or not line.strip():
-                self._mode = None
-            else:
-                for key, value in _RE_MEMINFO_ITEM.findall(line):
-                    cur.mem_info[key] = int(value)
-                cur.lines.append(line)
-                return None
-        if self._mode == "stats":
-            s = _RE_STAT.match(line)
-            if s:
-                cur.memory_stat[s.group("key")] = int(s.group("value"))
-                cur.lines.append(line)
-                return None
-            self._mode = None
-        if self._mode == "tasks_header":
-            cols = re.sub(r"^\[\s*pid\s*\]", "pid", line).split()
-            if cols and cols[0] == "pid":
-                cur.task_columns = cols
-                cur.lines.append(line)
-                self._mode = "tasks"
-                return None
-            self._mode = None
-        if self._mode == "tasks":
-            t = _RE_TASK_ROW.match(line)
-            if t and cur.task_columns:
-                row = _parse_task_row(int(t.group("pid")), t.group("rest"), cur.task_columns)
-                if row is not None:
-                    cur.tasks.append(row)
-                    cur.lines.append(line)
-                    return None
-            self._mode = None
-
-        if cur.trigger_pid is None:
-            s = _RE_STACK_CPU.match(line)
-            if s:
-                cur.trigger_pid = int(s.group("pid"))
-                cur.lines.append(line)
-                return None
-        c = parse_counter_line(line)
-        if c:
-            name, counter = c
-            attr = {"memory": "memory", "memory+swap": "memsw", "swap": "swap", "kmem": "kmem"}[name]
-            setattr(cur, attr, counter)
-            cur.lines.append(line)
-            return None
-        t_in = _RE_TASK_IN.match(line)
-        if t_in:
-            cur.summary = OomSummary(constraint="CONSTRAINT_MEMCG", oom_memcg=t_in.group("oom"), task_memcg=t_in.group("task"))
-            cur.lines.append(line)
-            return None
-        old = _RE_OLD_STATS.match(line) if line.startswith(_STATS_PREFIX) else None
-        if old:
-            # The first one printed is the oom_memcg's (the rest are its children's): keep it.
-            if cur.stats_cgroup is None:
-                cur.stats_cgroup = old.group("path")
-                cur.memory_stat = {k: int(v) * 1024 for k, v in _RE_OLD_PAIR.findall(old.group("pairs"))}
-            cur.lines.append(line)
-            return None
-        if line.startswith("[ pid ]") or line.startswith("[  pid  ]"):
-            self._mode = "tasks_header"
-            return self._line(line, rec)
-        if line.startswith(_STATS_PREFIX) and line.endswith(":"):
-            cur.stats_cgroup = line[len(_STATS_PREFIX):-1]
-            self._mode = "stats"
-            cur.lines.append(line)
-            return None
-        if line == "Mem-Info:":
-            self._mode = "meminfo"
-            cur.lines.append(line)
-            return None
-        sw = _RE_SWAP_LINE.match(line)
-        if sw:
-            cur.mem_info["free_swap_kb" if sw.group(1) == "Free" else "total_swap_kb"] = int(sw.group(2))
-        ram = _RE_RAM_LINE.match(line)
-        if ram:
-            cur.mem_info["ram_pages"] = int(ram.group(1))
-        if line == _TASKS_TITLE:
-            self._mode = "tasks_header"
-            cur.lines.append(line)
-            return None
-        if line.startswith("oom-kill:"):
-            cur.summary_raw = line
-            cur.summary = parse_oom_summary(line, None, cur.stats_cgroup)
-            cur.lines.append(line)
-            return None
-        # Call trace, registers, Mem-Info of a global OOM: kept as text for the reader.
-        if len(cur.lines) < 400:
-            cur.lines.append(line)
-        return None
-
-
-def _parse_task_row(pid: int, rest: str, columns: List[str]) -> Optional[TaskRow]:
-    # Columns after "pid" are numbers except the last ("name"), which may contain spaces.
-    numeric = columns[1:-1]
-    parts = rest.split(None, len(numeric))
-    if len(parts) < len(numeric) + 1:
-        if len(parts) == len(numeric):  # an empty comm
-            parts.append("")
-        else:
-            return None
-    values: Dict[str, int] = {}
-    for col, text in zip(numeric, parts[: len(numeric)]):
-        try:
-            values[col] = int(text)
-        except ValueError:
-            return None
-    return TaskRow(pid=pid, name=parts[len(numeric)], values=values)
-
-
-def parse_reports(text: str) -> List[OomReport]:
-    """Every OOM report in a /dev/kmsg dump (``cat /dev/kmsg`` format)."""
-    return OomReportParser().feed_all(parse_kmsg_dump(text))

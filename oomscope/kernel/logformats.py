@@ -44,26 +44,42 @@ class LogLine(NamedTuple):
     shape: str = ""
 
 
-def _usec(sec: str, frac: str) -> int:
+#: printk's clock is a u64 of nanoseconds (about 585 years): more digits of seconds than this is not
+#: a kernel's time, and such a line is given a made-up one (as lines without a time are)
+_MAX_SEC_DIGITS = 11
+#: the dates a calendar (datetime) holds: 1970 to the end of 9999
+_MAX_WALL = 253402300799.0
+#: a kernel record is at most 1 KiB of text (PRINTKRB_RECORD_MAX), 8 KiB escaped: continuation
+#: lines beyond this are not joined
+_MAX_RECORD = 64 << 10
+
+
+def _usec(sec: str, frac: str) -> Optional[int]:
+    if len(sec.lstrip("0")) > _MAX_SEC_DIGITS:
+        return None
     return int(sec) * 1_000_000 + int((frac + "000000")[:6])
+
+
+def _wall_ok(wall: Optional[float]) -> Optional[float]:
+    return wall if wall is not None and 0 <= wall <= _MAX_WALL else None
 
 
 def _classic_wall(mon: str, day: str, time_: str, year: int) -> Optional[float]:
     try:
         h, m, s = (int(x) for x in time_.split(":"))
-        return dt.datetime(year, _MONTHS[mon], int(day), h, m, s, tzinfo=dt.timezone.utc).timestamp()
-    except (KeyError, ValueError):
+        return _wall_ok(dt.datetime(year, _MONTHS[mon], int(day), h, m, s, tzinfo=dt.timezone.utc).timestamp())
+    except (KeyError, ValueError, OverflowError):
         return None
 
 
 def _iso_wall(ts: str) -> Optional[float]:
     try:
         t = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=dt.timezone.utc)
+        return _wall_ok(t.timestamp())
+    except (ValueError, OverflowError):
         return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
-    return t.timestamp()
 
 
 def _journal_message(obj: dict) -> Optional[str]:
@@ -77,7 +93,10 @@ def _journal_message(obj: dict) -> Optional[str]:
 
 
 def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator[LogLine]:
-    """Kernel log lines of any supported shape; other lines are skipped."""
+    """Kernel log records of any supported shape; other lines are skipped. A record keeps its own
+    newlines: dmesg's indented continuation lines are joined back to the record they continue, and
+    a journal or /dev/kmsg message with newlines stays one record (kernel/oom_report.py decides
+    which records are blocks of data lines)."""
     year = year or dt.datetime.now(dt.timezone.utc).year
     synthetic = 0  # a made-up printk clock for shapes without one: keeps order, 1 ms apart
     seq = 0
@@ -90,8 +109,9 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
             # dmesg prints the further lines of a multi-line record indented under the first
             # (util-linux dmesg.c; 6.1's cgroup v2 memory.stat is one such record); a /dev/kmsg
             # dump's " KEY=value" dictionary lines are skipped
-            if prev is not None and prev.shape in ("dmesg", "dmesg-T") and not _RE_DICT.match(line):
-                yield LogLine(prev.record._replace(text=line.strip()), prev.wall, prev.host, prev.shape)
+            if prev is not None and prev.shape in ("dmesg", "dmesg-T") and not _RE_DICT.match(line) \
+                    and len(prev.record.text) < _MAX_RECORD:
+                prev = LogLine(prev.record._replace(text=prev.record.text + "\n" + line.strip()), prev.wall, prev.host, prev.shape)
             continue
         seq += 1
         usec: Optional[int] = None
@@ -113,10 +133,11 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
             try:
                 if "_SOURCE_MONOTONIC_TIMESTAMP" in obj:
                     usec = int(obj["_SOURCE_MONOTONIC_TIMESTAMP"])
+                    usec = usec if 0 <= usec < 10 ** (_MAX_SEC_DIGITS + 6) else None
                 if "__REALTIME_TIMESTAMP" in obj:
-                    wall = int(obj["__REALTIME_TIMESTAMP"]) / 1e6
-                level = int(obj.get("PRIORITY", 6))
-            except (TypeError, ValueError):
+                    wall = _wall_ok(int(obj["__REALTIME_TIMESTAMP"]) / 1e6)
+                level = int(obj.get("PRIORITY", 6)) & 7
+            except (TypeError, ValueError, OverflowError):
                 pass
             host = obj.get("_HOSTNAME") if isinstance(obj.get("_HOSTNAME"), str) else None
             shape = "journal-json"
@@ -126,7 +147,7 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
                 if close < 0:
                     raise ValueError(line)
                 sec, frac = line[1:close].strip().split(".")
-                usec, text, shape = int(sec) * 1_000_000 + int((frac + "000000")[:6]), line[close + 2:], "dmesg"
+                usec, text, shape = _usec(sec, frac), line[close + 2:], "dmesg"
             except ValueError:
                 m = _RE_DMESG.match(line)
                 if not m:
@@ -147,6 +168,7 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
             if m:
                 prio = int(m.group("prio"))
                 level, usec, text, shape = prio & 7, int(m.group("usec")), _unescape(m.group("text")), "kmsg"
+                usec = usec if usec < 10 ** (_MAX_SEC_DIGITS + 6) else None
                 seq = int(m.group("seq"))
             else:
                 m = _RE_ISO.match(line)
@@ -171,10 +193,8 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
             usec = synthetic
         else:
             synthetic = max(synthetic, usec)
-        if "\n" not in text:
-            prev = LogLine(KmsgRecord(level, 0, seq, usec, text), wall, host, shape)
+        if prev is not None:
             yield prev
-            continue
-        for part in text.split("\n"):
-            prev = LogLine(KmsgRecord(level, 0, seq, usec, part), wall, host, shape)
-            yield prev
+        prev = LogLine(KmsgRecord(level, 0, seq, usec, text), wall, host, shape)
+    if prev is not None:
+        yield prev

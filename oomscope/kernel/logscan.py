@@ -32,6 +32,15 @@ _ANCHOR = re.compile(
 _ENDS = (b"Killed process", b"oom_reaper: reaped process")
 
 
+def _past_continuations(buf, line_end: int, n: int) -> int:
+    """The end of a record: dmesg prints a record's further lines indented under it (a comm or a
+    cgroup name with a newline in it), and they belong to the same record."""
+    while line_end < n and buf[line_end:line_end + 1] == b" ":
+        nxt = buf.find(b"\n", line_end)
+        line_end = n if nxt < 0 else nxt + 1
+    return line_end
+
+
 def report_regions(buf) -> Iterator[Tuple[int, int]]:
     """(start, end) byte offsets of whole lines that hold OOM reports, in order."""
     start = None
@@ -44,6 +53,7 @@ def report_regions(buf) -> Iterator[Tuple[int, int]]:
         line_end = buf.find(b"\n", m.end())
         line_end = n if line_end < 0 else line_end + 1
         if kind in _ENDS:
+            line_end = _past_continuations(buf, line_end, n)
             yield (line_start if start is None else start, line_end)
             start = None
         elif kind == b"invoked oom-killer":
@@ -69,7 +79,7 @@ def fast_report_regions(buf) -> Iterator[Tuple[int, int]]:
     while at >= 0:
         line_start = buf.rfind(b"\n", 0, at) + 1
         line_end = buf.find(b"\n", at)
-        line_end = n if line_end < 0 else line_end + 1
+        line_end = _past_continuations(buf, n if line_end < 0 else line_end + 1, n)
         if line_start >= prev_end:
             header = buf.rfind(_HEADER, prev_end, line_start)
             if header >= 0:
@@ -90,4 +100,4 @@ def fast_report_regions(buf) -> Iterator[Tuple[int, int]]:
 def report_lines(buf, fast: bool = True) -> Iterator[str]:
     """The lines of every report region, decoded (invalid UTF-8 replaced)."""
     for s, e in (fast_report_regions if fast else report_regions)(buf):
-        yield from bytes(buf[s:e]).decode("utf-8", "replace").splitlines()
+        yield from bytes(buf[s:e]).decode("utf-8", "replace").split("\n")  # never splitlines(): U+2028 & co. are text

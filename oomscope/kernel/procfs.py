@@ -15,7 +15,7 @@ SYS = "/sys"
 def parse_proc_cgroup(text: str) -> Dict[str, str]:
     """/proc/<pid>/cgroup → {controller: path}; the v2 line ("0::/path") is under key ""."""
     out: Dict[str, str] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
@@ -43,7 +43,7 @@ def memory_cgroup_from_proc(text: str, version: int) -> Optional[str]:
 
 def parse_status(text: str) -> Dict[str, str]:
     out: Dict[str, str] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         key, sep, value = line.partition(":")
         if sep:
             out[key] = value.strip()
@@ -120,7 +120,7 @@ def read_memory_cgroup(pid: int, version: int, proc: str = PROC) -> Optional[str
 def parse_meminfo(text: str) -> Dict[str, int]:
     """/proc/meminfo → {key: bytes} (kB values converted; HugePages_* counts kept as counts)."""
     out: Dict[str, int] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         key, sep, value = line.partition(":")
         parts = value.split()
         if not sep or not parts:

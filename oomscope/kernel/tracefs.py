@@ -32,7 +32,7 @@ _RE_FIELD = re.compile(
 def parse_format(text: str) -> List[FormatField]:
     """A tracepoint's ``format`` file → its own fields (the ``common_*`` ones left out)."""
     fields = []
-    for line in text.splitlines():
+    for line in text.split("\n"):
         m = _RE_FIELD.match(line)
         if not m:
             continue

@@ -19,6 +19,7 @@ from .. import __version__
 from ..kernel.cgroupfs import limit_or_none
 from ..kernel.kmsg import OomReport
 from ..model import (
+    unknown_if_absurd,
     SOURCE_BPF,
     SOURCE_KERNEL_REPORT,
     SOURCE_NONE,
@@ -347,10 +348,12 @@ def build_capture(
     # --- times ---
     kill_ns = event.ts_ns if event is not None else (report.killed_usec * 1000 if report and report.killed_usec else None)
     now_wall = now_wall or dt.datetime.now(dt.timezone.utc)
+    wall = now_wall
     if kill_ns is not None:
-        wall = dt.datetime.fromtimestamp((kill_ns + recording.clock_offset_ns) / 1e9, dt.timezone.utc)
-    else:
-        wall = now_wall
+        try:
+            wall = dt.datetime.fromtimestamp((kill_ns + recording.clock_offset_ns) / 1e9, dt.timezone.utc)
+        except (OverflowError, ValueError, OSError):  # a log's date no calendar holds
+            notes.append("The kill's date from the log is out of range: the time shown is when it was read.")
     times = Times(
         kill_wall=wall.isoformat(timespec="milliseconds"),
         kill_monotonic_ns=kill_ns,
@@ -380,7 +383,7 @@ def build_capture(
     if evidence.reaped_ns is not None and kill_ns is not None:
         notes.append(f"The oom_reaper finished reclaiming the victim's memory {(evidence.reaped_ns - kill_ns) / 1e6:.1f} ms after the kill.")
 
-    return Capture(
+    capture = Capture(
         kill_id=make_kill_id(wall, pid),
         oomscope_version=__version__,
         times=times,
@@ -397,3 +400,6 @@ def build_capture(
         timelines=list(evidence.timelines),
         charge_tracking=evidence.charge_tracking,
     )
+    # A log can print any number: one no kernel could have kept becomes unknown, with a note.
+    capture.notes.extend(unknown_if_absurd(capture))
+    return capture

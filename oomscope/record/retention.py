@@ -1,20 +1,20 @@
 """`record --keep N|Nd`: prune old post-mortems, newest kept.
 
-Only kill folders are touched (a folder holding capture.json), and only the files oomscope
-writes in them; a folder with anything else in it is emptied of ours and left in place.
+Only kill folders are touched: real folders (never a link) of ours holding the marker oomscope
+writes when it makes one (safefs.MARKER), not folders that merely hold a capture.json; and only
+the files oomscope writes in them: a folder with anything else in it is emptied of ours and left
+in place.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import time
 from dataclasses import dataclass
 from typing import Iterable, List, Optional
 
 from ..errors import OomscopeError
-
-OURS = ("capture.json", "postmortem.html")
+from ..safefs import Dir
 
 
 @dataclass
@@ -41,33 +41,18 @@ class Retention:
     def prune(self, out_dir: str, keep: Iterable[str] = (), now: Optional[float] = None) -> List[str]:
         """Removes the kill folders beyond the limit; returns their names."""
         now = time.time() if now is None else now
-        keep = {os.path.abspath(k) for k in keep}
-        folders = []
-        for cap in glob.glob(os.path.join(out_dir, "*", "capture.json")):
-            folder = os.path.dirname(cap)
-            try:
-                folders.append((os.stat(cap).st_mtime, folder))
-            except OSError:
-                continue
-        folders.sort(reverse=True)  # newest first
-        doomed = []
-        for i, (mtime, folder) in enumerate(folders):
-            if os.path.abspath(folder) in keep:
-                continue
-            if (self.count is not None and i >= self.count) or (self.max_age_s is not None and now - mtime > self.max_age_s):
-                doomed.append(folder)
-        removed = []
-        for folder in doomed:
-            for name in OURS:
-                try:
-                    os.unlink(os.path.join(folder, name))
-                except FileNotFoundError:
-                    pass
-                except OSError:
-                    break
-            try:
-                os.rmdir(folder)
-            except OSError:
-                pass  # something else lives there: leave it
-            removed.append(os.path.basename(folder))
+        keep = {os.path.basename(os.path.abspath(k)) for k in keep}
+        try:
+            out = Dir(out_dir)
+        except FileNotFoundError:
+            return []
+        with out:
+            folders = sorted(((t, name) for name, t in out.kill_folders()), reverse=True)  # newest first
+            removed = []
+            for i, (mtime, name) in enumerate(folders):
+                if name in keep:
+                    continue
+                if (self.count is not None and i >= self.count) or (self.max_age_s is not None and now - mtime > self.max_age_s):
+                    if out.remove_kill_folder(name):
+                        removed.append(name)
         return removed

@@ -14,6 +14,7 @@ from typing import Optional
 
 from ..analysis.result import KillAnalysis, analyse_kill
 from ..model import Capture
+from ..terminal import json_safe, terminal_safe
 from .view import build_view
 
 
@@ -33,12 +34,15 @@ def render_json(capture: Capture, analysis: Optional[KillAnalysis] = None) -> st
         "incident": dataclasses.asdict(capture.incident) if capture.incident else None,
         "notes": capture.notes,
     }
-    return json.dumps(out, indent=2, ensure_ascii=False) + "\n"
+    # Readable UTF-8 (a /café cgroup stays /café), with every control, C1 and bidi character
+    # escaped as \uNNNN: this goes to a terminal by default (terminal.py).
+    return json_safe(json.dumps(out, indent=2, ensure_ascii=False)) + "\n"
 
 
 def _md(text: str) -> str:
-    """Kernel strings in Markdown: no markup, no HTML, no line breaks."""
-    text = text.replace("\n", " ").replace("\r", " ")
+    """Kernel strings in Markdown: no markup, no HTML, no line breaks, nothing that acts on a
+    terminal (the summary goes to stdout by default)."""
+    text = terminal_safe(str(text).replace("\n", " ").replace("\r", " "))
     for ch in "\\`*_[]<>|":
         text = text.replace(ch, "\\" + ch)
     return text
@@ -46,16 +50,16 @@ def _md(text: str) -> str:
 
 def render_markdown(capture: Capture, analysis: Optional[KillAnalysis] = None) -> str:
     v = build_view(capture, analysis if analysis is not None else analyse_kill(capture))
-    lines = [f"### OOM kill: {_md(v.headline)}", "", f"`{capture.kill_id}`", ""]
+    lines = [f"### OOM kill: {_md(v.headline)}", "", f"`{terminal_safe(capture.kill_id).replace('`', chr(39))}`", ""]
     lines += [f"- {_md(t)}" for t in v.verdict]
     lines += ["", "| | |", "|---|---|"]
     lines += [f"| {_md(kv.key)} | {_md(kv.value)} |" for kv in v.facts]
     if v.categories:
         lines += ["", "| Category | Charged | Share of usage |", "|---|---:|---:|"]
-        lines += [f"| {_md(r.label)} | {r.charged} | {r.share} |" for r in v.categories]
+        lines += [f"| {_md(r.label)} | {_md(r.charged)} | {_md(r.share)} |" for r in v.categories]
     if v.reconciliation:
         lines += ["", _md(v.reconciliation_summary), "", "| Part of the gap | Bytes |", "|---|---:|"]
-        lines += [f"| {_md(r.label)} | {r.size} |" for r in v.reconciliation]
+        lines += [f"| {_md(r.label)} | {_md(r.size)} |" for r in v.reconciliation]
     if v.advice:
         lines += ["", "**What to change**", ""]
         lines += [f"- *{_md(r.case)}*: **{_md(r.title)}.** {_md(r.text)}" for r in v.advice]

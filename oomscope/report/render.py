@@ -1,7 +1,8 @@
 """Renders a post-mortem: capture → its one analysis (analysis/result.py) → view model → jinja2 template.
 
 Autoescape is on for every template: process names, cgroup paths and command lines are chosen by
-whoever runs the workload. The HTML is one self-contained file: inline CSS and SVG, no script, no
+whoever runs the workload; control, C1 and bidi characters in them are escaped as text
+(``_finalize``). The HTML is one self-contained file: inline CSS and SVG, no script, no
 external asset, and a Content-Security-Policy that forbids loading anything.
 """
 
@@ -10,12 +11,23 @@ from __future__ import annotations
 import functools
 
 import jinja2
+import markupsafe
 
 from typing import Optional
 
 from ..analysis.result import KillAnalysis
 from ..model import Capture
+from ..terminal import terminal_safe
 from .view import build_view
+
+
+def _finalize(value):
+    """Every value a template prints: control, C1 and bidi characters of a name escaped as text
+    (terminal.py), so the file is safe to ``cat`` and a name cannot reorder the page; then
+    autoescape does the markup."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return terminal_safe(value, keep_newlines=True)
+    return value
 
 
 @functools.lru_cache(maxsize=1)
@@ -26,6 +38,7 @@ def _env() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_finalize,
     )
 
 

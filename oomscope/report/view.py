@@ -8,6 +8,7 @@ Templates get only this; they format nothing and compute nothing. Every string f
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -299,7 +300,7 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
                             f"there ({len(inc.victims)} victims so far). Kubernetes sets it on every container on cgroup v2 "
                             "since 1.28, so a pod's sidecars die with its main process.")
         for x in inc.victims:
-            link = "" if x.kill_id == capture.kill_id else f"../{x.kill_id}/postmortem.html"
+            link = "" if x.kill_id == capture.kill_id else f"../{urllib.parse.quote(x.kill_id, safe='+')}/postmortem.html"
             incident_rows.append(IncidentRow(str(x.pid), x.comm, link, is_victim=x.pid == v.pid))
 
     advice_rows = [AdviceRow(ADVICE_CASES.get(x.case, x.case), x.title, x.text, "; ".join(x.evidence)) for x in result.advice]

@@ -5,12 +5,13 @@ import pytest
 
 from oomscope.errors import OomscopeError
 from oomscope.record.retention import Retention
+from oomscope.safefs import MARKER
 
 
 def _kill(d, name, age_s):
     f = d / name
     f.mkdir()
-    for n in ("capture.json", "postmortem.html"):
+    for n in ("capture.json", "postmortem.html", MARKER):
         (f / n).write_text("{}")
     t = time.time() - age_s
     os.utime(f / "capture.json", (t, t))

@@ -1,0 +1,501 @@
+"""The kernel's own OOM report, read from kernel log records (kernel/kmsg.py).
+
+Parsers are pure: records in, an ``OomReport`` per kill out.
+
+The report is printed by dump_header() and __oom_kill_process() in mm/oom_kill.c, in this order:
+``<comm> invoked oom-killer: ...``, dump_stack() (``CPU: .. PID: N Comm: ..``), for a memcg OOM
+mem_cgroup_print_oom_meminfo() (``memory: usage``, ``memory+swap:``/``swap:``, ``kmem:``,
+``Memory cgroup stats for /path:`` and memory.stat), dump_tasks() (``Tasks state ...``), the
+``oom-kill:`` summary, then ``<message>: Killed process N (comm) ...``. All but the last line are
+under the ``oom_rs`` rate limit (10 per 5 s); the ``Killed process`` line is always printed.
+
+Each of those lines is a record of its own (its own printk), except the lines of a block printed
+at once (6.1's memory.stat, a global OOM's Mem-Info). So a record is split into lines only when it
+is such a block (its first line is a data line of the block being read), and its further lines
+are taken only as data lines; any other record is one line, newlines and all. A cgroup or process
+name holding a newline then neither makes a ``Killed process`` line, a header or a summary, nor
+breaks the real one apart (the name patterns match across newlines).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+
+from .cgroupfs import cgroup_within
+from .kmsg import KmsgRecord, parse_kmsg_dump
+
+@dataclass
+class CounterLine:
+    """``memory: usage 65536kB, limit 65536kB, failcnt 8087`` (also memory+swap:, swap:, kmem:)."""
+
+    usage_kb: int
+    limit_kb: int
+    failcnt: int
+
+
+@dataclass
+class TaskRow:
+    """A row of the ``Tasks state (memory values in pages)`` table. Values in pages except
+    pgtables_bytes; columns differ between kernels (rss_anon/rss_file/rss_shmem came in 6.x)."""
+
+    pid: int
+    name: str
+    values: Dict[str, int]
+
+
+@dataclass
+class KilledProcess:
+    """``<message>: Killed process N (comm) total-vm:..kB, anon-rss:..kB, ...``"""
+
+    message: str
+    pid: int
+    comm: str
+    total_vm_kb: Optional[int] = None
+    anon_rss_kb: Optional[int] = None
+    file_rss_kb: Optional[int] = None
+    shmem_rss_kb: Optional[int] = None
+    uid: Optional[int] = None
+    pgtables_kb: Optional[int] = None
+    oom_score_adj: Optional[int] = None
+
+
+@dataclass
+class OomSummary:
+    """The ``oom-kill:`` line (4.19+)."""
+
+    constraint: Optional[str] = None
+    nodemask: Optional[str] = None
+    cpuset: Optional[str] = None
+    mems_allowed: Optional[str] = None
+    oom_memcg: Optional[str] = None
+    task_memcg: Optional[str] = None
+    task: Optional[str] = None
+    pid: Optional[int] = None
+    uid: Optional[int] = None
+
+
+@dataclass
+class OomReport:
+    """One kill as the kernel logged it. ``has_header`` is False for a kill whose report the
+    kernel rate-limited away (only the Killed process line)."""
+
+    has_header: bool = False
+    trigger_comm: Optional[str] = None
+    trigger_pid: Optional[int] = None
+    gfp_mask: Optional[str] = None
+    order: Optional[int] = None
+    trigger_oom_score_adj: Optional[int] = None
+    memory: Optional[CounterLine] = None
+    memsw: Optional[CounterLine] = None  # cgroup v1 "memory+swap:"
+    swap: Optional[CounterLine] = None  # cgroup v2 "swap:"
+    kmem: Optional[CounterLine] = None  # cgroup v1 "kmem:"
+    stats_cgroup: Optional[str] = None
+    memory_stat: Dict[str, int] = field(default_factory=dict)
+    task_columns: List[str] = field(default_factory=list)
+    tasks: List[TaskRow] = field(default_factory=list)
+    summary_raw: Optional[str] = None
+    summary: Optional[OomSummary] = None
+    killed: Optional[KilledProcess] = None
+    group_kill_cgroup: Optional[str] = None
+    #: a global OOM's Mem-Info (show_mem in mm/show_mem.c): node-wide counters in pages, and
+    #: "free_swap_kb"/"total_swap_kb"/"ram_pages" from the lines after the per-node ones
+    mem_info: Dict[str, int] = field(default_factory=dict)
+    first_seq: Optional[int] = None
+    last_seq: Optional[int] = None
+    first_usec: Optional[int] = None
+    killed_usec: Optional[int] = None
+    lines: List[str] = field(default_factory=list)
+
+    @property
+    def is_memcg(self) -> bool:
+        if self.summary and self.summary.constraint:
+            return self.summary.constraint == "CONSTRAINT_MEMCG"
+        return bool(self.killed and self.killed.message.startswith("Memory cgroup"))
+
+
+_RE_HEADER = re.compile(
+    r"^(?P<comm>.*) invoked oom-killer: gfp_mask=(?P<gfp>0x[0-9a-f]+)(?:\([^)]*\))?, "
+    r"order=(?P<order>-?\d+), oom_score_adj=(?P<adj>-?\d+)", re.S
+)
+_RE_STACK_CPU = re.compile(r"^CPU: \d+ (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: ")
+_RE_COUNTER = re.compile(
+    r"^(?P<name>memory|memory\+swap|swap|kmem): usage (?P<usage>\d+)kB, limit (?P<limit>\d+)kB, "
+    r"failcnt (?P<failcnt>\d+)$"
+)
+_STATS_PREFIX = "Memory cgroup stats for "
+_RE_STAT = re.compile(r"^(?P<key>[a-z_0-9]+) (?P<value>\d+)$")
+_TASKS_TITLE = "Tasks state (memory values in pages):"
+_RE_TASK_ROW = re.compile(r"^\[\s*(?P<pid>\d+)\]\s+(?P<rest>.*)\Z", re.S)
+_RE_KILLED = re.compile(
+    # The comm is in parentheses and may itself hold ")" or a newline: match greedily up to
+    # ") total-vm:". The message before it is one of the kernel's own (letters, no "/" or ":"), so
+    # a cgroup path at the end of another line cannot make one.
+    # Before 4.19 (e.g. 3.10 in RHEL 7): "Killed process N (comm), UID U, total-vm:...".
+    r"^(?:(?P<message>[A-Za-z][A-Za-z0-9 ()_-]*?): )?Killed process (?P<pid>\d+) \((?P<comm>.*)\)"
+    r"(?:, UID (?P<uid_old>\d+),)?(?: total-vm:(?P<total_vm>\d+)kB)?(?:, anon-rss:(?P<anon>\d+)kB)?"
+    r"(?:, file-rss:(?P<file>\d+)kB)?(?:, shmem-rss:(?P<shmem>\d+)kB)?"
+    r"(?:,? UID:(?P<uid>\d+))?(?: pgtables:(?P<pgtables>\d+)kB)?"
+    r"(?: oom_score_adj:(?P<adj>-?\d+))?\s*\Z", re.S
+)
+_RE_KILLED_26 = re.compile(
+    r"^(?:(?P<message>[A-Za-z][A-Za-z0-9 ()_-]*?): )?Killed process (?P<pid>\d+), UID (?P<uid>\d+), \((?P<comm>.*)\)"
+    r"(?: total-vm:(?P<total_vm>\d+)kB)?(?:, anon-rss:(?P<anon>\d+)kB)?(?:, file-rss:(?P<file>\d+)kB)?\s*\Z", re.S)
+_RE_REAPED = re.compile(r"^oom_reaper: reaped process (?P<pid>\d+) \((?P<comm>.*)\), now anon-rss:", re.S)
+_RE_GROUP = re.compile(r"^Tasks in (?P<path>.*) are going to be killed due to memory\.oom\.group set\Z", re.S)
+_RE_MEMINFO_ITEM = re.compile(r"(?<![\w])([a-z_]+):(\d+)(?=\s|$)")
+_RE_SWAP_LINE = re.compile(r"^(Free|Total) swap\s*=\s*(\d+)kB$")
+_RE_RAM_LINE = re.compile(r"^(\d+) pages RAM$")
+# Before 4.19 (mm/memcontrol.c, mem_cgroup_print_oom_info): the cgroups were named on their own
+# line, memory.stat was printed on one line as "key:valueKB" pairs, and the task table had no
+# "Tasks state" title.
+_RE_TASK_IN = re.compile(r"^Task in (?P<task>.*) killed as a result of limit of (?P<oom>.*)\Z", re.S)
+_RE_OLD_STATS = re.compile(r"^Memory cgroup stats for (?P<path>.*?): (?P<pairs>(?:[a-z_0-9]+:\d+KB ?)+)\Z", re.S)
+_RE_OLD_PAIR = re.compile(r"([a-z_0-9]+):(\d+)KB")
+_RE_SUMMARY_TAIL = re.compile(r",task=(?P<task>.*),pid=(?P<pid>\d+),uid=(?P<uid>\d+)\Z", re.S)
+
+
+def parse_counter_line(line: str) -> Optional[Tuple[str, CounterLine]]:
+    m = _RE_COUNTER.match(line)
+    if not m:
+        return None
+    return m.group("name"), CounterLine(int(m.group("usage")), int(m.group("limit")), int(m.group("failcnt")))
+
+
+def parse_killed_line(line: str) -> Optional[KilledProcess]:
+    m = _RE_KILLED.match(line) or _RE_KILLED_26.match(line)
+    if not m:
+        return None
+
+    def num(name: str) -> Optional[int]:
+        v = m.group(name)
+        return int(v) if v is not None else None
+
+    return KilledProcess(
+        message=m.group("message") or "",
+        pid=int(m.group("pid")),
+        comm=m.group("comm"),
+        total_vm_kb=num("total_vm"),
+        anon_rss_kb=num("anon"),
+        file_rss_kb=num("file"),
+        uid=num("uid") if m.group("uid") is not None else num("uid_old") if "uid_old" in m.re.groupindex else None,
+        pgtables_kb=num("pgtables") if "pgtables" in m.re.groupindex else None,
+        oom_score_adj=num("adj") if "adj" in m.re.groupindex else None,
+        shmem_rss_kb=num("shmem") if "shmem" in m.re.groupindex else None,
+    )
+
+
+def _is_cgroup_path(path: str) -> bool:
+    return path.startswith("/")
+
+
+def parse_oom_summary(
+    line: str, victim_comm: Optional[str] = None, oom_memcg: Optional[str] = None
+) -> Optional[OomSummary]:
+    """Parse the ``oom-kill:`` line, whose cgroup paths and comm are printed raw.
+
+    Cgroup names may hold ``,`` and ``=`` (even ``,oom_memcg=``) and a comm may hold ``,pid=``, so
+    the line is not split on commas. Instead: the tail ``,task=C,pid=N,uid=U`` is matched at the
+    end (using the victim's comm from the Killed line when known); ``oom_memcg`` is the path from
+    ``Memory cgroup stats for`` when known; otherwise the split is the one where both paths start
+    with ``/`` and task_memcg lies within oom_memcg (the OOM-ing cgroup is the task's or an
+    ancestor: mem_cgroup_print_oom_context() in mm/memcontrol.c).
+    """
+    prefix = "oom-kill:"
+    if not line.startswith(prefix):
+        return None
+    body = line[len(prefix):]
+    out = OomSummary()
+
+    # 1. The tail: task=<comm>,pid=<pid>,uid=<uid>.
+    tail_at = -1
+    if victim_comm is not None:
+        m = re.search(r",task=" + re.escape(victim_comm) + r",pid=(\d+),uid=(\d+)\Z", body)
+        if m:
+            tail_at, out.task, out.pid, out.uid = m.start(), victim_comm, int(m.group(1)), int(m.group(2))
+    if tail_at < 0:
+        # Without the comm: the leftmost ",task=" whose rest is a whole tail with a comm that fits
+        # in 15 bytes (TASK_COMM_LEN); a cgroup path holding ",task=" leaves a longer "comm".
+        for i in _find_all(body, ",task="):
+            t = _RE_SUMMARY_TAIL.fullmatch(body[i:])
+            if t and len(t.group("task").encode("utf-8", "replace")) <= 15:
+                tail_at, out.task, out.pid, out.uid = i, t.group("task"), int(t.group("pid")), int(t.group("uid"))
+                break
+    head = body if tail_at < 0 else body[:tail_at]
+
+    # 2. constraint=..,nodemask=..: these never hold commas.
+    m = re.match(r"constraint=(?P<c>[A-Z_]+),nodemask=(?P<n>[^,]*),", head)
+    if not m:
+        return out
+    out.constraint, out.nodemask = m.group("c"), m.group("n")
+    rest = head[m.end():]
+
+    # 3. cpuset=<path>,mems_allowed=<list>[,oom_memcg=<path>,task_memcg=<path>]
+    #    or, for a global OOM: cpuset=<path>,mems_allowed=<list>,global_oom,task_memcg=<path>
+    memcg_part = None
+    g = rest.find(",global_oom,task_memcg=")
+    if g >= 0 and _is_cgroup_path(rest[g + len(",global_oom,task_memcg="):]):
+        out.task_memcg = rest[g + len(",global_oom,task_memcg="):]
+        memcg_part = g
+    if memcg_part is None and oom_memcg is not None:
+        marker = ",oom_memcg=" + oom_memcg + ",task_memcg="
+        i = rest.find(marker)
+        if i >= 0:
+            out.oom_memcg = oom_memcg
+            out.task_memcg = rest[i + len(marker):]
+            memcg_part = i
+    if memcg_part is None:
+        for i in _find_all(rest, ",oom_memcg="):
+            cand = rest[i + len(",oom_memcg="):]
+            for j in _find_all(cand, ",task_memcg="):
+                p, q = cand[:j], cand[j + len(",task_memcg="):]
+                if _is_cgroup_path(p) and _is_cgroup_path(q) and cgroup_within(q, p):
+                    out.oom_memcg, out.task_memcg, memcg_part = p, q, i
+                    break
+            if memcg_part is not None:
+                break
+    cpuset_part = rest if memcg_part is None else rest[:memcg_part]
+    m = re.match(r"cpuset=(?P<cpuset>.*),mems_allowed=(?P<mems>[0-9,\-]*)\Z", cpuset_part, re.S)
+    if m:
+        out.cpuset, out.mems_allowed = m.group("cpuset"), m.group("mems")
+    return out
+
+
+def _find_all(text: str, needle: str) -> Iterator[int]:
+    i = text.find(needle)
+    while i >= 0:
+        yield i
+        i = text.find(needle, i + 1)
+
+
+class OomReportParser:
+    """Feeds on kernel log records; yields an OomReport for every ``Killed process`` line.
+
+    A report's lines come between ``invoked oom-killer`` and ``Killed process``; unrelated lines
+    from other subsystems may be interleaved and are ignored. When the header was rate-limited
+    away, the Killed line alone yields a report with ``has_header=False``. OOM kills are
+    serialised by oom_lock (mm/oom_kill.c), so two reports never interleave with each other.
+    """
+
+    def __init__(self) -> None:
+        self._cur: Optional[OomReport] = None
+        self._mode: Optional[str] = None  # "stats", "tasks_header", "tasks"
+        self._last_group: Optional[str] = None
+
+    def feed(self, record: KmsgRecord) -> List[OomReport]:
+        text = record.text
+        cur = self._cur
+        if "\n" in text and cur is not None and self._mode in ("stats", "meminfo"):
+            first, rest = text.split("\n", 1)
+            if self._data_line(cur, first.rstrip("\r")):  # a block of data lines (6.1's memory.stat)
+                for line in rest.split("\n"):
+                    self._line(line.rstrip("\r"), record, continued=True)
+                return []
+        rep = self._line(text.rstrip("\r"), record)
+        return [rep] if rep is not None else []
+
+    def feed_all(self, records: Iterable[KmsgRecord]) -> List[OomReport]:
+        out: List[OomReport] = []
+        for rec in records:
+            out.extend(self.feed(rec))
+        return out
+
+    def _line(self, line: str, rec: KmsgRecord, continued: bool = False) -> Optional[OomReport]:
+        """One line: first the data line of the block being read (the mode), then, for a line
+        that starts a record, the report's own lines. Nothing calls back into here."""
+        cur = self._cur
+        if cur is not None and self._mode is not None and self._data_line(cur, line):
+            return None
+        if continued:
+            # Not the first line of its record, and not data: text of a name with a newline in
+            # it, or a block this parser does not read. Never a report line (see the docstring).
+            if cur is not None and len(cur.lines) < 400:
+                cur.lines.append(line)
+            return None
+        return self._report_line(line, rec)
+
+    def _data_line(self, cur: OomReport, line: str) -> bool:
+        """Takes the line if it is a data line of the current mode's block; else leaves the mode
+        (Mem-Info ends at its per-node lines or a blank one). True when the line was taken."""
+        mode = self._mode
+        if mode == "stats":
+            # Most of a report's lines are memory.stat's "key value" (no header, Killed or group
+            # line has that shape).
+            s = _RE_STAT.match(line)
+            if s:
+                cur.memory_stat[s.group("key")] = int(s.group("value"))
+                cur.lines.append(line)
+                return True
+        elif mode == "tasks_header":
+            cols = re.sub(r"^\[\s*pid\s*\]", "pid", line).split(" ")
+            cols = [c for c in cols if c]
+            if cols and cols[0] == "pid":
+                cur.task_columns = cols
+                cur.lines.append(line)
+                self._mode = "tasks"
+                return True
+        elif mode == "tasks":
+            t = _RE_TASK_ROW.match(line)
+            if t and cur.task_columns:
+                row = _parse_task_row(int(t.group("pid")), t.group("rest"), cur.task_columns)
+                if row is not None:
+                    cur.tasks.append(row)
+                    cur.lines.append(line)
+                    return True
+        elif mode == "meminfo":
+            items = _RE_MEMINFO_ITEM.findall(line) if line.strip() and not line.startswith("Node ") else None
+            if items and "Killed process " not in line and "invoked oom-killer" not in line:
+                for key, value in items:
+                    cur.mem_info[key] = int(value)
+                cur.lines.append(line)
+                return True
+        self._mode = None
+        return False
+
+    def _report_line(self, line: str, rec: KmsgRecord) -> Optional[OomReport]:
+        m = _RE_HEADER.match(line)
+        if m:
+            self._cur = OomReport(
+                has_header=True,
+                trigger_comm=m.group("comm"),
+                gfp_mask=m.group("gfp"),
+                order=int(m.group("order")),
+                trigger_oom_score_adj=int(m.group("adj")),
+                first_seq=rec.seq,
+                first_usec=rec.usec,
+            )
+            self._mode = None
+            self._last_group = None
+            self._cur.lines.append(line)
+            return None
+
+        killed = parse_killed_line(line) if "Killed process " in line else None
+        if killed is not None:
+            rep = self._cur if (self._cur is not None and self._cur.killed is None) else OomReport(first_seq=rec.seq, first_usec=rec.usec)
+            if rep is not self._cur:
+                rep.group_kill_cgroup = self._last_group
+            rep.killed = killed
+            rep.killed_usec = rec.usec
+            rep.last_seq = rec.seq
+            rep.lines.append(line)
+            if rep.summary_raw is not None:
+                rep.summary = parse_oom_summary(rep.summary_raw, killed.comm, rep.stats_cgroup)
+            if rep.group_kill_cgroup is None and self._last_group is not None:
+                rep.group_kill_cgroup = self._last_group
+            # Later Killed lines (memory.oom.group) come without a report of their own.
+            self._cur = None
+            self._mode = None
+            return rep
+
+        g = _RE_GROUP.match(line)
+        if g:
+            self._last_group = g.group("path")
+            if self._cur is not None:
+                self._cur.group_kill_cgroup = self._last_group
+                self._cur.lines.append(line)
+            return None
+
+        cur = self._cur
+        if cur is None:
+            # A log cut in the middle of a report (or a header lost): its cgroup lines still say
+            # what was charged. Start a report without a header at the first of them.
+            if _RE_TASK_IN.match(line) or parse_counter_line(line) or line.startswith(_STATS_PREFIX):
+                cur = self._cur = OomReport(first_seq=rec.seq, first_usec=rec.usec)
+                self._mode = None
+            else:
+                return None
+        reaped = _RE_REAPED.match(line)
+        if reaped and cur.killed is None:
+            # The Killed line is missing (lost, or cut from the log) but the reaper names the
+            # victim: the report is still this kill's.
+            cur.killed = KilledProcess(message="", pid=int(reaped.group("pid")), comm=reaped.group("comm"))
+            cur.killed_usec = rec.usec
+            cur.last_seq = rec.seq
+            cur.lines.append(line)
+            self._cur = None
+            self._mode = None
+            return cur
+
+        if cur.trigger_pid is None:
+            s = _RE_STACK_CPU.match(line)
+            if s:
+                cur.trigger_pid = int(s.group("pid"))
+                cur.lines.append(line)
+                return None
+        c = parse_counter_line(line)
+        if c:
+            name, counter = c
+            attr = {"memory": "memory", "memory+swap": "memsw", "swap": "swap", "kmem": "kmem"}[name]
+            setattr(cur, attr, counter)
+            cur.lines.append(line)
+            return None
+        t_in = _RE_TASK_IN.match(line)
+        if t_in:
+            cur.summary = OomSummary(constraint="CONSTRAINT_MEMCG", oom_memcg=t_in.group("oom"), task_memcg=t_in.group("task"))
+            cur.lines.append(line)
+            return None
+        old = _RE_OLD_STATS.match(line) if line.startswith(_STATS_PREFIX) else None
+        if old:
+            # The first one printed is the oom_memcg's (the rest are its children's): keep it.
+            if cur.stats_cgroup is None:
+                cur.stats_cgroup = old.group("path")
+                cur.memory_stat = {k: int(v) * 1024 for k, v in _RE_OLD_PAIR.findall(old.group("pairs"))}
+            cur.lines.append(line)
+            return None
+        if line.startswith("[ pid ]") or line.startswith("[  pid  ]"):
+            # Before 4.19 the table has no title: its column line starts it.
+            self._mode = "tasks_header"
+            self._data_line(cur, line)
+            return None
+        if line.startswith(_STATS_PREFIX) and line.endswith(":"):
+            cur.stats_cgroup = line[len(_STATS_PREFIX):-1]
+            self._mode = "stats"
+            cur.lines.append(line)
+            return None
+        if line == "Mem-Info:":
+            self._mode = "meminfo"
+            cur.lines.append(line)
+            return None
+        sw = _RE_SWAP_LINE.match(line)
+        if sw:
+            cur.mem_info["free_swap_kb" if sw.group(1) == "Free" else "total_swap_kb"] = int(sw.group(2))
+        ram = _RE_RAM_LINE.match(line)
+        if ram:
+            cur.mem_info["ram_pages"] = int(ram.group(1))
+        if line == _TASKS_TITLE:
+            self._mode = "tasks_header"
+            cur.lines.append(line)
+            return None
+        if line.startswith("oom-kill:"):
+            cur.summary_raw = line
+            cur.summary = parse_oom_summary(line, None, cur.stats_cgroup)
+            cur.lines.append(line)
+            return None
+        # Call trace, registers, Mem-Info of a global OOM: kept as text for the reader.
+        if len(cur.lines) < 400:
+            cur.lines.append(line)
+        return None
+
+
+def _parse_task_row(pid: int, rest: str, columns: List[str]) -> Optional[TaskRow]:
+    # Columns after "pid" are numbers except the last ("name"), which may contain spaces.
+    numeric = columns[1:-1]
+    parts = rest.split(None, len(numeric))
+    if len(parts) < len(numeric) + 1:
+        if len(parts) == len(numeric):  # an empty comm
+            parts.append("")
+        else:
+            return None
+    values: Dict[str, int] = {}
+    for col, text in zip(numeric, parts[: len(numeric)]):
+        try:
+            values[col] = int(text)
+        except ValueError:
+            return None
+    return TaskRow(pid=pid, name=parts[len(numeric)], values=values)
+
+
+def parse_reports(text: str) -> List[OomReport]:
+    """Every OOM report in a /dev/kmsg dump (``cat /dev/kmsg`` format)."""
+    return OomReportParser().feed_all(parse_kmsg_dump(text))

@@ -1,0 +1,339 @@
+"""The one place oomscope writes or removes files. It runs as root in folders other people may
+reach, so every step is taken relative to an open directory and never follows a link.
+
+- An output folder is opened with ``O_NOFOLLOW``; it is refused (one line, exit 5) when another
+  user could change what is in it: owned by a user other than root or us, or writable by group or
+  others without the sticky bit. ``--allow-shared-output`` lifts that, for a site that wants it.
+  A symbolic link as the folder itself is followed only when root or we own the link.
+- A file is written to a new temporary name in the same folder (``O_CREAT|O_EXCL|O_NOFOLLOW``),
+  fsynced, renamed over the target, then the folder is fsynced. Only a regular file that belongs
+  to us is replaced: a FIFO, a device, a symbolic link, a folder or another user's file at the
+  target is refused.
+- A kill folder is one that holds the marker ``.oomscope-kill`` (written by oomscope when it makes
+  the folder), both owned by us; ``record --keep`` and the index look only at those, never through
+  a link, and remove nothing but the files oomscope writes in them.
+
+File modes are chosen, not left to umask or ``mkstemp`` (0600): captures and post-mortems 0644,
+folders 0755, so that ``oomscope report`` and a browser work for anyone on the host who can read
+the output folder (the README's "report ... no root"). What they hold (process and cgroup names,
+command lines, memory figures) is what /proc and cgroupfs show every local user while the
+workload runs; the kernel's log text, which ``dmesg_restrict`` may hide, is in them too. A site
+that wants less sets ``--mode 0640`` (folders then get 0750: the read bits plus search) and gives
+the output folder a group.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+from typing import Iterator, List, Optional, Tuple
+
+from .errors import OomscopeError
+
+MARKER = ".oomscope-kill"
+OURS = ("capture.json", "postmortem.html")
+TMP_PREFIX = ".tmp-"
+DEFAULT_FILE_MODE = 0o644
+MAX_READ = 256 << 20  # a capture larger than this is not one oomscope wrote
+
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class UnsafeOutput(OomscopeError):
+    """A place oomscope was asked to write to that it must not write to as root."""
+
+    exit_code = 5
+
+
+class _Settings:
+    file_mode = DEFAULT_FILE_MODE
+    allow_shared = False
+
+
+settings = _Settings()
+
+
+def configure(file_mode: Optional[int] = None, allow_shared: Optional[bool] = None) -> None:
+    """Set by cli.py from ``--mode`` and ``--allow-shared-output`` before anything is written."""
+    if file_mode is not None:
+        settings.file_mode = file_mode
+    if allow_shared is not None:
+        settings.allow_shared = allow_shared
+
+
+def parse_mode(text: str) -> int:
+    """``--mode``: an octal file mode such as 0644 or 640; permission bits only."""
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777 or not mode & 0o600 == 0o600:
+        raise OomscopeError(f"--mode must be an octal file mode that lets its owner read and write (0644, 0640), not {text!r}")
+    return mode
+
+
+def dir_mode(file_mode: int) -> int:
+    """A folder's mode from the files': owner rwx, and read + search where the files are readable."""
+    mode = 0o700
+    if file_mode & 0o040:
+        mode |= 0o050
+    if file_mode & 0o004:
+        mode |= 0o005
+    return mode
+
+
+def _euid() -> int:
+    return os.geteuid()
+
+
+def _trusted_uid(uid: int) -> bool:
+    return uid in (0, _euid())
+
+
+def check_dir_fd(fd: int, path: str) -> None:
+    """Refuse a folder another user could change under us (unless --allow-shared-output)."""
+    st = os.fstat(fd)
+    if settings.allow_shared:
+        return
+    if not _trusted_uid(st.st_uid):
+        raise UnsafeOutput(f"{path}: the folder belongs to user {st.st_uid}, who could redirect what oomscope writes "
+                           f"there as root; use a folder of root's, or --allow-shared-output")
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        raise UnsafeOutput(f"{path}: the folder is writable by {'group and others' if st.st_mode & 0o022 == 0o022 else 'group' if st.st_mode & 0o020 else 'others'} "
+                           f"(mode {stat.S_IMODE(st.st_mode):04o}) without the sticky bit; chmod go-w it, or use --allow-shared-output")
+
+
+def open_dir(path: str, create: bool = False) -> int:
+    """An fd of the folder at ``path`` (made when ``create``), checked by check_dir_fd."""
+    path = path or "."
+    if create:
+        try:
+            _makedirs(path, dir_mode(settings.file_mode))
+        except OSError as exc:
+            raise UnsafeOutput(f"cannot make the folder {path}: {exc.strerror or exc}") from None
+    try:
+        fd = os.open(path, _O_DIR)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):  # a symbolic link (O_NOFOLLOW), or not a folder
+            raise
+        fd = _open_linked_dir(path, exc)
+    try:
+        check_dir_fd(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _makedirs(path: str, mode: int) -> None:
+    """Like os.makedirs, but each folder made gets ``mode`` whatever the umask."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if parent and parent != os.path.abspath(path):
+        _makedirs(parent, mode)
+    try:
+        os.mkdir(path, mode)
+    except FileExistsError:
+        return  # made meanwhile, or a link or a file: open_dir() says which
+    fd = os.open(path, _O_DIR)
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def _open_linked_dir(path: str, exc: OSError) -> int:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        raise exc from None
+    if not stat.S_ISLNK(st.st_mode):
+        raise UnsafeOutput(f"{path}: not a folder") from None
+    if not _trusted_uid(st.st_uid) and not settings.allow_shared:
+        raise UnsafeOutput(f"{path}: a symbolic link of user {st.st_uid}; oomscope does not follow it as root") from None
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+class Dir:
+    """A folder opened with :func:`open_dir`, as a context manager."""
+
+    def __init__(self, path: str, create: bool = False, fd: Optional[int] = None):
+        self.path = path
+        self.fd = open_dir(path, create) if fd is None else fd
+
+    def __enter__(self) -> "Dir":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def lstat(self, name: str) -> Optional[os.stat_result]:
+        try:
+            return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def write(self, name: str, data, mode: Optional[int] = None) -> str:
+        """Write ``data`` (str or bytes) to ``name`` atomically; returns the path."""
+        _check_name(name)
+        mode = settings.file_mode if mode is None else mode
+        where = os.path.join(self.path, name)
+        st = self.lstat(name)
+        if st is not None:
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafeOutput(f"{where}: {_kind(st.st_mode)} is there; oomscope replaces only a regular file it wrote")
+            if st.st_uid != _euid():
+                raise UnsafeOutput(f"{where}: the file belongs to user {st.st_uid}; oomscope replaces only its own files")
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        tmp = f"{TMP_PREFIX}{name}-{secrets.token_hex(6)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.fd)
+        try:
+            try:
+                os.fchmod(fd, mode)  # the mode chosen, whatever the umask
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=self.fd)
+            except OSError:
+                pass
+            raise
+        os.fsync(self.fd)
+        return where
+
+    def read(self, name: str, limit: int = MAX_READ) -> bytes:
+        """A regular file's bytes, never through a link; OSError otherwise."""
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=self.fd)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise OSError(errno.EFBIG, "file too large")
+        return data
+
+    def subdir(self, name: str) -> "Dir":
+        """A folder inside this one, never through a link (not checked for ownership)."""
+        return Dir(os.path.join(self.path, name), fd=os.open(name, _O_DIR, dir_fd=self.fd))
+
+    def make_kill_folder(self, kill_id: str) -> "Dir":
+        """A new kill folder with its marker; a suffix keeps two kills in the same millisecond apart."""
+        base = _safe_name(kill_id)
+        for n in range(1000):
+            name = base if n == 0 else f"{base}.{n}"
+            try:
+                os.mkdir(name, dir_mode(settings.file_mode), dir_fd=self.fd)
+            except FileExistsError:
+                continue
+            sub = self.subdir(name)
+            try:
+                os.fchmod(sub.fd, dir_mode(settings.file_mode))
+                # The folder is new and ours: the marker is created in place (O_EXCL, no link
+                # followed) without the rename and fsyncs of write(); one lost in a crash only
+                # keeps --keep away from that folder.
+                fd = os.open(MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             settings.file_mode, dir_fd=sub.fd)
+                try:
+                    os.fchmod(fd, settings.file_mode)
+                    os.write(fd, b"oomscope kill folder: record --keep may remove it\n")
+                finally:
+                    os.close(fd)
+            except BaseException:
+                sub.close()
+                raise
+            return sub
+        raise OSError(errno.EEXIST, f"too many kills named {kill_id} in {self.path}")
+
+    def kill_folders(self) -> Iterator[Tuple[str, float]]:
+        """(name, time) of every kill folder in this one: a real folder of ours with our marker.
+        The time is the capture's modification time (the marker's when there is none)."""
+        for entry in os.scandir(self.fd):
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            t = self._kill_folder_time(entry.name)
+            if t is not None:
+                yield entry.name, t
+
+    def _kill_folder_time(self, name: str) -> Optional[float]:
+        try:
+            with self.subdir(name) as sub:
+                if os.fstat(sub.fd).st_uid != _euid():
+                    return None
+                mark = sub.lstat(MARKER)
+                if mark is None or not stat.S_ISREG(mark.st_mode) or mark.st_uid != _euid():
+                    return None
+                cap = sub.lstat("capture.json")
+                if cap is not None and stat.S_ISREG(cap.st_mode):
+                    return cap.st_mtime
+                return mark.st_mtime
+        except OSError:
+            return None
+
+    def remove_kill_folder(self, name: str) -> bool:
+        """Removes oomscope's files from a kill folder, then the folder if nothing else is left.
+        True when it was a kill folder."""
+        if self._kill_folder_time(name) is None:
+            return False
+        with self.subdir(name) as sub:
+            names = [n for n in os.listdir(sub.fd) if n in OURS or n.startswith(TMP_PREFIX)] + [MARKER]
+            for n in names:
+                st = sub.lstat(n)
+                if st is not None and stat.S_ISREG(st.st_mode) and st.st_uid == _euid():
+                    try:
+                        os.unlink(n, dir_fd=sub.fd)
+                    except OSError:
+                        pass
+        try:
+            os.rmdir(name, dir_fd=self.fd)
+        except OSError:
+            pass  # something else lives there: leave it
+        return True
+
+
+def _kind(mode: int) -> str:
+    for test, what in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return what
+    return "something other than a file"
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or "\0" in name or name in (".", ".."):
+        raise UnsafeOutput(f"not a file name: {name!r}")
+
+
+def _safe_name(kill_id: str) -> str:
+    name = "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in kill_id)[:200].lstrip(".")
+    return name or "kill"
+
+
+def atomic_write(path: str, text, mode: Optional[int] = None) -> str:
+    """Write ``path`` atomically through its folder's descriptor (the folder must exist)."""
+    directory, name = os.path.split(path)
+    with Dir(directory or ".") as d:
+        return d.write(name, text, mode)
+
+
+def kill_folders(out_dir: str) -> List[Tuple[str, float]]:
+    """The kill folders of ``out_dir`` (none when it does not exist)."""
+    try:
+        d = Dir(out_dir)
+    except FileNotFoundError:
+        return []
+    with d:
+        return list(d.kill_folders())

@@ -1,0 +1,271 @@
+"""Files written as root (issue 14): no link followed, only oomscope's own regular files replaced or
+removed, kill folders known by their marker, output folders others can change refused, modes on
+purpose. Each test here failed on the code before oomscope/safefs.py."""
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+
+import pytest
+from typer.testing import CliRunner
+
+from oomscope import safefs
+from oomscope.cli import app
+from oomscope.record.retention import Retention
+from oomscope.record.writer import write_kill
+from oomscope.report.index import OutputIndex
+from oomscope.report.render import render_html
+from oomscope.safefs import MARKER, UnsafeOutput
+
+from .helpers import capture_from_fixture
+
+runner = CliRunner()
+NOBODY = 65534
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files to another user (chown)")
+
+
+@pytest.fixture(autouse=True)
+def _default_settings():
+    saved = (safefs.settings.file_mode, safefs.settings.allow_shared)
+    yield
+    safefs.settings.file_mode, safefs.settings.allow_shared = saved
+
+
+def _capture():
+    cap, _ = capture_from_fixture("v1-6.18-anon.kmsg")
+    return cap
+
+
+def _kill(out, name, age_s=0):
+    cap = _capture()
+    cap.kill_id = name
+    path, _, _ = write_kill(str(out), cap, render_html)
+    t = os.stat(path).st_mtime - age_s
+    os.utime(path, (t, t))
+    return os.path.dirname(path)
+
+
+def _victim(tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    for n in ("capture.json", "postmortem.html", MARKER, "precious"):
+        (victim / n).write_text("mine")
+    return victim
+
+
+def test_keep_never_follows_a_kill_folder_that_is_a_symlink(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = _victim(tmp_path)
+    os.symlink(victim, out / "20200101T000000.000Z-pid1")  # the oldest "kill"
+    for i in range(3):
+        _kill(out, f"k{i}")
+    removed = Retention.parse("1").prune(str(out))
+    assert len(removed) == 2 and "20200101T000000.000Z-pid1" not in removed
+    assert sorted(p.name for p in victim.iterdir()) == sorted(["capture.json", "postmortem.html", MARKER, "precious"])
+    assert os.path.islink(out / "20200101T000000.000Z-pid1")
+
+
+def test_keep_leaves_folders_oomscope_did_not_write(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    notes = out / "my-notes"
+    notes.mkdir()
+    for n in ("capture.json", "postmortem.html"):
+        (notes / n).write_text("my own")
+    os.utime(notes / "capture.json", (0, 0))  # older than every kill
+    _kill(out, "k0", age_s=100)
+    _kill(out, "k1")
+    assert Retention.parse("1").prune(str(out)) == ["k0"]
+    assert (notes / "capture.json").read_text() == "my own" and (notes / "postmortem.html").exists()
+
+
+def test_keep_does_not_remove_a_planted_link_inside_a_kill_folder(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    old = _kill(out, "old", age_s=10 * 86400)
+    _kill(out, "new")
+    target = tmp_path / "target"
+    target.write_text("keep me")
+    os.unlink(os.path.join(old, "postmortem.html"))
+    os.symlink(target, os.path.join(old, "postmortem.html"))
+    assert Retention.parse("7d").prune(str(out)) == ["old"]
+    assert target.read_text() == "keep me" and os.path.islink(os.path.join(old, "postmortem.html"))
+
+
+def test_write_kill_beside_a_planted_symlink_writes_a_new_folder(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cap = _capture()
+    os.symlink(elsewhere, out / cap.kill_id)
+    path, html, err = write_kill(str(out), cap, render_html)
+    assert err is None and os.path.dirname(path) == str(out / f"{cap.kill_id}.1")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_the_index_reads_no_capture_through_a_link(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    _kill(out, "real")
+    os.symlink(out / "real", out / "linked")
+    assert sorted(OutputIndex(str(out)).rows) == ["real"]
+
+
+def _report_to(tmp_path, dest, *extra):
+    p = tmp_path / "capture.json"
+    p.write_text(_capture().to_json())
+    return runner.invoke(app, ["report", str(p), "-o", str(dest), *extra])
+
+
+def test_report_o_does_not_replace_a_fifo(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    r = _report_to(tmp_path, fifo)
+    assert r.exit_code == UnsafeOutput.exit_code and "a FIFO is there" in r.output
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_report_o_does_not_replace_a_symlink_or_its_target(tmp_path):
+    target = tmp_path / "target"
+    target.write_text("secret")
+    link = tmp_path / "link.html"
+    os.symlink(target, link)
+    r = _report_to(tmp_path, link)
+    assert r.exit_code == UnsafeOutput.exit_code and "symbolic link" in r.output
+    assert os.path.islink(link) and target.read_text() == "secret"
+
+
+@root_only
+def test_report_o_does_not_replace_a_device(tmp_path):
+    dev = tmp_path / "null"
+    try:
+        os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except OSError as exc:
+        pytest.skip(f"cannot make a device node here: {exc}")
+    r = _report_to(tmp_path, dev)
+    assert r.exit_code == UnsafeOutput.exit_code and "a device" in r.output
+    assert stat.S_ISCHR(os.lstat(dev).st_mode)
+
+
+@root_only
+def test_report_o_does_not_replace_another_users_file(tmp_path):
+    theirs = tmp_path / "theirs.html"
+    theirs.write_text("theirs")
+    os.chown(theirs, NOBODY, NOBODY)
+    r = _report_to(tmp_path, theirs)
+    assert r.exit_code == UnsafeOutput.exit_code and "belongs to user 65534" in r.output
+    assert theirs.read_text() == "theirs"
+
+
+def test_report_o_replaces_its_own_file(tmp_path):
+    mine = tmp_path / "pm.html"
+    mine.write_text("old")
+    r = _report_to(tmp_path, mine)
+    assert r.exit_code == 0, r.output
+    assert "<html" in mine.read_text().lower()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+@root_only
+def test_an_output_folder_of_another_user_is_refused_in_one_line(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    os.chown(out, NOBODY, NOBODY)
+    log = tmp_path / "dmesg.txt"
+    log.write_text(open(os.path.join(os.path.dirname(__file__), "..", "fixtures", "logs", "dmesg-v1-6.18.txt")).read())
+    r = subprocess.run([sys.executable, "-m", "oomscope", "import", str(log), "-o", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == UnsafeOutput.exit_code, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"oomscope: error: {out}: the folder belongs to user 65534, who could redirect what oomscope writes there "
+        "as root; use a folder of root's, or --allow-shared-output"]
+    assert list(out.iterdir()) == []
+    r = subprocess.run([sys.executable, "-m", "oomscope", "import", str(log), "-o", str(out), "--allow-shared-output"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (out / "index.html").exists()
+
+
+def test_a_world_writable_output_folder_is_refused_unless_sticky(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    os.chmod(out, 0o777)
+    with pytest.raises(UnsafeOutput, match="writable by group and others"):
+        write_kill(str(out), _capture(), render_html)
+    assert list(out.iterdir()) == []
+    os.chmod(out, 0o1777)
+    path, _, _ = write_kill(str(out), _capture(), render_html)
+    assert os.path.exists(path)
+
+
+def test_an_output_folder_that_is_a_link_of_another_user_is_refused(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "out"
+    os.symlink(real, link)
+    if os.geteuid() == 0:
+        os.lchown(link, NOBODY, NOBODY)
+        with pytest.raises(UnsafeOutput, match="symbolic link of user 65534"):
+            write_kill(str(link), _capture(), render_html)
+        assert list(real.iterdir()) == []
+        os.lchown(link, 0, 0)
+    path, _, _ = write_kill(str(link), _capture(), render_html)  # a link of ours (or root's) is followed
+    assert os.path.exists(path)
+
+
+def test_files_are_0644_and_folders_0755_whatever_the_umask(tmp_path):
+    old = os.umask(0o077)
+    try:
+        path, html, _ = write_kill(str(tmp_path / "out"), _capture(), render_html)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(html).st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(tmp_path / "out").st_mode) == 0o755  # the output folder made too
+    assert os.path.isfile(os.path.join(os.path.dirname(path), MARKER))
+
+
+def test_mode_option(tmp_path):
+    p = tmp_path / "capture.json"
+    p.write_text(_capture().to_json())
+    r = runner.invoke(app, ["report", str(p), "-o", str(tmp_path / "pm.html"), "--mode", "0640"])
+    assert r.exit_code == 0, r.output
+    assert stat.S_IMODE(os.stat(tmp_path / "pm.html").st_mode) == 0o640
+    safefs.configure(file_mode=0o640)
+    path, _, _ = write_kill(str(tmp_path / "out"), _capture(), render_html)
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o750
+
+
+@pytest.mark.parametrize("bad", ["999", "0400", "u+rw", "-1", "17777"])
+def test_bad_mode_is_one_line(tmp_path, bad):
+    p = tmp_path / "capture.json"
+    p.write_text(_capture().to_json())
+    r = runner.invoke(app, ["report", str(p), "-o", str(tmp_path / "pm.html"), "--mode", bad])
+    assert r.exit_code == 1 and "--mode must be" in r.output
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv to read as another user")
+def test_a_user_other_than_root_can_report_what_root_recorded(tmp_path):
+    base = tempfile.mkdtemp(prefix="oomscope-modes-", dir="/tmp")
+    try:
+        os.chmod(base, 0o755)
+        old = os.umask(0o077)  # a root shell's strict umask must not decide
+        try:
+            path, html, _ = write_kill(os.path.join(base, "out"), _capture(), render_html)
+        finally:
+            os.umask(old)
+        env = dict(os.environ, PYTHONPATH=os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+        r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable, "-m", "oomscope",
+                            "report", path, "-f", "md"], capture_output=True, text=True, timeout=60, env=env, cwd="/")
+        assert r.returncode == 0, r.stderr
+        assert "python3" in r.stdout
+        with open(html) as f:
+            assert "<html" in f.read().lower()
+    finally:
+        shutil.rmtree(base)
