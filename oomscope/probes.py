@@ -56,6 +56,15 @@ def cflags_for_kernel(tracefs_path: Optional[str] = None) -> List[str]:
 
 @contextlib.contextmanager
 def bpf_source(name: str = "oom_events.c") -> Iterator[str]:
+    """The BPF C file: package data ``oomscope.bpf`` when installed. A checkout has no
+    ``oomscope/bpf/`` (pyproject maps the top-level ``bpf/`` into the package at build time), and
+    the tests run the checkout's code beside an installed package: there the checkout's own
+    ``bpf/`` is used, so the C compiled is the C of the code that runs."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    checkout_c = os.path.join(os.path.dirname(package), "bpf", name)
+    if not os.path.isdir(os.path.join(package, "bpf")) and os.path.isfile(checkout_c):
+        yield checkout_c
+        return
     ref = importlib.resources.files("oomscope.bpf") / name
     with importlib.resources.as_file(ref) as path:
         yield str(path)
