@@ -29,6 +29,7 @@ from ..model import (
     CgroupState,
     Host,
     KernelReportInfo,
+    RuntimeReading,
     Source,
     Task,
     Timeline,
@@ -76,6 +77,8 @@ class Evidence:
     incident_tasks: List[Task] = field(default_factory=list)
     #: cgroups below oom_memcg with their usage just before the kill (shared the limit)
     sharing: List[CgroupUsage] = field(default_factory=list)
+    #: the runtimes' own views (a JVM's heap) of the cgroup's processes, last read before the kill
+    runtimes: List[RuntimeReading] = field(default_factory=list)
 
 
 @dataclass
@@ -396,4 +399,5 @@ def build_capture(
         host_memory_at_kill=host_memory,
         timelines=list(evidence.timelines),
         charge_tracking=evidence.charge_tracking,
+        runtimes=list(evidence.runtimes),
     )

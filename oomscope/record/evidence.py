@@ -21,6 +21,7 @@ from ..model import SOURCE_AFTER_KILL, CgroupState, Source, CgroupUsage, Reclaim
 from . import charges
 from .assemble import Evidence, Placement
 from .joiner import PendingKill
+from .runtimes import runtime_reading
 
 
 class ReadingsStore(Protocol):
@@ -35,6 +36,7 @@ class ReadingsStore(Protocol):
     def proc_info(self, pid: int) -> Optional[Tuple[str, Optional[str]]]: ...
     def ino(self, cgroup: str) -> Optional[int]: ...
     def subtree_inos(self, cgroup: str) -> List[int]: ...
+    def runtimes_before(self, cgroup: str, t_ns: int) -> list: ...
 
 
 class LiveReads:
@@ -140,6 +142,9 @@ class EvidenceGatherer:
                     ev.timelines.append(Timeline(path, points, reclaim_at_kill(self.store.reclaim_of(path, kill_ns), kill_ns)))
             for path, sample in self.store.below(described, kill_ns):
                 ev.sharing.append(CgroupUsage(path, sample.state.usage_bytes, Source.LAST_SAMPLE, (kill_ns - sample.t_ns) / 1e6))
+            for pid, when, reading in self.store.runtimes_before(described, kill_ns):
+                info = self.store.proc_info(pid)
+                ev.runtimes.append(runtime_reading(pid, reading, (kill_ns - when) / 1e6, info[0] if info else ""))
             after = self.live.state_after_kill(described)
             if after is not None:
                 after.age_ms = (kill_ns - time.monotonic_ns()) / 1e6  # negative: read after the kill
