@@ -129,7 +129,13 @@ def shown_of(capture: Capture, a: Analysis) -> Shown:
 
     charge = ak.usage_bytes
     fig = {f.key: f for f in out.figures}
+    ws = fig["working_set"].bytes
+    ws_parts = [] if ws is None or charge is None else [SplitPart(
+        "inactive_file", "inactive page cache", charge - ws,
+        "file pages the working set leaves out as reclaimable; the kernel charges them until it reclaims them")]
+    rec_parts = [SplitPart(p.key, p.label, p.bytes, p.explanation) for p in a.reconciliation]
     victim_java = next((j for j in out.java if j.is_victim), None)
+    said = []  # (dashboard, its figure, the parts of the difference)
     if victim_java is not None and victim_java.reading.heap_used_bytes is not None:
         r = victim_java.reading
         heap = r.heap_used_bytes
@@ -138,47 +144,47 @@ def shown_of(capture: Capture, a: Analysis) -> Shown:
             "eden + survivors + old generation used (sun.gc.generation.*.space.*.used)",
             f"the JVM's hsperfdata file, read {victim_java.read_ms_before_kill:.0f} ms before the kill"
             if victim_java.read_ms_before_kill is not None else "the JVM's hsperfdata file"))
-        out.dashboard_name, out.dashboard_bytes = "the heap dashboard (jvm_memory_used_bytes)", heap
-        rss = victim_java.rss_bytes
-        if rss is not None:
-            out.difference.append(SplitPart("jvm_outside_heap_used", "the JVM's own memory beyond the used heap", rss - heap,
-                                            "committed but unused heap, metaspace, thread stacks, direct buffers, code cache, GC structures, malloc"))
-        out.difference += [SplitPart(p.key, p.label, p.bytes, p.explanation) for p in a.reconciliation]
+        parts = []
+        if victim_java.rss_bytes is not None:
+            parts.append(SplitPart("jvm_outside_heap_used", "the JVM's own memory beyond the used heap",
+                                   victim_java.rss_bytes - heap,
+                                   "committed but unused heap, metaspace, thread stacks, direct buffers, code cache, GC structures, malloc"))
+        said.append(("the heap dashboard (jvm_memory_used_bytes)", heap, parts + rec_parts))
+        said.append(("kubectl top (the working set)", ws, ws_parts))
     else:
-        ws = fig["working_set"].bytes
-        out.dashboard_name, out.dashboard_bytes = "kubectl top (the working set)", ws
-        if ws is not None and charge is not None:
-            out.difference.append(SplitPart("inactive_file", "inactive page cache", charge - ws,
-                                            "file pages the working set leaves out as reclaimable; the kernel charges them until it reclaims them"))
-    out.sentences = _sentences(out, fig)
+        said.append(("kubectl top (the working set)", ws, ws_parts))
+        v_rss = fig["victim_rss"].bytes
+        if v_rss is not None and charge is not None and v_rss < charge:
+            said.append(("per-process monitoring (ps/top RSS of the killed process)", v_rss, rec_parts))
+    out.dashboard_name, out.dashboard_bytes, out.difference = said[0]
+    out.sentences = [t for name, b, parts in said for t in _sentence(name, b, charge, parts)]
+    if charge is None:
+        out.sentences = ["The kernel's charge at the kill is not in this capture: what the dashboards showed "
+                         "cannot be set beside it."]
     return out
 
 
 def _list(parts: List[Tuple[str, int]]) -> str:
-    items = [f"{label} ({fmt_bytes(b)})" for label, b in parts]
+    def lower(label: str) -> str:  # "Page cache ..." inside a sentence; "THP" stays
+        return label[:1].lower() + label[1:] if label[1:2].islower() else label
+    items = [f"{lower(label)} ({fmt_bytes(b)})" for label, b in parts]
     if not items:
         return ""
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _sentences(s: Shown, fig) -> List[str]:
-    if s.charge_bytes is None or s.dashboard_bytes is None:
-        return [f"The kernel's charge at the kill is unknown ({'' if s.charge_bytes is not None else 'no usage'} in this capture): "
-                "what the dashboards showed beside it cannot be told."] if s.charge_bytes is None else []
-    z = s.charge_bytes - s.dashboard_bytes
-    parts = [(p.label, p.bytes) for p in s.difference if p.bytes is not None and p.bytes > 0]
-    text = (f"Your dashboard, {s.dashboard_name}, showed {fmt_bytes(s.dashboard_bytes)}; the kernel killed at "
-            f"{fmt_bytes(s.charge_bytes)}; the difference, {fmt_bytes(z)}")
+def _sentence(name: str, shown: Optional[int], charge: Optional[int], difference: List[SplitPart]) -> List[str]:
+    """ "Your dashboard showed X; the kernel killed at Y; the difference, Z, was A, B and C." """
+    if charge is None or shown is None:
+        return []
+    z = charge - shown
+    parts = [(p.label, p.bytes) for p in difference if p.bytes is not None and p.bytes > 0]
+    text = f"Your dashboard, {name}, showed {fmt_bytes(shown)}; the kernel killed at {fmt_bytes(charge)}; the difference, {fmt_bytes(z)}"
     if z <= 0:
         text += ": the dashboard showed all the kernel charged."
     else:
         text += f", was {_list(parts)}." if parts else ": not attributed (the capture lacks the figures)."
-    out = [text]
-    ws = fig["working_set"].bytes
-    if s.dashboard_name.startswith("the heap") and ws is not None:
-        out.append(f"kubectl top (the working set) would have shown {fmt_bytes(ws)}: usage less "
-                   f"{fmt_bytes(s.charge_bytes - ws)} of inactive page cache.")
-    return out
+    return [text]
 
 
 def java_advice(shown: Shown, limit_bytes: Optional[int]):

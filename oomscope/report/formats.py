@@ -32,6 +32,16 @@ def render_json(capture: Capture, analysis: Optional[KillAnalysis] = None) -> st
         "advice": [dataclasses.asdict(x) for x in result.advice],
         "incident": dataclasses.asdict(capture.incident) if capture.incident else None,
         "notes": capture.notes,
+        # what each tool showed at the kill (analysis/dashboards.py), and the runtimes' own views
+        "dashboards": [{"key": f.key, "name": f.name, "bytes": f.bytes, "formula": f.formula, "source": f.source}
+                       for f in result.shown.figures],
+        "dashboards_said": result.shown.sentences,
+        "scrapes": [dataclasses.asdict(s) for s in result.shown.scrapes],
+        "runtimes": [dict(dataclasses.asdict(j.reading), rss_bytes=j.rss_bytes, outside_heap_bytes=j.outside_heap_bytes,
+                          rss_split=[dataclasses.asdict(p) for p in j.parts])
+                     for j in result.shown.java]
+                    + [dataclasses.asdict(r) for r in capture.runtimes if r.why_not is not None],
+        "runtime_notes": result.shown.notes,
     }
     return json.dumps(out, indent=2, ensure_ascii=False) + "\n"
 
@@ -48,6 +58,22 @@ def render_markdown(capture: Capture, analysis: Optional[KillAnalysis] = None) -
     v = build_view(capture, analysis if analysis is not None else analyse_kill(capture))
     lines = [f"### OOM kill: {_md(v.headline)}", "", f"`{capture.kill_id}`", ""]
     lines += [f"- {_md(t)}" for t in v.verdict]
+    if v.shown is not None:
+        sh = v.shown
+        lines += ["", "**What your dashboards showed, beside what the kernel charged**", ""]
+        lines += [x for t in sh.sentences for x in (_md(t), "")][:-1]
+        lines += ["", "| Tool | At the kill | Formula | Source |", "|---|---:|---|---|"]
+        lines += [f"| {_md(r.name)} | {r.value} | {_md(r.formula)} | {_md(r.source)} |" for r in sh.tools]
+        if sh.scrapes:
+            lines += ["", "| A scrape of the usage | Last value (worst case) | Taken | Range in that interval |", "|---|---:|---|---:|"]
+            lines += [f"| {r.interval} | {r.value} | {_md(r.when)} | {r.range} |" for r in sh.scrapes]
+        for j in sh.java:
+            lines += ["", f"*The JVM's own view: {_md(j.title)}*" + (f", {_md(j.read)}" if j.read else ""), "", _md(j.summary), "",
+                      "| Part of its RSS | Bytes | What it is |", "|---|---:|---|"]
+            lines += [f"| {_md(r.label)} | {r.size} | {_md(r.explanation)} |" for r in j.parts]
+            lines += [""] + [f"- {_md(kv.key)}: {_md(kv.value)}" for kv in j.figures]
+        if sh.notes:
+            lines += [""] + [f"> {_md(n)}" for n in sh.notes]
     lines += ["", "| | |", "|---|---|"]
     lines += [f"| {_md(kv.key)} | {_md(kv.value)} |" for kv in v.facts]
     if v.categories:
