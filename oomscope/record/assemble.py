@@ -129,15 +129,15 @@ def place(
         cg.task_memcg, how = located
         if cg.source == SOURCE_NONE:
             cg.source = how
+    if cg.oom_memcg is None and incident_oom_memcg:
+        cg.oom_memcg = incident_oom_memcg
+        cg.source = cg.source if cg.task_memcg else report_source
     if cg.constraint is None and killed is not None and killed.message.startswith("Memory cgroup"):
         cg.constraint = "CONSTRAINT_MEMCG"
     is_global = cg.constraint == "CONSTRAINT_NONE" or (killed is not None and killed.message == "Out of memory")
     if is_global:
         cg.oom_memcg = None  # no cgroup limit was hit: the node ran out
     else:
-        if cg.oom_memcg is None and incident_oom_memcg:
-            cg.oom_memcg = incident_oom_memcg
-            cg.source = cg.source if cg.task_memcg else report_source
         if cg.oom_memcg is None and cg.task_memcg is not None and limited_ancestor is not None:
             cg.oom_memcg = limited_ancestor(cg.task_memcg)
             if cg.oom_memcg is not None:
