@@ -87,6 +87,12 @@ def _java_split(r: RuntimeReading, capture: Capture) -> JavaSplit:
                                  f"committed {fmt_bytes(meta)}, used {fmt_bytes(r.metaspace_used_bytes)}; of which "
                                  f"compressed class space {fmt_bytes(r.class_space_committed_bytes)}"))
         rest -= m
+    mapped = task.rss_file_bytes if task is not None else (capture.victim.file_rss_bytes if is_victim else None)
+    if mapped:
+        m = min(rest, mapped)
+        s.parts.append(SplitPart("mapped_files", "Mapped files (libjvm, the JDK's modules, jars)", m,
+                                 "file pages in its RSS: page cache, charged to whichever cgroup first read them"))
+        rest -= m
     threads = f"{r.threads} threads' stacks" if r.threads is not None else "thread stacks"
     s.parts.append(SplitPart("native", "Native memory outside the heap", rest,
                              f"direct buffers, {threads}, the code cache, GC structures and malloc: the JVM's "
@@ -144,12 +150,7 @@ def shown_of(capture: Capture, a: Analysis) -> Shown:
             "eden + survivors + old generation used (sun.gc.generation.*.space.*.used)",
             f"the JVM's hsperfdata file, read {victim_java.read_ms_before_kill:.0f} ms before the kill"
             if victim_java.read_ms_before_kill is not None else "the JVM's hsperfdata file"))
-        parts = []
-        if victim_java.rss_bytes is not None:
-            parts.append(SplitPart("jvm_outside_heap_used", "the JVM's own memory beyond the used heap",
-                                   victim_java.rss_bytes - heap,
-                                   "committed but unused heap, metaspace, thread stacks, direct buffers, code cache, GC structures, malloc"))
-        said.append(("the heap dashboard (jvm_memory_used_bytes)", heap, parts + rec_parts))
+        said.append(("the heap dashboard (jvm_memory_used_bytes)", heap, _beyond_heap(capture, a, heap)))
         said.append(("kubectl top (the working set)", ws, ws_parts))
     else:
         said.append(("kubectl top (the working set)", ws, ws_parts))
@@ -161,6 +162,31 @@ def shown_of(capture: Capture, a: Analysis) -> Shown:
     if charge is None:
         out.sentences = ["The kernel's charge at the kill is not in this capture: what the dashboards showed "
                          "cannot be set beside it."]
+    return out
+
+
+def _beyond_heap(capture: Capture, a: Analysis, heap_used: int) -> List[SplitPart]:
+    """The charge less the used heap, by what it was: the JVM's own anonymous memory beyond its
+    used heap (its anon RSS, charged here, less the heap's used part), other processes' anonymous
+    memory, then every other category of the charge (page cache, kernel memory, ...). The parts add
+    up to the difference whenever the categories add up to the charge (they do: 'unexplained' is one)."""
+    cats = {c.key: c for c in a.categories}
+    anon = cats["anon"].bytes if "anon" in cats else None
+    v = capture.victim
+    own = v.anon_rss_bytes  # shmem is a category of its own
+    out = []
+    if anon is not None:
+        jvm = max(0, min(anon, own if own is not None else anon) - heap_used)
+        out.append(SplitPart("jvm_beyond_heap", "the JVM's own memory beyond the used heap", jvm,
+                             "its anonymous RSS less the used heap: committed but unused heap, metaspace, thread stacks, "
+                             "direct buffers, code cache, GC structures, malloc"))
+        others = max(0, anon - heap_used - jvm)
+        if others:
+            out.append(SplitPart("other_anon", "anonymous memory outside the JVM's RSS", others,
+                                 "other processes' anonymous memory, or pages of processes already gone"))
+    for c in a.categories:
+        if c.key != "anon" and c.bytes > 0:
+            out.append(SplitPart(c.key, c.label, c.bytes, "charged to the cgroup, in no heap"))
     return out
 
 

@@ -1,0 +1,75 @@
+"""The lab's Java kill (a real JVM whose direct buffers fill the cgroup while its heap stays small),
+recorded by ``record``: the JVM's own view read before the kill, what every dashboard would have
+shown computed from the kernel's own report, and the post-mortem's first section saying both."""
+
+import os
+import re
+import shutil
+
+import pytest
+
+from oomscope.analysis.result import analyse_kill
+from oomscope.lab import run_scenario
+from oomscope.model import Capture
+from oomscope.units import fmt_bytes
+
+LIMIT = 192 << 20
+
+
+@pytest.fixture
+def java():
+    if shutil.which("java") is None:
+        pytest.skip("no JDK: ./setup.sh test installs openjdk-17-jdk-headless")
+
+
+def test_java_offheap_kill_shows_the_heap_the_working_set_and_the_charge(java, recorder, kernel_log, hier):
+    rec = recorder()
+    run = run_scenario("java-offheap", limit_bytes=LIMIT, hier=hier, cgroup=f"/oomscope-test-{os.getpid()}-java-offheap",
+                       timeout_s=120)
+    assert run.killed, f"not killed ({run.returncode}): {run.stderr}"
+    ((path, data),) = rec.wait_for(lambda c: c["victim"]["pid"] == run.main_pid, timeout=60)
+    rep = kernel_log.report_for(run.main_pid)
+    cap = Capture.from_dict(data)
+
+    # the JVM's own view, read from its hsperfdata file before the kill
+    (jvm,) = [r for r in cap.runtimes if r.pid == run.main_pid]
+    assert jvm.kind == "java" and jvm.why_not is None, jvm
+    assert jvm.read_ms_before_kill is not None and jvm.read_ms_before_kill >= 0
+    assert 0 < jvm.heap_used_bytes <= jvm.heap_committed_bytes <= jvm.heap_max_bytes
+    assert jvm.heap_max_bytes <= (LIMIT // 4) + (4 << 20)  # -Xmx a quarter of the limit
+    assert jvm.metaspace_used_bytes and jvm.threads and jvm.threads > 1
+
+    # every tool's figure is its formula applied to the kernel's own report, to the byte
+    assert cap.at_kill.source == "kernel_report"
+    usage = rep.memory.usage_kb * 1024
+    stat = rep.memory_stat
+    v1 = hier.version == 1
+    inactive = stat["total_inactive_file" if v1 else "inactive_file"]
+    result = analyse_kill(cap)
+    fig = {f.key: f.bytes for f in result.shown.figures}
+    assert fig["kernel_charge"] == usage
+    assert fig["working_set"] == usage - inactive
+    assert fig["docker_stats"] == usage - inactive
+    assert fig["cadvisor_rss"] == stat["total_rss" if v1 else "anon"]
+    assert fig["cadvisor_cache"] == stat["total_cache" if v1 else "file"]
+    assert fig["victim_rss"] == (rep.killed.anon_rss_kb + rep.killed.file_rss_kb + rep.killed.shmem_rss_kb) * 1024
+    assert fig["jvm_heap_used"] == jvm.heap_used_bytes
+    # the heap was a small part of what the kernel charged: the kill a heap dashboard cannot explain
+    assert jvm.heap_used_bytes < 0.5 * usage
+    (split,) = result.shown.java
+    assert split.outside_heap_bytes > 0.5 * split.rss_bytes
+
+    # the post-mortem's first section names the heap, the working set and the kernel's charge
+    with open(os.path.join(os.path.dirname(path), "postmortem.html")) as f:
+        html = f.read()
+    first = re.search(r"<section[^>]*>\s*<h2>(.*?)</h2>(.*?)</section>", html, re.S)
+    assert first.group(1).startswith("What your dashboards showed"), first.group(1)
+    section = first.group(2)
+    said = result.shown.sentences[0]
+    assert said.startswith(f"Your dashboard, the heap dashboard (jvm_memory_used_bytes), showed {fmt_bytes(jvm.heap_used_bytes)}; "
+                           f"the kernel killed at {fmt_bytes(usage)}")
+    for text in (fmt_bytes(jvm.heap_used_bytes), fmt_bytes(usage - inactive), fmt_bytes(usage), "Working set", "Heap used"):
+        assert text in section, text
+    print(f"\njava-offheap: heap used {jvm.heap_used_bytes} committed {jvm.heap_committed_bytes} max {jvm.heap_max_bytes} "
+          f"read {jvm.read_ms_before_kill} ms before; victim RSS {fig['victim_rss']}; working set {fig['working_set']}; "
+          f"charge {usage}; limit {cap.at_kill.limit_bytes}; {path}")
