@@ -11,6 +11,7 @@ report's memory.stat. Plain data in and out; no I/O.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
@@ -213,6 +214,14 @@ def _sentence(name: str, shown: Optional[int], charge: Optional[int], difference
     return [text]
 
 
+def _flag_bytes(args: Optional[str], flag: str) -> Optional[int]:
+    """A -XX:Flag=<size> among the JVM's arguments, in bytes (k/m/g suffixes as the JVM reads them)."""
+    m = re.search(rf"-XX:{flag}=(\d+)([kKmMgGtT]?)\b", args or "")
+    if not m:
+        return None
+    return int(m.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}[m.group(2).lower()]
+
+
 def java_advice(shown: Shown, limit_bytes: Optional[int]):
     """Advice for the JVMs read, from their own figures: (case, title, text, evidence) tuples."""
     out = []
@@ -223,7 +232,7 @@ def java_advice(shown: Shown, limit_bytes: Optional[int]):
         if limit_bytes and r.heap_max_bytes:
             share = r.heap_max_bytes / limit_bytes
             room = limit_bytes - r.heap_max_bytes
-            if share >= 0.75 or (outside is not None and room < outside):
+            if share >= 0.75:  # native memory beyond the room left is the next advice's matter
                 target = None
                 if outside is not None:
                     target = max(0, int((limit_bytes - 1.25 * outside) / limit_bytes * 100))
@@ -236,10 +245,15 @@ def java_advice(shown: Shown, limit_bytes: Optional[int]):
                             [f"{who} heap_max_bytes {r.heap_max_bytes}", f"limit_bytes {limit_bytes}"]))
         if outside is not None and j.rss_bytes and outside >= 0.25 * j.rss_bytes:
             native = next((p.bytes for p in j.parts if p.key == "native"), None)
+            direct = _flag_bytes(r.vm_args, "MaxDirectMemorySize")
             out.append(("no_more_limit", "Memory outside the Java heap",
                         f"{fmt_bytes(outside)} of {who}'s {fmt_bytes(j.rss_bytes)} RSS was outside its heap "
                         f"({fmt_bytes(native)} of it native: direct buffers, thread stacks, code cache, GC structures, malloc). "
-                        "A heap dashboard does not show it. Cap direct buffers with -XX:MaxDirectMemorySize, and run with "
+                        "A heap dashboard does not show it. "
+                        + (f"The JVM allowed direct buffers up to {fmt_bytes(direct)} (-XX:MaxDirectMemorySize), "
+                           + (f"{direct / limit_bytes:.1f}x the limit. " if limit_bytes else ". ") if direct is not None else
+                           "Direct buffers were not capped (-XX:MaxDirectMemorySize defaults to the heap max). ")
+                        + "Cap direct buffers with -XX:MaxDirectMemorySize so heap max + direct + the rest fits the limit, and run with "
                         "-XX:NativeMemoryTracking=summary to see the rest (jcmd <pid> VM.native_memory).",
                         [f"{who} rss_bytes {j.rss_bytes}", f"heap_committed_bytes {r.heap_committed_bytes}"]))
         pretouch = bool(r.vm_args and "+AlwaysPreTouch" in r.vm_args)

@@ -25,7 +25,7 @@ def _java_capture(version=2, name="v2-6.1-anon.kmsg"):
         "java", cap.victim.pid, HOSTILE, 42.0, heap_used_bytes=6 * MIB, heap_committed_bytes=16 * MIB,
         heap_max_bytes=60 * MIB, young_used_bytes=2 * MIB, old_used_bytes=4 * MIB, metaspace_used_bytes=5 * MIB,
         metaspace_committed_bytes=6 * MIB, class_space_used_bytes=MIB, class_space_committed_bytes=MIB, threads=14,
-        young_gc_count=3, full_gc_count=1, gc_time_ms=12.0, vm_version="17.0.13", vm_args=f"-Xmx60m {HOSTILE}")]
+        young_gc_count=3, full_gc_count=1, gc_time_ms=12.0, vm_version="17.0.13", vm_args=f"-Xmx60m -XX:MaxDirectMemorySize=256m {HOSTILE}")]
     return cap, rss
 
 
@@ -54,6 +54,8 @@ def test_a_java_victims_rss_is_split_into_heap_and_outside_it_with_advice():
     assert "Heap max too close to the limit" in titles and "Memory outside the Java heap" in titles
     heap_advice = next(a for a in result.advice if a.title == "Heap max too close to the limit")
     assert "MaxRAMPercentage" in heap_advice.text
+    outside = next(a for a in result.advice if a.title == "Memory outside the Java heap")
+    assert "direct buffers up to 256.0 MiB (-XX:MaxDirectMemorySize), 4.0x the limit" in outside.text
 
 
 def test_the_section_escapes_a_hostile_process_name_everywhere():
