@@ -35,5 +35,8 @@ def analyse_kill(capture: Capture) -> KillAnalysis:
     trend = trend_of(capture)
     shown = shown_of(capture, a)
     advice = advise(capture, a, trend)
-    advice += [Advice(case, title, text, evidence) for case, title, text, evidence in java_advice(shown, a.limit_bytes)]
+    java = [Advice(case, title, text, evidence) for case, title, text, evidence in java_advice(shown, a.limit_bytes)]
+    # the JVM's flags need no more limit: before the advice that says "fix the items above first"
+    at = next((i for i, x in enumerate(advice) if x.case in ("more_limit", "delay_only")), len(advice))
+    advice[at:at] = java
     return KillAnalysis(attribution=a, trend=trend, advice=advice, verdict=verdict_of(capture, a, trend), shown=shown)

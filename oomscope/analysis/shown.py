@@ -236,12 +236,13 @@ def java_advice(shown: Shown, limit_bytes: Optional[int]):
                 target = None
                 if outside is not None:
                     target = max(0, int((limit_bytes - 1.25 * outside) / limit_bytes * 100))
+                left = (f"leaving {fmt_bytes(room)} for everything outside the heap" if room > 0 else
+                        "more than the limit itself: the heap alone can fill the cgroup, with nothing left outside it")
                 text = (f"The heap may grow to {fmt_bytes(r.heap_max_bytes)}, {share:.0%} of the {fmt_bytes(limit_bytes)} limit, "
-                        f"leaving {fmt_bytes(room)} for everything outside the heap"
-                        + (f", which already took {fmt_bytes(outside)}" if outside is not None else "") + ". "
+                        + left + (f"; outside the heap the JVM already took {fmt_bytes(outside)}" if outside is not None else "") + ". "
                         "Size the heap from the limit: -XX:MaxRAMPercentage"
                         + (f"={target}" if target else "") + " (instead of a fixed -Xmx), so heap max + native memory fits.")
-                out.append(("more_limit" if share >= 1 else "no_more_limit", "Heap max too close to the limit", text,
+                out.append(("no_more_limit", "Heap max too close to the limit", text,
                             [f"{who} heap_max_bytes {r.heap_max_bytes}", f"limit_bytes {limit_bytes}"]))
         if outside is not None and j.rss_bytes and outside >= 0.25 * j.rss_bytes:
             native = next((p.bytes for p in j.parts if p.key == "native"), None)

@@ -73,3 +73,22 @@ def test_java_offheap_kill_shows_the_heap_the_working_set_and_the_charge(java, r
     print(f"\njava-offheap: heap used {jvm.heap_used_bytes} committed {jvm.heap_committed_bytes} max {jvm.heap_max_bytes} "
           f"read {jvm.read_ms_before_kill} ms before; victim RSS {fig['victim_rss']}; working set {fig['working_set']}; "
           f"charge {usage}; limit {cap.at_kill.limit_bytes}; {path}")
+
+
+def test_java_heap_above_the_limit_is_told_to_size_the_heap_from_the_limit(java, recorder, hier):
+    rec = recorder()
+    run = run_scenario("java-heap", limit_bytes=LIMIT, hier=hier, cgroup=f"/oomscope-test-{os.getpid()}-java-heap",
+                       timeout_s=120)
+    assert run.killed, f"not killed ({run.returncode}): {run.stderr}"
+    ((path, data),) = rec.wait_for(lambda c: c["victim"]["pid"] == run.main_pid, timeout=60)
+    cap = Capture.from_dict(data)
+    (jvm,) = [r for r in cap.runtimes if r.pid == run.main_pid]
+    assert jvm.why_not is None and jvm.read_ms_before_kill >= 0
+    assert jvm.heap_max_bytes >= LIMIT  # -Xmx twice the limit
+    result = analyse_kill(cap)
+    # this time the heap itself filled the cgroup: most of the charge was committed heap
+    assert jvm.heap_committed_bytes >= 0.5 * cap.at_kill.usage_bytes, (jvm, cap.at_kill.usage_bytes)
+    advice = next(a for a in result.advice if a.title == "Heap max too close to the limit")
+    assert "-XX:MaxRAMPercentage" in advice.text and str(jvm.heap_max_bytes) in " ".join(advice.evidence)
+    print(f"\njava-heap: heap used {jvm.heap_used_bytes} committed {jvm.heap_committed_bytes} max {jvm.heap_max_bytes}; "
+          f"charge {cap.at_kill.usage_bytes}; {path}")
