@@ -7,6 +7,10 @@ holding many JVMs near its limit costs little: a cgroup's processes are looked a
 at least ``min_ratio`` full; each pid is read at most once per ``min_interval_ns`` (the fast
 interval a near-limit cgroup is read at), at most ``max_per_cgroup`` JVMs per cgroup and pass; and
 whether a pid is a JVM is decided once (its executable's name, else libjvm.so in its maps).
+
+Measured on this project's host (a JVM of the lab's java-offheap scenario filling its cgroup, 200
+reads): read_jvm took 0.55 ms median, 0.87 ms p95, 4.9 ms at most; is_java 0.05 ms. So a cgroup
+near its limit with the 4 JVMs read every 100 ms costs the sampler about 2% of a core.
 """
 
 from __future__ import annotations
