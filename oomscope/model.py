@@ -337,6 +337,16 @@ class Workload:
 
 
 @dataclass
+class RuntimePoint:
+    """One earlier reading of a runtime's heap (at most one a second, while its cgroup was at least
+    half full: record reads the runtimes of those cgroups only)."""
+
+    t_ms: float  # relative to the kill: negative before it
+    heap_used_bytes: Optional[int] = None
+    heap_committed_bytes: Optional[int] = None
+
+
+@dataclass
 class RuntimeReading:
     """A process's runtime's own view of its memory, read from outside it (a JVM's hsperdata file,
     oomscope/runtimes/java.py), the last reading before the kill. Every figure None when the
@@ -363,6 +373,8 @@ class RuntimeReading:
     gc_time_ms: Optional[float] = None
     vm_version: Optional[str] = None
     vm_args: Optional[str] = None  # untrusted text
+    #: the heap before this reading, oldest first (the timeline of the runtime's own view)
+    heap_history: List[RuntimePoint] = field(default_factory=list)
 
 
 @dataclass

@@ -59,6 +59,8 @@ class Readings:
         # first: (when read, cgroup, reading). A few per pid: the last one before a kill is wanted,
         # and a read can land just after it.
         self._runtimes: Dict[int, Deque[Tuple[int, str, object]]] = {}
+        # pid -> its heap over time, at most one point per timeline spacing: (when, used, committed)
+        self._runtime_history: Dict[int, Deque[Tuple[int, int, int]]] = {}
 
     # --- written by the sampler thread ---
     def set_watched(self, inos: Dict[str, int], vanished: Iterable[str] = (), max_cached: int = 16384) -> None:
@@ -106,6 +108,7 @@ class Readings:
                 self._pid_cgroup = dict(kept)
                 self._proc_info = {p: v for p, v in self._proc_info.items() if p in self._pid_cgroup}
                 self._runtimes = {p: v for p, v in self._runtimes.items() if p in self._pid_cgroup}
+                self._runtime_history = {p: v for p, v in self._runtime_history.items() if p in self._pid_cgroup}
 
     def add_runtimes(self, readings: Iterable[Tuple[int, int, str, object]]) -> None:
         """Runtime readings of one pass: (pid, when read, its cgroup, reading)."""
@@ -115,16 +118,25 @@ class Readings:
                 if ring is None:
                     ring = self._runtimes[pid] = collections.deque(maxlen=RUNTIME_READINGS_PER_PID)
                 ring.append((t_ns, cg, reading))
+                mem = getattr(reading, "memory", None)
+                if mem is not None:
+                    hist = self._runtime_history.get(pid)
+                    if hist is None:
+                        hist = self._runtime_history[pid] = collections.deque(maxlen=self.timeline_points)
+                    if not hist or t_ns - hist[-1][0] >= self.timeline_spacing_s * 1e9:
+                        hist.append((t_ns, mem.heap_used_bytes, mem.heap_committed_bytes))
 
-    def runtimes_before(self, cgroup: str, t_ns: int) -> List[Tuple[int, int, object]]:
-        """(pid, when read, reading): the last runtime reading before t_ns of each process read in
-        ``cgroup`` or below it, by pid."""
+    def runtimes_before(self, cgroup: str, t_ns: int) -> List[Tuple[int, int, object, List[Tuple[int, int, int]]]]:
+        """(pid, when read, reading, heap history): the last runtime reading before t_ns of each
+        process read in ``cgroup`` or below it, by pid, with its heap's earlier points (when, used,
+        committed) up to that reading."""
         out = []
         with self._lock:
             for pid, ring in sorted(self._runtimes.items()):
                 for when, cg, reading in reversed(ring):
                     if when <= t_ns and cgroup_within(cg, cgroup):
-                        out.append((pid, when, reading))
+                        hist = [h for h in self._runtime_history.get(pid, ()) if h[0] < when]
+                        out.append((pid, when, reading, hist))
                         break
         return out
 

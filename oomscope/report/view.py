@@ -216,6 +216,18 @@ def _timeline(capture: Capture):
         coords = [(600 * (p.t_ms - t0) / span, 200 - 190 * getattr(p, key) / top) for p in pts if getattr(p, key) is not None]
         if len(coords) >= 2 and any(getattr(p, key) for p in pts):
             series.append(Series(key, label, color, " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)))
+    # the JVM's own view beside the kernel's: its heap used, from its earlier readings and its last
+    jvm = next((r for r in capture.runtimes if r.pid == capture.victim.pid and r.heap_used_bytes is not None), None)
+    if jvm is not None and jvm.read_ms_before_kill is not None:
+        heap = [(h.t_ms, h.heap_used_bytes) for h in jvm.heap_history if h.heap_used_bytes is not None]
+        heap.append((-jvm.read_ms_before_kill, jvm.heap_used_bytes))
+        heap = [(t, b) for t, b in heap if t0 <= t <= t1 or t == -jvm.read_ms_before_kill]
+        if heap:
+            coords = [(600 * min(1.0, max(0.0, (t - t0) / span)), 200 - 190 * min(b, top) / top) for t, b in heap]
+            if len(coords) == 1:
+                coords.insert(0, (max(0.0, coords[0][0] - 4), coords[0][1]))  # one reading: a short tick
+            series.append(Series("jvm_heap", f"JVM heap used (pid {jvm.pid}, its own view)", PALETTE["heap"],
+                                 " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)))
     limit = pts[-1].limit_bytes
     limit_y = round(200 - 190 * limit / top, 1) if limit else None
     axis = [KeyValue(f"{200 - 190 * f:.1f}", fmt_bytes(int(top * f))) for f in (0.0, 0.5, 1.0)]

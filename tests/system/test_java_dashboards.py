@@ -38,6 +38,11 @@ def test_java_offheap_kill_shows_the_heap_the_working_set_and_the_charge(java, r
     assert 0 < jvm.heap_used_bytes <= jvm.heap_committed_bytes <= jvm.heap_max_bytes
     assert jvm.heap_max_bytes <= (LIMIT // 4) + (4 << 20)  # -Xmx a quarter of the limit
     assert jvm.metaspace_used_bytes and jvm.threads and jvm.threads > 1
+    # and its heap over the filling: earlier readings, one a second at most, all before the last one
+    assert jvm.heap_history, "no earlier heap readings"
+    ts = [h.t_ms for h in jvm.heap_history]
+    assert ts == sorted(ts) and ts[-1] < -jvm.read_ms_before_kill
+    assert all(h.heap_used_bytes <= jvm.heap_max_bytes for h in jvm.heap_history)
 
     # every tool's figure is its formula applied to the kernel's own report, to the byte
     assert cap.at_kill.source == "kernel_report"
@@ -70,6 +75,7 @@ def test_java_offheap_kill_shows_the_heap_the_working_set_and_the_charge(java, r
                            f"the kernel killed at {fmt_bytes(usage)}")
     for text in (fmt_bytes(jvm.heap_used_bytes), fmt_bytes(usage - inactive), fmt_bytes(usage), "Working set", "Heap used"):
         assert text in section, text
+    assert "JVM heap used (pid" in html  # the heap's line on the timeline, beside the charge's
     print(f"\njava-offheap: heap used {jvm.heap_used_bytes} committed {jvm.heap_committed_bytes} max {jvm.heap_max_bytes} "
           f"read {jvm.read_ms_before_kill} ms before; victim RSS {fig['victim_rss']}; working set {fig['working_set']}; "
           f"charge {usage}; limit {cap.at_kill.limit_bytes}; {path}")

@@ -43,14 +43,17 @@ def test_only_jvms_of_a_cgroup_near_its_limit_are_read_and_each_at_most_once_per
 
 
 def test_a_kill_gets_the_last_reading_before_it_of_each_process_below_the_cgroup():
+    s = 10**9
     store = Readings(MemoryHierarchy.__new__(MemoryHierarchy), 10**10, 10, 1.0, 10**11, 1000)
-    store.add_runtimes([(7, 100, "/a/b", JvmReading(7, _mem(1 * MIB))), (8, 100, "/other", JvmReading(8, _mem()))])
-    store.add_runtimes([(7, 200, "/a/b", JvmReading(7, _mem(2 * MIB)))])
-    store.add_runtimes([(7, 300, "/a/b", JvmReading(7, _mem(3 * MIB)))])  # after the kill
-    got = store.runtimes_before("/a", 250)
-    assert [(p, t, r.memory.heap_used_bytes) for p, t, r in got] == [(7, 200, 2 * MIB)]
-    rr = runtime_reading(7, got[0][2], (250 - 200) / 1e6, "java")
+    store.add_runtimes([(7, 1 * s, "/a/b", JvmReading(7, _mem(1 * MIB))), (8, 1 * s, "/other", JvmReading(8, _mem()))])
+    store.add_runtimes([(7, int(1.5 * s), "/a/b", JvmReading(7, _mem(5 * MIB)))])  # within a second: not in the history
+    store.add_runtimes([(7, 2 * s, "/a/b", JvmReading(7, _mem(2 * MIB)))])
+    store.add_runtimes([(7, 3 * s, "/a/b", JvmReading(7, _mem(3 * MIB)))])  # after the kill
+    got = store.runtimes_before("/a", int(2.5 * s))
+    assert [(p, t, r.memory.heap_used_bytes) for p, t, r, _ in got] == [(7, 2 * s, 2 * MIB)]
+    assert got[0][3] == [(1 * s, 1 * MIB, 32 * MIB)]  # the heap before that reading, one point a second
+    rr = runtime_reading(7, got[0][2], (int(2.5 * s) - 2 * s) / 1e6, "java")
     assert rr.kind == "java" and rr.heap_used_bytes == 2 * MIB and rr.heap_max_bytes == 64 * MIB
-    assert rr.threads == 12 and rr.why_not is None and rr.read_ms_before_kill == 0.0
+    assert rr.threads == 12 and rr.why_not is None and rr.read_ms_before_kill == 500.0
     off = runtime_reading(9, JvmReading(9, None, "no hsperfdata file: -XX:-UsePerfData"), 12.34)
     assert off.heap_used_bytes is None and "UsePerfData" in off.why_not and off.read_ms_before_kill == 12.3

@@ -98,3 +98,18 @@ def test_imported_and_older_captures_get_the_section_from_the_reports_memory_sta
     assert fig["working_set"].formula == "memory.usage_in_bytes - total_inactive_file"
     assert fig["cadvisor_rss"].bytes == st["total_rss"]
     assert 'id="dashboards"' in render_html(old)
+
+
+def test_the_jvms_heap_is_a_line_on_the_timeline_beside_the_charge():
+    from oomscope.model import RuntimePoint, Timeline, TimelinePoint
+    from oomscope.report.view import build_view
+
+    cap, _ = _java_capture()
+    limit = cap.at_kill.limit_bytes
+    cap.timelines = [Timeline(cap.cgroup.oom_memcg, [TimelinePoint(t_ms=-1000.0 * (5 - i), usage_bytes=limit * (i + 1) // 6,
+                                                                   limit_bytes=limit) for i in range(6)])]
+    cap.runtimes[0].heap_history = [RuntimePoint(-3000.0, 5 * MIB, 16 * MIB), RuntimePoint(-2000.0, 6 * MIB, 16 * MIB)]
+    v = build_view(cap)
+    (heap,) = [s for s in v.timeline if s.key == "jvm_heap"]
+    assert heap.label.startswith(f"JVM heap used (pid {cap.victim.pid}")
+    assert len(heap.points.split()) == 3  # two earlier readings and the last one
