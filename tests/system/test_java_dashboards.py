@@ -5,6 +5,7 @@ shown computed from the kernel's own report, and the post-mortem's first section
 import os
 import re
 import shutil
+import subprocess
 
 import pytest
 
@@ -98,3 +99,27 @@ def test_java_heap_above_the_limit_is_told_to_size_the_heap_from_the_limit(java,
     assert "-XX:MaxRAMPercentage" in advice.text and str(jvm.heap_max_bytes) in " ".join(advice.evidence)
     print(f"\njava-heap: heap used {jvm.heap_used_bytes} committed {jvm.heap_committed_bytes} max {jvm.heap_max_bytes}; "
           f"charge {cap.at_kill.usage_bytes}; {path}")
+
+
+def test_a_jvm_without_perfdata_is_said_so_with_how_to_turn_it_on(java, recorder, sandbox):
+    """The lab's off-heap JVM started with -XX:-UsePerfData in a sandbox cgroup: no hsperfdata
+    file, so the capture says why its view is missing and the post-mortem how to turn it on."""
+    from importlib import resources
+
+    name, path = sandbox(suffix="-noperf", limit=LIMIT)
+    rec = recorder()
+    source = str(resources.files("oomscope").joinpath("workloads_java", "OomscopeLab.java"))
+    res = subprocess.run(
+        ["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -XX:-UsePerfData -Xmx48m -XX:MaxDirectMemorySize=768m "$3" offheap',
+         "sh", os.path.join(path, "cgroup.procs"), shutil.which("java"), source],
+        capture_output=True, timeout=120)
+    assert res.returncode == -9, (res.returncode, res.stderr[-500:])
+    ((cpath, data),) = rec.wait_for(lambda c: c["cgroup"]["oom_memcg"] == name and c["victim"]["comm"] == "java", timeout=60)
+    cap = Capture.from_dict(data)
+    (jvm,) = [r for r in cap.runtimes if r.pid == cap.victim.pid]
+    assert jvm.heap_used_bytes is None and "UsePerfData" in jvm.why_not, jvm
+    with open(os.path.join(os.path.dirname(cpath), "postmortem.html")) as f:
+        html = f.read()
+    section = html[html.index('id="dashboards"'):]
+    section = section[:section.index("</section>")]
+    assert "-XX:+UsePerfData" in section and "Working set" in section
