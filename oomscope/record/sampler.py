@@ -279,6 +279,7 @@ class Sampler:
                     if other != cg and ow.next_ns > sample.t_ns + interval and cgroup_within(other, cg):
                         ow.next_ns = sample.t_ns + interval
         runtime_readings = []
+        self.runtimes.begin_pass()
         for cg, sample in new_samples.items():
             if sample.pids:
                 w = self._watched[cg]

@@ -30,7 +30,8 @@ def test_only_jvms_of_a_cgroup_near_its_limit_are_read_and_each_at_most_once_per
         reads.append(pid)
         return JvmReading(pid, _mem())
 
-    r = RuntimeReader(100, max_per_cgroup=2, is_java=is_java, read_jvm=read_jvm)
+    r = RuntimeReader(100, max_per_cgroup=2, is_java=is_java, read_jvm=read_jvm, exe_is_java=lambda pid: False,
+                      maps_checks_per_pass=10)
     assert read_cgroup(r, [2, 3, 4, 6], 0.3, 0, lambda: 1) == []  # far from the limit: not even looked at
     assert checked == []
     got = read_cgroup(r, [2, 3, 4, 6], 0.95, 1000, lambda: 1001)
@@ -57,3 +58,20 @@ def test_a_kill_gets_the_last_reading_before_it_of_each_process_below_the_cgroup
     assert rr.threads == 12 and rr.why_not is None and rr.read_ms_before_kill == 500.0
     off = runtime_reading(9, JvmReading(9, None, "no hsperfdata file: -XX:-UsePerfData"), 12.34)
     assert off.heap_used_bytes is None and "UsePerfData" in off.why_not and off.read_ms_before_kill == 12.3
+
+
+def test_only_a_few_processes_maps_are_read_per_pass():
+    maps = []
+
+    def is_java(pid):
+        maps.append(pid)
+        return pid == 5
+
+    r = RuntimeReader(100, is_java=is_java, read_jvm=lambda pid: JvmReading(pid, _mem()),
+                      exe_is_java=lambda pid: pid == 9, maps_checks_per_pass=2)
+    r.begin_pass()
+    assert r.due([1, 2, 3, 5, 9], 0.95, 0) == [9]  # the launcher named java: no maps read for it
+    assert maps == [1, 2]  # the budget: 3 and 5 wait for a later pass
+    r.begin_pass()
+    assert r.due([1, 2, 3, 5, 9], 0.95, 1000) == [5, 9]
+    assert maps == [1, 2, 3, 5]
