@@ -100,8 +100,9 @@ def what_tools_showed(usage_bytes: Optional[int], memory_stat: Dict[str, int], v
                           "anon-rss + file-rss + shmem-rss", "the kernel's 'Killed process' line (mm/oom_kill.c)"))
     known = [r for r in tasks_rss_bytes if r is not None]
     total = sum(known) if known and len(known) == len(tasks_rss_bytes) else None
-    out.append(ToolFigure("tasks_rss_sum", f"Sum of RSS over the cgroup's {len(tasks_rss_bytes)} processes", total,
-                          "sum of rss over the task table (shared pages counted once per process)",
+    n = len(tasks_rss_bytes)
+    out.append(ToolFigure("tasks_rss_sum", f"Sum of RSS over the cgroup's {n} process{'' if n == 1 else 'es'}", total,
+                          "sum of rss over the task table (a page shared by n processes counted n times)",
                           "the kernel's task table in its OOM report (mm/oom_kill.c, dump_task)"))
     return out
 
