@@ -3,6 +3,13 @@
 JSON's ``verdict.categories`` names the one or two categories that explain the kill, largest
 first, from one fixed vocabulary: anon, anon_thp, file, shmem, slab, kernel_stack, pagetables,
 percpu, vmalloc, kernel, sock, zswap (see analysis/attribution.py).
+
+JSON's ``dashboards`` lists what each tool would have shown at the kill, [{key, name, bytes (null:
+unknown), formula, source}] (analysis/dashboards.py); ``dashboards_said`` the sentences "Your
+dashboard showed X; the kernel killed at Y; the difference, Z, was A, B and C."; ``scrapes`` what a
+15 s / 60 s scrape of the usage last saw; ``runtimes`` each JVM read before the kill (the capture's
+figures, with ``rss_bytes``, ``outside_heap_bytes`` and ``rss_split``), and those that could not be
+read (``why_not``); ``runtime_notes`` what could not be read and why, in words.
 """
 
 from __future__ import annotations
