@@ -194,7 +194,9 @@ def _beyond_heap(capture: Capture, a: Analysis, heap_used: int) -> List[SplitPar
 def _list(parts: List[Tuple[str, int]]) -> str:
     def lower(label: str) -> str:  # "Page cache ..." inside a sentence; "THP" stays
         return label[:1].lower() + label[1:] if label[1:2].islower() else label
-    items = [f"{lower(label)} ({fmt_bytes(b)})" for label, b in parts]
+    if len(parts) == 1:  # the whole difference: its size is already said
+        return lower(parts[0][0])
+    items = [f"{fmt_bytes(b)} of {lower(label)}" for label, b in parts]
     if not items:
         return ""
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
