@@ -32,7 +32,7 @@ PALETTE = {
     "anon": "#d9534f", "file": "#5bc0de", "shmem": "#f0ad4e", "slab": "#9b59b6", "kernel_stack": "#8e44ad",
     "pagetables": "#6c3483", "percpu": "#a569bd", "vmalloc": "#bb8fce", "kernel": "#7d3c98", "sock": "#16a085",
     "zswap": "#95a5a6", "unexplained": "#bdc3c7", "other_processes": "#e67e22", "rest": "#bdc3c7",
-    "victim": "#c0392b", "heap": "#2e86c1", "metaspace": "#48c9b0", "native": "#f39c12",
+    "victim": "#c0392b", "heap": "#1e8449", "metaspace": "#48c9b0", "native": "#f39c12",
 }
 
 
