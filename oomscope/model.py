@@ -30,9 +30,10 @@ from .errors import CaptureError
 from .terminal import terminal_safe
 
 #: 2: Host.page_size_bytes (the kill host's page size); provenance is one of ``Source``.
-#: Captures of schema 1 still load (their page size is unknown: None).
-SCHEMA_VERSION = 2
-READABLE_SCHEMA_VERSIONS = (1, 2)
+#: 3: ``runtimes``, the runtime's own view of its memory (a JVM's hsperfdata) before the kill.
+#: Captures of schema 1 and 2 still load (page size unknown in 1; no runtimes in 1 and 2).
+SCHEMA_VERSION = 3
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 
 
 class Source(str, enum.Enum):
@@ -338,6 +339,47 @@ class Workload:
 
 
 @dataclass
+class RuntimePoint:
+    """One earlier reading of a runtime's heap (at most one a second, while its cgroup was at least
+    half full: record reads the runtimes of those cgroups only)."""
+
+    t_ms: float  # relative to the kill: negative before it
+    heap_used_bytes: Optional[int] = None
+    heap_committed_bytes: Optional[int] = None
+
+
+@dataclass
+class RuntimeReading:
+    """A process's runtime's own view of its memory, read from outside it (a JVM's hsperdata file,
+    oomscope/runtimes/java.py), the last reading before the kill. Every figure None when the
+    runtime could not be read (``why_not`` says why) or does not publish it."""
+
+    kind: str  # "java"
+    pid: int
+    comm: str = ""
+    #: how long before the kill it was read (the JVM keeps the file current; GC moves it)
+    read_ms_before_kill: Optional[float] = None
+    why_not: Optional[str] = None
+    heap_used_bytes: Optional[int] = None  # what heap dashboards (JMX, Micrometer) show
+    heap_committed_bytes: Optional[int] = None  # reserved from the OS for the heap
+    heap_max_bytes: Optional[int] = None  # -Xmx or MaxRAMPercentage of the limit
+    young_used_bytes: Optional[int] = None
+    old_used_bytes: Optional[int] = None
+    metaspace_used_bytes: Optional[int] = None
+    metaspace_committed_bytes: Optional[int] = None
+    class_space_used_bytes: Optional[int] = None
+    class_space_committed_bytes: Optional[int] = None
+    threads: Optional[int] = None
+    young_gc_count: Optional[int] = None
+    full_gc_count: Optional[int] = None
+    gc_time_ms: Optional[float] = None
+    vm_version: Optional[str] = None
+    vm_args: Optional[str] = None  # untrusted text
+    #: the heap before this reading, oldest first (the timeline of the runtime's own view)
+    heap_history: List[RuntimePoint] = field(default_factory=list)
+
+
+@dataclass
 class Times:
     """When things happened. Monotonic clocks are CLOCK_MONOTONIC in ns (bpf_ktime_get_ns)."""
 
@@ -374,6 +416,9 @@ class Capture:
     workload: Workload = field(default_factory=Workload)
     #: plain-language remarks on what is missing or uncertain in this capture
     notes: List[str] = field(default_factory=list)
+    #: the runtimes' own views (a JVM's heap) of the killed cgroup's processes, last read before
+    #: the kill (schema 3; empty when none was read, and in imported captures)
+    runtimes: List[RuntimeReading] = field(default_factory=list)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

@@ -10,7 +10,8 @@ formula in the tool's own source:
   v1 and ``inactive_file`` on v2.
 - ``docker stats`` MEM USAGE: the docker CLI, ``cli/command/container/stats_helpers.go``
   (calculateMemUsageUnixNoCache): usage minus ``total_inactive_file`` (v1) or ``inactive_file``
-  (v2). Docker 19.03 and older subtracted ``cache`` instead (v1), which hides all page cache.
+  (v2), and only when it is below usage (else usage itself: no clamp to 0 as cAdvisor's). Docker
+  19.03 and older subtracted ``cache`` instead (v1), which hides all page cache.
 - cAdvisor's ``container_memory_rss``: v1 ``total_rss``, v2 ``anon``; ``container_memory_cache``:
   v1 ``total_cache``, v2 ``file``; ``container_memory_swap``: v1 ``total_swap``, v2 the swap in
   use (memory.swap.current); ``container_memory_usage_bytes``: the charge itself.
@@ -61,6 +62,14 @@ def _minus(usage: Optional[int], sub: Optional[int]) -> Optional[int]:
     return max(0, usage - sub)
 
 
+def _docker(usage: Optional[int], inactive: Optional[int]) -> Optional[int]:
+    """The docker CLI subtracts inactive file only when it is below usage; else it shows usage
+    itself (calculateMemUsageUnixNoCache), where cAdvisor's working set clamps to 0."""
+    if usage is None or inactive is None:
+        return None
+    return usage - inactive if inactive < usage else usage
+
+
 def what_tools_showed(usage_bytes: Optional[int], memory_stat: Dict[str, int], version: Optional[int],
                       swap_bytes: Optional[int] = None, victim_rss_bytes: Optional[int] = None,
                       tasks_rss_bytes: Sequence[Optional[int]] = ()) -> List[ToolFigure]:
@@ -76,7 +85,7 @@ def what_tools_showed(usage_bytes: Optional[int], memory_stat: Dict[str, int], v
         ToolFigure("working_set", "Working set (kubectl top, metrics-server, kubelet eviction; "
                    "container_memory_working_set_bytes)", _minus(usage_bytes, inactive),
                    f"{usage_file} - {inactive_key}", "cAdvisor container/libcontainer/handler.go (setMemoryStats)"),
-        ToolFigure("docker_stats", "docker stats MEM USAGE", _minus(usage_bytes, inactive),
+        ToolFigure("docker_stats", "docker stats MEM USAGE", _docker(usage_bytes, inactive),
                    f"{usage_file} - {inactive_key}" + (" (docker 19.03 and older: - total_cache)" if v1 else ""),
                    "docker CLI cli/command/container/stats_helpers.go (calculateMemUsageUnixNoCache)"),
         ToolFigure("cadvisor_rss", "container_memory_rss", _stat(memory_stat, version, "total_rss", "anon"),
@@ -91,8 +100,9 @@ def what_tools_showed(usage_bytes: Optional[int], memory_stat: Dict[str, int], v
                           "anon-rss + file-rss + shmem-rss", "the kernel's 'Killed process' line (mm/oom_kill.c)"))
     known = [r for r in tasks_rss_bytes if r is not None]
     total = sum(known) if known and len(known) == len(tasks_rss_bytes) else None
-    out.append(ToolFigure("tasks_rss_sum", f"Sum of RSS over the cgroup's {len(tasks_rss_bytes)} processes", total,
-                          "sum of rss over the task table (shared pages counted once per process)",
+    n = len(tasks_rss_bytes)
+    out.append(ToolFigure("tasks_rss_sum", f"Sum of RSS over the cgroup's {n} process{'' if n == 1 else 'es'}", total,
+                          "sum of rss over the task table (a page shared by n processes counted n times)",
                           "the kernel's task table in its OOM report (mm/oom_kill.c, dump_task)"))
     return out
 

@@ -1,4 +1,5 @@
-"""One analysis of one kill: attribution, trend, advice and verdict, computed once
+"""One analysis of one kill: attribution, trend, advice, verdict and what the dashboards
+and the runtime showed (analysis/shown.py), computed once
 (``analyse_kill``) and handed to every renderer (HTML, Markdown, JSON, the index) and to record's
 log line and metrics."""
 
@@ -10,6 +11,7 @@ from typing import List
 from ..model import Capture
 from .advice import Advice, Trend, advise, trend_of
 from .attribution import Analysis, analyse
+from .shown import Shown, java_advice, shown_of
 from .verdict import Verdict, verdict_of
 
 
@@ -19,6 +21,8 @@ class KillAnalysis:
     trend: Trend
     advice: List[Advice] = field(default_factory=list)
     verdict: Verdict = field(default_factory=Verdict)
+    #: what the dashboards and the runtime (a JVM's heap) showed beside the kernel's charge
+    shown: Shown = field(default_factory=lambda: Shown(None))
 
     @property
     def top_categories(self) -> List[str]:
@@ -29,4 +33,10 @@ class KillAnalysis:
 def analyse_kill(capture: Capture) -> KillAnalysis:
     a = analyse(capture)
     trend = trend_of(capture)
-    return KillAnalysis(attribution=a, trend=trend, advice=advise(capture, a, trend), verdict=verdict_of(capture, a, trend))
+    shown = shown_of(capture, a)
+    advice = advise(capture, a, trend)
+    java = [Advice(case, title, text, evidence) for case, title, text, evidence in java_advice(shown, a.limit_bytes)]
+    # the JVM's flags need no more limit: before the advice that says "fix the items above first"
+    at = next((i for i, x in enumerate(advice) if x.case in ("more_limit", "delay_only")), len(advice))
+    advice[at:at] = java
+    return KillAnalysis(attribution=a, trend=trend, advice=advice, verdict=verdict_of(capture, a, trend), shown=shown)

@@ -30,6 +30,7 @@ from ..model import (
     CgroupState,
     Host,
     KernelReportInfo,
+    RuntimeReading,
     Source,
     Task,
     Timeline,
@@ -77,6 +78,8 @@ class Evidence:
     incident_tasks: List[Task] = field(default_factory=list)
     #: cgroups below oom_memcg with their usage just before the kill (shared the limit)
     sharing: List[CgroupUsage] = field(default_factory=list)
+    #: the runtimes' own views (a JVM's heap) of the cgroup's processes, last read before the kill
+    runtimes: List[RuntimeReading] = field(default_factory=list)
 
 
 @dataclass
@@ -399,6 +402,7 @@ def build_capture(
         host_memory_at_kill=host_memory,
         timelines=list(evidence.timelines),
         charge_tracking=evidence.charge_tracking,
+        runtimes=list(evidence.runtimes),
     )
     # A log can print any number: one no kernel could have kept becomes unknown, with a note.
     capture.notes.extend(unknown_if_absurd(capture))

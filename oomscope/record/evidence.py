@@ -17,10 +17,12 @@ from typing import Dict, List, Optional, Protocol, Tuple
 from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy
 from ..layouts import SNAP_MARK_VICTIM, SNAP_SIGKILL, ReclaimStats
-from ..model import SOURCE_AFTER_KILL, CgroupState, Source, CgroupUsage, ReclaimAtKill, Task, Timeline, TimelinePoint
+from ..model import (SOURCE_AFTER_KILL, CgroupState, Source, CgroupUsage, ReclaimAtKill, RuntimePoint, Task, Timeline,
+                     TimelinePoint)
 from . import charges
 from .assemble import Evidence, Placement
 from .joiner import PendingKill
+from .runtimes import runtime_reading
 
 
 class ReadingsStore(Protocol):
@@ -35,6 +37,7 @@ class ReadingsStore(Protocol):
     def proc_info(self, pid: int) -> Optional[Tuple[str, Optional[str]]]: ...
     def ino(self, cgroup: str) -> Optional[int]: ...
     def subtree_inos(self, cgroup: str) -> List[int]: ...
+    def runtimes_before(self, cgroup: str, t_ns: int) -> list: ...
 
 
 class LiveReads:
@@ -140,6 +143,11 @@ class EvidenceGatherer:
                     ev.timelines.append(Timeline(path, points, reclaim_at_kill(self.store.reclaim_of(path, kill_ns), kill_ns)))
             for path, sample in self.store.below(described, kill_ns):
                 ev.sharing.append(CgroupUsage(path, sample.state.usage_bytes, Source.LAST_SAMPLE, (kill_ns - sample.t_ns) / 1e6))
+            for pid, when, reading, hist in self.store.runtimes_before(described, kill_ns):
+                info = self.store.proc_info(pid)
+                rr = runtime_reading(pid, reading, (kill_ns - when) / 1e6, info[0] if info else "")
+                rr.heap_history = [RuntimePoint(round((t - kill_ns) / 1e6, 1), used, committed) for t, used, committed in hist]
+                ev.runtimes.append(rr)
             after = self.live.state_after_kill(described)
             if after is not None:
                 after.age_ms = (kill_ns - time.monotonic_ns()) / 1e6  # negative: read after the kill

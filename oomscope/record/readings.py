@@ -24,6 +24,8 @@ ANCESTOR_TTL_NS = 10_000_000_000
 #: a vanished cgroup's readings are kept this long: its last samples may be exactly what a kill
 #: that removed it needs
 VANISHED_KEEP_NS = 60_000_000_000
+#: runtime readings kept per pid (record/runtimes.py reads a pid at most once per fast interval)
+RUNTIME_READINGS_PER_PID = 4
 
 
 class Readings:
@@ -53,6 +55,12 @@ class Readings:
         # the last read of the kernel's reclaim map, (when it started, by pid): shared by the
         # readings and the kills, so that a storm's kills handled together read it once
         self._reclaim_read: Optional[Tuple[int, Dict[int, ReclaimStats]]] = None
+        # pid -> its runtime's last readings (a JVM's hsperfdata, record/runtimes.py), oldest
+        # first: (when read, cgroup, reading). A few per pid: the last one before a kill is wanted,
+        # and a read can land just after it.
+        self._runtimes: Dict[int, Deque[Tuple[int, str, object]]] = {}
+        # pid -> its heap over time, at most one point per timeline spacing: (when, used, committed)
+        self._runtime_history: Dict[int, Deque[Tuple[int, int, int]]] = {}
 
     # --- written by the sampler thread ---
     def set_watched(self, inos: Dict[str, int], vanished: Iterable[str] = (), max_cached: int = 16384) -> None:
@@ -99,6 +107,42 @@ class Readings:
                     kept = sorted(kept, key=lambda pv: pv[1][1])[-self.max_pids:]
                 self._pid_cgroup = dict(kept)
                 self._proc_info = {p: v for p, v in self._proc_info.items() if p in self._pid_cgroup}
+                self._runtimes = {p: v for p, v in self._runtimes.items() if p in self._pid_cgroup}
+                self._runtime_history = {p: v for p, v in self._runtime_history.items() if p in self._pid_cgroup}
+
+    def add_runtimes(self, readings: Iterable[Tuple[int, int, str, object]]) -> None:
+        """Runtime readings of one pass: (pid, when read, its cgroup, reading)."""
+        with self._lock:
+            for pid, t_ns, cg, reading in readings:
+                ring = self._runtimes.get(pid)
+                if ring is None:
+                    ring = self._runtimes[pid] = collections.deque(maxlen=RUNTIME_READINGS_PER_PID)
+                ring.append((t_ns, cg, reading))
+                mem = getattr(reading, "memory", None)
+                if mem is not None:
+                    hist = self._runtime_history.get(pid)
+                    if hist is None:
+                        hist = self._runtime_history[pid] = collections.deque(maxlen=self.timeline_points)
+                    if not hist or t_ns - hist[-1][0] >= self.timeline_spacing_s * 1e9:
+                        hist.append((t_ns, mem.heap_used_bytes, mem.heap_committed_bytes))
+
+    def runtimes_before(self, cgroup: str, t_ns: int) -> List[Tuple[int, int, object, List[Tuple[int, int, int]]]]:
+        """(pid, when read, reading, heap history): the last runtime reading before t_ns of each
+        process read in ``cgroup`` or below it, by pid, with its heap's earlier points (when, used,
+        committed) up to that reading."""
+        out = []
+        with self._lock:
+            for pid, ring in sorted(self._runtimes.items()):
+                for when, cg, reading in reversed(ring):
+                    if when <= t_ns and cgroup_within(cg, cgroup):
+                        hist = [h for h in self._runtime_history.get(pid, ()) if h[0] < when]
+                        out.append((pid, when, reading, hist))
+                        break
+        return out
+
+    def known_pids(self) -> Set[int]:
+        with self._lock:
+            return set(self._pid_cgroup)
 
     def pids_in(self, pids: Iterable[int]) -> Dict[int, str]:
         """The cgroup each of these pids was last seen in (those seen at all)."""

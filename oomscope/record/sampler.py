@@ -45,6 +45,7 @@ from ..layouts import TRACKED, ReclaimStats
 from .notify import LimitNotifications
 from .steering import ChargeSteering
 from .readings import Readings
+from .runtimes import RuntimeReader, read_cgroup
 
 
 
@@ -111,6 +112,7 @@ class Sampler:
         charge_mode: str = "auto",
         host_memory_bytes: Optional[int] = None,
         notify: bool = True,
+        runtimes: Optional[RuntimeReader] = None,
     ):
         self.hier = hier
         self.top = top
@@ -138,6 +140,9 @@ class Sampler:
         # on v1 by usage thresholds (an eventfd per cgroup). One poll() waits on all of them.
         # Woken the moment a limited cgroup fills up (record/notify.py)
         self.notify = LimitNotifications(hier, notify)
+        # The runtimes' own views (a JVM's heap) of the processes of a cgroup near its limit,
+        # each pid at most once per fast interval (record/runtimes.py)
+        self.runtimes = runtimes if runtimes is not None else RuntimeReader(self.fast_interval_ns)
         self.limit_hits = 0  # notifications that led to an immediate reading
         self.passes = 0
         self.reads = 0
@@ -187,6 +192,7 @@ class Sampler:
         for cg in vanished:
             del self._watched[cg]
         self.store.set_watched({c: w.ino for c, w in self._watched.items()}, vanished, 4 * self.max_cgroups)
+        self.runtimes.forget_except(self.store.known_pids())
         self._sync_limit_notifications()
 
     # --- one pass ---
@@ -272,6 +278,17 @@ class Sampler:
                 for other, ow in self._watched.items():
                     if other != cg and ow.next_ns > sample.t_ns + interval and cgroup_within(other, cg):
                         ow.next_ns = sample.t_ns + interval
+        runtime_readings = []
+        self.runtimes.begin_pass()
+        for cg, sample in new_samples.items():
+            if sample.pids:
+                w = self._watched[cg]
+                anc = self.store.limited_ancestor(cg)
+                ratio = max(w.ratio, self._watched[anc].ratio if anc in self._watched else 0.0)
+                for pid, t, reading in read_cgroup(self.runtimes, sample.pids, ratio, sample.t_ns, time.monotonic_ns):
+                    runtime_readings.append((pid, t, cg, reading))
+        if runtime_readings:
+            self.store.add_runtimes(runtime_readings)
         new_info = {}
         for pid in pid_cgroup:
             info = self.store.proc_info(pid)

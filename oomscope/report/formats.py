@@ -3,6 +3,13 @@
 JSON's ``verdict.categories`` names the one or two categories that explain the kill, largest
 first, from one fixed vocabulary: anon, anon_thp, file, shmem, slab, kernel_stack, pagetables,
 percpu, vmalloc, kernel, sock, zswap (see analysis/attribution.py).
+
+JSON's ``dashboards`` lists what each tool would have shown at the kill, [{key, name, bytes (null:
+unknown), formula, source}] (analysis/dashboards.py); ``dashboards_said`` the sentences "Your
+dashboard showed X; the kernel killed at Y; the difference, Z, was A, B and C."; ``scrapes`` what a
+15 s / 60 s scrape of the usage last saw; ``runtimes`` each JVM read before the kill (the capture's
+figures, with ``rss_bytes``, ``outside_heap_bytes`` and ``rss_split``), and those that could not be
+read (``why_not``); ``runtime_notes`` what could not be read and why, in words.
 """
 
 from __future__ import annotations
@@ -33,6 +40,16 @@ def render_json(capture: Capture, analysis: Optional[KillAnalysis] = None) -> st
         "advice": [dataclasses.asdict(x) for x in result.advice],
         "incident": dataclasses.asdict(capture.incident) if capture.incident else None,
         "notes": capture.notes,
+        # what each tool showed at the kill (analysis/dashboards.py), and the runtimes' own views
+        "dashboards": [{"key": f.key, "name": f.name, "bytes": f.bytes, "formula": f.formula, "source": f.source}
+                       for f in result.shown.figures],
+        "dashboards_said": result.shown.sentences,
+        "scrapes": [dataclasses.asdict(s) for s in result.shown.scrapes],
+        "runtimes": [dict(dataclasses.asdict(j.reading), rss_bytes=j.rss_bytes, outside_heap_bytes=j.outside_heap_bytes,
+                          rss_split=[dataclasses.asdict(p) for p in j.parts])
+                     for j in result.shown.java]
+                    + [dataclasses.asdict(r) for r in capture.runtimes if r.why_not is not None],
+        "runtime_notes": result.shown.notes,
     }
     # Readable UTF-8 (a /café cgroup stays /café), with every control, C1 and bidi character
     # escaped as \uNNNN: this goes to a terminal by default (terminal.py).
@@ -52,6 +69,22 @@ def render_markdown(capture: Capture, analysis: Optional[KillAnalysis] = None) -
     v = build_view(capture, analysis if analysis is not None else analyse_kill(capture))
     lines = [f"### OOM kill: {_md(v.headline)}", "", f"`{terminal_safe(capture.kill_id).replace('`', chr(39))}`", ""]
     lines += [f"- {_md(t)}" for t in v.verdict]
+    if v.shown is not None:
+        sh = v.shown
+        lines += ["", "**What your dashboards showed, beside what the kernel charged**", ""]
+        lines += [x for t in sh.sentences for x in (_md(t), "")][:-1]
+        lines += ["", "| Tool | At the kill | Formula | Source |", "|---|---:|---|---|"]
+        lines += [f"| {_md(r.name)} | {r.value} | {_md(r.formula)} | {_md(r.source)} |" for r in sh.tools]
+        if sh.scrapes:
+            lines += ["", "| A scrape of the usage | Last value (worst case) | Taken | Range in that interval |", "|---|---:|---|---:|"]
+            lines += [f"| {r.interval} | {r.value} | {_md(r.when)} | {r.range} |" for r in sh.scrapes]
+        for j in sh.java:
+            lines += ["", f"*The JVM's own view: {_md(j.title)}*" + (f", {_md(j.read)}" if j.read else ""), "", _md(j.summary), "",
+                      "| Part of its RSS | Bytes | What it is |", "|---|---:|---|"]
+            lines += [f"| {_md(r.label)} | {r.size} | {_md(r.explanation)} |" for r in j.parts]
+            lines += [""] + [f"- {_md(kv.key)}: {_md(kv.value)}" for kv in j.figures]
+        if sh.notes:
+            lines += [""] + [f"> {_md(n)}" for n in sh.notes]
     lines += ["", "| | |", "|---|---|"]
     lines += [f"| {_md(kv.key)} | {_md(kv.value)} |" for kv in v.facts]
     if v.categories:

@@ -33,7 +33,7 @@ PALETTE = {
     "anon": "#d9534f", "file": "#5bc0de", "shmem": "#f0ad4e", "slab": "#9b59b6", "kernel_stack": "#8e44ad",
     "pagetables": "#6c3483", "percpu": "#a569bd", "vmalloc": "#bb8fce", "kernel": "#7d3c98", "sock": "#16a085",
     "zswap": "#95a5a6", "unexplained": "#bdc3c7", "other_processes": "#e67e22", "rest": "#bdc3c7",
-    "victim": "#c0392b",
+    "victim": "#c0392b", "heap": "#1e8449", "metaspace": "#48c9b0", "native": "#f39c12",
 }
 
 
@@ -115,6 +115,46 @@ class KeyValue:
 
 
 @dataclass
+class ToolRow:
+    """One tool's figure at the kill (analysis/dashboards.py)."""
+
+    name: str
+    value: str
+    formula: str
+    source: str
+    is_charge: bool = False
+
+
+@dataclass
+class ScrapeRow:
+    interval: str
+    value: str
+    when: str
+    range: str
+
+
+@dataclass
+class JavaView:
+    """One JVM read before the kill: its own figures, and its RSS split into heap and outside it."""
+
+    title: str
+    read: str
+    figures: List[KeyValue]
+    bar: List[BarSegment]
+    parts: List[GapRow]
+    summary: str
+
+
+@dataclass
+class ShownView:
+    sentences: List[str]
+    tools: List[ToolRow]
+    scrapes: List[ScrapeRow]
+    java: List[JavaView]
+    notes: List[str]
+
+
+@dataclass
 class PostMortemView:
     title: str
     kill_id: str
@@ -145,6 +185,7 @@ class PostMortemView:
     timeline_limit_y: Optional[float] = None
     timeline_axis: List[KeyValue] = field(default_factory=list)  # y labels (key = y, value = text)
     timeline_span: str = ""
+    shown: Optional[ShownView] = None
 
 
 @dataclass
@@ -176,6 +217,18 @@ def _timeline(capture: Capture):
         coords = [(600 * (p.t_ms - t0) / span, 200 - 190 * getattr(p, key) / top) for p in pts if getattr(p, key) is not None]
         if len(coords) >= 2 and any(getattr(p, key) for p in pts):
             series.append(Series(key, label, color, " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)))
+    # the JVM's own view beside the kernel's: its heap used, from its earlier readings and its last
+    jvm = next((r for r in capture.runtimes if r.pid == capture.victim.pid and r.heap_used_bytes is not None), None)
+    if jvm is not None and jvm.read_ms_before_kill is not None:
+        heap = [(h.t_ms, h.heap_used_bytes) for h in jvm.heap_history if h.heap_used_bytes is not None]
+        heap.append((-jvm.read_ms_before_kill, jvm.heap_used_bytes))
+        heap = [(t, b) for t, b in heap if t0 <= t <= t1 or t == -jvm.read_ms_before_kill]
+        if heap:
+            coords = [(600 * min(1.0, max(0.0, (t - t0) / span)), 200 - 190 * min(b, top) / top) for t, b in heap]
+            if len(coords) == 1:
+                coords.insert(0, (max(0.0, coords[0][0] - 4), coords[0][1]))  # one reading: a short tick
+            series.append(Series("jvm_heap", f"JVM heap used (pid {jvm.pid}, its own view)", PALETTE["heap"],
+                                 " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)))
     limit = pts[-1].limit_bytes
     limit_y = round(200 - 190 * limit / top, 1) if limit else None
     axis = [KeyValue(f"{200 - 190 * f:.1f}", fmt_bytes(int(top * f))) for f in (0.0, 0.5, 1.0)]
@@ -307,6 +360,7 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
     series, limit_y, axis, span_text, tl_title = _timeline(capture)
 
     return PostMortemView(
+        shown=_shown(result),
         advice=advice_rows,
         trend=result.trend.text,
         timeline_title=tl_title,
@@ -337,6 +391,49 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
         kernel_lines=list(capture.kernel_report.lines),
         analysis_notes=list(a.notes),
     )
+
+
+def _fmt_opt(v) -> str:
+    return "—" if v is None else str(v)
+
+
+def _shown(result: KillAnalysis) -> ShownView:
+    sh = result.shown
+    tools = [ToolRow(f.name, fmt_bytes(f.bytes) if f.bytes is not None else "unknown", f.formula, f.source,
+                     is_charge=f.key == "kernel_charge") for f in sh.figures]
+    scrapes = []
+    for sc in sh.scrapes:
+        if sc.bytes is None:
+            scrapes.append(ScrapeRow(f"every {sc.interval_s} s", "unknown", "the timeline does not reach back that far", "—"))
+        else:
+            scrapes.append(ScrapeRow(f"every {sc.interval_s} s", fmt_bytes(sc.bytes), f"{sc.age_ms / 1000:.1f} s before the kill",
+                                     f"{fmt_bytes(sc.low_bytes)} to {fmt_bytes(sc.high_bytes)}"))
+    java = []
+    for j in sh.java:
+        r = j.reading
+        figures = [
+            KeyValue("Heap used (what heap dashboards show)", fmt_bytes(r.heap_used_bytes)),
+            KeyValue("Heap committed / max", f"{fmt_bytes(r.heap_committed_bytes)} / {fmt_bytes(r.heap_max_bytes)}"),
+            KeyValue("Young / old generation used", f"{fmt_bytes(r.young_used_bytes)} / {fmt_bytes(r.old_used_bytes)}"),
+            KeyValue("Metaspace used / committed", f"{fmt_bytes(r.metaspace_used_bytes)} / {fmt_bytes(r.metaspace_committed_bytes)}"),
+            KeyValue("Compressed class space used / committed",
+                     f"{fmt_bytes(r.class_space_used_bytes)} / {fmt_bytes(r.class_space_committed_bytes)}"),
+            KeyValue("Live threads", _fmt_opt(r.threads)),
+            KeyValue("GCs (young / full), GC time", f"{_fmt_opt(r.young_gc_count)} / {_fmt_opt(r.full_gc_count)}, "
+                     + ("—" if r.gc_time_ms is None else f"{r.gc_time_ms:.0f} ms")),
+            KeyValue("RSS at the kill", fmt_bytes(j.rss_bytes)),
+            KeyValue("JVM", r.vm_version or "—"),
+            KeyValue("JVM arguments", r.vm_args or "—"),
+        ]
+        summary = ("Its RSS at the kill is unknown: the split into heap and the rest cannot be made."
+                   if j.outside_heap_bytes is None else
+                   f"Of its {fmt_bytes(j.rss_bytes)} RSS, at least {fmt_bytes(j.outside_heap_bytes)} lay outside the Java heap, "
+                   "where no heap dashboard looks.")
+        read = "" if j.read_ms_before_kill is None else f"read {j.read_ms_before_kill:.0f} ms before the kill from its hsperfdata file"
+        java.append(JavaView(f"pid {j.pid} ({j.comm or 'java'}){' (victim)' if j.is_victim else ''}", read, figures,
+                             _bar([(p.key, p.label, p.bytes or 0) for p in j.parts], j.rss_bytes),
+                             [GapRow(p.label, fmt_bytes(p.bytes), p.explanation) for p in j.parts], summary))
+    return ShownView(list(sh.sentences), tools, scrapes, java, list(sh.notes))
 
 
 def _swap_text(ak, h) -> str:

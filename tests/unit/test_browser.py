@@ -75,3 +75,40 @@ def test_postmortem_in_chromium(browser, tmp_path, fixture_name, version, width,
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     page.close()
+
+
+@pytest.mark.parametrize("width,height", [(1280, 900), (390, 844)])
+def test_java_dashboards_section_in_chromium(browser, tmp_path, width, height):
+    from oomscope.model import RuntimeReading
+
+    cap, _ = capture_from_fixture("v2-6.1-anon.kmsg", version=2)
+    mib = 1 << 20
+    cap.victim.comm = "<img src=x onerror=alert(1)>"
+    limit = cap.at_kill.limit_bytes or (64 << 20)
+    cap.timelines = [Timeline(cap.cgroup.oom_memcg or "/", [
+        TimelinePoint(t_ms=-3000.0 * (30 - i), usage_bytes=limit * (i + 1) // 31, limit_bytes=limit) for i in range(31)])]
+    cap.runtimes = [RuntimeReading("java", cap.victim.pid, cap.victim.comm, 40.0, heap_used_bytes=6 * mib,
+                                   heap_committed_bytes=16 * mib, heap_max_bytes=48 * mib, metaspace_used_bytes=5 * mib,
+                                   metaspace_committed_bytes=6 * mib, threads=14, vm_args="-Xmx48m <b>x</b>")]
+    _, html_path, err = write_kill(str(tmp_path), cap, render_html)
+    assert err is None
+    page = browser.new_page(viewport={"width": width, "height": height})
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto("file://" + html_path)
+    assert dialogs == []
+    scroll_width, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert scroll_width <= inner, f"the page is {scroll_width}px wide in a {inner}px window"
+    said = page.locator("#dashboards p.said")
+    assert said.count() == 2
+    assert said.nth(0).inner_text().startswith("Your dashboard, the heap dashboard (jvm_memory_used_bytes), showed 6.0 MiB")
+    if width == 1280:  # the first screen says the heap, kubectl top's figure and the charge
+        assert said.nth(1).bounding_box()["y"] + said.nth(1).bounding_box()["height"] <= height
+    assert page.locator("table.scrapes tbody tr").count() == 2
+    assert "unknown" not in page.locator("table.scrapes").inner_text()  # the timeline reaches back 90 s
+    bar = page.locator("#dashboards svg.bar").bounding_box()
+    assert bar and 0 < bar["width"] <= width
+    for cell in page.locator("#dashboards table.split td:first-child").all():
+        assert cell.bounding_box()["width"] >= 60  # no column one letter wide
+    page.screenshot(path=str(tmp_path / f"java-{width}.png"), full_page=True)
+    page.close()

@@ -52,3 +52,13 @@ def test_last_scrapes_worst_case_and_range():
     assert (s60.bytes, s60.age_ms) == (110, 61_000) and s60.low_bytes == 200
     (short,) = last_scrapes([(-2_000, 1), (0, 2)], (60,))
     assert short.bytes is None  # the timeline does not reach back a minute: unknown, not a guess
+
+
+def test_docker_stats_shows_usage_itself_when_inactive_file_is_not_below_it():
+    # docker CLI calculateMemUsageUnixNoCache: subtract only when inactive_file < usage; cAdvisor clamps to 0
+    from oomscope.analysis.dashboards import what_tools_showed
+
+    fig = {f.key: f.bytes for f in what_tools_showed(100, {"inactive_file": 150}, 2)}
+    assert fig["docker_stats"] == 100 and fig["working_set"] == 0
+    fig = {f.key: f.bytes for f in what_tools_showed(100, {"total_inactive_file": 30}, 1)}
+    assert fig["docker_stats"] == 70 and fig["working_set"] == 70

@@ -48,6 +48,9 @@ class FakeStore:
     def subtree_inos(self, cgroup):
         return []
 
+    def runtimes_before(self, cgroup, t_ns):
+        return []
+
 
 class FakeLive:
     def __init__(self):

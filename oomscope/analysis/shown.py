@@ -1,0 +1,273 @@
+"""What the engineer's screens showed at the kill, beside what the kernel charged.
+
+One result (``Shown``, part of analysis/result.py's KillAnalysis) for every renderer: each tool's
+figure from the at-kill state (analysis/dashboards.py's formulas on the capture's memory.stat,
+usage and cgroup version; the tasks' RSS), what a 15 s / 60 s scrape last saw from the timeline,
+the runtime's own view (a JVM's heap, ``capture.runtimes``) with the split of its RSS into heap and
+outside the heap, and the one sentence: "Your dashboard showed X; the kernel killed at Y; the
+difference, Z, was A, B and C." Imported kills have no runtime readings: the same section from the
+report's memory.stat. Plain data in and out; no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+from ..model import Capture, RuntimeReading
+from ..units import fmt_bytes
+from .attribution import Analysis
+from .dashboards import ScrapeView, ToolFigure, last_scrapes, what_tools_showed
+
+__all__ = ["JavaSplit", "Shown", "shown_of", "java_advice"]
+
+
+@dataclass
+class SplitPart:
+    key: str
+    label: str
+    bytes: Optional[int]
+    explanation: str
+
+
+@dataclass
+class JavaSplit:
+    """A JVM's RSS split into its heap and what lies outside it, from its own counters."""
+
+    pid: int
+    comm: str
+    is_victim: bool
+    read_ms_before_kill: Optional[float]
+    reading: RuntimeReading
+    rss_bytes: Optional[int] = None  # the process's RSS at the kill (the kernel's tasks table)
+    #: RSS minus the committed heap: what the heap cannot account for (at least this much lay
+    #: outside the heap, since a committed heap page is not resident until touched)
+    outside_heap_bytes: Optional[int] = None
+    parts: List[SplitPart] = field(default_factory=list)
+
+
+@dataclass
+class Shown:
+    version: Optional[int]
+    figures: List[ToolFigure] = field(default_factory=list)
+    #: what a dashboard scraping container_memory_usage_bytes every 15 s / 60 s last saw
+    scrapes: List[ScrapeView] = field(default_factory=list)
+    java: List[JavaSplit] = field(default_factory=list)
+    #: the dashboard figure the sentence starts from, and what the kernel charged
+    dashboard_name: str = ""
+    dashboard_bytes: Optional[int] = None
+    charge_bytes: Optional[int] = None
+    difference: List[SplitPart] = field(default_factory=list)
+    sentences: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)  # runtime views not read, and why
+
+
+def _is_java_task(comm: str, cmdline: Optional[str]) -> bool:
+    first = (cmdline or "").split(" ", 1)[0]
+    return comm == "java" or first.endswith("/java") or first == "java"
+
+
+def _java_split(r: RuntimeReading, capture: Capture) -> JavaSplit:
+    task = next((t for t in capture.tasks if t.pid == r.pid), None)
+    is_victim = r.pid == capture.victim.pid
+    rss = task.rss_bytes if task is not None and task.rss_bytes is not None else (capture.victim.rss_bytes if is_victim else None)
+    s = JavaSplit(r.pid, r.comm or (task.comm if task else ""), is_victim, r.read_ms_before_kill, r, rss)
+    if rss is None or r.heap_committed_bytes is None:
+        return s
+    s.outside_heap_bytes = max(0, rss - r.heap_committed_bytes)
+    s.parts.append(SplitPart("heap", "Java heap (committed)", min(rss, r.heap_committed_bytes),
+                             f"used {fmt_bytes(r.heap_used_bytes)} of {fmt_bytes(r.heap_committed_bytes)} committed, "
+                             f"max {fmt_bytes(r.heap_max_bytes)}; what heap dashboards show is the used part"))
+    rest = s.outside_heap_bytes
+    meta = r.metaspace_committed_bytes
+    if meta is not None:
+        # the class space's committed part is included in metaspace's (hsperfdata sun.gc.metaspace)
+        m = min(rest, meta)
+        s.parts.append(SplitPart("metaspace", "Metaspace (class metadata)", m,
+                                 f"committed {fmt_bytes(meta)}, used {fmt_bytes(r.metaspace_used_bytes)}; of which "
+                                 f"compressed class space {fmt_bytes(r.class_space_committed_bytes)}"))
+        rest -= m
+    mapped = task.rss_file_bytes if task is not None else (capture.victim.file_rss_bytes if is_victim else None)
+    if mapped:
+        m = min(rest, mapped)
+        s.parts.append(SplitPart("mapped_files", "Mapped files (libjvm, the JDK's modules, jars)", m,
+                                 "file pages in its RSS: page cache, charged to whichever cgroup first read them"))
+        rest -= m
+    threads = f"{r.threads} threads' stacks" if r.threads is not None else "thread stacks"
+    s.parts.append(SplitPart("native", "Native memory outside the heap", rest,
+                             f"direct buffers, {threads}, the code cache, GC structures and malloc: the JVM's "
+                             "counters do not split these (-XX:NativeMemoryTracking=summary and jcmd VM.native_memory do)"))
+    return s
+
+
+def shown_of(capture: Capture, a: Analysis) -> Shown:
+    ak = capture.at_kill
+    version = capture.cgroup.version or capture.host.cgroup_version
+    out = Shown(version=version, charge_bytes=ak.usage_bytes)
+    out.figures = what_tools_showed(ak.usage_bytes, ak.memory_stat, version, ak.swap_usage_bytes,
+                                    a.victim_rss_bytes if a.victim_rss_bytes is not None else capture.victim.rss_bytes,
+                                    [t.rss_bytes for t in capture.tasks])
+    if capture.timelines:
+        tl = capture.timelines[0]
+        out.scrapes = last_scrapes([(p.t_ms, p.usage_bytes) for p in tl.points], (15, 60))
+
+    for r in capture.runtimes:
+        if r.why_not is not None:
+            out.notes.append(f"pid {r.pid} ({r.comm or '?'}): the JVM's own view could not be read: {r.why_not}. "
+                             "A JVM publishes it unless started with -XX:-UsePerfData: remove that flag (or start it with "
+                             "-XX:+UsePerfData) and keep /tmp/hsperfdata_<user> visible in its mount namespace.")
+            continue
+        out.java.append(_java_split(r, capture))
+    read_pids = {r.pid for r in capture.runtimes}
+    v = capture.victim
+    if v.pid not in read_pids:
+        if _is_java_task(v.comm, v.cmdline):
+            if v.cmdline and "-XX:-UsePerfData" in v.cmdline:
+                out.notes.append(f"The killed JVM (pid {v.pid}) ran with -XX:-UsePerfData: it kept no hsperfdata file, so "
+                                 "its heap could not be read from outside. Drop the flag (the counters cost a 32 KiB "
+                                 "shared file) to see the heap beside the kernel's charge next time.")
+            else:
+                out.notes.append(f"The killed JVM (pid {v.pid}) was not read before the kill (its cgroup was not near its "
+                                 "limit while oomscope watched it, or the kill was imported from a log): its heap is unknown.")
+        else:
+            out.notes.append(f"oomscope cannot read {v.comm or 'the victim'}'s own view of its memory from outside the "
+                             "process (it reads only a JVM's hsperfdata file); its runtime's metrics, if any, are not shown.")
+
+    charge = ak.usage_bytes
+    fig = {f.key: f for f in out.figures}
+    ws = fig["working_set"].bytes
+    ws_parts = [] if ws is None or charge is None else [SplitPart(
+        "inactive_file", "inactive page cache", charge - ws,
+        "file pages the working set leaves out as reclaimable; the kernel charges them until it reclaims them")]
+    rec_parts = [SplitPart(p.key, p.label, p.bytes, p.explanation) for p in a.reconciliation]
+    victim_java = next((j for j in out.java if j.is_victim), None)
+    said = []  # (dashboard, its figure, the parts of the difference)
+    if victim_java is not None and victim_java.reading.heap_used_bytes is not None:
+        r = victim_java.reading
+        heap = r.heap_used_bytes
+        out.figures.insert(1, ToolFigure(
+            "jvm_heap_used", "JVM heap used (jvm_memory_used_bytes{area=\"heap\"}, JMX, jstat)", heap,
+            "eden + survivors + old generation used (sun.gc.generation.*.space.*.used)",
+            f"the JVM's hsperfdata file, read {victim_java.read_ms_before_kill:.0f} ms before the kill"
+            if victim_java.read_ms_before_kill is not None else "the JVM's hsperfdata file"))
+        said.append(("the heap dashboard (jvm_memory_used_bytes)", heap, _beyond_heap(capture, a, heap)))
+        said.append(("kubectl top (the working set)", ws, ws_parts))
+    else:
+        said.append(("kubectl top (the working set)", ws, ws_parts))
+        v_rss = fig["victim_rss"].bytes
+        if v_rss is not None and charge is not None and v_rss < charge:
+            said.append(("per-process monitoring (ps/top RSS of the killed process)", v_rss, rec_parts))
+    out.dashboard_name, out.dashboard_bytes, out.difference = said[0]
+    out.sentences = [t for name, b, parts in said for t in _sentence(name, b, charge, parts)]
+    if charge is None:
+        out.sentences = ["The kernel's charge at the kill is not in this capture: what the dashboards showed "
+                         "cannot be set beside it."]
+    return out
+
+
+def _beyond_heap(capture: Capture, a: Analysis, heap_used: int) -> List[SplitPart]:
+    """The charge less the used heap, by what it was: the JVM's own anonymous memory beyond its
+    used heap (its anon RSS, charged here, less the heap's used part), other processes' anonymous
+    memory, then every other category of the charge (page cache, kernel memory, ...). The parts add
+    up to the difference whenever the categories add up to the charge (they do: 'unexplained' is one)."""
+    cats = {c.key: c for c in a.categories}
+    anon = cats["anon"].bytes if "anon" in cats else None
+    v = capture.victim
+    own = v.anon_rss_bytes  # shmem is a category of its own
+    out = []
+    if anon is not None:
+        jvm = max(0, min(anon, own if own is not None else anon) - heap_used)
+        out.append(SplitPart("jvm_beyond_heap", "the JVM's own memory beyond the used heap", jvm,
+                             "its anonymous RSS less the used heap: committed but unused heap, metaspace, thread stacks, "
+                             "direct buffers, code cache, GC structures, malloc"))
+        others = max(0, anon - heap_used - jvm)
+        if others:
+            out.append(SplitPart("other_anon", "anonymous memory outside the JVM's RSS", others,
+                                 "other processes' anonymous memory, or pages of processes already gone"))
+    for c in a.categories:
+        if c.key != "anon" and c.bytes > 0:
+            out.append(SplitPart(c.key, c.label, c.bytes, "charged to the cgroup, in no heap"))
+    return out
+
+
+def _list(parts: List[Tuple[str, int]]) -> str:
+    def lower(label: str) -> str:  # "Page cache ..." inside a sentence; "THP" stays
+        return label[:1].lower() + label[1:] if label[1:2].islower() else label
+    if len(parts) == 1:  # the whole difference: its size is already said
+        return lower(parts[0][0])
+    items = [f"{fmt_bytes(b)} of {lower(label)}" for label, b in parts]
+    if not items:
+        return ""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _sentence(name: str, shown: Optional[int], charge: Optional[int], difference: List[SplitPart]) -> List[str]:
+    """ "Your dashboard showed X; the kernel killed at Y; the difference, Z, was A, B and C." """
+    if charge is None or shown is None:
+        return []
+    z = charge - shown
+    parts = [(p.label, p.bytes) for p in difference if p.bytes is not None and p.bytes > 0]
+    text = f"Your dashboard, {name}, showed {fmt_bytes(shown)}; the kernel killed at {fmt_bytes(charge)}; the difference, {fmt_bytes(z)}"
+    if z <= 0:
+        text += ": the dashboard showed all the kernel charged."
+    else:
+        text += f", was {_list(parts)}." if parts else ": not attributed (the capture lacks the figures)."
+    return [text]
+
+
+def _flag_bytes(args: Optional[str], flag: str) -> Optional[int]:
+    """A -XX:Flag=<size> among the JVM's arguments, in bytes (k/m/g suffixes as the JVM reads them)."""
+    m = re.search(rf"-XX:{flag}=(\d+)([kKmMgGtT]?)\b", args or "")
+    if not m:
+        return None
+    return int(m.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}[m.group(2).lower()]
+
+
+def java_advice(shown: Shown, limit_bytes: Optional[int]):
+    """Advice for the JVMs read, from their own figures: (case, title, text, evidence) tuples."""
+    out = []
+    for j in shown.java:
+        r = j.reading
+        who = f"pid {j.pid} ({j.comm or 'java'})"
+        outside = j.outside_heap_bytes
+        if limit_bytes and r.heap_max_bytes:
+            share = r.heap_max_bytes / limit_bytes
+            room = limit_bytes - r.heap_max_bytes
+            if share >= 0.75:  # native memory beyond the room left is the next advice's matter
+                target = None
+                if outside is not None:
+                    target = max(0, int((limit_bytes - 1.25 * outside) / limit_bytes * 100))
+                left = (f"leaving {fmt_bytes(room)} for everything outside the heap" if room > 0 else
+                        "more than the limit itself: the heap alone can fill the cgroup, with nothing left outside it")
+                text = (f"The heap may grow to {fmt_bytes(r.heap_max_bytes)}, {share:.0%} of the {fmt_bytes(limit_bytes)} limit, "
+                        + left + (f"; outside the heap the JVM already took {fmt_bytes(outside)}" if outside is not None else "") + ". "
+                        "Size the heap from the limit: -XX:MaxRAMPercentage"
+                        + (f"={target}" if target else "") + " (instead of a fixed -Xmx), so heap max + native memory fits.")
+                out.append(("no_more_limit", "Heap max too close to the limit", text,
+                            [f"{who} heap_max_bytes {r.heap_max_bytes}", f"limit_bytes {limit_bytes}"]))
+        if outside is not None and j.rss_bytes and outside >= 0.25 * j.rss_bytes:
+            native = next((p.bytes for p in j.parts if p.key == "native"), None)
+            direct = _flag_bytes(r.vm_args, "MaxDirectMemorySize")
+            out.append(("no_more_limit", "Memory outside the Java heap",
+                        f"{fmt_bytes(outside)} of {who}'s {fmt_bytes(j.rss_bytes)} RSS was outside its heap "
+                        f"({fmt_bytes(native)} of it native: direct buffers, thread stacks, code cache, GC structures, malloc). "
+                        "A heap dashboard does not show it. "
+                        + (f"The JVM allowed direct buffers up to {fmt_bytes(direct)} (-XX:MaxDirectMemorySize), "
+                           + (f"{direct / limit_bytes:.1f}x the limit. " if limit_bytes else ". ") if direct is not None else
+                           "Direct buffers were not capped (-XX:MaxDirectMemorySize defaults to the heap max). ")
+                        + "Cap direct buffers with -XX:MaxDirectMemorySize so heap max + direct + the rest fits the limit, and run with "
+                        "-XX:NativeMemoryTracking=summary to see the rest (jcmd <pid> VM.native_memory).",
+                        [f"{who} rss_bytes {j.rss_bytes}", f"heap_committed_bytes {r.heap_committed_bytes}"]))
+        pretouch = bool(r.vm_args and "+AlwaysPreTouch" in r.vm_args)
+        if pretouch:
+            out.append(("context", "-XX:+AlwaysPreTouch made the whole heap resident",
+                        f"{who} runs with -XX:+AlwaysPreTouch: its committed heap ({fmt_bytes(r.heap_committed_bytes)}) was charged "
+                        "from the start, however little of it was used.", [f"vm_args {r.vm_args}"]))
+        elif r.heap_max_bytes and r.heap_committed_bytes is not None and r.heap_max_bytes > r.heap_committed_bytes:
+            out.append(("context", "The heap can still grow into the limit",
+                        f"{who}'s heap had {fmt_bytes(r.heap_committed_bytes)} committed of a {fmt_bytes(r.heap_max_bytes)} max: "
+                        "it becomes resident as it is touched, so the charge can grow by the difference later. "
+                        "-XX:+AlwaysPreTouch touches it all at start, so a heap that does not fit fails at start, not under load.",
+                        [f"heap_committed_bytes {r.heap_committed_bytes}", f"heap_max_bytes {r.heap_max_bytes}"]))
+    return out
