@@ -257,7 +257,8 @@ class Collector:
         self.announce.health(
             now_ns=now_ns, sampler_errors=self.sampler.errors + self.sampler.store.errors, events_lost=self.probes.lost,
             charge_attached=self.charge is not None and self.charge.attached, watched=self.sampler.store.watched(),
-            losses=losses, kmsg_error=getattr(self.kmsg, "error", None), kmsg_open=self.kmsg is not None)
+            losses=losses, kmsg_error=getattr(self.kmsg, "error", None), kmsg_open=self.kmsg is not None,
+            near_limit=self.sampler.store.near_limit)
 
     # --- one kill ---
 
