@@ -42,11 +42,11 @@ class NearLimit:
     rate_bytes_per_s: Optional[float]
 
     def seconds_to_limit(self) -> float:
-        """At the current rate; infinite when usage is not growing."""
-        headroom = max(0, self.limit_bytes - self.usage_bytes)
+        """At the current rate; infinite when usage is not growing (a cgroup held at its limit by
+        page cache that the kernel reclaims is not about to be killed for it)."""
         if self.rate_bytes_per_s is None or self.rate_bytes_per_s <= 0:
-            return 0.0 if headroom == 0 else float("inf")
-        return headroom / self.rate_bytes_per_s
+            return float("inf")
+        return max(0, self.limit_bytes - self.usage_bytes) / self.rate_bytes_per_s
 
 
 class Readings:
