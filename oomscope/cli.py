@@ -83,7 +83,7 @@ def record(
                               Downstream(render_html=render_html, analyse=analyse_kill, open_index=OutputIndex),
                               sys.stdout, sys.stderr)
         install_signal_handlers(collector)
-        for folder, why in collector.index.skipped:  # a capture in the output folder that cannot be read
+        for folder, why in getattr(collector.outputs.index, "skipped", ()):  # a capture in the output folder that cannot be read
             typer.echo(f"oomscope: warning: {terminal_safe(os.path.join(output, folder))}: left out of the index: "
                        f"{terminal_safe(why[:300])}", err=True)
         typer.echo(collector.describe(), err=True)
