@@ -5,6 +5,7 @@ labels, and the OOMKill alert fires with the post-mortem's path."""
 import json
 import os
 import shutil
+import sys
 import subprocess
 import time
 import urllib.parse
@@ -129,3 +130,50 @@ def test_prometheus_counts_a_real_kill_with_its_labels_and_alerts_with_the_postm
     (alert,) = prom.wait(oom_alert, 30, "the OOMKill alert never fired")
     print(f"alert: {json.dumps(alert['annotations'])}")
     assert alert["annotations"]["postmortem"] == postmortem and alert["annotations"]["category"] == "anon"
+
+
+# 40 MiB at once, then 1 MiB a second until killed: some ten seconds above 80% of a 64 MiB limit
+SLOW_HOG = r"""
+import os, time
+print(os.getpid(), flush=True)
+def touched(n):
+    b = bytearray(n)
+    for i in range(0, n, 4096):
+        b[i] = 1
+    return b
+a = [touched(40 << 20)]
+while True:
+    a.append(touched(512 << 10))
+    time.sleep(0.5)
+"""
+
+
+def test_prometheus_sees_the_headroom_of_a_filling_cgroup_and_its_series_go_after_the_kill(recorder, sandbox, prometheus):
+    name, path = sandbox(limit=64 << 20)
+    port = _free_port()
+    rec = recorder("--metrics-addr", f"127.0.0.1:{port}", "--cgroup", name)
+    prom = prometheus(f"127.0.0.1:{port}")
+    prom.wait(lambda: prom.query('up{job="oomscope"} == 1'), 30, "Prometheus never scraped record")
+    hog = subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -c "$3"', "sh", os.path.join(path, "cgroup.procs"),
+                            sys.executable, SLOW_HOG], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        promql = f'oomscope_cgroup_seconds_to_limit{{cgroup="{name}"}} < 120'
+        (series,) = prom.wait(lambda: prom.query(promql), 60, f"Prometheus never saw the cgroup filling up ({promql})")
+        (headroom,) = prom.query(f'oomscope_cgroup_headroom_bytes{{cgroup="{name}"}}')
+        (limit,) = prom.query(f'oomscope_cgroup_limit_bytes{{cgroup="{name}"}}')
+        print(f"\nquery: {promql}\nanswer: {json.dumps(series)}\nheadroom: {headroom['value'][1]} of {limit['value'][1]}")
+        assert float(limit["value"][1]) == 64 << 20
+        assert 0 <= float(headroom["value"][1]) <= 0.2 * (64 << 20)  # at or above 80% of the limit
+        assert 0 < float(series["value"][1]) < 120
+        hog.wait(timeout=120 * TIME_SCALE)
+    finally:
+        if hog.poll() is None:
+            hog.kill()  # by its pid: the Popen of this test
+            hog.wait()
+    assert hog.returncode == -9
+    pid = int(hog.stdout.read().split()[0])
+    rec.wait_for(lambda c: c["victim"]["pid"] == pid)
+    # the cgroup emptied by the kill drops below 80%: its series leave record and Prometheus
+    prom.wait(lambda: not prom.query(f'oomscope_cgroup_headroom_bytes{{cgroup="{name}"}}'), 30,
+              "the headroom series stayed after the cgroup emptied")
+    prom.wait(lambda: prom.query(f'oomscope_oom_kills_total{{cgroup="{name}"}}'), 30, "the kill was not counted")
