@@ -104,6 +104,7 @@ class Announcer:
         self._sampler_errors_seen = 0
         self._lost_seen = 0
         self._next_near_ns = 0
+        self._notify_errors_said = 0
 
     def kill(self, capture: Capture, written: Written, analysis: Any) -> None:
         category = analysis.top_categories[0] if analysis is not None and analysis.top_categories else ""
@@ -120,11 +121,17 @@ class Announcer:
 
     def health(self, *, now_ns: int, sampler_errors: int, events_lost: int, charge_attached: bool, watched: int,
                losses: Dict[str, int], kmsg_error: Optional[BaseException], kmsg_open: bool = True,
+               notify_errors: int = 0, notify_error: Optional[str] = None,
                near_limit: Optional[Callable[[int], List[Any]]] = None) -> None:
         """Once per drain: the gauges, the error counters, and any loss that grew; once a second,
         the headroom of the cgroups near their limit (``near_limit(n)``: readings.Readings.near_limit)."""
         for sentence in self.losses.update(losses, kmsg_error, now_ns):
             self.err.write(f"oomscope: warning: {sentence}\n")
+        if notify_errors > self._notify_errors_said:
+            # said once per new failure, never silently: those cgroups are read by polling only
+            self.err.write(f"oomscope: warning: limit notifications could not be set up for {notify_errors} cgroup(s) "
+                           f"(latest: {terminal_safe(notify_error or '?')}); they are read by polling only\n")
+            self._notify_errors_said = notify_errors
         if self.metrics is None:
             return
         new_errors = sampler_errors - self._sampler_errors_seen

@@ -31,6 +31,7 @@ class LimitNotifications:
         self._cgroup_efd: Dict[str, Tuple[Optional[int], int]] = {}  # cgroup -> (eventfd or None: refused, limit)
         self._efd_cgroup: Dict[int, str] = {}
         self.errors = 0  # cgroups whose notification could not be set up
+        self.last_error: Optional[str] = None  # the latest of them: "cgroup: reason", for the log
         if enabled and hier.version == 2:
             try:
                 self._inotify = Inotify()
@@ -68,8 +69,9 @@ class LimitNotifications:
                 if limit and cg not in self._cgroup_efd:
                     try:
                         efd = memcg_thresholds.register(self.hier.fs_path(cg), [int(limit * r) for r in V1_THRESHOLD_RATIOS])
-                    except OSError:  # gone, or out of descriptors: that cgroup is polled
+                    except OSError as exc:  # gone, read-only (systemd's ProtectControlGroups), out of descriptors: polled
                         self.errors += 1
+                        self.last_error = f"{cg}: {exc.strerror or exc}"
                         self._cgroup_efd[cg] = (None, limit)  # not retried until its limit changes
                         continue
                     self._cgroup_efd[cg] = (efd, limit)

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional, TextIO, Tuple
 
 from ..kernel.kmsg import OomReport
 from ..model import Capture
+from ..terminal import terminal_safe
 from .incidents import GroupLinker, Head
 from .retention import Retention
 from .writer import atomic_write, write_kill
@@ -61,7 +62,7 @@ class Outputs:
         if head is not None:
             self._rewrite(head)
         if render_error:
-            self.err.write(f"oomscope: error: post-mortem not rendered ({render_error}); the capture is at {capture_path}\n")
+            self.err.write(f"oomscope: error: post-mortem not rendered ({terminal_safe(render_error)}); the capture is at {capture_path}\n")
         self.index.add(capture_path, capture, analysis)
         if head is not None:
             self.index.add(head.capture_path, head.capture)
@@ -92,4 +93,5 @@ class Outputs:
             try:
                 atomic_write(head.html_path, self.render_html(head.capture))
             except Exception as exc:  # noqa: BLE001 - the capture is written; say what failed
-                self.err.write(f"oomscope: error: post-mortem of {head.capture.kill_id} not re-rendered: {exc}\n")
+                self.err.write(f"oomscope: error: post-mortem of {terminal_safe(head.capture.kill_id)} not re-rendered: "
+                               f"{terminal_safe(str(exc))}\n")
