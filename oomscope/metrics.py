@@ -1,13 +1,26 @@
 """Prometheus metrics of `record --metrics-addr HOST:PORT` (prometheus_client).
 
 Names and labels follow Prometheus conventions (`oomscope_` prefix, `_total` counters, base
-units). Label values come from kill captures, so their number is bounded: at most
-MAX_SERIES label sets per counter; kills beyond that are counted under the value "other".
+units). Label values come from kill captures and cgroup names, so their number is bounded:
+
+- ``oomscope_oom_kills_total``: at most MAX_SERIES label sets; kills beyond that are counted
+  under the value "other".
+- ``oomscope_last_oom_kill_timestamp_seconds``: one series per cgroup, its last kill (a new kill
+  in the cgroup replaces the series: the post-mortem's path is a label), at most MAX_LAST_KILLS
+  cgroups (the cgroup whose last kill is the oldest loses its series first). It is what an alert
+  joins to name the post-mortem; its value is the kill's Unix time, so it alerts on the first
+  kill of a cgroup too (``increase()`` of a counter that appears at 1 sees no increase).
+- ``oomscope_cgroup_{headroom,limit}_bytes``, ``oomscope_cgroup_seconds_to_limit``: only the
+  MAX_NEAR_LIMIT fullest cgroups at or above NEAR_LIMIT_RATIO (80%) of their own limit at their
+  last reading (record/readings.py ``near_limit``); a cgroup that drops below, vanishes or is
+  pushed out by fuller ones loses its series.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import collections
+import datetime as dt
+from typing import Iterable, Optional, Tuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
@@ -16,6 +29,9 @@ from .model import Capture
 
 MAX_SERIES = 500
 KILL_LABELS = ("cgroup", "namespace", "pod", "container", "comm", "category")
+MAX_LAST_KILLS = 200
+LAST_KILL_LABELS = KILL_LABELS + ("postmortem",)
+MAX_NEAR_LIMIT = 20
 
 
 def parse_addr(text: str) -> Tuple[str, int]:
@@ -42,7 +58,20 @@ class Metrics:
                             "kmsg_records, dropped_cgroups", ["what"], registry=r)
         self.kmsg_reader = Gauge("oomscope_kmsg_reader_up", "1 while the /dev/kmsg reader runs (0: captures lack the kernel's report)",
                                  registry=r)
+        self.last_kill = Gauge("oomscope_last_oom_kill_timestamp_seconds",
+                               "Unix time of each cgroup's last OOM kill, with the post-mortem's path and the category "
+                               f"that explains it (one series per cgroup, at most {MAX_LAST_KILLS} cgroups)",
+                               LAST_KILL_LABELS, registry=r)
+        near = f"(only the {MAX_NEAR_LIMIT} fullest cgroups at or above 80% of their own limit)"
+        self.headroom = Gauge("oomscope_cgroup_headroom_bytes", f"Limit minus usage at the last reading {near}",
+                              ["cgroup"], registry=r)
+        self.limit = Gauge("oomscope_cgroup_limit_bytes", f"The cgroup's memory limit {near}", ["cgroup"], registry=r)
+        self.to_limit = Gauge("oomscope_cgroup_seconds_to_limit",
+                              f"Seconds until usage reaches the limit at its rate over the last ~10 s; +Inf when not "
+                              f"growing {near}", ["cgroup"], registry=r)
         self._series = set()
+        self._last: "collections.OrderedDict[str, Tuple[str, ...]]" = collections.OrderedDict()  # cgroup -> labels
+        self._near: set = set()
         self._server = None
 
     def serve(self, addr: str) -> None:
@@ -57,14 +86,48 @@ class Metrics:
             server, _thread = self._server
             server.shutdown()
 
-    def kill(self, capture: Capture, category: str) -> None:
+    def kill(self, capture: Capture, category: str, postmortem: Optional[str] = None) -> None:
         wl = capture.workload
         values = (capture.cgroup.task_memcg or capture.cgroup.oom_memcg or "unknown", wl.namespace or "",
                   wl.pod or (wl.pod_uid or ""), wl.container or (wl.container_id or "")[:12],
                   capture.victim.comm or "", category or "unknown")
+        self._last_kill(values, postmortem or "", _unix_time(capture.times.kill_wall))
         if values not in self._series and len(self._series) >= MAX_SERIES:
             values = ("other",) * 5 + (values[5],)
         self._series.add(values)
         self.kills.labels(*values).inc()
         if capture.at_kill.source != "kernel_report" and not capture.kernel_report.present:
             self.no_report.inc()
+
+    def _last_kill(self, values: Tuple[str, ...], postmortem: str, when: float) -> None:
+        cgroup = values[0]
+        old = self._last.pop(cgroup, None)
+        if old is not None:
+            self.last_kill.remove(*old)
+        while len(self._last) >= MAX_LAST_KILLS:
+            _cg, evicted = self._last.popitem(last=False)
+            self.last_kill.remove(*evicted)
+        labels = values + (postmortem,)
+        self._last[cgroup] = labels
+        self.last_kill.labels(*labels).set(when)
+
+    def near_limit(self, rows: Iterable) -> None:
+        """The headroom series, exactly for these cgroups (readings.NearLimit): the others' are removed."""
+        now = set()
+        for row in rows:
+            now.add(row.cgroup)
+            self.headroom.labels(row.cgroup).set(max(0, row.limit_bytes - row.usage_bytes))
+            self.limit.labels(row.cgroup).set(row.limit_bytes)
+            self.to_limit.labels(row.cgroup).set(row.seconds_to_limit())
+        for cgroup in self._near - now:
+            for gauge in (self.headroom, self.limit, self.to_limit):
+                gauge.remove(cgroup)
+        self._near = now
+
+
+def _unix_time(iso: Optional[str]) -> float:
+    """A capture's ISO 8601 time as Unix seconds (now when it has none)."""
+    try:
+        return dt.datetime.fromisoformat(iso).timestamp() if iso else dt.datetime.now(dt.timezone.utc).timestamp()
+    except ValueError:
+        return dt.datetime.now(dt.timezone.utc).timestamp()

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Dict, List, Optional, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
-from ..metrics import Metrics
+from ..metrics import MAX_NEAR_LIMIT, Metrics
 from ..model import Capture
 from ..terminal import terminal_safe
 from .outputs import Written
+
+
+NEAR_LIMIT_EVERY_NS = 1_000_000_000  # the headroom metrics are refreshed once a second (a scrape is every 15 s or more)
 
 
 def _mib(v: Optional[int]) -> str:
@@ -100,12 +103,13 @@ class Announcer:
         self.losses = Losses()
         self._sampler_errors_seen = 0
         self._lost_seen = 0
+        self._next_near_ns = 0
         self._notify_errors_said = 0
 
     def kill(self, capture: Capture, written: Written, analysis: Any) -> None:
         category = analysis.top_categories[0] if analysis is not None and analysis.top_categories else ""
         if self.metrics is not None:
-            self.metrics.kill(capture, category)
+            self.metrics.kill(capture, category, written.html_path or written.capture_path)
             self.metrics.captures.inc()
         self.out.write(kill_line(capture, written, category, self.log_format) + "\n")
         self.out.flush()
@@ -117,8 +121,10 @@ class Announcer:
 
     def health(self, *, now_ns: int, sampler_errors: int, events_lost: int, charge_attached: bool, watched: int,
                losses: Dict[str, int], kmsg_error: Optional[BaseException], kmsg_open: bool = True,
-               notify_errors: int = 0, notify_error: Optional[str] = None) -> None:
-        """Once per drain: the gauges, the error counters, and any loss that grew."""
+               notify_errors: int = 0, notify_error: Optional[str] = None,
+               near_limit: Optional[Callable[[int], List[Any]]] = None) -> None:
+        """Once per drain: the gauges, the error counters, and any loss that grew; once a second,
+        the headroom of the cgroups near their limit (``near_limit(n)``: readings.Readings.near_limit)."""
         for sentence in self.losses.update(losses, kmsg_error, now_ns):
             self.err.write(f"oomscope: warning: {sentence}\n")
         if notify_errors > self._notify_errors_said:
@@ -142,3 +148,6 @@ class Announcer:
         for key, n in losses.items():
             self.metrics.losses.labels(key).set(n)
         self.metrics.kmsg_reader.set(1 if kmsg_open and kmsg_error is None else 0)
+        if near_limit is not None and now_ns >= self._next_near_ns:
+            self._next_near_ns = now_ns + NEAR_LIMIT_EVERY_NS
+            self.metrics.near_limit(near_limit(MAX_NEAR_LIMIT))

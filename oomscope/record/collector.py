@@ -258,7 +258,8 @@ class Collector:
             now_ns=now_ns, sampler_errors=self.sampler.errors + self.sampler.store.errors, events_lost=self.probes.lost,
             charge_attached=self.charge is not None and self.charge.attached, watched=self.sampler.store.watched(),
             losses=losses, kmsg_error=getattr(self.kmsg, "error", None), kmsg_open=self.kmsg is not None,
-            notify_errors=self.sampler.notify.errors, notify_error=self.sampler.notify.last_error)
+            notify_errors=self.sampler.notify.errors, notify_error=self.sampler.notify.last_error,
+            near_limit=self.sampler.store.near_limit)
 
     # --- one kill ---
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable, Deque, Dict, Iterable, List, Optional, Set, Tuple
 
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
@@ -26,6 +27,28 @@ ANCESTOR_TTL_NS = 10_000_000_000
 VANISHED_KEEP_NS = 60_000_000_000
 #: runtime readings kept per pid (record/runtimes.py reads a pid at most once per fast interval)
 RUNTIME_READINGS_PER_PID = 4
+#: a cgroup at or above this share of its own limit at its last reading is "near its limit"
+#: (its headroom is a metric, record/announce.py)
+NEAR_LIMIT_RATIO = 0.8
+
+
+@dataclass
+class NearLimit:
+    """A cgroup near its own limit, as last read, with how fast its usage grew over its ring."""
+
+    cgroup: str
+    usage_bytes: int
+    limit_bytes: int
+    #: usage growth from the oldest reading in the ring (~ring_ns, 10 s) to the last; None with
+    #: readings less than a second apart
+    rate_bytes_per_s: Optional[float]
+
+    def seconds_to_limit(self) -> float:
+        """At the current rate; infinite when usage is not growing (a cgroup held at its limit by
+        page cache that the kernel reclaims is not about to be killed for it)."""
+        if self.rate_bytes_per_s is None or self.rate_bytes_per_s <= 0:
+            return float("inf")
+        return max(0, self.limit_bytes - self.usage_bytes) / self.rate_bytes_per_s
 
 
 class Readings:
@@ -61,6 +84,9 @@ class Readings:
         self._runtimes: Dict[int, Deque[Tuple[int, str, object]]] = {}
         # pid -> its heap over time, at most one point per timeline spacing: (when, used, committed)
         self._runtime_history: Dict[int, Deque[Tuple[int, int, int]]] = {}
+        # cgroup -> usage / its own limit, for those at or above NEAR_LIMIT_RATIO at their last
+        # reading: kept up to date by add_pass (one comparison per reading), read by near_limit()
+        self._near: Dict[str, float] = {}
 
     # --- written by the sampler thread ---
     def set_watched(self, inos: Dict[str, int], vanished: Iterable[str] = (), max_cached: int = 16384) -> None:
@@ -69,6 +95,7 @@ class Readings:
             self._inos = dict(inos)
             for cg in vanished:
                 self._limited_ancestor.pop(cg, None)
+                self._near.pop(cg, None)
             if len(self._limited_ancestor) > max_cached:
                 self._limited_ancestor.clear()
 
@@ -88,6 +115,11 @@ class Readings:
                 while len(ring) > 2 and sample.t_ns - ring[0].t_ns > self.ring_ns:
                     ring.popleft()
                 self._timelines[cg].add(sample.t_ns, point_values(sample.state, self.hier.version, sample.reclaim))
+                usage, limit = sample.state.usage_bytes, sample.state.limit_bytes
+                if limit and usage is not None and usage >= NEAR_LIMIT_RATIO * limit:
+                    self._near[cg] = usage / limit
+                elif self._near:
+                    self._near.pop(cg, None)
             for cg in list(self._rings):
                 if cg not in self._inos:
                     last = self._rings[cg][-1].t_ns if self._rings[cg] else 0
@@ -267,6 +299,22 @@ class Readings:
     def proc_info(self, pid: int) -> Optional[Tuple[str, Optional[str]]]:
         with self._lock:
             return self._proc_info.get(pid)
+
+    def near_limit(self, n: int) -> List[NearLimit]:
+        """The ``n`` fullest cgroups at or above NEAR_LIMIT_RATIO of their own limit, fullest first."""
+        out = []
+        with self._lock:
+            for cg in sorted(self._near, key=self._near.__getitem__, reverse=True)[:n]:
+                ring = self._rings.get(cg)
+                if not ring:
+                    continue
+                first, last = ring[0], ring[-1]
+                seconds = (last.t_ns - first.t_ns) / 1e9
+                rate = None
+                if seconds >= 1.0 and first.state.usage_bytes is not None:
+                    rate = (last.state.usage_bytes - first.state.usage_bytes) / seconds
+                out.append(NearLimit(cg, last.state.usage_bytes, last.state.limit_bytes, rate))
+        return out
 
     def watched(self) -> int:
         with self._lock:
