@@ -132,8 +132,9 @@ main() {
     mount_tracefs
     install_venv "$what"
     # The test suite validates vagrant/Vagrantfile offline with Debian's vagrant, and renders
-    # post-mortems in Debian's chromium, and reads a real JVM's counters (OpenJDK: java, javac, jstat).
-    if [ "$what" = "test" ]; then apt_install vagrant chromium openjdk-17-jdk-headless; fi
+    # post-mortems in Debian's chromium, reads a real JVM's counters (OpenJDK: java, javac, jstat) and
+    # scrapes record's metrics with a real Prometheus (and checks the alert rules with promtool).
+    if [ "$what" = "test" ]; then apt_install vagrant chromium openjdk-17-jdk-headless prometheus; fi
     case "$what" in
         install)
             log "done: run 'sudo oomscope doctor', then 'sudo oomscope record --output /var/lib/oomscope/kills'" ;;
