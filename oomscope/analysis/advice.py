@@ -149,10 +149,15 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
     # --- other processes (sidecars) ---
     others = next((p.bytes for p in a.reconciliation if p.key == "other_processes"), 0)
     if others >= 0.15 * usage:
+        helpers = sorted((t for t in capture.tasks if t.pid != capture.victim.pid and t.rss_bytes),
+                         key=lambda t: -(t.rss_bytes or 0))
+        named = ", ".join(f"pid {t.pid} ({t.comm}, RSS {_mib(t.rss_bytes)})" for t in helpers[:3])
+        who = f"the helper{'s' if len(helpers) > 1 else ''} {named}" if helpers else "the other processes"
         out.append(Advice("no_more_limit", "Other processes in the cgroup took a share",
                           f"Processes other than the victim held {_mib(others)} ({100 * others / usage:.0f}% of the charge). "
-                          "Give the helper its own container (its own limit), or size the limit for both together.",
-                          [f"others {_mib(others)}", f"victim RSS {_mib(a.victim_rss_bytes)}"]))
+                          f"Give {who} {'their' if len(helpers) > 1 else 'its'} own container (its own limit), or size the "
+                          "limit for all of them together.",
+                          [f"others {_mib(others)}", f"victim RSS {_mib(a.victim_rss_bytes)}"] + ([named] if named else [])))
 
     # --- slab ---
     slab = cats.get("slab", 0)
@@ -170,17 +175,27 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
     anon = cats.get("anon", 0)
     mode = capture.host.thp_enabled
     if thp and anon and thp >= 0.5 * anon:
-        out.append(Advice("no_more_limit" if mode == "always" else "context", "Transparent huge pages",
-                          f"{_mib(thp)} of {_mib(anon)} anonymous memory was in huge pages (THP mode: {mode or '?'}). A huge page is "
-                          "charged whole (2 MiB) even when the program touches a few bytes of it. With mode 'always', switch the "
-                          "host or the process (prctl PR_SET_THP_DISABLE) to 'madvise' if the program does not need them.",
-                          [f"anon_thp {_mib(thp)}", f"anon {_mib(anon)}", f"THP enabled={mode}"]))
+        if mode == "always":
+            what = ("The host gives huge pages to every program (mode 'always'): switch the host, or this process "
+                    "(prctl PR_SET_THP_DISABLE), to 'madvise' if the program does not need them.")
+        elif mode == "madvise":
+            what = ("The host gives huge pages only where a program asks (mode 'madvise'), so this program asked for them "
+                    "(madvise MADV_HUGEPAGE: e.g. a JVM's -XX:+UseTransparentHugePages, an allocator's THP option): turn "
+                    "that off, or set PR_SET_THP_DISABLE for the process, if it does not need them.")
+        else:
+            what = "The host's THP mode is not known: see /sys/kernel/mm/transparent_hugepage/enabled on that host."
+        out.append(Advice("no_more_limit" if mode in ("always", "madvise") else "context", "Transparent huge pages",
+                          f"{_mib(thp)} of {_mib(anon)} anonymous memory was in huge pages (THP mode: {mode or 'unknown'}). A huge page is "
+                          f"charged whole (2 MiB) even when the program touches a few bytes of it. {what}",
+                          [f"anon_thp {_mib(thp)}", f"anon {_mib(anon)}", f"THP enabled={mode or 'unknown'}"]))
 
     # --- swap ---
-    if capture.host.swap_total_bytes in (0, None):
+    # only where it changes what the reader does: most of the charge was what swap could take out
+    if capture.host.swap_total_bytes == 0 and anon + shmem >= 0.5 * usage:
         out.append(Advice("context", "No swap",
-                          "The host has no swap, so anonymous memory and tmpfs could only stay in RAM; with swap (or zram) "
-                          "cold anonymous pages could have been pushed out instead of a kill.", ["swap total 0"]))
+                          f"The host has no swap, so the {_mib(anon + shmem)} of anonymous memory and tmpfs could only stay "
+                          "in RAM; with swap (or zram) its cold pages could have been pushed out instead of a kill.",
+                          ["swap total 0", f"anon + shmem {_mib(anon + shmem)} of {_mib(usage)}"]))
 
     # --- the limit itself, by the trend ---
     if trend.kind == "leak" and trend.anon_rate_bytes_per_min:
@@ -191,16 +206,27 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
                           "Find what grows (heap profile, cache without eviction) instead.",
                           [f"anon {_mib(trend.anon_start_bytes)} → {_mib(trend.anon_end_bytes)} in {trend.minutes:.1f} min",
                            f"R² {trend.r2:.2f}"]))
-    else:
+    elif trend.kind in ("plateau", "spike"):
         unreclaimable = anon + cats.get("kernel", 0) + cats.get("pagetables", 0) + cats.get("kernel_stack", 0) + shmem + slab
         headroom = max(0.15 * usage, 32 * MIB)
         suggested = int((usage + headroom + MIB - 1) // MIB) * MIB
-        basis = trend.text + ("" if trend.kind in ("plateau", "spike") else " So this rests on the state at the kill only.")
+        first = (" Fix the items above first: they need no more limit."
+                 if any(x.case == "no_more_limit" for x in out) else "")
         out.append(Advice("more_limit", "A limit that would have held",
                           f"The cgroup needed {_mib(usage)}, of which {_mib(unreclaimable)} could not be reclaimed (anonymous, "
-                          f"tmpfs, kernel memory). {basis} A limit of {_mib(suggested)} (the charge at the kill plus "
-                          f"{_mib(headroom)} headroom) would have held this peak; fix the items above first, as they need no more limit.",
+                          f"tmpfs, kernel memory). {trend.text} A limit of {_mib(suggested)} (the charge at the kill plus "
+                          f"{_mib(headroom)} headroom) would have held this peak.{first}",
                           [f"usage at the kill {_mib(usage)}", f"limit {_mib(limit)}", f"unreclaimable {_mib(unreclaimable)}"]))
+    else:
+        # Without the minutes before the kill a peak cannot be told from a leak: no number is
+        # offered as if the growth had stopped (a leak killed at 96 MiB is killed at 128 MiB too).
+        out.append(Advice("context", "A peak or a leak? This capture cannot tell",
+                          f"{trend.text} The cgroup was charged {_mib(usage)} at the kill, but whether its memory had stopped "
+                          "growing is not known, so no limit can be said to be enough. What tells them apart: the cgroup's "
+                          "memory over the minutes before the kill (keep `oomscope record` running: it samples every cgroup; "
+                          "or your dashboards' history of it): a steady rise is a leak, which more limit only delays; a "
+                          "level that stopped, or a burst that ended, is a peak, which more limit fixes.",
+                          [f"usage at the kill {_mib(usage)}", f"limit {_mib(limit)}", "no timeline"]))
     return out + _reclaim_context(trend)
 
 

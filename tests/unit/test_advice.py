@@ -80,3 +80,48 @@ def test_reclaim_read_at_the_kill_wins_over_the_last_reading():
     again = Capture.from_json(cap.to_json())  # kept in the capture, read back
     assert again.timelines[0].reclaim_at_kill == cap.timelines[0].reclaim_at_kill
 
+
+
+def test_without_a_timeline_no_limit_is_recommended_as_if_growth_had_stopped():
+    cap = _capture([], {"anon": 100 * MIB})
+    adv = advise(cap, analyse(cap))
+    assert "more_limit" not in {x.case for x in adv}
+    (why,) = [x for x in adv if x.title.startswith("A peak or a leak")]
+    assert "MiB would have held" not in why.text and "steady rise is a leak" in why.text
+
+
+def test_fix_the_items_above_only_when_there_are_items_above():
+    flat = [60 * MIB, 61 * MIB, 60 * MIB, 62 * MIB, 61 * MIB, 60 * MIB, 61 * MIB, 62 * MIB, 60 * MIB, 61 * MIB]
+    cap = _capture(flat, {"anon": 100 * MIB})
+    (limit,) = [x for x in advise(cap, analyse(cap)) if x.case == "more_limit"]
+    assert "items above" not in limit.text
+    cap = _capture(flat, {"anon": 40 * MIB, "shmem": 60 * MIB, "file": 60 * MIB})
+    adv = advise(cap, analyse(cap))
+    (limit,) = [x for x in adv if x.case == "more_limit"]
+    assert adv.index(limit) > 0 and "items above" in limit.text
+
+
+def test_thp_on_a_madvise_host_is_not_told_to_switch_to_madvise():
+    cap = _capture([], {"anon": 100 * MIB, "anon_thp": 90 * MIB})
+    cap.host.thp_enabled = "madvise"
+    (thp,) = [x for x in advise(cap, analyse(cap)) if x.title == "Transparent huge pages"]
+    assert "to 'madvise'" not in thp.text and "asked for them" in thp.text
+
+
+def test_no_swap_is_said_only_where_swap_would_have_helped():
+    cap = _capture([], {"anon": 10 * MIB, "file": 90 * MIB})  # page cache: swap changes nothing
+    assert "No swap" not in {x.title for x in advise(cap, analyse(cap))}
+    cap = _capture([], {"anon": 100 * MIB})
+    assert "No swap" in {x.title for x in advise(cap, analyse(cap))}
+    cap = _capture([], {"anon": 100 * MIB}, swap=None)  # not known: nothing said as if it were 0
+    assert "No swap" not in {x.title for x in advise(cap, analyse(cap))}
+
+
+def test_the_helper_is_named():
+    from oomscope.model import Task
+
+    cap = _capture([], {"anon": 100 * MIB})
+    cap.victim.anon_rss_bytes = 40 * MIB
+    cap.tasks = [Task(pid=1, comm="app", rss_bytes=40 * MIB), Task(pid=7, comm="log-shipper", rss_bytes=55 * MIB)]
+    (others,) = [x for x in advise(cap, analyse(cap)) if x.title == "Other processes in the cgroup took a share"]
+    assert "pid 7 (log-shipper" in others.text
