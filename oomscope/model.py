@@ -569,7 +569,10 @@ def _build(tp: Any, value: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise CaptureError(f"{where}: expected a number")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond any float: unknown_if_absurd makes it unknown
+            return float("inf")
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise CaptureError(f"{where}: expected an integer")

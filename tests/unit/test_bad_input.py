@@ -189,3 +189,22 @@ def test_import_output_lines_are_one_per_problem(tmp_path):
     log = _log(tmp_path, "log", _dmesg() + _dmesg().replace("Killed process 27307", f"Killed process {HUGE}"))
     got = import_reports(open_log(log), problems=(problems := []), year=2026)
     assert len(got) == 1 and len(problems) == 1 and "\n" not in problems[0]
+
+
+def test_an_integer_beyond_any_float_in_a_float_field_is_unknown():
+    """Found by the fuzz test: a 400-digit psi_some_avg10 in a timeline point raised OverflowError."""
+    import json
+
+    from oomscope.model import Capture
+
+    from .helpers import capture_from_fixture
+
+    cap, _ = capture_from_fixture("v2-6.1-anon.kmsg", version=2)
+    from oomscope.model import Timeline, TimelinePoint
+
+    cap.timelines = [Timeline("/x", [TimelinePoint(t_ms=-1000.0, usage_bytes=1, psi_some_avg10=1.0)])]
+    data = json.loads(cap.to_json())
+    data["timelines"][0]["points"][0]["psi_some_avg10"] = int("9" * 400)
+    again = Capture.from_json(json.dumps(data))
+    assert again.timelines[0].points[0].psi_some_avg10 is None
+    assert any("psi_some_avg10" in n for n in again.notes)
