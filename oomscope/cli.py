@@ -25,6 +25,22 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"oomscope {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="print oomscope's version and exit")] = None,
+) -> None:
+    """OOM-kill forensics: what a cgroup's memory was made of when the kernel killed a process."""
+
+
 def _fail(exc: OomscopeError) -> "typer.Exit":
     typer.echo(f"oomscope: error: {terminal_safe(str(exc))}", err=True)
     return typer.Exit(exc.exit_code)
@@ -43,17 +59,17 @@ def _files(mode: Optional[str], allow_shared: bool) -> None:
 
 @app.command()
 def record(
-    output: Annotated[str, typer.Option("--output", "-o", help="folder for one sub-folder per kill")] = "oomscope-kills",
-    duration: Annotated[Optional[float], typer.Option(help="stop after this many seconds (default: until SIGINT/SIGTERM)")] = None,
-    cgroup: Annotated[Optional[str], typer.Option(help="only kills in this memory cgroup and below, e.g. /kubepods")] = None,
-    lab: Annotated[Optional[str], typer.Option(help="run this lab scenario while recording, then stop (e.g. anon)")] = None,
-    lab_limit: Annotated[str, typer.Option(help="memory limit of the lab's sandbox cgroup")] = "64M",
-    charge_tracking: Annotated[str, typer.Option(
+    output: Annotated[str, typer.Option("--output", "-o", metavar="FOLDER", help="folder for one sub-folder per kill")] = "oomscope-kills",
+    duration: Annotated[Optional[float], typer.Option(metavar="SECONDS", help="stop after this many seconds (default: until SIGINT/SIGTERM)")] = None,
+    cgroup: Annotated[Optional[str], typer.Option(metavar="CGROUP", help="only kills in this memory cgroup and below, e.g. /kubepods")] = None,
+    lab: Annotated[Optional[str], typer.Option(metavar="SCENARIO", help="run this lab scenario while recording, then stop (e.g. anon)")] = None,
+    lab_limit: Annotated[str, typer.Option(metavar="SIZE", help="memory limit of the lab's sandbox cgroup")] = "64M",
+    charge_tracking: Annotated[str, typer.Option(metavar="auto|on|off",
         help="in-kernel charge counters (memcg:* tracepoints, 6.13+): auto = only while a cgroup is near its limit")] = "auto",
-    metrics_addr: Annotated[Optional[str], typer.Option(help="serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9847)")] = None,
-    log_format: Annotated[str, typer.Option(help="the per-kill line on stdout: text or json (one JSON object per line)")] = "text",
-    keep: Annotated[Optional[str], typer.Option(help="keep only the newest N post-mortems (100) or those of the last N days (7d)")] = None,
-    mode: Annotated[Optional[str], typer.Option("--mode", help=MODE_HELP)] = None,
+    metrics_addr: Annotated[Optional[str], typer.Option(metavar="HOST:PORT", help="serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9847)")] = None,
+    log_format: Annotated[str, typer.Option(metavar="text|json", help="the per-kill line on stdout: text or json (one JSON object per line)")] = "text",
+    keep: Annotated[Optional[str], typer.Option(metavar="N|Nd", help="keep only the newest N post-mortems (100) or those of the last N days (7d)")] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", metavar="OCTAL", help=MODE_HELP)] = None,
     allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
 ) -> None:
     """Record every OOM kill: a capture.json and a postmortem.html per kill."""
@@ -118,10 +134,10 @@ def record(
 
 @app.command()
 def report(
-    capture: Annotated[str, typer.Argument(help="a capture.json written by record or import")],
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="where to write (default: beside the capture for html, stdout for md and json)")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="html (the post-mortem), md (a summary for a ticket) or json (the analysis)")] = "html",
-    mode: Annotated[Optional[str], typer.Option("--mode", help=MODE_HELP)] = None,
+    capture: Annotated[str, typer.Argument(metavar="CAPTURE.json", help="a capture.json written by record or import")],
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH", help="where to write (default: beside the capture for html, stdout for md and json)")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="html|md|json", help="html (the post-mortem), md (a summary for a ticket) or json (the analysis)")] = "html",
+    mode: Annotated[Optional[str], typer.Option("--mode", metavar="OCTAL", help=MODE_HELP)] = None,
     allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
 ) -> None:
     """Render the post-mortem of a capture (no root, no BPF needed)."""
@@ -140,7 +156,13 @@ def report(
                 text = f.read()
         except (OSError, UnicodeDecodeError) as exc:
             raise CaptureError(f"cannot read {capture}: {getattr(exc, 'strerror', None) or exc}") from None
-        out = renderers[fmt](Capture.from_json(text))
+        try:
+            cap = Capture.from_json(text)
+        except CaptureError as exc:
+            hint = (" (this is a post-mortem page: pass the capture.json beside it)"
+                    if text.lstrip()[:15].lower().startswith(("<!doctype", "<html")) else "")
+            raise CaptureError(f"{capture}: {exc}{hint}") from None
+        out = renderers[fmt](cap)
         if fmt != "html" and output is None:
             # The renderers escape what a workload chose; this is the last line of defence.
             typer.echo(terminal_safe(out, keep_newlines=True) if fmt == "md" else out, nl=False)
@@ -157,11 +179,11 @@ def report(
 
 @app.command("import")
 def import_logs(
-    files: Annotated[Optional[List[str]], typer.Argument(help="kernel logs: dmesg, /dev/kmsg dumps, syslog, journalctl -k (short or -o json), .gz; - for stdin; none: this host's log")] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="folder for the captures and post-mortems")] = "oomscope-imported",
+    files: Annotated[Optional[List[str]], typer.Argument(metavar="LOG...", help="kernel logs: dmesg, /dev/kmsg dumps, syslog, journalctl -k (short or -o json), .gz; - for stdin; none: this host's log")] = None,
+    output: Annotated[str, typer.Option("--output", "-o", metavar="FOLDER", help="folder for the captures and post-mortems")] = "oomscope-imported",
     journal: Annotated[bool, typer.Option("--journal", help="read journalctl -k (JSON) as well")] = False,
-    since: Annotated[Optional[str], typer.Option(help="only kills at or after this date (2026-11-25T10:00) or this long ago (2h, 7d)")] = None,
-    mode: Annotated[Optional[str], typer.Option("--mode", help=MODE_HELP)] = None,
+    since: Annotated[Optional[str], typer.Option(metavar="DATE|AGO", help="only kills at or after this date (2026-11-25T10:00) or this long ago (2h, 7d)")] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", metavar="OCTAL", help=MODE_HELP)] = None,
     allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
 ) -> None:
     """Post-mortems of OOM kills found in kernel logs (kills from before record ran)."""
@@ -179,9 +201,9 @@ def import_logs(
 
 @app.command()
 def lab(
-    scenario: Annotated[str, typer.Argument(help="anon, sidecar, untouched, thp, slab or tmpfs")],
-    limit: Annotated[str, typer.Option(help="memory limit of the sandbox cgroup")] = "64M",
-    timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 60.0,
+    scenario: Annotated[str, typer.Argument(metavar="SCENARIO", help="anon, sidecar, untouched, thp, slab, tmpfs, java-offheap or java-heap")],
+    limit: Annotated[str, typer.Option(metavar="SIZE", help="memory limit of the sandbox cgroup")] = "64M",
+    timeout: Annotated[float, typer.Option(metavar="SECONDS", help="give up after this many seconds")] = 60.0,
 ) -> None:
     """Make a real OOM kill in a sandbox cgroup (run `record` alongside to get its post-mortem)."""
     from .lab import run_scenario

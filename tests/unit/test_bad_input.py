@@ -85,7 +85,8 @@ def test_report_of_deeply_nested_json_is_one_line(tmp_path):
     p = tmp_path / "capture.json"
     p.write_text("[" * 100000 + "]" * 100000)
     r = _oomscope("report", str(p))
-    assert r.returncode == 2 and r.stderr.strip().splitlines() == ["oomscope: error: not valid JSON: nested too deeply"]
+    # one line, naming the file (issue 15: which capture is bad, at 2 AM)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"oomscope: error: {p}: not valid JSON: nested too deeply"]
 
 
 def _log(tmp_path, name, text):

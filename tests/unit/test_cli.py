@@ -29,7 +29,7 @@ def test_corrupt_capture_is_one_line_and_keeps_the_file(tmp_path):
     p.write_text('{"schema_version": 1, "kill_id": "x", "victim": {"pid": "nope"}}')
     r = _oomscope("report", str(p))
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == ["oomscope: error: capture.victim.pid: expected an integer"]
+    assert r.stderr.strip().splitlines() == [f"oomscope: error: {p}: capture.victim.pid: expected an integer"]
     assert "Traceback" not in r.stderr and p.exists()
 
 
@@ -71,3 +71,17 @@ def test_import_from_stdin(tmp_path):
 
     r = _oomscope("import", "-", "-o", str(tmp_path / "o"), input=fixture_text("logs", "dmesg-T-v1-6.18.txt"))
     assert r.returncode == 0 and "pid=27307" in r.stdout
+
+
+def test_a_post_mortem_passed_to_report_gets_a_hint(tmp_path):
+    p = tmp_path / "postmortem.html"
+    p.write_text("<!doctype html><html><body>a post-mortem</body></html>")
+    r = _oomscope("report", str(p))
+    assert r.returncode == 2 and str(p) in r.stderr and "pass the capture.json beside it" in r.stderr
+
+
+def test_version():
+    from oomscope import __version__
+
+    r = _oomscope("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"oomscope {__version__}"
