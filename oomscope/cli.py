@@ -136,21 +136,25 @@ def record(
 def report(
     capture: Annotated[str, typer.Argument(metavar="CAPTURE.json", help="a capture.json written by record or import")],
     output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH", help="where to write (default: beside the capture for html, stdout for md and json)")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", metavar="html|md|json", help="html (the post-mortem), md (a summary for a ticket) or json (the analysis)")] = "html",
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="html|md|jira|json", help="html (the post-mortem), md (a summary for a ticket), jira (the same in Jira's wiki markup) or json (the analysis)")] = "html",
     mode: Annotated[Optional[str], typer.Option("--mode", metavar="OCTAL", help=MODE_HELP)] = None,
     allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
 ) -> None:
     """Render the post-mortem of a capture (no root, no BPF needed)."""
     from .model import Capture
     from .record.writer import atomic_write
-    from .report.formats import render_json, render_markdown
+    from .report.formats import render_jira, render_json, render_markdown
     from .report.render import render_html
 
     try:
         _files(mode, allow_shared_output)
-        renderers = {"html": render_html, "md": render_markdown, "json": render_json}
+        beside = os.path.join(os.path.dirname(os.path.abspath(capture)), "postmortem.html")
+        html_path = beside if os.path.isfile(beside) else None  # named in a ticket's summary
+        renderers = {"html": render_html, "json": render_json,
+                     "md": lambda c: render_markdown(c, html_path=html_path),
+                     "jira": lambda c: render_jira(c, html_path=html_path)}
         if fmt not in renderers:
-            raise OomscopeError(f"unknown format {fmt!r} (html, md or json)")
+            raise OomscopeError(f"unknown format {fmt!r} (html, md, jira or json)")
         try:
             with open(capture, encoding="utf-8") as f:
                 text = f.read()
@@ -165,7 +169,7 @@ def report(
         out = renderers[fmt](cap)
         if fmt != "html" and output is None:
             # The renderers escape what a workload chose; this is the last line of defence.
-            typer.echo(terminal_safe(out, keep_newlines=True) if fmt == "md" else out, nl=False)
+            typer.echo(terminal_safe(out, keep_newlines=True) if fmt in ("md", "jira") else out, nl=False)
             return
         dest = output or os.path.join(os.path.dirname(os.path.abspath(capture)), "postmortem.html")
         try:

@@ -56,46 +56,114 @@ def render_json(capture: Capture, analysis: Optional[KillAnalysis] = None) -> st
     return json_safe(json.dumps(out, indent=2, ensure_ascii=False)) + "\n"
 
 
+class _Markdown:
+    """Markdown for a ticket (GitHub, GitLab): kernel strings with no markup, no HTML, no line
+    breaks, nothing that acts on a terminal (the summary goes to stdout by default)."""
+
+    specials = "\\`*_[]<>|"
+
+    def text(self, value: str) -> str:
+        value = terminal_safe(str(value).replace("\n", " ").replace("\r", " "))
+        for ch in self.specials:
+            value = value.replace(ch, "\\" + ch)
+        return value
+
+    def heading(self, value: str) -> str:
+        return f"### {value}"
+
+    def code(self, value: str) -> str:
+        return f"`{terminal_safe(value).replace('`', chr(39))}`"
+
+    def bold(self, value: str) -> str:
+        return f"**{value}**"
+
+    def italic(self, value: str) -> str:
+        return f"*{value}*"
+
+    def quote(self, value: str) -> str:
+        return f"> {value}"
+
+    def table(self, head, aligns, rows):
+        out = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" if a == "r" else "---" for a in aligns) + "|"]
+        return out + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+class _Jira(_Markdown):
+    """Jira's wiki markup: the same escaping of a workload's strings, with Jira's own specials
+    (a name must not open a link, a macro such as {html}, or a table cell)."""
+
+    specials = "\\*_?+^~|{}[]!#-"
+
+    def heading(self, value: str) -> str:
+        return f"h3. {value}"
+
+    def code(self, value: str) -> str:
+        return "{{" + self.text(value) + "}}"
+
+    def bold(self, value: str) -> str:
+        return f"*{value}*"
+
+    def italic(self, value: str) -> str:
+        return f"_{value}_"
+
+    def quote(self, value: str) -> str:
+        return f"bq. {value}"
+
+    def table(self, head, aligns, rows):
+        return ["|| " + " || ".join(head) + " ||"] + ["| " + " | ".join(r or " " for r in row) + " |" for row in rows]
+
+
 def _md(text: str) -> str:
-    """Kernel strings in Markdown: no markup, no HTML, no line breaks, nothing that acts on a
-    terminal (the summary goes to stdout by default)."""
-    text = terminal_safe(str(text).replace("\n", " ").replace("\r", " "))
-    for ch in "\\`*_[]<>|":
-        text = text.replace(ch, "\\" + ch)
-    return text
+    return _Markdown().text(text)
 
 
-def render_markdown(capture: Capture, analysis: Optional[KillAnalysis] = None) -> str:
+def _ticket(capture: Capture, analysis: Optional[KillAnalysis], html_path: Optional[str], m: _Markdown) -> str:
+    """The post-mortem for a ticket: verdict, what to change, what the dashboards showed, then the
+    facts (host, kernel, where the HTML post-mortem is), the attribution and the notes."""
     v = build_view(capture, analysis if analysis is not None else analyse_kill(capture))
-    lines = [f"### OOM kill: {_md(v.headline)}", "", f"`{terminal_safe(capture.kill_id).replace('`', chr(39))}`", ""]
-    lines += [f"- {_md(t)}" for t in v.verdict]
+    t = m.text
+    lines = [m.heading("OOM kill: " + t(v.headline)), "", m.code(capture.kill_id), ""]
+    lines += [f"- {t(x)}" for x in v.verdict]
+    if v.advice:
+        lines += ["", m.bold("What to change"), ""]
+        lines += [f"- {m.italic(t(r.case))}: {m.bold(t(r.title) + '.')} {t(r.text)}" for r in v.advice]
     if v.shown is not None:
         sh = v.shown
-        lines += ["", "**What your dashboards showed, beside what the kernel charged**", ""]
-        lines += [x for t in sh.sentences for x in (_md(t), "")][:-1]
-        lines += ["", "| Tool | At the kill | Formula | Source |", "|---|---:|---|---|"]
-        lines += [f"| {_md(r.name)} | {r.value} | {_md(r.formula)} | {_md(r.source)} |" for r in sh.tools]
+        lines += ["", m.bold("What your dashboards showed, beside what the kernel charged"), ""]
+        lines += [x for s in sh.sentences for x in (t(s), "")][:-1]
+        lines += [""] + m.table(["Tool", "At the kill", "Formula", "Source"], "lrll",
+                                [[t(r.name), t(r.value), t(r.formula), t(r.source)] for r in sh.tools])
         if sh.scrapes:
-            lines += ["", "| A scrape of the usage | Last value (worst case) | Taken | Range in that interval |", "|---|---:|---|---:|"]
-            lines += [f"| {r.interval} | {r.value} | {_md(r.when)} | {r.range} |" for r in sh.scrapes]
+            lines += [""] + m.table(["A scrape of the usage", "Last value (worst case)", "Taken", "Range in that interval"], "lrlr",
+                                    [[t(r.interval), t(r.value), t(r.when), t(r.range)] for r in sh.scrapes])
         for j in sh.java:
-            lines += ["", f"*The JVM's own view: {_md(j.title)}*" + (f", {_md(j.read)}" if j.read else ""), "", _md(j.summary), "",
-                      "| Part of its RSS | Bytes | What it is |", "|---|---:|---|"]
-            lines += [f"| {_md(r.label)} | {r.size} | {_md(r.explanation)} |" for r in j.parts]
-            lines += [""] + [f"- {_md(kv.key)}: {_md(kv.value)}" for kv in j.figures]
+            lines += ["", m.italic("The JVM's own view: " + t(j.title)) + (f", {t(j.read)}" if j.read else ""), "", t(j.summary), ""]
+            lines += m.table(["Part of its RSS", "Bytes", "What it is"], "lrl",
+                             [[t(r.label), t(r.size), t(r.explanation)] for r in j.parts])
+            lines += [""] + [f"- {t(kv.key)}: {t(kv.value)}" for kv in j.figures]
         if sh.notes:
-            lines += [""] + [f"> {_md(n)}" for n in sh.notes]
-    lines += ["", "| | |", "|---|---|"]
-    lines += [f"| {_md(kv.key)} | {_md(kv.value)} |" for kv in v.facts]
+            lines += [""] + [m.quote(t(n)) for n in sh.notes]
+    h = capture.host
+    facts = [(kv.key, kv.value) for kv in v.facts]
+    facts += [("Host", h.hostname or "unknown"), ("Kernel", h.kernel_release or "unknown")]
+    if html_path:
+        facts.append(("Post-mortem (HTML)", html_path))
+    lines += [""] + m.table(["Fact", "Value"], "ll", [[t(k), t(val)] for k, val in facts])
     if v.categories:
-        lines += ["", "| Category | Charged | Share of usage |", "|---|---:|---:|"]
-        lines += [f"| {_md(r.label)} | {_md(r.charged)} | {_md(r.share)} |" for r in v.categories]
+        lines += [""] + m.table(["Category", "Charged", "Share of usage"], "lrr",
+                                [[t(r.label), t(r.charged), t(r.share)] for r in v.categories])
     if v.reconciliation:
-        lines += ["", _md(v.reconciliation_summary), "", "| Part of the gap | Bytes |", "|---|---:|"]
-        lines += [f"| {_md(r.label)} | {_md(r.size)} |" for r in v.reconciliation]
-    if v.advice:
-        lines += ["", "**What to change**", ""]
-        lines += [f"- *{_md(r.case)}*: **{_md(r.title)}.** {_md(r.text)}" for r in v.advice]
+        lines += ["", t(v.reconciliation_summary), ""]
+        lines += m.table(["Part of the gap", "Bytes"], "lr", [[t(r.label), t(r.size)] for r in v.reconciliation])
     if v.notes:
-        lines += [""] + [f"> {_md(n)}" for n in v.notes]
+        lines += [""] + [m.quote(t(n)) for n in v.notes]
     return "\n".join(lines) + "\n"
+
+
+def render_markdown(capture: Capture, analysis: Optional[KillAnalysis] = None, html_path: Optional[str] = None) -> str:
+    return _ticket(capture, analysis, html_path, _Markdown())
+
+
+def render_jira(capture: Capture, analysis: Optional[KillAnalysis] = None, html_path: Optional[str] = None) -> str:
+    """The same as render_markdown, in Jira's wiki markup (-f jira)."""
+    return _ticket(capture, analysis, html_path, _Jira())

@@ -64,3 +64,18 @@ def test_index_lists_kills_and_escapes(tmp_path):
     assert len(idx.rows) == 2
     html = (tmp_path / "index.html").read_text() if idx.write(atomic_write) else ""
     assert "&lt;u&gt;p,pid=1&lt;/u&gt;" in html and "<u>" not in html and "postmortem.html" in html
+
+
+def test_jira_summary_escapes_a_hostile_name_and_keeps_the_order():
+    from oomscope.report.formats import render_jira
+
+    from .helpers import capture_from_fixture
+
+    cap, _ = capture_from_fixture("v2-6.1-anon.kmsg", version=2)
+    cap.victim.comm = "[x|http://evil]{html}<b>*"
+    out = render_jira(cap, html_path="/var/lib/oomscope/kills/k/postmortem.html")
+    assert out.startswith("h3. OOM kill: ")
+    assert "[x|http://evil]" not in out and "{html}" not in out and "\\[x\\|http://evil\\]\\{html\\}" in out
+    assert out.index("*What to change*") < out.index("|| Fact || Value ||")
+    assert "| Post\\-mortem (HTML) | /var/lib/oomscope/kills/k/postmortem.html |" in out  # '-' is escaped in Jira
+    assert "| Kernel |" in out and "| Host |" in out
