@@ -184,6 +184,101 @@ def _when(imp: Imported) -> Optional[float]:
         return None
 
 
+_RE_RELEASE = re.compile(r"^CPU: \d+ (?:UID: \d+ )?PID: \d+ Comm: .*? (?:Not tainted|Tainted: [A-Z ]*?) +(?P<rel>\d+\.\d+\S*)")
+_RE_NODE_ANON = re.compile(r"^Node \d+ active_anon:(\d+)kB inactive_anon:(\d+)kB")
+#: what a call trace or register dump looks like on each architecture (arch/*/kernel/traps.c,
+#: process.c: show_regs): the first that matches a report line names the logging machine's
+_ARCH_SIGNS = (
+    (re.compile(r"^(?:RIP: [0-9a-f]{4}:|RSP: [0-9a-f]{4}:|R1[0-5]: [0-9a-f]{16}| (?:entry_SYSCALL_64|asm_exc_page_fault|system_call_fastpath|page_fault)\b)"), "x86_64"),
+    (re.compile(r"^(?:EIP: |EAX: [0-9a-f]{8} )"), "i386"),
+    (re.compile(r"^(?:pc : |lr : | el0_(?:da|svc|sync)\b)"), "aarch64"),
+    (re.compile(r"^(?:NIP: |NIP \[|LR \[)"), "ppc64"),
+    (re.compile(r"^Krnl PSW "), "s390x"),
+)
+_ARCH_IN_RELEASE = (("x86_64", "x86_64"), ("amd64", "x86_64"), ("aarch64", "aarch64"), ("arm64", "aarch64"),
+                    ("ppc64le", "ppc64"), ("ppc64", "ppc64"), ("s390x", "s390x"), ("i686", "i386"))
+#: base page sizes fixed by the architecture (x86 and s390 have only 4 KiB base pages); arm64
+#: and ppc64 kernels are built with 4, 16 or 64 KiB
+_FIXED_PAGE = {"x86_64": 4096, "i386": 4096, "s390x": 4096}
+ASSUMED_PAGE = 4096
+
+
+@dataclasses.dataclass
+class LoggedHost:
+    """The host facts an OOM report itself states; None: not in the log."""
+
+    kernel_release: Optional[str] = None
+    arch: Optional[str] = None
+    arch_from: str = ""
+    page_size: Optional[int] = None
+    page_size_from: str = ""
+    hardware: Optional[str] = None
+
+
+def logged_host(rep: OomReport) -> LoggedHost:
+    """Reads the logging machine's facts from its report's lines: the kernel release from dump_stack's
+    ``CPU: .. Comm: .. Not tainted <release>`` line, the architecture from the register dump or call
+    trace (else the release's suffix), the page size from a global OOM's Mem-Info (pages) against
+    its per-node lines (kB), else from the architecture when it has one page size."""
+    out = LoggedHost()
+    node_kb = 0
+    for line in rep.lines:
+        if out.kernel_release is None and line.startswith("CPU: "):
+            m = _RE_RELEASE.match(line)
+            if m:
+                out.kernel_release = m.group("rel")
+        elif out.hardware is None and line.startswith("Hardware name: "):
+            out.hardware = line[len("Hardware name: "):].strip()
+        elif line.startswith("Node "):
+            m = _RE_NODE_ANON.match(line)
+            if m:
+                node_kb += int(m.group(1)) + int(m.group(2))
+        if out.arch is None:
+            for rx, arch in _ARCH_SIGNS:
+                if rx.match(line):
+                    out.arch, out.arch_from = arch, "the report's register dump / call trace"
+                    break
+    if out.arch is None and out.kernel_release:
+        for needle, arch in _ARCH_IN_RELEASE:
+            if needle in out.kernel_release:
+                out.arch, out.arch_from = arch, "the kernel release's name"
+                break
+    pages = rep.mem_info.get("active_anon", 0) + rep.mem_info.get("inactive_anon", 0)
+    if node_kb and pages:
+        size = round(node_kb * 1024 / pages)
+        if size in (4096, 8192, 16384, 65536):
+            out.page_size, out.page_size_from = size, "Mem-Info's page counts against its per-node kB"
+    if out.page_size is None and out.arch in _FIXED_PAGE:
+        out.page_size, out.page_size_from = _FIXED_PAGE[out.arch], f"{out.arch} has only this base page size"
+    return out
+
+
+def _host_note(lh: LoggedHost, h: Host, rep: OomReport) -> str:
+    known = []
+    if lh.kernel_release:
+        known.append(f"kernel {lh.kernel_release} (the report's CPU line)")
+    if lh.arch:
+        known.append(f"architecture {lh.arch} ({lh.arch_from})")
+    if lh.hardware:
+        known.append(f"hardware {lh.hardware!r}")
+    if lh.page_size:
+        known.append(f"page size {lh.page_size // 1024} KiB ({lh.page_size_from})")
+    if h.swap_total_bytes is not None:
+        known.append("host swap (the report's Total swap / Free swap lines)")
+    if h.mem_total_bytes is not None:
+        known.append("host RAM (the report's pages RAM line)")
+    unknown = [name for name, v in (("kernel release", lh.kernel_release), ("architecture", lh.arch),
+                                    ("host swap", h.swap_total_bytes), ("host RAM", h.mem_total_bytes)) if v is None]
+    unknown += ["transparent huge page mode", "vm.overcommit_memory", "vm.oom_dump_tasks", "vm.panic_on_oom"]
+    text = ("Host facts read from the log: " + "; ".join(known) + ". " if known else "The log states no host facts. ")
+    text += "Not in the log, so unknown: " + ", ".join(unknown) + "."
+    if lh.page_size is None and (rep.tasks or rep.mem_info):
+        text += (f" The log does not tell the page size: page counts (tasks table, Mem-Info) were converted assuming "
+                 f"{ASSUMED_PAGE // 1024} KiB pages" + (f" on {lh.arch}" if lh.arch else "") + ", which may be wrong "
+                 "(arm64 and ppc64 kernels also use 16 or 64 KiB).")
+    return text
+
+
 def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[Host],
              names: Optional[NodeNames] = None) -> Imported:
     usec = rep.killed_usec or 0
@@ -194,6 +289,15 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
     offset = int((wall or 0) * 1e9) - usec * 1000
     version = _version_of(rep)
     h = dataclasses.replace(host) if host is not None else Host()
+    lh = logged_host(rep)
+    if host is None:  # a log's host: only what the log says (never this machine's defaults)
+        h.kernel_release = lh.kernel_release or ""
+        if "total_swap_kb" in rep.mem_info:
+            h.swap_total_bytes = rep.mem_info["total_swap_kb"] * 1024
+            h.swap_free_bytes = rep.mem_info["free_swap_kb"] * 1024 if "free_swap_kb" in rep.mem_info else None
+        h.page_size_bytes = lh.page_size or ASSUMED_PAGE  # for the conversion only: reset below when assumed
+        if "ram_pages" in rep.mem_info and lh.page_size:
+            h.mem_total_bytes = rep.mem_info["ram_pages"] * lh.page_size
     if hostname and not h.hostname:
         h.hostname = hostname
     h.cgroup_version = h.cgroup_version or version
@@ -203,6 +307,9 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
     cap.workload = workload_of(cap.cgroup.task_memcg or cap.cgroup.oom_memcg, names)
     cap.notes = [n for n in cap.notes if "log for this kill was not seen" not in n]
     cap.notes.insert(0, NOTE)
+    if host is None:
+        cap.host = dataclasses.replace(cap.host, page_size_bytes=lh.page_size)
+        cap.notes.insert(1, _host_note(lh, cap.host, rep))
     if not dated:
         cap.times.kill_wall = None
         cap.kill_id = f"boot+{usec / 1e6:.6f}s-pid{rep.killed.pid}"

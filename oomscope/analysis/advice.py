@@ -171,13 +171,18 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
     mode = capture.host.thp_enabled
     if thp and anon and thp >= 0.5 * anon:
         out.append(Advice("no_more_limit" if mode == "always" else "context", "Transparent huge pages",
-                          f"{_mib(thp)} of {_mib(anon)} anonymous memory was in huge pages (THP mode: {mode or '?'}). A huge page is "
+                          f"{_mib(thp)} of {_mib(anon)} anonymous memory was in huge pages (THP mode: {mode or 'unknown, so this rests on a guess'}). A huge page is "
                           "charged whole (2 MiB) even when the program touches a few bytes of it. With mode 'always', switch the "
                           "host or the process (prctl PR_SET_THP_DISABLE) to 'madvise' if the program does not need them.",
-                          [f"anon_thp {_mib(thp)}", f"anon {_mib(anon)}", f"THP enabled={mode}"]))
+                          [f"anon_thp {_mib(thp)}", f"anon {_mib(anon)}", f"THP enabled={mode or 'unknown'}"]))
 
     # --- swap ---
-    if capture.host.swap_total_bytes in (0, None):
+    if capture.host.swap_total_bytes is None:
+        out.append(Advice("context", "Swap: unknown",
+                          "Whether the host had swap is unknown (not in what oomscope read). If it had none, anonymous memory "
+                          "and tmpfs could only stay in RAM; with swap (or zram) cold anonymous pages could have been pushed "
+                          "out instead of a kill.", ["host swap unknown"]))
+    elif capture.host.swap_total_bytes == 0:
         out.append(Advice("context", "No swap",
                           "The host has no swap, so anonymous memory and tmpfs could only stay in RAM; with swap (or zram) "
                           "cold anonymous pages could have been pushed out instead of a kill.", ["swap total 0"]))
