@@ -24,7 +24,7 @@ from .errors import OomscopeError
 from .kernel.kmsg import KmsgReader, OomReport, OomReportParser, kmsg_escape
 from .kernel.logformats import read_log_lines
 from .kernel.logscan import report_lines, report_regions
-from .model import SOURCE_KERNEL_LOG, Capture, Host
+from .model import SOURCE_KERNEL_LOG, Capture, Host, Incident, IncidentVictim
 from .record.assemble import Recording, assemble
 from .terminal import terminal_safe
 
@@ -145,6 +145,7 @@ def import_reports(lines: Iterable[str], since: Optional[float] = None, boot_wal
     parser = OomReportParser()
     walls: Dict[int, Tuple[Optional[float], Optional[str]]] = {}
     out: List[Imported] = []
+    heads: Dict[int, Imported] = {}  # the last report with a header (a group kill's chosen victim), by id
     for ll in read_log_lines(lines, year=year):
         if ll.wall is not None or ll.host is not None:
             walls[ll.record.usec] = (ll.wall, ll.host)
@@ -156,7 +157,17 @@ def import_reports(lines: Iterable[str], since: Optional[float] = None, boot_wal
             continue
         for rep in reports:
             try:
-                out.append(_capture(rep, walls, boot_wall, host, names))
+                head = heads.get(id(rep.group_head)) if rep.group_head is not None else None
+                if head is not None and rep.killed is not None and head.report.killed is not None \
+                        and rep.killed.pid == head.report.killed.pid:
+                    _killed_again(head, rep)  # the chosen victim, killed a second time as a member: one victim
+                    continue
+                imp = _capture(rep, walls, boot_wall, host, names)
+                out.append(imp)
+                if rep.has_header:
+                    heads = {id(rep): imp}
+                elif head is not None:
+                    _join_group(head, imp)
             except Exception as exc:  # noqa: BLE001 - one odd kill must not cost the others
                 who = f"pid {rep.killed.pid}" if rep.killed is not None else "?"
                 _problem(problems, f"the kill of {who} near log record {ll.record.seq} was skipped ({type(exc).__name__}: {exc})")
@@ -165,6 +176,35 @@ def import_reports(lines: Iterable[str], since: Optional[float] = None, boot_wal
     if since is not None:
         out = [i for i in out if _when(i) is None or _when(i) >= since]
     return out
+
+
+def _group_incident(head: Imported) -> Incident:
+    cap = head.capture
+    if cap.incident is None or not cap.incident.group_kill:
+        cap.incident = Incident(id=cap.kill_id, group_kill=True, group_cgroup=head.report.group_kill_cgroup,
+                                victims=[IncidentVictim(cap.victim.pid, cap.victim.comm, cap.kill_id)])
+        cap.kernel_report.group_kill = True
+    return cap.incident
+
+
+def _killed_again(head: Imported, rep: OomReport) -> None:
+    inc = _group_incident(head)
+    note = (f"pid {rep.killed.pid} was killed twice: first as the victim the kernel chose, then again as a member of the "
+            f"memory.oom.group kill of {rep.group_kill_cgroup or head.report.group_kill_cgroup} (a second 'Killed process' line).")
+    if note not in head.capture.notes:
+        head.capture.notes.append(note)
+    head.capture.kernel_report.lines.append(rep.lines[-1] if rep.lines else "")
+    del inc
+
+
+def _join_group(head: Imported, imp: Imported) -> None:
+    """A member of the head's group kill: every capture of the group shares one incident."""
+    inc = _group_incident(head)
+    inc.victims.append(IncidentVictim(imp.capture.victim.pid, imp.capture.victim.comm, imp.capture.kill_id))
+    imp.capture.incident = inc
+    imp.capture.notes.append(f"Killed as a member of the memory.oom.group kill of {imp.report.group_kill_cgroup}: the cgroup that "
+                             f"hit its limit ({imp.capture.cgroup.oom_memcg or 'unknown'}) is the one named in the report of the "
+                             f"group's first victim, pid {head.capture.victim.pid}.")
 
 
 _RE_LONG_NUMBER = re.compile(r"\d{21,}")
@@ -184,7 +224,7 @@ def _when(imp: Imported) -> Optional[float]:
         return None
 
 
-_RE_RELEASE = re.compile(r"^CPU: \d+ (?:UID: \d+ )?PID: \d+ Comm: .*? (?:Not tainted|Tainted: [A-Z ]*?) +(?P<rel>\d+\.\d+\S*)")
+_RE_RELEASE = re.compile(r"^CPU: \d+ (?:UID: \d+ )?PID: \d+ Comm: .*? (?:Not tainted|Tainted: [A-Z \-]*?) +(?P<rel>\d+\.\d+\S*)")
 _RE_NODE_ANON = re.compile(r"^Node \d+ active_anon:(\d+)kB inactive_anon:(\d+)kB")
 #: what a call trace or register dump looks like on each architecture (arch/*/kernel/traps.c,
 #: process.c: show_regs): the first that matches a report line names the logging machine's
@@ -289,15 +329,16 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
     offset = int((wall or 0) * 1e9) - usec * 1000
     version = _version_of(rep)
     h = dataclasses.replace(host) if host is not None else Host()
-    lh = logged_host(rep)
+    facts = rep.group_head if rep.group_head is not None and not rep.has_header else rep  # a member: its group's report
+    lh = logged_host(facts)
     if host is None:  # a log's host: only what the log says (never this machine's defaults)
         h.kernel_release = lh.kernel_release or ""
-        if "total_swap_kb" in rep.mem_info:
-            h.swap_total_bytes = rep.mem_info["total_swap_kb"] * 1024
-            h.swap_free_bytes = rep.mem_info["free_swap_kb"] * 1024 if "free_swap_kb" in rep.mem_info else None
+        if "total_swap_kb" in facts.mem_info:
+            h.swap_total_bytes = facts.mem_info["total_swap_kb"] * 1024
+            h.swap_free_bytes = facts.mem_info["free_swap_kb"] * 1024 if "free_swap_kb" in facts.mem_info else None
         h.page_size_bytes = lh.page_size or ASSUMED_PAGE  # for the conversion only: reset below when assumed
-        if "ram_pages" in rep.mem_info and lh.page_size:
-            h.mem_total_bytes = rep.mem_info["ram_pages"] * lh.page_size
+        if "ram_pages" in facts.mem_info and lh.page_size:
+            h.mem_total_bytes = facts.mem_info["ram_pages"] * lh.page_size
     if hostname and not h.hostname:
         h.hostname = hostname
     h.cgroup_version = h.cgroup_version or version
@@ -309,7 +350,7 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
     cap.notes.insert(0, NOTE)
     if host is None:
         cap.host = dataclasses.replace(cap.host, page_size_bytes=lh.page_size)
-        cap.notes.insert(1, _host_note(lh, cap.host, rep))
+        cap.notes.insert(1, _host_note(lh, cap.host, facts))
     if not dated:
         cap.times.kill_wall = None
         cap.kill_id = f"boot+{usec / 1e6:.6f}s-pid{rep.killed.pid}"

@@ -58,3 +58,38 @@ def test_global_oom_swap_ram_and_page_size_from_mem_info():
     assert h.swap_total_bytes is not None and h.page_size_bytes == 4096
     note = next(n for n in imp.capture.notes if n.startswith("Host facts"))
     assert "page size 4 KiB (Mem-Info" in note
+
+
+def test_group_kill_members_get_the_groups_oom_memcg_and_the_twice_killed_victim_is_one():
+    # a real memory.oom.group kill (Debian 6.1 VM): victim 246, then "Tasks in /grpfix ...", then
+    # Killed lines for 247, 246 (again) and 248
+    imps = import_reports(io.StringIO(fixture_text("kmsg", "v2-6.1-group.kmsg")))
+    assert [i.capture.victim.pid for i in imps] == [246, 247, 248]
+    assert all(i.capture.cgroup.oom_memcg == "/grpfix" for i in imps)
+    assert all(i.capture.kernel_report.group_kill for i in imps)
+    head = imps[0].capture
+    assert head.cgroup.task_memcg == "/grpfix" and head.cgroup.source == "kernel_log"
+    assert head.incident is not None and head.incident.group_cgroup == "/grpfix"
+    assert [v.pid for v in head.incident.victims] == [246, 247, 248]
+    assert any("killed twice" in n for n in head.notes)  # both facts kept on the one victim
+    assert all(i.capture.host.kernel_release == "6.1.0-56-amd64" for i in imps)
+    html = render_html(imps[1].capture, analyse_kill(imps[1].capture))
+    assert "memory.oom.group" in html
+
+
+def test_vendor_summary_without_constraint_keeps_the_task_cgroup():
+    # RHEL 7-style 3.10 backport: "oom-kill:,cpuset=...,oom_memcg=...,task_memcg=..."
+    (imp,) = _imp("rhel7-vendor-summary-3.10.txt")
+    cg = imp.capture.cgroup
+    pod = "/kubepods/burstable/pod6c4333b3-a663-11ea-b39f-6c92bf85beda"
+    assert cg.oom_memcg == pod
+    assert cg.task_memcg == pod + "/bbd5e4b5f9c13666dd0ec7ff7afb2c4c2b0ede40a4adf1de43cc31c606f283f5"
+    assert cg.constraint == "CONSTRAINT_MEMCG" and imp.capture.victim.pid == 12788
+    assert imp.capture.host.kernel_release == "3.10.0-514.16.1.el7.stable.v1.4.x86_64"
+    assert imp.capture.host.page_size_bytes == 4096  # x86_64, from the release's name
+
+
+def test_empty_constraint_summary():
+    from oomscope.kernel.oom_report import parse_oom_summary
+    s = parse_oom_summary("oom-kill:constraint=,cpuset=abc,mems_allowed=0,oom_memcg=/a,task_memcg=/a/b,task=x,pid=1,uid=0", "x")
+    assert (s.cpuset, s.oom_memcg, s.task_memcg, s.constraint, s.pid) == ("abc", "/a", "/a/b", "CONSTRAINT_MEMCG", 1)
