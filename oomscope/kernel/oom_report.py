@@ -130,6 +130,9 @@ _RE_COUNTER = re.compile(
 _STATS_PREFIX = "Memory cgroup stats for "
 _RE_STAT = re.compile(r"^(?P<key>[a-z_0-9]+) (?P<value>\d+)$")
 _TASKS_TITLE = "Tasks state (memory values in pages):"
+#: what the lines that follow a memory.stat block start with (mem_cgroup_print_oom_meminfo, dump_tasks)
+_REPORT_LINE_STARTS = ("Tasks state", "[ ", "[  pid", "oom-kill:", "Memory cgroup", "memory", "swap:", "kmem:", "Task in",
+                       "Mem-Info", "oom_reaper")
 _RE_TASK_ROW = re.compile(r"^\[\s*(?P<pid>\d+)\]\s+(?P<rest>.*)\Z", re.S)
 _RE_KILLED = re.compile(
     # The comm is in parentheses and may itself hold ")" or a newline: match greedily up to
@@ -337,6 +340,8 @@ class OomReportParser:
                 cur.memory_stat[s.group("key")] = int(s.group("value"))
                 cur.lines.append(line)
                 return True
+            if not line.startswith(_REPORT_LINE_STARTS) and "Killed process" not in line and "invoked oom-killer" not in line:
+                return False  # a line of another subsystem (or an elision, "...") amid memory.stat: the block goes on
         elif mode == "tasks_header":
             cols = re.sub(r"^\[\s*pid\s*\]", "pid", line).split(" ")
             cols = [c for c in cols if c]
@@ -428,7 +433,8 @@ class OomReportParser:
         if cur is None:
             # A log cut in the middle of a report (or a header lost): its cgroup lines still say
             # what was charged. Start a report without a header at the first of them.
-            if _RE_TASK_IN.match(line) or parse_counter_line(line) or line.startswith(_STATS_PREFIX):
+            if _RE_TASK_IN.match(line) or parse_counter_line(line) or line.startswith(_STATS_PREFIX) \
+                    or line.startswith("oom-kill:"):
                 cur = self._cur = OomReport(first_seq=rec.seq, first_usec=rec.usec)
                 self._mode = None
             else:

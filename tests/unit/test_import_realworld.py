@@ -93,3 +93,52 @@ def test_empty_constraint_summary():
     from oomscope.kernel.oom_report import parse_oom_summary
     s = parse_oom_summary("oom-kill:constraint=,cpuset=abc,mems_allowed=0,oom_memcg=/a,task_memcg=/a/b,task=x,pid=1,uid=0", "x")
     assert (s.cpuset, s.oom_memcg, s.task_memcg, s.constraint, s.pid) == ("abc", "/a", "/a/b", "CONSTRAINT_MEMCG", 1)
+
+
+@pytest.mark.parametrize("name", ["dmesg-T-ja-v1-6.18.txt", "dmesg-T-zh-v1-6.18.txt", "dmesg-T-de-v1-6.18.txt"])
+def test_dmesg_T_in_other_locales_is_dated_right(name):
+    imps = _imp(name)
+    assert [i.capture.victim.pid for i in imps] == [6404, 7257]
+    assert [i.capture.times.kill_wall[:19] for i in imps] == ["2026-11-27T20:31:19", "2026-11-27T20:31:35"]
+    assert imps[1].capture.cgroup.oom_memcg == "/oomscope-test-caps-6854" and len(imps[1].capture.at_kill.memory_stat) == 42
+
+
+def test_locale_dates_read_or_left_undated():
+    from oomscope.kernel.logformats import read_log_lines
+    lines = ["11月 27 20:31:35 node1 kernel: Memory cgroup out of memory: Killed process 1 (a) total-vm:1kB",
+             "avril 16 21:08:50 node1 kernel: Memory cgroup out of memory: Killed process 2 (b) total-vm:1kB",
+             "[Xy Qq 27 20:31:35 2026] Memory cgroup out of memory: Killed process 3 (c) total-vm:1kB",
+             "avril 16 21:08:50 node1 systemd-oomd[93234]: Killed /user.slice/x.scope"]
+    got = [(ll.record.text.split()[7], ll.wall) for ll in read_log_lines(lines, year=2026)]
+    assert got[0] == ("1", 1795811495.0) and got[1][0] == "2" and got[1][1] is not None
+    assert got[2] == ("3", None)  # a date that does not read is left out, the kill is not
+    assert len(got) == 3  # another program's dated line is not kernel text
+
+
+def test_undated_log_is_imported_undated():
+    # `dmesg -t` on this host: no time at all; the task table rows start with "["
+    imps = _imp("dmesg-t-undated-v1-6.18.txt")
+    assert [i.capture.victim.pid for i in imps] == [6404, 7257]
+    cap = imps[1].capture
+    assert cap.times.kill_wall is None and cap.kill_id.startswith("boot+")
+    assert cap.cgroup.task_memcg == "/oomscope-test-caps-6854" and [t.pid for t in cap.tasks] == [7257]
+    assert cap.host.kernel_release == "6.18.44-fc-v595"
+    assert imps[0].capture.cgroup.oom_memcg == "/oomscope-lab-java-heap-6334-b5a056"  # its report cut to the summary
+
+
+def test_grep_filtered_log_gives_a_capture_per_killed_line():
+    imps = _imp("dmesg-grep-filtered-v1-6.18.txt")
+    assert [i.capture.victim.pid for i in imps] == [6404, 7257, 7601]
+    assert [i.capture.cgroup.task_memcg for i in imps] == [
+        "/oomscope-lab-java-heap-6334-b5a056", "/oomscope-test-caps-6854", "/oomscope-test-caps-7574"]
+
+
+def test_elided_cut_and_interleaved_report():
+    imps = _imp("dmesg-elided-v1-6.18.txt")
+    # the first report cut at its start, the second with "..." / "[...]" and another subsystem's
+    # line amid memory.stat, the third cut before its Killed line (not a kill)
+    assert [i.capture.victim.pid for i in imps] == [6404, 7257]
+    assert imps[0].capture.cgroup.oom_memcg == "/oomscope-lab-java-heap-6334-b5a056"
+    st = imps[1].capture.at_kill.memory_stat
+    assert st["pgfault"] == 16459 and st["total_shmem"] == 0 and len(st) == 26  # stats after the interleaved line kept
+    assert imps[1].capture.at_kill.usage_bytes == 65536 * 1024
