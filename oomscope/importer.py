@@ -142,10 +142,26 @@ def import_reports(lines: Iterable[str], since: Optional[float] = None, boot_wal
 
     Every kill is made on its own: one that fails is left out and described in one line in
     ``problems`` (when given), and the others go on."""
+    return list(iter_imports(lines, since, boot_wall, year, host, names, problems))
+
+
+def iter_imports(lines: Iterable[str], since: Optional[float] = None, boot_wall: Optional[float] = None,
+                 year: Optional[int] = None, host: Optional[Host] = None,
+                 names: Optional[NodeNames] = None, problems: Optional[List[str]] = None) -> Iterator[Imported]:
+    """As import_reports, one capture at a time, so that a large log's captures are written as
+    they come instead of all held at once. A kill is given out once the next report with a header
+    begins (or the log ends): the Killed lines of a memory.oom.group kill that follow it may still
+    add to it."""
     parser = OomReportParser()
     walls: Dict[int, Tuple[Optional[float], Optional[str]]] = {}
-    out: List[Imported] = []
+    pending: List[Imported] = []
     heads: Dict[int, Imported] = {}  # the last report with a header (a group kill's chosen victim), by id
+
+    def given(imps: List[Imported]) -> Iterator[Imported]:
+        for i in imps:
+            if since is None or _when(i) is None or _when(i) >= since:
+                yield i
+
     for ll in read_log_lines(lines, year=year):
         if ll.wall is not None or ll.host is not None:
             walls[ll.record.usec] = (ll.wall, ll.host)
@@ -163,20 +179,25 @@ def import_reports(lines: Iterable[str], since: Optional[float] = None, boot_wal
                     _killed_again(head, rep)  # the chosen victim, killed a second time as a member: one victim
                     continue
                 imp = _capture(rep, walls, boot_wall, host, names)
-                out.append(imp)
                 if rep.has_header:
+                    yield from given(pending)
+                    pending = []
                     heads = {id(rep): imp}
                 elif head is not None:
                     _join_group(head, imp)
+                pending.append(imp)
             except Exception as exc:  # noqa: BLE001 - one odd kill must not cost the others
                 who = f"pid {rep.killed.pid}" if rep.killed is not None else "?"
                 _problem(problems, f"the kill of {who} near log record {ll.record.seq} was skipped ({type(exc).__name__}: {exc})")
             if len(walls) > 100_000:
                 walls.clear()
-    if since is not None:
-        out = [i for i in out if _when(i) is None or _when(i) >= since]
-    return out
-
+        if len(pending) > 1000 and not heads:
+            yield from given(pending)
+            pending = []
+        elif len(pending) > 1000:  # a long run of rate-limited kills after a report: the group (if any) is long over
+            yield from given(pending)
+            pending, heads = [], {}
+    yield from given(pending)
 
 def _group_incident(head: Imported) -> Incident:
     cap = head.capture
@@ -387,12 +408,22 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
         err.write(f"oomscope: warning: {terminal_safe(os.path.join(output, folder))}: left out of the index: {terminal_safe(why[:300])}\n")
     for lines, name in sources:
         this_host = name in ("/dev/kmsg", "journalctl -k")
-        problems: List[str] = []
-        found = import_reports(lines, since=since_ts, boot_wall=boot_wall if name == "/dev/kmsg" else None,
-                               names=NodeNames() if this_host else None, problems=problems)
-        for p in problems:
-            err.write(f"oomscope: warning: {terminal_safe(name)}: {p}\n")
-        for imp in found:
+        problems: List[str] = []  # kills not read or not written
+        read_problems: List[str] = []
+        shown = 0
+        found = 0
+
+        def show_read_problems() -> None:
+            nonlocal shown
+            for p in read_problems[shown:]:
+                err.write(f"oomscope: warning: {terminal_safe(name)}: {p}\n")
+                problems.append(p)
+            shown = len(read_problems)
+
+        for imp in iter_imports(lines, since=since_ts, boot_wall=boot_wall if name == "/dev/kmsg" else None,
+                                names=NodeNames() if this_host else None, problems=read_problems):
+            found += 1
+            show_read_problems()  # as they come: the captures are written as they come too
             try:
                 written.append(_write_one(imp, output, index, render_html, out, err))
             except OomscopeError:
@@ -402,7 +433,8 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
             except Exception as exc:  # noqa: BLE001 - one odd kill must not cost the others
                 problems.append(f"kill {imp.capture.kill_id}: skipped ({type(exc).__name__}: {exc})")
                 err.write(f"oomscope: warning: {terminal_safe(name)}: {terminal_safe(problems[-1][:500])}\n")
-        err.write(f"oomscope: {terminal_safe(name)}: {len(found)} kill(s)" + (f", {len(problems)} skipped" if problems else "") + "\n")
+        show_read_problems()
+        err.write(f"oomscope: {terminal_safe(name)}: {found} kill(s)" + (f", {len(problems)} skipped" if problems else "") + "\n")
     if written:
         index.write(atomic_write)
     return written
