@@ -368,6 +368,14 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
                                                         report_source=SOURCE_KERNEL_LOG), now_wall=now)
     cap.workload = workload_of(cap.cgroup.task_memcg or cap.cgroup.oom_memcg, names)
     cap.notes = [n for n in cap.notes if "log for this kill was not seen" not in n]
+    # record's words for what it could not see on a live host say nothing true of a log
+    live = ("The victim's cgroup is unknown: no kernel report", "as /proc showed them after the kill")
+    if any(n.startswith(live[0]) or live[1] in n for n in cap.notes):
+        cap.notes = [n for n in cap.notes if not (n.startswith(live[0]) or live[1] in n)]
+        if cap.cgroup.task_memcg is None:
+            cap.notes.append("The victim's own cgroup is not in the log.")
+        if not rep.tasks:
+            cap.notes.append("The kernel's tasks table for this kill is not in the log: the victim is known from its Killed line only.")
     cap.notes.insert(0, NOTE)
     if host is None:
         cap.host = dataclasses.replace(cap.host, page_size_bytes=lh.page_size)
@@ -376,7 +384,7 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
         cap.times.kill_wall = None
         cap.kill_id = f"boot+{usec / 1e6:.6f}s-pid{rep.killed.pid}"
         cap.notes.append(f"The log has no dates: the kill was {usec / 1e6:.3f} s after its host booted.")
-    if not rep.has_header:
+    if not rep.has_header and rep.group_head is None:
         cap.notes.append("Only the 'Killed process' line of this kill is in the log: the kernel rate-limited its report "
                          "(or the log lost it), so the cgroup and its memory are unknown.")
     return Imported(cap, rep)
