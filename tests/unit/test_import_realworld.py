@@ -75,6 +75,8 @@ def test_group_kill_members_get_the_groups_oom_memcg_and_the_twice_killed_victim
     assert all(i.capture.host.kernel_release == "6.1.0-56-amd64" for i in imps)
     html = render_html(imps[1].capture, analyse_kill(imps[1].capture))
     assert "memory.oom.group" in html
+    for i in imps[1:]:  # a member is no rate-limited kill, and no /proc was read for it
+        assert not any("rate-limited" in n or "/proc" in n for n in i.capture.notes)
 
 
 def test_vendor_summary_without_constraint_keeps_the_task_cgroup():
