@@ -7,14 +7,17 @@ lines, and some bare rate-limited "Killed process" lines. Then, from the page ca
 read once first):
   - grep -c 'Killed process' FILE
   - the whole import: every report parsed and its capture built (not written)
-  - the same from a gzip'd copy (bounded by decompression: reported apart)
-Run: /opt/oomscope/venv/bin/python bench/import_logs.py [--mib 1024] [--dir /tmp]
+  - `oomscope import FILE -o DIR` as a process: parsed, analysed, captures and post-mortems written
+  - the same from a gzip'd copy, beside `zcat` alone (bounded by decompression: reported apart)
+  - the same from a journal export (`journalctl -k -o json` shape) of that copy, beside grep on it
+Run: /opt/oomscope/venv/bin/python bench/import_logs.py [--mib 1024] [--dir /tmp] [--no-write]
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import os
 import shutil
 import subprocess
@@ -68,6 +71,7 @@ def main() -> None:
     ap.add_argument("--mib", type=int, default=1024)
     ap.add_argument("--gz-mib", type=int, default=256, help="size of the gzip'd run (decompression-bound)")
     ap.add_argument("--dir", default=tempfile.gettempdir())
+    ap.add_argument("--no-write", action="store_true", help="skip the runs that write captures and post-mortems")
     args = ap.parse_args()
     work = tempfile.mkdtemp(dir=args.dir, prefix="oomscope-bench-import-")
     try:
@@ -82,6 +86,13 @@ def main() -> None:
         print(f"grep -c 'Killed process': {t_grep:.2f} s = {size / t_grep / 1e6:.0f} MB/s")
         print(f"oomscope import (parsed, captures built): {t_imp:.2f} s = {size / t_imp / 1e6:.0f} MB/s, "
               f"{t_imp / t_grep:.2f}x grep's time; {len(imps)} captures")
+        cli = [sys.executable, "-m", "oomscope", "import"]
+        env = dict(os.environ, PYTHONPATH=os.path.join(HERE, ".."))
+        if not args.no_write:
+            t_w, _ = timed(lambda: subprocess.run(cli + [path, "-o", os.path.join(work, "out")], env=env,
+                                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True))
+            print(f"oomscope import -o (written and rendered): {t_w:.2f} s, {t_w / t_grep:.2f}x grep's time")
+            shutil.rmtree(os.path.join(work, "out"), ignore_errors=True)
         gz_path = os.path.join(work, "kern.log.gz")
         with open(path, "rb") as src, gzip.open(gz_path, "wb", compresslevel=6) as dst:
             dst.write(src.read(args.gz_mib << 20))
@@ -90,6 +101,28 @@ def main() -> None:
         t_zcat, _ = timed(lambda: subprocess.run(["sh", "-c", f"zcat {gz_path} > /dev/null"], check=True))
         print(f"gzip'd ({gz_size / 1e6:.0f} MB uncompressed): import {t_gz:.2f} s = {gz_size / t_gz / 1e6:.0f} MB/s "
               f"(zcat alone {gz_size / t_zcat / 1e6:.0f} MB/s); {len(imps_gz)} captures")
+        journal = os.path.join(work, "journal.json")
+        with open(path) as src, open(journal, "w") as dst:
+            n = 0
+            for line in src:
+                n += len(line)
+                if n > gz_size:
+                    break
+                usec = int(float(line[1:13]) * 1e6)
+                dst.write(json.dumps({"_TRANSPORT": "kernel", "PRIORITY": "6", "MESSAGE": line[15:-1],
+                                      "_SOURCE_MONOTONIC_TIMESTAMP": str(usec),
+                                      "__REALTIME_TIMESTAMP": str(1795800000000000 + usec)}) + "\n")
+        t_jg, _ = timed(lambda: subprocess.run(["grep", "-c", "Killed process", journal], capture_output=True))
+        t_j, imps_j = timed(lambda: import_reports(open_log(journal)))
+        print(f"journal export ({os.path.getsize(journal) / 1e6:.0f} MB): import {t_j:.2f} s, {t_j / t_jg:.2f}x grep on it; "
+              f"{len(imps_j)} captures")
+        if not args.no_write:
+            for name, src, base_cmd in (("gz", gz_path, f"zcat {gz_path} > /dev/null"),
+                                        ("journal", journal, f"grep -c 'Killed process' {journal} > /dev/null")):
+                t_base, _ = timed(lambda: subprocess.run(["sh", "-c", base_cmd], check=True))
+                t_w, _ = timed(lambda: subprocess.run(cli + [src, "-o", os.path.join(work, "out-" + name)], env=env,
+                                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True))
+                print(f"{name}: oomscope import -o {t_w:.2f} s vs {base_cmd.split()[0]} {t_base:.2f} s = {t_w / t_base:.2f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

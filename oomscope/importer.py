@@ -24,7 +24,7 @@ from .errors import OomscopeError
 from .kernel.kmsg import KmsgReader, OomReport, OomReportParser, kmsg_escape
 from .kernel.logformats import read_log_lines
 from .kernel.logscan import report_lines, report_regions
-from .model import SOURCE_KERNEL_LOG, Capture, Host
+from .model import SOURCE_KERNEL_LOG, Capture, Host, Incident, IncidentVictim
 from .record.assemble import Recording, assemble
 from .terminal import terminal_safe
 
@@ -142,9 +142,26 @@ def import_reports(lines: Iterable[str], since: Optional[float] = None, boot_wal
 
     Every kill is made on its own: one that fails is left out and described in one line in
     ``problems`` (when given), and the others go on."""
+    return list(iter_imports(lines, since, boot_wall, year, host, names, problems))
+
+
+def iter_imports(lines: Iterable[str], since: Optional[float] = None, boot_wall: Optional[float] = None,
+                 year: Optional[int] = None, host: Optional[Host] = None,
+                 names: Optional[NodeNames] = None, problems: Optional[List[str]] = None) -> Iterator[Imported]:
+    """As import_reports, one capture at a time, so that a large log's captures are written as
+    they come instead of all held at once. A kill is given out once the next report with a header
+    begins (or the log ends): the Killed lines of a memory.oom.group kill that follow it may still
+    add to it."""
     parser = OomReportParser()
     walls: Dict[int, Tuple[Optional[float], Optional[str]]] = {}
-    out: List[Imported] = []
+    pending: List[Imported] = []
+    heads: Dict[int, Imported] = {}  # the last report with a header (a group kill's chosen victim), by id
+
+    def given(imps: List[Imported]) -> Iterator[Imported]:
+        for i in imps:
+            if since is None or _when(i) is None or _when(i) >= since:
+                yield i
+
     for ll in read_log_lines(lines, year=year):
         if ll.wall is not None or ll.host is not None:
             walls[ll.record.usec] = (ll.wall, ll.host)
@@ -156,15 +173,59 @@ def import_reports(lines: Iterable[str], since: Optional[float] = None, boot_wal
             continue
         for rep in reports:
             try:
-                out.append(_capture(rep, walls, boot_wall, host, names))
+                head = heads.get(id(rep.group_head)) if rep.group_head is not None else None
+                if head is not None and rep.killed is not None and head.report.killed is not None \
+                        and rep.killed.pid == head.report.killed.pid:
+                    _killed_again(head, rep)  # the chosen victim, killed a second time as a member: one victim
+                    continue
+                imp = _capture(rep, walls, boot_wall, host, names)
+                if rep.has_header:
+                    yield from given(pending)
+                    pending = []
+                    heads = {id(rep): imp}
+                elif head is not None:
+                    _join_group(head, imp)
+                pending.append(imp)
             except Exception as exc:  # noqa: BLE001 - one odd kill must not cost the others
                 who = f"pid {rep.killed.pid}" if rep.killed is not None else "?"
                 _problem(problems, f"the kill of {who} near log record {ll.record.seq} was skipped ({type(exc).__name__}: {exc})")
             if len(walls) > 100_000:
                 walls.clear()
-    if since is not None:
-        out = [i for i in out if _when(i) is None or _when(i) >= since]
-    return out
+        if len(pending) > 1000 and not heads:
+            yield from given(pending)
+            pending = []
+        elif len(pending) > 1000:  # a long run of rate-limited kills after a report: the group (if any) is long over
+            yield from given(pending)
+            pending, heads = [], {}
+    yield from given(pending)
+
+def _group_incident(head: Imported) -> Incident:
+    cap = head.capture
+    if cap.incident is None or not cap.incident.group_kill:
+        cap.incident = Incident(id=cap.kill_id, group_kill=True, group_cgroup=head.report.group_kill_cgroup,
+                                victims=[IncidentVictim(cap.victim.pid, cap.victim.comm, cap.kill_id)])
+        cap.kernel_report.group_kill = True
+    return cap.incident
+
+
+def _killed_again(head: Imported, rep: OomReport) -> None:
+    inc = _group_incident(head)
+    note = (f"pid {rep.killed.pid} was killed twice: first as the victim the kernel chose, then again as a member of the "
+            f"memory.oom.group kill of {rep.group_kill_cgroup or head.report.group_kill_cgroup} (a second 'Killed process' line).")
+    if note not in head.capture.notes:
+        head.capture.notes.append(note)
+    head.capture.kernel_report.lines.append(rep.lines[-1] if rep.lines else "")
+    del inc
+
+
+def _join_group(head: Imported, imp: Imported) -> None:
+    """A member of the head's group kill: every capture of the group shares one incident."""
+    inc = _group_incident(head)
+    inc.victims.append(IncidentVictim(imp.capture.victim.pid, imp.capture.victim.comm, imp.capture.kill_id))
+    imp.capture.incident = inc
+    imp.capture.notes.append(f"Killed as a member of the memory.oom.group kill of {imp.report.group_kill_cgroup}: the cgroup that "
+                             f"hit its limit ({imp.capture.cgroup.oom_memcg or 'unknown'}) is the one named in the report of the "
+                             f"group's first victim, pid {head.capture.victim.pid}.")
 
 
 _RE_LONG_NUMBER = re.compile(r"\d{21,}")
@@ -184,6 +245,101 @@ def _when(imp: Imported) -> Optional[float]:
         return None
 
 
+_RE_RELEASE = re.compile(r"^CPU: \d+ (?:UID: \d+ )?PID: \d+ Comm: .*? (?:Not tainted|Tainted: [A-Z \-]*?) +(?P<rel>\d+\.\d+\S*)")
+_RE_NODE_ANON = re.compile(r"^Node \d+ active_anon:(\d+)kB inactive_anon:(\d+)kB")
+#: what a call trace or register dump looks like on each architecture (arch/*/kernel/traps.c,
+#: process.c: show_regs): the first that matches a report line names the logging machine's
+_ARCH_SIGNS = (
+    (re.compile(r"^(?:RIP: [0-9a-f]{4}:|RSP: [0-9a-f]{4}:|R1[0-5]: [0-9a-f]{16}| (?:entry_SYSCALL_64|asm_exc_page_fault|system_call_fastpath|page_fault)\b)"), "x86_64"),
+    (re.compile(r"^(?:EIP: |EAX: [0-9a-f]{8} )"), "i386"),
+    (re.compile(r"^(?:pc : |lr : | el0_(?:da|svc|sync)\b)"), "aarch64"),
+    (re.compile(r"^(?:NIP: |NIP \[|LR \[)"), "ppc64"),
+    (re.compile(r"^Krnl PSW "), "s390x"),
+)
+_ARCH_IN_RELEASE = (("x86_64", "x86_64"), ("amd64", "x86_64"), ("aarch64", "aarch64"), ("arm64", "aarch64"),
+                    ("ppc64le", "ppc64"), ("ppc64", "ppc64"), ("s390x", "s390x"), ("i686", "i386"))
+#: base page sizes fixed by the architecture (x86 and s390 have only 4 KiB base pages); arm64
+#: and ppc64 kernels are built with 4, 16 or 64 KiB
+_FIXED_PAGE = {"x86_64": 4096, "i386": 4096, "s390x": 4096}
+ASSUMED_PAGE = 4096
+
+
+@dataclasses.dataclass
+class LoggedHost:
+    """The host facts an OOM report itself states; None: not in the log."""
+
+    kernel_release: Optional[str] = None
+    arch: Optional[str] = None
+    arch_from: str = ""
+    page_size: Optional[int] = None
+    page_size_from: str = ""
+    hardware: Optional[str] = None
+
+
+def logged_host(rep: OomReport) -> LoggedHost:
+    """Reads the logging machine's facts from its report's lines: the kernel release from dump_stack's
+    ``CPU: .. Comm: .. Not tainted <release>`` line, the architecture from the register dump or call
+    trace (else the release's suffix), the page size from a global OOM's Mem-Info (pages) against
+    its per-node lines (kB), else from the architecture when it has one page size."""
+    out = LoggedHost()
+    node_kb = 0
+    for line in rep.lines:
+        if out.kernel_release is None and line.startswith("CPU: "):
+            m = _RE_RELEASE.match(line)
+            if m:
+                out.kernel_release = m.group("rel")
+        elif out.hardware is None and line.startswith("Hardware name: "):
+            out.hardware = line[len("Hardware name: "):].strip()
+        elif line.startswith("Node "):
+            m = _RE_NODE_ANON.match(line)
+            if m:
+                node_kb += int(m.group(1)) + int(m.group(2))
+        if out.arch is None:
+            for rx, arch in _ARCH_SIGNS:
+                if rx.match(line):
+                    out.arch, out.arch_from = arch, "the report's register dump / call trace"
+                    break
+    if out.arch is None and out.kernel_release:
+        for needle, arch in _ARCH_IN_RELEASE:
+            if needle in out.kernel_release:
+                out.arch, out.arch_from = arch, "the kernel release's name"
+                break
+    pages = rep.mem_info.get("active_anon", 0) + rep.mem_info.get("inactive_anon", 0)
+    if node_kb and pages:
+        size = round(node_kb * 1024 / pages)
+        if size in (4096, 8192, 16384, 65536):
+            out.page_size, out.page_size_from = size, "Mem-Info's page counts against its per-node kB"
+    if out.page_size is None and out.arch in _FIXED_PAGE:
+        out.page_size, out.page_size_from = _FIXED_PAGE[out.arch], f"{out.arch} has only this base page size"
+    return out
+
+
+def _host_note(lh: LoggedHost, h: Host, rep: OomReport) -> str:
+    known = []
+    if lh.kernel_release:
+        known.append(f"kernel {lh.kernel_release} (the report's CPU line)")
+    if lh.arch:
+        known.append(f"architecture {lh.arch} ({lh.arch_from})")
+    if lh.hardware:
+        known.append(f"hardware {lh.hardware!r}")
+    if lh.page_size:
+        known.append(f"page size {lh.page_size // 1024} KiB ({lh.page_size_from})")
+    if h.swap_total_bytes is not None:
+        known.append("host swap (the report's Total swap / Free swap lines)")
+    if h.mem_total_bytes is not None:
+        known.append("host RAM (the report's pages RAM line)")
+    unknown = [name for name, v in (("kernel release", lh.kernel_release), ("architecture", lh.arch),
+                                    ("host swap", h.swap_total_bytes), ("host RAM", h.mem_total_bytes)) if v is None]
+    unknown += ["transparent huge page mode", "vm.overcommit_memory", "vm.oom_dump_tasks", "vm.panic_on_oom"]
+    text = ("Host facts read from the log: " + "; ".join(known) + ". " if known else "The log states no host facts. ")
+    text += "Not in the log, so unknown: " + ", ".join(unknown) + "."
+    if lh.page_size is None and (rep.tasks or rep.mem_info):
+        text += (f" The log does not tell the page size: page counts (tasks table, Mem-Info) were converted assuming "
+                 f"{ASSUMED_PAGE // 1024} KiB pages" + (f" on {lh.arch}" if lh.arch else "") + ", which may be wrong "
+                 "(arm64 and ppc64 kernels also use 16 or 64 KiB).")
+    return text
+
+
 def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[Host],
              names: Optional[NodeNames] = None) -> Imported:
     usec = rep.killed_usec or 0
@@ -194,6 +350,16 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
     offset = int((wall or 0) * 1e9) - usec * 1000
     version = _version_of(rep)
     h = dataclasses.replace(host) if host is not None else Host()
+    facts = rep.group_head if rep.group_head is not None and not rep.has_header else rep  # a member: its group's report
+    lh = logged_host(facts)
+    if host is None:  # a log's host: only what the log says (never this machine's defaults)
+        h.kernel_release = lh.kernel_release or ""
+        if "total_swap_kb" in facts.mem_info:
+            h.swap_total_bytes = facts.mem_info["total_swap_kb"] * 1024
+            h.swap_free_bytes = facts.mem_info["free_swap_kb"] * 1024 if "free_swap_kb" in facts.mem_info else None
+        h.page_size_bytes = lh.page_size or ASSUMED_PAGE  # for the conversion only: reset below when assumed
+        if "ram_pages" in facts.mem_info and lh.page_size:
+            h.mem_total_bytes = facts.mem_info["ram_pages"] * lh.page_size
     if hostname and not h.hostname:
         h.hostname = hostname
     h.cgroup_version = h.cgroup_version or version
@@ -202,12 +368,23 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
                                                         report_source=SOURCE_KERNEL_LOG), now_wall=now)
     cap.workload = workload_of(cap.cgroup.task_memcg or cap.cgroup.oom_memcg, names)
     cap.notes = [n for n in cap.notes if "log for this kill was not seen" not in n]
+    # record's words for what it could not see on a live host say nothing true of a log
+    live = ("The victim's cgroup is unknown: no kernel report", "as /proc showed them after the kill")
+    if any(n.startswith(live[0]) or live[1] in n for n in cap.notes):
+        cap.notes = [n for n in cap.notes if not (n.startswith(live[0]) or live[1] in n)]
+        if cap.cgroup.task_memcg is None:
+            cap.notes.append("The victim's own cgroup is not in the log.")
+        if not rep.tasks:
+            cap.notes.append("The kernel's tasks table for this kill is not in the log: the victim is known from its Killed line only.")
     cap.notes.insert(0, NOTE)
+    if host is None:
+        cap.host = dataclasses.replace(cap.host, page_size_bytes=lh.page_size)
+        cap.notes.insert(1, _host_note(lh, cap.host, facts))
     if not dated:
         cap.times.kill_wall = None
         cap.kill_id = f"boot+{usec / 1e6:.6f}s-pid{rep.killed.pid}"
         cap.notes.append(f"The log has no dates: the kill was {usec / 1e6:.3f} s after its host booted.")
-    if not rep.has_header:
+    if not rep.has_header and rep.group_head is None:
         cap.notes.append("Only the 'Killed process' line of this kill is in the log: the kernel rate-limited its report "
                          "(or the log lost it), so the cgroup and its memory are unknown.")
     return Imported(cap, rep)
@@ -239,12 +416,22 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
         err.write(f"oomscope: warning: {terminal_safe(os.path.join(output, folder))}: left out of the index: {terminal_safe(why[:300])}\n")
     for lines, name in sources:
         this_host = name in ("/dev/kmsg", "journalctl -k")
-        problems: List[str] = []
-        found = import_reports(lines, since=since_ts, boot_wall=boot_wall if name == "/dev/kmsg" else None,
-                               names=NodeNames() if this_host else None, problems=problems)
-        for p in problems:
-            err.write(f"oomscope: warning: {terminal_safe(name)}: {p}\n")
-        for imp in found:
+        problems: List[str] = []  # kills not read or not written
+        read_problems: List[str] = []
+        shown = 0
+        found = 0
+
+        def show_read_problems() -> None:
+            nonlocal shown
+            for p in read_problems[shown:]:
+                err.write(f"oomscope: warning: {terminal_safe(name)}: {p}\n")
+                problems.append(p)
+            shown = len(read_problems)
+
+        for imp in iter_imports(lines, since=since_ts, boot_wall=boot_wall if name == "/dev/kmsg" else None,
+                                names=NodeNames() if this_host else None, problems=read_problems):
+            found += 1
+            show_read_problems()  # as they come: the captures are written as they come too
             try:
                 written.append(_write_one(imp, output, index, render_html, out, err))
             except OomscopeError:
@@ -254,7 +441,8 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
             except Exception as exc:  # noqa: BLE001 - one odd kill must not cost the others
                 problems.append(f"kill {imp.capture.kill_id}: skipped ({type(exc).__name__}: {exc})")
                 err.write(f"oomscope: warning: {terminal_safe(name)}: {terminal_safe(problems[-1][:500])}\n")
-        err.write(f"oomscope: {terminal_safe(name)}: {len(found)} kill(s)" + (f", {len(problems)} skipped" if problems else "") + "\n")
+        show_read_problems()
+        err.write(f"oomscope: {terminal_safe(name)}: {found} kill(s)" + (f", {len(problems)} skipped" if problems else "") + "\n")
     if written:
         index.write(atomic_write)
     return written

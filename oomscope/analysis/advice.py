@@ -191,7 +191,13 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
 
     # --- swap ---
     # only where it changes what the reader does: most of the charge was what swap could take out
-    if capture.host.swap_total_bytes == 0 and anon + shmem >= 0.5 * usage:
+    swappable = anon + shmem >= 0.5 * usage
+    if capture.host.swap_total_bytes is None and swappable:
+        out.append(Advice("context", "Swap: unknown",
+                          "Whether the host had swap is unknown (not in what oomscope read). If it had none, anonymous memory "
+                          "and tmpfs could only stay in RAM; with swap (or zram) cold anonymous pages could have been pushed "
+                          "out instead of a kill.", ["host swap unknown"]))
+    elif capture.host.swap_total_bytes == 0 and swappable:
         out.append(Advice("context", "No swap",
                           f"The host has no swap, so the {_mib(anon + shmem)} of anonymous memory and tmpfs could only stay "
                           "in RAM; with swap (or zram) its cold pages could have been pushed out instead of a kill.",

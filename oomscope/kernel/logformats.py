@@ -33,6 +33,30 @@ _RE_DMESG = re.compile(r"^\[\s*(?P<sec>\d+)\.(?P<frac>\d+)\] ?(?P<text>.*)$")
 _RE_DMESG_T = re.compile(r"^\[(?:[A-Z][a-z]{2} )?(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d\d:\d\d:\d\d) (?P<year>\d{4})\] ?(?P<text>.*)$")
 _RE_SYSLOG = re.compile(r"^(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d\d:\d\d:\d\d)(?:\.\d+)? (?P<host>\S+) kernel: ?(?P<text>.*)$")
 _RE_ISO = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?) (?P<host>\S+) kernel: ?(?P<text>.*)$")
+# dmesg -T and syslog dates in any locale (strftime's %a %b %e): "[金 11月 27 20:31:35 2026]",
+# "[Fr Nov 27 ...]", "11月 27 20:31:35 host kernel: ...", "avril 16 21:08:50 host kernel: ..."
+_RE_DMESG_T_ANY = re.compile(r"^\[(?P<date>[^\]\d]{0,24}\S{1,12} +\S{1,12}) (?P<time>\d\d:\d\d:\d\d) (?P<year>\d{4})\] ?(?P<text>.*)$")
+_RE_SYSLOG_ANY = re.compile(r"^(?P<date>\S{1,12} +\S{1,12}) (?P<time>\d\d:\d\d:\d\d)(?:\.\d+)? (?P<host>\S+) kernel: ?(?P<text>.*)$")
+# a dated line of another program (syslog, RFC 3339): not kernel text, never a bare record
+_RE_OTHER_PROGRAM = re.compile(r"^(?:\S{1,12} +\S{1,12} \d\d:\d\d:\d\d|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)\S* \S+ \S+?(?:\[\d+\])?: ")
+#: month names as dates print them in the locales people paste from (lower case, no dot)
+_LOCALE_MONTHS = {}
+for _i, _names in enumerate((
+        "jan january janv janvier januar jänner ene enero gen gennaio янв января январь sty",
+        "feb february fév févr février februar febrero febbraio fev фев февраля февраль lut",
+        "mar march mars märz mär mrz marzo março мар марта март",
+        "apr april avr avril abr abril aprile апр апреля апрель kwi",
+        "may mai mayo mag maggio maio мая май",
+        "jun june juin juni junio giu giugno июн июня июнь cze",
+        "jul july juil juillet juli julio lug luglio июл июля июль lip",
+        "aug august août ago agosto авг августа август sie",
+        "sep sept september septembre septiembre set settembre setembro сен сентября сентябрь wrz",
+        "oct october octobre okt oktober octubre ott ottobre out outubro окт октября октябрь paź",
+        "nov november novembre noviembre novembro ноя ноября ноябрь lis",
+        "dec december déc décembre dez dezember dic diciembre dicembre dezembro дек декабря декабрь gru"), 1):
+    for _n in _names.split():
+        _LOCALE_MONTHS[_n] = _i
+_RE_CJK_MONTH = re.compile(r"^(\d{1,2})(?:月|월)$")
 _RE_DICT = re.compile(r"^ [A-Z_]+=")
 _RE_PRINTK_TIME = re.compile(r"^\[\s*(?P<sec>\d+)\.(?P<frac>\d+)\] ?(?P<text>.*)$")
 
@@ -70,6 +94,38 @@ def _classic_wall(mon: str, day: str, time_: str, year: int) -> Optional[float]:
         return _wall_ok(dt.datetime(year, _MONTHS[mon], int(day), h, m, s, tzinfo=dt.timezone.utc).timestamp())
     except (KeyError, ValueError, OverflowError):
         return None
+
+
+def _locale_wall(date: str, time_: str, year: int) -> Optional[float]:
+    """A date whose month and day are in any order and locale ("金 11月 27", "Fr Nov 27",
+    "27 nov", "avril 16"; a weekday may come first); None when it cannot be read for sure."""
+    month = day = None
+    for tok in date.split():
+        t = tok.lower().rstrip(".,")
+        m = _RE_CJK_MONTH.match(t)
+        if m:
+            month = int(m.group(1))
+        elif t.isdigit() and len(t) <= 2:
+            if day is not None:
+                return None
+            day = t
+        elif t in _LOCALE_MONTHS and month is None:
+            month = _LOCALE_MONTHS[t]
+    if month is None or day is None:
+        return None
+    try:
+        h, mi, sec = (int(x) for x in time_.split(":"))
+        return _wall_ok(dt.datetime(year, month, int(day), h, mi, sec, tzinfo=dt.timezone.utc).timestamp())
+    except (ValueError, OverflowError):
+        return None
+
+
+def _bare(line: str) -> Optional[str]:
+    """A line with no date or time at all (``dmesg -t``, a console capture, a ticket): kernel text
+    as it is, unless it is a dated line of another program."""
+    if _RE_OTHER_PROGRAM.match(line):
+        return None
+    return line[len("kernel: "):] if line.startswith("kernel: ") else line
 
 
 def _iso_wall(ts: str) -> Optional[float]:
@@ -159,10 +215,16 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
                 usec, text, shape = _usec(m.group("sec"), m.group("frac")), m.group("text"), "dmesg"
             else:
                 m = _RE_DMESG_T.match(line)
-                if not m:
-                    continue
-                wall = _classic_wall(m.group("mon"), m.group("day"), m.group("time"), int(m.group("year")))
-                text, shape = m.group("text"), "dmesg-T"
+                if m:
+                    wall = _classic_wall(m.group("mon"), m.group("day"), m.group("time"), int(m.group("year")))
+                    text, shape = m.group("text"), "dmesg-T"
+                else:
+                    m = _RE_DMESG_T_ANY.match(line)
+                    if m:  # dmesg -T in another locale: dated when the date reads for sure, else undated
+                        wall = _locale_wall(m.group("date"), m.group("time"), int(m.group("year")))
+                        text, shape = m.group("text"), "dmesg-T"
+                    else:
+                        text, shape = _bare(line), "bare"  # "[  pid  ]" rows of an undated log
         elif line[0].isdigit():
             m = _RE_KMSG.match(line)
             if m:
@@ -172,15 +234,27 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
                 seq = int(m.group("seq"))
             else:
                 m = _RE_ISO.match(line)
-                if not m:
-                    continue
-                wall, host, text, shape = _iso_wall(m.group("ts")), m.group("host"), m.group("text"), "syslog-iso"
+                if m:
+                    wall, host, text, shape = _iso_wall(m.group("ts")), m.group("host"), m.group("text"), "syslog-iso"
+                else:
+                    m = _RE_SYSLOG_ANY.match(line)
+                    if m:  # "11月 27 20:31:35 host kernel: ..."
+                        wall = _locale_wall(m.group("date"), m.group("time"), year)
+                        host, text, shape = m.group("host"), m.group("text"), "syslog"
+                    else:
+                        text, shape = _bare(line), "bare"
         else:
             m = _RE_SYSLOG.match(line)
-            if not m:
-                continue
-            wall = _classic_wall(m.group("mon"), m.group("day"), m.group("time"), year)
-            host, text, shape = m.group("host"), m.group("text"), "syslog"
+            if m:
+                wall = _classic_wall(m.group("mon"), m.group("day"), m.group("time"), year)
+                host, text, shape = m.group("host"), m.group("text"), "syslog"
+            else:
+                m = _RE_SYSLOG_ANY.match(line)
+                if m:  # a syslog / journalctl date in another locale
+                    wall = _locale_wall(m.group("date"), m.group("time"), year)
+                    host, text, shape = m.group("host"), m.group("text"), "syslog"
+                else:
+                    text, shape = _bare(line), "bare"
         if text is None:
             continue
         if shape.startswith("syslog") or shape == "journal-json":

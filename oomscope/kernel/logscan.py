@@ -27,7 +27,7 @@ from typing import Iterator, Tuple
 
 _ANCHOR = re.compile(
     rb"invoked oom-killer|Killed process|oom_reaper: reaped process|killed as a result of limit of"
-    rb"|Memory cgroup stats for|memory: usage|memory\.oom\.group set"
+    rb"|Memory cgroup stats for|memory: usage|memory\.oom\.group set|oom-kill:"
 )
 _ENDS = (b"Killed process", b"oom_reaper: reaped process")
 
@@ -68,7 +68,7 @@ def report_regions(buf) -> Iterator[Tuple[int, int]]:
 
 _KILLED = b"Killed process"
 _HEADER = b"invoked oom-killer"
-_HEADLESS = (b"killed as a result of limit of", b"memory: usage", b"Memory cgroup stats for", b"memory.oom.group set")
+_HEADLESS = (b"killed as a result of limit of", b"memory: usage", b"Memory cgroup stats for", b"memory.oom.group set", b"oom-kill:")
 HEADLESS_WINDOW = 256 << 10
 
 

@@ -99,6 +99,9 @@ class OomReport:
     summary: Optional[OomSummary] = None
     killed: Optional[KilledProcess] = None
     group_kill_cgroup: Optional[str] = None
+    #: for a member of a memory.oom.group kill (a Killed line after "Tasks in X are going to be
+    #: killed"), the report of the group's chosen victim, which names the cgroup that hit its limit
+    group_head: Optional["OomReport"] = field(default=None, repr=False, compare=False)
     #: a global OOM's Mem-Info (show_mem in mm/show_mem.c): node-wide counters in pages, and
     #: "free_swap_kb"/"total_swap_kb"/"ram_pages" from the lines after the per-node ones
     mem_info: Dict[str, int] = field(default_factory=dict)
@@ -127,6 +130,9 @@ _RE_COUNTER = re.compile(
 _STATS_PREFIX = "Memory cgroup stats for "
 _RE_STAT = re.compile(r"^(?P<key>[a-z_0-9]+) (?P<value>\d+)$")
 _TASKS_TITLE = "Tasks state (memory values in pages):"
+#: what the lines that follow a memory.stat block start with (mem_cgroup_print_oom_meminfo, dump_tasks)
+_REPORT_LINE_STARTS = ("Tasks state", "[ ", "[  pid", "oom-kill:", "Memory cgroup", "memory", "swap:", "kmem:", "Task in",
+                       "Mem-Info", "oom_reaper")
 _RE_TASK_ROW = re.compile(r"^\[\s*(?P<pid>\d+)\]\s+(?P<rest>.*)\Z", re.S)
 _RE_KILLED = re.compile(
     # The comm is in parentheses and may itself hold ")" or a newline: match greedily up to
@@ -144,6 +150,8 @@ _RE_KILLED_26 = re.compile(
     r"(?: total-vm:(?P<total_vm>\d+)kB)?(?:, anon-rss:(?P<anon>\d+)kB)?(?:, file-rss:(?P<file>\d+)kB)?\s*\Z", re.S)
 _RE_REAPED = re.compile(r"^oom_reaper: reaped process (?P<pid>\d+) \((?P<comm>.*)\), now anon-rss:", re.S)
 _RE_GROUP = re.compile(r"^Tasks in (?P<path>.*) are going to be killed due to memory\.oom\.group set\Z", re.S)
+#: a group kill's members are killed within the chosen victim's oom_kill_process() call, under oom_lock
+_GROUP_SPAN_US = 2_000_000
 _RE_MEMINFO_ITEM = re.compile(r"(?<![\w])([a-z_]+):(\d+)(?=\s|$)")
 _RE_SWAP_LINE = re.compile(r"^(Free|Total) swap\s*=\s*(\d+)kB$")
 _RE_RAM_LINE = re.compile(r"^(\d+) pages RAM$")
@@ -224,11 +232,13 @@ def parse_oom_summary(
                 break
     head = body if tail_at < 0 else body[:tail_at]
 
-    # 2. constraint=..,nodemask=..: these never hold commas.
-    m = re.match(r"constraint=(?P<c>[A-Z_]+),nodemask=(?P<n>[^,]*),", head)
+    # 2. constraint=..,nodemask=..: these never hold commas. Vendor backports print them empty or
+    #    not at all ("oom-kill:constraint=,cpuset=..." and "oom-kill:,cpuset=..." on enterprise
+    #    3.10 kernels): what follows is read all the same.
+    m = re.match(r"(?:constraint=(?P<c>[A-Z_]*),)?(?:nodemask=(?P<n>[^,]*),)?,?(?=cpuset=)", head)
     if not m:
         return out
-    out.constraint, out.nodemask = m.group("c"), m.group("n")
+    out.constraint, out.nodemask = m.group("c") or None, m.group("n")
     rest = head[m.end():]
 
     # 3. cpuset=<path>,mems_allowed=<list>[,oom_memcg=<path>,task_memcg=<path>]
@@ -255,6 +265,8 @@ def parse_oom_summary(
                     break
             if memcg_part is not None:
                 break
+    if out.constraint is None and out.oom_memcg:  # an empty vendor constraint: oom_memcg is printed for a memcg OOM only
+        out.constraint = "CONSTRAINT_MEMCG"
     cpuset_part = rest if memcg_part is None else rest[:memcg_part]
     m = re.match(r"cpuset=(?P<cpuset>.*),mems_allowed=(?P<mems>[0-9,\-]*)\Z", cpuset_part, re.S)
     if m:
@@ -282,6 +294,7 @@ class OomReportParser:
         self._cur: Optional[OomReport] = None
         self._mode: Optional[str] = None  # "stats", "tasks_header", "tasks"
         self._last_group: Optional[str] = None
+        self._last_done: Optional[OomReport] = None  # the last report with a header, once its Killed line came
 
     def feed(self, record: KmsgRecord) -> List[OomReport]:
         text = record.text
@@ -327,6 +340,8 @@ class OomReportParser:
                 cur.memory_stat[s.group("key")] = int(s.group("value"))
                 cur.lines.append(line)
                 return True
+            if not line.startswith(_REPORT_LINE_STARTS) and "Killed process" not in line and "invoked oom-killer" not in line:
+                return False  # a line of another subsystem (or an elision, "...") amid memory.stat: the block goes on
         elif mode == "tasks_header":
             cols = re.sub(r"^\[\s*pid\s*\]", "pid", line).split(" ")
             cols = [c for c in cols if c]
@@ -367,12 +382,16 @@ class OomReportParser:
             )
             self._mode = None
             self._last_group = None
+            self._last_done = None
             self._cur.lines.append(line)
             return None
 
         killed = parse_killed_line(line) if "Killed process " in line else None
         if killed is not None:
             rep = self._cur if (self._cur is not None and self._cur.killed is None) else OomReport(first_seq=rec.seq, first_usec=rec.usec)
+            if rep is not self._cur and self._last_done is not None and self._last_done.killed_usec is not None \
+                    and not 0 <= rec.usec - self._last_done.killed_usec <= _GROUP_SPAN_US:
+                self._last_done = self._last_group = None  # too late to be a member of that group kill
             if rep is not self._cur:
                 rep.group_kill_cgroup = self._last_group
             rep.killed = killed
@@ -383,6 +402,17 @@ class OomReportParser:
                 rep.summary = parse_oom_summary(rep.summary_raw, killed.comm, rep.stats_cgroup)
             if rep.group_kill_cgroup is None and self._last_group is not None:
                 rep.group_kill_cgroup = self._last_group
+            if rep is not self._cur and self._last_group is not None and self._last_done is not None:
+                # a group member: its cgroup hit no limit of its own, the group's chosen victim's did
+                head = self._last_done
+                rep.group_head = head
+                hs = head.summary
+                if hs is not None:
+                    rep.summary = OomSummary(constraint=hs.constraint, oom_memcg=hs.oom_memcg)
+                elif head.stats_cgroup:
+                    rep.summary = OomSummary(constraint="CONSTRAINT_MEMCG" if head.is_memcg else None, oom_memcg=head.stats_cgroup)
+            if rep is self._cur and rep.has_header:
+                self._last_done = rep
             # Later Killed lines (memory.oom.group) come without a report of their own.
             self._cur = None
             self._mode = None
@@ -394,13 +424,17 @@ class OomReportParser:
             if self._cur is not None:
                 self._cur.group_kill_cgroup = self._last_group
                 self._cur.lines.append(line)
+            elif self._last_done is not None:  # printed after the chosen victim's Killed line (oom_kill_process)
+                self._last_done.group_kill_cgroup = self._last_group
+                self._last_done.lines.append(line)
             return None
 
         cur = self._cur
         if cur is None:
             # A log cut in the middle of a report (or a header lost): its cgroup lines still say
             # what was charged. Start a report without a header at the first of them.
-            if _RE_TASK_IN.match(line) or parse_counter_line(line) or line.startswith(_STATS_PREFIX):
+            if _RE_TASK_IN.match(line) or parse_counter_line(line) or line.startswith(_STATS_PREFIX) \
+                    or line.startswith("oom-kill:"):
                 cur = self._cur = OomReport(first_seq=rec.seq, first_usec=rec.usec)
                 self._mode = None
             else:

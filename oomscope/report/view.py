@@ -309,7 +309,8 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
         tasks_source += f"; the {MAX_TASK_ROWS} largest of {len(capture.tasks)} processes"
 
     h = capture.host
-    swap = "none" if not h.swap_total_bytes else f"{fmt_bytes(h.swap_total_bytes)} ({fmt_bytes(h.swap_free_bytes)} free)"
+    swap = ("unknown" if h.swap_total_bytes is None else "none" if not h.swap_total_bytes
+            else f"{fmt_bytes(h.swap_total_bytes)} ({fmt_bytes(h.swap_free_bytes)} free)")
     host = [
         KeyValue("Host", h.hostname or "—"),
         KeyValue("Kernel", h.kernel_release or "—"),
@@ -438,6 +439,8 @@ def _shown(result: KillAnalysis) -> ShownView:
 
 def _swap_text(ak, h) -> str:
     used = fmt_bytes(ak.swap_usage_bytes)
+    if h.swap_total_bytes is None:
+        return f"{used}; whether the host has swap is unknown"
     if not h.swap_total_bytes:
         return f"{used}: the host has no swap"
     if ak.swap_limit_bytes == 0:

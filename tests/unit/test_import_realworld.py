@@ -1,0 +1,146 @@
+"""oomscope import on the logs people really paste (issue 18): host facts only from the log,
+group kills, vendor summaries, undated and foreign-dated logs, filtered and elided excerpts."""
+
+import io
+import os
+import re
+
+import pytest
+
+from oomscope.analysis.result import analyse_kill
+from oomscope.importer import import_reports
+from oomscope.report.render import render_html
+
+from ..conftest import FIXTURES, fixture_text
+
+LOGS = sorted(os.listdir(os.path.join(FIXTURES, "logs")))
+
+
+def _imp(name, **kw):
+    return import_reports(io.StringIO(fixture_text("logs", name)), year=2026, **kw)
+
+
+@pytest.mark.parametrize("name", LOGS)
+def test_no_imported_capture_states_a_host_fact_the_log_lacks(name):
+    text = fixture_text("logs", name)
+    imps = _imp(name)
+    assert imps
+    for imp in imps:
+        h = imp.capture.host
+        # this machine's settings never leak into a capture of another host
+        assert (h.thp_enabled, h.thp_defrag, h.thp_shmem_enabled) == (None, None, None)
+        assert (h.overcommit_memory, h.oom_dump_tasks, h.panic_on_oom) == (None, None, None)
+        assert h.kernel_release == "" or h.kernel_release in text
+        assert h.swap_total_bytes is None or "Total swap" in text
+        assert h.mem_total_bytes is None or "pages RAM" in text
+        if h.page_size_bytes is not None:  # from the architecture or Mem-Info, never this machine
+            assert re.search(r"RIP: |x86_64|amd64|Node \d+ active_anon", text)
+        html = render_html(imp.capture, analyse_kill(imp.capture))
+        if "Total swap = 0kB" not in text:
+            assert "the host has no swap" not in html and "The host has no swap" not in html
+        assert any(n.startswith(("Host facts read from the log", "The log states no host facts")) for n in imp.capture.notes)
+
+
+def test_host_facts_are_read_from_the_report():
+    (imp,) = _imp("kern.log-v2-6.1.txt")
+    h = imp.capture.host
+    assert h.kernel_release == "6.1.0-56-amd64" and h.page_size_bytes == 4096
+    note = next(n for n in imp.capture.notes if n.startswith("Host facts"))
+    assert "architecture x86_64" in note and "host swap" in note.split("unknown:")[1]
+    html = render_html(imp.capture, analyse_kill(imp.capture))
+    assert "Swap: unknown" in html
+
+
+def test_global_oom_swap_ram_and_page_size_from_mem_info():
+    text = fixture_text("kmsg", "v2-6.1-global.kmsg")
+    (imp,) = import_reports(io.StringIO(text))
+    h = imp.capture.host
+    assert h.swap_total_bytes is not None and h.page_size_bytes == 4096
+    note = next(n for n in imp.capture.notes if n.startswith("Host facts"))
+    assert "page size 4 KiB (Mem-Info" in note
+
+
+def test_group_kill_members_get_the_groups_oom_memcg_and_the_twice_killed_victim_is_one():
+    # a real memory.oom.group kill (Debian 6.1 VM): victim 246, then "Tasks in /grpfix ...", then
+    # Killed lines for 247, 246 (again) and 248
+    imps = import_reports(io.StringIO(fixture_text("kmsg", "v2-6.1-group.kmsg")))
+    assert [i.capture.victim.pid for i in imps] == [246, 247, 248]
+    assert all(i.capture.cgroup.oom_memcg == "/grpfix" for i in imps)
+    assert all(i.capture.kernel_report.group_kill for i in imps)
+    head = imps[0].capture
+    assert head.cgroup.task_memcg == "/grpfix" and head.cgroup.source == "kernel_log"
+    assert head.incident is not None and head.incident.group_cgroup == "/grpfix"
+    assert [v.pid for v in head.incident.victims] == [246, 247, 248]
+    assert any("killed twice" in n for n in head.notes)  # both facts kept on the one victim
+    assert all(i.capture.host.kernel_release == "6.1.0-56-amd64" for i in imps)
+    html = render_html(imps[1].capture, analyse_kill(imps[1].capture))
+    assert "memory.oom.group" in html
+    for i in imps[1:]:  # a member is no rate-limited kill, and no /proc was read for it
+        assert not any("rate-limited" in n or "/proc" in n for n in i.capture.notes)
+
+
+def test_vendor_summary_without_constraint_keeps_the_task_cgroup():
+    # RHEL 7-style 3.10 backport: "oom-kill:,cpuset=...,oom_memcg=...,task_memcg=..."
+    (imp,) = _imp("rhel7-vendor-summary-3.10.txt")
+    cg = imp.capture.cgroup
+    pod = "/kubepods/burstable/pod6c4333b3-a663-11ea-b39f-6c92bf85beda"
+    assert cg.oom_memcg == pod
+    assert cg.task_memcg == pod + "/bbd5e4b5f9c13666dd0ec7ff7afb2c4c2b0ede40a4adf1de43cc31c606f283f5"
+    assert cg.constraint == "CONSTRAINT_MEMCG" and imp.capture.victim.pid == 12788
+    assert imp.capture.host.kernel_release == "3.10.0-514.16.1.el7.stable.v1.4.x86_64"
+    assert imp.capture.host.page_size_bytes == 4096  # x86_64, from the release's name
+
+
+def test_empty_constraint_summary():
+    from oomscope.kernel.oom_report import parse_oom_summary
+    s = parse_oom_summary("oom-kill:constraint=,cpuset=abc,mems_allowed=0,oom_memcg=/a,task_memcg=/a/b,task=x,pid=1,uid=0", "x")
+    assert (s.cpuset, s.oom_memcg, s.task_memcg, s.constraint, s.pid) == ("abc", "/a", "/a/b", "CONSTRAINT_MEMCG", 1)
+
+
+@pytest.mark.parametrize("name", ["dmesg-T-ja-v1-6.18.txt", "dmesg-T-zh-v1-6.18.txt", "dmesg-T-de-v1-6.18.txt"])
+def test_dmesg_T_in_other_locales_is_dated_right(name):
+    imps = _imp(name)
+    assert [i.capture.victim.pid for i in imps] == [6404, 7257]
+    assert [i.capture.times.kill_wall[:19] for i in imps] == ["2026-11-27T20:31:19", "2026-11-27T20:31:35"]
+    assert imps[1].capture.cgroup.oom_memcg == "/oomscope-test-caps-6854" and len(imps[1].capture.at_kill.memory_stat) == 42
+
+
+def test_locale_dates_read_or_left_undated():
+    from oomscope.kernel.logformats import read_log_lines
+    lines = ["11月 27 20:31:35 node1 kernel: Memory cgroup out of memory: Killed process 1 (a) total-vm:1kB",
+             "avril 16 21:08:50 node1 kernel: Memory cgroup out of memory: Killed process 2 (b) total-vm:1kB",
+             "[Xy Qq 27 20:31:35 2026] Memory cgroup out of memory: Killed process 3 (c) total-vm:1kB",
+             "avril 16 21:08:50 node1 systemd-oomd[93234]: Killed /user.slice/x.scope"]
+    got = [(ll.record.text.split()[7], ll.wall) for ll in read_log_lines(lines, year=2026)]
+    assert got[0] == ("1", 1795811495.0) and got[1][0] == "2" and got[1][1] is not None
+    assert got[2] == ("3", None)  # a date that does not read is left out, the kill is not
+    assert len(got) == 3  # another program's dated line is not kernel text
+
+
+def test_undated_log_is_imported_undated():
+    # `dmesg -t` on this host: no time at all; the task table rows start with "["
+    imps = _imp("dmesg-t-undated-v1-6.18.txt")
+    assert [i.capture.victim.pid for i in imps] == [6404, 7257]
+    cap = imps[1].capture
+    assert cap.times.kill_wall is None and cap.kill_id.startswith("boot+")
+    assert cap.cgroup.task_memcg == "/oomscope-test-caps-6854" and [t.pid for t in cap.tasks] == [7257]
+    assert cap.host.kernel_release == "6.18.44-fc-v595"
+    assert imps[0].capture.cgroup.oom_memcg == "/oomscope-lab-java-heap-6334-b5a056"  # its report cut to the summary
+
+
+def test_grep_filtered_log_gives_a_capture_per_killed_line():
+    imps = _imp("dmesg-grep-filtered-v1-6.18.txt")
+    assert [i.capture.victim.pid for i in imps] == [6404, 7257, 7601]
+    assert [i.capture.cgroup.task_memcg for i in imps] == [
+        "/oomscope-lab-java-heap-6334-b5a056", "/oomscope-test-caps-6854", "/oomscope-test-caps-7574"]
+
+
+def test_elided_cut_and_interleaved_report():
+    imps = _imp("dmesg-elided-v1-6.18.txt")
+    # the first report cut at its start, the second with "..." / "[...]" and another subsystem's
+    # line amid memory.stat, the third cut before its Killed line (not a kill)
+    assert [i.capture.victim.pid for i in imps] == [6404, 7257]
+    assert imps[0].capture.cgroup.oom_memcg == "/oomscope-lab-java-heap-6334-b5a056"
+    st = imps[1].capture.at_kill.memory_stat
+    assert st["pgfault"] == 16459 and st["total_shmem"] == 0 and len(st) == 26  # stats after the interleaved line kept
+    assert imps[1].capture.at_kill.usage_bytes == 65536 * 1024
