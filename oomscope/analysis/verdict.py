@@ -36,6 +36,10 @@ class Verdict:
     sentences: List[str] = field(default_factory=list)
 
 
+#: other processes holding at least this share of the charge are named in the verdict
+OTHERS_SHARE = 0.15
+
+
 def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
@@ -76,6 +80,15 @@ def verdict_of(capture: Capture, a: Analysis, trend: Trend) -> Verdict:
         words = " and ".join(f"{_lower_first(c.label)} ({fmt_bytes(c.bytes)}, {fmt_pct(c.share_of_usage)})" for c in tops)
         if words:
             said.append(f"Most of the charge was {words}.")
+    others = next((p.bytes for p in a.reconciliation if p.key == "other_processes"), 0)
+    if ak.usage_bytes and others >= OTHERS_SHARE * ak.usage_bytes:
+        # A helper that held a large share is what the reader needs first, named (issue 15).
+        helpers = sorted((t for t in capture.tasks if t.pid != v.pid and t.rss_bytes),
+                         key=lambda t: -(t.rss_bytes or 0))
+        named = ", ".join(f"pid {t.pid} ({t.comm}, RSS {fmt_bytes(t.rss_bytes)})" for t in helpers[:3])
+        out.categories.append("other_processes")
+        said.append(f"Other processes of the cgroup held {fmt_bytes(others)} of the charge "
+                    f"({fmt_pct(others / ak.usage_bytes)})" + (f": {named}" if named else "") + ".")
     if a.victim_rss_bytes is not None and a.gap_bytes is not None and ak.usage_bytes:
         if a.gap_bytes > 0:
             biggest = max(a.reconciliation, key=lambda p: p.bytes) if a.reconciliation else None

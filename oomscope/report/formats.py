@@ -2,7 +2,8 @@
 
 JSON's ``verdict.categories`` names the one or two categories that explain the kill, largest
 first, from one fixed vocabulary: anon, anon_thp, file, shmem, slab, kernel_stack, pagetables,
-percpu, vmalloc, kernel, sock, zswap (see analysis/attribution.py).
+percpu, vmalloc, kernel, sock, zswap (see analysis/attribution.py), then other_processes when
+processes other than the victim held at least 15% of the charge (analysis/verdict.py).
 
 JSON's ``dashboards`` lists what each tool would have shown at the kill, [{key, name, bytes (null:
 unknown), formula, source}] (analysis/dashboards.py); ``dashboards_said`` the sentences "Your
@@ -33,7 +34,7 @@ def render_json(capture: Capture, analysis: Optional[KillAnalysis] = None) -> st
         "victim": {"pid": capture.victim.pid, "comm": capture.victim.comm, "rss_bytes": capture.victim.rss_bytes},
         "cgroup": dataclasses.asdict(capture.cgroup),
         # the structured verdict (analysis/verdict.py); "text" is its sentences, as before
-        "verdict": {"categories": result.top_categories, "text": verdict.pop("sentences"),
+        "verdict": {"categories": verdict["categories"], "text": verdict.pop("sentences"),
                     **{k: v for k, v in verdict.items() if k != "categories"}},
         "analysis": dataclasses.asdict(result.attribution),
         "trend": dataclasses.asdict(result.trend),

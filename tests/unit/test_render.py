@@ -36,7 +36,7 @@ def test_json_names_the_categories():
 
     cap, _ = capture_from_fixture("v1-6.18-hostile-sidecar.kmsg")
     out = json.loads(render_json(cap))
-    assert out["verdict"]["categories"] == ["anon"]
+    assert out["verdict"]["categories"] == ["anon", "other_processes"]  # the sidecar held 20% (issue 15)
     assert out["victim"]["comm"] == "<u>p,pid=1</u>"  # JSON keeps the raw string; it is data
     assert any(p["key"] == "other_processes" for p in out["analysis"]["reconciliation"])
 

@@ -14,7 +14,11 @@ from .helpers import capture_from_fixture
 def test_a_memcg_kill_has_a_limit_verdict_with_its_figures():
     cap, _ = capture_from_fixture("v1-6.18-hostile-sidecar.kmsg")
     v = analyse_kill(cap).verdict
-    assert v.kind == "limit" and v.limit_cgroup == cap.cgroup.oom_memcg and v.categories == ["anon"]
+    # the sidecar held 20% of the charge: the verdict names it (issue 15), after the largest category
+    assert v.kind == "limit" and v.limit_cgroup == cap.cgroup.oom_memcg and v.categories == ["anon", "other_processes"]
+    (others,) = [s for s in v.sentences if s.startswith("Other processes of the cgroup held")]
+    helper = next(t for t in cap.tasks if t.pid != cap.victim.pid)
+    assert f"pid {helper.pid} ({helper.comm}" in others
     assert v.usage_bytes == cap.at_kill.usage_bytes and v.limit_bytes == cap.at_kill.limit_bytes
     assert v.sentences[0].startswith(f"The memory cgroup {cap.cgroup.oom_memcg} reached its limit")
 
