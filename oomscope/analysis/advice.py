@@ -229,7 +229,7 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
         out.append(Advice("context", "A peak or a leak? This capture cannot tell",
                           f"{trend.text} The cgroup was charged {_mib(usage)} at the kill, but whether its memory had stopped "
                           "growing is not known, so no limit can be said to be enough. What tells them apart: the cgroup's "
-                          "memory over the minutes before the kill (keep `oomscope record` running: it samples every cgroup; "
+                          "memory over the minutes before the kill (keep oomscope record running: it samples every cgroup; "
                           "or your dashboards' history of it): a steady rise is a leak, which more limit only delays; a "
                           "level that stopped, or a burst that ended, is a peak, which more limit fixes.",
                           [f"usage at the kill {_mib(usage)}", f"limit {_mib(limit)}", "no timeline"]))
