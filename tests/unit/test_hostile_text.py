@@ -148,7 +148,7 @@ def test_the_hosts_log_is_not_unescaped_twice(monkeypatch):
             return self.batches.pop(0)
 
         def close(self):
-            pass
+            """A fake reader holds nothing to close."""
 
     monkeypatch.setattr(importer, "KmsgReader", Reader)
     lines, name = importer.host_log()
