@@ -4,6 +4,7 @@ usage thresholds (an eventfd per cgroup), cgroup v2 memory.events (inotify).
 The sampler is run with every polling interval at a minute, so a reading during the workload can
 only come from a notification."""
 
+import contextlib
 import os
 import threading
 import time
@@ -29,8 +30,10 @@ while True:
 """
 
 
-def test_filling_a_limited_cgroup_wakes_the_sampler(hier, sandbox):
-    name, path = sandbox(suffix="-notify", limit=LIMIT)
+@contextlib.contextmanager
+def polling_once_a_minute(hier, name):
+    """A sampler of ``name`` whose every polling interval is a minute, running in a thread, once its
+    limit notification is set up: a reading while the workload runs comes from a notification."""
     s = Sampler(hier, top=name, idle_interval_s=60, far_interval_s=60, mid_interval_s=60, peek_interval_s=60,
                 discover_interval_s=1)
     stop = threading.Event()
@@ -41,15 +44,21 @@ def test_filling_a_limited_cgroup_wakes_the_sampler(hier, sandbox):
         while not s.notified(name) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert s.notified(name), f"no limit notification set up for {name} (errors: {s.notify.errors})"
+        yield s
+    finally:
+        stop.set()
+        th.join(timeout=10)
+        s.close()
+
+
+def test_filling_a_limited_cgroup_wakes_the_sampler(hier, sandbox):
+    name, path = sandbox(suffix="-notify", limit=LIMIT)
+    with polling_once_a_minute(hier, name) as s:
         before = len(s.store.samples(name))
         t_start = time.monotonic_ns()
         res = run_in_cgroup(path, FILL_HOLD_FILL, timeout=60)
         t_reaped = time.monotonic_ns()
         assert res.returncode == -9  # the kernel's OOM killer
-    finally:
-        stop.set()
-        th.join(timeout=10)
-        s.close()
     during = [x for x in s.store.samples(name)[before:] if x.t_ns >= t_start]
     print(f"cgroup v{hier.version}: {s.limit_hits} notified readings; during the workload: "
           + ", ".join(f"{x.state.usage_bytes / LIMIT:.0%}" for x in during)
@@ -95,26 +104,13 @@ def test_memory_events_wake_the_sampler_near_the_mark(hier, sandbox):
     name, path = sandbox(suffix="-high", limit=LIMIT)
     with open(os.path.join(path, "memory.high"), "w") as f:
         f.write(str(high))
-    s = Sampler(hier, top=name, idle_interval_s=60, far_interval_s=60, mid_interval_s=60, peek_interval_s=60,
-                discover_interval_s=1)
-    stop = threading.Event()
-    th = threading.Thread(target=s.run, args=(stop,), daemon=True)
-    th.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not s.notified(name) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert s.notified(name), f"no limit notification set up for {name} (errors: {s.notify.errors})"
+    with polling_once_a_minute(hier, name) as s:
         before = len(s.store.samples(name))
         t_start = time.monotonic_ns()
         res = run_in_cgroup(path, OVER_HIGH_AND_HOLD, timeout=120)
         assert res.returncode == 0, res.stderr  # throttled, never killed
         with open(os.path.join(path, "memory.events")) as f:
             events = dict(line.split() for line in f.read().split("\n") if line)
-    finally:
-        stop.set()
-        th.join(timeout=10)
-        s.close()
     during = [x for x in s.store.samples(name)[before:] if x.t_ns >= t_start]
     print(f"memory.high {high >> 20} MiB: events {events}; {s.limit_hits} notified readings; during the workload: "
           + ", ".join(f"{x.state.usage_bytes / high:.0%} of high" for x in during))
