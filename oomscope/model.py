@@ -24,7 +24,7 @@ import json
 import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import CaptureError
 from .terminal import terminal_safe
@@ -504,31 +504,50 @@ def unknown_if_absurd(obj: Any, where: str = "capture") -> List[str]:
     return notes
 
 
+#: values with nothing inside to walk (a number is judged by its holder, which can unset it)
+_LEAVES = (str, int, float, bool, type(None))
+_FIELD_NAMES: Dict[type, Tuple[str, ...]] = {}
+
+
 def _walk(obj: Any, where: str, notes: List[str]) -> None:
+    # Paths are formatted only for a note: this walk runs on every capture written or read
+    # (an import writes thousands), and an f-string per field was most of its time.
+    tp = type(obj)
+    if tp in _LEAVES:
+        return
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        hints = _hints(type(obj))
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            here = f"{where}.{f.name}"
+        names = _FIELD_NAMES.get(tp)
+        if names is None:
+            names = _FIELD_NAMES[tp] = tuple(f.name for f in dataclasses.fields(obj))
+        for name in names:
+            value = getattr(obj, name)
+            if type(value) is str or value is None:
+                continue
             if _absurd(value):
-                tp = hints.get(f.name)
-                if typing.get_origin(tp) is typing.Union and type(None) in typing.get_args(tp):
-                    setattr(obj, f.name, None)
+                here = f"{where}.{name}"
+                hint = _hints(tp).get(name)
+                if typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint):
+                    setattr(obj, name, None)
                     notes.append(f"{here} was {_describe(value)}, beyond any figure the kernel keeps: shown as unknown.")
                 else:
                     raise CaptureError(f"{here}: {_describe(value)}, beyond any figure the kernel keeps")
-            else:
-                _walk(value, here, notes)
+            elif type(value) not in _LEAVES:
+                _walk(value, f"{where}.{name}", notes)
     elif isinstance(obj, dict):
         for k in [k for k, v in obj.items() if _absurd(v)]:
             notes.append(f"{where}.{terminal_safe(str(k))} was {_describe(obj.pop(k))}, beyond any figure the kernel keeps: left out (unknown).")
         for k, v in obj.items():
-            _walk(v, f"{where}.{terminal_safe(str(k))}", notes)
+            if type(v) not in _LEAVES:
+                _walk(v, f"{where}.{terminal_safe(str(k))}", notes)
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
+            if type(v) is str:
+                continue
             if _absurd(v):
                 raise CaptureError(f"{where}[{i}]: {_describe(v)}, beyond any figure the kernel keeps")
-            _walk(v, f"{where}[{i}]", notes)
+            if type(v) not in _LEAVES:
+                _walk(v, f"{where}[{i}]", notes)
+
 
 _HINTS_CACHE: Dict[type, Dict[str, Any]] = {}
 
