@@ -394,6 +394,7 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
                render_html: Callable[..., str], out, err) -> List[str]:
     from .record.writer import atomic_write  # noqa: WPS433 - only when writing
     from .report.index import OutputIndex  # noqa: WPS433
+    from .safefs import Batch  # noqa: WPS433
 
     since_ts = parse_since(since) if since else None
     sources: List[Tuple[Iterator[str], str]] = []
@@ -410,45 +411,77 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
         lines, name = host_log()
         sources.append((lines, name))
         boot_wall = time.time() - time.monotonic()  # printk's clock runs with CLOCK_MONOTONIC here
-    written = []
+    written: List[str] = []
     index = OutputIndex(output)
     for folder, why in index.skipped:
         err.write(f"oomscope: warning: {terminal_safe(os.path.join(output, folder))}: left out of the index: {terminal_safe(why[:300])}\n")
-    for lines, name in sources:
-        this_host = name in ("/dev/kmsg", "journalctl -k")
-        problems: List[str] = []  # kills not read or not written
-        read_problems: List[str] = []
-        shown = 0
-        found = 0
-
-        def show_read_problems() -> None:
-            nonlocal shown
-            for p in read_problems[shown:]:
-                err.write(f"oomscope: warning: {terminal_safe(name)}: {p}\n")
-                problems.append(p)
-            shown = len(read_problems)
-
-        for imp in iter_imports(lines, since=since_ts, boot_wall=boot_wall if name == "/dev/kmsg" else None,
-                                names=NodeNames() if this_host else None, problems=read_problems):
-            found += 1
-            show_read_problems()  # as they come: the captures are written as they come too
-            try:
-                written.append(_write_one(imp, output, index, render_html, out, err))
-            except OomscopeError:
-                raise  # the output folder is refused: nothing more can be written
-            except OSError as exc:
-                raise ImportProblem(f"cannot write to {output}: {exc.strerror or exc}") from None
-            except Exception as exc:  # noqa: BLE001 - one odd kill must not cost the others
-                problems.append(f"kill {imp.capture.kill_id}: skipped ({type(exc).__name__}: {exc})")
-                err.write(f"oomscope: warning: {terminal_safe(name)}: {terminal_safe(problems[-1][:500])}\n")
-        show_read_problems()
-        err.write(f"oomscope: {terminal_safe(name)}: {found} kill(s)" + (f", {len(problems)} skipped" if problems else "") + "\n")
+    batch = Batch()
+    try:
+        for lines, name in sources:
+            _import_source(lines, name, since_ts, boot_wall, output, index, batch, written, render_html, out, err)
+    finally:
+        batch.close()
     if written:
         index.write(atomic_write)
     return written
 
 
-def _write_one(imp: Imported, output: str, index, render_html, out, err) -> str:
+#: kills written between two flushes (safefs.Batch): each flush waits for the disk once for all
+#: of them; at most this long between two, so that what is printed keeps up with a slow log
+_BATCH_KILLS = 256
+_BATCH_SECONDS = 1.0
+
+
+def _import_source(lines: Iterator[str], name: str, since_ts, boot_wall, output: str, index, batch, written: List[str],
+                   render_html, out, err) -> None:
+    this_host = name in ("/dev/kmsg", "journalctl -k")
+    problems: List[str] = []  # kills not read or not written
+    read_problems: List[str] = []
+    shown = 0
+    found = 0
+    pending: List[Tuple[Imported, str, Optional[str], Optional[str], object]] = []
+    last_flush = time.monotonic()
+
+    def show_read_problems() -> None:
+        nonlocal shown
+        for p in read_problems[shown:]:
+            err.write(f"oomscope: warning: {terminal_safe(name)}: {p}\n")
+            problems.append(p)
+        shown = len(read_problems)
+
+    def flush() -> None:
+        nonlocal pending, last_flush
+        try:
+            batch.flush()
+        except OomscopeError:
+            raise
+        except OSError as exc:
+            raise ImportProblem(f"cannot write to {output}: {exc.strerror or exc}") from None
+        for done in pending:  # on disk now: said, and in the index
+            written.append(_written(*done, index=index, out=out, err=err))
+        pending, last_flush = [], time.monotonic()
+
+    for imp in iter_imports(lines, since=since_ts, boot_wall=boot_wall if name == "/dev/kmsg" else None,
+                            names=NodeNames() if this_host else None, problems=read_problems):
+        found += 1
+        show_read_problems()  # as they come: the captures are written as they come too
+        try:
+            pending.append(_write_one(imp, output, render_html, batch))
+        except OomscopeError:
+            raise  # the output folder is refused: nothing more can be written
+        except OSError as exc:
+            raise ImportProblem(f"cannot write to {output}: {exc.strerror or exc}") from None
+        except Exception as exc:  # noqa: BLE001 - one odd kill must not cost the others
+            problems.append(f"kill {imp.capture.kill_id}: skipped ({type(exc).__name__}: {exc})")
+            err.write(f"oomscope: warning: {terminal_safe(name)}: {terminal_safe(problems[-1][:500])}\n")
+        if len(pending) >= _BATCH_KILLS or time.monotonic() - last_flush >= _BATCH_SECONDS:
+            flush()
+    flush()
+    show_read_problems()
+    err.write(f"oomscope: {terminal_safe(name)}: {found} kill(s)" + (f", {len(problems)} skipped" if problems else "") + "\n")
+
+
+def _write_one(imp: Imported, output: str, render_html, batch) -> Tuple[Imported, str, Optional[str], Optional[str], object]:
     from .analysis.result import analyse_kill  # noqa: WPS433 - only when writing
     from .record.writer import write_kill  # noqa: WPS433
 
@@ -458,7 +491,13 @@ def _write_one(imp: Imported, output: str, index, render_html, out, err) -> str:
     except Exception:  # noqa: BLE001 - the renderer reports it; the capture is written regardless
         analysis = None
     capture_path, html_path, render_error = write_kill(
-        output, cap, lambda c: render_html(c, analysis) if analysis is not None else render_html(c))
+        output, cap, lambda c: render_html(c, analysis) if analysis is not None else render_html(c), batch)
+    return imp, capture_path, html_path, render_error, analysis
+
+
+def _written(imp: Imported, capture_path: str, html_path: Optional[str], render_error: Optional[str], analysis,
+             index, out, err) -> str:
+    cap = imp.capture
     if render_error:
         err.write(f"oomscope: error: post-mortem not rendered ({terminal_safe(render_error)}); the capture is at {capture_path}\n")
     index.add(capture_path, cap, analysis)

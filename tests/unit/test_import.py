@@ -124,3 +124,12 @@ def test_the_mmap_scan_finds_what_a_full_read_finds(tmp_path):
         assert key(import_reports(open_log(str(p)), year=2026)) == want, name
         small = list(_scan_stream(io.BytesIO(mixed.encode()), "test", block=997))
         assert key(import_reports(iter(small), year=2026)) == want, name
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(os.path.join(FIXTURES, "logs"))))
+def test_capture_to_dict_is_asdict(name):
+    """Capture.to_dict is a faster dataclasses.asdict (issue 18): the same dict for every kill."""
+    import dataclasses
+
+    for imp in _imp(name):
+        assert imp.capture.to_dict() == dataclasses.asdict(imp.capture)
