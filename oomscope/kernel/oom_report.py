@@ -82,6 +82,9 @@ class OomReport:
     kernel rate-limited away (only the Killed process line)."""
 
     has_header: bool = False
+    #: the kill has report lines of its own (a header, or for a report cut at its start, its first
+    #: cgroup line), not only its Killed line: it can head a memory.oom.group kill
+    started: bool = False
     trigger_comm: Optional[str] = None
     trigger_pid: Optional[int] = None
     gfp_mask: Optional[str] = None
@@ -265,7 +268,11 @@ def parse_oom_summary(
                     break
             if memcg_part is not None:
                 break
-    if out.constraint is None and out.oom_memcg:  # an empty vendor constraint: oom_memcg is printed for a memcg OOM only
+    # oom_memcg= is printed for a memcg OOM only (mem_cgroup_print_oom_context, mm/memcontrol.c). An
+    # empty vendor constraint says nothing, and from 4.19 until "mm/oom_kill.c: fix uninitialized
+    # oc->constraint" (5.3, backported to 5.1 stable) the summary said CONSTRAINT_NONE for every OOM,
+    # a memcg's too (seen in a 5.0 report: tests/fixtures/logs/group-kill-caller-id-5.0.txt).
+    if out.oom_memcg and out.constraint in (None, "CONSTRAINT_NONE"):
         out.constraint = "CONSTRAINT_MEMCG"
     cpuset_part = rest if memcg_part is None else rest[:memcg_part]
     m = re.match(r"cpuset=(?P<cpuset>.*),mems_allowed=(?P<mems>[0-9,\-]*)\Z", cpuset_part, re.S)
@@ -373,6 +380,7 @@ class OomReportParser:
         if m:
             self._cur = OomReport(
                 has_header=True,
+                started=True,
                 trigger_comm=m.group("comm"),
                 gfp_mask=m.group("gfp"),
                 order=int(m.group("order")),
@@ -411,7 +419,7 @@ class OomReportParser:
                     rep.summary = OomSummary(constraint=hs.constraint, oom_memcg=hs.oom_memcg)
                 elif head.stats_cgroup:
                     rep.summary = OomSummary(constraint="CONSTRAINT_MEMCG" if head.is_memcg else None, oom_memcg=head.stats_cgroup)
-            if rep is self._cur and rep.has_header:
+            if rep is self._cur and rep.started:  # a report cut at its start still names the group's cgroup
                 self._last_done = rep
             # Later Killed lines (memory.oom.group) come without a report of their own.
             self._cur = None
@@ -435,7 +443,7 @@ class OomReportParser:
             # what was charged. Start a report without a header at the first of them.
             if _RE_TASK_IN.match(line) or parse_counter_line(line) or line.startswith(_STATS_PREFIX) \
                     or line.startswith("oom-kill:"):
-                cur = self._cur = OomReport(first_seq=rec.seq, first_usec=rec.usec)
+                cur = self._cur = OomReport(first_seq=rec.seq, first_usec=rec.usec, started=True)
                 self._mode = None
             else:
                 return None
