@@ -187,6 +187,7 @@ def import_logs(
     output: Annotated[str, typer.Option("--output", "-o", metavar="FOLDER", help="folder for the captures and post-mortems")] = "oomscope-imported",
     journal: Annotated[bool, typer.Option("--journal", help="read journalctl -k (JSON) as well")] = False,
     since: Annotated[Optional[str], typer.Option(metavar="DATE|AGO", help="only kills at or after this date (2026-11-25T10:00) or this long ago (2h, 7d)")] = None,
+    year: Annotated[Optional[int], typer.Option(metavar="YEAR", min=1970, max=9999, help="the year of dates printed without one (syslog, journalctl -o short); default: from the log's other dates, else the file's modification time, else undated")] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", metavar="OCTAL", help=MODE_HELP)] = None,
     allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
 ) -> None:
@@ -196,7 +197,7 @@ def import_logs(
 
     try:
         _files(mode, allow_shared_output)
-        written = run_import(list(files or []), journal, since, output, render_html, sys.stdout, sys.stderr)
+        written = run_import(list(files or []), journal, since, output, render_html, sys.stdout, sys.stderr, year=year)
         if not written:
             typer.echo("no OOM kills found in the log", err=True)
     except OomscopeError as exc:

@@ -429,7 +429,7 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
 
 
 def run_import(paths: List[str], journal: bool, since: Optional[str], output: str,
-               render_html: Callable[..., str], out, err) -> List[str]:
+               render_html: Callable[..., str], out, err, year: Optional[int] = None) -> List[str]:
     from .record.writer import atomic_write  # noqa: WPS433 - only when writing
     from .report.index import OutputIndex  # noqa: WPS433
     from .safefs import Batch  # noqa: WPS433
@@ -458,7 +458,7 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
     try:
         for lines, name in sources:
             _import_source(lines, name, since_ts, boot_wall, output, index, batch, written, render_html, out, err,
-                           not_after.get(name))
+                           not_after.get(name), year)
     finally:
         batch.close()
     if written:
@@ -473,7 +473,7 @@ _BATCH_SECONDS = 1.0
 
 
 def _import_source(lines: Iterator[str], name: str, since_ts, boot_wall, output: str, index, batch, written: List[str],
-                   render_html, out, err, not_after: Optional[float] = None) -> None:
+                   render_html, out, err, not_after: Optional[float] = None, year: Optional[int] = None) -> None:
     this_host = name in ("/dev/kmsg", "journalctl -k")
     problems: List[str] = []  # kills not read or not written
     read_problems: List[str] = []
@@ -502,7 +502,8 @@ def _import_source(lines: Iterator[str], name: str, since_ts, boot_wall, output:
         pending, last_flush = [], time.monotonic()
 
     for imp in iter_imports(lines, since=since_ts, boot_wall=boot_wall if name == "/dev/kmsg" else None,
-                            names=NodeNames() if this_host else None, problems=read_problems, not_after=not_after):
+                            names=NodeNames() if this_host else None, problems=read_problems, not_after=not_after,
+                            year=year):
         found += 1
         show_read_problems()  # as they come: the captures are written as they come too
         try:

@@ -224,3 +224,16 @@ def test_journalctl_header_gives_the_year_of_the_short_format():
 def test_printk_caller_ids_are_not_kernel_text(line):
     (imp,) = import_reports([line])
     assert imp.capture.victim.pid == 1 and imp.capture.victim.comm == "a"
+
+
+def test_import_year_option_and_undated_default_from_stdin(tmp_path):
+    from typer.testing import CliRunner
+
+    from oomscope.cli import app
+
+    text = fixture_text("logs", "journal-short-ja-v1-6.18.txt")
+    res = CliRunner().invoke(app, ["import", "-", "-o", str(tmp_path / "a")], input=text)
+    assert res.exit_code == 0, res.output
+    assert "undated-line83-pid20958" in res.output and "2026-11-27" not in res.output
+    res = CliRunner().invoke(app, ["import", "-", "-o", str(tmp_path / "b"), "--year", "2025"], input=text)
+    assert res.exit_code == 0 and "2025-11-27T22:28:49" in res.output
