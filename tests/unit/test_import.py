@@ -133,3 +133,17 @@ def test_capture_to_dict_is_asdict(name):
 
     for imp in _imp(name):
         assert imp.capture.to_dict() == dataclasses.asdict(imp.capture)
+
+
+def test_gz_members_padding_and_damage(tmp_path):
+    """The .gz reader (zlib in large blocks, issue 18): several members read one after another,
+    zero padding after the last ignored, damaged data a warning with what was read kept."""
+    raw = fixture_text("logs", "kern.log-v2-6.1.txt").encode()
+    two = tmp_path / "two.gz"
+    two.write_bytes(gzip.compress(raw) + gzip.compress(raw.replace(b"Killed process 257", b"Killed process 258")) + b"\0" * 512)
+    assert [i.capture.victim.pid for i in import_reports(open_log(str(two)), year=2026)] == [257, 258]
+    bad = tmp_path / "bad.gz"
+    data = bytearray(gzip.compress(raw * 50))
+    data[len(data) // 2:len(data) // 2 + 64] = b"\xff" * 64
+    bad.write_bytes(bytes(data))
+    list(open_log(str(bad)))  # no exception: a warning, and what was read before the damage
