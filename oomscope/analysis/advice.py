@@ -17,13 +17,15 @@ from typing import List, Optional
 import pandas as pd
 
 from ..model import Capture
+from ..units import fmt_bytes
 from .attribution import Analysis
 
 MIB = 1 << 20
 
 
 def _mib(v: Optional[float]) -> str:
-    return "?" if v is None else f"{v / MIB:.0f} MiB" if abs(v) >= 10 * MIB else f"{v / MIB:.1f} MiB"
+    """The page's one format for a size (units.fmt_bytes), so a figure reads the same everywhere."""
+    return "unknown" if v is None else fmt_bytes(int(v))
 
 
 @dataclass
@@ -151,10 +153,12 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
     if others >= 0.15 * usage:
         helpers = sorted((t for t in capture.tasks if t.pid != capture.victim.pid and t.rss_bytes),
                          key=lambda t: -(t.rss_bytes or 0))
-        named = ", ".join(f"pid {t.pid} ({t.comm}, RSS {_mib(t.rss_bytes)})" for t in helpers[:3])
+        named = ", ".join(f"pid {t.pid} ({t.comm}, RSS {_mib(t.rss_bytes)}"
+                          + (f", {_mib(t.rss_anon_bytes)} of it anonymous" if t.rss_anon_bytes is not None and t.rss_anon_bytes != t.rss_bytes else "")
+                          + ")" for t in helpers[:3])
         who = f"the helper{'s' if len(helpers) > 1 else ''} {named}" if helpers else "the other processes"
         out.append(Advice("no_more_limit", "Other processes in the cgroup took a share",
-                          f"Processes other than the victim held {_mib(others)} ({100 * others / usage:.0f}% of the charge). "
+                          f"Processes other than the victim held {_mib(others)} of anonymous memory ({100 * others / usage:.0f}% of the charge). "
                           f"Give {who} {'their' if len(helpers) > 1 else 'its'} own container (its own limit), or size the "
                           "limit for all of them together.",
                           [f"others {_mib(others)}", f"victim RSS {_mib(a.victim_rss_bytes)}"] + ([named] if named else [])))
@@ -164,7 +168,7 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
     # cgroup v1 memory.stat has no slab: its kmem counter (mostly slab) stands in for it
     kmem_v1 = cats.get("kernel", 0) if a.cgroup_version == 1 else 0
     if slab >= 0.2 * usage or kmem_v1 >= 0.2 * usage:
-        what = f"{_mib(slab)} of slab (inodes, dentries)" if slab else f"{_mib(kmem_v1)} of kernel memory (kmem, mostly slab: inodes, dentries)"
+        what = f"{_mib(slab)} of slab (inodes, dentries)" if slab else f"{_mib(kmem_v1)} of kernel memory (cgroup v1's kmem counter; mostly slab: inodes, dentries)"
         out.append(Advice("no_more_limit", "Kernel slab from file churn",
                           f"{what} was charged to the cgroup: creating and keeping many "
                           "files does this. Remove files sooner, use fewer, larger files, or keep the scratch tree outside the container.",
@@ -220,7 +224,7 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
                  if any(x.case == "no_more_limit" for x in out) else "")
         out.append(Advice("more_limit", "A limit that would have held",
                           f"The cgroup needed {_mib(usage)}, of which {_mib(unreclaimable)} could not be reclaimed (anonymous, "
-                          f"tmpfs, kernel memory). {trend.text} A limit of {_mib(suggested)} (the charge at the kill plus "
+                          f"tmpfs, kernel memory). {trend.text} A limit of {suggested // MIB} MiB (the charge at the kill plus "
                           f"{_mib(headroom)} headroom) would have held this peak.{first}",
                           [f"usage at the kill {_mib(usage)}", f"limit {_mib(limit)}", f"unreclaimable {_mib(unreclaimable)}"]))
     else:

@@ -70,6 +70,8 @@ class GapRow:
     label: str
     size: str
     explanation: str
+    #: "start" (the figure the ledger starts from), "part" or "total" (the charge it ends at)
+    kind: str = "part"
 
 
 @dataclass
@@ -173,6 +175,10 @@ class PostMortemView:
     provenance: List[ProvenanceRow]
     notes: List[str]
     kernel_lines: List[str]
+    #: the rule the ledger follows (attribution.ACCOUNTING), the bars' scale, the RSS caveat under the tasks
+    accounting: str = ""
+    bar_scale: str = ""
+    tasks_note: str = ""
     analysis_notes: List[str] = field(default_factory=list)
     host_memory: List[KeyValue] = field(default_factory=list)
     tasks_title: str = "Processes in the cgroup at the kill"
@@ -283,18 +289,26 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
     categories = [CategoryRow(c.label, fmt_bytes(c.bytes), fmt_pct(c.share_of_usage)) for c in a.categories]
     details = [DetailRow(d.label, fmt_bytes(d.bytes), d.of) for d in a.details]
 
-    rec_items = []
-    if a.victim_rss_bytes:
-        rec_items.append(("victim", "Victim's RSS", a.victim_rss_bytes))
-    rec_items += [(p.key, p.label, p.bytes) for p in a.reconciliation]
-    reconciliation = [GapRow(p.label, fmt_bytes(p.bytes), p.explanation) for p in a.reconciliation]
+    # The ledger: the victim's RSS, each signed part, the charge (they sum exactly: attribution.py).
+    rec_items, reconciliation = [], []
+    if a.victim_rss_bytes is not None and a.reconciliation:
+        # the bar shows the charge: the victim's RSS less its pages charged elsewhere, then the rest
+        charged_here = a.victim_rss_bytes + sum(p.bytes for p in a.reconciliation if p.bytes < 0)
+        rec_items.append(("victim", "Victim's RSS, charged here", charged_here))
+        rec_items += [(p.key, p.label, p.bytes) for p in a.reconciliation if p.bytes > 0]
+        reconciliation.append(GapRow("The victim's RSS (what ps/top showed)", fmt_bytes(a.victim_rss_bytes),
+                                     "anon-rss + file-rss + shmem-rss of the killed process", kind="start"))
+        reconciliation += [GapRow(p.label, ("+" if p.bytes > 0 else "") + fmt_bytes(p.bytes), p.explanation)
+                           for p in a.reconciliation]
+        reconciliation.append(GapRow("The kernel's charge", fmt_bytes(a.usage_bytes),
+                                     "what the kernel compared with the limit", kind="total"))
     if a.gap_bytes is not None and a.gap_bytes <= 0:
         rec_summary = (f"Per-process monitoring of the victim saw {fmt_bytes(a.victim_rss_bytes)}, no less than the "
                        f"{fmt_bytes(a.usage_bytes)} the kernel charged the cgroup: RSS counts file pages the victim maps "
-                       "even when they were charged elsewhere (or before it joined the cgroup), so nothing is hidden here.")
+                       "even when they were charged elsewhere (or before it joined the cgroup).")
     elif a.gap_bytes is not None:
         rec_summary = (f"Per-process monitoring of the victim saw {fmt_bytes(a.victim_rss_bytes)}; the kernel charged the cgroup "
-                       f"{fmt_bytes(a.usage_bytes)}. The difference, {fmt_bytes(a.gap_bytes)}, is made of:")
+                       f"{fmt_bytes(a.usage_bytes)}. From one to the other:")
     else:
         rec_summary = "The victim's RSS or the cgroup's usage is unknown, so the two cannot be compared."
 
@@ -304,6 +318,14 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
         tasks.append(TaskRow(str(t.pid), t.comm, fmt_bytes(t.rss_bytes), fmt_bytes(t.rss_anon_bytes),
                              fmt_bytes(t.rss_file_bytes), fmt_bytes(t.rss_shmem_bytes), fmt_bytes(t.pgtables_bytes),
                              "—" if t.oom_score_adj is None else str(t.oom_score_adj), t.cmdline or "", is_victim=t.is_victim))
+    tasks_note = ""
+    if len(capture.tasks) > 1 and ak.usage_bytes is not None and not hm:
+        total = sum(t.rss_bytes or 0 for t in capture.tasks)
+        tasks_note = (f"RSS is what each process maps, not what it was charged: these {len(capture.tasks)} RSS add up to "
+                      f"{fmt_bytes(total)} against a charge of {fmt_bytes(ak.usage_bytes)}. A page shared after fork() counts in "
+                      "every sharer's RSS and is charged once"
+                      + (f" ({fmt_bytes(a.others_shared_bytes)} of the others' anonymous RSS is such pages)" if a.others_shared_bytes else "")
+                      + "; a file page counts in RSS even when another cgroup was charged for it.")
     tasks_source = SOURCE_LABELS.get(capture.tasks[0].source, capture.tasks[0].source) if capture.tasks else "none"
     if len(capture.tasks) > MAX_TASK_ROWS:
         tasks_source += f"; the {MAX_TASK_ROWS} largest of {len(capture.tasks)} processes"
@@ -391,6 +413,9 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
         notes=list(capture.notes),
         kernel_lines=list(capture.kernel_report.lines),
         analysis_notes=list(a.notes),
+        accounting=a.accounting if reconciliation else "",
+        bar_scale=f"0 to {fmt_bytes(ak.usage_bytes)}, the kernel's charge" if ak.usage_bytes else "",
+        tasks_note=tasks_note,
     )
 
 
