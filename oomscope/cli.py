@@ -108,7 +108,8 @@ def record(
         if lab is not None:
             def run_lab() -> None:
                 try:
-                    lab_state["run"] = run_scenario(lab, limit_bytes=limit)
+                    lab_state["run"] = run_scenario(lab, limit_bytes=limit,
+                                                    watched=lambda cg: bool(collector.sampler.store.samples(cg)))
                 except OomscopeError as exc:
                     lab_state["error"] = exc
                 finally:

@@ -23,6 +23,10 @@ from .attribution import Analysis
 MIB = 1 << 20
 
 
+def _span(minutes: float) -> str:
+    return f"{minutes:.1f} min" if minutes >= 2 else f"{minutes * 60:.0f} s"
+
+
 def _mib(v: Optional[float]) -> str:
     """The page's one format for a size (units.fmt_bytes), so a figure reads the same everywhere."""
     return "unknown" if v is None else fmt_bytes(int(v))
@@ -77,7 +81,16 @@ def trend_of(capture: Capture) -> Trend:
     if len(pts) < 5 or pts[-1].t_ms - pts[0].t_ms < 10_000:
         return _with_reclaim(Trend("unknown", text="The timeline is too short (under 10 s or 5 points) to tell a leak from a plateau."),
                              capture.timelines[0])
-    df = pd.DataFrame({"t": [p.t_ms / 60_000 for p in pts], "anon": [p.anon_bytes for p in pts]})
+    # What reclaim cannot take back without swap: anonymous memory, and tmpfs and kernel memory
+    # (slab) too, so that a tmpfs or a descriptor leak that fills the cgroup reads as a rise, not
+    # as flat anonymous memory. The kernel figure includes slab (v2 "kernel"; v1 kmem).
+    def held(p) -> int:
+        kernel = p.kernel_bytes if p.kernel_bytes is not None else (p.slab_bytes or 0)
+        return p.anon_bytes + (p.shmem_bytes or 0) + kernel
+    other = held(pts[-1]) - pts[-1].anon_bytes
+    what = ("Anonymous memory" if other < 0.1 * max(held(pts[-1]), 1)
+            else "Memory that reclaim cannot free (anonymous, tmpfs, kernel)")
+    df = pd.DataFrame({"t": [p.t_ms / 60_000 for p in pts], "anon": [held(p) for p in pts]})
     minutes = float(df["t"].iloc[-1] - df["t"].iloc[0])
     slope = float(df["t"].cov(df["anon"]) / df["t"].var()) if df["t"].var() > 0 else 0.0
     corr = df["t"].corr(df["anon"])
@@ -90,16 +103,16 @@ def trend_of(capture: Capture) -> Trend:
     half = df[df["t"] <= df["t"].iloc[0] + minutes / 2]["anon"]
     if r2 >= 0.8 and slope > 0 and end - start >= 0.25 * max(end, 1):
         t.kind = "leak"
-        t.text = (f"Anonymous memory rose steadily for {minutes:.1f} min, from {_mib(start)} to {_mib(end)} "
+        t.text = (f"{what} rose steadily for {_span(minutes)}, from {_mib(start)} to {_mib(end)} "
                   f"({_mib(slope)}/min, straight-line fit R²={r2:.2f}).")
     elif half.max() - half.min() <= 0.05 * max(end, 1) and end > half.max() * 1.1:
         t.kind = "spike"
-        t.text = (f"Anonymous memory was flat at about {_mib(int(half.mean()))} and jumped to {_mib(end)} at the end "
-                  f"of a {minutes:.1f} min timeline: a burst, not a leak.")
+        t.text = (f"{what} was flat at about {_mib(int(half.mean()))} and jumped to {_mib(end)} at the end "
+                  f"of a {_span(minutes)} timeline: a burst, not a leak.")
     else:
         t.kind = "plateau"
-        t.text = (f"Anonymous memory held between {_mib(int(df['anon'].min()))} and {_mib(int(df['anon'].max()))} "
-                  f"over {minutes:.1f} min (no steady rise: R²={r2:.2f}).")
+        t.text = (f"{what} held between {_mib(int(df['anon'].min()))} and {_mib(int(df['anon'].max()))} "
+                  f"over {_span(minutes)} (no steady rise: R²={r2:.2f}).")
     return t
 
 
@@ -132,7 +145,9 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
         out.append(Advice("no_more_limit", "tmpfs / shared memory held the charge",
                           f"{_mib(shmem)} ({100 * shmem / usage:.0f}% of the charge) was tmpfs or shared memory: it cannot be "
                           "reclaimed while the files exist (and swap is its only way out). Delete files the job no longer needs, "
-                          "put scratch data on disk instead of /dev/shm or an emptyDir with medium: Memory, or cap that tmpfs with size=.",
+                          "put scratch data on disk instead of /dev/shm or an emptyDir with medium: Memory, or cap that tmpfs with size=. "
+                          "Killing the writer freed none of it: the files outlive the process, so a container restarted "
+                          "into the same tmpfs (an emptyDir outlives a container restart) starts with them charged and is killed again.",
                           [f"shmem {_mib(shmem)}", f"usage {_mib(usage)} of {_mib(limit)}"]))
     if file_ >= 0.2 * usage:
         if stuck:
@@ -162,6 +177,19 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
                           f"Give {who} {'their' if len(helpers) > 1 else 'its'} own container (its own limit), or size the "
                           "limit for all of them together.",
                           [f"others {_mib(others)}", f"victim RSS {_mib(a.victim_rss_bytes)}"] + ([named] if named else [])))
+
+    # --- reserved, not resident: the virtual size is not what is charged ---
+    v = capture.victim
+    # (a JVM always reserves far more than it uses: its heap advice, analysis/shown.py, covers it)
+    jvm = v.comm == "java" or (v.cmdline or "").split(" ", 1)[0].endswith("java")
+    if v.total_vm_bytes and v.rss_bytes and v.total_vm_bytes >= 2 * limit and v.rss_bytes >= 0.5 * usage and not jvm:
+        out.append(Advice("context", "Reserved is not charged; touched is",
+                          f"The victim had reserved {_mib(v.total_vm_bytes)} of address space ({v.total_vm_bytes / limit:.1f}x the "
+                          f"{_mib(limit)} limit) and had {_mib(v.rss_bytes)} of it resident. Reserving costs nothing (mmap, "
+                          "malloc of a large block, a JVM's -Xmx): a page is charged when the program first touches it, so "
+                          "the charge grows with what is touched, and a reservation far beyond the limit fails only later, "
+                          "at a kill. Size what the program touches, not what it reserves; VSZ is not a warning sign by itself.",
+                          [f"victim total_vm {_mib(v.total_vm_bytes)}", f"victim RSS {_mib(v.rss_bytes)}", f"limit {_mib(limit)}"]))
 
     # --- slab ---
     slab = cats.get("slab", 0)
@@ -212,7 +240,7 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
         rate = trend.anon_rate_bytes_per_min
         extra = max(limit * 0.25, 100 * MIB)
         out.append(Advice("delay_only", "A leak: a larger limit only delays the next kill",
-                          f"{trend.text} At that rate, a limit {_mib(extra)} higher buys about {extra / rate:.0f} minutes. "
+                          f"{trend.text} At that rate, a limit {_mib(extra)} higher buys about {_span(extra / rate)}. "
                           "Find what grows (heap profile, cache without eviction) instead.",
                           [f"anon {_mib(trend.anon_start_bytes)} → {_mib(trend.anon_end_bytes)} in {trend.minutes:.1f} min",
                            f"R² {trend.r2:.2f}"]))

@@ -273,6 +273,8 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
         KeyValue("Times the limit was hit (failcnt)", "—" if ak.failcnt is None else str(ak.failcnt)),
         KeyValue("Victim RSS (anon / file / shmem)",
                  f"{fmt_bytes(v.rss_bytes)} ({fmt_bytes(v.anon_rss_bytes)} / {fmt_bytes(v.file_rss_bytes)} / {fmt_bytes(v.shmem_rss_bytes)})"),
+        KeyValue("Victim virtual size (reserved, total_vm)",
+                 "—" if v.total_vm_bytes is None else f"{fmt_bytes(v.total_vm_bytes)}, of which {fmt_bytes(v.rss_bytes)} resident"),
         KeyValue("Victim oom_score_adj", "—" if v.oom_score_adj is None else str(v.oom_score_adj)),
         KeyValue("Triggered by", f"pid {capture.trigger.pid} ({capture.trigger.comm})" if capture.trigger.pid else "—"),
     ]
