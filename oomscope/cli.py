@@ -109,7 +109,7 @@ def record(
             def run_lab() -> None:
                 try:
                     lab_state["run"] = run_scenario(lab, limit_bytes=limit,
-                                                    watched=lambda cg: bool(collector.sampler.store.samples(cg)))
+                                                    watched=lambda cg: len(collector.sampler.store.samples(cg)) >= 2)  # read again: past its first pass
                 except OomscopeError as exc:
                     lab_state["error"] = exc
                 finally:

@@ -375,7 +375,7 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
         if cap.cgroup.task_memcg is None:
             cap.notes.append("The victim's own cgroup is not in the log.")
         if not rep.tasks:
-            cap.notes.append("The kernel's tasks table for this kill is not in the log: the victim is known from its Killed line only.")
+            cap.notes.append("The kernel's tasks table for this kill is not in the log: the other processes of the cgroup are unknown.")
     cap.notes.insert(0, NOTE)
     if host is None:
         cap.host = dataclasses.replace(cap.host, page_size_bytes=lh.page_size)
@@ -384,7 +384,7 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
         cap.times.kill_wall = None
         cap.kill_id = f"boot+{usec / 1e6:.6f}s-pid{rep.killed.pid}"
         cap.notes.append(f"The log has no dates: the kill was {usec / 1e6:.3f} s after its host booted.")
-    if not rep.has_header and rep.group_head is None:
+    if not rep.has_header and rep.group_head is None and not rep.has_body:
         cap.notes.append("Only the 'Killed process' line of this kill is in the log: the kernel rate-limited its report "
                          "(or the log lost it), so the cgroup and its memory are unknown.")
     return Imported(cap, rep)

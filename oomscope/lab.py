@@ -27,7 +27,7 @@ SCRATCH = {"slab": "dir", "tmpfs": "tmpfs"}
 #: how long the lab waits for a separate recorder to find its sandbox (two discovery passes)
 WATCH_WAIT_S = 2.5
 #: the longest it waits for record --lab's own sampler to have sampled it
-WATCH_TIMEOUT_S = 15.0
+WATCH_TIMEOUT_S = 60.0  # the sampler's first pass over a host of 500 cgroups took 32 s (loaded 2-core host)
 
 
 def _wait_watched(cgroup: str, watched: Optional[Callable[[str], bool]]) -> None:

@@ -87,6 +87,17 @@ def trend_of(capture: Capture) -> Trend:
     def held(p) -> int:
         kernel = p.kernel_bytes if p.kernel_bytes is not None else (p.slab_bytes or 0)
         return p.anon_bytes + (p.shmem_bytes or 0) + kernel
+    # Before its workload started the cgroup held next to nothing (a sandbox or a pod sandbox made
+    # ahead of its process): that stretch says nothing about the workload's growth, and fitting it
+    # makes a steady rise look like a flat line and a jump. Keep only its last point, the start.
+    empty = 0.01 * max(held(pts[-1]), 1)
+    first = 0
+    while first + 1 < len(pts) and held(pts[first + 1]) < empty:
+        first += 1
+    pts = pts[first:]
+    if len(pts) < 5 or pts[-1].t_ms - pts[0].t_ms < 10_000:
+        return _with_reclaim(Trend("unknown", text="The timeline is too short (under 10 s or 5 points since the cgroup "
+                                   "first held memory) to tell a leak from a plateau."), capture.timelines[0])
     other = held(pts[-1]) - pts[-1].anon_bytes
     what = ("Anonymous memory" if other < 0.1 * max(held(pts[-1]), 1)
             else "Memory that reclaim cannot free (anonymous, tmpfs, kernel)")
@@ -177,19 +188,6 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
                           f"Give {who} {'their' if len(helpers) > 1 else 'its'} own container (its own limit), or size the "
                           "limit for all of them together.",
                           [f"others {_mib(others)}", f"victim RSS {_mib(a.victim_rss_bytes)}"] + ([named] if named else [])))
-
-    # --- reserved, not resident: the virtual size is not what is charged ---
-    v = capture.victim
-    # (a JVM always reserves far more than it uses: its heap advice, analysis/shown.py, covers it)
-    jvm = v.comm == "java" or (v.cmdline or "").split(" ", 1)[0].endswith("java")
-    if v.total_vm_bytes and v.rss_bytes and v.total_vm_bytes >= 2 * limit and v.rss_bytes >= 0.5 * usage and not jvm:
-        out.append(Advice("context", "Reserved is not charged; touched is",
-                          f"The victim had reserved {_mib(v.total_vm_bytes)} of address space ({v.total_vm_bytes / limit:.1f}x the "
-                          f"{_mib(limit)} limit) and had {_mib(v.rss_bytes)} of it resident. Reserving costs nothing (mmap, "
-                          "malloc of a large block, a JVM's -Xmx): a page is charged when the program first touches it, so "
-                          "the charge grows with what is touched, and a reservation far beyond the limit fails only later, "
-                          "at a kill. Size what the program touches, not what it reserves; VSZ is not a warning sign by itself.",
-                          [f"victim total_vm {_mib(v.total_vm_bytes)}", f"victim RSS {_mib(v.rss_bytes)}", f"limit {_mib(limit)}"]))
 
     # --- slab ---
     slab = cats.get("slab", 0)

@@ -273,8 +273,7 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
         KeyValue("Times the limit was hit (failcnt)", "—" if ak.failcnt is None else str(ak.failcnt)),
         KeyValue("Victim RSS (anon / file / shmem)",
                  f"{fmt_bytes(v.rss_bytes)} ({fmt_bytes(v.anon_rss_bytes)} / {fmt_bytes(v.file_rss_bytes)} / {fmt_bytes(v.shmem_rss_bytes)})"),
-        KeyValue("Victim virtual size (reserved, total_vm)",
-                 "—" if v.total_vm_bytes is None else f"{fmt_bytes(v.total_vm_bytes)}, of which {fmt_bytes(v.rss_bytes)} resident"),
+        KeyValue("Victim virtual size (reserved, total_vm)", _reserved(v.total_vm_bytes, v.rss_bytes, ak.limit_bytes)),
         KeyValue("Victim oom_score_adj", "—" if v.oom_score_adj is None else str(v.oom_score_adj)),
         KeyValue("Triggered by", f"pid {capture.trigger.pid} ({capture.trigger.comm})" if capture.trigger.pid else "—"),
     ]
@@ -419,6 +418,18 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
         bar_scale=f"0 to {fmt_bytes(ak.usage_bytes)}, the kernel's charge" if ak.usage_bytes else "",
         tasks_note=tasks_note,
     )
+
+
+def _reserved(total_vm: Optional[int], rss: Optional[int], limit: Optional[int]) -> str:
+    """Virtual size beside resident: reserving is free, a page is charged when first touched."""
+    if total_vm is None:
+        return "—"
+    text = f"{fmt_bytes(total_vm)}"
+    if limit and total_vm >= 2 * limit:
+        text += f" ({total_vm / limit:.1f}x the limit)"
+    if rss is not None:
+        text += f", of which {fmt_bytes(rss)} resident: only pages it touched were charged, not what it reserved"
+    return text
 
 
 def _fmt_opt(v) -> str:
