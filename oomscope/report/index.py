@@ -26,6 +26,9 @@ class IndexRow:
     categories: str
     incident: str
     href: str
+    host: str = ""
+    #: the workload in its own words: namespace/pod and container, a docker container, a unit
+    workload: str = ""
 
 
 def row_for(capture: Capture, analysis: Optional[KillAnalysis] = None) -> IndexRow:
@@ -46,6 +49,8 @@ def row_for(capture: Capture, analysis: Optional[KillAnalysis] = None) -> IndexR
         categories=cats,
         incident=capture.incident.id if capture.incident and capture.incident.id != capture.kill_id else "",
         href=f"{capture.kill_id}/postmortem.html",
+        host=capture.host.hostname or "",
+        workload=capture.workload.label(),
     )
 
 
