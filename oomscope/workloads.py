@@ -116,8 +116,8 @@ def slab(limit: int, scratch: str = "") -> None:
             fds = []
             for i in range(per_worker):
                 fds.append(os.open(os.path.join(scratch, f"w{w}-{i}"), os.O_CREAT | os.O_RDONLY, 0o600))
-                if i % 250 == 249:
-                    time.sleep(0.1)  # about 2,500 files a second per worker: the limit fills over ~10 s
+                if i % 25 == 24:
+                    time.sleep(0.1)  # 250 files a second per worker (~1.5 KiB of slab each): ~12 s to fill 64 MiB
             time.sleep(120)  # the lab kills what the kernel has not when it removes the cgroup
             os._exit(0)
     while True:

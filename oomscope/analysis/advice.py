@@ -239,8 +239,8 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
         extra = max(limit * 0.25, 100 * MIB)
         out.append(Advice("delay_only", "A leak: a larger limit only delays the next kill",
                           f"{trend.text} At that rate, a limit {_mib(extra)} higher buys about {_span(extra / rate)}. "
-                          "Find what grows (heap profile, cache without eviction) instead.",
-                          [f"anon {_mib(trend.anon_start_bytes)} → {_mib(trend.anon_end_bytes)} in {trend.minutes:.1f} min",
+                          + _what_grows(a) + " instead.",
+                          [f"{_mib(trend.anon_start_bytes)} → {_mib(trend.anon_end_bytes)} in {_span(trend.minutes)}",
                            f"R² {trend.r2:.2f}"]))
     elif trend.kind in ("plateau", "spike"):
         unreclaimable = anon + cats.get("kernel", 0) + cats.get("pagetables", 0) + cats.get("kernel_stack", 0) + shmem + slab
@@ -264,6 +264,16 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
                           "level that stopped, or a burst that ended, is a peak, which more limit fixes.",
                           [f"usage at the kill {_mib(usage)}", f"limit {_mib(limit)}", "no timeline"]))
     return out + _reclaim_context(trend)
+
+
+def _what_grows(a: Analysis) -> str:
+    """Where to look for the leak, by what the charge was mostly made of."""
+    top = a.top_categories[0] if a.top_categories else "anon"
+    if top == "shmem":
+        return "Find what writes the tmpfs files that are never deleted (du on the tmpfs mounts, /dev/shm)"
+    if top in ("slab", "kernel"):
+        return "Find what creates or opens files and keeps them (ls /proc/<pid>/fd | wc -l, a descriptor leak)"
+    return "Find what grows (heap profile, cache without eviction)"
 
 
 def _reclaim_context(trend: Trend) -> List[Advice]:

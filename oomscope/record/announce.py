@@ -47,12 +47,11 @@ def cause_words(c: Capture, analysis: Any) -> str:
     """The cause in a few plain words, from the one analysis (analysis/verdict.py): what filled
     the limit (the largest categories with their shares), other processes when they held a large
     share, and the trend when it is known."""
-    if analysis is None:
-        return "not analysed"
-    v = analysis.verdict
+    v, a = getattr(analysis, "verdict", None), getattr(analysis, "attribution", None)
+    if v is None or a is None:  # no analysis (or only its categories)
+        return ", ".join(getattr(analysis, "top_categories", None) or []) or "not analysed"
     if v.kind == "host":
         return "the host ran out of memory (no cgroup limit was hit)"
-    a = analysis.attribution
     tops = [x for x in a.categories if x.key in a.top_categories]
     words = [f"{x.label[:1].lower() + x.label[1:]} {100 * x.share_of_usage:.0f}%" for x in tops if x.share_of_usage is not None]
     if "other_processes" in v.categories and a.usage_bytes:

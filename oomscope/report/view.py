@@ -191,6 +191,8 @@ class PostMortemView:
     timeline_limit_y: Optional[float] = None
     timeline_axis: List[KeyValue] = field(default_factory=list)  # y labels (key = y, value = text)
     timeline_span: str = ""
+    #: x labels (key = x in the 600-wide box, value = seconds before the kill)
+    timeline_xaxis: List[KeyValue] = field(default_factory=list)
     shown: Optional[ShownView] = None
 
 
@@ -212,7 +214,7 @@ TIMELINE_SERIES = [("usage_bytes", "Usage", "#2c3e50"), ("anon_bytes", "Anonymou
 def _timeline(capture: Capture):
     """Polylines of the oom_memcg's timeline, scaled to the limit (or the largest value)."""
     if not capture.timelines or len(capture.timelines[0].points) < 2:
-        return [], None, [], "", ""
+        return [], None, [], [], "", ""
     tl = capture.timelines[0]
     pts = tl.points
     t0, t1 = pts[0].t_ms, max(0.0, pts[-1].t_ms)
@@ -238,8 +240,12 @@ def _timeline(capture: Capture):
     limit = pts[-1].limit_bytes
     limit_y = round(200 - 190 * limit / top, 1) if limit else None
     axis = [KeyValue(f"{200 - 190 * f:.1f}", fmt_bytes(int(top * f))) for f in (0.0, 0.5, 1.0)]
+    xaxis = []
+    for f in (0.0, 0.25, 0.5, 0.75, 1.0):
+        t = t0 + f * span
+        xaxis.append(KeyValue(f"{600 * f:.1f}", "the kill" if f == 1.0 and t1 == 0 else f"{t / 1000:.0f} s"))
     span_text = f"{-t0 / 1000:.1f} s before the kill to {'the kill' if t1 == 0 else f'{-t1 / 1000:.1f} s before it'}"
-    return series, limit_y, axis, span_text, f"The minutes before the kill: {tl.cgroup}"
+    return series, limit_y, axis, xaxis, span_text, f"The minutes before the kill: {tl.cgroup}"
 
 
 def _bar(items, total: Optional[int]) -> List[BarSegment]:
@@ -381,7 +387,7 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
             incident_rows.append(IncidentRow(str(x.pid), x.comm, link, is_victim=x.pid == v.pid))
 
     advice_rows = [AdviceRow(ADVICE_CASES.get(x.case, x.case), x.title, x.text, "; ".join(x.evidence)) for x in result.advice]
-    series, limit_y, axis, span_text, tl_title = _timeline(capture)
+    series, limit_y, axis, xaxis, span_text, tl_title = _timeline(capture)
 
     return PostMortemView(
         shown=_shown(result),
@@ -392,6 +398,7 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
         timeline_limit_y=limit_y,
         timeline_axis=axis,
         timeline_span=span_text,
+        timeline_xaxis=xaxis,
         tasks_title="Processes on the host at the kill" if hm else "Processes in the cgroup at the kill",
         host_memory=host_memory,
         incident_summary=incident_summary,
@@ -415,7 +422,9 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
         kernel_lines=list(capture.kernel_report.lines),
         analysis_notes=list(a.notes),
         accounting=a.accounting if reconciliation else "",
-        bar_scale=f"0 to {fmt_bytes(ak.usage_bytes)}, the kernel's charge" if ak.usage_bytes else "",
+        bar_scale=(f"{fmt_bytes(ak.usage_bytes)}, the kernel's charge" if ak.usage_bytes else
+                   f"{fmt_bytes(sum(b for _k, _l, b in cat_items))}, the sum of the kinds shown (the charge is unknown)"
+                   if cat_items else ""),
         tasks_note=tasks_note,
     )
 

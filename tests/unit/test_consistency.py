@@ -123,6 +123,10 @@ def _problems(cap: Capture):
             out.append("'fix the items above' with nothing above")
         if x.title.startswith("Reserved is not charged") and not cap.victim.total_vm_bytes:
             out.append("advice on the reserved size without total_vm")
+    if view.timeline and len(view.timeline_xaxis) < 2:
+        out.append("a timeline without a time axis")
+    if view.bar and not view.bar_scale:
+        out.append("a bar without its scale")
     if not has_timeline and result.trend.kind != "unknown":
         out.append(f"a trend ({result.trend.kind}) without a timeline")
     return out
