@@ -50,8 +50,17 @@ def row_for(capture: Capture, analysis: Optional[KillAnalysis] = None) -> IndexR
         incident=capture.incident.id if capture.incident and capture.incident.id != capture.kill_id else "",
         href=f"{capture.kill_id}/postmortem.html",
         host=capture.host.hostname or "",
-        workload=capture.workload.label(),
+        workload=_short_workload(capture),
     )
+
+
+def _short_workload(capture: Capture) -> str:
+    """The workload in an index cell: a pod by its name (a UID only as its first 8 digits)."""
+    w = capture.workload
+    if w.kind != "kubernetes":
+        return w.label()
+    pod = f"{w.namespace}/{w.pod}" if w.pod else f"pod {(w.pod_uid or '?')[:8]}…"
+    return f"{pod}, {w.container or (w.container_id or '?')[:12]}"
 
 
 class OutputIndex:
