@@ -266,8 +266,10 @@ def _reconcile(capture: Capture, a: Analysis, stat: Dict[str, int], version: Opt
         shared = (f" Their RSS counts {fmt_bytes(a.others_shared_bytes)} more anonymous memory than that: pages "
                   "shared with the victim or each other after fork(), charged once, counted in every sharer's RSS."
                   if a.others_shared_bytes else "")
+        files = (f" Their RSS also counts {fmt_bytes(a.others_file_bytes)} of file and shared pages: in the page-cache "
+                 "and tmpfs rows when charged here, else charged elsewhere." if a.others_file_bytes else "")
         put("other_processes", whose, held,
-            "Charged to the same cgroup; the victim's RSS does not include it." + shared)
+            "Charged to the same cgroup; the victim's RSS does not include it." + shared + files)
     rest = beyond - held
     if rest > 0:
         put("anon_unlisted", "Anonymous memory in no listed process's RSS", rest,

@@ -130,3 +130,15 @@ def _problems(cap: Capture):
     if not has_timeline and result.trend.kind != "unknown":
         out.append(f"a trend ({result.trend.kind}) without a timeline")
     return out
+
+
+def test_a_helpers_rss_is_split_into_what_was_charged_here_shared_and_file_pages():
+    # issue 15: the helper's RSS (tasks table), the ledger's row and the JSON must agree
+    cap, _ = capture_from_fixture("v1-6.18-hostile-sidecar.kmsg")
+    a = analyse_kill(cap).attribution
+    held = next(p.bytes for p in a.reconciliation if p.key == "other_processes")
+    helper_rss = sum(t.rss_bytes for t in cap.tasks if not t.is_victim)
+    assert held + a.others_shared_bytes + a.others_file_bytes == helper_rss == a.others_rss_bytes
+    assert 0 < a.others_shared_bytes < held  # pages shared after fork(): counted in both RSS, charged once
+    row = next(r for r in build_view(cap).reconciliation if r.label.startswith("Anonymous memory of 1 other"))
+    assert "shared" in row.explanation and "file" in row.explanation
