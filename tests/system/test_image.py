@@ -63,7 +63,7 @@ def image(tmp_path_factory):
 class Container:
     """runc running the DaemonSet's container, in a network namespace of its own with the pod's IP."""
 
-    def __init__(self, bundle, rootfs, image_config, tmp_path, devices=("/dev/kmsg",)):
+    def __init__(self, bundle, rootfs, image_config, tmp_path, devices):
         with open(DAEMONSET) as f:
             self.ds = yaml.safe_load(f)
         tag = f"{os.getpid()}-{secrets.token_hex(3)}"
@@ -163,9 +163,24 @@ def _caps(mask_hex):
     return {c.upper() for c in out.strip().split("=", 1)[1].split(",") if c}
 
 
+def _postmortem_of(ctr, victim):
+    """The capture of the victim in the node's output folder, once its post-mortem is written too."""
+    deadline = time.monotonic() + 30 * TIME_SCALE
+    while True:
+        for p in glob.glob(str(ctr.output / "kills" / "*" / "capture.json")):
+            if os.path.exists(os.path.join(os.path.dirname(p), "postmortem.html")):
+                with open(p) as f:
+                    cap = json.load(f)
+                if cap["victim"]["pid"] == victim:
+                    return p, cap
+        assert time.monotonic() < deadline, f"no post-mortem in the output volume: {ctr.stdout()} {ctr.stderr()[-2000:]}"
+        time.sleep(0.2)
+
+
 @pytest.mark.timeout(2400)
 def test_the_image_run_as_the_daemonset_records_a_kill_as_the_kernel_reported_it(container, sandbox, kernel_log):
-    ctr = container()
+    # /dev/kmsg granted as a device plugin grants it (the DaemonSet's /dev/kmsg mount says why it must be)
+    ctr = container(devices=("/dev/kmsg",))
     ctr.wait_started()
     c = daemonset_oci.container(ctr.ds)
     start_line = next(l for l in ctr.stderr().splitlines() if "recording OOM kills" in l)
@@ -196,18 +211,7 @@ def test_the_image_run_as_the_daemonset_records_a_kill_as_the_kernel_reported_it
     res = run_in_cgroup(path, HOG)
     assert res.returncode == -9
     victim = int(res.stdout.split()[0])
-    deadline = time.monotonic() + 30 * TIME_SCALE
-    while True:
-        caps = [p for p in glob.glob(str(ctr.output / "kills" / "*" / "capture.json"))
-                if os.path.exists(os.path.join(os.path.dirname(p), "postmortem.html"))
-                and json.load(open(p))["victim"]["pid"] == victim]
-        if caps:
-            break
-        assert time.monotonic() < deadline, f"no post-mortem in the output volume: {ctr.stdout()} {ctr.stderr()[-2000:]}"
-        time.sleep(0.2)
-    (cap_path,) = caps
-    with open(cap_path) as f:
-        cap = json.load(f)
+    cap_path, cap = _postmortem_of(ctr, victim)
     rep = kernel_log.report_for(victim)
     _assert_equals_report(cap, rep)  # the kernel's report, read from /dev/kmsg inside the container
     assert cap["cgroup"]["oom_memcg"] == name and cap["victim"]["source"] == "bpf"
@@ -233,3 +237,24 @@ def test_the_image_run_as_the_daemonset_records_a_kill_as_the_kernel_reported_it
     lo = ctr.in_netns("import urllib.request; urllib.request.urlopen('http://127.0.0.1:9847/metrics', timeout=5)")
     assert lo.returncode != 0 and "Connection refused" in lo.stderr, lo.stderr
     assert ctr.stop() == 0  # SIGTERM through runc: a clean stop
+
+
+@pytest.mark.timeout(2400)
+def test_without_the_kmsg_device_the_kill_is_recorded_from_bpf_and_said(container, sandbox, kernel_log):
+    """The DaemonSet as written, with no device plugin: the device cgroup refuses /dev/kmsg (the
+    manifest says so next to the mount); record says it, and records the kill without the report."""
+    ctr = container(devices=())
+    ctr.wait_started()
+    assert "cannot read /dev/kmsg (Operation not permitted)" in ctr.stderr(), ctr.stderr()[-2000:]
+    name, path = sandbox(limit=64 << 20)
+    res = run_in_cgroup(path, HOG)
+    assert res.returncode == -9
+    victim = int(res.stdout.split()[0])
+    _cap_path, cap = _postmortem_of(ctr, victim)
+    k = kernel_log.report_for(victim).killed  # the test's own reader, on the host
+    v = cap["victim"]
+    assert v["source"] == "bpf" and cap["at_kill"]["source"] != "kernel_report"
+    assert (v["anon_rss_bytes"], v["file_rss_bytes"], v["shmem_rss_bytes"]) == (k.anon_rss_kb * 1024, k.file_rss_kb * 1024, k.shmem_rss_kb * 1024)
+    got = ctr.in_netns(f"import urllib.request; print(urllib.request.urlopen('http://{POD_IP}:9847/metrics', timeout=10).read().decode())")
+    assert "oomscope_kmsg_reader_up 0.0" in got.stdout, got.stdout[-2000:]
+    assert ctr.stop() == 0
