@@ -18,7 +18,6 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 CACHE="${OOMSCOPE_IMAGE_CACHE:-/var/cache/oomscope-image}"
-IMAGE="oomscope"
 TAG="${OOMSCOPE_IMAGE_TAG:-latest}"
 HEADERS_IN_IMAGE=/opt/oomscope/kernel-headers
 
@@ -35,6 +34,7 @@ case "$CACHE/" in "$ROOT"/*) die "the cache directory $CACHE is inside the check
 
 # The image's Debian release and mirror are the host's: every Debian "deb" source apt uses here
 # for this architecture (apt-get indextargets reads .list and .sources alike), one line each.
+# A Debian host only: on another distribution this stops here, saying so.
 . /etc/os-release
 SUITE="${VERSION_CODENAME:?no VERSION_CODENAME in /etc/os-release}"
 ARCH="$(dpkg --print-architecture)"
@@ -48,7 +48,8 @@ printf '%s\n' "${SOURCES[@]}" | grep -q " $SUITE " \
 SRC="$CACHE/src"
 rm -rf "$SRC" && mkdir -p "$SRC"
 if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
-    git -C "$ROOT" ls-files -z -co --exclude-standard | (cd "$ROOT" && xargs -0 cp --parents -t "$SRC")
+    (cd "$ROOT" && git ls-files -z -co --exclude-standard | while IFS= read -r -d '' f; do
+        [ ! -e "$f" ] || printf '%s\0' "$f"; done | xargs -0 cp --parents -t "$SRC")  # not files deleted here
 else
     cp -a "$ROOT/." "$SRC/" && rm -rf "$SRC/.git"
 fi
