@@ -92,9 +92,6 @@ class Container:
             if "emptyDir" in v:
                 empty_dirs[v["name"]] = str(tmp_path / f"emptydir-{v['name']}")
                 os.makedirs(empty_dirs[v["name"]])
-        subprocess.run(["ip", "netns", "add", self.netns], check=True, timeout=30)
-        subprocess.run(["ip", "-n", self.netns, "link", "set", "lo", "up"], check=True, timeout=30)
-        subprocess.run(["ip", "-n", self.netns, "addr", "add", f"{POD_IP}/32", "dev", "lo"], check=True, timeout=30)
         self.spec = daemonset_oci.spec(self.ds, image_config, rootfs, pod_ip=POD_IP, netns=f"/run/netns/{self.netns}",
                                        host_paths=host_paths, cgroups_path=self.cgroup, devices=devices, empty_dirs=empty_dirs)
         with open(os.path.join(bundle, "config.json"), "w") as f:
@@ -103,6 +100,13 @@ class Container:
         self.stderr_path = tmp_path / f"{self.id}.stderr"
         self._out = open(self.stdout_path, "w")
         self._err = open(self.stderr_path, "w")
+        try:  # the pod's network namespace, with its IP (the pod sandbox's, under a kubelet)
+            subprocess.run(["ip", "netns", "add", self.netns], check=True, timeout=30)
+            subprocess.run(["ip", "-n", self.netns, "link", "set", "lo", "up"], check=True, timeout=30)
+            subprocess.run(["ip", "-n", self.netns, "addr", "add", f"{POD_IP}/32", "dev", "lo"], check=True, timeout=30)
+        except Exception:
+            subprocess.run(["ip", "netns", "delete", self.netns], capture_output=True, timeout=30)
+            raise
         self.proc = subprocess.Popen(["runc", "run", "--bundle", bundle, self.id], stdout=self._out, stderr=self._err,
                                      stdin=subprocess.DEVNULL)
 
