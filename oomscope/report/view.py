@@ -383,7 +383,8 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
                             f"there ({len(inc.victims)} victims so far). Kubernetes sets it on every container on cgroup v2 "
                             "since 1.28, so a pod's sidecars die with its main process.")
         for x in inc.victims:
-            link = "" if x.kill_id == capture.kill_id else f"../{urllib.parse.quote(x.kill_id, safe='+')}/postmortem.html"
+            # no link to this post-mortem itself, nor to a victim whose capture is not known (kill_id null)
+            link = "" if x.kill_id in (None, capture.kill_id) else f"../{urllib.parse.quote(x.kill_id, safe='+')}/postmortem.html"
             incident_rows.append(IncidentRow(str(x.pid), x.comm, link, is_victim=x.pid == v.pid))
 
     advice_rows = [AdviceRow(ADVICE_CASES.get(x.case, x.case), x.title, x.text, "; ".join(x.evidence)) for x in result.advice]
