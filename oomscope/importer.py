@@ -430,7 +430,7 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
         if cap.cgroup.task_memcg is None:
             cap.notes.append("The victim's own cgroup is not in the log.")
         if not rep.tasks:
-            cap.notes.append("The kernel's tasks table for this kill is not in the log: the victim is known from its Killed line only.")
+            cap.notes.append("The kernel's tasks table for this kill is not in the log: the other processes of the cgroup are unknown.")
     cap.notes.insert(0, NOTE)
     if host is None:
         cap.host = dataclasses.replace(cap.host, page_size_bytes=lh.page_size)
@@ -452,7 +452,7 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
                          "year that does not put the kill after it); a copy made over a year later would be dated a year late.")
     elif line is not None and line.year_from == "log":
         cap.notes.append("The log's dates have no year: it is taken from the line before them that has one (the log is in time order).")
-    if not rep.has_header and rep.group_head is None:
+    if not rep.has_header and rep.group_head is None and not rep.has_body:
         cap.notes.append("Only the 'Killed process' line of this kill is in the log: the kernel rate-limited its report "
                          "(or the log lost it), so the cgroup and its memory are unknown.")
     return Imported(cap, logged)

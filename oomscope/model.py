@@ -83,12 +83,15 @@ class Victim:
     cmdline: Optional[str] = None
     #: where the RSS figures came from: "bpf" (oom:mark_victim) or "kernel_report" (Killed line)
     source: Source = SOURCE_NONE
+    #: the RSS as a whole, when only that is known: the victim's row of a tasks table that has no
+    #: anon/file/shmem columns (kernels before 4.x) and no Killed line to split it
+    rss_total_bytes: Optional[int] = None
 
     @property
     def rss_bytes(self) -> Optional[int]:
         parts = (self.anon_rss_bytes, self.file_rss_bytes, self.shmem_rss_bytes)
         if all(p is None for p in parts):
-            return None
+            return self.rss_total_bytes
         return sum(p or 0 for p in parts)
 
 

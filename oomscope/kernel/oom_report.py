@@ -120,6 +120,12 @@ class OomReport:
             return self.summary.constraint == "CONSTRAINT_MEMCG"
         return bool(self.killed and self.killed.message.startswith("Memory cgroup"))
 
+    @property
+    def has_body(self) -> bool:
+        """Any of the report beyond its Killed line: counters, memory.stat, the tasks table,
+        Mem-Info or the oom-kill: summary (a header lost, or cut from the log, leaves these)."""
+        return bool(self.memory or self.memory_stat or self.tasks or self.mem_info or self.summary_raw)
+
 
 _RE_HEADER = re.compile(
     r"^(?P<comm>.*) invoked oom-killer: gfp_mask=(?P<gfp>0x[0-9a-f]+)(?:\([^)]*\))?, "
@@ -479,10 +485,17 @@ class OomReportParser:
             return None
         old = _RE_OLD_STATS.match(line) if line.startswith(_STATS_PREFIX) else None
         if old:
-            # The first one printed is the oom_memcg's (the rest are its children's): keep it.
+            # Before 4.19 mem_cgroup_print_oom_info (mm/memcontrol.c) prints one line per cgroup
+            # of the oom_memcg's subtree (for_each_mem_cgroup_tree), each with its own, local
+            # counts: the first is the oom_memcg's, and the subtree's charge is their sum (a
+            # kubepods pod's own line is all zeros; its containers' lines hold the memory).
+            pairs = {k: int(v) * 1024 for k, v in _RE_OLD_PAIR.findall(old.group("pairs"))}
             if cur.stats_cgroup is None:
                 cur.stats_cgroup = old.group("path")
-                cur.memory_stat = {k: int(v) * 1024 for k, v in _RE_OLD_PAIR.findall(old.group("pairs"))}
+                cur.memory_stat = pairs
+            else:
+                for k, v in pairs.items():
+                    cur.memory_stat[k] = cur.memory_stat.get(k, 0) + v
             cur.lines.append(line)
             return None
         if line.startswith("[ pid ]") or line.startswith("[  pid  ]"):

@@ -66,8 +66,12 @@ def test_pre_4_19_kmsg_task_in_line_and_oom_reaper():
     assert cap.victim.pid == 2292670 and cap.victim.comm == "main"
     assert cap.cgroup.oom_memcg == pod
     assert cap.cgroup.task_memcg.startswith(pod + "/docker-663f")
-    assert cap.at_kill.usage_bytes == 20480 * 1024 and cap.at_kill.memory_stat["rss"] == 0  # the pod's own line
+    # the pod's own line is all zeros: the subtree's charge is the sum of its cgroups' local lines
+    assert cap.at_kill.usage_bytes == 20480 * 1024 and cap.at_kill.memory_stat["rss"] == 19800 * 1024
     assert {t.pid for t in cap.tasks} == {2276312, 2292670}
+    # no Killed line: the victim's RSS and oom_score_adj come from its row of the tasks table
+    assert cap.victim.rss_bytes == 5602 * 4096 and cap.victim.oom_score_adj == -997
+    assert not any("only the 'Killed process' line" in n.lower() for n in cap.notes)
 
 
 def test_storm_kmsg_gives_one_capture_per_killed_line():
