@@ -229,6 +229,11 @@ def _flag_bytes(args: Optional[str], flag: str) -> Optional[int]:
     return int(m.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}[m.group(2).lower()]
 
 
+#: titles of the JVM's advice (analysis/result.py looks for the first)
+OUTSIDE_HEAP = "Memory outside the Java heap"
+HEAP_MAX = "Heap max too close to the limit"
+
+
 def java_advice(shown: Shown, limit_bytes: Optional[int]):
     """Advice for the JVMs read, from their own figures: (case, title, text, evidence) tuples."""
     out = []
@@ -249,12 +254,12 @@ def java_advice(shown: Shown, limit_bytes: Optional[int]):
                         + left + (f"; outside the heap the JVM already took {fmt_bytes(outside)}" if outside is not None else "") + ". "
                         "Size the heap from the limit: -XX:MaxRAMPercentage"
                         + (f"={target}" if target else "") + " (instead of a fixed -Xmx), so heap max + native memory fits.")
-                out.append(("no_more_limit", "Heap max too close to the limit", text,
+                out.append(("no_more_limit", HEAP_MAX, text,
                             [f"{who} heap_max_bytes {r.heap_max_bytes}", f"limit_bytes {limit_bytes}"]))
         if outside is not None and j.rss_bytes and outside >= 0.25 * j.rss_bytes:
             native = next((p.bytes for p in j.parts if p.key == "native"), None)
             direct = _flag_bytes(r.vm_args, "MaxDirectMemorySize")
-            out.append(("no_more_limit", "Memory outside the Java heap",
+            out.append(("no_more_limit", OUTSIDE_HEAP,
                         f"{fmt_bytes(outside)} of {who}'s {fmt_bytes(j.rss_bytes)} RSS was outside its heap "
                         f"({fmt_bytes(native)} of it native: direct buffers, thread stacks, code cache, GC structures, malloc). "
                         "A heap dashboard does not show it. "
@@ -269,7 +274,8 @@ def java_advice(shown: Shown, limit_bytes: Optional[int]):
             out.append(("context", "-XX:+AlwaysPreTouch made the whole heap resident",
                         f"{who} runs with -XX:+AlwaysPreTouch: its committed heap ({fmt_bytes(r.heap_committed_bytes)}) was charged "
                         "from the start, however little of it was used.", [f"vm_args {r.vm_args}"]))
-        elif r.heap_max_bytes and r.heap_committed_bytes is not None and r.heap_max_bytes > r.heap_committed_bytes:
+        elif (r.heap_max_bytes and r.heap_committed_bytes is not None and r.heap_max_bytes > r.heap_committed_bytes
+              and not any(x[1] == HEAP_MAX for x in out)):  # that item already says the heap can outgrow the limit
             out.append(("context", "The heap can still grow into the limit",
                         f"{who}'s heap had {fmt_bytes(r.heap_committed_bytes)} committed of a {fmt_bytes(r.heap_max_bytes)} max: "
                         "it becomes resident as it is touched, so the charge can grow by the difference later. "

@@ -123,6 +123,22 @@ def _problems(cap: Capture):
             out.append("'fix the items above' with nothing above")
         if x.title.startswith("Reserved is not charged") and not cap.victim.total_vm_bytes:
             out.append("advice on the reserved size without total_vm")
+        if x.title in ("No swap", "Swap: unknown") and result.trend.kind not in ("plateau", "spike"):
+            out.append(f"swap advice where the growth is not known to have stopped ({result.trend.kind})")
+        if x.case == "delay_only" and "heap profile" in x.text and any(y.title == "Memory outside the Java heap" for y in result.advice):
+            out.append("a heap profile to find a leak that grew outside the heap")
+    titles = [x.title for x in result.advice]
+    if len(titles) != len(set(titles)):
+        out.append(f"an item twice: {titles}")
+    if "Heap max too close to the limit" in titles and "The heap can still grow into the limit" in titles:
+        out.append("the heap's growth into the limit said twice")
+
+    # --- the verdict says what the charge was made of, and the RSS as it was ---
+    said = " ".join(result.verdict.sentences)
+    if a.top_categories and a.usage_bytes and cap.cgroup.constraint == "CONSTRAINT_MEMCG" and "Most of the charge was" not in said:
+        out.append(f"the verdict does not say what the charge was made of ({a.top_categories})")
+    if "accounts for the whole charge" in said and (a.gap_bytes or 0) < 0:
+        out.append("the victim's RSS, more than the charge, said to account for it")
     if view.timeline and len(view.timeline_xaxis) < 2:
         out.append("a timeline without a time axis")
     if view.bar and not view.bar_scale:
