@@ -61,6 +61,15 @@ def _options(
     """OOM-kill forensics: what a cgroup's memory was made of when the kernel killed a process."""
 
 
+def _sampled(collector, cgroup: str) -> bool:
+    """record --lab starts its workload once its sampler's first pass over the host has ended
+    (until then a new cgroup waits for it: 32 s for 500 on a loaded 2-core host) and it has read
+    the sandbox once: from then on the sandbox is read on its schedule (peeked at every second
+    while empty), so the timeline starts there. Waiting for a second read added up to the idle
+    interval (10 s) of empty sandbox to every timeline."""
+    return collector.sampler.passes >= 1 and len(collector.sampler.store.samples(cgroup)) >= 1
+
+
 def _fail(exc: OomscopeError) -> "typer.Exit":
     typer.echo(f"oomscope: error: {terminal_safe(str(exc))}", err=True)
     return typer.Exit(exc.exit_code)
@@ -129,7 +138,7 @@ def record(
             def run_lab() -> None:
                 try:
                     lab_state["run"] = run_scenario(lab, limit_bytes=limit,
-                                                    watched=lambda cg: len(collector.sampler.store.samples(cg)) >= 2)  # read again: past its first pass
+                                                    watched=lambda cg: _sampled(collector, cg))
                 except OomscopeError as exc:
                     lab_state["error"] = exc
                 finally:

@@ -158,3 +158,16 @@ def test_a_helpers_rss_is_split_into_what_was_charged_here_shared_and_file_pages
     assert 0 < a.others_shared_bytes < held  # pages shared after fork(): counted in both RSS, charged once
     row = next(r for r in build_view(cap).reconciliation if r.label.startswith("Anonymous memory of 1 other"))
     assert "shared" in row.explanation and "file" in row.explanation
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: os.path.basename(os.path.dirname(p)))
+def test_each_example_page_is_what_the_code_renders_from_its_capture(path):
+    # reports/ is re-rendered after a change of the analysis or the page (reports/README.md):
+    # a stale example would show advice the code no longer gives
+    from oomscope.report.render import render_html
+
+    with open(path, encoding="utf-8") as f:
+        cap = Capture.from_json(f.read())
+    with open(os.path.join(os.path.dirname(path), "postmortem.html"), encoding="utf-8") as f:
+        page = f.read()
+    assert render_html(cap) == page, "stale: run oomscope report reports/X/capture.json -o reports/X/postmortem.html"
