@@ -171,3 +171,38 @@ def test_each_example_page_is_what_the_code_renders_from_its_capture(path):
     with open(os.path.join(os.path.dirname(path), "postmortem.html"), encoding="utf-8") as f:
         page = f.read()
     assert render_html(cap) == page, "stale: run oomscope report reports/X/capture.json -o reports/X/postmortem.html"
+
+
+def _example(name):
+    with open(os.path.join(ROOT, "reports", name, "capture.json"), encoding="utf-8") as f:
+        return Capture.from_json(f.read())
+
+
+def test_a_thp_kill_is_said_as_anonymous_memory_in_huge_pages_everywhere():
+    # top_categories says "anon_thp", which is no category of the charge: the verdict, record's
+    # kill line and the index each once said nothing of what filled the limit
+    from oomscope.record.announce import cause_words
+    from oomscope.report.index import row_for
+
+    cap = _example("thp")
+    result = analyse_kill(cap)
+    assert result.top_categories == ["anon_thp"]
+    said = " ".join(result.verdict.sentences)
+    assert "Most of the charge was anonymous memory (heap, stacks) (63.8 MiB, 99.7%; 58.0 MiB of it in transparent huge pages)" in said
+    assert cause_words(cap, result).startswith("anonymous memory (heap, stacks) (mostly huge pages) 100%")
+    assert row_for(cap, result).categories == "anonymous, in huge pages"
+
+
+def test_the_index_says_what_filled_the_limit_in_words_and_names_other_processes():
+    from oomscope.report.index import row_for
+
+    assert row_for(_example("sidecar")).categories == "anonymous (heap), other processes"  # 35% held by the helper
+    assert row_for(_example("slab")).categories == "kernel (slab), anonymous (heap)"
+    assert row_for(_example("tmpfs")).categories == "tmpfs / shared memory"
+
+
+def test_a_victim_rss_above_the_charge_is_said_as_such():
+    result = analyse_kill(_example("anon"))
+    said = " ".join(result.verdict.sentences)
+    assert "was more than the charge: it counts 5.6 MiB of its file pages charged elsewhere" in said
+    assert "accounts for the whole charge" not in said
