@@ -75,29 +75,39 @@ def _java_split(r: RuntimeReading, capture: Capture) -> JavaSplit:
     s = JavaSplit(r.pid, r.comm or (task.comm if task else ""), is_victim, r.read_ms_before_kill, r, rss)
     if rss is None or r.heap_committed_bytes is None:
         return s
-    s.outside_heap_bytes = max(0, rss - r.heap_committed_bytes)
-    s.parts.append(SplitPart("heap", "Java heap (committed)", min(rss, r.heap_committed_bytes),
-                             f"used {fmt_bytes(r.heap_used_bytes)} of {fmt_bytes(r.heap_committed_bytes)} committed, "
-                             f"max {fmt_bytes(r.heap_max_bytes)}; what heap dashboards show is the used part"))
-    rest = s.outside_heap_bytes
-    meta = r.metaspace_committed_bytes
-    if meta is not None:
-        # the class space's committed part is included in metaspace's (hsperfdata sun.gc.metaspace)
-        m = min(rest, meta)
-        s.parts.append(SplitPart("metaspace", "Metaspace (class metadata)", m,
-                                 f"committed {fmt_bytes(meta)}, used {fmt_bytes(r.metaspace_used_bytes)}; of which "
-                                 f"compressed class space {fmt_bytes(r.class_space_committed_bytes)}"))
-        rest -= m
+    # The kernel splits the RSS exactly (anon / file / shmem); the JVM's figures are what it
+    # committed, not what is resident: committed heap is charged only as it is touched. So the
+    # file pages come from the kernel first, then metaspace (its used part is nearly all of its
+    # committed), and the heap is at most what the anonymous RSS leaves: a heap committed beyond
+    # that was not all resident (the lab's java-heap: 192.4 MiB committed, 190.9 MiB anon RSS).
     mapped = task.rss_file_bytes if task is not None else (capture.victim.file_rss_bytes if is_victim else None)
-    if mapped:
-        m = min(rest, mapped)
-        s.parts.append(SplitPart("mapped_files", "Mapped files (libjvm, the JDK's modules, jars)", m,
-                                 "file pages in its RSS: page cache, charged to whichever cgroup first read them"))
-        rest -= m
+    shmem = (task.rss_shmem_bytes if task is not None else (capture.victim.shmem_rss_bytes if is_victim else None)) or 0
+    files = min(rss, (mapped or 0) + shmem)
+    anon = rss - files
+    meta = min(anon, r.metaspace_committed_bytes) if r.metaspace_committed_bytes is not None else 0
+    heap = min(r.heap_committed_bytes, anon - meta)
+    s.outside_heap_bytes = rss - heap
+    capped = (f"; at most {fmt_bytes(heap)} of it resident (the anonymous RSS less metaspace): committed heap is "
+              "charged only as it is touched" if heap < r.heap_committed_bytes else "")
+    s.parts.append(SplitPart("heap", "Java heap (committed)" if not capped else "Java heap (resident, at most)", heap,
+                             f"used {fmt_bytes(r.heap_used_bytes)} of {fmt_bytes(r.heap_committed_bytes)} committed, "
+                             f"max {fmt_bytes(r.heap_max_bytes)}; what heap dashboards show is the used part" + capped))
+    if r.metaspace_committed_bytes is not None:
+        # the class space's committed part is included in metaspace's (hsperfdata sun.gc.metaspace)
+        s.parts.append(SplitPart("metaspace", "Metaspace (class metadata)", meta,
+                                 f"committed {fmt_bytes(r.metaspace_committed_bytes)}, used {fmt_bytes(r.metaspace_used_bytes)}; of which "
+                                 f"compressed class space {fmt_bytes(r.class_space_committed_bytes)}"))
+    if files:
+        s.parts.append(SplitPart("mapped_files", "Mapped files (libjvm, the JDK's modules, jars)", files,
+                                 "file pages in its RSS (the kernel's file-rss and shmem-rss): page cache, charged to "
+                                 "whichever cgroup first read them"))
+    rest = anon - meta - heap
     threads = f"{r.threads} threads' stacks" if r.threads is not None else "thread stacks"
     s.parts.append(SplitPart("native", "Native memory outside the heap", rest,
                              f"direct buffers, {threads}, the code cache, GC structures and malloc: the JVM's "
-                             "counters do not split these (-XX:NativeMemoryTracking=summary and jcmd VM.native_memory do)"))
+                             "counters do not split these (-XX:NativeMemoryTracking=summary and jcmd VM.native_memory do)"
+                             + (f"; with the heap's resident part unknown, heap and native memory together were "
+                                f"{fmt_bytes(heap + rest)}: this row is a lower bound" if capped else "")))
     return s
 
 

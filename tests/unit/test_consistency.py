@@ -206,3 +206,20 @@ def test_a_victim_rss_above_the_charge_is_said_as_such():
     said = " ".join(result.verdict.sentences)
     assert "was more than the charge: it counts 5.6 MiB of its file pages charged elsewhere" in said
     assert "accounts for the whole charge" not in said
+
+
+def test_a_jvm_heap_committed_beyond_its_anonymous_rss_is_not_shown_resident():
+    # java-heap: 192.4 MiB committed, 190.9 MiB anonymous RSS, 9.3 MiB of file pages: the split
+    # once showed the whole committed heap resident, mapped files 0 B and 7.8 MiB outside the heap
+    # (from which it sized -XX:MaxRAMPercentage=94)
+    cap = _example("java-heap")
+    result = analyse_kill(cap)
+    (j,) = result.shown.java
+    parts = {p.key: p for p in j.parts}
+    v = cap.victim
+    assert parts["mapped_files"].bytes == (v.file_rss_bytes or 0) + (v.shmem_rss_bytes or 0)  # the kernel's figure
+    assert parts["heap"].bytes <= v.rss_bytes - parts["mapped_files"].bytes - parts["metaspace"].bytes
+    assert parts["heap"].bytes < j.reading.heap_committed_bytes and "at most" in parts["heap"].label
+    assert sum(p.bytes for p in j.parts) == j.rss_bytes
+    heap_max = next(x for x in result.advice if x.title == "Heap max too close to the limit")
+    assert "MaxRAMPercentage=87" in heap_max.text  # from 18.9 MiB outside the heap, not 7.8
