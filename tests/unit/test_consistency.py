@@ -189,7 +189,7 @@ def test_a_thp_kill_is_said_as_anonymous_memory_in_huge_pages_everywhere():
     assert result.top_categories == ["anon_thp"]
     said = " ".join(result.verdict.sentences)
     assert "Most of the charge was anonymous memory (heap, stacks) (63.8 MiB, 99.7%; 58.0 MiB of it in transparent huge pages)" in said
-    assert cause_words(cap, result).startswith("anonymous memory (heap, stacks) (mostly huge pages) 100%")
+    assert cause_words(cap, result).startswith("anonymous memory (heap, stacks; mostly in huge pages) 100%")
     assert row_for(cap, result).categories == "anonymous, in huge pages"
 
 
@@ -223,3 +223,13 @@ def test_a_jvm_heap_committed_beyond_its_anonymous_rss_is_not_shown_resident():
     assert sum(p.bytes for p in j.parts) == j.rss_bytes
     heap_max = next(x for x in result.advice if x.title == "Heap max too close to the limit")
     assert "MaxRAMPercentage=87" in heap_max.text  # from 18.9 MiB outside the heap, not 7.8
+
+
+def test_a_jvm_kill_line_says_the_memory_was_outside_the_java_heap():
+    # "anonymous memory (heap, stacks) 99%" alone reads as the Java heap to whoever runs a JVM
+    from oomscope.record.announce import cause_words
+
+    off = _example("java-offheap")
+    assert "native memory outside the Java heap 89%" in cause_words(off, analyse_kill(off))  # 170.7 of 192 MiB
+    heap = _example("java-heap")
+    assert "outside the Java heap" not in cause_words(heap, analyse_kill(heap))
