@@ -265,7 +265,7 @@ def java_advice(shown: Shown, limit_bytes: Optional[int]):
                         "Size the heap from the limit: -XX:MaxRAMPercentage"
                         + (f"={target}" if target else "") + " (instead of a fixed -Xmx), so heap max + native memory fits.")
                 out.append(("no_more_limit", HEAP_MAX, text,
-                            [f"{who} heap_max_bytes {r.heap_max_bytes}", f"limit_bytes {limit_bytes}"]))
+                            [f"{who} heap max {fmt_bytes(r.heap_max_bytes)}", f"limit {fmt_bytes(limit_bytes)}"]))
         if outside is not None and j.rss_bytes and outside >= 0.25 * j.rss_bytes:
             native = next((p.bytes for p in j.parts if p.key == "native"), None)
             direct = _flag_bytes(r.vm_args, "MaxDirectMemorySize")
@@ -278,7 +278,7 @@ def java_advice(shown: Shown, limit_bytes: Optional[int]):
                            "Direct buffers were not capped (-XX:MaxDirectMemorySize defaults to the heap max). ")
                         + "Cap direct buffers with -XX:MaxDirectMemorySize so heap max + direct + the rest fits the limit, and run with "
                         "-XX:NativeMemoryTracking=summary to see the rest (jcmd <pid> VM.native_memory).",
-                        [f"{who} rss_bytes {j.rss_bytes}", f"heap_committed_bytes {r.heap_committed_bytes}"]))
+                        [f"{who} RSS {fmt_bytes(j.rss_bytes)}", f"heap committed {fmt_bytes(r.heap_committed_bytes)}"]))
         pretouch = bool(r.vm_args and "+AlwaysPreTouch" in r.vm_args)
         if pretouch:
             out.append(("context", "-XX:+AlwaysPreTouch made the whole heap resident",
@@ -290,5 +290,5 @@ def java_advice(shown: Shown, limit_bytes: Optional[int]):
                         f"{who}'s heap had {fmt_bytes(r.heap_committed_bytes)} committed of a {fmt_bytes(r.heap_max_bytes)} max: "
                         "it becomes resident as it is touched, so the charge can grow by the difference later. "
                         "-XX:+AlwaysPreTouch touches it all at start, so a heap that does not fit fails at start, not under load.",
-                        [f"heap_committed_bytes {r.heap_committed_bytes}", f"heap_max_bytes {r.heap_max_bytes}"]))
+                        [f"heap committed {fmt_bytes(r.heap_committed_bytes)}", f"heap max {fmt_bytes(r.heap_max_bytes)}"]))
     return out

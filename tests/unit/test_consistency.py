@@ -127,6 +127,8 @@ def _problems(cap: Capture):
             out.append(f"swap advice where the growth is not known to have stopped ({result.trend.kind})")
         if x.case == "delay_only" and "heap profile" in x.text and any(y.title == "Memory outside the Java heap" for y in result.advice):
             out.append("a heap profile to find a leak that grew outside the heap")
+        if any(re.search(r"_bytes \d", e) for e in x.evidence):
+            out.append(f"a raw field and byte count where the page says sizes one way: {x.evidence}")
     titles = [x.title for x in result.advice]
     if len(titles) != len(set(titles)):
         out.append(f"an item twice: {titles}")
