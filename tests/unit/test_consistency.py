@@ -6,7 +6,11 @@ gold capture, and every kill imported from the log fixtures.
   "only the Killed line" where the report is there);
 - no advice rests on a fact the capture lacks (a limit number without a timeline, "no swap"
   without knowing the swap, THP advice without the mode, a helper without a tasks table, "fix the
-  items above" with nothing above).
+  items above" with nothing above; swap advice where the growth is not known to have stopped; a
+  heap profile for a leak outside the Java heap; one item twice);
+- the verdict says what the charge was made of, and never that an RSS above the charge "accounts
+  for" it; sizes in the page's one format;
+- each example page is what the code renders from its capture (reports/ kept current).
 """
 
 import glob
