@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from typing import List, Optional
 
 import typer
@@ -59,6 +60,16 @@ def _options(
                                                     help="print oomscope's version and exit")] = None,
 ) -> None:
     """OOM-kill forensics: what a cgroup's memory was made of when the kernel killed a process."""
+
+
+def _sampled(collector, cgroup: str) -> bool:
+    """record --lab starts its workload once its sampler's first pass over the host has ended
+    (until then a new cgroup waits for it: 32 s for 500 on a loaded 2-core host) and it has read
+    the sandbox once: from then on the sandbox is read on its schedule (peeked at every second
+    while empty), so the timeline starts there. Waiting for a second read added up to the idle
+    interval (10 s) of empty sandbox to every timeline (run_lab also makes the sandbox only after
+    the first pass: two host runs, one empty reading 2 s before the fill)."""
+    return collector.sampler.passes >= 1 and len(collector.sampler.store.samples(cgroup)) >= 1
 
 
 def _fail(exc: OomscopeError) -> "typer.Exit":
@@ -128,8 +139,16 @@ def record(
         if lab is not None:
             def run_lab() -> None:
                 try:
+                    # the sandbox is made once the first pass is over: made during it, it would be
+                    # read once early in the pass and then not until the pass ended (20 s of empty
+                    # sandbox at the head of the timeline on this host); made after, it is found
+                    # within a second (discovery) and read at once
+                    from .lab import WATCH_TIMEOUT_S
+                    deadline = time.monotonic() + WATCH_TIMEOUT_S
+                    while collector.sampler.passes < 1 and time.monotonic() < deadline and not collector.stop.is_set():
+                        time.sleep(0.1)
                     lab_state["run"] = run_scenario(lab, limit_bytes=limit,
-                                                    watched=lambda cg: len(collector.sampler.store.samples(cg)) >= 2)  # read again: past its first pass
+                                                    watched=lambda cg: _sampled(collector, cg))
                 except OomscopeError as exc:
                     lab_state["error"] = exc
                 finally:

@@ -205,6 +205,10 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
     anon = cats.get("anon", 0)
     mode = capture.host.thp_enabled
     if thp and anon and thp >= 0.5 * anon:
+        # The capture shows how much was in huge pages, not how much of each the program used: a
+        # program that touches every byte (the lab's thp) gains nothing from turning THP off.
+        # So this is context with the check that tells, not a cause (issue 15: no advice on a
+        # fact the capture lacks).
         if mode == "always":
             what = ("The host gives huge pages to every program (mode 'always'): switch the host, or this process "
                     "(prctl PR_SET_THP_DISABLE), to 'madvise' if the program does not need them.")
@@ -214,22 +218,27 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
                     "that off, or set PR_SET_THP_DISABLE for the process, if it does not need them.")
         else:
             what = "The host's THP mode is not known: see /sys/kernel/mm/transparent_hugepage/enabled on that host."
-        out.append(Advice("no_more_limit" if mode in ("always", "madvise") else "context", "Transparent huge pages",
+        out.append(Advice("context", "Transparent huge pages",
                           f"{_mib(thp)} of {_mib(anon)} anonymous memory was in huge pages (THP mode: {mode or 'unknown'}). A huge page is "
-                          f"charged whole (2 MiB) even when the program touches a few bytes of it. {what}",
+                          "charged whole (2 MiB) even when the program touches a few bytes of it; whether this program used "
+                          "all of each is not in the capture (run it with THP off and compare its RSS at the same load). "
+                          f"{what}",
                           [f"anon_thp {_mib(thp)}", f"anon {_mib(anon)}", f"THP enabled={mode or 'unknown'}"]))
 
     # --- swap ---
-    # only where it changes what the reader does: most of the charge was what swap could take out
-    swappable = anon + shmem >= 0.5 * usage
+    # Only where it changes what the reader does: most of the charge was what swap could take out,
+    # and the growth had stopped (a peak: cold pages could go to swap). A leak fills swap too and
+    # is killed later; without a timeline the peak-or-leak item already says what is not known.
+    swappable = anon + shmem >= 0.5 * usage and trend.kind in ("plateau", "spike")
+    held_words = " and ".join(w for w, v in (("anonymous memory", anon), ("tmpfs", shmem)) if v)
     if capture.host.swap_total_bytes is None and swappable:
         out.append(Advice("context", "Swap: unknown",
-                          "Whether the host had swap is unknown (not in what oomscope read). If it had none, anonymous memory "
-                          "and tmpfs could only stay in RAM; with swap (or zram) cold anonymous pages could have been pushed "
+                          f"Whether the host had swap is unknown (not in what oomscope read). If it had none, {held_words} "
+                          "could only stay in RAM; with swap (or zram) cold anonymous pages could have been pushed "
                           "out instead of a kill.", ["host swap unknown"]))
     elif capture.host.swap_total_bytes == 0 and swappable:
         out.append(Advice("context", "No swap",
-                          f"The host has no swap, so the {_mib(anon + shmem)} of anonymous memory and tmpfs could only stay "
+                          f"The host has no swap, so the {_mib(anon + shmem)} of {held_words} could only stay "
                           "in RAM; with swap (or zram) its cold pages could have been pushed out instead of a kill.",
                           ["swap total 0", f"anon + shmem {_mib(anon + shmem)} of {_mib(usage)}"]))
 
@@ -266,6 +275,13 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
     return out + _reclaim_context(trend)
 
 
+#: where to look for an anonymous-memory leak in a JVM whose memory was mostly outside its heap
+#: (analysis/result.py puts it in place of the heap profile: a heap profile does not show it)
+JVM_NATIVE_GROWTH = ("Find what grows outside the heap (jcmd <pid> VM.native_memory summary.diff with "
+                     "-XX:NativeMemoryTracking=summary; direct buffers: the JVM's BufferPool MBeans)")
+HEAP_GROWTH = "Find what grows (heap profile, cache without eviction)"
+
+
 def _what_grows(a: Analysis) -> str:
     """Where to look for the leak, by what the charge was mostly made of."""
     top = a.top_categories[0] if a.top_categories else "anon"
@@ -273,7 +289,7 @@ def _what_grows(a: Analysis) -> str:
         return "Find what writes the tmpfs files that are never deleted (du on the tmpfs mounts, /dev/shm)"
     if top in ("slab", "kernel"):
         return "Find what creates or opens files and keeps them (ls /proc/<pid>/fd | wc -l, a descriptor leak)"
-    return "Find what grows (heap profile, cache without eviction)"
+    return HEAP_GROWTH
 
 
 def _reclaim_context(trend: Trend) -> List[Advice]:

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import List
 
 from ..model import Capture
-from .advice import Advice, Trend, advise, trend_of
+from .advice import HEAP_GROWTH, JVM_NATIVE_GROWTH, Advice, Trend, advise, trend_of
 from .attribution import Analysis, analyse
-from .shown import Shown, java_advice, shown_of
+from .shown import OUTSIDE_HEAP, Shown, java_advice, shown_of
 from .verdict import Verdict, verdict_of
 
 
@@ -39,4 +39,9 @@ def analyse_kill(capture: Capture) -> KillAnalysis:
     # the JVM's flags need no more limit: before the advice that says "fix the items above first"
     at = next((i for i, x in enumerate(advice) if x.case in ("more_limit", "delay_only")), len(advice))
     advice[at:at] = java
+    if any(x.title == OUTSIDE_HEAP for x in java):
+        # the JVM's memory grew outside its heap: a heap profile would not show the leak
+        for x in advice:
+            if x.case == "delay_only":
+                x.text = x.text.replace(HEAP_GROWTH, JVM_NATIVE_GROWTH)
     return KillAnalysis(attribution=a, trend=trend, advice=advice, verdict=verdict_of(capture, a, trend), shown=shown)

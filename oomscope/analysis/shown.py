@@ -75,29 +75,39 @@ def _java_split(r: RuntimeReading, capture: Capture) -> JavaSplit:
     s = JavaSplit(r.pid, r.comm or (task.comm if task else ""), is_victim, r.read_ms_before_kill, r, rss)
     if rss is None or r.heap_committed_bytes is None:
         return s
-    s.outside_heap_bytes = max(0, rss - r.heap_committed_bytes)
-    s.parts.append(SplitPart("heap", "Java heap (committed)", min(rss, r.heap_committed_bytes),
-                             f"used {fmt_bytes(r.heap_used_bytes)} of {fmt_bytes(r.heap_committed_bytes)} committed, "
-                             f"max {fmt_bytes(r.heap_max_bytes)}; what heap dashboards show is the used part"))
-    rest = s.outside_heap_bytes
-    meta = r.metaspace_committed_bytes
-    if meta is not None:
-        # the class space's committed part is included in metaspace's (hsperfdata sun.gc.metaspace)
-        m = min(rest, meta)
-        s.parts.append(SplitPart("metaspace", "Metaspace (class metadata)", m,
-                                 f"committed {fmt_bytes(meta)}, used {fmt_bytes(r.metaspace_used_bytes)}; of which "
-                                 f"compressed class space {fmt_bytes(r.class_space_committed_bytes)}"))
-        rest -= m
+    # The kernel splits the RSS exactly (anon / file / shmem); the JVM's figures are what it
+    # committed, not what is resident: committed heap is charged only as it is touched. So the
+    # file pages come from the kernel first, then metaspace (its used part is nearly all of its
+    # committed), and the heap is at most what the anonymous RSS leaves: a heap committed beyond
+    # that was not all resident (the lab's java-heap: 192.4 MiB committed, 190.9 MiB anon RSS).
     mapped = task.rss_file_bytes if task is not None else (capture.victim.file_rss_bytes if is_victim else None)
-    if mapped:
-        m = min(rest, mapped)
-        s.parts.append(SplitPart("mapped_files", "Mapped files (libjvm, the JDK's modules, jars)", m,
-                                 "file pages in its RSS: page cache, charged to whichever cgroup first read them"))
-        rest -= m
+    shmem = (task.rss_shmem_bytes if task is not None else (capture.victim.shmem_rss_bytes if is_victim else None)) or 0
+    files = min(rss, (mapped or 0) + shmem)
+    anon = rss - files
+    meta = min(anon, r.metaspace_committed_bytes) if r.metaspace_committed_bytes is not None else 0
+    heap = min(r.heap_committed_bytes, anon - meta)
+    s.outside_heap_bytes = rss - heap
+    capped = (f"; at most {fmt_bytes(heap)} of it resident (the anonymous RSS less metaspace): committed heap is "
+              "charged only as it is touched" if heap < r.heap_committed_bytes else "")
+    s.parts.append(SplitPart("heap", "Java heap (committed)" if not capped else "Java heap (resident, at most)", heap,
+                             f"used {fmt_bytes(r.heap_used_bytes)} of {fmt_bytes(r.heap_committed_bytes)} committed, "
+                             f"max {fmt_bytes(r.heap_max_bytes)}; what heap dashboards show is the used part" + capped))
+    if r.metaspace_committed_bytes is not None:
+        # the class space's committed part is included in metaspace's (hsperfdata sun.gc.metaspace)
+        s.parts.append(SplitPart("metaspace", "Metaspace (class metadata)", meta,
+                                 f"committed {fmt_bytes(r.metaspace_committed_bytes)}, used {fmt_bytes(r.metaspace_used_bytes)}; of which "
+                                 f"compressed class space {fmt_bytes(r.class_space_committed_bytes)}"))
+    if files:
+        s.parts.append(SplitPart("mapped_files", "Mapped files (libjvm, the JDK's modules, jars)", files,
+                                 "file pages in its RSS (the kernel's file-rss and shmem-rss): page cache, charged to "
+                                 "whichever cgroup first read them"))
+    rest = anon - meta - heap
     threads = f"{r.threads} threads' stacks" if r.threads is not None else "thread stacks"
     s.parts.append(SplitPart("native", "Native memory outside the heap", rest,
                              f"direct buffers, {threads}, the code cache, GC structures and malloc: the JVM's "
-                             "counters do not split these (-XX:NativeMemoryTracking=summary and jcmd VM.native_memory do)"))
+                             "counters do not split these (-XX:NativeMemoryTracking=summary and jcmd VM.native_memory do)"
+                             + (f"; with the heap's resident part unknown, heap and native memory together were "
+                                f"{fmt_bytes(heap + rest)}: this row is a lower bound" if capped else "")))
     return s
 
 
@@ -229,6 +239,11 @@ def _flag_bytes(args: Optional[str], flag: str) -> Optional[int]:
     return int(m.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}[m.group(2).lower()]
 
 
+#: titles of the JVM's advice (analysis/result.py looks for the first)
+OUTSIDE_HEAP = "Memory outside the Java heap"
+HEAP_MAX = "Heap max too close to the limit"
+
+
 def java_advice(shown: Shown, limit_bytes: Optional[int]):
     """Advice for the JVMs read, from their own figures: (case, title, text, evidence) tuples."""
     out = []
@@ -249,12 +264,12 @@ def java_advice(shown: Shown, limit_bytes: Optional[int]):
                         + left + (f"; outside the heap the JVM already took {fmt_bytes(outside)}" if outside is not None else "") + ". "
                         "Size the heap from the limit: -XX:MaxRAMPercentage"
                         + (f"={target}" if target else "") + " (instead of a fixed -Xmx), so heap max + native memory fits.")
-                out.append(("no_more_limit", "Heap max too close to the limit", text,
-                            [f"{who} heap_max_bytes {r.heap_max_bytes}", f"limit_bytes {limit_bytes}"]))
+                out.append(("no_more_limit", HEAP_MAX, text,
+                            [f"{who} heap max {fmt_bytes(r.heap_max_bytes)}", f"limit {fmt_bytes(limit_bytes)}"]))
         if outside is not None and j.rss_bytes and outside >= 0.25 * j.rss_bytes:
             native = next((p.bytes for p in j.parts if p.key == "native"), None)
             direct = _flag_bytes(r.vm_args, "MaxDirectMemorySize")
-            out.append(("no_more_limit", "Memory outside the Java heap",
+            out.append(("no_more_limit", OUTSIDE_HEAP,
                         f"{fmt_bytes(outside)} of {who}'s {fmt_bytes(j.rss_bytes)} RSS was outside its heap "
                         f"({fmt_bytes(native)} of it native: direct buffers, thread stacks, code cache, GC structures, malloc). "
                         "A heap dashboard does not show it. "
@@ -263,16 +278,17 @@ def java_advice(shown: Shown, limit_bytes: Optional[int]):
                            "Direct buffers were not capped (-XX:MaxDirectMemorySize defaults to the heap max). ")
                         + "Cap direct buffers with -XX:MaxDirectMemorySize so heap max + direct + the rest fits the limit, and run with "
                         "-XX:NativeMemoryTracking=summary to see the rest (jcmd <pid> VM.native_memory).",
-                        [f"{who} rss_bytes {j.rss_bytes}", f"heap_committed_bytes {r.heap_committed_bytes}"]))
+                        [f"{who} RSS {fmt_bytes(j.rss_bytes)}", f"heap committed {fmt_bytes(r.heap_committed_bytes)}"]))
         pretouch = bool(r.vm_args and "+AlwaysPreTouch" in r.vm_args)
         if pretouch:
             out.append(("context", "-XX:+AlwaysPreTouch made the whole heap resident",
                         f"{who} runs with -XX:+AlwaysPreTouch: its committed heap ({fmt_bytes(r.heap_committed_bytes)}) was charged "
                         "from the start, however little of it was used.", [f"vm_args {r.vm_args}"]))
-        elif r.heap_max_bytes and r.heap_committed_bytes is not None and r.heap_max_bytes > r.heap_committed_bytes:
+        elif (r.heap_max_bytes and r.heap_committed_bytes is not None and r.heap_max_bytes > r.heap_committed_bytes
+              and not any(x[1] == HEAP_MAX for x in out)):  # that item already says the heap can outgrow the limit
             out.append(("context", "The heap can still grow into the limit",
                         f"{who}'s heap had {fmt_bytes(r.heap_committed_bytes)} committed of a {fmt_bytes(r.heap_max_bytes)} max: "
                         "it becomes resident as it is touched, so the charge can grow by the difference later. "
                         "-XX:+AlwaysPreTouch touches it all at start, so a heap that does not fit fails at start, not under load.",
-                        [f"heap_committed_bytes {r.heap_committed_bytes}", f"heap_max_bytes {r.heap_max_bytes}"]))
+                        [f"heap committed {fmt_bytes(r.heap_committed_bytes)}", f"heap max {fmt_bytes(r.heap_max_bytes)}"]))
     return out

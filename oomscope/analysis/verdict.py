@@ -76,8 +76,17 @@ def verdict_of(capture: Capture, a: Analysis, trend: Trend) -> Verdict:
                     text += f" and {len(cg.sharing) - 8} more"
             said.append(text + ".")
     if a.categories and ak.usage_bytes:
-        tops = [c for c in a.categories if c.key in a.top_categories]
-        words = " and ".join(f"{_lower_first(c.label)} ({fmt_bytes(c.bytes)}, {fmt_pct(c.share_of_usage)})" for c in tops)
+        # "anon_thp" names anonymous memory mostly in huge pages: the anon category, said with its huge part
+        keys = ["anon" if k == "anon_thp" else k for k in a.top_categories]
+        tops = sorted((c for c in a.categories if c.key in keys), key=lambda c: keys.index(c.key))
+        huge = next((d.bytes for d in a.details if d.key in ("anon_thp", "rss_huge")), None)
+
+        def said_of(c) -> str:
+            text = f"{_lower_first(c.label)} ({fmt_bytes(c.bytes)}, {fmt_pct(c.share_of_usage)}"
+            if c.key == "anon" and "anon_thp" in a.top_categories and huge:
+                text += f"; {fmt_bytes(huge)} of it in transparent huge pages"
+            return text + ")"
+        words = " and ".join(said_of(c) for c in tops)
         if words:
             said.append(f"Most of the charge was {words}.")
     others = next((p.bytes for p in a.reconciliation if p.key == "other_processes"), 0)
@@ -102,7 +111,16 @@ def verdict_of(capture: Capture, a: Analysis, trend: Trend) -> Verdict:
                 text += f"; the largest part of the difference: {_lower_first(biggest.label)} ({fmt_bytes(biggest.bytes)})"
             said.append(text + ".")
         else:
-            said.append(f"The victim's own RSS ({fmt_bytes(a.victim_rss_bytes)}) accounts for the whole charge.")
+            # RSS above the charge: it counts pages charged elsewhere (the ledger's negative rows)
+            over = [p for p in a.reconciliation if p.bytes < 0]
+            rest = a.victim_rss_bytes + sum(p.bytes for p in over)
+            if a.gap_bytes < 0 and over:
+                said.append(f"The victim's own RSS ({fmt_bytes(a.victim_rss_bytes)}) was more than the charge: it counts "
+                            + " and ".join(f"{fmt_bytes(-p.bytes)} of " + _lower_first(p.label.replace("The victim's ", "its "))
+                                           for p in over)
+                            + f"; the rest of it, {fmt_bytes(rest)}, is {fmt_pct(rest / ak.usage_bytes)} of the charge.")
+            else:
+                said.append(f"The victim's own RSS ({fmt_bytes(a.victim_rss_bytes)}) accounts for the whole charge.")
     inc = capture.incident
     if inc is not None and inc.group_kill:
         out.group_kill = (inc.group_cgroup, len(inc.victims))

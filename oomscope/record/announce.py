@@ -52,8 +52,21 @@ def cause_words(c: Capture, analysis: Any) -> str:
         return ", ".join(getattr(analysis, "top_categories", None) or []) or "not analysed"
     if v.kind == "host":
         return "the host ran out of memory (no cgroup limit was hit)"
-    tops = [x for x in a.categories if x.key in a.top_categories]
-    words = [f"{x.label[:1].lower() + x.label[1:]} {100 * x.share_of_usage:.0f}%" for x in tops if x.share_of_usage is not None]
+    # "anon_thp" is anonymous memory mostly in huge pages: the anon category, said so
+    keys = ["anon" if k == "anon_thp" else k for k in a.top_categories]
+    tops = sorted((x for x in a.categories if x.key in keys), key=lambda x: keys.index(x.key))
+    huge = "anon_thp" in a.top_categories
+
+    def label(x) -> str:
+        text = x.label[:1].lower() + x.label[1:]
+        return text[:-1] + "; mostly in huge pages)" if huge and x.key == "anon" and text.endswith(")") else text
+    words = [f"{label(x)} {100 * x.share_of_usage:.0f}%" for x in tops if x.share_of_usage is not None]
+    # a JVM's "heap" above is the process's, not the Java heap: say where a JVM's memory was
+    shown = getattr(analysis, "shown", None)
+    for j in getattr(shown, "java", None) or []:
+        native = next((p.bytes for p in j.parts if p.key == "native"), 0)
+        if j.is_victim and a.usage_bytes and native >= 0.25 * a.usage_bytes:
+            words.append(f"native memory outside the Java heap {100 * native / a.usage_bytes:.0f}%")
     if "other_processes" in v.categories and a.usage_bytes:
         held = next((p.bytes for p in a.reconciliation if p.key == "other_processes"), 0)
         words.append(f"other processes held {100 * held / a.usage_bytes:.0f}%")

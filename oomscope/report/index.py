@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..analysis.attribution import analyse
 from ..analysis.result import KillAnalysis
+from ..analysis.verdict import OTHERS_SHARE
 from ..errors import OomscopeError
 from ..model import Capture
 from ..safefs import Dir
@@ -31,11 +32,30 @@ class IndexRow:
     workload: str = ""
 
 
+#: a category in an index cell: a few plain words, not the analysis' key ("anon_thp")
+MOSTLY_WORDS = {
+    "anon": "anonymous (heap)", "anon_thp": "anonymous, in huge pages", "file": "page cache",
+    "shmem": "tmpfs / shared memory", "slab": "slab (kernel)", "kernel": "kernel (slab)",
+    "kernel_stack": "kernel stacks", "pagetables": "page tables", "percpu": "per-CPU kernel memory",
+    "sock": "socket buffers", "zswap": "zswap", "other_processes": "other processes",
+}
+
+
+def mostly(a) -> str:
+    """What the charge was mostly made of, in the index's words; other processes when they held
+    the share the verdict names them at (analysis/verdict.py, OTHERS_SHARE)."""
+    keys = list(a.top_categories)
+    others = next((p.bytes for p in a.reconciliation if p.key == "other_processes"), 0)
+    if a.usage_bytes and others >= OTHERS_SHARE * a.usage_bytes:
+        keys.append("other_processes")
+    return ", ".join(MOSTLY_WORDS.get(k, k) for k in keys)
+
+
 def row_for(capture: Capture, analysis: Optional[KillAnalysis] = None) -> IndexRow:
     """The index's row; the kill's analysis when the caller has it (record), else the attribution
     alone, which is all a row shows (a capture read from disk)."""
     try:
-        cats = ", ".join((analysis or analyse(capture)).top_categories)
+        cats = mostly(analysis.attribution if analysis is not None else analyse(capture))
     except Exception:  # noqa: BLE001 - one odd capture must not cost the index
         cats = ""
     cg = capture.cgroup

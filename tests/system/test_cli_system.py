@@ -38,7 +38,8 @@ def test_record_with_lab_prints_the_postmortem(tmp_path):
     html_path = last.split(": ", 1)[1]
     assert os.path.isfile(html_path) and os.path.isfile(os.path.join(os.path.dirname(html_path), "capture.json"))
     # the kill line: the cause in plain words, no internal state names
-    kill = next(line for line in r.stdout.splitlines() if " kill pid=" in line)
+    # (record sees every kill on the host: another test's storm may print its kills first)
+    kill = next(line for line in r.stdout.splitlines() if " kill pid=" in line and "memcg=/oomscope-lab-anon-" in line)
     assert "cause='anonymous memory" in kill and "state=" not in kill
     # the sandbox was sampled before the workload began, and the workload filled it over seconds:
     # the post-mortem has the timeline of the fill, and a trend from it

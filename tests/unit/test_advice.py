@@ -108,13 +108,30 @@ def test_thp_on_a_madvise_host_is_not_told_to_switch_to_madvise():
     assert "to 'madvise'" not in thp.text and "asked for them" in thp.text
 
 
+PLATEAU = [60 * MIB, 61 * MIB, 60 * MIB, 62 * MIB, 61 * MIB, 60 * MIB, 61 * MIB, 62 * MIB, 60 * MIB, 61 * MIB]
+LEAK = [10 * MIB + i * 9 * MIB for i in range(11)]
+
+
 def test_no_swap_is_said_only_where_swap_would_have_helped():
-    cap = _capture([], {"anon": 10 * MIB, "file": 90 * MIB})  # page cache: swap changes nothing
+    cap = _capture(PLATEAU, {"anon": 10 * MIB, "file": 90 * MIB})  # page cache: swap changes nothing
     assert "No swap" not in {x.title for x in advise(cap, analyse(cap))}
-    cap = _capture([], {"anon": 100 * MIB})
-    assert "No swap" in {x.title for x in advise(cap, analyse(cap))}
-    cap = _capture([], {"anon": 100 * MIB}, swap=None)  # not known: nothing said as if it were 0
+    cap = _capture(PLATEAU, {"anon": 100 * MIB})  # a peak of anonymous memory: cold pages could go
+    (swap,) = [x for x in advise(cap, analyse(cap)) if x.title == "No swap"]
+    assert "anonymous memory could" in swap.text and "tmpfs" not in swap.text  # only what was there
+    cap = _capture(PLATEAU, {"anon": 100 * MIB}, swap=None)  # not known: nothing said as if it were 0
     assert "No swap" not in {x.title for x in advise(cap, analyse(cap))}
+    # a leak fills swap too (it only delays the kill); without a timeline the peak is not known
+    for series in (LEAK, []):
+        cap = _capture(series, {"anon": 100 * MIB})
+        assert not {"No swap", "Swap: unknown"} & {x.title for x in advise(cap, analyse(cap))}
+
+
+def test_thp_is_context_since_the_capture_cannot_show_untouched_bytes():
+    # the capture has the huge pages, not how much of each the program used: no cause, no fix
+    cap = _capture([], {"anon": 100 * MIB, "anon_thp": 90 * MIB})
+    (thp,) = [x for x in advise(cap, analyse(cap)) if x.title == "Transparent huge pages"]
+    assert thp.case == "context" and "not in the capture" in thp.text
+    assert not [x for x in advise(cap, analyse(cap)) if x.case == "no_more_limit"]
 
 
 def test_the_helper_is_named():

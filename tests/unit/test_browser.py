@@ -110,5 +110,9 @@ def test_java_dashboards_section_in_chromium(browser, tmp_path, width, height):
     assert bar and 0 < bar["width"] <= width
     for cell in page.locator("#dashboards table.split td:first-child").all():
         assert cell.bounding_box()["width"] >= 60  # no column one letter wide
+    # the advice is read, not scrolled sideways: a phone once cut every line of it at the edge
+    for table in ("table.advice", "table.split"):  # prose in cells: read, not scrolled
+        w = page.evaluate(f"(t => [t.scrollWidth, t.clientWidth])(document.querySelector('{table}'))")
+        assert w[0] <= w[1], f"{table} is {w[0]}px wide in {w[1]}px"
     page.screenshot(path=str(tmp_path / f"java-{width}.png"), full_page=True)
     page.close()

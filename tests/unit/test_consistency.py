@@ -6,7 +6,11 @@ gold capture, and every kill imported from the log fixtures.
   "only the Killed line" where the report is there);
 - no advice rests on a fact the capture lacks (a limit number without a timeline, "no swap"
   without knowing the swap, THP advice without the mode, a helper without a tasks table, "fix the
-  items above" with nothing above).
+  items above" with nothing above; swap advice where the growth is not known to have stopped; a
+  heap profile for a leak outside the Java heap; one item twice);
+- the verdict says what the charge was made of, and never that an RSS above the charge "accounts
+  for" it; sizes in the page's one format;
+- each example page is what the code renders from its capture (reports/ kept current).
 """
 
 import glob
@@ -123,6 +127,24 @@ def _problems(cap: Capture):
             out.append("'fix the items above' with nothing above")
         if x.title.startswith("Reserved is not charged") and not cap.victim.total_vm_bytes:
             out.append("advice on the reserved size without total_vm")
+        if x.title in ("No swap", "Swap: unknown") and result.trend.kind not in ("plateau", "spike"):
+            out.append(f"swap advice where the growth is not known to have stopped ({result.trend.kind})")
+        if x.case == "delay_only" and "heap profile" in x.text and any(y.title == "Memory outside the Java heap" for y in result.advice):
+            out.append("a heap profile to find a leak that grew outside the heap")
+        if any(re.search(r"_bytes \d", e) for e in x.evidence):
+            out.append(f"a raw field and byte count where the page says sizes one way: {x.evidence}")
+    titles = [x.title for x in result.advice]
+    if len(titles) != len(set(titles)):
+        out.append(f"an item twice: {titles}")
+    if "Heap max too close to the limit" in titles and "The heap can still grow into the limit" in titles:
+        out.append("the heap's growth into the limit said twice")
+
+    # --- the verdict says what the charge was made of, and the RSS as it was ---
+    said = " ".join(result.verdict.sentences)
+    if a.top_categories and a.usage_bytes and cap.cgroup.constraint == "CONSTRAINT_MEMCG" and "Most of the charge was" not in said:
+        out.append(f"the verdict does not say what the charge was made of ({a.top_categories})")
+    if "accounts for the whole charge" in said and (a.gap_bytes or 0) < 0:
+        out.append("the victim's RSS, more than the charge, said to account for it")
     if view.timeline and len(view.timeline_xaxis) < 2:
         out.append("a timeline without a time axis")
     if view.bar and not view.bar_scale:
@@ -142,3 +164,78 @@ def test_a_helpers_rss_is_split_into_what_was_charged_here_shared_and_file_pages
     assert 0 < a.others_shared_bytes < held  # pages shared after fork(): counted in both RSS, charged once
     row = next(r for r in build_view(cap).reconciliation if r.label.startswith("Anonymous memory of 1 other"))
     assert "shared" in row.explanation and "file" in row.explanation
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: os.path.basename(os.path.dirname(p)))
+def test_each_example_page_is_what_the_code_renders_from_its_capture(path):
+    # reports/ is re-rendered after a change of the analysis or the page (reports/README.md):
+    # a stale example would show advice the code no longer gives
+    from oomscope.report.render import render_html
+
+    with open(path, encoding="utf-8") as f:
+        cap = Capture.from_json(f.read())
+    with open(os.path.join(os.path.dirname(path), "postmortem.html"), encoding="utf-8") as f:
+        page = f.read()
+    assert render_html(cap) == page, "stale: run oomscope report reports/X/capture.json -o reports/X/postmortem.html"
+
+
+def _example(name):
+    with open(os.path.join(ROOT, "reports", name, "capture.json"), encoding="utf-8") as f:
+        return Capture.from_json(f.read())
+
+
+def test_a_thp_kill_is_said_as_anonymous_memory_in_huge_pages_everywhere():
+    # top_categories says "anon_thp", which is no category of the charge: the verdict, record's
+    # kill line and the index each once said nothing of what filled the limit
+    from oomscope.record.announce import cause_words
+    from oomscope.report.index import row_for
+
+    cap = _example("thp")
+    result = analyse_kill(cap)
+    assert result.top_categories == ["anon_thp"]
+    said = " ".join(result.verdict.sentences)
+    assert "Most of the charge was anonymous memory (heap, stacks) (63.8 MiB, 99.7%; 58.0 MiB of it in transparent huge pages)" in said
+    assert cause_words(cap, result).startswith("anonymous memory (heap, stacks; mostly in huge pages) 100%")
+    assert row_for(cap, result).categories == "anonymous, in huge pages"
+
+
+def test_the_index_says_what_filled_the_limit_in_words_and_names_other_processes():
+    from oomscope.report.index import row_for
+
+    assert row_for(_example("sidecar")).categories == "anonymous (heap), other processes"  # 35% held by the helper
+    assert row_for(_example("slab")).categories == "kernel (slab), anonymous (heap)"
+    assert row_for(_example("tmpfs")).categories == "tmpfs / shared memory"
+
+
+def test_a_victim_rss_above_the_charge_is_said_as_such():
+    result = analyse_kill(_example("anon"))
+    said = " ".join(result.verdict.sentences)
+    assert "was more than the charge: it counts 5.6 MiB of its file pages charged elsewhere" in said
+    assert "accounts for the whole charge" not in said
+
+
+def test_a_jvm_heap_committed_beyond_its_anonymous_rss_is_not_shown_resident():
+    # java-heap: 192.4 MiB committed, 190.9 MiB anonymous RSS, 9.3 MiB of file pages: the split
+    # once showed the whole committed heap resident, mapped files 0 B and 7.8 MiB outside the heap
+    # (from which it sized -XX:MaxRAMPercentage=94)
+    cap = _example("java-heap")
+    result = analyse_kill(cap)
+    (j,) = result.shown.java
+    parts = {p.key: p for p in j.parts}
+    v = cap.victim
+    assert parts["mapped_files"].bytes == (v.file_rss_bytes or 0) + (v.shmem_rss_bytes or 0)  # the kernel's figure
+    assert parts["heap"].bytes <= v.rss_bytes - parts["mapped_files"].bytes - parts["metaspace"].bytes
+    assert parts["heap"].bytes < j.reading.heap_committed_bytes and "at most" in parts["heap"].label
+    assert sum(p.bytes for p in j.parts) == j.rss_bytes
+    heap_max = next(x for x in result.advice if x.title == "Heap max too close to the limit")
+    assert "MaxRAMPercentage=87" in heap_max.text  # from 18.9 MiB outside the heap, not 7.8
+
+
+def test_a_jvm_kill_line_says_the_memory_was_outside_the_java_heap():
+    # "anonymous memory (heap, stacks) 99%" alone reads as the Java heap to whoever runs a JVM
+    from oomscope.record.announce import cause_words
+
+    off = _example("java-offheap")
+    assert "native memory outside the Java heap 89%" in cause_words(off, analyse_kill(off))  # 170.7 of 192 MiB
+    heap = _example("java-heap")
+    assert "outside the Java heap" not in cause_words(heap, analyse_kill(heap))
