@@ -56,7 +56,7 @@ def test_storm_kills_get_their_state_from_the_counters(recorder, kernel_log, san
     rec = recorder()
     pids_dir = tmp_path / "pids"
     # the parent holds ~90% of the limit first, so that record attaches its counters before the storm
-    res = run_storm(path, tmp_path / "storm.py", pids_dir, 6, warm_bytes=58 << 20)
+    res = run_storm(path, tmp_path / "storm.py", pids_dir, 6, warm_bytes=58 << 20, min_kills=32)
     assert res.returncode == 0, res.stderr
     ours = {int(p) for p in os.listdir(pids_dir)}
     time.sleep(1.0)
