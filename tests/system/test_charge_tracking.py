@@ -77,7 +77,11 @@ def test_storm_kills_get_their_state_from_the_counters(recorder, kernel_log, san
     # Kills without a report: the state at the kill comes from the counters.
     bare = [caps[p] for p in killed if p not in full]
     sources = collections.Counter(c["at_kill"]["source"] for c in bare)
-    assert sources["reconstructed"] == len(bare), f"state sources of rate-limited kills: {dict(sources)}"
+    if sources["reconstructed"] != len(bare):
+        tracking = collections.Counter(c["charge_tracking"] for c in bare)
+        rec.stop()  # record says at exit why kills had no reconstruction
+        raise AssertionError(f"state sources of rate-limited kills: {dict(sources)}; charge tracking at them: "
+                             f"{dict(tracking)}; record said: {rec.stderr()[-1500:]}")
     assert all(c["charge_tracking"].startswith("on") for c in bare)
 
     # Kills with a report: the reconstruction, made without it, agrees with it.
