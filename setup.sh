@@ -4,7 +4,8 @@
 #   ./setup.sh          install: bcc (python3-bpfcc), kernel headers, tracefs, a virtualenv, oomscope
 #   ./setup.sh demo     install, then record a real OOM kill in a sandbox cgroup -> a post-mortem
 #   ./setup.sh test     install, then run the whole test suite: unit + system tests on this host,
-#                       then the system tests in VMs booting Debian's 6.1 and 6.12 kernels (cgroup v2)
+#                       then the system tests in VMs booting Debian's 6.1, 6.12 and newest 7.x kernels
+#                       (cgroup v2; the 7.x one fetched from trixie-backports into /var/lib/oomscope)
 #   ./setup.sh image    what the container image needs (packaging/Dockerfile): bcc, the virtualenv and
 #                       oomscope, no kernel headers (they come from the node, mounted) and no tracefs
 #                       mount. With OOMSCOPE_DRY_RUN=1 it prints the steps instead of running them.

@@ -192,8 +192,8 @@ def test_timeline_shows_page_cache_then_anon_then_reclaim(recorder, kernel_log, 
 
 
 def test_record_and_capture_say_whether_charge_tracking_could_run(recorder, kernel_log, sandbox):
-    """Either way, record says so: here (6.13+) it is available and attached near the limit; on
-    the VMs' 6.1 and 6.12 it is unavailable, and the sampler alone fills the timeline."""
+    """Either way, record says so: here and in the 7.x VM (6.13+) it is available and attached near
+    the limit; on the VMs' 6.1 and 6.12 it is unavailable, and the sampler alone fills the timeline."""
     name, path = sandbox(limit=96 << 20)
     rec = recorder()
     why = charge_tracking_support()

@@ -165,7 +165,7 @@ fetch_kernel() {  # series -> the version now unpacked in $KERNEL_CACHE/<version
         log "kernel $series: $version: $mb MB fetched and unpacked in $(( $(date +%s) - start )) s"
         local old
         for old in "$KERNEL_CACHE/$series".*; do
-            [ "$old" != "$root" ] && [ -d "$old" ] && { log "kernel $series: removing the older $old"; rm -rf "$old"; }
+            if [ "$old" != "$root" ] && [ -d "$old" ]; then log "kernel $series: removing the older $old"; rm -rf "$old"; fi
         done
     fi
     echo "$version"
