@@ -10,7 +10,7 @@
  * touched and freed). Measured on a page-fault storm (bench/overhead.py, steady state): an *empty*
  * program attached as a perf-event tracepoint costs 1.13x, as a raw tracepoint 1.065x; so
  *   - the programs are raw tracepoints: no perf record is built; the arguments are the
- *     tracepoint's own (struct mem_cgroup *memcg, int item, int/unsigned long val), their
+ *     tracepoint's own (struct mem_cgroup *memcg, int item, int or long/unsigned long val), their
  *     prototypes checked against the kernel's BTF (btf_trace_*) by probes.py before loading;
  *   - user space attaches them only while some watched cgroup is near its limit;
  *   - the memcg pointer is turned into a cgroup id (memcg->css.cgroup->kn->id, offsets from BTF)
@@ -30,7 +30,8 @@
  * so a reused pointer is resolved again.
  *
  * -D from user space: OOMSCOPE_NR_ITEMS (stat items + event items, from BTF), OOMSCOPE_NCPUS,
- * OOMSCOPE_OFF_MEMCG_CGROUP, OOMSCOPE_OFF_CGROUP_KN, OOMSCOPE_OFF_KN_ID (from BTF).
+ * OOMSCOPE_OFF_MEMCG_CGROUP, OOMSCOPE_OFF_CGROUP_KN, OOMSCOPE_OFF_KN_ID, and on 7.x
+ * OOMSCOPE_STATE_VAL_LONG (from BTF).
  */
 #include "oomscope.h"
 
@@ -107,16 +108,23 @@ static __always_inline void add(u64 memcg, u32 item, s64 val)
 }
 
 /* Raw tracepoint arguments are u64 slots, and an int is copied into one bit for bit, not
- * sign-extended (CAST_TO_U64 in include/trace/bpf_probe.h): cast back to int before widening. */
+ * sign-extended (CAST_TO_U64 in include/trace/bpf_probe.h): cast back to int before widening.
+ * On 7.x the state tracepoints pass a long (probes.STATE_VAL_TYPES): taken whole. */
+#ifdef OOMSCOPE_STATE_VAL_LONG
+#define STATE_VAL(arg) ((s64)(arg))
+#else
+#define STATE_VAL(arg) ((s64)(int)(arg))
+#endif
+
 int on_mod_memcg_state(struct bpf_raw_tracepoint_args *ctx)
 {
-    add(ctx->args[0], (u32)ctx->args[1], (s64)(int)ctx->args[2]);
+    add(ctx->args[0], (u32)ctx->args[1], STATE_VAL(ctx->args[2]));
     return 0;
 }
 
 int on_mod_memcg_lruvec_state(struct bpf_raw_tracepoint_args *ctx)
 {
-    add(ctx->args[0], (u32)ctx->args[1], (s64)(int)ctx->args[2]);
+    add(ctx->args[0], (u32)ctx->args[1], STATE_VAL(ctx->args[2]));
     return 0;
 }
 

@@ -141,6 +141,11 @@ MEMCG_TRACEPOINTS = (
     ("mod_memcg_lruvec_state", "on_mod_memcg_lruvec_state", ["struct mem_cgroup *", "int", "int"]),
     ("count_memcg_events", "on_count_memcg_events", ["struct mem_cgroup *", "int", "long unsigned int"]),
 )
+# The two state tracepoints' value is an int on 6.13-6.18 and a long on 7.x (Debian's 7.3.4: BTF
+# btf_trace_mod_memcg_state takes (struct mem_cgroup *, int, long int), and its tracefs format has
+# `long val` at offset 24: tests/fixtures/tracefs/7.3-memcg-*.format). The program reads either;
+# a long must not be cut to an int, an int must be sign-extended from its 32 bits.
+STATE_VAL_TYPES = {"int": [], "long int": ["-DOOMSCOPE_STATE_VAL_LONG=1"]}
 # memcg pointer -> cgroup id, as the tracepoints' own records compute it: cgroup_id(memcg->css.cgroup)
 MEMCG_ID_PATH = (
     ("OOMSCOPE_OFF_MEMCG_CGROUP", "mem_cgroup", "css.cgroup"),
@@ -164,12 +169,18 @@ def charge_tracking_layout(types) -> List[str]:
     from .kernel import btf  # noqa: WPS433 - only charge tracking needs it
 
     flags = []
+    val_flags = set()
     try:
         for tp, _fn, params in MEMCG_TRACEPOINTS:
             got = types.raw_tracepoint_params(tp)
+            if got and params[-1] == "int" and got[:-1] == params[:-1] and got[-1] in STATE_VAL_TYPES:
+                val_flags.add(tuple(STATE_VAL_TYPES[got[-1]]))
+                continue
             if got != params:
                 raise ProbeError(f"raw tracepoint {tp} takes ({', '.join(got or ['?'])}), "
                                  f"not the ({', '.join(params)}) this oomscope reads")
+        if len(val_flags) > 1:
+            raise ProbeError("the memcg state tracepoints disagree on their value's type (int and long)")
         for define, struct_name, path in MEMCG_ID_PATH:
             offset, size = types.member_offset(struct_name, path)
             if size != 8:
@@ -177,7 +188,7 @@ def charge_tracking_layout(types) -> List[str]:
             flags.append(f"-D{define}={offset}")
     except btf.BtfError as exc:
         raise ProbeError(f"the kernel's BTF: {exc}") from None
-    return flags
+    return flags + [f for group in val_flags for f in group]
 
 
 class ChargeTracker:

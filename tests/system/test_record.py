@@ -101,7 +101,7 @@ def test_storm_every_killed_line_has_a_capture(recorder, kernel_log, sandbox, tm
     name, path = sandbox(limit=64 << 20)
     rec = recorder()
     pids_dir = tmp_path / "pids"
-    res = run_storm(path, tmp_path / "storm.py", pids_dir, 6)
+    res = run_storm(path, tmp_path / "storm.py", pids_dir, 6, min_kills=32)
     assert res.returncode == 0, res.stderr
     ours = {int(p) for p in os.listdir(pids_dir)}
     time.sleep(1.0)

@@ -79,3 +79,15 @@ def test_global_oom_capture_and_page():
     assert any("global OOM" in n for n in cap.notes)
     html = render_html(cap)
     assert "the host itself ran out of memory" in html and "raising a container" in html
+
+
+def test_7x_report_breaks_the_charge_down_to_the_byte():
+    # Debian 7.3.4 (VM, v2): kernel = slab + stacks + page tables + percpu + vmalloc + the rest,
+    # so the categories add up to memory.current, which the report says is the limit.
+    cap, rep = capture_from_fixture("v2-7.3-anon.kmsg", version=2)
+    a = analyse(cap)
+    assert a.usage_bytes == a.limit_bytes == 64 << 20
+    got = {c.key: c.bytes for c in a.categories}
+    assert got == {"anon": 66859008, "pagetables": 204800, "slab": 43648, "kernel": 1344, "percpu": 64}
+    assert sum(got.values()) == a.usage_bytes
+    assert a.top_categories == ["anon"] and not a.notes

@@ -2,6 +2,7 @@
 memcg pointer into its cgroup id in bpf/charge_tracking.c: on a synthetic blob whose layout is
 known, and on this kernel's BTF."""
 
+import pathlib
 import struct
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from oomscope import probes
 from oomscope.errors import ProbeError
 from oomscope.kernel import btf
+
+FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
 
 
 class BlobBuilder:
@@ -46,11 +49,12 @@ class BlobBuilder:
         return hdr + self.types + self.strings
 
 
-def _memcg_like_blob(id_size=8, kn_bitfield=False):
+def _memcg_like_blob(id_size=8, kn_bitfield=False, state_vals=("int", "int")):
     b = BlobBuilder()
     u64 = b.int_("long long unsigned int", 8)
     i32 = b.int_("int", 4)
     ul = b.int_("long unsigned int", 8)
+    ints = {"int": i32, "long int": b.int_("long int", 8), "short int": b.int_("short int", 2)}
     kn = b.struct_("kernfs_node", 128, [("flags", i32, 0), ("id", u64 if id_size == 8 else i32, 96 * 8)])
     kn_ptr = b.ptr(kn)
     # cgroup.kn sits inside an anonymous union at byte 248, itself at bit offset 8*8 inside it
@@ -63,7 +67,8 @@ def _memcg_like_blob(id_size=8, kn_bitfield=False):
     memcg = b.struct_("mem_cgroup", 4096, [("css", css, 64 * 8)])
     memcg_ptr = b.ptr(memcg)
     void_ptr = b.ptr(0)
-    for tp, last in (("mod_memcg_state", i32), ("mod_memcg_lruvec_state", i32), ("count_memcg_events", ul)):
+    for tp, last in (("mod_memcg_state", ints[state_vals[0]]), ("mod_memcg_lruvec_state", ints[state_vals[1]]),
+                     ("count_memcg_events", ul)):
         params = [(void_ptr), (memcg_ptr), (i32), (last)]
         proto = b.add("", btf.KIND_FUNC_PROTO, len(params), 0, b"".join(struct.pack("<II", 0, t) for t in params))
         b.add(f"btf_trace_{tp}", btf.KIND_TYPEDEF, 0, b.ptr(proto))
@@ -79,6 +84,28 @@ def test_member_offsets_follow_paths_anonymous_members_and_modifiers():
     assert types.raw_tracepoint_params("no_such_tracepoint") is None
     assert probes.charge_tracking_layout(types) == [
         "-DOOMSCOPE_OFF_MEMCG_CGROUP=80", "-DOOMSCOPE_OFF_CGROUP_KN=256", "-DOOMSCOPE_OFF_KN_ID=96"]
+
+
+def test_7x_state_tracepoints_pass_a_long_and_the_program_is_told():
+    # Debian's 7.3.4 (VM): btf_trace_mod_memcg_state and _lruvec_state take (struct mem_cgroup *,
+    # int, long int); 6.13-6.18 an int (the host's 6.18). The tracefs formats captured from both
+    # kernels say the same: `long val` at offset 24 against `int val` at offset 20.
+    types = btf.BtfTypes(_memcg_like_blob(state_vals=("long int", "long int")))
+    assert types.raw_tracepoint_params("mod_memcg_state") == ["struct mem_cgroup *", "int", "long int"]
+    assert probes.charge_tracking_layout(types) == [
+        "-DOOMSCOPE_OFF_MEMCG_CGROUP=80", "-DOOMSCOPE_OFF_CGROUP_KN=256", "-DOOMSCOPE_OFF_KN_ID=96",
+        "-DOOMSCOPE_STATE_VAL_LONG=1"]
+    fields = {}
+    for name, kernel in (("7.3-memcg-mod_memcg_state.format", "7.3"), ("6.18-memcg-mod_memcg_state.format", "6.18")):
+        text = (FIXTURES / "tracefs" / name).read_text()
+        fields[kernel] = [ln.split(";")[0].split(":", 1)[1] for ln in text.splitlines() if "field:" in ln and " val;" in ln]
+    assert fields == {"7.3": ["long val"], "6.18": ["int val"]}
+
+
+@pytest.mark.parametrize("state_vals", [("short int", "short int"), ("int", "long int")])
+def test_a_state_value_type_the_program_does_not_read_turns_charge_tracking_off(state_vals):
+    with pytest.raises(ProbeError, match="short int|disagree"):
+        probes.charge_tracking_layout(btf.BtfTypes(_memcg_like_blob(state_vals=state_vals)))
 
 
 @pytest.mark.parametrize("struct_name,path", [("mem_cgroup", "css.nope"), ("nope", "x"), ("kernfs_node", "id.deeper")])

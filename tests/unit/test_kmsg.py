@@ -138,3 +138,26 @@ def test_global_oom(fixture):
     assert mi["ram_pages"] == 262013 and mi["free_swap_kb"] == 0 and mi["total_swap_kb"] == 0
     assert {"active_anon", "inactive_anon", "free", "slab_reclaimable", "shmem"} <= set(mi)
     assert len(r.tasks) > 3  # every task of the host
+
+
+def test_v2_7x_report_min_protection_line_and_newer_keys(fixture):
+    # Debian's 7.3.4 (VM, cgroup v2): memory.stat one key per record (as 6.12), keys 6.1 lacks
+    # (sec_pagetables, zswap_incomp, pgdemote_proactive, pgsteal_proactive, swpin_zero), and a line
+    # after memory.stat, at warning level, that older kernels do not print:
+    # "Memory cgroup min protection 0kB -- low protection 0kB".
+    text = fixture("kmsg", "v2-7.3-anon.kmsg")
+    assert "4,609,64718470,-;Memory cgroup min protection 0kB -- low protection 0kB" in text
+    (r,) = parse_reports(text)
+    assert r.has_header and r.is_memcg and r.trigger_comm == "python3" and r.trigger_pid == 201
+    assert (r.memory.usage_kb, r.memory.limit_kb, r.memory.failcnt) == (65536, 65536, 35)
+    assert (r.swap.usage_kb, r.swap.limit_kb) == (0, 0) and r.memsw is None and r.kmem is None
+    assert r.stats_cgroup == "/fix7" and len(r.memory_stat) == 71
+    assert r.memory_stat["anon"] == 66859008 and r.memory_stat["kernel"] == 249856
+    assert r.memory_stat["pagetables"] == 204800 and r.memory_stat["pgfault"] == 17106
+    assert {"sec_pagetables", "zswap_incomp", "pgdemote_proactive", "pgsteal_proactive", "swpin_zero"} <= set(r.memory_stat)
+    assert "Memory cgroup min protection 0kB -- low protection 0kB" not in r.memory_stat
+    assert [(t.pid, t.name, t.values["rss_anon"], t.values["pgtables_bytes"]) for t in r.tasks] == [(201, "python3", 16323, 196608)]
+    assert r.summary.oom_memcg == "/fix7" and r.summary.task_memcg == "/fix7"
+    k = r.killed
+    assert (k.pid, k.comm, k.total_vm_kb, k.anon_rss_kb, k.file_rss_kb, k.pgtables_kb) == (201, "python3", 77644, 65292, 944, 192)
+    assert r.first_seq == 506 and r.last_seq == 614

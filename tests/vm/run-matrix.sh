@@ -1,12 +1,29 @@
 #!/usr/bin/env bash
 # The kernel matrix: system tests as root inside VMs that boot Debian's own kernels with cgroup v2
-# (6.1 and 6.12), next to the host's run (6.18, cgroup v1). Idempotent; installs what it needs.
+# (6.1, 6.12 and Debian's newest 7.x), next to the host's run (6.18, cgroup v1). Idempotent;
+# installs what it needs.
 #
 #   tests/vm/run-matrix.sh                 the VM suite: the tests listed in tests/vm/suite.txt,
 #                                          those only a cgroup v2 kernel can prove
 #   tests/vm/run-matrix.sh --all           every system test in every VM (on demand; not in CI)
 #   tests/vm/run-matrix.sh PYTEST ARGS...  what you name, e.g. tests/system/test_swap.py
-#   tests/vm/run-matrix.sh --install-only  the packages and virtme-ng, nothing run
+#   tests/vm/run-matrix.sh --install-only  the packages, the fetched kernels and virtme-ng, nothing run
+#
+# Kernels: 6.1 and 6.12 are packages of the host's own release (Debian 12), installed with apt.
+# A series the host's release does not carry ("7") is fetched from OOMSCOPE_VM_KERNEL_SUITE
+# (trixie-backports) without touching the host's apt set-up or upgrading anything: apt runs with
+# lists, cache and sources of its own under OOMSCOPE_VM_KERNEL_CACHE (/var/lib/oomscope/vm-kernels),
+# asking the Debian mirror the host's own sources use (tests/vm/debian_mirror.py derives it), for the
+# newest version of the series that has all five packages (linux-binary, linux-modules,
+# linux-headers, linux-headers-*-common, linux-kbuild; ~135 MB). They are unpacked with dpkg -x into
+# a private tree (CACHE/<version>/usr/...; no maintainer scripts) and depmod is run there. Nothing
+# goes into the host's /lib/modules or /boot: virtme-ng, given the kernel image inside that tree,
+# mounts a tmpfs over the guest's /lib/modules and links /lib/modules/<version> to the tree's
+# usr/lib/modules/<version>, whose build and source links are relative, so bcc in the guest finds the
+# exactly matching headers at /lib/modules/$(uname -r)/build as with an installed kernel. Each run
+# asks the suite for its newest version (a few hundred KB of lists); one already unpacked is reused,
+# and older ones of the series are removed once a newer one is in place. Offline, the newest tree
+# already unpacked is used, said so.
 #
 # How: virtme-ng (PyPI) boots a Debian kernel package under QEMU with the host's root filesystem
 # shared read-only over 9p (writes go to an overlay), so the guest sees the same oomscope
@@ -23,13 +40,16 @@
 # .ci/run) or, without a deadline, OOMSCOPE_VM_TIMEOUT seconds (default 2400). When a VM fails,
 # the tests that passed, failed and did not run are listed, then its console and pytest log.
 #
-# Environment: OOMSCOPE_VM_KERNELS="6.1 6.12" (series to run), OOMSCOPE_VM_KVM=auto|on|off.
+# Environment: OOMSCOPE_VM_KERNELS="6.1 6.12 7" (series to run), OOMSCOPE_VM_KVM=auto|on|off,
+# OOMSCOPE_VM_KERNEL_SUITE, OOMSCOPE_VM_KERNEL_CACHE (above).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="${OOMSCOPE_VENV:-/opt/oomscope/venv}"
 VNG_VENV="${OOMSCOPE_VNG_VENV:-/opt/oomscope/vng}"
-KERNELS="${OOMSCOPE_VM_KERNELS:-6.1 6.12}"
+KERNELS="${OOMSCOPE_VM_KERNELS:-6.1 6.12 7}"
+KERNEL_SUITE="${OOMSCOPE_VM_KERNEL_SUITE:-trixie-backports}"
+KERNEL_CACHE="${OOMSCOPE_VM_KERNEL_CACHE:-/var/lib/oomscope/vm-kernels}"
 KVM="${OOMSCOPE_VM_KVM:-auto}"
 VM_TIMEOUT="${OOMSCOPE_VM_TIMEOUT:-2400}"
 TEST_TIMEOUT="${OOMSCOPE_VM_TEST_TIMEOUT:-600}"
@@ -41,10 +61,11 @@ log() { printf 'vm-matrix: %s\n' "$*" >&2; }
 
 [ "$(id -u)" -eq 0 ] || { log "needs root"; exit 1; }
 
-packages_for() {  # kernel series -> Debian packages (image and exactly matching headers)
+packages_for() {  # kernel series of the host's release -> its packages (image, exactly matching headers)
     case "$1" in
         6.1) echo "linux-image-amd64 linux-headers-amd64" ;;
-        *) echo "linux-image-$1-amd64 linux-headers-$1-amd64" ;;
+        6.*) echo "linux-image-$1-amd64 linux-headers-$1-amd64" ;;
+        *) echo "" ;;   # fetched from $KERNEL_SUITE by fetch_kernel
     esac
 }
 
@@ -54,6 +75,7 @@ install() {
         # shellcheck disable=SC2207
         want+=($(packages_for "$series"))
     done
+    want+=(kmod)   # depmod, for the fetched kernels' trees
     local missing=()
     for pkg in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -77,15 +99,95 @@ kernel_version() {  # series -> the newest installed version of it, e.g. 6.1 -> 
     ls /boot/vmlinuz-"$series".* 2>/dev/null | sed 's|/boot/vmlinuz-||' | sort -V | tail -n 1
 }
 
-vng_run() {  # vng_run TIMEOUT KVM_FLAG VERSION OUTDIR COMMAND
-    local t="$1" kvmflag="$2" version="$3" out="$4" cmd="$5"
+# A kernel of another suite, in a private tree: see the top of this file.
+KAPT=()
+kernel_apt() {  # apt-get or apt-cache with the matrix's own sources, lists and cache
+    local tool="$1"; shift
+    "$tool" "${KAPT[@]}" "$@"
+}
+
+newest_in_suite() {  # series arch -> the newest version (e.g. 7.3.4+deb13-amd64) with all five packages
+    local series="$1" arch="$2" v base
+    kernel_apt apt-cache pkgnames "linux-binary-$series." 2>/dev/null \
+        | sed -n "s/^linux-binary-\(${series//./\\.}\.[0-9.]*+[a-z0-9]*-$arch\)\$/\1/p" | sort -rV \
+        | while read -r v; do
+            base="${v%-"$arch"}"
+            for pkg in "linux-binary-$v" "linux-modules-$v" "linux-headers-$v" "linux-headers-$base-common" "linux-kbuild-$base"; do
+                kernel_apt apt-cache show "$pkg" >/dev/null 2>&1 || continue 2
+            done
+            echo "$v"; break
+        done
+}
+
+newest_unpacked() {  # series -> the newest version already unpacked in the cache
+    ls -d "$KERNEL_CACHE/$1".*/.complete 2>/dev/null | sed "s|^$KERNEL_CACHE/||; s|/.complete\$||" | sort -V | tail -n 1
+}
+
+fetch_kernel() {  # series -> the version now unpacked in $KERNEL_CACHE/<version> (stdout), or fails
+    local series="$1" arch mirror keyring apt_dir version start
+    arch="$(dpkg --print-architecture)"
+    apt_dir="$KERNEL_CACHE/apt"
+    if ! read -r mirror keyring < <(/usr/bin/python3 "$HERE/tests/vm/debian_mirror.py"); then
+        log "kernel $series: no Debian mirror in this host's apt sources"; return 1
+    fi
+    mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+    echo "deb [signed-by=$keyring] $mirror $KERNEL_SUITE main" >"$apt_dir/sources.list"
+    KAPT=(-o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o Dir::Etc::sourceparts=/dev/null
+          -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o Dir::State::status=/dev/null
+          -o "APT::Architecture=$arch" -o APT::Sandbox::User=root)
+    start=$(date +%s)
+    if timeout 300 apt-get "${KAPT[@]}" update -qq >/dev/null 2>"$apt_dir/update.err"; then
+        version="$(newest_in_suite "$series" "$arch")"
+    else
+        log "kernel $series: could not read $KERNEL_SUITE from $mirror: $(tail -n 1 "$apt_dir/update.err")"
+    fi
+    if [ -z "${version:-}" ]; then
+        version="$(newest_unpacked "$series")"
+        [ -n "$version" ] || { log "kernel $series: none in $KERNEL_SUITE at $mirror, and none unpacked before"; return 1; }
+        log "kernel $series: using $version, unpacked before (the newest in $KERNEL_SUITE is unknown)"
+        echo "$version"; return 0
+    fi
+    local root="$KERNEL_CACHE/$version"
+    if [ ! -f "$root/.complete" ]; then
+        local base="${version%-"$arch"}" tmp
+        tmp="$(mktemp -d "$KERNEL_CACHE/.fetch-XXXXXX")"
+        log "kernel $series: fetching $version from $mirror $KERNEL_SUITE"
+        (cd "$tmp" && timeout 1200 apt-get "${KAPT[@]}" download -qq "linux-binary-$version" "linux-modules-$version" \
+            "linux-headers-$version" "linux-headers-$base-common" "linux-kbuild-$base" >/dev/null) \
+            || { log "kernel $series: download of $version failed"; rm -rf "$tmp"; return 1; }
+        local mb=$(( $(du -sk "$tmp" | cut -f1) / 1024 ))
+        rm -rf "$root.new"
+        for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$root.new"; done
+        rm -rf "$tmp"
+        depmod -b "$root.new/usr" "$version" 2>/dev/null
+        [ -f "$root.new/usr/lib/modules/$version/modules.dep" ] || { log "kernel $series: depmod failed in $root.new"; return 1; }
+        rm -rf "$root" && mv "$root.new" "$root" && touch "$root/.complete"
+        log "kernel $series: $version: $mb MB fetched and unpacked in $(( $(date +%s) - start )) s"
+        local old
+        for old in "$KERNEL_CACHE/$series".*; do
+            if [ "$old" != "$root" ] && [ -d "$old" ]; then log "kernel $series: removing the older $old"; rm -rf "$old"; fi
+        done
+    fi
+    echo "$version"
+}
+
+kernel_image() {  # series version -> the kernel image to boot
+    if [ -n "$(packages_for "$1")" ]; then echo "/boot/vmlinuz-$2"; else echo "$KERNEL_CACHE/$2/usr/lib/modules/$2/vmlinuz"; fi
+}
+
+kernel_headers() {  # series version -> the headers' include directory the guest will see through /lib/modules/<version>/build
+    if [ -n "$(packages_for "$1")" ]; then echo "/lib/modules/$2/build/include"; else echo "$KERNEL_CACHE/$2/usr/lib/modules/$2/build/include"; fi
+}
+
+vng_run() {  # vng_run TIMEOUT KVM_FLAG IMAGE OUTDIR COMMAND
+    local t="$1" kvmflag="$2" image="$3" out="$4" cmd="$5"
     # shellcheck disable=SC2086
-    PATH="$VNG_VENV/bin:$PATH" timeout --kill-after=20 "$t" vng $kvmflag --run "/boot/vmlinuz-$version" \
+    PATH="$VNG_VENV/bin:$PATH" timeout --kill-after=20 "$t" vng $kvmflag --run "$image" \
         --user root --memory 2G --cpus 2 --rwdir "$out" --exec "$cmd" </dev/null >"$out/vng.log" 2>&1
 }
 
 choose_kvm_flag() {
-    local version="$1"
+    local image="$1"
     case "$KVM" in
         off) echo "--disable-kvm"; return ;;
         on) echo ""; return ;;
@@ -93,7 +195,7 @@ choose_kvm_flag() {
     if [ ! -e /dev/kvm ]; then echo "--disable-kvm"; return; fi
     local probe
     probe="$(mktemp -d)"
-    if vng_run 25 "" "$version" "$probe" "touch $probe/booted" && [ -f "$probe/booted" ]; then
+    if vng_run 25 "" "$image" "$probe" "touch $probe/booted" && [ -f "$probe/booted" ]; then
         log "KVM works: using it"
         echo ""
     else
@@ -160,12 +262,17 @@ main() {
     local failed=0 kvmflag="" first=1 summary="" n_left
     n_left=$(wc -w <<<"$KERNELS")
     for series in $KERNELS; do
-        local version
-        version="$(kernel_version "$series")"
-        if [ -z "$version" ] || [ ! -d "/lib/modules/$version/build/include" ]; then
+        local version image
+        if [ -n "$(packages_for "$series")" ]; then
+            version="$(kernel_version "$series")"
+        else
+            version="$(fetch_kernel "$series")" || version=""
+        fi
+        image="$(kernel_image "$series" "$version")"
+        if [ -z "$version" ] || [ ! -f "$image" ] || [ ! -d "$(kernel_headers "$series" "$version")" ]; then
             log "kernel $series: image or headers missing after install"; failed=1; n_left=$((n_left - 1)); continue
         fi
-        if [ "$first" -eq 1 ]; then kvmflag="$(choose_kvm_flag "$version")"; first=0; fi
+        if [ "$first" -eq 1 ]; then kvmflag="$(choose_kvm_flag "$image")"; first=0; fi
         local out start rc budget
         out="$(mktemp -d)"
         start=$(date +%s)
@@ -177,7 +284,7 @@ main() {
         printf '%s\n' "${pytest_args[@]}" >"$out/pytest-args"
         local cmd="date +%s > '$out/booted'; cd '$HERE' && PYTHONDONTWRITEBYTECODE=1 OOMSCOPE_IN_VM=1 '$VENV/bin/python' -m pytest -v -rs -p no:cacheprovider --durations=15 --timeout=$TEST_TIMEOUT @'$out/pytest-args' > '$out/pytest.log' 2>&1; echo \$? > '$out/rc'"
         local vrc=0
-        vng_run "$budget" "$kvmflag" "$version" "$out" "$cmd" || vrc=$?
+        vng_run "$budget" "$kvmflag" "$image" "$out" "$cmd" || vrc=$?
         local took=$(( $(date +%s) - start )) booted="?"
         [ -f "$out/booted" ] && booted=$(( $(cat "$out/booted") - start ))
         echo "=== system tests in a VM: kernel $version, cgroup v2 (booted in $booted s, $took s in all) ==="
@@ -203,5 +310,11 @@ main() {
     return "$failed"
 }
 
-if [ "${1:-}" = "--install-only" ]; then install; exit 0; fi
+if [ "${1:-}" = "--install-only" ]; then
+    install
+    for series in $KERNELS; do
+        [ -n "$(packages_for "$series")" ] || fetch_kernel "$series" >/dev/null
+    done
+    exit 0
+fi
 main "$@" || exit 1
