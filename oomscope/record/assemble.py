@@ -257,7 +257,22 @@ def build_capture(
     from_report = recording.report_source  # the provenance of what the kernel's report says
 
     # --- the victim ---
-    if event is not None and event.anon_rss_kb is not None:
+    # The kernel's Killed line ranks first, as everywhere: on 7.3 it and oom:mark_victim read the
+    # mm's per-CPU RSS counters differently, 48-150 KiB apart either way (measured in the 7.3 VM:
+    # docs/kernel-facts.md). mark_victim's figures stand in when the report was not seen.
+    if killed is not None and killed.anon_rss_kb is not None:
+        victim = Victim(
+            pid=pid, comm=killed.comm, uid=killed.uid, oom_score_adj=killed.oom_score_adj,
+            total_vm_bytes=_kb(killed.total_vm_kb), anon_rss_bytes=_kb(killed.anon_rss_kb),
+            file_rss_bytes=_kb(killed.file_rss_kb), shmem_rss_bytes=_kb(killed.shmem_rss_kb),
+            pgtables_bytes=_kb(killed.pgtables_kb), source=from_report,
+        )
+        if event is not None:
+            victim.comm = event.victim_comm or victim.comm
+            victim.uid = victim.uid if victim.uid is not None else event.uid
+            victim.oom_score_adj = victim.oom_score_adj if victim.oom_score_adj is not None else event.oom_score_adj
+            victim.pgtables_bytes = victim.pgtables_bytes if victim.pgtables_bytes is not None else _kb(event.pgtables_kb)
+    elif event is not None and event.anon_rss_kb is not None:
         victim = Victim(
             pid=pid, comm=event.victim_comm or (killed.comm if killed else ""), uid=event.uid,
             oom_score_adj=event.oom_score_adj, total_vm_bytes=_kb(event.total_vm_kb),

@@ -218,7 +218,7 @@ def test_the_image_run_as_the_daemonset_records_a_kill_as_the_kernel_reported_it
     cap_path, cap = _postmortem_of(ctr, victim)
     rep = kernel_log.report_for(victim)
     _assert_equals_report(cap, rep)  # the kernel's report, read from /dev/kmsg inside the container
-    assert cap["cgroup"]["oom_memcg"] == name and cap["victim"]["source"] == "bpf"
+    assert cap["cgroup"]["oom_memcg"] == name and cap["victim"]["source"] == "kernel_report"
     with open(os.path.join(os.path.dirname(cap_path), "postmortem.html")) as f:
         html = f.read()
     assert f"pid {victim} (python" in html and name in html

@@ -43,7 +43,7 @@ def test_anon_kill_is_recorded_as_the_kernel_reported_it(recorder, kernel_log, h
     ((path, cap),) = rec.wait_for(lambda c: c["victim"]["pid"] == run.main_pid)
     rep = kernel_log.report_for(run.main_pid)
     assert cap["cgroup"]["oom_memcg"] == run.cgroup
-    assert cap["victim"]["comm"] == "oomscope-anon" and cap["victim"]["source"] == "bpf"
+    assert cap["victim"]["comm"] == "oomscope-anon" and cap["victim"]["source"] == "kernel_report"
     assert cap["trigger"]["pid"] == run.main_pid
     _assert_equals_report(cap, rep)
     assert cap["at_kill"]["usage_bytes"] >= 0.95 * (64 << 20)
