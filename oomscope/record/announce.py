@@ -106,8 +106,8 @@ class Announcer:
         self._next_near_ns = 0
         self._notify_errors_said = 0
 
-    def kill(self, capture: Capture, written: Written, analysis: Any) -> None:
-        category = analysis.top_categories[0] if analysis is not None and analysis.top_categories else ""
+    def kill(self, capture: Capture, written: Written, category: str = "") -> None:
+        """``category``: the dominant category of the kill's memory, from its analysis (record/finish.py)."""
         if self.metrics is not None:
             self.metrics.kill(capture, category, written.html_path or written.capture_path)
             self.metrics.captures.inc()

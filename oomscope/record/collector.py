@@ -8,8 +8,10 @@ One thread samples cgroupfs (sampler.Sampler); the main loop polls the BPF perf 
       -> analyse (passed in) -> outputs.Outputs.write -> announce.Announcer.kill
 
 Stops on SIGINT/SIGTERM, at ``duration``, or when ``until()`` says so; kills still pending then are
-written before it returns. record/ imports nothing from analysis/ or report/: cli.py passes
-``analyse``, ``render_html`` and the index in (``Downstream``).
+written before it returns. record/ imports nothing from analysis/ or report/: the capture is written here, its analysis,
+post-mortem and the index are done by a Finisher (record/finish.py) that cli.py starts
+(``Downstream``): a worker process, so that pandas and jinja2 stay out of this long-running one.
+A kill is announced (its line on stdout, the metrics) once its post-mortem is done.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, TextIO
+from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 from ..containers import NodeNames, workload_of
 from ..errors import EnvironmentProblem, ProbeError
@@ -30,34 +32,27 @@ from ..kernel.kmsg import KmsgFollower, KmsgReader, OomReportParser
 from ..layouts import EV_MARK_VICTIM, OomEvent
 from ..metrics import Metrics
 from ..model import Capture
+from ..terminal import terminal_safe
 from ..probes import ChargeTracker, OomProbes, charge_tracking_layout, charge_tracking_support
 from .announce import Announcer
 from .assemble import Placement, Recording, build_capture, place
 from .evidence import ChargeSnapshots, EvidenceGatherer, LiveReads
 from .joiner import KillJoiner, PendingKill
-from .outputs import Outputs
+from .finish import Finished
+from .memory import drop_compiler_pages, trim_heap
+from .outputs import Outputs, Written
 from .retention import Retention
 from .sampler import Sampler, clock_offset_ns
 
 
 @dataclass
 class Downstream:
-    """What happens to a capture after record/ built it, passed in by cli.py."""
+    """What happens to a capture after record/ wrote it, passed in by cli.py."""
 
-    render_html: Callable[..., str]  # (capture, analysis=None) -> html
-    analyse: Optional[Callable[[Capture], Any]] = None  # capture -> analysis (with top_categories)
-    open_index: Optional[Callable[[str], Any]] = None  # output folder -> index (add, remove, write)
-
-
-class _NoIndex:
-    def add(self, *_args) -> None:
-        pass
-
-    def remove(self, _folder) -> None:
-        pass
-
-    def write(self, _atomic_write) -> None:
-        pass
+    #: (output folder, err) -> a Finisher (record/finish.py): the kill's analysis, post-mortem, index
+    start_finisher: Callable[[str, TextIO], Any]
+    #: seconds the last post-mortems may take once record is asked to stop
+    finish_timeout_s: float = 30.0
 
 
 @dataclass
@@ -96,9 +91,6 @@ class Collector:
             self.metrics = Metrics()
             self.metrics.serve(opts.metrics_addr)
         self.announce = Announcer(out, err, opts.log_format, self.metrics)
-        index = downstream.open_index(opts.output) if downstream.open_index is not None else _NoIndex()
-        self.outputs = Outputs(opts.output, downstream.render_html, index,
-                               Retention.parse(opts.keep) if opts.keep else None, err)
         self.recording = Recording(cgroup_version=self.hier.version, host=procfs.read_host(self.hier.version),
                                    clock_offset_ns=clock_offset_ns())
         self._events: List[OomEvent] = []
@@ -107,8 +99,19 @@ class Collector:
         except OSError as exc:
             self.kmsg = None
             self.err.write(f"oomscope: warning: cannot read /dev/kmsg ({exc.strerror}); captures will lack the kernel's report\n")
-        self.probes = OomProbes(self._events.append)
-        self.charge, self.charge_status = self._load_charge_tracking(opts.charge_tracking)
+        # Started before the BPF compile: its imports (~1.5 s) overlap the compile.
+        self.finisher = downstream.start_finisher(opts.output, err)
+        try:
+            self.outputs = Outputs(opts.output, self.finisher, Retention.parse(opts.keep) if opts.keep else None, err)
+            self.probes = OomProbes(self._events.append)
+            self.charge, self.charge_status = self._load_charge_tracking(opts.charge_tracking)
+        except BaseException:
+            self.finisher.close()
+            raise
+        self._post_pending: Dict[int, Tuple[Capture, Written]] = {}
+        # The compile's leftovers, given back once both programs are loaded (record/memory.py).
+        trim_heap()
+        drop_compiler_pages()
         self.snapshots = ChargeSnapshots(self.charge) if self.charge is not None else None
         _raise_open_file_limit()  # cgroup v1: an eventfd per limited cgroup (record/sampler.py)
         self.sampler = Sampler(self.hier, top=opts.cgroup or "/",
@@ -189,7 +192,7 @@ class Collector:
                 self.probes.poll(50)
                 self._drain()
             self._drain(flush=True)
-            self.outputs.write_index(force=True)
+            self._announce(self.finisher.finish(self.downstream.finish_timeout_s))
             if self.snapshots is not None:
                 misses = self.snapshots.misses
                 if self.sampler.unpaired:
@@ -199,6 +202,7 @@ class Collector:
                                    + ", ".join(f"{n} {why}" for why, n in misses.items()) + "\n")
         finally:
             self.stop.set()
+            self.finisher.close()
             sampler_thread.join(timeout=5)
             self.sampler.close()
             self.probes.close()
@@ -233,7 +237,7 @@ class Collector:
                 self.announce.error("writer", f"oomscope: error: could not write the capture of pid {kill.pid}: {exc}")
             except Exception as exc:  # noqa: BLE001 - one odd kill must not stop the collector
                 self.announce.error("collector", f"oomscope: error: kill of pid {kill.pid} not recorded: {type(exc).__name__}: {exc}")
-        self.outputs.write_index()  # a pending index.html once the storm quietens
+        self._announce(self.finisher.results())
 
     def _on_mark_victim(self, kill: PendingKill, ev: OomEvent) -> None:
         """What must be read at once, before the victim is gone: its cgroup and command line."""
@@ -278,10 +282,22 @@ class Collector:
                                 dt.datetime.now(dt.timezone.utc))
         capture.workload = workload_of(capture.cgroup.task_memcg or capture.cgroup.oom_memcg, self.names)
         capture.notes.extend(self.announce.losses.notes_for_kill(kill_ns))
-        analysis = self._analyse(capture)  # once: for the post-mortem, the line, the metrics and the index
-        written = self.outputs.write(capture, analysis, kill_ns, head, group)
-        self.recorded.append(RecordedKill(capture, written.capture_path, written.html_path))
-        self.announce.kill(capture, written, analysis)
+        written = self.outputs.write(capture, kill_ns, head, group)
+        self._post_pending[written.job] = (capture, written)
+
+    def _announce(self, finished: List[Finished]) -> None:
+        """Kills whose post-mortem is done (or failed): their line, the metrics, ``recorded``."""
+        for done in finished:
+            entry = self._post_pending.pop(done.job, None)
+            if entry is None:
+                continue
+            capture, written = entry
+            written.html_path, written.render_error = done.html_path, done.error
+            if done.error:
+                self.announce.error("render", f"oomscope: error: post-mortem not rendered ({terminal_safe(done.error)}); "
+                                              f"the capture is at {written.capture_path}")
+            self.recorded.append(RecordedKill(capture, written.capture_path, written.html_path))
+            self.announce.kill(capture, written, done.category)
 
     def _in_scope(self, placement: Placement) -> bool:
         """--cgroup: only kills within it. An unknown cgroup is kept: the capture says it is unknown."""
@@ -290,14 +306,6 @@ class Collector:
         cg = placement.cgroup
         return (cg.task_memcg is None or cgroup_within(cg.task_memcg, self.opts.cgroup)
                 or (cg.oom_memcg is not None and cgroup_within(cg.oom_memcg, self.opts.cgroup)))
-
-    def _analyse(self, capture: Capture) -> Any:
-        if self.downstream.analyse is None:
-            return None
-        try:
-            return self.downstream.analyse(capture)
-        except Exception:  # noqa: BLE001 - the renderer reports it; the capture is written regardless
-            return None
 
 
 def _report_cgroup(kill: PendingKill) -> Optional[str]:
