@@ -3,8 +3,10 @@
 file-backed apart) and CPU, minute by minute, at 0, 500 and 2000 watched cgroups (issue 19).
 
 BEFORE is another checkout of oomscope (e.g. main, cloned to /var/tmp), AFTER this one. For each
-level: N sandbox cgroups (``oomscope-test-lean-*``, a 256 MiB limit, one sleeping process each)
-are created, both recorders started (each with its own output folder), and after start-up each
+level: N sandbox cgroups (a 256 MiB limit, one sleeping process each) are created in a parent
+``/oomscope-test-lean-PID``, both recorders started with ``--cgroup`` that parent (each with its own
+output folder: on this shared host, other work's cgroups and OOM storms are then neither sampled
+nor written by them, and do not blur the figures), and after start-up each
 one's utime+stime (/proc/PID/stat: its own CPU, whatever else runs) is read every minute for
 MINUTES; then /proc/PID/smaps_rollup and the largest mappings of each. The worker process of a
 recorder (its post-mortems, record/finish.py) is reported on its own line. The cgroups are
@@ -129,15 +131,16 @@ def start_both(before: str, out: str, extra=()):
 
 
 def level(n: int, minutes: float, before: str, hier, top: int) -> list:
-    made, sleepers, rows = [], [], []
+    parent = f"{PREFIX}{os.getpid()}"
+    made, sleepers, rows = [create_cgroup(hier, parent, None)], [], []
     try:
         for i in range(n):
-            fs = create_cgroup(hier, f"{PREFIX}{os.getpid()}-{i}", 256 << 20)
+            fs = create_cgroup(hier, f"{parent}/c{i}", 256 << 20)
             made.append(fs)
             sleepers.append(subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && exec sleep 100000', "sh",
                                               os.path.join(fs, "cgroup.procs")]))
         with tempfile.TemporaryDirectory(prefix="oomscope-lean-") as out:
-            recs = start_both(before, out)
+            recs = start_both(before, out, ("--cgroup", parent))
             try:
                 time.sleep(10)  # past start-up, and the first discovery of every cgroup
                 c0 = {r.label: cpu_s(r.proc.pid) for r in recs}
@@ -186,7 +189,7 @@ def level(n: int, minutes: float, before: str, hier, top: int) -> list:
         for p in sleepers:
             p.kill()
             p.wait()
-        for fs in made:
+        for fs in reversed(made):
             remove_cgroup(fs)
     return rows
 
@@ -227,11 +230,13 @@ def latencies(kills_dir: str) -> list:
 
 
 def storm(before: str, hier, duration: float) -> list:
-    fs = create_cgroup(hier, f"{PREFIX}{os.getpid()}-storm", 64 << 20)
+    parent = f"{PREFIX}{os.getpid()}"
+    top = create_cgroup(hier, parent, None)
+    fs = create_cgroup(hier, f"{parent}/storm", 64 << 20)
     rows = []
     try:
         with tempfile.TemporaryDirectory(prefix="oomscope-lean-") as out:
-            recs = start_both(before, out)
+            recs = start_both(before, out, ("--cgroup", parent))
             try:
                 time.sleep(3)
                 subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -c "$3" "$4"', "sh",
@@ -253,6 +258,7 @@ def storm(before: str, hier, duration: float) -> list:
                       f"p50 {1000 * statistics.median(lat):.0f} ms, p95 {1000 * p95:.0f} ms, max {1000 * lat[-1]:.0f} ms", flush=True)
     finally:
         remove_cgroup(fs)
+        remove_cgroup(top)
     return rows
 
 

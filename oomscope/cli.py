@@ -118,12 +118,12 @@ def record(
             raise lab_state["error"]
         if lab is not None:
             run = lab_state.get("run")
-            mine = [k for k in recorded if run is not None and k.capture.cgroup.oom_memcg == run.cgroup]
+            mine = [k for k in recorded if run is not None and k.oom_memcg == run.cgroup]
             if not mine:
                 raise OomscopeError(f"the lab scenario {lab!r} ended without a recorded kill (workload exit code {run.returncode if run else '?'})")
             typer.echo(f"post-mortem: {os.path.abspath(mine[-1].html_path or mine[-1].capture_path)}")
         else:
-            typer.echo(f"{len(recorded)} kill(s) recorded in {os.path.abspath(output)}", err=True)
+            typer.echo(f"{collector.kills_recorded} kill(s) recorded in {os.path.abspath(output)}", err=True)
     except OomscopeError as exc:
         raise _fail(exc) from None
 

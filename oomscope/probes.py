@@ -207,6 +207,7 @@ class ChargeTracker:
         self._changes_lock = threading.Lock()
         self._next_snapshot = 1
         self.snapshots_lost = 0
+        self._snapshots_read_gen: Optional[int] = None  # the generation at the last read of the ring
 
     def _bump(self) -> None:
         import time as _time
@@ -282,6 +283,13 @@ class ChargeTracker:
         """The counters summed at each SIGKILL and oom:mark_victim since the last call, oldest
         first: [(victim pid, ts_ns, kind, {cgroup id: values})]. Call it as events arrive: the
         kernel keeps only the last OOMSCOPE_SNAPSHOTS."""
+        gen = self.generation
+        if not self.ids and gen == self._snapshots_read_gen:
+            # Snapshots are taken only while cgroups are watched (bpf/charge_tracking.c,
+            # take_snapshot); none since the last read, which came after the watch emptied: not
+            # read again (read at every drain, 20 a second, it was a tenth of an idle record's CPU).
+            return []
+        self._snapshots_read_gen = gen
         seq = _int(self.bpf["snapshot_seq"][self.bpf["snapshot_seq"].Key(0)])
         table = self.bpf["snapshots"]
         out = []

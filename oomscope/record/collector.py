@@ -16,13 +16,14 @@ A kill is announced (its line on stdout, the metrics) once its post-mortem is do
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, TextIO, Tuple
 
 from ..containers import NodeNames, workload_of
 from ..errors import EnvironmentProblem, ProbeError
@@ -57,9 +58,16 @@ class Downstream:
 
 @dataclass
 class RecordedKill:
-    capture: Capture
+    """A kill written, as ``run`` returns it: a few names, not its capture (a long-running recorder
+    kept every capture it wrote: a storm's hundreds of kills stayed in its memory for good)."""
+
+    kill_id: str
+    oom_memcg: Optional[str]
     capture_path: str
     html_path: Optional[str]
+
+
+RECORDED_KEPT = 10000  # the last kills run() returns (``kills_recorded`` counts them all)
 
 
 @dataclass
@@ -79,7 +87,8 @@ class Collector:
         self.downstream = downstream
         self.err = err
         self.stop = threading.Event()
-        self.recorded: List[RecordedKill] = []
+        self.recorded: Deque[RecordedKill] = collections.deque(maxlen=RECORDED_KEPT)
+        self.kills_recorded = 0
         self.hier = MemoryHierarchy.detect()
         if opts.cgroup is not None and not self.hier.exists(opts.cgroup):
             raise EnvironmentProblem(f"no such memory cgroup: {opts.cgroup}")
@@ -212,7 +221,7 @@ class Collector:
                 self.kmsg.close()
             if self.metrics is not None:
                 self.metrics.close()
-        return self.recorded
+        return list(self.recorded)
 
     def _drain(self, flush: bool = False) -> None:
         now = time.monotonic_ns()
@@ -296,7 +305,8 @@ class Collector:
             if done.error:
                 self.announce.error("render", f"oomscope: error: post-mortem not rendered ({terminal_safe(done.error)}); "
                                               f"the capture is at {written.capture_path}")
-            self.recorded.append(RecordedKill(capture, written.capture_path, written.html_path))
+            self.recorded.append(RecordedKill(capture.kill_id, capture.cgroup.oom_memcg, written.capture_path, written.html_path))
+            self.kills_recorded += 1
             self.announce.kill(capture, written, done.category)
 
     def _in_scope(self, placement: Placement) -> bool:

@@ -113,6 +113,7 @@ class Sampler:
         host_memory_bytes: Optional[int] = None,
         notify: bool = True,
         runtimes: Optional[RuntimeReader] = None,
+        kept_fds: Optional[int] = None,
     ):
         self.hier = hier
         self.top = top
@@ -127,6 +128,9 @@ class Sampler:
         self.timeline_points = timeline_points
         self.timeline_spacing_s = timeline_spacing_s
         self.max_cgroups = max_cgroups
+        #: counter files kept open by the sampler thread (kernel/cgroupfs.py, keep_files_open):
+        #: half the open-file limit, the rest for v1's eventfds, BPF and the rest of record
+        self.kept_fds = kept_fds if kept_fds is not None else _half_the_open_file_limit()
         self.charge = charge
         self.charge_mode = charge_mode
         self.host_memory_bytes = host_memory_bytes if host_memory_bytes is not None else _mem_total()
@@ -191,6 +195,7 @@ class Sampler:
         vanished = [c for c, w in self._watched.items() if w.seen_ns != now]
         for cg in vanished:
             del self._watched[cg]
+            self.hier.forget_files(cg)
         self.store.set_watched({c: w.ino for c, w in self._watched.items()}, vanished, 4 * self.max_cgroups)
         self.runtimes.forget_except(self.store.known_pids())
         self._sync_limit_notifications()
@@ -212,7 +217,7 @@ class Sampler:
             if w.next_ns > horizon and w.limit and w.peek_ns <= horizon:
                 # above half the limit, peek as often as a near-limit cgroup is read: a fast
                 # grower (80 MiB/s in a 96 MiB cgroup) crosses the last 10% in ~120 ms
-                w.peek_ns = now + self._peek_interval(w.ratio)
+                w.peek_ns = now + self._peek_interval(w.ratio, cg)
                 usage = self.hier.usage(cg)
                 if usage is not None and (self._band(usage / w.limit) > self._band(w.ratio)
                                           or usage / w.limit - w.ratio > 0.1):
@@ -271,7 +276,7 @@ class Sampler:
                 ratio = max(ratio, self._watched[anc].ratio)
             interval = (self.idle_interval_ns, self.far_interval_ns, self.mid_interval_ns, self.fast_interval_ns)[self._band(ratio)]
             w.next_ns = sample.t_ns + interval
-            w.peek_ns = sample.t_ns + self._peek_interval(ratio)
+            w.peek_ns = sample.t_ns + self._peek_interval(ratio, cg)
             if anc == cg and interval < self.far_interval_ns:
                 # A limit filling up is shared by every cgroup below it: read them as often
                 # (a sibling read 5 s earlier says little about the kill; measured 1.8 s old).
@@ -309,13 +314,20 @@ class Sampler:
                   + [self._next_discovery])
         return min(1.0, max(0.01, (nxt - time.monotonic_ns()) / 1e9))
 
-    def _peek_interval(self, ratio: float) -> int:
+    def _peek_interval(self, ratio: float, cgroup: Optional[str] = None) -> int:
         # Peeks are most of the sampler's cost with many idle cgroups (measured: 500 cgroups
         # peeked every 250 ms took 5.7% of a core), so a nearly empty cgroup is peeked once a
         # second, a quarter-full one every peek_interval_s, and one past half as often as read near the limit.
         if ratio >= 0.5:
             return self.fast_interval_ns
-        return self.peek_interval_ns if ratio >= 0.25 else 4 * self.peek_interval_ns
+        if ratio >= 0.25:
+            return self.peek_interval_ns
+        if cgroup is not None and self.notify.v1 and self.notify.notified(cgroup):
+            # cgroup v1 usage thresholds: the kernel wakes the sampler as the usage crosses 25%
+            # of the limit, which is what a peek below it looks for. Peeked every far interval
+            # all the same (a threshold set against a limit that has just changed).
+            return self.far_interval_ns
+        return 4 * self.peek_interval_ns
 
     def _band(self, ratio: float) -> int:
         # 0: below a quarter of the limit, 1: below half, 2: below near_limit_ratio, 3: near it.
@@ -393,6 +405,13 @@ class Sampler:
         self.notify.close()
 
     def run(self, stop: threading.Event) -> None:
+        self.hier.keep_files_open(self.kept_fds)
+        try:
+            self._run(stop)
+        finally:
+            self.hier.close_files()
+
+    def _run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 wait = self.tick()
@@ -413,6 +432,13 @@ class Sampler:
     def notified(self, cgroup: str) -> bool:
         """Whether the kernel wakes the sampler when this cgroup fills up (v2 inotify, v1 thresholds)."""
         return self.notify.notified(cgroup)
+
+
+def _half_the_open_file_limit() -> int:
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 32768 if soft == resource.RLIM_INFINITY else max(0, soft // 2 - 64)
 
 
 def _mem_total() -> Optional[int]:
