@@ -248,23 +248,25 @@ class WorkerProcess:
         except OSError:  # EPIPE: it is gone
             self._crashed(self._exit_status())
             return
+        gone = False
         try:
             while True:
                 chunk = os.read(self.proc.stdout.fileno(), 65536)
                 if not chunk:
-                    self._crashed(self._exit_status())
-                    return
+                    gone = True
+                    break
                 self._inbox += chunk
         except BlockingIOError:
             pass
         except OSError:
-            self._crashed(self._exit_status())
-            return
-        if b"\n" in self._inbox:
+            gone = True
+        if b"\n" in self._inbox:  # the answers it gave before it went, first
             *lines, rest = bytes(self._inbox).split(b"\n")
             self._inbox = bytearray(rest)
             for line in lines:
                 self._answered(line)
+        if gone:
+            self._crashed(self._exit_status())
 
     def _answered(self, line: bytes) -> None:
         try:
