@@ -120,8 +120,11 @@ class Recorder:
                 self.proc.wait()
 
 
+AFTER = HERE  # --after: a copy of this checkout, so that it can be edited while the bench runs
+
+
 def start_both(before: str, out: str, extra=()):
-    recs = [Recorder("before", before, os.path.join(out, "before"), extra), Recorder("after", HERE, os.path.join(out, "after"), extra)]
+    recs = [Recorder("before", before, os.path.join(out, "before"), extra), Recorder("after", AFTER, os.path.join(out, "after"), extra)]
     deadline = time.monotonic() + 180
     while not all(r.started() for r in recs):
         if time.monotonic() > deadline:
@@ -270,8 +273,11 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=6, help="largest mappings shown per recorder")
     ap.add_argument("--latency", action="store_true", help="also an OOM storm recorded by both (take the heavy lock)")
     ap.add_argument("--storm-seconds", type=float, default=6.0)
+    ap.add_argument("--after", default=HERE, help="the checkout measured as AFTER (default: this one)")
     ap.add_argument("--json", help="write the rows here")
     args = ap.parse_args()
+    global AFTER
+    AFTER = os.path.abspath(args.after)
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     hier = MemoryHierarchy.detect()

@@ -67,6 +67,7 @@ class RecordedKill:
     html_path: Optional[str]
 
 
+HEALTH_EVERY_NS = 250_000_000
 RECORDED_KEPT = 10000  # the last kills run() returns (``kills_recorded`` counts them all)
 
 
@@ -118,6 +119,7 @@ class Collector:
             self.finisher.close()
             raise
         self._post_pending: Dict[int, Tuple[Capture, Written]] = {}
+        self._next_health_ns = 0
         # The compile's leftovers, given back once both programs are loaded (record/memory.py).
         trim_heap()
         drop_compiler_pages()
@@ -230,16 +232,21 @@ class Collector:
             kill = self.joiner.add_event(ev, now)
             if kill is not None and ev.kind == EV_MARK_VICTIM:
                 self._on_mark_victim(kill, ev)
-        if self.kmsg is not None:
-            for rec in self.kmsg.take():
-                for rep in self.parser.feed(rec):
-                    self.joiner.add_report(rep, now)
+        records = self.kmsg.take() if self.kmsg is not None else ()
+        for rec in records:
+            for rep in self.parser.feed(rec):
+                self.joiner.add_report(rep, now)
         if self.snapshots is not None:
             # The one read of the kernel's snapshots: every drain, before the ring of
             # OOMSCOPE_SNAPSHOTS wraps in a storm, and before the kills below look theirs up.
             self.snapshots.collect()
-        self._health(now)
-        for kill in self.joiner.ready(now, flush=flush):
+        ready = self.joiner.ready(now, flush=flush)
+        if events or records or ready or flush or now >= self._next_health_ns:
+            # Losses are looked for before any kill is written, and at least every 250 ms: not
+            # at each of the 20 idle drains a second (a third of an idle recorder's main thread).
+            self._health(now)
+            self._next_health_ns = now + HEALTH_EVERY_NS
+        for kill in ready:
             try:
                 self._record(kill)
             except OSError as exc:  # a full disk must not stop the collector

@@ -156,6 +156,7 @@ class WorkerProcess:
         self._crashes: Deque[float] = collections.deque(maxlen=8)
         self._restart_at: Optional[float] = None
         self.restarts = 0
+        self._next_look = 0.0
         self.proc: Optional[subprocess.Popen] = None
         self._start()
 
@@ -279,7 +280,12 @@ class WorkerProcess:
             self._done.append(Finished(entry[2], msg.get("html"), msg.get("error"), msg.get("category") or ""))
 
     def results(self) -> List[Finished]:
-        self._pump()
+        """The kills finished since the last call. Called at every drain of record's loop: with
+        nothing asked, the worker is looked at once a second only (is it still there)."""
+        now = time.monotonic()
+        if self._pending or self._outbox or self.proc is None or now >= self._next_look:
+            self._next_look = now + 1.0
+            self._pump()
         done, self._done = self._done, []
         return done
 

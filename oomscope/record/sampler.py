@@ -135,6 +135,10 @@ class Sampler:
         self.charge_mode = charge_mode
         self.host_memory_bytes = host_memory_bytes if host_memory_bytes is not None else _mem_total()
         self._watched: Dict[str, _Watched] = {}
+        # the last discovery's findings (cgroup -> has tasks; cgroup -> limited), when complete
+        self._found: Optional[Dict[str, bool]] = None
+        self._limited: Optional[Dict[str, bool]] = None
+        self._next_full_discovery = 0
         self._next_discovery = 0
         #: every reading, and every query about them: the one object shared with the main thread
         self.store = Readings(hier, self.ring_ns, timeline_points, timeline_spacing_s,
@@ -157,10 +161,12 @@ class Sampler:
     # --- discovery ---
     def _discover(self, now: int) -> None:
         found: Dict[str, bool] = {}
+        limited: Dict[str, bool] = {}
         for cg in self.hier.walk(self.top):
             if cg == "/":
                 continue  # the root holds every host process; it is not a container
             anc = self.store.limited_ancestor(cg)
+            limited[cg] = anc == cg
             if anc == cg:
                 # A limited cgroup is watched with or without tasks; whether it has any is learnt
                 # at its readings, which list them anyway (reading every cgroup.procs here each
@@ -181,16 +187,26 @@ class Sampler:
         if len(found) > self.max_cgroups:
             self.dropped_cgroups = len(found) - self.max_cgroups
             found = dict(list(found.items())[: self.max_cgroups])
+        if found == self._found and limited == self._limited and now < self._next_full_discovery:
+            # The same cgroups as a second ago, with the same limits: nothing to update (the rest
+            # of a discovery was half of its cost with 500 idle cgroups; bench/README.md). All of
+            # it is done again every 10 s all the same (runtimes of exited processes forgotten,
+            # notifications that failed retried).
+            return
+        self._found, self._limited = None, None
+        self._next_full_discovery = now + 10 * self.discover_interval_ns
+        complete = True
         for cg, has_tasks in found.items():
             w = self._watched.get(cg)
             if w is None:
                 try:
                     ino = os.stat(self.hier.fs_path(cg)).st_ino
                 except OSError:
+                    complete = False
                     continue
                 w = self._watched[cg] = _Watched(next_ns=now, ino=ino)
             w.has_tasks = has_tasks
-            w.limited = self.store.limited_ancestor(cg) == cg
+            w.limited = limited.get(cg, False)
             w.seen_ns = now
         vanished = [c for c, w in self._watched.items() if w.seen_ns != now]
         for cg in vanished:
@@ -199,6 +215,8 @@ class Sampler:
         self.store.set_watched({c: w.ino for c, w in self._watched.items()}, vanished, 4 * self.max_cgroups)
         self.runtimes.forget_except(self.store.known_pids())
         self._sync_limit_notifications()
+        if complete:
+            self._found, self._limited = found, limited
 
     # --- one pass ---
     def tick(self) -> float:
@@ -206,7 +224,7 @@ class Sampler:
         now = time.monotonic_ns()
         if now >= self._next_discovery:
             self._discover(now)
-            self._next_discovery = now + self.discover_interval_ns
+            self._next_discovery = _on_grid(now, self.discover_interval_ns)
         # Everything due within half the fastest interval is handled in this pass. Without that
         # slack, each cgroup's schedule drifts from the others' (it is relative to its own last
         # reading) and the passes multiplied: with 500 cgroups, 11 a second after one minute and
@@ -217,7 +235,7 @@ class Sampler:
             if w.next_ns > horizon and w.limit and w.peek_ns <= horizon:
                 # above half the limit, peek as often as a near-limit cgroup is read: a fast
                 # grower (80 MiB/s in a 96 MiB cgroup) crosses the last 10% in ~120 ms
-                w.peek_ns = now + self._peek_interval(w.ratio, cg)
+                w.peek_ns = _on_grid(now, self._peek_interval(w.ratio, cg))
                 usage = self.hier.usage(cg)
                 if usage is not None and (self._band(usage / w.limit) > self._band(w.ratio)
                                           or usage / w.limit - w.ratio > 0.1):
@@ -275,8 +293,8 @@ class Sampler:
             if anc is not None and anc != cg and anc in self._watched:
                 ratio = max(ratio, self._watched[anc].ratio)
             interval = (self.idle_interval_ns, self.far_interval_ns, self.mid_interval_ns, self.fast_interval_ns)[self._band(ratio)]
-            w.next_ns = sample.t_ns + interval
-            w.peek_ns = sample.t_ns + self._peek_interval(ratio, cg)
+            w.next_ns = _on_grid(sample.t_ns, interval)
+            w.peek_ns = _on_grid(sample.t_ns, self._peek_interval(ratio, cg))
             if anc == cg and interval < self.far_interval_ns:
                 # A limit filling up is shared by every cgroup below it: read them as often
                 # (a sibling read 5 s earlier says little about the kill; measured 1.8 s old).
@@ -432,6 +450,22 @@ class Sampler:
     def notified(self, cgroup: str) -> bool:
         """Whether the kernel wakes the sampler when this cgroup fills up (v2 inotify, v1 thresholds)."""
         return self.notify.notified(cgroup)
+
+
+GRID_NS = 1_000_000_000
+
+
+def _on_grid(t_ns: int, interval_ns: int) -> int:
+    """``t_ns`` + ``interval_ns``; when that is a second or more, rounded up to the next whole
+    second (of CLOCK_MONOTONIC): the
+    idle cgroups' readings and peeks, and the discoveries, then fall due together, in one pass a
+    second, not in passes of their own (each pass goes over every watched cgroup: with 500 idle
+    cgroups, 4.4 passes a second were a third of the sampler's CPU; bench/README.md). Nearer
+    times (a cgroup filling up) are kept as they are."""
+    t_ns += interval_ns
+    if interval_ns < GRID_NS:
+        return t_ns
+    return -(-t_ns // GRID_NS) * GRID_NS
 
 
 def _half_the_open_file_limit() -> int:
