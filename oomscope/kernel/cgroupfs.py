@@ -304,6 +304,28 @@ class MemoryHierarchy:
                 state.pressure = parse_pressure(pressure)
         return state
 
+    def count(self) -> Optional[int]:
+        """How many cgroups the hierarchy has, in one small read (None: unknown): v1's line of
+        /proc/cgroups (the hierarchy's nr_cgrps, kernel/cgroup/cgroup.c proc_cgroupstats_show),
+        v2's nr_descendants in the root's cgroup.stat. Unchanged, no cgroup was made or removed
+        since (unless one of each, which a walk every few seconds catches all the same)."""
+        try:
+            if self.version == 1:
+                with open("/proc/cgroups") as f:
+                    for line in f:
+                        parts = line.split()
+                        if parts and parts[0] == "memory" and len(parts) >= 3:
+                            return int(parts[2])
+                return None
+            text = self._read_open("/", "cgroup.stat")
+            for line in (text or "").split("\n"):
+                parts = line.split()
+                if len(parts) == 2 and parts[0] == "nr_descendants":
+                    return int(parts[1])
+        except (OSError, ValueError):
+            return None
+        return None
+
     def walk(self, top: str = "/") -> Iterator[str]:
         """Every cgroup below (and including) ``top``; vanishing directories are skipped.
 

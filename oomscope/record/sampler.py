@@ -139,6 +139,9 @@ class Sampler:
         self._found: Optional[Dict[str, bool]] = None
         self._limited: Optional[Dict[str, bool]] = None
         self._next_full_discovery = 0
+        self._walked: Optional[List[str]] = None
+        self._walk_count: Optional[int] = None
+        self._next_walk_ns = 0
         self._next_discovery = 0
         #: every reading, and every query about them: the one object shared with the main thread
         self.store = Readings(hier, self.ring_ns, timeline_points, timeline_spacing_s,
@@ -159,10 +162,21 @@ class Sampler:
         self.unpaired = 0
 
     # --- discovery ---
+    def _walk(self, now: int) -> List[str]:
+        """Every cgroup below the top: walked again when the hierarchy's count of cgroups changed,
+        and every 10 s; else the last walk's (the walk was half of a discovery's cost with 500 idle
+        cgroups: a stat of each, to tell a leaf; bench/README.md)."""
+        count = self.hier.count()
+        if count is None or count != self._walk_count or now >= self._next_walk_ns or self._walked is None:
+            self._walked = list(self.hier.walk(self.top))
+            self._walk_count = count
+            self._next_walk_ns = now + 10 * self.discover_interval_ns
+        return self._walked
+
     def _discover(self, now: int) -> None:
         found: Dict[str, bool] = {}
         limited: Dict[str, bool] = {}
-        for cg in self.hier.walk(self.top):
+        for cg in self._walk(now):
             if cg == "/":
                 continue  # the root holds every host process; it is not a container
             anc = self.store.limited_ancestor(cg)
@@ -456,16 +470,15 @@ GRID_NS = 1_000_000_000
 
 
 def _on_grid(t_ns: int, interval_ns: int) -> int:
-    """``t_ns`` + ``interval_ns``; when that is a second or more, rounded up to the next whole
-    second (of CLOCK_MONOTONIC): the
-    idle cgroups' readings and peeks, and the discoveries, then fall due together, in one pass a
-    second, not in passes of their own (each pass goes over every watched cgroup: with 500 idle
-    cgroups, 4.4 passes a second were a third of the sampler's CPU; bench/README.md). Nearer
-    times (a cgroup filling up) are kept as they are."""
-    t_ns += interval_ns
+    """``t_ns`` + ``interval_ns``; when that is a second or more, rounded down to a whole second (of
+    CLOCK_MONOTONIC), so never later than before: the idle cgroups' readings and peeks, and the
+    discoveries, then fall due together, in one pass a second, not in passes of their own (each
+    pass goes over every watched cgroup: with 500 idle cgroups, 4.4 passes a second were a third
+    of the sampler's CPU; bench/README.md). Nearer times (a cgroup filling up) are kept as they are."""
+    due = t_ns + interval_ns
     if interval_ns < GRID_NS:
-        return t_ns
-    return -(-t_ns // GRID_NS) * GRID_NS
+        return due
+    return due // GRID_NS * GRID_NS
 
 
 def _half_the_open_file_limit() -> int:
