@@ -104,11 +104,11 @@ def record(
     allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
 ) -> None:
     """Record every OOM kill: a capture.json and a postmortem.html per kill."""
+    # Nothing of analysis/ or report/ here: pandas and jinja2 stay out of the long-running
+    # recorder; post-mortems are rendered by a worker process (record/finish.py).
     from .lab import run_scenario
-    from .analysis.result import analyse_kill
     from .record.collector import Collector, Downstream, RecordOptions, install_signal_handlers
-    from .report.index import OutputIndex
-    from .report.render import render_html
+    from .record.finish import start_worker
     from .units import parse_size
 
     try:
@@ -127,12 +127,8 @@ def record(
         os.close(open_dir(output, create=True))  # an unsafe output folder fails before BPF is loaded
         collector = Collector(RecordOptions(output=output, duration_s=duration, cgroup=cgroup, charge_tracking=charge_tracking,
                                             metrics_addr=metrics_addr, log_format=log_format, keep=keep),
-                              Downstream(render_html=render_html, analyse=analyse_kill, open_index=OutputIndex),
-                              sys.stdout, sys.stderr)
+                              Downstream(start_finisher=start_worker), sys.stdout, sys.stderr)
         install_signal_handlers(collector)
-        for folder, why in getattr(collector.outputs.index, "skipped", ()):  # a capture in the output folder that cannot be read
-            typer.echo(f"oomscope: warning: {terminal_safe(os.path.join(output, folder))}: left out of the index: "
-                       f"{terminal_safe(why[:300])}", err=True)
         typer.echo(collector.describe(), err=True)
         until = None
         lab_state = {}
@@ -162,12 +158,12 @@ def record(
             raise lab_state["error"]
         if lab is not None:
             run = lab_state.get("run")
-            mine = [k for k in recorded if run is not None and k.capture.cgroup.oom_memcg == run.cgroup]
+            mine = [k for k in recorded if run is not None and k.oom_memcg == run.cgroup]
             if not mine:
                 raise OomscopeError(f"the lab scenario {lab!r} ended without a recorded kill (workload exit code {run.returncode if run else '?'})")
             typer.echo(f"post-mortem: {os.path.abspath(mine[-1].html_path or mine[-1].capture_path)}")
         else:
-            typer.echo(f"{len(recorded)} kill(s) recorded in {os.path.abspath(output)}", err=True)
+            typer.echo(f"{collector.kills_recorded} kill(s) recorded in {os.path.abspath(output)}", err=True)
     except OomscopeError as exc:
         raise _fail(exc) from None
 

@@ -218,6 +218,8 @@ class ChargeTracker:
         self._changes_lock = threading.Lock()
         self._next_snapshot = 1
         self.snapshots_lost = 0
+        #: (generation, since when) every snapshot was read with nothing watched; None otherwise
+        self._snapshots_read: Optional[tuple] = None
 
     def _bump(self) -> None:
         import time as _time
@@ -293,6 +295,17 @@ class ChargeTracker:
         """The counters summed at each SIGKILL and oom:mark_victim since the last call, oldest
         first: [(victim pid, ts_ns, kind, {cgroup id: values})]. Call it as events arrive: the
         kernel keeps only the last OOMSCOPE_SNAPSHOTS."""
+        import time as _time
+
+        gen = self.generation
+        now = _time.monotonic()
+        if not self.ids and self._snapshots_read is not None and self._snapshots_read[0] == gen \
+                and now - self._snapshots_read[1] > 1.0:
+            # Snapshots are taken only while cgroups are watched (bpf/charge_tracking.c,
+            # take_snapshot): the ring is read until a second after the watch emptied (a program
+            # that passed its check just before), then not while it stays empty (read at each
+            # of 20 drains a second, it was a tenth of an idle record's CPU).
+            return []
         seq = _int(self.bpf["snapshot_seq"][self.bpf["snapshot_seq"].Key(0)])
         table = self.bpf["snapshots"]
         out = []
@@ -307,6 +320,10 @@ class ChargeTracker:
                 snap.ids[i]: list(snap.vals[i * self.ntracked:(i + 1) * self.ntracked])
                 for i in range(CHARGE_SLOTS) if snap.ids[i]}))
             self._next_snapshot = n + 1
+        if self._next_snapshot <= seq or self.ids:
+            self._snapshots_read = None
+        elif self._snapshots_read is None or self._snapshots_read[0] != gen:
+            self._snapshots_read = (gen, now)  # all read, nothing watched, since now
         return out
 
     def close(self) -> None:

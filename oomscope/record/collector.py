@@ -8,19 +8,22 @@ One thread samples cgroupfs (sampler.Sampler); the main loop polls the BPF perf 
       -> analyse (passed in) -> outputs.Outputs.write -> announce.Announcer.kill
 
 Stops on SIGINT/SIGTERM, at ``duration``, or when ``until()`` says so; kills still pending then are
-written before it returns. record/ imports nothing from analysis/ or report/: cli.py passes
-``analyse``, ``render_html`` and the index in (``Downstream``).
+written before it returns. record/ imports nothing from analysis/ or report/: the capture is written here, its analysis,
+post-mortem and the index are done by a Finisher (record/finish.py) that cli.py starts
+(``Downstream``): a worker process, so that pandas and jinja2 stay out of this long-running one.
+A kill is announced (its line on stdout, the metrics) once its post-mortem is done.
 """
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, TextIO
+from typing import Any, Callable, Deque, Dict, List, Optional, TextIO, Tuple
 
 from ..containers import NodeNames, workload_of
 from ..errors import EnvironmentProblem, ProbeError
@@ -30,41 +33,43 @@ from ..kernel.kmsg import KmsgFollower, KmsgReader, OomReportParser
 from ..layouts import EV_MARK_VICTIM, OomEvent
 from ..metrics import Metrics
 from ..model import Capture
+from ..terminal import terminal_safe
 from ..probes import ChargeTracker, OomProbes, charge_tracking_layout, charge_tracking_support
 from .announce import Announcer
 from .assemble import Placement, Recording, build_capture, place
 from .evidence import ChargeSnapshots, EvidenceGatherer, LiveReads
 from .joiner import KillJoiner, PendingKill
-from .outputs import Outputs
+from .finish import Finished
+from .memory import drop_compiler_pages, trim_heap
+from .outputs import Outputs, Written
 from .retention import Retention
 from .sampler import Sampler, clock_offset_ns
 
 
 @dataclass
 class Downstream:
-    """What happens to a capture after record/ built it, passed in by cli.py."""
+    """What happens to a capture after record/ wrote it, passed in by cli.py."""
 
-    render_html: Callable[..., str]  # (capture, analysis=None) -> html
-    analyse: Optional[Callable[[Capture], Any]] = None  # capture -> analysis (with top_categories)
-    open_index: Optional[Callable[[str], Any]] = None  # output folder -> index (add, remove, write)
-
-
-class _NoIndex:
-    def add(self, *_args) -> None:
-        pass
-
-    def remove(self, _folder) -> None:
-        pass
-
-    def write(self, _atomic_write) -> None:
-        pass
+    #: (output folder, err) -> a Finisher (record/finish.py): the kill's analysis, post-mortem, index
+    start_finisher: Callable[[str, TextIO], Any]
+    #: seconds the last post-mortems may take once record is asked to stop
+    finish_timeout_s: float = 30.0
 
 
 @dataclass
 class RecordedKill:
-    capture: Capture
+    """A kill written, as ``run`` returns it: a few names, not its capture (a long-running recorder
+    kept every capture it wrote: a storm's hundreds of kills stayed in its memory for good)."""
+
+    kill_id: str
+    oom_memcg: Optional[str]
     capture_path: str
     html_path: Optional[str]
+
+
+HEALTH_EVERY_NS = 250_000_000
+POLL_MS = 100
+RECORDED_KEPT = 10000  # the last kills run() returns (``kills_recorded`` counts them all)
 
 
 @dataclass
@@ -84,7 +89,8 @@ class Collector:
         self.downstream = downstream
         self.err = err
         self.stop = threading.Event()
-        self.recorded: List[RecordedKill] = []
+        self.recorded: Deque[RecordedKill] = collections.deque(maxlen=RECORDED_KEPT)
+        self.kills_recorded = 0
         self.hier = MemoryHierarchy.detect()
         if opts.cgroup is not None and not self.hier.exists(opts.cgroup):
             raise EnvironmentProblem(f"no such memory cgroup: {opts.cgroup}")
@@ -96,9 +102,6 @@ class Collector:
             self.metrics = Metrics()
             self.metrics.serve(opts.metrics_addr)
         self.announce = Announcer(out, err, opts.log_format, self.metrics)
-        index = downstream.open_index(opts.output) if downstream.open_index is not None else _NoIndex()
-        self.outputs = Outputs(opts.output, downstream.render_html, index,
-                               Retention.parse(opts.keep) if opts.keep else None, err)
         self.recording = Recording(cgroup_version=self.hier.version, host=procfs.read_host(self.hier.version),
                                    clock_offset_ns=clock_offset_ns())
         self._events: List[OomEvent] = []
@@ -107,8 +110,20 @@ class Collector:
         except OSError as exc:
             self.kmsg = None
             self.err.write(f"oomscope: warning: cannot read /dev/kmsg ({exc.strerror}); captures will lack the kernel's report\n")
-        self.probes = OomProbes(self._events.append)
-        self.charge, self.charge_status = self._load_charge_tracking(opts.charge_tracking)
+        # Started before the BPF compile: its imports (~1.5 s) overlap the compile.
+        self.finisher = downstream.start_finisher(opts.output, err)
+        try:
+            self.outputs = Outputs(opts.output, self.finisher, Retention.parse(opts.keep) if opts.keep else None, err)
+            self.probes = OomProbes(self._events.append)
+            self.charge, self.charge_status = self._load_charge_tracking(opts.charge_tracking)
+        except BaseException:
+            self.finisher.close()
+            raise
+        self._post_pending: Dict[int, Tuple[Capture, Written]] = {}
+        self._next_health_ns = 0
+        # The compile's leftovers, given back once both programs are loaded (record/memory.py).
+        trim_heap()
+        drop_compiler_pages()
         self.snapshots = ChargeSnapshots(self.charge) if self.charge is not None else None
         _raise_open_file_limit()  # cgroup v1: an eventfd per limited cgroup (record/sampler.py)
         self.sampler = Sampler(self.hier, top=opts.cgroup or "/",
@@ -179,7 +194,10 @@ class Collector:
         sampling_said = False
         try:
             while not self.stop.is_set():
-                self.probes.poll(50)
+                # A BPF event ends the wait at once; 100 ms bounds how late a kernel report that
+                # came alone (/dev/kmsg) is joined. 50 ms: 20 idle drains a second, half of an
+                # idle recorder's main-thread CPU (bench/README.md, "A lean recorder").
+                self.probes.poll(POLL_MS)
                 self._drain()
                 if not sampling_said and self.sampler.passes:
                     # the first pass reads every cgroup (32 s for 500 on a loaded 2-core host):
@@ -198,7 +216,7 @@ class Collector:
                 self.probes.poll(50)
                 self._drain()
             self._drain(flush=True)
-            self.outputs.write_index(force=True)
+            self._announce(self.finisher.finish(self.downstream.finish_timeout_s))
             if self.snapshots is not None:
                 misses = self.snapshots.misses
                 if self.sampler.unpaired:
@@ -208,6 +226,7 @@ class Collector:
                                    + ", ".join(f"{n} {why}" for why, n in misses.items()) + "\n")
         finally:
             self.stop.set()
+            self.finisher.close()
             sampler_thread.join(timeout=5)
             self.sampler.close()
             self.probes.close()
@@ -217,7 +236,7 @@ class Collector:
                 self.kmsg.close()
             if self.metrics is not None:
                 self.metrics.close()
-        return self.recorded
+        return list(self.recorded)
 
     def _drain(self, flush: bool = False) -> None:
         now = time.monotonic_ns()
@@ -226,23 +245,28 @@ class Collector:
             kill = self.joiner.add_event(ev, now)
             if kill is not None and ev.kind == EV_MARK_VICTIM:
                 self._on_mark_victim(kill, ev)
-        if self.kmsg is not None:
-            for rec in self.kmsg.take():
-                for rep in self.parser.feed(rec):
-                    self.joiner.add_report(rep, now)
+        records = self.kmsg.take() if self.kmsg is not None else ()
+        for rec in records:
+            for rep in self.parser.feed(rec):
+                self.joiner.add_report(rep, now)
         if self.snapshots is not None:
             # The one read of the kernel's snapshots: every drain, before the ring of
             # OOMSCOPE_SNAPSHOTS wraps in a storm, and before the kills below look theirs up.
             self.snapshots.collect()
-        self._health(now)
-        for kill in self.joiner.ready(now, flush=flush):
+        ready = self.joiner.ready(now, flush=flush)
+        if events or records or ready or flush or now >= self._next_health_ns:
+            # Losses are looked for before any kill is written, and at least every 250 ms: not
+            # at each of the 20 idle drains a second (a third of an idle recorder's main thread).
+            self._health(now)
+            self._next_health_ns = now + HEALTH_EVERY_NS
+        for kill in ready:
             try:
                 self._record(kill)
             except OSError as exc:  # a full disk must not stop the collector
                 self.announce.error("writer", f"oomscope: error: could not write the capture of pid {kill.pid}: {exc}")
             except Exception as exc:  # noqa: BLE001 - one odd kill must not stop the collector
                 self.announce.error("collector", f"oomscope: error: kill of pid {kill.pid} not recorded: {type(exc).__name__}: {exc}")
-        self.outputs.write_index()  # a pending index.html once the storm quietens
+        self._announce(self.finisher.results())
 
     def _on_mark_victim(self, kill: PendingKill, ev: OomEvent) -> None:
         """What must be read at once, before the victim is gone: its cgroup and command line."""
@@ -287,10 +311,23 @@ class Collector:
                                 dt.datetime.now(dt.timezone.utc))
         capture.workload = workload_of(capture.cgroup.task_memcg or capture.cgroup.oom_memcg, self.names)
         capture.notes.extend(self.announce.losses.notes_for_kill(kill_ns))
-        analysis = self._analyse(capture)  # once: for the post-mortem, the line, the metrics and the index
-        written = self.outputs.write(capture, analysis, kill_ns, head, group)
-        self.recorded.append(RecordedKill(capture, written.capture_path, written.html_path))
-        self.announce.kill(capture, written, analysis)
+        written = self.outputs.write(capture, kill_ns, head, group)
+        self._post_pending[written.job] = (capture, written)
+
+    def _announce(self, finished: List[Finished]) -> None:
+        """Kills whose post-mortem is done (or failed): their line, the metrics, ``recorded``."""
+        for done in finished:
+            entry = self._post_pending.pop(done.job, None)
+            if entry is None:
+                continue
+            capture, written = entry
+            written.html_path, written.render_error = done.html_path, done.error
+            if done.error:
+                self.announce.error("render", f"oomscope: error: post-mortem not rendered ({terminal_safe(done.error)}); "
+                                              f"the capture is at {written.capture_path}")
+            self.recorded.append(RecordedKill(capture.kill_id, capture.cgroup.oom_memcg, written.capture_path, written.html_path))
+            self.kills_recorded += 1
+            self.announce.kill(capture, written, done.category, done.cause)
 
     def _in_scope(self, placement: Placement) -> bool:
         """--cgroup: only kills within it. An unknown cgroup is kept: the capture says it is unknown."""
@@ -299,14 +336,6 @@ class Collector:
         cg = placement.cgroup
         return (cg.task_memcg is None or cgroup_within(cg.task_memcg, self.opts.cgroup)
                 or (cg.oom_memcg is not None and cgroup_within(cg.oom_memcg, self.opts.cgroup)))
-
-    def _analyse(self, capture: Capture) -> Any:
-        if self.downstream.analyse is None:
-            return None
-        try:
-            return self.downstream.analyse(capture)
-        except Exception:  # noqa: BLE001 - the renderer reports it; the capture is written regardless
-            return None
 
 
 def _report_cgroup(kill: PendingKill) -> Optional[str]:

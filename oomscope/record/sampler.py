@@ -113,6 +113,7 @@ class Sampler:
         host_memory_bytes: Optional[int] = None,
         notify: bool = True,
         runtimes: Optional[RuntimeReader] = None,
+        kept_fds: Optional[int] = None,
     ):
         self.hier = hier
         self.top = top
@@ -127,10 +128,20 @@ class Sampler:
         self.timeline_points = timeline_points
         self.timeline_spacing_s = timeline_spacing_s
         self.max_cgroups = max_cgroups
+        #: counter files kept open by the sampler thread (kernel/cgroupfs.py, keep_files_open):
+        #: half the open-file limit, the rest for v1's eventfds, BPF and the rest of record
+        self.kept_fds = kept_fds if kept_fds is not None else _half_the_open_file_limit()
         self.charge = charge
         self.charge_mode = charge_mode
         self.host_memory_bytes = host_memory_bytes if host_memory_bytes is not None else _mem_total()
         self._watched: Dict[str, _Watched] = {}
+        # the last discovery's findings (cgroup -> has tasks; cgroup -> limited), when complete
+        self._found: Optional[Dict[str, bool]] = None
+        self._limited: Optional[Dict[str, bool]] = None
+        self._next_full_discovery = 0
+        self._walked: Optional[List[str]] = None
+        self._walk_count: Optional[int] = None
+        self._next_walk_ns = 0
         self._next_discovery = 0
         #: every reading, and every query about them: the one object shared with the main thread
         self.store = Readings(hier, self.ring_ns, timeline_points, timeline_spacing_s,
@@ -151,12 +162,25 @@ class Sampler:
         self.unpaired = 0
 
     # --- discovery ---
+    def _walk(self, now: int) -> List[str]:
+        """Every cgroup below the top: walked again when the hierarchy's count of cgroups changed,
+        and every 10 s; else the last walk's (the walk was half of a discovery's cost with 500 idle
+        cgroups: a stat of each, to tell a leaf; bench/README.md)."""
+        count = self.hier.count()
+        if count is None or count != self._walk_count or now >= self._next_walk_ns or self._walked is None:
+            self._walked = list(self.hier.walk(self.top))
+            self._walk_count = count
+            self._next_walk_ns = now + 10 * self.discover_interval_ns
+        return self._walked
+
     def _discover(self, now: int) -> None:
         found: Dict[str, bool] = {}
-        for cg in self.hier.walk(self.top):
+        limited: Dict[str, bool] = {}
+        for cg in self._walk(now):
             if cg == "/":
                 continue  # the root holds every host process; it is not a container
             anc = self.store.limited_ancestor(cg)
+            limited[cg] = anc == cg
             if anc == cg:
                 # A limited cgroup is watched with or without tasks; whether it has any is learnt
                 # at its readings, which list them anyway (reading every cgroup.procs here each
@@ -177,23 +201,36 @@ class Sampler:
         if len(found) > self.max_cgroups:
             self.dropped_cgroups = len(found) - self.max_cgroups
             found = dict(list(found.items())[: self.max_cgroups])
+        if found == self._found and limited == self._limited and now < self._next_full_discovery:
+            # The same cgroups as a second ago, with the same limits: nothing to update (the rest
+            # of a discovery was half of its cost with 500 idle cgroups; bench/README.md). All of
+            # it is done again every 10 s all the same (runtimes of exited processes forgotten,
+            # notifications that failed retried).
+            return
+        self._found, self._limited = None, None
+        self._next_full_discovery = now + 10 * self.discover_interval_ns
+        complete = True
         for cg, has_tasks in found.items():
             w = self._watched.get(cg)
             if w is None:
                 try:
                     ino = os.stat(self.hier.fs_path(cg)).st_ino
                 except OSError:
+                    complete = False
                     continue
                 w = self._watched[cg] = _Watched(next_ns=now, ino=ino)
             w.has_tasks = has_tasks
-            w.limited = self.store.limited_ancestor(cg) == cg
+            w.limited = limited.get(cg, False)
             w.seen_ns = now
         vanished = [c for c, w in self._watched.items() if w.seen_ns != now]
         for cg in vanished:
             del self._watched[cg]
+            self.hier.forget_files(cg)
         self.store.set_watched({c: w.ino for c, w in self._watched.items()}, vanished, 4 * self.max_cgroups)
         self.runtimes.forget_except(self.store.known_pids())
         self._sync_limit_notifications()
+        if complete:
+            self._found, self._limited = found, limited
 
     # --- one pass ---
     def tick(self) -> float:
@@ -201,7 +238,7 @@ class Sampler:
         now = time.monotonic_ns()
         if now >= self._next_discovery:
             self._discover(now)
-            self._next_discovery = now + self.discover_interval_ns
+            self._next_discovery = _on_grid(now, self.discover_interval_ns)
         # Everything due within half the fastest interval is handled in this pass. Without that
         # slack, each cgroup's schedule drifts from the others' (it is relative to its own last
         # reading) and the passes multiplied: with 500 cgroups, 11 a second after one minute and
@@ -212,7 +249,7 @@ class Sampler:
             if w.next_ns > horizon and w.limit and w.peek_ns <= horizon:
                 # above half the limit, peek as often as a near-limit cgroup is read: a fast
                 # grower (80 MiB/s in a 96 MiB cgroup) crosses the last 10% in ~120 ms
-                w.peek_ns = now + self._peek_interval(w.ratio)
+                w.peek_ns = _on_grid(now, self._peek_interval(w.ratio, cg))
                 usage = self.hier.usage(cg)
                 if usage is not None and (self._band(usage / w.limit) > self._band(w.ratio)
                                           or usage / w.limit - w.ratio > 0.1):
@@ -270,8 +307,8 @@ class Sampler:
             if anc is not None and anc != cg and anc in self._watched:
                 ratio = max(ratio, self._watched[anc].ratio)
             interval = (self.idle_interval_ns, self.far_interval_ns, self.mid_interval_ns, self.fast_interval_ns)[self._band(ratio)]
-            w.next_ns = sample.t_ns + interval
-            w.peek_ns = sample.t_ns + self._peek_interval(ratio)
+            w.next_ns = _on_grid(sample.t_ns, interval)
+            w.peek_ns = _on_grid(sample.t_ns, self._peek_interval(ratio, cg))
             if anc == cg and interval < self.far_interval_ns:
                 # A limit filling up is shared by every cgroup below it: read them as often
                 # (a sibling read 5 s earlier says little about the kill; measured 1.8 s old).
@@ -309,13 +346,20 @@ class Sampler:
                   + [self._next_discovery])
         return min(1.0, max(0.01, (nxt - time.monotonic_ns()) / 1e9))
 
-    def _peek_interval(self, ratio: float) -> int:
+    def _peek_interval(self, ratio: float, cgroup: Optional[str] = None) -> int:
         # Peeks are most of the sampler's cost with many idle cgroups (measured: 500 cgroups
         # peeked every 250 ms took 5.7% of a core), so a nearly empty cgroup is peeked once a
         # second, a quarter-full one every peek_interval_s, and one past half as often as read near the limit.
         if ratio >= 0.5:
             return self.fast_interval_ns
-        return self.peek_interval_ns if ratio >= 0.25 else 4 * self.peek_interval_ns
+        if ratio >= 0.25:
+            return self.peek_interval_ns
+        if cgroup is not None and self.notify.v1 and self.notify.notified(cgroup):
+            # cgroup v1 usage thresholds: the kernel wakes the sampler as the usage crosses 25%
+            # of the limit, which is what a peek below it looks for. Peeked every far interval
+            # all the same (a threshold set against a limit that has just changed).
+            return self.far_interval_ns
+        return 4 * self.peek_interval_ns
 
     def _band(self, ratio: float) -> int:
         # 0: below a quarter of the limit, 1: below half, 2: below near_limit_ratio, 3: near it.
@@ -393,6 +437,13 @@ class Sampler:
         self.notify.close()
 
     def run(self, stop: threading.Event) -> None:
+        self.hier.keep_files_open(self.kept_fds)
+        try:
+            self._run(stop)
+        finally:
+            self.hier.close_files()
+
+    def _run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 wait = self.tick()
@@ -413,6 +464,28 @@ class Sampler:
     def notified(self, cgroup: str) -> bool:
         """Whether the kernel wakes the sampler when this cgroup fills up (v2 inotify, v1 thresholds)."""
         return self.notify.notified(cgroup)
+
+
+GRID_NS = 1_000_000_000
+
+
+def _on_grid(t_ns: int, interval_ns: int) -> int:
+    """``t_ns`` + ``interval_ns``; when that is a second or more, rounded down to a whole second (of
+    CLOCK_MONOTONIC), so never later than before: the idle cgroups' readings and peeks, and the
+    discoveries, then fall due together, in one pass a second, not in passes of their own (each
+    pass goes over every watched cgroup: with 500 idle cgroups, 4.4 passes a second were a third
+    of the sampler's CPU; bench/README.md). Nearer times (a cgroup filling up) are kept as they are."""
+    due = t_ns + interval_ns
+    if interval_ns < GRID_NS:
+        return due
+    return due // GRID_NS * GRID_NS
+
+
+def _half_the_open_file_limit() -> int:
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 32768 if soft == resource.RLIM_INFINITY else max(0, soft // 2 - 64)
 
 
 def _mem_total() -> Optional[int]:

@@ -16,6 +16,12 @@ from ..terminal import terminal_safe
 from ..safefs import Batch, Dir, atomic_write  # noqa: F401 - atomic_write: re-exported for its callers
 
 
+def write_capture(out_dir: str, capture: Capture) -> str:
+    """A new kill folder with the capture alone (record: its post-mortem comes from record/finish.py)."""
+    with Dir(out_dir, create=True) as out, out.make_kill_folder(capture.kill_id) as folder:
+        return folder.write("capture.json", capture.to_json())
+
+
 def write_kill(
     out_dir: str, capture: Capture, render_html: Callable[[Capture], str], batch: Optional[Batch] = None
 ) -> Tuple[str, Optional[str], Optional[str]]:

@@ -120,3 +120,32 @@ def test_pressure():
     p = cgroupfs.parse_pressure("some avg10=1.50 avg60=0.20 avg300=0.00 total=12345\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=7\n")
     assert p == {"some_avg10": 1.5, "some_avg60": 0.2, "some_avg300": 0.0, "some_total_us": 12345.0,
                  "full_avg10": 0.0, "full_avg60": 0.0, "full_avg300": 0.0, "full_total_us": 7.0}
+
+
+def test_kept_files_are_reread_by_their_thread_only_and_let_go(tmp_path):
+    import threading
+
+    cg = tmp_path / "a"
+    cg.mkdir()
+    usage = cg / "memory.usage_in_bytes"
+    usage.write_text("100\n")
+    (cg / "cgroup.procs").write_text("7\n")
+    h = MemoryHierarchy(str(tmp_path), 1)
+    h.keep_files_open(1)
+    assert h.usage("/a") == 100 and list(h._kept) == [("/a", "memory.usage_in_bytes")]
+    with open(usage, "r+") as f:  # the same file, new content: a pread at 0 sees it
+        f.write("200\n")
+    assert h.usage("/a") == 200
+    assert h.procs("/a") == [7] and len(h._kept) == 1, "cgroup.procs is never kept (v1 keeps a pid list per open file)"
+    (cg / "memory.limit_in_bytes").write_text("4096\n")
+    assert h.limit("/a") == 4096 and len(h._kept) == 1, "beyond the budget, files are opened and closed"
+    other = []
+    t = threading.Thread(target=lambda: other.append(h.limit("/a")))
+    t.start()
+    t.join()
+    assert other == [4096] and len(h._kept) == 1
+    h.forget_files("/a")
+    assert h._kept == {}
+    assert h.usage("/a") == 200
+    h.close_files()
+    assert h._kept is None and h.usage("/a") == 200

@@ -88,11 +88,8 @@ def test_last_kill_is_one_series_per_cgroup_with_the_postmortem(monkeypatch):
     m = Metrics()
     a = Announcer(open(os.devnull, "w"), open(os.devnull, "w"), metrics=m)
 
-    class Analysis:
-        top_categories = ["anon"]
-
-    a.kill(cap, Written("/out/k1/capture.json", "/out/k1/postmortem.html"), Analysis())
-    a.kill(cap, Written("/out/k2/capture.json", "/out/k2/postmortem.html"), Analysis())
+    a.kill(cap, Written("/out/k1/capture.json", "/out/k1/postmortem.html"), "anon")
+    a.kill(cap, Written("/out/k2/capture.json", "/out/k2/postmortem.html"), "anon")
     (s,) = _series(m, "oomscope_last_oom_kill_timestamp_seconds")  # the second kill replaced the first
     assert s.labels["postmortem"] == "/out/k2/postmortem.html" and s.labels["category"] == "anon"
     assert s.labels["cgroup"] == (cap.cgroup.task_memcg or cap.cgroup.oom_memcg)

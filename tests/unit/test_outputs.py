@@ -1,8 +1,10 @@
-"""record/outputs.py: what one kill leaves on disk, with rendering and the index passed in."""
+"""record/outputs.py and record/finish.py: what one kill leaves on disk; the capture written by
+the recorder, the post-mortem and the index by a Finisher."""
 
 import io
 import os
 
+from oomscope.record.finish import InProcess, PostMortems
 from oomscope.record.outputs import Outputs
 
 from .helpers import capture_from_fixture
@@ -22,15 +24,24 @@ class FakeIndex:
         self.writes += 1
 
 
+class Analysis:
+    top_categories = ["anon"]
+
+
 def test_a_kill_is_written_rendered_with_its_analysis_and_indexed(tmp_path):
     cap, _ = capture_from_fixture("v2-6.1-anon.kmsg", version=2)
     rendered, index, err = [], FakeIndex(), io.StringIO()
-    out = Outputs(str(tmp_path), lambda c, a=None: rendered.append(a) or "<html>", index, None, err)
-    written = out.write(cap, "the analysis", kill_ns=1)
-    assert os.path.isfile(written.capture_path) and open(written.html_path).read() == "<html>"
-    assert rendered == ["the analysis"] and index.added == [(cap.kill_id, "the analysis")]
-    assert index.writes == 1 and written.render_error is None and err.getvalue() == ""
-    out.write_index()  # nothing new: not written again
+    analysis = Analysis()
+    fin = InProcess(PostMortems(str(tmp_path), lambda c, a=None: rendered.append(a) or "<html>", lambda c: analysis, index, err))
+    written = Outputs(str(tmp_path), fin, None, err).write(cap, kill_ns=1)
+    assert os.path.isfile(written.capture_path) and written.html_path is None  # set once rendered
+    [done] = fin.results()
+    assert done.job == written.job and done.category == "anon" and done.error is None
+    assert done.html_path == os.path.join(os.path.dirname(written.capture_path), "postmortem.html")
+    assert open(done.html_path).read() == "<html>"
+    assert rendered == [analysis] and index.added == [(cap.kill_id, analysis)]
+    assert index.writes == 1 and err.getvalue() == ""
+    fin.results()  # nothing new: not written again
     assert index.writes == 1
 
 
@@ -41,6 +52,9 @@ def test_a_rendering_error_is_said_and_the_capture_kept(tmp_path):
         raise ValueError("no template")
 
     err = io.StringIO()
-    written = Outputs(str(tmp_path), broken, FakeIndex(), None, err).write(cap, None, kill_ns=1)
-    assert os.path.isfile(written.capture_path) and written.html_path is None
-    assert "post-mortem not rendered (ValueError: no template)" in err.getvalue()
+    fin = InProcess(PostMortems(str(tmp_path), broken, None, FakeIndex(), err))
+    written = Outputs(str(tmp_path), fin, None, err).write(cap, kill_ns=1)
+    [done] = fin.results()
+    assert os.path.isfile(written.capture_path) and done.html_path is None
+    assert done.error == "ValueError: no template" and done.category == ""
+    assert not os.path.exists(os.path.join(os.path.dirname(written.capture_path), "postmortem.html"))

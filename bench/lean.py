@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""Two recorders side by side, at once, on the same cgroups: their memory (anonymous and
+file-backed apart) and CPU, minute by minute, at 0, 500 and 2000 watched cgroups (issue 19).
+
+BEFORE is another checkout of oomscope (e.g. main, cloned to /var/tmp), AFTER this one. For each
+level: N sandbox cgroups (a 256 MiB limit, one sleeping process each) are created in a parent
+``/oomscope-test-lean-PID``, both recorders started with ``--cgroup`` that parent (each with its own
+output folder: on this shared host, other work's cgroups and OOM storms are then neither sampled
+nor written by them, and do not blur the figures), and after start-up each
+one's utime+stime (/proc/PID/stat: its own CPU, whatever else runs) is read every minute for
+MINUTES; then /proc/PID/smaps_rollup and the largest mappings of each. The worker process of a
+recorder (its post-mortems, record/finish.py) is reported on its own line. The cgroups are
+removed at the end of each level, also on failure.
+
+With ``--latency``, one OOM storm in a 64 MiB sandbox is recorded by both at once: the time from
+each kill to its postmortem.html on disk, p50/p95 (as bench/latency.py measures it).
+
+Run as root after ./setup.sh (the light CPU runs need no lock; the storm does):
+    /opt/oomscope/venv/bin/python bench/lean.py --before /var/tmp/oomscope-before [--levels 0,500,2000] [--minutes 10]
+    flock /tmp/oomscope-heavy.lock /opt/oomscope/venv/bin/python bench/lean.py --before ... --latency --levels ''
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime as dt
+import glob
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, HERE)
+
+from oomscope.kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup  # noqa: E402
+
+PREFIX = "/oomscope-test-lean-"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rollup(pid: int) -> dict:
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            p = line.split()
+            if len(p) >= 3 and p[-1] == "kB":
+                out[p[0].rstrip(":")] = int(p[1]) * 1024
+    return out
+
+
+def mappings(pid: int):
+    """(rss, anonymous) bytes per mapped file ([heap], [anon] for the nameless ones)."""
+    rss, anon = collections.Counter(), collections.Counter()
+    name = None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            p = line.split()
+            if p and "-" in p[0] and not p[0].endswith(":"):
+                name = p[5] if len(p) >= 6 else "[anon]"
+            elif p and p[0] == "Rss:":
+                rss[name] += int(p[1]) * 1024
+            elif p and p[0] == "Anonymous:":
+                anon[name] += int(p[1]) * 1024
+    return rss, anon
+
+
+def loaded(pid: int, *names: str) -> list:
+    """Which of these packages have a shared object mapped (pandas: pandas/_libs, jinja2: markupsafe)."""
+    with open(f"/proc/{pid}/maps") as f:
+        text = f.read()
+    return [n for n in names if f"/{n}/" in text]
+
+
+def children(pid: int) -> list:
+    out = []
+    for task in glob.glob(f"/proc/{pid}/task/*/children"):
+        with open(task) as f:
+            out += [int(x) for x in f.read().split()]
+    return out
+
+
+def mib(b: float) -> str:
+    return f"{b / 1048576:.1f}"
+
+
+class Recorder:
+    def __init__(self, label: str, checkout: str, out: str, extra=()):
+        self.label, self.out = label, out
+        os.makedirs(out, exist_ok=True)
+        self.err_path = os.path.join(out, "record.err")
+        env = dict(os.environ, PYTHONPATH=checkout)
+        self.proc = subprocess.Popen([sys.executable, "-m", "oomscope", "record", "-o", os.path.join(out, "kills"), *extra],
+                                     cwd=checkout, env=env, stdout=open(os.path.join(out, "record.out"), "w"),
+                                     stderr=open(self.err_path, "w"))
+
+    def started(self) -> bool:
+        if self.proc.poll() is not None:
+            raise SystemExit(f"{self.label}: record exited: {open(self.err_path).read()[-2000:]}")
+        return "recording OOM kills" in open(self.err_path).read()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+AFTER = HERE  # --after: a copy of this checkout, so that it can be edited while the bench runs
+
+
+def start_both(before: str, out: str, extra=()):
+    recs = [Recorder("before", before, os.path.join(out, "before"), extra), Recorder("after", AFTER, os.path.join(out, "after"), extra)]
+    deadline = time.monotonic() + 180
+    while not all(r.started() for r in recs):
+        if time.monotonic() > deadline:
+            raise SystemExit("record did not start within 180 s")
+        time.sleep(0.1)
+    return recs
+
+
+def level(n: int, minutes: float, before: str, hier, top: int) -> list:
+    parent = f"{PREFIX}{os.getpid()}"
+    made, sleepers, rows = [create_cgroup(hier, parent, None)], [], []
+    try:
+        for i in range(n):
+            fs = create_cgroup(hier, f"{parent}/c{i}", 256 << 20)
+            made.append(fs)
+            sleepers.append(subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && exec sleep 100000', "sh",
+                                              os.path.join(fs, "cgroup.procs")]))
+        with tempfile.TemporaryDirectory(prefix="oomscope-lean-") as out:
+            recs = start_both(before, out, ("--cgroup", parent))
+            try:
+                time.sleep(10)  # past start-up, and the first discovery of every cgroup
+                c0 = {r.label: cpu_s(r.proc.pid) for r in recs}
+                t0 = prev_t = time.monotonic()
+                prev = dict(c0)
+                per_minute = {r.label: [] for r in recs}
+                while time.monotonic() - t0 < minutes * 60 - 0.5:
+                    time.sleep(min(60.0, t0 + minutes * 60 - time.monotonic()))
+                    now = time.monotonic()
+                    line = []
+                    for r in recs:
+                        c = cpu_s(r.proc.pid)
+                        pct = 100 * (c - prev[r.label]) / (now - prev_t)
+                        per_minute[r.label].append(pct)
+                        prev[r.label] = c
+                        line.append(f"{r.label} {pct:.2f}%")
+                    prev_t = now
+                    print(f"  {n} cgroups, minute {(now - t0) / 60:.1f}: " + ", ".join(line), flush=True)
+                elapsed = time.monotonic() - t0
+                for r in recs:
+                    pid = r.proc.pid
+                    roll = rollup(pid)
+                    rss, anon = mappings(pid)
+                    cpu = 100 * (cpu_s(pid) - c0[r.label]) / elapsed
+                    row = {"level": n, "label": r.label, "rss": roll["Rss"], "anon": roll["Anonymous"],
+                           "file": roll["Rss"] - roll["Anonymous"], "cpu": cpu,
+                           "cpu_max_minute": max(per_minute[r.label]), "loaded": loaded(pid, "pandas", "markupsafe", "jinja2", "numpy"),
+                           "workers": []}
+                    for child in children(pid):
+                        wr = rollup(child)
+                        row["workers"].append({"pid": child, "rss": wr["Rss"], "anon": wr["Anonymous"], "cpu_s": cpu_s(child),
+                                               "loaded": loaded(child, "pandas", "markupsafe", "jinja2", "numpy")})
+                    rows.append(row)
+                    print(f"  {n} cgroups, {r.label}: RSS {mib(row['rss'])} MiB (anonymous {mib(row['anon'])}, "
+                          f"file {mib(row['file'])}), CPU {cpu:.2f}% of one core over {elapsed / 60:.1f} min "
+                          f"(worst minute {row['cpu_max_minute']:.2f}%), mapped: {', '.join(row['loaded']) or 'no pandas/jinja2/numpy'}",
+                          flush=True)
+                    for w in row["workers"]:
+                        print(f"    its worker {w['pid']}: RSS {mib(w['rss'])} MiB (anonymous {mib(w['anon'])}), CPU {w['cpu_s']:.1f} s in all")
+                    for name, b in rss.most_common(top):
+                        print(f"      {mib(b):>7} MiB (anonymous {mib(anon[name]):>6})  {name}")
+            finally:
+                for r in recs:
+                    r.stop()
+    finally:
+        for p in sleepers:
+            p.kill()
+            p.wait()
+        for fs in reversed(made):
+            remove_cgroup(fs)
+    return rows
+
+
+STORM = r"""
+import os, sys, time
+open('/proc/self/oom_score_adj', 'w').write('-1000')
+end = time.monotonic() + float(sys.argv[1])
+children = set()
+while time.monotonic() < end:
+    while len(children) < 3:
+        pid = os.fork()
+        if pid == 0:
+            open('/proc/self/oom_score_adj', 'w').write('0')
+            a = []
+            while True:
+                a.append(bytearray(1 << 20))
+        children.add(pid)
+    pid, _ = os.wait()
+    children.discard(pid)
+for pid in children:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+"""
+
+
+def latencies(kills_dir: str) -> list:
+    lat = []
+    for cap_path in glob.glob(os.path.join(kills_dir, "*", "capture.json")):
+        html = os.path.join(os.path.dirname(cap_path), "postmortem.html")
+        with open(cap_path) as f:
+            cap = json.load(f)
+        if not os.path.exists(html) or not (cap["cgroup"].get("oom_memcg") or "").startswith(PREFIX):
+            continue
+        kill = dt.datetime.fromisoformat(cap["times"]["kill_wall"]).timestamp()
+        lat.append(os.stat(html).st_mtime - kill)
+    return sorted(lat)
+
+
+def storm(before: str, hier, duration: float) -> list:
+    parent = f"{PREFIX}{os.getpid()}"
+    top = create_cgroup(hier, parent, None)
+    fs = create_cgroup(hier, f"{parent}/storm", 64 << 20)
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="oomscope-lean-") as out:
+            recs = start_both(before, out, ("--cgroup", parent))
+            try:
+                time.sleep(3)
+                subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -c "$3" "$4"', "sh",
+                                os.path.join(fs, "cgroup.procs"), sys.executable, STORM, str(duration)],
+                               timeout=120, check=True)
+                time.sleep(5.0)
+            finally:
+                for r in recs:
+                    r.stop()
+            for r in recs:
+                lat = latencies(os.path.join(r.out, "kills"))
+                caps = len(glob.glob(os.path.join(r.out, "kills", "*", "capture.json")))
+                if not lat:
+                    print(f"  storm, {r.label}: no post-mortem ({caps} captures)")
+                    continue
+                p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))]
+                rows.append({"label": r.label, "kills": len(lat), "captures": caps, "p50": statistics.median(lat), "p95": p95, "max": lat[-1]})
+                print(f"  storm, {r.label}: {len(lat)} post-mortems ({caps} captures): kill -> postmortem.html "
+                      f"p50 {1000 * statistics.median(lat):.0f} ms, p95 {1000 * p95:.0f} ms, max {1000 * lat[-1]:.0f} ms", flush=True)
+    finally:
+        remove_cgroup(fs)
+        remove_cgroup(top)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--before", required=True, help="the other checkout (e.g. main cloned to /var/tmp)")
+    ap.add_argument("--levels", default="0,500,2000", help="numbers of watched sandbox cgroups ('' for none)")
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--top", type=int, default=6, help="largest mappings shown per recorder")
+    ap.add_argument("--latency", action="store_true", help="also an OOM storm recorded by both (take the heavy lock)")
+    ap.add_argument("--storm-seconds", type=float, default=6.0)
+    ap.add_argument("--after", default=HERE, help="the checkout measured as AFTER (default: this one)")
+    ap.add_argument("--json", help="write the rows here")
+    args = ap.parse_args()
+    global AFTER
+    AFTER = os.path.abspath(args.after)
+    if os.geteuid() != 0:
+        raise SystemExit("run as root")
+    hier = MemoryHierarchy.detect()
+    rows = {"levels": [], "storm": []}
+    for n in [int(x) for x in args.levels.split(",") if x.strip()]:
+        rows["levels"] += level(n, args.minutes, os.path.abspath(args.before), hier, args.top)
+    if args.latency:
+        rows["storm"] = storm(os.path.abspath(args.before), hier, args.storm_seconds)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    print("\n| cgroups | recorder | RSS MiB | anonymous | file | CPU % of a core (whole run; worst minute) | pandas/jinja2 mapped |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows["levels"]:
+        print(f"| {r['level']} | {r['label']} | {mib(r['rss'])} | {mib(r['anon'])} | {mib(r['file'])} | "
+              f"{r['cpu']:.2f} ({r['cpu_max_minute']:.2f}) | {'yes' if r['loaded'] else 'no'} |")
+        for w in r["workers"]:
+            print(f"| {r['level']} | {r['label']}'s worker | {mib(w['rss'])} | {mib(w['anon'])} | {mib(w['rss'] - w['anon'])} | "
+                  f"{w['cpu_s']:.1f} s in all | {'yes' if w['loaded'] else 'no'} |")
+    for s in rows["storm"]:
+        print(f"\nstorm, {s['label']}: {s['kills']} post-mortems, p50 {1000 * s['p50']:.0f} ms, p95 {1000 * s['p95']:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""What happens to a capture after the recorder wrote it: its analysis, its post-mortem
+(postmortem.html) and the output folder's index.html.
+
+The recorder writes every capture.json itself (record/outputs.py); the rest is done by a
+``Finisher``. ``PostMortems`` does the work, with the analysis, the renderer and the index passed
+in (record/ imports nothing from analysis/ or report/). ``WorkerProcess`` has it done in a worker
+process (report/worker.py, fed the captures' paths over a pipe): the long-running recorder then
+never imports pandas or jinja2 (bench/README.md, "A lean recorder": they were ~40 MiB of its
+anonymous memory). A worker that dies is said in record's log and started again; the capture of
+the kill it was working on stays, without a post-mortem.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Deque, Dict, List, Optional, TextIO, Tuple
+
+from ..model import Capture
+from ..safefs import Dir
+from ..terminal import terminal_safe
+from ..analysis.cause import cause_words
+
+HTML = "postmortem.html"
+
+
+@dataclass
+class Finished:
+    """A kill's post-mortem, rendered or not."""
+
+    job: int
+    html_path: Optional[str]
+    error: Optional[str] = None  # why there is no post-mortem (one line)
+    category: str = ""  # the dominant category of the kill's memory ("" when unknown)
+    cause: Optional[str] = None  # the cause in a few words (announce.cause_words); None: not analysed
+
+
+class PostMortems:
+    """Analyses and renders kills and keeps the output folder's index, in the calling process."""
+
+    def __init__(self, out_dir: str, render_html: Callable[..., str], analyse: Optional[Callable[[Capture], Any]],
+                 index, err: TextIO):
+        self.out_dir = out_dir
+        self.render_html = render_html  # (capture, analysis=None) -> html
+        self.analyse = analyse
+        self.index = index  # add(capture_path, capture, analysis=None), remove(folder), write(atomic_write)
+        self.err = err
+        self._index_dirty = False
+        self._index_written = 0.0
+
+    def kill(self, job: int, capture_path: str, capture: Capture) -> Finished:
+        analysis = None
+        if self.analyse is not None:
+            try:
+                analysis = self.analyse(capture)
+            except Exception:  # noqa: BLE001 - the renderer says what fails; the capture is written regardless
+                analysis = None
+        category = analysis.top_categories[0] if analysis is not None and analysis.top_categories else ""
+        html_path, error = self._render(capture_path, capture, analysis)
+        self.index.add(capture_path, capture, analysis)
+        self._index_dirty = True
+        return Finished(job, html_path, error, category, cause_words(capture, analysis))
+
+    def rerender(self, capture_path: str, capture: Capture) -> None:
+        """A memory.oom.group's first post-mortem, again, now listing every victim."""
+        if os.path.exists(os.path.join(os.path.dirname(capture_path), HTML)):
+            _, error = self._render(capture_path, capture, None)
+            if error:
+                self.err.write(f"oomscope: error: post-mortem of {terminal_safe(capture.kill_id)} not re-rendered: {error}\n")
+        self.index.add(capture_path, capture)
+        self._index_dirty = True
+
+    def remove(self, folder: str) -> None:
+        self.index.remove(folder)
+        self._index_dirty = True
+
+    def _render(self, capture_path: str, capture: Capture, analysis: Any) -> Tuple[Optional[str], Optional[str]]:
+        try:
+            html = self.render_html(capture, analysis) if analysis is not None else self.render_html(capture)
+            folder = os.path.basename(os.path.dirname(capture_path))
+            with Dir(self.out_dir) as out, out.subdir(folder) as kill_dir:
+                return kill_dir.write(HTML, html), None
+        except Exception as exc:  # noqa: BLE001 - the capture is safe on disk; say what failed
+            return None, terminal_safe(f"{type(exc).__name__}: {exc}")[:500]
+
+    def write_index(self, force: bool = False) -> None:
+        """index.html, at most once a second while kills come in (in a storm, rewriting it for
+        every kill took a fifth of the time of writing the kills: measured, 385 kills), and at the end."""
+        now = time.monotonic()
+        if not self._index_dirty or (not force and now - self._index_written < 1.0):
+            return
+        try:
+            self.index.write(None)
+            self._index_dirty = False
+            self._index_written = now
+        except OSError as exc:
+            self.err.write(f"oomscope: error: could not write index.html: {exc}\n")
+
+    @property
+    def index_due(self) -> Optional[float]:
+        """Seconds until a pending index.html is due, or None when nothing is pending."""
+        return max(0.0, self._index_written + 1.0 - time.monotonic()) if self._index_dirty else None
+
+
+class InProcess:
+    """A Finisher that does the work at once, in the recorder (tests; the worker's own core)."""
+
+    def __init__(self, post: PostMortems):
+        self.post = post
+        self._next = 0
+        self._done: List[Finished] = []
+
+    def kill(self, capture_path: str, capture: Capture) -> int:
+        self._next += 1
+        self._done.append(self.post.kill(self._next, capture_path, capture))
+        self.post.write_index()
+        return self._next
+
+    def rerender(self, capture_path: str, capture: Capture) -> None:
+        self.post.rerender(capture_path, capture)
+
+    def remove(self, folder: str) -> None:
+        self.post.remove(folder)
+
+    def results(self) -> List[Finished]:
+        self.post.write_index()
+        done, self._done = self._done, []
+        return done
+
+    def finish(self, timeout_s: float = 0.0) -> List[Finished]:
+        self.post.write_index(force=True)
+        return self.results()
+
+
+class WorkerProcess:
+    """A Finisher whose work is done by a worker process: one JSON line per request on its stdin,
+    one answer per request on its stdout, in order (report/worker.py). Never blocks the recorder:
+    requests wait in an outbox when the pipe is full, answers are read when there are some."""
+
+    RESTART_AFTER_S = (0.0, 1.0, 5.0, 30.0)  # after 1, 2, 3, 4+ crashes within a minute
+
+    def __init__(self, cmd: List[str], err: TextIO, env: Optional[Dict[str, str]] = None):
+        self.cmd = cmd
+        self.env = env
+        self.err = err
+        self._seq = 0
+        self._next_job = 0
+        #: requests not answered yet, oldest first: seq -> (request, capture path, kill job or 0)
+        self._pending: "collections.OrderedDict[int, Tuple[dict, str, int]]" = collections.OrderedDict()
+        self._outbox = bytearray()
+        self._inbox = bytearray()
+        self._done: List[Finished] = []
+        self._crashes: Deque[float] = collections.deque(maxlen=8)
+        self._restart_at: Optional[float] = None
+        self.restarts = 0
+        self._next_look = 0.0
+        self.proc: Optional[subprocess.Popen] = None
+        self._start()
+
+    # --- the process ---
+    def _start(self) -> None:
+        self._restart_at = None
+        try:
+            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self.env,
+                                         close_fds=True)
+        except OSError as exc:
+            self.proc = None
+            self._crashed(f"could not be started ({exc.strerror or exc})")
+            return
+        os.set_blocking(self.proc.stdin.fileno(), False)
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self._outbox = bytearray()
+        self._inbox = bytearray()
+        for req, _path, _job in self._pending.values():  # what the last one left undone
+            self._outbox += _line(req)
+
+    def _crashed(self, how: str) -> None:
+        """Says so, gives up the request it was on (its capture stays) and schedules a restart."""
+        if self.proc is not None:
+            for f in (self.proc.stdin, self.proc.stdout):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+            self.proc = None
+        now = time.monotonic()
+        self._crashes.append(now)
+        recent = sum(1 for t in self._crashes if now - t < 60.0)
+        delay = self.RESTART_AFTER_S[min(recent, len(self.RESTART_AFTER_S)) - 1]
+        lost = ""
+        if self._pending:  # answered in order: the oldest request is the one it was on
+            _seq, (_req, path, job) = self._pending.popitem(last=False)
+            if job:
+                self._done.append(Finished(job, None, f"the post-mortem worker {how}"))
+            lost = f" while working on {terminal_safe(path)} (the capture is kept)"
+        self.err.write(f"oomscope: error: the post-mortem worker {how}{lost}; "
+                       f"starting it again{' in %.0f s' % delay if delay else ''}\n")
+        self._restart_at = now + delay
+
+    def _exit_status(self) -> str:
+        proc = self.proc
+        if proc is None:
+            return "stopped"
+        try:
+            rc = proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+        return f"was killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
+
+    # --- requests ---
+    def _send(self, req: dict, path: str, job: int = 0) -> None:
+        self._seq += 1
+        req["seq"] = self._seq
+        self._pending[self._seq] = (req, path, job)
+        if self.proc is not None:
+            self._outbox += _line(req)
+        self._pump()
+
+    def kill(self, capture_path: str, capture: Capture) -> int:
+        self._next_job += 1
+        self._send({"op": "kill", "capture": capture_path}, capture_path, self._next_job)
+        return self._next_job
+
+    def rerender(self, capture_path: str, capture: Capture) -> None:
+        self._send({"op": "rerender", "capture": capture_path}, capture_path)
+
+    def remove(self, folder: str) -> None:
+        self._send({"op": "remove", "folder": folder}, folder)
+
+    def _pump(self) -> None:
+        """Writes what the pipe takes, reads what the worker answered; starts it again when due."""
+        if self.proc is None:
+            if self._restart_at is None or time.monotonic() < self._restart_at:
+                return
+            self.restarts += 1
+            self._start()
+            if self.proc is None:
+                return
+        try:
+            while self._outbox:
+                n = os.write(self.proc.stdin.fileno(), self._outbox)
+                del self._outbox[:n]
+        except BlockingIOError:
+            pass
+        except OSError:  # EPIPE: it is gone
+            self._crashed(self._exit_status())
+            return
+        gone = False
+        try:
+            while True:
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                if not chunk:
+                    gone = True
+                    break
+                self._inbox += chunk
+        except BlockingIOError:
+            pass
+        except OSError:
+            gone = True
+        if b"\n" in self._inbox:  # the answers it gave before it went, first
+            *lines, rest = bytes(self._inbox).split(b"\n")
+            self._inbox = bytearray(rest)
+            for line in lines:
+                self._answered(line)
+        if gone:
+            self._crashed(self._exit_status())
+
+    def _answered(self, line: bytes) -> None:
+        try:
+            msg = json.loads(line)
+            seq = int(msg["seq"])
+        except (ValueError, KeyError, TypeError):
+            return  # not an answer
+        entry = self._pending.pop(seq, None)
+        if entry is not None and entry[2]:
+            self._done.append(Finished(entry[2], msg.get("html"), msg.get("error"), msg.get("category") or "",
+                                       msg.get("cause") if isinstance(msg.get("cause"), str) else None))
+
+    def results(self) -> List[Finished]:
+        """The kills finished since the last call. Called at every drain of record's loop: with
+        nothing asked, the worker is looked at once a second only (is it still there)."""
+        now = time.monotonic()
+        if self._pending or self._outbox or self.proc is None or now >= self._next_look:
+            self._next_look = now + 1.0
+            self._pump()
+        done, self._done = self._done, []
+        return done
+
+    @property
+    def outstanding(self) -> int:
+        """Kills whose post-mortem is not done yet."""
+        return sum(1 for _req, _path, job in self._pending.values() if job)
+
+    def finish(self, timeout_s: float = 30.0) -> List[Finished]:
+        """Waits up to ``timeout_s`` for every post-mortem asked for, then stops the worker (which
+        writes index.html as it goes, and once more as it stops)."""
+        deadline = time.monotonic() + timeout_s
+        while self._pending and time.monotonic() < deadline:
+            if self.proc is None and self._restart_at is not None:
+                self._restart_at = min(self._restart_at, time.monotonic())
+            self._pump()
+            time.sleep(0.005)
+        done = self.results()
+        for _req, _path, job in self._pending.values():
+            if job:
+                done.append(Finished(job, None, "record stopped before its post-mortem was rendered"))
+        self._pending.clear()
+        self.close(max(2.0, deadline - time.monotonic()))
+        return done
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        proc, self.proc = self.proc, None
+        self._restart_at = None
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()  # the worker writes a pending index.html and exits
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def _line(req: dict) -> bytes:
+    return json.dumps(req).encode() + b"\n"
+
+
+def start_worker(out_dir: str, err: TextIO) -> WorkerProcess:
+    """The post-mortem worker (``python -m oomscope.report.worker``) for ``out_dir``, running the
+    same oomscope as this process, with its file mode and output-folder policy (oomscope/safefs.py)."""
+    from .. import safefs
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    cmd = [sys.executable, "-m", "oomscope.report.worker", out_dir, "--file-mode", str(safefs.settings.file_mode)]
+    if safefs.settings.allow_shared:
+        cmd.append("--allow-shared")
+    return WorkerProcess(cmd, err, env)

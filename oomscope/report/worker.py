@@ -1,0 +1,115 @@
+"""The post-mortem worker of ``oomscope record`` (record/finish.py starts it): analyses and
+renders the kills whose captures the recorder wrote, and keeps the output folder's index.html, so
+that the long-running recorder never holds pandas, jinja2 or the analysis.
+
+    python -m oomscope.report.worker OUT_DIR [--file-mode N] [--allow-shared]
+
+Reads one JSON request per line on stdin ({"seq", "op": kill|rerender|remove, "capture" or
+"folder"}), answers each on stdout, in order ({"seq"}, and for a kill "html", "error",
+"category"). Stops at the end of its input, writing index.html once more. SIGINT and SIGTERM are
+ignored: the recorder stops it by closing the pipe, once the last post-mortems are done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import sys
+from typing import Optional
+
+from .. import safefs
+from ..analysis.result import analyse_kill
+from ..errors import OomscopeError
+from ..model import Capture
+from ..record.finish import PostMortems
+from ..terminal import terminal_safe
+from .index import OutputIndex
+from .render import render_html
+
+
+def _read_capture(out_dir: str, capture_path: str) -> Capture:
+    """The capture the recorder wrote, read as the index reads one (never through a link)."""
+    folder = os.path.basename(os.path.dirname(capture_path))
+    with safefs.Dir(out_dir) as out, out.subdir(folder) as kill_dir:
+        return Capture.from_json(kill_dir.read("capture.json").decode("utf-8"))
+
+
+def _answer(req: dict, post: PostMortems, out_dir: str) -> dict:
+    op, seq = req.get("op"), req.get("seq")
+    if op == "remove":
+        post.remove(str(req["folder"]))
+        return {"seq": seq}
+    path = str(req["capture"])
+    try:
+        capture = _read_capture(out_dir, path)
+    except (OSError, UnicodeDecodeError, OomscopeError) as exc:
+        return {"seq": seq, "html": None, "error": terminal_safe(f"the capture could not be read back: {exc}")[:500]}
+    if op == "rerender":
+        post.rerender(path, capture)
+        return {"seq": seq}
+    done = post.kill(0, path, capture)
+    return {"seq": seq, "html": done.html_path, "error": done.error, "category": done.category, "cause": done.cause}
+
+
+def serve(out_dir: str, stdin=None, stdout=None, err=None) -> None:
+    stdin = stdin or sys.stdin.buffer
+    stdout = stdout or sys.stdout
+    err = err or sys.stderr
+    index = OutputIndex(out_dir)
+    for folder, why in index.skipped:  # a capture in the output folder that cannot be read
+        err.write(f"oomscope: warning: {terminal_safe(os.path.join(out_dir, folder))}: left out of the index: "
+                  f"{terminal_safe(why[:300])}\n")
+    err.flush()
+    post = PostMortems(out_dir, render_html, analyse_kill, index, err)
+    fd = stdin.fileno()
+    buf = b""
+    while True:
+        due: Optional[float] = post.index_due
+        readable, _, _ = select.select([fd], [], [], due)
+        if not readable:
+            post.write_index()
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            if not line.strip():
+                continue
+            req: dict = {}
+            try:
+                req = json.loads(line)
+                reply = _answer(req, post, out_dir)
+            except Exception as exc:  # noqa: BLE001 - one odd kill must not stop the others
+                reply = {"seq": req.get("seq"), "html": None, "error": terminal_safe(f"{type(exc).__name__}: {exc}")[:500]}
+            stdout.write(json.dumps(reply) + "\n")
+            stdout.flush()
+        post.write_index()
+    post.write_index(force=True)
+
+
+def main(argv=None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    args = list(sys.argv[1:] if argv is None else argv)
+    file_mode = allow_shared = None
+    if "--file-mode" in args:
+        i = args.index("--file-mode")
+        file_mode = int(args[i + 1])
+        del args[i:i + 2]
+    if "--allow-shared" in args:
+        args.remove("--allow-shared")
+        allow_shared = True
+    safefs.configure(file_mode=file_mode, allow_shared=allow_shared)
+    try:
+        serve(args[0])
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback (the recorder says it stopped)
+        sys.stderr.write(f"oomscope: post-mortem worker: {type(exc).__name__}: {terminal_safe(str(exc))}\n")
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

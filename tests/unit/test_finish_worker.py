@@ -1,0 +1,94 @@
+"""record/finish.py's WorkerProcess against a stand-in worker (the real one is report/worker.py,
+run by the system tests): answers in order, a worker that dies is said and started again, the
+kill it was on is given up (its capture stays), the others are sent again."""
+
+import io
+import sys
+import time
+
+from oomscope.record.finish import WorkerProcess
+from oomscope.record.memory import clean_file_mappings
+
+STAND_IN = r"""
+import json, os, sys
+for line in sys.stdin:
+    req = json.loads(line)
+    if req.get("capture", "").endswith("crash/capture.json") and not os.path.exists(sys.argv[1]):
+        open(sys.argv[1], "w").close()
+        os._exit(3)
+    ans = {"seq": req["seq"]}
+    if req["op"] == "kill":
+        ans.update(html=req["capture"].replace("capture.json", "postmortem.html"), error=None, category="anon")
+    print(json.dumps(ans), flush=True)
+"""
+
+
+def _all(worker, n, timeout=20.0):
+    done, end = [], time.monotonic() + timeout
+    while len(done) < n and time.monotonic() < end:
+        done += worker.results()
+        time.sleep(0.01)
+    return done
+
+
+def test_answers_come_back_in_order_with_their_category(tmp_path):
+    err = io.StringIO()
+    w = WorkerProcess([sys.executable, "-c", STAND_IN, str(tmp_path / "crashed")], err)
+    jobs = [w.kill(f"/out/k{i}/capture.json", None) for i in range(50)]
+    w.remove("old")
+    done = _all(w, 50)
+    assert [d.job for d in done] == jobs
+    assert done[7].html_path == "/out/k7/postmortem.html" and done[7].category == "anon" and done[7].error is None
+    assert w.finish(5.0) == [] and err.getvalue() == ""
+
+
+def test_a_worker_that_dies_is_said_restarted_and_the_others_sent_again(tmp_path):
+    err = io.StringIO()
+    w = WorkerProcess([sys.executable, "-c", STAND_IN, str(tmp_path / "crashed")], err)
+    first = w.kill("/out/a/capture.json", None)
+    crash = w.kill("/out/crash/capture.json", None)
+    after = w.kill("/out/b/capture.json", None)
+    done = {d.job: d for d in _all(w, 3)}
+    assert done[first].html_path == "/out/a/postmortem.html"
+    assert done[crash].html_path is None and "exited with code 3" in done[crash].error
+    assert done[after].html_path == "/out/b/postmortem.html", "the kill after the crash is rendered by the new worker"
+    assert "the post-mortem worker exited with code 3 while working on /out/crash/capture.json (the capture is kept)" in err.getvalue()
+    assert w.restarts == 1
+    w.finish(5.0)
+
+
+def test_kills_left_when_record_stops_are_said(tmp_path):
+    w = WorkerProcess([sys.executable, "-c", "import time; time.sleep(30)"], io.StringIO())
+    job = w.kill("/out/a/capture.json", None)
+    t = time.monotonic()
+    [left] = w.finish(0.3)
+    assert left.job == job and left.html_path is None and "record stopped" in left.error
+    assert time.monotonic() - t < 10
+
+
+SMAPS = """7f0000000000-7f0000100000 r--p 00000000 08:01 1 /usr/lib/x86_64-linux-gnu/libLLVM-14.so.1
+Rss:                1024 kB
+Anonymous:             0 kB
+7f0000100000-7f0000200000 r-xp 00100000 08:01 1 /usr/lib/x86_64-linux-gnu/libLLVM-14.so.1
+Rss:                1024 kB
+Anonymous:             0 kB
+7f0000200000-7f0000210000 r--p 00200000 08:01 1 /usr/lib/x86_64-linux-gnu/libLLVM-14.so.1
+Rss:                  64 kB
+Anonymous:            64 kB
+7f0000210000-7f0000220000 rw-p 00210000 08:01 1 /usr/lib/x86_64-linux-gnu/libLLVM-14.so.1
+Rss:                  64 kB
+Anonymous:             0 kB
+7f0000300000-7f0000400000 r-xp 00000000 08:01 2 /usr/lib/llvm-14/lib/libclang-cpp.so.14
+Anonymous:             0 kB
+7f0000400000-7f0000500000 r-xp 00000000 08:01 3 /usr/bin/python3.11
+Anonymous:             0 kB
+7f0000500000-7f0000600000 rw-p 00000000 00:00 0
+Anonymous:          1024 kB
+"""
+
+
+def test_only_never_written_read_only_compiler_mappings_are_dropped():
+    got = clean_file_mappings(SMAPS)
+    assert [(hex(a), n, p.rsplit("/", 1)[1]) for a, n, p in got] == [
+        ("0x7f0000000000", 1 << 20, "libLLVM-14.so.1"), ("0x7f0000100000", 1 << 20, "libLLVM-14.so.1"),
+        ("0x7f0000300000", 1 << 20, "libclang-cpp.so.14")]
