@@ -137,7 +137,7 @@ def _off(types: BtfTypes, struct_name: str, path: str, size: int = 8) -> int:
 
 def kallsyms_address(kallsyms: str, name: str) -> Optional[int]:
     """A symbol's address from /proc/kallsyms text (None when absent or hidden as zero)."""
-    for line in kallsyms.splitlines():
+    for line in kallsyms.split("\n"):
         parts = line.split()
         if len(parts) >= 3 and parts[2] == name:
             addr = int(parts[0], 16)

@@ -20,6 +20,7 @@ SOURCE_LABELS = {
     "kernel_report": "the kernel's OOM report (exact, printed at the kill)",
     "last_sample": "oomscope's last sample before the kill",
     "kernel_log": "the kernel's OOM report, from a log (oomscope import)",
+    "kernel_snapshot": "the memory cgroup's own counters, read in the kernel at the victim's SIGKILL",
     "reconstructed": "the last sample before the kill plus the in-kernel charge counters up to it",
     "after_kill": "a read after the kill (memory may already be freed)",
     "bpf": "the oom:mark_victim tracepoint, at the kill",
@@ -354,7 +355,7 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
                             f"there ({len(inc.victims)} victims so far). Kubernetes sets it on every container on cgroup v2 "
                             "since 1.28, so a pod's sidecars die with its main process.")
         for x in inc.victims:
-            link = "" if x.kill_id == capture.kill_id else f"../{urllib.parse.quote(x.kill_id, safe='+')}/postmortem.html"
+            link = "" if not x.kill_id or x.kill_id == capture.kill_id else f"../{urllib.parse.quote(x.kill_id, safe='+')}/postmortem.html"
             incident_rows.append(IncidentRow(str(x.pid), x.comm, link, is_victim=x.pid == v.pid))
 
     advice_rows = [AdviceRow(ADVICE_CASES.get(x.case, x.case), x.title, x.text, "; ".join(x.evidence)) for x in result.advice]
