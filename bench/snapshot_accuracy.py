@@ -21,6 +21,7 @@ Prints one JSON document.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -161,15 +162,29 @@ def main() -> int:
                 "max_unflushed_kib": max(r["unflushed_kib"] for r in group),
                 "max_failcnt_diff": max(abs(r["failcnt_diff"]) for r in group)}
 
+    fixture = None
+    for r in sorted(killed, key=lambda r: r.killed_usec or 0):
+        s = snaps.get(r.killed.pid)
+        if r.has_header and r.memory is not None and s is not None:
+            cg = r.summary.oom_memcg if r.summary is not None and r.summary.oom_memcg else r.stats_cgroup
+            fixture = {"kernel": os.uname().release, "cgroup_version": hier.version, "page_size": PAGE,
+                       "oom_memcg": cg, "oom_memcg_ino": inos.get(cg), "snapshot": dataclasses.asdict(s),
+                       "report": {"usage_kb": r.memory.usage_kb, "limit_kb": r.memory.limit_kb,
+                                  "failcnt": r.memory.failcnt, "memory_stat": r.memory_stat}}
+            break
     print(json.dumps({
         "kernel": os.uname().release, "cgroup_version": hier.version, "slot_scheme": layout.slot_scheme,
         "slots_known": len(snapper.slots), "startup": snapper.startup, "load_s": round(load_s, 1),
         "kills_seen": len(killed), "storm_kills": storm_kills, "full_reports": sum(1 for r in killed if r.has_header),
-        "snapshots": len(snaps), "reports_without_snapshot": sum(1 for r in rows if r.get("no_snapshot")),
+        "snapshots": len(snaps),
+        # every SIGKILL's snapshot (OOM or not): the most a read without the per-CPU deltas would miss
+        "unflushed_max_kib_any_sigkill": max((sum(abs(v) for k, v in s.levels[0].unflushed.items() if unit_of(k, PAGE) == PAGE)
+                                              * PAGE // 1024 for s in snaps.values() if s.levels), default=None), "reports_without_snapshot": sum(1 for r in rows if r.get("no_snapshot")),
         "missing_keys": rows[0]["exact"]["missing"] if rows and "exact" in rows[0] else None,
         "spaced": {v: summary(spaced, v) for v in ("exact", "flushed")},
         "close": {v: summary(close, v) for v in ("exact", "flushed")},
         "rows": rows,
+        "fixture": fixture,
     }, indent=1, default=str))
     return 0
 
