@@ -69,6 +69,13 @@ def compare_kill(rep, snap, inos, version):
     return out
 
 
+def _spread(values):
+    if not values:
+        return None
+    values = sorted(values)
+    return {"min": round(values[0], 1), "median": round(values[len(values) // 2], 1), "max": round(values[-1], 1)}
+
+
 def snap_mod_size(key):
     from oomscope.kernel.memcg_layout import is_size_key
 
@@ -177,6 +184,11 @@ def main() -> int:
         "slots_known": len(snapper.slots), "startup": snapper.startup, "load_s": round(load_s, 1),
         "kills_seen": len(killed), "storm_kills": storm_kills, "full_reports": sum(1 for r in killed if r.has_header),
         "snapshots": len(snaps),
+        "unflushed_worst_item_kib_any_sigkill": max(((abs(v) * unit_of(k, PAGE) // 1024, k) for s in snaps.values() if s.levels
+                                                     for k, v in s.levels[0].unflushed.items()), default=None),
+        "took_us": _spread([s.took_ns / 1000 for s in snaps.values()]),
+        "depth": _spread([len(s.levels) for s in snaps.values()]),
+        "cpus_bad": sum(s.cpus_bad for s in snaps.values()),
         # every SIGKILL's snapshot (OOM or not): the most a read without the per-CPU deltas would miss
         "unflushed_max_kib_any_sigkill": max((sum(abs(v) for k, v in s.levels[0].unflushed.items() if unit_of(k, PAGE) == PAGE)
                                               * PAGE // 1024 for s in snaps.values() if s.levels), default=None), "reports_without_snapshot": sum(1 for r in rows if r.get("no_snapshot")),

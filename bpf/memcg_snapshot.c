@@ -123,6 +123,7 @@ int on_signal_generate(struct bpf_raw_tracepoint_args *ctx)
         s->depth = d + 1;
         memcg = rd64(memcg + OFF_CSS_PARENT);  /* css is mem_cgroup's first member */
     }
+    s->took_ns = bpf_ktime_get_ns() - s->ts_ns;
     snapshots.update(&pid, s);
     return 0;
 }

@@ -109,6 +109,7 @@ struct oomscope_memcg_snapshot {
     u32 depth;              /* levels filled */
     u32 cpus_read;          /* CPUs whose per-CPU counters were added */
     u32 cpus_bad;           /* CPUs whose per-CPU area failed the back-pointer check */
+    u64 took_ns;            /* how long the program took to read it (its cost, per SIGKILL) */
     struct oomscope_memcg_level level[SNAP_DEPTH];
 };
 #endif

@@ -224,6 +224,7 @@ class MemcgSnapshot:
     levels: List[MemcgLevel]
     cpus_read: int = 0
     cpus_bad: int = 0
+    took_ns: int = 0  # the program's own time to read it
 
 
 def snapshot_from_raw(raw, slots: Dict[str, int], has_local: bool, has_memsw: bool) -> MemcgSnapshot:
@@ -240,4 +241,5 @@ def snapshot_from_raw(raw, slots: Dict[str, int], has_local: bool, has_memsw: bo
             pending={n: lv.pending[s] for n, s in slots.items()},
             unflushed={n: lv.unflushed[s] for n, s in slots.items()},
         ))
-    return MemcgSnapshot(ts_ns=raw.ts_ns, pid=raw.pid, levels=levels, cpus_read=raw.cpus_read, cpus_bad=raw.cpus_bad)
+    return MemcgSnapshot(ts_ns=raw.ts_ns, pid=raw.pid, levels=levels, cpus_read=raw.cpus_read, cpus_bad=raw.cpus_bad,
+                         took_ns=raw.took_ns)
