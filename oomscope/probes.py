@@ -468,7 +468,7 @@ def learning_activity(folder: str = "/dev/shm") -> Callable[[], None]:
             anon = bytearray(2 << 20)
             for i in range(0, len(anon), 4096):
                 anon[i] = 1
-            with mmap.mmap(-1, 8 << 20) as m:  # a huge page where THP is "madvise" (anon_thp), a locked page (unevictable)
+            with mmap.mmap(-1, 8 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS) as m:  # a huge page where THP is "madvise" (anon_thp), a locked page (unevictable)
                 with contextlib.suppress(AttributeError, OSError):
                     m.madvise(mmap.MADV_HUGEPAGE)
                 for i in range(0, 8 << 20, 4096):
