@@ -358,16 +358,25 @@ class MemcgSnapshotter:
             raise ProbeError("the memcg snapshot sums over at most 64 CPUs")
         self.bpf = _compile("memcg_snapshot.c", [f"-DOOMSCOPE_NCPUS={self.ncpus}"] + layout.cflags())
         self.startup = {}
-        t0 = _time.monotonic()
-        self._calibrate()
-        self.startup["calibrate_s"] = round(_time.monotonic() - t0, 2)
-        if layout.slot_scheme == memcg_layout.SLOT_LEARNT:
+        try:
             t0 = _time.monotonic()
-            self._learn(activity)
-            self.startup["learn_s"] = round(_time.monotonic() - t0, 2)
-        names = {v: k for k, v in layout.items.items()}
-        self.slots = {names[i]: s for i, s in layout.slots.items() if i in names}
-        self.bpf.attach_raw_tracepoint(tp=b"signal_generate", fn_name=b"on_signal_generate")
+            self._calibrate()
+            self.startup["calibrate_s"] = round(_time.monotonic() - t0, 2)
+            if layout.slot_scheme == memcg_layout.SLOT_LEARNT:
+                t0 = _time.monotonic()
+                self._learn(activity)
+                self.startup["learn_s"] = round(_time.monotonic() - t0, 2)
+            names = {v: k for k, v in layout.items.items()}
+            self.slots = {names[i]: s for i, s in layout.slots.items() if i in names}
+            if not self.slots:
+                raise ProbeError("memcg snapshot: no statistics slot found for any item")
+            self.bpf.attach_raw_tracepoint(tp=b"signal_generate", fn_name=b"on_signal_generate")
+        except ProbeError:
+            self.close()
+            raise
+        except Exception as exc:  # bcc raises bare Exception when attaching fails
+            self.close()
+            raise ProbeError(f"memcg snapshot: {exc}") from None
 
     def _calibrate(self) -> None:
         import time as _time
