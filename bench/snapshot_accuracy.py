@@ -27,6 +27,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -118,13 +119,15 @@ def main() -> int:
         storm_kills = 0
         if shutil.which("stress-ng"):
             time.sleep(5.5)  # the report's rate limit (10 per 5 s) starts afresh for the storm
+            scratch = tempfile.mkdtemp(prefix="oomscope-lab-")  # stress-ng's temp path: the cwd is read-only in the VMs
             sname = f"/oomscope-lab-snapstorm-{os.getpid()}"
             spath = create_cgroup(hier, sname, 96 << 20)
             made.append(spath)
             inos[sname] = os.stat(spath).st_ino
             proc = subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh",
                                      os.path.join(spath, "cgroup.procs"), "stress-ng", "--vm", "2", "--vm-bytes", "200M",
-                                     "--timeout", f"{args.storm_s}s", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     "--timeout", f"{args.storm_s}s", "-q", "--temp-path", scratch], cwd=scratch,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             end = time.monotonic() + args.storm_s * 4 + 30
             while proc.poll() is None and time.monotonic() < end:
                 collect()

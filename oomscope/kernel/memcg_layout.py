@@ -95,7 +95,7 @@ def unit_of(item: str, page_size: int) -> int:
 def is_size_key(key: str) -> bool:
     """A memory.stat key that is an amount of memory (not an event count or a limit)."""
     base = key[len("total_"):] if key.startswith("total_") else key
-    return not base.startswith(("pg", "workingset_", "thp_", "numa_", "zswpin", "zswpout", "zswpwb",
+    return not base.startswith(("pg", "workingset_", "thp_", "numa_", "zswpin", "zswpout", "zswpwb", "swpin", "swpout",
                                 "hierarchical_")) and base not in ("oom_kill",)
 
 

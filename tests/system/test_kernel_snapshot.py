@@ -65,7 +65,8 @@ def rate_limit_window():
     time.sleep(5.5)
 
 
-def test_storm_every_kill_has_a_snapshot_and_settled_ones_equal_the_report(recorder, kernel_log, sandbox, rate_limit_window):
+def test_storm_every_kill_has_a_snapshot_and_settled_ones_equal_the_report(recorder, kernel_log, sandbox, rate_limit_window,
+                                                                          tmp_path):
     if shutil.which("stress-ng") is None:
         pytest.skip("stress-ng is not installed (apt-get install stress-ng)")
     name, path = sandbox(limit=96 << 20)
@@ -74,8 +75,9 @@ def test_storm_every_kill_has_a_snapshot_and_settled_ones_equal_the_report(recor
     # (oom_score_adj -1000) and respawns them: a storm
     seconds = 4 * TIME_SCALE
     res = subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", os.path.join(path, "cgroup.procs"),
-                          "stress-ng", "--vm", "2", "--vm-bytes", "200M", "--timeout", f"{seconds:.0f}s", "-q"],
-                         capture_output=True, timeout=60 * TIME_SCALE)
+                          "stress-ng", "--vm", "2", "--vm-bytes", "200M", "--timeout", f"{seconds:.0f}s", "-q",
+                          "--temp-path", str(tmp_path)],  # its default, the working directory, is read-only in the VMs
+                         capture_output=True, timeout=60 * TIME_SCALE, cwd=str(tmp_path))
     assert res.returncode in (0, 2, 3), res.stderr  # stress-ng says 2/3 when workers were killed
     time.sleep(1.0)
     reports = [r for r in kernel_log.read() if r.killed is not None]

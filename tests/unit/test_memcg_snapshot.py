@@ -120,7 +120,7 @@ def _fixture(name):
     return data, MemcgSnapshot(levels=levels, **snap)
 
 
-SNAPSHOT_FIXTURES = ["v1-6.18-single.json"]
+SNAPSHOT_FIXTURES = ["v1-6.18-single.json", "v2-6.12-single.json"]
 
 
 @pytest.mark.parametrize("name", SNAPSHOT_FIXTURES)
@@ -196,6 +196,6 @@ def test_the_snapshot_ranks_after_the_report_and_before_everything_else():
 def test_size_keys_are_told_from_counts():
     assert memcg_layout.is_size_key("total_rss") and memcg_layout.is_size_key("anon_thp")
     assert not memcg_layout.is_size_key("pgfault") and not memcg_layout.is_size_key("total_workingset_refault_file")
-    assert not memcg_layout.is_size_key("hierarchical_memory_limit")
+    assert not memcg_layout.is_size_key("hierarchical_memory_limit") and not memcg_layout.is_size_key("swpout_zero")
     assert memcg_layout.unit_of("NR_SLAB_RECLAIMABLE_B", 4096) == 1 and memcg_layout.unit_of("NR_KERNEL_STACK_KB", 4096) == 1024
     assert memcg_layout.unit_of("NR_ANON_MAPPED", 4096) == 4096 and memcg_layout.unit_of("WORKINGSET_REFAULT_FILE", 4096) == 1
