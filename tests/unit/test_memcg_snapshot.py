@@ -59,7 +59,7 @@ def test_6_1_indexes_the_statistics_by_item_number():
     assert flags["VMSTATS_IS_PTR"] == 1 and "OFF_VS_LOCAL" not in flags and "OFF_PCPU_VMSTATS" not in flags
 
 
-@pytest.mark.parametrize("name", ["6.12", "v1-6.18"])
+@pytest.mark.parametrize("name", ["6.12", "v1-6.18", "7.3"])
 def test_later_kernels_keep_fewer_slots_found_through_the_index_table(name):
     types, enums = _recorded(name)
     # with the table's address (Debian's kernels list data symbols in kallsyms)
