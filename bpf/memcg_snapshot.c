@@ -2,7 +2,8 @@
  *
  * __oom_kill_process() (mm/oom_kill.c) sends SIGKILL before mark_oom_victim(), and a victim
  * running on another CPU starts freeing at once: the snapshot is taken at signal:signal_generate
- * (raw tracepoint: it passes the task), for SIGKILL only. From the task: task->cgroups (css_set)
+ * (raw tracepoint: it passes the task), for SIGKILL only; oom:mark_victim (raw: the task too) when the
+ * victim got no SIGKILL. From the task: task->cgroups (css_set)
  * ->subsys[memory_cgrp_id] is the memcg (its css is its first member), then css.parent up to the
  * root. For each level: the page counters (memory, and memsw on v1) and the statistics arrays
  * of memcg_vmstats, plus what every CPU holds and no flush has folded in yet (state - state_prev
@@ -95,11 +96,8 @@ static __always_inline void read_level(struct oomscope_memcg_level *l, u64 memcg
     }
 }
 
-int on_signal_generate(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline int take(u64 task, u32 kind)
 {
-    if ((int)ctx->args[0] != 9)  /* SIGKILL only: the OOM killer's */
-        return 0;
-    u64 task = ctx->args[2];
     u32 zero = 0;
     struct oomscope_memcg_snapshot *s = scratch.lookup(&zero);
     struct pcpu_pair *pp = pair_scratch.lookup(&zero);
@@ -113,6 +111,7 @@ int on_signal_generate(struct bpf_raw_tracepoint_args *ctx)
         return 0;
     s->ts_ns = bpf_ktime_get_ns();
     s->pid = pid;
+    s->kind = kind;
     s->depth = 0;
     s->cpus_read = 0;
     s->cpus_bad = 0;
@@ -126,6 +125,27 @@ int on_signal_generate(struct bpf_raw_tracepoint_args *ctx)
     s->took_ns = bpf_ktime_get_ns() - s->ts_ns;
     snapshots.update(&pid, s);
     return 0;
+}
+
+int on_signal_generate(struct bpf_raw_tracepoint_args *ctx)
+{
+    if ((int)ctx->args[0] != 9)  /* SIGKILL only: the OOM killer's */
+        return 0;
+    return take(ctx->args[2], OOMSCOPE_SNAP_SIGKILL);
+}
+
+/* A victim already on its way out (task_will_free_mem, mm/oom_kill.c: out_of_memory() and
+ * oom_kill_process()) is marked without a SIGKILL: then the snapshot is taken here. */
+int on_mark_victim(struct bpf_raw_tracepoint_args *ctx)
+{
+    u64 task = ctx->args[0];
+    u32 pid = 0;
+
+    bpf_probe_read_kernel(&pid, sizeof(pid), (void *)(task + OFF_TASK_PID));
+    struct oomscope_memcg_snapshot *old = snapshots.lookup(&pid);
+    if (old && old->kind == OOMSCOPE_SNAP_SIGKILL && bpf_ktime_get_ns() - old->ts_ns < 1000000000ULL)
+        return 0;  /* the SIGKILL's, microseconds earlier, is the better moment */
+    return take(task, OOMSCOPE_SNAP_MARK_VICTIM);
 }
 
 static __always_inline u64 this_cpu_offset(void)

@@ -225,6 +225,7 @@ class MemcgSnapshot:
     cpus_read: int = 0
     cpus_bad: int = 0
     took_ns: int = 0  # the program's own time to read it
+    kind: int = SNAP_SIGKILL  # or SNAP_MARK_VICTIM: a victim marked without a SIGKILL
 
 
 def snapshot_from_raw(raw, slots: Dict[str, int], has_local: bool, has_memsw: bool) -> MemcgSnapshot:
@@ -242,4 +243,4 @@ def snapshot_from_raw(raw, slots: Dict[str, int], has_local: bool, has_memsw: bo
             unflushed={n: lv.unflushed[s] for n, s in slots.items()},
         ))
     return MemcgSnapshot(ts_ns=raw.ts_ns, pid=raw.pid, levels=levels, cpus_read=raw.cpus_read, cpus_bad=raw.cpus_bad,
-                         took_ns=raw.took_ns)
+                         took_ns=raw.took_ns, kind=raw.kind)

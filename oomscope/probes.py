@@ -314,6 +314,7 @@ def _int(v) -> int:
 
 
 SIGNAL_GENERATE_PARAMS = ["int", "struct kernel_siginfo *", "struct task_struct *", "int", "int"]
+MARK_VICTIM_PARAMS = ["struct task_struct *", "uid_t"]  # older kernels pass only the pid: SIGKILL alone there
 CALIBRATE_S = 2.0   # per-CPU offsets: every online CPU's cpu-clock fires within this
 LEARN_S = 5.0       # slots learnt from the memcg tracepoints (kernels without data symbols) ...
 LEARN_MORE_S = 1.0  # ... for at least this long once the core items are known
@@ -338,7 +339,9 @@ def memcg_snapshot_layout():
                 kallsyms = f.read()
         except OSError:
             kallsyms = ""
-        return memcg_layout.detect(types, enums, kallsyms)
+        layout = memcg_layout.detect(types, enums, kallsyms)
+        layout.mark_victim_params = types.raw_tracepoint_params("mark_victim")
+        return layout
     except (memcg_layout.LayoutError, btf.BtfError) as exc:
         raise ProbeError(f"memcg snapshot: {exc}") from None
 
@@ -371,6 +374,8 @@ class MemcgSnapshotter:
             if not self.slots:
                 raise ProbeError("memcg snapshot: no statistics slot found for any item")
             self.bpf.attach_raw_tracepoint(tp=b"signal_generate", fn_name=b"on_signal_generate")
+            if getattr(layout, "mark_victim_params", None) == MARK_VICTIM_PARAMS:
+                self.bpf.attach_raw_tracepoint(tp=b"mark_victim", fn_name=b"on_mark_victim")
         except ProbeError:
             self.close()
             raise

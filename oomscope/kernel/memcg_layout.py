@@ -111,6 +111,8 @@ class MemcgLayout:
     table_addr: Optional[int] = None  # mem_cgroup_stats_index, from kallsyms
     #: item number -> slot, once known (direct: now; table: after calibration; learnt: as learnt)
     slots: Dict[int, int] = field(default_factory=dict)
+    #: the raw tracepoint mark_victim's arguments (BTF), set by probes.py: the task -> snapshot there too
+    mark_victim_params: Optional[List[str]] = None
 
     def cflags(self) -> List[str]:
         return [f"-D{name}={value}" for name, value in self.defines]
