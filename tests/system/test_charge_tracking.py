@@ -79,7 +79,8 @@ def test_storm_kills_get_their_state_from_the_counters(recorder, kernel_log, san
     # the kernel snapshot (read at the SIGKILL) ranks above the reconstruction; this test checks the
     # reconstruction, kept beside it
     sources = collections.Counter(s for c in bare for s in c["at_kill_sources"])
-    assert sources["reconstructed"] == len(bare), f"state sources of rate-limited kills: {dict(sources)}"
+    assert sources["reconstructed"] == len(bare), (f"state sources of rate-limited kills: {dict(sources)}; "
+                                                   f"{collections.Counter(c['charge_tracking'] for c in bare)}; {rec.stderr()[-800:]}")
     assert all(c["charge_tracking"].startswith("on") for c in bare)
 
     # Kills with a report: the reconstruction, made without it, agrees with it.
