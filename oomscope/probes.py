@@ -317,7 +317,7 @@ SIGNAL_GENERATE_PARAMS = ["int", "struct kernel_siginfo *", "struct task_struct 
 MARK_VICTIM_PARAMS = ["struct task_struct *", "uid_t"]  # older kernels pass only the pid: SIGKILL alone there
 CALIBRATE_S = 2.0   # per-CPU offsets: every online CPU's cpu-clock fires within this
 LEARN_S = 5.0       # slots learnt from the memcg tracepoints (kernels without data symbols) ...
-LEARN_MORE_S = 1.0  # ... for at least this long once the core items are known
+LEARN_MORE_S = 2.0  # ... for at least this long once the core items are known (the rarer ones: measured, 1 s sometimes missed unevictable)
 
 
 def memcg_snapshot_layout():
