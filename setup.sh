@@ -3,8 +3,10 @@
 #
 #   ./setup.sh          install: bcc (python3-bpfcc), kernel headers, tracefs, a virtualenv, oomscope
 #   ./setup.sh demo     install, then record a real OOM kill in a sandbox cgroup -> a post-mortem
-#   ./setup.sh test     install, then run the whole test suite: unit + system tests on this host,
-#                       then the system tests in VMs booting Debian's 6.1 and 6.12 kernels (cgroup v2)
+#   ./setup.sh test     install, then run the whole test suite: the container image built
+#                       (packaging/image/build.sh), unit + system tests on this host (one runs the
+#                       image as the DaemonSet does), then the system tests in VMs booting Debian's
+#                       6.1 and 6.12 kernels (cgroup v2)
 #   ./setup.sh image    what the container image needs (packaging/Dockerfile): bcc, the virtualenv and
 #                       oomscope, no kernel headers (they come from the node, mounted) and no tracefs
 #                       mount. With OOMSCOPE_DRY_RUN=1 it prints the steps instead of running them.
@@ -133,8 +135,11 @@ main() {
     install_venv "$what"
     # The test suite validates vagrant/Vagrantfile offline with Debian's vagrant, and renders
     # post-mortems in Debian's chromium, reads a real JVM's counters (OpenJDK: java, javac, jstat) and
-    # scrapes record's metrics with a real Prometheus (and checks the alert rules with promtool).
-    if [ "$what" = "test" ]; then apt_install vagrant chromium openjdk-17-jdk-headless prometheus; fi
+    # scrapes record's metrics with a real Prometheus (and checks the alert rules with promtool),
+    # builds the container image (mmdebstrap, umoci) and runs it as the DaemonSet does (runc, ip, capsh).
+    if [ "$what" = "test" ]; then
+        apt_install vagrant chromium openjdk-17-jdk-headless prometheus mmdebstrap umoci runc iproute2 libcap2-bin
+    fi
     case "$what" in
         install)
             log "done: run 'sudo oomscope doctor', then 'sudo oomscope record --output /var/lib/oomscope/kills'" ;;
@@ -143,7 +148,12 @@ main() {
         test)
             cd "$HERE"
             local rc=0
-            local t0
+            local t0 irc=0
+            echo "=== the container image: packaging/image/build.sh ==="
+            t0=$(date +%s)
+            "$HERE/packaging/image/build.sh" || irc=$?
+            log "image: build.sh exit $irc in $(( $(date +%s) - t0 )) s (tests/system/test_image.py runs it)"
+            [ "$irc" -eq 0 ] || rc=1
             t0=$(date +%s)
             echo "=== unit and system tests on this host: kernel $RELEASE ==="
             "$VENV/bin/python" -m pytest -q -rs -p no:cacheprovider --durations=10 tests || rc=$?

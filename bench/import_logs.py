@@ -10,7 +10,9 @@ read once first):
   - `oomscope import FILE -o DIR` as a process: parsed, analysed, captures and post-mortems written
   - the same from a gzip'd copy, beside `zcat` alone (bounded by decompression: reported apart)
   - the same from a journal export (`journalctl -k -o json` shape) of that copy, beside grep on it
-Run: /opt/oomscope/venv/bin/python bench/import_logs.py [--mib 1024] [--dir /tmp] [--no-write]
+Run: /opt/oomscope/venv/bin/python bench/import_logs.py [--mib 1024] [--dir /tmp] [--no-write] [--ordinary N]
+or write the log only (--write-only FILE) and time `oomscope import FILE -o DIR` beside grep, zcat
+or journalctl with any timer (bench/README.md gives the figures and how they were taken).
 """
 
 from __future__ import annotations
@@ -37,14 +39,15 @@ NOISE = ["eth0: renamed from veth{n}", "EXT4-fs (sda1): mounted filesystem with 
          "nfs: server storage-{n} not responding, still trying", "TCP: request_sock_TCP: Possible SYN flooding on port 443."]
 
 
-def write_log(path: str, size: int) -> int:
-    """Returns the number of kills written."""
+def write_log(path: str, size: int, ordinary: int = 39 * len(REPORT) // 2) -> int:
+    """Returns the number of kills written. ``ordinary``: lines of other messages before each
+    report (the default, 39 per report line over two kills, keeps reports at ~2.5% of the lines:
+    ~17,700 kills in 1 GiB, a storm; 1,000,000 gives 28)."""
     kills, t, n = 0, 1000.0, 0
     body = [line.split("] ", 1)[1] for line in REPORT]
     with open(path, "w") as f:
         while f.tell() < size:
-            # 39 ordinary lines per report line keeps reports at ~2.5% of lines
-            for _ in range(39 * len(body) // 2):
+            for _ in range(ordinary):
                 n += 1
                 t += 0.000137
                 f.write(f"[{t:12.6f}] {NOISE[n % len(NOISE)].format(n=n)}\n")
@@ -72,11 +75,17 @@ def main() -> None:
     ap.add_argument("--gz-mib", type=int, default=256, help="size of the gzip'd run (decompression-bound)")
     ap.add_argument("--dir", default=tempfile.gettempdir())
     ap.add_argument("--no-write", action="store_true", help="skip the runs that write captures and post-mortems")
+    ap.add_argument("--ordinary", type=int, default=39 * len(REPORT) // 2,
+                    help="lines of other messages before each report (default: reports ~2.5%% of the lines)")
+    ap.add_argument("--write-only", metavar="FILE", help="only write the log to FILE (to time commands on it apart)")
     args = ap.parse_args()
+    if args.write_only:
+        print(f"{write_log(args.write_only, args.mib << 20, args.ordinary)} kills")
+        return
     work = tempfile.mkdtemp(dir=args.dir, prefix="oomscope-bench-import-")
     try:
         path = os.path.join(work, "kern.log")
-        kills = write_log(path, args.mib << 20)
+        kills = write_log(path, args.mib << 20, args.ordinary)
         size = os.path.getsize(path)
         subprocess.run(["cat", path], stdout=subprocess.DEVNULL, check=True)  # into the page cache
         t_grep, res = timed(lambda: subprocess.run(["grep", "-c", "Killed process", path], capture_output=True, text=True))

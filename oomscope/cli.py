@@ -16,6 +16,26 @@ from typing_extensions import Annotated
 from .errors import CaptureError, OomscopeError
 from .terminal import terminal_safe
 
+def _metavar_only_for_arguments() -> None:
+    """typer prints an argument's Python type after its metavar in --help ("LOG... <list[str]>",
+    "SCENARIO <str>"; typer/core.py, TyperArgument.get_help_record): the metavar already says
+    what it takes, so the type is left out where a metavar is given."""
+    try:
+        from typer.core import TyperArgument
+    except ImportError:  # another typer: its help is what it is
+        return
+    original = getattr(TyperArgument, "display_type_rich", None)
+    if original is None or getattr(original, "_oomscope", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.metavar is not None else original(self, ctx)
+    display_type_rich._oomscope = True
+    TyperArgument.display_type_rich = display_type_rich
+
+
+_metavar_only_for_arguments()
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -108,7 +128,8 @@ def record(
         if lab is not None:
             def run_lab() -> None:
                 try:
-                    lab_state["run"] = run_scenario(lab, limit_bytes=limit)
+                    lab_state["run"] = run_scenario(lab, limit_bytes=limit,
+                                                    watched=lambda cg: len(collector.sampler.store.samples(cg)) >= 2)  # read again: past its first pass
                 except OomscopeError as exc:
                     lab_state["error"] = exc
                 finally:
@@ -183,10 +204,11 @@ def report(
 
 @app.command("import")
 def import_logs(
-    files: Annotated[Optional[List[str]], typer.Argument(metavar="LOG...", help="kernel logs: dmesg, /dev/kmsg dumps, syslog, journalctl -k (short or -o json), .gz; - for stdin; none: this host's log")] = None,
+    files: Annotated[Optional[List[str]], typer.Argument(metavar="LOG", help="kernel logs: dmesg, /dev/kmsg dumps, syslog, journalctl -k (short or -o json), .gz; - for stdin; none: this host's log")] = None,
     output: Annotated[str, typer.Option("--output", "-o", metavar="FOLDER", help="folder for the captures and post-mortems")] = "oomscope-imported",
     journal: Annotated[bool, typer.Option("--journal", help="read journalctl -k (JSON) as well")] = False,
     since: Annotated[Optional[str], typer.Option(metavar="DATE|AGO", help="only kills at or after this date (2026-11-25T10:00) or this long ago (2h, 7d)")] = None,
+    year: Annotated[Optional[int], typer.Option(metavar="YEAR", min=1970, max=9999, help="the year of dates printed without one (syslog, journalctl -o short); default: from the log's other dates, else the file's modification time, else undated")] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", metavar="OCTAL", help=MODE_HELP)] = None,
     allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
 ) -> None:
@@ -196,7 +218,7 @@ def import_logs(
 
     try:
         _files(mode, allow_shared_output)
-        written = run_import(list(files or []), journal, since, output, render_html, sys.stdout, sys.stderr)
+        written = run_import(list(files or []), journal, since, output, render_html, sys.stdout, sys.stderr, year=year)
         if not written:
             typer.echo("no OOM kills found in the log", err=True)
     except OomscopeError as exc:

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from .errors import CgroupError, OomscopeError
 from .kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup
@@ -24,6 +24,20 @@ from .workloads import MIN_LIMIT, SCENARIOS
 SANDBOX_PREFIX = "oomscope-lab-"
 #: scenarios that need a scratch directory: "dir" (on the root filesystem) or "tmpfs" (mounted)
 SCRATCH = {"slab": "dir", "tmpfs": "tmpfs"}
+#: how long the lab waits for a separate recorder to find its sandbox (two discovery passes)
+WATCH_WAIT_S = 2.5
+#: the longest it waits for record --lab's own sampler to have sampled it
+WATCH_TIMEOUT_S = 60.0  # the sampler's first pass over a host of 500 cgroups took 32 s (loaded 2-core host)
+
+
+def _wait_watched(cgroup: str, watched: Optional[Callable[[str], bool]]) -> None:
+    if watched is None:
+        time.sleep(WATCH_WAIT_S)
+        return
+    deadline = time.monotonic() + WATCH_TIMEOUT_S
+    while time.monotonic() < deadline and not watched(cgroup):
+        time.sleep(0.1)
+    time.sleep(1.0)  # a second of the empty sandbox: the timeline starts from its idle level
 
 
 @dataclass
@@ -50,7 +64,14 @@ def run_scenario(
     hier: Optional[MemoryHierarchy] = None,
     cgroup: Optional[str] = None,
     on_started=None,
+    watched: Optional[Callable[[str], bool]] = None,
 ) -> LabRun:
+    """Make the sandbox, let the sampler find it, then start the workload in it.
+
+    ``watched(cgroup)`` says whether the recorder has sampled the sandbox yet (record --lab
+    passes its sampler's); without it (``oomscope lab`` beside a separate ``record``) the lab waits
+    WATCH_WAIT_S, longer than the sampler's discovery interval (1 s, record/sampler.py). Either
+    way the timeline of the post-mortem starts before the workload's first allocation."""
     if scenario not in SCENARIOS:
         raise OomscopeError(f"unknown lab scenario {scenario!r} (known: {', '.join(sorted(SCENARIOS))})")
     if os.geteuid() != 0:
@@ -69,6 +90,7 @@ def run_scenario(
                 subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={4 * limit_bytes},mode=0700", "oomscope-lab", scratch],
                                check=True, capture_output=True, timeout=30)
                 mounted = True
+        _wait_watched(cgroup, watched)
         # Join the cgroup before exec, so that everything the workload ever touches is charged
         # there (cgroup v1 does not move a task's earlier charges when it changes cgroup).
         # stderr goes to a file, not a pipe: a helper the workload forked keeps a pipe open.

@@ -9,6 +9,12 @@ reach, so every step is taken relative to an open directory and never follows a 
   fsynced, renamed over the target, then the folder is fsynced. Only a regular file that belongs
   to us is replaced: a FIFO, a device, a symbolic link, a folder or another user's file at the
   target is refused.
+- Many kills at once (import): a :class:`Batch` defers the waits for the disk. Each file is
+  written to its temporary name as above; ``flush()`` then fsyncs them all together, renames
+  each into place only once its data is on disk (the target checked again), and fsyncs each
+  folder touched. Nothing is reported written before its batch's flush returned. Concurrent
+  fsyncs share the filesystem's journal commits: 1000 kill folders took 4.6 ms a kill one by
+  one and 0.5 ms a kill as a batch (ext4 on this VM, measured for issue 18).
 - A kill folder is one that holds the marker ``.oomscope-kill`` (written by oomscope when it makes
   the folder), both owned by us; ``record --keep`` and the index look only at those, never through
   a link, and remove nothing but the files oomscope writes in them.
@@ -28,7 +34,8 @@ import errno
 import os
 import secrets
 import stat
-from typing import Iterator, List, Optional, Tuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from .errors import OomscopeError
 
@@ -160,9 +167,11 @@ def _open_linked_dir(path: str, exc: OSError) -> int:
 class Dir:
     """A folder opened with :func:`open_dir`, as a context manager."""
 
-    def __init__(self, path: str, create: bool = False, fd: Optional[int] = None):
+    def __init__(self, path: str, create: bool = False, fd: Optional[int] = None, batch: Optional["Batch"] = None):
         self.path = path
         self.fd = open_dir(path, create) if fd is None else fd
+        #: when set, write() leaves the fsyncs and the rename to the batch's flush()
+        self.batch = batch
 
     def __enter__(self) -> "Dir":
         return self
@@ -182,16 +191,12 @@ class Dir:
             return None
 
     def write(self, name: str, data, mode: Optional[int] = None) -> str:
-        """Write ``data`` (str or bytes) to ``name`` atomically; returns the path."""
+        """Write ``data`` (str or bytes) to ``name`` atomically; returns the path. In a batch the
+        file is under ``name`` (and on disk) once the batch is flushed."""
         _check_name(name)
         mode = settings.file_mode if mode is None else mode
         where = os.path.join(self.path, name)
-        st = self.lstat(name)
-        if st is not None:
-            if not stat.S_ISREG(st.st_mode):
-                raise UnsafeOutput(f"{where}: {_kind(st.st_mode)} is there; oomscope replaces only a regular file it wrote")
-            if st.st_uid != _euid():
-                raise UnsafeOutput(f"{where}: the file belongs to user {st.st_uid}; oomscope replaces only its own files")
+        self._check_target(name)
         if isinstance(data, str):
             data = data.encode("utf-8")
         tmp = f"{TMP_PREFIX}{name}-{secrets.token_hex(6)}"
@@ -202,18 +207,35 @@ class Dir:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view):]
+                if self.batch is not None:
+                    self.batch._file(fd, self, tmp, name)
+                    fd = -1  # the batch's now
+                    return where
                 os.fsync(fd)
             finally:
-                os.close(fd)
+                if fd >= 0:
+                    os.close(fd)
             os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
         except BaseException:
-            try:
-                os.unlink(tmp, dir_fd=self.fd)
-            except OSError:
-                pass
+            self._unlink_quietly(tmp)
             raise
         os.fsync(self.fd)
         return where
+
+    def _check_target(self, name: str) -> None:
+        where = os.path.join(self.path, name)
+        st = self.lstat(name)
+        if st is not None:
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafeOutput(f"{where}: {_kind(st.st_mode)} is there; oomscope replaces only a regular file it wrote")
+            if st.st_uid != _euid():
+                raise UnsafeOutput(f"{where}: the file belongs to user {st.st_uid}; oomscope replaces only its own files")
+
+    def _unlink_quietly(self, name: str) -> None:
+        try:
+            os.unlink(name, dir_fd=self.fd)
+        except OSError:
+            pass
 
     def read(self, name: str, limit: int = MAX_READ) -> bytes:
         """A regular file's bytes, never through a link; OSError otherwise."""
@@ -228,7 +250,7 @@ class Dir:
 
     def subdir(self, name: str) -> "Dir":
         """A folder inside this one, never through a link (not checked for ownership)."""
-        return Dir(os.path.join(self.path, name), fd=os.open(name, _O_DIR, dir_fd=self.fd))
+        return Dir(os.path.join(self.path, name), fd=os.open(name, _O_DIR, dir_fd=self.fd), batch=self.batch)
 
     def make_kill_folder(self, kill_id: str) -> "Dir":
         """A new kill folder with its marker; a suffix keeps two kills in the same millisecond apart."""
@@ -239,6 +261,8 @@ class Dir:
                 os.mkdir(name, dir_mode(settings.file_mode), dir_fd=self.fd)
             except FileExistsError:
                 continue
+            if self.batch is not None:
+                self.batch._folder(self)  # the new entry is made durable by the flush
             sub = self.subdir(name)
             try:
                 os.fchmod(sub.fd, dir_mode(settings.file_mode))
@@ -302,6 +326,81 @@ class Dir:
         except OSError:
             pass  # something else lives there: leave it
         return True
+
+
+class Batch:
+    """Writes whose waits for the disk are taken together (see the module's docstring). Use:
+    ``Dir(path, batch=b)``, then ``b.flush()``; ``close()`` removes what was never flushed.
+    Holds an open descriptor per pending file and folder: flush every few hundred files."""
+
+    def __init__(self, workers: int = 64):
+        self.workers = workers
+        self._files: List[Tuple[int, int, str, str, str]] = []  # (fd, dir fd, tmp, name, dir path)
+        self._dirs: Dict[Tuple[int, int], int] = {}  # (st_dev, st_ino) of a folder -> a descriptor of it
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def _dir_fd(self, d: Dir) -> int:
+        st = os.fstat(d.fd)
+        key = (st.st_dev, st.st_ino)
+        if key not in self._dirs:
+            self._dirs[key] = os.dup(d.fd)
+        return self._dirs[key]
+
+    def _file(self, fd: int, d: Dir, tmp: str, name: str) -> None:
+        self._files.append((fd, self._dir_fd(d), tmp, name, d.path))
+
+    def _folder(self, d: Dir) -> None:
+        self._dir_fd(d)
+
+    def flush(self) -> None:
+        """Every pending file on disk and under its name, every folder's entries on disk. A file
+        that cannot be put in place is removed and its error raised once the rest are done."""
+        files, self._files = self._files, []
+        dirs, self._dirs = list(self._dirs.values()), {}
+        error: Optional[BaseException] = None
+        try:
+            with ThreadPoolExecutor(max(1, min(self.workers, len(files)))) as pool:
+                synced = list(pool.map(_fsync_quietly, [f[0] for f in files]))
+            for (fd, dfd, tmp, name, path), err in zip(files, synced):
+                os.close(fd)
+                d = Dir(path, fd=dfd)
+                try:
+                    if err is not None:
+                        raise err
+                    d._check_target(name)  # again: the target may have appeared since write()
+                    os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+                except BaseException as exc:  # noqa: BLE001 - the others are still put in place
+                    d._unlink_quietly(tmp)
+                    error = error or exc
+            # a kill folder's renames first, then the folder that holds the new kill folders
+            with ThreadPoolExecutor(max(1, min(self.workers, len(dirs)))) as pool:
+                for err in pool.map(_fsync_quietly, dirs):
+                    error = error or err
+        finally:
+            for dfd in dirs:
+                os.close(dfd)
+        if error is not None:
+            raise error
+
+    def close(self) -> None:
+        """Drops what was not flushed: the temporary files are removed."""
+        files, self._files = self._files, []
+        for fd, dfd, tmp, _, path in files:
+            os.close(fd)
+            Dir(path, fd=dfd)._unlink_quietly(tmp)
+        for dfd in self._dirs.values():
+            os.close(dfd)
+        self._dirs = {}
+
+
+def _fsync_quietly(fd: int) -> Optional[OSError]:
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        return exc
+    return None
 
 
 def _kind(mode: int) -> str:

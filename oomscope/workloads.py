@@ -11,6 +11,15 @@ import sys
 import time
 
 CHUNK = 1 << 20
+#: seconds a workload takes to fill its limit: over seconds, as a leak does, so that the sampler
+#: draws the climb (a workload that fills 64 MiB in 50 ms leaves no timeline), and long enough
+#: (> 10 s) for the post-mortem to tell a steady rise from a plateau (analysis/advice.py trend_of)
+FILL_S = 14.0
+
+
+def _pause(limit: int, chunk: int = CHUNK) -> float:
+    """The sleep after each chunk so that a whole limit takes FILL_S."""
+    return FILL_S * chunk / max(limit, chunk)
 
 
 def _name(name: str) -> None:
@@ -21,8 +30,10 @@ def _name(name: str) -> None:
 def _touch_until_killed(limit: int) -> None:
     hold = []
     # Safety: stop at 4x the limit; reaching it means no kill happened (reported by the lab).
+    pause = _pause(limit)
     for _ in range(4 * limit // CHUNK):
         hold.append(bytearray(CHUNK))  # bytearray() zero-fills: every page is touched and charged
+        time.sleep(pause)
     time.sleep(1)
 
 
@@ -40,9 +51,10 @@ def sidecar(limit: int, scratch: str = "") -> None:
         os.close(r)
         with open("/proc/self/comm", "w") as f:
             f.write("oomscope-side")
-        held = bytearray(int(limit * 0.35))
-        for i in range(0, len(held), 4096):
-            held[i] = 1
+        held = []
+        for _ in range(int(limit * 0.35) // CHUNK):
+            held.append(bytearray(CHUNK))
+            time.sleep(_pause(limit))
         os.write(w, b"x")
         time.sleep(120)  # the lab kills it when it removes the cgroup
         os._exit(0)
@@ -60,9 +72,12 @@ def untouched(limit: int, scratch: str = "") -> None:
     size = 4 * limit
     region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     print(f"reserved {size}", flush=True)
-    time.sleep(1.5)  # the sampler sees a cgroup far below its limit with 4x the limit reserved
+    time.sleep(3)  # the sampler sees a cgroup far below its limit with 4x the limit reserved
+    pause = _pause(limit)
     for off in range(0, size, 4096):
         region[off] = 1
+        if off % CHUNK == CHUNK - 4096:
+            time.sleep(pause)
 
 
 def thp(limit: int, scratch: str = "") -> None:
@@ -74,8 +89,11 @@ def thp(limit: int, scratch: str = "") -> None:
     region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if hasattr(mmap, "MADV_HUGEPAGE"):
         region.madvise(mmap.MADV_HUGEPAGE)
+    pause = _pause(limit, 2 << 20)
     for off in range(0, size, 4096):
         region[off] = 1
+        if off % (2 << 20) == 0:  # a new huge page each time
+            time.sleep(pause)
 
 
 def slab(limit: int, scratch: str = "") -> None:
@@ -98,6 +116,8 @@ def slab(limit: int, scratch: str = "") -> None:
             fds = []
             for i in range(per_worker):
                 fds.append(os.open(os.path.join(scratch, f"w{w}-{i}"), os.O_CREAT | os.O_RDONLY, 0o600))
+                if i % 25 == 24:
+                    time.sleep(0.1)  # 250 files a second per worker (~1.5 KiB of slab each): ~12 s to fill 64 MiB
             time.sleep(120)  # the lab kills what the kernel has not when it removes the cgroup
             os._exit(0)
     while True:
@@ -110,8 +130,10 @@ def tmpfs(limit: int, scratch: str = "") -> None:
     _name("oomscope-tmpfs")
     chunk = b"x" * CHUNK
     with open(os.path.join(scratch, "data"), "wb", buffering=0) as f:
+        pause = _pause(limit)
         for _ in range(4 * limit // CHUNK):
             f.write(chunk)
+            time.sleep(pause)
 
 
 def _java(mode: str, flags: list) -> None:
@@ -125,12 +147,13 @@ def _java(mode: str, flags: list) -> None:
         sys.exit(3)
     source = str(resources.files("oomscope").joinpath("workloads_java", "OomscopeLab.java"))
     sys.stdout.flush()
-    os.execv(java, [java, *flags, source, mode])
+    # 2 MiB every 200 ms: a 192 MiB cgroup fills over ~15 s (the JVM itself starts at ~40 MiB)
+    os.execv(java, [java, *flags, source, mode, "2", "200"])
 
 
 def java_offheap(limit: int, scratch: str = "") -> None:
     """A JVM whose heap stays small (-Xmx a quarter of the limit, a few MiB used) while direct
-    buffers outside the heap fill the cgroup, 4 MiB every 100 ms."""
+    buffers outside the heap fill the cgroup, 2 MiB every 200 ms."""
     _java("offheap", [f"-Xmx{max(16, limit // 4 >> 20)}m", f"-XX:MaxDirectMemorySize={4 * limit >> 20}m"])
 
 

@@ -14,16 +14,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-import pandas as pd
-
 from ..model import Capture
+from ..units import fmt_bytes
 from .attribution import Analysis
 
 MIB = 1 << 20
 
 
+def _span(minutes: float) -> str:
+    return f"{minutes:.1f} min" if minutes >= 2 else f"{minutes * 60:.0f} s"
+
+
 def _mib(v: Optional[float]) -> str:
-    return "?" if v is None else f"{v / MIB:.0f} MiB" if abs(v) >= 10 * MIB else f"{v / MIB:.1f} MiB"
+    """The page's one format for a size (units.fmt_bytes), so a figure reads the same everywhere."""
+    return "unknown" if v is None else fmt_bytes(int(v))
 
 
 @dataclass
@@ -75,7 +79,29 @@ def trend_of(capture: Capture) -> Trend:
     if len(pts) < 5 or pts[-1].t_ms - pts[0].t_ms < 10_000:
         return _with_reclaim(Trend("unknown", text="The timeline is too short (under 10 s or 5 points) to tell a leak from a plateau."),
                              capture.timelines[0])
-    df = pd.DataFrame({"t": [p.t_ms / 60_000 for p in pts], "anon": [p.anon_bytes for p in pts]})
+    # What reclaim cannot take back without swap: anonymous memory, and tmpfs and kernel memory
+    # (slab) too, so that a tmpfs or a descriptor leak that fills the cgroup reads as a rise, not
+    # as flat anonymous memory. The kernel figure includes slab (v2 "kernel"; v1 kmem).
+    def held(p) -> int:
+        kernel = p.kernel_bytes if p.kernel_bytes is not None else (p.slab_bytes or 0)
+        return p.anon_bytes + (p.shmem_bytes or 0) + kernel
+    # Before its workload started the cgroup held next to nothing (a sandbox or a pod sandbox made
+    # ahead of its process): that stretch says nothing about the workload's growth, and fitting it
+    # makes a steady rise look like a flat line and a jump. Keep only its last point, the start.
+    empty = 0.01 * max(held(pts[-1]), 1)
+    first = 0
+    while first + 1 < len(pts) and held(pts[first + 1]) < empty:
+        first += 1
+    pts = pts[first:]
+    if len(pts) < 5 or pts[-1].t_ms - pts[0].t_ms < 10_000:
+        return _with_reclaim(Trend("unknown", text="The timeline is too short (under 10 s or 5 points since the cgroup "
+                                   "first held memory) to tell a leak from a plateau."), capture.timelines[0])
+    other = held(pts[-1]) - pts[-1].anon_bytes
+    what = ("Anonymous memory" if other < 0.1 * max(held(pts[-1]), 1)
+            else "Memory that reclaim cannot free (anonymous, tmpfs, kernel)")
+    import pandas as pd  # noqa: WPS433 - here only: a kill without a timeline (every import) never loads it (0.27 s a start)
+
+    df = pd.DataFrame({"t": [p.t_ms / 60_000 for p in pts], "anon": [held(p) for p in pts]})
     minutes = float(df["t"].iloc[-1] - df["t"].iloc[0])
     slope = float(df["t"].cov(df["anon"]) / df["t"].var()) if df["t"].var() > 0 else 0.0
     corr = df["t"].corr(df["anon"])
@@ -88,16 +114,16 @@ def trend_of(capture: Capture) -> Trend:
     half = df[df["t"] <= df["t"].iloc[0] + minutes / 2]["anon"]
     if r2 >= 0.8 and slope > 0 and end - start >= 0.25 * max(end, 1):
         t.kind = "leak"
-        t.text = (f"Anonymous memory rose steadily for {minutes:.1f} min, from {_mib(start)} to {_mib(end)} "
+        t.text = (f"{what} rose steadily for {_span(minutes)}, from {_mib(start)} to {_mib(end)} "
                   f"({_mib(slope)}/min, straight-line fit R²={r2:.2f}).")
     elif half.max() - half.min() <= 0.05 * max(end, 1) and end > half.max() * 1.1:
         t.kind = "spike"
-        t.text = (f"Anonymous memory was flat at about {_mib(int(half.mean()))} and jumped to {_mib(end)} at the end "
-                  f"of a {minutes:.1f} min timeline: a burst, not a leak.")
+        t.text = (f"{what} was flat at about {_mib(int(half.mean()))} and jumped to {_mib(end)} at the end "
+                  f"of a {_span(minutes)} timeline: a burst, not a leak.")
     else:
         t.kind = "plateau"
-        t.text = (f"Anonymous memory held between {_mib(int(df['anon'].min()))} and {_mib(int(df['anon'].max()))} "
-                  f"over {minutes:.1f} min (no steady rise: R²={r2:.2f}).")
+        t.text = (f"{what} held between {_mib(int(df['anon'].min()))} and {_mib(int(df['anon'].max()))} "
+                  f"over {_span(minutes)} (no steady rise: R²={r2:.2f}).")
     return t
 
 
@@ -130,7 +156,9 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
         out.append(Advice("no_more_limit", "tmpfs / shared memory held the charge",
                           f"{_mib(shmem)} ({100 * shmem / usage:.0f}% of the charge) was tmpfs or shared memory: it cannot be "
                           "reclaimed while the files exist (and swap is its only way out). Delete files the job no longer needs, "
-                          "put scratch data on disk instead of /dev/shm or an emptyDir with medium: Memory, or cap that tmpfs with size=.",
+                          "put scratch data on disk instead of /dev/shm or an emptyDir with medium: Memory, or cap that tmpfs with size=. "
+                          "Killing the writer freed none of it: the files outlive the process, so a container restarted "
+                          "into the same tmpfs (an emptyDir outlives a container restart) starts with them charged and is killed again.",
                           [f"shmem {_mib(shmem)}", f"usage {_mib(usage)} of {_mib(limit)}"]))
     if file_ >= 0.2 * usage:
         if stuck:
@@ -151,10 +179,12 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
     if others >= 0.15 * usage:
         helpers = sorted((t for t in capture.tasks if t.pid != capture.victim.pid and t.rss_bytes),
                          key=lambda t: -(t.rss_bytes or 0))
-        named = ", ".join(f"pid {t.pid} ({t.comm}, RSS {_mib(t.rss_bytes)})" for t in helpers[:3])
+        named = ", ".join(f"pid {t.pid} ({t.comm}, RSS {_mib(t.rss_bytes)}"
+                          + (f", {_mib(t.rss_anon_bytes)} of it anonymous" if t.rss_anon_bytes is not None and t.rss_anon_bytes != t.rss_bytes else "")
+                          + ")" for t in helpers[:3])
         who = f"the helper{'s' if len(helpers) > 1 else ''} {named}" if helpers else "the other processes"
         out.append(Advice("no_more_limit", "Other processes in the cgroup took a share",
-                          f"Processes other than the victim held {_mib(others)} ({100 * others / usage:.0f}% of the charge). "
+                          f"Processes other than the victim held {_mib(others)} of anonymous memory ({100 * others / usage:.0f}% of the charge). "
                           f"Give {who} {'their' if len(helpers) > 1 else 'its'} own container (its own limit), or size the "
                           "limit for all of them together.",
                           [f"others {_mib(others)}", f"victim RSS {_mib(a.victim_rss_bytes)}"] + ([named] if named else [])))
@@ -164,7 +194,7 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
     # cgroup v1 memory.stat has no slab: its kmem counter (mostly slab) stands in for it
     kmem_v1 = cats.get("kernel", 0) if a.cgroup_version == 1 else 0
     if slab >= 0.2 * usage or kmem_v1 >= 0.2 * usage:
-        what = f"{_mib(slab)} of slab (inodes, dentries)" if slab else f"{_mib(kmem_v1)} of kernel memory (kmem, mostly slab: inodes, dentries)"
+        what = f"{_mib(slab)} of slab (inodes, dentries)" if slab else f"{_mib(kmem_v1)} of kernel memory (cgroup v1's kmem counter; mostly slab: inodes, dentries)"
         out.append(Advice("no_more_limit", "Kernel slab from file churn",
                           f"{what} was charged to the cgroup: creating and keeping many "
                           "files does this. Remove files sooner, use fewer, larger files, or keep the scratch tree outside the container.",
@@ -208,9 +238,9 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
         rate = trend.anon_rate_bytes_per_min
         extra = max(limit * 0.25, 100 * MIB)
         out.append(Advice("delay_only", "A leak: a larger limit only delays the next kill",
-                          f"{trend.text} At that rate, a limit {_mib(extra)} higher buys about {extra / rate:.0f} minutes. "
-                          "Find what grows (heap profile, cache without eviction) instead.",
-                          [f"anon {_mib(trend.anon_start_bytes)} → {_mib(trend.anon_end_bytes)} in {trend.minutes:.1f} min",
+                          f"{trend.text} At that rate, a limit {_mib(extra)} higher buys about {_span(extra / rate)}. "
+                          + _what_grows(a) + " instead.",
+                          [f"{_mib(trend.anon_start_bytes)} → {_mib(trend.anon_end_bytes)} in {_span(trend.minutes)}",
                            f"R² {trend.r2:.2f}"]))
     elif trend.kind in ("plateau", "spike"):
         unreclaimable = anon + cats.get("kernel", 0) + cats.get("pagetables", 0) + cats.get("kernel_stack", 0) + shmem + slab
@@ -220,7 +250,7 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
                  if any(x.case == "no_more_limit" for x in out) else "")
         out.append(Advice("more_limit", "A limit that would have held",
                           f"The cgroup needed {_mib(usage)}, of which {_mib(unreclaimable)} could not be reclaimed (anonymous, "
-                          f"tmpfs, kernel memory). {trend.text} A limit of {_mib(suggested)} (the charge at the kill plus "
+                          f"tmpfs, kernel memory). {trend.text} A limit of {suggested // MIB} MiB (the charge at the kill plus "
                           f"{_mib(headroom)} headroom) would have held this peak.{first}",
                           [f"usage at the kill {_mib(usage)}", f"limit {_mib(limit)}", f"unreclaimable {_mib(unreclaimable)}"]))
     else:
@@ -234,6 +264,16 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
                           "level that stopped, or a burst that ended, is a peak, which more limit fixes.",
                           [f"usage at the kill {_mib(usage)}", f"limit {_mib(limit)}", "no timeline"]))
     return out + _reclaim_context(trend)
+
+
+def _what_grows(a: Analysis) -> str:
+    """Where to look for the leak, by what the charge was mostly made of."""
+    top = a.top_categories[0] if a.top_categories else "anon"
+    if top == "shmem":
+        return "Find what writes the tmpfs files that are never deleted (du on the tmpfs mounts, /dev/shm)"
+    if top in ("slab", "kernel"):
+        return "Find what creates or opens files and keeps them (ls /proc/<pid>/fd | wc -l, a descriptor leak)"
+    return "Find what grows (heap profile, cache without eviction)"
 
 
 def _reclaim_context(trend: Trend) -> List[Advice]:

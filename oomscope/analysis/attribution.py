@@ -1,6 +1,6 @@
 """What the cgroup's charge was made of at the kill, and why the victim's RSS was less.
 
-Capture in, plain result out; pandas stays in here. The same categories for cgroup v1 and v2:
+Capture in, plain result out (plain Python: a dozen figures a kill). The same categories for cgroup v1 and v2:
 
 - v1 memory.stat (mm/memcontrol-v1.c, memcg1_stat_format): ``rss`` is anonymous memory (with
   ``rss_huge``, anon THP), ``cache`` is page cache *including* ``shmem``; kernel memory is not in
@@ -17,9 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-import pandas as pd
-
 from ..model import Capture
+from ..units import fmt_bytes
 
 # The fixed vocabulary of categories (verdicts name one or two of these, plus "anon_thp" when
 # most anonymous memory is in transparent huge pages).
@@ -32,11 +31,15 @@ CATEGORY_LABELS = {
     "pagetables": "Page tables",
     "percpu": "Per-CPU kernel memory",
     "vmalloc": "vmalloc",
-    "kernel": "Kernel memory (kmem)",
+    "kernel": "Kernel memory (slab, stacks, page tables)",
     "sock": "Socket buffers",
     "zswap": "zswap",
     "unexplained": "Not explained by memory.stat",
 }
+
+
+#: the categories that are kernel memory (one row of the ledger, one figure on the page)
+KERNEL_KEYS = ("slab", "kernel_stack", "pagetables", "percpu", "vmalloc", "kernel")
 
 
 @dataclass
@@ -78,6 +81,12 @@ class Analysis:
     gap_bytes: Optional[int] = None
     reconciliation: List[ReconciliationPart] = field(default_factory=list)
     others_rss_bytes: int = 0
+    #: other processes' RSS in file and shared pages (charged as page cache here, or elsewhere)
+    others_file_bytes: int = 0
+    #: other processes' anonymous RSS beyond what the charge holds: pages shared after fork()
+    others_shared_bytes: int = 0
+    #: the rule under which reconciliation sums to the charge (ACCOUNTING)
+    accounting: str = ""
     top_categories: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
 
@@ -161,19 +170,16 @@ def analyse(capture: Capture) -> Analysis:
             cats = _categories_v2(stat)
         else:
             cats = _categories_v1(stat, ak.kmem_usage_bytes, a.notes)
-        df = pd.DataFrame({"key": list(cats), "bytes": list(cats.values())})
-        explained = int(df["bytes"].sum())
+        # a dozen figures: plain Python (a DataFrame here cost ~3 ms a kill, most of an import's analysis)
+        rows = list(cats.items())
         if ak.usage_bytes is not None:
-            rest = ak.usage_bytes - explained
-            df = pd.concat([df, pd.DataFrame({"key": ["unexplained"], "bytes": [rest]})], ignore_index=True)
-        df = df[df["bytes"] != 0]
-        if ak.usage_bytes:
-            df = df.assign(share=df["bytes"] / ak.usage_bytes)
-        else:
-            df = df.assign(share=None)
-        df = df.sort_values("bytes", ascending=False, kind="stable")
-        a.categories = [Category(r.key, CATEGORY_LABELS.get(r.key, r.key), int(r.bytes),
-                                 None if pd.isna(r.share) else float(r.share)) for r in df.itertuples()]
+            rows.append(("unexplained", ak.usage_bytes - sum(cats.values())))
+        rows = sorted((r for r in rows if r[1] != 0), key=lambda r: -r[1])  # stable: ties keep their order
+        labels = dict(CATEGORY_LABELS)
+        if version == 2 or "anon" in stat:  # v2's "kernel" is what its own rows (slab, stacks, ...) leave
+            labels["kernel"] = "Other kernel memory"
+        usage = ak.usage_bytes
+        a.categories = [Category(k, labels.get(k, k), int(b), b / usage if usage else None) for k, b in rows]
         a.details = _details(stat, version)
         big = [c for c in a.categories if c.key != "unexplained" and c.bytes > 0]
         if big:
@@ -190,54 +196,90 @@ def analyse(capture: Capture) -> Analysis:
     return a
 
 
+#: The one accounting every figure of the page follows (said on the page, and in the JSON).
+ACCOUNTING = (
+    "How the charge is counted: each row is one kind of memory the kernel charged this cgroup "
+    "(memory.stat; on cgroup v1 also its kmem counter), less what of it the victim's RSS already shows, "
+    "so the rows and the victim's RSS add up to the charge exactly. RSS is not a charge: a page "
+    "shared after fork() counts in every sharer's RSS but is charged once, and a file page counts "
+    "in RSS even when it was charged to another cgroup (the one that first read the file); such "
+    "pages make a row negative, or appear beside it and are not added. Sizes are rounded; the JSON has the bytes.")
+
+
 def _reconcile(capture: Capture, a: Analysis, stat: Dict[str, int], version: Optional[int]) -> None:
-    """The victim's own RSS (what per-process monitoring shows) against the cgroup's charge."""
+    """The victim's own RSS (what per-process monitoring shows) against the cgroup's charge.
+
+    One ledger, signed, that sums exactly: charge = victim RSS + sum(parts). Each part is a
+    category of the charge less what of it the victim's RSS counts (ACCOUNTING). RSS counts
+    mapped pages, the charge counts charged pages: they differ by pages shared after fork()
+    (one charge, n RSS) and file pages charged to another cgroup (mm/memcontrol.c charges a page
+    once, to the memcg of the task that faulted it in first; cgroup v1 never moves it)."""
     v = capture.victim
     a.victim_rss_bytes = v.rss_bytes
-    tasks = pd.DataFrame([
-        {"pid": t.pid, "victim": t.is_victim, "rss": t.rss_bytes or 0,
-         "anon": t.rss_anon_bytes, "file": t.rss_file_bytes, "shmem": t.rss_shmem_bytes}
-        for t in capture.tasks
-    ])
-    others = tasks[~tasks["victim"]] if not tasks.empty else tasks
-    if not others.empty:
-        a.others_rss_bytes = int(others["rss"].sum())
+    a.accounting = ACCOUNTING
+    others = [t for t in capture.tasks if not t.is_victim]
+    others_anon = 0
+    if others:
+        a.others_rss_bytes = sum(t.rss_bytes or 0 for t in others)
+        # a process without the split: its whole RSS is counted as anonymous (an upper bound)
+        others_anon = sum(t.rss_anon_bytes if t.rss_anon_bytes is not None else (t.rss_bytes or 0) for t in others)
+        a.others_file_bytes = sum((t.rss_file_bytes or 0) + (t.rss_shmem_bytes or 0) for t in others)
     if a.victim_rss_bytes is None or a.usage_bytes is None:
         return
     a.gap_bytes = a.usage_bytes - a.victim_rss_bytes
-    if a.gap_bytes <= 0:
-        return
     cats = {c.key: c.bytes for c in a.categories}
+    n = len(others)
+    whose = f"Anonymous memory of {n} other process" + ("es" if n != 1 else "")
     parts: List[ReconciliationPart] = []
-    remaining = a.gap_bytes
 
-    def take(key: str, label: str, amount: int, why: str) -> None:
-        nonlocal remaining
-        amount = max(0, min(int(amount), remaining))
-        if amount > 0:
-            parts.append(ReconciliationPart(key, label, amount, why))
-            remaining -= amount
+    def put(key: str, label: str, amount: int, why: str) -> None:
+        if amount:
+            parts.append(ReconciliationPart(key, label, int(amount), why))
 
-    if not others.empty:
-        others_anon = others["anon"].fillna(others["rss"]).sum() if others["anon"].notna().any() else others["rss"].sum()
-        # Pages a child shares with its parent after fork() count in both RSS but are charged
-        # once: the others' share is at most the cgroup's anon beyond the victim's own.
-        if "anon" in cats:
-            others_anon = min(others_anon, max(0, cats["anon"] - (v.anon_rss_bytes or 0)))
-        n = len(others)
-        take("other_processes", f"Other processes in the cgroup ({n})", others_anon,
-             "Their anonymous memory is charged to the same cgroup; the victim's RSS does not include it.")
-    victim_file = v.file_rss_bytes or 0
-    others_file = int(others["file"].fillna(0).sum()) if not others.empty and "file" in others else 0
-    take("file", "Page cache not mapped by the victim", cats.get("file", 0) - victim_file - others_file,
-         "File pages in the page cache are charged to the cgroup that read or wrote them, mapped or not.")
-    take("shmem", "Shared memory / tmpfs not in the victim's RSS", cats.get("shmem", 0) - (v.shmem_rss_bytes or 0),
-         "tmpfs and shared memory stay charged while the files exist, even when no process maps them.")
-    kernel = sum(cats.get(k, 0) for k in ("slab", "kernel_stack", "pagetables", "percpu", "vmalloc", "kernel"))
-    take("kernel", "Kernel memory (slab, stacks, page tables)", kernel,
-         "Kernel objects allocated on behalf of the cgroup's tasks are charged to it and are invisible in RSS.")
-    take("sock", "Socket buffers", cats.get("sock", 0), "Network buffers of the cgroup's sockets.")
-    if remaining > 0:
-        parts.append(ReconciliationPart("rest", "Not attributed", remaining,
-                                        "Counter skew between the report's lines, and memory freed or charged while it was printed."))
+    v_file, v_shmem = v.file_rss_bytes or 0, v.shmem_rss_bytes or 0
+    v_anon = a.victim_rss_bytes - v_file - v_shmem  # anon, or the whole RSS when it was not split
+    if not cats:
+        held = max(0, min(others_anon, a.gap_bytes))
+        put("other_processes", whose, held,
+            "Charged to the same cgroup; the victim's RSS does not include it.")
+        put("rest", "Not broken down (no memory.stat)", a.gap_bytes - held,
+            "Without memory.stat the rest of the charge cannot be split by kind.")
+        a.reconciliation = parts
+        return
+    beyond = cats.get("anon", 0) - v_anon  # anonymous memory charged here beyond the victim's own
+    held = max(0, min(others_anon, beyond))
+    a.others_shared_bytes = max(0, others_anon - held)
+    if n:
+        shared = (f" Their RSS counts {fmt_bytes(a.others_shared_bytes)} more anonymous memory than that: pages "
+                  "shared with the victim or each other after fork(), charged once, counted in every sharer's RSS."
+                  if a.others_shared_bytes else "")
+        files = (f" Their RSS also counts {fmt_bytes(a.others_file_bytes)} of file and shared pages: in the page-cache "
+                 "and tmpfs rows when charged here, else charged elsewhere." if a.others_file_bytes else "")
+        put("other_processes", whose, held,
+            "Charged to the same cgroup; the victim's RSS does not include it." + shared + files)
+    rest = beyond - held
+    if rest > 0:
+        put("anon_unlisted", "Anonymous memory in no listed process's RSS", rest,
+            "Processes that exited before the report, or pages charged while it was printed.")
+    elif rest < 0:
+        put("anon_elsewhere", "The victim's anonymous pages charged elsewhere", rest,
+            "Touched before it joined this cgroup: cgroup v1 does not move a page's charge when its task moves.")
+    file_ = cats.get("file", 0) - v_file
+    put("file", "Page cache not mapped by the victim" if file_ > 0 else "The victim's file pages charged elsewhere", file_,
+        "File pages are charged to the cgroup that read or wrote them, mapped or not." if file_ > 0 else
+        "Its RSS counts the files it maps (its binary, libraries) that another cgroup read first: charged there, not here.")
+    shm = cats.get("shmem", 0) - v_shmem
+    put("shmem", "Shared memory / tmpfs not in the victim's RSS" if shm > 0 else "The victim's shared pages charged elsewhere", shm,
+        "tmpfs and shared memory stay charged while the files exist, even when no process maps them." if shm > 0 else
+        "Shared memory it maps that another cgroup created: charged there, not here.")
+    kernel = sum(cats.get(k, 0) for k in KERNEL_KEYS)
+    kinds = [c for c in a.categories if c.key in KERNEL_KEYS and c.bytes > 0]
+    of = ("" if len(kinds) < 2 else " Of it: " + ", ".join(f"{c.label[:1].lower() + c.label[1:]} {fmt_bytes(c.bytes)}"
+                                                             for c in kinds) + ".")
+    put("kernel", CATEGORY_LABELS["kernel"], kernel,
+        "Kernel objects allocated on behalf of the cgroup's tasks are charged to it and are in no RSS." + of)
+    put("sock", CATEGORY_LABELS["sock"], cats.get("sock", 0), "Network buffers of the cgroup's sockets.")
+    put("zswap", CATEGORY_LABELS["zswap"], cats.get("zswap", 0), "Compressed swapped-out pages, charged to the cgroup.")
+    put("unexplained", CATEGORY_LABELS["unexplained"], cats.get("unexplained", 0),
+        "Counter skew between the report's lines, and memory freed or charged while it was printed.")
     a.reconciliation = parts

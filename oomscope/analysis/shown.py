@@ -194,12 +194,17 @@ def _beyond_heap(capture: Capture, a: Analysis, heap_used: int) -> List[SplitPar
 def _list(parts: List[Tuple[str, int]]) -> str:
     def lower(label: str) -> str:  # "Page cache ..." inside a sentence; "THP" stays
         return label[:1].lower() + label[1:] if label[1:2].islower() else label
-    if len(parts) == 1:  # the whole difference: its size is already said
+    if len(parts) == 1 and parts[0][1] > 0:  # the whole difference: its size is already said
         return lower(parts[0][0])
-    items = [f"{fmt_bytes(b)} of {lower(label)}" for label, b in parts]
-    if not items:
+    plus = [f"{fmt_bytes(b)} of {lower(label)}" for label, b in parts if b > 0]
+    less = [f"{fmt_bytes(-b)} of {lower(label)}" for label, b in parts if b < 0]
+    if not plus:
         return ""
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+    def join(items: List[str]) -> str:
+        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    # a negative part: pages the dashboard counted that this cgroup was not charged for
+    return join(plus) + (f", less {join(less)}" if less else "")
 
 
 def _sentence(name: str, shown: Optional[int], charge: Optional[int], difference: List[SplitPart]) -> List[str]:
@@ -207,7 +212,7 @@ def _sentence(name: str, shown: Optional[int], charge: Optional[int], difference
     if charge is None or shown is None:
         return []
     z = charge - shown
-    parts = [(p.label, p.bytes) for p in difference if p.bytes is not None and p.bytes > 0]
+    parts = [(p.label, p.bytes) for p in difference if p.bytes]
     text = f"Your dashboard, {name}, showed {fmt_bytes(shown)}; the kernel killed at {fmt_bytes(charge)}; the difference, {fmt_bytes(z)}"
     if z <= 0:
         text += ": the dashboard showed all the kernel charged."

@@ -85,17 +85,21 @@ def verdict_of(capture: Capture, a: Analysis, trend: Trend) -> Verdict:
         # A helper that held a large share is what the reader needs first, named (issue 15).
         helpers = sorted((t for t in capture.tasks if t.pid != v.pid and t.rss_bytes),
                          key=lambda t: -(t.rss_bytes or 0))
-        named = ", ".join(f"pid {t.pid} ({t.comm}, RSS {fmt_bytes(t.rss_bytes)})" for t in helpers[:3])
+        named = ", ".join(f"pid {t.pid} ({t.comm}, RSS {fmt_bytes(t.rss_bytes)}"
+                          + (f", {fmt_bytes(t.rss_anon_bytes)} of it anonymous" if t.rss_anon_bytes is not None and t.rss_anon_bytes != t.rss_bytes else "")
+                          + ")" for t in helpers[:3])
         out.categories.append("other_processes")
-        said.append(f"Other processes of the cgroup held {fmt_bytes(others)} of the charge "
-                    f"({fmt_pct(others / ak.usage_bytes)})" + (f": {named}" if named else "") + ".")
+        shared = (f"; their RSS also counts {fmt_bytes(a.others_shared_bytes)} of anonymous pages shared after fork(), "
+                  "charged once" if a.others_shared_bytes else "")
+        said.append(f"Other processes of the cgroup held {fmt_bytes(others)} of anonymous memory in the charge "
+                    f"({fmt_pct(others / ak.usage_bytes)})" + (f": {named}" if named else "") + shared + ".")
     if a.victim_rss_bytes is not None and a.gap_bytes is not None and ak.usage_bytes:
         if a.gap_bytes > 0:
             biggest = max(a.reconciliation, key=lambda p: p.bytes) if a.reconciliation else None
-            text = (f"The victim's own RSS was {fmt_bytes(a.victim_rss_bytes)}: {fmt_bytes(a.gap_bytes)} of the charge "
-                    f"({fmt_pct(a.gap_bytes / ak.usage_bytes)}) was outside it")
-            if biggest is not None:
-                text += f", mostly {_lower_first(biggest.label)} ({fmt_bytes(biggest.bytes)})"
+            text = (f"The victim's own RSS was {fmt_bytes(a.victim_rss_bytes)}, {fmt_bytes(a.gap_bytes)} "
+                    f"({fmt_pct(a.gap_bytes / ak.usage_bytes)} of the charge) less than the charge")
+            if biggest is not None and biggest.bytes > 0:
+                text += f"; the largest part of the difference: {_lower_first(biggest.label)} ({fmt_bytes(biggest.bytes)})"
             said.append(text + ".")
         else:
             said.append(f"The victim's own RSS ({fmt_bytes(a.victim_rss_bytes)}) accounts for the whole charge.")

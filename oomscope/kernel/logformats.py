@@ -12,9 +12,14 @@ still work, and lines from other programs are skipped:
 - journalctl -o json:      one JSON object per line (``MESSAGE``, ``__REALTIME_TIMESTAMP``,
                             ``_SOURCE_MONOTONIC_TIMESTAMP``, ``_HOSTNAME``, ``_TRANSPORT``)
 
-A record keeps the printk time when the line has it (``usec``), else a made-up increasing one;
-``wall`` is the line's date when it has one. Shapes without a year (classic syslog) take the
-year given by the caller.
+A record keeps the printk time when the line has it (``usec``), else a made-up increasing one
+(``clocked`` False); ``wall`` is the line's date when it has one. Shapes without a year (classic
+syslog, ``journalctl``'s short format, in any locale) take the year given by the caller; else, a
+log being in time order, the first year that does not put the date before the last date seen with
+its year (a journal's ``-- Logs begin at Tue 2019-06-25 ...`` line, an RFC 3339 or ``dmesg -T``
+line, or a date dated so before it: Dec 31 then Jan 1 turns the year); else the latest year that
+does not put it after ``not_after`` (the log file's modification time: no line was written later);
+else the line is left undated (``yearless`` keeps the date as printed). ``year_from`` says which.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from typing import Iterable, Iterator, NamedTuple, Optional
+from typing import Iterable, Iterator, NamedTuple, Optional, Tuple
 
 from .kmsg import KmsgRecord, _unescape
 
@@ -58,6 +63,7 @@ for _i, _names in enumerate((
         _LOCALE_MONTHS[_n] = _i
 _RE_CJK_MONTH = re.compile(r"^(\d{1,2})(?:月|월)$")
 _RE_DICT = re.compile(r"^ [A-Z_]+=")
+_RE_CALLER = re.compile(r"^\[\s*[TC]\d+\] ?")
 _RE_PRINTK_TIME = re.compile(r"^\[\s*(?P<sec>\d+)\.(?P<frac>\d+)\] ?(?P<text>.*)$")
 
 
@@ -66,6 +72,57 @@ class LogLine(NamedTuple):
     wall: Optional[float] = None  # seconds since the epoch, UTC, when the line carries a date
     host: Optional[str] = None
     shape: str = ""
+    clocked: bool = True  # the printk time is the line's own (else made up, to keep the order)
+    year_from: str = ""  # for a date printed without a year: "given", "log", "mtime" (see the module)
+    yearless: str = ""  # a date printed without a year that could not be given one, as printed
+
+
+#: "-- Logs begin at Tue 2019-06-25 10:00:00 CST, end at ... --" (journalctl before 250), "-- Journal
+#: begins at ..." (250+): systemd prints these dates the same in every locale
+_RE_JOURNAL_HEADER = re.compile(r"^-- (?:Logs begin|Journal begins) at \S+ (\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)")
+
+
+class _Years:
+    """The year of a date printed without one (see the module's docstring)."""
+
+    def __init__(self, year: Optional[int], not_after: Optional[float]):
+        self.fixed = year
+        self.not_after = not_after
+        self.hint: Optional[float] = None  # the date of the last line that had a year
+
+    def wall(self, month: int, day: int, time_: str) -> "Tuple[Optional[float], str]":
+        try:
+            h, mi, sec = (int(x) for x in time_.split(":"))
+            if self.fixed:
+                return _wall_ok(_utc(self.fixed, month, day, h, mi, sec)), "given"
+            if self.hint is not None:  # a log is in time order: the first year not before the last date seen
+                y = dt.datetime.fromtimestamp(self.hint, dt.timezone.utc).year
+                for c in (y, y + 1):  # a day's slack: time zones
+                    w = _try_utc(c, month, day, h, mi, sec)
+                    if w is not None and w >= self.hint - 86400:
+                        self.hint = max(self.hint, w)  # Dec 31 then Jan 1: the year turns
+                        return _wall_ok(w), "log"
+                return None, ""
+            if self.not_after is not None:
+                y = dt.datetime.fromtimestamp(self.not_after, dt.timezone.utc).year
+                for c in (y, y - 1):  # a day's slack: the file's time zone is not known
+                    w = _try_utc(c, month, day, h, mi, sec)
+                    if w is not None and w <= self.not_after + 86400:
+                        return _wall_ok(w), "mtime"
+        except (ValueError, OverflowError):
+            pass
+        return None, ""
+
+
+def _utc(year: int, month: int, day: int, h: int, mi: int, sec: int) -> float:
+    return dt.datetime(year, month, day, h, mi, sec, tzinfo=dt.timezone.utc).timestamp()
+
+
+def _try_utc(year: int, month: int, day: int, h: int, mi: int, sec: int) -> Optional[float]:
+    try:
+        return _utc(year, month, day, h, mi, sec)
+    except (ValueError, OverflowError):  # 29 February of another year
+        return None
 
 
 #: printk's clock is a u64 of nanoseconds (about 585 years): more digits of seconds than this is not
@@ -96,9 +153,9 @@ def _classic_wall(mon: str, day: str, time_: str, year: int) -> Optional[float]:
         return None
 
 
-def _locale_wall(date: str, time_: str, year: int) -> Optional[float]:
-    """A date whose month and day are in any order and locale ("金 11月 27", "Fr Nov 27",
-    "27 nov", "avril 16"; a weekday may come first); None when it cannot be read for sure."""
+def _month_day(date: str) -> Optional[Tuple[int, int]]:
+    """(month, day) of a date whose month and day are in any order and locale ("金 11月 27",
+    "Fr Nov 27", "27 nov", "avril 16"; a weekday may come first); None when not sure."""
     month = day = None
     for tok in date.split():
         t = tok.lower().rstrip(".,")
@@ -108,14 +165,22 @@ def _locale_wall(date: str, time_: str, year: int) -> Optional[float]:
         elif t.isdigit() and len(t) <= 2:
             if day is not None:
                 return None
-            day = t
+            day = int(t)
         elif t in _LOCALE_MONTHS and month is None:
             month = _LOCALE_MONTHS[t]
     if month is None or day is None:
         return None
+    return month, day
+
+
+def _locale_wall(date: str, time_: str, year: int) -> Optional[float]:
+    """A date in any locale with its year (dmesg -T); None when it cannot be read for sure."""
+    md = _month_day(date)
+    if md is None:
+        return None
     try:
         h, mi, sec = (int(x) for x in time_.split(":"))
-        return _wall_ok(dt.datetime(year, month, int(day), h, mi, sec, tzinfo=dt.timezone.utc).timestamp())
+        return _wall_ok(_utc(year, md[0], md[1], h, mi, sec))
     except (ValueError, OverflowError):
         return None
 
@@ -148,12 +213,12 @@ def _journal_message(obj: dict) -> Optional[str]:
     return msg if isinstance(msg, str) else None
 
 
-def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator[LogLine]:
+def read_log_lines(lines: Iterable[str], year: Optional[int] = None, not_after: Optional[float] = None) -> Iterator[LogLine]:
     """Kernel log records of any supported shape; other lines are skipped. A record keeps its own
     newlines: dmesg's indented continuation lines are joined back to the record they continue, and
     a journal or /dev/kmsg message with newlines stays one record (kernel/oom_report.py decides
     which records are blocks of data lines)."""
-    year = year or dt.datetime.now(dt.timezone.utc).year
+    years = _Years(year, not_after)
     synthetic = 0  # a made-up printk clock for shapes without one: keeps order, 1 ms apart
     seq = 0
     prev: Optional[LogLine] = None
@@ -167,7 +232,12 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
             # dump's " KEY=value" dictionary lines are skipped
             if prev is not None and prev.shape in ("dmesg", "dmesg-T") and not _RE_DICT.match(line) \
                     and len(prev.record.text) < _MAX_RECORD:
-                prev = LogLine(prev.record._replace(text=prev.record.text + "\n" + line.strip()), prev.wall, prev.host, prev.shape)
+                prev = prev._replace(record=prev.record._replace(text=prev.record.text + "\n" + line.strip()))
+            continue
+        if line.startswith("-- "):
+            h = _RE_JOURNAL_HEADER.match(line)
+            if h:  # journalctl's first line: the year of the short format's dates
+                years.hint = _try_utc(*(int(x) for x in h.groups()))
             continue
         seq += 1
         usec: Optional[int] = None
@@ -176,6 +246,7 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
         level = 6
         text: Optional[str] = None
         shape = ""
+        year_from = yearless = ""
         if line[0] == "{":
             try:
                 obj = json.loads(line)
@@ -198,12 +269,13 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
             host = obj.get("_HOSTNAME") if isinstance(obj.get("_HOSTNAME"), str) else None
             shape = "journal-json"
         elif line[0] == "[" and "." in line[1:14]:
-            close = line.find("] ", 1, 24)
+            close = line.find("]", 1, 24)
             try:
                 if close < 0:
                     raise ValueError(line)
                 sec, frac = line[1:close].strip().split(".")
-                usec, text, shape = _usec(sec, frac), line[close + 2:], "dmesg"
+                text = line[close + 2:] if line[close + 1:close + 2] == " " else line[close + 1:]
+                usec, shape = _usec(sec, frac), "dmesg"
             except ValueError:
                 m = _RE_DMESG.match(line)
                 if not m:
@@ -239,36 +311,43 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None) -> Iterator
                 else:
                     m = _RE_SYSLOG_ANY.match(line)
                     if m:  # "11月 27 20:31:35 host kernel: ..."
-                        wall = _locale_wall(m.group("date"), m.group("time"), year)
+                        md = _month_day(m.group("date"))
+                        wall, year_from = years.wall(md[0], md[1], m.group("time")) if md else (None, "")
+                        yearless = "" if wall is not None or md is None else f"{m.group('date')} {m.group('time')}"
                         host, text, shape = m.group("host"), m.group("text"), "syslog"
                     else:
                         text, shape = _bare(line), "bare"
         else:
-            m = _RE_SYSLOG.match(line)
-            if m:
-                wall = _classic_wall(m.group("mon"), m.group("day"), m.group("time"), year)
+            m = _RE_SYSLOG.match(line) or _RE_SYSLOG_ANY.match(line)
+            if m:  # classic syslog / journalctl's short format, in any locale: no year
+                md = _month_day(f"{m.group('mon')} {m.group('day')}" if "mon" in m.re.groupindex else m.group("date"))
+                wall, year_from = years.wall(md[0], md[1], m.group("time")) if md else (None, "")
+                if wall is None and md is not None:
+                    yearless = line[:m.start("time")] + m.group("time")
                 host, text, shape = m.group("host"), m.group("text"), "syslog"
             else:
-                m = _RE_SYSLOG_ANY.match(line)
-                if m:  # a syslog / journalctl date in another locale
-                    wall = _locale_wall(m.group("date"), m.group("time"), year)
-                    host, text, shape = m.group("host"), m.group("text"), "syslog"
-                else:
-                    text, shape = _bare(line), "bare"
+                text, shape = _bare(line), "bare"
         if text is None:
             continue
+        if text[:1] == "[":
+            c = _RE_CALLER.match(text)
+            if c:  # CONFIG_PRINTK_CALLER: "[ T9185]" (a thread) or "[ C3]" (a CPU) before the text
+                text = text[c.end():]
         if shape.startswith("syslog") or shape == "journal-json":
             p = _RE_PRINTK_TIME.match(text)
             if p:  # rsyslog kept the printk time inside the message
                 usec = _usec(p.group("sec"), p.group("frac")) if usec is None else usec
                 text = p.group("text")
+        clocked = usec is not None
         if usec is None:
             synthetic += 1000
             usec = synthetic
         else:
             synthetic = max(synthetic, usec)
+        if wall is not None and not year_from:
+            years.hint = wall  # a date with its year: the year of the yearless dates near it
         if prev is not None:
             yield prev
-        prev = LogLine(KmsgRecord(level, 0, seq, usec, text), wall, host, shape)
+        prev = LogLine(KmsgRecord(level, 0, seq, usec, text), wall, host, shape, clocked, year_from, yearless)
     if prev is not None:
         yield prev

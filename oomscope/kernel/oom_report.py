@@ -82,6 +82,9 @@ class OomReport:
     kernel rate-limited away (only the Killed process line)."""
 
     has_header: bool = False
+    #: the kill has report lines of its own (a header, or for a report cut at its start, its first
+    #: cgroup line), not only its Killed line: it can head a memory.oom.group kill
+    started: bool = False
     trigger_comm: Optional[str] = None
     trigger_pid: Optional[int] = None
     gfp_mask: Optional[str] = None
@@ -116,6 +119,12 @@ class OomReport:
         if self.summary and self.summary.constraint:
             return self.summary.constraint == "CONSTRAINT_MEMCG"
         return bool(self.killed and self.killed.message.startswith("Memory cgroup"))
+
+    @property
+    def has_body(self) -> bool:
+        """Any of the report beyond its Killed line: counters, memory.stat, the tasks table,
+        Mem-Info or the oom-kill: summary (a header lost, or cut from the log, leaves these)."""
+        return bool(self.memory or self.memory_stat or self.tasks or self.mem_info or self.summary_raw)
 
 
 _RE_HEADER = re.compile(
@@ -265,7 +274,11 @@ def parse_oom_summary(
                     break
             if memcg_part is not None:
                 break
-    if out.constraint is None and out.oom_memcg:  # an empty vendor constraint: oom_memcg is printed for a memcg OOM only
+    # oom_memcg= is printed for a memcg OOM only (mem_cgroup_print_oom_context, mm/memcontrol.c). An
+    # empty vendor constraint says nothing, and from 4.19 until "mm/oom_kill.c: fix uninitialized
+    # oc->constraint" (5.3, backported to 5.1 stable) the summary said CONSTRAINT_NONE for every OOM,
+    # a memcg's too (seen in a 5.0 report: tests/fixtures/logs/group-kill-caller-id-5.0.txt).
+    if out.oom_memcg and out.constraint in (None, "CONSTRAINT_NONE"):
         out.constraint = "CONSTRAINT_MEMCG"
     cpuset_part = rest if memcg_part is None else rest[:memcg_part]
     m = re.match(r"cpuset=(?P<cpuset>.*),mems_allowed=(?P<mems>[0-9,\-]*)\Z", cpuset_part, re.S)
@@ -373,6 +386,7 @@ class OomReportParser:
         if m:
             self._cur = OomReport(
                 has_header=True,
+                started=True,
                 trigger_comm=m.group("comm"),
                 gfp_mask=m.group("gfp"),
                 order=int(m.group("order")),
@@ -411,7 +425,7 @@ class OomReportParser:
                     rep.summary = OomSummary(constraint=hs.constraint, oom_memcg=hs.oom_memcg)
                 elif head.stats_cgroup:
                     rep.summary = OomSummary(constraint="CONSTRAINT_MEMCG" if head.is_memcg else None, oom_memcg=head.stats_cgroup)
-            if rep is self._cur and rep.has_header:
+            if rep is self._cur and rep.started:  # a report cut at its start still names the group's cgroup
                 self._last_done = rep
             # Later Killed lines (memory.oom.group) come without a report of their own.
             self._cur = None
@@ -435,7 +449,7 @@ class OomReportParser:
             # what was charged. Start a report without a header at the first of them.
             if _RE_TASK_IN.match(line) or parse_counter_line(line) or line.startswith(_STATS_PREFIX) \
                     or line.startswith("oom-kill:"):
-                cur = self._cur = OomReport(first_seq=rec.seq, first_usec=rec.usec)
+                cur = self._cur = OomReport(first_seq=rec.seq, first_usec=rec.usec, started=True)
                 self._mode = None
             else:
                 return None
@@ -471,10 +485,17 @@ class OomReportParser:
             return None
         old = _RE_OLD_STATS.match(line) if line.startswith(_STATS_PREFIX) else None
         if old:
-            # The first one printed is the oom_memcg's (the rest are its children's): keep it.
+            # Before 4.19 mem_cgroup_print_oom_info (mm/memcontrol.c) prints one line per cgroup
+            # of the oom_memcg's subtree (for_each_mem_cgroup_tree), each with its own, local
+            # counts: the first is the oom_memcg's, and the subtree's charge is their sum (a
+            # kubepods pod's own line is all zeros; its containers' lines hold the memory).
+            pairs = {k: int(v) * 1024 for k, v in _RE_OLD_PAIR.findall(old.group("pairs"))}
             if cur.stats_cgroup is None:
                 cur.stats_cgroup = old.group("path")
-                cur.memory_stat = {k: int(v) * 1024 for k, v in _RE_OLD_PAIR.findall(old.group("pairs"))}
+                cur.memory_stat = pairs
+            else:
+                for k, v in pairs.items():
+                    cur.memory_stat[k] = cur.memory_stat.get(k, 0) + v
             cur.lines.append(line)
             return None
         if line.startswith("[ pid ]") or line.startswith("[  pid  ]"):

@@ -23,22 +23,47 @@ def _mib(v: Optional[int]) -> str:
     return "?" if v is None else f"{v / 1048576:.1f}MiB"
 
 
-def kill_line(c: Capture, written: Written, category: str, log_format: str) -> str:
+def kill_line(c: Capture, written: Written, category: str, log_format: str, analysis: Any = None) -> str:
     if log_format == "json":
         return json.dumps({
             "event": "oom_kill", "time": c.times.kill_wall, "kill_id": c.kill_id, "pid": c.victim.pid,
             "comm": c.victim.comm, "oom_memcg": c.cgroup.oom_memcg, "task_memcg": c.cgroup.task_memcg,
             "workload": dataclasses.asdict(c.workload), "usage_bytes": c.at_kill.usage_bytes,
             "limit_bytes": c.at_kill.limit_bytes, "state_source": c.at_kill.source, "category": category,
+            "cause": cause_words(c, analysis),
             "incident": c.incident.id if c.incident else None, "postmortem": written.html_path,
             "capture": written.capture_path,
         }, ensure_ascii=True)
-    return (f"{c.times.kill_wall} kill pid={c.victim.pid} comm={terminal_safe(c.victim.comm)!r} "
-            f"memcg={terminal_safe(c.cgroup.oom_memcg or '?')} usage={_mib(c.at_kill.usage_bytes)} "
-            f"limit={_mib(c.at_kill.limit_bytes)} state={c.at_kill.source}"
-            + (f" workload={terminal_safe(c.workload.label())!r}" if c.workload.label() else "")
+    return (f"{c.times.kill_wall} kill "
+            + (f"workload={terminal_safe(c.workload.label())!r} " if c.workload.label() else "")
+            + f"pid={c.victim.pid} comm={terminal_safe(c.victim.comm)!r} cause={cause_words(c, analysis)!r} "
+            f"usage={_mib(c.at_kill.usage_bytes)} limit={_mib(c.at_kill.limit_bytes)} "
+            f"memcg={terminal_safe(c.cgroup.oom_memcg or '?')}"
             + (f" incident={c.incident.id}" if c.incident else "")
             + f" -> {written.html_path or written.capture_path}")
+
+
+def cause_words(c: Capture, analysis: Any) -> str:
+    """The cause in a few plain words, from the one analysis (analysis/verdict.py): what filled
+    the limit (the largest categories with their shares), other processes when they held a large
+    share, and the trend when it is known."""
+    v, a = getattr(analysis, "verdict", None), getattr(analysis, "attribution", None)
+    if v is None or a is None:  # no analysis (or only its categories)
+        return ", ".join(getattr(analysis, "top_categories", None) or []) or "not analysed"
+    if v.kind == "host":
+        return "the host ran out of memory (no cgroup limit was hit)"
+    tops = [x for x in a.categories if x.key in a.top_categories]
+    words = [f"{x.label[:1].lower() + x.label[1:]} {100 * x.share_of_usage:.0f}%" for x in tops if x.share_of_usage is not None]
+    if "other_processes" in v.categories and a.usage_bytes:
+        held = next((p.bytes for p in a.reconciliation if p.key == "other_processes"), 0)
+        words.append(f"other processes held {100 * held / a.usage_bytes:.0f}%")
+    if v.trend == "leak":
+        words.append("rising steadily (a leak)")
+    elif v.trend in ("plateau", "spike"):
+        words.append("a peak" if v.trend == "plateau" else "a sudden burst")
+    if not words:
+        return "the limit was hit; what filled it is not in the capture" if v.kind == "limit" else "unknown"
+    return ", ".join(words)
 
 
 # What each loss means, for the log and the capture's note.
@@ -111,7 +136,7 @@ class Announcer:
         if self.metrics is not None:
             self.metrics.kill(capture, category, written.html_path or written.capture_path)
             self.metrics.captures.inc()
-        self.out.write(kill_line(capture, written, category, self.log_format) + "\n")
+        self.out.write(kill_line(capture, written, category, self.log_format, analysis) + "\n")
         self.out.flush()
 
     def error(self, component: str, message: str) -> None:

@@ -356,6 +356,24 @@ def build_capture(
         if report is None or not report.tasks:
             notes.append("The kernel's tasks table was not available: other processes are listed as /proc showed them after the kill.")
 
+    # --- what the victim's own line lacks, from its row of the kernel's tasks table ---
+    # (the Killed line lost, or cut from the log, with the table there; a 3.10 Killed line has no
+    # oom_score_adj, its table has it)
+    row = next((t for t in tasks if t.is_victim), None) if report is not None and report.tasks else None
+    if row is not None:
+        if victim.rss_bytes is None:
+            if row.rss_anon_bytes is not None or row.rss_file_bytes is not None or row.rss_shmem_bytes is not None:
+                victim.anon_rss_bytes, victim.file_rss_bytes, victim.shmem_rss_bytes = row.rss_anon_bytes, row.rss_file_bytes, row.rss_shmem_bytes
+            else:
+                victim.rss_total_bytes = row.rss_bytes
+            if victim.rss_bytes is not None and victim.source == SOURCE_NONE:
+                victim.source = row.source
+        for attr in ("oom_score_adj", "uid", "total_vm_bytes", "pgtables_bytes"):
+            if getattr(victim, attr) is None and getattr(row, attr) is not None:
+                setattr(victim, attr, getattr(row, attr))
+        if not victim.comm:
+            victim.comm = row.comm
+
     # --- times ---
     kill_ns = event.ts_ns if event is not None else (report.killed_usec * 1000 if report and report.killed_usec else None)
     now_wall = now_wall or dt.datetime.now(dt.timezone.utc)
@@ -376,7 +394,7 @@ def build_capture(
     host_memory: Dict[str, int] = {}
     if report is not None:
         kr = KernelReportInfo(
-            present=report.has_header, killed_line_seen=killed is not None, gfp_mask=report.gfp_mask,
+            present=report.has_header, killed_line_seen=killed is not None and bool(killed.message), gfp_mask=report.gfp_mask,
             order=report.order, message=killed.message if killed else None,
             group_kill=report.group_kill_cgroup is not None or evidence.duplicates > 0,
             first_seq=report.first_seq, last_seq=report.last_seq, lines=list(report.lines),
@@ -386,9 +404,15 @@ def build_capture(
         if not report.has_header and report.group_kill_cgroup is not None:
             notes.append(f"Killed with every task of {report.group_kill_cgroup} (memory.oom.group): the kernel printed one report "
                          "for the whole group, under the first victim; the cgroup's state here is that report's.")
-        elif not report.has_header:
+        elif not report.has_header and not report.has_body:
             notes.append("The kernel printed only the 'Killed process' line for this kill: its full report was rate-limited "
                          "(oom_rs in mm/oom_kill.c: 10 reports per 5 s).")
+        elif not report.has_header:
+            notes.append("The first lines of the kernel's report for this kill (from 'invoked oom-killer') were not seen; "
+                         "the rest of it, used here, was.")
+        if killed is not None and not killed.message:
+            notes.append("The 'Killed process' line of this kill was not seen: the oom_reaper's line names the victim, "
+                         "and its row of the tasks table gives its memory.")
     else:
         notes.append("The kernel's log for this kill was not seen (the /dev/kmsg reader fell behind or the log wrapped).")
     if evidence.reaped_ns is not None and kill_ns is not None:

@@ -187,10 +187,19 @@ class Collector:
         sampler_thread = threading.Thread(target=self.sampler.run, args=(self.stop,), name="sampler", daemon=True)
         sampler_thread.start()
         deadline = time.monotonic() + self.opts.duration_s if self.opts.duration_s else None
+        started = time.monotonic()
+        sampling_said = False
         try:
             while not self.stop.is_set():
                 self.probes.poll(50)
                 self._drain()
+                if not sampling_said and self.sampler.passes:
+                    # the first pass reads every cgroup (32 s for 500 on a loaded 2-core host):
+                    # until it ends, a cgroup's timeline has not begun (the lab waits for this)
+                    sampling_said = True
+                    self.err.write(f"oomscope: sampling {self.sampler.store.watched()} cgroups "
+                                   f"(first pass done {time.monotonic() - started:.1f} s after start)\n")
+                    self.err.flush()
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 if until is not None and until():

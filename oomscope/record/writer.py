@@ -3,6 +3,8 @@ through oomscope/safefs.py (no link followed, only oomscope's own files replaced
 makes the folder one ``--keep`` may remove).
 
 The capture is written first; a post-mortem that fails to render never costs the capture.
+With a ``safefs.Batch`` (import), the files are on disk and under their names once the batch is
+flushed.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ from typing import Callable, Optional, Tuple
 
 from ..model import Capture
 from ..terminal import terminal_safe
-from ..safefs import Dir, atomic_write  # noqa: F401 - atomic_write: re-exported for its callers
+from ..safefs import Batch, Dir, atomic_write  # noqa: F401 - atomic_write: re-exported for its callers
 
 
 def write_kill(
-    out_dir: str, capture: Capture, render_html: Callable[[Capture], str]
+    out_dir: str, capture: Capture, render_html: Callable[[Capture], str], batch: Optional[Batch] = None
 ) -> Tuple[str, Optional[str], Optional[str]]:
     """Returns (capture path, post-mortem path or None, rendering error or None)."""
-    with Dir(out_dir, create=True) as out, out.make_kill_folder(capture.kill_id) as folder:
+    with Dir(out_dir, create=True, batch=batch) as out, out.make_kill_folder(capture.kill_id) as folder:
         capture_path = folder.write("capture.json", capture.to_json())
         try:
             html = render_html(capture)

@@ -155,7 +155,8 @@ def _ticket(capture: Capture, analysis: Optional[KillAnalysis], html_path: Optio
                                 [[t(r.label), t(r.charged), t(r.share)] for r in v.categories])
     if v.reconciliation:
         lines += ["", t(v.reconciliation_summary), ""]
-        lines += m.table(["Part of the gap", "Bytes"], "lr", [[t(r.label), t(r.size)] for r in v.reconciliation])
+        lines += m.table(["From the victim's RSS to the charge", "Bytes"], "lr", [[t(r.label), t(r.size)] for r in v.reconciliation])
+        lines += ["", t(v.accounting)]
     if v.notes:
         lines += [""] + [m.quote(t(n)) for n in v.notes]
     return "\n".join(lines) + "\n"

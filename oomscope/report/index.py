@@ -26,6 +26,9 @@ class IndexRow:
     categories: str
     incident: str
     href: str
+    host: str = ""
+    #: the workload in its own words: namespace/pod and container, a docker container, a unit
+    workload: str = ""
 
 
 def row_for(capture: Capture, analysis: Optional[KillAnalysis] = None) -> IndexRow:
@@ -46,7 +49,18 @@ def row_for(capture: Capture, analysis: Optional[KillAnalysis] = None) -> IndexR
         categories=cats,
         incident=capture.incident.id if capture.incident and capture.incident.id != capture.kill_id else "",
         href=f"{capture.kill_id}/postmortem.html",
+        host=capture.host.hostname or "",
+        workload=_short_workload(capture),
     )
+
+
+def _short_workload(capture: Capture) -> str:
+    """The workload in an index cell: a pod by its name (a UID only as its first 8 digits)."""
+    w = capture.workload
+    if w.kind != "kubernetes":
+        return w.label()
+    pod = f"{w.namespace}/{w.pod}" if w.pod else f"pod {(w.pod_uid or '?')[:8]}…"
+    return f"{pod}, {w.container or (w.container_id or '?')[:12]}"
 
 
 class OutputIndex:

@@ -71,6 +71,8 @@ class GapRow:
     label: str
     size: str
     explanation: str
+    #: "start" (the figure the ledger starts from), "part" or "total" (the charge it ends at)
+    kind: str = "part"
 
 
 @dataclass
@@ -174,6 +176,10 @@ class PostMortemView:
     provenance: List[ProvenanceRow]
     notes: List[str]
     kernel_lines: List[str]
+    #: the rule the ledger follows (attribution.ACCOUNTING), the bars' scale, the RSS caveat under the tasks
+    accounting: str = ""
+    bar_scale: str = ""
+    tasks_note: str = ""
     analysis_notes: List[str] = field(default_factory=list)
     host_memory: List[KeyValue] = field(default_factory=list)
     tasks_title: str = "Processes in the cgroup at the kill"
@@ -186,6 +192,8 @@ class PostMortemView:
     timeline_limit_y: Optional[float] = None
     timeline_axis: List[KeyValue] = field(default_factory=list)  # y labels (key = y, value = text)
     timeline_span: str = ""
+    #: x labels (key = x in the 600-wide box, value = seconds before the kill)
+    timeline_xaxis: List[KeyValue] = field(default_factory=list)
     shown: Optional[ShownView] = None
 
 
@@ -207,7 +215,7 @@ TIMELINE_SERIES = [("usage_bytes", "Usage", "#2c3e50"), ("anon_bytes", "Anonymou
 def _timeline(capture: Capture):
     """Polylines of the oom_memcg's timeline, scaled to the limit (or the largest value)."""
     if not capture.timelines or len(capture.timelines[0].points) < 2:
-        return [], None, [], "", ""
+        return [], None, [], [], "", ""
     tl = capture.timelines[0]
     pts = tl.points
     t0, t1 = pts[0].t_ms, max(0.0, pts[-1].t_ms)
@@ -233,8 +241,12 @@ def _timeline(capture: Capture):
     limit = pts[-1].limit_bytes
     limit_y = round(200 - 190 * limit / top, 1) if limit else None
     axis = [KeyValue(f"{200 - 190 * f:.1f}", fmt_bytes(int(top * f))) for f in (0.0, 0.5, 1.0)]
+    xaxis = []
+    for f in (0.0, 0.25, 0.5, 0.75, 1.0):
+        t = t0 + f * span
+        xaxis.append(KeyValue(f"{600 * f:.1f}", "the kill" if f == 1.0 and t1 == 0 else f"{t / 1000:.0f} s"))
     span_text = f"{-t0 / 1000:.1f} s before the kill to {'the kill' if t1 == 0 else f'{-t1 / 1000:.1f} s before it'}"
-    return series, limit_y, axis, span_text, f"The minutes before the kill: {tl.cgroup}"
+    return series, limit_y, axis, xaxis, span_text, f"The minutes before the kill: {tl.cgroup}"
 
 
 def _bar(items, total: Optional[int]) -> List[BarSegment]:
@@ -268,6 +280,7 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
         KeyValue("Times the limit was hit (failcnt)", "—" if ak.failcnt is None else str(ak.failcnt)),
         KeyValue("Victim RSS (anon / file / shmem)",
                  f"{fmt_bytes(v.rss_bytes)} ({fmt_bytes(v.anon_rss_bytes)} / {fmt_bytes(v.file_rss_bytes)} / {fmt_bytes(v.shmem_rss_bytes)})"),
+        KeyValue("Victim virtual size (reserved, total_vm)", _reserved(v.total_vm_bytes, v.rss_bytes, ak.limit_bytes)),
         KeyValue("Victim oom_score_adj", "—" if v.oom_score_adj is None else str(v.oom_score_adj)),
         KeyValue("Triggered by", f"pid {capture.trigger.pid} ({capture.trigger.comm})" if capture.trigger.pid else "—"),
     ]
@@ -284,18 +297,26 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
     categories = [CategoryRow(c.label, fmt_bytes(c.bytes), fmt_pct(c.share_of_usage)) for c in a.categories]
     details = [DetailRow(d.label, fmt_bytes(d.bytes), d.of) for d in a.details]
 
-    rec_items = []
-    if a.victim_rss_bytes:
-        rec_items.append(("victim", "Victim's RSS", a.victim_rss_bytes))
-    rec_items += [(p.key, p.label, p.bytes) for p in a.reconciliation]
-    reconciliation = [GapRow(p.label, fmt_bytes(p.bytes), p.explanation) for p in a.reconciliation]
+    # The ledger: the victim's RSS, each signed part, the charge (they sum exactly: attribution.py).
+    rec_items, reconciliation = [], []
+    if a.victim_rss_bytes is not None and a.reconciliation:
+        # the bar shows the charge: the victim's RSS less its pages charged elsewhere, then the rest
+        charged_here = a.victim_rss_bytes + sum(p.bytes for p in a.reconciliation if p.bytes < 0)
+        rec_items.append(("victim", "Victim's RSS, charged here", charged_here))
+        rec_items += [(p.key, p.label, p.bytes) for p in a.reconciliation if p.bytes > 0]
+        reconciliation.append(GapRow("The victim's RSS (what ps/top showed)", fmt_bytes(a.victim_rss_bytes),
+                                     "anon-rss + file-rss + shmem-rss of the killed process", kind="start"))
+        reconciliation += [GapRow(p.label, ("+" if p.bytes > 0 else "") + fmt_bytes(p.bytes), p.explanation)
+                           for p in a.reconciliation]
+        reconciliation.append(GapRow("The kernel's charge", fmt_bytes(a.usage_bytes),
+                                     "what the kernel compared with the limit", kind="total"))
     if a.gap_bytes is not None and a.gap_bytes <= 0:
         rec_summary = (f"Per-process monitoring of the victim saw {fmt_bytes(a.victim_rss_bytes)}, no less than the "
                        f"{fmt_bytes(a.usage_bytes)} the kernel charged the cgroup: RSS counts file pages the victim maps "
-                       "even when they were charged elsewhere (or before it joined the cgroup), so nothing is hidden here.")
+                       "even when they were charged elsewhere (or before it joined the cgroup).")
     elif a.gap_bytes is not None:
         rec_summary = (f"Per-process monitoring of the victim saw {fmt_bytes(a.victim_rss_bytes)}; the kernel charged the cgroup "
-                       f"{fmt_bytes(a.usage_bytes)}. The difference, {fmt_bytes(a.gap_bytes)}, is made of:")
+                       f"{fmt_bytes(a.usage_bytes)}. From one to the other:")
     else:
         rec_summary = "The victim's RSS or the cgroup's usage is unknown, so the two cannot be compared."
 
@@ -305,6 +326,14 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
         tasks.append(TaskRow(str(t.pid), t.comm, fmt_bytes(t.rss_bytes), fmt_bytes(t.rss_anon_bytes),
                              fmt_bytes(t.rss_file_bytes), fmt_bytes(t.rss_shmem_bytes), fmt_bytes(t.pgtables_bytes),
                              "—" if t.oom_score_adj is None else str(t.oom_score_adj), t.cmdline or "", is_victim=t.is_victim))
+    tasks_note = ""
+    if len(capture.tasks) > 1 and ak.usage_bytes is not None and not hm:
+        total = sum(t.rss_bytes or 0 for t in capture.tasks)
+        tasks_note = (f"RSS is what each process maps, not what it was charged: these {len(capture.tasks)} RSS add up to "
+                      f"{fmt_bytes(total)} against a charge of {fmt_bytes(ak.usage_bytes)}. A page shared after fork() counts in "
+                      "every sharer's RSS and is charged once"
+                      + (f" ({fmt_bytes(a.others_shared_bytes)} of the others' anonymous RSS is such pages)" if a.others_shared_bytes else "")
+                      + "; a file page counts in RSS even when another cgroup was charged for it.")
     tasks_source = SOURCE_LABELS.get(capture.tasks[0].source, capture.tasks[0].source) if capture.tasks else "none"
     if len(capture.tasks) > MAX_TASK_ROWS:
         tasks_source += f"; the {MAX_TASK_ROWS} largest of {len(capture.tasks)} processes"
@@ -355,11 +384,12 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
                             f"there ({len(inc.victims)} victims so far). Kubernetes sets it on every container on cgroup v2 "
                             "since 1.28, so a pod's sidecars die with its main process.")
         for x in inc.victims:
-            link = "" if not x.kill_id or x.kill_id == capture.kill_id else f"../{urllib.parse.quote(x.kill_id, safe='+')}/postmortem.html"
+            # no link to this post-mortem itself, nor to a victim whose capture is not known (kill_id null)
+            link = "" if x.kill_id in (None, capture.kill_id) else f"../{urllib.parse.quote(x.kill_id, safe='+')}/postmortem.html"
             incident_rows.append(IncidentRow(str(x.pid), x.comm, link, is_victim=x.pid == v.pid))
 
     advice_rows = [AdviceRow(ADVICE_CASES.get(x.case, x.case), x.title, x.text, "; ".join(x.evidence)) for x in result.advice]
-    series, limit_y, axis, span_text, tl_title = _timeline(capture)
+    series, limit_y, axis, xaxis, span_text, tl_title = _timeline(capture)
 
     return PostMortemView(
         shown=_shown(result),
@@ -370,6 +400,7 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
         timeline_limit_y=limit_y,
         timeline_axis=axis,
         timeline_span=span_text,
+        timeline_xaxis=xaxis,
         tasks_title="Processes on the host at the kill" if hm else "Processes in the cgroup at the kill",
         host_memory=host_memory,
         incident_summary=incident_summary,
@@ -392,7 +423,24 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
         notes=list(capture.notes),
         kernel_lines=list(capture.kernel_report.lines),
         analysis_notes=list(a.notes),
+        accounting=a.accounting if reconciliation else "",
+        bar_scale=(f"{fmt_bytes(ak.usage_bytes)}, the kernel's charge" if ak.usage_bytes else
+                   f"{fmt_bytes(sum(b for _k, _l, b in cat_items))}, the sum of the kinds shown (the charge is unknown)"
+                   if cat_items else ""),
+        tasks_note=tasks_note,
     )
+
+
+def _reserved(total_vm: Optional[int], rss: Optional[int], limit: Optional[int]) -> str:
+    """Virtual size beside resident: reserving is free, a page is charged when first touched."""
+    if total_vm is None:
+        return "—"
+    text = f"{fmt_bytes(total_vm)}"
+    if limit and total_vm >= 2 * limit:
+        text += f" ({total_vm / limit:.1f}x the limit)"
+    if rss is not None:
+        text += f", of which {fmt_bytes(rss)} resident: only pages it touched were charged, not what it reserved"
+    return text
 
 
 def _fmt_opt(v) -> str:

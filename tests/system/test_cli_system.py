@@ -1,5 +1,6 @@
 """The CLI as a user meets it, as root and not, with tracefs and without."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -29,12 +30,26 @@ def _lab_cgroups():
 
 def test_record_with_lab_prints_the_postmortem(tmp_path):
     before = _lab_cgroups()
-    r = _run(OOMSCOPE + ["record", "--lab", "anon", "-o", str(tmp_path)])
+    # the sampler's first pass over a busy host's cgroups comes before the lab's workload
+    r = _run(OOMSCOPE + ["record", "--lab", "anon", "-o", str(tmp_path)], timeout=300)
     assert r.returncode == 0, r.stderr
     last = r.stdout.strip().splitlines()[-1]
     assert last.startswith("post-mortem: ")
     html_path = last.split(": ", 1)[1]
     assert os.path.isfile(html_path) and os.path.isfile(os.path.join(os.path.dirname(html_path), "capture.json"))
+    # the kill line: the cause in plain words, no internal state names
+    kill = next(line for line in r.stdout.splitlines() if " kill pid=" in line)
+    assert "cause='anonymous memory" in kill and "state=" not in kill
+    # the sandbox was sampled before the workload began, and the workload filled it over seconds:
+    # the post-mortem has the timeline of the fill, and a trend from it
+    with open(os.path.join(os.path.dirname(html_path), "capture.json")) as f:
+        cap = json.load(f)
+    pts = cap["timelines"][0]["points"] if cap.get("timelines") else []
+    assert pts and pts[0]["anon_bytes"] == 0, pts[:2]  # the empty sandbox, before the workload
+    assert sum(1 for p in pts if 0 < (p["anon_bytes"] or 0) < 48 << 20) >= 2, [(p["t_ms"], p["anon_bytes"]) for p in pts]
+    with open(html_path) as f:
+        page = f.read()
+    assert "No timeline" not in page and "The minutes before the kill" in page
     assert _lab_cgroups() == before, "the lab left its sandbox cgroup behind"
     with open(os.path.join(str(tmp_path), "index.html")) as f:
         index = f.read()

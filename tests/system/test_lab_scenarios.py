@@ -1,6 +1,7 @@
 """Each lab scenario is a real kill whose post-mortem names the right cause."""
 
 import os
+import time
 
 import pytest
 
@@ -20,6 +21,12 @@ def _first_capture(rec, run):
 
 def _run(recorder, hier, scenario):
     rec = recorder()
+    # the sampler's first pass over every cgroup of a busy host can take many seconds: the lab
+    # starts once it has ended, as `record --lab` does, so that the fill is on the timeline
+    deadline = time.monotonic() + 120
+    while "oomscope: sampling" not in rec.stderr():
+        assert time.monotonic() < deadline, f"record's sampler never finished a pass: {rec.stderr()}"
+        time.sleep(0.2)
     run = run_scenario(scenario, limit_bytes=LIMIT, hier=hier, cgroup=f"/oomscope-test-{os.getpid()}-{scenario}")
     assert run.killed, f"{scenario}: not killed ({run.returncode}): {run.stderr}"
     return _first_capture(rec, run)

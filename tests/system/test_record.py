@@ -84,7 +84,7 @@ def test_sidecar_is_in_the_tasks_and_the_gap(recorder, kernel_log, hier):
     assert side_anon >= 0.3 * (64 << 20) and not side["is_victim"]
     assert "oomscope.workloads sidecar" in (side["cmdline"] or "")
     html = _html(path)
-    assert "Other processes in the cgroup (1)" in html
+    assert "Anonymous memory of 1 other process" in html  # the ledger's row (analysis/attribution.py)
 
 
 

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -85,3 +86,25 @@ def test_version():
 
     r = _oomscope("--version")
     assert r.returncode == 0 and r.stdout.strip() == f"oomscope {__version__}"
+
+
+def test_help_shows_what_a_value_is_not_its_python_type():
+    for cmd in ("record", "report", "import", "lab", "doctor"):
+        r = runner.invoke(app, [cmd, "--help"])
+        assert r.exit_code == 0, r.output
+        assert not re.search(r"<(str|int|float|list\[\w+\]|bool)>", r.output), f"{cmd}: {r.output}"
+    assert "LOG" in runner.invoke(app, ["import", "--help"]).output
+
+
+def test_record_says_the_cause_in_plain_words_workload_first():
+    from oomscope.analysis.result import analyse_kill
+    from oomscope.model import Workload
+    from oomscope.record.announce import kill_line
+    from oomscope.record.outputs import Written
+
+    cap, _ = capture_from_fixture("v1-6.18-hostile-sidecar.kmsg")
+    cap.workload = Workload(kind="kubernetes", namespace="shop", pod="cart-7f", container="app")
+    line = kill_line(cap, Written("/o/k/capture.json", "/o/k/postmortem.html"), "anon", "text", analyse_kill(cap))
+    assert "state=" not in line
+    assert line.index("workload='shop/cart-7f container app'") < line.index("pid=")
+    assert "cause='anonymous memory (heap, stacks) 100%, other processes held 28%'" in line

@@ -66,8 +66,12 @@ def test_pre_4_19_kmsg_task_in_line_and_oom_reaper():
     assert cap.victim.pid == 2292670 and cap.victim.comm == "main"
     assert cap.cgroup.oom_memcg == pod
     assert cap.cgroup.task_memcg.startswith(pod + "/docker-663f")
-    assert cap.at_kill.usage_bytes == 20480 * 1024 and cap.at_kill.memory_stat["rss"] == 0  # the pod's own line
+    # the pod's own line is all zeros: the subtree's charge is the sum of its cgroups' local lines
+    assert cap.at_kill.usage_bytes == 20480 * 1024 and cap.at_kill.memory_stat["rss"] == 19800 * 1024
     assert {t.pid for t in cap.tasks} == {2276312, 2292670}
+    # no Killed line: the victim's RSS and oom_score_adj come from its row of the tasks table
+    assert cap.victim.rss_bytes == 5602 * 4096 and cap.victim.oom_score_adj == -997
+    assert not any("only the 'Killed process' line" in n.lower() for n in cap.notes)
 
 
 def test_storm_kmsg_gives_one_capture_per_killed_line():
@@ -124,3 +128,26 @@ def test_the_mmap_scan_finds_what_a_full_read_finds(tmp_path):
         assert key(import_reports(open_log(str(p)), year=2026)) == want, name
         small = list(_scan_stream(io.BytesIO(mixed.encode()), "test", block=997))
         assert key(import_reports(iter(small), year=2026)) == want, name
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(os.path.join(FIXTURES, "logs"))))
+def test_capture_to_dict_is_asdict(name):
+    """Capture.to_dict is a faster dataclasses.asdict (issue 18): the same dict for every kill."""
+    import dataclasses
+
+    for imp in _imp(name):
+        assert imp.capture.to_dict() == dataclasses.asdict(imp.capture)
+
+
+def test_gz_members_padding_and_damage(tmp_path):
+    """The .gz reader (zlib in large blocks, issue 18): several members read one after another,
+    zero padding after the last ignored, damaged data a warning with what was read kept."""
+    raw = fixture_text("logs", "kern.log-v2-6.1.txt").encode()
+    two = tmp_path / "two.gz"
+    two.write_bytes(gzip.compress(raw) + gzip.compress(raw.replace(b"Killed process 257", b"Killed process 258")) + b"\0" * 512)
+    assert [i.capture.victim.pid for i in import_reports(open_log(str(two)), year=2026)] == [257, 258]
+    bad = tmp_path / "bad.gz"
+    data = bytearray(gzip.compress(raw * 50))
+    data[len(data) // 2:len(data) // 2 + 64] = b"\xff" * 64
+    bad.write_bytes(bytes(data))
+    list(open_log(str(bad)))  # no exception: a warning, and what was read before the damage

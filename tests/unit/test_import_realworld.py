@@ -1,6 +1,7 @@
 """oomscope import on the logs people really paste (issue 18): host facts only from the log,
 group kills, vendor summaries, undated and foreign-dated logs, filtered and elided excerpts."""
 
+import datetime as dt
 import io
 import os
 import re
@@ -8,7 +9,7 @@ import re
 import pytest
 
 from oomscope.analysis.result import analyse_kill
-from oomscope.importer import import_reports
+from oomscope.importer import _mtime, import_reports, open_log
 from oomscope.report.render import render_html
 
 from ..conftest import FIXTURES, fixture_text
@@ -122,7 +123,10 @@ def test_undated_log_is_imported_undated():
     imps = _imp("dmesg-t-undated-v1-6.18.txt")
     assert [i.capture.victim.pid for i in imps] == [6404, 7257]
     cap = imps[1].capture
-    assert cap.times.kill_wall is None and cap.kill_id.startswith("boot+")
+    assert cap.times.kill_wall is None and cap.kill_id.startswith("undated-")
+    # no kernel clock either: the order-keeping clock the reader made up is not shown as a time
+    assert cap.times.kill_monotonic_ns is None and cap.times.kernel_report_usec is None
+    assert not any("after its host booted" in n for n in cap.notes)
     assert cap.cgroup.task_memcg == "/oomscope-test-caps-6854" and [t.pid for t in cap.tasks] == [7257]
     assert cap.host.kernel_release == "6.18.44-fc-v595"
     assert imps[0].capture.cgroup.oom_memcg == "/oomscope-lab-java-heap-6334-b5a056"  # its report cut to the summary
@@ -144,3 +148,92 @@ def test_elided_cut_and_interleaved_report():
     st = imps[1].capture.at_kill.memory_stat
     assert st["pgfault"] == 16459 and st["total_shmem"] == 0 and len(st) == 26  # stats after the interleaved line kept
     assert imps[1].capture.at_kill.usage_bytes == 65536 * 1024
+
+
+def test_group_kill_members_get_the_first_victims_oom_memcg_and_cgroup_memory():
+    # 5.0-rc4-next (linux-mm, 2019): printk caller ids ("[ T9185]"), a summary that says
+    # CONSTRAINT_NONE for a memcg OOM (the kernel bug fixed by "mm/oom_kill.c: fix uninitialized
+    # oc->constraint"), then 11 members of the memory.oom.group kill of /test1, reaper lines between
+    imps = import_reports(io.StringIO(fixture_text("logs", "group-kill-caller-id-5.0.txt")))
+    assert [i.capture.victim.pid for i in imps] == [9188, 1, 9182, 9183, 9184, 9185, 9186, 9187, 9189, 9190, 9191, 9192]
+    head, members = imps[0].capture, [i.capture for i in imps[1:]]
+    assert head.cgroup.oom_memcg == "/test1" and head.cgroup.constraint == "CONSTRAINT_MEMCG"
+    assert imps[0].report.trigger_comm == "a.out"  # the caller id is not part of the text
+    for m in members:
+        assert m.cgroup.oom_memcg == "/test1" and m.cgroup.task_memcg is None  # its own cgroup is not in the log
+        assert (m.at_kill.usage_bytes, m.at_kill.limit_bytes) == (51200 * 1024, 51200 * 1024)
+        assert m.at_kill.memory_stat == head.at_kill.memory_stat and m.at_kill.memory_stat["rss"] == 49484 * 1024
+        assert m.incident is head.incident and m.host.kernel_release == "5.0.0-rc4-next-20190131"
+        assert any("printed just before" in n for n in m.notes)
+        assert not any("rate-limited" in n for n in m.notes)
+    assert len(head.incident.victims) == 12
+    assert {i.report.has_header for i in imps[1:]} == {False}  # a member's own lines: its Killed line only
+
+
+def test_a_group_kill_cut_at_its_start_and_a_node_agents_quote_of_it():
+    # an AKS node's /var/log/syslog (a public write-up): the report cut at its oom-kill: line, the
+    # victim killed again as a member of its memory.oom.group kill, and node-problem-detector's
+    # own line quoting the Killed line (not a kernel line: not a kill)
+    imps = _imp("syslog-aks-group-kill-npd.txt")
+    assert len(imps) == 1
+    cap = imps[0].capture
+    assert cap.victim.pid == 68061 and cap.cgroup.oom_memcg == "/kubepods.slice"
+    assert cap.cgroup.task_memcg.endswith("cri-containerd-178ec18073cc6ac7be2de8d9869daf162a6349dd056b6535849112c53ec3102a.scope")
+    assert cap.kernel_report.group_kill and any("killed twice" in n for n in cap.notes)
+    assert cap.workload.label()  # the pod is named from the cgroup
+
+
+def test_a_yearless_journal_in_japanese_is_dated_from_the_file_or_left_undated(tmp_path):
+    # journalctl -o short of this host's kernel records under LC_ALL=ja_JP.UTF-8: "11月 27 22:28:49"
+    text = fixture_text("logs", "journal-short-ja-v1-6.18.txt")
+    # no year anywhere, no file: undated, never this year
+    imps = import_reports(io.StringIO(text))
+    assert [i.capture.victim.pid for i in imps] == [18707, 20958]
+    for imp in imps:
+        assert imp.capture.times.kill_wall is None and imp.capture.kill_id.startswith("undated-")
+        assert any("without a year" in n and "11月 27 22:2" in n for n in imp.capture.notes)
+        assert not any("after its host booted" in n for n in imp.capture.notes)  # no kernel clock in this shape
+    # a file: the year that does not put the kill after the file's last change, even across New Year
+    log = tmp_path / "journal.txt"
+    log.write_text(text, encoding="utf-8")
+    for mtime, year in (("2026-11-28T00:00:00", 2026), ("2027-01-05T00:00:00", 2026), ("2026-11-27T22:30:00", 2026)):
+        t = dt.datetime.fromisoformat(mtime).replace(tzinfo=dt.timezone.utc).timestamp()
+        os.utime(log, (t, t))
+        imps = import_reports(open_log(str(log)), not_after=_mtime(str(log)))
+        assert [i.capture.times.kill_wall for i in imps] == [f"{year}-11-27T22:27:52.000+00:00", f"{year}-11-27T22:28:49.000+00:00"]
+        assert all(any("modification time" in n for n in i.capture.notes) for i in imps)
+    # a year given wins; a dated line before the yearless ones gives it too (the log is in time order)
+    assert import_reports(io.StringIO(text), year=2024)[1].capture.times.kill_wall.startswith("2024-11-27")
+    dated = "2025-12-30T10:00:00+00:00 host kernel: Linux version 6.18.44\n"
+    assert import_reports(io.StringIO(dated + text))[1].capture.times.kill_wall.startswith("2026-11-27")
+    dated = "2025-12-31T10:00:00+00:00 host kernel: Linux version 6.18.44\n" + text.replace("11月 27", "1月 02")
+    assert import_reports(io.StringIO(dated))[1].capture.times.kill_wall.startswith("2026-01-02")
+
+
+def test_journalctl_header_gives_the_year_of_the_short_format():
+    lines = ["-- Logs begin at Tue 2019-06-25 10:00:00 CST, end at Wed 2020-01-02 10:00:00 CST. --",
+             "12月 30 20:31:35 node1 kernel: Memory cgroup out of memory: Killed process 1 (a) total-vm:1kB",
+             "1月 02 08:00:00 node1 kernel: Memory cgroup out of memory: Killed process 2 (b) total-vm:1kB"]
+    walls = [i.capture.times.kill_wall for i in import_reports(lines)]
+    assert walls == ["2019-12-30T20:31:35.000+00:00", "2020-01-02T08:00:00.000+00:00"]
+
+
+@pytest.mark.parametrize("line", ["[12345678.123456][T123456] Memory cgroup out of memory: Killed process 1 (a) total-vm:1kB",
+                                  "[12345678.123456] [  C3] Memory cgroup out of memory: Killed process 1 (a) total-vm:1kB",
+                                  "[  T17] Memory cgroup out of memory: Killed process 1 (a) total-vm:1kB"])
+def test_printk_caller_ids_are_not_kernel_text(line):
+    (imp,) = import_reports([line])
+    assert imp.capture.victim.pid == 1 and imp.capture.victim.comm == "a"
+
+
+def test_import_year_option_and_undated_default_from_stdin(tmp_path):
+    from typer.testing import CliRunner
+
+    from oomscope.cli import app
+
+    text = fixture_text("logs", "journal-short-ja-v1-6.18.txt")
+    res = CliRunner().invoke(app, ["import", "-", "-o", str(tmp_path / "a")], input=text)
+    assert res.exit_code == 0, res.output
+    assert "undated-line83-pid20958" in res.output and "2026-11-27" not in res.output
+    res = CliRunner().invoke(app, ["import", "-", "-o", str(tmp_path / "b"), "--year", "2025"], input=text)
+    assert res.exit_code == 0 and "2025-11-27T22:28:49" in res.output

@@ -135,3 +135,28 @@ def test_systemd_unit_keeps_only_the_measured_capabilities():
         pytest.skip(f"this systemd-analyze cannot rate a unit file offline: {res.stderr.strip()[:200]}")
     (rating,) = [l for l in res.stdout.splitlines() if "Overall exposure level" in l]
     assert float(rating.split(":")[1].split()[0]) <= 4.5, rating  # 5.0 with CAP_SYS_ADMIN and CAP_SYS_RESOURCE
+
+
+def _build_sh_cmd():
+    """The default command packaging/image/build.sh writes into the OCI image's config."""
+    with open(os.path.join(PKG, "image", "build.sh")) as f:
+        words = shlex.split(f.read(), comments=True)
+    return [words[i + 1] for i, w in enumerate(words) if w == "--config.cmd"]
+
+
+def test_the_images_default_command_serves_metrics_on_the_loopback_only():
+    with open(os.path.join(PKG, "Dockerfile")) as f:
+        cmd = yaml.safe_load(next(l for l in f.read().splitlines() if l.startswith("CMD "))[4:])
+    assert cmd == _build_sh_cmd()  # the Dockerfile's image and the built one start the same way
+    _check_record_args(cmd)
+    host, _, port = cmd[cmd.index("--metrics-addr") + 1].rpartition(":")
+    assert host == "127.0.0.1" and port == "9847"
+
+
+def test_the_image_build_takes_no_mirror_and_nothing_from_a_registry():
+    with open(os.path.join(PKG, "image", "build.sh")) as f:
+        text = f.read()
+    assert "apt-get indextargets" in text and "://" not in text  # the host's apt sources give the mirror
+    assert "--variant=minbase" in text and "path-exclude=/usr/share/doc/*" in text
+    res = subprocess.run(["bash", "-n", os.path.join(PKG, "image", "build.sh")], capture_output=True, timeout=30)
+    assert res.returncode == 0, res.stderr

@@ -79,3 +79,21 @@ def test_jira_summary_escapes_a_hostile_name_and_keeps_the_order():
     assert out.index("*What to change*") < out.index("|| Fact || Value ||")
     assert "| Post\\-mortem (HTML) | /var/lib/oomscope/kills/k/postmortem.html |" in out  # '-' is escaped in Jira
     assert "| Kernel |" in out and "| Host |" in out
+
+
+def test_the_index_has_host_and_pod_columns_and_links_an_undated_kill():
+    import io as _io
+
+    from oomscope.importer import import_reports
+    from oomscope.report.index import OutputIndex
+
+    from ..conftest import fixture_text
+
+    idx = OutputIndex("/nonexistent-oomscope-index")
+    (imp,) = import_reports(_io.StringIO(fixture_text("logs", "kmsg-4.x-kubepods.txt")))
+    idx.add(f"/x/{imp.capture.kill_id}/capture.json", imp.capture)
+    html = idx.render()
+    assert "<th>Host</th>" in html and "<th>Pod / workload</th>" in html
+    assert "pod 9eb0e64e…, 663f6287c450" in html  # a pod UID cut to 8 digits
+    assert f">{imp.capture.kill_id}</a>" in html  # no date: the kill id is the link
+    assert "1 OOM kill<" in html or "oomscope: 1 OOM kill</title>" in html

@@ -269,3 +269,42 @@ def test_a_user_other_than_root_can_report_what_root_recorded(tmp_path):
             assert "<html" in f.read().lower()
     finally:
         shutil.rmtree(base)
+
+
+# --- batches (import, issue 18): the waits for the disk taken together, the guarantees kept ------
+
+def test_a_batch_puts_files_in_place_only_at_its_flush(tmp_path):
+    out = tmp_path / "out"
+    batch = safefs.Batch()
+    path, html, err = write_kill(str(out), _capture(), render_html, batch)
+    assert err is None and len(batch) == 2
+    folder = os.path.dirname(path)
+    assert not os.path.exists(path) and not os.path.exists(html)  # only temporary names before the flush
+    assert [n for n in os.listdir(folder) if n.startswith(safefs.TMP_PREFIX)]
+    batch.flush()
+    assert len(batch) == 0
+    assert sorted(os.listdir(folder)) == sorted([MARKER, "capture.json", "postmortem.html"])
+    assert stat.S_IMODE(os.stat(path).st_mode) == safefs.DEFAULT_FILE_MODE
+    assert OutputIndex(str(out)).rows  # a capture that reads back
+
+
+def test_a_batch_closed_without_a_flush_leaves_no_temporary_file(tmp_path):
+    out = tmp_path / "out"
+    batch = safefs.Batch()
+    path, _, _ = write_kill(str(out), _capture(), render_html, batch)
+    batch.close()
+    assert os.listdir(os.path.dirname(path)) == [MARKER]
+
+
+def test_a_link_planted_before_the_flush_is_neither_followed_nor_replaced(tmp_path):
+    out = tmp_path / "out"
+    target = tmp_path / "precious"
+    target.write_text("mine")
+    batch = safefs.Batch()
+    path, html, _ = write_kill(str(out), _capture(), render_html, batch)
+    os.symlink(target, path)  # planted between the write and the rename
+    with pytest.raises(UnsafeOutput, match="symbolic link"):
+        batch.flush()
+    assert target.read_text() == "mine" and os.path.islink(path)
+    assert os.path.isfile(html)  # the other file of the batch was still put in place
+    assert not [n for n in os.listdir(os.path.dirname(path)) if n.startswith(safefs.TMP_PREFIX)]
