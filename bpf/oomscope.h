@@ -84,4 +84,36 @@ struct oomscope_snapshot {
     s64 vals[OOMSCOPE_SLOTS * OOMSCOPE_TRACKED];
 };
 
+/* the memcg snapshot (memcg_snapshot.c): the victim's memory cgroup and its ancestors at the
+ * SIGKILL, level[0] the victim's own. Counters in the kernel's units (page counters in pages,
+ * statistics per item: pages, bytes or kB, see kernel/memcg_layout.py unit_of), slots as the
+ * kernel's memcg_vmstats.state[] has them. SNAP_NSTAT and SNAP_DEPTH come from the kernel's BTF
+ * (kernel/memcg_layout.py), so this part exists only in that program. */
+#ifdef SNAP_NSTAT
+struct oomscope_memcg_level {
+    u64 cgroup_id;          /* memcg->css.cgroup->kn->id: the directory's inode */
+    u64 usage;              /* memory page counter, pages */
+    u64 max;
+    u64 failcnt;
+    u64 memsw_usage;        /* cgroup v1 memory+swap counter (0 when the kernel has none) */
+    u64 memsw_max;
+    s64 state[SNAP_NSTAT];      /* memcg_vmstats.state: hierarchical, as last flushed */
+    s64 local[SNAP_NSTAT];      /* memcg_vmstats.state_local: this cgroup alone, as last flushed */
+    s64 pending[SNAP_NSTAT];    /* memcg_vmstats.state_pending: children's deltas not yet added */
+    s64 unflushed[SNAP_NSTAT];  /* sum over CPUs of this cgroup's state - state_prev: not flushed */
+};
+
+struct oomscope_memcg_snapshot {
+    u64 ts_ns;
+    u32 pid;
+    u32 depth;              /* levels filled */
+    u32 cpus_read;          /* CPUs whose per-CPU counters were added */
+    u32 cpus_bad;           /* CPUs whose per-CPU area failed the back-pointer check */
+    u64 took_ns;            /* how long the program took to read it (its cost, per SIGKILL) */
+    u32 kind;               /* OOMSCOPE_SNAP_SIGKILL, or _MARK_VICTIM: a victim marked without a SIGKILL */
+    u32 pad;
+    struct oomscope_memcg_level level[SNAP_DEPTH];
+};
+#endif
+
 #endif

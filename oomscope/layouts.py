@@ -123,6 +123,8 @@ class OomEvent:
     trigger_cgroup_id: int
     cpu: int
     victim_parent_pid: Optional[int] = None  # from sched:sched_process_fork when seen
+    #: the victim's memory cgroup and its ancestors at its SIGKILL (bpf/memcg_snapshot.c)
+    memcg_snapshot: Optional["MemcgSnapshot"] = None
 
 
 def _comm(raw: bytes) -> str:
@@ -192,3 +194,53 @@ class ReclaimStats:
                 setattr(self, f.name, max(getattr(self, f.name), getattr(other, f.name)))
             else:
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+# The memcg snapshot (bpf/memcg_snapshot.c): plain records, items named, in the kernel's units.
+
+@dataclass
+class MemcgLevel:
+    """One memory cgroup of a snapshot (struct oomscope_memcg_level), statistics by item name in
+    the item's kernel unit (kernel/memcg_layout.py unit_of)."""
+
+    cgroup_id: int
+    usage_pages: int
+    max_pages: int
+    failcnt: int
+    memsw_usage_pages: Optional[int]
+    memsw_max_pages: Optional[int]
+    state: Dict[str, int]       # hierarchical, as last flushed
+    local: Dict[str, int]       # this cgroup alone, as last flushed (empty: the kernel keeps none)
+    pending: Dict[str, int]     # children's flushed deltas not yet added to state
+    unflushed: Dict[str, int]   # this cgroup's per-CPU deltas no flush has folded in
+
+
+@dataclass
+class MemcgSnapshot:
+    """The victim's memory cgroup (levels[0]) and its ancestors, read in the kernel at its SIGKILL."""
+
+    ts_ns: int
+    pid: int
+    levels: List[MemcgLevel]
+    cpus_read: int = 0
+    cpus_bad: int = 0
+    took_ns: int = 0  # the program's own time to read it
+    kind: int = SNAP_SIGKILL  # or SNAP_MARK_VICTIM: a victim marked without a SIGKILL
+
+
+def snapshot_from_raw(raw, slots: Dict[str, int], has_local: bool, has_memsw: bool) -> MemcgSnapshot:
+    """struct oomscope_memcg_snapshot (bcc's ctypes record) as a MemcgSnapshot; ``slots``: item
+    name -> slot of memcg_vmstats.state[] (kernel/memcg_layout.py)."""
+    levels = []
+    for d in range(min(raw.depth, len(raw.level))):
+        lv = raw.level[d]
+        levels.append(MemcgLevel(
+            cgroup_id=lv.cgroup_id, usage_pages=lv.usage, max_pages=lv.max, failcnt=lv.failcnt,
+            memsw_usage_pages=lv.memsw_usage if has_memsw else None, memsw_max_pages=lv.memsw_max if has_memsw else None,
+            state={n: lv.state[s] for n, s in slots.items()},
+            local={n: lv.local[s] for n, s in slots.items()} if has_local else {},
+            pending={n: lv.pending[s] for n, s in slots.items()},
+            unflushed={n: lv.unflushed[s] for n, s in slots.items()},
+        ))
+    return MemcgSnapshot(ts_ns=raw.ts_ns, pid=raw.pid, levels=levels, cpus_read=raw.cpus_read, cpus_bad=raw.cpus_bad,
+                         took_ns=raw.took_ns, kind=raw.kind)

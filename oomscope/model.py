@@ -13,6 +13,8 @@ Every figure about the cgroup says where it came from (its *provenance*, a ``Sou
 - ``after_kill``:    cgroupfs read after the kill reached user space (memory may already be freed).
 - ``bpf``:           the ``oom:mark_victim`` tracepoint, read in the kernel at the kill.
 - ``kernel_log``:    the kernel's OOM report as a log kept it (``oomscope import``).
+- ``kernel_snapshot``: the memory cgroup's own counters, read by a BPF program at the victim's
+  SIGKILL (bpf/memcg_snapshot.c), with the per-CPU deltas not yet flushed.
 - ``reconstructed``: the last sample plus the in-kernel charge counters' deltas up to the kill.
 """
 
@@ -32,9 +34,11 @@ from .terminal import terminal_safe
 
 #: 2: Host.page_size_bytes (the kill host's page size); provenance is one of ``Source``.
 #: 3: ``runtimes``, the runtime's own view of its memory (a JVM's hsperfdata) before the kill.
-#: Captures of schema 1 and 2 still load (page size unknown in 1; no runtimes in 1 and 2).
-SCHEMA_VERSION = 3
-READABLE_SCHEMA_VERSIONS = (1, 2, 3)
+#: 4: the ``kernel_snapshot`` source (at_kill and at_kill_sources), read in the kernel at the SIGKILL.
+#: Captures of schema 1 to 3 still load (page size unknown in 1; no runtimes in 1 and 2; no
+#: kernel snapshot before 4).
+SCHEMA_VERSION = 4
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4)
 
 
 class Source(str, enum.Enum):
@@ -43,6 +47,7 @@ class Source(str, enum.Enum):
 
     KERNEL_REPORT = "kernel_report"  # the kernel's OOM report from /dev/kmsg, printed at the kill
     KERNEL_LOG = "kernel_log"        # the same report as a log kept it (oomscope import)
+    KERNEL_SNAPSHOT = "kernel_snapshot"  # the memcg's own counters, read in the kernel at the SIGKILL
     RECONSTRUCTED = "reconstructed"  # the last sample plus the in-kernel charge counters' deltas
     LAST_SAMPLE = "last_sample"      # oomscope's last read of cgroupfs before the kill
     AFTER_KILL = "after_kill"        # cgroupfs or /proc read after the kill reached user space
@@ -64,7 +69,8 @@ SOURCE_RECONSTRUCTED = Source.RECONSTRUCTED
 SOURCE_KERNEL_LOG = Source.KERNEL_LOG
 SOURCE_NONE = Source.NONE
 # best first for the state of the cgroup at the kill
-AT_KILL_PREFERENCE = (SOURCE_KERNEL_REPORT, SOURCE_KERNEL_LOG, SOURCE_RECONSTRUCTED, SOURCE_LAST_SAMPLE, SOURCE_AFTER_KILL)
+SOURCE_KERNEL_SNAPSHOT = Source.KERNEL_SNAPSHOT
+AT_KILL_PREFERENCE = (SOURCE_KERNEL_REPORT, SOURCE_KERNEL_LOG, SOURCE_KERNEL_SNAPSHOT, SOURCE_RECONSTRUCTED, SOURCE_LAST_SAMPLE, SOURCE_AFTER_KILL)
 
 
 @dataclass

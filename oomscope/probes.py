@@ -339,3 +339,224 @@ def _has_signal_generate() -> bool:
 def _int(v) -> int:
     """bcc gives ctypes values from items() and plain ints from items_lookup_batch()."""
     return v if isinstance(v, int) else v.value
+
+
+SIGNAL_GENERATE_PARAMS = ["int", "struct kernel_siginfo *", "struct task_struct *", "int", "int"]
+MARK_VICTIM_PARAMS = ["struct task_struct *", "uid_t"]  # older kernels pass only the pid: SIGKILL alone there
+CALIBRATE_S = 2.0   # per-CPU offsets: every online CPU's cpu-clock fires within this
+LEARN_S = 5.0       # slots learnt from the memcg tracepoints (kernels without data symbols) ...
+LEARN_MORE_S = 2.0  # ... for at least this long once the core items are known (the rarer ones: measured, 1 s sometimes missed unevictable)
+
+
+def memcg_snapshot_layout():
+    """The running kernel's memcg layout (kernel/memcg_layout.py), or ProbeError saying why the
+    snapshot cannot run here."""
+    from .kernel import btf, memcg_layout  # noqa: WPS433 - only the snapshot needs them
+
+    types = btf.kernel_types()
+    enums = btf.kernel_enums(("node_stat_item", "memcg_stat_item", "cgroup_subsys_id"))
+    if types is None or enums is None:
+        raise ProbeError("the kernel has no BTF (/sys/kernel/btf/vmlinux): the memcg snapshot needs it")
+    try:
+        got = types.raw_tracepoint_params("signal_generate")
+        if got != SIGNAL_GENERATE_PARAMS:
+            raise ProbeError(f"raw tracepoint signal_generate takes ({', '.join(got or ['?'])}), not the "
+                             f"({', '.join(SIGNAL_GENERATE_PARAMS)}) this oomscope reads")
+        try:
+            with open("/proc/kallsyms") as f:
+                kallsyms = f.read()
+        except OSError:
+            kallsyms = ""
+        layout = memcg_layout.detect(types, enums, kallsyms)
+        layout.mark_victim_params = types.raw_tracepoint_params("mark_victim")
+        return layout
+    except (memcg_layout.LayoutError, btf.BtfError) as exc:
+        raise ProbeError(f"memcg snapshot: {exc}") from None
+
+
+class MemcgSnapshotter:
+    """bpf/memcg_snapshot.c: the victim's memcg and its ancestors at every SIGKILL. ``take(pid)``
+    returns (and forgets) the snapshot of a victim, as a layouts.MemcgSnapshot."""
+
+    def __init__(self, layout, activity: Optional[Callable[[], None]] = None):
+        import time as _time
+
+        from .kernel import memcg_layout  # noqa: WPS433
+
+        self.layout = layout
+        self.ncpus = os.cpu_count() or 1
+        if self.ncpus > 64:
+            raise ProbeError("the memcg snapshot sums over at most 64 CPUs")
+        self.bpf = _compile("memcg_snapshot.c", [f"-DOOMSCOPE_NCPUS={self.ncpus}"] + layout.cflags())
+        self.startup = {}
+        try:
+            t0 = _time.monotonic()
+            self._calibrate()
+            self.startup["calibrate_s"] = round(_time.monotonic() - t0, 2)
+            if layout.slot_scheme == memcg_layout.SLOT_LEARNT:
+                t0 = _time.monotonic()
+                self._learn(activity)
+                self.startup["learn_s"] = round(_time.monotonic() - t0, 2)
+            names = {v: k for k, v in layout.items.items()}
+            self.slots = {names[i]: s for i, s in layout.slots.items() if i in names}
+            if not self.slots:
+                raise ProbeError("memcg snapshot: no statistics slot found for any item")
+            self.bpf.attach_raw_tracepoint(tp=b"signal_generate", fn_name=b"on_signal_generate")
+            if getattr(layout, "mark_victim_params", None) == MARK_VICTIM_PARAMS:
+                self.bpf.attach_raw_tracepoint(tp=b"mark_victim", fn_name=b"on_mark_victim")
+        except ProbeError:
+            self.close()
+            raise
+        except Exception as exc:  # bcc raises bare Exception when attaching fails
+            self.close()
+            raise ProbeError(f"memcg snapshot: {exc}") from None
+
+    def _calibrate(self) -> None:
+        import time as _time
+
+        online = _online_cpus()
+        self.bpf.attach_perf_event(ev_type=1, ev_config=0, fn_name=b"calibrate", sample_freq=200)  # software cpu-clock
+        try:
+            deadline = _time.monotonic() + CALIBRATE_S
+            while _time.monotonic() < deadline:
+                offsets = self.cpu_offsets()
+                if all(offsets.get(c) for c in online):
+                    break
+                _time.sleep(0.02)
+        finally:
+            self.bpf.detach_perf_event(ev_type=1, ev_config=0)
+        offsets = self.cpu_offsets()
+        missing = [c for c in online if not offsets.get(c)]
+        if missing:
+            raise ProbeError(f"memcg snapshot: no per-CPU offset found for CPU {missing[0]}")
+        if self.layout.table_addr is not None:
+            raw = self.bpf["index_table"][0]
+            self.layout.slots_from_table(list(raw.b))
+
+    def cpu_offsets(self) -> Dict[int, int]:
+        return {k.value: v.value for k, v in self.bpf["cpu_offset"].items() if v.value}
+
+    def _learn(self, activity) -> None:
+        import time as _time
+
+        from .kernel import memcg_layout  # noqa: WPS433
+
+        for tp in ("mod_memcg_state", "mod_memcg_lruvec_state"):
+            self.bpf.attach_raw_tracepoint(tp=tp.encode(), fn_name=b"learn_state")
+        core = [self.layout.items[n] for n in memcg_layout.CORE_ITEMS if n in self.layout.items]
+        wanted = {self.layout.items[k.item] for k in memcg_layout.V1_KEYS + memcg_layout.V2_KEYS if k.item in self.layout.items}
+        try:
+            start = _time.monotonic()
+            while _time.monotonic() < start + LEARN_S:
+                if activity is not None:
+                    activity()
+                learnt = self._learnt()
+                # every item wanted, or the core ones and a second more for the rarer (an item the
+                # host never updates, such as swap without swap, is never learnt)
+                if wanted <= learnt.keys() or (all(i in learnt for i in core) and _time.monotonic() > start + LEARN_MORE_S):
+                    break
+                _time.sleep(0.05)
+        finally:
+            for tp in ("mod_memcg_state", "mod_memcg_lruvec_state"):
+                with contextlib.suppress(Exception):
+                    self.bpf.detach_raw_tracepoint(tp=tp.encode())
+        self.layout.slots = self._learnt()
+
+    def _learnt(self) -> Dict[int, int]:
+        out = {}
+        for k, v in self.bpf["learnt"].items():
+            if v.value > 0:
+                out[k.value] = v.value - 1
+        # two items in one slot: a mis-learnt pair, neither is trusted
+        seen: Dict[int, int] = {}
+        for item, slot in out.items():
+            seen[slot] = seen.get(slot, 0) + 1
+        return {i: s for i, s in out.items() if seen[s] == 1}
+
+    def take(self, pid: int):
+        table = self.bpf["snapshots"]
+        key = table.Key(pid)
+        try:
+            raw = table[key]
+        except KeyError:
+            return None
+        with contextlib.suppress(KeyError):
+            del table[key]
+        return layouts.snapshot_from_raw(raw, self.slots, self.layout.has_local, self.layout.has_memsw)
+
+    def drain(self) -> list:
+        """Every snapshot the kernel holds now (and forgets them): for measurements."""
+        table = self.bpf["snapshots"]
+        out = []
+        for k, raw in list(table.items()):
+            out.append(layouts.snapshot_from_raw(raw, self.slots, self.layout.has_local, self.layout.has_memsw))
+            with contextlib.suppress(KeyError):
+                del table[k]
+        return out
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.bpf.cleanup()
+
+
+def learning_activity(folder: str = "/dev/shm") -> Callable[[], None]:
+    """What the slot learning watches the kernel count (kernels whose index table cannot be read):
+    anonymous memory, a written, synced and mapped file, and shmem, in this process's cgroup."""
+    import mmap
+
+    def act() -> None:
+        path = os.path.join(folder, f"oomscope-learn-{os.getpid()}")
+        try:
+            anon = bytearray(2 << 20)
+            for i in range(0, len(anon), 4096):
+                anon[i] = 1
+            with mmap.mmap(-1, 8 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS) as m:  # a huge page where THP is "madvise" (anon_thp), a locked page (unevictable)
+                with contextlib.suppress(AttributeError, OSError):
+                    m.madvise(mmap.MADV_HUGEPAGE)
+                for i in range(0, 8 << 20, 4096):
+                    m[i] = 1
+                _mlock_briefly(m)
+            for where in (path, f"/var/tmp/oomscope-learn-{os.getpid()}"):
+                with open(where, "wb+") as f:
+                    f.write(b"x" * (1 << 20))
+                    f.flush()
+                    os.fsync(f.fileno())
+                    with mmap.mmap(f.fileno(), 1 << 20) as m:
+                        sum(m[i] for i in range(0, 1 << 20, 4096))
+        except OSError:
+            pass
+        finally:
+            for where in (path, f"/var/tmp/oomscope-learn-{os.getpid()}"):
+                with contextlib.suppress(OSError):
+                    os.unlink(where)
+
+    return act
+
+
+def _mlock_briefly(m, size: int = 256 << 10) -> None:
+    """Lock then unlock ``size`` bytes of a mapping: more pages than the kernel's per-CPU mlock
+    batch holds (mm/mlock.c, mlock_fbatch), so that they reach the unevictable list (measured: one
+    page locked and unlocked at once never did)."""
+    import ctypes
+
+    buf = (ctypes.c_char * size).from_buffer(m)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        addr = ctypes.addressof(buf)
+        if libc.mlock(ctypes.c_void_p(addr), ctypes.c_size_t(size)) == 0:
+            libc.munlock(ctypes.c_void_p(addr), ctypes.c_size_t(size))
+    finally:
+        del buf
+
+
+def _online_cpus() -> List[int]:
+    try:
+        with open("/sys/devices/system/cpu/online") as f:
+            text = f.read().strip()
+    except OSError:
+        return list(range(os.cpu_count() or 1))
+    cpus: List[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return cpus

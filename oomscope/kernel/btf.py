@@ -8,6 +8,9 @@
   id with these offsets, so it needs no kernel headers whose layout might differ.
 - Raw tracepoint prototypes (the ``btf_trace_<name>`` typedefs): checked before the programs read
   their arguments by position.
+- Array members (``memcg_vmstats.state[]``: their length is the layout, bpf/memcg_snapshot.c) and
+  the offsets of per-CPU variables in their section (``runqueues``, ``this_cpu_off``: how the
+  snapshot finds each CPU's per-CPU area without kallsyms).
 
 Only that is parsed: the header, then each type record, skipping the kind-specific trailer by its
 documented size (Documentation/bpf/btf.rst, include/uapi/linux/btf.h).
@@ -46,7 +49,7 @@ _KIND_TRAILER = {
     19: (0, 12),  # ENUM64
 }
 KIND_INT, KIND_PTR, KIND_STRUCT, KIND_UNION, KIND_ENUM, KIND_FWD, KIND_TYPEDEF = 1, 2, 4, 5, 6, 7, 8
-KIND_FUNC_PROTO, KIND_FLOAT, KIND_ENUM64 = 13, 16, 19
+KIND_ARRAY, KIND_FUNC_PROTO, KIND_VAR, KIND_DATASEC, KIND_FLOAT, KIND_ENUM64 = 3, 13, 14, 15, 16, 19
 _MODIFIERS = {8, 9, 10, 11, 18}  # typedef, volatile, const, restrict, type tag: followed to their type
 
 
@@ -182,6 +185,11 @@ class BtfTypes:
 
     def member_offset(self, struct_name: str, path: str) -> Tuple[int, int]:
         """(byte offset, byte size) of ``path`` (dotted, members inlined in the struct) in a struct."""
+        offset, tid = self._member(struct_name, path)
+        return offset, self.size_of(tid)
+
+    def _member(self, struct_name: str, path: str) -> Tuple[int, int]:
+        """(byte offset, resolved type id) of ``path`` in a struct."""
         tid = self._by_name.get((KIND_STRUCT, struct_name))
         if tid is None:
             raise BtfError(f"the kernel's BTF has no struct {struct_name}")
@@ -194,7 +202,35 @@ class BtfTypes:
             tid = self._resolve(found[1])
         if bits % 8:
             raise BtfError(f"{struct_name}.{path} is not byte-aligned")
-        return bits // 8, self.size_of(tid)
+        return bits // 8, tid
+
+    def member_array(self, struct_name: str, path: str) -> Tuple[int, int, int]:
+        """(byte offset, element size, element count) of an array member."""
+        offset, tid = self._member(struct_name, path)
+        kind, _name, _info, _size, at = self.types[tid]
+        if kind != KIND_ARRAY:
+            raise BtfError(f"{struct_name}.{path} is not an array")
+        elem, _index, nelems = struct.unpack_from("<III", self.blob, at)
+        return offset, self.size_of(elem), nelems
+
+    def has_member(self, struct_name: str, path: str) -> bool:
+        try:
+            self._member(struct_name, path)
+        except BtfError:
+            return False
+        return True
+
+    def member_is_pointer(self, struct_name: str, path: str) -> bool:
+        return self.types[self._member(struct_name, path)[1]][0] == KIND_PTR
+
+    def datasec_var_offset(self, section: str, var: str) -> Optional[int]:
+        """Offset of a variable in a data section (``.data..percpu``), or None when BTF lacks it."""
+        for _kind, name, info, _size, at in (t for t in self.types if t[0] == KIND_DATASEC and t[1] == section):
+            for i in range(info & 0xFFFF):
+                vtype, offset, _vsize = struct.unpack_from("<III", self.blob, at + 12 * i)
+                if vtype < len(self.types) and self.types[vtype][0] == KIND_VAR and self.types[vtype][1] == var:
+                    return offset
+        return None
 
     def describe(self, tid: int) -> str:
         """A C-like spelling of a type: "struct mem_cgroup *", "int", "void *"."""

@@ -22,6 +22,7 @@ from ..model import (
     unknown_if_absurd,
     SOURCE_BPF,
     SOURCE_KERNEL_REPORT,
+    SOURCE_KERNEL_SNAPSHOT,
     SOURCE_NONE,
     SOURCE_RECONSTRUCTED,
     Capture,
@@ -62,6 +63,8 @@ class Evidence:
     it for the cgroups a Placement names). Readings only: no decision about the kill."""
 
     last_sample: Optional[CgroupState] = None
+    #: the memcg's own counters read in the kernel at the SIGKILL (record/snapshot.py)
+    kernel_snapshot: Optional[CgroupState] = None
     #: last sample + in-kernel charge counters up to the kill (record/charges.py)
     reconstructed: Optional[CgroupState] = None
     after_kill: Optional[CgroupState] = None
@@ -320,6 +323,8 @@ def build_capture(
             sources[from_report] = st
     if from_report not in sources and evidence.incident_state is not None:
         sources[from_report] = evidence.incident_state
+    if evidence.kernel_snapshot is not None:
+        sources[evidence.kernel_snapshot.source] = evidence.kernel_snapshot
     if evidence.reconstructed is not None:
         sources[evidence.reconstructed.source] = evidence.reconstructed
     if evidence.last_sample is not None:
@@ -333,6 +338,9 @@ def build_capture(
     elif at_kill.source != from_report:
         if at_kill.source == SOURCE_NONE:
             notes.append("No reading of the cgroup's memory exists for this kill.")
+        elif at_kill.source == SOURCE_KERNEL_SNAPSHOT:
+            notes.append("The kernel's OOM report was not available; the cgroup's state at the kill was read in the kernel at the "
+                         "victim's SIGKILL (the memory cgroup's own counters, with the per-CPU changes not yet flushed).")
         elif at_kill.source == SOURCE_RECONSTRUCTED:
             base = evidence.reconstructed.base_age_ms if evidence.reconstructed is not None else None
             notes.append("The kernel's OOM report was not available; the cgroup's state at the kill is reconstructed from the "

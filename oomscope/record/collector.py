@@ -34,7 +34,8 @@ from ..layouts import EV_MARK_VICTIM, OomEvent
 from ..metrics import Metrics
 from ..model import Capture
 from ..terminal import terminal_safe
-from ..probes import ChargeTracker, OomProbes, charge_tracking_layout, charge_tracking_support
+from ..probes import (ChargeTracker, MemcgSnapshotter, OomProbes, charge_tracking_layout, charge_tracking_support,
+                      learning_activity, memcg_snapshot_layout)
 from .announce import Announcer
 from .assemble import Placement, Recording, build_capture, place
 from .evidence import ChargeSnapshots, EvidenceGatherer, LiveReads
@@ -115,6 +116,7 @@ class Collector:
         try:
             self.outputs = Outputs(opts.output, self.finisher, Retention.parse(opts.keep) if opts.keep else None, err)
             self.probes = OomProbes(self._events.append)
+            self.memcg_snap, self.memcg_snap_status = self._load_memcg_snapshot()
             self.charge, self.charge_status = self._load_charge_tracking(opts.charge_tracking)
         except BaseException:
             self.finisher.close()
@@ -130,6 +132,15 @@ class Collector:
                                reclaim_reader=self.probes.reclaim_by_pid if self.probes.has_reclaim else None,
                                charge=self.charge, charge_mode=opts.charge_tracking)
         self.evidence = EvidenceGatherer(self.sampler.store, LiveReads(self.hier), self.hier.version, self.snapshots)
+
+    def _load_memcg_snapshot(self):
+        """(snapshotter or None, why not): the memcg's own counters read in the kernel at each
+        SIGKILL (bpf/memcg_snapshot.c). Without it, kills fall back to the other sources."""
+        try:
+            return MemcgSnapshotter(memcg_snapshot_layout(), learning_activity()), ""
+        except ProbeError as exc:
+            self.err.write(f"oomscope: warning: no kernel snapshot at the kill: {exc}\n")
+            return None, f"unavailable: {exc}"
 
     def _load_charge_tracking(self, mode: str):
         """(tracker or None, why it is off). --charge-tracking=on on a kernel without it is an error."""
@@ -170,8 +181,9 @@ class Collector:
             charge = "charge tracking on"
         else:
             charge = "charge tracking auto (attached while a cgroup is above 90% of its limit)"
+        snap = "kernel snapshot at the SIGKILL" if self.memcg_snap is not None else f"kernel snapshot {self.memcg_snap_status}"
         return (f"recording OOM kills: cgroup v{self.hier.version} at {self.hier.root}, "
-                f"BPF on oom:mark_victim ({self.probes.headers.how}), {charge}, "
+                f"BPF on oom:mark_victim ({self.probes.headers.how}), {snap}, {charge}, "
                 f"limit notifications: {self.sampler.notifications()}, output {self.opts.output}")
 
     def request_stop(self, *_args) -> None:
@@ -230,6 +242,8 @@ class Collector:
             sampler_thread.join(timeout=5)
             self.sampler.close()
             self.probes.close()
+            if self.memcg_snap is not None:
+                self.memcg_snap.close()
             if self.charge is not None:
                 self.charge.close()
             if self.kmsg is not None:
@@ -242,6 +256,11 @@ class Collector:
         now = time.monotonic_ns()
         events, self._events[:] = list(self._events), []
         for ev in events:
+            if ev.kind == EV_MARK_VICTIM and self.memcg_snap is not None:
+                # taken at the victim's SIGKILL, microseconds before oom:mark_victim
+                snap = self.memcg_snap.take(ev.victim_pid)
+                if snap is not None and 0 <= ev.ts_ns - snap.ts_ns < SNAPSHOT_MAX_LEAD_NS:
+                    ev.memcg_snapshot = snap
             kill = self.joiner.add_event(ev, now)
             if kill is not None and ev.kind == EV_MARK_VICTIM:
                 self._on_mark_victim(kill, ev)
@@ -336,6 +355,10 @@ class Collector:
         cg = placement.cgroup
         return (cg.task_memcg is None or cgroup_within(cg.task_memcg, self.opts.cgroup)
                 or (cg.oom_memcg is not None and cgroup_within(cg.oom_memcg, self.opts.cgroup)))
+
+
+# A SIGKILL older than this before oom:mark_victim was not the OOM killer's (a pid reused since)
+SNAPSHOT_MAX_LEAD_NS = 1_000_000_000
 
 
 def _report_cgroup(kill: PendingKill) -> Optional[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
 import time
 from typing import Dict, List, Optional, Protocol, Tuple
 
@@ -20,9 +21,13 @@ from ..layouts import SNAP_MARK_VICTIM, SNAP_SIGKILL, ReclaimStats
 from ..model import (SOURCE_AFTER_KILL, CgroupState, Source, CgroupUsage, ReclaimAtKill, RuntimePoint, Task, Timeline,
                      TimelinePoint)
 from . import charges
+from . import snapshot as memcg_snapshot
 from .assemble import Evidence, Placement
 from .joiner import PendingKill
 from .runtimes import runtime_reading
+
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")  # the snapshot is read on this host: its page size
 
 
 class ReadingsStore(Protocol):
@@ -51,6 +56,12 @@ class LiveReads:
 
     def cmdline(self, pid: int) -> Optional[str]:
         return procfs.read_cmdline(pid) or None
+
+    def ino(self, cgroup: str) -> Optional[int]:
+        try:
+            return os.stat(self.hier.fs_path(cgroup)).st_ino
+        except OSError:
+            return None
 
     def state_after_kill(self, cgroup: str) -> Optional[CgroupState]:
         return self.hier.read_state(cgroup, SOURCE_AFTER_KILL)
@@ -133,6 +144,7 @@ class EvidenceGatherer:
         task_memcg = placement.cgroup.task_memcg
         described = placement.described
         if described is not None:
+            ev.kernel_snapshot = self._snapshot_state(kill, described, placement.is_global)
             ev.reconstructed = self._reconstruct(kill, described, kill_ns, hit_limit=not placement.is_global)
             sample = self.store.latest_before(described, kill_ns)
             if sample is not None:
@@ -177,6 +189,20 @@ class EvidenceGatherer:
                 if cmdline:
                     out[pid] = (comm, cmdline)
         return out
+
+    def _snapshot_state(self, kill: PendingKill, cgroup: str, is_global: bool) -> Optional[CgroupState]:
+        """The described cgroup's level of the snapshot taken at the SIGKILL: found by its inode;
+        else (a cgroup gone or renamed) the level at its limit, when one hit it."""
+        snap = kill.event.memcg_snapshot if kill.event is not None else None
+        if snap is None or not snap.levels:
+            return None
+        ino = self.store.ino(cgroup) or self.live.ino(cgroup)
+        index = memcg_snapshot.level_of(snap, ino)
+        if index is None and not is_global:
+            index = memcg_snapshot.level_at_limit(snap, PAGE_SIZE)
+        if index is None:
+            return None
+        return memcg_snapshot.state_from_snapshot(snap, index, self.cgroup_version, PAGE_SIZE, cgroup)
 
     def _reconstruct(self, kill: PendingKill, cgroup: str, kill_ns: int, hit_limit: bool) -> Optional[CgroupState]:
         """Sample + in-kernel counter deltas up to oom:mark_victim, when the counters cover it."""

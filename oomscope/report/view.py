@@ -20,6 +20,7 @@ SOURCE_LABELS = {
     "kernel_report": "the kernel's OOM report (exact, printed at the kill)",
     "last_sample": "oomscope's last sample before the kill",
     "kernel_log": "the kernel's OOM report, from a log (oomscope import)",
+    "kernel_snapshot": "the memory cgroup's own counters, read in the kernel at the victim's SIGKILL",
     "reconstructed": "the last sample before the kill plus the in-kernel charge counters up to it",
     "after_kill": "a read after the kill (memory may already be freed)",
     "bpf": "the oom:mark_victim tracepoint, at the kill",

@@ -1,0 +1,120 @@
+"""The memory cgroup's own counters read in the kernel at the SIGKILL (bpf/memcg_snapshot.c),
+checked against the kernel's own report on every kill that has one: a single kill and a
+stress-ng storm, in sandbox cgroups."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from oomscope.kernel.memcg_layout import is_size_key
+from oomscope.record.snapshot import within_target
+
+from .conftest import TIME_SCALE, run_in_cgroup
+
+HOG = "a = []\nwhile True:\n    a.append(bytearray(1 << 20))\n"
+# The report is printed (dump_header) before the SIGKILL the snapshot is taken at (mm/oom_kill.c);
+# in a storm an earlier victim may be freeing in between. Compared to the report: the kills whose
+# report began at least this long after the previous kill (the cgroup stood still in between).
+SETTLED_US = 100_000
+
+
+def _size_keys_off(snap, rep_stat):
+    """(key, snapshot, report) for every size key of the report outside the target, and the keys
+    the snapshot lacks."""
+    off = [(k, snap[k], v) for k, v in rep_stat.items() if is_size_key(k) and k in snap and not within_target(snap[k], v)]
+    return off, sorted(k for k in rep_stat if is_size_key(k) and k not in snap)
+
+
+def _snapshot_of(cap, rec):
+    st = cap["at_kill_sources"].get("kernel_snapshot")
+    assert st is not None, f"pid {cap['victim']['pid']}: no kernel snapshot; record said: {rec.stderr()[-1500:]}"
+    return st
+
+
+def test_single_kill_snapshot_equals_the_report(recorder, kernel_log, sandbox):
+    name, path = sandbox(limit=64 << 20)
+    rec = recorder()
+    res = run_in_cgroup(path, HOG)
+    assert res.returncode == -9, res.stderr
+    caps = rec.wait_for(lambda c: c["cgroup"]["task_memcg"] == name)
+    cap = caps[0][1]
+    rep = kernel_log.report_for(cap["victim"]["pid"])
+    snap = _snapshot_of(cap, rec)
+    assert cap["at_kill"]["source"] == "kernel_report"  # the report ranks first; the snapshot stays beside it
+    assert snap["cgroup"] == name and snap["limit_bytes"] == 64 << 20
+    assert snap["usage_bytes"] == rep.memory.usage_kb * 1024
+    assert snap["failcnt"] == rep.memory.failcnt
+    off, missing = _size_keys_off(snap["memory_stat"], rep.memory_stat)
+    assert not off, f"size keys outside max(0.5%, 256 KiB) of the report: {off}"
+    compared = [k for k in rep.memory_stat if is_size_key(k) and k in snap["memory_stat"]]
+    # the keys every post-mortem is built from are never missing (anon, page cache, LRU lists)
+    need = {"rss", "cache", "total_rss", "total_cache", "inactive_anon", "inactive_file"} if cap["cgroup"]["version"] == 1 \
+        else {"anon", "file", "inactive_anon", "inactive_file", "kernel", "slab_reclaimable", "slab_unreclaimable"}
+    assert need <= set(compared), f"missing from the snapshot: {sorted(need - set(compared))}"
+    sys.stderr.write(f"kernel snapshot, single kill: {len(compared)} size keys equal to the report within the target; "
+                     f"not in the snapshot: {missing or 'none'}\n")
+
+
+@pytest.fixture
+def rate_limit_window():
+    yield
+    time.sleep(5.5)
+
+
+def test_storm_every_kill_has_a_snapshot_and_settled_ones_equal_the_report(recorder, kernel_log, sandbox, rate_limit_window,
+                                                                          tmp_path):
+    if shutil.which("stress-ng") is None:
+        pytest.skip("stress-ng is not installed (apt-get install stress-ng)")
+    name, path = sandbox(limit=96 << 20)
+    rec = recorder()
+    # stress-ng's --vm-bytes is the total of its workers (KERNEL-NOTES); its parent is spared
+    # (oom_score_adj -1000) and respawns them: a storm
+    seconds = 4 * TIME_SCALE
+    res = subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", os.path.join(path, "cgroup.procs"),
+                          "stress-ng", "--vm", "2", "--vm-bytes", "200M", "--timeout", f"{seconds:.0f}s", "-q",
+                          "--temp-path", str(tmp_path)],  # its default, the working directory, is read-only in the VMs
+                         capture_output=True, timeout=60 * TIME_SCALE, cwd=str(tmp_path))
+    assert res.returncode in (0, 2, 3), res.stderr  # stress-ng says 2/3 when workers were killed
+    time.sleep(1.0)
+    reports = [r for r in kernel_log.read() if r.killed is not None]
+    ours = {r.killed.pid for r in reports if r.has_header and r.summary is not None and r.summary.task_memcg == name}
+    ours_all = {r.killed.pid for r in reports}  # the Killed lines name no cgroup: the captures place them
+    deadline = time.monotonic() + 30 * TIME_SCALE
+    while time.monotonic() < deadline:
+        caps = {c["victim"]["pid"]: c for _, c in rec.captures() if c["cgroup"]["task_memcg"] == name}
+        if ours <= set(caps) and len(caps) >= len(ours_all & set(caps)):
+            break
+        time.sleep(0.3)
+    caps = {c["victim"]["pid"]: c for _, c in rec.captures() if c["cgroup"]["task_memcg"] == name}
+    assert len(caps) >= 10, f"only {len(caps)} kills recorded: not a storm"
+    no_snap = [p for p, c in caps.items() if "kernel_snapshot" not in c["at_kill_sources"]]
+    assert not no_snap, f"{len(no_snap)} of {len(caps)} kills without a kernel snapshot; record said: {rec.stderr()[-1500:]}"
+    bare = [c for p, c in caps.items() if "kernel_report" not in c["at_kill_sources"]]
+    assert all(c["at_kill"]["source"] == "kernel_snapshot" for c in bare)
+
+    kill_times = sorted(r.killed_usec for r in reports if r.killed_usec)
+    compared = moving = 0
+    worst = (0, "none")
+    for r in reports:
+        if not r.has_header or r.killed.pid not in caps or r.memory is None:
+            continue
+        earlier = [t for t in kill_times if t < r.first_usec]
+        if earlier and r.first_usec - earlier[-1] < SETTLED_US:
+            moving += 1
+            continue
+        snap = _snapshot_of(caps[r.killed.pid], rec)
+        off, _missing = _size_keys_off(snap["memory_stat"], r.memory_stat)
+        assert not off, f"pid {r.killed.pid}: size keys outside max(0.5%, 256 KiB) of the report: {off}"
+        for k, v in r.memory_stat.items():
+            if is_size_key(k) and k in snap["memory_stat"]:
+                worst = max(worst, (abs(snap["memory_stat"][k] - v), k))
+        assert snap["usage_bytes"] == r.memory.usage_kb * 1024
+        compared += 1
+    assert compared >= 1, f"no report of the storm came {SETTLED_US // 1000} ms after the previous kill"
+    sys.stderr.write(f"kernel snapshot storm: {len(caps)} kills, all with a snapshot, {len(bare)} without a report; "
+                     f"{compared} settled reports compared ({moving} taken while an earlier victim was freeing left out), "
+                     f"worst size key {worst[1]} off by {worst[0]} bytes\n")
