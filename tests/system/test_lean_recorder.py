@@ -35,7 +35,9 @@ def test_record_maps_no_analysis_and_survives_its_worker_dying(recorder, sandbox
     pid1 = int(first.stdout.split()[0])
     rec.wait_for(lambda c: c["victim"]["pid"] == pid1)
     assert _mapped(rec.proc.pid) == set(), "the recorder itself never imports the analysis"
-    assert {"pandas", "markupsafe"} <= _mapped(worker), "its worker does"
+    # its worker renders (jinja2's markupsafe); pandas is loaded only to fit a timeline's trend
+    # (analysis/advice.py), and this kill's cgroup was made just before it, so it has none
+    assert "markupsafe" in _mapped(worker), "its worker renders the post-mortem"
 
     os.kill(worker, signal.SIGKILL)
     deadline = time.monotonic() + 10
