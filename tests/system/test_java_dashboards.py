@@ -96,7 +96,7 @@ def test_java_heap_above_the_limit_is_told_to_size_the_heap_from_the_limit(java,
     # this time the heap itself filled the cgroup: most of the charge was committed heap
     assert jvm.heap_committed_bytes >= 0.5 * cap.at_kill.usage_bytes, (jvm, cap.at_kill.usage_bytes)
     advice = next(a for a in result.advice if a.title == "Heap max too close to the limit")
-    assert "-XX:MaxRAMPercentage" in advice.text and str(jvm.heap_max_bytes) in " ".join(advice.evidence)
+    assert "-XX:MaxRAMPercentage" in advice.text and f"heap max {jvm.heap_max_bytes / 2**20:.1f} MiB" in " ".join(advice.evidence)
     print(f"\njava-heap: heap used {jvm.heap_used_bytes} committed {jvm.heap_committed_bytes} max {jvm.heap_max_bytes}; "
           f"charge {cap.at_kill.usage_bytes}; {path}")
 
