@@ -51,6 +51,11 @@ def test_record_maps_no_analysis_and_survives_its_worker_dying(recorder, sandbox
     assert os.path.getsize(os.path.join(os.path.dirname(cap_path), "postmortem.html")) > 1000
     [new_worker] = _children(rec.proc.pid)
     assert new_worker != worker
-    assert f"pid={pid2} " in rec.stdout() and "starting it again" in rec.stderr()
+    # the line follows the worker's answer, a drain of record's loop after the page is on disk
+    deadline = time.monotonic() + 10
+    while f"pid={pid2} " not in rec.stdout():
+        assert time.monotonic() < deadline, rec.stdout()
+        time.sleep(0.1)
+    assert "starting it again" in rec.stderr()
     assert rec.stop() == 0
     assert os.path.isfile(os.path.join(rec.out_dir, "kills", "index.html"))
