@@ -23,6 +23,13 @@ PREFIX = "oomscope-test-"
 # longer in the VMs: under software emulation the start-up takes 10-20x the host's (README, Tests).
 TIME_SCALE = 3.0 if os.environ.get("OOMSCOPE_IN_VM") == "1" else 1.0
 STARTUPS = []  # seconds from starting record to its "recording OOM kills" line, for the summary
+MEASURED = []  # what passing tests measured (accuracy, counts), repeated in the summary: a passing VM's log is not kept
+
+
+def measured(line: str) -> None:
+    """Say what a test measured: now on stderr, and again in the run's summary (run-matrix prints it)."""
+    MEASURED.append(line)
+    sys.stderr.write(line + "\n")
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -31,6 +38,8 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"record start-up (interpreter, imports, BPF compile and attach): {len(s)} starts, "
             f"min {s[0]:.1f} s, median {s[len(s) // 2]:.1f} s, max {s[-1]:.1f} s, {sum(s):.0f} s in all")
+    for line in MEASURED:
+        terminalreporter.write_line(f"measured: {line}")
 
 
 def _skip_reason():

@@ -12,7 +12,7 @@ import pytest
 
 from oomscope.probes import charge_tracking_support
 
-from .conftest import TIME_SCALE, run_in_cgroup, run_storm
+from .conftest import TIME_SCALE, measured, run_in_cgroup, run_storm
 
 
 SIZE_TOLERANCE = (0.02, 1 << 20)   # 2% or 1 MiB, whichever is larger (the issue's target)
@@ -135,10 +135,10 @@ def test_storm_kills_get_their_state_from_the_counters(recorder, kernel_log, san
         assert abs(rec_state["usage_bytes"] - usage) <= 0.1 * usage, (rec_state["usage_bytes"], usage)
         compared += 1
     assert compared >= 1 or emulated  # under emulation, settled reports may all lack a pair (above)
-    sys.stderr.write(f"charge tracking storm: {len(killed)} kills, {len(bare)} reconstructed without a report, "
+    measured(f"charge tracking storm: {len(killed)} kills, {len(bare)} reconstructed without a report, "
                      f"{compared} reconstructions checked against the report ({moving} reports taken while an earlier victim "
                      f"was freeing left out), worst size key off by more than 1 MiB: {worst[1] or 'none'} {100 * worst[0]:.2f}%, "
-                     f"worst count {worst_count[1]} off by {100 * worst_count[0]:.2f}%\n")
+                     f"worst count {worst_count[1]} off by {100 * worst_count[0]:.2f}%")
 
 
 PHASES = r"""

@@ -13,7 +13,7 @@ import pytest
 from oomscope.kernel.memcg_layout import is_size_key
 from oomscope.record.snapshot import within_target
 
-from .conftest import TIME_SCALE, run_in_cgroup
+from .conftest import TIME_SCALE, measured, run_in_cgroup
 
 HOG = "a = []\nwhile True:\n    a.append(bytearray(1 << 20))\n"
 # The report is printed (dump_header) before the SIGKILL the snapshot is taken at (mm/oom_kill.c);
@@ -55,8 +55,10 @@ def test_single_kill_snapshot_equals_the_report(recorder, kernel_log, sandbox):
     need = {"rss", "cache", "total_rss", "total_cache", "inactive_anon", "inactive_file"} if cap["cgroup"]["version"] == 1 \
         else {"anon", "file", "inactive_anon", "inactive_file", "kernel", "slab_reclaimable", "slab_unreclaimable"}
     assert need <= set(compared), f"missing from the snapshot: {sorted(need - set(compared))}"
-    sys.stderr.write(f"kernel snapshot, single kill: {len(compared)} size keys equal to the report within the target; "
-                     f"not in the snapshot: {missing or 'none'}\n")
+    worst = max(((abs(snap["memory_stat"][k] - rep.memory_stat[k]), k) for k in compared), default=(0, "none"))
+    worst_words = f"worst {worst[1]} off by {worst[0]} bytes" if worst[0] else "every one equal to the byte"
+    measured(f"kernel snapshot, single kill: {len(compared)} size keys within the target, {worst_words}; "
+             f"not in the snapshot: {missing or 'none'}")
 
 
 @pytest.fixture
@@ -115,6 +117,6 @@ def test_storm_every_kill_has_a_snapshot_and_settled_ones_equal_the_report(recor
         assert snap["usage_bytes"] == r.memory.usage_kb * 1024
         compared += 1
     assert compared >= 1, f"no report of the storm came {SETTLED_US // 1000} ms after the previous kill"
-    sys.stderr.write(f"kernel snapshot storm: {len(caps)} kills, all with a snapshot, {len(bare)} without a report; "
+    measured(f"kernel snapshot storm: {len(caps)} kills, all with a snapshot, {len(bare)} without a report; "
                      f"{compared} settled reports compared ({moving} taken while an earlier victim was freeing left out), "
-                     f"worst size key {worst[1]} off by {worst[0]} bytes\n")
+                     f"worst size key {worst[1]} off by {worst[0]} bytes")

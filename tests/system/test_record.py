@@ -11,7 +11,7 @@ import pytest
 
 from oomscope.lab import run_scenario
 
-from .conftest import TIME_SCALE, run_in_cgroup, run_storm
+from .conftest import TIME_SCALE, measured, run_in_cgroup, run_storm
 
 HOG = "a = []\nwhile True: a.append(bytearray(1 << 20))\n"
 
@@ -129,8 +129,8 @@ def test_storm_every_killed_line_has_a_capture(recorder, kernel_log, sandbox, tm
     assert all(c["at_kill"]["source"] != "none" for c in bare), f"(cgroup source, right cgroup, state source, victim source): {how}; " + repr([c["notes"] for c in bare if c["at_kill"]["source"] == "none"][:2])
     assert all(not c["kernel_report"]["present"] and c["kernel_report"]["killed_line_seen"] for c in bare)
     attributed = sum(c["cgroup"]["oom_memcg"] == name for c in bare)
-    sys.stderr.write(f"storm: {len(killed)} kills, {len(full)} full reports, "
-                     f"{attributed}/{len(bare)} rate-limited kills attributed to the cgroup\n")
+    measured(f"storm: {len(killed)} kills, {len(full)} full reports, "
+                     f"{attributed}/{len(bare)} rate-limited kills attributed to the cgroup")
     # Every rate-limited kill is placed in its cgroup (from /proc on the event, the sampler's
     # scan, or the parent's cgroup via sched:sched_process_fork), never in another one.
     assert attributed == len(bare)
@@ -198,7 +198,7 @@ def test_parent_limit_is_told_apart_from_the_victims_cgroup(recorder, kernel_log
     sharing = {u["path"]: u for u in cap["cgroup"]["sharing"]}
     assert sibling in sharing and set(sharing) <= {child, sibling}  # the child only if sampled before its short life ended
     assert sharing[sibling]["usage_bytes"] >= 16 << 20 and sharing[sibling]["age_ms"] >= 0
-    sys.stderr.write(f"parent limit: sibling read {sharing[sibling]['age_ms']:.0f} ms before the kill, child lived {child_life_ms:.0f} ms\n")
+    measured(f"parent limit: sibling read {sharing[sibling]['age_ms']:.0f} ms before the kill, child lived {child_life_ms:.0f} ms")
     if os.environ.get("OOMSCOPE_IN_VM"):
         # The child fills the shared limit in ~200 ms at the end of its life, less than a peek
         # interval. On cgroup v2 the parent's memory.events notification wakes the sampler when

@@ -299,7 +299,7 @@ main() {
             cat "$out/pytest.log" >&2 2>/dev/null || true
             tail -n 40 "$out/vng.log" >&2 || true
         else
-            grep '^record start-up' "$out/pytest.log" || true
+            grep -E '^(record start-up|measured:)' "$out/pytest.log" || true
             sed -n '/slowest .* durations/,$p' "$out/pytest.log"
         fi
         summary+="kernel $version (cgroup v2): pytest exit $rc, booted in $booted s, $took s in all"$'\n'
