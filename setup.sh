@@ -6,7 +6,7 @@
 #   ./setup.sh test     install, then run the whole test suite: the container image built
 #                       (packaging/image/build.sh), unit + system tests on this host (one runs the
 #                       image as the DaemonSet does), then the system tests in VMs booting Debian's
-#                       6.1, 6.12 and newest 7.x kernels (cgroup v2; the 7.x one fetched from
+#                       6.1 and 6.12 kernels (cgroup v2; OOMSCOPE_VM_KERNELS="6.1 6.12 7" adds the newest 7.x, fetched from
 #                       trixie-backports into /var/lib/oomscope)
 #   ./setup.sh image    what the container image needs (packaging/Dockerfile): bcc, the virtualenv and
 #                       oomscope, no kernel headers (they come from the node, mounted) and no tracefs
