@@ -224,7 +224,7 @@ def _detect(types: BtfTypes, enums: Dict[str, Dict[str, int]], kallsyms: str) ->
         layout.table_addr = kallsyms_address(kallsyms, "mem_cgroup_stats_index")
         if layout.table_addr is not None:
             layout.slot_scheme = SLOT_TABLE
-            d += [("INDEX_TABLE_ADDR", layout.table_addr), ("INDEX_TABLE_LEN", nr_stat)]
+            d += [("INDEX_TABLE_ADDR", f"{layout.table_addr:#x}ULL"), ("INDEX_TABLE_LEN", nr_stat)]  # a kernel address: unsigned 64-bit
         else:
             layout.slot_scheme = SLOT_LEARNT
             d.append(("NR_STAT_ITEMS", nr_stat))
