@@ -79,23 +79,33 @@ def bcc_location() -> Optional[str]:
     return os.path.dirname(bcc.__file__)
 
 
-def _compile(name: str, cflags: List[str]):
-    """bcc's BPF object for ``bpf/<name>``; tracepoint__* functions are attached by bcc."""
+def _compile(names: List[str], cflags: List[str]):
+    """bcc's BPF object for the files ``bpf/<name>``, compiled as one module: each compile parses
+    bcc's helpers and the kernel headers they include again (under the VMs' emulation about 12 s a
+    compile, docs/kernel-facts.md), so record compiles its programs once. tracepoint__* functions
+    are attached by bcc."""
     try:
         from bcc import BPF  # noqa: WPS433 - the one place bcc is imported
     except ImportError:
         raise ProbeError("bcc is not importable (apt-get install python3-bpfcc; run setup.sh)") from None
-    with bpf_source(name) as src:
+    with contextlib.ExitStack() as stack:
+        srcs = [stack.enter_context(bpf_source(n)) for n in names]
+        # #line keeps the compiler's messages pointing at each file's own lines
+        text = "".join(f'#line 1 "{n}"\n' + open(src).read() + "\n" for n, src in zip(names, srcs))
         try:
-            return BPF(src_file=src.encode(), cflags=[f"-I{os.path.dirname(src)}"] + layouts.cflags() + cflags)
+            return BPF(text=text.encode(), cflags=[f"-I{os.path.dirname(srcs[0])}"] + layouts.cflags() + cflags)
         except Exception as exc:  # bcc raises bare Exception on compile/attach failure
-            raise ProbeError(f"could not compile or attach the BPF programs of {name}: {exc}") from None
+            raise ProbeError(f"could not compile or attach the BPF programs of {' and '.join(names)}: {exc}") from None
 
 
 class OomProbes:
-    """Attached probes; ``poll()`` calls back with OomEvent records."""
+    """Attached probes; ``poll()`` calls back with OomEvent records.
 
-    def __init__(self, on_event: Callable[[OomEvent], None], page_cnt: int = 256):
+    ``snapshot_layout``: the memcg layout (memcg_snapshot_layout()) of bpf/memcg_snapshot.c, then
+    compiled into the same module; when that compile fails, oom_events.c is compiled alone and
+    ``snapshot_error`` says why (the kills are recorded without a snapshot)."""
+
+    def __init__(self, on_event: Callable[[OomEvent], None], page_cnt: int = 256, snapshot_layout=None):
         if os.geteuid() != 0:
             raise ProbeError("loading BPF programs needs root (run with sudo)")
         tracefs_path = tracefs.ensure_tracefs()
@@ -106,7 +116,16 @@ class OomProbes:
         headers.apply_headers(self.headers)
         self.lost = 0
         self._on_event = on_event
-        self.bpf = _compile("oom_events.c", self.cflags)
+        self.snapshot_error: Optional[str] = None
+        self.with_snapshot = False
+        if snapshot_layout is not None:
+            try:
+                self.bpf = _compile(["oom_events.c", "memcg_snapshot.c"], self.cflags + snapshot_cflags(snapshot_layout))
+                self.with_snapshot = True
+            except ProbeError as exc:
+                self.snapshot_error = str(exc)
+        if not self.with_snapshot:
+            self.bpf = _compile(["oom_events.c"], self.cflags)
         self.has_reclaim = "-DHAVE_VMSCAN_RECLAIM" in self.cflags
         # Big per-CPU buffers: a storm makes hundreds of kills a second (docs/kernel-facts.md).
         self.bpf["oom_events"].open_perf_buffer(self._cb, page_cnt=page_cnt, lost_cb=self._lost_cb)
@@ -201,7 +220,7 @@ class ChargeTracker:
         self.ncpus = os.cpu_count() or 1
         if self.ncpus > 64:
             raise ProbeError("charge tracking sums over at most 64 CPUs")
-        self.bpf = _compile("charge_tracking.c", [
+        self.bpf = _compile(["charge_tracking.c"], [
             f"-DOOMSCOPE_NR_ITEMS={nr_items}", f"-DOOMSCOPE_NR_STAT_ITEMS={self.nr_stat}",
             f"-DOOMSCOPE_NCPUS={self.ncpus}"] + layout
             + (["-DHAVE_SIGNAL_GENERATE"] if _has_signal_generate() else []))
@@ -374,20 +393,31 @@ def memcg_snapshot_layout():
         raise ProbeError(f"memcg snapshot: {exc}") from None
 
 
+def snapshot_cflags(layout) -> List[str]:
+    """The -D flags of bpf/memcg_snapshot.c: the layout's, and the CPUs it sums over."""
+    ncpus = os.cpu_count() or 1
+    if ncpus > 64:
+        raise ProbeError("the memcg snapshot sums over at most 64 CPUs")
+    return [f"-DOOMSCOPE_NCPUS={ncpus}"] + layout.cflags()
+
+
 class MemcgSnapshotter:
     """bpf/memcg_snapshot.c: the victim's memcg and its ancestors at every SIGKILL. ``take(pid)``
-    returns (and forgets) the snapshot of a victim, as a layouts.MemcgSnapshot."""
+    returns (and forgets) the snapshot of a victim, as a layouts.MemcgSnapshot.
 
-    def __init__(self, layout, activity: Optional[Callable[[], None]] = None):
+    ``bpf``: the module it was compiled into (OomProbes with snapshot_layout); without it, it
+    compiles its own. A shared module is not cleaned up here: close() detaches only its programs."""
+
+    def __init__(self, layout, activity: Optional[Callable[[], None]] = None, bpf=None):
         import time as _time
 
         from .kernel import memcg_layout  # noqa: WPS433
 
         self.layout = layout
         self.ncpus = os.cpu_count() or 1
-        if self.ncpus > 64:
-            raise ProbeError("the memcg snapshot sums over at most 64 CPUs")
-        self.bpf = _compile("memcg_snapshot.c", [f"-DOOMSCOPE_NCPUS={self.ncpus}"] + layout.cflags())
+        self._own = bpf is None
+        self._attached: List[bytes] = []
+        self.bpf = _compile(["memcg_snapshot.c"], snapshot_cflags(layout)) if bpf is None else bpf
         self.startup = {}
         try:
             t0 = _time.monotonic()
@@ -402,8 +432,10 @@ class MemcgSnapshotter:
             if not self.slots:
                 raise ProbeError("memcg snapshot: no statistics slot found for any item")
             self.bpf.attach_raw_tracepoint(tp=b"signal_generate", fn_name=b"on_signal_generate")
+            self._attached.append(b"signal_generate")
             if getattr(layout, "mark_victim_params", None) == MARK_VICTIM_PARAMS:
                 self.bpf.attach_raw_tracepoint(tp=b"mark_victim", fn_name=b"on_mark_victim")
+                self._attached.append(b"mark_victim")
         except ProbeError:
             self.close()
             raise
@@ -495,8 +527,14 @@ class MemcgSnapshotter:
         return out
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.bpf.cleanup()
+        if self._own:
+            with contextlib.suppress(Exception):
+                self.bpf.cleanup()
+            return
+        for tp in self._attached:
+            with contextlib.suppress(Exception):
+                self.bpf.detach_raw_tracepoint(tp=tp)
+        self._attached = []
 
 
 def learning_activity(folder: str = "/dev/shm") -> Callable[[], None]:

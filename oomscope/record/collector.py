@@ -115,8 +115,9 @@ class Collector:
         self.finisher = downstream.start_finisher(opts.output, err)
         try:
             self.outputs = Outputs(opts.output, self.finisher, Retention.parse(opts.keep) if opts.keep else None, err)
-            self.probes = OomProbes(self._events.append)
-            self.memcg_snap, self.memcg_snap_status = self._load_memcg_snapshot()
+            layout, why_not = self._memcg_snapshot_layout()
+            self.probes = OomProbes(self._events.append, snapshot_layout=layout)
+            self.memcg_snap, self.memcg_snap_status = self._load_memcg_snapshot(layout, why_not)
             self.charge, self.charge_status = self._load_charge_tracking(opts.charge_tracking)
         except BaseException:
             self.finisher.close()
@@ -133,11 +134,23 @@ class Collector:
                                charge=self.charge, charge_mode=opts.charge_tracking)
         self.evidence = EvidenceGatherer(self.sampler.store, LiveReads(self.hier), self.hier.version, self.snapshots)
 
-    def _load_memcg_snapshot(self):
+    def _memcg_snapshot_layout(self):
+        """(the kernel's memcg layout or None, why not), read from its BTF before the compile: the
+        snapshot's program is compiled into the probes' module."""
+        try:
+            return memcg_snapshot_layout(), ""
+        except ProbeError as exc:
+            return None, str(exc)
+
+    def _load_memcg_snapshot(self, layout, why_not: str):
         """(snapshotter or None, why not): the memcg's own counters read in the kernel at each
         SIGKILL (bpf/memcg_snapshot.c). Without it, kills fall back to the other sources."""
+        if layout is not None and not self.probes.with_snapshot:
+            why_not = self.probes.snapshot_error or "its program was not compiled"
         try:
-            return MemcgSnapshotter(memcg_snapshot_layout(), learning_activity()), ""
+            if layout is None or not self.probes.with_snapshot:
+                raise ProbeError(why_not)
+            return MemcgSnapshotter(layout, learning_activity(), bpf=self.probes.bpf), ""
         except ProbeError as exc:
             self.err.write(f"oomscope: warning: no kernel snapshot at the kill: {exc}\n")
             return None, f"unavailable: {exc}"
@@ -241,9 +254,9 @@ class Collector:
             self.finisher.close()
             sampler_thread.join(timeout=5)
             self.sampler.close()
-            self.probes.close()
             if self.memcg_snap is not None:
-                self.memcg_snap.close()
+                self.memcg_snap.close()  # its programs first: they live in the probes' module
+            self.probes.close()
             if self.charge is not None:
                 self.charge.close()
             if self.kmsg is not None:
