@@ -169,12 +169,37 @@ class Recorder:
         with open(self.stdout_path) as f:
             return f.read()
 
-    def captures(self):
+    def captures(self, skip=frozenset()):
+        """(path, capture) of every capture written, but those in ``skip``. A capture is replaced
+        whole, by rename (an incident's head is rewritten as members arrive): each version is
+        parsed once, known by its inode and mtime."""
         out = []
+        cache = self.__dict__.setdefault("_parsed", {})
         for p in sorted(glob.glob(os.path.join(self.out_dir, "kills", "*", "capture.json"))):
-            with open(p) as f:
-                out.append((p, json.load(f)))
+            if p in skip:
+                continue
+            try:
+                st = os.stat(p)
+            except FileNotFoundError:
+                continue
+            version = (st.st_ino, st.st_mtime_ns, st.st_size)
+            if cache.get(p, (None,))[0] != version:
+                with open(p) as f:
+                    cache[p] = (version, json.load(f))
+            out.append((p, cache[p][1]))
         return out
+
+    def settle(self, timeout=60):
+        """Wait until every capture written so far has its post-mortem (an earlier test's storm
+        can leave the worker a backlog), so a test's own kill is not queued behind it."""
+        settled = self.__dict__.setdefault("_settled", set())
+        deadline = time.monotonic() + timeout * TIME_SCALE
+        while time.monotonic() < deadline:
+            dirs = {os.path.dirname(p) for p in glob.glob(os.path.join(self.out_dir, "kills", "*", "capture.json"))} - settled
+            settled |= {d for d in dirs if os.path.exists(os.path.join(d, "postmortem.html"))}
+            if dirs <= settled:
+                return
+            time.sleep(0.2)
 
     def wait_for(self, predicate, timeout=30):
         """Captures matching predicate, once their post-mortem is written too (it comes second)."""
@@ -207,11 +232,71 @@ class Recorder:
         return self.proc.returncode
 
 
+class SharedRecorderView:
+    """One test's view of the recorder the session shares: its captures are the ones written
+    after the view was made (tests also pick theirs by their own sandbox's name or pids); record's
+    output is all of it. Starting record is most of a test's time in the VMs (under emulation,
+    24 s a start, 16 starts: 416 s of the 6.12 VM's 883 s, 2026-11-28), so the tests that need
+    nothing of a fresh start share one; a test that stops record, passes options, or must not
+    depend on an earlier test's record, starts its own (``recorder(own=True)``)."""
+
+    def __init__(self, rec):
+        self.rec = rec
+        self.out_dir = rec.out_dir
+        self.proc = rec.proc
+        rec.settle()
+        # A fresh record finds the test's sandbox in its first pass; a running one finds new
+        # cgroups within a second (record/sampler.py, discover_interval): the test's fill must not
+        # start before that (a slow hog fills 96 MiB in 1.2 s).
+        time.sleep(1.5 * TIME_SCALE)
+        self._before = frozenset(glob.glob(os.path.join(rec.out_dir, "kills", "*", "capture.json")))
+
+    def stderr(self):
+        return self.rec.stderr()
+
+    def stdout(self):
+        return self.rec.stdout()
+
+    def captures(self):
+        return self.rec.captures(skip=self._before)
+
+    def wait_for(self, predicate, timeout=30):
+        return Recorder.wait_for(self, predicate, timeout)
+
+    def wait_for_output(self, text, timeout=30):
+        return Recorder.wait_for_output(self, text, timeout)
+
+    def stop(self):
+        raise AssertionError("a shared recorder is stopped by the session: use recorder(own=True)")
+
+
+_SHARED = {}
+
+
+@pytest.fixture(scope="session")
+def shared_recorder(tmp_path_factory):
+    """The session's recorder, started on first use and again if it died (said on stderr)."""
+    def get():
+        r = _SHARED.get("rec")
+        if r is not None and r.proc.poll() is not None:
+            sys.stderr.write(f"shared recorder exited ({r.proc.returncode}); starting another: {r.stderr()[-1500:]}\n")
+            r = None
+        if r is None:
+            r = _SHARED["rec"] = Recorder(tmp_path_factory.mktemp("shared-record"))
+        return r
+
+    yield get
+    if _SHARED.get("rec") is not None:
+        _SHARED.pop("rec").stop()
+
+
 @pytest.fixture
-def recorder(tmp_path):
+def recorder(tmp_path, shared_recorder):
     started = []
 
-    def start(*extra):
+    def start(*extra, own=False):
+        if not extra and not own:
+            return SharedRecorderView(shared_recorder())
         r = Recorder(tmp_path / f"rec{len(started)}", extra)
         started.append(r)
         return r

@@ -53,7 +53,7 @@ def rate_limit_window():
 def test_storm_kills_get_their_state_from_the_counters(recorder, kernel_log, sandbox, tmp_path, rate_limit_window):
     _needs_charge_tracking()
     name, path = sandbox(limit=64 << 20)
-    rec = recorder()
+    rec = recorder(own=True)  # stopped: record says at exit why kills had no reconstruction
     pids_dir = tmp_path / "pids"
     # the parent holds ~90% of the limit first, so that record attaches its counters before the storm
     res = run_storm(path, tmp_path / "storm.py", pids_dir, 6, warm_bytes=58 << 20, min_kills=32)

@@ -26,7 +26,7 @@ def protected():
 @pytest.mark.skipif(not IN_VM, reason="a global OOM is made only inside the test VMs (tests/vm/run-matrix.sh), never on a shared host")
 def test_global_oom_says_the_node_ran_out(protected, recorder, kernel_log, sandbox):
     name, path = sandbox(suffix="-global", limit=None)
-    rec = recorder()
+    rec = recorder(own=True)  # started under `protected`: the global OOM spares it (oom_score_adj -1000)
     code = ("open('/proc/self/oom_score_adj', 'w').write('1000')\nimport os\nprint(os.getpid(), flush=True)\n"
             "a = []\nwhile True:\n    a.append(bytearray(32 << 20))\n")
     res = run_in_cgroup(path, code, timeout=600)

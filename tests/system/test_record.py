@@ -37,7 +37,7 @@ def _assert_equals_report(cap, rep):
 
 
 def test_anon_kill_is_recorded_as_the_kernel_reported_it(recorder, kernel_log, hier):
-    rec = recorder()
+    rec = recorder(own=True)  # stopped at the end: its exit is checked
     run = run_scenario("anon", limit_bytes=64 << 20, hier=hier, cgroup=f"/oomscope-test-{os.getpid()}-anon")
     assert run.killed, f"workload not killed: {run.returncode} {run.stderr}"
     ((path, cap),) = rec.wait_for(lambda c: c["victim"]["pid"] == run.main_pid)
