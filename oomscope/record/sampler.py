@@ -9,7 +9,9 @@ counts is the last one taken *before* the kill: each cgroup keeps a short ring o
 
 Adaptive: each cgroup has its own next reading, every ``idle_interval_s`` (10 s) below a quarter
 of its limit (or its limited ancestor's), ``far_interval_s`` (5 s) below half, ``mid_interval_s``
-(1 s) up to ``near_limit_ratio`` (90%), ``fast_interval_s`` (100 ms) above. Between full readings a limited cgroup's usage alone (one small file) is peeked at: every
+(1 s) up to ``near_limit_ratio`` (90%), ``fast_interval_s`` (100 ms) above; an idle cgroup
+(below a quarter) whose usage and limit have not changed is read fully every ``idle_full_s`` (30 s)
+only, its usage and limit alone at the idle readings in between (``_skip_unchanged``). Between full readings a limited cgroup's usage alone (one small file) is peeked at: every
 1 s below a quarter of its limit, every ``peek_interval_s`` (250 ms) below half, every 100 ms
 above; a cgroup that fills up fast is read within that time, not ``far_interval_s``. On cgroup v2
 a limit being hit wakes the sampler at once (inotify on memory.events, kernel/inotify.py); on v1
