@@ -50,6 +50,19 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def task_cpu(pid: int) -> dict:
+    """utime+stime of each thread of the process, by tid (the main thread's tid is the pid)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
 def rollup(pid: int) -> dict:
     out = {}
     with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -147,6 +160,7 @@ def level(n: int, minutes: float, before: str, hier, top: int) -> list:
             try:
                 time.sleep(10)  # past start-up, and the first discovery of every cgroup
                 c0 = {r.label: cpu_s(r.proc.pid) for r in recs}
+                t_c0 = {r.label: task_cpu(r.proc.pid) for r in recs}
                 t0 = prev_t = time.monotonic()
                 prev = dict(c0)
                 per_minute = {r.label: [] for r in recs}
@@ -171,7 +185,10 @@ def level(n: int, minutes: float, before: str, hier, top: int) -> list:
                     row = {"level": n, "label": r.label, "rss": roll["Rss"], "anon": roll["Anonymous"],
                            "file": roll["Rss"] - roll["Anonymous"], "cpu": cpu,
                            "cpu_max_minute": max(per_minute[r.label]), "loaded": loaded(pid, "pandas", "markupsafe", "jinja2", "numpy"),
-                           "workers": []}
+                           "workers": [], "threads": []}
+                    t_end = task_cpu(pid)
+                    for tid in sorted(t_end):
+                        row["threads"].append((tid, 100 * (t_end[tid] - t_c0[r.label].get(tid, 0.0)) / elapsed))
                     for child in children(pid):
                         wr = rollup(child)
                         row["workers"].append({"pid": child, "rss": wr["Rss"], "anon": wr["Anonymous"], "cpu_s": cpu_s(child),
@@ -181,6 +198,8 @@ def level(n: int, minutes: float, before: str, hier, top: int) -> list:
                           f"file {mib(row['file'])}), CPU {cpu:.2f}% of one core over {elapsed / 60:.1f} min "
                           f"(worst minute {row['cpu_max_minute']:.2f}%), mapped: {', '.join(row['loaded']) or 'no pandas/jinja2/numpy'}",
                           flush=True)
+                    print("    its threads (tid: % of one core): " + ", ".join(f"{tid}{' (main)' if tid == pid else ''}: {p:.2f}"
+                                                                          for tid, p in row["threads"] if p >= 0.005))
                     for w in row["workers"]:
                         print(f"    its worker {w['pid']}: RSS {mib(w['rss'])} MiB (anonymous {mib(w['anon'])}), CPU {w['cpu_s']:.1f} s in all")
                     for name, b in rss.most_common(top):

@@ -10,6 +10,9 @@ What the kernel does (mm/memcontrol-v1.c):
     and each of its ancestors, so a crossing is seen within 512 KiB per CPU;
   - the descriptor of memory.usage_in_bytes is only used to name the counter: it can be closed
     once the registration is written;
+  - each registration (one write) swaps the cgroup's threshold array and waits for an RCU grace
+    period before returning (synchronize_rcu() in __mem_cgroup_usage_register_event): 10-17 ms
+    a write here, asleep; writes from several threads share grace periods (record/notify.py);
   - closing the eventfd ends the registrations (its release wakes the kernel's waiter with
     EPOLLHUP, memcg_event_wake); removing the cgroup ends them too, signalling the eventfd once.
 

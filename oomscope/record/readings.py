@@ -120,19 +120,18 @@ class Readings:
                     self._near[cg] = usage / limit
                 elif self._near:
                     self._near.pop(cg, None)
-            for cg in list(self._rings):
-                if cg not in self._inos:
-                    last = self._rings[cg][-1].t_ns if self._rings[cg] else 0
-                    if now - last > VANISHED_KEEP_NS:
-                        del self._rings[cg]
-                        self._timelines.pop(cg, None)
             for pid, cg in pid_cgroup.items():
                 self._pid_cgroup[pid] = (cg, now)
             self._proc_info.update(proc_info)
             if now >= self._next_pid_prune or len(self._pid_cgroup) > self.max_pids:
-                # once a second: every pid is walked (measured: done at every pass, it was a
-                # tenth of the sampler's CPU with 500 cgroups)
+                # once a second: every pid, and every cgroup's ring, is walked (measured: done at
+                # every pass, the pids were a tenth of the sampler's CPU with 500 cgroups)
                 self._next_pid_prune = now + 1_000_000_000
+                for cg in [c for c in self._rings if c not in self._inos]:
+                    last = self._rings[cg][-1].t_ns if self._rings[cg] else 0
+                    if now - last > VANISHED_KEEP_NS:
+                        del self._rings[cg]
+                        self._timelines.pop(cg, None)
                 cutoff = now - self.pid_retention_ns
                 kept = [(p, v) for p, v in self._pid_cgroup.items() if v[1] >= cutoff]
                 if len(kept) > self.max_pids:
@@ -192,6 +191,23 @@ class Readings:
             with self._lock:
                 self._limited_ancestor[cgroup] = cached
         return cached[0]
+
+    def limited_ancestors(self, cgroups: Iterable[str]) -> Dict[str, Optional[str]]:
+        """``limited_ancestor`` of each of ``cgroups``, under one lock for those cached."""
+        now = time.monotonic_ns()
+        out: Dict[str, Optional[str]] = {}
+        stale = []
+        with self._lock:
+            cache = self._limited_ancestor
+            for cg in cgroups:
+                cached = cache.get(cg)
+                if cached is None or now - cached[1] > ANCESTOR_TTL_NS:
+                    stale.append(cg)
+                else:
+                    out[cg] = cached[0]
+        for cg in stale:
+            out[cg] = self.limited_ancestor(cg)
+        return out
 
     def reclaim_read(self, not_before_ns: int) -> Optional[Tuple[int, Dict[int, ReclaimStats]]]:
         """The reclaim map as read at or after ``not_before_ns``: the last read when it is recent

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from oomscope.record.notify import LimitNotifications
 from oomscope.record.sampler import Sampler
 
 from .conftest import run_in_cgroup
@@ -117,3 +118,35 @@ def test_memory_events_wake_the_sampler_near_the_mark(hier, sandbox):
     assert int(events["high"]) >= 1, events
     assert s.limit_hits >= 1 and during
     assert max(x.state.usage_bytes for x in during) >= 0.95 * high
+
+
+# ~34 MiB touched page by page (the interpreter and 24 MiB), then a clean exit: over 25% of LIMIT
+TOUCH_AND_EXIT = r"""
+a = bytearray(24 << 20)
+for i in range(0, len(a), 4096):
+    a[i] = 1
+"""
+
+
+def test_thresholds_registered_together_wake_for_their_own_cgroup(hier, sandbox):
+    """cgroup v1: the thresholds of many cgroups are registered by several threads at once (each
+    write waits for an RCU grace period, record/notify.py); each cgroup's eventfd still wakes the
+    sampler for that cgroup and no other."""
+    if hier.version != 1:
+        pytest.skip("usage thresholds are cgroup v1's; this hierarchy is v2 (memory.events, tested above)")
+    made = [sandbox(suffix=f"-many{i}", limit=LIMIT) for i in range(12)]
+    notes = LimitNotifications(hier)
+    try:
+        notes.sync({name: LIMIT for name, _ in made})
+        assert [name for name, _ in made if not notes.notified(name)] == [], notes.last_error
+        assert notes.poll(0) is None  # registering signals nothing
+        name, path = made[7]
+        res = run_in_cgroup(path, TOUCH_AND_EXIT, timeout=60)
+        assert res.returncode == 0, res.stderr
+        hit = set()
+        deadline = time.monotonic() + 5
+        while name not in hit and time.monotonic() < deadline:
+            hit |= notes.poll(100) or set()
+        assert hit == {name}
+    finally:
+        notes.close()

@@ -149,3 +149,19 @@ def test_kept_files_are_reread_by_their_thread_only_and_let_go(tmp_path):
     assert h.usage("/a") == 200
     h.close_files()
     assert h._kept is None and h.usage("/a") == 200
+
+
+def test_past_three_fifths_of_the_budget_only_usage_and_limit_are_kept(tmp_path):
+    cg = tmp_path / "a"
+    cg.mkdir()
+    for name in ("memory.stat", "memory.failcnt", "memory.kmem.usage_in_bytes", "memory.memsw.usage_in_bytes",
+                 "memory.usage_in_bytes", "memory.limit_in_bytes"):
+        (cg / name).write_text("4096\n")
+    h = MemoryHierarchy(str(tmp_path), 1)
+    h.keep_files_open(5)
+    for name in ("memory.stat", "memory.failcnt", "memory.kmem.usage_in_bytes", "memory.memsw.usage_in_bytes"):
+        assert h._read("/a", name) == "4096\n"
+    assert len(h._kept) == 3 and ("/a", "memory.memsw.usage_in_bytes") not in h._kept
+    assert h.usage("/a") == 4096 and h.limit("/a") == 4096
+    assert len(h._kept) == 5 and ("/a", "memory.usage_in_bytes") in h._kept and ("/a", "memory.limit_in_bytes") in h._kept
+    h.close_files()

@@ -74,7 +74,7 @@ def test_limited_parent_and_the_path_to_it_are_watched(tmp_path):
 def test_timeline_keeps_one_point_per_spacing_and_ends_before_the_kill(tmp_path):
     root = _root(tmp_path)
     s = Sampler(MemoryHierarchy(root, 2), fast_interval_s=0.01, timeline_spacing_s=0.05, far_interval_s=0.01, idle_interval_s=0.01,
-                mid_interval_s=0.01)
+                mid_interval_s=0.01, idle_full_s=0.01)
     for i in range(10):
         _cgroup(root, "job", (10 + i) << 20, 100 << 20, [1])
         s._next_discovery = 0
@@ -333,3 +333,40 @@ def test_a_storm_cgroup_keeps_its_counters_between_kills(tmp_path):
     s._watched["/storm"].next_ns = 0
     s.tick()
     assert tracker.ids == [busy_ino]
+
+
+def test_an_idle_cgroup_that_has_not_changed_is_read_fully_less_often(tmp_path):
+    root = _root(tmp_path)
+    _cgroup(root, "idle", 10 << 20, 100 << 20, [5])  # 10%: an idle reading every 10 s
+    s = Sampler(MemoryHierarchy(root, 2), idle_interval_s=10, idle_full_s=30)
+    s.tick()
+    w = s._watched["/idle"]
+    assert s.reads == 1 and w.full_usage == 10 << 20 and w.idle_due_ns == w.next_ns
+
+    def due_again(shift_ns=0):
+        # as if its planned idle reading had come: the last reading that much longer ago
+        w.read_ns -= shift_ns
+        w.next_ns = w.idle_due_ns = 0
+        s._next_discovery = 1 << 62
+        s.tick()
+
+    _cgroup(root, "idle", (10 << 20) + 4096, 100 << 20, [5])  # a page more: unchanged
+    due_again()
+    assert (s.reads, s.skipped) == (1, 1) and w.idle_due_ns == w.next_ns > time.monotonic_ns()
+    _cgroup(root, "idle", 12 << 20, 100 << 20, [5])  # 2% of its limit more: read
+    due_again()
+    assert (s.reads, s.skipped) == (2, 1) and w.full_usage == 12 << 20
+    _cgroup(root, "idle", 12 << 20, 200 << 20, [5])  # its limit changed: read
+    due_again()
+    assert (s.reads, s.skipped) == (3, 1)
+    due_again()
+    assert (s.reads, s.skipped) == (3, 2)
+    due_again(shift_ns=25_000_000_000)  # its last full reading 25 s ago: the next would be past 30 s
+    assert (s.reads, s.skipped) == (4, 2)
+    # made due by anything but its idle schedule (a notification, a filling ancestor): read
+    w.next_ns = 0
+    s.tick()
+    assert (s.reads, s.skipped) == (5, 2)
+    _cgroup(root, "idle", 60 << 20, 200 << 20, [5])  # 30% of its limit
+    due_again()
+    assert (s.reads, s.skipped) == (6, 2) and w.idle_due_ns == -1  # no longer idle: never skipped
