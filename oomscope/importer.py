@@ -562,7 +562,8 @@ def _write_one(imp: Imported, output: str, render_html, batch) -> Tuple[Imported
     except Exception:  # noqa: BLE001 - the renderer reports it; the capture is written regardless
         analysis = None
     capture_path, html_path, render_error = write_kill(
-        output, cap, lambda c: render_html(c, analysis) if analysis is not None else render_html(c), batch)
+        output, cap, lambda c: render_html(c, analysis) if analysis is not None else render_html(c), batch,
+        indent=None)  # capture.json on one line: json's C encoder, a third of the indented time
     return imp, capture_path, html_path, render_error, analysis
 
 
