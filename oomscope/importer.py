@@ -443,7 +443,8 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
         else:  # neither a date nor the kernel's clock (dmesg -t, a console): when is not in the log
             cap.kill_id = f"undated-line{rep.last_seq}-pid{rep.killed.pid}"
             cap.times.kill_monotonic_ns = cap.times.kernel_report_usec = None  # the reader's order-keeping clock
-            cap.notes.append("The log has neither dates nor the kernel's clock: when this kill happened is not in it.")
+            if line is None or not line.yearless:  # a date without its year is said below
+                cap.notes.append("The log has neither dates nor the kernel's clock: when this kill happened is not in it.")
         if line is not None and line.yearless:
             cap.notes.append(f"The log dates this kill {terminal_safe(line.yearless)!r} without a year, and nothing else in it "
                              "gives the year: the kill is left undated (it is not dated with this year).")
