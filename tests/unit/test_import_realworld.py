@@ -287,3 +287,24 @@ def test_a_kernel_log_relayed_by_a_container_is_imported(shape):
     # the relay's time is when it printed the line, not when the kernel logged it: not a date
     assert cap.times.kill_wall is None and cap.kill_id == "boot+13321.743621s-pid27307"
     assert [t.pid for t in cap.tasks] == [27307]
+
+
+def test_a_grep_of_summary_lines_alone_gives_a_kill_each():
+    # `dmesg | grep -i kill | grep docker` from dyrnq/install-docker#14: only a global OOM's
+    # summary survived the grep (the Killed line does not say "docker")
+    (imp,) = _imp("dmesg-grep-summary-only-global.txt")
+    cap = imp.capture
+    assert imp.report.killed_from_summary and (cap.victim.pid, cap.victim.comm, cap.victim.uid) == (7134, "java", 1000)
+    assert cap.cgroup.task_memcg == "/system.slice/docker-00748bf4e957f82c239a1db8a88579059b7d40c7b5fbd3f43617d31d3f646f12.scope"
+    assert cap.cgroup.oom_memcg is None and cap.cgroup.constraint == "CONSTRAINT_NONE"  # global_oom: no limit was hit
+    assert cap.victim.anon_rss_bytes is None and cap.at_kill.usage_bytes is None  # the memory is not in the log
+    assert cap.kill_id == "boot+4650180.470877s-pid7134" and cap.times.kill_wall is None
+    assert any(n.startswith("The 'Killed process' line of this kill is not in the log: its one-line summary") for n in cap.notes)
+    assert not any("oom_reaper's line names the victim" in n for n in cap.notes)
+    # two summaries in a row are two kills; a summary followed by the kernel's "is already
+    # exiting. Skip killing" (mm/oom_kill.c: __oom_kill_process) is none
+    line = fixture_text("logs", "dmesg-grep-summary-only-global.txt").strip()
+    two = [line, line.replace("pid=7134", "pid=7135").replace("[4650180.470877]", "[4650181.000000]")]
+    assert [i.capture.victim.pid for i in import_reports(io.StringIO("\n".join(two) + "\n"))] == [7134, 7135]
+    exiting = [line, "[4650180.470900] Out of memory: OOM victim 7134 (java) is already exiting. Skip killing the task"]
+    assert import_reports(io.StringIO("\n".join(exiting) + "\n")) == []
