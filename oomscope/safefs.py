@@ -15,8 +15,10 @@ reach, so every step is taken relative to an open directory and never follows a 
   folder touched. Nothing is reported written before its batch's flush returned. Concurrent
   fsyncs share the filesystem's journal commits: 1000 kill folders took 4.6 ms a kill one by
   one and 0.5 ms a kill as a batch (ext4 on this VM, measured for issue 18). Where the C library
-  has syncfs(2), a flush is one syncfs of the filesystem before the renames and one after,
-  instead of three fsyncs a kill (1118 kills: 14 syncfs of 8 ms each, against 3364 fsyncs).
+  has syncfs(2) and the kernel reports write errors to it (5.8+), a flush is one syncfs of the
+  filesystem before the renames and one after, instead of three fsyncs a kill (1118 kills: 14
+  syncfs of 8 ms each, against 3364 fsyncs). It also writes out what other programs left dirty
+  on that filesystem, which a busy disk makes longer.
 - A kill folder is one that holds the marker ``.oomscope-kill`` (written by oomscope when it makes
   the folder), both owned by us; ``record --keep`` and the index look only at those, never through
   a link, and remove nothing but the files oomscope writes in them.
@@ -410,17 +412,30 @@ class Batch:
 _libc_syncfs = None
 
 
+def _kernel_reports_syncfs_errors() -> bool:
+    """syncfs(2) returns the filesystem's writeback errors only since 5.8 ("vfs: track per-sb
+    writeback errors and report them to syncfs"); before, it said 0 after a failed write."""
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 8)
+
+
 def _syncfs(fd: int) -> None:
-    """syncfs(2): everything of the filesystem that holds ``fd`` on disk (errors reported since 5.8)."""
+    """syncfs(2): everything of the filesystem that holds ``fd`` on disk."""
     global _libc_syncfs
     if _libc_syncfs is None:
-        import ctypes  # noqa: WPS433 - only a batch needs it
+        _libc_syncfs = False
+        if _kernel_reports_syncfs_errors():
+            import ctypes  # noqa: WPS433 - only a batch needs it
 
-        fn = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
-        if fn is None:
-            raise OSError(errno.ENOSYS, "no syncfs in the C library")
-        fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
-        _libc_syncfs = (fn, ctypes)
+            fn = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+            if fn is not None:
+                fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+                _libc_syncfs = (fn, ctypes)
+    if not _libc_syncfs:
+        raise OSError(errno.ENOSYS, "no syncfs that reports write errors here")
     fn, ctypes = _libc_syncfs
     if fn(fd) != 0:
         e = ctypes.get_errno()
