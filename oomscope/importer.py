@@ -9,6 +9,7 @@ same as record writes. A log gives only what the kernel printed: every figure's 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import datetime as dt
 import zlib
 import mmap
@@ -22,7 +23,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .containers import NodeNames, workload_of
 from .errors import OomscopeError
-from .kernel.kmsg import KmsgReader, OomReport, OomReportParser, kmsg_escape
+from .kernel.kmsg import KmsgReader, KmsgRecord, OomReport, OomReportParser, kmsg_escape
 from .kernel.logformats import LogLine, read_log_lines
 from .kernel.logscan import fast_report_regions, report_lines
 from .model import SOURCE_KERNEL_LOG, Capture, Host, Incident, IncidentVictim
@@ -197,7 +198,7 @@ def iter_imports(lines: Iterable[str], since: Optional[float] = None, boot_wall:
     they come instead of all held at once. A kill is given out once the next report with a header
     begins (or the log ends): the Killed lines of a memory.oom.group kill that follow it may still
     add to it."""
-    parser = OomReportParser()
+    parser = OomReportParser(summaries_are_kills=True)
     walls: Dict[int, LogLine] = {}  # the lines that say more than their printk time, by it
     pending: List[Imported] = []
     heads: Dict[int, Imported] = {}  # the last report with a header (a group kill's chosen victim), by id
@@ -207,14 +208,19 @@ def iter_imports(lines: Iterable[str], since: Optional[float] = None, boot_wall:
             if since is None or _when(i) is None or _when(i) >= since:
                 yield i
 
-    for ll in read_log_lines(lines, year=year, not_after=not_after):
-        if ll.wall is not None or ll.host is not None or not ll.clocked or ll.yearless:
-            walls[ll.record.usec] = ll
+    for ll in itertools.chain(read_log_lines(lines, year=year, not_after=not_after), [None]):
+        if ll is None:  # the end of the log: a summary whose Killed line never came
+            ll = LogLine(KmsgRecord(6, 0, -1, 0, ""))
+            reports = parser.finish()
+        else:
+            if ll.wall is not None or ll.host is not None or not ll.clocked or ll.yearless:
+                walls[ll.record.usec] = ll
+            reports = None
         try:
-            reports = parser.feed(ll.record)
+            reports = parser.feed(ll.record) if reports is None else reports
         except Exception as exc:  # noqa: BLE001 - a parser bug costs this log region, not the import
             _problem(problems, f"a report near log record {ll.record.seq} was not read ({type(exc).__name__}: {exc})")
-            parser = OomReportParser()
+            parser = OomReportParser(summaries_are_kills=True)
             continue
         for rep in reports:
             try:
@@ -431,6 +437,10 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
             cap.notes.append("The victim's own cgroup is not in the log.")
         if not rep.tasks:
             cap.notes.append("The kernel's tasks table for this kill is not in the log: the other processes of the cgroup are unknown.")
+    if rep.killed_from_summary:  # record's words are for a Killed line the oom_reaper's line stood in for
+        said = ("The 'Killed process' line of this kill is not in the log: its one-line summary (oom-kill:) names the "
+                "victim; the victim's memory at the kill is " + ("in its row of the tasks table." if rep.tasks else "unknown."))
+        cap.notes = [said if n.startswith("The 'Killed process' line of this kill was not seen") else n for n in cap.notes]
     cap.notes.insert(0, NOTE)
     if host is None:
         cap.host = dataclasses.replace(cap.host, page_size_bytes=lh.page_size)
@@ -443,7 +453,8 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
         else:  # neither a date nor the kernel's clock (dmesg -t, a console): when is not in the log
             cap.kill_id = f"undated-line{rep.last_seq}-pid{rep.killed.pid}"
             cap.times.kill_monotonic_ns = cap.times.kernel_report_usec = None  # the reader's order-keeping clock
-            cap.notes.append("The log has neither dates nor the kernel's clock: when this kill happened is not in it.")
+            if line is None or not line.yearless:  # a date without its year is said below
+                cap.notes.append("The log has neither dates nor the kernel's clock: when this kill happened is not in it.")
         if line is not None and line.yearless:
             cap.notes.append(f"The log dates this kill {terminal_safe(line.yearless)!r} without a year, and nothing else in it "
                              "gives the year: the kill is left undated (it is not dated with this year).")
@@ -562,7 +573,8 @@ def _write_one(imp: Imported, output: str, render_html, batch) -> Tuple[Imported
     except Exception:  # noqa: BLE001 - the renderer reports it; the capture is written regardless
         analysis = None
     capture_path, html_path, render_error = write_kill(
-        output, cap, lambda c: render_html(c, analysis) if analysis is not None else render_html(c), batch)
+        output, cap, lambda c: render_html(c, analysis) if analysis is not None else render_html(c), batch,
+        indent=None)  # capture.json on one line: json's C encoder, a third of the indented time
     return imp, capture_path, html_path, render_error, analysis
 
 
@@ -573,7 +585,8 @@ def _written(imp: Imported, capture_path: str, html_path: Optional[str], render_
         err.write(f"oomscope: error: post-mortem not rendered ({terminal_safe(render_error)}); the capture is at {capture_path}\n")
     index.add(capture_path, cap, analysis)
     state = ("full report" if imp.report.has_header else
-             "report without its first lines" if imp.report.memory_stat or imp.report.memory else "Killed line only")
+             "report without its first lines" if imp.report.memory_stat or imp.report.memory else
+             "summary line only" if imp.report.killed_from_summary else "Killed line only")
     label = cap.workload.label()
     out.write(f"{cap.times.kill_wall or cap.kill_id} kill pid={cap.victim.pid} comm={terminal_safe(cap.victim.comm)!r} "
               f"memcg={terminal_safe(cap.cgroup.oom_memcg or '?')}" + (f" workload={terminal_safe(label)!r}" if label else "")

@@ -435,8 +435,10 @@ class Capture:
         every leaf and looks up each dataclass's fields anew, ~1.3 ms of an import's kill."""
         return _plain(self)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    def to_json(self, indent: Optional[int] = 2) -> str:
+        """``indent=None``: one line, by json's C encoder (an indent takes its pure-Python one, 3x the
+        time: 0.12 against 0.04 ms for a full report's capture); import writes thousands."""
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False, ensure_ascii=False) + "\n"
 
     @classmethod
     def from_dict(cls, data: Any) -> "Capture":

@@ -11,6 +11,13 @@ still work, and lines from other programs are skipped:
 - RFC 3339 syslog/journal: ``2026-11-25T10:00:00.123456+00:00 host kernel: text``
 - journalctl -o json:      one JSON object per line (``MESSAGE``, ``__REALTIME_TIMESTAMP``,
                             ``_SOURCE_MONOTONIC_TIMESTAMP``, ``_HOSTNAME``, ``_TRANSPORT``)
+- a container that relays the kernel log (a ``dmesg -w`` sidecar, a node agent): any shape above
+  inside ``docker logs -t`` / ``kubectl logs --timestamps`` (``2026-11-25T10:00:00.123456789Z
+  [  567.890123] text``), a CRI log file (``... stdout F [  567.890123] text``) or docker's
+  json-file (``{"log": "[  567.890123] text\n", "stream": "stdout", "time": ...}``); without
+  ``-t`` the lines are the relayed ones as they are. The relay's own time is when it printed the
+  line, at or after the kernel logged it (``dmesg`` prints the whole ring buffer when it starts),
+  so it dates nothing: only the relayed line's own date or printk time counts.
 
 A record keeps the printk time when the line has it (``usec``), else a made-up increasing one
 (``clocked`` False); ``wall`` is the line's date when it has one. Shapes without a year (classic
@@ -65,6 +72,9 @@ _RE_CJK_MONTH = re.compile(r"^(\d{1,2})(?:月|월)$")
 _RE_DICT = re.compile(r"^ [A-Z_]+=")
 _RE_CALLER = re.compile(r"^\[\s*[TC]\d+\] ?")
 _RE_PRINTK_TIME = re.compile(r"^\[\s*(?P<sec>\d+)\.(?P<frac>\d+)\] ?(?P<text>.*)$")
+# docker logs -t, kubectl logs --timestamps (RFC 3339 with nanoseconds), a CRI log file's
+# "<time> stdout F " (F a full line, P part of one): the relayed line follows
+_RE_RELAY = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d) (?:(?:stdout|stderr) [FP] )?")
 
 
 class LogLine(NamedTuple):
@@ -213,6 +223,26 @@ def _journal_message(obj: dict) -> Optional[str]:
     return msg if isinstance(msg, str) else None
 
 
+def _relayed(line: str) -> str:
+    """The kernel log line a container relayed (see the module), or ``line`` as it is."""
+    if line[0] == "{":
+        if '"log"' in line and '"stream"' in line:  # docker's json-file
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                return line
+            if isinstance(obj, dict) and isinstance(obj.get("log"), str) and "MESSAGE" not in obj:
+                return obj["log"].rstrip("\r\n")
+        return line
+    if line[10:11] == "T" and line[4:5] == "-":
+        m = _RE_RELAY.match(line)
+        # "<RFC 3339> host kernel: text" (a syslog) and another program's dated line stay as they
+        # are; a relayed dmesg line ("<time> [  567.8] CPU: 1 ...") looks like the latter's "host prog: "
+        if m and not _RE_ISO.match(line) and (line[m.end():m.end() + 1] == "[" or not _RE_OTHER_PROGRAM.match(line)):
+            return line[m.end():]
+    return line
+
+
 def read_log_lines(lines: Iterable[str], year: Optional[int] = None, not_after: Optional[float] = None) -> Iterator[LogLine]:
     """Kernel log records of any supported shape; other lines are skipped. A record keeps its own
     newlines: dmesg's indented continuation lines are joined back to the record they continue, and
@@ -226,6 +256,10 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None, not_after: 
         line = raw.rstrip("\r\n")
         if not line:
             continue
+        if line[0] == "{" or line[10:11] == "T":
+            line = _relayed(line)
+            if not line:
+                continue
         if line[0] == " ":
             # dmesg prints the further lines of a multi-line record indented under the first
             # (util-linux dmesg.c; 6.1's cgroup v2 memory.stat is one such record); a /dev/kmsg

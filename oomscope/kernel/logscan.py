@@ -19,6 +19,11 @@ Two scanners give the same regions (tested on every fixture):
   the previous kill, and for a kill with no header (rate-limited, or a log cut at the report's
   start) for its cgroup lines within the 256 KiB before it. Text after the last kill (a report
   whose Killed line is missing or cut off) goes through ``report_regions``.
+
+An ``oom-kill:`` summary without its Killed line (a ``grep oom-kill`` excerpt) is a kill of
+its own for import, found where ``report_regions`` reads: a log with no Killed line at all, or
+after the last one. Between two kills of a large log it is not looked for: that would be a second
+pass over the gaps, most of a quiet log (issue 18: within 3x grep).
 """
 
 from __future__ import annotations

@@ -113,6 +113,11 @@ class OomReport:
     first_usec: Optional[int] = None
     killed_usec: Optional[int] = None
     lines: List[str] = field(default_factory=list)
+    #: the victim is the summary's (``oom-kill:...,task=C,pid=N``): the log has no Killed line for
+    #: it (a ``grep oom-kill`` excerpt, or a log cut between the two lines)
+    killed_from_summary: bool = False
+    summary_usec: Optional[int] = None
+    summary_seq: Optional[int] = None
 
     @property
     def is_memcg(self) -> bool:
@@ -303,7 +308,10 @@ class OomReportParser:
     serialised by oom_lock (mm/oom_kill.c), so two reports never interleave with each other.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, summaries_are_kills: bool = False) -> None:
+        #: a report whose ``oom-kill:`` summary came without its Killed line is given out as that
+        #: victim's kill (import: a log is all there is; record has its own kill events)
+        self.summaries_are_kills = summaries_are_kills
         self._cur: Optional[OomReport] = None
         self._mode: Optional[str] = None  # "stats", "tasks_header", "tasks"
         self._last_group: Optional[str] = None
@@ -325,7 +333,29 @@ class OomReportParser:
         out: List[OomReport] = []
         for rec in records:
             out.extend(self.feed(rec))
+        out.extend(self.finish())
         return out
+
+    def finish(self) -> List[OomReport]:
+        """At the end of the log: a report whose summary names its victim but whose Killed line
+        never came is still that kill's."""
+        rep = self._orphan()
+        return [rep] if rep is not None else []
+
+    def _orphan(self) -> Optional[OomReport]:
+        """The current report as a kill of the victim its ``oom-kill:`` summary names, when it has
+        one and no Killed line: the summary is printed by oom_kill_process() just before the kill
+        (dump_oom_victim, mm/oom_kill.c), so the kill happened unless the kernel then said the
+        victim "is already exiting" (handled where that line is read)."""
+        cur = self._cur
+        if not self.summaries_are_kills or cur is None or cur.killed is not None or cur.summary is None \
+                or cur.summary.pid is None:
+            return None
+        cur.killed = KilledProcess(message="", pid=cur.summary.pid, comm=cur.summary.task or "?", uid=cur.summary.uid)
+        cur.killed_usec, cur.last_seq, cur.killed_from_summary = cur.summary_usec, cur.summary_seq, True
+        self._cur = None
+        self._mode = None
+        return cur
 
     def _line(self, line: str, rec: KmsgRecord, continued: bool = False) -> Optional[OomReport]:
         """One line: first the data line of the block being read (the mode), then, for a line
@@ -384,6 +414,7 @@ class OomReportParser:
     def _report_line(self, line: str, rec: KmsgRecord) -> Optional[OomReport]:
         m = _RE_HEADER.match(line)
         if m:
+            orphan = self._orphan()  # the previous report's summary without its Killed line
             self._cur = OomReport(
                 has_header=True,
                 started=True,
@@ -398,6 +429,12 @@ class OomReportParser:
             self._last_group = None
             self._last_done = None
             self._cur.lines.append(line)
+            return orphan
+
+        if "is already exiting. Skip killing the task" in line:  # __oom_kill_process(): no kill after all
+            if self._cur is not None and self._cur.killed is None:
+                self._cur = None
+                self._mode = None
             return None
 
         killed = parse_killed_line(line) if "Killed process " in line else None
@@ -523,10 +560,15 @@ class OomReportParser:
             cur.lines.append(line)
             return None
         if line.startswith("oom-kill:"):
+            orphan = None
+            if self.summaries_are_kills and cur.summary is not None and cur.killed is None:  # summaries alone (grep oom-kill)
+                orphan = self._orphan()
+                cur = self._cur = OomReport(first_seq=rec.seq, first_usec=rec.usec, started=True)
+            cur.summary_usec, cur.summary_seq = rec.usec, rec.seq
             cur.summary_raw = line
             cur.summary = parse_oom_summary(line, None, cur.stats_cgroup)
             cur.lines.append(line)
-            return None
+            return orphan
         # Call trace, registers, Mem-Info of a global OOM: kept as text for the reader.
         if len(cur.lines) < 400:
             cur.lines.append(line)

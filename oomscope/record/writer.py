@@ -23,11 +23,13 @@ def write_capture(out_dir: str, capture: Capture) -> str:
 
 
 def write_kill(
-    out_dir: str, capture: Capture, render_html: Callable[[Capture], str], batch: Optional[Batch] = None
+    out_dir: str, capture: Capture, render_html: Callable[[Capture], str], batch: Optional[Batch] = None,
+    indent: Optional[int] = 2,
 ) -> Tuple[str, Optional[str], Optional[str]]:
-    """Returns (capture path, post-mortem path or None, rendering error or None)."""
+    """Returns (capture path, post-mortem path or None, rendering error or None). ``indent``: of
+    capture.json (None: one line, as import writes it, see Capture.to_json)."""
     with Dir(out_dir, create=True, batch=batch) as out, out.make_kill_folder(capture.kill_id) as folder:
-        capture_path = folder.write("capture.json", capture.to_json())
+        capture_path = folder.write("capture.json", capture.to_json(indent))
         try:
             html = render_html(capture)
         except Exception as exc:  # the capture is safe on disk; say what failed

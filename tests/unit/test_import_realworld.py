@@ -239,3 +239,72 @@ def test_import_year_option_and_undated_default_from_stdin(tmp_path):
     assert "undated-line83-pid20958" in res.output and "2026-11-27" not in res.output
     res = CliRunner().invoke(app, ["import", "-", "-o", str(tmp_path / "b"), "--year", "2025"], input=text)
     assert res.exit_code == 0 and "2025-11-27T22:28:49" in res.output
+
+
+def test_cgroup_v2_constraint_memcg_summary_from_a_grep_of_var_log_messages():
+    # an ECS task's kill on a cgroup v2 host, `grep -i oom /var/log/messages` (sparrc/slides,
+    # tests/fixtures/README.md): "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),..."
+    # between the header line and the Killed line, systemd's and oom_reaper's lines after it
+    ecs = "/ecstasks.slice/ecstasks-488fc5b8b77f4fb7984bdc4aba948f9f.slice"
+    scope = ecs + "/docker-60ef727c9751aac9084702bca274544f94f1bb070ace95e8a79911c22b01a91d.scope"
+    (imp,) = _imp("messages-cgroup2-ecs-constraint-memcg.txt")
+    cap = imp.capture
+    assert (cap.victim.pid, cap.victim.comm, cap.victim.uid, cap.victim.oom_score_adj) == (51947, "tail", 0, 0)
+    assert (cap.cgroup.oom_memcg, cap.cgroup.task_memcg, cap.cgroup.constraint) == (ecs, scope, "CONSTRAINT_MEMCG")
+    assert imp.report.summary.cpuset == scope.rsplit("/", 1)[1]
+    v = cap.victim
+    assert (v.total_vm_bytes, v.anon_rss_bytes, v.file_rss_bytes, v.shmem_rss_bytes, v.pgtables_bytes) == (
+        459896 << 10, 458176 << 10, 772 << 10, 0, 948 << 10)
+    assert cap.times.kill_wall.startswith("2026-04-15T23:04:52")  # the year given (--year)
+    assert cap.host.kernel_release == "" and cap.at_kill.usage_bytes is None  # neither is in the log
+    # without a year the kill is undated, said once, never dated with this year
+    (undated,) = import_reports(io.StringIO(fixture_text("logs", "messages-cgroup2-ecs-constraint-memcg.txt")))
+    assert undated.capture.times.kill_wall is None and undated.capture.victim.pid == 51947
+    assert not any("neither dates" in n for n in undated.capture.notes)
+    assert any("'Apr 15 23:04:52' without a year" in n for n in undated.capture.notes)
+
+
+@pytest.mark.parametrize("shape", ["docker logs -t", "CRI log file", "docker json-file", "docker logs"])
+def test_a_kernel_log_relayed_by_a_container_is_imported(shape):
+    # A dmesg-tailing container's output as `docker logs -t` / `kubectl logs --timestamps`, a CRI
+    # log file under /var/log/pods and docker's json-file driver. No public log of a relayed OOM
+    # report in these shapes was found: the relayed lines here are this host's real report
+    # (dmesg-v1-6.18.txt) in each shape's framing (docker's and the CRI's log formats).
+    import json
+    lines = fixture_text("logs", "dmesg-v1-6.18.txt").splitlines()
+    relay = "2026-11-28T09:00:00.123456789Z"  # when the relay printed it: hours after the kill
+    framed = {"docker logs -t": [f"{relay} {ln}" for ln in lines],
+              "CRI log file": [f"2026-11-28T09:00:00.123456789+00:00 stdout F {ln}" for ln in lines],
+              "docker json-file": [json.dumps({"log": ln + "\n", "stream": "stdout", "time": relay}) for ln in lines],
+              "docker logs": lines}[shape]
+    framed.insert(3, f"{relay} node1 systemd[1]: a dated line of another program: not kernel text")
+    (imp,) = import_reports(io.StringIO("\n".join(framed) + "\n"))
+    cap = imp.capture
+    assert (cap.victim.pid, cap.victim.comm, cap.victim.anon_rss_bytes) == (27307, "python", 65280 << 10)
+    assert cap.cgroup.oom_memcg == cap.cgroup.task_memcg == "/oomscope-test-26081-c5f224-outside"
+    assert len(cap.at_kill.memory_stat) == 42 and cap.at_kill.limit_bytes == 64 << 20
+    assert cap.host.kernel_release == "6.18.44-fc-v669"
+    # the relay's time is when it printed the line, not when the kernel logged it: not a date
+    assert cap.times.kill_wall is None and cap.kill_id == "boot+13321.743621s-pid27307"
+    assert [t.pid for t in cap.tasks] == [27307]
+
+
+def test_a_grep_of_summary_lines_alone_gives_a_kill_each():
+    # `dmesg | grep -i kill | grep docker` from dyrnq/install-docker#14: only a global OOM's
+    # summary survived the grep (the Killed line does not say "docker")
+    (imp,) = _imp("dmesg-grep-summary-only-global.txt")
+    cap = imp.capture
+    assert imp.report.killed_from_summary and (cap.victim.pid, cap.victim.comm, cap.victim.uid) == (7134, "java", 1000)
+    assert cap.cgroup.task_memcg == "/system.slice/docker-00748bf4e957f82c239a1db8a88579059b7d40c7b5fbd3f43617d31d3f646f12.scope"
+    assert cap.cgroup.oom_memcg is None and cap.cgroup.constraint == "CONSTRAINT_NONE"  # global_oom: no limit was hit
+    assert cap.victim.anon_rss_bytes is None and cap.at_kill.usage_bytes is None  # the memory is not in the log
+    assert cap.kill_id == "boot+4650180.470877s-pid7134" and cap.times.kill_wall is None
+    assert any(n.startswith("The 'Killed process' line of this kill is not in the log: its one-line summary") for n in cap.notes)
+    assert not any("oom_reaper's line names the victim" in n for n in cap.notes)
+    # two summaries in a row are two kills; a summary followed by the kernel's "is already
+    # exiting. Skip killing" (mm/oom_kill.c: __oom_kill_process) is none
+    line = fixture_text("logs", "dmesg-grep-summary-only-global.txt").strip()
+    two = [line, line.replace("pid=7134", "pid=7135").replace("[4650180.470877]", "[4650181.000000]")]
+    assert [i.capture.victim.pid for i in import_reports(io.StringIO("\n".join(two) + "\n"))] == [7134, 7135]
+    exiting = [line, "[4650180.470900] Out of memory: OOM victim 7134 (java) is already exiting. Skip killing the task"]
+    assert import_reports(io.StringIO("\n".join(exiting) + "\n")) == []

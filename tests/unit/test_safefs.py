@@ -308,3 +308,30 @@ def test_a_link_planted_before_the_flush_is_neither_followed_nor_replaced(tmp_pa
     assert target.read_text() == "mine" and os.path.islink(path)
     assert os.path.isfile(html)  # the other file of the batch was still put in place
     assert not [n for n in os.listdir(os.path.dirname(path)) if n.startswith(safefs.TMP_PREFIX)]
+
+
+@pytest.mark.parametrize("syncfs", ["syncfs", "fsync per file"])
+def test_a_batch_flush_waits_for_the_disk_with_syncfs_or_each_file(tmp_path, monkeypatch, syncfs):
+    calls = {"syncfs": 0, "fsync": 0}
+    real_fsync = os.fsync
+
+    def counted_fsync(fd):
+        calls["fsync"] += 1
+        real_fsync(fd)
+
+    if syncfs == "syncfs":
+        if not safefs._kernel_reports_syncfs_errors():
+            pytest.skip("this kernel's syncfs does not report write errors (before 5.8): the batch fsyncs each file")
+        monkeypatch.setattr(safefs, "_syncfs", lambda fd: calls.__setitem__("syncfs", calls["syncfs"] + 1))
+    else:  # a C library without syncfs, or a kernel before 5.8
+        monkeypatch.setattr(safefs, "_syncfs", lambda fd: (_ for _ in ()).throw(OSError(38, "no syncfs")))
+    monkeypatch.setattr(safefs.os, "fsync", counted_fsync)
+    out = tmp_path / "out"
+    batch = safefs.Batch()
+    paths = [write_kill(str(out), _capture(), render_html, batch)[0] for _ in range(3)]
+    batch.flush()
+    assert all(os.path.isfile(p) for p in paths) and len(set(paths)) == 3
+    if syncfs == "syncfs":  # one before the renames and one after, for the one filesystem
+        assert calls == {"syncfs": 2, "fsync": 0}
+    else:  # 6 files, 3 kill folders and the output folder
+        assert calls["fsync"] == 6 + 3 + 1
