@@ -1,12 +1,11 @@
 #!/usr/bin/env python3
-"""What record costs a page-fault-heavy workload: without oomscope, with `record` (default: charge
-tracking auto, so detached while the cgroup is far from its limit), and with charge tracking
-forced on (--charge-tracking=on: the memcg:* programs run on every stat update of the host, and
-count those of the watched cgroup).
+"""What record costs a page-fault-heavy workload: without oomscope and with `record`. record puts
+nothing on the charge path (charge tracking, whose memcg:* programs ran on every stat update
+while attached and cost 1.07-1.10x here, was removed: docs/kernel-facts.md); this checks that.
 
 The workload touches SIZE of anonymous memory page by page and frees it, REPEAT times, inside a
-sandbox cgroup whose limit is twice SIZE (never killed). Rounds are interleaved (none, default,
-on, none, ...) because this machine's noise is as large as the effect (docs/kernel-facts.md). Prints,
+sandbox cgroup whose limit is twice SIZE (never killed). Rounds are interleaved (none, record,
+none, ...) because this machine's noise is as large as the effect (docs/kernel-facts.md). Prints,
 per mode, the median over rounds and the per-round ratios to "none" (median, min).
 
 What is timed: the workload's CPU time for each pass over SIZE, and the figure compared is the
@@ -65,7 +64,7 @@ def start_record(out: str, extra) -> subprocess.Popen:
     while True:
         err.seek(0)
         if "recording OOM kills" in err.read():
-            time.sleep(2.0)  # let the sampler find the cgroup and, with =on, attach
+            time.sleep(2.0)  # let the sampler find the cgroup
             return proc
         if proc.poll() is not None or time.monotonic() > deadline:
             raise SystemExit("record did not start: " + open(os.path.join(out, "record.err")).read())
@@ -95,7 +94,7 @@ def main() -> None:
     name = f"/oomscope-bench-{os.getpid()}"
     size = args.size_mib << 20
     fs_path = create_cgroup(hier, name, 2 * size + (64 << 20))
-    modes = [("none", None), ("record", []), ("charge-on", ["--charge-tracking=on", "--cgroup", name])]
+    modes = [("none", None), ("record", [])]
     times = {m: [] for m, _ in modes}  # steady state: median of the passes after the first
     first = {m: [] for m, _ in modes}
     waker = None

@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
 """What `oomscope record` costs the host while nothing is being killed.
 
-record attaches BPF to oom:mark_victim and oom:finish_task_reaping (they fire only at kills) and
-to sched:sched_process_fork (every fork on the host: one LRU-map update), and samples cgroupfs
-(every 0.5 s, every 0.1 s near a limit). So the two costs worth measuring are:
+record attaches BPF to oom:mark_victim and oom:finish_task_reaping (they fire only at kills), to
+sched:sched_process_fork (every fork on the host: one LRU-map update) and, for the kernel
+snapshot, to the raw tracepoint signal_generate (every signal sent on the host: the program
+returns unless it is a SIGKILL; bpf/memcg_snapshot.c), and samples cgroupfs. So the costs worth
+measuring are:
 
 1. fork: a loop of fork()+_exit()+waitpid(), timed without and with record running, in
    interleaved rounds (this machine's noise is as large as the effect: docs/kernel-facts.md). Reports
    the min and median of the per-round ratios.
-2. the collector's own CPU: record's user+system time over an idle interval, as % of one core.
+2. signals: a loop of kill(self, SIGUSR1) with SIGUSR1 ignored (the kernel still generates it and
+   fires signal_generate: kernel/signal.c), timed the same way: the snapshot program's cost on a
+   signal that is not a SIGKILL. (A SIGKILL's snapshot is timed by the program itself: took_ns,
+   bench/snapshot_accuracy.py.)
+3. the collector's own CPU: record's user+system time over an idle interval, as % of one core.
 
 Run as root after ./setup.sh:  /opt/oomscope/venv/bin/python bench/record_overhead.py [--rounds 9]
 """
@@ -33,6 +39,22 @@ def fork_loop(n: int) -> float:
             os._exit(0)
         os.waitpid(pid, 0)
     return time.perf_counter() - t
+
+
+def signal_loop(n: int) -> float:
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    me = os.getpid()
+    t = time.perf_counter()
+    for _ in range(n):
+        os.kill(me, signal.SIGUSR1)
+    return time.perf_counter() - t
+
+
+def _said(what: str, off, on, n: int) -> None:
+    ratios = [b / a for a, b in zip(off, on)]
+    print(f"  without record: median {statistics.median(off) * 1e6 / n:.2f} us/{what}, min {min(off) * 1e6 / n:.2f}")
+    print(f"  with record:    median {statistics.median(on) * 1e6 / n:.2f} us/{what}, min {min(on) * 1e6 / n:.2f}")
+    print(f"  ratio with/without: median {statistics.median(ratios):.3f}, min {min(ratios):.3f}, min-to-min {min(on) / min(off):.3f}")
 
 
 def start_record(out: str) -> subprocess.Popen:
@@ -64,26 +86,29 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--forks", type=int, default=3000)
+    ap.add_argument("--signals", type=int, default=200000)
     ap.add_argument("--idle-seconds", type=float, default=30.0)
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     fork_loop(300)  # warm up
-    off, on = [], []
+    signal_loop(10000)
+    off, on, sig_off, sig_on = [], [], [], []
     with tempfile.TemporaryDirectory() as out:
         for _ in range(args.rounds):
             off.append(fork_loop(args.forks))
+            sig_off.append(signal_loop(args.signals))
             rec = start_record(out)
             try:
                 time.sleep(1.0)
                 on.append(fork_loop(args.forks))
+                sig_on.append(signal_loop(args.signals))
             finally:
                 stop(rec)
-        ratios = [b / a for a, b in zip(off, on)]
         print(f"fork+exit+wait x{args.forks}, {args.rounds} interleaved rounds")
-        print(f"  without record: median {statistics.median(off) * 1e6 / args.forks:.1f} us/fork, min {min(off) * 1e6 / args.forks:.1f}")
-        print(f"  with record:    median {statistics.median(on) * 1e6 / args.forks:.1f} us/fork, min {min(on) * 1e6 / args.forks:.1f}")
-        print(f"  ratio with/without: median {statistics.median(ratios):.3f}, min {min(ratios):.3f}, min-to-min {min(on) / min(off):.3f}")
+        _said("fork", off, on, args.forks)
+        print(f"kill(self, SIGUSR1), ignored, x{args.signals}, the same rounds")
+        _said("signal", sig_off, sig_on, args.signals)
 
         rec = start_record(out)
         try:

@@ -9,15 +9,13 @@
  *   OOMSCOPE_EV_MARK_VICTIM, OOMSCOPE_EV_REAP_FINISHED: event kinds
  *   OOMSCOPE_F_COMM, _RSS (total_vm, anon_rss, file_rss, shmem_rss), _UID, _PGTABLES, _SCORE_ADJ:
  *     which optional oom:mark_victim fields this kernel has (older kernels have only pid)
- *   OOMSCOPE_SLOTS, OOMSCOPE_TRACKED, OOMSCOPE_SNAPSHOTS, OOMSCOPE_SNAP_SIGKILL,
- *   OOMSCOPE_SNAP_MARK_VICTIM: charge tracking
+ *   OOMSCOPE_SNAP_SIGKILL, OOMSCOPE_SNAP_MARK_VICTIM: memcg snapshot kinds (memcg_snapshot.c)
  */
 #ifndef OOMSCOPE_H
 #define OOMSCOPE_H
 
 #if !defined(OOMSCOPE_COMM_LEN) || !defined(OOMSCOPE_EV_MARK_VICTIM) || !defined(OOMSCOPE_F_SCORE_ADJ) \
-    || !defined(OOMSCOPE_SLOTS) || !defined(OOMSCOPE_TRACKED) || !defined(OOMSCOPE_SNAPSHOTS) \
-    || !defined(OOMSCOPE_SNAP_MARK_VICTIM)
+    || !defined(OOMSCOPE_SNAP_SIGKILL) || !defined(OOMSCOPE_SNAP_MARK_VICTIM)
 #error "compile with oomscope.layouts.cflags(): the layout constants come from there"
 #endif
 
@@ -60,28 +58,6 @@ struct oomscope_reclaim {
     u64 alloc_no_progress_max;  /* the most reclaim rounds in a row that freed nothing */
     u64 compact_retries;        /* oom:compact_retry */
     u64 compact_gave_up;        /* ... that decided not to retry */
-};
-
-/* charge tracking (charge_tracking.c): OOMSCOPE_SLOTS cgroups watched at once, OOMSCOPE_TRACKED
- * items each (layouts.TRACKED), the last OOMSCOPE_SNAPSHOTS snapshots kept */
-
-struct oomscope_watch {
-    u64 ids[OOMSCOPE_SLOTS];    /* cgroup ids (directory inodes); 0 = free slot */
-    u64 active;                 /* snapshot at the kill only when set */
-    u64 gen;                    /* bumped by user space at every change of ids: see charge_tracking.c */
-};
-
-/* snapshot kinds: OOMSCOPE_SNAP_SIGKILL (signal:signal_generate, before the victim can free),
- * OOMSCOPE_SNAP_MARK_VICTIM (oom:mark_victim, just after the SIGKILL) */
-
-struct oomscope_snapshot {
-    u64 seq;                    /* written first ... */
-    u64 done;                   /* ... and last: equal when the snapshot is complete */
-    u64 ts_ns;
-    u32 victim_pid;
-    u32 kind;                   /* OOMSCOPE_SNAP_* */
-    u64 ids[OOMSCOPE_SLOTS];
-    s64 vals[OOMSCOPE_SLOTS * OOMSCOPE_TRACKED];
 };
 
 /* the memcg snapshot (memcg_snapshot.c): the victim's memory cgroup and its ancestors at the

@@ -95,8 +95,9 @@ def record(
     cgroup: Annotated[Optional[str], typer.Option(metavar="CGROUP", help="only kills in this memory cgroup and below, e.g. /kubepods")] = None,
     lab: Annotated[Optional[str], typer.Option(metavar="SCENARIO", help="run this lab scenario while recording, then stop (e.g. anon)")] = None,
     lab_limit: Annotated[str, typer.Option(metavar="SIZE", help="memory limit of the lab's sandbox cgroup")] = "64M",
-    charge_tracking: Annotated[str, typer.Option(metavar="auto|on|off",
-        help="in-kernel charge counters (memcg:* tracepoints, 6.13+): auto = only while a cgroup is near its limit")] = "auto",
+    # removed (the kernel snapshot at the SIGKILL replaced it): still accepted, so that a unit or a
+    # script that passes it keeps recording, with a warning
+    charge_tracking: Annotated[Optional[str], typer.Option(hidden=True)] = None,
     metrics_addr: Annotated[Optional[str], typer.Option(metavar="HOST:PORT", help="serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9847)")] = None,
     log_format: Annotated[str, typer.Option(metavar="text|json", help="the per-kill line on stdout: text or json (one JSON object per line)")] = "text",
     keep: Annotated[Optional[str], typer.Option(metavar="N|Nd", help="keep only the newest N post-mortems (100) or those of the last N days (7d)")] = None,
@@ -111,12 +112,13 @@ def record(
     from .record.finish import start_worker
     from .units import parse_size
 
+    if charge_tracking is not None:
+        typer.echo("oomscope: warning: --charge-tracking is ignored: charge tracking was removed "
+                   "(the kernel snapshot at each SIGKILL gives the state at the kill on every kernel)", err=True)
     try:
         if os.geteuid() != 0:
             raise OomscopeError("record needs root (BPF, tracefs, /dev/kmsg): run it with sudo")
         limit = parse_size(lab_limit)
-        if charge_tracking not in ("auto", "on", "off"):
-            raise OomscopeError(f"--charge-tracking must be auto, on or off, not {charge_tracking!r}")
         if log_format not in ("text", "json"):
             raise OomscopeError(f"--log-format must be text or json, not {log_format!r}")
         if keep is not None:
@@ -125,7 +127,7 @@ def record(
         _files(mode, allow_shared_output)
         from .safefs import open_dir
         os.close(open_dir(output, create=True))  # an unsafe output folder fails before BPF is loaded
-        collector = Collector(RecordOptions(output=output, duration_s=duration, cgroup=cgroup, charge_tracking=charge_tracking,
+        collector = Collector(RecordOptions(output=output, duration_s=duration, cgroup=cgroup,
                                             metrics_addr=metrics_addr, log_format=log_format, keep=keep),
                               Downstream(start_finisher=start_worker), sys.stdout, sys.stderr)
         install_signal_handlers(collector)

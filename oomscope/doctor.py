@@ -39,7 +39,8 @@ def run_checks(load_probe: bool = True) -> List[Check]:
         checks.append(Check("oom:mark_victim", False, "tracepoint not found" if tfs else "cannot tell without tracefs",
                             "a kernel with CONFIG_TRACEPOINTS (and tracefs mounted)"))
     for cat, ev, why in (("oom", "finish_task_reaping", "when the oom_reaper freed the victim's memory"),
-                         ("memcg", "mod_memcg_state", "in-kernel charge counters (6.13+)"),
+                         ("memcg", "mod_memcg_state", "6.13+: the kernel snapshot learns its statistics slots from it where "
+                          "kallsyms does not show mem_cgroup_stats_index"),
                          ("vmscan", "mm_vmscan_memcg_reclaim_begin", "reclaim activity")):
         present = tfs is not None and tracefs.tracepoint_fields(cat, ev, tfs) is not None
         checks.append(Check(f"{cat}:{ev}", present, f"{'present' if present else 'absent'}: {why}", required=False))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 COMM_LEN = 16
 
@@ -22,57 +22,9 @@ EV_REAP_FINISHED = 2  # oom:finish_task_reaping: the oom_reaper freed its memory
 # Which optional oom:mark_victim fields this kernel has (struct oomscope_event.fields).
 F_COMM, F_RSS, F_UID, F_PGTABLES, F_SCORE_ADJ = 1, 2, 4, 8, 16
 
-# Charge tracking (bpf/charge_tracking.c).
-CHARGE_SLOTS = 8   # cgroups watched at once: a near-limit cgroup and its children
-SNAPSHOTS = 128    # snapshots kept in the kernel: kills between two reads (a storm: ~60/s, 2 s)
+# Memcg snapshot kinds (struct oomscope_memcg_snapshot.kind, bpf/memcg_snapshot.c).
 SNAP_SIGKILL = 1      # signal:signal_generate, SIGKILL: before the victim can free
-SNAP_MARK_VICTIM = 2  # oom:mark_victim: just after the SIGKILL
-
-
-@dataclass(frozen=True)
-class TrackedItem:
-    enum_name: str     # enumerator in node_stat_item / memcg_stat_item / vm_event_item
-    event: bool        # a vm_event_item (a count), else a stat item (pages)
-    v1_key: Optional[str]  # memory.stat key on cgroup v1 (local; hierarchical is "total_" + key)
-    v2_key: Optional[str]  # memory.stat key on cgroup v2 (hierarchical)
-
-
-# The counters' dense index (OOMSCOPE_TRACKED of them per watched cgroup). Stat items counted in
-# pages only: why, in record/charges.py.
-TRACKED: Tuple[TrackedItem, ...] = (
-    TrackedItem("NR_ANON_MAPPED", False, "rss", "anon"),
-    TrackedItem("NR_FILE_PAGES", False, "cache", "file"),
-    TrackedItem("NR_SHMEM", False, "shmem", "shmem"),
-    TrackedItem("NR_FILE_MAPPED", False, "mapped_file", "file_mapped"),
-    TrackedItem("NR_FILE_DIRTY", False, "dirty", "file_dirty"),
-    TrackedItem("NR_WRITEBACK", False, "writeback", "file_writeback"),
-    TrackedItem("NR_ANON_THPS", False, "rss_huge", "anon_thp"),
-    TrackedItem("NR_FILE_THPS", False, None, "file_thp"),
-    TrackedItem("NR_SHMEM_THPS", False, None, "shmem_thp"),
-    TrackedItem("NR_INACTIVE_ANON", False, "inactive_anon", "inactive_anon"),
-    TrackedItem("NR_ACTIVE_ANON", False, "active_anon", "active_anon"),
-    TrackedItem("NR_INACTIVE_FILE", False, "inactive_file", "inactive_file"),
-    TrackedItem("NR_ACTIVE_FILE", False, "active_file", "active_file"),
-    TrackedItem("NR_UNEVICTABLE", False, "unevictable", "unevictable"),
-    TrackedItem("NR_PAGETABLE", False, None, "pagetables"),
-    TrackedItem("NR_SECONDARY_PAGETABLE", False, None, "sec_pagetables"),
-    TrackedItem("NR_SWAPCACHE", False, None, "swapcached"),
-    TrackedItem("MEMCG_SWAP", False, "swap", None),
-    TrackedItem("MEMCG_SOCK", False, None, "sock"),
-    TrackedItem("MEMCG_VMALLOC", False, None, "vmalloc"),
-    TrackedItem("MEMCG_KMEM", False, None, "kernel"),
-    TrackedItem("MEMCG_ZSWAPPED", False, None, "zswapped"),
-    TrackedItem("PGFAULT", True, "pgfault", "pgfault"),
-    TrackedItem("PGMAJFAULT", True, "pgmajfault", "pgmajfault"),
-    TrackedItem("PGPGIN", True, "pgpgin", None),
-    TrackedItem("PGPGOUT", True, "pgpgout", None),
-    TrackedItem("PGREFILL", True, None, "pgrefill"),
-    TrackedItem("PGSCAN_DIRECT", True, None, "pgscan_direct"),
-    TrackedItem("PGSTEAL_DIRECT", True, None, "pgsteal_direct"),
-    TrackedItem("PGSCAN_KSWAPD", True, None, "pgscan_kswapd"),
-    TrackedItem("PGSTEAL_KSWAPD", True, None, "pgsteal_kswapd"),
-    TrackedItem("THP_FAULT_ALLOC", True, None, "thp_fault_alloc"),
-)
+SNAP_MARK_VICTIM = 2  # oom:mark_victim: a victim marked without a SIGKILL seen
 
 
 def cflags() -> List[str]:
@@ -82,23 +34,8 @@ def cflags() -> List[str]:
         ("EV_MARK_VICTIM", EV_MARK_VICTIM), ("EV_REAP_FINISHED", EV_REAP_FINISHED),
         ("F_COMM", F_COMM), ("F_RSS", F_RSS), ("F_UID", F_UID), ("F_PGTABLES", F_PGTABLES),
         ("F_SCORE_ADJ", F_SCORE_ADJ),
-        ("SLOTS", CHARGE_SLOTS), ("TRACKED", len(TRACKED)), ("SNAPSHOTS", SNAPSHOTS),
         ("SNAP_SIGKILL", SNAP_SIGKILL), ("SNAP_MARK_VICTIM", SNAP_MARK_VICTIM),
     )]
-
-
-def item_index_table(enums: Dict[str, Dict[str, int]], nr_stat: int) -> Dict[int, int]:
-    """kernel item number (events offset by nr_stat) -> TRACKED index, for the items this kernel has."""
-    stat_names = {**enums.get("node_stat_item", {}), **enums.get("memcg_stat_item", {})}
-    events = enums.get("vm_event_item", {})
-    table = {}
-    for i, item in enumerate(TRACKED):
-        if item.event:
-            if item.enum_name in events:
-                table[nr_stat + events[item.enum_name]] = i
-        elif item.enum_name in stat_names:
-            table[stat_names[item.enum_name]] = i
-    return table
 
 
 @dataclass

@@ -51,11 +51,10 @@ class Metrics:
         self.no_report = Counter("oomscope_kills_without_kernel_report",
                                  "Kills whose kernel OOM report was rate-limited away or not seen", registry=r)
         self.errors = Counter("oomscope_errors", "Errors by component (probe, collector, writer)", ["component"], registry=r)
-        self.charge = Gauge("oomscope_charge_tracking_attached", "1 while the memcg charge counters are attached", registry=r)
         self.watched = Gauge("oomscope_watched_cgroups", "Memory cgroups the sampler watches", registry=r)
         self.lost = Gauge("oomscope_bpf_events_lost", "BPF perf-buffer events lost (cumulative)", registry=r)
-        self.losses = Gauge("oomscope_lost", "What record lost, by kind (cumulative): bpf_events, charge_snapshots, "
-                            "kmsg_records, dropped_cgroups", ["what"], registry=r)
+        self.losses = Gauge("oomscope_lost", "What record lost, by kind (cumulative): bpf_events, kmsg_records, "
+                            "dropped_cgroups", ["what"], registry=r)
         self.kmsg_reader = Gauge("oomscope_kmsg_reader_up", "1 while the /dev/kmsg reader runs (0: captures lack the kernel's report)",
                                  registry=r)
         self.last_kill = Gauge("oomscope_last_oom_kill_timestamp_seconds",

@@ -15,7 +15,8 @@ Every figure about the cgroup says where it came from (its *provenance*, a ``Sou
 - ``kernel_log``:    the kernel's OOM report as a log kept it (``oomscope import``).
 - ``kernel_snapshot``: the memory cgroup's own counters, read by a BPF program at the victim's
   SIGKILL (bpf/memcg_snapshot.c), with the per-CPU deltas not yet flushed.
-- ``reconstructed``: the last sample plus the in-kernel charge counters' deltas up to the kill.
+- ``reconstructed``: the last sample plus the in-kernel charge counters' deltas up to the kill
+  (charge tracking, removed: no longer written since schema 5, still read in older captures).
 """
 
 from __future__ import annotations
@@ -35,10 +36,14 @@ from .terminal import terminal_safe
 #: 2: Host.page_size_bytes (the kill host's page size); provenance is one of ``Source``.
 #: 3: ``runtimes``, the runtime's own view of its memory (a JVM's hsperfdata) before the kill.
 #: 4: the ``kernel_snapshot`` source (at_kill and at_kill_sources), read in the kernel at the SIGKILL.
-#: Captures of schema 1 to 3 still load (page size unknown in 1; no runtimes in 1 and 2; no
-#: kernel snapshot before 4).
-SCHEMA_VERSION = 4
-READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4)
+#: 5: charge tracking removed: no ``charge_tracking``, no ``reconstructed`` source, no cgroup
+#:    state ``keys_from_sample``/``base_age_ms``; ``kernel_snapshot_status`` says whether the
+#:    recorder could take kernel snapshots.
+#: Captures of schema 1 to 4 still load (page size unknown in 1; no runtimes in 1 and 2; no
+#: kernel snapshot before 4; a ``reconstructed`` state of 4 or older is read and shown as such,
+#: its ``charge_tracking`` and reconstruction details ignored).
+SCHEMA_VERSION = 5
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5)
 
 
 class Source(str, enum.Enum):
@@ -48,7 +53,7 @@ class Source(str, enum.Enum):
     KERNEL_REPORT = "kernel_report"  # the kernel's OOM report from /dev/kmsg, printed at the kill
     KERNEL_LOG = "kernel_log"        # the same report as a log kept it (oomscope import)
     KERNEL_SNAPSHOT = "kernel_snapshot"  # the memcg's own counters, read in the kernel at the SIGKILL
-    RECONSTRUCTED = "reconstructed"  # the last sample plus the in-kernel charge counters' deltas
+    RECONSTRUCTED = "reconstructed"  # charge tracking's (removed): read in captures of schema 4 and older, never written
     LAST_SAMPLE = "last_sample"      # oomscope's last read of cgroupfs before the kill
     AFTER_KILL = "after_kill"        # cgroupfs or /proc read after the kill reached user space
     BPF = "bpf"                      # the oom:mark_victim tracepoint, read in the kernel at the kill
@@ -164,11 +169,6 @@ class CgroupState:
     #: how long before the kill this was read (negative: after it)
     age_ms: Optional[float] = None
     cgroup: Optional[str] = None  # which cgroup this reading is of
-    #: reconstructed only: the memory.stat keys the charge counters cannot follow (counted in
-    #: bytes or kB by the kernel), kept at the value of the sample the reconstruction starts from
-    keys_from_sample: List[str] = field(default_factory=list)
-    #: reconstructed only: how long before the kill that sample was taken
-    base_age_ms: Optional[float] = None
 
 
 @dataclass
@@ -420,8 +420,9 @@ class Capture:
     host_memory_at_kill: Dict[str, int] = field(default_factory=dict)
     #: the minutes before the kill: the oom_memcg's history, then the task_memcg's when different
     timelines: List[Timeline] = field(default_factory=list)
-    #: whether the in-kernel charge counters were on at the kill: on, off, unavailable (+ why)
-    charge_tracking: str = ""
+    #: whether the recorder took kernel snapshots at SIGKILLs (schema 5): "on", "unavailable: <why>";
+    #: "" when not recorded live (import, older schemas)
+    kernel_snapshot_status: str = ""
     #: the victim's cgroup as Kubernetes, docker, podman or systemd name it
     workload: Workload = field(default_factory=Workload)
     #: plain-language remarks on what is missing or uncertain in this capture

@@ -1,11 +1,12 @@
-"""What charge tracking needs from the kernel's BTF (/sys/kernel/btf/vmlinux).
+"""What the kernel snapshot (bpf/memcg_snapshot.c, kernel/memcg_layout.py) needs from the
+kernel's BTF (/sys/kernel/btf/vmlinux).
 
-- Enum values: the memcg tracepoints (6.13+) carry stat items as numbers of the enums
-  ``node_stat_item``, ``memcg_stat_item`` and ``vm_event_item``, whose values move between kernel
-  versions (docs/kernel-facts.md): they are read from the running kernel's BTF, never hard-coded.
-- Struct member offsets (``mem_cgroup.css.cgroup``, ``cgroup.kn``, ``kernfs_node.id``): the raw
-  tracepoints pass a ``struct mem_cgroup *``, and bpf/charge_tracking.c turns it into the cgroup
-  id with these offsets, so it needs no kernel headers whose layout might differ.
+- Enum values: the stat items (``node_stat_item``, ``memcg_stat_item``) are numbers of enums whose
+  values move between kernel versions (docs/kernel-facts.md): they are read from the running
+  kernel's BTF, never hard-coded.
+- Struct member offsets (``mem_cgroup.css.cgroup``, ``cgroup.kn``, ``kernfs_node.id``,
+  ``mem_cgroup.memory``, ...): the program follows kernel pointers with these offsets, so it needs
+  no kernel headers whose layout might differ.
 - Raw tracepoint prototypes (the ``btf_trace_<name>`` typedefs): checked before the programs read
   their arguments by position.
 - Array members (``memcg_vmstats.state[]``: their length is the layout, bpf/memcg_snapshot.c) and

@@ -1,7 +1,6 @@
 """What record says as it goes: one line per kill on stdout (text or JSON), the Prometheus
 metrics, and what it lost (``Losses``): the /dev/kmsg reader dead, BPF events lost in the perf
-buffer, charge snapshots overwritten before they were read, kernel log records lost, cgroups the
-sampler dropped. A loss is said in record's log when it grows, counted in the metrics, and noted
+buffer, kernel log records lost, cgroups the sampler dropped. A loss is said in record's log when it grows, counted in the metrics, and noted
 in the capture of each kill it may have touched (``Losses``)."""
 
 from __future__ import annotations
@@ -51,7 +50,6 @@ def kill_line(c: Capture, written: Written, category: str, log_format: str, anal
 # What each loss means, for the log and the capture's note.
 LOSS_WORDS = {
     "bpf_events": "BPF events lost in the perf buffer (kills may be missing or lack their event)",
-    "charge_snapshots": "charge snapshots overwritten in the kernel before they were read (no reconstruction for those kills)",
     "kmsg_records": "kernel log records lost (the kernel's OOM reports of some kills were not seen)",
     "dropped_cgroups": "memory cgroups not sampled (more than the sampler's limit)",
 }
@@ -127,7 +125,7 @@ class Announcer:
         if self.metrics is not None:
             self.metrics.errors.labels(component).inc()
 
-    def health(self, *, now_ns: int, sampler_errors: int, events_lost: int, charge_attached: bool, watched: int,
+    def health(self, *, now_ns: int, sampler_errors: int, events_lost: int, watched: int,
                losses: Dict[str, int], kmsg_error: Optional[BaseException], kmsg_open: bool = True,
                notify_errors: int = 0, notify_error: Optional[str] = None,
                near_limit: Optional[Callable[[int], List[Any]]] = None) -> None:
@@ -150,7 +148,6 @@ class Announcer:
         if lost > 0:
             self.metrics.errors.labels("probe").inc(lost)  # BPF events lost in the perf buffer
             self._lost_seen = events_lost
-        self.metrics.charge.set(1 if charge_attached else 0)
         self.metrics.watched.set(watched)
         self.metrics.lost.set(events_lost)
         for key, n in losses.items():

@@ -24,7 +24,6 @@ from ..model import (
     SOURCE_KERNEL_REPORT,
     SOURCE_KERNEL_SNAPSHOT,
     SOURCE_NONE,
-    SOURCE_RECONSTRUCTED,
     Capture,
     CgroupInfo,
     CgroupUsage,
@@ -65,11 +64,10 @@ class Evidence:
     last_sample: Optional[CgroupState] = None
     #: the memcg's own counters read in the kernel at the SIGKILL (record/snapshot.py)
     kernel_snapshot: Optional[CgroupState] = None
-    #: last sample + in-kernel charge counters up to the kill (record/charges.py)
-    reconstructed: Optional[CgroupState] = None
+    #: whether the recorder could take kernel snapshots: "on", or "unavailable: <why>" ("": not recorded live)
+    snapshot_status: str = ""
     after_kill: Optional[CgroupState] = None
     timelines: List[Timeline] = field(default_factory=list)
-    charge_tracking: str = ""
     #: pid -> (comm, cmdline) known from before the kill
     proc_info: Dict[int, Tuple[str, Optional[str]]] = field(default_factory=dict)
     #: the cgroup's processes read from /proc after the kill (when the report has no tasks table)
@@ -325,8 +323,6 @@ def build_capture(
         sources[from_report] = evidence.incident_state
     if evidence.kernel_snapshot is not None:
         sources[evidence.kernel_snapshot.source] = evidence.kernel_snapshot
-    if evidence.reconstructed is not None:
-        sources[evidence.reconstructed.source] = evidence.reconstructed
     if evidence.last_sample is not None:
         sources[evidence.last_sample.source] = evidence.last_sample
     if evidence.after_kill is not None:
@@ -341,16 +337,11 @@ def build_capture(
         elif at_kill.source == SOURCE_KERNEL_SNAPSHOT:
             notes.append("The kernel's OOM report was not available; the cgroup's state at the kill was read in the kernel at the "
                          "victim's SIGKILL (the memory cgroup's own counters, with the per-CPU changes not yet flushed).")
-        elif at_kill.source == SOURCE_RECONSTRUCTED:
-            base = evidence.reconstructed.base_age_ms if evidence.reconstructed is not None else None
-            notes.append("The kernel's OOM report was not available; the cgroup's state at the kill is reconstructed from the "
-                         "in-kernel charge counters"
-                         + (f" added to the sample taken {base:.0f} ms before the kill." if base is not None else ".")
-                         + " Slab, kernel stacks and per-CPU memory keep the sample's values (the kernel's tracepoints "
-                         "report them rounded to pages).")
         else:
             notes.append(f"The kernel's OOM report was not available; the cgroup's state comes from {at_kill.source.replace('_', ' ')}"
-                         + (f" ({at_kill.age_ms:.0f} ms before the kill)." if at_kill.age_ms is not None and at_kill.age_ms >= 0 else "."))
+                         + (f" ({at_kill.age_ms:.0f} ms before the kill)." if at_kill.age_ms is not None and at_kill.age_ms >= 0 else ".")
+                         + (f" No kernel snapshot at the SIGKILL: {evidence.snapshot_status.rstrip('.')}."
+                            if evidence.snapshot_status.startswith("unavailable") else ""))
 
     # --- the processes ---
     if report is not None and report.tasks:
@@ -448,7 +439,7 @@ def build_capture(
         notes=notes,
         host_memory_at_kill=host_memory,
         timelines=list(evidence.timelines),
-        charge_tracking=evidence.charge_tracking,
+        kernel_snapshot_status=evidence.snapshot_status,
         runtimes=list(evidence.runtimes),
     )
     # A log can print any number: one no kernel could have kept becomes unknown, with a note.

@@ -19,7 +19,6 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -27,18 +26,17 @@ from typing import Any, Callable, Deque, Dict, List, Optional, TextIO, Tuple
 
 from ..containers import NodeNames, workload_of
 from ..errors import EnvironmentProblem, ProbeError
-from ..kernel import btf, procfs
+from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..kernel.kmsg import KmsgFollower, KmsgReader, OomReportParser
 from ..layouts import EV_MARK_VICTIM, OomEvent
 from ..metrics import Metrics
 from ..model import Capture
 from ..terminal import terminal_safe
-from ..probes import (ChargeTracker, MemcgSnapshotter, OomProbes, charge_tracking_layout, charge_tracking_support,
-                      learning_activity, memcg_snapshot_layout)
+from ..probes import MemcgSnapshotter, OomProbes, learning_activity, memcg_snapshot_layout
 from .announce import Announcer
 from .assemble import Placement, Recording, build_capture, place
-from .evidence import ChargeSnapshots, EvidenceGatherer, LiveReads
+from .evidence import EvidenceGatherer, LiveReads
 from .joiner import KillJoiner, PendingKill
 from .finish import Finished
 from .memory import drop_compiler_pages, trim_heap
@@ -78,7 +76,6 @@ class RecordOptions:
     output: str
     duration_s: Optional[float] = None
     cgroup: Optional[str] = None  # only kills within this cgroup (and only it is sampled)
-    charge_tracking: str = "auto"  # auto | on | off
     metrics_addr: Optional[str] = None  # HOST:PORT for Prometheus metrics
     log_format: str = "text"  # text | json: the per-kill line on stdout
     keep: Optional[str] = None  # N (post-mortems) or Nd (days): prune older ones
@@ -118,7 +115,6 @@ class Collector:
             layout, why_not = self._memcg_snapshot_layout()
             self.probes = OomProbes(self._events.append, snapshot_layout=layout)
             self.memcg_snap, self.memcg_snap_status = self._load_memcg_snapshot(layout, why_not)
-            self.charge, self.charge_status = self._load_charge_tracking(opts.charge_tracking)
         except BaseException:
             self.finisher.close()
             raise
@@ -127,12 +123,10 @@ class Collector:
         # The compile's leftovers, given back once both programs are loaded (record/memory.py).
         trim_heap()
         drop_compiler_pages()
-        self.snapshots = ChargeSnapshots(self.charge) if self.charge is not None else None
         _raise_open_file_limit()  # cgroup v1: an eventfd per limited cgroup (record/sampler.py)
         self.sampler = Sampler(self.hier, top=opts.cgroup or "/",
-                               reclaim_reader=self.probes.reclaim_by_pid if self.probes.has_reclaim else None,
-                               charge=self.charge, charge_mode=opts.charge_tracking)
-        self.evidence = EvidenceGatherer(self.sampler.store, LiveReads(self.hier), self.hier.version, self.snapshots)
+                               reclaim_reader=self.probes.reclaim_by_pid if self.probes.has_reclaim else None)
+        self.evidence = EvidenceGatherer(self.sampler.store, LiveReads(self.hier), self.hier.version)
 
     def _memcg_snapshot_layout(self):
         """(the kernel's memcg layout or None, why not), read from its BTF before the compile: the
@@ -150,53 +144,15 @@ class Collector:
         try:
             if layout is None or not self.probes.with_snapshot:
                 raise ProbeError(why_not)
-            return MemcgSnapshotter(layout, learning_activity(), bpf=self.probes.bpf), ""
+            return MemcgSnapshotter(layout, learning_activity(), bpf=self.probes.bpf), "on"
         except ProbeError as exc:
             self.err.write(f"oomscope: warning: no kernel snapshot at the kill: {exc}\n")
             return None, f"unavailable: {exc}"
 
-    def _load_charge_tracking(self, mode: str):
-        """(tracker or None, why it is off). --charge-tracking=on on a kernel without it is an error."""
-        if mode == "off":
-            return None, "off (--charge-tracking=off)"
-        why = charge_tracking_support()
-        enums = types = None
-        if why is None:
-            try:
-                types = btf.kernel_types()
-                if types is not None:
-                    enums = btf.parse_enums(types.blob, ("node_stat_item", "memcg_stat_item", "vm_event_item"))
-            except btf.BtfError as exc:
-                why = f"the kernel's BTF could not be read ({exc})"
-            if types is None and why is None:
-                why = "the kernel has no BTF (/sys/kernel/btf/vmlinux) to name the stat items"
-            elif enums is not None and (len(enums) < 3 or "MEMCG_NR_STAT" not in enums["memcg_stat_item"]):
-                why = "the kernel's BTF lacks the memcg stat enums"
-        if why is None:
-            try:
-                return ChargeTracker(enums, charge_tracking_layout(types)), ""
-            except ProbeError as exc:
-                why = str(exc)
-        if mode == "on":
-            raise EnvironmentProblem(f"--charge-tracking=on: {why}")
-        return None, f"unavailable: {why}"
-
-    def charge_state(self) -> str:
-        if self.charge is None:
-            return self.charge_status
-        mode = self.opts.charge_tracking
-        return ("on" if self.charge.attached else "off") + (" (auto: attached while a cgroup is near its limit)" if mode == "auto" else "")
-
     def describe(self) -> str:
-        if self.charge is None:
-            charge = f"charge tracking {self.charge_status}"
-        elif self.opts.charge_tracking == "on":
-            charge = "charge tracking on"
-        else:
-            charge = "charge tracking auto (attached while a cgroup is above 90% of its limit)"
         snap = "kernel snapshot at the SIGKILL" if self.memcg_snap is not None else f"kernel snapshot {self.memcg_snap_status}"
         return (f"recording OOM kills: cgroup v{self.hier.version} at {self.hier.root}, "
-                f"BPF on oom:mark_victim ({self.probes.headers.how}), {snap}, {charge}, "
+                f"BPF on oom:mark_victim ({self.probes.headers.how}), {snap}, "
                 f"limit notifications: {self.sampler.notifications()}, output {self.opts.output}")
 
     def request_stop(self, *_args) -> None:
@@ -205,13 +161,6 @@ class Collector:
     # --- the loop ---
 
     def run(self, until: Optional[Callable[[], bool]] = None) -> List[RecordedKill]:
-        # The sampler reads memory.stat between two reads of the charge counters; with the
-        # default 5 ms switch interval, the main thread (rendering post-mortems in a storm) held
-        # it up long enough between them for the pair to be useless. 0.5 ms keeps them close.
-        # Still needed with the readings in their own locked store (measured on this host with
-        # the two storm system tests: with it, 5 runs, all passed; without it, 10 runs, the
-        # charge storm failed twice, each time one of ~65 rate-limited kills left unreconstructed).
-        sys.setswitchinterval(0.0005)
         sampler_thread = threading.Thread(target=self.sampler.run, args=(self.stop,), name="sampler", daemon=True)
         sampler_thread.start()
         deadline = time.monotonic() + self.opts.duration_s if self.opts.duration_s else None
@@ -242,13 +191,6 @@ class Collector:
                 self._drain()
             self._drain(flush=True)
             self._announce(self.finisher.finish(self.downstream.finish_timeout_s))
-            if self.snapshots is not None:
-                misses = self.snapshots.misses
-                if self.sampler.unpaired:
-                    misses["(samples whose counter reads were too far apart: %d)" % self.sampler.unpaired] += 0
-                if misses:
-                    self.err.write("oomscope: kills without a reconstructed state: "
-                                   + ", ".join(f"{n} {why}" for why, n in misses.items()) + "\n")
         finally:
             self.stop.set()
             self.finisher.close()
@@ -257,8 +199,6 @@ class Collector:
             if self.memcg_snap is not None:
                 self.memcg_snap.close()  # its programs first: they live in the probes' module
             self.probes.close()
-            if self.charge is not None:
-                self.charge.close()
             if self.kmsg is not None:
                 self.kmsg.close()
             if self.metrics is not None:
@@ -281,10 +221,6 @@ class Collector:
         for rec in records:
             for rep in self.parser.feed(rec):
                 self.joiner.add_report(rep, now)
-        if self.snapshots is not None:
-            # The one read of the kernel's snapshots: every drain, before the ring of
-            # OOMSCOPE_SNAPSHOTS wraps in a storm, and before the kills below look theirs up.
-            self.snapshots.collect()
         ready = self.joiner.ready(now, flush=flush)
         if events or records or ready or flush or now >= self._next_health_ns:
             # Losses are looked for before any kill is written, and at least every 250 ms: not
@@ -302,8 +238,6 @@ class Collector:
 
     def _on_mark_victim(self, kill: PendingKill, ev: OomEvent) -> None:
         """What must be read at once, before the victim is gone: its cgroup and command line."""
-        if self.charge is not None:
-            kill.charge_generation = self.charge.generation_at(ev.ts_ns)
         if kill.proc_cgroup is None:
             # Race the exit: a task that has exited reads as "/" (treated as unknown).
             kill.proc_cgroup = procfs.read_memory_cgroup(ev.victim_pid, self.hier.version)
@@ -314,14 +248,12 @@ class Collector:
 
     def _health(self, now_ns: int) -> None:
         losses = {"bpf_events": self.probes.lost, "dropped_cgroups": self.sampler.dropped_cgroups}
-        if self.snapshots is not None:
-            losses["charge_snapshots"] = self.snapshots.lost
         if self.kmsg is not None:
             lost = getattr(self.kmsg, "lost_records", 0)  # a property of KmsgFollower (kernel/kmsg.py)
             losses["kmsg_records"] = lost() if callable(lost) else lost
         self.announce.health(
             now_ns=now_ns, sampler_errors=self.sampler.errors + self.sampler.store.errors, events_lost=self.probes.lost,
-            charge_attached=self.charge is not None and self.charge.attached, watched=self.sampler.store.watched(),
+            watched=self.sampler.store.watched(),
             losses=losses, kmsg_error=getattr(self.kmsg, "error", None), kmsg_open=self.kmsg is not None,
             notify_errors=self.sampler.notify.errors, notify_error=self.sampler.notify.last_error,
             near_limit=self.sampler.store.near_limit)
@@ -337,7 +269,7 @@ class Collector:
                           kill.event.victim_parent_pid if kill.event is not None else None)
         if not self._in_scope(placement):
             return
-        evidence = self.evidence.gather(kill, placement, kill_ns, self.charge_state(),
+        evidence = self.evidence.gather(kill, placement, kill_ns, self.memcg_snap_status,
                                         (head.state, head.capture.tasks) if head is not None else None)
         capture = build_capture(kill.pid, kill.event, kill.report, placement, evidence, self.recording,
                                 dt.datetime.now(dt.timezone.utc))

@@ -1,15 +1,14 @@
 """Evidence for one kill: what the recorder knew about it, for the cgroups a Placement names.
 
 Queries only: the sampler's store of readings (``ReadingsStore``: every reading taken before the
-kill), the charge snapshots taken in the kernel at the kill (``ChargeSnapshots``), and what only
-exists now, read through ``LiveReads`` (the victim's /proc files, the cgroup after the kill). No
-decision about the kill is made here (record/assemble.py ``place`` makes them); each of the three
-sources can be replaced by a fake in tests.
+kill), the kernel's snapshot at the SIGKILL carried by the kill's event, and what only exists
+now, read through ``LiveReads`` (the victim's /proc files, the cgroup after the kill). No decision
+about the kill is made here (record/assemble.py ``place`` makes them); the store and the live
+reads can be replaced by fakes in tests.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import os
 import time
@@ -17,10 +16,9 @@ from typing import Dict, List, Optional, Protocol, Tuple
 
 from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy
-from ..layouts import SNAP_MARK_VICTIM, SNAP_SIGKILL, ReclaimStats
+from ..layouts import ReclaimStats
 from ..model import (SOURCE_AFTER_KILL, CgroupState, Source, CgroupUsage, ReclaimAtKill, RuntimePoint, Task, Timeline,
                      TimelinePoint)
-from . import charges
 from . import snapshot as memcg_snapshot
 from .assemble import Evidence, Placement
 from .joiner import PendingKill
@@ -34,14 +32,12 @@ class ReadingsStore(Protocol):
     """The queries evidence asks of the sampler's store of readings (record/sampler.py)."""
 
     def latest_before(self, cgroup: str, t_ns: int): ...
-    def latest_paired_before(self, cgroup: str, t_ns: int, generation: Optional[int]): ...
     def timeline(self, cgroup: str, kill_ns: int) -> List[TimelinePoint]: ...
     def reclaim_of(self, cgroup: str, not_before_ns: int) -> Optional[Tuple[ReclaimStats, int]]: ...
     def below(self, cgroup: str, t_ns: int) -> list: ...
     def cgroup_of_pid(self, pid: int) -> Optional[str]: ...
     def proc_info(self, pid: int) -> Optional[Tuple[str, Optional[str]]]: ...
     def ino(self, cgroup: str) -> Optional[int]: ...
-    def subtree_inos(self, cgroup: str) -> List[int]: ...
     def runtimes_before(self, cgroup: str, t_ns: int) -> list: ...
 
 
@@ -75,48 +71,11 @@ class LiveReads:
         return out
 
 
-class ChargeSnapshots:
-    """The charge counters the kernel summed at each SIGKILL and oom:mark_victim, kept by victim
-    pid for the kills still to be written. ``collect`` is called once per drain of the main loop,
-    after the events are joined and before any kill is written; the main thread alone uses it."""
-
-    def __init__(self, tracker, keep: int = 4096):
-        self.tracker = tracker  # probes.ChargeTracker
-        self.keep = keep
-        self._by_pid: "collections.OrderedDict[int, list]" = collections.OrderedDict()  # pid -> [(ts, kind, counters)]
-        self.misses: collections.Counter = collections.Counter()  # why a kill had no reconstruction
-
-    def collect(self) -> None:
-        for pid, ts, kind, snap in self.tracker.snapshots():
-            self._by_pid.setdefault(pid, []).append((ts, kind, snap))
-            self._by_pid.move_to_end(pid)
-        while len(self._by_pid) > self.keep:
-            self._by_pid.popitem(last=False)
-
-    def at_kill(self, pid: int, kill_ns: int):
-        """The snapshot taken when the victim's SIGKILL was sent (it precedes oom:mark_victim by
-        microseconds), else the one at oom:mark_victim."""
-        found = None
-        for ts, kind, snap in self._by_pid.get(pid, ()):
-            if kind == SNAP_SIGKILL and 0 <= kill_ns - ts < 5_000_000:
-                return snap
-            if kind == SNAP_MARK_VICTIM and abs(ts - kill_ns) < 5_000_000:
-                found = snap
-        return found
-
-    @property
-    def lost(self) -> int:
-        """Snapshots the kernel overwrote before they were read."""
-        return self.tracker.snapshots_lost
-
-
 class EvidenceGatherer:
-    def __init__(self, store: ReadingsStore, live: LiveReads, cgroup_version: int,
-                 snapshots: Optional[ChargeSnapshots] = None):
+    def __init__(self, store: ReadingsStore, live: LiveReads, cgroup_version: int):
         self.store = store
         self.live = live
         self.cgroup_version = cgroup_version
-        self.snapshots = snapshots
 
     def locate(self, kill: PendingKill) -> Optional[Tuple[str, str]]:
         """The victim's memory cgroup as oomscope saw it, best first, for when the kernel's report
@@ -135,9 +94,9 @@ class EvidenceGatherer:
                 return scanned, Source.FORK_PARENT
         return None
 
-    def gather(self, kill: PendingKill, placement: Placement, kill_ns: int, charge_tracking: str = "",
+    def gather(self, kill: PendingKill, placement: Placement, kill_ns: int, snapshot_status: str = "",
                incident: Optional[Tuple[CgroupState, List[Task]]] = None) -> Evidence:
-        ev = Evidence(reaped_ns=kill.reaped_ns, duplicates=kill.duplicates, charge_tracking=charge_tracking)
+        ev = Evidence(reaped_ns=kill.reaped_ns, duplicates=kill.duplicates, snapshot_status=snapshot_status)
         if incident is not None:
             ev.incident_state, ev.incident_tasks = incident
         rep = kill.report
@@ -145,7 +104,6 @@ class EvidenceGatherer:
         described = placement.described
         if described is not None:
             ev.kernel_snapshot = self._snapshot_state(kill, described, placement.is_global)
-            ev.reconstructed = self._reconstruct(kill, described, kill_ns, hit_limit=not placement.is_global)
             sample = self.store.latest_before(described, kill_ns)
             if sample is not None:
                 ev.last_sample = dataclasses.replace(sample.state, age_ms=(kill_ns - sample.t_ns) / 1e6)
@@ -203,29 +161,6 @@ class EvidenceGatherer:
         if index is None:
             return None
         return memcg_snapshot.state_from_snapshot(snap, index, self.cgroup_version, PAGE_SIZE, cgroup)
-
-    def _reconstruct(self, kill: PendingKill, cgroup: str, kill_ns: int, hit_limit: bool) -> Optional[CgroupState]:
-        """Sample + in-kernel counter deltas up to oom:mark_victim, when the counters cover it."""
-        if self.snapshots is None:
-            return None
-        snaps = self.snapshots
-        snapshot = snaps.at_kill(kill.pid, kill.event.ts_ns) if kill.event is not None else None
-        if snapshot is None:
-            if kill.event is not None and snaps.tracker.attached_at(kill.event.ts_ns):
-                snaps.misses["no snapshot at the kill"] += 1
-            return None
-        # The latest sample read with counters of the same generation: the watched set (and the
-        # attachment) did not change between it and the kill.
-        sample = self.store.latest_paired_before(cgroup, kill_ns, kill.charge_generation)
-        if sample is None:
-            snaps.misses["no paired sample before the kill"] += 1
-            return None
-        state = charges.reconstruct(self.cgroup_version, sample.state, self.store.ino(cgroup),
-                                    self.store.subtree_inos(cgroup), sample.counters, snapshot,
-                                    (kill_ns - sample.t_ns) / 1e6, hit_limit)
-        if state is None:
-            snaps.misses["subtree not covered by the counters"] += 1
-        return state
 
 
 def reclaim_at_kill(read: Optional[Tuple[ReclaimStats, int]], kill_ns: int) -> Optional[ReclaimAtKill]:

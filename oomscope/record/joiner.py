@@ -30,8 +30,6 @@ class PendingKill:
     proc_cmdline: Optional[str] = None  # /proc/<pid>/cmdline read then (empty once the mm is gone)
     reaped_ns: Optional[int] = None
     duplicates: int = 0  # extra Killed lines for this pid (a memory.oom.group kill repeats it)
-    #: the charge-tracking generation at the event: a sample of the same one can be reconstructed from
-    charge_generation: Optional[int] = None
 
     @property
     def kill_ns(self) -> Optional[int]:

@@ -242,14 +242,6 @@ class Readings:
                 return sample
         return None
 
-    def latest_paired_before(self, cgroup: str, t_ns: int, generation: Optional[int]):
-        """The last sample before t_ns that has charge counters of this generation."""
-        with self._lock:
-            for sample in reversed(self._rings.get(cgroup, ())):
-                if sample.t_ns <= t_ns and sample.counters is not None and sample.charge_generation == generation:
-                    return sample
-        return None
-
     def reclaim_of(self, cgroup: str, not_before_ns: int) -> Optional[Tuple[ReclaimStats, int]]:
         """Reclaim by the processes of ``cgroup`` and below it, read at or after ``not_before_ns``
         (a kill's time), with when it was read; None when reclaim is not counted."""
@@ -290,10 +282,6 @@ class Readings:
     def ino(self, cgroup: str) -> Optional[int]:
         with self._lock:
             return self._inos.get(cgroup)
-
-    def subtree_inos(self, cgroup: str) -> List[int]:
-        with self._lock:
-            return [ino for c, ino in self._inos.items() if cgroup_within(c, cgroup)]
 
     def below(self, cgroup: str, t_ns: int) -> list:
         """The cgroups strictly below ``cgroup`` with tasks, each with its last sample before t_ns."""

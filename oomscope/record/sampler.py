@@ -22,8 +22,7 @@ Cgroups appear and vanish while it runs; a vanished cgroup's data is kept for a 
 
 The sampler thread owns its discovery and schedule (``_watched``) alone; what it reads goes to
 ``self.store`` (record/readings.py), the one object shared with the main thread, which answers
-every query. The kernel's notifications are record/notify.py's, the steering of the charge
-counters record/steering.py's.
+every query. The kernel's notifications are record/notify.py's.
 
 Bounded: at most ``max_cgroups`` cgroups; per cgroup the full readings (~3 KiB each) of the
 last ``ring_s`` seconds (2 for a cgroup far from its limit, at most 100 near it) and a timeline of
@@ -43,25 +42,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..model import SOURCE_LAST_SAMPLE, CgroupState
-from ..layouts import TRACKED, ReclaimStats
+from ..layouts import ReclaimStats
 from .notify import LimitNotifications
-from .steering import ChargeSteering
 from .readings import Readings
 from .runtimes import RuntimeReader, read_cgroup
 
-
-
-MAX_PAIR_SPREAD_PAGES = 64  # 256 KiB: the most a paired sample may be off by (half of it, on average)
-
-
-_STAT_INDEX = [i for i, item in enumerate(TRACKED) if not item.event]
-
-
-def _spread(before: Dict[int, List[int]], after: Dict[int, List[int]]) -> int:
-    """How far apart two counter reads are, in pages of the stat items (events left out)."""
-    if before.keys() != after.keys():
-        return 1 << 62
-    return max((abs(after[c][i] - before[c][i]) for c in after for i in _STAT_INDEX), default=0)
 
 
 @dataclass
@@ -69,9 +54,6 @@ class Sample:
     t_ns: int  # CLOCK_MONOTONIC when the read finished
     state: CgroupState
     pids: Tuple[int, ...]
-    #: charge counters read right after this sample, {cgroup id: values}, and their generation
-    counters: Optional[Dict[int, List[int]]] = None
-    charge_generation: Optional[int] = None
     #: cumulative reclaim by the cgroup's processes when read; None when reclaim is not counted
     reclaim: Optional[ReclaimStats] = None
 
@@ -85,8 +67,6 @@ class _Watched:
     has_tasks: bool = False
     seen_ns: int = 0
     ratio: float = 0.0
-    near_ns: int = 0  # when it was last read above steering.AUTO_DETACH_RATIO of its limit ...
-    near_ratio: float = 0.0  # ... and how full it was then
     limited: bool = False  # has a limit of its own
     read_ns: int = 0  # when it was last read
     # its usage and limit at that reading, and when its next reading was planned as an idle one
@@ -115,8 +95,6 @@ class Sampler:
         pid_retention_s: float = 60.0,
         max_pids: int = 200_000,
         reclaim_reader: Optional[Callable[[], Dict[int, object]]] = None,
-        charge=None,
-        charge_mode: str = "auto",
         host_memory_bytes: Optional[int] = None,
         notify: bool = True,
         runtimes: Optional[RuntimeReader] = None,
@@ -146,8 +124,6 @@ class Sampler:
         #: counter files kept open by the sampler thread (kernel/cgroupfs.py, keep_files_open):
         #: half the open-file limit, the rest for v1's eventfds, BPF and the rest of record
         self.kept_fds = kept_fds if kept_fds is not None else _half_the_open_file_limit()
-        self.charge = charge
-        self.charge_mode = charge_mode
         self.host_memory_bytes = host_memory_bytes if host_memory_bytes is not None else _mem_total()
         self._watched: Dict[str, _Watched] = {}
         # the last discovery's findings (cgroup -> has tasks; cgroup -> limited), when complete
@@ -161,7 +137,6 @@ class Sampler:
         #: every reading, and every query about them: the one object shared with the main thread
         self.store = Readings(hier, self.ring_ns, timeline_points, timeline_spacing_s,
                               int(pid_retention_s * 1e9), max_pids, reclaim_reader)
-        self.steering = ChargeSteering(charge, charge_mode) if charge is not None else None
         # Woken the moment a limited cgroup fills up: on cgroup v2 by memory.events (inotify),
         # on v1 by usage thresholds (an eventfd per cgroup). One poll() waits on all of them.
         # Woken the moment a limited cgroup fills up (record/notify.py)
@@ -175,7 +150,6 @@ class Sampler:
         self.skipped = 0  # idle readings skipped: usage and limit unchanged (``_skip_unchanged``)
         self.errors = 0
         self.dropped_cgroups = 0
-        self.unpaired = 0
 
     # --- discovery ---
     def _walk(self, now: int) -> List[str]:
@@ -281,11 +255,8 @@ class Sampler:
         new_samples: Dict[str, Sample] = {}
         limits_changed = False  # a limited cgroup's limit learnt or changed by these readings
         pid_cgroup: Dict[int, str] = {}
-        watched_ids = set(self.charge.ids) if self.charge is not None and self.charge.attached else set()
         for cg in due:
             w = self._watched[cg]
-            paired = w.ino in watched_ids
-            before = self.charge.read() if paired else None
             state = self.hier.read_state(cg, SOURCE_LAST_SAMPLE)
             pids = tuple(self.hier.procs(cg)) if w.has_tasks or w.limited else ()
             if w.limited:
@@ -296,17 +267,6 @@ class Sampler:
                 w.next_ns = now + self.far_interval_ns
                 continue  # vanished between the walk and the read
             sample = Sample(t, state, pids, reclaim=None if reclaim_by_cg is None else reclaim_by_cg.get(cg, ReclaimStats()))
-            if paired:
-                # The counters read just before and just after memory.stat bracket it: their
-                # midpoint is the base a reconstruction starts from, and a pair whose two reads
-                # differ by more than MAX_PAIR_SPREAD_PAGES (the thread was held up between them,
-                # e.g. by the GIL, while the cgroup grew: measured 17 MiB off once) is not used.
-                after = self.charge.read()
-                if _spread(before, after) <= MAX_PAIR_SPREAD_PAGES:
-                    sample.counters = {i: [(a + b) // 2 for a, b in zip(before[i], after[i])] for i in after if i in before}
-                    sample.charge_generation = self.charge.generation
-                else:
-                    self.unpaired += 1
             new_samples[cg] = sample
             w.read_ns = t
             for pid in pids:
@@ -356,9 +316,6 @@ class Sampler:
                 info = (comm, procfs.read_cmdline(pid))
             new_info[pid] = info
         self.store.add_pass(new_samples, pid_cgroup, new_info)
-        now = time.monotonic_ns()
-        if self.steering is not None and new_samples:
-            self.steering.steer(self._watched, now)  # ratios change only with readings
         if limits_changed and self.notify.v1:
             self._sync_limit_notifications()  # v1 thresholds follow the limits, learnt by reading
         self.passes += 1

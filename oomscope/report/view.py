@@ -21,7 +21,9 @@ SOURCE_LABELS = {
     "last_sample": "oomscope's last sample before the kill",
     "kernel_log": "the kernel's OOM report, from a log (oomscope import)",
     "kernel_snapshot": "the memory cgroup's own counters, read in the kernel at the victim's SIGKILL",
-    "reconstructed": "the last sample before the kill plus the in-kernel charge counters up to it",
+    # charge tracking's, removed: only in captures of schema 4 and older
+    "reconstructed": ("the last sample before the kill plus the in-kernel charge counters up to it "
+                      "(charge tracking, an approximation written by oomscope before schema 5)"),
     "after_kill": "a read after the kill (memory may already be freed)",
     "bpf": "the oom:mark_victim tracepoint, at the kill",
     "proc_read": "/proc/<pid>/cgroup read on the event",

@@ -67,6 +67,9 @@ def test_single_kill_snapshot_equals_the_report(recorder, kernel_log, sandbox):
     cap = caps[0][1]
     rep = kernel_log.report_for(cap["victim"]["pid"])
     snap = _snapshot_of(cap, rec)
+    # record says the snapshot runs, and the capture keeps that (schema 5)
+    assert "kernel snapshot at the SIGKILL" in rec.stderr() and cap["kernel_snapshot_status"] == "on"
+    assert "charge_tracking" not in cap and cap["schema_version"] == 5
     assert cap["at_kill"]["source"] == "kernel_report"  # the report ranks first; the snapshot stays beside it
     assert snap["cgroup"] == name and snap["limit_bytes"] == 64 << 20
     assert snap["usage_bytes"] == rep.memory.usage_kb * 1024

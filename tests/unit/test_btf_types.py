@@ -1,14 +1,12 @@
-"""BTF struct member offsets and raw tracepoint prototypes (oomscope/kernel/btf.py), which turn a
-memcg pointer into its cgroup id in bpf/charge_tracking.c: on a synthetic blob whose layout is
-known, and on this kernel's BTF."""
+"""BTF struct member offsets and raw tracepoint prototypes (oomscope/kernel/btf.py), which the
+kernel snapshot (kernel/memcg_layout.py, bpf/memcg_snapshot.c) follows from a memcg pointer to its
+cgroup id: on a synthetic blob whose layout is known, and on this kernel's BTF."""
 
 import pathlib
 import struct
 
 import pytest
 
-from oomscope import probes
-from oomscope.errors import ProbeError
 from oomscope.kernel import btf
 
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
@@ -49,13 +47,13 @@ class BlobBuilder:
         return hdr + self.types + self.strings
 
 
-def _memcg_like_blob(id_size=8, kn_bitfield=False, state_vals=("int", "int")):
+def _memcg_like_blob(kn_bitfield=False, state_vals=("int", "int")):
     b = BlobBuilder()
     u64 = b.int_("long long unsigned int", 8)
     i32 = b.int_("int", 4)
     ul = b.int_("long unsigned int", 8)
     ints = {"int": i32, "long int": b.int_("long int", 8), "short int": b.int_("short int", 2)}
-    kn = b.struct_("kernfs_node", 128, [("flags", i32, 0), ("id", u64 if id_size == 8 else i32, 96 * 8)])
+    kn = b.struct_("kernfs_node", 128, [("flags", i32, 0), ("id", u64, 96 * 8)])
     kn_ptr = b.ptr(kn)
     # cgroup.kn sits inside an anonymous union at byte 248, itself at bit offset 8*8 inside it
     anon = b.struct_("", 16, [("pad", u64, 0), ("kn", kn_ptr, 8 * 8)], kind=btf.KIND_UNION)
@@ -82,19 +80,15 @@ def test_member_offsets_follow_paths_anonymous_members_and_modifiers():
     assert types.member_offset("kernfs_node", "id") == (96, 8)
     assert types.raw_tracepoint_params("count_memcg_events") == ["struct mem_cgroup *", "int", "long unsigned int"]
     assert types.raw_tracepoint_params("no_such_tracepoint") is None
-    assert probes.charge_tracking_layout(types) == [
-        "-DOOMSCOPE_OFF_MEMCG_CGROUP=80", "-DOOMSCOPE_OFF_CGROUP_KN=256", "-DOOMSCOPE_OFF_KN_ID=96"]
 
 
-def test_7x_state_tracepoints_pass_a_long_and_the_program_is_told():
+def test_7x_state_tracepoints_pass_a_long():
     # Debian's 7.3.4 (VM): btf_trace_mod_memcg_state and _lruvec_state take (struct mem_cgroup *,
     # int, long int); 6.13-6.18 an int (the host's 6.18). The tracefs formats captured from both
-    # kernels say the same: `long val` at offset 24 against `int val` at offset 20.
+    # kernels say the same: `long val` at offset 24 against `int val` at offset 20. (The snapshot's
+    # slot learning reads only the first two arguments, the same on both.)
     types = btf.BtfTypes(_memcg_like_blob(state_vals=("long int", "long int")))
     assert types.raw_tracepoint_params("mod_memcg_state") == ["struct mem_cgroup *", "int", "long int"]
-    assert probes.charge_tracking_layout(types) == [
-        "-DOOMSCOPE_OFF_MEMCG_CGROUP=80", "-DOOMSCOPE_OFF_CGROUP_KN=256", "-DOOMSCOPE_OFF_KN_ID=96",
-        "-DOOMSCOPE_STATE_VAL_LONG=1"]
     fields = {}
     for name, kernel in (("7.3-memcg-mod_memcg_state.format", "7.3"), ("6.18-memcg-mod_memcg_state.format", "6.18")):
         text = (FIXTURES / "tracefs" / name).read_text()
@@ -102,21 +96,10 @@ def test_7x_state_tracepoints_pass_a_long_and_the_program_is_told():
     assert fields == {"7.3": ["long val"], "6.18": ["int val"]}
 
 
-@pytest.mark.parametrize("state_vals", [("short int", "short int"), ("int", "long int")])
-def test_a_state_value_type_the_program_does_not_read_turns_charge_tracking_off(state_vals):
-    with pytest.raises(ProbeError, match="short int|disagree"):
-        probes.charge_tracking_layout(btf.BtfTypes(_memcg_like_blob(state_vals=state_vals)))
-
-
 @pytest.mark.parametrize("struct_name,path", [("mem_cgroup", "css.nope"), ("nope", "x"), ("kernfs_node", "id.deeper")])
 def test_a_missing_member_is_a_clear_error(struct_name, path):
     with pytest.raises(btf.BtfError):
         btf.BtfTypes(_memcg_like_blob()).member_offset(struct_name, path)
-
-
-def test_a_layout_the_program_cannot_read_turns_charge_tracking_off_with_a_reason():
-    with pytest.raises(ProbeError, match="kernfs_node.id is 4 bytes"):
-        probes.charge_tracking_layout(btf.BtfTypes(_memcg_like_blob(id_size=4)))
 
 
 def test_truncated_type_records_are_an_error():
@@ -131,9 +114,6 @@ def test_this_kernels_btf_gives_the_memcg_id_path():
     types = btf.kernel_types()
     if types is None:
         pytest.skip("this kernel has no /sys/kernel/btf/vmlinux")
-    # these members exist in every kernel with BTF; the tracepoints only from 6.13
-    offsets = [types.member_offset(s, p) for _d, s, p in probes.MEMCG_ID_PATH]
+    # these members exist in every kernel with BTF: a pointer, a pointer, a 64-bit id
+    offsets = [types.member_offset(s, p) for s, p in (("mem_cgroup", "css.cgroup"), ("cgroup", "kn"), ("kernfs_node", "id"))]
     assert all(size == 8 for _off, size in offsets)
-    if probes.charge_tracking_support() is not None:
-        pytest.skip(f"prototypes not checked: {probes.charge_tracking_support()}")
-    assert len(probes.charge_tracking_layout(types)) == 3

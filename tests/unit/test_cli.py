@@ -108,3 +108,14 @@ def test_record_says_the_cause_in_plain_words_workload_first():
     assert "state=" not in line
     assert line.index("workload='shop/cart-7f container app'") < line.index("pid=")
     assert "cause='anonymous memory (heap, stacks) 100%, other processes held 28%'" in line
+
+
+def test_the_removed_charge_tracking_option_is_accepted_with_a_warning_and_not_shown():
+    # a unit file or script that still passes it keeps recording (here: stopped by a bad --keep,
+    # before anything is loaded); the warning says why it does nothing
+    r = _oomscope("record", "--charge-tracking=on", "--keep", "lots", "-o", "/nonexistent/oomscope-test")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert lines[0].startswith("oomscope: warning: --charge-tracking is ignored: charge tracking was removed"), lines
+    assert lines[-1].startswith("oomscope: error:") and "--charge-tracking" not in lines[-1], lines
+    assert "charge" not in runner.invoke(app, ["record", "--help"]).output

@@ -23,9 +23,6 @@ class FakeStore:
         self.asked.append(("latest_before", cgroup))
         return self.samples.get(cgroup)
 
-    def latest_paired_before(self, cgroup, t_ns, generation):
-        return None
-
     def timeline(self, cgroup, kill_ns):
         self.asked.append(("timeline", cgroup))
         return [TimelinePoint(t_ms=-100.0, usage_bytes=1)] if cgroup in self.samples else []
@@ -44,9 +41,6 @@ class FakeStore:
 
     def ino(self, cgroup):
         return None
-
-    def subtree_inos(self, cgroup):
-        return []
 
     def runtimes_before(self, cgroup, t_ns):
         return []

@@ -190,7 +190,23 @@ def test_the_snapshot_ranks_after_the_report_and_before_everything_else():
     assert any("SIGKILL" in n for n in without.notes)
     back = Capture.from_json(without.to_json())
     assert back.at_kill_sources["kernel_snapshot"].memory_stat == snap_state.memory_stat
-    assert back.schema_version == 4
+    assert back.schema_version == 5
+
+
+def test_a_recorder_without_the_snapshot_says_why_in_the_capture():
+    from .helpers import event_for
+    from oomscope.kernel.kmsg import parse_reports
+    from oomscope.model import CgroupState
+
+    rep = parse_reports(fixture_text("kmsg", "v2-6.1-anon.kmsg"))[0]
+    sample = CgroupState(source=Source.LAST_SAMPLE, usage_bytes=1 << 20, age_ms=40.0, cgroup="/x")
+    ev = Evidence(last_sample=sample, snapshot_status="unavailable: the kernel has no BTF")
+    cap = assemble(rep.killed.pid, event_for(rep), None, Recording(cgroup_version=2), ev,
+                   located=("/x", Source.PROC_READ), limited_ancestor=lambda c: c)
+    assert cap.at_kill.source == Source.LAST_SAMPLE and cap.kernel_snapshot_status.startswith("unavailable")
+    assert any("last sample (40 ms before the kill). No kernel snapshot at the SIGKILL: unavailable: the kernel has no BTF." in n
+               for n in cap.notes), cap.notes
+    assert Capture.from_json(cap.to_json()).kernel_snapshot_status == "unavailable: the kernel has no BTF"
 
 
 def test_size_keys_are_told_from_counts():

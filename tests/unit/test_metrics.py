@@ -76,7 +76,7 @@ def test_announcer_says_the_headroom_once_a_second_from_the_store():
 
     a = Announcer(open(os.devnull, "w"), open(os.devnull, "w"), metrics=m)
     for now in (1_000_000_000, 1_100_000_000, 2_000_000_000):
-        a.health(now_ns=now, sampler_errors=0, events_lost=0, charge_attached=False, watched=1, losses={},
+        a.health(now_ns=now, sampler_errors=0, events_lost=0, watched=1, losses={},
                  kmsg_error=None, near_limit=near_limit)
     assert asked == [MAX_NEAR_LIMIT, MAX_NEAR_LIMIT]
     (t,) = _series(m, "oomscope_cgroup_seconds_to_limit")
