@@ -91,22 +91,15 @@ def run_in_cgroup(fs_path, code, timeout=60, env=None):
 
 
 # An OOM storm: a parent spared by oom_score_adj=-1000 keeps three children allocating until
-# killed, for argv[2] seconds; their pids are written into the folder argv[1]. With argv[3], the
-# parent first fills the cgroup with that many bytes for 3 s (so that record sees it near its
-# limit), then frees them.
+# killed, for argv[2] seconds (and on until argv[3] children were killed); their pids are
+# written into the folder argv[1].
 STORM = r"""
 import os, sys, time
 os.makedirs(sys.argv[1], exist_ok=True)
 open('/proc/self/oom_score_adj', 'w').write('-1000')   # the parent is spared; its children are not
-if int(sys.argv[3]):
-    hold = bytearray(int(sys.argv[3]))
-    for i in range(0, len(hold), 4096):
-        hold[i] = 1
-    time.sleep(3.0)
-    del hold
 # at least the given seconds, then on until min_kills children were SIGKILLed (at most 3x as long)
 start = time.monotonic()
-end, hard_end, min_kills = start + float(sys.argv[2]), start + 3 * float(sys.argv[2]), int(sys.argv[4])
+end, hard_end, min_kills = start + float(sys.argv[2]), start + 3 * float(sys.argv[2]), int(sys.argv[3])
 children = set()
 kills = 0
 while time.monotonic() < end or (kills < min_kills and time.monotonic() < hard_end):
@@ -129,16 +122,15 @@ for pid in children:
 """
 
 
-def run_storm(fs_path, script_path, pids_dir, seconds, warm_bytes=None, timeout=90, min_kills=0):
+def run_storm(fs_path, script_path, pids_dir, seconds, timeout=90, min_kills=0):
     # Under the VMs' emulation a child takes several times longer to fill the cgroup: the storm
     # lasts TIME_SCALE times longer there (6.1 VM on a busy day: 16 kills in 6 s, too few to be a storm).
-    # With min_kills it goes on (up to 3x) until that many children were killed: on 7.3 under
-    # emulation, with charge tracking attached to every charge, 18 s gave 28 kills.
+    # With min_kills it goes on (up to 3x) until that many children were killed (a slow VM).
     seconds *= TIME_SCALE
     timeout *= TIME_SCALE
     script_path.write_text(STORM)
     return subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", os.path.join(fs_path, "cgroup.procs"),
-                           sys.executable, str(script_path), str(pids_dir), str(seconds), str(warm_bytes or 0), str(min_kills)],
+                           sys.executable, str(script_path), str(pids_dir), str(seconds), str(min_kills)],
                           capture_output=True, timeout=timeout)
 
 
