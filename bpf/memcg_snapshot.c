@@ -21,7 +21,7 @@
  *     vmstats_percpu->state[slot] of the item; the only slot of this CPU's copy that changed since
  *     the last update of the same memcg on this CPU is the item's.
  *
- * -D from kernel/memcg_layout.py (all from BTF): OFF_*, VMSTATS_IS_PTR, SNAP_NSTAT, SNAP_DEPTH,
+ * -D from kernel/memcg_layout.py (all from BTF): OFF_* (OFF_FAILCNT from the start of the mem_cgroup), VMSTATS_IS_PTR, SNAP_NSTAT, SNAP_DEPTH,
  * RQ_TO_THIS_CPU_OFF; optional OFF_MEMSW, OFF_VS_LOCAL, OFF_PCPU_VMSTATS, INDEX_TABLE_ADDR and
  * INDEX_TABLE_LEN, NR_STAT_ITEMS. From probes.py: OOMSCOPE_NCPUS.
  */
@@ -54,7 +54,7 @@ static __always_inline void read_level(struct oomscope_memcg_level *l, u64 memcg
     l->cgroup_id = kn ? rd64(kn + OFF_KN_ID) : 0;
     l->usage = rd64(memcg + OFF_MEMORY + OFF_PC_USAGE);
     l->max = rd64(memcg + OFF_MEMORY + OFF_PC_MAX);
-    l->failcnt = rd64(memcg + OFF_MEMORY + OFF_PC_FAILCNT);
+    l->failcnt = rd64(memcg + OFF_FAILCNT);  /* the report's failcnt: memory.failcnt, or on v2 of 6.15+ memory.events max */
 #ifdef OFF_MEMSW
     l->memsw_usage = rd64(memcg + OFF_MEMSW + OFF_PC_USAGE);
     l->memsw_max = rd64(memcg + OFF_MEMSW + OFF_PC_MAX);

@@ -13,7 +13,7 @@ import os
 from typing import Callable, Dict, Iterator, List, Optional
 
 from . import layouts
-from .errors import ProbeError
+from .errors import OomscopeError, ProbeError
 from .kernel import headers, tracefs
 from .layouts import OomEvent, ReclaimStats, event_from_raw
 
@@ -164,9 +164,10 @@ def memcg_snapshot_layout():
     """The running kernel's memcg layout (kernel/memcg_layout.py), or ProbeError saying why the
     snapshot cannot run here."""
     from .kernel import btf, memcg_layout  # noqa: WPS433 - only the snapshot needs them
+    from .kernel.cgroupfs import MemoryHierarchy  # noqa: WPS433
 
     types = btf.kernel_types()
-    enums = btf.kernel_enums(("node_stat_item", "memcg_stat_item", "cgroup_subsys_id"))
+    enums = btf.kernel_enums(("node_stat_item", "memcg_stat_item", "cgroup_subsys_id", "memcg_memory_event"))
     if types is None or enums is None:
         raise ProbeError("the kernel has no BTF (/sys/kernel/btf/vmlinux): the memcg snapshot needs it")
     try:
@@ -179,7 +180,11 @@ def memcg_snapshot_layout():
                 kallsyms = f.read()
         except OSError:
             kallsyms = ""
-        layout = memcg_layout.detect(types, enums, kallsyms)
+        try:
+            cgroup_v1 = MemoryHierarchy.detect().version == 1
+        except OomscopeError:
+            cgroup_v1 = False
+        layout = memcg_layout.detect(types, enums, kallsyms, cgroup_v1=cgroup_v1)
         layout.mark_victim_params = types.raw_tracepoint_params("mark_victim")
         return layout
     except (memcg_layout.LayoutError, btf.BtfError) as exc:

@@ -147,15 +147,31 @@ def kallsyms_address(kallsyms: str, name: str) -> Optional[int]:
     return None
 
 
-def detect(types: BtfTypes, enums: Dict[str, Dict[str, int]], kallsyms: str = "") -> MemcgLayout:
-    """The layout of the running kernel's memcg statistics (LayoutError: why it cannot be read)."""
+def detect(types: BtfTypes, enums: Dict[str, Dict[str, int]], kallsyms: str = "", cgroup_v1: bool = False) -> MemcgLayout:
+    """The layout of the running kernel's memcg statistics (LayoutError: why it cannot be read).
+    ``cgroup_v1``: the memory controller is mounted as cgroup v1 (where failcnt is counted)."""
     try:
-        return _detect(types, enums, kallsyms)
+        return _detect(types, enums, kallsyms, cgroup_v1)
     except BtfError as exc:
         raise LayoutError(f"the kernel's BTF: {exc}") from None
 
 
-def _detect(types: BtfTypes, enums: Dict[str, Dict[str, int]], kallsyms: str) -> MemcgLayout:
+def _failcnt_offset(types: BtfTypes, enums: Dict[str, Dict[str, int]], memory_off: int, cgroup_v1: bool) -> int:
+    """Where in a mem_cgroup the report's failcnt is. Kernels whose page_counter has
+    track_failcnt (7.3 here; the 6.18 host too) count failures only for cgroup v1's counters, and
+    the v2 report prints the memory.events max count in its place: on 7.3 a kill's report said
+    failcnt 22 while memory.failcnt stayed 0 (the VM suite, 2026-11-28; mm/memcontrol.c,
+    mem_cgroup_print_oom_meminfo)."""
+    if cgroup_v1 or not types.has_member("page_counter", "track_failcnt"):
+        return memory_off + _off(types, "page_counter", "failcnt")
+    events_off, esize, count = types.member_array("mem_cgroup", "memory_events")
+    max_event = enums.get("memcg_memory_event", {}).get("MEMCG_MAX")
+    if esize != 8 or max_event is None or max_event >= count:
+        raise LayoutError("mem_cgroup.memory_events has no MEMCG_MAX count (the v2 report's failcnt)")
+    return events_off + 8 * max_event
+
+
+def _detect(types: BtfTypes, enums: Dict[str, Dict[str, int]], kallsyms: str, cgroup_v1: bool) -> MemcgLayout:
     node = enums.get("node_stat_item", {})
     memcg = enums.get("memcg_stat_item", {})
     memory_id = enums.get("cgroup_subsys_id", {}).get("memory_cgrp_id")
@@ -179,8 +195,8 @@ def _detect(types: BtfTypes, enums: Dict[str, Dict[str, int]], kallsyms: str) ->
           ("OFF_KN_ID", _off(types, "kernfs_node", "id")),
           ("OFF_MEMORY", types.member_offset("mem_cgroup", "memory")[0]),
           ("OFF_PC_USAGE", _off(types, "page_counter", "usage")),
-          ("OFF_PC_MAX", _off(types, "page_counter", "max")),
-          ("OFF_PC_FAILCNT", _off(types, "page_counter", "failcnt"))]
+          ("OFF_PC_MAX", _off(types, "page_counter", "max"))]
+    d.append(("OFF_FAILCNT", _failcnt_offset(types, enums, types.member_offset("mem_cgroup", "memory")[0], cgroup_v1)))
     has_memsw = types.has_member("mem_cgroup", "memsw")
     if has_memsw:
         d.append(("OFF_MEMSW", types.member_offset("mem_cgroup", "memsw")[0]))

@@ -67,6 +67,10 @@ class RecordedKill:
 
 
 HEALTH_EVERY_NS = 250_000_000
+# The host's facts (swap total and free, THP modes, sysctls) are read again for a kill when the
+# last reading is older than this: swap can be added while record runs (the VM suite's zram), and
+# free swap at start-up says nothing about the kill. A storm reads them at most 10 times a second.
+HOST_FACTS_MAX_AGE_NS = 100_000_000
 POLL_MS = 100
 RECORDED_KEPT = 10000  # the last kills run() returns (``kills_recorded`` counts them all)
 
@@ -100,6 +104,7 @@ class Collector:
             self.metrics = Metrics()
             self.metrics.serve(opts.metrics_addr)
         self.announce = Announcer(out, err, opts.log_format, self.metrics)
+        self._host_read_ns = time.monotonic_ns()
         self.recording = Recording(cgroup_version=self.hier.version, host=procfs.read_host(self.hier.version),
                                    clock_offset_ns=clock_offset_ns())
         self._events: List[OomEvent] = []
@@ -271,6 +276,9 @@ class Collector:
             return
         evidence = self.evidence.gather(kill, placement, kill_ns, self.memcg_snap_status,
                                         (head.state, head.capture.tasks) if head is not None else None)
+        if kill_ns - self._host_read_ns > HOST_FACTS_MAX_AGE_NS:
+            self.recording.host = procfs.read_host(self.hier.version)
+            self._host_read_ns = time.monotonic_ns()
         capture = build_capture(kill.pid, kill.event, kill.report, placement, evidence, self.recording,
                                 dt.datetime.now(dt.timezone.utc))
         capture.workload = workload_of(capture.cgroup.task_memcg or capture.cgroup.oom_memcg, self.names)

@@ -74,6 +74,21 @@ def test_later_kernels_keep_fewer_slots_found_through_the_index_table(name):
     assert "OFF_VS_LOCAL" in flags and "OFF_PCPU_VMSTATS" in flags and flags["SNAP_NSTAT"] == lay.nstat
 
 
+@pytest.mark.parametrize("name, cgroup_v1, where", [
+    ("6.1", False, "memory.failcnt"), ("6.12", False, "memory.failcnt"),
+    ("7.3", False, "memory_events[MEMCG_MAX]"),  # failcnt no longer counted on v2: the report prints this
+    ("7.3", True, "memory.failcnt"), ("v1-6.18", True, "memory.failcnt")])
+def test_the_failcnt_read_is_the_one_the_report_prints(name, cgroup_v1, where):
+    types, enums = _recorded(name)
+    flags = dict(memcg_layout.detect(types, enums, "", cgroup_v1=cgroup_v1).defines)
+    memory = types.member_offset("mem_cgroup", "memory")[0]
+    if where == "memory.failcnt":
+        assert flags["OFF_FAILCNT"] == memory + types.member_offset("page_counter", "failcnt")[0]
+    else:
+        events, _size, _n = types.member_array("mem_cgroup", "memory_events")
+        assert flags["OFF_FAILCNT"] == events + 8 * enums["memcg_memory_event"]["MEMCG_MAX"] == 976
+
+
 def test_a_kernel_without_the_memory_controller_in_btf_is_a_clear_error():
     types, enums = _recorded("6.12")
     with pytest.raises(memcg_layout.LayoutError, match="memory_cgrp_id"):
