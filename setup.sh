@@ -6,8 +6,8 @@
 #   ./setup.sh test     install, then run the whole test suite: the container image built
 #                       (packaging/image/build.sh), unit + system tests on this host (one runs the
 #                       image as the DaemonSet does), then the system tests in VMs booting Debian's
-#                       6.1 and 6.12 kernels (cgroup v2; OOMSCOPE_VM_KERNELS="6.1 6.12 7" adds the newest 7.x, fetched from
-#                       trixie-backports into /var/lib/oomscope)
+#                       6.1 and 6.12 kernels and the newest 7.x (cgroup v2; the 7.x packages are fetched from
+#                       trixie-backports and unpacked into /var/lib/oomscope, never installed)
 #   ./setup.sh image    what the container image needs (packaging/Dockerfile): bcc, the virtualenv and
 #                       oomscope, no kernel headers (they come from the node, mounted) and no tracefs
 #                       mount. With OOMSCOPE_DRY_RUN=1 it prints the steps instead of running them.

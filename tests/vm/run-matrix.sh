@@ -47,7 +47,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="${OOMSCOPE_VENV:-/opt/oomscope/venv}"
 VNG_VENV="${OOMSCOPE_VNG_VENV:-/opt/oomscope/vng}"
-KERNELS="${OOMSCOPE_VM_KERNELS:-6.1 6.12}"  # 7: opt-in until its two failures are fixed (README)
+KERNELS="${OOMSCOPE_VM_KERNELS:-6.1 6.12 7}"  # 7: the newest 7.x of $KERNEL_SUITE, fetched (below)
 KERNEL_SUITE="${OOMSCOPE_VM_KERNEL_SUITE:-trixie-backports}"
 KERNEL_CACHE="${OOMSCOPE_VM_KERNEL_CACHE:-/var/lib/oomscope/vm-kernels}"
 KVM="${OOMSCOPE_VM_KVM:-auto}"
