@@ -72,7 +72,12 @@ def test_single_kill_snapshot_equals_the_report(recorder, kernel_log, sandbox):
     assert "charge_tracking" not in cap and cap["schema_version"] == 5
     assert cap["at_kill"]["source"] == "kernel_report"  # the report ranks first; the snapshot stays beside it
     assert snap["cgroup"] == name and snap["limit_bytes"] == 64 << 20
-    assert snap["usage_bytes"] == rep.memory.usage_kb * 1024
+    # usage is an exact counter, but of its own moment: pages freed asynchronously (RCU callbacks,
+    # deferred frees) are uncharged between the report's print and the SIGKILL. Seen: 6.12, 8 KiB
+    # (2 pages) less at the SIGKILL in the CI run of 2026-11-28; equal in the runs before. A size
+    # like the others: within the target, and the difference said.
+    usage_off = snap["usage_bytes"] - rep.memory.usage_kb * 1024
+    assert within_target(snap["usage_bytes"], rep.memory.usage_kb * 1024), usage_off
     assert snap["failcnt"] == rep.memory.failcnt
     off, missing = _size_keys_off(snap["memory_stat"], rep.memory_stat)
     assert not off, f"size keys outside max(0.5%, 256 KiB) of the report: {off}"
@@ -83,7 +88,7 @@ def test_single_kill_snapshot_equals_the_report(recorder, kernel_log, sandbox):
     assert need <= set(compared), f"missing from the snapshot: {sorted(need - set(compared))}"
     worst = max(((abs(snap["memory_stat"][k] - rep.memory_stat[k]), k) for k in compared), default=(0, "none"))
     worst_words = f"worst {worst[1]} off by {worst[0]} bytes" if worst[0] else "every one equal to the byte"
-    measured(f"kernel snapshot, single kill: {len(compared)} size keys within the target, {worst_words}; "
+    measured(f"kernel snapshot, single kill: {len(compared)} size keys within the target, {worst_words}; usage off by {usage_off} bytes; "
              f"not in the snapshot: {missing or 'none'}")
 
 
@@ -127,7 +132,7 @@ def test_storm_every_kill_has_a_snapshot_and_settled_ones_equal_the_report(recor
     kill_times = sorted(r.killed_usec for r in reports if r.killed_usec)
     compared = moving = 0
     worst = (0, "none")
-    moved = 0
+    moved = usage_worst = 0
     for r in reports:
         if not r.has_header or r.killed.pid not in caps or r.memory is None:
             continue
@@ -147,10 +152,11 @@ def test_storm_every_kill_has_a_snapshot_and_settled_ones_equal_the_report(recor
             if a in r.memory_stat and b in r.memory_stat and a in snap["memory_stat"] and b in snap["memory_stat"]:
                 got, want = snap["memory_stat"][a] + snap["memory_stat"][b], r.memory_stat[a] + r.memory_stat[b]
                 worst = max(worst, (abs(got - want), f"{a}+{b}"))
-        assert snap["usage_bytes"] == r.memory.usage_kb * 1024
+        assert within_target(snap["usage_bytes"], r.memory.usage_kb * 1024), (snap["usage_bytes"], r.memory.usage_kb * 1024)
+        usage_worst = max(usage_worst, abs(snap["usage_bytes"] - r.memory.usage_kb * 1024))
         compared += 1
     assert compared >= 1, f"no report of the storm came {SETTLED_US // 1000} ms after the previous kill"
     measured(f"kernel snapshot storm: {len(caps)} kills, all with a snapshot, {len(bare)} without a report; "
                      f"{compared} settled reports compared ({moving} taken while an earlier victim was freeing left out), "
-                     f"worst size key {worst[1]} off by {worst[0]} bytes (LRU pairs by their sum; "
+                     f"worst size key {worst[1]} off by {worst[0]} bytes, usage by {usage_worst} (LRU pairs by their sum; "
                      f"at most {moved} bytes moved between active and inactive in between)")
