@@ -91,11 +91,11 @@ def main() -> int:
     args = ap.parse_args()
     h = headers.find_headers()
     headers.apply_headers(h)
-    layout = probes.memcg_snapshot_layout()
+    hier = MemoryHierarchy.detect()
+    layout = probes.memcg_snapshot_layout(hier.version)
     t0 = time.monotonic()
     snapper = probes.MemcgSnapshotter(layout, probes.learning_activity())
     load_s = time.monotonic() - t0
-    hier = MemoryHierarchy.detect()
     follower = KmsgFollower(KmsgReader())
     parser = OomReportParser()
     reports, snaps = [], {}

@@ -13,7 +13,7 @@ import os
 from typing import Callable, Dict, Iterator, List, Optional
 
 from . import layouts
-from .errors import OomscopeError, ProbeError
+from .errors import ProbeError
 from .kernel import headers, tracefs
 from .layouts import OomEvent, ReclaimStats, event_from_raw
 
@@ -160,11 +160,10 @@ LEARN_S = 5.0       # slots learnt from the memcg tracepoints (kernels without d
 LEARN_MORE_S = 2.0  # ... for at least this long once the core items are known (the rarer ones: measured, 1 s sometimes missed unevictable)
 
 
-def memcg_snapshot_layout():
-    """The running kernel's memcg layout (kernel/memcg_layout.py), or ProbeError saying why the
-    snapshot cannot run here."""
+def memcg_snapshot_layout(cgroup_version: int):
+    """The running kernel's memcg layout (kernel/memcg_layout.py) for the memory controller's
+    cgroup version, or ProbeError saying why the snapshot cannot run here."""
     from .kernel import btf, memcg_layout  # noqa: WPS433 - only the snapshot needs them
-    from .kernel.cgroupfs import MemoryHierarchy  # noqa: WPS433
 
     types = btf.kernel_types()
     enums = btf.kernel_enums(("node_stat_item", "memcg_stat_item", "cgroup_subsys_id", "memcg_memory_event"))
@@ -180,11 +179,7 @@ def memcg_snapshot_layout():
                 kallsyms = f.read()
         except OSError:
             kallsyms = ""
-        try:
-            cgroup_v1 = MemoryHierarchy.detect().version == 1
-        except OomscopeError:
-            cgroup_v1 = False
-        layout = memcg_layout.detect(types, enums, kallsyms, cgroup_v1=cgroup_v1)
+        layout = memcg_layout.detect(types, enums, kallsyms, cgroup_v1=cgroup_version == 1)
         layout.mark_victim_params = types.raw_tracepoint_params("mark_victim")
         return layout
     except (memcg_layout.LayoutError, btf.BtfError) as exc:

@@ -117,7 +117,10 @@ class Collector:
         self.finisher = downstream.start_finisher(opts.output, err)
         try:
             self.outputs = Outputs(opts.output, self.finisher, Retention.parse(opts.keep) if opts.keep else None, err)
-            layout, why_not = self._memcg_snapshot_layout()
+            try:
+                layout, why_not = memcg_snapshot_layout(self.hier.version), ""
+            except ProbeError as exc:  # read from BTF before the compile: its program joins the probes' module
+                layout, why_not = None, str(exc)
             self.probes = OomProbes(self._events.append, snapshot_layout=layout)
             self.memcg_snap, self.memcg_snap_status = self._load_memcg_snapshot(layout, why_not)
         except BaseException:
@@ -133,26 +136,18 @@ class Collector:
                                reclaim_reader=self.probes.reclaim_by_pid if self.probes.has_reclaim else None)
         self.evidence = EvidenceGatherer(self.sampler.store, LiveReads(self.hier), self.hier.version)
 
-    def _memcg_snapshot_layout(self):
-        """(the kernel's memcg layout or None, why not), read from its BTF before the compile: the
-        snapshot's program is compiled into the probes' module."""
-        try:
-            return memcg_snapshot_layout(), ""
-        except ProbeError as exc:
-            return None, str(exc)
-
     def _load_memcg_snapshot(self, layout, why_not: str):
         """(snapshotter or None, why not): the memcg's own counters read in the kernel at each
         SIGKILL (bpf/memcg_snapshot.c). Without it, kills fall back to the other sources."""
         if layout is not None and not self.probes.with_snapshot:
             why_not = self.probes.snapshot_error or "its program was not compiled"
-        try:
-            if layout is None or not self.probes.with_snapshot:
-                raise ProbeError(why_not)
-            return MemcgSnapshotter(layout, learning_activity(), bpf=self.probes.bpf), "on"
-        except ProbeError as exc:
-            self.err.write(f"oomscope: warning: no kernel snapshot at the kill: {exc}\n")
-            return None, f"unavailable: {exc}"
+        if layout is not None and self.probes.with_snapshot:
+            try:
+                return MemcgSnapshotter(layout, learning_activity(), bpf=self.probes.bpf), "on"
+            except ProbeError as exc:
+                why_not = str(exc)
+        self.err.write(f"oomscope: warning: no kernel snapshot at the kill: {why_not}\n")
+        return None, f"unavailable: {why_not}"
 
     def describe(self) -> str:
         snap = "kernel snapshot at the SIGKILL" if self.memcg_snap is not None else f"kernel snapshot {self.memcg_snap_status}"
