@@ -245,9 +245,12 @@ class MemcgSnapshotter:
             deadline = _time.monotonic() + CALIBRATE_S
             while _time.monotonic() < deadline:
                 offsets = self.cpu_offsets()
-                if all(offsets.get(c) for c in online):
+                missing = [c for c in online if not offsets.get(c)]
+                if not missing:
                     break
-                _time.sleep(0.02)
+                # An idle CPU may take no cpu-clock sample for seconds (seen on this 2-CPU host when
+                # quiet: "no per-CPU offset found for CPU 1", twice in a row): run there briefly.
+                _run_briefly_on(missing)
         finally:
             self.bpf.detach_perf_event(ev_type=1, ev_config=0)
         offsets = self.cpu_offsets()
@@ -378,6 +381,28 @@ def _mlock_briefly(m, size: int = 256 << 10) -> None:
             libc.munlock(ctypes.c_void_p(addr), ctypes.c_size_t(size))
     finally:
         del buf
+
+
+def _run_briefly_on(cpus: List[int], seconds: float = 0.02) -> None:
+    """Spin this thread on each of ``cpus`` for a moment, so that a perf sample fires there; the
+    thread's CPU affinity is given back."""
+    import time as _time
+
+    try:
+        before = os.sched_getaffinity(0)
+    except OSError:
+        _time.sleep(seconds)
+        return
+    try:
+        for cpu in cpus:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, {cpu})
+                end = _time.monotonic() + seconds
+                while _time.monotonic() < end:
+                    pass
+    finally:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, before)
 
 
 def _online_cpus() -> List[int]:
