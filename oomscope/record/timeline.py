@@ -1,10 +1,16 @@
-"""The minutes before a kill: a compact, bounded history of each watched cgroup.
+"""The hours before a kill: a compact, bounded history of each watched cgroup.
 
-One point per ``spacing_s`` at most, ``capacity`` points per cgroup, stored as columns of float32
-(a byte count of 4 GiB keeps 24 bits of precision: 256 bytes, plenty for a chart). Bound per
-cgroup: capacity x len(FIELDS) x 4 bytes = 600 x 20 x 4 = 48 KiB; 500 cgroups = 24 MiB. With a
-point per second at most, 600 points are at least the last 10 minutes (slow-sampled cgroups,
-one sample per 5 s, keep 50 minutes).
+Retention by age (``TIERS``): every point of the last 10 minutes (one per ``spacing_s`` at most,
+``capacity`` at most); from 10 minutes to 2 hours one point per 2 minutes; from 2 to 12 hours one
+per 15 minutes; nothing older. The point a thinned stretch keeps is its highest usage, a whole
+reading (a spike is not averaged away, and the categories of a point still add up). A slow leak's
+trend is then seen over hours, and a cgroup holds at most 600 + 56 + 41 points; one read every
+30 s (an idle one, record/sampler.py) 20 + 56 + 41.
+
+A point is one row of ``len(FIELDS)`` float32 (a byte count of 4 GiB keeps 24 bits of
+precision: 256 bytes, plenty for a chart) and its int64 time: 100 bytes. Per cgroup at most
+697 points (68 KiB) for one read a second or more, 117 points (11 KiB) for an idle one
+(``bench/timeline_retention.py`` measures them against the flat 600 points this replaced).
 """
 
 from __future__ import annotations
@@ -73,56 +79,106 @@ def point_values(state: CgroupState, version: int, reclaim=None) -> Dict[str, Op
     return values
 
 
-class TimelineRing:
-    def __init__(self, capacity: int = 600, spacing_s: float = 1.0):
-        self.capacity = capacity
-        self.spacing_ns = int(spacing_s * 1e9)
-        self._t = array.array("q")
-        self._cols = {f: array.array("f") for f in FIELDS}
-        self._start = 0  # index of the oldest point once the ring is full
+#: (age at which a point moves on to the next tier, width of that tier's buckets) in seconds;
+#: the first tier keeps every point, the last tier's points are dropped at its age.
+TIERS = ((600, 120), (2 * 3600, 900), (12 * 3600, None))
+_WIDTH = len(FIELDS)
+_USAGE = FIELDS.index("usage_bytes")
+
+
+class _Tier:
+    """Points oldest first: their times, and their values as rows of one float32 array."""
+
+    __slots__ = ("t", "v")
+
+    def __init__(self):
+        self.t = array.array("q")
+        self.v = array.array("f")
 
     def __len__(self) -> int:
-        return len(self._t)
+        return len(self.t)
+
+    def append(self, t_ns: int, row) -> None:
+        self.t.append(t_ns)
+        self.v.extend(row)
+
+    def pop_oldest(self):
+        t, row = self.t[0], self.v[:_WIDTH]
+        # a memmove of at most 600 rows (60 KB, microseconds), at most once per point
+        del self.t[0]
+        del self.v[:_WIDTH]
+        return t, row
+
+    def replace_last(self, t_ns: int, row) -> None:
+        self.t[-1] = t_ns
+        self.v[-_WIDTH:] = row
+
+    def usage(self, i: int) -> float:
+        u = self.v[i * _WIDTH + _USAGE]
+        return -math.inf if math.isnan(u) else u
+
+
+class TimelineRing:
+    """One cgroup's points, thinned with age (see the module's docstring)."""
+
+    __slots__ = ("capacity", "spacing_ns", "_tiers", "_bucket_ns", "_age_ns", "_last_bucket")
+
+    def __init__(self, capacity: int = 600, spacing_s: float = 1.0, tiers=TIERS):
+        self.capacity = capacity
+        self.spacing_ns = int(spacing_s * 1e9)
+        self._age_ns = [int(age * 1e9) for age, _ in tiers]
+        self._bucket_ns = [None] + [int(w * 1e9) for _, w in tiers[:-1]]
+        self._tiers = [_Tier() for _ in tiers]
+        self._last_bucket = [None] * len(tiers)
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self._tiers)
 
     def _last_t(self) -> Optional[int]:
-        if not self._t:
-            return None
-        return self._t[(self._start - 1) % len(self._t)] if len(self._t) == self.capacity else self._t[-1]
+        recent = self._tiers[0]
+        return recent.t[-1] if len(recent) else None
 
     def add(self, t_ns: int, values: Dict[str, Optional[float]], force: bool = False) -> bool:
         last = self._last_t()
         if not force and last is not None and t_ns - last < self.spacing_ns:
             return False
-        row = [math.nan if values.get(f) is None else float(values[f]) for f in FIELDS]
-        if len(self._t) < self.capacity:
-            self._t.append(t_ns)
-            for f, v in zip(FIELDS, row):
-                self._cols[f].append(v)
-        else:
-            i = self._start
-            self._t[i] = t_ns
-            for f, v in zip(FIELDS, row):
-                self._cols[f][i] = v
-            self._start = (i + 1) % self.capacity
+        self._tiers[0].append(t_ns, [math.nan if values.get(f) is None else float(values[f]) for f in FIELDS])
+        self._age(t_ns)
         return True
+
+    def _age(self, now_ns: int) -> None:
+        """Move the points past their tier's age on, each tier keeping its bucket's highest usage."""
+        for i, tier in enumerate(self._tiers):
+            cap = self.capacity if i == 0 else None
+            while len(tier) and (now_ns - tier.t[0] > self._age_ns[i] or (cap is not None and len(tier) > cap)):
+                t, row = tier.pop_oldest()
+                if i + 1 == len(self._tiers):
+                    continue  # older than the last tier: dropped
+                nxt = self._tiers[i + 1]
+                bucket = t // self._bucket_ns[i + 1]
+                if len(nxt) and self._last_bucket[i + 1] == bucket:
+                    u = -math.inf if math.isnan(row[_USAGE]) else row[_USAGE]
+                    if u >= nxt.usage(len(nxt) - 1):
+                        nxt.replace_last(t, row)
+                    continue
+                nxt.append(t, row)
+                self._last_bucket[i + 1] = bucket
 
     def points(self, kill_ns: int, until_ns: Optional[int] = None) -> List[TimelinePoint]:
         """Oldest first, with t_ms relative to the kill (negative: before it)."""
-        n = len(self._t)
-        order = list(range(self._start, n)) + list(range(0, self._start)) if n == self.capacity else list(range(n))
         out = []
-        for i in order:
-            t = self._t[i]
-            if until_ns is not None and t > until_ns:
-                continue
-            kw = {}
-            for f in FIELDS:
-                v = self._cols[f][i]
-                if math.isnan(v):
-                    kw[f] = None
-                elif f.startswith("psi_") or f == "reclaim_ms":
-                    kw[f] = round(float(v), 2)
-                else:
-                    kw[f] = int(v)
-            out.append(TimelinePoint(t_ms=round((t - kill_ns) / 1e6, 1), **kw))
+        for tier in reversed(self._tiers):
+            for i, t in enumerate(tier.t):
+                if until_ns is not None and t > until_ns:
+                    continue
+                row = tier.v[i * _WIDTH:(i + 1) * _WIDTH]
+                kw = {}
+                for f, v in zip(FIELDS, row):
+                    if math.isnan(v):
+                        kw[f] = None
+                    elif f.startswith("psi_") or f == "reclaim_ms":
+                        kw[f] = round(float(v), 2)
+                    else:
+                        kw[f] = int(v)
+                out.append(TimelinePoint(t_ms=round((t - kill_ns) / 1e6, 1), **kw))
         return out
