@@ -71,6 +71,21 @@ def _with_reclaim(t: Trend, timeline) -> Trend:
     return t
 
 
+def _weighted_fit(t, y, w):
+    """Slope and R² of the weighted least-squares line of y over t (0 and 0 when t is constant)."""
+    total = float(w.sum())
+    if total <= 0:
+        return 0.0, 0.0
+    tm, ym = float((w * t).sum()) / total, float((w * y).sum()) / total
+    var_t = float((w * (t - tm) ** 2).sum())
+    var_y = float((w * (y - ym) ** 2).sum())
+    cov = float((w * (t - tm) * (y - ym)).sum())
+    if var_t <= 0:
+        return 0.0, 0.0
+    r2 = cov * cov / (var_t * var_y) if var_y > 0 else 0.0
+    return cov / var_t, r2
+
+
 def trend_of(capture: Capture) -> Trend:
     """A straight-line fit of anon over the timeline: a leak rises steadily over most of it."""
     if not capture.timelines or not capture.timelines[0].points:
@@ -103,9 +118,13 @@ def trend_of(capture: Capture) -> Trend:
 
     df = pd.DataFrame({"t": [p.t_ms / 60_000 for p in pts], "anon": [held(p) for p in pts]})
     minutes = float(df["t"].iloc[-1] - df["t"].iloc[0])
-    slope = float(df["t"].cov(df["anon"]) / df["t"].var()) if df["t"].var() > 0 else 0.0
-    corr = df["t"].corr(df["anon"])
-    r2 = float(corr * corr) if pd.notna(corr) else 0.0
+    # Each point weighs the time it stands for (half the gaps on either side): the timeline is
+    # dense near the kill and thinned with age (record/timeline.py: every point of the last 10
+    # minutes, one per 2 or 15 minutes before), and an unweighted fit would be the last 10
+    # minutes' fit whatever the hours before did.
+    gaps = df["t"].diff().fillna(0.0)
+    w = (gaps + gaps.shift(-1).fillna(0.0)) / 2
+    slope, r2 = _weighted_fit(df["t"], df["anon"], w)
     start, end = int(df["anon"].iloc[0]), int(df["anon"].iloc[-1])
     t = Trend("unknown", minutes=minutes, anon_rate_bytes_per_min=slope, anon_start_bytes=start,
               anon_end_bytes=end, r2=r2)

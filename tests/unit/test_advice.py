@@ -142,3 +142,35 @@ def test_the_helper_is_named():
     cap.tasks = [Task(pid=1, comm="app", rss_bytes=40 * MIB), Task(pid=7, comm="log-shipper", rss_bytes=55 * MIB)]
     (others,) = [x for x in advise(cap, analyse(cap)) if x.title == "Other processes in the cgroup took a share"]
     assert "pid 7 (log-shipper" in others.text
+
+
+def _timed_capture(points):
+    """points: (seconds before the kill, anon bytes), oldest first."""
+    pts = [TimelinePoint(t_ms=-1000.0 * s, anon_bytes=a, usage_bytes=a, limit_bytes=300 * MIB) for s, a in points]
+    return Capture(kill_id="k", victim=Victim(pid=1, comm="app", anon_rss_bytes=300 * MIB),
+                   cgroup=CgroupInfo(version=2, oom_memcg="/app", task_memcg="/app", constraint="CONSTRAINT_MEMCG"),
+                   at_kill=AtKill(source="kernel_report", usage_bytes=300 * MIB, limit_bytes=300 * MIB,
+                                  memory_stat={"anon": 300 * MIB}),
+                   host=Host(cgroup_version=2, thp_enabled="always", swap_total_bytes=0),
+                   timelines=[Timeline("/app", pts)])
+
+
+def test_the_fit_weighs_each_point_by_the_time_it_stands_for_not_by_count():
+    # What the timeline's retention keeps of a 6-hour leak (record/timeline.py): one point per 15
+    # minutes, then one per 2 minutes, then every second of the last 10 minutes, where a garbage
+    # collector saws 40 MiB up and down around the rising line. Counted point by point, the 600
+    # points of those 10 minutes outvote the hours (R² 0.53: a plateau); weighed by the time each
+    # stands for, the 6 hours' steady rise is what the fit sees.
+    leak = lambda s: 50 * MIB + (6 * 3600 - s) * (200 * MIB) // (6 * 3600)
+    older = [(s, leak(s)) for s in range(6 * 3600, 600, -1) if s % (900 if s > 7200 else 120) == 0]
+    recent = [(s, leak(s) + 40 * MIB * (s % 60) // 30 - 40 * MIB) for s in range(600, 0, -1)]
+    t = trend_of(_timed_capture(older + recent))
+    assert t.kind == "leak", t.text
+    assert t.r2 > 0.95
+    assert 0.5 * MIB <= t.anon_rate_bytes_per_min <= 0.6 * MIB  # 200 MiB in 6 hours: 0.56 MiB/min
+    # evenly spaced points weigh alike (the two ends half): close to an unweighted fit
+    import numpy as np
+    pts = [(600 - s, leak(600 - s) + (s % 7) * 4 * MIB) for s in range(0, 600, 5)]
+    even = trend_of(_timed_capture(pts))
+    r = np.corrcoef([-s for s, _ in pts], [a for _, a in pts])[0, 1]
+    assert abs(even.r2 - r * r) < 0.01, (even.r2, r * r)
