@@ -22,6 +22,8 @@ MIB = 1 << 20
 
 
 def _span(minutes: float) -> str:
+    if minutes >= 120:
+        return f"{minutes / 60:.1f} h"
     return f"{minutes:.1f} min" if minutes >= 2 else f"{minutes * 60:.0f} s"
 
 

@@ -190,12 +190,9 @@ class PostMortemView:
     advice: List[AdviceRow] = field(default_factory=list)
     trend: str = ""
     timeline_title: str = ""
-    timeline: List["Series"] = field(default_factory=list)
-    timeline_limit_y: Optional[float] = None
-    timeline_axis: List[KeyValue] = field(default_factory=list)  # y labels (key = y, value = text)
-    timeline_span: str = ""
-    #: x labels (key = x in the 600-wide box, value = seconds before the kill)
-    timeline_xaxis: List[KeyValue] = field(default_factory=list)
+    #: the whole timeline, and its last 10 minutes apart when it is much longer (record/timeline.py
+    #: keeps hours, thinned with age: drawn whole, the minutes before the kill are a sliver)
+    timeline_charts: List["TimelineChart"] = field(default_factory=list)
     shown: Optional[ShownView] = None
 
 
@@ -207,6 +204,15 @@ class Series:
     points: str  # SVG polyline points, in a 600 x 200 box
 
 
+@dataclass
+class TimelineChart:
+    span: str  # what stretch of time it draws, in words
+    series: List[Series]
+    limit_y: Optional[float]
+    axis: List[KeyValue]  # y labels (key = y, value = text)
+    xaxis: List[KeyValue]  # x labels (key = x in the 600-wide box, value = time before the kill)
+
+
 ADVICE_CASES = {"more_limit": "More limit fixes this", "delay_only": "More limit only delays this",
                 "no_more_limit": "Needs no more limit", "context": "Context"}
 TIMELINE_SERIES = [("usage_bytes", "Usage", "#2c3e50"), ("anon_bytes", "Anonymous", PALETTE["anon"]),
@@ -214,12 +220,49 @@ TIMELINE_SERIES = [("usage_bytes", "Usage", "#2c3e50"), ("anon_bytes", "Anonymou
                    ("slab_bytes", "Slab", PALETTE["slab"]), ("kernel_bytes", "Kernel", PALETTE["kernel"])]
 
 
+#: a timeline longer than this is drawn whole and its last ZOOM_MS apart
+ZOOM_AFTER_MS = 20 * 60_000
+ZOOM_MS = 10 * 60_000
+
+
+def _ago(ms: float) -> str:
+    """A time before the kill, in the unit that reads best: "-45 s", "-12 min", "-3 h 20 min"."""
+    s = round(-ms / 1000)
+    if s < 120:
+        return f"-{s} s"
+    if s < 2 * 3600:
+        m = s / 60
+        return f"-{m:.0f} min" if s % 60 == 0 or m >= 20 else f"-{m:.1f} min"
+    h, m = divmod(round(s / 60), 60)
+    return f"-{h} h {m} min" if m else f"-{h} h"
+
+
+def _duration(ms: float) -> str:
+    s = ms / 1000
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 2 * 3600:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
 def _timeline(capture: Capture):
-    """Polylines of the oom_memcg's timeline, scaled to the limit (or the largest value)."""
+    """The charts of the oom_memcg's timeline, and their title."""
     if not capture.timelines or len(capture.timelines[0].points) < 2:
-        return [], None, [], [], "", ""
+        return [], ""
     tl = capture.timelines[0]
     pts = tl.points
+    charts = [_chart(capture, pts)]
+    if max(0.0, pts[-1].t_ms) - pts[0].t_ms > ZOOM_AFTER_MS:
+        recent = [p for p in pts if p.t_ms >= pts[-1].t_ms - ZOOM_MS]
+        if len(recent) >= 2:
+            charts.append(_chart(capture, recent))
+    title = f"The {'hours' if len(charts) > 1 else 'minutes'} before the kill: {tl.cgroup}"
+    return charts, title
+
+
+def _chart(capture: Capture, pts) -> TimelineChart:
+    """Polylines of these timeline points, scaled to the limit (or the largest value)."""
     t0, t1 = pts[0].t_ms, max(0.0, pts[-1].t_ms)
     span = (t1 - t0) or 1.0
     top = max([p.limit_bytes or 0 for p in pts] + [getattr(p, k) or 0 for p in pts for k, _l, _c in TIMELINE_SERIES]) or 1
@@ -246,9 +289,16 @@ def _timeline(capture: Capture):
     xaxis = []
     for f in (0.0, 0.25, 0.5, 0.75, 1.0):
         t = t0 + f * span
-        xaxis.append(KeyValue(f"{600 * f:.1f}", "the kill" if f == 1.0 and t1 == 0 else f"{t / 1000:.0f} s"))
-    span_text = f"{-t0 / 1000:.1f} s before the kill to {'the kill' if t1 == 0 else f'{-t1 / 1000:.1f} s before it'}"
-    return series, limit_y, axis, xaxis, span_text, f"The minutes before the kill: {tl.cgroup}"
+        xaxis.append(KeyValue(f"{600 * f:.1f}", "the kill" if f == 1.0 and t1 == 0 else _ago(t)))
+    if -t0 < 120_000:
+        span_text = f"{-t0 / 1000:.1f} s before the kill to {'the kill' if t1 == 0 else f'{-t1 / 1000:.1f} s before it'}"
+    elif span <= ZOOM_AFTER_MS:
+        span_text = f"{_duration(-t0)} before the kill to {'the kill' if t1 == 0 else f'{_duration(-t1)} before it'}"
+    else:
+        span_text = (f"{_duration(-t0)} before the kill to {'the kill' if t1 == 0 else f'{_duration(-t1)} before it'} "
+                     "(every reading of the last 10 minutes; before them, the highest of each 2 minutes, "
+                     "and of each 15 minutes past 2 hours)")
+    return TimelineChart(span_text, series, limit_y, axis, xaxis)
 
 
 def _bar(items, total: Optional[int]) -> List[BarSegment]:
@@ -391,18 +441,14 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
             incident_rows.append(IncidentRow(str(x.pid), x.comm, link, is_victim=x.pid == v.pid))
 
     advice_rows = [AdviceRow(ADVICE_CASES.get(x.case, x.case), x.title, x.text, "; ".join(x.evidence)) for x in result.advice]
-    series, limit_y, axis, xaxis, span_text, tl_title = _timeline(capture)
+    charts, tl_title = _timeline(capture)
 
     return PostMortemView(
         shown=_shown(result),
         advice=advice_rows,
         trend=result.trend.text,
         timeline_title=tl_title,
-        timeline=series,
-        timeline_limit_y=limit_y,
-        timeline_axis=axis,
-        timeline_span=span_text,
-        timeline_xaxis=xaxis,
+        timeline_charts=charts,
         tasks_title="Processes on the host at the kill" if hm else "Processes in the cgroup at the kill",
         host_memory=host_memory,
         incident_summary=incident_summary,

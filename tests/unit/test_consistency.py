@@ -145,7 +145,7 @@ def _problems(cap: Capture):
         out.append(f"the verdict does not say what the charge was made of ({a.top_categories})")
     if "accounts for the whole charge" in said and (a.gap_bytes or 0) < 0:
         out.append("the victim's RSS, more than the charge, said to account for it")
-    if view.timeline and len(view.timeline_xaxis) < 2:
+    if any(c.series and len(c.xaxis) < 2 for c in view.timeline_charts):
         out.append("a timeline without a time axis")
     if view.bar and not view.bar_scale:
         out.append("a bar without its scale")

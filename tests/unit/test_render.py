@@ -97,3 +97,29 @@ def test_the_index_has_host_and_pod_columns_and_links_an_undated_kill():
     assert "pod 9eb0e64e…, 663f6287c450" in html  # a pod UID cut to 8 digits
     assert f">{imp.capture.kill_id}</a>" in html  # no date: the kill id is the link
     assert "1 OOM kill<" in html or "oomscope: 1 OOM kill</title>" in html
+
+
+def test_a_timeline_of_hours_is_drawn_whole_and_its_last_10_minutes_apart():
+    # the recorder keeps hours, thinned with age (record/timeline.py): drawn on one axis, the
+    # minutes before the kill would be the last 5% of the chart
+    from oomscope.model import Timeline
+    from oomscope.record.timeline import FIELDS, TimelineRing
+    from oomscope.report.view import build_view
+
+    cap, _ = capture_from_fixture("v2-6.1-anon.kmsg", 2)
+    ring = TimelineRing()
+    for s in range(3 * 3600, -1, -1):  # a reading a second for 3 hours, up to the kill
+        v = {f: None for f in FIELDS}
+        v.update(usage_bytes=(3 * 3600 - s) * 1000, limit_bytes=12_000_000, anon_bytes=(3 * 3600 - s) * 900)
+        ring.add(-s * 1_000_000_000, v)
+    cap.timelines = [Timeline(cap.cgroup.oom_memcg, ring.points(0))]
+    view = build_view(cap)
+    whole, recent = view.timeline_charts
+    # the oldest point kept is a 15-minute bucket's highest reading (a rise: its last one)
+    labels = [kv.value for kv in whole.xaxis]
+    assert labels[0] == "-2 h 46 min" and labels[1].startswith("-2 h ") and labels[2].endswith(" min"), labels
+    assert [kv.value for kv in recent.xaxis] == ["-10 min", "-7.5 min", "-5 min", "-2.5 min", "the kill"]
+    assert "highest of each 2 minutes" in whole.span and view.timeline_title.startswith("The hours before")
+    page = render_html(cap)
+    assert page.count('<svg class="timeline"') == 2
+    assert "The last 10 minutes: " in page

@@ -110,6 +110,6 @@ def test_the_jvms_heap_is_a_line_on_the_timeline_beside_the_charge():
                                                                    limit_bytes=limit) for i in range(6)])]
     cap.runtimes[0].heap_history = [RuntimePoint(-3000.0, 5 * MIB, 16 * MIB), RuntimePoint(-2000.0, 6 * MIB, 16 * MIB)]
     v = build_view(cap)
-    (heap,) = [s for s in v.timeline if s.key == "jvm_heap"]
+    (heap,) = [s for s in v.timeline_charts[0].series if s.key == "jvm_heap"]
     assert heap.label.startswith(f"JVM heap used (pid {cap.victim.pid}")
     assert len(heap.points.split()) == 3  # two earlier readings and the last one
