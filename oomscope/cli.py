@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-import time
 from typing import List, Optional
 
 import typer
 from typing_extensions import Annotated
 
-from .errors import CaptureError, OomscopeError
+from .errors import CaptureError, OomscopeError, error_line, run_entry_point
 from .terminal import terminal_safe
 
 def _metavar_only_for_arguments() -> None:
@@ -62,18 +60,8 @@ def _options(
     """OOM-kill forensics: what a cgroup's memory was made of when the kernel killed a process."""
 
 
-def _sampled(collector, cgroup: str) -> bool:
-    """record --lab starts its workload once its sampler's first pass over the host has ended
-    (until then a new cgroup waits for it: 32 s for 500 on a loaded 2-core host) and it has read
-    the sandbox once: from then on the sandbox is read on its schedule (peeked at every second
-    while empty), so the timeline starts there. Waiting for a second read added up to the idle
-    interval (10 s) of empty sandbox to every timeline (run_lab also makes the sandbox only after
-    the first pass: two host runs, one empty reading 2 s before the fill)."""
-    return collector.sampler.passes >= 1 and len(collector.sampler.store.samples(cgroup)) >= 1
-
-
 def _fail(exc: OomscopeError) -> "typer.Exit":
-    typer.echo(f"oomscope: error: {terminal_safe(str(exc))}", err=True)
+    typer.echo(error_line(exc), err=True)
     return typer.Exit(exc.exit_code)
 
 
@@ -105,69 +93,18 @@ def record(
     allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
 ) -> None:
     """Record every OOM kill: a capture.json and a postmortem.html per kill."""
-    # Nothing of analysis/ or report/ here: pandas and jinja2 stay out of the long-running
-    # recorder; post-mortems are rendered by a worker process (record/finish.py).
-    from .lab import run_scenario
-    from .record.collector import Collector, Downstream, RecordOptions, install_signal_handlers
-    from .record.finish import start_worker
-    from .units import parse_size
+    # Parsed here; recorded by record/main.py in a new interpreter in place of this one (the same
+    # pid), which never imports typer, pydantic, pandas or jinja2.
+    from .record.main import replace_process, run
 
     if charge_tracking is not None:
         typer.echo("oomscope: warning: --charge-tracking is ignored: charge tracking was removed "
                    "(the kernel snapshot at each SIGKILL gives the state at the kill on every kernel)", err=True)
-    try:
-        if os.geteuid() != 0:
-            raise OomscopeError("record needs root (BPF, tracefs, /dev/kmsg): run it with sudo")
-        limit = parse_size(lab_limit)
-        if log_format not in ("text", "json"):
-            raise OomscopeError(f"--log-format must be text or json, not {log_format!r}")
-        if keep is not None:
-            from .record.retention import Retention
-            Retention.parse(keep)  # a bad value fails before anything is loaded
-        _files(mode, allow_shared_output)
-        from .safefs import open_dir
-        os.close(open_dir(output, create=True))  # an unsafe output folder fails before BPF is loaded
-        collector = Collector(RecordOptions(output=output, duration_s=duration, cgroup=cgroup,
-                                            metrics_addr=metrics_addr, log_format=log_format, keep=keep),
-                              Downstream(start_finisher=start_worker), sys.stdout, sys.stderr)
-        install_signal_handlers(collector)
-        typer.echo(collector.describe(), err=True)
-        until = None
-        lab_state = {}
-        if lab is not None:
-            def run_lab() -> None:
-                try:
-                    # the sandbox is made once the first pass is over: made during it, it would be
-                    # read once early in the pass and then not until the pass ended (20 s of empty
-                    # sandbox at the head of the timeline on this host); made after, it is found
-                    # within a second (discovery) and read at once
-                    from .lab import WATCH_TIMEOUT_S
-                    deadline = time.monotonic() + WATCH_TIMEOUT_S
-                    while collector.sampler.passes < 1 and time.monotonic() < deadline and not collector.stop.is_set():
-                        time.sleep(0.1)
-                    lab_state["run"] = run_scenario(lab, limit_bytes=limit,
-                                                    watched=lambda cg: _sampled(collector, cg))
-                except OomscopeError as exc:
-                    lab_state["error"] = exc
-                finally:
-                    lab_state["done"] = True
-
-            thread = threading.Thread(target=run_lab, name="lab", daemon=True)
-            thread.start()
-            until = lambda: lab_state.get("done", False)  # noqa: E731
-        recorded = collector.run(until=until)
-        if "error" in lab_state:
-            raise lab_state["error"]
-        if lab is not None:
-            run = lab_state.get("run")
-            mine = [k for k in recorded if run is not None and k.oom_memcg == run.cgroup]
-            if not mine:
-                raise OomscopeError(f"the lab scenario {lab!r} ended without a recorded kill (workload exit code {run.returncode if run else '?'})")
-            typer.echo(f"post-mortem: {os.path.abspath(mine[-1].html_path or mine[-1].capture_path)}")
-        else:
-            typer.echo(f"{collector.kills_recorded} kill(s) recorded in {os.path.abspath(output)}", err=True)
-    except OomscopeError as exc:
-        raise _fail(exc) from None
+    options = dict(output=output, duration=duration, cgroup=cgroup, lab=lab, lab_limit=lab_limit,
+                   metrics_addr=metrics_addr, log_format=log_format, keep=keep, mode=mode,
+                   allow_shared_output=allow_shared_output)
+    replace_process(options)
+    raise typer.Exit(run(options))
 
 
 @app.command()
@@ -282,13 +219,4 @@ def doctor(
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    try:
-        app(args=argv, prog_name="oomscope")
-    except KeyboardInterrupt:
-        sys.stderr.write("oomscope: interrupted\n")
-        sys.exit(130)
-    except Exception as exc:  # never a traceback for the user; OOMSCOPE_DEBUG=1 shows it
-        if os.environ.get("OOMSCOPE_DEBUG"):
-            raise
-        sys.stderr.write(f"oomscope: internal error: {type(exc).__name__}: {terminal_safe(str(exc))}\n")
-        sys.exit(70)
+    sys.exit(run_entry_point(lambda: app(args=argv, prog_name="oomscope")))

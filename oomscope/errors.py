@@ -1,4 +1,8 @@
-"""One exception hierarchy. Only cli.py turns these into a one-line message and an exit code."""
+"""One exception hierarchy, and the one way an entry point (cli.py, record/main.py) turns an error
+into a one-line message and an exit code."""
+
+import os
+import sys
 
 
 class OomscopeError(Exception):
@@ -33,3 +37,25 @@ class CgroupError(OomscopeError):
 
 class ProbeError(EnvironmentProblem):
     """The BPF programs could not be compiled or attached."""
+
+
+def error_line(exc: OomscopeError) -> str:
+    from .terminal import terminal_safe
+
+    return f"oomscope: error: {terminal_safe(str(exc))}"
+
+
+def run_entry_point(body) -> int:
+    """body()'s exit code (None: 0); never a traceback for the user (OOMSCOPE_DEBUG=1 shows it)."""
+    from .terminal import terminal_safe
+
+    try:
+        return body() or 0
+    except KeyboardInterrupt:
+        sys.stderr.write("oomscope: interrupted\n")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the user sees one line, never a traceback
+        if os.environ.get("OOMSCOPE_DEBUG"):
+            raise
+        sys.stderr.write(f"oomscope: internal error: {type(exc).__name__}: {terminal_safe(str(exc))}\n")
+        return 70

@@ -16,7 +16,6 @@ import collections
 import json
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, List, Optional, TextIO, Tuple
@@ -339,11 +338,10 @@ def start_worker(out_dir: str, err: TextIO) -> WorkerProcess:
     """The post-mortem worker (``python -m oomscope.report.worker``) for ``out_dir``, running the
     same oomscope as this process, with its file mode and output-folder policy (oomscope/safefs.py)."""
     from .. import safefs
+    from ..relaunch import module_command
 
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [sys.executable, "-m", "oomscope.report.worker", out_dir, "--file-mode", str(safefs.settings.file_mode)]
+    args = [out_dir, "--file-mode", str(safefs.settings.file_mode)]
     if safefs.settings.allow_shared:
-        cmd.append("--allow-shared")
+        args.append("--allow-shared")
+    cmd, env = module_command("oomscope.report.worker", args)
     return WorkerProcess(cmd, err, env)

@@ -1,5 +1,6 @@
-"""The long-running recorder holds BPF and the sampler, not the analysis: pandas and jinja2 are
-never mapped in it; post-mortems come from its worker process (record/finish.py), and a worker
+"""The long-running recorder holds BPF and the sampler, not the analysis nor the command line's
+parser: pandas, jinja2 and pydantic are never mapped in it (record replaces its process, same
+pid, once typer has parsed the options: record/main.py); post-mortems come from its worker process (record/finish.py), and a worker
 that dies is said, started again, and costs no capture."""
 
 import glob
@@ -23,7 +24,12 @@ def _children(pid):
 def _mapped(pid):
     with open(f"/proc/{pid}/maps") as f:
         text = f.read()
-    return {name for name in ("pandas", "markupsafe", "numpy", "jinja2") if f"/{name}/" in text}
+    return {name for name in ("pandas", "markupsafe", "numpy", "jinja2", "pydantic_core") if f"/{name}/" in text}
+
+
+def _cmdline(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().split(b"\0")
 
 
 def test_record_maps_no_analysis_and_survives_its_worker_dying(recorder, sandbox):
@@ -34,7 +40,10 @@ def test_record_maps_no_analysis_and_survives_its_worker_dying(recorder, sandbox
     assert first.returncode == -9
     pid1 = int(first.stdout.split()[0])
     rec.wait_for(lambda c: c["victim"]["pid"] == pid1)
-    assert _mapped(rec.proc.pid) == set(), "the recorder itself never imports the analysis"
+    assert _mapped(rec.proc.pid) == set(), "the recorder itself never imports the analysis, nor pydantic"
+    # the pid started as `python -m oomscope record` (typer, pydantic) and is now the lean one
+    assert b"oomscope.record.main" in _cmdline(rec.proc.pid) and b"-P" in _cmdline(rec.proc.pid)
+    assert b"-P" in _cmdline(worker), "the worker never searches the working folder for modules"
     # its worker renders (jinja2's markupsafe); pandas is loaded only to fit a timeline's trend
     # (analysis/advice.py), and this kill's cgroup was made just before it, so it has none
     assert "markupsafe" in _mapped(worker), "its worker renders the post-mortem"
