@@ -184,7 +184,7 @@ def level(n: int, minutes: float, before: str, hier, top: int) -> list:
                     cpu = 100 * (cpu_s(pid) - c0[r.label]) / elapsed
                     row = {"level": n, "label": r.label, "rss": roll["Rss"], "anon": roll["Anonymous"],
                            "file": roll["Rss"] - roll["Anonymous"], "cpu": cpu,
-                           "cpu_max_minute": max(per_minute[r.label]), "loaded": loaded(pid, "pandas", "markupsafe", "jinja2", "numpy"),
+                           "cpu_max_minute": max(per_minute[r.label]), "loaded": loaded(pid, "pandas", "markupsafe", "jinja2", "numpy", "pydantic_core"),
                            "workers": [], "threads": []}
                     t_end = task_cpu(pid)
                     for tid in sorted(t_end):
@@ -196,7 +196,7 @@ def level(n: int, minutes: float, before: str, hier, top: int) -> list:
                     rows.append(row)
                     print(f"  {n} cgroups, {r.label}: RSS {mib(row['rss'])} MiB (anonymous {mib(row['anon'])}, "
                           f"file {mib(row['file'])}), CPU {cpu:.2f}% of one core over {elapsed / 60:.1f} min "
-                          f"(worst minute {row['cpu_max_minute']:.2f}%), mapped: {', '.join(row['loaded']) or 'no pandas/jinja2/numpy'}",
+                          f"(worst minute {row['cpu_max_minute']:.2f}%), mapped: {', '.join(row['loaded']) or 'no pandas/jinja2/numpy/pydantic'}",
                           flush=True)
                     print("    its threads (tid: % of one core): " + ", ".join(f"{tid}{' (main)' if tid == pid else ''}: {p:.2f}"
                                                                           for tid, p in row["threads"] if p >= 0.005))
@@ -308,14 +308,14 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
-    print("\n| cgroups | recorder | RSS MiB | anonymous | file | CPU % of a core (whole run; worst minute) | pandas/jinja2 mapped |")
+    print("\n| cgroups | recorder | RSS MiB | anonymous | file | CPU % of a core (whole run; worst minute) | mapped of pandas, jinja2, pydantic |")
     print("|---|---|---|---|---|---|---|")
     for r in rows["levels"]:
         print(f"| {r['level']} | {r['label']} | {mib(r['rss'])} | {mib(r['anon'])} | {mib(r['file'])} | "
-              f"{r['cpu']:.2f} ({r['cpu_max_minute']:.2f}) | {'yes' if r['loaded'] else 'no'} |")
+              f"{r['cpu']:.2f} ({r['cpu_max_minute']:.2f}) | {', '.join(r['loaded']) or 'none'} |")
         for w in r["workers"]:
             print(f"| {r['level']} | {r['label']}'s worker | {mib(w['rss'])} | {mib(w['anon'])} | {mib(w['rss'] - w['anon'])} | "
-                  f"{w['cpu_s']:.1f} s in all | {'yes' if w['loaded'] else 'no'} |")
+                  f"{w['cpu_s']:.1f} s in all | {', '.join(w['loaded']) or 'none'} |")
     for s in rows["storm"]:
         print(f"\nstorm, {s['label']}: {s['kills']} post-mortems, p50 {1000 * s['p50']:.0f} ms, p95 {1000 * s['p95']:.0f} ms")
 
