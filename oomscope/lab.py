@@ -11,7 +11,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Callable, List, Optional
 
 from .errors import CgroupError, OomscopeError
 from .kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup
+from .relaunch import module_command
 from .workloads import MIN_LIMIT, SCENARIOS
 
 SANDBOX_PREFIX = "oomscope-lab-"
@@ -94,11 +94,12 @@ def run_scenario(
         # Join the cgroup before exec, so that everything the workload ever touches is charged
         # there (cgroup v1 does not move a task's earlier charges when it changes cgroup).
         # stderr goes to a file, not a pipe: a helper the workload forked keeps a pipe open.
+        argv, env = module_command("oomscope.workloads", [scenario, str(limit_bytes), scratch])
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -m oomscope.workloads "$3" "$4" "$5"', "oomscope-lab",
-                 os.path.join(path, "cgroup.procs"), sys.executable, scenario, str(limit_bytes), scratch],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                ["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "oomscope-lab",
+                 os.path.join(path, "cgroup.procs"), *argv],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env,
             )
             run.main_pid = proc.pid
             if on_started is not None:
