@@ -67,7 +67,7 @@ settings = _Settings()
 
 
 def configure(file_mode: Optional[int] = None, allow_shared: Optional[bool] = None) -> None:
-    """Set by cli.py from ``--mode`` and ``--allow-shared-output`` before anything is written."""
+    """Set by cli.py (record: record/main.py) from ``--mode`` and ``--allow-shared-output`` before anything is written."""
     if file_mode is not None:
         settings.file_mode = file_mode
     if allow_shared is not None:

@@ -9,7 +9,7 @@ One thread samples cgroupfs (sampler.Sampler); the main loop polls the BPF perf 
 
 Stops on SIGINT/SIGTERM, at ``duration``, or when ``until()`` says so; kills still pending then are
 written before it returns. record/ imports nothing from analysis/ or report/: the capture is written here, its analysis,
-post-mortem and the index are done by a Finisher (record/finish.py) that cli.py starts
+post-mortem and the index are done by a Finisher (record/finish.py) that record/main.py starts
 (``Downstream``): a worker process, so that pandas and jinja2 stay out of this long-running one.
 A kill is announced (its line on stdout, the metrics) once its post-mortem is done.
 """
@@ -47,7 +47,7 @@ from .sampler import Sampler, clock_offset_ns
 
 @dataclass
 class Downstream:
-    """What happens to a capture after record/ wrote it, passed in by cli.py."""
+    """What happens to a capture after record/ wrote it, passed in by record/main.py."""
 
     #: (output folder, err) -> a Finisher (record/finish.py): the kill's analysis, post-mortem, index
     start_finisher: Callable[[str, TextIO], Any]
@@ -72,6 +72,12 @@ HEALTH_EVERY_NS = 250_000_000
 # free swap at start-up says nothing about the kill. A storm reads them at most 10 times a second.
 HOST_FACTS_MAX_AGE_NS = 100_000_000
 POLL_MS = 100
+# With nothing in flight (no kill waiting for its report or its event, no post-mortem asked for)
+# the loop waits longer: each idle wake-up costs the main thread its drain, and 10 a second were
+# 0.2% of a core, a third of a 500-cgroup recorder's CPU (bench/README.md). A BPF event ends the
+# wait at once; a kernel report that comes alone is joined up to this much later, and SIGTERM
+# (handled by the main thread when the wait returns) stops record up to this much later.
+IDLE_POLL_MS = 500
 RECORDED_KEPT = 10000  # the last kills run() returns (``kills_recorded`` counts them all)
 
 
@@ -169,9 +175,8 @@ class Collector:
         try:
             while not self.stop.is_set():
                 # A BPF event ends the wait at once; 100 ms bounds how late a kernel report that
-                # came alone (/dev/kmsg) is joined. 50 ms: 20 idle drains a second, half of an
-                # idle recorder's main-thread CPU (bench/README.md, "A lean recorder").
-                self.probes.poll(POLL_MS)
+                # came alone (/dev/kmsg) is joined while a kill is in flight, IDLE_POLL_MS otherwise.
+                self.probes.poll(self._wait_ms(deadline, until))
                 self._drain()
                 if not sampling_said and self.sampler.passes:
                     # the first pass reads every cgroup (32 s for 500 on a loaded 2-core host):
@@ -204,6 +209,13 @@ class Collector:
             if self.metrics is not None:
                 self.metrics.close()
         return list(self.recorded)
+
+    def _wait_ms(self, deadline: Optional[float], until) -> int:
+        busy = until is not None or self.joiner.pending or self.finisher.busy
+        wait = POLL_MS if busy else IDLE_POLL_MS
+        if deadline is not None:
+            wait = min(wait, max(1, int((deadline - time.monotonic()) * 1000)))
+        return wait
 
     def _drain(self, flush: bool = False) -> None:
         now = time.monotonic_ns()

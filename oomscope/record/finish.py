@@ -131,6 +131,11 @@ class InProcess:
         done, self._done = self._done, []
         return done
 
+    @property
+    def busy(self) -> bool:
+        """Work asked for and not done: here, an index.html waiting for its second."""
+        return self.post.index_due is not None
+
     def finish(self, timeout_s: float = 0.0) -> List[Finished]:
         self.post.write_index(force=True)
         return self.results()
@@ -290,6 +295,11 @@ class WorkerProcess:
             self._pump()
         done, self._done = self._done, []
         return done
+
+    @property
+    def busy(self) -> bool:
+        """Work asked of the worker and not answered yet, or not even sent."""
+        return bool(self._pending or self._outbox)
 
     @property
     def outstanding(self) -> int:

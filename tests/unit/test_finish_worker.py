@@ -92,3 +92,25 @@ def test_only_never_written_read_only_compiler_mappings_are_dropped():
     assert [(hex(a), n, p.rsplit("/", 1)[1]) for a, n, p in got] == [
         ("0x7f0000000000", 1 << 20, "libLLVM-14.so.1"), ("0x7f0000100000", 1 << 20, "libLLVM-14.so.1"),
         ("0x7f0000300000", 1 << 20, "libclang-cpp.so.14")]
+
+
+def test_record_waits_long_only_with_nothing_in_flight(tmp_path):
+    # record/collector.py: the loop's wait is 100 ms while a kill waits for its report or a
+    # post-mortem is being made, 500 ms otherwise (fewer idle wake-ups of the main thread)
+    import types
+
+    from oomscope.record.collector import IDLE_POLL_MS, POLL_MS, Collector
+
+    err = io.StringIO()
+    w = WorkerProcess([sys.executable, "-c", STAND_IN, str(tmp_path / "crashed")], err)
+    loop = types.SimpleNamespace(joiner=types.SimpleNamespace(pending=[]), finisher=w)
+    assert Collector._wait_ms(loop, None, None) == IDLE_POLL_MS == 500
+    w.kill("/out/a/capture.json", None)
+    assert w.busy and Collector._wait_ms(loop, None, None) == POLL_MS == 100
+    assert len(_all(w, 1)) == 1 and not w.busy
+    loop.joiner.pending.append(object())  # a BPF event waiting for its kernel report
+    assert Collector._wait_ms(loop, None, None) == POLL_MS
+    loop.joiner.pending.clear()
+    assert Collector._wait_ms(loop, None, lambda: False) == POLL_MS  # the lab's end is looked for often
+    assert Collector._wait_ms(loop, time.monotonic() + 0.2, None) <= 200  # --duration is kept to
+    w.finish(5.0)
