@@ -74,18 +74,20 @@ def _with_reclaim(t: Trend, timeline) -> Trend:
 
 
 def _weighted_fit(t, y, w):
-    """Slope and R² of the weighted least-squares line of y over t (0 and 0 when t is constant)."""
+    """The weighted least-squares line of y over t: (slope, R², the line's value at the first t,
+    at the last t); a flat line through the weighted mean when t is constant."""
     total = float(w.sum())
     if total <= 0:
-        return 0.0, 0.0
+        return 0.0, 0.0, float(y.iloc[0]), float(y.iloc[-1])
     tm, ym = float((w * t).sum()) / total, float((w * y).sum()) / total
     var_t = float((w * (t - tm) ** 2).sum())
     var_y = float((w * (y - ym) ** 2).sum())
     cov = float((w * (t - tm) * (y - ym)).sum())
     if var_t <= 0:
-        return 0.0, 0.0
+        return 0.0, 0.0, ym, ym
+    slope = cov / var_t
     r2 = cov * cov / (var_t * var_y) if var_y > 0 else 0.0
-    return cov / var_t, r2
+    return slope, r2, ym + slope * (float(t.iloc[0]) - tm), ym + slope * (float(t.iloc[-1]) - tm)
 
 
 def trend_of(capture: Capture) -> Trend:
@@ -126,8 +128,11 @@ def trend_of(capture: Capture) -> Trend:
     # minutes' fit whatever the hours before did.
     gaps = df["t"].diff().fillna(0.0)
     w = (gaps + gaps.shift(-1).fillna(0.0)) / 2
-    slope, r2 = _weighted_fit(df["t"], df["anon"], w)
-    start, end = int(df["anon"].iloc[0]), int(df["anon"].iloc[-1])
+    slope, r2, fit_start, fit_end = _weighted_fit(df["t"], df["anon"], w)
+    # The rise is the fitted line's, not the first and last readings': a thinned stretch's point is
+    # its highest reading (the top of a garbage collector's saw-tooth), the last one a raw reading.
+    start, end = int(max(0.0, fit_start)), int(max(0.0, fit_end))
+    last = int(df["anon"].iloc[-1])
     t = Trend("unknown", minutes=minutes, anon_rate_bytes_per_min=slope, anon_start_bytes=start,
               anon_end_bytes=end, r2=r2)
     _with_reclaim(t, capture.timelines[0])
@@ -135,11 +140,11 @@ def trend_of(capture: Capture) -> Trend:
     half = df[df["t"] <= df["t"].iloc[0] + minutes / 2]["anon"]
     if r2 >= 0.8 and slope > 0 and end - start >= 0.25 * max(end, 1):
         t.kind = "leak"
-        t.text = (f"{what} rose steadily for {_span(minutes)}, from {_mib(start)} to {_mib(end)} "
+        t.text = (f"{what} rose steadily for {_span(minutes)}, from about {_mib(start)} to {_mib(end)} "
                   f"({_mib(slope)}/min, straight-line fit R²={r2:.2f}).")
-    elif half.max() - half.min() <= 0.05 * max(end, 1) and end > half.max() * 1.1:
+    elif half.max() - half.min() <= 0.05 * max(last, 1) and last > half.max() * 1.1:
         t.kind = "spike"
-        t.text = (f"{what} was flat at about {_mib(int(half.mean()))} and jumped to {_mib(end)} at the end "
+        t.text = (f"{what} was flat at about {_mib(int(half.mean()))} and jumped to {_mib(last)} at the end "
                   f"of a {_span(minutes)} timeline: a burst, not a leak.")
     else:
         t.kind = "plateau"

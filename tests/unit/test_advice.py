@@ -174,3 +174,23 @@ def test_the_fit_weighs_each_point_by_the_time_it_stands_for_not_by_count():
     even = trend_of(_timed_capture(pts))
     r = np.corrcoef([-s for s, _ in pts], [a for _, a in pts])[0, 1]
     assert abs(even.r2 - r * r) < 0.01, (even.r2, r * r)
+
+
+def test_a_leak_kept_by_the_retention_is_judged_by_its_fitted_rise_not_its_first_reading():
+    # Fed through the real retention: the oldest point kept is the highest reading of its
+    # 15-minute stretch (the top of the saw-tooth), the last one a raw reading. First against last
+    # said 38 MiB of a 58 MiB rise, under a quarter of the last reading (a plateau); the fitted line says the rise.
+    from oomscope.record.timeline import FIELDS, TimelineRing
+
+    ring = TimelineRing()
+    for s in range(6 * 3600, -1, -1):
+        anon = 100 * MIB + (6 * 3600 - s) * (60 * MIB) // (6 * 3600) + 20 * MIB * (s % 300) // 300
+        v = {f: None for f in FIELDS}
+        v.update(usage_bytes=anon, limit_bytes=300 * MIB, anon_bytes=anon)
+        ring.add(-s * 1_000_000_000, v)
+    cap = _timed_capture([])
+    cap.timelines[0].points = ring.points(0)
+    t = trend_of(cap)
+    assert t.kind == "leak", t.text
+    assert 45 * MIB <= t.anon_end_bytes - t.anon_start_bytes <= 65 * MIB  # 58 MiB in the 5.8 h kept
+    assert "rose steadily for 5.8 h, from about " in t.text
