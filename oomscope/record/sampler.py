@@ -26,9 +26,9 @@ every query. The kernel's notifications are record/notify.py's.
 
 Bounded: at most ``max_cgroups`` cgroups; per cgroup the full readings (~3 KiB each) of the
 last ``ring_s`` seconds (2 for a cgroup far from its limit, at most 100 near it) and a timeline of
-at most 697 points, 117 (11 KiB) for an idle one (record/timeline.py thins them with age); the pid
+at most 697 points, 117 (13 KB) for an idle one (record/timeline.py thins them with age); the pid
 maps hold at most ``max_pids`` pids seen in the last ``pid_retention_s``. For 500 idle cgroups:
-500 x (2 x 3 + 11) KiB = 8.5 MiB, plus 370 KiB for each cgroup near its limit.
+500 x (2 x 3 + 13) KB = 9.5 MB, plus 375 KB for each cgroup near its limit.
 """
 
 from __future__ import annotations

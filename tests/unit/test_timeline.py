@@ -91,3 +91,19 @@ def test_an_unknown_usage_never_wins_a_bucket_over_a_known_one():
 
 def test_the_default_tiers_are_the_ones_the_docstring_states():
     assert TIERS == ((600, 120), (2 * 3600, 900), (12 * 3600, None))
+
+
+def test_a_point_older_than_the_last_is_refused_even_when_forced():
+    ring = TimelineRing(capacity=600, spacing_s=1.0)
+    assert ring.add(100 * S, _values(1))
+    assert not ring.add(50 * S, _values(2), force=True)
+    assert ring.add(101 * S, _values(3))
+    assert [p.t_ms for p in ring.points(kill_ns=101 * S)] == [-1000.0, 0.0]
+
+
+def test_an_idle_cgroup_read_exactly_every_30_s_holds_20_recent_points_not_21():
+    ring = TimelineRing(capacity=600, spacing_s=1.0)
+    _fill(ring, 14 * 3600, 30)
+    # a point exactly 10 minutes old has moved on: the recent tier is the last 600 s, not 630
+    assert len(ring._tiers[0]) == 20
+    assert len(ring) <= 20 + 56 + 41
