@@ -39,11 +39,12 @@ from .terminal import terminal_safe
 #: 5: charge tracking removed: no ``charge_tracking``, no ``reconstructed`` source, no cgroup
 #:    state ``keys_from_sample``/``base_age_ms``; ``kernel_snapshot_status`` says whether the
 #:    recorder could take kernel snapshots.
+#: 6: ``Timeline.thinned_by_age``: the recorder's timelines keep hours, older points thinned.
 #: Captures of schema 1 to 4 still load (page size unknown in 1; no runtimes in 1 and 2; no
 #: kernel snapshot before 4; a ``reconstructed`` state of 4 or older is read and shown as such,
 #: its ``charge_tracking`` and reconstruction details ignored).
-SCHEMA_VERSION = 5
-READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5)
+SCHEMA_VERSION = 6
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5, 6)
 
 
 class Source(str, enum.Enum):
@@ -228,6 +229,10 @@ class Timeline:
     cgroup: str
     points: List[TimelinePoint] = field(default_factory=list)
     reclaim_at_kill: Optional[ReclaimAtKill] = None
+    #: schema 6: points more than 10 minutes before the last one are the highest reading of each
+    #: 2 minutes, and past 2 hours of each 15 minutes (record/timeline.py's TIERS); False: every
+    #: point kept is a reading as it came (older captures: at most 600 of them)
+    thinned_by_age: bool = False
 
 
 @dataclass

@@ -110,7 +110,8 @@ class EvidenceGatherer:
             for path in [described] + ([task_memcg] if task_memcg and task_memcg != described else []):
                 points = self.store.timeline(path, kill_ns)
                 if points:
-                    ev.timelines.append(Timeline(path, points, reclaim_at_kill(self.store.reclaim_of(path, kill_ns), kill_ns)))
+                    ev.timelines.append(Timeline(path, points, reclaim_at_kill(self.store.reclaim_of(path, kill_ns), kill_ns),
+                                                 thinned_by_age=True))
             for path, sample in self.store.below(described, kill_ns):
                 ev.sharing.append(CgroupUsage(path, sample.state.usage_bytes, Source.LAST_SAMPLE, (kill_ns - sample.t_ns) / 1e6))
             for pid, when, reading, hist in self.store.runtimes_before(described, kill_ns):

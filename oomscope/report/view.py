@@ -226,10 +226,13 @@ ZOOM_MS = 10 * 60_000
 
 
 def _ago(ms: float) -> str:
-    """A time before the kill, in the unit that reads best: "-45 s", "-12 min", "-3 h 20 min"."""
+    """A time relative to the kill, in the unit that reads best: "-45 s", "-7.5 min", "-3 h 20 min"
+    ("+2 s": after it, a reading taken as the kill was handled)."""
+    if ms > 0:
+        return f"+{_duration(ms)}"
     s = round(-ms / 1000)
     if s < 120:
-        return f"-{s} s"
+        return f"-{s} s" if s else "0 s"
     if s < 2 * 3600:
         m = s / 60
         return f"-{m:.0f} min" if s % 60 == 0 or m >= 20 else f"-{m:.1f} min"
@@ -238,12 +241,14 @@ def _ago(ms: float) -> str:
 
 
 def _duration(ms: float) -> str:
+    """A length of time in the units of _ago: "24.1 s", "7.5 min", "45 min", "5.8 h"."""
     s = ms / 1000
     if s < 120:
         return f"{s:.1f} s"
     if s < 2 * 3600:
-        return f"{s / 60:.0f} min"
-    return f"{s / 3600:.1f} h"
+        m = s / 60
+        return f"{m:.0f} min" if round(s) % 60 == 0 or m >= 20 else f"{m:.1f} min"
+    return f"{s / 3600:.1f} h".replace(".0 h", " h")
 
 
 def _timeline(capture: Capture):
@@ -252,16 +257,17 @@ def _timeline(capture: Capture):
         return [], ""
     tl = capture.timelines[0]
     pts = tl.points
-    charts = [_chart(capture, pts)]
-    if max(0.0, pts[-1].t_ms) - pts[0].t_ms > ZOOM_AFTER_MS:
-        recent = [p for p in pts if p.t_ms >= pts[-1].t_ms - ZOOM_MS]
+    charts = [_chart(capture, pts, tl.thinned_by_age)]
+    end = max(0.0, pts[-1].t_ms)  # the charts end at the kill, or at the last point after it
+    if end - pts[0].t_ms > ZOOM_AFTER_MS:
+        recent = [p for p in pts if p.t_ms >= end - ZOOM_MS]
         if len(recent) >= 2:
-            charts.append(_chart(capture, recent))
-    title = f"The {'hours' if len(charts) > 1 else 'minutes'} before the kill: {tl.cgroup}"
-    return charts, title
+            charts.append(_chart(capture, recent, False))
+    hours = end - pts[0].t_ms >= 3_600_000
+    return charts, f"The {'hours' if hours else 'minutes'} before the kill: {tl.cgroup}"
 
 
-def _chart(capture: Capture, pts) -> TimelineChart:
+def _chart(capture: Capture, pts, thinned: bool) -> TimelineChart:
     """Polylines of these timeline points, scaled to the limit (or the largest value)."""
     t0, t1 = pts[0].t_ms, max(0.0, pts[-1].t_ms)
     span = (t1 - t0) or 1.0
@@ -290,14 +296,11 @@ def _chart(capture: Capture, pts) -> TimelineChart:
     for f in (0.0, 0.25, 0.5, 0.75, 1.0):
         t = t0 + f * span
         xaxis.append(KeyValue(f"{600 * f:.1f}", "the kill" if f == 1.0 and t1 == 0 else _ago(t)))
-    if -t0 < 120_000:
-        span_text = f"{-t0 / 1000:.1f} s before the kill to {'the kill' if t1 == 0 else f'{-t1 / 1000:.1f} s before it'}"
-    elif span <= ZOOM_AFTER_MS:
-        span_text = f"{_duration(-t0)} before the kill to {'the kill' if t1 == 0 else f'{_duration(-t1)} before it'}"
-    else:
-        span_text = (f"{_duration(-t0)} before the kill to {'the kill' if t1 == 0 else f'{_duration(-t1)} before it'} "
-                     "(every reading of the last 10 minutes; before them, the highest of each 2 minutes, "
-                     "and of each 15 minutes past 2 hours)")
+    # t1 is the kill, or a last reading after it (taken as the kill was handled)
+    span_text = f"{_duration(-t0)} before the kill to {'the kill' if t1 == 0 else f'{_duration(t1)} after it'}"
+    if thinned and -t0 > ZOOM_MS:
+        span_text += (" (every reading of the last 10 minutes; before them, the highest reading of each "
+                      "2 minutes, and of each 15 minutes past 2 hours)")
     return TimelineChart(span_text, series, limit_y, axis, xaxis)
 
 

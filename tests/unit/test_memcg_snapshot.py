@@ -9,7 +9,7 @@ import pytest
 
 from oomscope.kernel import btf, memcg_layout
 from oomscope.layouts import MemcgLevel, MemcgSnapshot
-from oomscope.model import Capture, Source
+from oomscope.model import SCHEMA_VERSION, Capture, Source
 from oomscope.record import snapshot
 from oomscope.record.assemble import Evidence, Recording, assemble
 
@@ -205,7 +205,7 @@ def test_the_snapshot_ranks_after_the_report_and_before_everything_else():
     assert any("SIGKILL" in n for n in without.notes)
     back = Capture.from_json(without.to_json())
     assert back.at_kill_sources["kernel_snapshot"].memory_stat == snap_state.memory_stat
-    assert back.schema_version == 5
+    assert back.schema_version == SCHEMA_VERSION == 6
 
 
 def test_a_recorder_without_the_snapshot_says_why_in_the_capture():

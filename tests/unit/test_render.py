@@ -112,14 +112,28 @@ def test_a_timeline_of_hours_is_drawn_whole_and_its_last_10_minutes_apart():
         v = {f: None for f in FIELDS}
         v.update(usage_bytes=(3 * 3600 - s) * 1000, limit_bytes=12_000_000, anon_bytes=(3 * 3600 - s) * 900)
         ring.add(-s * 1_000_000_000, v)
-    cap.timelines = [Timeline(cap.cgroup.oom_memcg, ring.points(0))]
+    cap.timelines = [Timeline(cap.cgroup.oom_memcg, ring.points(0), thinned_by_age=True)]
     view = build_view(cap)
     whole, recent = view.timeline_charts
     # the oldest point kept is a 15-minute bucket's highest reading (a rise: its last one)
     labels = [kv.value for kv in whole.xaxis]
     assert labels[0] == "-2 h 46 min" and labels[1].startswith("-2 h ") and labels[2].endswith(" min"), labels
     assert [kv.value for kv in recent.xaxis] == ["-10 min", "-7.5 min", "-5 min", "-2.5 min", "the kill"]
-    assert "highest of each 2 minutes" in whole.span and view.timeline_title.startswith("The hours before")
+    assert "highest reading of each 2 minutes" in whole.span and view.timeline_title.startswith("The hours before")
+    assert whole.span.startswith("2.8 h before the kill to the kill") and recent.span == "10 min before the kill to the kill"
+    # a capture written before the retention (schema 5: at most 600 readings, none thinned) is
+    # not said to be thinned
+    cap.timelines[0].thinned_by_age = False
+    assert "highest" not in build_view(cap).timeline_charts[0].span
     page = render_html(cap)
     assert page.count('<svg class="timeline"') == 2
     assert "The last 10 minutes: " in page
+
+
+def test_times_around_the_kill_read_in_one_unit_each():
+    from oomscope.report.view import _ago, _duration
+
+    assert [_ago(ms) for ms in (-45_000, -150_000, -450_000, -1_500_000, -7_200_000, -12_000_000, -200, 5_000)] == \
+        ["-45 s", "-2.5 min", "-7.5 min", "-25 min", "-2 h", "-3 h 20 min", "0 s", "+5.0 s"]
+    assert [_duration(ms) for ms in (24_100, 150_000, 600_000, 2_700_000, 7_200_000, 20_880_000)] == \
+        ["24.1 s", "2.5 min", "10 min", "45 min", "2 h", "5.8 h"]
