@@ -11,6 +11,7 @@ installed copy, or a checkout under test).
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from typing import Dict, List, Sequence, Tuple
 
@@ -27,7 +28,11 @@ def module_command(module: str, args: Sequence[str] = (), safe_path_flag: bool =
         safe_path_flag = sys.version_info >= (3, 11)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    # an empty or relative PYTHONPATH entry is the working folder again ("/x:" ends with one)
+    inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if os.path.isabs(p)]
+    env["PYTHONPATH"] = os.pathsep.join([root] + inherited)
+    # this interpreter's own flags (-I, -E, -s, -X ..., -O) carry over, as multiprocessing does it
+    flags = [f for f in getattr(subprocess, "_args_from_interpreter_flags", list)() if f != "-P"]
     if safe_path_flag:
-        return [sys.executable, "-P", "-m", module, *args], env
-    return [sys.executable, "-c", _STUB, module, *args], env
+        return [sys.executable, *flags, "-P", "-m", module, *args], env
+    return [sys.executable, *flags, "-c", _STUB, module, *args], env

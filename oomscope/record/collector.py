@@ -235,8 +235,8 @@ class Collector:
                 self.joiner.add_report(rep, now)
         ready = self.joiner.ready(now, flush=flush)
         if events or records or ready or flush or now >= self._next_health_ns:
-            # Losses are looked for before any kill is written, and at least every 250 ms: not
-            # at each of the 20 idle drains a second (a third of an idle recorder's main thread).
+            # Losses are looked for before any kill is written, and at least every 250 ms while
+            # kills are in flight (every IDLE_POLL_MS when idle): not at every drain.
             self._health(now)
             self._next_health_ns = now + HEALTH_EVERY_NS
         for kill in ready:

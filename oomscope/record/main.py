@@ -9,6 +9,7 @@ cgroups watched. Where the process cannot be replaced, cli.py calls ``run`` itse
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -127,6 +128,10 @@ def main(argv: Optional[list] = None) -> int:
         print("oomscope: error: oomscope.record.main takes the options of `oomscope record` as one JSON "
               "object; run `oomscope record` instead", file=sys.stderr)
         return 2
+    # the name `ps -C oomscope` and `pgrep -x oomscope` find, as before the exec (the
+    # interpreter's otherwise: python3.11)
+    with contextlib.suppress(OSError), open("/proc/self/comm", "w") as f:
+        f.write("oomscope")
     return run_entry_point(lambda: run(options))
 
 

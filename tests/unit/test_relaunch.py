@@ -31,3 +31,13 @@ def test_bad_options_to_the_recorders_own_entry_point_are_one_line():
 
     assert main(["[1, 2]"]) == 2
     assert main([]) == 2
+
+
+def test_an_empty_or_relative_pythonpath_entry_does_not_bring_the_working_folder_back(tmp_path, monkeypatch):
+    (tmp_path / "oomscope").mkdir()
+    (tmp_path / "oomscope" / "__init__.py").write_text(PLANTED)
+    monkeypatch.setenv("PYTHONPATH", "/nonexistent-oomscope-test:.::")
+    argv, env = module_command("oomscope.record.main", ["not json"])
+    assert env["PYTHONPATH"].split(":")[1:] == ["/nonexistent-oomscope-test"]
+    r = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "planted" not in r.stderr and r.returncode == 2, r.stderr
