@@ -42,6 +42,10 @@ def test_timeline_shows_page_cache_then_anon_then_reclaim(recorder, kernel_log, 
     pts = tl["points"]
     assert len(pts) >= 4, pts
     assert all(p["t_ms"] <= 0 for p in pts)
+    # a recorded timeline says it is thinned with age (schema 6), so the page may say so; a
+    # minute of it is all recent points, none thinned: oldest first, at least a second apart
+    assert tl["thinned_by_age"] is True
+    assert all(b["t_ms"] - a["t_ms"] >= 999 for a, b in zip(pts, pts[1:-1])), [p["t_ms"] for p in pts]
     mib = 1 << 20
     # when the written file first held 30 MiB (page cache; shmem where the test's /tmp is a
     # tmpfs, as in the VMs), and when anon first passed 30 MiB
