@@ -5,6 +5,7 @@ sandbox cgroup."""
 import os
 import subprocess
 import sys
+import time
 
 
 PHASES = r"""
@@ -29,9 +30,11 @@ while True:
 
 def test_timeline_shows_page_cache_then_anon_then_reclaim(recorder, kernel_log, sandbox, tmp_path):
     name, path = sandbox(limit=96 << 20)
+    made = time.monotonic()
     rec = recorder()
     scratch = tmp_path / "scratch"
     scratch.mkdir()
+    started = time.monotonic()
     res = subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -c "$3" "$4"', "sh",
                           os.path.join(path, "cgroup.procs"), sys.executable, PHASES, str(scratch / "data")],
                          capture_output=True, timeout=90)
@@ -40,7 +43,10 @@ def test_timeline_shows_page_cache_then_anon_then_reclaim(recorder, kernel_log, 
     ((_, cap),) = rec.wait_for(lambda c: c["victim"]["pid"] == pid)
     (tl,) = [t for t in cap["timelines"] if t["cgroup"] == name]
     pts = tl["points"]
-    assert len(pts) >= 4, pts
+    # said on failure: how long the recorder had to find the sandbox, and how long the fill took
+    timing = (f"sandbox made {started - made:.1f} s before the workload started, "
+              f"which was killed {time.monotonic() - started:.1f} s later (capture read included)")
+    assert len(pts) >= 4, (timing, pts)
     assert all(p["t_ms"] <= 0 for p in pts)
     # a recorded timeline says it is thinned with age (schema 6), so the page may say so; a
     # minute of it is all recent points, none thinned: oldest first, at least a second apart
