@@ -4,6 +4,7 @@ Every sandbox cgroup is named ``oomscope-test-<pid>-<random>...`` and removed at
 when the test fails; only the tasks inside it are ever killed. Every hog runs under a limit.
 """
 
+import contextlib
 import glob
 import json
 import os
@@ -77,6 +78,7 @@ def sandbox(hier):
         made.append(path)
         return name, path
 
+    make.made = made  # the shared recorder's view waits until record has read these
     yield make
     for path in reversed(made):
         remove_cgroup(path)
@@ -232,16 +234,29 @@ class SharedRecorderView:
     nothing of a fresh start share one; a test that stops record, passes options, or must not
     depend on an earlier test's record, starts its own (``recorder(own=True)``)."""
 
-    def __init__(self, rec):
+    def __init__(self, rec, sandboxes=()):
         self.rec = rec
         self.out_dir = rec.out_dir
         self.proc = rec.proc
         rec.settle()
         # A fresh record finds the test's sandbox in its first pass; a running one finds new
         # cgroups within a second (record/sampler.py, discover_interval): the test's fill must not
-        # start before that (a slow hog fills 96 MiB in 1.2 s).
+        # start before that (a slow hog fills 96 MiB in 1.2 s). Under emulation a busy sampler
+        # took longer (6.1 VM: a timeline began 5 s into its fill), so the view waits until record
+        # holds the sandboxes' usage files open (it keeps them from its first reading on:
+        # MemoryHierarchy._read_kept), 1.5 s at least, 15 s at most (then the test goes on).
+        deadline = time.monotonic() + 15 * TIME_SCALE
         time.sleep(1.5 * TIME_SCALE)
+        while sandboxes and not self._has_read(sandboxes) and time.monotonic() < deadline:
+            time.sleep(0.1)
         self._before = frozenset(glob.glob(os.path.join(rec.out_dir, "kills", "*", "capture.json")))
+
+    def _has_read(self, paths) -> bool:
+        opened = set()
+        for fd in glob.glob(f"/proc/{self.proc.pid}/fd/*"):
+            with contextlib.suppress(OSError):  # closed since it was listed
+                opened.add(os.path.dirname(os.readlink(fd)))
+        return all(os.path.realpath(p) in opened for p in paths)
 
     def stderr(self):
         return self.rec.stderr()
@@ -283,12 +298,13 @@ def shared_recorder(tmp_path_factory):
 
 
 @pytest.fixture
-def recorder(tmp_path, shared_recorder):
+def recorder(request, tmp_path, shared_recorder):
     started = []
 
     def start(*extra, own=False):
         if not extra and not own:
-            return SharedRecorderView(shared_recorder())
+            made = request.getfixturevalue("sandbox").made if "sandbox" in request.fixturenames else ()
+            return SharedRecorderView(shared_recorder(), list(made))
         r = Recorder(tmp_path / f"rec{len(started)}", extra)
         started.append(r)
         return r
