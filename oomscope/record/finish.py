@@ -301,11 +301,6 @@ class WorkerProcess:
         """Work asked of the worker and not answered yet, or not even sent."""
         return bool(self._pending or self._outbox)
 
-    @property
-    def outstanding(self) -> int:
-        """Kills whose post-mortem is not done yet."""
-        return sum(1 for _req, _path, job in self._pending.values() if job)
-
     def finish(self, timeout_s: float = 30.0) -> List[Finished]:
         """Waits up to ``timeout_s`` for every post-mortem asked for, then stops the worker (which
         writes index.html as it goes, and once more as it stops)."""
