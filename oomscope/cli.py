@@ -71,9 +71,9 @@ SHARED_HELP = "write into an output folder that another user owns or can write t
 
 def _files(mode: Optional[str], allow_shared: bool) -> None:
     """The file mode and output-folder policy of oomscope/safefs.py, before anything is written."""
-    from . import safefs
+    from .safefs import configure_from_options
 
-    safefs.configure(file_mode=safefs.parse_mode(mode) if mode is not None else None, allow_shared=allow_shared)
+    configure_from_options(mode, allow_shared)
 
 
 @app.command()

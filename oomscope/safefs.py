@@ -67,11 +67,17 @@ settings = _Settings()
 
 
 def configure(file_mode: Optional[int] = None, allow_shared: Optional[bool] = None) -> None:
-    """Set by cli.py (record: record/main.py) from ``--mode`` and ``--allow-shared-output`` before anything is written."""
+    """Set before anything is written (configure_from_options)."""
     if file_mode is not None:
         settings.file_mode = file_mode
     if allow_shared is not None:
         settings.allow_shared = allow_shared
+
+
+def configure_from_options(mode: Optional[str], allow_shared: bool) -> None:
+    """``--mode`` (octal text, None: the default) and ``--allow-shared-output``, as the commands
+    take them (cli.py; record/main.py after record's exec)."""
+    configure(file_mode=parse_mode(mode) if mode is not None else None, allow_shared=bool(allow_shared))
 
 
 def parse_mode(text: str) -> int:

@@ -69,8 +69,7 @@ def run(options: dict) -> int:
         if o["keep"] is not None:
             from .retention import Retention
             Retention.parse(o["keep"])  # a bad value fails before anything is loaded
-        safefs.configure(file_mode=safefs.parse_mode(o["mode"]) if o["mode"] is not None else None,
-                         allow_shared=bool(o["allow_shared_output"]))
+        safefs.configure_from_options(o["mode"], o["allow_shared_output"])
         os.close(safefs.open_dir(output, create=True))  # an unsafe output folder fails before BPF is loaded
         collector = Collector(RecordOptions(output=output, duration_s=o["duration"], cgroup=o["cgroup"],
                                             metrics_addr=o["metrics_addr"], log_format=log_format, keep=o["keep"]),
