@@ -18,6 +18,7 @@ from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..layouts import ReclaimStats
 from ..model import TimelinePoint
 from .timeline import TimelineRing, point_values
+from .timeline import point as timeline_point
 
 #: how long a cgroup's nearest limited ancestor is trusted: a runtime writes memory.max just after
 #: mkdir, and a discovery between the two must not leave a limited cgroup unwatched for good
@@ -272,11 +273,9 @@ class Readings:
             points = tl.points(kill_ns, until_ns=kill_ns)
             last = self._latest_before(cgroup, kill_ns)
         if last is not None and (not points or points[-1].t_ms < round((last.t_ns - kill_ns) / 1e6, 1)):
-            extra = TimelineRing(1)
             # the reading's own reclaim figures: a point without them reads as "not counted"
             # (CI, 6.12 VM: a global OOM's last point had None while the ones before had zeros)
-            extra.add(last.t_ns, point_values(last.state, self.hier.version, last.reclaim))
-            points += extra.points(kill_ns)
+            points.append(timeline_point(last.t_ns, point_values(last.state, self.hier.version, last.reclaim), kill_ns))
         return points
 
     def ino(self, cgroup: str) -> Optional[int]:

@@ -87,6 +87,33 @@ _WIDTH = len(FIELDS)
 _USAGE = FIELDS.index("usage_bytes")
 
 
+def _row(values: Dict[str, Optional[float]]) -> List[float]:
+    return [math.nan if values.get(f) is None else float(values[f]) for f in FIELDS]
+
+
+def _usage(row, start: int = 0) -> float:
+    """The usage of the row at ``start``; an unknown one below every known one."""
+    u = row[start + _USAGE]
+    return -math.inf if math.isnan(u) else u
+
+
+def _point(t_ns: int, row, kill_ns: int) -> TimelinePoint:
+    kw = {}
+    for f, v in zip(FIELDS, row):
+        if math.isnan(v):
+            kw[f] = None
+        elif f.startswith("psi_") or f == "reclaim_ms":
+            kw[f] = round(float(v), 2)
+        else:
+            kw[f] = int(v)
+    return TimelinePoint(t_ms=round((t_ns - kill_ns) / 1e6, 1), **kw)
+
+
+def point(t_ns: int, values: Dict[str, Optional[float]], kill_ns: int) -> TimelinePoint:
+    """One reading's point, as ``TimelineRing.points`` gives it (float32 precision included)."""
+    return _point(t_ns, array.array("f", _row(values)), kill_ns)
+
+
 class _Tier:
     """Points oldest first: their times, and their values as rows of one float32 array."""
 
@@ -114,9 +141,8 @@ class _Tier:
         self.t[-1] = t_ns
         self.v[-_WIDTH:] = row
 
-    def usage(self, i: int) -> float:
-        u = self.v[i * _WIDTH + _USAGE]
-        return -math.inf if math.isnan(u) else u
+    def last_usage(self) -> float:
+        return _usage(self.v, len(self.v) - _WIDTH)
 
 
 class TimelineRing:
@@ -143,7 +169,7 @@ class TimelineRing:
         last = self._last_t()
         if last is not None and (t_ns < last or (not force and t_ns - last < self.spacing_ns)):
             return False  # never older than the last point, forced or not: the points stay in order
-        self._tiers[0].append(t_ns, [math.nan if values.get(f) is None else float(values[f]) for f in FIELDS])
+        self._tiers[0].append(t_ns, _row(values))
         self._age(t_ns)
         return True
 
@@ -158,8 +184,7 @@ class TimelineRing:
                 nxt = self._tiers[i + 1]
                 bucket = t // self._bucket_ns[i + 1]
                 if len(nxt) and self._last_bucket[i + 1] == bucket:
-                    u = -math.inf if math.isnan(row[_USAGE]) else row[_USAGE]
-                    if u >= nxt.usage(len(nxt) - 1):
+                    if _usage(row) >= nxt.last_usage():
                         nxt.replace_last(t, row)
                     continue
                 nxt.append(t, row)
@@ -172,14 +197,5 @@ class TimelineRing:
             for i, t in enumerate(tier.t):
                 if until_ns is not None and t > until_ns:
                     continue
-                row = tier.v[i * _WIDTH:(i + 1) * _WIDTH]
-                kw = {}
-                for f, v in zip(FIELDS, row):
-                    if math.isnan(v):
-                        kw[f] = None
-                    elif f.startswith("psi_") or f == "reclaim_ms":
-                        kw[f] = round(float(v), 2)
-                    else:
-                        kw[f] = int(v)
-                out.append(TimelinePoint(t_ms=round((t - kill_ns) / 1e6, 1), **kw))
+                out.append(_point(t, tier.v[i * _WIDTH:(i + 1) * _WIDTH], kill_ns))
         return out
