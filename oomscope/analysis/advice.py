@@ -76,17 +76,16 @@ def _with_reclaim(t: Trend, timeline) -> Trend:
 def _weighted_fit(t, y, w):
     """The weighted least-squares line of y over t: (slope, R², the line's value at the first t,
     at the last t); a flat line through the weighted mean when t is constant."""
-    total = float(w.sum())
-    if total <= 0:
+    import numpy as np  # noqa: WPS433 - with pandas, only where a timeline is fitted
+
+    if float(w.sum()) <= 0:
         return 0.0, 0.0, float(y.iloc[0]), float(y.iloc[-1])
-    tm, ym = float((w * t).sum()) / total, float((w * y).sum()) / total
-    var_t = float((w * (t - tm) ** 2).sum())
-    var_y = float((w * (y - ym) ** 2).sum())
-    cov = float((w * (t - tm) * (y - ym)).sum())
+    tm, ym = float(np.average(t, weights=w)), float(np.average(y, weights=w))
+    (var_t, cov), (_, var_y) = np.cov(t, y, aweights=w)
     if var_t <= 0:
         return 0.0, 0.0, ym, ym
-    slope = cov / var_t
-    r2 = cov * cov / (var_t * var_y) if var_y > 0 else 0.0
+    slope = float(cov / var_t)
+    r2 = float(cov * cov / (var_t * var_y)) if var_y > 0 else 0.0
     return slope, r2, ym + slope * (float(t.iloc[0]) - tm), ym + slope * (float(t.iloc[-1]) - tm)
 
 
