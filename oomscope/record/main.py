@@ -57,13 +57,12 @@ def run(options: dict) -> int:
     from .collector import Collector, Downstream, RecordOptions, install_signal_handlers
     from .finish import start_worker
 
-    o = {k: options.get(k) for k in OPTIONS}
-    output, lab = o["output"] or "oomscope-kills", o["lab"]
+    o = options  # every one of OPTIONS, with typer's defaults filled in by cli.py
+    output, lab, log_format = o["output"], o["lab"], o["log_format"]
     try:
         if os.geteuid() != 0:
             raise OomscopeError("record needs root (BPF, tracefs, /dev/kmsg): run it with sudo")
-        limit = parse_size(o["lab_limit"] or "64M")
-        log_format = o["log_format"] or "text"
+        limit = parse_size(o["lab_limit"])
         if log_format not in ("text", "json"):
             raise OomscopeError(f"--log-format must be text or json, not {log_format!r}")
         if o["keep"] is not None:
@@ -123,7 +122,7 @@ def main(argv: Optional[list] = None) -> int:
         options = json.loads(args[0]) if len(args) == 1 else None
     except ValueError:
         options = None
-    if not isinstance(options, dict):
+    if not isinstance(options, dict) or not set(OPTIONS) <= set(options):
         print("oomscope: error: oomscope.record.main takes the options of `oomscope record` as one JSON "
               "object; run `oomscope record` instead", file=sys.stderr)
         return 2

@@ -31,6 +31,7 @@ def test_bad_options_to_the_recorders_own_entry_point_are_one_line():
 
     assert main(["[1, 2]"]) == 2
     assert main([]) == 2
+    assert main(['{"output": "x"}']) == 2  # not every option of record
 
 
 def test_an_empty_or_relative_pythonpath_entry_does_not_bring_the_working_folder_back(tmp_path, monkeypatch):
