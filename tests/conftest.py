@@ -2,6 +2,8 @@ import os
 
 import pytest
 
+from .requires import STRICT_ENV, strict, strict_skip_report
+
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
 
@@ -13,3 +15,16 @@ def fixture_text(*parts: str) -> str:
 @pytest.fixture
 def fixture():
     return fixture_text
+
+
+def pytest_report_header(config):
+    if strict():
+        return (f"{STRICT_ENV}=1: a test skipped because a package is not installed fails "
+                "(tests/requires.py); skips for what the machine is stay skips")
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    strict_skip_report(outcome.get_result())

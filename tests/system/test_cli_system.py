@@ -2,11 +2,10 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
-import pytest
+from ..requires import require_tool
 
 OOMSCOPE = [sys.executable, "-m", "oomscope"]
 
@@ -64,15 +63,15 @@ def test_lab_alone():
     assert "killed by the kernel (SIGKILL)" in r.stdout and "with limit 50331648 bytes" in r.stdout
 
 
-@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is not installed")
 def test_not_root_is_one_line(tmp_path):
+    require_tool("setpriv", package="util-linux")
     r = _run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + OOMSCOPE + ["record", "-o", str(tmp_path)])
     assert r.returncode != 0
     assert r.stderr.strip().splitlines() == ["oomscope: error: record needs root (BPF, tracefs, /dev/kmsg): run it with sudo"]
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare (util-linux) is not installed")
 def test_no_tracefs_is_one_line(tmp_path):
+    require_tool("unshare", package="util-linux")
     # In a private mount namespace, hide /sys/kernel (tracefs and debugfs) under a read-only tmpfs:
     # tracefs is then neither mounted nor mountable.
     hide = "mount --make-rprivate / && mount -t tmpfs -o ro,size=1k none /sys/kernel && exec \"$@\""

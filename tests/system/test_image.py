@@ -19,6 +19,7 @@ import time
 import pytest
 import yaml
 
+from ..requires import require_tools
 from . import daemonset_oci
 from .conftest import TIME_SCALE, run_in_cgroup
 from .test_record import _assert_equals_report
@@ -46,9 +47,7 @@ def _image_config(layout, tag="latest"):
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
-    missing = [t for t in ("mmdebstrap", "umoci", "runc", "ip") if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed (./setup.sh test installs them): the image is not built here")
+    require_tools("mmdebstrap", "umoci", "runc", "ip", packages={"ip": "iproute2"})
     t0 = time.monotonic()
     res = subprocess.run([BUILD], capture_output=True, text=True, timeout=1800)
     assert res.returncode == 0, f"packaging/image/build.sh failed: {res.stderr[-3000:]}"

@@ -2,12 +2,12 @@
 compared with the kernel's report (on 6.1/6.12 in the VMs, cgroup v2's memory.stat is one
 multi-line record, which dmesg prints indented under its first line)."""
 
-import shutil
 import subprocess
 import sys
 
 import pytest
 
+from ..requires import require_tool
 from .conftest import run_in_cgroup
 
 HOG = "import os\nprint(os.getpid(), flush=True)\na = []\nwhile True:\n    a.append(bytearray(1 << 20))\n"
@@ -15,8 +15,7 @@ HOG = "import os\nprint(os.getpid(), flush=True)\na = []\nwhile True:\n    a.app
 
 @pytest.mark.parametrize("flags", [[], ["-T"]])
 def test_dmesg_of_a_real_kill_imports_to_the_kernels_figures(kernel_log, sandbox, tmp_path, flags):
-    if shutil.which("dmesg") is None:
-        pytest.skip("dmesg (util-linux) is not installed")
+    require_tool("dmesg", package="util-linux")
     name, path = sandbox(limit=64 << 20)
     res = run_in_cgroup(path, HOG)
     assert res.returncode == -9

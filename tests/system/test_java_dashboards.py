@@ -14,13 +14,14 @@ from oomscope.lab import run_scenario
 from oomscope.model import Capture
 from oomscope.units import fmt_bytes
 
+from ..requires import require_tool
+
 LIMIT = 192 << 20
 
 
 @pytest.fixture
 def java():
-    if shutil.which("java") is None:
-        pytest.skip("no JDK: ./setup.sh test installs openjdk-17-jdk-headless")
+    require_tool("java", package="openjdk-17-jdk-headless")
 
 
 def test_java_offheap_kill_shows_the_heap_the_working_set_and_the_charge(java, recorder, kernel_log, hier):

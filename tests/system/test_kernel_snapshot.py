@@ -3,7 +3,6 @@ checked against the kernel's own report on every kill that has one: a single kil
 stress-ng storm, in sandbox cgroups."""
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from oomscope.kernel.memcg_layout import is_size_key
 from oomscope.model import SCHEMA_VERSION
 from oomscope.record.snapshot import within_target
 
+from ..requires import require_tool
 from .conftest import TIME_SCALE, measured, run_in_cgroup
 
 HOG = "a = []\nwhile True:\n    a.append(bytearray(1 << 20))\n"
@@ -101,8 +101,7 @@ def rate_limit_window():
 
 def test_storm_every_kill_has_a_snapshot_and_settled_ones_equal_the_report(recorder, kernel_log, sandbox, rate_limit_window,
                                                                           tmp_path):
-    if shutil.which("stress-ng") is None:
-        pytest.skip("stress-ng is not installed (apt-get install stress-ng)")
+    require_tool("stress-ng")
     name, path = sandbox(limit=96 << 20)
     rec = recorder()
     # stress-ng's --vm-bytes is the total of its workers (KERNEL-NOTES); its parent is spared

@@ -4,7 +4,6 @@ labels, and the OOMKill alert fires with the post-mortem's path."""
 
 import json
 import os
-import shutil
 import sys
 import subprocess
 import time
@@ -13,6 +12,7 @@ import urllib.request
 
 import pytest
 
+from ..requires import require_tool
 from .conftest import TIME_SCALE, run_in_cgroup
 from .test_service import HOG, _free_port
 
@@ -78,9 +78,7 @@ class Prometheus:
 
 @pytest.fixture
 def prometheus(tmp_path):
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("Debian's prometheus is not installed (apt-get install prometheus)")
+    binary = require_tool("prometheus")
     started = []
 
     def start(target):

@@ -10,6 +10,8 @@ import pytest
 
 from oomscope.runtimes.java import is_java, read_jvm
 
+from ..requires import require_tools
+
 JAVA = shutil.which("java")
 JSTAT = shutil.which("jstat")
 
@@ -30,8 +32,7 @@ public class Hold {
 
 @pytest.fixture
 def jvm(sandbox, tmp_path):
-    if JAVA is None or JSTAT is None:
-        pytest.skip("no JDK (java and jstat): ./setup.sh test installs openjdk-17-jdk-headless")
+    require_tools("java", "jstat", "javac", packages={t: "openjdk-17-jdk-headless" for t in ("java", "jstat", "javac")})
     name, path = sandbox(suffix="-jvm", limit=256 << 20)
     (tmp_path / "Hold.java").write_text(HOLD)
     subprocess.run(["javac", "-d", str(tmp_path), str(tmp_path / "Hold.java")], check=True, timeout=120)

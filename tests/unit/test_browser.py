@@ -5,7 +5,6 @@ self-contained and its CSP forbids loading anything), nothing wider than the scr
 screenshot that is really there.
 """
 
-import os
 import shutil
 
 import pytest
@@ -15,24 +14,18 @@ from oomscope.report.render import render_html
 
 from oomscope.model import Timeline, TimelinePoint
 
+from ..requires import require_module, require_path
 from .helpers import capture_from_fixture
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - setup.sh test installs it
-    sync_playwright = None
-
-pytestmark = pytest.mark.skipif(
-    sync_playwright is None or not os.path.exists(CHROMIUM),
-    reason="needs playwright (pip) and Debian's chromium: ./setup.sh test installs both",
-)
 
 CASES = [("v1-6.18-hostile-sidecar.kmsg", 1), ("v2-6.1-anon.kmsg", 2), ("v2-6.1-global.kmsg", 2)]
 
 
 @pytest.fixture(scope="module")
 def browser():
+    sync_playwright = require_module("playwright.sync_api", package="playwright").sync_playwright
+    require_path(CHROMIUM, package="chromium")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -3,13 +3,13 @@
 
 import os
 import re
-import shutil
 import subprocess
 
-import pytest
 from prometheus_client import generate_latest
 
 from oomscope.metrics import Metrics
+
+from ..requires import require_tool
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 RULES_DIR = os.path.join(ROOT, "packaging", "prometheus")
@@ -17,12 +17,7 @@ RULES = os.path.join(RULES_DIR, "oomscope-rules.yml")
 
 
 def _promtool():
-    path = shutil.which("promtool")
-    if path is None:
-        reason = "promtool is not installed (Debian package: prometheus): the rules are not checked"
-        print(reason)
-        pytest.skip(reason)
-    return path
+    return require_tool("promtool", package="prometheus")
 
 
 def test_promtool_checks_the_rules():

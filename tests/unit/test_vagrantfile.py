@@ -1,16 +1,15 @@
 """vagrant/Vagrantfile cannot boot here (no boxes offline): validate it with Debian's vagrant."""
 
 import os
-import shutil
 import subprocess
 
-import pytest
+from ..requires import require_tool
 
 VAGRANT_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "vagrant")
 
 
-@pytest.mark.skipif(shutil.which("vagrant") is None, reason="vagrant is not installed (./setup.sh test installs it)")
 def test_vagrantfile_validates(tmp_path):
+    require_tool("vagrant")
     env = dict(os.environ, VAGRANT_HOME=str(tmp_path), VAGRANT_CHECKPOINT_DISABLE="1")
     r = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=VAGRANT_DIR, env=env,
                        capture_output=True, text=True, timeout=120)
