@@ -1,4 +1,5 @@
-"""Prometheus metrics of `record --metrics-addr HOST:PORT` (prometheus_client).
+"""Prometheus metrics of `record --metrics-addr HOST:PORT` (prometheus_client), served by
+metrics_http.MetricsServer: one thread, a bounded number of connections, each with a deadline.
 
 Names and labels follow Prometheus conventions (`oomscope_` prefix, `_total` counters, base
 units). Label values come from kill captures and cgroup names, so their number is bounded:
@@ -22,9 +23,10 @@ import collections
 import datetime as dt
 from typing import Iterable, Optional, Tuple
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
 
 from .errors import EnvironmentProblem
+from .metrics_http import MetricsServer
 from .model import Capture
 
 MAX_SERIES = 500
@@ -35,10 +37,16 @@ MAX_NEAR_LIMIT = 20
 
 
 def parse_addr(text: str) -> Tuple[str, int]:
+    """HOST:PORT ([v6]:PORT) of --metrics-addr. The host is required: an empty one (":9847") used
+    to mean every address, which is never what a recorder on a shared node should do unasked."""
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise EnvironmentProblem(f"--metrics-addr must be HOST:PORT (e.g. 127.0.0.1:9847), not {text!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    host = host.strip("[]")
+    if not host:
+        raise EnvironmentProblem(f"--metrics-addr {text!r} has no host: write 0.0.0.0:{port} to serve metrics on "
+                                 f"every address, or 127.0.0.1:{port} for this host only")
+    return host, int(port)
 
 
 class Metrics:
@@ -50,6 +58,9 @@ class Metrics:
         self.captures = Counter("oomscope_captures_written", "Captures (capture.json) written", registry=r)
         self.no_report = Counter("oomscope_kills_without_kernel_report",
                                  "Kills whose kernel OOM report was rate-limited away or not seen", registry=r)
+        self.not_written = Counter("oomscope_kills_not_written", "OOM kills counted but not written (no capture, no "
+                                   "post-mortem) by reason: rate, a workload's storm beyond its budget (record "
+                                   "--workload-burst, --workload-every)", ["reason"], registry=r)
         self.errors = Counter("oomscope_errors", "Errors by component (probe, collector, writer)", ["component"], registry=r)
         self.watched = Gauge("oomscope_watched_cgroups", "Memory cgroups the sampler watches", registry=r)
         self.lost = Gauge("oomscope_bpf_events_lost", "BPF perf-buffer events lost (cumulative)", registry=r)
@@ -71,19 +82,21 @@ class Metrics:
         self._series = set()
         self._last: "collections.OrderedDict[str, Tuple[str, ...]]" = collections.OrderedDict()  # cgroup -> labels
         self._near: set = set()
-        self._server = None
+        self._server: Optional[MetricsServer] = None
 
     def serve(self, addr: str) -> None:
+        """Serve the metrics on ADDR (HOST:PORT) from a thread of their own (metrics_http: bounded)."""
         host, port = parse_addr(addr)
         try:
-            self._server = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as exc:
-            raise EnvironmentProblem(f"cannot serve metrics on {addr}: {exc.strerror}") from None
+            self._server = MetricsServer(host, port, make_wsgi_app(self.registry))
+        except OSError as exc:  # socket.gaierror included: its strerror says the name is unknown
+            raise EnvironmentProblem(f"cannot serve metrics on {addr}: {exc.strerror or exc}") from None
+        self._server.start()
 
     def close(self) -> None:
         if self._server is not None:
-            server, _thread = self._server
-            server.shutdown()
+            self._server.close()
+            self._server = None
 
     def kill(self, capture: Capture, category: str, postmortem: Optional[str] = None) -> None:
         wl = capture.workload
@@ -97,6 +110,19 @@ class Metrics:
         self.kills.labels(*values).inc()
         if capture.at_kill.source != "kernel_report" and not capture.kernel_report.present:
             self.no_report.inc()
+
+    def kill_not_written(self, capture: Capture, reason: str) -> None:
+        """A kill counted, not written (record/budget.py): in oomscope_oom_kills_total under the
+        category "not_written" (its last-kill series keeps naming its last post-mortem), and by reason."""
+        wl = capture.workload
+        values = (capture.cgroup.task_memcg or capture.cgroup.oom_memcg or "unknown", wl.namespace or "",
+                  wl.pod or (wl.pod_uid or ""), wl.container or (wl.container_id or "")[:12],
+                  capture.victim.comm or "", "not_written")
+        if values not in self._series and len(self._series) >= MAX_SERIES:
+            values = ("other",) * 5 + (values[5],)
+        self._series.add(values)
+        self.kills.labels(*values).inc()
+        self.not_written.labels(reason).inc()
 
     def _last_kill(self, values: Tuple[str, ...], postmortem: str, when: float) -> None:
         cgroup = values[0]

@@ -1,14 +1,24 @@
 """The Prometheus metrics' series: what each says, and that their number stays bounded."""
 
+import contextlib
+import gzip
 import math
 import os
+import socket
+import threading
+import time
+import urllib.request
+
+import pytest
 
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client import generate_latest
 
 from oomscope import metrics as metrics_mod
+from oomscope import metrics_http
+from oomscope.errors import EnvironmentProblem
 from oomscope.kernel.cgroupfs import MemoryHierarchy
-from oomscope.metrics import MAX_LAST_KILLS, MAX_NEAR_LIMIT, Metrics
+from oomscope.metrics import MAX_LAST_KILLS, MAX_NEAR_LIMIT, Metrics, parse_addr
 from oomscope.model import CgroupState
 from oomscope.record.announce import Announcer
 from oomscope.record.outputs import Written
@@ -102,3 +112,111 @@ def test_last_kill_is_one_series_per_cgroup_with_the_postmortem(monkeypatch):
         m.kill(cap, "anon", f"/out/cg{i}/postmortem.html")
     assert {s.labels["cgroup"] for s in _series(m, "oomscope_last_oom_kill_timestamp_seconds")} == {"/cg2", "/cg3", "/cg4"}
     assert MAX_LAST_KILLS == 200
+
+
+# -- the HTTP endpoint (issue 24: each idle connection held a thread and a descriptor for good) --
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _scrape(port, timeout=5):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as resp:
+        return resp.status, resp.read().decode()
+
+
+def test_idle_connections_hold_no_thread_and_are_closed_within_seconds_while_scrapes_go_on():
+    m = Metrics()
+    port = _free_port()
+    m.serve(f"127.0.0.1:{port}")
+    try:
+        assert _scrape(port)[0] == 200
+        threads, fds = threading.active_count(), _fds()
+        idle = []
+        for _ in range(100):  # connected, never a byte sent
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            idle.append(s)
+        half = socket.create_connection(("127.0.0.1", port), timeout=5)
+        half.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # a request that never ends
+        idle.append(half)
+        time.sleep(0.5)
+        # a scrape is answered while they are open
+        status, text = _scrape(port)
+        assert status == 200 and "oomscope_captures_written_total" in text
+        # no thread per connection, and a bounded number of descriptors held for them
+        assert threading.active_count() <= threads + 1
+        assert _fds() - fds <= len(idle) + metrics_http.MAX_CONNECTIONS
+        # and within a few seconds, nothing of them is left in this process
+        deadline = time.monotonic() + metrics_http.REQUEST_TIMEOUT_S + 4
+        while time.monotonic() < deadline and (_fds() - len(idle) > fds or threading.active_count() > threads):
+            time.sleep(0.2)
+        assert threading.active_count() <= threads, "a connection still holds a thread"
+        assert _fds() - len(idle) <= fds, "the server still holds descriptors for idle connections"
+        for s in idle:  # the server closed them: each reads an end of file (or a reset)
+            s.settimeout(1)
+            try:
+                assert s.recv(1) == b""
+            except ConnectionResetError:
+                pass
+        assert _scrape(port)[0] == 200
+    finally:
+        for s in idle:
+            s.close()
+        m.close()
+
+
+def test_a_request_larger_than_the_cap_is_refused_and_the_server_goes_on():
+    m = Metrics()
+    port = _free_port()
+    m.serve(f"127.0.0.1:{port}")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.1\r\n" + b"X-Pad: " + b"a" * 20000 + b"\r\n\r\n")
+            reply = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := s.recv(4096):
+                    reply += chunk
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 431")
+        assert _scrape(port)[0] == 200
+    finally:
+        m.close()
+
+
+def test_the_endpoint_is_prometheus_clients_answer(tmp_path):
+    m = Metrics()
+    m.captures.inc()
+    port = _free_port()
+    m.serve(f"127.0.0.1:{port}")
+    try:
+        status, text = _scrape(port)
+        assert status == 200 and text == generate_latest(m.registry).decode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.headers["Content-Encoding"] == "gzip"
+            assert gzip.decompress(resp.read()) == generate_latest(m.registry)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:  # HTTP/1.0, not GET: 405
+            s.sendall(b"POST /metrics HTTP/1.0\r\n\r\n")
+            assert s.recv(100).split(b"\r\n")[0].endswith(b" 405 Method Not Allowed")
+    finally:
+        m.close()
+    with pytest.raises(OSError):  # closed: the port is free again
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_metrics_addr_needs_a_host():
+    assert parse_addr("127.0.0.1:9847") == ("127.0.0.1", 9847)
+    assert parse_addr("0.0.0.0:9847") == ("0.0.0.0", 9847)
+    assert parse_addr("[::1]:9847") == ("::1", 9847)
+    with pytest.raises(EnvironmentProblem) as exc:
+        parse_addr(":9847")  # used to mean every address
+    msg = str(exc.value)
+    assert "\n" not in msg and "0.0.0.0:9847" in msg and exc.value.exit_code != 0
+    for bad in ("9847", "host:", "host:99999", "[]:9847"):
+        with pytest.raises(EnvironmentProblem):
+            parse_addr(bad)
