@@ -389,9 +389,20 @@ class RuntimeReading:
     full_gc_count: Optional[int] = None
     gc_time_ms: Optional[float] = None
     vm_version: Optional[str] = None
-    vm_args: Optional[str] = None  # untrusted text
+    vm_args: Optional[str] = None  # untrusted text: the memory flags only (runtimes/hsperfdata.memory_flags)
     #: the heap before this reading, oldest first (the timeline of the runtime's own view)
     heap_history: List[RuntimePoint] = field(default_factory=list)
+
+
+@dataclass
+class NotWritten:
+    """Kills of this capture's workload that record counted but did not write, since the previous
+    one it wrote: the workload's storm went beyond its budget (record/budget.py)."""
+
+    count: int = 0
+    first_wall: Optional[str] = None  # ISO 8601, UTC: the first and the last of them
+    last_wall: Optional[str] = None
+    budget: str = ""  # the budget, in words ("10 post-mortems in a row, then one every 60 s")
 
 
 @dataclass
@@ -435,6 +446,8 @@ class Capture:
     #: the runtimes' own views (a JVM's heap) of the killed cgroup's processes, last read before
     #: the kill (schema 3; empty when none was read, and in imported captures)
     runtimes: List[RuntimeReading] = field(default_factory=list)
+    #: kills of the same workload not written since the previous capture written (None: none)
+    not_written: Optional[NotWritten] = None
 
     def to_dict(self) -> Dict[str, Any]:
         """As ``dataclasses.asdict`` (tested equal), at a fifth of its cost: asdict deep-copies

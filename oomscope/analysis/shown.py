@@ -11,11 +11,13 @@ report's memory.stat. Plain data in and out; no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 from ..model import Capture, RuntimeReading
+from ..runtimes.hsperfdata import memory_flags
 from ..units import fmt_bytes
 from .attribution import Analysis
 from .dashboards import ScrapeView, ToolFigure, last_scrapes, what_tools_showed
@@ -128,7 +130,9 @@ def shown_of(capture: Capture, a: Analysis) -> Shown:
                              "A JVM publishes it unless started with -XX:-UsePerfData: remove that flag (or start it with "
                              "-XX:+UsePerfData) and keep /tmp/hsperfdata_<user> visible in its mount namespace.")
             continue
-        out.java.append(_java_split(r, capture))
+        # a capture written before issue 24 may hold the JVM's whole argument line, secrets and all
+        # (JAVA_TOOL_OPTIONS): from here on, its memory flags only
+        out.java.append(_java_split(dataclasses.replace(r, vm_args=memory_flags(r.vm_args)), capture))
     read_pids = {r.pid for r in capture.runtimes}
     v = capture.victim
     if v.pid not in read_pids:

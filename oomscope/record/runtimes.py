@@ -52,6 +52,7 @@ class RuntimeReader:
         self._maps_budget = maps_checks_per_pass
         self._java: Dict[int, bool] = {}  # pid -> is a JVM (decided once per pid)
         self._last: Dict[int, int] = {}  # pid -> when last read
+        self._folder: Dict[int, str] = {}  # pid -> its hsperfdata folder, once found (/tmp listed once)
         self.reads = 0
 
     def due(self, pids: Iterable[int], ratio: float, now_ns: int) -> List[int]:
@@ -89,13 +90,20 @@ class RuntimeReader:
     def read(self, pid: int, now_ns: int) -> JvmReading:
         self._last[pid] = now_ns
         self.reads += 1
-        return self._read_jvm(pid)
+        folder = self._folder.get(pid)
+        reading = self._read_jvm(pid) if folder is None else self._read_jvm(pid, folder=folder)
+        if reading.folder is not None:
+            self._folder[pid] = reading.folder
+        elif folder is not None:
+            del self._folder[pid]  # gone (a JVM restarted under the same pid): looked for afresh
+        return reading
 
     def forget_except(self, alive: Iterable[int]) -> None:
         """Drops what is known of pids no longer seen (a pid reused later is looked at afresh)."""
         keep = set(alive)
         self._java = {p: v for p, v in self._java.items() if p in keep}
         self._last = {p: v for p, v in self._last.items() if p in keep}
+        self._folder = {p: v for p, v in self._folder.items() if p in keep}
 
 
 def read_cgroup(reader: RuntimeReader, pids: Iterable[int], ratio: float, now_ns: int,

@@ -524,7 +524,7 @@ def _shown(result: KillAnalysis) -> ShownView:
                      + ("—" if r.gc_time_ms is None else f"{r.gc_time_ms:.0f} ms")),
             KeyValue("RSS at the kill", fmt_bytes(j.rss_bytes)),
             KeyValue("JVM", r.vm_version or "—"),
-            KeyValue("JVM arguments", r.vm_args or "—"),
+            KeyValue("JVM memory flags", r.vm_args or "—"),  # the others are never kept (hsperfdata.memory_flags)
         ]
         summary = ("Its RSS at the kill is unknown: the split into heap and the rest cannot be made."
                    if j.outside_heap_bytes is None else

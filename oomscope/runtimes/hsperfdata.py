@@ -14,7 +14,9 @@ buffer, and a file that does not parse gives :class:`HsperfdataError`, never a c
 files captured from OpenJDK 17 and 25 (tests/fixtures/hsperfdata/).
 """
 
+import re
 import struct
+import time
 from dataclasses import dataclass
 from typing import Dict, Optional, Union
 
@@ -23,16 +25,24 @@ from ..errors import OomscopeError
 MAGIC = 0xCAFEC0C0
 PROLOGUE = struct.Struct("4sBBBBiiqii")  # after the magic's 4 bytes, in the file's byte order
 ENTRY = struct.Struct("iiiBBBBi")
-MAX_ENTRIES = 1 << 16
+# Every count in the file is the workload's to choose, so each is bounded before it drives a loop.
+# A JVM's 32 KiB file holds about 1,000 entries (the fixtures: 1,046 and 1,154).
+MAX_ENTRIES = 1 << 14
 MAX_NAME = 256
+#: a generation has at most 3 spaces (eden and two survivors; old has 1): more is not a JVM's file
+MAX_SPACES = 8
+#: parsing gives up past this (MAX_ENTRIES of the smallest entries parse in 8 ms here, a JVM's
+#: real file in 0.16 ms: tests/unit/test_jvm_reader_hostile.py builds the former)
+PARSE_BUDGET_S = 0.05
 
 
 class HsperfdataError(OomscopeError):
     """A file that is not (or no longer) a JVM's hsperfdata."""
 
 
-def parse_counters(data: bytes) -> Dict[str, Union[int, str]]:
-    """Every counter of the file: name -> int (longs) or str (byte vectors, NUL-terminated)."""
+def parse_counters(data: bytes, budget_s: float = PARSE_BUDGET_S) -> Dict[str, Union[int, str]]:
+    """Every counter of the file: name -> int (longs) or str (byte vectors, NUL-terminated).
+    Gives up with :class:`HsperfdataError` after ``budget_s`` seconds (checked every 256 entries)."""
     if len(data) < 4 + PROLOGUE.size - 4:
         raise HsperfdataError("too short for an hsperfdata prologue")
     if struct.unpack_from(">I", data, 0)[0] != MAGIC:
@@ -47,7 +57,10 @@ def parse_counters(data: bytes) -> Dict[str, Union[int, str]]:
     entry = struct.Struct(order + ENTRY.format)
     out: Dict[str, Union[int, str]] = {}
     pos = entry_offset
-    for _ in range(num_entries):
+    give_up = time.monotonic() + budget_s
+    for i in range(num_entries):
+        if i & 255 == 255 and time.monotonic() > give_up:
+            raise HsperfdataError(f"parsing {num_entries} entries took longer than {budget_s * 1000:.0f} ms")
         if pos < 0 or pos + entry.size > end:
             raise HsperfdataError(f"entry at {pos} runs past the file's used size {end}")
         length, name_off, vlen, dtype, _flags, _units, _var, data_off = entry.unpack_from(data, pos)
@@ -99,7 +112,12 @@ class JvmMemory:
 def _gen_space_sums(c: Dict[str, Union[int, str]], gen: int, field: str) -> int:
     total = 0
     spaces = c.get(f"sun.gc.generation.{gen}.spaces", 0)
-    for s in range(int(spaces) if isinstance(spaces, int) else 0):
+    if not isinstance(spaces, int):
+        spaces = 0
+    if not 0 <= spaces <= MAX_SPACES:
+        # a planted 2**62 here once drove range() and stopped the sampler for the whole host
+        raise HsperfdataError(f"implausible space count {spaces} in generation {gen}")
+    for s in range(spaces):
         v = c.get(f"sun.gc.generation.{gen}.space.{s}.{field}")
         if isinstance(v, int):
             total += v
@@ -152,5 +170,31 @@ def jvm_memory(counters: Dict[str, Union[int, str]]) -> JvmMemory:
         gc_time_ms=gc_ms,
         vm_name=text("java.property.java.vm.name"),
         vm_version=text("java.property.java.vm.version"),
-        vm_args=text("java.rt.vmArgs"),
+        vm_args=memory_flags(text("java.rt.vmArgs")),
     )
+
+
+# The JVM's arguments carry JAVA_TOOL_OPTIONS, which lives only in its environment and may hold
+# secrets (-Dsecret.password=...): only the flags the analysis reads are kept, each whole token
+# matched with a value of digits and a unit, so that nothing else of the argument line can pass.
+_SIZE = r"[0-9]+(?:\.[0-9]+)?[kKmMgGtT]?"
+_MEMORY_FLAG = re.compile(
+    r"-X(?:mx|ms|mn|ss)" + _SIZE
+    + r"|-XX:[+-](?:AlwaysPreTouch|UseContainerSupport|UseTransparentHugePages|UseLargePages|UseCompressedOops"
+      r"|UseCompressedClassPointers|UseG1GC|UseParallelGC|UseSerialGC|UseZGC|UseShenandoahGC|UseEpsilonGC"
+      r"|ZGenerational|UseStringDeduplication|ExitOnOutOfMemoryError|CrashOnOutOfMemoryError|HeapDumpOnOutOfMemoryError)"
+    + r"|-XX:(?:MaxRAMPercentage|InitialRAMPercentage|MinRAMPercentage|MaxRAM|MaxHeapSize|InitialHeapSize|MinHeapSize"
+      r"|MaxNewSize|NewSize|MaxDirectMemorySize|MaxMetaspaceSize|MetaspaceSize|CompressedClassSpaceSize"
+      r"|ReservedCodeCacheSize|InitialCodeCacheSize|ThreadStackSize|VMThreadStackSize|CompilerThreadStackSize"
+      r"|MaxMetaspaceFreeRatio|MinMetaspaceFreeRatio|SoftMaxHeapSize|G1HeapRegionSize|ActiveProcessorCount"
+      r"|ParallelGCThreads|ConcGCThreads|CICompilerCount)=" + _SIZE
+    + r"|-XX:NativeMemoryTracking=(?:off|summary|detail)"
+)
+MAX_VM_ARGS = 64 * 1024  # a longer argument line is cut before it is split
+
+
+def memory_flags(vm_args: Optional[str]) -> Optional[str]:
+    """The memory and GC flags of a JVM's argument line, nothing else (None stays None)."""
+    if vm_args is None:
+        return None
+    return " ".join(t for t in vm_args[:MAX_VM_ARGS].split() if _MEMORY_FLAG.fullmatch(t))

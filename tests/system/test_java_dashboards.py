@@ -124,3 +124,37 @@ def test_a_jvm_without_perfdata_is_said_so_with_how_to_turn_it_on(java, recorder
     section = html[html.index('id="dashboards"'):]
     section = section[:section.index("</section>")]
     assert "-XX:+UsePerfData" in section and "Working set" in section
+
+
+def test_a_secret_in_java_tool_options_reaches_no_file_oomscope_writes(java, recorder, sandbox):
+    """JAVA_TOOL_OPTIONS lives only in the JVM's environment, yet the JVM publishes it in its
+    hsperfdata (java.rt.vmArgs): before issue 24 it was copied into capture.json, the post-mortem
+    (0644) and the tickets. Only the memory flags are kept."""
+    from importlib import resources
+
+    name, path = sandbox(suffix="-secret", limit=LIMIT)
+    rec = recorder()
+    source = str(resources.files("oomscope").joinpath("workloads_java", "OomscopeLab.java"))
+    env = dict(os.environ, JAVA_TOOL_OPTIONS="-Dsecret.password=hunter2-oomscope -XX:MaxRAMPercentage=25")
+    res = subprocess.run(
+        ["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -Xmx48m -XX:MaxDirectMemorySize=768m "$3" offheap',
+         "sh", os.path.join(path, "cgroup.procs"), shutil.which("java"), source],
+        capture_output=True, timeout=120, env=env)
+    assert res.returncode == -9, (res.returncode, res.stderr[-500:])
+    ((cpath, data),) = rec.wait_for(lambda c: c["cgroup"]["oom_memcg"] == name and c["victim"]["comm"] == "java", timeout=60)
+    cap = Capture.from_dict(data)
+    (jvm,) = [r for r in cap.runtimes if r.pid == cap.victim.pid]
+    assert jvm.why_not is None, jvm
+    # the memory flags of both the command line and the environment are kept, nothing else
+    assert "-XX:MaxRAMPercentage=25" in jvm.vm_args and "-Xmx48m" in jvm.vm_args, jvm.vm_args
+    folder = os.path.dirname(cpath)
+    from oomscope.cli import app
+    from typer.testing import CliRunner
+    tickets = [CliRunner().invoke(app, ["report", cpath, "-f", fmt]).output for fmt in ("md", "jira", "json")]
+    written = []
+    for f in sorted(os.listdir(folder)):
+        with open(os.path.join(folder, f), "rb") as fh:
+            written.append((f, fh.read()))
+    assert {"capture.json", "postmortem.html"} <= {f for f, _ in written}
+    for what, text in written + [(f"ticket {i}", t.encode()) for i, t in enumerate(tickets)]:
+        assert b"hunter2" not in text and b"secret.password" not in text, what
