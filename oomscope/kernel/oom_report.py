@@ -175,7 +175,18 @@ _RE_RAM_LINE = re.compile(r"^(\d+) pages RAM$")
 _RE_TASK_IN = re.compile(r"^Task in (?P<task>.*) killed as a result of limit of (?P<oom>.*)\Z", re.S)
 _RE_OLD_STATS = re.compile(r"^Memory cgroup stats for (?P<path>.*?): (?P<pairs>(?:[a-z_0-9]+:\d+KB ?)+)\Z", re.S)
 _RE_OLD_PAIR = re.compile(r"([a-z_0-9]+):(\d+)KB")
-_RE_SUMMARY_TAIL = re.compile(r",task=(?P<task>.*),pid=(?P<pid>\d+),uid=(?P<uid>\d+)\Z", re.S)
+# The summary's last fields: the pid (at most 4194304, PID_MAX_LIMIT) and the uid (32 bits) are
+# digits at the end of the line, so this is matched against its last 30 characters only.
+_RE_SUMMARY_IDS = re.compile(r",pid=(?P<pid>\d{1,10}),uid=(?P<uid>\d{1,10})\Z")
+_SUMMARY_IDS_MAX = len(",pid=,uid=") + 20
+#: TASK_COMM_LEN - 1: the bytes of a comm; with ",task=" before it, how far back the tail begins
+_COMM_MAX = 15
+#: The longest summary whose cgroup paths are split. A kernel log record holds at most 1 KiB of
+#: text (PRINTKRB_RECORD_MAX, LOG_LINE_MAX before 5.10): printk starts a new record rather than
+#: grow one further, so the kernel never prints a longer oom-kill: line; a syslog that writes each
+#: byte as \xNN makes that 4 KiB. A longer line is one a workload printed (kubectl logs | import):
+#: its tail (comm, pid, uid) is still read, its cgroup paths are not.
+SUMMARY_SPLIT_MAX = 4096
 
 
 def parse_counter_line(line: str) -> Optional[Tuple[str, CounterLine]]:
@@ -223,6 +234,11 @@ def parse_oom_summary(
     ``Memory cgroup stats for`` when known; otherwise the split is the one where both paths start
     with ``/`` and task_memcg lies within oom_memcg (the OOM-ing cgroup is the task's or an
     ancestor: mem_cgroup_print_oom_context() in mm/memcontrol.c).
+
+    The work is bounded whatever the line (a container's own output reaches import through
+    ``kubectl logs``): the tail is looked for in the line's last characters only, and the paths
+    are split in lines of at most SUMMARY_SPLIT_MAX characters (issue 24: trying every pair of
+    keys took 28.6 s on a 77 KB line).
     """
     prefix = "oom-kill:"
     if not line.startswith(prefix):
@@ -230,20 +246,24 @@ def parse_oom_summary(
     body = line[len(prefix):]
     out = OomSummary()
 
-    # 1. The tail: task=<comm>,pid=<pid>,uid=<uid>.
+    # 1. The tail: task=<comm>,pid=<pid>,uid=<uid>. The pid and uid end the line (their place is
+    #    the only one where digits alone follow ",uid=" and precede it after ",pid=").
     tail_at = -1
-    if victim_comm is not None:
-        m = re.search(r",task=" + re.escape(victim_comm) + r",pid=(\d+),uid=(\d+)\Z", body)
-        if m:
-            tail_at, out.task, out.pid, out.uid = m.start(), victim_comm, int(m.group(1)), int(m.group(2))
-    if tail_at < 0:
-        # Without the comm: the leftmost ",task=" whose rest is a whole tail with a comm that fits
-        # in 15 bytes (TASK_COMM_LEN); a cgroup path holding ",task=" leaves a longer "comm".
-        for i in _find_all(body, ",task="):
-            t = _RE_SUMMARY_TAIL.fullmatch(body[i:])
-            if t and len(t.group("task").encode("utf-8", "replace")) <= 15:
-                tail_at, out.task, out.pid, out.uid = i, t.group("task"), int(t.group("pid")), int(t.group("uid"))
-                break
+    ids_at = len(body) - _SUMMARY_IDS_MAX
+    ids = _RE_SUMMARY_IDS.search(body, max(0, ids_at))
+    if ids:
+        ids_at = ids.start()
+        if victim_comm is not None and body.endswith(",task=" + victim_comm, 0, ids_at):
+            tail_at, out.task = ids_at - len(",task=" + victim_comm), victim_comm
+        else:
+            # Without the comm: the leftmost ",task=" before them with a comm that fits in 15
+            # bytes (TASK_COMM_LEN); a cgroup path holding ",task=" leaves a longer "comm".
+            for i in _find_all(body, ",task=", max(0, ids_at - len(",task=") - _COMM_MAX), ids_at - len(",task=")):
+                if len(body[i + len(",task="):ids_at].encode("utf-8", "replace")) <= _COMM_MAX:
+                    tail_at, out.task = i, body[i + len(",task="):ids_at]
+                    break
+        if tail_at >= 0:
+            out.pid, out.uid = int(ids.group("pid")), int(ids.group("uid"))
     head = body if tail_at < 0 else body[:tail_at]
 
     # 2. constraint=..,nodemask=..: these never hold commas. Vendor backports print them empty or
@@ -269,16 +289,10 @@ def parse_oom_summary(
             out.oom_memcg = oom_memcg
             out.task_memcg = rest[i + len(marker):]
             memcg_part = i
-    if memcg_part is None:
-        for i in _find_all(rest, ",oom_memcg="):
-            cand = rest[i + len(",oom_memcg="):]
-            for j in _find_all(cand, ",task_memcg="):
-                p, q = cand[:j], cand[j + len(",task_memcg="):]
-                if _is_cgroup_path(p) and _is_cgroup_path(q) and cgroup_within(q, p):
-                    out.oom_memcg, out.task_memcg, memcg_part = p, q, i
-                    break
-            if memcg_part is not None:
-                break
+    if memcg_part is None and len(rest) <= SUMMARY_SPLIT_MAX:
+        split = _split_memcgs(rest)
+        if split is not None:
+            memcg_part, out.oom_memcg, out.task_memcg = split
     # oom_memcg= is printed for a memcg OOM only (mem_cgroup_print_oom_context, mm/memcontrol.c). An
     # empty vendor constraint says nothing, and from 4.19 until "mm/oom_kill.c: fix uninitialized
     # oc->constraint" (5.3, backported to 5.1 stable) the summary said CONSTRAINT_NONE for every OOM,
@@ -286,15 +300,37 @@ def parse_oom_summary(
     if out.oom_memcg and out.constraint in (None, "CONSTRAINT_NONE"):
         out.constraint = "CONSTRAINT_MEMCG"
     cpuset_part = rest if memcg_part is None else rest[:memcg_part]
-    m = re.match(r"cpuset=(?P<cpuset>.*),mems_allowed=(?P<mems>[0-9,\-]*)\Z", cpuset_part, re.S)
+    m = None if len(cpuset_part) > SUMMARY_SPLIT_MAX else re.match(r"cpuset=(?P<cpuset>.*),mems_allowed=(?P<mems>[0-9,\-]*)\Z", cpuset_part, re.S)
     if m:
         out.cpuset, out.mems_allowed = m.group("cpuset"), m.group("mems")
     return out
 
 
-def _find_all(text: str, needle: str) -> Iterator[int]:
-    i = text.find(needle)
-    while i >= 0:
+def _split_memcgs(rest: str) -> Optional[Tuple[int, str, str]]:
+    """(where ``,oom_memcg=`` begins, oom_memcg, task_memcg) of ``...,oom_memcg=P,task_memcg=Q``:
+    the leftmost ``,oom_memcg=``, then the leftmost ``,task_memcg=``, where both paths start with
+    ``/`` and Q is within P. Q runs to the end, so a pair is tried only when P is no longer than Q:
+    at most (len/11) * (len/12) / 2 pairs, each a compare in C (rest is at most SUMMARY_SPLIT_MAX)."""
+    ends = [j for j in _find_all(rest, ",task_memcg=") if rest.startswith("/", j + len(",task_memcg="))]
+    for i in _find_all(rest, ",oom_memcg="):
+        a = i + len(",oom_memcg=")
+        if not rest.startswith("/", a):
+            continue
+        for j in ends:
+            c = j + len(",task_memcg=")
+            if j < a or j - a > len(rest) - c:
+                continue
+            p, q = rest[a:j], rest[c:]
+            if cgroup_within(q, p):
+                return i, p, q
+    return None
+
+
+def _find_all(text: str, needle: str, start: int = 0, end: Optional[int] = None) -> Iterator[int]:
+    """Where ``needle`` begins in ``text``, from ``start``, up to ``end`` (None: anywhere)."""
+    last = len(text) if end is None else end
+    i = text.find(needle, start)
+    while 0 <= i <= last:
         yield i
         i = text.find(needle, i + 1)
 

@@ -1,3 +1,8 @@
+import time
+
+import pytest
+
+from oomscope.importer import import_reports
 from oomscope.kernel import kmsg
 from oomscope.kernel.kmsg import parse_oom_summary, parse_record, parse_reports
 
@@ -161,3 +166,55 @@ def test_v2_7x_report_min_protection_line_and_newer_keys(fixture):
     k = r.killed
     assert (k.pid, k.comm, k.total_vm_kb, k.anon_rss_kb, k.file_rss_kb, k.pgtables_kb) == (201, "python3", 77644, 65292, 944, 192)
     assert r.first_seq == 506 and r.last_seq == 614
+
+
+# --- issue 24: a container's log line must not stall import (kubectl logs | oomscope import -) ----
+
+_SUMMARY_HEAD = "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0"
+
+
+def _hostile_summaries(size):
+    """oom-kill: lines of about ``size`` characters, each built to make a splitter that tries every
+    pair of its keys (or every ",task=") do work quadratic in the length."""
+    n = size // 24
+    return [
+        _SUMMARY_HEAD + ",oom_memcg=/" * n + ",task_memcg=/x" * n + ",task=python,pid=7,uid=0",
+        _SUMMARY_HEAD + ",oom_memcg=/a,task_memcg=/b" * n + ",task=python,pid=7,uid=0",
+        _SUMMARY_HEAD + ",task=" * (4 * n) + ",pid=7,uid=0",
+        _SUMMARY_HEAD + ",oom_memcg=/" + "a" * size + ",task_memcg=/" + "a" * size + ",task=x,pid=1,uid=0",
+        _SUMMARY_HEAD + ",task=a,pid=" + "9" * size + ",uid=0",  # int() refuses 4300+ digits
+    ]
+
+
+@pytest.mark.parametrize("size", [77_000, 1 << 20])
+def test_a_huge_hostile_summary_line_is_parsed_in_linear_time(size):
+    # 77 KB took 28.6 s (issue 24): the splitter tried every (",oom_memcg=", ",task_memcg=") pair
+    for line in _hostile_summaries(size):
+        for comm in (None, "python"):
+            t0 = time.monotonic()
+            s = parse_oom_summary(line, comm, None)
+            elapsed = time.monotonic() - t0
+            assert elapsed < 1.0, (line[:120], comm, elapsed)
+            assert s is not None and (s.pid is None or s.pid < 1 << 32)
+
+
+def test_a_hostile_summary_line_does_not_stall_import(fixture):
+    lines = fixture("logs", "dmesg-v1-6.18.txt").splitlines()
+    hostile = _hostile_summaries(77_000)[0].replace(",pid=7,", ",pid=27307,")
+    t0 = time.monotonic()
+    (imp,) = import_reports([("[13321.743557] " + hostile) if "oom-kill:" in line else line for line in lines], year=2026)
+    assert time.monotonic() - t0 < 3.0  # 22.9 s before (the import of this log, 77 KB)
+    assert imp.report.killed.pid == 27307 and imp.report.summary.pid == 27307
+
+
+def test_summary_splits_are_those_of_the_kernel_lines():
+    # what the bounded splitter must keep reading as before
+    s = parse_oom_summary(_SUMMARY_HEAD + ",oom_memcg=/k/p,task_memcg=/k/p/c,task=a,b,pid=1,uid=2,pid=3,uid=4")
+    assert (s.oom_memcg, s.task_memcg, s.task, s.pid, s.uid) == ("/k/p", "/k/p/c", "a,b,pid=1,uid=2", 3, 4)
+    s = parse_oom_summary(_SUMMARY_HEAD + ",oom_memcg=/,task_memcg=/x,task=" + "c" * 16 + ",pid=1,uid=2")
+    # a "comm" longer than 15 bytes is no comm: the text is the cgroup's name
+    assert (s.oom_memcg, s.task_memcg, s.task, s.pid) == ("/", "/x,task=" + "c" * 16 + ",pid=1,uid=2", None, None)
+    s = parse_oom_summary(_SUMMARY_HEAD + ",oom_memcg=/ab,task_memcg=/abc,task=a,pid=1,uid=2")
+    assert (s.oom_memcg, s.task_memcg) == (None, None)  # /abc is not within /ab
+    s = parse_oom_summary(_SUMMARY_HEAD + ",oom_memcg=/x,task_memcg=/x,task=é" * 1 + ",pid=1,uid=2", "é")
+    assert (s.oom_memcg, s.task_memcg, s.task, s.pid) == ("/x", "/x", "é", 1)
