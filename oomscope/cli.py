@@ -89,6 +89,9 @@ def record(
     metrics_addr: Annotated[Optional[str], typer.Option(metavar="HOST:PORT", help="serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9847)")] = None,
     log_format: Annotated[str, typer.Option(metavar="text|json", help="the per-kill line on stdout: text or json (one JSON object per line)")] = "text",
     keep: Annotated[Optional[str], typer.Option(metavar="N|Nd", help="keep only the newest N post-mortems (100) or those of the last N days (7d)")] = None,
+    workload_burst: Annotated[int, typer.Option(metavar="N", help="in a storm, each workload (pod, container, unit, else cgroup) gets N post-mortems in a row, then one per --workload-every; the kills beyond are counted, not written")] = 10,
+    workload_every: Annotated[float, typer.Option(metavar="SECONDS", help="after the burst, at most one post-mortem per workload every SECONDS (0: no limit)")] = 60.0,
+    workload_disk: Annotated[str, typer.Option(metavar="SIZE", help="the most disk one workload's post-mortems may take; beyond it, its own oldest are removed (0: no limit)")] = "64M",
     mode: Annotated[Optional[str], typer.Option("--mode", metavar="OCTAL", help=MODE_HELP)] = None,
     allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
 ) -> None:
@@ -102,7 +105,8 @@ def record(
                    "(the kernel snapshot at each SIGKILL gives the state at the kill on every kernel)", err=True)
     options = dict(output=output, duration=duration, cgroup=cgroup, lab=lab, lab_limit=lab_limit,
                    metrics_addr=metrics_addr, log_format=log_format, keep=keep, mode=mode,
-                   allow_shared_output=allow_shared_output)
+                   allow_shared_output=allow_shared_output, workload_burst=workload_burst,
+                   workload_every=workload_every, workload_disk=workload_disk)
     replace_process(options)
     raise typer.Exit(run(options))
 

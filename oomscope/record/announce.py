@@ -37,6 +37,7 @@ def kill_line(c: Capture, written: Written, category: str, log_format: str, anal
             "cause": cause,
             "incident": c.incident.id if c.incident else None, "postmortem": written.html_path,
             "capture": written.capture_path,
+            "not_written": dataclasses.asdict(c.not_written) if c.not_written else None,
         }, ensure_ascii=True)
     return (f"{c.times.kill_wall} kill "
             + (f"workload={terminal_safe(c.workload.label())!r} " if c.workload.label() else "")
@@ -44,6 +45,7 @@ def kill_line(c: Capture, written: Written, category: str, log_format: str, anal
             f"usage={_mib(c.at_kill.usage_bytes)} limit={_mib(c.at_kill.limit_bytes)} "
             f"memcg={terminal_safe(c.cgroup.oom_memcg or '?')}"
             + (f" incident={c.incident.id}" if c.incident else "")
+            + (f" not_written={c.not_written.count}" if c.not_written else "")
             + f" -> {written.html_path or written.capture_path}")
 
 
@@ -119,6 +121,24 @@ class Announcer:
             self.metrics.captures.inc()
         self.out.write(kill_line(capture, written, category, self.log_format, cause=cause) + "\n")
         self.out.flush()
+
+    def not_written(self, stub: Capture, workload: str, starts: bool, budget: str) -> None:
+        """A kill counted, not written (record/budget.py): ``stub`` holds its pid, comm, cgroups and
+        workload. Said in the log once at the start of each run of them, not per kill (a storm's
+        line a kill was the flood again); the next written kill's line and capture give the count."""
+        if self.metrics is not None:
+            self.metrics.kill_not_written(stub, "rate")
+        if starts:
+            self.err.write(f"oomscope: note: {terminal_safe(workload)}: a storm beyond its budget ({budget}): its kills "
+                           f"from now on are counted, not written, until its budget allows one; that post-mortem "
+                           f"says how many (first: pid {stub.victim.pid} at {stub.times.kill_wall})\n")
+            self.err.flush()
+
+    def not_written_left(self, workload: str, nw) -> None:
+        """Kills not written that no later post-mortem will say (record stops, or the workload is forgotten)."""
+        self.err.write(f"oomscope: note: {terminal_safe(workload)}: {nw.count} kill(s) between {nw.first_wall} and "
+                       f"{nw.last_wall} were counted, not written (a storm beyond its budget: {nw.budget})\n")
+        self.err.flush()
 
     def error(self, component: str, message: str) -> None:
         self.err.write(message + "\n")

@@ -4,8 +4,11 @@ One thread samples cgroupfs (sampler.Sampler); the main loop polls the BPF perf 
 /dev/kmsg, joins the two records of each kill (joiner.KillJoiner), and hands each joined kill to
 ``_record``, a chain of steps that each have one job:
 
-    evidence.locate -> assemble.place -> evidence.gather -> assemble.build_capture
-      -> analyse (passed in) -> outputs.Outputs.write -> announce.Announcer.kill
+    evidence.locate -> assemble.place -> budget.Budget.admit -> evidence.gather
+      -> assemble.build_capture -> analyse (passed in) -> outputs.Outputs.write -> announce.Announcer.kill
+
+``budget.admit``: a workload's storm gets a burst of post-mortems, then one per interval; the
+kills beyond are counted (the log, the metrics, the next capture of the workload), not written.
 
 Stops on SIGINT/SIGTERM, at ``duration``, or when ``until()`` says so; kills still pending then are
 written before it returns. record/ imports nothing from analysis/ or report/: the capture is written here, its analysis,
@@ -31,10 +34,11 @@ from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..kernel.kmsg import KmsgFollower, KmsgReader, OomReportParser
 from ..layouts import EV_MARK_VICTIM, OomEvent
 from ..metrics import Metrics
-from ..model import Capture
+from ..model import Capture, Times, Victim
 from ..terminal import terminal_safe
 from ..probes import MemcgSnapshotter, OomProbes, learning_activity, memcg_snapshot_layout
 from .announce import Announcer
+from .budget import BURST, DISK_BYTES, EVERY_S, Budget, workload_key
 from .assemble import Placement, Recording, build_capture, place
 from .evidence import EvidenceGatherer, LiveReads
 from .joiner import KillJoiner, PendingKill
@@ -89,6 +93,11 @@ class RecordOptions:
     metrics_addr: Optional[str] = None  # HOST:PORT for Prometheus metrics
     log_format: str = "text"  # text | json: the per-kill line on stdout
     keep: Optional[str] = None  # N (post-mortems) or Nd (days): prune older ones
+    #: each workload's share in a storm (record/budget.py): a burst of post-mortems, then one per
+    #: interval (0: no limit); the most its kill folders may take on disk (None: no limit)
+    workload_burst: int = BURST
+    workload_every_s: float = EVERY_S
+    workload_disk_bytes: Optional[int] = DISK_BYTES
 
 
 class Collector:
@@ -122,7 +131,9 @@ class Collector:
         # Started before the BPF compile: its imports (~1.5 s) overlap the compile.
         self.finisher = downstream.start_finisher(opts.output, err)
         try:
-            self.outputs = Outputs(opts.output, self.finisher, Retention.parse(opts.keep) if opts.keep else None, err)
+            self.outputs = Outputs(opts.output, self.finisher, Retention.parse(opts.keep) if opts.keep else None, err,
+                                   disk_budget=opts.workload_disk_bytes)
+            self.budget = Budget(opts.workload_burst, opts.workload_every_s)
             try:
                 layout, why_not = memcg_snapshot_layout(self.hier.version), ""
             except ProbeError as exc:  # read from BTF before the compile: its program joins the probes' module
@@ -196,6 +207,8 @@ class Collector:
                 self._drain()
             self._drain(flush=True)
             self._announce(self.finisher.finish(self.downstream.finish_timeout_s))
+            for key, nw in self.budget.pending():  # no later post-mortem of theirs will say them
+                self.announce.not_written_left(key, nw)
         finally:
             self.stop.set()
             self.finisher.close()
@@ -281,14 +294,29 @@ class Collector:
                           kill.event.victim_parent_pid if kill.event is not None else None)
         if not self._in_scope(placement):
             return
+        workload = workload_of(placement.cgroup.task_memcg or placement.cgroup.oom_memcg, self.names)
+        key = workload_key(workload, placement.cgroup)
+        wall = dt.datetime.now(dt.timezone.utc)
+        # a member of a memory.oom.group kill rides on its first victim's admission: one kill of the group
+        admitted = self.budget.admit(key, wall.isoformat(timespec="milliseconds")) if head is None else None
+        for old_key, nw in self.budget.forgotten:
+            self.announce.not_written_left(old_key, nw)
+        self.budget.forgotten.clear()
+        if admitted is not None and not admitted.write:
+            comm = (kill.event.victim_comm if kill.event is not None else None) or \
+                (kill.report.killed.comm if kill.report is not None and kill.report.killed is not None else "")
+            stub = Capture(kill_id="", victim=Victim(kill.pid, comm or ""), cgroup=placement.cgroup, workload=workload,
+                           times=Times(kill_wall=wall.isoformat(timespec="milliseconds")))
+            self.announce.not_written(stub, key, admitted.starts_drop, self.budget.words())
+            return
         evidence = self.evidence.gather(kill, placement, kill_ns, self.memcg_snap_status,
                                         (head.state, head.capture.tasks) if head is not None else None)
         if kill_ns - self._host_read_ns > HOST_FACTS_MAX_AGE_NS:
             self.recording.host = procfs.read_host(self.hier.version)
             self._host_read_ns = time.monotonic_ns()
-        capture = build_capture(kill.pid, kill.event, kill.report, placement, evidence, self.recording,
-                                dt.datetime.now(dt.timezone.utc))
-        capture.workload = workload_of(capture.cgroup.task_memcg or capture.cgroup.oom_memcg, self.names)
+        capture = build_capture(kill.pid, kill.event, kill.report, placement, evidence, self.recording, wall)
+        capture.workload = workload
+        capture.not_written = admitted.not_written if admitted is not None else None
         capture.notes.extend(self.announce.losses.notes_for_kill(kill_ns))
         written = self.outputs.write(capture, kill_ns, head, group)
         self._post_pending[written.job] = (capture, written)

@@ -21,7 +21,7 @@ from ..errors import OomscopeError, error_line, run_entry_point
 
 #: the options of ``record``, as cli.py passes them (its parameters' names)
 OPTIONS = ("output", "duration", "cgroup", "lab", "lab_limit", "metrics_addr", "log_format", "keep",
-           "mode", "allow_shared_output")
+           "mode", "allow_shared_output", "workload_burst", "workload_every", "workload_disk")
 
 
 def replace_process(options: dict) -> None:
@@ -47,6 +47,13 @@ def _sampled(collector, cgroup: str) -> bool:
     return collector.sampler.passes >= 1 and len(collector.sampler.store.samples(cgroup)) >= 1
 
 
+def _workload_disk(text: str):
+    """--workload-disk: a size, or 0 (no limit: None)."""
+    from ..units import parse_size
+
+    return None if str(text).strip().lower() in ("0", "off", "none") else parse_size(str(text))
+
+
 def run(options: dict) -> int:
     """Record every OOM kill until stopped (or the lab's kill): the exit code."""
     # Nothing of analysis/ or report/ here: pandas and jinja2 stay out of the long-running
@@ -68,10 +75,14 @@ def run(options: dict) -> int:
         if o["keep"] is not None:
             from .retention import Retention
             Retention.parse(o["keep"])  # a bad value fails before anything is loaded
+        burst, every, disk = o["workload_burst"], o["workload_every"], _workload_disk(o["workload_disk"])
+        if not isinstance(burst, int) or burst < 0 or not isinstance(every, (int, float)) or every < 0:
+            raise OomscopeError(f"--workload-burst and --workload-every must be 0 or more, not {burst!r} and {every!r}")
         safefs.configure_from_options(o["mode"], o["allow_shared_output"])
         os.close(safefs.open_dir(output, create=True))  # an unsafe output folder fails before BPF is loaded
         collector = Collector(RecordOptions(output=output, duration_s=o["duration"], cgroup=o["cgroup"],
-                                            metrics_addr=o["metrics_addr"], log_format=log_format, keep=o["keep"]),
+                                            metrics_addr=o["metrics_addr"], log_format=log_format, keep=o["keep"],
+                                            workload_burst=burst, workload_every_s=float(every), workload_disk_bytes=disk),
                               Downstream(start_finisher=start_worker), sys.stdout, sys.stderr)
         install_signal_handlers(collector)
         print(collector.describe(), file=sys.stderr, flush=True)

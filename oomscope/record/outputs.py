@@ -1,7 +1,8 @@
 """What one recorded kill leaves on disk: its capture (record/writer.py), written here, by the
 recorder, before anything else; its post-mortem and the output folder's index, done by a Finisher
 (record/finish.py: in a worker process when record runs); the rewrite of its memory.oom.group's
-first capture; and retention (record/retention.py).
+first capture; each workload's disk budget and retention (record/retention.py: both share the
+output folder out by workload, from a ledger of its kill folders read at the first write).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from typing import Optional, TextIO, Tuple
 
 from ..kernel.kmsg import OomReport
 from ..model import Capture
+from ..safefs import Dir
 from .finish import HTML
 from .incidents import GroupLinker, Head
-from .retention import Retention
+from .budget import workload_key
+from .retention import Ledger, Retention
 from .writer import atomic_write, write_capture
 
 
@@ -27,12 +30,16 @@ class Written:
 
 
 class Outputs:
-    def __init__(self, out_dir: str, finisher, retention: Optional[Retention], err: TextIO):
+    def __init__(self, out_dir: str, finisher, retention: Optional[Retention], err: TextIO,
+                 disk_budget: Optional[int] = None):
         self.out_dir = out_dir
         self.finisher = finisher  # kill(capture_path, capture) -> job, rerender(...), remove(folder)
         self.retention = retention
         self.err = err
         self.groups = GroupLinker()
+        #: the most bytes one workload's kill folders may take (record --workload-disk; None: no limit)
+        self.disk_budget = disk_budget
+        self.ledger: Optional[Ledger] = None  # read at the first write (when either limit is set)
 
     def head_for(self, report: Optional[OomReport], kill_ns: int) -> Tuple[Optional[Head], Optional[str]]:
         """A member of a memory.oom.group kill: the group's first victim (written already, with the
@@ -54,7 +61,19 @@ class Outputs:
             # The first victim's capture and post-mortem, again, now listing every victim.
             atomic_write(head.capture_path, head.capture.to_json())
             self.finisher.rerender(head.capture_path, head.capture)
-        if self.retention is not None:
-            for folder in self.retention.prune(self.out_dir, keep={os.path.dirname(capture_path)}):
-                self.finisher.remove(folder)
+        if self.retention is not None or self.disk_budget:
+            self._share(capture, capture_path)
         return Written(capture_path, job=job)
+
+    def _share(self, capture: Capture, capture_path: str) -> None:
+        """The workload's disk budget, then --keep, each taking from the workloads that hold most."""
+        if self.ledger is None:
+            with Dir(self.out_dir) as out:
+                self.ledger = Ledger.read(out)
+        key = workload_key(capture.workload, capture.cgroup)
+        self.ledger.add(os.path.basename(os.path.dirname(capture_path)), key)
+        removed = self.ledger.trim(self.out_dir, key, self.disk_budget) if self.disk_budget else []
+        if self.retention is not None:
+            removed += self.retention.prune(self.out_dir, keep={os.path.dirname(capture_path)}, ledger=self.ledger)
+        for folder in removed:
+            self.finisher.remove(folder)

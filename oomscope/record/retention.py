@@ -1,20 +1,38 @@
-"""`record --keep N|Nd`: prune old post-mortems, newest kept.
+"""`record --keep N|Nd`: prune old post-mortems, newest kept; and each workload's disk budget.
 
 Only kill folders are touched: real folders (never a link) of ours holding the marker oomscope
 writes when it makes one (safefs.MARKER), not folders that merely hold a capture.json; and only
 the files oomscope writes in them: a folder with anything else in it is emptied of ours and left
 in place.
+
+Storms are shared out by workload (record/budget.py ``workload_key``; a ``Ledger`` knows each kill
+folder's, read once from the captures on disk, then kept up to date by record): ``--keep N`` takes
+from the workload with the most kill folders first (its oldest first), so one tenant's storm never
+takes another's last post-mortems: every workload keeps its newest while there are at most N
+workloads (beyond that, the count N wins: those whose newest kill is oldest go). ``--keep Nd``
+stays a plain age limit. ``Ledger.trim`` holds a workload to its byte budget
+(``record --workload-disk``) by removing its own oldest post-mortems, never its newest.
 """
 
 from __future__ import annotations
 
+import heapq
+import json
 import os
+import stat
 import time
 from dataclasses import dataclass
-from typing import Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Set
 
 from ..errors import OomscopeError
-from ..safefs import Dir
+from ..model import CgroupInfo, Workload
+from ..safefs import MARKER, OURS, Dir
+from .budget import workload_key
+
+#: the most of a capture read to learn its workload (oomscope's are tens of KB)
+READ_LIMIT = 16 << 20
+#: the workload of a kill folder whose capture cannot be read
+UNKNOWN = "?"
 
 
 @dataclass
@@ -38,8 +56,10 @@ class Retention:
         except ValueError:
             raise OomscopeError(f"--keep must be a number of post-mortems (100) or of days (7d), not {text!r}") from None
 
-    def prune(self, out_dir: str, keep: Iterable[str] = (), now: Optional[float] = None) -> List[str]:
-        """Removes the kill folders beyond the limit; returns their names."""
+    def prune(self, out_dir: str, keep: Iterable[str] = (), now: Optional[float] = None,
+              ledger: Optional["Ledger"] = None) -> List[str]:
+        """Removes the kill folders beyond the limit; returns their names. ``ledger``: the kill
+        folders as record knows them (else read from ``out_dir`` now)."""
         now = time.time() if now is None else now
         keep = {os.path.basename(os.path.abspath(k)) for k in keep}
         try:
@@ -47,12 +67,146 @@ class Retention:
         except FileNotFoundError:
             return []
         with out:
-            folders = sorted(((t, name) for name, t in out.kill_folders()), reverse=True)  # newest first
+            if ledger is None:
+                ledger = Ledger.read(out)
             removed = []
-            for i, (mtime, name) in enumerate(folders):
-                if name in keep:
-                    continue
-                if (self.count is not None and i >= self.count) or (self.max_age_s is not None and now - mtime > self.max_age_s):
-                    if out.remove_kill_folder(name):
-                        removed.append(name)
+            for name in self.choose(ledger.folders, keep, now):
+                ledger.discard(name)
+                if out.remove_kill_folder(name):
+                    removed.append(name)
         return removed
+
+    def choose(self, folders: Dict[str, "Folder"], keep: Set[str] = frozenset(), now: Optional[float] = None) -> List[str]:
+        """The kill folders to remove (a pure function of the ledger): those older than the age
+        limit, then, while more than ``count`` are left, the oldest of the workload with the most
+        (ties: the one whose oldest is oldest) down to one each, then the oldest overall."""
+        now = time.time() if now is None else now
+        gone = [n for n, f in folders.items() if n not in keep and self.max_age_s is not None and now - f.time > self.max_age_s]
+        if self.count is None:
+            return gone
+        dropped = set(gone)
+        left = {n: f for n, f in folders.items() if n not in dropped}
+        # a folder in ``keep`` older than the newest ``count`` is kept beyond them (it takes no one's place)
+        ranked = sorted(((f.time, n) for n, f in left.items()), reverse=True)
+        extra = len(left) - self.count - sum(1 for _t, n in ranked[self.count:] if n in keep)
+        if extra <= 0:
+            return gone
+        held: Dict[str, int] = {}
+        removable: Dict[str, List[tuple]] = {}
+        for n, f in left.items():
+            held[f.workload] = held.get(f.workload, 0) + 1
+            if n not in keep:
+                removable.setdefault(f.workload, []).append((f.time, n))
+        for items in removable.values():
+            items.sort(reverse=True)  # oldest last: popped first
+        heap = [(-held[w], items[-1][0], w) for w, items in removable.items()]
+        heapq.heapify(heap)
+        while extra > 0 and heap:
+            neg, _oldest, w = heapq.heappop(heap)
+            items = removable[w]
+            if -neg <= 1:
+                heapq.heappush(heap, (neg, _oldest, w))
+                break  # every workload is down to its newest
+            gone.append(items.pop()[1])
+            held[w] -= 1
+            extra -= 1
+            if items:
+                heapq.heappush(heap, (-held[w], items[-1][0], w))
+        if extra > 0:  # more workloads than --keep N: the count wins, oldest first
+            rest = sorted((items[-1][0], items[-1][1]) for items in removable.values() if items)
+            gone.extend(n for _t, n in rest[:extra])
+        return gone
+
+
+@dataclass
+class Folder:
+    """A kill folder as the ledger knows it."""
+
+    workload: str
+    time: float  # its capture's modification time
+    bytes: Optional[int] = None  # on disk, once measured with its post-mortem in it
+
+
+class Ledger:
+    """The kill folders of an output folder and each one's workload: read once (``read``), then
+    kept up to date by record as it writes and removes them, so that each kill costs no scan of
+    the folder."""
+
+    def __init__(self) -> None:
+        self.folders: Dict[str, Folder] = {}
+
+    @classmethod
+    def read(cls, out: Dir) -> "Ledger":
+        ledger = cls()
+        for name, t in out.kill_folders():
+            ledger.folders[name] = Folder(_workload_on_disk(out, name), t)
+        return ledger
+
+    def add(self, name: str, workload: str, t: Optional[float] = None) -> None:
+        self.folders[name] = Folder(workload, time.time() if t is None else t)
+
+    def discard(self, name: str) -> None:
+        self.folders.pop(name, None)
+
+    def trim(self, out_dir: str, workload: str, max_bytes: int) -> List[str]:
+        """Removes the workload's oldest kill folders while its folders take more than
+        ``max_bytes`` on disk; never its newest. Returns their names."""
+        mine = sorted((f.time, n) for n, f in self.folders.items() if f.workload == workload)
+        if len(mine) <= 1:
+            return []
+        removed = []
+        with Dir(out_dir) as out:
+            total = sum(self._bytes(out, n) for _t, n in mine)
+            for _t, name in mine[:-1]:
+                if total <= max_bytes:
+                    break
+                total -= self._bytes(out, name)
+                self.discard(name)
+                if out.remove_kill_folder(name):
+                    removed.append(name)
+        return removed
+
+    def _bytes(self, out: Dir, name: str) -> int:
+        f = self.folders.get(name)
+        if f is None:
+            return 0
+        if f.bytes is not None:
+            return f.bytes
+        n, done = folder_bytes(out, name)
+        if done:
+            f.bytes = n
+        return n
+
+
+def folder_bytes(out: Dir, name: str) -> tuple:
+    """(bytes a kill folder takes on disk: the folder and oomscope's files in it, whether its
+    post-mortem is there yet)."""
+    total, done = 0, False
+    try:
+        st = out.lstat(name)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            return 0, True
+        total += st.st_blocks * 512
+        with out.subdir(name) as sub:
+            for n in OURS + (MARKER,):
+                fst = sub.lstat(n)
+                if fst is not None and stat.S_ISREG(fst.st_mode):
+                    total += fst.st_blocks * 512
+                    done = done or n == "postmortem.html"
+    except OSError:
+        return total, True
+    return total, done
+
+
+def _workload_on_disk(out: Dir, name: str) -> str:
+    """A kill folder's workload, from its capture (UNKNOWN when it cannot be read)."""
+    try:
+        with out.subdir(name) as sub:
+            data = json.loads(sub.read("capture.json", READ_LIMIT))
+        w, cg = data.get("workload") or {}, data.get("cgroup") or {}
+        workload = Workload(**{k: v for k, v in w.items() if k in Workload.__dataclass_fields__ and k != "notes"
+                               and (v is None or isinstance(v, str))})
+        cgroup = CgroupInfo(**{k: v for k, v in cg.items() if k in ("task_memcg", "oom_memcg") and (v is None or isinstance(v, str))})
+        return workload_key(workload, cgroup)
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError):
+        return UNKNOWN

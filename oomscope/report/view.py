@@ -8,6 +8,7 @@ Templates get only this; they format nothing and compute nothing. Every string f
 
 from __future__ import annotations
 
+import datetime as dt
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -194,6 +195,8 @@ class PostMortemView:
     #: keeps hours, thinned with age: drawn whole, the minutes before the kill are a sliver)
     timeline_charts: List["TimelineChart"] = field(default_factory=list)
     shown: Optional[ShownView] = None
+    #: kills of this workload that record counted but did not write before this one (a storm)
+    not_written: str = ""
 
 
 @dataclass
@@ -447,6 +450,7 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
     charts, tl_title = _timeline(capture)
 
     return PostMortemView(
+        not_written=not_written_sentence(capture),
         shown=_shown(result),
         advice=advice_rows,
         trend=result.trend.text,
@@ -480,6 +484,33 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
                    if cat_items else ""),
         tasks_note=tasks_note,
     )
+
+
+def not_written_sentence(capture: Capture) -> str:
+    """The kills of this workload not written since the previous post-mortem (record/budget.py)."""
+    nw = capture.not_written
+    if nw is None or nw.count <= 0:
+        return ""
+    who = capture.workload.label() or capture.cgroup.oom_memcg or capture.cgroup.task_memcg or "this workload"
+    first, last = _when(nw.first_wall), _when(nw.last_wall)
+    span = f"at {first}" if first == last else f"between {first} and {last}"
+    kills = "1 more kill" if nw.count == 1 else f"{nw.count} more kills"
+    return (f"{kills} of {who} {span} {'was' if nw.count == 1 else 'were'} counted but not written (no capture, "
+            f"no post-mortem): its storm exceeded the budget of {nw.budget or 'record'} per workload. "
+            f"This post-mortem is the next one written; the earlier ones of the storm stand for them.")
+
+
+def _when(iso: Optional[str]) -> str:
+    """An ISO 8601 time, to the second, in UTC words."""
+    if not iso:
+        return "an unknown time"
+    try:
+        t = dt.datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _reserved(total_vm: Optional[int], rss: Optional[int], limit: Optional[int]) -> str:

@@ -58,3 +58,31 @@ def test_a_rendering_error_is_said_and_the_capture_kept(tmp_path):
     assert os.path.isfile(written.capture_path) and done.html_path is None
     assert done.error == "ValueError: no template" and done.category == ""
     assert not os.path.exists(os.path.join(os.path.dirname(written.capture_path), "postmortem.html"))
+
+
+def test_a_storm_under_keep_and_the_disk_budget_takes_only_its_own_post_mortems(tmp_path):
+    """Workload A writes 30 kills with --keep 10 and a disk budget of about 3 of its kill folders:
+    B's 3 older post-mortems stay, A keeps its newest."""
+    from oomscope.model import Workload
+    from oomscope.record.retention import Retention
+
+    fin = InProcess(PostMortems(str(tmp_path), lambda c, a=None: "<html>" + "x" * 30000, None, FakeIndex(), io.StringIO()))
+    cap, _ = capture_from_fixture("v2-6.1-anon.kmsg", version=2)
+    cap.workload = Workload(kind="kubernetes", pod_uid="B")
+    b_out = Outputs(str(tmp_path), fin, None, io.StringIO())
+    b_paths = []
+    for i in range(3):
+        cap.kill_id = f"b{i}"
+        b_paths.append(b_out.write(cap, kill_ns=i).capture_path)
+    fin.results()
+    cap.workload = Workload(kind="kubernetes", pod_uid="A")
+    out = Outputs(str(tmp_path), fin, Retention.parse("10"), io.StringIO(), disk_budget=3 * 64 * 1024)
+    a_paths = []
+    for i in range(30):
+        cap.kill_id = f"a{i:02d}"
+        a_paths.append(out.write(cap, kill_ns=100 + i).capture_path)
+        fin.results()
+    assert all(os.path.exists(p) for p in b_paths)
+    a_left = [p for p in a_paths if os.path.exists(p)]
+    assert a_paths[-1] in a_left and 2 <= len(a_left) <= 4  # the disk budget, then --keep 10
+    assert a_left == a_paths[-len(a_left):]  # its newest

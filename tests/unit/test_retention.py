@@ -1,11 +1,12 @@
+import json
 import os
 import time
 
 import pytest
 
 from oomscope.errors import OomscopeError
-from oomscope.record.retention import Retention
-from oomscope.safefs import MARKER
+from oomscope.record.retention import Ledger, Retention, folder_bytes
+from oomscope.safefs import MARKER, Dir
 
 
 def _kill(d, name, age_s):
@@ -40,3 +41,63 @@ def test_keep_days_and_foreign_files_are_left(tmp_path):
 def test_bad_keep_is_one_line(bad):
     with pytest.raises(OomscopeError, match="--keep"):
         Retention.parse(bad)
+
+
+# --- storms: --keep and the disk budget share the output folder out by workload ---------------
+
+def _workload_kill(d, name, pod, age_s, size=0):
+    f = d / name
+    f.mkdir()
+    cap = {"workload": {"kind": "kubernetes", "pod_uid": pod}, "cgroup": {"oom_memcg": f"/kubepods/pod{pod}"},
+           "pad": "x" * size}
+    (f / "capture.json").write_text(json.dumps(cap))
+    (f / MARKER).write_text("")
+    t = time.time() - age_s
+    os.utime(f / "capture.json", (t, t))
+    return f
+
+
+def test_one_workloads_storm_never_takes_anothers_last_post_mortems(tmp_path):
+    for i in range(3):
+        _workload_kill(tmp_path, f"b{i}", "B", age_s=3600 + i)  # B's three, older than all of A's
+    for i in range(100):
+        _workload_kill(tmp_path, f"a{i:03d}", "A", age_s=100 - i)  # A storms: a099 newest
+    removed = Retention.parse("10").prune(str(tmp_path), keep={str(tmp_path / "a099")})
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["a093", "a094", "a095", "a096", "a097", "a098", "a099", "b0", "b1", "b2"]
+    assert len(removed) == 93
+
+
+def test_keep_takes_from_the_workload_with_most_then_keeps_each_ones_newest(tmp_path):
+    for i in range(4):
+        _workload_kill(tmp_path, f"a{i}", "A", age_s=10 * i)
+    for i in range(2):
+        _workload_kill(tmp_path, f"b{i}", "B", age_s=100 + 10 * i)
+    _workload_kill(tmp_path, "c0", "C", age_s=1000)
+    Retention.parse("3").prune(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a0", "b0", "c0"]  # each workload's newest
+    Retention.parse("2").prune(str(tmp_path))  # more workloads than --keep: the count wins, oldest first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a0", "b0"]
+
+
+def test_a_workloads_disk_budget_removes_its_own_oldest_never_its_newest_nor_anothers(tmp_path):
+    for i in range(3):
+        _workload_kill(tmp_path, f"b{i}", "B", age_s=5000 + i, size=40000)
+    for i in range(20):
+        _workload_kill(tmp_path, f"a{i:02d}", "A", age_s=100 - i, size=40000)  # ~44 KB on disk each
+    with Dir(str(tmp_path)) as out:
+        ledger = Ledger.read(out)
+        each = folder_bytes(out, "a00")[0]  # ~44 KB: the folder, its capture, its marker
+    assert {f.workload for f in ledger.folders.values()} == {"pod A", "pod B"}
+    removed = ledger.trim(str(tmp_path), "pod A", 5 * each)
+    assert sorted(removed) == [f"a{i:02d}" for i in range(15)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"a{i:02d}" for i in range(15, 20)] + ["b0", "b1", "b2"]
+    assert ledger.trim(str(tmp_path), "pod A", 1) == [f"a{i:02d}" for i in range(15, 19)]  # the newest stays
+    assert (tmp_path / "a19" / "capture.json").exists()
+
+
+def test_an_unreadable_capture_is_a_workload_of_its_own(tmp_path):
+    _kill(tmp_path, "odd", 10)  # capture.json is "{}"
+    (tmp_path / "odd" / "capture.json").write_text("not json")
+    with Dir(str(tmp_path)) as out:
+        assert Ledger.read(out).folders["odd"].workload == "?"
