@@ -124,6 +124,7 @@ def report(
     from .record.writer import atomic_write
     from .report.formats import render_jira, render_json, render_markdown
     from .report.render import render_html
+    from .safefs import read_regular_file
 
     try:
         _files(mode, allow_shared_output)
@@ -135,8 +136,7 @@ def report(
         if fmt not in renderers:
             raise OomscopeError(f"unknown format {fmt!r} (html, md, jira or json)")
         try:
-            with open(capture, encoding="utf-8") as f:
-                text = f.read()
+            text = read_regular_file(capture).decode("utf-8")  # no FIFO, no device, no 2 GB file
         except (OSError, UnicodeDecodeError) as exc:
             raise CaptureError(f"cannot read {capture}: {getattr(exc, 'strerror', None) or exc}") from None
         try:

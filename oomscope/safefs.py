@@ -493,6 +493,36 @@ def _safe_name(kill_id: str) -> str:
     return name or "kill"
 
 
+def read_regular_file(path: str, limit: int = MAX_READ) -> bytes:
+    """A file a user named (``oomscope report CAPTURE``): a link is followed, as the user asked
+    for that path, but only a regular file is read, and at most ``limit`` bytes. It is opened
+    with ``O_PATH`` and checked before it is opened for reading, so a FIFO (which would wait for a
+    writer forever) or a device (whose opening can act) is never opened. OSError otherwise, with
+    a reason in words."""
+    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"{_kind(st.st_mode)}, not a regular file")
+        if st.st_size > limit:
+            raise OSError(errno.EFBIG, f"{st.st_size} bytes, more than the {limit >> 20} MiB a capture can be")
+        try:  # the same file again, for reading (no second lookup of the path)
+            rfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+        except FileNotFoundError:  # no /proc: the path again, checked to be the same file
+            rfd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+            again = os.fstat(rfd)
+            if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino):
+                os.close(rfd)
+                raise OSError(errno.EAGAIN, "the file changed while it was opened")
+    finally:
+        os.close(fd)
+    with os.fdopen(rfd, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"more than the {limit >> 20} MiB a capture can be")
+    return data
+
+
 def atomic_write(path: str, text, mode: Optional[int] = None) -> str:
     """Write ``path`` atomically through its folder's descriptor (the folder must exist)."""
     directory, name = os.path.split(path)

@@ -209,3 +209,61 @@ def test_an_integer_beyond_any_float_in_a_float_field_is_unknown():
     again = Capture.from_json(json.dumps(data))
     assert again.timelines[0].points[0].psi_some_avg10 is None
     assert any("psi_some_avg10" in n for n in again.notes)
+
+
+# --- issue 24: what report reads, and what the error lines show -------------------------------
+
+def test_report_of_a_fifo_is_one_line_not_a_hang(tmp_path):
+    fifo = tmp_path / "capture.json"
+    os.mkfifo(fifo)
+    r = _oomscope("report", str(fifo), timeout=30)  # a plain open() waited for a writer forever
+    assert r.returncode == CaptureError.exit_code
+    assert r.stderr.strip().splitlines() == [f"oomscope: error: cannot read {fifo}: a FIFO, not a regular file"]
+
+
+def test_report_of_an_oversized_capture_is_one_line(tmp_path):
+    from oomscope.safefs import MAX_READ
+
+    big = tmp_path / "capture.json"
+    with open(big, "wb") as f:
+        f.truncate(MAX_READ + 1)  # sparse: no disk used
+    r = _oomscope("report", str(big), timeout=60)
+    assert r.returncode == CaptureError.exit_code
+    assert r.stderr.strip().splitlines() == [
+        f"oomscope: error: cannot read {big}: {MAX_READ + 1} bytes, more than the {MAX_READ >> 20} MiB a capture can be"]
+
+
+def test_report_follows_a_link_to_a_capture(tmp_path):
+    cap, _ = capture_from_fixture("v1-6.18-anon.kmsg")
+    (tmp_path / "real.json").write_text(cap.to_json())
+    os.symlink(tmp_path / "real.json", tmp_path / "capture.json")
+    r = _oomscope("report", str(tmp_path / "capture.json"), "-f", "md")
+    assert r.returncode == 0, r.stderr
+
+
+ESC_NAME = "log\x1b]0;pwned\x07\x1b[2J"
+
+
+def test_a_damaged_gz_named_with_escapes_puts_no_escape_on_stderr(tmp_path):
+    import gzip
+
+    log = tmp_path / f"{ESC_NAME}.gz"
+    data = gzip.compress(fixture_text("logs", "dmesg-v1-6.18.txt").encode() * 4)
+    log.write_bytes(data[:len(data) // 2])  # truncated: gzip's error names the file's end
+    r = _oomscope("import", str(log), "-o", str(tmp_path / "out"))
+    assert "\x1b" not in r.stderr and "\x07" not in r.stderr and "\x1b" not in r.stdout
+    assert "the rest of the file is skipped" in r.stderr and "\\x1b]0;pwned" in r.stderr
+
+
+def test_the_recorders_error_lines_put_no_escape_on_stderr():
+    import io
+
+    from oomscope.record.announce import Announcer, Losses
+
+    err = io.StringIO()
+    a = Announcer(io.StringIO(), err)
+    # collector.py: "kill of pid N not recorded: {type(exc).__name__}: {exc}": an exception naming a cgroup
+    a.error("collector", f"oomscope: error: kill of pid 7 not recorded: KeyError: '/{ESC_NAME}'")
+    said = Losses().update({}, OSError(f"read {ESC_NAME}"), 0)
+    assert "\x1b" not in err.getvalue() and "\x07" not in err.getvalue()
+    assert all("\x1b" not in s for s in said)
