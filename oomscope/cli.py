@@ -216,7 +216,7 @@ def doctor(
         line = f"[{mark:>7}] {c.name}: {c.detail}"
         if not c.ok and c.fix:
             line += f"  -> fix: {c.fix}"
-        typer.echo(line)
+        typer.echo(terminal_safe(line))  # a detail may hold an error's text: a file's or a cgroup's name
     ok = record_can_run(checks)
     typer.echo("record can run here" if ok else "record cannot run here yet")
     raise typer.Exit(0 if ok else 1)

@@ -90,7 +90,7 @@ def _scan_stream(raw, name: str, block: int = 64 << 20) -> Iterator[str]:
             for s, e in regions:
                 yield from whole[s:e].decode("utf-8", "replace").split("\n")  # never splitlines(): U+2028 & co. are text
     except (OSError, EOFError, zlib.error) as exc:  # a truncated or damaged .gz: keep what was read
-        sys.stderr.write(f"oomscope: warning: {name}: {exc}; the rest of the file is skipped\n")
+        sys.stderr.write(f"oomscope: warning: {terminal_safe(f'{name}: {exc}')}; the rest of the file is skipped\n")
     if carry:
         yield from report_lines(carry)
 
@@ -582,7 +582,7 @@ def _written(imp: Imported, capture_path: str, html_path: Optional[str], render_
              index, out, err) -> str:
     cap = imp.capture
     if render_error:
-        err.write(f"oomscope: error: post-mortem not rendered ({terminal_safe(render_error)}); the capture is at {capture_path}\n")
+        err.write(f"oomscope: error: post-mortem not rendered ({terminal_safe(render_error)}); the capture is at {terminal_safe(capture_path)}\n")
     index.add(capture_path, cap, analysis)
     state = ("full report" if imp.report.has_header else
              "report without its first lines" if imp.report.memory_stat or imp.report.memory else
@@ -590,7 +590,7 @@ def _written(imp: Imported, capture_path: str, html_path: Optional[str], render_
     label = cap.workload.label()
     out.write(f"{cap.times.kill_wall or cap.kill_id} kill pid={cap.victim.pid} comm={terminal_safe(cap.victim.comm)!r} "
               f"memcg={terminal_safe(cap.cgroup.oom_memcg or '?')}" + (f" workload={terminal_safe(label)!r}" if label else "")
-              + f" ({state}) -> {html_path or capture_path}\n")
+              + f" ({state}) -> {terminal_safe(html_path or capture_path)}\n")
     return html_path or capture_path
 
 

@@ -86,7 +86,7 @@ class Losses:
         if kmsg_error is not None and self.kmsg_error is None:
             self.kmsg_error = kmsg_error
             self.kmsg_stopped_ns = since
-            said.append(f"the /dev/kmsg reader stopped ({type(kmsg_error).__name__}: {kmsg_error}): "
+            said.append(f"the /dev/kmsg reader stopped ({type(kmsg_error).__name__}: {terminal_safe(str(kmsg_error))}): "
                         "captures from now on lack the kernel's report")
         self._recent = [r for r in self._recent if now_ns - r[1] < self.keep_ns]
         self._recent.extend((since, now_ns, s) for s in said)
@@ -141,7 +141,8 @@ class Announcer:
         self.err.flush()
 
     def error(self, component: str, message: str) -> None:
-        self.err.write(message + "\n")
+        """``message``: a line that may hold an exception's text (a cgroup's or a file's name)."""
+        self.err.write(terminal_safe(message) + "\n")
         if self.metrics is not None:
             self.metrics.errors.labels(component).inc()
 

@@ -18,6 +18,7 @@ import time
 from typing import Optional
 
 from ..errors import OomscopeError, error_line, run_entry_point
+from ..terminal import terminal_safe
 
 #: the options of ``record``, as cli.py passes them (its parameters' names)
 OPTIONS = ("output", "duration", "cgroup", "lab", "lab_limit", "metrics_addr", "log_format", "keep",
@@ -34,7 +35,7 @@ def replace_process(options: dict) -> None:
     try:
         os.execve(argv[0], argv, env)
     except OSError as exc:
-        sys.stderr.write(f"oomscope: note: recording in this process ({argv[0]} could not be started: {exc.strerror})\n")
+        sys.stderr.write(f"oomscope: note: recording in this process ({terminal_safe(argv[0])} could not be started: {exc.strerror})\n")
 
 
 def _sampled(collector, cgroup: str) -> bool:
@@ -118,9 +119,9 @@ def run(options: dict) -> int:
             if not mine:
                 raise OomscopeError(f"the lab scenario {lab!r} ended without a recorded kill (workload exit code "
                                     f"{lab_run.returncode if lab_run else '?'})")
-            print(f"post-mortem: {os.path.abspath(mine[-1].html_path or mine[-1].capture_path)}", flush=True)
+            print(f"post-mortem: {terminal_safe(os.path.abspath(mine[-1].html_path or mine[-1].capture_path))}", flush=True)
         else:
-            print(f"{collector.kills_recorded} kill(s) recorded in {os.path.abspath(output)}", file=sys.stderr, flush=True)
+            print(f"{collector.kills_recorded} kill(s) recorded in {terminal_safe(os.path.abspath(output))}", file=sys.stderr, flush=True)
         return 0
     except OomscopeError as exc:
         print(error_line(exc), file=sys.stderr, flush=True)
