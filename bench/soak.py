@@ -1,0 +1,596 @@
+#!/usr/bin/env python3
+"""Soak: `record` for an hour on a churning host; its memory, descriptors and threads over time,
+and the kills it recorded against the kills made (issue 24).
+
+What runs, all of it inside one sandbox cgroup tree ``/oomscope-soak-<pid>-<hex>`` (cgroup v1's
+memory hierarchy here, v2 where the host has it), removed at the end, on Ctrl-C, SIGTERM or
+failure too:
+
+- **Pod churn**, with the layout kubelet's systemd cgroup driver makes (kubeadm's default):
+  ``kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice/cri-containerd-<id>.scope``
+  (BestEffort pods beside them, Guaranteed ones straight under kubepods.slice). Each pod is its
+  pod cgroup, a pause container and one or two app containers, each container with a memory limit
+  and one process (``sleep``) in it; a pod lives --pod-lifetime seconds (30 to 90 by default),
+  then its processes get SIGTERM (as kubelet stops a container) and its cgroups are removed.
+  The rate, --pods-per-minute 30 (one pod every 2 s: ~1.75 cgroups created and as many removed a
+  second, ~30 pods alive, ~100 cgroups), is a busy batch or CI node's: short jobs turned over
+  every minute or so, within kubelet's default of 110 pods a node; a node serving long-lived
+  services changes a few pods an hour. It is the upper end on purpose: what grows with the cgroups
+  record has seen (its sampler's rings and timelines, its descriptors kept open per cgroup) shows
+  within the hour.
+- **A kill every --kill-interval seconds** (5): a one-container pod whose container (64 MiB
+  limit) runs a python hog allocating until the kernel kills it. Kills made = the kernel's
+  ``oom_kill`` count of each hog's cgroup (memory.oom_control on v1, memory.events on v2), read
+  before the cgroup is removed; each one's victim pid is kept.
+- **JVMs** (--jvms 2): Guaranteed pods each running a small OpenJDK program (-Xms/-Xmx 64m,
+  pre-touched; 1 MiB arrays replaced 20 times a second, so its young GCs run) in a 128 MiB
+  container, ~65% full: above the half-full mark at which record reads a JVM's hsperfdata file,
+  so its JVM reader works the whole time. Each JVM is replaced by a new pod every --jvm-lifetime
+  seconds (900), so JVMs come and go.
+- **Prometheus's scrape**: record serves metrics on 127.0.0.1 (a free port) and is scraped
+  every 15 s, as a Prometheus would.
+
+record runs with ``--cgroup`` the sandbox root (on this shared host other work's cgroups and
+storms then neither reach its figures nor its output folder; --whole-host drops that) and
+``--log-format json`` (one JSON object per kill on its stdout). Every --sample-interval seconds
+(10) the recorder and its post-mortem worker (its child, ``python -m oomscope.report.worker``)
+are sampled from /proc: RSS, anonymous RSS (RssAnon), open descriptors, threads, CPU. At the end:
+start (the first sample after --warmup) against end, and the slope per hour, a least-squares fit
+over the samples after the warm-up, for each; then kills made against kills recorded (the
+recorder's JSON lines for the sandbox, captures on disk, post-mortems on disk), the victims made
+but not recorded listed. --csv and --json write the samples (and, for --json, the summary); the
+last line printed starts with "soak:" and holds the figures.
+
+Run as root after ./setup.sh test (OpenJDK for the JVMs; --jvms 0 without it):
+    /opt/oomscope/venv/bin/python bench/soak.py [--duration 3600] [--json soak.json] [--csv soak.csv]
+The output folder (captures, post-mortems, record's stdout and stderr) is kept: --out, by default
+/var/tmp/oomscope-soak-<time>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import glob
+import json
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, HERE)
+
+from oomscope.kernel.cgroupfs import CgroupError, MemoryHierarchy, create_cgroup, remove_cgroup  # noqa: E402
+
+MiB = 1 << 20
+TICK = os.sysconf("SC_CLK_TCK")
+JOIN = 'echo $$ > "$1" && shift && exec "$@"'  # join the cgroup before exec: everything it runs is inside
+
+HOG = "a = []\nwhile True:\n    a.append(bytearray(1 << 20))\n"
+
+JAVA = r"""
+public class SoakJvm {
+    public static void main(String[] a) throws Exception {
+        byte[][] ring = new byte[24][];
+        long n = 0;
+        while (true) {
+            ring[(int) (n++ % ring.length)] = new byte[1 << 20];
+            Thread.sleep(50);
+        }
+    }
+}
+"""
+
+
+class Stop(Exception):
+    """SIGTERM or SIGHUP: end the run as Ctrl-C does, through the clean-up."""
+
+
+def _stop(signum, frame):
+    raise Stop(signal.Signals(signum).name)
+
+
+# --- the sandbox: cgroups and the processes in them ------------------------------------------
+
+
+@dataclass
+class Container:
+    cgroup: str  # kernel path
+    fs: str
+    proc: Optional[subprocess.Popen] = None
+
+
+@dataclass
+class Pod:
+    kind: str  # churn, hog, jvm
+    cgroup: str
+    fs: str
+    ends: float
+    started: float = field(default_factory=time.monotonic)
+    containers: List[Container] = field(default_factory=list)
+
+
+class Sandbox:
+    """Every cgroup and process of the run, under one root; ``close`` removes them all."""
+
+    def __init__(self, hier: MemoryHierarchy):
+        self.hier = hier
+        self.root = f"/oomscope-soak-{os.getpid()}-{secrets.token_hex(3)}"
+        self.root_fs = create_cgroup(hier, self.root, None)
+        self.procs: List[subprocess.Popen] = []
+        self.created = 1  # the root
+        self.removed = 0
+        self.slices: Dict[str, str] = {}
+        for qos in ("", "burstable", "besteffort"):
+            self._slice(qos)
+
+    def _slice(self, qos: str) -> str:
+        if qos not in self.slices:
+            name = f"{self.root}/kubepods.slice" + (f"/kubepods-{qos}.slice" if qos else "")
+            create_cgroup(self.hier, name, None)
+            self.created += 1
+            self.slices[qos] = name
+        return self.slices[qos]
+
+    def mkdir(self, cgroup: str, limit: Optional[int]) -> str:
+        fs = create_cgroup(self.hier, cgroup, limit)
+        self.created += 1
+        return fs
+
+    def start(self, fs: str, argv: List[str], **kw) -> subprocess.Popen:
+        p = subprocess.Popen(["/bin/sh", "-c", JOIN, "sh", os.path.join(fs, "cgroup.procs"), *argv],
+                             stdin=subprocess.DEVNULL, **kw)
+        self.procs.append(p)
+        return p
+
+    def pod(self, kind: str, qos: str, lifetime: float, limits: List[Optional[int]], pod_limit: Optional[int]) -> Pod:
+        uid = str(uuid.uuid4())
+        under = uid.replace("-", "_")
+        parent = self._slice(qos)
+        name = f"{parent}/kubepods-{qos + '-' if qos else ''}pod{under}.slice"
+        p = Pod(kind, name, self.mkdir(name, pod_limit), time.monotonic() + lifetime)
+        for limit in limits:
+            cg = f"{name}/cri-containerd-{secrets.token_hex(32)}.scope"
+            p.containers.append(Container(cg, self.mkdir(cg, limit)))
+        return p
+
+    def oom_kills(self, fs: str) -> int:
+        """The kernel's count of OOM kills in this cgroup (v1: memory.oom_control; v2: memory.events)."""
+        name, key = ("memory.events", "oom_kill") if self.hier.version == 2 else ("memory.oom_control", "oom_kill")
+        try:
+            with open(os.path.join(fs, name)) as f:
+                for line in f:
+                    k, _, v = line.partition(" ")
+                    if k == key:
+                        return int(v)
+        except OSError:
+            pass
+        return 0
+
+    def usage_ratio(self, fs: str) -> Optional[float]:
+        files = ("memory.current", "memory.max") if self.hier.version == 2 else ("memory.usage_in_bytes", "memory.limit_in_bytes")
+        try:
+            usage, limit = (open(os.path.join(fs, f)).read().strip() for f in files)
+            return int(usage) / int(limit) if limit != "max" else None
+        except (OSError, ValueError):
+            return None
+
+    def end_pod(self, pod: Pod, sig=signal.SIGTERM) -> None:
+        """Stop its processes (SIGTERM, as kubelet does; SIGKILL after 5 s), reap them, remove its cgroups."""
+        for c in pod.containers:
+            if c.proc is not None and c.proc.poll() is None:
+                try:
+                    c.proc.send_signal(sig)
+                except OSError:
+                    pass
+        for c in pod.containers:
+            if c.proc is not None:
+                try:
+                    c.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    c.proc.kill()
+                    c.proc.wait()
+                if c.proc in self.procs:
+                    self.procs.remove(c.proc)
+        for fs in [c.fs for c in pod.containers] + [pod.fs]:
+            try:
+                remove_cgroup(fs)
+                self.removed += 1
+            except CgroupError as exc:
+                print(f"soak: {exc}", file=sys.stderr)
+
+    def close(self) -> None:
+        """Every process started, then every cgroup under the root, deepest first; said when one stays."""
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    p.kill()
+                except OSError:
+                    pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        left = []
+        for dirpath, _dirs, _files in sorted(os.walk(self.root_fs), key=lambda w: -w[0].count("/")):
+            try:
+                remove_cgroup(dirpath)  # kills what is left inside (only there), then rmdir
+                self.removed += 1
+            except CgroupError as exc:
+                left.append(str(exc))
+        if left or os.path.isdir(self.root_fs):
+            print(f"soak: WARNING: not removed: {left or self.root_fs}", file=sys.stderr)
+
+
+# --- record and its process tree ---------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def children(pid: int) -> List[int]:
+    out = []
+    for task in glob.glob(f"/proc/{pid}/task/*/children"):
+        try:
+            with open(task) as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def is_worker(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"oomscope.report.worker" in f.read()
+    except OSError:
+        return False
+
+
+def proc_sample(pid: int) -> Optional[dict]:
+    """RSS, anonymous RSS, file-backed RSS (bytes), threads, open descriptors and CPU seconds of a process."""
+    try:
+        status = {}
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                status[k] = v.split()
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except (OSError, IndexError):
+        return None
+    kb = lambda k: int(status.get(k, ["0"])[0]) * 1024  # noqa: E731
+    return {"pid": pid, "rss": kb("VmRSS"), "anon": kb("RssAnon"), "file": kb("RssFile") + kb("RssShmem"),
+            "threads": int(status["Threads"][0]), "fds": fds, "cpu_s": (int(fields[11]) + int(fields[12])) / TICK}
+
+
+def slope_per_hour(points: List[tuple]) -> Optional[float]:
+    """Least-squares slope of (t seconds, value) points, per hour."""
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mv = sum(v for _, v in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    if var == 0:
+        return None
+    return 3600 * sum((t - mt) * (v - mv) for t, v in points) / var
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def compile_jvm(workdir: str) -> Optional[str]:
+    src = os.path.join(workdir, "SoakJvm.java")
+    with open(src, "w") as f:
+        f.write(JAVA)
+    subprocess.run(["javac", "-d", workdir, src], check=True, timeout=180)
+    return workdir
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=3600, help="seconds of the run after record's start-up (3600)")
+    ap.add_argument("--warmup", type=float, default=None, help="seconds left out of the slopes (10%% of the duration, 30 to 600)")
+    ap.add_argument("--sample-interval", type=float, default=10.0)
+    ap.add_argument("--pods-per-minute", type=float, default=30.0)
+    ap.add_argument("--pod-lifetime", type=float, default=60.0, help="mean seconds a churn pod lives (uniform, 0.5x to 1.5x)")
+    ap.add_argument("--kill-interval", type=float, default=5.0)
+    ap.add_argument("--jvms", type=int, default=2)
+    ap.add_argument("--jvm-lifetime", type=float, default=900.0)
+    ap.add_argument("--whole-host", action="store_true", help="record the whole host, not only the sandbox (--cgroup)")
+    ap.add_argument("--record-args", default="", help="more options for record, e.g. '--keep 200'")
+    ap.add_argument("--out", default=None, help="record's output folder (kept); /var/tmp/oomscope-soak-<time> by default")
+    ap.add_argument("--csv", default=None, help="write the samples here (one row per process and sample)")
+    ap.add_argument("--json", default=None, help="write the options, samples and summary here")
+    ap.add_argument("--seed", type=int, default=None)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("soak: needs root (record, cgroups)")
+    warmup = args.warmup if args.warmup is not None else max(30.0, min(600.0, args.duration * 0.1))
+    rnd = random.Random(args.seed)
+    out = args.out or f"/var/tmp/oomscope-soak-{dt.datetime.now().strftime('%Y%m%dT%H%M%S')}"
+    os.makedirs(out, exist_ok=True)
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, _stop)
+
+    hier = MemoryHierarchy.detect()
+    sandbox = Sandbox(hier)
+    record = None
+    rec_out = rec_err = None
+    samples: List[dict] = []
+    made_victims: Dict[int, str] = {}  # hog pid -> its cgroup, for each hog the kernel OOM-killed
+    counts = {"kills_made": 0, "hogs": 0, "hogs_not_killed": 0, "pods": 0, "jvms_started": 0, "jvms_died": 0,
+              "scrapes": 0, "scrape_errors": 0, "worker_pids": 0}
+    jvm_ratios: List[float] = []
+    started_wall = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    t_ready = None
+    interrupted = None
+    tmp = tempfile.mkdtemp(prefix="oomscope-soak-java-")
+    try:
+        jvm_dir = None
+        if args.jvms:
+            jvm_dir = compile_jvm(tmp)
+        port = free_port()
+        extra = ["--log-format", "json", "--metrics-addr", f"127.0.0.1:{port}"]
+        if not args.whole_host:
+            extra += ["--cgroup", sandbox.root]
+        extra += args.record_args.split()
+        rec_out = open(os.path.join(out, "record.stdout"), "w")
+        rec_err = open(os.path.join(out, "record.stderr"), "w")
+        t_launch = time.monotonic()
+        record = subprocess.Popen([sys.executable, "-m", "oomscope", "record", "-o", os.path.join(out, "kills"), *extra],
+                                  cwd=HERE, stdout=rec_out, stderr=rec_err, stdin=subprocess.DEVNULL)
+        while "recording OOM kills" not in open(rec_err.name).read():
+            if record.poll() is not None or time.monotonic() - t_launch > 300:
+                raise SystemExit(f"soak: record did not start: {open(rec_err.name).read()[-2000:]}")
+            time.sleep(0.2)
+        t_ready = time.monotonic()
+        print(f"soak: record {record.pid} started in {t_ready - t_launch:.1f} s; sandbox {sandbox.root}; "
+              f"output {out}; {args.duration:.0f} s, warm-up {warmup:.0f} s", flush=True)
+
+        pods: List[Pod] = []
+        hogs: List[Pod] = []
+        jvms: List[Pod] = []
+        next_pod = next_kill = next_sample = next_scrape = t_ready
+        next_report = t_ready + 60
+        pod_gap = 60.0 / args.pods_per_minute if args.pods_per_minute > 0 else float("inf")
+        worker_seen = set()
+        end = t_ready + args.duration
+        while True:
+            now = time.monotonic()
+            if now >= end:
+                break
+            # JVMs: keep --jvms running, each replaced after its lifetime
+            for pod in [p for p in jvms if now >= p.ends or p.containers[0].proc.poll() is not None]:
+                if pod.containers[0].proc.poll() is not None:
+                    counts["jvms_died"] += 1
+                    print(f"soak: a JVM exited ({pod.containers[0].proc.returncode}) before its time", file=sys.stderr)
+                jvms.remove(pod)
+                sandbox.end_pod(pod)
+            while len(jvms) < args.jvms:
+                pod = sandbox.pod("jvm", "", args.jvm_lifetime * (0.9 + 0.2 * rnd.random()), [None, 128 * MiB], 128 * MiB)
+                pod.containers[0].proc = sandbox.start(pod.containers[0].fs, ["sleep", "infinity"], stdout=subprocess.DEVNULL)
+                c = pod.containers[1]
+                c.proc = sandbox.start(c.fs, ["java", "-Xms64m", "-Xmx64m", "-XX:+AlwaysPreTouch", "-XX:+UseSerialGC",
+                                              "-XX:TieredStopAtLevel=1", "-XX:CICompilerCount=1", "-cp", jvm_dir, "SoakJvm"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                jvms.append(pod)
+                counts["jvms_started"] += 1
+            # pod churn
+            for pod in [p for p in pods if now >= p.ends]:
+                pods.remove(pod)
+                sandbox.end_pod(pod)
+            while now >= next_pod:
+                next_pod += pod_gap
+                qos = rnd.choice(["burstable", "burstable", "besteffort", ""])
+                apps = [rnd.choice([64, 128, 256]) * MiB for _ in range(rnd.choice([1, 2]))]
+                if qos == "besteffort":
+                    apps = [None] * len(apps)
+                pod_limit = sum(apps) if qos == "" else None
+                pod = sandbox.pod("churn", qos, args.pod_lifetime * (0.5 + rnd.random()), [None, *apps], pod_limit)
+                for c in pod.containers:
+                    c.proc = sandbox.start(c.fs, ["sleep", "infinity"], stdout=subprocess.DEVNULL)
+                pods.append(pod)
+                counts["pods"] += 1
+            # kills
+            for pod in list(hogs):
+                c = pod.containers[1]
+                rc = c.proc.poll()
+                if rc is None and now < pod.ends:
+                    continue
+                if rc is None:
+                    counts["hogs_not_killed"] += 1
+                kills = sandbox.oom_kills(c.fs)
+                counts["kills_made"] += kills
+                if kills and rc == -signal.SIGKILL:
+                    made_victims[c.proc.pid] = c.cgroup
+                hogs.remove(pod)
+                sandbox.end_pod(pod)
+            if now >= next_kill:
+                next_kill += args.kill_interval
+                pod = sandbox.pod("hog", "burstable", 30.0, [None, 64 * MiB], 64 * MiB)
+                pod.containers[0].proc = sandbox.start(pod.containers[0].fs, ["sleep", "infinity"], stdout=subprocess.DEVNULL)
+                c = pod.containers[1]
+                c.proc = sandbox.start(c.fs, [sys.executable, "-c", HOG], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                hogs.append(pod)
+                counts["hogs"] += 1
+            # Prometheus's scrape
+            if now >= next_scrape:
+                next_scrape += 15
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                        r.read()
+                    counts["scrapes"] += 1
+                except OSError:
+                    counts["scrape_errors"] += 1
+            # the recorder's process tree
+            if now >= next_sample:
+                next_sample += args.sample_interval
+                if record.poll() is not None:
+                    raise SystemExit(f"soak: record exited ({record.returncode}): {open(rec_err.name).read()[-2000:]}")
+                t = round(now - t_ready, 1)
+                for role, pid in [("recorder", record.pid)] + [("worker", w) for w in children(record.pid) if is_worker(w)]:
+                    s = proc_sample(pid)
+                    if s is not None:
+                        samples.append({"t_s": t, "role": role, **s})
+                        if role == "worker":
+                            worker_seen.add(pid)
+                for pod in jvms:
+                    r = sandbox.usage_ratio(pod.containers[1].fs)
+                    if r is not None and now - pod.started > 20:  # past its start-up
+                        jvm_ratios.append(r)
+            if now >= next_report:
+                next_report += 60
+                last = {s["role"]: s for s in samples if s["t_s"] == samples[-1]["t_s"]} if samples else {}
+                print(f"soak: {now - t_ready:5.0f} s: " + "; ".join(
+                    f"{r} RSS {s['rss'] / MiB:.1f} MiB (anon {s['anon'] / MiB:.1f}), {s['fds']} fds, {s['threads']} threads"
+                    for r, s in last.items()) + f"; kills made {counts['kills_made']}, pods {counts['pods']}, "
+                    f"cgroups {sandbox.created} made / {sandbox.removed} removed", flush=True)
+            time.sleep(max(0.0, min(next_pod, next_kill, next_sample, next_scrape, now + 0.2) - time.monotonic()))
+        # the last hogs: wait for their kills, then let record write what it saw
+        deadline = time.monotonic() + 30
+        while hogs and time.monotonic() < deadline:
+            for pod in list(hogs):
+                c = pod.containers[1]
+                if c.proc.poll() is not None or time.monotonic() > deadline - 1:
+                    kills = sandbox.oom_kills(c.fs)
+                    counts["kills_made"] += kills
+                    if c.proc.poll() is None:
+                        counts["hogs_not_killed"] += 1
+                    elif kills and c.proc.returncode == -signal.SIGKILL:
+                        made_victims[c.proc.pid] = c.cgroup
+                    hogs.remove(pod)
+                    sandbox.end_pod(pod)
+            time.sleep(0.2)
+        counts["worker_pids"] = len(worker_seen)
+    except (KeyboardInterrupt, Stop) as exc:
+        interrupted = type(exc).__name__ if isinstance(exc, KeyboardInterrupt) else str(exc)
+        print(f"soak: interrupted ({interrupted}): cleaning up", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            if record is not None:
+                # let record finish the last kills' captures and post-mortems, then stop it
+                wait_until = time.monotonic() + (20 if interrupted is None else 0)
+                while time.monotonic() < wait_until and len(_recorded(out, sandbox.root)[0]) < len(made_victims):
+                    time.sleep(0.5)
+                if record.poll() is None:
+                    record.send_signal(signal.SIGTERM)
+                    try:
+                        record.wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        record.kill()
+                        record.wait()
+        finally:
+            sandbox.close()
+            for f in (rec_out, rec_err):
+                if f is not None:
+                    f.close()
+            subprocess.run(["rm", "-rf", tmp], check=False)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    if t_ready is None:
+        return 1
+
+    summary = summarize(args, warmup, samples, counts, made_victims, out, sandbox, jvm_ratios, record.returncode, interrupted)
+    summary["started"] = started_wall
+    if args.csv:
+        keys = ["t_s", "role", "pid", "rss", "anon", "file", "fds", "threads", "cpu_s"]
+        with open(args.csv, "w") as f:
+            f.write(",".join(keys) + "\n")
+            for s in samples:
+                f.write(",".join(str(s[k]) for k in keys) + "\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"options": vars(args), "warmup_s": warmup, "summary": summary, "samples": samples}, f, indent=1)
+    print(summary["line"], flush=True)
+    return 0 if summary["ok"] else 1
+
+
+def _recorded(out: str, root: str):
+    """(victim pids of the captures on disk for the sandbox, how many have their post-mortem)."""
+    pids, pms = set(), 0
+    for path in glob.glob(os.path.join(out, "kills", "*", "capture.json")):
+        try:
+            with open(path) as f:
+                cap = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if (cap.get("cgroup", {}).get("oom_memcg") or "").startswith(root):
+            pids.add(cap.get("victim", {}).get("pid"))
+            pms += os.path.exists(os.path.join(os.path.dirname(path), "postmortem.html"))
+    return pids, pms
+
+
+def summarize(args, warmup, samples, counts, made_victims, out, sandbox, jvm_ratios, record_rc, interrupted) -> dict:
+    lines, fits = [], {}
+    for role in ("recorder", "worker"):
+        mine = [s for s in samples if s["role"] == role]
+        after = [s for s in mine if s["t_s"] >= warmup] or mine
+        if not after:
+            continue
+        first, last = after[0], after[-1]
+        fit = {}
+        for key, unit, scale in (("rss", "MiB", MiB), ("anon", "MiB", MiB), ("fds", "", 1), ("threads", "", 1)):
+            slope = slope_per_hour([(s["t_s"], s[key] / scale) for s in after])
+            fit[key] = {"start": first[key] / scale, "end": last[key] / scale, "peak": max(s[key] for s in mine) / scale,
+                        "slope_per_hour": slope}
+        fit["cpu_pct"] = 100 * (last["cpu_s"] - first["cpu_s"]) / max(1e-9, last["t_s"] - first["t_s"])
+        fit["from_s"], fit["to_s"], fit["samples"] = first["t_s"], last["t_s"], len(after)
+        fits[role] = fit
+        f = lambda k, d=1, u="": (f"{fit[k]['start']:.{d}f}{u} -> {fit[k]['end']:.{d}f}{u}"  # noqa: E731
+                                  + (f" ({fit[k]['slope_per_hour']:+.1f}{u}/h)" if fit[k]["slope_per_hour"] is not None else ""))
+        lines.append(f"{role}: RSS {f('rss', u=' MiB')}, anon {f('anon', u=' MiB')}, fds {f('fds', 0)}, threads {f('threads', 0)}, "
+                     f"CPU {fit['cpu_pct']:.2f}% of a core")
+    # kills recorded: record's JSON lines (robust to --keep), then captures and post-mortems on disk
+    printed = set()
+    try:
+        with open(os.path.join(out, "record.stdout")) as f:
+            for line in f:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                if ev.get("event") == "oom_kill" and (ev.get("oom_memcg") or "").startswith(sandbox.root):
+                    printed.add(ev.get("pid"))
+    except OSError:
+        pass
+    on_disk, postmortems = _recorded(out, sandbox.root)
+    missing = sorted(set(made_victims) - printed)
+    kills = {"made": counts["kills_made"], "victims_made": len(made_victims), "printed": len(printed & set(made_victims)),
+             "captures": len(on_disk & set(made_victims)), "postmortems": postmortems, "not_recorded": missing[:50],
+             "recorded_not_made": sorted(p for p in printed - set(made_victims) if p is not None)[:50]}
+    ok = record_rc == 0 and not missing and not interrupted and counts["kills_made"] == len(made_victims)
+    jr = (f"JVM cgroups at {100 * min(jvm_ratios):.0f}-{100 * max(jvm_ratios):.0f}% of their limit"
+          if jvm_ratios else "no JVM")
+    line = (f"soak: {'OK' if ok else 'NOT OK'}: {args.duration:.0f} s (slopes after {warmup:.0f} s); "
+            + "; ".join(lines)
+            + f"; kills made {kills['made']} ({kills['victims_made']} victims), recorded {kills['printed']} "
+            f"(captures {kills['captures']}, post-mortems {kills['postmortems']}), not recorded {len(missing)}; "
+            f"pods {counts['pods']}, cgroups {sandbox.created} created / {sandbox.removed} removed; "
+            f"JVMs {counts['jvms_started']} started ({counts['jvms_died']} died early), {jr}; "
+            f"scrapes {counts['scrapes']} ({counts['scrape_errors']} failed); record exit {record_rc}"
+            + (f"; interrupted ({interrupted})" if interrupted else ""))
+    return {"ok": ok, "line": line, "fits": fits, "kills": kills, "counts": counts, "cgroups_created": sandbox.created,
+            "cgroups_removed": sandbox.removed, "jvm_usage_ratio": [min(jvm_ratios), max(jvm_ratios)] if jvm_ratios else None,
+            "record_exit": record_rc, "interrupted": interrupted, "output": out}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
