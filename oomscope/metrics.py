@@ -66,6 +66,10 @@ class Metrics:
         self.lost = Gauge("oomscope_bpf_events_lost", "BPF perf-buffer events lost (cumulative)", registry=r)
         self.losses = Gauge("oomscope_lost", "What record lost, by kind (cumulative): bpf_events, kmsg_records, "
                             "dropped_cgroups", ["what"], registry=r)
+        self.thread_stalled = Gauge("oomscope_thread_stalled", "1 while a thread of record (sampler, kmsg) makes no progress "
+                                    "or has died (record/watchdog.py); kills are still recorded", ["thread"], registry=r)
+        for name in ("sampler", "kmsg"):
+            self.thread_stalled.labels(name).set(0)
         self.kmsg_reader = Gauge("oomscope_kmsg_reader_up", "1 while the /dev/kmsg reader runs (0: captures lack the kernel's report)",
                                  registry=r)
         self.last_kill = Gauge("oomscope_last_oom_kill_timestamp_seconds",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import time
 from typing import List, NamedTuple, Optional
 
 # --- records --------------------------------------------------------------------------------
@@ -164,6 +165,8 @@ class KmsgFollower:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.error: Optional[BaseException] = None
+        #: CLOCK_MONOTONIC by which the thread promises to be back (record/watchdog.py reads it)
+        self.due_ns = 0
         self._thread = threading.Thread(target=self._run, name="kmsg", daemon=True)
         self._thread.start()
 
@@ -176,6 +179,7 @@ class KmsgFollower:
         poller = select.poll()
         poller.register(self.reader.fileno(), select.POLLIN | select.POLLPRI)
         while not self._stop.is_set():
+            self.due_ns = time.monotonic_ns() + 250_000_000
             try:
                 if not poller.poll(250):
                     continue  # nothing logged; look at the stop flag again
@@ -196,6 +200,10 @@ class KmsgFollower:
             out = list(self._pending)
             self._pending.clear()
         return out
+
+    @property
+    def thread(self):
+        return self._thread
 
     @property
     def lost_records(self) -> int:

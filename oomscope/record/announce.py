@@ -14,6 +14,7 @@ from ..model import Capture
 from ..terminal import terminal_safe
 from ..analysis.cause import cause_words  # noqa: F401 - the kill line says it
 from .outputs import Written
+from .watchdog import sentence as watchdog_sentence
 
 
 NEAR_LIMIT_EVERY_NS = 1_000_000_000  # the headroom metrics are refreshed once a second (a scrape is every 15 s or more)
@@ -112,6 +113,17 @@ class Announcer:
         self._lost_seen = 0
         self._next_near_ns = 0
         self._notify_errors_said = 0
+
+    def threads(self, changes: List[Any], now_ns: int) -> None:
+        """record's threads that stalled, died or came back (record/watchdog.py): a log line each,
+        and the gauge of those not running."""
+        for ts in changes:
+            level = "" if ts.state == "running" else "warning: "
+            self.err.write(f"oomscope: {level}{terminal_safe(watchdog_sentence(ts, now_ns))}\n")
+            self.err.flush()
+        if self.metrics is not None and changes:
+            for ts in changes:
+                self.metrics.thread_stalled.labels(ts.name).set(0 if ts.state == "running" else 1)
 
     def kill(self, capture: Capture, written: Written, category: str = "", cause: Optional[str] = None) -> None:
         """``category``: the dominant category of the kill's memory, ``cause``: the cause in a few

@@ -38,6 +38,7 @@ from ..model import Capture, Times, Victim
 from ..terminal import terminal_safe
 from ..probes import MemcgSnapshotter, OomProbes, learning_activity, memcg_snapshot_layout
 from .announce import Announcer
+from .watchdog import Watchdog
 from .budget import BURST, DISK_BYTES, EVERY_S, Budget, workload_key
 from .assemble import Placement, Recording, build_capture, place
 from .evidence import EvidenceGatherer, LiveReads
@@ -119,6 +120,9 @@ class Collector:
             self.metrics = Metrics()
             self.metrics.serve(opts.metrics_addr)
         self.announce = Announcer(out, err, opts.log_format, self.metrics)
+        # record's own threads: one that stops making progress is said at once (record/watchdog.py)
+        self.watchdog = Watchdog()
+        self.sampler_thread: Optional[threading.Thread] = None
         self._host_read_ns = time.monotonic_ns()
         self.recording = Recording(cgroup_version=self.hier.version, host=procfs.read_host(self.hier.version),
                                    clock_offset_ns=clock_offset_ns())
@@ -179,6 +183,7 @@ class Collector:
 
     def run(self, until: Optional[Callable[[], bool]] = None) -> List[RecordedKill]:
         sampler_thread = threading.Thread(target=self.sampler.run, args=(self.stop,), name="sampler", daemon=True)
+        self.sampler_thread = sampler_thread
         sampler_thread.start()
         deadline = time.monotonic() + self.opts.duration_s if self.opts.duration_s else None
         started = time.monotonic()
@@ -272,6 +277,12 @@ class Collector:
                 kill.parent_cgroup = procfs.read_memory_cgroup(ev.victim_parent_pid, self.hier.version)
 
     def _health(self, now_ns: int) -> None:
+        # (after a stop, the sampler ends by design: not a death to report)
+        watched = {} if self.stop.is_set() else {"sampler": (self.sampler_thread, self.sampler.heartbeat)}
+        if watched and self.kmsg is not None and getattr(self.kmsg, "error", None) is None:
+            # a reader that stopped on an error is said by the losses (Losses.update), not twice
+            watched["kmsg"] = (getattr(self.kmsg, "thread", None), self.kmsg)
+        self.announce.threads(self.watchdog.check(now_ns, watched), now_ns)
         losses = {"bpf_events": self.probes.lost, "dropped_cgroups": self.sampler.dropped_cgroups}
         if self.kmsg is not None:
             lost = getattr(self.kmsg, "lost_records", 0)  # a property of KmsgFollower (kernel/kmsg.py)
@@ -318,6 +329,7 @@ class Collector:
         capture.workload = workload
         capture.not_written = admitted.not_written if admitted is not None else None
         capture.notes.extend(self.announce.losses.notes_for_kill(kill_ns))
+        capture.notes.extend(self.watchdog.notes_for_kill(kill_ns))
         written = self.outputs.write(capture, kill_ns, head, group)
         self._post_pending[written.job] = (capture, written)
 

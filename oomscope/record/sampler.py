@@ -46,6 +46,7 @@ from ..layouts import ReclaimStats
 from .notify import LimitNotifications
 from .readings import Readings
 from .runtimes import RuntimeReader, read_cgroup
+from .watchdog import Heartbeat
 
 
 
@@ -150,6 +151,8 @@ class Sampler:
         self.skipped = 0  # idle readings skipped: usage and limit unchanged (``_skip_unchanged``)
         self.errors = 0
         self.dropped_cgroups = 0
+        #: beaten at each cgroup read and before each sleep; the main thread's watchdog reads it
+        self.heartbeat = Heartbeat()
 
     # --- discovery ---
     def _walk(self, now: int) -> List[str]:
@@ -262,6 +265,7 @@ class Sampler:
             if w.limited:
                 w.has_tasks = bool(pids)
             t = time.monotonic_ns()
+            self.heartbeat.beat(t)
             self.reads += 1
             if state is None:
                 w.next_ns = now + self.far_interval_ns
@@ -304,6 +308,7 @@ class Sampler:
                 ratio = max(w.ratio, self._watched[anc].ratio if anc in self._watched else 0.0)
                 for pid, t, reading in read_cgroup(self.runtimes, sample.pids, ratio, sample.t_ns, time.monotonic_ns):
                     runtime_readings.append((pid, t, cg, reading))
+                    self.heartbeat.beat(t)
         if runtime_readings:
             self.store.add_runtimes(runtime_readings)
         new_info = {}
@@ -450,11 +455,13 @@ class Sampler:
 
     def _run(self, stop: threading.Event) -> None:
         while not stop.is_set():
+            self.heartbeat.beat(time.monotonic_ns())
             try:
                 wait = self.tick()
             except Exception:  # a sampler must not die on one odd cgroup; count and go on
                 self.errors += 1
                 wait = self.fast_interval_ns / 1e9
+            self.heartbeat.beat(time.monotonic_ns(), int(wait * 1e9))
             try:
                 self._wait(wait, stop)
             except Exception:  # noqa: BLE001 - notifications are a bonus: fall back to polling
