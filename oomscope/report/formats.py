@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 from typing import Optional
 
@@ -57,14 +58,30 @@ def render_json(capture: Capture, analysis: Optional[KillAnalysis] = None) -> st
     return json_safe(json.dumps(out, indent=2, ensure_ascii=False)) + "\n"
 
 
+#: What makes a name pasted into a ticket notify someone or link somewhere (issue 24): an
+#: ``@name`` mention (GitHub, GitLab, Jira Cloud), a URL's ``://``, ``www.``, and the schemes that
+#: link without ``//`` (``mailto:``, ...). Escaping does not stop them (GitHub mentions and links
+#: the text after its escapes are undone; a zero-width character would be escaped for the terminal
+#: and shown as ``\u200b``), so each is defanged the way threat reports write an address, with
+#: brackets the markup then shows as text: ``[@]oncall``, ``http[:]//evil.example``,
+#: ``www[.]evil.example``, ``mailto[:]a[@]b.example``. oomscope's own sentences hold none of them.
+_LINKING = re.compile(r"@(?=\w)|:(?=//)|(?<![^\W_])www\.|(?<![^\W_])(?:mailto|xmpp|file|tel|callto|sips?|news|nntp"
+                      r"|ircs?|javascript|data|s?ftps?|ssh|git|svn|skype|https?):", re.I)
+
+
+def _defang(value: str) -> str:
+    return _LINKING.sub(lambda m: m.group()[:-1] + "[" + m.group()[-1] + "]", value)
+
+
 class _Markdown:
     """Markdown for a ticket (GitHub, GitLab): kernel strings with no markup, no HTML, no line
-    breaks, nothing that acts on a terminal (the summary goes to stdout by default)."""
+    breaks, nothing that acts on a terminal (the summary goes to stdout by default), no mention
+    and no link (_LINKING)."""
 
     specials = "\\`*_[]<>|"
 
     def text(self, value: str) -> str:
-        value = terminal_safe(str(value).replace("\n", " ").replace("\r", " "))
+        value = _defang(terminal_safe(str(value).replace("\n", " ").replace("\r", " ")))
         for ch in self.specials:
             value = value.replace(ch, "\\" + ch)
         return value
@@ -91,7 +108,8 @@ class _Markdown:
 
 class _Jira(_Markdown):
     """Jira's wiki markup: the same escaping of a workload's strings, with Jira's own specials
-    (a name must not open a link, a macro such as {html}, or a table cell)."""
+    (a name must not open a link, a ``[~user]`` mention, a macro such as {html}, or a table
+    cell), and the same defanging (_LINKING)."""
 
     specials = "\\*_?+^~|{}[]!#-"
 

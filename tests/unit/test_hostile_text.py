@@ -3,6 +3,7 @@ escaped newlines must not forge kills, and ``\\xNN`` escapes are bytes of UTF-8.
 code before the fix (str.splitlines(), Latin-1 unescaping, every line of a record a report line)."""
 
 import os
+import re
 
 import pytest
 
@@ -155,3 +156,28 @@ def test_the_hosts_log_is_not_unescaped_twice(monkeypatch):
     (imp,) = import_reports(lines, boot_wall=0.0)
     assert name == "/dev/kmsg" and imp.capture.victim.pid == 7
     assert imp.capture.victim.comm == "a\\x0a" + KILLED_EVIL + "\\x0ab\x1b"
+
+
+# --- issue 24: a ticket pasted from -f md / -f jira must not notify people or link anywhere ------
+
+_MENTION = re.compile(r"@\w")  # GitHub, GitLab, Jira Cloud: @name
+_LINK = re.compile(r"(?i)://|\bwww\.|\b(?:mailto|xmpp|file|tel|javascript):")
+
+
+@pytest.mark.parametrize("fmt", ["md", "jira"])
+def test_a_ticket_has_no_mention_and_no_link_from_a_workloads_names(fmt):
+    from oomscope.report.formats import render_jira, render_markdown
+
+    from .helpers import capture_from_fixture
+
+    cap, _ = capture_from_fixture("v1-6.18-hostile-sidecar.kmsg")
+    cap.victim.comm = "@oncall"
+    cap.cgroup.oom_memcg = cap.cgroup.task_memcg = "/http://evil.example/x"
+    for p in cap.tasks[:3]:
+        p.comm = "mailto:a@b.example"
+    cap.host.hostname = "www.evil.example"
+    out = (render_markdown if fmt == "md" else render_jira)(cap, html_path="/var/lib/oomscope/kills/k/postmortem.html")
+    assert "oncall" in out and "evil.example/x" in out and "www" in out  # still there to read
+    assert not _MENTION.search(out), _MENTION.search(out)
+    assert not _LINK.search(out), _LINK.search(out)
+    assert "[~" not in out.replace("\\[\\~", "")  # a Jira user link stays escaped

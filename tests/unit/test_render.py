@@ -75,7 +75,7 @@ def test_jira_summary_escapes_a_hostile_name_and_keeps_the_order():
     cap.victim.comm = "[x|http://evil]{html}<b>*"
     out = render_jira(cap, html_path="/var/lib/oomscope/kills/k/postmortem.html")
     assert out.startswith("h3. OOM kill: ")
-    assert "[x|http://evil]" not in out and "{html}" not in out and "\\[x\\|http://evil\\]\\{html\\}" in out
+    assert "[x|http://evil]" not in out and "{html}" not in out and "\\[x\\|http\\[:\\]//evil\\]\\{html\\}" in out
     assert out.index("*What to change*") < out.index("|| Fact || Value ||")
     assert "| Post\\-mortem (HTML) | /var/lib/oomscope/kills/k/postmortem.html |" in out  # '-' is escaped in Jira
     assert "| Kernel |" in out and "| Host |" in out
