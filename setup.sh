@@ -97,9 +97,19 @@ mount_tracefs() {
 }
 
 install_venv() {
+    # OOMSCOPE_REQUIREMENTS (packaging/Dockerfile): files of exact versions with their hashes, paths
+    # relative to the checkout; the dependencies come from them alone (--require-hashes), and
+    # oomscope is built with the setuptools they pin (--no-build-isolation)
+    local pinned=() f
+    for f in ${OOMSCOPE_REQUIREMENTS:-}; do pinned+=(-r "$HERE/$f"); done
     if [ -n "$DRY_RUN" ]; then
         echo "would: python3 -m venv --system-site-packages $VENV"
-        echo "would: $VENV/bin/pip install $HERE"
+        if [ "${#pinned[@]}" -gt 0 ]; then
+            echo "would: $VENV/bin/pip install --require-hashes ${pinned[*]}"
+            echo "would: $VENV/bin/pip install --no-deps --no-build-isolation $HERE"
+        else
+            echo "would: $VENV/bin/pip install $HERE"
+        fi
         echo "would: ln -sf $VENV/bin/oomscope /usr/local/bin/oomscope"
         return 0
     fi
@@ -114,8 +124,13 @@ install_venv() {
     [ "${1:-}" = "test" ] && extra="[test]"
     # A built package, not an editable install: the installed command must keep working when the
     # checkout is moved or removed, and for users who cannot read the checkout.
-    timeout 900 "$VENV/bin/pip" install -q --disable-pip-version-check "$HERE$extra" 2>&1 \
-        | grep -v -e "is ignored: it is neither a file nor a directory" >&2 || true
+    if [ "${#pinned[@]}" -gt 0 ]; then
+        timeout 900 "$VENV/bin/pip" install -q --disable-pip-version-check --require-hashes "${pinned[@]}"
+        timeout 900 "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation "$HERE"
+    else
+        timeout 900 "$VENV/bin/pip" install -q --disable-pip-version-check "$HERE$extra" 2>&1 \
+            | grep -v -e "is ignored: it is neither a file nor a directory" >&2 || true
+    fi
     (cd / && "$VENV/bin/python" -c 'import oomscope.cli, oomscope.bpf, sys; sys.exit(oomscope.__file__.startswith(sys.argv[1]))' "$HERE") \
         || { log "the oomscope package did not install (as a built package, apart from $HERE)"; exit 1; }
     ln -sf "$VENV/bin/oomscope" /usr/local/bin/oomscope

@@ -55,7 +55,11 @@ else
 fi
 
 # The wheels: oomscope's, built from the checkout, and its dependencies', for the host's python3,
-# which is the image's (same Debian release; checked in the chroot).
+# which is the image's (same Debian release; checked in the chroot). The dependencies are exactly
+# requirements.txt's versions, each file checked against its hashes there (--require-hashes: pip
+# refuses an unlisted hash and a dependency not pinned there), wheels only; oomscope's wheel is
+# built with build-requirements.txt's setuptools, pinned and checked the same way, installed in the
+# build virtualenv (--no-build-isolation: no build environment fetched unpinned).
 log "building the wheels"
 if [ ! -x "$CACHE/buildvenv/bin/pip" ]; then
     rm -rf "$CACHE/buildvenv"
@@ -63,14 +67,17 @@ if [ ! -x "$CACHE/buildvenv/bin/pip" ]; then
 fi
 rm -rf "$CACHE/wheels"
 # (this host's pip settings apply: its index; their warnings about absent local folders are dropped)
-PIP_CACHE_DIR="$CACHE/pip" timeout 900 "$CACHE/buildvenv/bin/pip" wheel -q --disable-pip-version-check \
-    --wheel-dir "$CACHE/wheels" "$SRC" 2>&1 | { grep -v -e "is ignored: it is" >&2 || true; }
+pip_quiet() { PIP_CACHE_DIR="$CACHE/pip" timeout 900 "$CACHE/buildvenv/bin/pip" "$@" -q --disable-pip-version-check 2>&1 \
+    | { grep -v -e "is ignored: it is" >&2 || true; }; }
+pip_quiet download --require-hashes --only-binary=:all: -r "$HERE/requirements.txt" --dest "$CACHE/wheels"
+pip_quiet install --require-hashes -r "$HERE/build-requirements.txt"
+pip_quiet wheel --no-deps --no-build-isolation --wheel-dir "$CACHE/wheels" "$SRC"
 ls "$CACHE/wheels"/oomscope-*.whl >/dev/null || die "no oomscope wheel was built"
 PYVER="$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 
-# What goes into the image: the release and its sources, these scripts, and the wheels' contents
+# What goes into the image: the release and its sources, these scripts and pins, and the wheels' contents
 # (each wheel's RECORD lists every file with its hash; the zip files themselves carry build times).
-INPUTS="$( { printf '%s\n' "$SUITE" "${SOURCES[@]}"; (cd "$HERE" && sha256sum build.sh customize.sh);
+INPUTS="$( { printf '%s\n' "$SUITE" "${SOURCES[@]}"; (cd "$HERE" && sha256sum build.sh customize.sh requirements.txt build-requirements.txt);
             /usr/bin/python3 -c 'import sys, zipfile
 for w in sorted(sys.argv[1:]):
     z = zipfile.ZipFile(w)

@@ -12,11 +12,15 @@ log() { printf 'image: %s\n' "$*" >&2; }
 got="$(chroot "$R" /usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 [ "$got" = "$OOMSCOPE_PYVER" ] || { log "the image's python3 is $got, the wheels were built for $OOMSCOPE_PYVER"; exit 1; }
 mkdir -p "$R/tmp/wheels"
-cp "$OOMSCOPE_WHEELS"/*.whl "$R/tmp/wheels/"
-# In the chroot, pip sees only the wheels: none of the build host's pip settings (PIP_*)
+cp "$OOMSCOPE_WHEELS"/*.whl "$(dirname "${BASH_SOURCE[0]}")/requirements.txt" "$R/tmp/wheels/"
+wheel="$(cd "$OOMSCOPE_WHEELS" && ls oomscope-*.whl)"
+# In the chroot, pip sees only the wheels: none of the build host's pip settings (PIP_*). The
+# dependencies are requirements.txt's, their hashes checked again; then oomscope's wheel alone.
 in_root() { chroot "$R" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root PIP_CONFIG_FILE=/dev/null "$@"; }
 in_root /usr/bin/python3 -m venv --system-site-packages /opt/oomscope/venv
-in_root /opt/oomscope/venv/bin/pip install -q --disable-pip-version-check --no-index --find-links /tmp/wheels oomscope
+in_root /opt/oomscope/venv/bin/pip install -q --disable-pip-version-check --no-index --find-links /tmp/wheels \
+    --require-hashes -r /tmp/wheels/requirements.txt
+in_root /opt/oomscope/venv/bin/pip install -q --disable-pip-version-check --no-index --no-deps "/tmp/wheels/$wheel"
 # pip and setuptools are not needed to run, nor the packages that made the virtualenv, nor the
 # test suites that numpy and pandas ship inside their packages (73 MiB, measured)
 in_root /opt/oomscope/venv/bin/pip uninstall -q -y pip setuptools

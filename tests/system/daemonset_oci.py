@@ -9,7 +9,10 @@ and emptyDir volume mounted where the manifest mounts it (read-only where it say
 limit and CPU request. Added as containerd adds them to any container: /proc, /dev, /dev/pts,
 /dev/shm, /dev/mqueue, /sys read-only, its masked and read-only /proc paths, and the device
 cgroup's default devices. Left out, because record does not use them: /etc/hosts,
-/etc/resolv.conf, /etc/hostname, the service account token and the KUBERNETES_* variables.
+/etc/resolv.conf, /etc/hostname, the service account token and the KUBERNETES_* variables. Not
+modelled: seccompProfile RuntimeDefault (the manifest's): the container runs without a system-call
+filter here, so its effect (bpf and perf_event_open allowed with CAP_BPF and CAP_PERFMON) is not
+checked by this test; the manifest says which runtimes allow them.
 
 Not from the manifest, said by the caller: the pod's network namespace and IP (downward API), and
 the devices a device plugin grants (packaging/kubernetes/daemonset.yaml, the /dev/kmsg mount).
