@@ -206,11 +206,14 @@ def lab(
 @app.command()
 def doctor(
     no_load: Annotated[bool, typer.Option("--no-load", help="skip compiling and attaching the BPF programs")] = False,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="also say how the recorder writing to this folder is doing (its threads; from its recorder-status.json)")] = None,
 ) -> None:
     """Check that record can run here; print what is missing and the command that fixes it."""
-    from .doctor import record_can_run, run_checks
+    from .doctor import record_can_run, recorder_check, run_checks
 
     checks = run_checks(load_probe=not no_load)
+    if output is not None:
+        checks.append(recorder_check(output))
     for c in checks:
         mark = "ok " if c.ok else ("MISSING" if c.required else "note")
         line = f"[{mark:>7}] {c.name}: {c.detail}"

@@ -82,5 +82,21 @@ def run_checks(load_probe: bool = True) -> List[Check]:
     return checks
 
 
+def recorder_check(output: str) -> Check:
+    """How a recorder writing to ``output`` is doing, from its recorder-status.json (record/status.py)."""
+    from . import safefs
+    from .record.status import MAX_STATUS_BYTES, STATUS_FILE, read_status
+
+    try:
+        with safefs.Dir(output) as d:
+            data = d.read(STATUS_FILE, limit=MAX_STATUS_BYTES)
+    except FileNotFoundError:
+        return Check("recorder", False, f"no {STATUS_FILE} in {output}: no recorder has written there", required=False)
+    except (OSError, OomscopeError) as exc:
+        return Check("recorder", False, f"{STATUS_FILE} in {output} not readable ({exc})", required=False)
+    ok, line = read_status(data)
+    return Check("recorder", ok, line, None if ok else "see record's log (journalctl -u oomscope); restart it", required=False)
+
+
 def record_can_run(checks: List[Check]) -> bool:
     return all(c.ok for c in checks if c.required)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, List, Optional, TextIO, Tuple
 
 from ..containers import NodeNames, workload_of
-from ..errors import EnvironmentProblem, ProbeError
+from .. import safefs
+from ..errors import EnvironmentProblem, OomscopeError, ProbeError
 from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..kernel.kmsg import KmsgFollower, KmsgReader, OomReportParser
@@ -38,6 +39,7 @@ from ..model import Capture, Times, Victim
 from ..terminal import terminal_safe
 from ..probes import MemcgSnapshotter, OomProbes, learning_activity, memcg_snapshot_layout
 from .announce import Announcer
+from .status import STATUS_EVERY_NS, STATUS_FILE, status_document
 from .watchdog import Watchdog
 from .budget import BURST, DISK_BYTES, EVERY_S, Budget, workload_key
 from .assemble import Placement, Recording, build_capture, place
@@ -123,6 +125,8 @@ class Collector:
         # record's own threads: one that stops making progress is said at once (record/watchdog.py)
         self.watchdog = Watchdog()
         self.sampler_thread: Optional[threading.Thread] = None
+        self._status_due_ns = 0
+        self._status_error_said = False
         self._host_read_ns = time.monotonic_ns()
         self.recording = Recording(cgroup_version=self.hier.version, host=procfs.read_host(self.hier.version),
                                    clock_offset_ns=clock_offset_ns())
@@ -282,7 +286,11 @@ class Collector:
         if watched and self.kmsg is not None and getattr(self.kmsg, "error", None) is None:
             # a reader that stopped on an error is said by the losses (Losses.update), not twice
             watched["kmsg"] = (getattr(self.kmsg, "thread", None), self.kmsg)
-        self.announce.threads(self.watchdog.check(now_ns, watched), now_ns)
+        changes = self.watchdog.check(now_ns, watched)
+        self.announce.threads(changes, now_ns)
+        if changes or now_ns >= self._status_due_ns:
+            self._status_due_ns = now_ns + STATUS_EVERY_NS
+            self._write_status(now_ns)
         losses = {"bpf_events": self.probes.lost, "dropped_cgroups": self.sampler.dropped_cgroups}
         if self.kmsg is not None:
             lost = getattr(self.kmsg, "lost_records", 0)  # a property of KmsgFollower (kernel/kmsg.py)
@@ -293,6 +301,18 @@ class Collector:
             losses=losses, kmsg_error=getattr(self.kmsg, "error", None), kmsg_open=self.kmsg is not None,
             notify_errors=self.sampler.notify.errors, notify_error=self.sampler.notify.last_error,
             near_limit=self.sampler.store.near_limit)
+
+    def _write_status(self, now_ns: int) -> None:
+        """recorder-status.json for ``oomscope doctor -o`` (record/status.py)."""
+        threads = {n: (st.state, (now_ns - st.since_ns) / 1e9, st.where) for n, st in self.watchdog.states.items()}
+        losses = {k: int(v) for k, v in self.announce.losses.seen.items()}
+        try:
+            with safefs.Dir(self.opts.output) as d:
+                d.write(STATUS_FILE, status_document(threads, self.kills_recorded, losses))
+        except (OSError, OomscopeError) as exc:
+            if not self._status_error_said:  # said once: the kills' own files are what matters
+                self._status_error_said = True
+                self.announce.error("writer", f"oomscope: warning: could not write {STATUS_FILE}: {exc}")
 
     # --- one kill ---
 

@@ -82,3 +82,7 @@ def _planted_process_is_killed(recorder, name, path, here):
     (tl,) = [t for t in data["timelines"] if t["cgroup"] == name]
     assert tl["points"] and tl["points"][-1]["t_ms"] >= -2000 * TIME_SCALE, tl["points"][-3:]
     assert "no progress" not in rec.stderr()
+    # and doctor, asked about this recorder, says its threads make progress
+    res = subprocess.run([sys.executable, "-m", "oomscope", "doctor", "--no-load", "-o", os.path.dirname(os.path.dirname(cpath))],
+                         capture_output=True, text=True, timeout=60)
+    assert "recorder: the recorder (pid" in res.stdout and "threads make progress" in res.stdout, res.stdout

@@ -74,3 +74,22 @@ def test_the_announcer_says_it_in_the_log_and_the_metric():
     assert m.registry.get_sample_value("oomscope_thread_stalled", {"thread": "sampler"}) == 0
     release.set()
     t.join(5)
+
+
+def test_the_status_file_tells_doctor_how_the_recorder_is(tmp_path):
+    from oomscope.doctor import recorder_check
+    from oomscope.record.status import STATUS_FILE, read_status, status_document
+
+    ok, line = read_status(status_document({"sampler": ("running", 5.0, ""), "kmsg": ("running", 5.0, "")}, 3, {}).encode())
+    assert ok and "threads make progress" in line and "3 kills recorded" in line
+    doc = status_document({"sampler": ("stalled", 42.0, "oomscope/runtimes/hsperfdata.py:118 in _gen_space_sums")}, 0, {})
+    ok, line = read_status(doc.encode())
+    assert not ok and "sampler stalled for 42 s at oomscope/runtimes/hsperfdata.py:118" in line
+    ok, line = read_status(status_document({}, 0, {}, now_unix=1000.0).encode(), now_unix=1100.0)
+    assert not ok and "100 s ago" in line
+    for junk in (b"", b"[]", b'{"pid": "x"}', b"\xff" * 100, b'{"pid": 1, "updated_unix": 1, "threads": 7}'):
+        ok, line = read_status(junk)
+        assert not ok and line
+    assert not recorder_check(str(tmp_path)).ok  # no recorder has written there
+    (tmp_path / STATUS_FILE).write_text(status_document({"sampler": ("running", 1.0, "")}, 0, {}))
+    assert recorder_check(str(tmp_path)).ok
