@@ -56,7 +56,9 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as out:
             err = open(os.path.join(out, "err"), "w+")
-            proc = subprocess.Popen([sys.executable, "-m", "oomscope", "record", "-o", os.path.join(out, "kills")],
+            # every kill of the storm written: no storm budget (record/budget.py)
+            proc = subprocess.Popen([sys.executable, "-m", "oomscope", "record", "-o", os.path.join(out, "kills"),
+                                     "--workload-burst", "0"],
                                     stdout=subprocess.DEVNULL, stderr=err)
             while "recording OOM kills" not in open(os.path.join(out, "err")).read():
                 if proc.poll() is not None:

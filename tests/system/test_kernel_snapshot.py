@@ -103,7 +103,7 @@ def test_storm_every_kill_has_a_snapshot_and_settled_ones_equal_the_report(recor
                                                                           tmp_path):
     require_tool("stress-ng")
     name, path = sandbox(limit=96 << 20)
-    rec = recorder()
+    rec = recorder("--workload-burst", "0")  # every kill written: no storm budget (record/budget.py)
     # stress-ng's --vm-bytes is the total of its workers (KERNEL-NOTES); its parent is spared
     # (oom_score_adj -1000) and respawns them: a storm
     seconds = 4 * TIME_SCALE
