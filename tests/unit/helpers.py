@@ -26,3 +26,33 @@ def capture_from_fixture(name: str, version: int = 1, with_event: bool = True):
     ev = event_for(rep) if with_event else None
     offset = int(WALL.timestamp()) * 1_000_000_000 - rep.killed_usec * 1000  # the kill happens at WALL
     return assemble(rep.killed.pid, ev, rep, Recording(cgroup_version=version, clock_offset_ns=offset), now_wall=WALL), rep
+
+
+class Hang(AssertionError):
+    """A call that did not return within its deadline."""
+
+
+class within:
+    """``with within(0.5): call()``: fails with :class:`Hang` when the call runs longer, even when it
+    never returns (hypothesis's ``deadline`` is checked only after the call: it cannot see a hang).
+    SIGALRM, so main thread only."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __enter__(self):
+        import signal
+
+        def ring(*_):
+            raise Hang(f"no answer within {self.seconds} s")
+
+        self._old = signal.signal(signal.SIGALRM, ring)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self._old)
+        return False
