@@ -4,7 +4,15 @@ reach, so every step is taken relative to an open directory and never follows a 
 - An output folder is opened with ``O_NOFOLLOW``; it is refused (one line, exit 5) when another
   user could change what is in it: owned by a user other than root or us, or writable by group or
   others without the sticky bit. ``--allow-shared-output`` lifts that, for a site that wants it.
-  A symbolic link as the folder itself is followed only when root or we own the link.
+  The path is opened one component at a time from ``/`` (or the current folder, for a relative
+  path), each with ``O_NOFOLLOW``, so a link is seen wherever it is, not only as the last
+  component (issue 24: a link of another user's in a parent folder of ``report -o`` was
+  followed). A symbolic link is followed, by reading it and walking its target the same way,
+  only when root or we own it *and* it sits in a folder only root or we can change (owned by
+  root or us, and not writable by group or others unless sticky): no one else made it, and no
+  one else can replace it between our look and our use. System links such as /var/run -> /run
+  pass; a link in /tmp passes only when it is root's or ours. ``--allow-shared-output`` lifts
+  this too. At most 40 links are followed in a path, as the kernel does (MAXSYMLINKS).
 - A file is written to a new temporary name in the same folder (``O_CREAT|O_EXCL|O_NOFOLLOW``),
   fsynced, renamed over the target, then the folder is fsynced. Only a regular file that belongs
   to us is replaced: a FIFO, a device, a symbolic link, a folder or another user's file at the
@@ -50,6 +58,8 @@ DEFAULT_FILE_MODE = 0o644
 MAX_READ = 256 << 20  # a capture larger than this is not one oomscope wrote
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: a folder on the way (open_dir): search permission is all it needs, as for a path opened whole
+_O_STEP = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class UnsafeOutput(OomscopeError):
@@ -125,17 +135,7 @@ def check_dir_fd(fd: int, path: str) -> None:
 def open_dir(path: str, create: bool = False) -> int:
     """An fd of the folder at ``path`` (made when ``create``), checked by check_dir_fd."""
     path = path or "."
-    if create:
-        try:
-            _makedirs(path, dir_mode(settings.file_mode))
-        except OSError as exc:
-            raise UnsafeOutput(f"cannot make the folder {path}: {exc.strerror or exc}") from None
-    try:
-        fd = os.open(path, _O_DIR)
-    except OSError as exc:
-        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):  # a symbolic link (O_NOFOLLOW), or not a folder
-            raise
-        fd = _open_linked_dir(path, exc)
+    fd = _walk(path, create)
     try:
         check_dir_fd(fd, path)
     except BaseException:
@@ -144,34 +144,81 @@ def open_dir(path: str, create: bool = False) -> int:
     return fd
 
 
-def _makedirs(path: str, mode: int) -> None:
-    """Like os.makedirs, but each folder made gets ``mode`` whatever the umask."""
-    if os.path.isdir(path):
-        return
-    parent = os.path.dirname(os.path.abspath(path))
-    if parent and parent != os.path.abspath(path):
-        _makedirs(parent, mode)
+_MAX_LINKS = 40  # MAXSYMLINKS, include/linux/namei.h
+
+
+def _walk(path: str, create: bool) -> int:
+    """An fd of the folder at ``path``, opened component by component (see the module's docstring);
+    the folders missing are made when ``create``, each with the folders' mode whatever the umask."""
+    todo = path.split("/")[::-1]  # the components still to open, the next one last
+    fd = os.open("/" if path.startswith("/") else ".", _O_STEP)
+    here = "/" if path.startswith("/") else ""  # where fd is, as a path for the messages
+    links = 0
     try:
-        os.mkdir(path, mode)
-    except FileExistsError:
-        return  # made meanwhile, or a link or a file: open_dir() says which
-    fd = os.open(path, _O_DIR)
-    try:
-        os.fchmod(fd, mode)
+        while todo:
+            name = todo.pop()
+            if name in ("", "."):
+                continue
+            where = os.path.normpath(os.path.join(here, name))
+            try:
+                nfd = os.open(name, _O_STEP, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path) from None
+                try:
+                    os.mkdir(name, dir_mode(settings.file_mode), dir_fd=fd)
+                except FileExistsError:
+                    pass  # made meanwhile: opened (and looked at) as any other
+                except OSError as exc:
+                    raise UnsafeOutput(f"cannot make the folder {path}: {exc.strerror or exc}") from None
+                else:
+                    nfd = os.open(name, _O_DIR, dir_fd=fd)
+                    os.close(fd)
+                    fd, here = nfd, where
+                    os.fchmod(fd, dir_mode(settings.file_mode))
+                    continue
+                todo.append(name)
+                continue
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):  # a symbolic link (O_NOFOLLOW), or not a folder
+                    raise
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if not stat.S_ISLNK(st.st_mode):
+                    raise UnsafeOutput(f"{path}: {where} is not a folder" if where != path else f"{path}: not a folder") from None
+                _check_link(fd, st, where, path)
+                links += 1
+                if links > _MAX_LINKS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path) from None
+                target = os.readlink(name, dir_fd=fd)
+                todo.extend(target.split("/")[::-1])
+                if target.startswith("/"):
+                    os.close(fd)
+                    fd, here = -1, "/"
+                    fd = os.open("/", _O_STEP)  # fd is -1 should this fail: nothing left to close
+                continue
+            os.close(fd)
+            fd, here = nfd, where
+        return os.open(".", _O_DIR, dir_fd=fd)  # the folder itself, to read, list and fsync
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
 
 
-def _open_linked_dir(path: str, exc: OSError) -> int:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        raise exc from None
-    if not stat.S_ISLNK(st.st_mode):
-        raise UnsafeOutput(f"{path}: not a folder") from None
-    if not _trusted_uid(st.st_uid) and not settings.allow_shared:
-        raise UnsafeOutput(f"{path}: a symbolic link of user {st.st_uid}; oomscope does not follow it as root") from None
-    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def _check_link(dir_fd: int, st: os.stat_result, where: str, path: str) -> None:
+    """Refuse to follow the link ``where`` (``st``, in the folder ``dir_fd``) unless no one but
+    root or us made it or can replace it (see the module's docstring)."""
+    if settings.allow_shared:
+        return
+    what = f"{path}: a symbolic link" if where == path else f"{path}: {where} is a symbolic link"
+    fix = "oomscope does not follow it as root (use the folder it points to, or --allow-shared-output)"
+    if not _trusted_uid(st.st_uid):
+        raise UnsafeOutput(f"{what} of user {st.st_uid}; {fix}")
+    holder = os.fstat(dir_fd)
+    if not _trusted_uid(holder.st_uid):
+        raise UnsafeOutput(f"{what} in a folder user {holder.st_uid} can change; {fix}")
+    if holder.st_mode & 0o022 and not holder.st_mode & stat.S_ISVTX:
+        raise UnsafeOutput(f"{what} in a folder {'group and others' if holder.st_mode & 0o022 == 0o022 else 'group' if holder.st_mode & 0o020 else 'others'} "
+                           f"can write to (mode {stat.S_IMODE(holder.st_mode):04o}); {fix}")
 
 
 class Dir:

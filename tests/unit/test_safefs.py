@@ -337,3 +337,69 @@ def test_a_batch_flush_waits_for_the_disk_with_syncfs_or_each_file(tmp_path, mon
         assert calls == {"syncfs": 2, "fsync": 0}
     else:  # 6 files, 3 kill folders and the output folder
         assert calls["fsync"] == 6 + 3 + 1
+
+
+# --- issue 24: every component of an output path, not only the last ------------------------------
+
+def _planted_parent(tmp_path, owner):
+    """tmp_path/theirs -> tmp_path/elsewhere (a link of ``owner``), elsewhere/out a folder of ours."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "out").mkdir(parents=True)
+    os.symlink(elsewhere, tmp_path / "theirs")
+    os.lchown(tmp_path / "theirs", owner, owner)
+    return elsewhere
+
+
+@root_only
+def test_report_o_does_not_follow_a_link_of_another_user_in_a_parent_folder(tmp_path):
+    elsewhere = _planted_parent(tmp_path, NOBODY)
+    dest = tmp_path / "theirs" / "out" / "pm.html"
+    r = _report_to(tmp_path, dest)
+    assert r.exit_code == UnsafeOutput.exit_code, r.output
+    assert r.output.strip().splitlines() == [
+        f"oomscope: error: {dest.parent}: {tmp_path / 'theirs'} is a symbolic link of user 65534; oomscope does not "
+        "follow it as root (use the folder it points to, or --allow-shared-output)"]
+    assert list((elsewhere / "out").iterdir()) == []
+
+
+@root_only
+def test_record_and_import_do_not_follow_a_link_of_another_user_in_a_parent_folder(tmp_path):
+    elsewhere = _planted_parent(tmp_path, NOBODY)
+    for out in (tmp_path / "theirs" / "out", tmp_path / "theirs" / "new" / "out"):  # made when missing
+        with pytest.raises(UnsafeOutput, match="symbolic link of user 65534"):
+            write_kill(str(out), _capture(), render_html)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["out"] and list((elsewhere / "out").iterdir()) == []
+    safefs.configure(allow_shared=True)  # a site that wants it
+    path, _, _ = write_kill(str(tmp_path / "theirs" / "out"), _capture(), render_html)
+    assert path.startswith(str(tmp_path / "theirs" / "out"))
+
+
+@root_only
+def test_a_link_of_roots_in_a_folder_another_user_can_change_is_not_followed(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chown(shared, NOBODY, NOBODY)  # they could replace the link between our look and our use
+    (tmp_path / "real" / "out").mkdir(parents=True)
+    os.symlink(tmp_path / "real", shared / "l")
+    with pytest.raises(UnsafeOutput, match="in a folder user 65534 can change"):
+        write_kill(str(shared / "l" / "out"), _capture(), render_html)
+    assert list((tmp_path / "real" / "out").iterdir()) == []
+
+
+def test_links_of_ours_in_parent_folders_and_relative_paths_are_followed(tmp_path, monkeypatch):
+    (tmp_path / "real" / "deep").mkdir(parents=True)
+    os.symlink(tmp_path / "real", tmp_path / "abs")  # absolute target
+    os.symlink("real/deep", tmp_path / "rel")  # relative target, two components
+    os.symlink("../abs", tmp_path / "real" / "up")  # a link through a link
+    for out in ("abs/deep/out", "rel/out2", "real/up/deep/out3"):
+        path, _, _ = write_kill(str(tmp_path / out), _capture(), render_html)
+        assert os.path.exists(path)
+    assert sorted(os.listdir(tmp_path / "real" / "deep")) == ["out", "out2", "out3"]
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, ["report", str(tmp_path / "real" / "deep" / "out" / os.listdir(tmp_path / "real" / "deep" / "out")[0]
+                                         / "capture.json"), "-o", "rel/./pm.html"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "real" / "deep" / "pm.html").exists()
+    os.symlink("loop", tmp_path / "loop")
+    with pytest.raises((OSError, UnsafeOutput), match="Too many levels of symbolic links"):
+        write_kill(str(tmp_path / "loop" / "out"), _capture(), render_html)
