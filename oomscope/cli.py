@@ -206,7 +206,7 @@ def lab(
 @app.command()
 def doctor(
     no_load: Annotated[bool, typer.Option("--no-load", help="skip compiling and attaching the BPF programs")] = False,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="also say how the recorder writing to this folder is doing (its threads; from its recorder-status.json)")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="DIR", help="also say how the recorder writing to this folder is doing (its threads; from its recorder-status.json)")] = None,
 ) -> None:
     """Check that record can run here; print what is missing and the command that fixes it."""
     from .doctor import record_can_run, recorder_check, run_checks
