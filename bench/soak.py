@@ -448,7 +448,7 @@ def main() -> int:
                 for role, pid in [("recorder", record.pid)] + [("worker", w) for w in children(record.pid) if is_worker(w)]:
                     s = proc_sample(pid)
                     if s is not None:
-                        samples.append({"t_s": t, "role": role, **s})
+                        samples.append({"t_s": t, "role": role, **s, "cgroups": sandbox.created - sandbox.removed})
                         if role == "worker":
                             worker_seen.add(pid)
                 for pod in jvms:
@@ -511,7 +511,7 @@ def main() -> int:
     summary = summarize(args, warmup, samples, counts, made_victims, out, sandbox, jvm_ratios, record.returncode, interrupted)
     summary["started"] = started_wall
     if args.csv:
-        keys = ["t_s", "role", "pid", "rss", "anon", "file", "fds", "threads", "cpu_s"]
+        keys = ["t_s", "role", "pid", "rss", "anon", "file", "fds", "threads", "cpu_s", "cgroups"]
         with open(args.csv, "w") as f:
             f.write(",".join(keys) + "\n")
             for s in samples:
@@ -552,14 +552,17 @@ def summarize(args, warmup, samples, counts, made_victims, out, sandbox, jvm_rat
             fit[key] = {"start": first[key] / scale, "end": last[key] / scale, "peak": max(s[key] for s in mine) / scale,
                         "slope_per_hour": slope}
         fit["cpu_pct"] = 100 * (last["cpu_s"] - first["cpu_s"]) / max(1e-9, last["t_s"] - first["t_s"])
+        fit["live_cgroups"] = {"start": first["cgroups"], "end": last["cgroups"]}
         fit["from_s"], fit["to_s"], fit["samples"] = first["t_s"], last["t_s"], len(after)
         fits[role] = fit
         f = lambda k, d=1, u="": (f"{fit[k]['start']:.{d}f}{u} -> {fit[k]['end']:.{d}f}{u}"  # noqa: E731
                                   + (f" ({fit[k]['slope_per_hour']:+.1f}{u}/h)" if fit[k]["slope_per_hour"] is not None else ""))
         lines.append(f"{role}: RSS {f('rss', u=' MiB')}, anon {f('anon', u=' MiB')}, fds {f('fds', 0)}, threads {f('threads', 0)}, "
                      f"CPU {fit['cpu_pct']:.2f}% of a core")
+        if role == "recorder":
+            lines[-1] += f" (sandbox cgroups alive {first['cgroups']} -> {last['cgroups']})"
     # kills recorded: record's JSON lines (robust to --keep), then captures and post-mortems on disk
-    printed = set()
+    printed: Dict[int, str] = {}  # every kill record printed: pid -> its oom_memcg
     try:
         with open(os.path.join(out, "record.stdout")) as f:
             for line in f:
@@ -567,22 +570,30 @@ def summarize(args, warmup, samples, counts, made_victims, out, sandbox, jvm_rat
                     ev = json.loads(line)
                 except ValueError:
                     continue
-                if ev.get("event") == "oom_kill" and (ev.get("oom_memcg") or "").startswith(sandbox.root):
-                    printed.add(ev.get("pid"))
+                if ev.get("event") == "oom_kill":
+                    printed[ev.get("pid")] = ev.get("oom_memcg") or ""
     except OSError:
         pass
     on_disk, postmortems = _recorded(out, sandbox.root)
-    missing = sorted(set(made_victims) - printed)
-    kills = {"made": counts["kills_made"], "victims_made": len(made_victims), "printed": len(printed & set(made_victims)),
-             "captures": len(on_disk & set(made_victims)), "postmortems": postmortems, "not_recorded": missing[:50],
-             "recorded_not_made": sorted(p for p in printed - set(made_victims) if p is not None)[:50]}
-    ok = record_rc == 0 and not missing and not interrupted and counts["kills_made"] == len(made_victims)
+    ours = set(made_victims)
+    missing = sorted(ours - set(printed))
+    # a victim of ours recorded without its cgroup, or under another one, is recorded but misplaced
+    # (the limit hit is the container's or its pod's: the victim's cgroup or an ancestor in the sandbox)
+    misplaced = sorted(p for p in ours & set(printed)
+                       if not (printed[p].startswith(sandbox.root) and made_victims[p].startswith(printed[p])))
+    others = [p for p, cg in printed.items() if p not in ours and not cg.startswith(sandbox.root)]
+    kills = {"made": counts["kills_made"], "victims_made": len(ours), "printed": len(ours & set(printed)),
+             "captures": len(on_disk & ours), "postmortems": postmortems, "not_recorded": missing[:50],
+             "misplaced": misplaced[:50], "other_work_recorded": len(others),
+             "victims": {str(p): cg for p, cg in sorted(made_victims.items())}}
+    ok = record_rc == 0 and not missing and not misplaced and not interrupted and counts["kills_made"] == len(made_victims)
     jr = (f"JVM cgroups at {100 * min(jvm_ratios):.0f}-{100 * max(jvm_ratios):.0f}% of their limit"
           if jvm_ratios else "no JVM")
     line = (f"soak: {'OK' if ok else 'NOT OK'}: {args.duration:.0f} s (slopes after {warmup:.0f} s); "
             + "; ".join(lines)
             + f"; kills made {kills['made']} ({kills['victims_made']} victims), recorded {kills['printed']} "
-            f"(captures {kills['captures']}, post-mortems {kills['postmortems']}), not recorded {len(missing)}; "
+            f"(captures {kills['captures']}, post-mortems {kills['postmortems']}), not recorded {len(missing)}, "
+            f"misplaced {len(misplaced)} (other work's kills recorded beside them: {len(others)}); "
             f"pods {counts['pods']}, cgroups {sandbox.created} created / {sandbox.removed} removed; "
             f"JVMs {counts['jvms_started']} started ({counts['jvms_died']} died early), {jr}; "
             f"scrapes {counts['scrapes']} ({counts['scrape_errors']} failed); record exit {record_rc}"
