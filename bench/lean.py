@@ -9,7 +9,7 @@ output folder: on this shared host, other work's cgroups and OOM storms are then
 nor written by them, and do not blur the figures), and after start-up each
 one's utime+stime (/proc/PID/stat: its own CPU, whatever else runs) is read every minute for
 MINUTES; then /proc/PID/smaps_rollup and the largest mappings of each. The worker process of a
-recorder (its post-mortems, record/finish.py) is reported on its own line. The cgroups are
+recorder (its post-mortems, postmortem/finisher.py) is reported on its own line. The cgroups are
 removed at the end of each level, also on failure.
 
 With ``--latency``, one OOM storm in a 64 MiB sandbox is recorded by both at once: the time from

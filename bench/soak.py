@@ -33,7 +33,7 @@ failure too:
 record runs with ``--cgroup`` the sandbox root (on this shared host other work's cgroups and
 storms then neither reach its figures nor its output folder; --whole-host drops that) and
 ``--log-format json`` (one JSON object per kill on its stdout). Every --sample-interval seconds
-(10) the recorder and its post-mortem worker (its child, ``python -m oomscope.report.worker``)
+(10) the recorder and its post-mortem worker (its child, ``python -m oomscope.postmortem.worker``)
 are sampled from /proc: RSS, anonymous RSS (RssAnon), open descriptors, threads, CPU. At the end:
 start (the first sample after --warmup) against end, and the slope per hour, a least-squares fit
 over the samples after the warm-up, for each; then kills made against kills recorded (the
@@ -256,7 +256,7 @@ def children(pid: int) -> List[int]:
 def is_worker(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"oomscope.report.worker" in f.read()
+            return b"oomscope.postmortem.worker" in f.read()
     except OSError:
         return False
 

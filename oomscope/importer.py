@@ -471,8 +471,7 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
 
 def run_import(paths: List[str], journal: bool, since: Optional[str], output: str,
                render_html: Callable[..., str], out, err, year: Optional[int] = None) -> List[str]:
-    from .record.writer import atomic_write  # noqa: WPS433 - only when writing
-    from .report.index import OutputIndex  # noqa: WPS433
+    from .postmortem.index import OutputIndex  # noqa: WPS433
     from .safefs import Batch  # noqa: WPS433
 
     since_ts = parse_since(since) if since else None
@@ -503,7 +502,7 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
     finally:
         batch.close()
     if written:
-        index.write(atomic_write)
+        index.write()
     return written
 
 

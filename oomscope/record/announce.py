@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 from ..metrics import MAX_NEAR_LIMIT, Metrics
 from ..model import Capture
 from ..terminal import terminal_safe
-from ..analysis.cause import cause_words  # noqa: F401 - the kill line says it
+from ..postmortem.cause import cause_words
 from .outputs import Written
 from .watchdog import sentence as watchdog_sentence
 
@@ -127,7 +127,7 @@ class Announcer:
 
     def kill(self, capture: Capture, written: Written, category: str = "", cause: Optional[str] = None) -> None:
         """``category``: the dominant category of the kill's memory, ``cause``: the cause in a few
-        words (cause_words), both from its analysis in the post-mortem worker (record/finish.py)."""
+        words (cause_words), both from its analysis in the post-mortem worker (postmortem/worker.py)."""
         if self.metrics is not None:
             self.metrics.kill(capture, category, written.html_path or written.capture_path)
             self.metrics.captures.inc()

@@ -12,8 +12,8 @@ kills beyond are counted (the log, the metrics, the next capture of the workload
 
 Stops on SIGINT/SIGTERM, at ``duration``, or when ``until()`` says so; kills still pending then are
 written before it returns. record/ imports nothing from analysis/ or report/: the capture is written here, its analysis,
-post-mortem and the index are done by a Finisher (record/finish.py) that record/main.py starts
-(``Downstream``): a worker process, so that pandas and jinja2 stay out of this long-running one.
+post-mortem and the index are done by the post-mortem stage through a Finisher (postmortem/finisher.py) that
+record/main.py starts (``Downstream``): a worker process, so that pandas and jinja2 stay out of this long-running one.
 A kill is announced (its line on stdout, the metrics) once its post-mortem is done.
 """
 
@@ -25,7 +25,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, List, Optional, TextIO, Tuple
+from typing import Callable, Deque, Dict, List, Optional, TextIO, Tuple
 
 from ..containers import NodeNames, workload_of
 from .. import safefs
@@ -37,6 +37,7 @@ from ..layouts import EV_MARK_VICTIM, OomEvent
 from ..metrics import Metrics
 from ..model import Capture, Times, Victim
 from ..terminal import terminal_safe
+from ..postmortem.finisher import Finished, Finisher
 from ..probes import MemcgSnapshotter, OomProbes, learning_activity, memcg_snapshot_layout
 from .announce import Announcer
 from .status import STATUS_EVERY_NS, STATUS_FILE, status_document
@@ -45,7 +46,6 @@ from .budget import BURST, DISK_BYTES, EVERY_S, Budget, workload_key
 from .assemble import Placement, Recording, build_capture, place
 from .evidence import EvidenceGatherer, LiveReads
 from .joiner import KillJoiner, PendingKill
-from .finish import Finished
 from .memory import drop_compiler_pages, trim_heap
 from .outputs import Outputs, Written
 from .retention import Retention
@@ -56,8 +56,8 @@ from .sampler import Sampler, clock_offset_ns
 class Downstream:
     """What happens to a capture after record/ wrote it, passed in by record/main.py."""
 
-    #: (output folder, err) -> a Finisher (record/finish.py): the kill's analysis, post-mortem, index
-    start_finisher: Callable[[str, TextIO], Any]
+    #: (output folder, err) -> a Finisher (postmortem/finisher.py): the kill's analysis, post-mortem, index
+    start_finisher: Callable[[str, TextIO], Finisher]
     #: seconds the last post-mortems may take once record is asked to stop
     finish_timeout_s: float = 30.0
 

@@ -58,12 +58,12 @@ def _workload_disk(text: str):
 def run(options: dict) -> int:
     """Record every OOM kill until stopped (or the lab's kill): the exit code."""
     # Nothing of analysis/ or report/ here: pandas and jinja2 stay out of the long-running
-    # recorder; post-mortems are rendered by a worker process (record/finish.py).
+    # recorder; post-mortems are rendered by a worker process (postmortem/finisher.py).
     from .. import safefs
     from ..lab import run_scenario
     from ..units import parse_size
     from .collector import Collector, Downstream, RecordOptions, install_signal_handlers
-    from .finish import start_worker
+    from ..postmortem.finisher import start_worker
 
     o = options  # every one of OPTIONS, with typer's defaults filled in by cli.py
     output, lab, log_format = o["output"], o["lab"], o["log_format"]

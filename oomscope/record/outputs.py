@@ -1,6 +1,6 @@
 """What one recorded kill leaves on disk: its capture (record/writer.py), written here, by the
 recorder, before anything else; its post-mortem and the output folder's index, done by a Finisher
-(record/finish.py: in a worker process when record runs); the rewrite of its memory.oom.group's
+(postmortem/finisher.py: in a worker process when record runs); the rewrite of its memory.oom.group's
 first capture; each workload's disk budget and retention (record/retention.py: both share the
 output folder out by workload, from a ledger of its kill folders read at the first write).
 """
@@ -13,8 +13,8 @@ from typing import Optional, TextIO, Tuple
 
 from ..kernel.kmsg import OomReport
 from ..model import Capture
+from ..postmortem.finisher import HTML, Finisher
 from ..safefs import Dir
-from .finish import HTML
 from .incidents import GroupLinker, Head
 from .budget import workload_key
 from .retention import Ledger, Retention
@@ -30,10 +30,10 @@ class Written:
 
 
 class Outputs:
-    def __init__(self, out_dir: str, finisher, retention: Optional[Retention], err: TextIO,
+    def __init__(self, out_dir: str, finisher: Finisher, retention: Optional[Retention], err: TextIO,
                  disk_budget: Optional[int] = None):
         self.out_dir = out_dir
-        self.finisher = finisher  # kill(capture_path, capture) -> job, rerender(...), remove(folder)
+        self.finisher = finisher
         self.retention = retention
         self.err = err
         self.groups = GroupLinker()

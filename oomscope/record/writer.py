@@ -17,7 +17,7 @@ from ..safefs import Batch, Dir, atomic_write  # noqa: F401 - atomic_write: re-e
 
 
 def write_capture(out_dir: str, capture: Capture) -> str:
-    """A new kill folder with the capture alone (record: its post-mortem comes from record/finish.py)."""
+    """A new kill folder with the capture alone (record: its post-mortem comes from the post-mortem stage, postmortem/)."""
     with Dir(out_dir, create=True) as out, out.make_kill_folder(capture.kill_id) as folder:
         return folder.write("capture.json", capture.to_json())
 

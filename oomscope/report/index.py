@@ -1,17 +1,15 @@
-"""``index.html`` of an output folder: every kill, newest first, linking to its post-mortem."""
+"""``index.html`` of an output folder: every kill, newest first, linking to its post-mortem: its
+rows and the page. Which kills it holds is kept by postmortem/index.py."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional
 
 from ..analysis.attribution import analyse
 from ..analysis.result import KillAnalysis
 from ..analysis.verdict import OTHERS_SHARE
-from ..errors import OomscopeError
 from ..model import Capture
-from ..safefs import Dir
 from ..units import fmt_bytes
 from .render import _env
 
@@ -83,55 +81,7 @@ def _short_workload(capture: Capture) -> str:
     return f"{pod}, {w.container or (w.container_id or '?')[:12]}"
 
 
-class OutputIndex:
-    """Keeps one row per kill folder of ``out_dir`` and writes index.html."""
-
-    def __init__(self, out_dir: str):
-        self.out_dir = out_dir
-        self.rows: Dict[str, IndexRow] = {}
-        #: kill folders whose capture could not be read: (folder, one-line reason)
-        self.skipped: List[Tuple[str, str]] = []
-        try:
-            out = Dir(out_dir)
-        except FileNotFoundError:
-            return
-        with out:
-            for name, _ in out.kill_folders():
-                # One capture is read at a time and any failure costs only that one row: a capture
-                # planted or damaged in the output folder must not stop record or import.
-                try:
-                    with out.subdir(name) as folder:
-                        cap = Capture.from_json(folder.read("capture.json").decode("utf-8"))
-                    self._add(name, cap)
-                except FileNotFoundError:
-                    continue
-                except (OSError, UnicodeDecodeError) as exc:
-                    self.skipped.append((name, getattr(exc, "strerror", None) or str(exc)))
-                except OomscopeError as exc:
-                    self.skipped.append((name, str(exc)))
-                except Exception as exc:  # noqa: BLE001 - any other failure of one capture
-                    self.skipped.append((name, f"{type(exc).__name__}: {exc}"))
-
-    def _add(self, folder: str, capture: Capture, analysis: Optional[KillAnalysis] = None) -> None:
-        try:
-            row = row_for(capture, analysis)
-        except Exception:  # noqa: BLE001 - one odd capture gets a row of what is certain
-            row = IndexRow(kill_id=str(capture.kill_id), when=str(capture.times.kill_wall or ""), victim=f"{capture.victim.pid}",
-                           cgroup="?", usage="?", limit="?", categories="", incident="", href="")
-        row.href = f"{folder}/postmortem.html"
-        self.rows[folder] = row
-
-    def remove(self, folder: str) -> None:
-        self.rows.pop(folder, None)
-
-    def add(self, capture_path: str, capture: Capture, analysis: Optional[KillAnalysis] = None) -> None:
-        self._add(os.path.basename(os.path.dirname(capture_path)), capture, analysis)
-
-    def render(self) -> str:
-        rows: List[IndexRow] = sorted(self.rows.values(), key=lambda r: r.when, reverse=True)
-        return _env().get_template("index.html.j2").render(rows=rows)
-
-    def write(self, atomic_write=None) -> Optional[str]:
-        """Writes index.html (through safefs; ``atomic_write`` is kept for its callers)."""
-        with Dir(self.out_dir, create=True) as out:
-            return out.write("index.html", self.render())
+def render_index(rows: List[IndexRow]) -> str:
+    """index.html of an output folder: its rows, newest first."""
+    rows = sorted(rows, key=lambda r: r.when, reverse=True)
+    return _env().get_template("index.html.j2").render(rows=rows)

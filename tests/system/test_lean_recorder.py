@@ -1,6 +1,6 @@
 """The long-running recorder holds BPF and the sampler, not the analysis nor the command line's
 parser: pandas, jinja2 and pydantic are never mapped in it (record replaces its process, same
-pid, once typer has parsed the options: record/main.py); post-mortems come from its worker process (record/finish.py), and a worker
+pid, once typer has parsed the options: record/main.py); post-mortems come from its worker process (postmortem/finisher.py), and a worker
 that dies is said, started again, and costs no capture."""
 
 import glob

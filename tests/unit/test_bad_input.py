@@ -15,7 +15,7 @@ from oomscope import importer
 from oomscope.errors import CaptureError
 from oomscope.importer import import_reports, open_log
 from oomscope.model import Capture
-from oomscope.report.index import OutputIndex
+from oomscope.postmortem.index import OutputIndex
 from oomscope.safefs import MARKER
 
 from ..conftest import FIXTURES, fixture_text

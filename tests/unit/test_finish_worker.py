@@ -1,4 +1,4 @@
-"""record/finish.py's WorkerProcess against a stand-in worker (the real one is report/worker.py,
+"""postmortem/finisher.py's WorkerProcess against a stand-in worker (the real one is postmortem/worker.py,
 run by the system tests): answers in order, a worker that dies is said and started again, the
 kill it was on is given up (its capture stays), the others are sent again."""
 
@@ -6,7 +6,7 @@ import io
 import sys
 import time
 
-from oomscope.record.finish import WorkerProcess
+from oomscope.postmortem.finisher import WorkerProcess
 from oomscope.record.memory import clean_file_mappings
 
 STAND_IN = r"""

@@ -30,7 +30,7 @@ from oomscope.model import Capture, Incident, IncidentVictim, Timeline, Timeline
 from oomscope.record.retention import Retention
 from oomscope.record.writer import write_kill
 from oomscope.report.formats import render_json, render_markdown
-from oomscope.report.index import OutputIndex
+from oomscope.postmortem.index import OutputIndex
 from oomscope.report.render import render_html
 
 from ..conftest import fixture_text

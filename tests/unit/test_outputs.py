@@ -1,10 +1,11 @@
-"""record/outputs.py and record/finish.py: what one kill leaves on disk; the capture written by
+"""record/outputs.py and postmortem/ (finisher.py, stage.py): what one kill leaves on disk; the capture written by
 the recorder, the post-mortem and the index by a Finisher."""
 
 import io
 import os
 
-from oomscope.record.finish import InProcess, PostMortems
+from oomscope.postmortem.finisher import InProcess
+from oomscope.postmortem.stage import PostMortems
 from oomscope.record.outputs import Outputs
 
 from .helpers import capture_from_fixture
@@ -20,7 +21,7 @@ class FakeIndex:
     def remove(self, folder):
         self.removed.append(folder)
 
-    def write(self, atomic_write):
+    def write(self):
         self.writes += 1
 
 

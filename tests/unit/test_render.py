@@ -51,8 +51,8 @@ def test_markdown_escapes_kernel_strings():
 
 
 def test_index_lists_kills_and_escapes(tmp_path):
-    from oomscope.record.writer import atomic_write, write_kill
-    from oomscope.report.index import OutputIndex
+    from oomscope.postmortem.index import OutputIndex
+    from oomscope.record.writer import write_kill
     from oomscope.report.render import render_html
 
     for name in ("v1-6.18-hostile-sidecar.kmsg", "v1-6.18-anon.kmsg"):
@@ -62,7 +62,7 @@ def test_index_lists_kills_and_escapes(tmp_path):
     (tmp_path / "junk" / "capture.json").write_text("{broken")
     idx = OutputIndex(str(tmp_path))  # reads what is there, skips what it cannot read
     assert len(idx.rows) == 2
-    html = (tmp_path / "index.html").read_text() if idx.write(atomic_write) else ""
+    html = (tmp_path / "index.html").read_text() if idx.write() else ""
     assert "&lt;u&gt;p,pid=1&lt;/u&gt;" in html and "<u>" not in html and "postmortem.html" in html
 
 
@@ -85,7 +85,7 @@ def test_the_index_has_host_and_pod_columns_and_links_an_undated_kill():
     import io as _io
 
     from oomscope.importer import import_reports
-    from oomscope.report.index import OutputIndex
+    from oomscope.postmortem.index import OutputIndex
 
     from ..conftest import fixture_text
 

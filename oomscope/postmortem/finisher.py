@@ -1,13 +1,15 @@
-"""What happens to a capture after the recorder wrote it: its analysis, its post-mortem
-(postmortem.html) and the output folder's index.html.
+"""How record hands a written capture on to the post-mortem stage: the ``Finisher``.
 
-The recorder writes every capture.json itself (record/outputs.py); the rest is done by a
-``Finisher``. ``PostMortems`` does the work, with the analysis, the renderer and the index passed
-in (record/ imports nothing from analysis/ or report/). ``WorkerProcess`` has it done in a worker
-process (report/worker.py, fed the captures' paths over a pipe): the long-running recorder then
-never imports pandas or jinja2 (bench/README.md, "A lean recorder": they were ~40 MiB of its
-anonymous memory). A worker that dies is said in record's log and started again; the capture of
-the kill it was working on stays, without a post-mortem.
+The recorder writes every capture.json itself (record/outputs.py) and hands its path to a
+``Finisher``, which has its analysis, its post-mortem (postmortem.html) and the output folder's
+index.html done (postmortem/stage.py, ``PostMortems``). ``WorkerProcess`` has them done in a
+worker process (postmortem/worker.py, fed the captures' paths over a pipe): the long-running
+recorder then never imports pandas or jinja2 (bench/README.md, "A lean recorder": they were
+~40 MiB of its anonymous memory). A worker that dies is said in record's log and started again;
+the capture of the kill it was working on stays, without a post-mortem. ``InProcess`` does the
+work at once in the calling process (tests).
+
+This module imports neither analysis/ nor report/: the recorder imports it.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, List, Optional, TextIO, Tuple
+from typing import TYPE_CHECKING, Deque, Dict, List, Optional, Protocol, TextIO, Tuple
 
 from ..model import Capture
-from ..safefs import Dir
 from ..terminal import terminal_safe
-from ..analysis.cause import cause_words
 
+if TYPE_CHECKING:  # an annotation only
+    from .stage import PostMortems
+
+#: a kill's post-mortem, beside its capture.json
 HTML = "postmortem.html"
 
 
@@ -36,74 +40,34 @@ class Finished:
     html_path: Optional[str]
     error: Optional[str] = None  # why there is no post-mortem (one line)
     category: str = ""  # the dominant category of the kill's memory ("" when unknown)
-    cause: Optional[str] = None  # the cause in a few words (announce.cause_words); None: not analysed
+    cause: Optional[str] = None  # the cause in a few words (postmortem/cause.py); None: not analysed
 
 
-class PostMortems:
-    """Analyses and renders kills and keeps the output folder's index, in the calling process."""
+class Finisher(Protocol):
+    """What record asks of the post-mortem stage for the kills it wrote. Never blocks record."""
 
-    def __init__(self, out_dir: str, render_html: Callable[..., str], analyse: Optional[Callable[[Capture], Any]],
-                 index, err: TextIO):
-        self.out_dir = out_dir
-        self.render_html = render_html  # (capture, analysis=None) -> html
-        self.analyse = analyse
-        self.index = index  # add(capture_path, capture, analysis=None), remove(folder), write(atomic_write)
-        self.err = err
-        self._index_dirty = False
-        self._index_written = 0.0
-
-    def kill(self, job: int, capture_path: str, capture: Capture) -> Finished:
-        analysis = None
-        if self.analyse is not None:
-            try:
-                analysis = self.analyse(capture)
-            except Exception:  # noqa: BLE001 - the renderer says what fails; the capture is written regardless
-                analysis = None
-        category = analysis.top_categories[0] if analysis is not None and analysis.top_categories else ""
-        html_path, error = self._render(capture_path, capture, analysis)
-        self.index.add(capture_path, capture, analysis)
-        self._index_dirty = True
-        return Finished(job, html_path, error, category, cause_words(capture, analysis))
+    def kill(self, capture_path: str, capture: Capture) -> int:
+        """Analyse, render and index a kill whose capture is written: a job number, answered in
+        ``results``."""
 
     def rerender(self, capture_path: str, capture: Capture) -> None:
-        """A memory.oom.group's first post-mortem, again, now listing every victim."""
-        if os.path.exists(os.path.join(os.path.dirname(capture_path), HTML)):
-            _, error = self._render(capture_path, capture, None)
-            if error:
-                self.err.write(f"oomscope: error: post-mortem of {terminal_safe(capture.kill_id)} not re-rendered: {error}\n")
-        self.index.add(capture_path, capture)
-        self._index_dirty = True
+        """A memory.oom.group's first post-mortem again (its capture was rewritten)."""
 
     def remove(self, folder: str) -> None:
-        self.index.remove(folder)
-        self._index_dirty = True
+        """A kill folder that retention removed: out of the index."""
 
-    def _render(self, capture_path: str, capture: Capture, analysis: Any) -> Tuple[Optional[str], Optional[str]]:
-        try:
-            html = self.render_html(capture, analysis) if analysis is not None else self.render_html(capture)
-            folder = os.path.basename(os.path.dirname(capture_path))
-            with Dir(self.out_dir) as out, out.subdir(folder) as kill_dir:
-                return kill_dir.write(HTML, html), None
-        except Exception as exc:  # noqa: BLE001 - the capture is safe on disk; say what failed
-            return None, terminal_safe(f"{type(exc).__name__}: {exc}")[:500]
-
-    def write_index(self, force: bool = False) -> None:
-        """index.html, at most once a second while kills come in (in a storm, rewriting it for
-        every kill took a fifth of the time of writing the kills: measured, 385 kills), and at the end."""
-        now = time.monotonic()
-        if not self._index_dirty or (not force and now - self._index_written < 1.0):
-            return
-        try:
-            self.index.write(None)
-            self._index_dirty = False
-            self._index_written = now
-        except OSError as exc:
-            self.err.write(f"oomscope: error: could not write index.html: {exc}\n")
+    def results(self) -> List[Finished]:
+        """The kills finished since the last call."""
 
     @property
-    def index_due(self) -> Optional[float]:
-        """Seconds until a pending index.html is due, or None when nothing is pending."""
-        return max(0.0, self._index_written + 1.0 - time.monotonic()) if self._index_dirty else None
+    def busy(self) -> bool:
+        """Work asked for and not done yet."""
+
+    def finish(self, timeout_s: float = 30.0) -> List[Finished]:
+        """The last post-mortems (waiting up to ``timeout_s``), then the index, once more."""
+
+    def close(self) -> None:
+        """Stops, without waiting for work not done."""
 
 
 class InProcess:
@@ -140,10 +104,13 @@ class InProcess:
         self.post.write_index(force=True)
         return self.results()
 
+    def close(self) -> None:
+        self.post.write_index(force=True)
+
 
 class WorkerProcess:
     """A Finisher whose work is done by a worker process: one JSON line per request on its stdin,
-    one answer per request on its stdout, in order (report/worker.py). Never blocks the recorder:
+    one answer per request on its stdout, in order (postmortem/worker.py). Never blocks the recorder:
     requests wait in an outbox when the pipe is full, answers are read when there are some."""
 
     RESTART_AFTER_S = (0.0, 1.0, 5.0, 30.0)  # after 1, 2, 3, 4+ crashes within a minute
@@ -340,7 +307,7 @@ def _line(req: dict) -> bytes:
 
 
 def start_worker(out_dir: str, err: TextIO) -> WorkerProcess:
-    """The post-mortem worker (``python -m oomscope.report.worker``) for ``out_dir``, running the
+    """The post-mortem worker (``python -m oomscope.postmortem.worker``) for ``out_dir``, running the
     same oomscope as this process, with its file mode and output-folder policy (oomscope/safefs.py)."""
     from .. import safefs
     from ..relaunch import module_command
@@ -348,5 +315,5 @@ def start_worker(out_dir: str, err: TextIO) -> WorkerProcess:
     args = [out_dir, "--file-mode", str(safefs.settings.file_mode)]
     if safefs.settings.allow_shared:
         args.append("--allow-shared")
-    cmd, env = module_command("oomscope.report.worker", args)
+    cmd, env = module_command("oomscope.postmortem.worker", args)
     return WorkerProcess(cmd, err, env)

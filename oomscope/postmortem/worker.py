@@ -1,8 +1,8 @@
-"""The post-mortem worker of ``oomscope record`` (record/finish.py starts it): analyses and
+"""The post-mortem worker of ``oomscope record`` (postmortem/finisher.py starts it): analyses and
 renders the kills whose captures the recorder wrote, and keeps the output folder's index.html, so
 that the long-running recorder never holds pandas, jinja2 or the analysis.
 
-    python -m oomscope.report.worker OUT_DIR [--file-mode N] [--allow-shared]
+    python -m oomscope.postmortem.worker OUT_DIR [--file-mode N] [--allow-shared]
 
 Reads one JSON request per line on stdin ({"seq", "op": kill|rerender|remove, "capture" or
 "folder"}), answers each on stdout, in order ({"seq"}, and for a kill "html", "error",
@@ -23,10 +23,10 @@ from .. import safefs
 from ..analysis.result import analyse_kill
 from ..errors import OomscopeError
 from ..model import Capture
-from ..record.finish import PostMortems
+from ..report.render import render_html
 from ..terminal import terminal_safe
 from .index import OutputIndex
-from .render import render_html
+from .stage import PostMortems
 
 
 def _read_capture(out_dir: str, capture_path: str) -> Capture:

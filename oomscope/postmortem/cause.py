@@ -1,5 +1,5 @@
 """The cause of a kill in a few plain words, for record's line per kill and its JSON log line:
-made in the post-mortem worker, from the one analysis (analysis/verdict.py), so the line and the
+made in the post-mortem stage (postmortem/stage.py), from the one analysis (analysis/verdict.py), so the line and the
 page never disagree."""
 
 from __future__ import annotations

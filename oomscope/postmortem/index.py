@@ -1,0 +1,66 @@
+"""The kills of an output folder, one row each, kept as kills are written and removed, and
+written as its index.html (the rows and the page: report/index.py)."""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Tuple
+
+from ..analysis.result import KillAnalysis
+from ..errors import OomscopeError
+from ..model import Capture
+from ..report.index import IndexRow, render_index, row_for
+from ..safefs import Dir
+
+
+class OutputIndex:
+    """Keeps one row per kill folder of ``out_dir`` and writes index.html."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+        self.rows: Dict[str, IndexRow] = {}
+        #: kill folders whose capture could not be read: (folder, one-line reason)
+        self.skipped: List[Tuple[str, str]] = []
+        try:
+            out = Dir(out_dir)
+        except FileNotFoundError:
+            return
+        with out:
+            for name, _ in out.kill_folders():
+                # One capture is read at a time and any failure costs only that one row: a capture
+                # planted or damaged in the output folder must not stop record or import.
+                try:
+                    with out.subdir(name) as folder:
+                        cap = Capture.from_json(folder.read("capture.json").decode("utf-8"))
+                    self._add(name, cap)
+                except FileNotFoundError:
+                    continue
+                except (OSError, UnicodeDecodeError) as exc:
+                    self.skipped.append((name, getattr(exc, "strerror", None) or str(exc)))
+                except OomscopeError as exc:
+                    self.skipped.append((name, str(exc)))
+                except Exception as exc:  # noqa: BLE001 - any other failure of one capture
+                    self.skipped.append((name, f"{type(exc).__name__}: {exc}"))
+
+    def _add(self, folder: str, capture: Capture, analysis: Optional[KillAnalysis] = None) -> None:
+        try:
+            row = row_for(capture, analysis)
+        except Exception:  # noqa: BLE001 - one odd capture gets a row of what is certain
+            row = IndexRow(kill_id=str(capture.kill_id), when=str(capture.times.kill_wall or ""), victim=f"{capture.victim.pid}",
+                           cgroup="?", usage="?", limit="?", categories="", incident="", href="")
+        row.href = f"{folder}/postmortem.html"
+        self.rows[folder] = row
+
+    def remove(self, folder: str) -> None:
+        self.rows.pop(folder, None)
+
+    def add(self, capture_path: str, capture: Capture, analysis: Optional[KillAnalysis] = None) -> None:
+        self._add(os.path.basename(os.path.dirname(capture_path)), capture, analysis)
+
+    def render(self) -> str:
+        return render_index(list(self.rows.values()))
+
+    def write(self) -> Optional[str]:
+        """Writes index.html (through safefs)."""
+        with Dir(self.out_dir, create=True) as out:
+            return out.write("index.html", self.render())

@@ -1,0 +1,88 @@
+"""The post-mortem stage's work on one kill whose capture is written: its analysis, its
+post-mortem (postmortem.html) and its row in the output folder's index.html, in the calling
+process. Record has it done in its worker (postmortem/worker.py); import does it itself.
+
+The analysis, the renderer and the index are passed in: this module imports neither pandas nor
+jinja2 (postmortem/worker.py wires the real ones).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, Optional, TextIO, Tuple
+
+from ..model import Capture
+from ..safefs import Dir
+from ..terminal import terminal_safe
+from .cause import cause_words
+from .finisher import HTML, Finished
+
+
+class PostMortems:
+    """Analyses and renders kills and keeps the output folder's index, in the calling process."""
+
+    def __init__(self, out_dir: str, render_html: Callable[..., str], analyse: Optional[Callable[[Capture], Any]],
+                 index, err: TextIO):
+        self.out_dir = out_dir
+        self.render_html = render_html  # (capture, analysis=None) -> html
+        self.analyse = analyse
+        self.index = index  # add(capture_path, capture, analysis=None), remove(folder), write() (postmortem/index.py)
+        self.err = err
+        self._index_dirty = False
+        self._index_written = 0.0
+
+    def kill(self, job: int, capture_path: str, capture: Capture) -> Finished:
+        analysis = None
+        if self.analyse is not None:
+            try:
+                analysis = self.analyse(capture)
+            except Exception:  # noqa: BLE001 - the renderer says what fails; the capture is written regardless
+                analysis = None
+        category = analysis.top_categories[0] if analysis is not None and analysis.top_categories else ""
+        html_path, error = self._render(capture_path, capture, analysis)
+        self.index.add(capture_path, capture, analysis)
+        self._index_dirty = True
+        return Finished(job, html_path, error, category, cause_words(capture, analysis))
+
+    def rerender(self, capture_path: str, capture: Capture) -> None:
+        """A memory.oom.group's first post-mortem, again, now listing every victim."""
+        if os.path.exists(os.path.join(os.path.dirname(capture_path), HTML)):
+            _, error = self._render(capture_path, capture, None)
+            if error:
+                self.err.write(f"oomscope: error: post-mortem of {terminal_safe(capture.kill_id)} not re-rendered: {error}\n")
+        self.index.add(capture_path, capture)
+        self._index_dirty = True
+
+    def remove(self, folder: str) -> None:
+        self.index.remove(folder)
+        self._index_dirty = True
+
+    def _render(self, capture_path: str, capture: Capture, analysis: Any) -> Tuple[Optional[str], Optional[str]]:
+        try:
+            html = self.render_html(capture, analysis) if analysis is not None else self.render_html(capture)
+            folder = os.path.basename(os.path.dirname(capture_path))
+            with Dir(self.out_dir) as out, out.subdir(folder) as kill_dir:
+                return kill_dir.write(HTML, html), None
+        except Exception as exc:  # noqa: BLE001 - the capture is safe on disk; say what failed
+            return None, terminal_safe(f"{type(exc).__name__}: {exc}")[:500]
+
+    def write_index(self, force: bool = False) -> None:
+        """index.html, at most once a second while kills come in (in a storm, rewriting it for
+        every kill took a fifth of the time of writing the kills: measured, 385 kills), and at the end."""
+        now = time.monotonic()
+        if not self._index_dirty or (not force and now - self._index_written < 1.0):
+            return
+        try:
+            self.index.write()
+            self._index_dirty = False
+            self._index_written = now
+        except OSError as exc:
+            self.err.write(f"oomscope: error: could not write index.html: {exc}\n")
+
+    @property
+    def index_due(self) -> Optional[float]:
+        """Seconds until a pending index.html is due, or None when nothing is pending."""
+        return max(0.0, self._index_written + 1.0 - time.monotonic()) if self._index_dirty else None
+
+
