@@ -69,6 +69,35 @@ class NodeNames:
                 self._containers[m.group("id")] = m.group("container")
 
 
+#: ECS's cgroup of one task (all its containers together): /ecstasks.slice/ecstasks-<task id>.slice
+_RE_ECS_TASK = re.compile(r"^ecstasks-[0-9a-f]{32}\.slice$")
+
+
+def level_of(cgroup: Optional[str]) -> Optional[str]:
+    """What one cgroup stands for, by its path's last component: "all_pods" (kubepods: every pod
+    of the node), "qos_class" (kubepods-burstable, kubepods/besteffort), "pod" (a pod-level
+    cgroup: all its containers), "container" (a container's own: a runtime's scope, or an id
+    under a pod or /docker), "task" (an ECS task: all its containers), else None."""
+    parts = [p for p in (cgroup or "").split("/") if p]
+    if not parts:
+        return None
+    last, low = parts[-1], parts[-1].lower()
+    kube = any(p.lower() in ("kubepods", "kubepods.slice") for p in parts)
+    if low in ("kubepods", "kubepods.slice"):
+        return "all_pods"
+    if kube and (low in _QOS or low.startswith("kubepods-") and low.endswith(".slice") and low[9:-6] in _QOS):
+        return "qos_class"
+    if kube and _RE_POD.match(last):
+        return "pod"
+    if _RE_SCOPE.match(last) or _RE_CONMON.match(last):
+        return "container"
+    if _RE_BARE_ID.match(last) and len(parts) > 1 and (_RE_POD.match(parts[-2]) or parts[-2] == "docker"):
+        return "container"
+    if _RE_ECS_TASK.match(last):
+        return "task"
+    return None
+
+
 def workload_of(cgroup: Optional[str], names: Optional[NodeNames] = None) -> Workload:
     w = Workload()
     if not cgroup:

@@ -11,6 +11,7 @@ from typing import List
 from ..model import Capture
 from .advice import HEAP_GROWTH, JVM_NATIVE_GROWTH, Advice, Trend, advise, trend_of
 from .attribution import Analysis, analyse
+from .limit import LimitHit, limit_hit_of
 from .shown import OUTSIDE_HEAP, Shown, java_advice, shown_of
 from .verdict import Verdict, verdict_of
 
@@ -23,6 +24,8 @@ class KillAnalysis:
     verdict: Verdict = field(default_factory=Verdict)
     #: what the dashboards and the runtime (a JVM's heap) showed beside the kernel's charge
     shown: Shown = field(default_factory=lambda: Shown(None))
+    #: which limit was hit, in the reader's terms (analysis/limit.py)
+    limit_hit: LimitHit = field(default_factory=lambda: LimitHit(None, "unknown", None))
 
     @property
     def top_categories(self) -> List[str]:
@@ -32,6 +35,7 @@ class KillAnalysis:
 
 def analyse_kill(capture: Capture) -> KillAnalysis:
     a = analyse(capture)
+    hit = limit_hit_of(capture)
     trend = trend_of(capture)
     shown = shown_of(capture, a)
     advice = advise(capture, a, trend)
@@ -44,4 +48,5 @@ def analyse_kill(capture: Capture) -> KillAnalysis:
         for x in advice:
             if x.case == "delay_only":
                 x.text = x.text.replace(HEAP_GROWTH, JVM_NATIVE_GROWTH)
-    return KillAnalysis(attribution=a, trend=trend, advice=advice, verdict=verdict_of(capture, a, trend), shown=shown)
+    return KillAnalysis(attribution=a, trend=trend, advice=advice, verdict=verdict_of(capture, a, trend, hit), shown=shown,
+                        limit_hit=hit)

@@ -12,6 +12,7 @@ from ..model import Capture
 from ..units import fmt_bytes, fmt_pct
 from .advice import Trend
 from .attribution import Analysis
+from .limit import LimitHit, limit_hit_of
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Verdict:
     #: a memory.oom.group kill: (the group's cgroup, how many victims)
     group_kill: Optional[Tuple[str, int]] = None
     trend: str = "unknown"  # Trend.kind
+    #: which limit was hit, in the reader's terms (analysis/limit.py)
+    limit_hit: Optional[LimitHit] = None
     sentences: List[str] = field(default_factory=list)
 
 
@@ -44,15 +47,15 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
-def verdict_of(capture: Capture, a: Analysis, trend: Trend) -> Verdict:
+def verdict_of(capture: Capture, a: Analysis, trend: Trend, hit: Optional[LimitHit] = None) -> Verdict:
     v, cg, ak = capture.victim, capture.cgroup, capture.at_kill
-    where = cg.task_memcg or cg.oom_memcg or "an unknown cgroup"
+    hit = hit if hit is not None else limit_hit_of(capture)
     out = Verdict(constraint=cg.constraint, usage_bytes=ak.usage_bytes, limit_bytes=ak.limit_bytes,
                   categories=list(a.top_categories), victim_rss_bytes=a.victim_rss_bytes, gap_bytes=a.gap_bytes,
-                  trend=trend.kind)
+                  trend=trend.kind, limit_hit=hit)
     said = out.sentences
     hm = capture.host_memory_at_kill
-    if cg.constraint and cg.constraint != "CONSTRAINT_MEMCG":
+    if hit.scope == "host":
         out.kind = "host"
         text = f"No cgroup limit was hit ({cg.constraint}): the host itself ran out of memory"
         if hm.get("ram") and "free" in hm:
@@ -61,20 +64,33 @@ def verdict_of(capture: Capture, a: Analysis, trend: Trend) -> Verdict:
                 text += f" and {fmt_bytes(hm.get('swap_free'))} of {fmt_bytes(hm['swap_total'])} swap free"
         said.append(text + ". The kernel killed the process with the highest OOM score on the whole host, "
                     "wherever it ran; raising a container's limit would not have prevented it.")
-    elif ak.usage_bytes is not None and ak.limit_bytes:
+    elif hit.scope != "unknown" or cg.constraint == "CONSTRAINT_MEMCG" or (ak.usage_bytes is not None and ak.limit_bytes):
+        # a cgroup's limit was hit (CONSTRAINT_MEMCG, or its figures): whose, in the reader's terms,
+        # with its size where the capture has it, said as unknown where it does not (issue 26)
         out.kind = "limit"
-        out.limit_cgroup = cg.oom_memcg or where
-        said.append(f"The memory cgroup {out.limit_cgroup} reached its limit: {fmt_bytes(ak.usage_bytes)} charged "
-                    f"of {fmt_bytes(ak.limit_bytes)} ({fmt_pct(ak.usage_bytes / ak.limit_bytes)}).")
+        out.limit_cgroup = hit.cgroup
+        missing = "not in the log" if "kernel_log" in (cg.source, v.source) else "not in the capture"
+        if hit.cgroup is None:
+            text = f"A memory cgroup's limit was hit; which cgroup's, and its size, are {missing}"
+        elif ak.usage_bytes is not None and ak.limit_bytes:
+            text = (f"The limit that was hit was {hit.name}: the memory cgroup {hit.cgroup} reached {fmt_bytes(ak.usage_bytes)} "
+                    f"charged of {fmt_bytes(ak.limit_bytes)} ({fmt_pct(ak.usage_bytes / ak.limit_bytes)})")
+        else:
+            text = f"The limit that was hit was {hit.name}: the memory cgroup {hit.cgroup}; its size and what was charged are {missing}"
+        said.append(text + ".")
         if cg.oom_memcg and cg.task_memcg and cg.oom_memcg != cg.task_memcg:
             out.parent_limit = (cg.oom_memcg, cg.task_memcg)
-            text = f"The limit that was hit is the parent's ({cg.oom_memcg}), not that of the victim's own cgroup ({cg.task_memcg})"
-            if cg.sharing:
-                text += ("; every cgroup below it shared that limit: "
+        if hit.consequence or (out.parent_limit and cg.sharing):
+            text = hit.consequence.rstrip(".")
+            if out.parent_limit and cg.sharing:
+                text += ("; " if text else "") + ("every cgroup below it shared that limit: "
                          + ", ".join(f"{u.path} ({fmt_bytes(u.usage_bytes)})" for u in cg.sharing[:8]))
                 if len(cg.sharing) > 8:
                     text += f" and {len(cg.sharing) - 8} more"
-            said.append(text + ".")
+            said.append(text[:1].upper() + text[1:] + ".")
+    else:
+        said.append("Whether a cgroup's limit was hit or the host ran out of memory is not in the "
+                    + ("log" if "kernel_log" in (cg.source, v.source) else "capture") + ".")
     if a.categories and ak.usage_bytes:
         # "anon_thp" names anonymous memory mostly in huge pages: the anon category, said with its huge part
         keys = ["anon" if k == "anon_thp" else k for k in a.top_categories]
@@ -124,7 +140,10 @@ def verdict_of(capture: Capture, a: Analysis, trend: Trend) -> Verdict:
     inc = capture.incident
     if inc is not None and inc.group_kill:
         out.group_kill = (inc.group_cgroup, len(inc.victims))
-        said.append(f"This was a group kill: {len(inc.victims)} processes of {inc.group_cgroup} were killed together (memory.oom.group).")
+        n = len(inc.victims)
+        said.append(f"This was a group kill: {n} processes of {inc.group_cgroup} were killed together (memory.oom.group)." if n != 1 else
+                    f"This was a group kill: every process of {inc.group_cgroup} was killed together (memory.oom.group); "
+                    "one of them is known.")
     if trend.kind in ("leak", "plateau", "spike"):
         said.append(trend.text)
     return out

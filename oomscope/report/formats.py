@@ -34,9 +34,13 @@ def render_json(capture: Capture, analysis: Optional[KillAnalysis] = None) -> st
         "kill_id": capture.kill_id,
         "victim": {"pid": capture.victim.pid, "comm": capture.victim.comm, "rss_bytes": capture.victim.rss_bytes},
         "cgroup": dataclasses.asdict(capture.cgroup),
+        # which limit was hit (analysis/limit.py): scope one of container, pod, all_pods, qos_class,
+        # parent, own, host (unknown: a cgroup's, whose not in the capture); limit_bytes null: not known
+        "limit_hit": {"cgroup": result.limit_hit.cgroup, "scope": result.limit_hit.scope,
+                      "limit_bytes": result.limit_hit.limit_bytes},
         # the structured verdict (analysis/verdict.py); "text" is its sentences, as before
         "verdict": {"categories": verdict["categories"], "text": verdict.pop("sentences"),
-                    **{k: v for k, v in verdict.items() if k != "categories"}},
+                    **{k: v for k, v in verdict.items() if k not in ("categories", "limit_hit")}},
         "analysis": dataclasses.asdict(result.attribution),
         "trend": dataclasses.asdict(result.trend),
         "advice": [dataclasses.asdict(x) for x in result.advice],

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from ..analysis.attribution import analyse
+from ..analysis.limit import limit_hit_of
 from ..analysis.result import KillAnalysis
 from ..analysis.verdict import OTHERS_SHARE
 from ..model import Capture
 from ..units import fmt_bytes
 from .render import _env
+from .view import limit_text
 
 
 @dataclass
@@ -63,13 +65,21 @@ def row_for(capture: Capture, analysis: Optional[KillAnalysis] = None) -> IndexR
         victim=f"{capture.victim.pid} ({capture.victim.comm})",
         cgroup=cg.task_memcg or cg.oom_memcg or "?",
         usage=fmt_bytes(capture.at_kill.usage_bytes),
-        limit=fmt_bytes(capture.at_kill.limit_bytes) if capture.at_kill.limit_bytes is not None else "none",
+        limit=_limit(capture, analysis),
         categories=cats,
         incident=capture.incident.id if capture.incident and capture.incident.id != capture.kill_id else "",
         href=f"{capture.kill_id}/postmortem.html",
         host=capture.host.hostname or "",
         workload=_short_workload(capture),
     )
+
+
+def _limit(capture: Capture, analysis: Optional[KillAnalysis]) -> str:
+    """The limit's size; "unknown" where a cgroup's limit was hit and the log does not print it,
+    "none" only where no cgroup limit was hit (analysis/limit.py)."""
+    hit = analysis.limit_hit if analysis is not None else limit_hit_of(capture)
+    text = limit_text(capture.at_kill.limit_bytes, hit.scope)
+    return text.split(" (")[0] if text.startswith("unknown") else "none" if hit.scope == "host" else text
 
 
 def _short_workload(capture: Capture) -> str:

@@ -334,7 +334,8 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
         KeyValue("Cgroup that hit its limit (oom_memcg)", cg.oom_memcg or "—"),
         KeyValue("Victim's cgroup (task_memcg)", cg.task_memcg or "—"),
         KeyValue("Usage at the kill", fmt_bytes(ak.usage_bytes)),
-        KeyValue("Limit", fmt_bytes(ak.limit_bytes) if ak.limit_bytes is not None else "none"),
+        KeyValue("Limit that was hit", _limit_hit_text(result.limit_hit)),
+        KeyValue("Limit", limit_text(ak.limit_bytes, result.limit_hit.scope)),
         KeyValue("Times the limit was hit (failcnt)", "—" if ak.failcnt is None else str(ak.failcnt)),
         KeyValue("Victim RSS (anon / file / shmem)",
                  f"{fmt_bytes(v.rss_bytes)} ({fmt_bytes(v.anon_rss_bytes)} / {fmt_bytes(v.file_rss_bytes)} / {fmt_bytes(v.shmem_rss_bytes)})"),
@@ -484,6 +485,20 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
                    if cat_items else ""),
         tasks_note=tasks_note,
     )
+
+
+def limit_text(limit_bytes: Optional[int], scope: str) -> str:
+    """The limit's size; a cgroup's limit was hit but not printed: unknown, never "none" (issue 26)."""
+    if limit_bytes is not None:
+        return fmt_bytes(limit_bytes)
+    if scope == "host":
+        return "none hit (the host ran out)"
+    return "unknown (not in the capture)" if scope != "unknown" else "unknown"
+
+
+def _limit_hit_text(hit) -> str:
+    text = hit.name[:1].upper() + hit.name[1:]
+    return f"{text}: {hit.cgroup}" if hit.cgroup else text
 
 
 def not_written_sentence(capture: Capture) -> str:

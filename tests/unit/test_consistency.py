@@ -110,6 +110,14 @@ def _problems(cap: Capture):
     if re.search(r"Mem-Info:|memory: usage", lines) and cap.at_kill.usage_bytes is None and not cap.host_memory_at_kill:
         out.append("the report's memory lines are in the log, but no usage or host memory was taken from them")
 
+    # --- which limit was hit, for every kill (issue 26): never "none" where a cgroup's limit was hit ---
+    if not result.verdict.sentences:
+        out.append("an empty verdict")
+    if cap.cgroup.constraint == "CONSTRAINT_MEMCG" and facts.get("Limit") == "none":
+        out.append("Limit 'none' where CONSTRAINT_MEMCG proves a cgroup's limit was hit")
+    if result.limit_hit.scope not in ("host", "unknown") and result.limit_hit.name not in said_first(result):
+        out.append(f"the verdict does not say whose limit was hit ({result.limit_hit.scope})")
+
     # --- no advice on a fact the capture lacks ---
     has_timeline = bool(cap.timelines) and any(len(t.points) >= 2 for t in cap.timelines)
     for i, x in enumerate(result.advice):
@@ -152,6 +160,10 @@ def _problems(cap: Capture):
     if not has_timeline and result.trend.kind != "unknown":
         out.append(f"a trend ({result.trend.kind}) without a timeline")
     return out
+
+
+def said_first(result) -> str:
+    return result.verdict.sentences[0] if result.verdict.sentences else ""
 
 
 def test_a_helpers_rss_is_split_into_what_was_charged_here_shared_and_file_pages():

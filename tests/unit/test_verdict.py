@@ -20,7 +20,8 @@ def test_a_memcg_kill_has_a_limit_verdict_with_its_figures():
     helper = next(t for t in cap.tasks if t.pid != cap.victim.pid)
     assert f"pid {helper.pid} ({helper.comm}" in others
     assert v.usage_bytes == cap.at_kill.usage_bytes and v.limit_bytes == cap.at_kill.limit_bytes
-    assert v.sentences[0].startswith(f"The memory cgroup {cap.cgroup.oom_memcg} reached its limit")
+    assert v.sentences[0].startswith(f"The limit that was hit was that of the victim's own cgroup: the memory cgroup "
+                                     f"{cap.cgroup.oom_memcg} reached")
 
 
 def test_a_global_oom_has_a_host_verdict():
