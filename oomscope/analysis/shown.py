@@ -22,7 +22,7 @@ from ..units import fmt_bytes
 from .attribution import Analysis
 from .dashboards import ScrapeView, ToolFigure, last_scrapes, what_tools_showed
 
-__all__ = ["JavaSplit", "Shown", "shown_of", "java_advice"]
+__all__ = ["JavaSplit", "Shown", "shown_of", "java_advice", "non_heap_upper_bytes", "HEAP_SHARE_CAP"]
 
 
 @dataclass
@@ -248,6 +248,22 @@ OUTSIDE_HEAP = "Memory outside the Java heap"
 HEAP_MAX = "Heap max too close to the limit"
 
 
+#: without native memory measured (NMT), advice never gives the heap more of the limit than this (%)
+HEAP_SHARE_CAP = 75
+
+
+def non_heap_upper_bytes(j: JavaSplit, charge_bytes: Optional[int]) -> Optional[int]:
+    """The largest figure the capture supports for what is charged beside a JVM's heap: the charge
+    at the kill less the heap in use (used heap has been written, so it is resident and charged;
+    everything else charged is at most the rest), or without the charge its RSS less the heap in
+    use. Not ``outside_heap_bytes``, which is a lower bound (RSS less the whole committed heap)."""
+    used = j.reading.heap_used_bytes
+    base = charge_bytes if charge_bytes is not None else j.rss_bytes
+    if used is None or base is None:
+        return None
+    return max(0, base - used)
+
+
 def java_advice(shown: Shown, limit_bytes: Optional[int]):
     """Advice for the JVMs read, from their own figures: (case, title, text, evidence) tuples."""
     out = []
@@ -258,18 +274,40 @@ def java_advice(shown: Shown, limit_bytes: Optional[int]):
         if limit_bytes and r.heap_max_bytes:
             share = r.heap_max_bytes / limit_bytes
             room = limit_bytes - r.heap_max_bytes
-            if share >= 0.75:  # native memory beyond the room left is the next advice's matter
-                target = None
-                if outside is not None:
-                    target = max(0, int((limit_bytes - 1.25 * outside) / limit_bytes * 100))
+            upper = non_heap_upper_bytes(j, shown.charge_bytes)
+            if share >= HEAP_SHARE_CAP / 100:  # native memory beyond the room left is the next advice's matter
+                # Room for the heap is the limit less the LARGEST figure the capture supports for
+                # what lies outside it (never a lower bound: 18.9 MiB "outside" once sized a heap
+                # that left no room for the 53 MiB of native memory the same figures allowed), and
+                # without native memory measured (NMT) never more than HEAP_SHARE_CAP% (issue 26)
                 left = (f"leaving {fmt_bytes(room)} for everything outside the heap" if room > 0 else
                         "more than the limit itself: the heap alone can fill the cgroup, with nothing left outside it")
                 text = (f"The heap may grow to {fmt_bytes(r.heap_max_bytes)}, {share:.0%} of the {fmt_bytes(limit_bytes)} limit, "
-                        + left + (f"; outside the heap the JVM already took {fmt_bytes(outside)}" if outside is not None else "") + ". "
-                        "Size the heap from the limit: -XX:MaxRAMPercentage"
-                        + (f"={target}" if target else "") + " (instead of a fixed -Xmx), so heap max + native memory fits.")
+                        + left + (f"; outside the heap the JVM took at least {fmt_bytes(outside)} (its RSS less the committed heap)"
+                                  if outside is not None else "") + ". ")
+                if upper is not None:
+                    fit = limit_bytes - upper
+                    target = min(HEAP_SHARE_CAP, max(0, int(fit * 100 // limit_bytes)))
+                    base = (f"the charge at the kill, {fmt_bytes(shown.charge_bytes)}" if shown.charge_bytes is not None else
+                            f"its RSS, {fmt_bytes(j.rss_bytes)}")
+                    text += (f"What must fit beside the heap is, by this capture's figures, up to {fmt_bytes(upper)}: {base}, "
+                             f"less the {fmt_bytes(r.heap_used_bytes)} of heap in use. Room for the heap: {fmt_bytes(limit_bytes)} - "
+                             f"{fmt_bytes(upper)} = {fmt_bytes(max(0, fit))}, {max(0, fit) * 100 // limit_bytes}% of the limit")
+                else:
+                    target = HEAP_SHARE_CAP
+                    text += "This capture does not bound what lies outside the heap"
+                text += (f"; native memory was not measured (-XX:NativeMemoryTracking), so the heap gets at most "
+                         f"{HEAP_SHARE_CAP}% of the limit. ")
+                if target >= 1:
+                    text += (f"Size the heap from the limit: -XX:MaxRAMPercentage={target} (instead of a fixed -Xmx), so heap "
+                             "max and what lies outside it fit.")
+                if target < 25:
+                    text += (" Outside the heap there was more than a useful heap leaves room for: cap it first (the next item), "
+                             "or raise the limit.")
                 out.append(("no_more_limit", HEAP_MAX, text,
-                            [f"{who} heap max {fmt_bytes(r.heap_max_bytes)}", f"limit {fmt_bytes(limit_bytes)}"]))
+                            [f"{who} heap max {fmt_bytes(r.heap_max_bytes)}", f"limit {fmt_bytes(limit_bytes)}"]
+                            + ([f"heap used {fmt_bytes(r.heap_used_bytes)}", f"outside the heap up to {fmt_bytes(upper)}"]
+                               if upper is not None else [])))
         if outside is not None and j.rss_bytes and outside >= 0.25 * j.rss_bytes:
             native = next((p.bytes for p in j.parts if p.key == "native"), None)
             direct = _flag_bytes(r.vm_args, "MaxDirectMemorySize")
