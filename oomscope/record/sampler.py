@@ -33,6 +33,7 @@ maps hold at most ``max_pids`` pids seen in the last ``pid_retention_s``. For 50
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -122,6 +123,9 @@ class Sampler:
         self.timeline_points = timeline_points
         self.timeline_spacing_s = timeline_spacing_s
         self.max_cgroups = max_cgroups
+        #: at most this many cgroups are walked at a discovery (the rest: ``unwalked``)
+        self.max_walk = 4 * max_cgroups
+        self.unwalked = 0
         #: counter files kept open by the sampler thread (kernel/cgroupfs.py, keep_files_open):
         #: half the open-file limit, the rest for v1's eventfds, BPF and the rest of record
         self.kept_fds = kept_fds if kept_fds is not None else _half_the_open_file_limit()
@@ -161,7 +165,14 @@ class Sampler:
         cgroups: a stat of each, to tell a leaf; bench/README.md)."""
         count = self.hier.count()
         if count is None or count != self._walk_count or now >= self._next_walk_ns or self._walked is None:
-            self._walked = list(self.hier.walk(self.top))
+            # Bounded: a container with a delegated cgroup tree can make 100,000 cgroups; the walk
+            # stops after max_walk, shallowest first (every pod and container before their own
+            # sub-cgroups), and the rest are counted as dropped.
+            self._walked = list(itertools.islice(self.hier.walk(self.top), self.max_walk + 1))
+            self.unwalked = 0
+            if len(self._walked) > self.max_walk:
+                self._walked.pop()
+                self.unwalked = max(1, (count or 0) - self.max_walk)
             self._walk_count = count
             self._next_walk_ns = now + 10 * self.discover_interval_ns
         return self._walked
@@ -193,8 +204,9 @@ class Sampler:
                 path = os.path.dirname(path.rstrip("/")) or "/"
                 if path != "/":
                     found.setdefault(path, False)
+        self.dropped_cgroups = self.unwalked
         if len(found) > self.max_cgroups:
-            self.dropped_cgroups = len(found) - self.max_cgroups
+            self.dropped_cgroups += len(found) - self.max_cgroups
             found = dict(list(found.items())[: self.max_cgroups])
         if found == self._found and limited == self._limited and now < self._next_full_discovery:
             # The same cgroups as a second ago, with the same limits: nothing to update (the rest

@@ -325,3 +325,32 @@ def test_an_idle_cgroup_that_has_not_changed_is_read_fully_less_often(tmp_path):
     _cgroup(root, "idle", 60 << 20, 200 << 20, [5])  # 30% of its limit
     due_again()
     assert (s.reads, s.skipped) == (6, 2) and w.idle_due_ns == -1  # no longer idle: never skipped
+
+
+def test_a_containers_own_cgroup_tree_cannot_crowd_out_the_others_or_make_the_walk_unbounded(tmp_path):
+    """Issue 24: a container with a delegated cgroup tree controls how many cgroups it makes and
+    how deep. The walk stops after max_walk, shallowest first, and the rest are counted as
+    dropped: every other container is still watched."""
+    root = _root(tmp_path)
+    for i in range(5):
+        _cgroup(root, f"pods/ctr{i}", 10 << 20, 100 << 20, [1000 + i])
+    # each makes a tree of its own, 3 levels deep, 240 cgroups with tasks: 1,200 in all
+    for c in range(5):
+        for i in range(6):
+            for j in range(40):
+                _cgroup(root, f"pods/ctr{c}/own/nest{i}/sub{j:02d}", 1 << 20, 100 << 20, [5000 + c * 240 + i * 40 + j])
+    with open(os.path.join(root, "cgroup.stat"), "w") as f:
+        f.write("nr_descendants 1241\nnr_dying_descendants 0\n")  # 1 + 5 + 5 + 30 + 1,200
+    s = Sampler(MemoryHierarchy(root, 2), max_cgroups=50, pid_retention_s=60)
+    assert s.max_walk == 200
+    started = time.monotonic()
+    s.tick()
+    assert time.monotonic() - started < 5
+    for i in range(5):
+        assert f"/pods/ctr{i}" in s._watched, sorted(s._watched)[:10]
+    assert len(s._watched) <= 50
+    assert s.dropped_cgroups >= 1000  # said, in the log and the metrics (oomscope_lost{what="dropped_cgroups"})
+    # shallowest first: nothing is walked more than one level above a cgroup walked before it
+    # (a depth-first walk went down a container's own tree before its neighbours)
+    depths = [c.count("/") for c in s.hier.walk("/")]
+    assert all(later >= earlier - 1 for i, earlier in enumerate(depths) for later in depths[i + 1:i + 400]), depths[:60]
