@@ -35,7 +35,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from oomscope import probes  # noqa: E402
 from oomscope.kernel import headers  # noqa: E402
 from oomscope.kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup  # noqa: E402
-from oomscope.kernel.kmsg import KmsgFollower, KmsgReader, OomReportParser  # noqa: E402
+from oomscope.kernel.kmsg import KmsgFollower, KmsgReader  # noqa: E402
+from oomscope.kernel.oom_report import OomReportParser  # noqa: E402
 from oomscope.kernel.memcg_layout import unit_of  # noqa: E402
 from oomscope.record import snapshot as snap_mod  # noqa: E402
 

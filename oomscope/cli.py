@@ -121,10 +121,9 @@ def report(
 ) -> None:
     """Render the post-mortem of a capture (no root, no BPF needed)."""
     from .model import Capture
-    from .record.writer import atomic_write
     from .report.formats import render_jira, render_json, render_markdown
     from .report.render import render_html
-    from .safefs import read_regular_file
+    from .safefs import atomic_write, read_regular_file
 
     try:
         _files(mode, allow_shared_output)

@@ -23,11 +23,14 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .containers import NodeNames, workload_of
 from .errors import OomscopeError
-from .kernel.kmsg import KmsgReader, KmsgRecord, OomReport, OomReportParser, kmsg_escape
+from .kernel.kmsg import KmsgReader, KmsgRecord, kmsg_escape
+from .kernel.oom_report import OomReport, OomReportParser
 from .kernel.logformats import LogLine, read_log_lines
 from .kernel.logscan import fast_report_regions, report_lines
-from .model import SOURCE_KERNEL_LOG, Capture, Host, Incident, IncidentVictim
-from .record.assemble import Recording, assemble
+from .model import SOURCE_KERNEL_LOG, Capture, Host
+from .capture.assemble import assemble
+from .capture.groups import killed_again, link
+from .capture.inputs import Recording
 from .terminal import terminal_safe
 
 NOTE = ("Imported from a kernel log: every figure is what the kernel printed in its OOM report. A log has no "
@@ -250,30 +253,13 @@ def iter_imports(lines: Iterable[str], since: Optional[float] = None, boot_wall:
             pending, heads = [], {}
     yield from given(pending)
 
-def _group_incident(head: Imported) -> Incident:
-    cap = head.capture
-    if cap.incident is None or not cap.incident.group_kill:
-        cap.incident = Incident(id=cap.kill_id, group_kill=True, group_cgroup=head.report.group_kill_cgroup,
-                                victims=[IncidentVictim(cap.victim.pid, cap.victim.comm, cap.kill_id)])
-        cap.kernel_report.group_kill = True
-    return cap.incident
-
-
 def _killed_again(head: Imported, rep: OomReport) -> None:
-    inc = _group_incident(head)
-    note = (f"pid {rep.killed.pid} was killed twice: first as the victim the kernel chose, then again as a member of the "
-            f"memory.oom.group kill of {rep.group_kill_cgroup or head.report.group_kill_cgroup} (a second 'Killed process' line).")
-    if note not in head.capture.notes:
-        head.capture.notes.append(note)
-    head.capture.kernel_report.lines.append(rep.lines[-1] if rep.lines else "")
-    del inc
+    killed_again(head.capture, rep.group_kill_cgroup or head.report.group_kill_cgroup, rep.lines[-1] if rep.lines else "")
 
 
 def _join_group(head: Imported, imp: Imported) -> None:
-    """A member of the head's group kill: every capture of the group shares one incident."""
-    inc = _group_incident(head)
-    inc.victims.append(IncidentVictim(imp.capture.victim.pid, imp.capture.victim.comm, imp.capture.kill_id))
-    imp.capture.incident = inc
+    """A member of the head's group kill (capture/groups.py), said in the member's notes."""
+    link(head.capture, imp.capture, head.report.group_kill_cgroup)
     imp.capture.notes.append(f"Killed as a member of the memory.oom.group kill of {imp.report.group_kill_cgroup}: the cgroup that "
                              f"hit its limit ({imp.capture.cgroup.oom_memcg or 'unknown'}) and its memory are those the report of the "
                              f"group's first victim, pid {head.capture.victim.pid}, printed just before.")
@@ -564,7 +550,7 @@ def _import_source(lines: Iterator[str], name: str, since_ts, boot_wall, output:
 
 def _write_one(imp: Imported, output: str, render_html, batch) -> Tuple[Imported, str, Optional[str], Optional[str], object]:
     from .analysis.result import analyse_kill  # noqa: WPS433 - only when writing
-    from .record.writer import write_kill  # noqa: WPS433
+    from .postmortem.stage import write_kill  # noqa: WPS433
 
     cap = imp.capture
     try:

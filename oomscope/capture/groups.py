@@ -6,6 +6,11 @@ for every task of G (the chosen victim again among them), all at the same moment
 one report. So the members arrive after the first victim's capture is written: each member is
 linked to it, shares its report's state of the cgroup, and the first capture is rewritten to list
 every victim.
+
+One linker for record and import: ``link`` joins a member to its first victim's incident, and
+``killed_again`` says the chosen victim's second Killed line. Record finds the first victim among
+the kills it wrote just before (``GroupLinker.head_for``); import knows it from the report the
+member's lines followed (kernel/oom_report.py, ``OomReport.group_head``).
 """
 
 from __future__ import annotations
@@ -50,17 +55,37 @@ class GroupLinker:
         return None
 
     @staticmethod
-    def link(head: Head, member: Capture, group_cgroup: str) -> Incident:
-        inc = head.capture.incident
-        if inc is None:
-            v = head.capture.victim
-            inc = Incident(id=head.capture.kill_id, group_kill=True, group_cgroup=group_cgroup,
-                           victims=[IncidentVictim(v.pid, v.comm, head.capture.kill_id)])
-            head.capture.incident = inc
-            head.capture.kernel_report.group_kill = True
-        if all(x.pid != member.victim.pid for x in inc.victims):
-            inc.victims.append(IncidentVictim(member.victim.pid, member.victim.comm, member.kill_id))
-        member.incident = inc
-        return inc
+    def link(head: Head, member: Capture, group_cgroup: Optional[str]) -> Incident:
+        return link(head.capture, member, group_cgroup)
 
 
+def group_incident(head: Capture, group_cgroup: Optional[str]) -> Incident:
+    """The first victim's incident, made at its first member."""
+    inc = head.incident
+    if inc is None or not inc.group_kill:
+        inc = Incident(id=head.kill_id, group_kill=True, group_cgroup=group_cgroup,
+                       victims=[IncidentVictim(head.victim.pid, head.victim.comm, head.kill_id)])
+        head.incident = inc
+        head.kernel_report.group_kill = True
+    return inc
+
+
+def link(head: Capture, member: Capture, group_cgroup: Optional[str]) -> Incident:
+    """A member of the head's group kill: every capture of the group shares one incident, which
+    lists each victim once."""
+    inc = group_incident(head, group_cgroup)
+    if all(x.pid != member.victim.pid for x in inc.victims):
+        inc.victims.append(IncidentVictim(member.victim.pid, member.victim.comm, member.kill_id))
+    member.incident = inc
+    return inc
+
+
+def killed_again(head: Capture, group_cgroup: Optional[str], line: str) -> None:
+    """The chosen victim killed a second time, as a member of its own group: one victim, whose
+    capture says so and keeps the second Killed line."""
+    group_incident(head, group_cgroup)
+    note = (f"pid {head.victim.pid} was killed twice: first as the victim the kernel chose, then again as a member of the "
+            f"memory.oom.group kill of {group_cgroup} (a second 'Killed process' line).")
+    if note not in head.notes:
+        head.notes.append(note)
+    head.kernel_report.lines.append(line)

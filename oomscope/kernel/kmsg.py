@@ -1,15 +1,15 @@
 """The kernel log as /dev/kmsg gives it: records, their escapes, and reading them.
 
 Parsers are pure: text in, records out. ``KmsgReader`` and ``KmsgFollower`` are the thin I/O part.
-The kernel's OOM report read from these records is in kernel/oom_report.py (its names are
-re-exported here, so ``from oomscope.kernel.kmsg import OomReportParser`` keeps working).
+The kernel's OOM report read from these records is in kernel/oom_report.py, which imports this
+module (never the other way round).
 
 A /dev/kmsg read returns one *record*: ``prio,seq,usec,flags[,...];text`` followed by optional
 `` KEY=value`` lines (each starting with a space). The record's own newlines, like every byte
 below 0x20, from 0x7f up, and the backslash, are escaped as ``\\xNN`` (devkmsg_read() in
 kernel/printk/printk.c). A record can hold several lines: Debian's 6.1 (cgroup v2) prints the whole
 memory.stat block of an OOM report as one record, while 6.18's v1 path prints one record per line
-(KERNEL-NOTES.md). A record is kept whole here: kernel/oom_report.py splits only the records that
+(docs/kernel-facts.md). A record is kept whole here: kernel/oom_report.py splits only the records that
 are blocks of data lines, so a name that holds a newline neither forges a report line nor hides one.
 
 Lines are split on ``\\n`` only, never with ``str.splitlines``, which also splits on U+2028,
@@ -147,7 +147,7 @@ class KmsgReader:
 class KmsgFollower:
     """Follows /dev/kmsg in its own thread, so that slow work elsewhere (writing post-mortems)
     never makes the reader fall behind: the kernel's log buffer (128 KiB on this project's
-    machines) wraps within seconds in an OOM storm (KERNEL-NOTES.md).
+    machines) wraps within seconds in an OOM storm (docs/kernel-facts.md).
 
     ``take()`` returns the records read since the last call. At most ``max_pending`` records are
     held; beyond that the oldest are dropped and counted in ``dropped``.
@@ -213,10 +213,3 @@ class KmsgFollower:
         self._stop.set()
         self._thread.join(timeout=5)
         self.reader.close()
-
-
-# The OOM report parser moved to kernel/oom_report.py; its names stay importable from here.
-from .oom_report import (  # noqa: E402,F401 - re-export (oom_report imports this module's records)
-    CounterLine, KilledProcess, OomReport, OomReportParser, OomSummary, TaskRow, parse_counter_line,
-    parse_killed_line, parse_oom_summary, parse_reports,
-)

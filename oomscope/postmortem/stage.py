@@ -1,6 +1,7 @@
 """The post-mortem stage's work on one kill whose capture is written: its analysis, its
 post-mortem (postmortem.html) and its row in the output folder's index.html, in the calling
-process. Record has it done in its worker (postmortem/worker.py); import does it itself.
+process. Record has it done in its worker (postmortem/worker.py); import does it itself, in a
+``safefs.Batch`` (importer/run.py): one way to finish a kill for both.
 
 The analysis, the renderer and the index are passed in: this module imports neither pandas nor
 jinja2 (postmortem/worker.py wires the real ones).
@@ -13,7 +14,8 @@ import time
 from typing import Any, Callable, Optional, TextIO, Tuple
 
 from ..model import Capture
-from ..safefs import Dir
+from ..capture.writer import write_capture
+from ..safefs import Batch, Dir
 from ..terminal import terminal_safe
 from .cause import cause_words
 from .finisher import HTML, Finished
@@ -23,8 +25,9 @@ class PostMortems:
     """Analyses and renders kills and keeps the output folder's index, in the calling process."""
 
     def __init__(self, out_dir: str, render_html: Callable[..., str], analyse: Optional[Callable[[Capture], Any]],
-                 index, err: TextIO):
+                 index, err: TextIO, batch: Optional[Batch] = None):
         self.out_dir = out_dir
+        self.batch = batch  # import's: the post-mortems are on disk once it is flushed
         self.render_html = render_html  # (capture, analysis=None) -> html
         self.analyse = analyse
         self.index = index  # add(capture_path, capture, analysis=None), remove(folder), write() (postmortem/index.py)
@@ -59,13 +62,8 @@ class PostMortems:
         self._index_dirty = True
 
     def _render(self, capture_path: str, capture: Capture, analysis: Any) -> Tuple[Optional[str], Optional[str]]:
-        try:
-            html = self.render_html(capture, analysis) if analysis is not None else self.render_html(capture)
-            folder = os.path.basename(os.path.dirname(capture_path))
-            with Dir(self.out_dir) as out, out.subdir(folder) as kill_dir:
-                return kill_dir.write(HTML, html), None
-        except Exception as exc:  # noqa: BLE001 - the capture is safe on disk; say what failed
-            return None, terminal_safe(f"{type(exc).__name__}: {exc}")[:500]
+        return write_post_mortem(self.out_dir, capture_path, lambda: self.render_html(capture, analysis)
+                                 if analysis is not None else self.render_html(capture), self.batch)
 
     def write_index(self, force: bool = False) -> None:
         """index.html, at most once a second while kills come in (in a storm, rewriting it for
@@ -86,3 +84,23 @@ class PostMortems:
         return max(0.0, self._index_written + 1.0 - time.monotonic()) if self._index_dirty else None
 
 
+def write_post_mortem(out_dir: str, capture_path: str, render: Callable[[], str],
+                      batch: Optional[Batch] = None) -> Tuple[Optional[str], Optional[str]]:
+    """postmortem.html beside a capture written already: (its path, None), or (None, why not in
+    one line): the capture is safe on disk whatever fails here."""
+    try:
+        html = render()
+        folder = os.path.basename(os.path.dirname(capture_path))
+        with Dir(out_dir, batch=batch) as out, out.subdir(folder) as kill_dir:
+            return kill_dir.write(HTML, html), None
+    except Exception as exc:  # noqa: BLE001 - the capture is safe on disk; say what failed
+        return None, terminal_safe(f"{type(exc).__name__}: {exc}")[:500]
+
+
+def write_kill(out_dir: str, capture: Capture, render_html: Callable[[Capture], str], batch: Optional[Batch] = None,
+               indent: Optional[int] = 2) -> Tuple[str, Optional[str], Optional[str]]:
+    """A kill's capture, then its post-mortem: (capture path, post-mortem path or None, rendering
+    error or None)."""
+    capture_path = write_capture(out_dir, capture, batch, indent)
+    html_path, error = write_post_mortem(out_dir, capture_path, lambda: render_html(capture), batch)
+    return capture_path, html_path, error

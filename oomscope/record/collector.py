@@ -27,12 +27,16 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Optional, TextIO, Tuple
 
+from ..capture.assemble import build_capture
+from ..capture.inputs import Recording
+from ..capture.place import Placement, place
 from ..containers import NodeNames, workload_of
 from .. import safefs
 from ..errors import EnvironmentProblem, OomscopeError, ProbeError
 from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
-from ..kernel.kmsg import KmsgFollower, KmsgReader, OomReportParser
+from ..kernel.kmsg import KmsgFollower, KmsgReader
+from ..kernel.oom_report import OomReportParser
 from ..layouts import EV_MARK_VICTIM, OomEvent
 from ..metrics import Metrics
 from ..model import Capture, Times, Victim
@@ -43,7 +47,6 @@ from .announce import Announcer
 from .status import STATUS_EVERY_NS, STATUS_FILE, status_document
 from .watchdog import Watchdog
 from .budget import BURST, DISK_BYTES, EVERY_S, Budget, workload_key
-from .assemble import Placement, Recording, build_capture, place
 from .evidence import EvidenceGatherer, LiveReads
 from .joiner import KillJoiner, PendingKill
 from .memory import drop_compiler_pages, trim_heap

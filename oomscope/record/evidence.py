@@ -3,7 +3,7 @@
 Queries only: the sampler's store of readings (``ReadingsStore``: every reading taken before the
 kill), the kernel's snapshot at the SIGKILL carried by the kill's event, and what only exists
 now, read through ``LiveReads`` (the victim's /proc files, the cgroup after the kill). No decision
-about the kill is made here (record/assemble.py ``place`` makes them); the store and the live
+about the kill is made here (capture/place.py ``place`` makes them); the store and the live
 reads can be replaced by fakes in tests.
 """
 
@@ -20,7 +20,8 @@ from ..layouts import ReclaimStats
 from ..model import (SOURCE_AFTER_KILL, CgroupState, Source, CgroupUsage, ReclaimAtKill, RuntimePoint, Task, Timeline,
                      TimelinePoint)
 from . import snapshot as memcg_snapshot
-from .assemble import Evidence, Placement
+from ..capture.inputs import Evidence
+from ..capture.place import Placement
 from .joiner import PendingKill
 from .runtimes import runtime_reading
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ..kernel.kmsg import OomReport
+from ..kernel.oom_report import OomReport
 from ..layouts import EV_MARK_VICTIM, EV_REAP_FINISHED, OomEvent
 
 MATCH_WINDOW_NS = 10_000_000_000  # a report and an event of the same pid this close are one kill

@@ -1,4 +1,4 @@
-"""What one recorded kill leaves on disk: its capture (record/writer.py), written here, by the
+"""What one recorded kill leaves on disk: its capture (capture/writer.py), written here, by the
 recorder, before anything else; its post-mortem and the output folder's index, done by a Finisher
 (postmortem/finisher.py: in a worker process when record runs); the rewrite of its memory.oom.group's
 first capture; each workload's disk budget and retention (record/retention.py: both share the
@@ -11,14 +11,14 @@ import os
 from dataclasses import dataclass
 from typing import Optional, TextIO, Tuple
 
-from ..kernel.kmsg import OomReport
+from ..kernel.oom_report import OomReport
+from ..capture.groups import GroupLinker, Head
+from ..capture.writer import write_capture
 from ..model import Capture
 from ..postmortem.finisher import HTML, Finisher
-from ..safefs import Dir
-from .incidents import GroupLinker, Head
+from ..safefs import Dir, atomic_write
 from .budget import workload_key
 from .retention import Ledger, Retention
-from .writer import atomic_write, write_capture
 
 
 @dataclass

@@ -17,7 +17,8 @@ import time
 import pytest
 
 from oomscope.kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup
-from oomscope.kernel.kmsg import KmsgFollower, KmsgReader, OomReportParser
+from oomscope.kernel.kmsg import KmsgFollower, KmsgReader
+from oomscope.kernel.oom_report import OomReportParser
 
 PREFIX = "oomscope-test-"
 # Waits for record's start-up (interpreter, imports, BPF compile and attach) are this many times

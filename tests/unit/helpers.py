@@ -2,9 +2,10 @@
 
 import datetime as dt
 
-from oomscope.kernel.kmsg import parse_reports
+from oomscope.kernel.oom_report import parse_reports
 from oomscope.layouts import EV_MARK_VICTIM, OomEvent
-from oomscope.record.assemble import Recording, assemble
+from oomscope.capture.assemble import assemble
+from oomscope.capture.inputs import Recording
 
 from ..conftest import fixture_text
 

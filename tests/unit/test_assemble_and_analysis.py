@@ -1,7 +1,8 @@
 from oomscope.analysis.attribution import analyse
-from oomscope.kernel.kmsg import parse_reports
+from oomscope.kernel.oom_report import parse_reports
 from oomscope.model import CgroupState
-from oomscope.record.assemble import Evidence, Recording, assemble
+from oomscope.capture.assemble import assemble
+from oomscope.capture.inputs import Evidence, Recording
 
 from ..conftest import fixture_text
 from .helpers import WALL, capture_from_fixture, event_for

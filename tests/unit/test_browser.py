@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from oomscope.record.writer import write_kill
+from oomscope.postmortem.stage import write_kill
 from oomscope.report.render import render_html
 
 from oomscope.model import Timeline, TimelinePoint

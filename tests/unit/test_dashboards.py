@@ -3,7 +3,7 @@
 import pytest
 
 from oomscope.analysis.dashboards import last_scrapes, what_tools_showed
-from oomscope.kernel.kmsg import parse_reports
+from oomscope.kernel.oom_report import parse_reports
 
 
 def _figures(fixture, name, version):

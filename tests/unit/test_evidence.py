@@ -1,10 +1,12 @@
-"""record/evidence.py and record/assemble.py: one kill's evidence from a fake store of readings,
+"""record/evidence.py and capture/assemble.py: one kill's evidence from a fake store of readings,
 placed once; record/announce.py's account of what was lost."""
 
-from oomscope.kernel.kmsg import parse_reports
+from oomscope.kernel.oom_report import parse_reports
 from oomscope.model import CgroupState, TimelinePoint
 from oomscope.record.announce import Losses
-from oomscope.record.assemble import Recording, build_capture, place
+from oomscope.capture.assemble import build_capture
+from oomscope.capture.inputs import Recording
+from oomscope.capture.place import place
 from oomscope.record.evidence import EvidenceGatherer
 from oomscope.record.joiner import PendingKill
 from oomscope.record.sampler import Sample

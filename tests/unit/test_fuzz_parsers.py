@@ -20,15 +20,13 @@ from hypothesis import strategies as st
 from oomscope.errors import OomscopeError
 from oomscope.importer import import_reports
 from oomscope.kernel import cgroupfs, procfs, tracefs
-from oomscope.kernel.kmsg import (
-    OomReportParser, parse_counter_line, parse_kmsg_dump, parse_killed_line, parse_oom_summary, parse_record,
-    parse_reports,
-)
+from oomscope.kernel.kmsg import parse_kmsg_dump, parse_record
+from oomscope.kernel.oom_report import OomReportParser, parse_counter_line, parse_killed_line, parse_oom_summary, parse_reports
 from oomscope.kernel.logformats import read_log_lines
 from oomscope.kernel.logscan import report_lines
 from oomscope.model import Capture, Incident, IncidentVictim, Timeline, TimelinePoint
 from oomscope.record.retention import Retention
-from oomscope.record.writer import write_kill
+from oomscope.postmortem.stage import write_kill
 from oomscope.report.formats import render_json, render_markdown
 from oomscope.postmortem.index import OutputIndex
 from oomscope.report.render import render_html

@@ -8,7 +8,8 @@ import re
 import pytest
 
 from oomscope.importer import import_reports, open_log
-from oomscope.kernel.kmsg import _unescape, parse_record, parse_reports
+from oomscope.kernel.kmsg import _unescape, parse_record
+from oomscope.kernel.oom_report import parse_reports
 from oomscope.kernel.procfs import parse_proc_cgroup
 
 from ..conftest import fixture_text

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from oomscope.importer import ImportProblem, import_reports, open_log, parse_since
-from oomscope.kernel.kmsg import parse_reports
+from oomscope.kernel.oom_report import parse_reports
 
 from ..conftest import FIXTURES, fixture_text
 

@@ -1,5 +1,5 @@
 from oomscope.model import Capture, CgroupInfo, KernelReportInfo, Victim
-from oomscope.record.incidents import GroupLinker, Head
+from oomscope.capture.groups import GroupLinker, Head
 
 
 def _cap(pid, kill_id, present, task_memcg="/pod/c", oom_memcg="/pod/c"):

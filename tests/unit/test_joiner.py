@@ -1,4 +1,4 @@
-from oomscope.kernel.kmsg import parse_reports
+from oomscope.kernel.oom_report import parse_reports
 from oomscope.record.joiner import KillJoiner
 
 from ..conftest import fixture_text

@@ -3,8 +3,9 @@ import time
 import pytest
 
 from oomscope.importer import import_reports
-from oomscope.kernel import kmsg
-from oomscope.kernel.kmsg import parse_oom_summary, parse_record, parse_reports
+from oomscope.kernel import oom_report
+from oomscope.kernel.kmsg import parse_record
+from oomscope.kernel.oom_report import parse_oom_summary, parse_reports
 
 HOSTILE_CG = "/oomscope-fixture-a,oom_memcg=b<i>x'\"&"
 
@@ -97,12 +98,12 @@ def test_truncated_report_is_replaced_by_the_next():
 
 
 def test_killed_line_of_older_kernels():
-    k = kmsg.parse_killed_line("Killed process 42 (java) total-vm:100kB, anon-rss:50kB, file-rss:10kB, shmem-rss:0kB")
+    k = oom_report.parse_killed_line("Killed process 42 (java) total-vm:100kB, anon-rss:50kB, file-rss:10kB, shmem-rss:0kB")
     assert (k.pid, k.comm, k.anon_rss_kb, k.uid, k.oom_score_adj) == (42, "java", 50, None, None)
 
 
 def test_comm_with_closing_paren():
-    k = kmsg.parse_killed_line("Out of memory: Killed process 9 (a) b) total-vm:1kB, anon-rss:2kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:0kB oom_score_adj:5")
+    k = oom_report.parse_killed_line("Out of memory: Killed process 9 (a) b) total-vm:1kB, anon-rss:2kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:0kB oom_score_adj:5")
     assert k.comm == "a) b" and k.oom_score_adj == 5 and k.message == "Out of memory"
 
 

@@ -11,7 +11,8 @@ from oomscope.kernel import btf, memcg_layout
 from oomscope.layouts import MemcgLevel, MemcgSnapshot
 from oomscope.model import SCHEMA_VERSION, Capture, Source
 from oomscope.record import snapshot
-from oomscope.record.assemble import Evidence, Recording, assemble
+from oomscope.capture.assemble import assemble
+from oomscope.capture.inputs import Evidence, Recording
 
 from ..conftest import fixture_text
 from .test_btf_types import BlobBuilder
@@ -191,7 +192,7 @@ def test_level_at_limit_picks_the_fullest_limited_cgroup_and_v1_swap_comes_from_
 
 def test_the_snapshot_ranks_after_the_report_and_before_everything_else():
     from .helpers import event_for
-    from oomscope.kernel.kmsg import parse_reports
+    from oomscope.kernel.oom_report import parse_reports
 
     rep = parse_reports(fixture_text("kmsg", "v2-6.1-anon.kmsg"))[0]
     snap_state = snapshot.state_from_snapshot(_synthetic(), 0, 2, 4096, "/x")
@@ -210,7 +211,7 @@ def test_the_snapshot_ranks_after_the_report_and_before_everything_else():
 
 def test_a_recorder_without_the_snapshot_says_why_in_the_capture():
     from .helpers import event_for
-    from oomscope.kernel.kmsg import parse_reports
+    from oomscope.kernel.oom_report import parse_reports
     from oomscope.model import CgroupState
 
     rep = parse_reports(fixture_text("kmsg", "v2-6.1-anon.kmsg"))[0]

@@ -52,7 +52,7 @@ def test_markdown_escapes_kernel_strings():
 
 def test_index_lists_kills_and_escapes(tmp_path):
     from oomscope.postmortem.index import OutputIndex
-    from oomscope.record.writer import write_kill
+    from oomscope.postmortem.stage import write_kill
     from oomscope.report.render import render_html
 
     for name in ("v1-6.18-hostile-sidecar.kmsg", "v1-6.18-anon.kmsg"):

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from oomscope import safefs
 from oomscope.cli import app
 from oomscope.record.retention import Retention
-from oomscope.record.writer import write_kill
+from oomscope.postmortem.stage import write_kill
 from oomscope.postmortem.index import OutputIndex
 from oomscope.report.render import render_html
 from oomscope.safefs import MARKER, UnsafeOutput
