@@ -255,7 +255,7 @@ class Collector:
             if kill is not None and ev.kind == EV_MARK_VICTIM:
                 self._on_mark_victim(kill, ev)
         records = self.kmsg.take() if self.kmsg is not None else ()
-        for rec in records:
+        for rec in kernel_records(records):
             for rep in self.parser.feed(rec):
                 self.joiner.add_report(rep, now)
         ready = self.joiner.ready(now, flush=flush)
@@ -388,6 +388,14 @@ def _report_cgroup(kill: PendingKill) -> Optional[str]:
     """The victim's cgroup as the kernel's report names it (then nothing need be located)."""
     summary = kill.report.summary if kill.report is not None else None
     return summary.task_memcg if summary is not None else None
+
+
+def kernel_records(records):
+    """The records the kernel itself logged. A process that may write /dev/kmsg (root in a
+    privileged container) can print a forged OOM report, but never as the kernel: a write always
+    gets a facility other than 0, LOG_USER unless it names another (kernel/printk/printk.c,
+    devkmsg_write)."""
+    return [r for r in records if r.facility == 0]
 
 
 def install_signal_handlers(collector: Collector) -> None:

@@ -219,3 +219,17 @@ def test_summary_splits_are_those_of_the_kernel_lines():
     assert (s.oom_memcg, s.task_memcg) == (None, None)  # /abc is not within /ab
     s = parse_oom_summary(_SUMMARY_HEAD + ",oom_memcg=/x,task_memcg=/x,task=é" * 1 + ",pid=1,uid=2", "é")
     assert (s.oom_memcg, s.task_memcg, s.task, s.pid) == ("/x", "/x", "é", 1)
+
+
+def test_records_written_from_user_space_never_reach_the_oom_report_parser():
+    """Issue 24: root in a privileged container can write /dev/kmsg. What it writes gets facility 1
+    (LOG_USER) or any other but 0 (kernel/printk/printk.c, devkmsg_write): a forged report is dropped
+    before the parser; the kernel's own records pass."""
+    from oomscope.kernel.kmsg import parse_record
+    from oomscope.record.collector import kernel_records
+
+    kernel = parse_record("6,1001,5000,-;Memory cgroup out of memory: Killed process 4242 (hog) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:1kB oom_score_adj:0")
+    forged = parse_record("14,1002,5001,-;Memory cgroup out of memory: Killed process 4243 (victim) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:1kB oom_score_adj:0")
+    named = parse_record(f"{(3 << 3) | 6},1003,5002,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/x,task_memcg=/x,task=victim,pid=4243,uid=0")
+    assert kernel.facility == 0 and forged.facility == 1 and named.facility == 3
+    assert kernel_records([kernel, forged, named]) == [kernel]
