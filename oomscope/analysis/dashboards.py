@@ -112,16 +112,18 @@ def last_scrapes(points: Sequence[Tuple[float, Optional[int]]], intervals_s: Seq
 
     ``points`` are (t_ms relative to the kill, <= 0; value in bytes) readings of the same figure.
     The scrape's phase is unknown: its last scrape was between 0 and N s before the kill, so the
-    worst case is the reading nearest to N s before it, and the range over that interval is given
-    too. An interval the timeline does not reach back to gives unknowns."""
+    worst case is the oldest reading within those N s (never one from before them: an age beyond
+    the interval, and a value outside the interval's range, issue 26), and the range over the
+    interval's readings is given too. An interval the timeline does not reach back to, or without
+    a reading in it, gives unknowns (never 0 B)."""
     pts = sorted((t, v) for t, v in points if t <= 0 and v is not None)
     out: List[ScrapeView] = []
     for n in intervals_s:
         window = [(t, v) for t, v in pts if t >= -n * 1000]
-        if not pts or pts[0][0] > -n * 1000 * 0.8:  # the timeline starts too late to tell
+        if not window or pts[0][0] > -n * 1000 * 0.8:  # the timeline starts too late to tell
             out.append(ScrapeView(n, None, None, None, None))
             continue
-        t, v = min(pts, key=lambda p: abs(p[0] + n * 1000))
-        vals = [v for _, v in window] or [v]
+        t, v = window[0]
+        vals = [v for _, v in window]
         out.append(ScrapeView(n, v, -t, min(vals), max(vals)))
     return out

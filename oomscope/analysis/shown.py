@@ -173,7 +173,13 @@ def shown_of(capture: Capture, a: Analysis) -> Shown:
         if v_rss is not None and charge is not None and v_rss < charge:
             said.append(("per-process monitoring (ps/top RSS of the killed process)", v_rss, rec_parts))
     out.dashboard_name, out.dashboard_bytes, out.difference = said[0]
-    out.sentences = [t for name, b, parts in said for t in _sentence(name, b, charge, parts)]
+    read = (f"the JVM's own counters, read {victim_java.read_ms_before_kill:.0f} ms before the kill"
+            if victim_java is not None and victim_java.read_ms_before_kill is not None else None)
+    # the heap dashboard's figure is a reading; the others are each tool's formula on the kernel's
+    # figures at the instant of the kill, which no scrape saw (the scrape's sentence says what one did)
+    out.sentences = [t for name, b, parts in said
+                     for t in _sentence(name, b, charge, parts, read if name.startswith("the heap dashboard") else None)]
+    out.sentences += _scrape_sentence(out.scrapes)
     if charge is None:
         out.sentences = ["The kernel's charge at the kill is not in this capture: what the dashboards showed "
                          "cannot be set beside it."]
@@ -221,18 +227,39 @@ def _list(parts: List[Tuple[str, int]]) -> str:
     return join(plus) + (f", less {join(less)}" if less else "")
 
 
-def _sentence(name: str, shown: Optional[int], charge: Optional[int], difference: List[SplitPart]) -> List[str]:
-    """ "Your dashboard showed X; the kernel killed at Y; the difference, Z, was A, B and C." """
+def _sentence(name: str, shown: Optional[int], charge: Optional[int], difference: List[SplitPart],
+              read: Optional[str] = None) -> List[str]:
+    """ "Your dashboard showed X; the kernel killed at Y; the difference, Z, was A, B and C." A
+    figure read from the tool's own source says when (``read``); a tool's formula on the kernel's
+    figures is what it *would have shown at the kill*, not what a scrape of it saw (issue 26)."""
     if charge is None or shown is None:
         return []
     z = charge - shown
     parts = [(p.label, p.bytes) for p in difference if p.bytes]
-    text = f"Your dashboard, {name}, showed {fmt_bytes(shown)}; the kernel killed at {fmt_bytes(charge)}; the difference, {fmt_bytes(z)}"
+    said = f"showed {fmt_bytes(shown)} ({read})" if read else f"would have shown {fmt_bytes(shown)} at the kill"
+    text = f"Your dashboard, {name}, {said}; the kernel killed at {fmt_bytes(charge)}; the difference, {fmt_bytes(z)}"
     if z <= 0:
-        text += ": the dashboard showed all the kernel charged."
+        text += ": at the kill the dashboard would have shown all the kernel charged."
     else:
         text += f", was {_list(parts)}." if parts else ": not attributed (the capture lacks the figures)."
     return [text]
+
+
+def _scrape_sentence(scrapes: List[ScrapeView]) -> List[str]:
+    """What a dashboard scraping the usage every 15 s last saw, beside the figure at the kill: its
+    last scrape was 0 to 15 s before the kill, so a range, and its oldest reading with its age."""
+    sc = next((x for x in scrapes if x.interval_s == 15), None)
+    if sc is None:
+        return []
+    if sc.bytes is None:
+        return ["What a dashboard scraping the usage every 15 s last saw is unknown: oomscope's timeline does not "
+                "reach back that far."]
+    oldest = f"was {fmt_bytes(sc.bytes)}" + (" (the cgroup held nothing yet)" if sc.bytes == 0 else "")
+    span = (f"{fmt_bytes(sc.low_bytes)}" if sc.low_bytes == sc.high_bytes else
+            f"between {fmt_bytes(sc.low_bytes)} and {fmt_bytes(sc.high_bytes)}")
+    return [f"Those are figures at the kill, which no scrape saw: a dashboard scraping the usage every 15 s last "
+            f"scraped 0 to 15 s before the kill, and oomscope's readings in those 15 s were {span}; the oldest, "
+            f"{sc.age_ms / 1000:.1f} s before the kill, {oldest}."]
 
 
 def _flag_bytes(args: Optional[str], flag: str) -> Optional[int]:

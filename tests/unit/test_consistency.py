@@ -118,6 +118,14 @@ def _problems(cap: Capture):
     if result.limit_hit.scope not in ("host", "unknown") and result.limit_hit.name not in said_first(result):
         out.append(f"the verdict does not say whose limit was hit ({result.limit_hit.scope})")
 
+    # --- what a scrape saw is not what the tool would have shown at the kill (issue 26) ---
+    for sc in result.shown.scrapes:
+        if sc.bytes is not None and not (sc.age_ms <= sc.interval_s * 1000 and sc.low_bytes <= sc.bytes <= sc.high_bytes):
+            out.append(f"a {sc.interval_s} s scrape of {sc.bytes} B {sc.age_ms} ms old, outside its interval or range")
+    for s in result.shown.sentences:
+        if re.search(r"showed [\d.]+ [KMG]?i?B;", s):
+            out.append(f"a figure at the kill said as shown on a dashboard: {s[:80]}")
+
     # --- no advice on a fact the capture lacks ---
     has_timeline = bool(cap.timelines) and any(len(t.points) >= 2 for t in cap.timelines)
     for i, x in enumerate(result.advice):

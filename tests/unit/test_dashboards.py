@@ -48,8 +48,12 @@ def test_working_set_is_never_negative():
 def test_last_scrapes_worst_case_and_range():
     pts = [(-70_000, 100), (-61_000, 110), (-45_000, 200), (-15_500, 300), (-14_000, 350), (-1_000, 500), (0, 512)]
     s15, s60 = last_scrapes(pts)
-    assert (s15.bytes, s15.age_ms, s15.low_bytes, s15.high_bytes) == (300, 15_500, 350, 512)
-    assert (s60.bytes, s60.age_ms) == (110, 61_000) and s60.low_bytes == 200
+    # the worst case is the oldest reading within the interval: never older than it (15.5 s for a
+    # 15 s scrape), never a value outside the row's own range (300 of 350 to 512; issue 26)
+    assert (s15.bytes, s15.age_ms, s15.low_bytes, s15.high_bytes) == (350, 14_000, 350, 512)
+    assert (s60.bytes, s60.age_ms, s60.low_bytes) == (200, 45_000, 200)
+    for s in (s15, s60):
+        assert s.age_ms <= s.interval_s * 1000 and s.low_bytes <= s.bytes <= s.high_bytes
     (short,) = last_scrapes([(-2_000, 1), (0, 2)], (60,))
     assert short.bytes is None  # the timeline does not reach back a minute: unknown, not a guess
 

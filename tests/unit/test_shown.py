@@ -48,7 +48,8 @@ def test_a_java_victims_rss_is_split_into_heap_and_outside_it_with_advice():
     assert j.outside_heap_bytes == rss - 16 * MIB
     assert sum(p.bytes for p in j.parts) == rss
     said = result.shown.sentences[0]
-    assert said.startswith("Your dashboard, the heap dashboard (jvm_memory_used_bytes), showed 6.0 MiB; the kernel killed at")
+    assert said.startswith("Your dashboard, the heap dashboard (jvm_memory_used_bytes), showed 6.0 MiB (the JVM's own counters, "
+                           "read 42 ms before the kill); the kernel killed at")
     assert "the JVM's own memory beyond the used heap" in said
     titles = [a.title for a in result.advice]
     assert "Heap max too close to the limit" in titles and "Memory outside the Java heap" in titles
@@ -113,3 +114,17 @@ def test_the_jvms_heap_is_a_line_on_the_timeline_beside_the_charge():
     (heap,) = [s for s in v.timeline_charts[0].series if s.key == "jvm_heap"]
     assert heap.label.startswith(f"JVM heap used (pid {cap.victim.pid}")
     assert len(heap.points.split()) == 3  # two earlier readings and the last one
+
+
+def test_the_headline_says_what_the_tool_would_have_shown_at_the_kill_and_what_a_scrape_last_saw():
+    # issue 26: "kubectl top showed 64.0 MiB" above a table whose 15 s scrape last saw 0 B
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "reports", "anon", "capture.json")
+    with open(path, encoding="utf-8") as f:
+        cap = Capture.from_json(f.read())
+    sh = analyse_kill(cap).shown
+    assert sh.sentences[0].startswith("Your dashboard, kubectl top (the working set), would have shown 64.0 MiB at the kill")
+    (scrape,) = [x for x in sh.sentences if "no scrape saw" in x]
+    assert "every 15 s last scraped 0 to 15 s before the kill" in scrape and "between 0 B and 63.9 MiB" in scrape
+    assert "14.1 s before the kill, was 0 B (the cgroup held nothing yet)" in scrape
