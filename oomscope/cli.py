@@ -170,7 +170,7 @@ def import_logs(
     allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
 ) -> None:
     """Post-mortems of OOM kills found in kernel logs (kills from before record ran)."""
-    from .importer import run_import
+    from .importer.run import run_import
     from .report.render import render_html
 
     try:

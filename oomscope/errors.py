@@ -39,6 +39,12 @@ class ProbeError(EnvironmentProblem):
     """The BPF programs could not be compiled or attached."""
 
 
+class ImportProblem(OomscopeError):
+    """A kernel log to import cannot be read, or the output folder written (oomscope import)."""
+
+    exit_code = 2
+
+
 def error_line(exc: OomscopeError) -> str:
     from .terminal import terminal_safe
 

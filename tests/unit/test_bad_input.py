@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from oomscope import importer
+from oomscope.importer import kills as importer
 from oomscope.errors import CaptureError
 from oomscope.importer import import_reports, open_log
 from oomscope.model import Capture

@@ -137,7 +137,7 @@ def test_a_cgroup_path_at_the_end_of_a_pre_4_19_line_forges_no_kill():
 
 def test_the_hosts_log_is_not_unescaped_twice(monkeypatch):
     # a comm holding the four characters \x0a (kmsg gives them as \x5cx0a) and a real newline
-    from oomscope import importer
+    from oomscope.importer import sources as importer
     from oomscope.kernel.kmsg import KmsgRecord
 
     text = "Memory cgroup out of memory: Killed process 7 (a\\x0a" + KILLED_EVIL + "\\x0ab\x1b) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB"

@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from oomscope.importer import ImportProblem, import_reports, open_log, parse_since
+from oomscope.importer import ImportProblem, import_reports, open_log
+from oomscope.importer.run import parse_since
 from oomscope.kernel.oom_report import parse_reports
 
 from ..conftest import FIXTURES, fixture_text
@@ -112,7 +113,7 @@ def test_since_filters_by_kill_date():
 def test_the_mmap_scan_finds_what_a_full_read_finds(tmp_path):
     """The fast path (kernel/logscan.py) against every line through the parsers, on every
     fixture with ordinary messages between the reports; and a stream split in tiny blocks."""
-    from oomscope.importer import _scan_stream
+    from oomscope.importer.sources import _scan_stream
 
     noise = "".join(f"[{i}.000001] eth0: link up, some ordinary message {i}\n" for i in range(50))
     for name in sorted(os.listdir(os.path.join(FIXTURES, "logs"))) + ["../kmsg/v1-6.18-storm.kmsg"]:

@@ -9,7 +9,8 @@ import re
 import pytest
 
 from oomscope.analysis.result import analyse_kill
-from oomscope.importer import _mtime, import_reports, open_log
+from oomscope.importer import import_reports, open_log
+from oomscope.importer.sources import file_mtime as _mtime
 from oomscope.report.render import render_html
 
 from ..conftest import FIXTURES, fixture_text

@@ -1,174 +1,39 @@
-"""``oomscope import``: post-mortems of kills from kernel logs, for kills from before record ran.
+"""The kills in a kernel log: a pure iterator from its lines to one capture per kill (not written).
 
-Logs in (files, .gz, stdin, the running host's /dev/kmsg or journal), the kernel's OOM reports
-parsed from them (kernel/kmsg.py, kernel/logformats.py), a capture and post-mortem per kill, the
-same as record writes. A log gives only what the kernel printed: every figure's source is
-``kernel_log``, there is no timeline, and the processes are the report's tasks table.
+The kernel's OOM reports are parsed from the lines (kernel/oom_report.py, kernel/logformats.py)
+and each is assembled as record assembles a kill (capture/assemble.py), the kills of a
+memory.oom.group linked as one incident (capture/groups.py). A log gives only what the kernel
+printed: every figure's source is ``kernel_log``, there is no timeline, and the processes are the
+report's tasks table. Where the lines come from is importer/sources.py; writing them, importer/run.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import datetime as dt
-import zlib
-import mmap
+import itertools
 import re
-import os
-import stat
-import subprocess
-import sys
-import time
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional
 
-from .containers import NodeNames, workload_of
-from .errors import OomscopeError
-from .kernel.kmsg import KmsgReader, KmsgRecord, kmsg_escape
-from .kernel.oom_report import OomReport, OomReportParser
-from .kernel.logformats import LogLine, read_log_lines
-from .kernel.logscan import fast_report_regions, report_lines
-from .model import SOURCE_KERNEL_LOG, Capture, Host
-from .capture.assemble import assemble
-from .capture.groups import killed_again, link
-from .capture.inputs import Recording
-from .terminal import terminal_safe
+from ..capture.assemble import assemble
+from ..capture.groups import killed_again, link
+from ..capture.inputs import Recording
+from ..containers import NodeNames, workload_of
+from ..kernel.kmsg import KmsgRecord
+from ..kernel.logformats import LogLine, read_log_lines
+from ..kernel.oom_report import OomReport, OomReportParser
+from ..model import Capture, Host, Source
+from ..terminal import terminal_safe
 
 NOTE = ("Imported from a kernel log: every figure is what the kernel printed in its OOM report. A log has no "
         "timeline, no per-process data beyond the report's tasks table, and no reading of the cgroup before "
         "or after the kill.")
 
 
-class ImportProblem(OomscopeError):
-    exit_code = 2
-
-
 @dataclasses.dataclass
 class Imported:
     capture: Capture
     report: OomReport
-
-
-def open_log(path: str) -> Iterator[str]:
-    """The lines of a log file that can belong to OOM reports (kernel/logscan.py): a plain file is
-    scanned through mmap, a gzip'd one (by its magic bytes, not its name) and stdin ("-") are
-    decompressed or read in blocks and scanned the same way."""
-    if path == "-":
-        yield from _scan_stream(sys.stdin.buffer, "stdin")
-        return
-    try:
-        f = open(path, "rb")
-    except OSError as exc:
-        raise ImportProblem(f"cannot read {path}: {exc.strerror}") from None
-    with f:
-        magic = f.read(2)
-        f.seek(0)
-        if magic == b"\x1f\x8b":
-            yield from _scan_stream(_Gunzip(f), path)
-            return
-        try:
-            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError):  # empty file, or not mappable (a pipe, /proc)
-            yield from _scan_stream(f, path)
-            return
-        with buf:
-            yield from report_lines(buf)
-
-
-def _scan_stream(raw, name: str, block: int = 64 << 20) -> Iterator[str]:
-    """Blocks of whole lines from a stream, scanned for reports. A report still open at the end
-    of a block (its Killed line is in the next one) is carried over with the partial line."""
-    carry = b""
-    try:
-        while True:
-            data = raw.read(block)
-            if not data:
-                break
-            buf = carry + data
-            cut = buf.rfind(b"\n") + 1
-            whole, carry = buf[:cut], buf[cut:]
-            regions = list(fast_report_regions(whole))  # as a file's mmap: report_regions' one regex is 10x slower (2.2 s for a 417 MB journal export)
-            if regions and regions[-1][1] == len(whole) and not _ends_a_kill(whole[regions[-1][0]:]):
-                carry = whole[regions[-1][0]:] + carry
-                regions.pop()
-            for s, e in regions:
-                yield from whole[s:e].decode("utf-8", "replace").split("\n")  # never splitlines(): U+2028 & co. are text
-    except (OSError, EOFError, zlib.error) as exc:  # a truncated or damaged .gz: keep what was read
-        sys.stderr.write(f"oomscope: warning: {terminal_safe(f'{name}: {exc}')}; the rest of the file is skipped\n")
-    if carry:
-        yield from report_lines(carry)
-
-
-class _Gunzip:
-    """A .gz file's bytes, decompressed by zlib in large blocks, its members one after another.
-    gzip.GzipFile took 2.4x zcat's time on a 1 GiB log, this about zcat's (issue 18). A file
-    cut short raises EOFError at its end, damaged data zlib.error."""
-
-    def __init__(self, f, raw_block: int = 16 << 20):
-        self._f = f
-        self._raw_block = raw_block
-        self._d = zlib.decompressobj(wbits=31)  # a gzip header and trailer
-
-    def read(self, n: int) -> bytes:
-        """Up to n bytes; b"" only at the end of the file."""
-        d = self._d
-        while True:
-            if d.unconsumed_tail:
-                data = d.unconsumed_tail
-            elif d.eof:  # this member is over: another may follow (cat a.gz b.gz)
-                data = d.unused_data or self._f.read(self._raw_block)
-                if not data.strip(b"\0"):
-                    return b""  # the end (tar and some writers pad with zeros)
-                d = self._d = zlib.decompressobj(wbits=31)
-            else:
-                data = self._f.read(self._raw_block)
-                if not data:
-                    raise EOFError("compressed file ended before the end-of-stream marker was reached")
-            out = d.decompress(data, n)
-            if out:
-                return out
-
-
-def _ends_a_kill(region: bytes) -> bool:
-    lines = region.rstrip(b"\n").split(b"\n")
-    while len(lines) > 1 and lines[-1].startswith(b" "):  # a record's indented further lines
-        lines.pop()
-    return b"Killed process" in lines[-1] or b"oom_reaper: reaped process" in lines[-1]
-
-
-def _mtime(path: str) -> Optional[float]:
-    """A log file's modification time: no line of it was written later (the year of dates printed
-    without one); None for stdin and what is not a regular file."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime if path != "-" and stat.S_ISREG(st.st_mode) else None
-
-
-def host_log() -> Tuple[Iterator[str], str]:
-    """The running host's kernel log: /dev/kmsg from its start, else the journal."""
-    try:
-        reader = KmsgReader(from_end=False)
-    except OSError:
-        reader = None
-    if reader is not None:
-        records = []
-        try:
-            while True:
-                batch = reader.read_available()
-                if not batch:
-                    break
-                records.extend(batch)
-        finally:
-            reader.close()
-        # the records' text is unescaped: escaped again, so that reading it as /dev/kmsg text does
-        # not unescape a name's literal "\x0a" a second time
-        return iter(f"{(r.facility << 3) | r.level},{r.seq},{r.usec},-;{kmsg_escape(r.text)}" for r in records), "/dev/kmsg"
-    try:
-        out = subprocess.run(["journalctl", "-k", "-o", "json", "--no-pager"], capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise ImportProblem(f"cannot read the kernel log: no /dev/kmsg and no journalctl ({exc})") from None
-    return iter(out.stdout.split("\n")), "journalctl -k"
 
 
 def _version_of(rep: OomReport) -> Optional[int]:
@@ -412,7 +277,7 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
     h.cgroup_version = h.cgroup_version or version
     now = dt.datetime.now(dt.timezone.utc)
     cap = assemble(rep.killed.pid, None, rep, Recording(cgroup_version=version, host=h, clock_offset_ns=offset,
-                                                        report_source=SOURCE_KERNEL_LOG), now_wall=now)
+                                                        report_source=Source.KERNEL_LOG), now_wall=now)
     cap.workload = workload_of(cap.cgroup.task_memcg or cap.cgroup.oom_memcg, names)
     cap.notes = [n for n in cap.notes if "log for this kill was not seen" not in n]
     # record's words for what it could not see on a live host say nothing true of a log
@@ -453,142 +318,3 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
         cap.notes.append("Only the 'Killed process' line of this kill is in the log: the kernel rate-limited its report "
                          "(or the log lost it), so the cgroup and its memory are unknown.")
     return Imported(cap, logged)
-
-
-def run_import(paths: List[str], journal: bool, since: Optional[str], output: str,
-               render_html: Callable[..., str], out, err, year: Optional[int] = None) -> List[str]:
-    from .postmortem.index import OutputIndex  # noqa: WPS433
-    from .safefs import Batch  # noqa: WPS433
-
-    since_ts = parse_since(since) if since else None
-    sources: List[Tuple[Iterator[str], str]] = []
-    boot_wall = None
-    if journal:
-        try:
-            res = subprocess.run(["journalctl", "-k", "-o", "json", "--no-pager"], capture_output=True, text=True, timeout=300)
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise ImportProblem(f"cannot run journalctl: {exc}") from None
-        sources.append((iter(res.stdout.split("\n")), "journalctl -k"))
-    for p in paths:
-        sources.append((open_log(p), p))
-    not_after = {p: _mtime(p) for p in paths}
-    if not sources:
-        lines, name = host_log()
-        sources.append((lines, name))
-        boot_wall = time.time() - time.monotonic()  # printk's clock runs with CLOCK_MONOTONIC here
-    written: List[str] = []
-    index = OutputIndex(output)
-    for folder, why in index.skipped:
-        err.write(f"oomscope: warning: {terminal_safe(os.path.join(output, folder))}: left out of the index: {terminal_safe(why[:300])}\n")
-    batch = Batch()
-    try:
-        for lines, name in sources:
-            _import_source(lines, name, since_ts, boot_wall, output, index, batch, written, render_html, out, err,
-                           not_after.get(name), year)
-    finally:
-        batch.close()
-    if written:
-        index.write()
-    return written
-
-
-#: kills written between two flushes (safefs.Batch): each flush waits for the disk once for all
-#: of them; at most this long between two, so that what is printed keeps up with a slow log
-_BATCH_KILLS = 256
-_BATCH_SECONDS = 1.0
-
-
-def _import_source(lines: Iterator[str], name: str, since_ts, boot_wall, output: str, index, batch, written: List[str],
-                   render_html, out, err, not_after: Optional[float] = None, year: Optional[int] = None) -> None:
-    this_host = name in ("/dev/kmsg", "journalctl -k")
-    problems: List[str] = []  # kills not read or not written
-    read_problems: List[str] = []
-    shown = 0
-    found = 0
-    pending: List[Tuple[Imported, str, Optional[str], Optional[str], object]] = []
-    last_flush = time.monotonic()
-
-    def show_read_problems() -> None:
-        nonlocal shown
-        for p in read_problems[shown:]:
-            err.write(f"oomscope: warning: {terminal_safe(name)}: {p}\n")
-            problems.append(p)
-        shown = len(read_problems)
-
-    def flush() -> None:
-        nonlocal pending, last_flush
-        try:
-            batch.flush()
-        except OomscopeError:
-            raise
-        except OSError as exc:
-            raise ImportProblem(f"cannot write to {output}: {exc.strerror or exc}") from None
-        for done in pending:  # on disk now: said, and in the index
-            written.append(_written(*done, index=index, out=out, err=err))
-        pending, last_flush = [], time.monotonic()
-
-    for imp in iter_imports(lines, since=since_ts, boot_wall=boot_wall if name == "/dev/kmsg" else None,
-                            names=NodeNames() if this_host else None, problems=read_problems, not_after=not_after,
-                            year=year):
-        found += 1
-        show_read_problems()  # as they come: the captures are written as they come too
-        try:
-            pending.append(_write_one(imp, output, render_html, batch))
-        except OomscopeError:
-            raise  # the output folder is refused: nothing more can be written
-        except OSError as exc:
-            raise ImportProblem(f"cannot write to {output}: {exc.strerror or exc}") from None
-        except Exception as exc:  # noqa: BLE001 - one odd kill must not cost the others
-            problems.append(f"kill {imp.capture.kill_id}: skipped ({type(exc).__name__}: {exc})")
-            err.write(f"oomscope: warning: {terminal_safe(name)}: {terminal_safe(problems[-1][:500])}\n")
-        if len(pending) >= _BATCH_KILLS or time.monotonic() - last_flush >= _BATCH_SECONDS:
-            flush()
-    flush()
-    show_read_problems()
-    err.write(f"oomscope: {terminal_safe(name)}: {found} kill(s)" + (f", {len(problems)} skipped" if problems else "") + "\n")
-
-
-def _write_one(imp: Imported, output: str, render_html, batch) -> Tuple[Imported, str, Optional[str], Optional[str], object]:
-    from .analysis.result import analyse_kill  # noqa: WPS433 - only when writing
-    from .postmortem.stage import write_kill  # noqa: WPS433
-
-    cap = imp.capture
-    try:
-        analysis = analyse_kill(cap)  # once: for the post-mortem and the index
-    except Exception:  # noqa: BLE001 - the renderer reports it; the capture is written regardless
-        analysis = None
-    capture_path, html_path, render_error = write_kill(
-        output, cap, lambda c: render_html(c, analysis) if analysis is not None else render_html(c), batch,
-        indent=None)  # capture.json on one line: json's C encoder, a third of the indented time
-    return imp, capture_path, html_path, render_error, analysis
-
-
-def _written(imp: Imported, capture_path: str, html_path: Optional[str], render_error: Optional[str], analysis,
-             index, out, err) -> str:
-    cap = imp.capture
-    if render_error:
-        err.write(f"oomscope: error: post-mortem not rendered ({terminal_safe(render_error)}); the capture is at {terminal_safe(capture_path)}\n")
-    index.add(capture_path, cap, analysis)
-    state = ("full report" if imp.report.has_header else
-             "report without its first lines" if imp.report.memory_stat or imp.report.memory else
-             "summary line only" if imp.report.killed_from_summary else "Killed line only")
-    label = cap.workload.label()
-    out.write(f"{cap.times.kill_wall or cap.kill_id} kill pid={cap.victim.pid} comm={terminal_safe(cap.victim.comm)!r} "
-              f"memcg={terminal_safe(cap.cgroup.oom_memcg or '?')}" + (f" workload={terminal_safe(label)!r}" if label else "")
-              + f" ({state}) -> {terminal_safe(html_path or capture_path)}\n")
-    return html_path or capture_path
-
-
-def parse_since(text: str) -> float:
-    """An ISO date or date-time (UTC unless it says), or a duration back from now: 2h, 30m, 7d."""
-    text = text.strip()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text[-1:] in units and text[:-1].isdigit():
-        return time.time() - int(text[:-1]) * units[text[-1]]
-    try:
-        t = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ImportProblem(f"--since: not a date (2026-11-25, 2026-11-25T10:00) or a duration (2h, 7d): {text!r}") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
-    return t.timestamp()

@@ -1,0 +1,131 @@
+"""``oomscope import`` as the command runs it: the logs (importer/sources.py), their kills
+(importer/kills.py), and each kill written as record writes one: its capture (capture/writer.py),
+then its analysis, post-mortem and index row by the post-mortem stage (postmortem/stage.py), in
+batches whose waits for the disk are taken together (safefs.Batch).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from typing import Callable, List, Optional, Tuple
+
+from ..analysis.result import analyse_kill
+from ..capture.writer import write_capture
+from ..containers import NodeNames
+from ..errors import ImportProblem, OomscopeError
+from ..postmortem.finisher import Finished
+from ..postmortem.index import OutputIndex
+from ..postmortem.stage import PostMortems
+from ..safefs import Batch
+from ..terminal import terminal_safe
+from .kills import Imported, iter_imports
+from .sources import KMSG, LogSource, log_sources
+
+#: kills written between two flushes (safefs.Batch): each flush waits for the disk once for all
+#: of them; at most this long between two, so that what is printed keeps up with a slow log
+_BATCH_KILLS = 256
+_BATCH_SECONDS = 1.0
+
+
+def run_import(paths: List[str], journal: bool, since: Optional[str], output: str,
+               render_html: Callable[..., str], out, err, year: Optional[int] = None) -> List[str]:
+    since_ts = parse_since(since) if since else None
+    sources = log_sources(paths, journal)
+    written: List[str] = []
+    index = OutputIndex(output)
+    for folder, why in index.skipped:
+        err.write(f"oomscope: warning: {terminal_safe(os.path.join(output, folder))}: left out of the index: {terminal_safe(why[:300])}\n")
+    batch = Batch()
+    post = PostMortems(output, render_html, analyse_kill, index, err, batch=batch)
+    try:
+        for source in sources:
+            _import_source(source, since_ts, post, written, out, err, year)
+    finally:
+        batch.close()
+    if written:
+        index.write()
+    return written
+
+
+def _import_source(source: LogSource, since_ts: Optional[float], post: PostMortems, written: List[str],
+                   out, err, year: Optional[int] = None) -> None:
+    name, output, batch = source.name, post.out_dir, post.batch
+    problems: List[str] = []  # kills not read or not written
+    read_problems: List[str] = []
+    shown = 0
+    found = 0
+    pending: List[Tuple[Imported, str, Finished]] = []
+    last_flush = time.monotonic()
+
+    def show_read_problems() -> None:
+        nonlocal shown
+        for p in read_problems[shown:]:
+            err.write(f"oomscope: warning: {terminal_safe(name)}: {p}\n")
+            problems.append(p)
+        shown = len(read_problems)
+
+    def flush() -> None:
+        nonlocal pending, last_flush
+        try:
+            batch.flush()
+        except OomscopeError:
+            raise
+        except OSError as exc:
+            raise ImportProblem(f"cannot write to {output}: {exc.strerror or exc}") from None
+        for imp, capture_path, done in pending:  # on disk now: said
+            written.append(_said(imp, capture_path, done, out, err))
+        pending, last_flush = [], time.monotonic()
+
+    for imp in iter_imports(source.lines, since=since_ts, boot_wall=source.boot_wall if name == KMSG else None,
+                            names=NodeNames() if source.this_host else None, problems=read_problems,
+                            not_after=source.not_after, year=year):
+        found += 1
+        show_read_problems()  # as they come: the captures are written as they come too
+        try:
+            # capture.json on one line: json's C encoder, a third of the indented time
+            capture_path = write_capture(output, imp.capture, batch, indent=None)
+            pending.append((imp, capture_path, post.kill(0, capture_path, imp.capture)))
+        except OomscopeError:
+            raise  # the output folder is refused: nothing more can be written
+        except OSError as exc:
+            raise ImportProblem(f"cannot write to {output}: {exc.strerror or exc}") from None
+        except Exception as exc:  # noqa: BLE001 - one odd kill must not cost the others
+            problems.append(f"kill {imp.capture.kill_id}: skipped ({type(exc).__name__}: {exc})")
+            err.write(f"oomscope: warning: {terminal_safe(name)}: {terminal_safe(problems[-1][:500])}\n")
+        if len(pending) >= _BATCH_KILLS or time.monotonic() - last_flush >= _BATCH_SECONDS:
+            flush()
+    flush()
+    show_read_problems()
+    err.write(f"oomscope: {terminal_safe(name)}: {found} kill(s)" + (f", {len(problems)} skipped" if problems else "") + "\n")
+
+
+def _said(imp: Imported, capture_path: str, done: Finished, out, err) -> str:
+    """A kill's line, once its files are on disk: the path of its post-mortem (or capture)."""
+    cap = imp.capture
+    if done.error:
+        err.write(f"oomscope: error: post-mortem not rendered ({terminal_safe(done.error)}); the capture is at {terminal_safe(capture_path)}\n")
+    state = ("full report" if imp.report.has_header else
+             "report without its first lines" if imp.report.memory_stat or imp.report.memory else
+             "summary line only" if imp.report.killed_from_summary else "Killed line only")
+    label = cap.workload.label()
+    out.write(f"{cap.times.kill_wall or cap.kill_id} kill pid={cap.victim.pid} comm={terminal_safe(cap.victim.comm)!r} "
+              f"memcg={terminal_safe(cap.cgroup.oom_memcg or '?')}" + (f" workload={terminal_safe(label)!r}" if label else "")
+              + f" ({state}) -> {terminal_safe(done.html_path or capture_path)}\n")
+    return done.html_path or capture_path
+
+
+def parse_since(text: str) -> float:
+    """An ISO date or date-time (UTC unless it says), or a duration back from now: 2h, 30m, 7d."""
+    text = text.strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].isdigit():
+        return time.time() - int(text[:-1]) * units[text[-1]]
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ImportProblem(f"--since: not a date (2026-11-25, 2026-11-25T10:00) or a duration (2h, 7d): {text!r}") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.timestamp()
