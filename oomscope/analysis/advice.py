@@ -130,7 +130,11 @@ def trend_of(capture: Capture) -> Trend:
     slope, r2, fit_start, fit_end = _weighted_fit(df["t"], df["anon"], w)
     # The rise is the fitted line's, not the first and last readings': a thinned stretch's point is
     # its highest reading (the top of a garbage collector's saw-tooth), the last one a raw reading.
-    start, end = int(max(0.0, fit_start)), int(max(0.0, fit_end))
+    # A fitted value is never beyond what is possible (issue 26: "rose to 64.5 MiB" with a 64.0 MiB
+    # limit): what is held is at most the charge, which is at most the limit.
+    ceiling = min([x for x in (capture.at_kill.usage_bytes, capture.at_kill.limit_bytes, pts[-1].limit_bytes) if x]
+                  or [max(fit_start, fit_end, 0.0)])
+    start, end = int(min(ceiling, max(0.0, fit_start))), int(min(ceiling, max(0.0, fit_end)))
     last = int(df["anon"].iloc[-1])
     t = Trend("unknown", minutes=minutes, anon_rate_bytes_per_min=slope, anon_start_bytes=start,
               anon_end_bytes=end, r2=r2)
@@ -139,8 +143,10 @@ def trend_of(capture: Capture) -> Trend:
     half = df[df["t"] <= df["t"].iloc[0] + minutes / 2]["anon"]
     if r2 >= 0.8 and slope > 0 and end - start >= 0.25 * max(end, 1):
         t.kind = "leak"
-        t.text = (f"{what} rose steadily for {_span(minutes)}, from about {_mib(start)} to {_mib(end)} "
-                  f"({_mib(slope)}/min, straight-line fit R²={r2:.2f}).")
+        t.text = (f"{what} rose steadily for {_span(minutes)}: a straight line fitted to its readings (R²={r2:.2f}) "
+                  f"rises {_mib(slope)}/min, from about {_mib(start)} to about {_mib(end)} (fitted values"
+                  + ((", the end capped at the charge at the kill" if capture.at_kill.usage_bytes else ", the end capped at the limit")
+                     if fit_end > ceiling else "") + ").")
     elif half.max() - half.min() <= 0.05 * max(last, 1) and last > half.max() * 1.1:
         t.kind = "spike"
         t.text = (f"{what} was flat at about {_mib(int(half.mean()))} and jumped to {_mib(last)} at the end "
@@ -271,10 +277,16 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
     if trend.kind == "leak" and trend.anon_rate_bytes_per_min:
         rate = trend.anon_rate_bytes_per_min
         extra = max(limit * 0.25, 100 * MIB)
+        # A projection only where the fit and its span support it (issue 26: "buys about 22 s" from a
+        # 14 s fill): a good fit, and no further ahead than the stretch it was fitted on.
+        if (trend.r2 or 0) >= 0.9 and extra / rate <= trend.minutes:
+            ahead = f"At that rate, a limit {_mib(extra)} higher buys about {_span(extra / rate)}. "
+        else:
+            ahead = (f"How long a higher limit would hold cannot be said from a {_span(trend.minutes)} timeline: the fit "
+                     "shows the memory still rising at the kill, not for how long it would go on. ")
         out.append(Advice("delay_only", "A leak: a larger limit only delays the next kill",
-                          f"{trend.text} At that rate, a limit {_mib(extra)} higher buys about {_span(extra / rate)}. "
-                          + _what_grows(a) + " instead.",
-                          [f"{_mib(trend.anon_start_bytes)} → {_mib(trend.anon_end_bytes)} in {_span(trend.minutes)}",
+                          f"{trend.text} {ahead}" + _what_grows(a) + " instead.",
+                          [f"fitted {_mib(trend.anon_start_bytes)} → {_mib(trend.anon_end_bytes)} in {_span(trend.minutes)}",
                            f"R² {trend.r2:.2f}"]))
     elif trend.kind in ("plateau", "spike"):
         unreclaimable = anon + cats.get("kernel", 0) + cats.get("pagetables", 0) + cats.get("kernel_stack", 0) + shmem + slab

@@ -16,12 +16,16 @@ def _capture(anon_series, stat, usage=100 * MIB, limit=100 * MIB, swap=0):
 
 
 def test_a_steady_rise_is_a_leak_and_more_limit_only_delays_it():
-    cap = _capture([10 * MIB + i * 9 * MIB for i in range(11)], {"anon": 100 * MIB})
+    cap = _capture([10 * MIB + i * 18 * MIB for i in range(11)], {"anon": 200 * MIB}, usage=200 * MIB, limit=200 * MIB)
     t = trend_of(cap)
-    assert t.kind == "leak" and 80 * MIB <= t.anon_rate_bytes_per_min <= 100 * MIB
+    assert t.kind == "leak" and 170 * MIB <= t.anon_rate_bytes_per_min <= 190 * MIB
     cases = {x.case: x for x in advise(cap, analyse(cap), t)}
     assert "delay_only" in cases and "more_limit" not in cases
-    assert "buys about 67 s" in cases["delay_only"].text  # 100 MiB at 90 MiB/min; under 2 min said in seconds
+    # 100 MiB at 180 MiB/min, within the 60 s fitted (issue 26: no projection beyond it); under 2 min said in seconds
+    assert "buys about 33 s" in cases["delay_only"].text
+    slow = _capture([10 * MIB + i * 9 * MIB for i in range(11)], {"anon": 100 * MIB})
+    leak = next(x for x in advise(slow, analyse(slow)) if x.case == "delay_only")
+    assert "buys about" not in leak.text  # 67 s ahead of a 60 s fit: not said
 
 
 def test_a_plateau_gets_a_limit_from_the_observed_peak():
@@ -193,4 +197,24 @@ def test_a_leak_kept_by_the_retention_is_judged_by_its_fitted_rise_not_its_first
     t = trend_of(cap)
     assert t.kind == "leak", t.text
     assert 45 * MIB <= t.anon_end_bytes - t.anon_start_bytes <= 65 * MIB  # 58 MiB in the 5.8 h kept
-    assert "rose steadily for 5.8 h, from about " in t.text
+    assert "rose steadily for 5.8 h: a straight line fitted to its readings" in t.text
+
+
+def test_a_fitted_rise_is_said_as_fitted_never_beyond_the_limit_and_projected_only_within_its_span():
+    # issue 26: thp "rose to 64.5 MiB" with a 64.0 MiB limit; "a limit 100 MiB higher buys about
+    # 22 s" from a 14 s fill
+    import os
+
+    from oomscope.analysis.result import analyse_kill
+    from oomscope.model import Capture
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "reports", "thp", "capture.json")
+    with open(path, encoding="utf-8") as f:
+        cap = Capture.from_json(f.read())
+    result = analyse_kill(cap)
+    t = result.trend
+    assert t.kind == "leak" and t.anon_end_bytes <= cap.at_kill.limit_bytes
+    assert "a straight line fitted to its readings" in t.text and "fitted values" in t.text
+    assert "64.5 MiB" not in t.text
+    leak = next(x for x in result.advice if x.case == "delay_only")
+    assert "buys about" not in leak.text and "cannot be said from a 14 s timeline" in leak.text

@@ -126,6 +126,19 @@ def _problems(cap: Capture):
         if re.search(r"showed [\d.]+ [KMG]?i?B;", s):
             out.append(f"a figure at the kill said as shown on a dashboard: {s[:80]}")
 
+    # --- every fitted figure labelled as fitted and possible; a projection only within its span (issue 26) ---
+    t = result.trend
+    ceiling = min([x for x in (a.usage_bytes, a.limit_bytes) if x] or [0]) or None
+    if t.kind == "leak":
+        if "fitted" not in t.text:
+            out.append(f"a fitted rise not said as fitted: {t.text[:80]}")
+        if ceiling is not None and max(t.anon_end_bytes or 0, t.anon_start_bytes or 0) > ceiling:
+            out.append(f"a fitted value ({t.anon_end_bytes} B) beyond the charge or the limit ({ceiling} B)")
+    for x in result.advice:
+        m = re.search(r"buys about ([\d.]+) (s|min|h)\b", x.text)
+        if m and float(m.group(1)) * {"s": 1 / 60, "min": 1, "h": 60}[m.group(2)] > t.minutes * 1.05:
+            out.append(f"a projection ({m.group(0)}) beyond the {t.minutes:.2f} min it was fitted on")
+
     # --- no advice on a fact the capture lacks ---
     has_timeline = bool(cap.timelines) and any(len(t.points) >= 2 for t in cap.timelines)
     for i, x in enumerate(result.advice):
