@@ -38,8 +38,6 @@ static __always_inline void fill_trigger(struct oomscope_event *ev)
     ev->ts_ns = bpf_ktime_get_ns();
     ev->trigger_tgid = id >> 32;
     ev->trigger_tid = (u32)id;
-    ev->cpu = bpf_get_smp_processor_id();
-    ev->trigger_cgroup_id = bpf_get_current_cgroup_id();
     bpf_get_current_comm(&ev->trigger_comm, sizeof(ev->trigger_comm));
 }
 

@@ -26,7 +26,6 @@ struct oomscope_event {
     u64 file_rss_kb;
     u64 shmem_rss_kb;
     u64 pgtables_kb;
-    u64 trigger_cgroup_id;  /* cgroup v2 id (= directory inode) of the trigger task */
     u32 kind;               /* OOMSCOPE_EV_* */
     u32 victim_pid;
     u32 uid;
@@ -34,9 +33,7 @@ struct oomscope_event {
     u32 trigger_tid;
     u32 fields;             /* OOMSCOPE_F_* present in this event */
     s32 oom_score_adj;
-    u32 cpu;
     u32 victim_parent_pid;  /* from sched:sched_process_fork, 0 when not seen (cgroup lookup) */
-    u32 pad;
     char victim_comm[OOMSCOPE_COMM_LEN];
     char trigger_comm[OOMSCOPE_COMM_LEN];
 };

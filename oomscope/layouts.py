@@ -57,8 +57,6 @@ class OomEvent:
     trigger_tgid: int
     trigger_tid: int
     trigger_comm: str
-    trigger_cgroup_id: int
-    cpu: int
     victim_parent_pid: Optional[int] = None  # from sched:sched_process_fork when seen
     #: the victim's memory cgroup and its ancestors at its SIGKILL (bpf/memcg_snapshot.c)
     memcg_snapshot: Optional["MemcgSnapshot"] = None
@@ -87,8 +85,6 @@ def event_from_raw(raw) -> OomEvent:
         trigger_tgid=raw.trigger_tgid,
         trigger_tid=raw.trigger_tid,
         trigger_comm=_comm(raw.trigger_comm),
-        trigger_cgroup_id=raw.trigger_cgroup_id,
-        cpu=raw.cpu,
         victim_parent_pid=raw.victim_parent_pid or None,
     )
 

@@ -67,16 +67,8 @@ class Source(str, enum.Enum):
     __format__ = str.__format__
 
 
-SOURCE_KERNEL_REPORT = Source.KERNEL_REPORT
-SOURCE_LAST_SAMPLE = Source.LAST_SAMPLE
-SOURCE_AFTER_KILL = Source.AFTER_KILL
-SOURCE_BPF = Source.BPF
-SOURCE_RECONSTRUCTED = Source.RECONSTRUCTED
-SOURCE_KERNEL_LOG = Source.KERNEL_LOG
-SOURCE_NONE = Source.NONE
 # best first for the state of the cgroup at the kill
-SOURCE_KERNEL_SNAPSHOT = Source.KERNEL_SNAPSHOT
-AT_KILL_PREFERENCE = (SOURCE_KERNEL_REPORT, SOURCE_KERNEL_LOG, SOURCE_KERNEL_SNAPSHOT, SOURCE_RECONSTRUCTED, SOURCE_LAST_SAMPLE, SOURCE_AFTER_KILL)
+AT_KILL_PREFERENCE = (Source.KERNEL_REPORT, Source.KERNEL_LOG, Source.KERNEL_SNAPSHOT, Source.RECONSTRUCTED, Source.LAST_SAMPLE, Source.AFTER_KILL)
 
 
 @dataclass
@@ -94,7 +86,7 @@ class Victim:
     pgtables_bytes: Optional[int] = None
     cmdline: Optional[str] = None
     #: where the RSS figures came from: "bpf" (oom:mark_victim) or "kernel_report" (Killed line)
-    source: Source = SOURCE_NONE
+    source: Source = Source.NONE
     #: the RSS as a whole, when only that is known: the victim's row of a tasks table that has no
     #: anon/file/shmem columns (kernels before 4.x) and no Killed line to split it
     rss_total_bytes: Optional[int] = None
@@ -114,7 +106,7 @@ class Trigger:
     pid: Optional[int] = None  # thread-group id
     tid: Optional[int] = None
     comm: str = ""
-    source: Source = SOURCE_NONE
+    source: Source = Source.NONE
 
 
 @dataclass
@@ -123,7 +115,7 @@ class CgroupUsage:
 
     path: str
     usage_bytes: Optional[int] = None
-    source: Source = SOURCE_NONE  # last_sample (age_ms before the kill) or after_kill
+    source: Source = Source.NONE  # last_sample (age_ms before the kill) or after_kill
     age_ms: Optional[float] = None
 
 
@@ -141,7 +133,7 @@ class CgroupInfo:
     #: how task_memcg was learnt: kernel_report, proc_read (/proc/<pid>/cgroup on the event),
     #: sampler_scan (the pid was in cgroup.procs at the last sample), fork_parent (the cgroup of
     #: the parent that forked it, from sched:sched_process_fork), or none.
-    source: Source = SOURCE_NONE
+    source: Source = Source.NONE
     #: when the limit that was hit is an ancestor's: the cgroups below oom_memcg that had tasks,
     #: largest first (they all shared the limit)
     sharing: List[CgroupUsage] = field(default_factory=list)
@@ -239,7 +231,7 @@ class Timeline:
 class AtKill:
     """The state of the oom_memcg at the moment of the kill, from the best source there is."""
 
-    source: Source = SOURCE_NONE
+    source: Source = Source.NONE
     usage_bytes: Optional[int] = None
     limit_bytes: Optional[int] = None
     failcnt: Optional[int] = None
@@ -268,7 +260,7 @@ class Task:
     oom_score_adj: Optional[int] = None
     is_victim: bool = False
     cmdline: Optional[str] = None
-    source: Source = SOURCE_NONE
+    source: Source = Source.NONE
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Protocol, Tuple
 from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy
 from ..layouts import ReclaimStats
-from ..model import (SOURCE_AFTER_KILL, CgroupState, Source, CgroupUsage, ReclaimAtKill, RuntimePoint, Task, Timeline,
+from ..model import (CgroupState, Source, CgroupUsage, ReclaimAtKill, RuntimePoint, Task, Timeline,
                      TimelinePoint)
 from . import snapshot as memcg_snapshot
 from ..capture.inputs import Evidence
@@ -61,12 +61,12 @@ class LiveReads:
             return None
 
     def state_after_kill(self, cgroup: str) -> Optional[CgroupState]:
-        return self.hier.read_state(cgroup, SOURCE_AFTER_KILL)
+        return self.hier.read_state(cgroup, Source.AFTER_KILL)
 
     def tasks(self, cgroup: str) -> List[Task]:
         out = []
         for pid in self.hier.procs(cgroup):
-            t = procfs.read_task(pid, SOURCE_AFTER_KILL)
+            t = procfs.read_task(pid, Source.AFTER_KILL)
             if t is not None:
                 out.append(t)
         return out

@@ -42,7 +42,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
-from ..model import SOURCE_LAST_SAMPLE, CgroupState
+from ..model import CgroupState, Source
 from ..layouts import ReclaimStats
 from .notify import LimitNotifications
 from .readings import Readings
@@ -272,7 +272,7 @@ class Sampler:
         pid_cgroup: Dict[int, str] = {}
         for cg in due:
             w = self._watched[cg]
-            state = self.hier.read_state(cg, SOURCE_LAST_SAMPLE)
+            state = self.hier.read_state(cg, Source.LAST_SAMPLE)
             pids = tuple(self.hier.procs(cg)) if w.has_tasks or w.limited else ()
             if w.limited:
                 w.has_tasks = bool(pids)

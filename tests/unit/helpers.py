@@ -17,7 +17,7 @@ def event_for(report, **kw) -> OomEvent:
     base = dict(kind=EV_MARK_VICTIM, ts_ns=report.killed_usec * 1000 - 2_000_000, victim_pid=k.pid, victim_comm=k.comm,
                 total_vm_kb=k.total_vm_kb, anon_rss_kb=k.anon_rss_kb, file_rss_kb=k.file_rss_kb, shmem_rss_kb=k.shmem_rss_kb,
                 uid=k.uid, pgtables_kb=k.pgtables_kb, oom_score_adj=k.oom_score_adj, trigger_tgid=k.pid, trigger_tid=k.pid,
-                trigger_comm=k.comm, trigger_cgroup_id=1, cpu=0)
+                trigger_comm=k.comm)
     base.update(kw)
     return OomEvent(**base)
 
