@@ -93,12 +93,14 @@ RECORDED_KEPT = 10000  # the last kills run() returns (``kills_recorded`` counts
 
 @dataclass
 class RecordOptions:
+    """record's options, parsed once (record/main.py, ``parse_options``) into typed values."""
+
     output: str
     duration_s: Optional[float] = None
     cgroup: Optional[str] = None  # only kills within this cgroup (and only it is sampled)
     metrics_addr: Optional[str] = None  # HOST:PORT for Prometheus metrics
     log_format: str = "text"  # text | json: the per-kill line on stdout
-    keep: Optional[str] = None  # N (post-mortems) or Nd (days): prune older ones
+    keep: Optional[Retention] = None  # --keep N (post-mortems) or Nd (days): prune older ones
     #: each workload's share in a storm (record/budget.py): a burst of post-mortems, then one per
     #: interval (0: no limit); the most its kill folders may take on disk (None: no limit)
     workload_burst: int = BURST
@@ -142,7 +144,7 @@ class Collector:
         # Started before the BPF compile: its imports (~1.5 s) overlap the compile.
         self.finisher = downstream.start_finisher(opts.output, err)
         try:
-            self.outputs = Outputs(opts.output, self.finisher, Retention.parse(opts.keep) if opts.keep else None, err,
+            self.outputs = Outputs(opts.output, self.finisher, opts.keep, err,
                                    disk_budget=opts.workload_disk_bytes)
             self.budget = Budget(opts.workload_burst, opts.workload_every_s)
             try:

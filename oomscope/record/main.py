@@ -55,36 +55,44 @@ def _workload_disk(text: str):
     return None if str(text).strip().lower() in ("0", "off", "none") else parse_size(str(text))
 
 
+def parse_options(o: dict):
+    """record's options as cli.py passed them (every one of OPTIONS, with typer's defaults filled
+    in), parsed once into typed values: (the collector's RecordOptions, the lab scenario or None,
+    the lab's limit in bytes). A bad value fails here, before anything is loaded."""
+    from ..units import parse_size
+    from .collector import RecordOptions
+    from .retention import Retention
+
+    limit = parse_size(o["lab_limit"])
+    log_format = o["log_format"]
+    if log_format not in ("text", "json"):
+        raise OomscopeError(f"--log-format must be text or json, not {log_format!r}")
+    burst, every, disk = o["workload_burst"], o["workload_every"], _workload_disk(o["workload_disk"])
+    if not isinstance(burst, int) or burst < 0 or not isinstance(every, (int, float)) or every < 0:
+        raise OomscopeError(f"--workload-burst and --workload-every must be 0 or more, not {burst!r} and {every!r}")
+    opts = RecordOptions(output=o["output"], duration_s=o["duration"], cgroup=o["cgroup"], metrics_addr=o["metrics_addr"],
+                         log_format=log_format, keep=Retention.parse(o["keep"]) if o["keep"] is not None else None,
+                         workload_burst=burst, workload_every_s=float(every), workload_disk_bytes=disk)
+    return opts, o["lab"], limit
+
+
 def run(options: dict) -> int:
     """Record every OOM kill until stopped (or the lab's kill): the exit code."""
     # Nothing of analysis/ or report/ here: pandas and jinja2 stay out of the long-running
     # recorder; post-mortems are rendered by a worker process (postmortem/finisher.py).
     from .. import safefs
     from ..lab import run_scenario
-    from ..units import parse_size
-    from .collector import Collector, Downstream, RecordOptions, install_signal_handlers
     from ..postmortem.finisher import start_worker
+    from .collector import Collector, Downstream, install_signal_handlers
 
-    o = options  # every one of OPTIONS, with typer's defaults filled in by cli.py
-    output, lab, log_format = o["output"], o["lab"], o["log_format"]
+    output, lab = options["output"], options["lab"]
     try:
         if os.geteuid() != 0:
             raise OomscopeError("record needs root (BPF, tracefs, /dev/kmsg): run it with sudo")
-        limit = parse_size(o["lab_limit"])
-        if log_format not in ("text", "json"):
-            raise OomscopeError(f"--log-format must be text or json, not {log_format!r}")
-        if o["keep"] is not None:
-            from .retention import Retention
-            Retention.parse(o["keep"])  # a bad value fails before anything is loaded
-        burst, every, disk = o["workload_burst"], o["workload_every"], _workload_disk(o["workload_disk"])
-        if not isinstance(burst, int) or burst < 0 or not isinstance(every, (int, float)) or every < 0:
-            raise OomscopeError(f"--workload-burst and --workload-every must be 0 or more, not {burst!r} and {every!r}")
-        safefs.configure_from_options(o["mode"], o["allow_shared_output"])
+        opts, lab, limit = parse_options(options)
+        safefs.configure_from_options(options["mode"], options["allow_shared_output"])
         os.close(safefs.open_dir(output, create=True))  # an unsafe output folder fails before BPF is loaded
-        collector = Collector(RecordOptions(output=output, duration_s=o["duration"], cgroup=o["cgroup"],
-                                            metrics_addr=o["metrics_addr"], log_format=log_format, keep=o["keep"],
-                                            workload_burst=burst, workload_every_s=float(every), workload_disk_bytes=disk),
-                              Downstream(start_finisher=start_worker), sys.stdout, sys.stderr)
+        collector = Collector(opts, Downstream(start_finisher=start_worker), sys.stdout, sys.stderr)
         install_signal_handlers(collector)
         print(collector.describe(), file=sys.stderr, flush=True)
         until = None
