@@ -48,5 +48,5 @@ def analyse_kill(capture: Capture) -> KillAnalysis:
         for x in advice:
             if x.case == "delay_only":
                 x.text = x.text.replace(HEAP_GROWTH, JVM_NATIVE_GROWTH)
-    return KillAnalysis(attribution=a, trend=trend, advice=advice, verdict=verdict_of(capture, a, trend, hit), shown=shown,
+    return KillAnalysis(attribution=a, trend=trend, advice=advice, verdict=verdict_of(capture, a, trend, hit, shown), shown=shown,
                         limit_hit=hit)

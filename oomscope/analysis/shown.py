@@ -262,7 +262,7 @@ def _scrape_sentence(scrapes: List[ScrapeView]) -> List[str]:
             f"{sc.age_ms / 1000:.1f} s before the kill, {oldest}."]
 
 
-def _flag_bytes(args: Optional[str], flag: str) -> Optional[int]:
+def flag_bytes(args: Optional[str], flag: str) -> Optional[int]:
     """A -XX:Flag=<size> among the JVM's arguments, in bytes (k/m/g suffixes as the JVM reads them)."""
     m = re.search(rf"-XX:{flag}=(\d+)([kKmMgGtT]?)\b", args or "")
     if not m:
@@ -337,7 +337,7 @@ def java_advice(shown: Shown, limit_bytes: Optional[int]):
                                if upper is not None else [])))
         if outside is not None and j.rss_bytes and outside >= 0.25 * j.rss_bytes:
             native = next((p.bytes for p in j.parts if p.key == "native"), None)
-            direct = _flag_bytes(r.vm_args, "MaxDirectMemorySize")
+            direct = flag_bytes(r.vm_args, "MaxDirectMemorySize")
             out.append(("no_more_limit", OUTSIDE_HEAP,
                         f"{fmt_bytes(outside)} of {who}'s {fmt_bytes(j.rss_bytes)} RSS was outside its heap "
                         f"({fmt_bytes(native)} of it native: direct buffers, thread stacks, code cache, GC structures, malloc). "

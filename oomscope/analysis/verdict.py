@@ -13,6 +13,7 @@ from ..units import fmt_bytes, fmt_pct
 from .advice import Trend
 from .attribution import Analysis
 from .limit import LimitHit, limit_hit_of
+from .shown import Shown, flag_bytes
 
 
 @dataclass
@@ -47,7 +48,35 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
-def verdict_of(capture: Capture, a: Analysis, trend: Trend, hit: Optional[LimitHit] = None) -> Verdict:
+def _jvm_split(j, limit: Optional[int]) -> str:
+    """The killed JVM's RSS split by its own counters: the verdict's diagnosis when one was read."""
+    parts = {p.key: p for p in j.parts}
+    r = j.reading
+    heap = parts.get("heap")
+    when = f" (read {j.read_ms_before_kill:.0f} ms before the kill)" if j.read_ms_before_kill is not None else ""
+    text = f"The killed process is a JVM; by its own counters{when}, of its {fmt_bytes(j.rss_bytes)} RSS"
+    if heap is not None:
+        text += (f", the Java heap held {'at most ' if 'at most' in heap.label else ''}{fmt_bytes(heap.bytes)} "
+                 f"({fmt_bytes(r.heap_used_bytes)} in use: what a heap dashboard shows)")
+    if "metaspace" in parts:
+        text += f", metaspace {fmt_bytes(parts['metaspace'].bytes)}"
+    if "mapped_files" in parts:
+        text += f", mapped files {fmt_bytes(parts['mapped_files'].bytes)}"
+    native = parts.get("native")
+    if native is not None and native.bytes:
+        text += (f", and {'at least ' if 'lower bound' in native.explanation else ''}{fmt_bytes(native.bytes)} was native memory "
+                 "outside the heap (direct buffers, thread stacks, code cache, GC structures, malloc)")
+    direct = flag_bytes(r.vm_args, "MaxDirectMemorySize")
+    if direct is not None:
+        text += (f"; -XX:MaxDirectMemorySize allowed direct buffers up to {fmt_bytes(direct)}"
+                 + (f", {direct / limit:.1f}x the limit" if limit else ""))
+    if limit and r.heap_max_bytes and r.heap_max_bytes >= limit:
+        text += f"; its heap may grow to {fmt_bytes(r.heap_max_bytes)}, {r.heap_max_bytes / limit:.1f}x the limit"
+    return text + "."
+
+
+def verdict_of(capture: Capture, a: Analysis, trend: Trend, hit: Optional[LimitHit] = None,
+               shown: Optional[Shown] = None) -> Verdict:
     v, cg, ak = capture.victim, capture.cgroup, capture.at_kill
     hit = hit if hit is not None else limit_hit_of(capture)
     out = Verdict(constraint=cg.constraint, usage_bytes=ak.usage_bytes, limit_bytes=ak.limit_bytes,
@@ -97,14 +126,21 @@ def verdict_of(capture: Capture, a: Analysis, trend: Trend, hit: Optional[LimitH
         tops = sorted((c for c in a.categories if c.key in keys), key=lambda c: keys.index(c.key))
         huge = next((d.bytes for d in a.details if d.key in ("anon_thp", "rss_huge")), None)
 
+        jvm = next((j for j in (shown.java if shown is not None else []) if j.is_victim and j.parts), None)
+
         def said_of(c) -> str:
-            text = f"{_lower_first(c.label)} ({fmt_bytes(c.bytes)}, {fmt_pct(c.share_of_usage)}"
+            # a JVM's "heap" in the category's label reads as the Java heap: say what it holds (issue 26)
+            label = ("anonymous memory (the JVM's Java heap and its native memory together)" if jvm is not None and c.key == "anon"
+                     else _lower_first(c.label))
+            text = f"{label} ({fmt_bytes(c.bytes)}, {fmt_pct(c.share_of_usage)}"
             if c.key == "anon" and "anon_thp" in a.top_categories and huge:
                 text += f"; {fmt_bytes(huge)} of it in transparent huge pages"
             return text + ")"
         words = " and ".join(said_of(c) for c in tops)
         if words:
             said.append(f"Most of the charge was {words}.")
+        if jvm is not None:
+            said.append(_jvm_split(jvm, ak.limit_bytes))
     others = next((p.bytes for p in a.reconciliation if p.key == "other_processes"), 0)
     if ak.usage_bytes and others >= OTHERS_SHARE * ak.usage_bytes:
         # A helper that held a large share is what the reader needs first, named (issue 15).

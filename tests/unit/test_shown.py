@@ -65,7 +65,7 @@ def test_the_section_escapes_a_hostile_process_name_everywhere():
     assert "<script>alert(1)" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     first = html.index('id="dashboards"')
-    assert first < html.index("What to change") < html.index("The kill</h2>")
+    assert html.index("What to change") < first < html.index("The kill</h2>")  # what to change first (issue 26)
     section = html[first:html.index("</section>", first)]
     assert "Heap used" in section and "Working set" in section and "Kernel&#39;s charge" in section
     md = render_markdown(cap)

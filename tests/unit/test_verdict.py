@@ -39,3 +39,25 @@ def test_every_renderer_uses_the_result_it_is_given():
     assert "A verdict only this result has." in render_markdown(cap, result)
     out = json.loads(render_json(cap, result))
     assert out["verdict"]["text"] == ["A verdict only this result has."] and out["verdict"]["kind"] == "limit"
+
+
+def test_a_jvms_verdict_names_its_split_and_what_to_change_comes_first():
+    # issue 26: java-offheap's box said "anonymous memory (heap, stacks)", which reads as the Java
+    # heap; 7.5 MiB of heap was in use, 170.7 MiB was native and -XX:MaxDirectMemorySize=768m was
+    # 4x the limit, two screens down
+    import os
+
+    from oomscope.model import Capture
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "reports", "java-offheap", "capture.json")
+    with open(path, encoding="utf-8") as f:
+        cap = Capture.from_json(f.read())
+    result = analyse_kill(cap)
+    said = " ".join(result.verdict.sentences)
+    assert "anonymous memory (heap, stacks)" not in said
+    assert "the Java heap held 10.6 MiB (7.5 MiB in use" in said
+    assert "170.7 MiB was native memory outside the heap" in said
+    assert "-XX:MaxDirectMemorySize allowed direct buffers up to 768.0 MiB, 4.0x the limit" in said
+    html = render_html(cap, result)
+    assert html.index("<h2>What to change</h2>") < html.index("What your dashboards showed")
+    assert html.index('class="verdict"') < html.index("<h2>What to change</h2>")
