@@ -23,27 +23,8 @@ import tempfile
 import time
 
 from oomscope.kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup
+from storm import run_storm  # bench/storm.py
 
-STORM = r"""
-import os, sys, time
-open('/proc/self/oom_score_adj', 'w').write('-1000')
-end = time.monotonic() + float(sys.argv[1])
-children = set()
-while time.monotonic() < end:
-    while len(children) < 3:
-        pid = os.fork()
-        if pid == 0:
-            open('/proc/self/oom_score_adj', 'w').write('0')
-            a = []
-            while True:
-                a.append(bytearray(1 << 20))
-        children.add(pid)
-    pid, _ = os.wait()
-    children.discard(pid)
-for pid in children:
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-"""
 
 
 def main() -> None:
@@ -64,9 +45,7 @@ def main() -> None:
                 if proc.poll() is not None:
                     raise SystemExit("record did not start")
                 time.sleep(0.05)
-            subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -c "$3" "$4"', "sh",
-                            os.path.join(fs_path, "cgroup.procs"), sys.executable, STORM, str(args.duration)],
-                           timeout=120, check=True)
+            run_storm(fs_path, args.duration)
             time.sleep(3.0)
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)

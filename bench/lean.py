@@ -39,6 +39,7 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
 
 from oomscope.kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup  # noqa: E402
+from storm import run_storm  # noqa: E402 - bench/storm.py
 
 PREFIX = "/oomscope-test-lean-"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -216,26 +217,6 @@ def level(n: int, minutes: float, before: str, hier, top: int) -> list:
     return rows
 
 
-STORM = r"""
-import os, sys, time
-open('/proc/self/oom_score_adj', 'w').write('-1000')
-end = time.monotonic() + float(sys.argv[1])
-children = set()
-while time.monotonic() < end:
-    while len(children) < 3:
-        pid = os.fork()
-        if pid == 0:
-            open('/proc/self/oom_score_adj', 'w').write('0')
-            a = []
-            while True:
-                a.append(bytearray(1 << 20))
-        children.add(pid)
-    pid, _ = os.wait()
-    children.discard(pid)
-for pid in children:
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-"""
 
 
 def latencies(kills_dir: str) -> list:
@@ -261,9 +242,7 @@ def storm(before: str, hier, duration: float) -> list:
             recs = start_both(before, out, ("--cgroup", parent))
             try:
                 time.sleep(3)
-                subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -c "$3" "$4"', "sh",
-                                os.path.join(fs, "cgroup.procs"), sys.executable, STORM, str(duration)],
-                               timeout=120, check=True)
+                run_storm(fs, duration)
                 time.sleep(5.0)
             finally:
                 for r in recs:

@@ -466,8 +466,11 @@ _libc_syncfs = None
 
 
 def _kernel_reports_syncfs_errors() -> bool:
-    """syncfs(2) returns the filesystem's writeback errors only since 5.8 ("vfs: track per-sb
-    writeback errors and report them to syncfs"); before, it said 0 after a failed write."""
+    """syncfs(2) returns the filesystem's writeback errors only since 5.8 (commit 735e4ae5ba28,
+    "vfs: track per-sb writeback errors and report them to syncfs"); before, it said 0 after a
+    failed write. Whether syncfs exists is found by trying it (ENOSYS, or no symbol: each file is
+    fsynced); whether it reports a failed write cannot be tried without one, so the release is read
+    here, the one place oomscope compares a kernel version."""
     try:
         major, minor = (int(x) for x in os.uname().release.split(".")[:2])
     except ValueError:

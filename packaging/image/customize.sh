@@ -38,7 +38,7 @@ in_root /bin/sh -c 'cd / && /opt/oomscope/venv/bin/python -c "import bcc, oomsco
 # hides): the -common tree, then the architecture's tree over it, as real files (setup.sh links
 # into /usr/src instead). Only include/ and arch/<arch>/include are kept: bcc compiles with -I of
 # those (bcc src/cc/frontends/clang/kbuild_helper.cc); the programs read only tracepoint
-# arguments and helpers, so headers of another kernel version are enough (KERNEL-NOTES, bcc).
+# arguments and helpers, so headers of another kernel version are enough (docs/kernel-facts.md, "Headers need not match").
 # Their dependencies (kbuild, gcc) are not installed: nothing here builds modules.
 arch="$(chroot "$R" dpkg --print-architecture)"
 tmp="$(mktemp -d)"

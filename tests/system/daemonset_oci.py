@@ -18,7 +18,7 @@ Not from the manifest, said by the caller: the pod's network namespace and IP (d
 the devices a device plugin grants (packaging/kubernetes/daemonset.yaml, the /dev/kmsg mount).
 
 podman cannot run it here: it always sets RLIMIT_NOFILE, which fails without CAP_SYS_RESOURCE
-(KERNEL-NOTES, Containers); crun 1.8 stops on this host's hybrid cgroup layout. runc with a spec
+(README.md, "The container image"); crun 1.8 stops on this host's hybrid cgroup layout. runc with a spec
 that sets no rlimits runs it (the container keeps the runtime's limits, as under containerd,
 whose default spec sets none).
 """

@@ -104,7 +104,7 @@ def test_storm_every_kill_has_a_snapshot_and_settled_ones_equal_the_report(recor
     require_tool("stress-ng")
     name, path = sandbox(limit=96 << 20)
     rec = recorder("--workload-burst", "0")  # every kill written: no storm budget (record/budget.py)
-    # stress-ng's --vm-bytes is the total of its workers (KERNEL-NOTES); its parent is spared
+    # stress-ng's --vm-bytes is the total of its --vm workers, not per worker; its parent is spared
     # (oom_score_adj -1000) and respawns them: a storm
     seconds = 4 * TIME_SCALE
     res = subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", os.path.join(path, "cgroup.procs"),
