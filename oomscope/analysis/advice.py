@@ -12,7 +12,7 @@ again. Here each piece of advice says which of three cases it is, and cites the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Union
 
 from ..model import Capture
 from ..units import fmt_bytes
@@ -51,11 +51,39 @@ class Trend:
 
 
 @dataclass
+class Evidence:
+    """One figure a piece of advice rests on, as a number (``report -f json``) and as the page
+    says it (``str``; issue 26: not only "limit 192.0 MiB")."""
+
+    name: str
+    value: Union[int, float, str, None]
+    #: "bytes", "count", "ratio" (R², 0..1), "minutes", "text" (a setting or a name), "note" (name only)
+    unit: str = "bytes"
+
+    def __str__(self) -> str:
+        if self.unit == "note":
+            return self.name
+        if self.value is None:
+            return f"{self.name} unknown"
+        if self.unit == "bytes":
+            return f"{self.name} {fmt_bytes(int(self.value))}"
+        if self.unit == "ratio":
+            return f"{self.name} {float(self.value):.2f}"
+        if self.unit == "minutes":
+            return f"{self.name} {_span(float(self.value))}"
+        return f"{self.name} {self.value}"
+
+
+def ev(name: str, value: Union[int, float, str, None], unit: str = "bytes") -> Evidence:
+    return Evidence(name, value, unit)
+
+
+@dataclass
 class Advice:
     case: str  # "more_limit" | "delay_only" | "no_more_limit" | "context"
     title: str
     text: str
-    evidence: List[str] = field(default_factory=list)
+    evidence: List[Evidence] = field(default_factory=list)
 
 
 def _with_reclaim(t: Trend, timeline) -> Trend:
@@ -168,7 +196,7 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
         out.append(Advice("context", "The host ran out, not a cgroup",
                           "Reserve memory for the system (kubelet --system-reserved / eviction thresholds), lower the sum "
                           "of limits below the node's RAM, or give the node more memory; a container limit would not have changed this kill.",
-                          [f"constraint {cg.constraint}"]))
+                          [ev("constraint", cg.constraint, "text")]))
         return out + _reclaim_context(trend)
     if not usage or not limit:
         return out
@@ -190,7 +218,7 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
                           "put scratch data on disk instead of /dev/shm or an emptyDir with medium: Memory, or cap that tmpfs with size=. "
                           "Killing the writer freed none of it: the files outlive the process, so a container restarted "
                           "into the same tmpfs (an emptyDir outlives a container restart) starts with them charged and is killed again.",
-                          [f"shmem {_mib(shmem)}", f"usage {_mib(usage)} of {_mib(limit)}"]))
+                          [ev("shmem", shmem), ev("usage", usage), ev("limit", limit)]))
     if file_ >= 0.2 * usage:
         if stuck:
             why = ", ".join(f"{_mib(v)} {k}" for k, v in stuck.items())
@@ -198,12 +226,12 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
                               f"{_mib(file_)} of page cache was charged, and of it {why}: reclaim cannot drop dirty or "
                               "under-writeback pages until they are written, nor pages still mapped. Write less at once "
                               "(fsync or O_DIRECT for bulk writes, a lower vm.dirty_bytes) rather than raising the limit.",
-                              [f"file {_mib(file_)}"] + [f"{k} {_mib(v)}" for k, v in stuck.items()]))
+                              [ev("file", file_)] + [ev(k, v) for k, v in stuck.items()]))
         else:
             out.append(Advice("context", "Page cache was large but reclaimable",
                               f"{_mib(file_)} of page cache was charged; it was clean and unmapped, so the kernel could have "
                               "reclaimed it. It is not what filled the limit; look at the categories that could not shrink.",
-                              [f"file {_mib(file_)}", f"dirty {_mib(dirty)}", f"writeback {_mib(writeback)}"]))
+                              [ev("file", file_), ev("dirty", dirty), ev("writeback", writeback)]))
 
     # --- other processes (sidecars) ---
     others = next((p.bytes for p in a.reconciliation if p.key == "other_processes"), 0)
@@ -218,7 +246,7 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
                           f"Processes other than the victim held {_mib(others)} of anonymous memory ({100 * others / usage:.0f}% of the charge). "
                           f"Give {who} {'their' if len(helpers) > 1 else 'its'} own container (its own limit), or size the "
                           "limit for all of them together.",
-                          [f"others {_mib(others)}", f"victim RSS {_mib(a.victim_rss_bytes)}"] + ([named] if named else [])))
+                          [ev("others", others), ev("victim RSS", a.victim_rss_bytes)] + ([ev("helpers", named, "text")] if named else [])))
 
     # --- slab ---
     slab = cats.get("slab", 0)
@@ -229,7 +257,7 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
         out.append(Advice("no_more_limit", "Kernel slab from file churn",
                           f"{what} was charged to the cgroup: creating and keeping many "
                           "files does this. Remove files sooner, use fewer, larger files, or keep the scratch tree outside the container.",
-                          [f"slab {_mib(slab)}" if slab else f"kmem {_mib(kmem_v1)}"]))
+                          [ev("slab", slab) if slab else ev("kmem", kmem_v1)]))
 
     # --- THP ---
     thp = details.get("anon_thp", details.get("rss_huge", 0))
@@ -254,7 +282,7 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
                           "charged whole (2 MiB) even when the program touches a few bytes of it; whether this program used "
                           "all of each is not in the capture (run it with THP off and compare its RSS at the same load). "
                           f"{what}",
-                          [f"anon_thp {_mib(thp)}", f"anon {_mib(anon)}", f"THP enabled={mode or 'unknown'}"]))
+                          [ev("anon_thp", thp), ev("anon", anon), ev("THP enabled", mode, "text")]))
 
     # --- swap ---
     # Only where it changes what the reader does: most of the charge was what swap could take out,
@@ -266,12 +294,12 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
         out.append(Advice("context", "Swap: unknown",
                           f"Whether the host had swap is unknown (not in what oomscope read). If it had none, {held_words} "
                           "could only stay in RAM; with swap (or zram) cold anonymous pages could have been pushed "
-                          "out instead of a kill.", ["host swap unknown"]))
+                          "out instead of a kill.", [ev("host swap", None, "text")]))
     elif capture.host.swap_total_bytes == 0 and swappable:
         out.append(Advice("context", "No swap",
                           f"The host has no swap, so the {_mib(anon + shmem)} of {held_words} could only stay "
                           "in RAM; with swap (or zram) its cold pages could have been pushed out instead of a kill.",
-                          ["swap total 0", f"anon + shmem {_mib(anon + shmem)} of {_mib(usage)}"]))
+                          [ev("swap total", 0), ev("anon + shmem", anon + shmem), ev("usage", usage)]))
 
     # --- the limit itself, by the trend ---
     if trend.kind == "leak" and trend.anon_rate_bytes_per_min:
@@ -286,8 +314,8 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
                      "shows the memory still rising at the kill, not for how long it would go on. ")
         out.append(Advice("delay_only", "A leak: a larger limit only delays the next kill",
                           f"{trend.text} {ahead}" + _what_grows(a) + " instead.",
-                          [f"fitted {_mib(trend.anon_start_bytes)} → {_mib(trend.anon_end_bytes)} in {_span(trend.minutes)}",
-                           f"R² {trend.r2:.2f}"]))
+                          [ev("fitted start", trend.anon_start_bytes), ev("fitted end", trend.anon_end_bytes),
+                           ev("over", trend.minutes, "minutes"), ev("R²", trend.r2, "ratio")]))
     elif trend.kind in ("plateau", "spike"):
         unreclaimable = anon + cats.get("kernel", 0) + cats.get("pagetables", 0) + cats.get("kernel_stack", 0) + shmem + slab
         headroom = max(0.15 * usage, 32 * MIB)
@@ -298,7 +326,7 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
                           f"The cgroup needed {_mib(usage)}, of which {_mib(unreclaimable)} could not be reclaimed (anonymous, "
                           f"tmpfs, kernel memory). {trend.text} A limit of {suggested // MIB} MiB (the charge at the kill plus "
                           f"{_mib(headroom)} headroom) would have held this peak.{first}",
-                          [f"usage at the kill {_mib(usage)}", f"limit {_mib(limit)}", f"unreclaimable {_mib(unreclaimable)}"]))
+                          [ev("usage at the kill", usage), ev("limit", limit), ev("unreclaimable", unreclaimable)]))
     else:
         # Without the minutes before the kill a peak cannot be told from a leak: no number is
         # offered as if the growth had stopped (a leak killed at 96 MiB is killed at 128 MiB too).
@@ -308,7 +336,7 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
                           "memory over the minutes before the kill (keep oomscope record running: it samples every cgroup; "
                           "or your dashboards' history of it): a steady rise is a leak, which more limit only delays; a "
                           "level that stopped, or a burst that ended, is a peak, which more limit fixes.",
-                          [f"usage at the kill {_mib(usage)}", f"limit {_mib(limit)}", "no timeline"]))
+                          [ev("usage at the kill", usage), ev("limit", limit), ev("no timeline", None, "note")]))
     return out + _reclaim_context(trend)
 
 
@@ -336,7 +364,7 @@ def _reclaim_context(trend: Trend) -> List[Advice]:
         out.append(Advice("context", "Reclaim before the kill",
                           f"The cgroup's processes ran reclaim {trend.reclaim_runs} times while oomscope watched; "
                           f"{trend.reclaim_empty_runs or 0} of those freed nothing: what was left could not be reclaimed.",
-                          [f"reclaim runs {trend.reclaim_runs}", f"empty {trend.reclaim_empty_runs or 0}"]))
+                          [ev("reclaim runs", trend.reclaim_runs, "count"), ev("empty", trend.reclaim_empty_runs or 0, "count")]))
     if trend.alloc_retry_checks:
         # mm/page_alloc.c: should_reclaim_retry gives up after MAX_RECLAIM_RETRIES (16) rounds
         # in a row that freed nothing; then the allocation ends in the OOM killer.
@@ -345,7 +373,7 @@ def _reclaim_context(trend: Trend) -> List[Advice]:
                           f"reclaim could still free enough, up to {trend.alloc_no_progress_max or 0} rounds in a row "
                           f"without progress (the kernel gives up after 16), and retried compaction "
                           f"{trend.compact_retries or 0} times: the host's free memory was exhausted.",
-                          [f"reclaim retry checks {trend.alloc_retry_checks}",
-                           f"rounds without progress up to {trend.alloc_no_progress_max or 0}",
-                           f"compaction retries {trend.compact_retries or 0}"]))
+                          [ev("reclaim retry checks", trend.alloc_retry_checks, "count"),
+                           ev("rounds without progress up to", trend.alloc_no_progress_max or 0, "count"),
+                           ev("compaction retries", trend.compact_retries or 0, "count")]))
     return out

@@ -19,6 +19,7 @@ from typing import List, Optional, Tuple
 from ..model import Capture, RuntimeReading
 from ..runtimes.hsperfdata import memory_flags
 from ..units import fmt_bytes
+from .advice import ev
 from .attribution import Analysis
 from .dashboards import ScrapeView, ToolFigure, last_scrapes, what_tools_showed
 
@@ -332,8 +333,8 @@ def java_advice(shown: Shown, limit_bytes: Optional[int]):
                     text += (" Outside the heap there was more than a useful heap leaves room for: cap it first (the next item), "
                              "or raise the limit.")
                 out.append(("no_more_limit", HEAP_MAX, text,
-                            [f"{who} heap max {fmt_bytes(r.heap_max_bytes)}", f"limit {fmt_bytes(limit_bytes)}"]
-                            + ([f"heap used {fmt_bytes(r.heap_used_bytes)}", f"outside the heap up to {fmt_bytes(upper)}"]
+                            [ev(f"{who} heap max", r.heap_max_bytes), ev("limit", limit_bytes)]
+                            + ([ev("heap used", r.heap_used_bytes), ev("outside the heap up to", upper)]
                                if upper is not None else [])))
         if outside is not None and j.rss_bytes and outside >= 0.25 * j.rss_bytes:
             native = next((p.bytes for p in j.parts if p.key == "native"), None)
@@ -347,17 +348,17 @@ def java_advice(shown: Shown, limit_bytes: Optional[int]):
                            "Direct buffers were not capped (-XX:MaxDirectMemorySize defaults to the heap max). ")
                         + "Cap direct buffers with -XX:MaxDirectMemorySize so heap max + direct + the rest fits the limit, and run with "
                         "-XX:NativeMemoryTracking=summary to see the rest (jcmd <pid> VM.native_memory).",
-                        [f"{who} RSS {fmt_bytes(j.rss_bytes)}", f"heap committed {fmt_bytes(r.heap_committed_bytes)}"]))
+                        [ev(f"{who} RSS", j.rss_bytes), ev("heap committed", r.heap_committed_bytes)]))
         pretouch = bool(r.vm_args and "+AlwaysPreTouch" in r.vm_args)
         if pretouch:
             out.append(("context", "-XX:+AlwaysPreTouch made the whole heap resident",
                         f"{who} runs with -XX:+AlwaysPreTouch: its committed heap ({fmt_bytes(r.heap_committed_bytes)}) was charged "
-                        "from the start, however little of it was used.", [f"vm_args {r.vm_args}"]))
+                        "from the start, however little of it was used.", [ev("vm_args", r.vm_args, "text")]))
         elif (r.heap_max_bytes and r.heap_committed_bytes is not None and r.heap_max_bytes > r.heap_committed_bytes
               and not any(x[1] == HEAP_MAX for x in out)):  # that item already says the heap can outgrow the limit
             out.append(("context", "The heap can still grow into the limit",
                         f"{who}'s heap had {fmt_bytes(r.heap_committed_bytes)} committed of a {fmt_bytes(r.heap_max_bytes)} max: "
                         "it becomes resident as it is touched, so the charge can grow by the difference later. "
                         "-XX:+AlwaysPreTouch touches it all at start, so a heap that does not fit fails at start, not under load.",
-                        [f"heap committed {fmt_bytes(r.heap_committed_bytes)}", f"heap max {fmt_bytes(r.heap_max_bytes)}"]))
+                        [ev("heap committed", r.heap_committed_bytes), ev("heap max", r.heap_max_bytes)]))
     return out

@@ -5,6 +5,11 @@ first, from one fixed vocabulary: anon, anon_thp, file, shmem, slab, kernel_stac
 percpu, vmalloc, kernel, sock, zswap (see analysis/attribution.py), then other_processes when
 processes other than the victim held at least 15% of the charge (analysis/verdict.py).
 
+JSON's ``schema`` is the capture's schema version, ``time`` the kill's (ISO 8601; null: undated),
+``host`` and ``workload`` the capture's, ``limit_hit`` which limit was hit ({cgroup, scope,
+limit_bytes}: analysis/limit.py), and each piece of advice's ``evidence`` a list of {name, value,
+unit (bytes, count, ratio, minutes, text, note), text}.
+
 JSON's ``dashboards`` lists what each tool would have shown at the kill, [{key, name, bytes (null:
 unknown), formula, source}] (analysis/dashboards.py); ``dashboards_said`` the sentences "Your
 dashboard showed X; the kernel killed at Y; the difference, Z, was A, B and C."; ``scrapes`` what a
@@ -32,6 +37,12 @@ def render_json(capture: Capture, analysis: Optional[KillAnalysis] = None) -> st
     verdict = dataclasses.asdict(result.verdict)
     out = {
         "kill_id": capture.kill_id,
+        # issue 26: when, where and what, without reading the capture: the kill's time (ISO 8601, or
+        # null: undated), the host, the workload (with its label) and the capture's schema version
+        "schema": capture.schema_version,
+        "time": capture.times.kill_wall,
+        "host": dataclasses.asdict(capture.host),
+        "workload": dict(dataclasses.asdict(capture.workload), label=capture.workload.label() or None),
         "victim": {"pid": capture.victim.pid, "comm": capture.victim.comm, "rss_bytes": capture.victim.rss_bytes},
         "cgroup": dataclasses.asdict(capture.cgroup),
         # which limit was hit (analysis/limit.py): scope one of container, pod, all_pods, qos_class,
@@ -43,7 +54,9 @@ def render_json(capture: Capture, analysis: Optional[KillAnalysis] = None) -> st
                     **{k: v for k, v in verdict.items() if k not in ("categories", "limit_hit")}},
         "analysis": dataclasses.asdict(result.attribution),
         "trend": dataclasses.asdict(result.trend),
-        "advice": [dataclasses.asdict(x) for x in result.advice],
+        # each piece of advice's evidence as numbers: {name, value, unit, text} (text: as the page says it)
+        "advice": [dict(dataclasses.asdict(x), evidence=[dict(dataclasses.asdict(e), text=str(e)) for e in x.evidence])
+                   for x in result.advice],
         "incident": dataclasses.asdict(capture.incident) if capture.incident else None,
         "notes": capture.notes,
         # what each tool showed at the kill (analysis/dashboards.py), and the runtimes' own views

@@ -447,7 +447,7 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
             link = "" if x.kill_id in (None, capture.kill_id) else f"../{urllib.parse.quote(x.kill_id, safe='+')}/postmortem.html"
             incident_rows.append(IncidentRow(str(x.pid), x.comm, link, is_victim=x.pid == v.pid))
 
-    advice_rows = [AdviceRow(ADVICE_CASES.get(x.case, x.case), x.title, x.text, "; ".join(x.evidence)) for x in result.advice]
+    advice_rows = [AdviceRow(ADVICE_CASES.get(x.case, x.case), x.title, x.text, "; ".join(str(e) for e in x.evidence)) for x in result.advice]
     charts, tl_title = _timeline(capture)
 
     return PostMortemView(

@@ -64,7 +64,7 @@ def test_a_global_oom_tells_what_the_page_allocator_retried():
     host, retried = advise(cap, analyse(cap), t)
     assert host.title == "The host ran out, not a cgroup"
     assert retried.case == "context" and "120 times" in retried.text and "up to 16 rounds" in retried.text
-    assert "compaction retries 3" in retried.evidence
+    assert "compaction retries 3" in [str(e) for e in retried.evidence]
 
 
 def test_reclaim_read_at_the_kill_wins_over_the_last_reading():

@@ -160,7 +160,7 @@ def _problems(cap: Capture):
             out.append(f"swap advice where the growth is not known to have stopped ({result.trend.kind})")
         if x.case == "delay_only" and "heap profile" in x.text and any(y.title == "Memory outside the Java heap" for y in result.advice):
             out.append("a heap profile to find a leak that grew outside the heap")
-        if any(re.search(r"_bytes \d", e) for e in x.evidence):
+        if any(re.search(r"_bytes \d", str(e)) for e in x.evidence):
             out.append(f"a raw field and byte count where the page says sizes one way: {x.evidence}")
     # --- no runtime advice leaves less than the capture's upper bound of non-heap memory (issue 26) ---
     jvm = next((j for j in result.shown.java if j.is_victim), None)

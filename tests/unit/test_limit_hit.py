@@ -90,3 +90,28 @@ def test_each_shape_of_cgroup_gets_its_scope(oom, task, scope):
     assert result.limit_hit.scope == scope
     name = result.limit_hit.name
     assert result.verdict.sentences and name in result.verdict.sentences[0]
+
+
+def test_report_json_says_when_where_what_and_gives_evidence_as_numbers():
+    # issue 26, point 9: the JSON lacked the kill's time, host, workload and schema, and gave
+    # evidence as formatted strings ("limit 192.0 MiB")
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "reports", "java-heap", "capture.json")
+    with open(path, encoding="utf-8") as f:
+        cap = Capture.from_json(f.read())
+    out = json.loads(render_json(cap))
+    assert out["schema"] == cap.schema_version and out["time"] == cap.times.kill_wall
+    assert out["host"]["hostname"] == cap.host.hostname and out["host"]["kernel_release"] == cap.host.kernel_release
+    assert out["workload"]["kind"] == cap.workload.kind
+    heap_max = next(x for x in out["advice"] if x["title"] == "Heap max too close to the limit")
+    limit = next(e for e in heap_max["evidence"] if e["name"] == "limit")
+    assert limit == {"name": "limit", "value": cap.at_kill.limit_bytes, "unit": "bytes", "text": "limit 192.0 MiB"}
+    for x in out["advice"]:
+        for e in x["evidence"]:
+            assert e["unit"] in ("bytes", "count", "ratio", "minutes", "text", "note")
+            assert e["unit"] not in ("bytes", "count", "ratio", "minutes") or e["value"] is None or isinstance(e["value"], (int, float))
+    cap2 = _imported("syslog-aks-group-kill-npd.txt")
+    out2 = json.loads(render_json(cap2))
+    assert out2["workload"]["kind"] == "kubernetes" and out2["workload"]["qos"] == "Burstable"
+    assert out2["host"]["hostname"] == "aks-nodepool1-31060421-vmss000002"
