@@ -1,0 +1,95 @@
+// The lab's Go workload (oomscope's leak-go scenario; tests/system/test_go_runtime.py): a named
+// function, leakyCache, keeps what it allocates while another, churn, allocates more and keeps
+// almost nothing, as a leak hides behind a busy allocator. Built with `go build` into a scratch
+// folder and run inside a sandbox memory cgroup.
+//
+//	leaklab leak [stepKiB] [pauseMs]          grow until the kernel kills it
+//	leaklab hold [targetMiB] [pauseMs]        grow to targetMiB, then churn only; before each report
+//	                                          the heap settles (runtime.GC: marked and swept) and after
+//	                                          it the program pauses, so that a reader from outside sees
+//	                                          the heap the report gave (a GC in progress moves
+//	                                          HeapInuse by tens of percent within milliseconds)
+//
+// Every report is one JSON line of the program's own runtime.ReadMemStats, the figures a reader
+// from outside is checked against. It calls runtime.MemProfile, which keeps the heap profile on:
+// Go's linker turns allocation sampling off in a program that never links it.
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"time"
+)
+
+var cache [][]byte // what leakyCache keeps
+var sink []byte    // churn keeps only its last buffer
+
+//go:noinline
+func leakyCache(kib int) {
+	for i := 0; i < kib/64; i++ {
+		b := make([]byte, 64<<10)
+		for j := 0; j < len(b); j += 4096 {
+			b[j] = 1
+		}
+		cache = append(cache, b)
+	}
+}
+
+//go:noinline
+func churn(kib int) {
+	for i := 0; i < kib/32; i++ {
+		b := make([]byte, 32<<10)
+		b[0] = 1
+		sink = b
+	}
+}
+
+func report(seq int) {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	records, _ := runtime.MemProfile(nil, true)
+	fmt.Printf("{\"seq\":%d,\"heap_inuse\":%d,\"heap_alloc\":%d,\"next_gc\":%d,\"num_gc\":%d,\"kept_bytes\":%d,\"profile_records\":%d}\n",
+		seq, m.HeapInuse, m.HeapAlloc, m.NextGC, m.NumGC, len(cache)*(64<<10), records)
+}
+
+func arg(i int, def int) int {
+	if len(os.Args) > i {
+		if v, err := strconv.Atoi(os.Args[i]); err == nil {
+			return v
+		}
+	}
+	return def
+}
+
+func main() {
+	mode := "leak"
+	if len(os.Args) > 1 {
+		mode = os.Args[1]
+	}
+	fmt.Printf("ready %d\n", os.Getpid())
+	switch mode {
+	case "hold":
+		target, pause := arg(2, 64), arg(3, 500)
+		for seq := 0; ; seq++ {
+			if len(cache)*64 < target<<10 {
+				leakyCache(4 << 10)
+			}
+			churn(16 << 10)
+			runtime.GC()
+			report(seq)
+			time.Sleep(time.Duration(pause) * time.Millisecond)
+		}
+	default:
+		step, pause := arg(2, 2048), arg(3, 100)
+		for seq := 0; ; seq++ {
+			leakyCache(step)
+			churn(4 * step)
+			if seq%5 == 0 {
+				report(seq)
+			}
+			time.Sleep(time.Duration(pause) * time.Millisecond)
+		}
+	}
+}
