@@ -178,6 +178,8 @@ main() {
             "$HERE/packaging/image/build.sh" || irc=$?
             log "image: build.sh exit $irc in $(( $(date +%s) - t0 )) s (tests/system/test_image.py runs it)"
             [ "$irc" -eq 0 ] || rc=1
+            echo "=== lint: ruff check (pyproject.toml's [tool.ruff]; ruff comes with the [test] extra) ==="
+            "$VENV/bin/ruff" check oomscope bench tests || { log "ruff check: findings (above)"; rc=1; }
             t0=$(date +%s)
             echo "=== unit and system tests on this host: kernel $RELEASE ==="
             "$VENV/bin/python" -m pytest -q -rs -p no:cacheprovider --durations=10 tests || rc=$?

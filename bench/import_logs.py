@@ -128,8 +128,8 @@ def main() -> None:
         if not args.no_write:
             for name, src, base_cmd in (("gz", gz_path, f"zcat {gz_path} > /dev/null"),
                                         ("journal", journal, f"grep -c 'Killed process' {journal} > /dev/null")):
-                t_base, _ = timed(lambda: subprocess.run(["sh", "-c", base_cmd], check=True))
-                t_w, _ = timed(lambda: subprocess.run(cli + [src, "-o", os.path.join(work, "out-" + name)], env=env,
+                t_base, _ = timed(lambda base_cmd=base_cmd: subprocess.run(["sh", "-c", base_cmd], check=True))
+                t_w, _ = timed(lambda src=src, name=name: subprocess.run(cli + [src, "-o", os.path.join(work, "out-" + name)], env=env,
                                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True))
                 print(f"{name}: oomscope import -o {t_w:.2f} s vs {base_cmd.split()[0]} {t_base:.2f} s = {t_w / t_base:.2f}x")
     finally:

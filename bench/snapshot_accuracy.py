@@ -195,7 +195,8 @@ def main() -> int:
         "cpus_bad": sum(s.cpus_bad for s in snaps.values()),
         # every SIGKILL's snapshot (OOM or not): the most a read without the per-CPU deltas would miss
         "unflushed_max_kib_any_sigkill": max((sum(abs(v) for k, v in s.levels[0].unflushed.items() if unit_of(k, PAGE) == PAGE)
-                                              * PAGE // 1024 for s in snaps.values() if s.levels), default=None), "reports_without_snapshot": sum(1 for r in rows if r.get("no_snapshot")),
+                                              * PAGE // 1024 for s in snaps.values() if s.levels), default=None),
+        "reports_without_snapshot": sum(1 for r in rows if r.get("no_snapshot")),
         "missing_keys": rows[0]["exact"]["missing"] if rows and "exact" in rows[0] else None,
         "spaced": {v: summary(spaced, v) for v in ("exact", "flushed")},
         "close": {v: summary(close, v) for v in ("exact", "flushed")},

@@ -547,7 +547,7 @@ def summarize(args, warmup, samples, counts, made_victims, out, sandbox, jvm_rat
             continue
         first, last = after[0], after[-1]
         fit = {}
-        for key, unit, scale in (("rss", "MiB", MiB), ("anon", "MiB", MiB), ("fds", "", 1), ("threads", "", 1)):
+        for key, _unit, scale in (("rss", "MiB", MiB), ("anon", "MiB", MiB), ("fds", "", 1), ("threads", "", 1)):
             slope = slope_per_hour([(s["t_s"], s[key] / scale) for s in after])
             fit[key] = {"start": first[key] / scale, "end": last[key] / scale, "peak": max(s[key] for s in mine) / scale,
                         "slope_per_hour": slope}
@@ -555,7 +555,7 @@ def summarize(args, warmup, samples, counts, made_victims, out, sandbox, jvm_rat
         fit["live_cgroups"] = {"start": first["cgroups"], "end": last["cgroups"]}
         fit["from_s"], fit["to_s"], fit["samples"] = first["t_s"], last["t_s"], len(after)
         fits[role] = fit
-        f = lambda k, d=1, u="": (f"{fit[k]['start']:.{d}f}{u} -> {fit[k]['end']:.{d}f}{u}"  # noqa: E731
+        f = lambda k, d=1, u="", fit=fit: (f"{fit[k]['start']:.{d}f}{u} -> {fit[k]['end']:.{d}f}{u}"  # noqa: E731
                                   + (f" ({fit[k]['slope_per_hour']:+.1f}{u}/h)" if fit[k]["slope_per_hour"] is not None else ""))
         lines.append(f"{role}: RSS {f('rss', u=' MiB')}, anon {f('anon', u=' MiB')}, fds {f('fds', 0)}, threads {f('threads', 0)}, "
                      f"CPU {fit['cpu_pct']:.2f}% of a core")

@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,7 +77,7 @@ def main() -> None:
     ap.add_argument("--after", default=HERE)
     ap.add_argument("--hours", type=float, default=12.0)
     args = ap.parse_args()
-    print(f"| cgroups (reading every) | hours | recorder | points per cgroup | span kept | anonymous MiB added | µs per add |")
+    print("| cgroups (reading every) | hours | recorder | points per cgroup | span kept | anonymous MiB added | µs per add |")
     print("|---|---|---|---|---|---|---|")
     for label, cgroups, every_s in CASES:
         for name, checkout in (("before", args.before), ("after", args.after)):

@@ -21,7 +21,8 @@ from typing import Dict, Optional, Tuple
 
 from .model import Workload
 
-_RE_POD = re.compile(r"^(?:kubepods-(?:burstable-|besteffort-)?)?pod(?P<uid>[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?$")
+_RE_POD = re.compile(r"^(?:kubepods-(?:burstable-|besteffort-)?)?pod"
+                     r"(?P<uid>[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?$")
 _RE_SCOPE = re.compile(r"^(?P<rt>cri-containerd|crio|docker|libpod|cri-o)-(?P<id>[0-9a-f]{12,64})\.scope$")
 _RE_BARE_ID = re.compile(r"^[0-9a-f]{64}$")
 _RE_CONMON = re.compile(r"^crio-conmon-(?P<id>[0-9a-f]{12,64})\.scope$")

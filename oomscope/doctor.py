@@ -46,7 +46,7 @@ def run_checks(load_probe: bool = True) -> List[Check]:
         checks.append(Check(f"{cat}:{ev}", present, f"{'present' if present else 'absent'}: {why}", required=False))
     h = headers.find_headers()
     checks.append(Check("kernel headers", h.path is not None, h.how, "sudo ./setup.sh"))
-    from .probes import bcc_location  # noqa: WPS433 - probes is the one module that imports bcc
+    from .probes import bcc_location  # probes is the one module that imports bcc
 
     bcc_dir = bcc_location()
     bcc_ok = bcc_dir is not None

@@ -60,7 +60,7 @@ def run_entry_point(body) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("oomscope: interrupted\n")
         return 130
-    except Exception as exc:  # noqa: BLE001 - the user sees one line, never a traceback
+    except Exception as exc:  # the user sees one line, never a traceback
         if os.environ.get("OOMSCOPE_DEBUG"):
             raise
         sys.stderr.write(f"oomscope: internal error: {type(exc).__name__}: {terminal_safe(str(exc))}\n")

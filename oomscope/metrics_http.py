@@ -118,7 +118,7 @@ class MetricsServer:
                             self._read(conn)
                         elif events & selectors.EVENT_WRITE:
                             self._write(conn)
-                except Exception:  # noqa: BLE001 - one connection's trouble never ends the server
+                except Exception:  # one connection's trouble never ends the server
                     conn = self._conns.get(key.fileobj)
                     if conn is not None:
                         self._drop(conn)
@@ -236,7 +236,7 @@ class MetricsServer:
                 body = b"".join(result)
             finally:
                 getattr(result, "close", lambda: None)()
-        except Exception:  # noqa: BLE001 - a failing collector: the scrape says so, the server goes on
+        except Exception:  # a failing collector: the scrape says so, the server goes on
             return "500 Internal Server Error", [], b""
         if not started:
             return "500 Internal Server Error", [], b""

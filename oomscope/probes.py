@@ -297,7 +297,7 @@ class MemcgSnapshotter:
                 out[k.value] = v.value - 1
         # two items in one slot: a mis-learnt pair, neither is trusted
         seen: Dict[int, int] = {}
-        for item, slot in out.items():
+        for slot in out.values():
             seen[slot] = seen.get(slot, 0) + 1
         return {i: s for i, s in out.items() if seen[s] == 1}
 
@@ -344,7 +344,8 @@ def learning_activity(folder: str = "/dev/shm") -> Callable[[], None]:
             anon = bytearray(2 << 20)
             for i in range(0, len(anon), 4096):
                 anon[i] = 1
-            with mmap.mmap(-1, 8 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS) as m:  # a huge page where THP is "madvise" (anon_thp), a locked page (unevictable)
+            # a huge page where THP is "madvise" (anon_thp), a locked page (unevictable)
+            with mmap.mmap(-1, 8 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS) as m:
                 with contextlib.suppress(AttributeError, OSError):
                     m.madvise(mmap.MADV_HUGEPAGE)
                 for i in range(0, 8 << 20, 4096):

@@ -128,7 +128,8 @@ def check_dir_fd(fd: int, path: str) -> None:
         raise UnsafeOutput(f"{path}: the folder belongs to user {st.st_uid}, who could redirect what oomscope writes "
                            f"there as root; use a folder of root's, or --allow-shared-output")
     if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-        raise UnsafeOutput(f"{path}: the folder is writable by {'group and others' if st.st_mode & 0o022 == 0o022 else 'group' if st.st_mode & 0o020 else 'others'} "
+        who = "group and others" if st.st_mode & 0o022 == 0o022 else "group" if st.st_mode & 0o020 else "others"
+        raise UnsafeOutput(f"{path}: the folder is writable by {who} "
                            f"(mode {stat.S_IMODE(st.st_mode):04o}) without the sticky bit; chmod go-w it, or use --allow-shared-output")
 
 
@@ -435,7 +436,7 @@ class Batch:
                         raise err
                     d._check_target(name)  # again: the target may have appeared since write()
                     os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-                except BaseException as exc:  # noqa: BLE001 - the others are still put in place
+                except BaseException as exc:  # the others are still put in place
                     d._unlink_quietly(tmp)
                     error = error or exc
             # a kill folder's renames first, then the folder that holds the new kill folders
@@ -484,7 +485,7 @@ def _syncfs(fd: int) -> None:
     if _libc_syncfs is None:
         _libc_syncfs = False
         if _kernel_reports_syncfs_errors():
-            import ctypes  # noqa: WPS433 - only a batch needs it
+            import ctypes  # only a batch needs it
 
             fn = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
             if fn is not None:
@@ -563,7 +564,7 @@ def read_regular_file(path: str, limit: int = MAX_READ) -> bytes:
             again = os.fstat(rfd)
             if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino):
                 os.close(rfd)
-                raise OSError(errno.EAGAIN, "the file changed while it was opened")
+                raise OSError(errno.EAGAIN, "the file changed while it was opened") from None
     finally:
         os.close(fd)
     with os.fdopen(rfd, "rb") as f:

@@ -253,7 +253,8 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
     # cgroup v1 memory.stat has no slab: its kmem counter (mostly slab) stands in for it
     kmem_v1 = cats.get("kernel", 0) if a.cgroup_version == 1 else 0
     if slab >= 0.2 * usage or kmem_v1 >= 0.2 * usage:
-        what = f"{_mib(slab)} of slab (inodes, dentries)" if slab else f"{_mib(kmem_v1)} of kernel memory (cgroup v1's kmem counter; mostly slab: inodes, dentries)"
+        what = (f"{_mib(slab)} of slab (inodes, dentries)" if slab else
+                f"{_mib(kmem_v1)} of kernel memory (cgroup v1's kmem counter; mostly slab: inodes, dentries)")
         out.append(Advice("no_more_limit", "Kernel slab from file churn",
                           f"{what} was charged to the cgroup: creating and keeping many "
                           "files does this. Remove files sooner, use fewer, larger files, or keep the scratch tree outside the container.",

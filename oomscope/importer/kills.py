@@ -86,7 +86,7 @@ def iter_imports(lines: Iterable[str], since: Optional[float] = None, boot_wall:
             reports = None
         try:
             reports = parser.feed(ll.record) if reports is None else reports
-        except Exception as exc:  # noqa: BLE001 - a parser bug costs this log region, not the import
+        except Exception as exc:  # a parser bug costs this log region, not the import
             _problem(problems, f"a report near log record {ll.record.seq} was not read ({type(exc).__name__}: {exc})")
             parser = OomReportParser(summaries_are_kills=True)
             continue
@@ -105,7 +105,7 @@ def iter_imports(lines: Iterable[str], since: Optional[float] = None, boot_wall:
                 elif head is not None:
                     _join_group(head, imp)
                 pending.append(imp)
-            except Exception as exc:  # noqa: BLE001 - one odd kill must not cost the others
+            except Exception as exc:  # one odd kill must not cost the others
                 who = f"pid {rep.killed.pid}" if rep.killed is not None else "?"
                 _problem(problems, f"the kill of {who} near log record {ll.record.seq} was skipped ({type(exc).__name__}: {exc})")
             if len(walls) > 100_000:
@@ -152,7 +152,8 @@ _RE_NODE_ANON = re.compile(r"^Node \d+ active_anon:(\d+)kB inactive_anon:(\d+)kB
 #: what a call trace or register dump looks like on each architecture (arch/*/kernel/traps.c,
 #: process.c: show_regs): the first that matches a report line names the logging machine's
 _ARCH_SIGNS = (
-    (re.compile(r"^(?:RIP: [0-9a-f]{4}:|RSP: [0-9a-f]{4}:|R1[0-5]: [0-9a-f]{16}| (?:entry_SYSCALL_64|asm_exc_page_fault|system_call_fastpath|page_fault)\b)"), "x86_64"),
+    (re.compile(r"^(?:RIP: [0-9a-f]{4}:|RSP: [0-9a-f]{4}:|R1[0-5]: [0-9a-f]{16}"
+                r"| (?:entry_SYSCALL_64|asm_exc_page_fault|system_call_fastpath|page_fault)\b)"), "x86_64"),
     (re.compile(r"^(?:EIP: |EAX: [0-9a-f]{8} )"), "i386"),
     (re.compile(r"^(?:pc : |lr : | el0_(?:da|svc|sync)\b)"), "aarch64"),
     (re.compile(r"^(?:NIP: |NIP \[|LR \[)"), "ppc64"),

@@ -91,7 +91,7 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
             raise  # the output folder is refused: nothing more can be written
         except OSError as exc:
             raise ImportProblem(f"cannot write to {output}: {exc.strerror or exc}") from None
-        except Exception as exc:  # noqa: BLE001 - one odd kill must not cost the others
+        except Exception as exc:  # one odd kill must not cost the others
             problems.append(f"kill {imp.capture.kill_id}: skipped ({type(exc).__name__}: {exc})")
             err.write(f"oomscope: warning: {terminal_safe(name)}: {terminal_safe(problems[-1][:500])}\n")
         if len(pending) >= _BATCH_KILLS or time.monotonic() - last_flush >= _BATCH_SECONDS:

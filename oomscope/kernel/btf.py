@@ -226,7 +226,7 @@ class BtfTypes:
 
     def datasec_var_offset(self, section: str, var: str) -> Optional[int]:
         """Offset of a variable in a data section (``.data..percpu``), or None when BTF lacks it."""
-        for _kind, name, info, _size, at in (t for t in self.types if t[0] == KIND_DATASEC and t[1] == section):
+        for _kind, _name, info, _size, at in (t for t in self.types if t[0] == KIND_DATASEC and t[1] == section):
             for i in range(info & 0xFFFF):
                 vtype, offset, _vsize = struct.unpack_from("<III", self.blob, at + 12 * i)
                 if vtype < len(self.types) and self.types[vtype][0] == KIND_VAR and self.types[vtype][1] == var:

@@ -39,13 +39,13 @@ class OutputIndex:
                     self.skipped.append((name, getattr(exc, "strerror", None) or str(exc)))
                 except OomscopeError as exc:
                     self.skipped.append((name, str(exc)))
-                except Exception as exc:  # noqa: BLE001 - any other failure of one capture
+                except Exception as exc:  # any other failure of one capture
                     self.skipped.append((name, f"{type(exc).__name__}: {exc}"))
 
     def _add(self, folder: str, capture: Capture, analysis: Optional[KillAnalysis] = None) -> None:
         try:
             row = row_for(capture, analysis)
-        except Exception:  # noqa: BLE001 - one odd capture gets a row of what is certain
+        except Exception:  # one odd capture gets a row of what is certain
             row = IndexRow(kill_id=str(capture.kill_id), when=str(capture.times.kill_wall or ""), victim=f"{capture.victim.pid}",
                            cgroup="?", usage="?", limit="?", categories="", incident="", href="")
         row.href = f"{folder}/postmortem.html"

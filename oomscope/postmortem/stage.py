@@ -40,7 +40,7 @@ class PostMortems:
         if self.analyse is not None:
             try:
                 analysis = self.analyse(capture)
-            except Exception:  # noqa: BLE001 - the renderer says what fails; the capture is written regardless
+            except Exception:  # the renderer says what fails; the capture is written regardless
                 analysis = None
         category = analysis.top_categories[0] if analysis is not None and analysis.top_categories else ""
         html_path, error = self._render(capture_path, capture, analysis)
@@ -93,7 +93,7 @@ def write_post_mortem(out_dir: str, capture_path: str, render: Callable[[], str]
         folder = os.path.basename(os.path.dirname(capture_path))
         with Dir(out_dir, batch=batch) as out, out.subdir(folder) as kill_dir:
             return kill_dir.write(HTML, html), None
-    except Exception as exc:  # noqa: BLE001 - the capture is safe on disk; say what failed
+    except Exception as exc:  # the capture is safe on disk; say what failed
         return None, terminal_safe(f"{type(exc).__name__}: {exc}")[:500]
 
 

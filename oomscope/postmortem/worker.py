@@ -83,7 +83,7 @@ def serve(out_dir: str, stdin=None, stdout=None, err=None) -> None:
             try:
                 req = json.loads(line)
                 reply = _answer(req, post, out_dir)
-            except Exception as exc:  # noqa: BLE001 - one odd kill must not stop the others
+            except Exception as exc:  # one odd kill must not stop the others
                 reply = {"seq": req.get("seq"), "html": None, "error": terminal_safe(f"{type(exc).__name__}: {exc}")[:500]}
             stdout.write(json.dumps(reply) + "\n")
             stdout.flush()
@@ -106,7 +106,7 @@ def main(argv=None) -> None:
     safefs.configure(file_mode=file_mode, allow_shared=allow_shared)
     try:
         serve(args[0])
-    except Exception as exc:  # noqa: BLE001 - one line, never a traceback (the recorder says it stopped)
+    except Exception as exc:  # one line, never a traceback (the recorder says it stopped)
         sys.stderr.write(f"oomscope: post-mortem worker: {type(exc).__name__}: {terminal_safe(str(exc))}\n")
         sys.exit(70)
 

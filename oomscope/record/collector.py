@@ -271,7 +271,7 @@ class Collector:
                 self._record(kill)
             except OSError as exc:  # a full disk must not stop the collector
                 self.announce.error("writer", f"oomscope: error: could not write the capture of pid {kill.pid}: {exc}")
-            except Exception as exc:  # noqa: BLE001 - one odd kill must not stop the collector
+            except Exception as exc:  # one odd kill must not stop the collector
                 self.announce.error("collector", f"oomscope: error: kill of pid {kill.pid} not recorded: {type(exc).__name__}: {exc}")
         self._announce(self.finisher.results())
 

@@ -223,7 +223,7 @@ class Readings:
         t = time.monotonic_ns()
         try:
             by_pid = self.reclaim_reader()
-        except Exception:  # noqa: BLE001 - a map read failing must not stop the sampler
+        except Exception:  # a map read failing must not stop the sampler
             with self._lock:
                 self.errors += 1
             return None

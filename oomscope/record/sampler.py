@@ -11,7 +11,8 @@ Adaptive: each cgroup has its own next reading, every ``idle_interval_s`` (10 s)
 of its limit (or its limited ancestor's), ``far_interval_s`` (5 s) below half, ``mid_interval_s``
 (1 s) up to ``near_limit_ratio`` (90%), ``fast_interval_s`` (100 ms) above; an idle cgroup
 (below a quarter) whose usage and limit have not changed is read fully every ``idle_full_s`` (30 s)
-only, its usage and limit alone at the idle readings in between (``_skip_unchanged``). Between full readings a limited cgroup's usage alone (one small file) is peeked at: every
+only, its usage and limit alone at the idle readings in between (``_skip_unchanged``). Between full
+readings a limited cgroup's usage alone (one small file) is peeked at: every
 1 s below a quarter of its limit, every ``peek_interval_s`` (250 ms) below half, every 100 ms
 above; a cgroup that fills up fast is read within that time, not ``far_interval_s``. On cgroup v2
 a limit being hit wakes the sampler at once (inotify on memory.events, kernel/inotify.py); on v1
@@ -476,7 +477,7 @@ class Sampler:
             self.heartbeat.beat(time.monotonic_ns(), int(wait * 1e9))
             try:
                 self._wait(wait, stop)
-            except Exception:  # noqa: BLE001 - notifications are a bonus: fall back to polling
+            except Exception:  # notifications are a bonus: fall back to polling
                 self.errors += 1
                 self.close()
 

@@ -56,7 +56,7 @@ def row_for(capture: Capture, analysis: Optional[KillAnalysis] = None) -> IndexR
     alone, which is all a row shows (a capture read from disk)."""
     try:
         cats = mostly(analysis.attribution if analysis is not None else analyse(capture))
-    except Exception:  # noqa: BLE001 - one odd capture must not cost the index
+    except Exception:  # one odd capture must not cost the index
         cats = ""
     cg = capture.cgroup
     return IndexRow(

@@ -49,7 +49,7 @@ def _skip_reason():
         return "system tests need root (real cgroups, BPF, /dev/kmsg)"
     try:
         MemoryHierarchy.detect()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return f"no memory cgroup hierarchy: {exc}"
     return None
 

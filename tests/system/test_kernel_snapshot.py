@@ -4,7 +4,6 @@ stress-ng storm, in sandbox cgroups."""
 
 import os
 import subprocess
-import sys
 import time
 
 import pytest

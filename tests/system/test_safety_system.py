@@ -10,8 +10,6 @@ import stat
 import subprocess
 import sys
 
-import pytest
-
 from oomscope.safefs import MARKER
 
 OOMSCOPE = [sys.executable, "-m", "oomscope"]

@@ -165,7 +165,10 @@ def test_the_fit_weighs_each_point_by_the_time_it_stands_for_not_by_count():
     # collector saws 40 MiB up and down around the rising line. Counted point by point, the 600
     # points of those 10 minutes outvote the hours (R² 0.53: a plateau); weighed by the time each
     # stands for, the 6 hours' steady rise is what the fit sees.
-    leak = lambda s: 50 * MIB + (6 * 3600 - s) * (200 * MIB) // (6 * 3600)
+
+    def leak(s):
+        return 50 * MIB + (6 * 3600 - s) * (200 * MIB) // (6 * 3600)
+
     older = [(s, leak(s)) for s in range(6 * 3600, 600, -1) if s % (900 if s > 7200 else 120) == 0]
     recent = [(s, leak(s) + 40 * MIB * (s % 60) // 30 - 40 * MIB) for s in range(600, 0, -1)]
     t = trend_of(_timed_capture(older + recent))

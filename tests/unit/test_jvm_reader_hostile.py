@@ -3,7 +3,6 @@ before its fix. The process's tree is a folder laid out like /proc/<pid> (``read
 argument), so no JVM and no root are needed."""
 
 import os
-import stat
 import struct
 import threading
 import time

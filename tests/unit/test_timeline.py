@@ -50,7 +50,10 @@ def test_an_idle_cgroup_read_every_30_s_holds_about_117_points_at_most():
 def test_a_thinned_stretch_keeps_its_highest_reading_whole():
     ring = TimelineRing(capacity=600, spacing_s=1.0)
     spike_at = -3 * 3600 * S  # three hours before the end: in the 15-minute tier
-    spike = lambda t: (400 << 20) if t == spike_at else (100 << 20)
+
+    def spike(t):
+        return (400 << 20) if t == spike_at else (100 << 20)
+
     _fill(ring, 6 * 3600, 10, usage=spike)
     pts = ring.points(KILL)
     top = max(pts, key=lambda p: p.usage_bytes)
