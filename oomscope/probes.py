@@ -72,7 +72,7 @@ def bpf_source(name: str = "oom_events.c") -> Iterator[str]:
 def bcc_location() -> Optional[str]:
     """The folder bcc's Python module is imported from, or None when it is not importable."""
     try:
-        import bcc  # noqa: WPS433 - probes is the one module that imports bcc
+        import bcc  # probes is the one module that imports bcc
     except ImportError:
         return None
     return os.path.dirname(bcc.__file__)
@@ -84,7 +84,7 @@ def _compile(names: List[str], cflags: List[str]):
     compile, docs/kernel-facts.md), so record compiles its programs once. tracepoint__* functions
     are attached by bcc."""
     try:
-        from bcc import BPF  # noqa: WPS433 - the one place bcc is imported
+        from bcc import BPF  # the one place bcc is imported
     except ImportError:
         raise ProbeError("bcc is not importable (apt-get install python3-bpfcc; run setup.sh)") from None
     with contextlib.ExitStack() as stack:
@@ -163,7 +163,7 @@ LEARN_MORE_S = 2.0  # ... for at least this long once the core items are known (
 def memcg_snapshot_layout(cgroup_version: int):
     """The running kernel's memcg layout (kernel/memcg_layout.py) for the memory controller's
     cgroup version, or ProbeError saying why the snapshot cannot run here."""
-    from .kernel import btf, memcg_layout  # noqa: WPS433 - only the snapshot needs them
+    from .kernel import btf, memcg_layout  # only the snapshot needs them
 
     types = btf.kernel_types()
     enums = btf.kernel_enums(("node_stat_item", "memcg_stat_item", "cgroup_subsys_id", "memcg_memory_event"))
@@ -204,7 +204,7 @@ class MemcgSnapshotter:
     def __init__(self, layout, activity: Optional[Callable[[], None]] = None, bpf=None):
         import time as _time
 
-        from .kernel import memcg_layout  # noqa: WPS433
+        from .kernel import memcg_layout
 
         self.layout = layout
         self.ncpus = os.cpu_count() or 1
@@ -267,7 +267,7 @@ class MemcgSnapshotter:
     def _learn(self, activity) -> None:
         import time as _time
 
-        from .kernel import memcg_layout  # noqa: WPS433
+        from .kernel import memcg_layout
 
         for tp in ("mod_memcg_state", "mod_memcg_lruvec_state"):
             self.bpf.attach_raw_tracepoint(tp=tp.encode(), fn_name=b"learn_state")

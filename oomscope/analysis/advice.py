@@ -104,7 +104,7 @@ def _with_reclaim(t: Trend, timeline) -> Trend:
 def _weighted_fit(t, y, w):
     """The weighted least-squares line of y over t: (slope, R², the line's value at the first t,
     at the last t); a flat line through the weighted mean when t is constant."""
-    import numpy as np  # noqa: WPS433 - with pandas, only where a timeline is fitted
+    import numpy as np  # with pandas, only where a timeline is fitted
 
     if float(w.sum()) <= 0:
         return 0.0, 0.0, float(y.iloc[0]), float(y.iloc[-1])
@@ -145,7 +145,7 @@ def trend_of(capture: Capture) -> Trend:
     other = held(pts[-1]) - pts[-1].anon_bytes
     what = ("Anonymous memory" if other < 0.1 * max(held(pts[-1]), 1)
             else "Memory that reclaim cannot free (anonymous, tmpfs, kernel)")
-    import pandas as pd  # noqa: WPS433 - here only: a kill without a timeline (every import) never loads it (0.27 s a start)
+    import pandas as pd  # here only: a kill without a timeline (every import) never loads it (0.27 s a start)
 
     df = pd.DataFrame({"t": [p.t_ms / 60_000 for p in pts], "anon": [held(p) for p in pts]})
     minutes = float(df["t"].iloc[-1] - df["t"].iloc[0])
