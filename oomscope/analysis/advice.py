@@ -244,8 +244,8 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
         who = f"the helper{'s' if len(helpers) > 1 else ''} {named}" if helpers else "the other processes"
         out.append(Advice("no_more_limit", "Other processes in the cgroup took a share",
                           f"Processes other than the victim held {_mib(others)} of anonymous memory ({100 * others / usage:.0f}% of the charge). "
-                          f"Give {who} {'their' if len(helpers) > 1 else 'its'} own container (its own limit), or size the "
-                          "limit for all of them together.",
+                          f"Give {who} {'their' if len(helpers) > 1 else 'its'} own container (its own limit), so that "
+                          "the victim's limit holds only its own memory.",
                           [ev("others", others), ev("victim RSS", a.victim_rss_bytes)] + ([ev("helpers", named, "text")] if named else [])))
 
     # --- slab ---

@@ -180,16 +180,19 @@ def analyse(capture: Capture) -> Analysis:
             labels["kernel"] = "Other kernel memory"
         usage = ak.usage_bytes
         a.categories = [Category(k, labels.get(k, k), int(b), b / usage if usage else None) for k, b in rows]
-        a.details = _details(stat, version)
+        # the keys say which hierarchy they come from when the capture does not (a group kill's
+        # member imported from its Killed line): read them the way the categories were (issue 26)
+        shape = 2 if (version == 2 or "anon" in stat) else 1
+        a.details = _details(stat, shape)
         big = [c for c in a.categories if c.key != "unexplained" and c.bytes > 0]
         if big:
             a.top_categories = [big[0].key] + [c.key for c in big[1:2] if c.bytes >= 0.25 * big[0].bytes]
         # Most of anon in huge pages: say THP, the part a limit-sizer must know about.
-        thp = _get(stat, "total_rss_huge", "rss_huge") if version == 1 else stat.get("anon_thp")
+        thp = _get(stat, "total_rss_huge", "rss_huge") if shape == 1 else stat.get("anon_thp")
         anon = cats.get("anon", 0)
         if thp and anon and thp >= 0.5 * anon:
             a.top_categories = ["anon_thp" if k == "anon" else k for k in a.top_categories]
-        swap = _get(stat, "total_swap", "swap") if version == 1 else None
+        swap = _get(stat, "total_swap", "swap") if shape == 1 else None
         a.swap_bytes = ak.swap_usage_bytes if ak.swap_usage_bytes is not None else swap
 
     _reconcile(capture, a, stat, version)
@@ -258,7 +261,19 @@ def _reconcile(capture: Capture, a: Analysis, stat: Dict[str, int], version: Opt
         put("other_processes", whose, held,
             "Charged to the same cgroup; the victim's RSS does not include it." + shared + files)
     rest = beyond - held
-    if rest > 0:
+    inc = capture.incident
+    listed = {t.pid for t in capture.tasks} | {v.pid}
+    group = ([x for x in inc.victims if x.pid not in listed] if inc is not None and inc.group_kill else [])
+    if rest > 0 and group:
+        # a member of a group kill whose capture has only its own row: the rest is the group's
+        # other processes, killed with it, not processes that exited (issue 26: pages of one
+        # incident said both)
+        put("group_others", f"Anonymous memory of the group's {len(group)} other process{'es' if len(group) != 1 else ''}, "
+            "killed with it", rest,
+            "The kernel killed every task of " + (inc.group_cgroup or "the group's cgroup") + " together (memory.oom.group): "
+            + ", ".join(f"pid {x.pid} ({x.comm})" for x in group[:8]) + (f" and {len(group) - 8} more" if len(group) > 8 else "")
+            + ". Their RSS is in the tasks table of the first victim's post-mortem; this capture has only the victim's row.")
+    elif rest > 0:
         put("anon_unlisted", "Anonymous memory in no listed process's RSS", rest,
             "Processes that exited before the report, or pages charged while it was printed.")
     elif rest < 0:

@@ -89,5 +89,9 @@ def limit_hit_of(capture: Capture) -> LimitHit:
                         f"What every cgroup below {oom} held counts against this limit.")
     if level == "task":  # the victim's cgroup unknown: an ECS task's processes run in its containers
         return LimitHit(oom, "parent", limit, "the ECS task's (all its containers together: the task's memory)", "")
+    inc = capture.incident
+    if not task and inc is not None and inc.group_kill and inc.group_cgroup == oom:
+        # a member of a group kill: its own row names no cgroup, the group's does (the first victim's page)
+        return LimitHit(oom, "own", limit, "that of the group's own cgroup (memory.oom.group: all its processes were killed)", "")
     return LimitHit(oom, "own", limit, "that of the victim's own cgroup" if task else
                     "this cgroup's own (whether the victim ran in it or below it is not in the capture)", "")

@@ -330,8 +330,7 @@ def java_advice(shown: Shown, limit_bytes: Optional[int]):
                     text += (f"Size the heap from the limit: -XX:MaxRAMPercentage={target} (instead of a fixed -Xmx), so heap "
                              "max and what lies outside it fit.")
                 if target < 25:
-                    text += (" Outside the heap there was more than a useful heap leaves room for: cap it first (the next item), "
-                             "or raise the limit.")
+                    text += " Outside the heap there was more than a useful heap leaves room for: cap it first (the next item)."
                 out.append(("no_more_limit", HEAP_MAX, text,
                             [ev(f"{who} heap max", r.heap_max_bytes), ev("limit", limit_bytes)]
                             + ([ev("heap used", r.heap_used_bytes), ev("outside the heap up to", upper)]

@@ -142,6 +142,13 @@ def verdict_of(capture: Capture, a: Analysis, trend: Trend, hit: Optional[LimitH
         if jvm is not None:
             said.append(_jvm_split(jvm, ak.limit_bytes))
     others = next((p.bytes for p in a.reconciliation if p.key == "other_processes"), 0)
+    group = next((p.bytes for p in a.reconciliation if p.key == "group_others"), 0)
+    if ak.usage_bytes and group >= OTHERS_SHARE * ak.usage_bytes and capture.incident is not None:
+        # a group member's page names the processes killed with it, as the first victim's does (issue 26)
+        listed = {t.pid for t in capture.tasks} | {v.pid}
+        names = ", ".join(f"pid {x.pid} ({x.comm})" for x in capture.incident.victims if x.pid not in listed)
+        said.append(f"The group's other processes, killed with it, held {fmt_bytes(group)} of anonymous memory in the charge "
+                    f"({fmt_pct(group / ak.usage_bytes)}): {names}.")
     if ak.usage_bytes and others >= OTHERS_SHARE * ak.usage_bytes:
         # A helper that held a large share is what the reader needs first, named (issue 15).
         helpers = sorted((t for t in capture.tasks if t.pid != v.pid and t.rss_bytes),
@@ -159,7 +166,14 @@ def verdict_of(capture: Capture, a: Analysis, trend: Trend, hit: Optional[LimitH
             biggest = max(a.reconciliation, key=lambda p: p.bytes) if a.reconciliation else None
             text = (f"The victim's own RSS was {fmt_bytes(a.victim_rss_bytes)}, {fmt_bytes(a.gap_bytes)} "
                     f"({fmt_pct(a.gap_bytes / ak.usage_bytes)} of the charge) less than the charge")
-            if biggest is not None and biggest.bytes > 0:
+            less = [p for p in a.reconciliation if p.bytes < 0]
+            if biggest is not None and biggest.bytes > 0 and (less or biggest.bytes > a.gap_bytes):
+                # a part larger than the difference is no "largest part" of it (issue 26: 22.7 MiB of a
+                # 17.5 MiB difference): say the parts, and what is taken off
+                plus = [p for p in a.reconciliation if p.bytes > 0]
+                text += ("; the difference is " + ", ".join(f"{fmt_bytes(p.bytes)} of {_lower_first(p.label)}" for p in plus)
+                         + (", less " + " and ".join(f"{fmt_bytes(-p.bytes)} of {_lower_first(p.label)}" for p in less) if less else ""))
+            elif biggest is not None and biggest.bytes > 0:
                 text += f"; the largest part of the difference: {_lower_first(biggest.label)} ({fmt_bytes(biggest.bytes)})"
             said.append(text + ".")
         else:

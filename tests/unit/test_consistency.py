@@ -139,6 +139,19 @@ def _problems(cap: Capture):
         if m and float(m.group(1)) * {"s": 1 / 60, "min": 1, "h": 60}[m.group(2)] > t.minutes * 1.05:
             out.append(f"a projection ({m.group(0)}) beyond the {t.minutes:.2f} min it was fitted on")
 
+    # --- one incident's pages agree, and no part is bigger than what it is a part of (issue 26) ---
+    inc = cap.incident
+    listed = {t.pid for t in cap.tasks} | {cap.victim.pid}
+    if inc is not None and inc.group_kill and any(x.pid not in listed for x in inc.victims):
+        if any(p.key == "anon_unlisted" for p in a.reconciliation):
+            out.append("a group member's page puts the group's other processes under 'exited before the report'")
+    if "the largest part of the difference" in said_all(result) and a.gap_bytes is not None:
+        if any(p.bytes > a.gap_bytes for p in a.reconciliation):
+            out.append("a 'largest part' of the difference bigger than the difference")
+    for x in result.advice:
+        if x.case == "no_more_limit" and re.search(r"(size|raise) the limit", x.text):
+            out.append(f"'needs no more limit' that then says to size or raise the limit: {x.title}")
+
     # --- no advice on a fact the capture lacks ---
     has_timeline = bool(cap.timelines) and any(len(t.points) >= 2 for t in cap.timelines)
     for i, x in enumerate(result.advice):
@@ -194,6 +207,36 @@ def _problems(cap: Capture):
     if not has_timeline and result.trend.kind != "unknown":
         out.append(f"a trend ({result.trend.kind}) without a timeline")
     return out
+
+
+def said_all(result) -> str:
+    return " ".join(result.verdict.sentences)
+
+
+def test_the_pages_of_one_incident_agree():
+    # issue 26: pid 247's page put 65.5 MiB under "processes that exited before the report" while
+    # pid 246's named 247 and 248 as holding it; every page of a group kill tells one story
+    seen = 0
+    for folder, name in LOGS:
+        caps = [imp.capture for imp in import_reports(io.StringIO(fixture_text(folder, name)), year=2026)]
+        incidents = {}
+        for cap in caps:
+            if cap.incident is not None and cap.incident.group_kill:
+                incidents.setdefault(cap.incident.id, []).append(cap)
+        for pages in incidents.values():
+            if len(pages) < 2:
+                continue
+            seen += 1
+            results = [analyse_kill(c) for c in pages]
+            assert len({(c.at_kill.usage_bytes, c.at_kill.limit_bytes, c.cgroup.oom_memcg) for c in pages}) == 1
+            assert len({r.limit_hit.scope for r in results}) == 1
+            assert len({tuple(r.attribution.top_categories) for r in results}) == 1
+            for c, r in zip(pages, results):
+                others = [x for x in c.incident.victims if x.pid != c.victim.pid]
+                said = said_all(r)
+                assert all(f"pid {x.pid} " in said for x in others), (c.victim.pid, said)
+                assert not any(p.key == "anon_unlisted" for p in r.attribution.reconciliation), c.victim.pid
+    assert seen >= 1
 
 
 def said_first(result) -> str:
