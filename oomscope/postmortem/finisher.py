@@ -6,8 +6,8 @@ index.html done (postmortem/stage.py, ``PostMortems``). ``WorkerProcess`` has th
 worker process (postmortem/worker.py, fed the captures' paths over a pipe): the long-running
 recorder then never imports pandas or jinja2 (bench/README.md, "A lean recorder": they were
 ~40 MiB of its anonymous memory). A worker that dies is said in record's log and started again;
-the capture of the kill it was working on stays, without a post-mortem. ``InProcess`` does the
-work at once in the calling process (tests).
+the capture of the kill it was working on stays, without a post-mortem. ``InProcess`` (postmortem/stage.py) does
+the work at once in the calling process (tests).
 
 This module imports neither analysis/ nor report/: the recorder imports it.
 """
@@ -20,13 +20,10 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Deque, Dict, List, Optional, Protocol, TextIO, Tuple
+from typing import Deque, Dict, List, Optional, Protocol, TextIO, Tuple
 
 from ..model import Capture
 from ..terminal import terminal_safe
-
-if TYPE_CHECKING:  # an annotation only
-    from .stage import PostMortems
 
 #: a kill's post-mortem, beside its capture.json
 HTML = "postmortem.html"
@@ -68,44 +65,6 @@ class Finisher(Protocol):
 
     def close(self) -> None:
         """Stops, without waiting for work not done."""
-
-
-class InProcess:
-    """A Finisher that does the work at once, in the recorder (tests; the worker's own core)."""
-
-    def __init__(self, post: PostMortems):
-        self.post = post
-        self._next = 0
-        self._done: List[Finished] = []
-
-    def kill(self, capture_path: str, capture: Capture) -> int:
-        self._next += 1
-        self._done.append(self.post.kill(self._next, capture_path, capture))
-        self.post.write_index()
-        return self._next
-
-    def rerender(self, capture_path: str, capture: Capture) -> None:
-        self.post.rerender(capture_path, capture)
-
-    def remove(self, folder: str) -> None:
-        self.post.remove(folder)
-
-    def results(self) -> List[Finished]:
-        self.post.write_index()
-        done, self._done = self._done, []
-        return done
-
-    @property
-    def busy(self) -> bool:
-        """Work asked for and not done: here, an index.html waiting for its second."""
-        return self.post.index_due is not None
-
-    def finish(self, timeout_s: float = 0.0) -> List[Finished]:
-        self.post.write_index(force=True)
-        return self.results()
-
-    def close(self) -> None:
-        self.post.write_index(force=True)
 
 
 class WorkerProcess:

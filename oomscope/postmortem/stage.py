@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Optional, TextIO, Tuple
+from typing import Any, Callable, List, Optional, TextIO, Tuple
 
 from ..model import Capture
 from ..capture.writer import write_capture
@@ -82,6 +82,44 @@ class PostMortems:
     def index_due(self) -> Optional[float]:
         """Seconds until a pending index.html is due, or None when nothing is pending."""
         return max(0.0, self._index_written + 1.0 - time.monotonic()) if self._index_dirty else None
+
+
+class InProcess:
+    """A Finisher that does the work at once, in the recorder (tests; the worker's own core)."""
+
+    def __init__(self, post: PostMortems):
+        self.post = post
+        self._next = 0
+        self._done: List[Finished] = []
+
+    def kill(self, capture_path: str, capture: Capture) -> int:
+        self._next += 1
+        self._done.append(self.post.kill(self._next, capture_path, capture))
+        self.post.write_index()
+        return self._next
+
+    def rerender(self, capture_path: str, capture: Capture) -> None:
+        self.post.rerender(capture_path, capture)
+
+    def remove(self, folder: str) -> None:
+        self.post.remove(folder)
+
+    def results(self) -> List[Finished]:
+        self.post.write_index()
+        done, self._done = self._done, []
+        return done
+
+    @property
+    def busy(self) -> bool:
+        """Work asked for and not done: here, an index.html waiting for its second."""
+        return self.post.index_due is not None
+
+    def finish(self, timeout_s: float = 0.0) -> List[Finished]:
+        self.post.write_index(force=True)
+        return self.results()
+
+    def close(self) -> None:
+        self.post.write_index(force=True)
 
 
 def write_post_mortem(out_dir: str, capture_path: str, render: Callable[[], str],

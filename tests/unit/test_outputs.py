@@ -4,8 +4,7 @@ the recorder, the post-mortem and the index by a Finisher."""
 import io
 import os
 
-from oomscope.postmortem.finisher import InProcess
-from oomscope.postmortem.stage import PostMortems
+from oomscope.postmortem.stage import InProcess, PostMortems
 from oomscope.record.outputs import Outputs
 
 from .helpers import capture_from_fixture
