@@ -37,7 +37,7 @@ from .goruntime import (GoHeap, GoLayout, GoRuntimeError, bucket_header, build_v
                         decode_heap, layout_for, scale_heap_sample)
 
 __all__ = ["GoBinary", "GoReading", "GoSite", "load_binary", "go_version", "read_go", "Binaries",
-           "MAX_EXE_BYTES", "MAX_BUCKETS", "MAX_SITES", "READ_BUDGET_S"]
+           "describe_binary", "MAX_EXE_BYTES", "MAX_BUCKETS", "MAX_SITES", "READ_BUDGET_S"]
 
 #: an executable larger than this is not looked at (a 100 MiB Go program is large)
 MAX_EXE_BYTES = 2 << 30
@@ -151,16 +151,16 @@ def load_binary(pid: int, proc: str = "/proc") -> GoBinary:
     except _NotRegular as exc:
         return GoBinary((0, 0, 0, 0), None, why_not=str(exc))
     try:
-        return _load(fd, st)
+        return describe_binary(_reader(fd), st.st_size, _key(st))
     finally:
         os.close(fd)
 
 
-def _load(fd: int, st: os.stat_result) -> GoBinary:
-    read_at = _reader(fd)
-    key = _key(st)
+def describe_binary(read_at, size: int, key: Tuple[int, int, int, int] = (0, 0, 0, 0)) -> GoBinary:
+    """What can be read of a Go executable of ``size`` bytes read through ``read_at`` (pure: the
+    tests give it bytes): its version, layout and symbols, or why it is not read."""
     try:
-        elf = read_elf(read_at, st.st_size)
+        elf = read_elf(read_at, size)
         version = build_version(elf, read_at)
     except (ElfError, GoRuntimeError) as exc:
         return GoBinary(key, None, why_not=f"not a readable Go executable: {exc}")
@@ -202,15 +202,19 @@ class Binaries:
             fd, st = _open_exe(pid, proc)
         except _NotRegular as exc:
             return GoBinary((0, 0, 0, 0), None, why_not=str(exc))
+        except OSError as exc:
+            return GoBinary((0, 0, 0, 0), None, why_not=f"process gone or unreadable ({exc.strerror or exc.__class__.__name__})")
         try:
             key = _key(st)
             binary = self._by_key.pop(key, None)
             if binary is None:
-                binary = _load(fd, st)
+                binary = describe_binary(_reader(fd), st.st_size, key)
             self._by_key[key] = binary
             while len(self._by_key) > self.size:
                 del self._by_key[next(iter(self._by_key))]
             return binary
+        except OSError as exc:
+            return GoBinary(_key(st), None, why_not=f"executable not read ({exc.strerror or exc.__class__.__name__})")
         finally:
             os.close(fd)
 

@@ -193,7 +193,7 @@ class GoHeap:
     heap_inuse_bytes: int          # MemStats.HeapInuse: bytes in in-use spans
     heap_alloc_bytes: int          # MemStats.HeapAlloc as of the last flush of the Ps' caches
     heap_live_bytes: int           # what the GC's pacer counts (marked at the last GC + allocated since)
-    heap_goal_bytes: int           # MemStats.NextGC: the GC's goal for this cycle
+    heap_goal_bytes: Optional[int]  # MemStats.NextGC: the GC's goal; None: none (GOGC=off, no GOMEMLIMIT)
     memory_limit_bytes: Optional[int]  # GOMEMLIMIT (debug.SetMemoryLimit); None: none set
     gc_percent: Optional[int]      # GOGC; None: off
     heap_released_bytes: int       # MemStats.HeapReleased
@@ -255,7 +255,7 @@ def decode_heap(layout: GoLayout, controller: bytes, numgc: int) -> GoHeap:
     goal = heap_goal(layout, pct_goal, sweep_trigger, triggered, memory_limit, free, heap_alloc, mapped, marked)
     return GoHeap(
         heap_inuse_bytes=in_use, heap_alloc_bytes=heap_alloc, heap_live_bytes=live,
-        heap_goal_bytes=min(goal, MAX_PLAUSIBLE_BYTES),
+        heap_goal_bytes=goal if goal <= MAX_PLAUSIBLE_BYTES else None,
         memory_limit_bytes=None if memory_limit == MAX_INT64 else memory_limit,
         gc_percent=None if gc_percent < 0 else gc_percent,
         heap_released_bytes=released, heap_free_bytes=free, mapped_ready_bytes=mapped, gc_cycles=numgc,
