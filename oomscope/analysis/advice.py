@@ -252,13 +252,21 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
     slab = cats.get("slab", 0)
     # cgroup v1 memory.stat has no slab: its kmem counter (mostly slab) stands in for it
     kmem_v1 = cats.get("kernel", 0) if a.cgroup_version == 1 else 0
-    if slab >= 0.2 * usage or kmem_v1 >= 0.2 * usage:
-        what = (f"{_mib(slab)} of slab (inodes, dentries)" if slab else
-                f"{_mib(kmem_v1)} of kernel memory (cgroup v1's kmem counter; mostly slab: inodes, dentries)")
+    if slab >= 0.2 * usage:
         out.append(Advice("no_more_limit", "Kernel slab from file churn",
-                          f"{what} was charged to the cgroup: creating and keeping many "
+                          f"{_mib(slab)} of slab (inodes, dentries) was charged to the cgroup: creating and keeping many "
                           "files does this. Remove files sooner, use fewer, larger files, or keep the scratch tree outside the container.",
-                          [ev("slab", slab) if slab else ev("kmem", kmem_v1)]))
+                          [ev("slab", slab)]))
+    elif kmem_v1 >= 0.2 * usage:
+        # the kmem counter alone does not say slab (issue 26: slab advice on a 3.10 kernel's kmem
+        # figure): it is slab, kernel stacks and page tables together; say so, and how to tell
+        out.append(Advice("context", "Kernel memory (cgroup v1's kmem counter)",
+                          f"{_mib(kmem_v1)} of kernel memory was charged to the cgroup ({100 * kmem_v1 / usage:.0f}% of the charge). "
+                          "cgroup v1's kmem counter holds slab, kernel stacks and page tables together and does not say "
+                          "which. Slab from creating and keeping many files is the usual cause: the cgroup's "
+                          "memory.kmem.slabinfo (or /proc/slabinfo) shows it as dentry and inode caches; then remove files "
+                          "sooner, use fewer, larger files, or keep the scratch tree outside the container.",
+                          [ev("kmem", kmem_v1), ev("slab", None)]))
 
     # --- THP ---
     thp = details.get("anon_thp", details.get("rss_huge", 0))

@@ -251,7 +251,11 @@ def _reconcile(capture: Capture, a: Analysis, stat: Dict[str, int], version: Opt
         return
     beyond = cats.get("anon", 0) - v_anon  # anonymous memory charged here beyond the victim's own
     held = max(0, min(others_anon, beyond))
-    a.others_shared_bytes = max(0, others_anon - held)
+    # shared after fork() is said only where every other process's RSS is split: an unsplit RSS
+    # counted whole as anonymous is an upper bound, and its excess no measure of sharing (issue
+    # 26: RHEL 7's "4.4 MiB ... shared after fork()" beside an anon column of "—")
+    split = all(t.rss_anon_bytes is not None for t in others)
+    a.others_shared_bytes = max(0, others_anon - held) if split else 0
     if n:
         shared = (f" Their RSS counts {fmt_bytes(a.others_shared_bytes)} more anonymous memory than that: pages "
                   "shared with the victim or each other after fork(), charged once, counted in every sharer's RSS."

@@ -152,6 +152,13 @@ def _problems(cap: Capture):
         if x.case == "no_more_limit" and re.search(r"(size|raise) the limit", x.text):
             out.append(f"'needs no more limit' that then says to size or raise the limit: {x.title}")
 
+    # --- nothing said from a figure the capture lacks (issue 26: RHEL 7, 3.10) ---
+    if any(not t.is_victim and t.rss_anon_bytes is None for t in cap.tasks) and (
+            a.others_shared_bytes or "the others' anonymous RSS is such pages" in view.tasks_note):
+        out.append("pages 'shared after fork()' where the others' RSS is not split (anon '—')")
+    if any(x.title.startswith("Kernel slab") for x in result.advice) and not any(c.key == "slab" for c in a.categories):
+        out.append("slab advice resting on a kernel-memory figure alone")
+
     # --- no advice on a fact the capture lacks ---
     has_timeline = bool(cap.timelines) and any(len(t.points) >= 2 for t in cap.timelines)
     for i, x in enumerate(result.advice):
@@ -341,3 +348,16 @@ def test_a_jvm_kill_line_says_the_memory_was_outside_the_java_heap():
     assert "native memory outside the Java heap 89%" in cause_words(off, analyse_kill(off))  # 170.7 of 192 MiB
     heap = _example("java-heap")
     assert "outside the Java heap" not in cause_words(heap, analyse_kill(heap))
+
+
+def test_rhel7_says_no_sharing_without_the_split_and_no_slab_from_kmem_alone():
+    # issue 26: "4.4 MiB of the others' anonymous RSS was shared after fork()" beside a table whose
+    # anon column is "—"; slab advice resting on a 3.10 kernel's kmem figure alone
+    (imp,) = import_reports(io.StringIO(fixture_text("logs", "rhel7-vendor-summary-3.10.txt")), year=2026)
+    cap = imp.capture
+    result = analyse_kill(cap)
+    view = build_view(cap, result)
+    assert "the others' anonymous RSS is such pages" not in view.tasks_note and result.attribution.others_shared_bytes == 0
+    assert not any(x.title.startswith("Kernel slab") for x in result.advice)
+    kmem = next(x for x in result.advice if x.title == "Kernel memory (cgroup v1's kmem counter)")
+    assert kmem.case == "context" and "does not say which" in kmem.text
