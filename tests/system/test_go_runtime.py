@@ -1,0 +1,92 @@
+"""Go's own view, read from outside a real Go program (the lab's workload, built here with Debian's
+golang-go) in a sandbox memory cgroup, against the program's own runtime.ReadMemStats."""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from oomscope.runtimes.go import Binaries, go_version, read_go
+
+from ..unit.go_programs import build
+from .conftest import measured
+
+
+@pytest.fixture
+def go_program(sandbox):
+    """start(*args, env=..., ldflags=...) -> (process, pid): the lab's Go workload in a 256 MiB cgroup."""
+    _name, path = sandbox(suffix="-go", limit=256 << 20)
+    started = []
+
+    def start(*args, env=None, ldflags=""):
+        exe = build("leaklab", ldflags)
+        p = subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh",
+                              os.path.join(path, "cgroup.procs"), exe, *args],
+                             stdout=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin", **(env or {})})
+        started.append(p)
+        line = p.stdout.readline()
+        assert line.startswith("ready"), line
+        assert int(line.split()[1]) == p.pid
+        return p
+
+    yield start
+    for p in started:
+        p.kill()
+        p.wait(timeout=30)
+
+
+def _report(p) -> dict:
+    line = p.stdout.readline()
+    assert line.startswith("{"), line
+    return json.loads(line)
+
+
+def test_the_heap_read_from_outside_is_what_readmemstats_says(go_program):
+    """Each report is the program's runtime.ReadMemStats taken while its heap is settled (the lab's
+    hold mode); the reading from outside follows it at once, while the program pauses."""
+    p = go_program("hold", "32", "400", env={"GOMEMLIMIT": "200MiB"})
+    binaries = Binaries()
+    assert go_version(p.pid).startswith("go1.")
+    ratios, goals, took = [], [], []
+    for _ in range(12):
+        own = _report(p)
+        t = time.monotonic()
+        r = read_go(p.pid, binaries.get(p.pid))
+        took.append(time.monotonic() - t)
+        assert r.heap is not None, r.why_not
+        ratios.append(r.heap.heap_inuse_bytes / own["heap_inuse"])
+        goals.append(r.heap.heap_goal_bytes / own["next_gc"])
+        assert r.heap.gc_cycles == own["num_gc"]
+        assert r.heap.memory_limit_bytes == 200 << 20 and r.heap.gc_percent == 100
+    assert all(abs(x - 1) <= 0.15 for x in ratios), ratios
+    assert all(abs(x - 1) <= 0.15 for x in goals), goals
+    # the heap profile: leakyCache holds what it kept (32 MiB by now), churn next to nothing
+    assert own["kept_bytes"] == 32 << 20
+    assert r.sites_why_not is None and r.profile_rate == 512 << 10
+    top = r.sites[0]
+    assert top.frames[0] == "main.leakyCache", [s.frames[:2] for s in r.sites[:3]]
+    assert 0.7 * own["kept_bytes"] <= top.bytes <= 1.3 * own["kept_bytes"], (top.bytes, own["kept_bytes"])
+    assert all(s.bytes < top.bytes / 4 for s in r.sites[1:])
+    measured(f"Go heap from outside / ReadMemStats: HeapInuse {min(ratios):.3f}-{max(ratios):.3f}, NextGC "
+             f"{min(goals):.3f}-{max(goals):.3f} over {len(ratios)} reports; top site {top.frames[0]} "
+             f"{top.bytes / own['kept_bytes']:.2f}x what it kept; a reading {1000 * sorted(took)[len(took) // 2]:.1f} ms median")
+
+
+def test_reading_never_stops_the_program(go_program):
+    p = go_program("hold", "16", "50")
+    binaries = Binaries()
+    first = _report(p)["seq"]
+    for _ in range(50):
+        read_go(p.pid, binaries.get(p.pid))
+        with open(f"/proc/{p.pid}/status") as f:
+            status = dict(line.split(":", 1) for line in f if ":" in line)
+        assert status["TracerPid"].strip() == "0" and not status["State"].strip().startswith(("t", "T"))
+    assert _report(p)["seq"] > first
+
+
+def test_a_stripped_program_is_said(go_program):
+    p = go_program("hold", "4", "200", ldflags="-s -w")
+    r = read_go(p.pid, Binaries().get(p.pid))
+    assert r.heap is None and "stripped" in r.why_not and r.version.startswith("go1.")
