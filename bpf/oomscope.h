@@ -57,6 +57,54 @@ struct oomscope_reclaim {
     u64 compact_gave_up;        /* ... that decided not to retry */
 };
 
+/* growth sites and who hit the limit (alloc_sites.c) */
+struct oomscope_site_key {
+    u32 tgid;
+    s32 user_stack;         /* id in the stacks map; negative: not stored (-errno) */
+    s32 kernel_stack;
+    u32 pad;
+};
+
+struct oomscope_page_key {
+    u32 tgid;
+    u32 pad;
+    u64 page;               /* the sampled fault's address, page-aligned */
+};
+
+struct oomscope_page_sample {
+    s32 user_stack;         /* the last stack whose sampled fault landed on the page */
+    s32 kernel_stack;
+    u32 hits;               /* samples of that stack that landed on it */
+    u32 pad;
+    u64 last_ns;
+};
+
+struct oomscope_mapped {
+    u64 ts_ns;
+    u64 addr;               /* a new mapping's start, as mmap:vm_unmapped_area found it */
+    u64 length;
+    u32 tgid;
+    u32 pad;
+};
+
+struct oomscope_reclaim_begin {
+    u64 ts_ns;
+    s32 user_stack;
+    s32 kernel_stack;
+};
+
+struct oomscope_hitter {
+    u64 stall_ns;           /* time in memcg reclaim (mm_vmscan_memcg_reclaim_begin to _end) */
+    u64 max_ns;
+    u64 runs;
+    u64 last_ns;
+    u32 tgid;
+    s32 user_stack;         /* at the last reclaim's begin */
+    s32 kernel_stack;
+    u32 pad;
+    char comm[OOMSCOPE_COMM_LEN];
+};
+
 /* the memcg snapshot (memcg_snapshot.c): the victim's memory cgroup and its ancestors at the
  * SIGKILL, level[0] the victim's own. Counters in the kernel's units (page counters in pages,
  * statistics per item: pages, bytes or kB, see kernel/memcg_layout.py unit_of), slots as the

@@ -19,11 +19,12 @@ from typing import Callable, List, Optional
 from .errors import CgroupError, OomscopeError
 from .kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup
 from .relaunch import module_command
-from .workloads import MIN_LIMIT, SCENARIOS
+from .workloads import MIN_LIMIT, SCENARIOS, build_native
 
 SANDBOX_PREFIX = "oomscope-lab-"
-#: scenarios that need a scratch directory: "dir" (on the root filesystem) or "tmpfs" (mounted)
-SCRATCH = {"slab": "dir", "tmpfs": "tmpfs"}
+#: scenarios that need a scratch directory: "dir" (on the root filesystem), "tmpfs" (mounted) or
+#: "build" (a directory the workload's C program is compiled into, outside the sandbox cgroup)
+SCRATCH = {"slab": "dir", "tmpfs": "tmpfs", "leak-native": "build"}
 #: how long the lab waits for a separate recorder to find its sandbox (two discovery passes)
 WATCH_WAIT_S = 2.5
 #: the longest it waits for record --lab's own sampler to have sampled it
@@ -90,6 +91,8 @@ def run_scenario(
                 subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={4 * limit_bytes},mode=0700", "oomscope-lab", scratch],
                                check=True, capture_output=True, timeout=30)
                 mounted = True
+            elif SCRATCH[scenario] == "build":
+                build_native(scratch)
         _wait_watched(cgroup, watched)
         # Join the cgroup before exec, so that everything the workload ever touches is charged
         # there (cgroup v1 does not move a task's earlier charges when it changes cgroup).

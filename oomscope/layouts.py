@@ -177,3 +177,48 @@ def snapshot_from_raw(raw, slots: Dict[str, int], has_local: bool, has_memsw: bo
         ))
     return MemcgSnapshot(ts_ns=raw.ts_ns, pid=raw.pid, levels=levels, cpus_read=raw.cpus_read, cpus_bad=raw.cpus_bad,
                          took_ns=raw.took_ns, kind=raw.kind)
+
+
+# --- growth sites and who hit the limit (bpf/alloc_sites.c) ---
+
+@dataclass(frozen=True)
+class PageSample:
+    """A sampled page fault's page (struct oomscope_page_sample): the last stack whose sample
+    landed on it, and how many of that stack's samples did."""
+
+    tgid: int
+    page: int
+    user_stack: int
+    kernel_stack: int
+    hits: int
+    last_ns: int
+
+
+@dataclass(frozen=True)
+class Hitter:
+    """A task that stalled in memcg reclaim (struct oomscope_hitter): the one being charged."""
+
+    tid: int
+    tgid: int
+    comm: str
+    stall_ns: int
+    max_ns: int
+    runs: int
+    last_ns: int
+    user_stack: int
+    kernel_stack: int
+
+
+@dataclass
+class SiteRead:
+    """One read of bpf/alloc_sites.c's maps, as plain Python: sample counts per (tgid, user
+    stack id, kernel stack id), the sampled pages, the stacks they name (ids -> addresses, innermost
+    first), the reclaim stalls, and the program's own counters."""
+
+    counts: Dict[tuple, int]
+    pages: List[PageSample]
+    stacks: Dict[int, List[int]]
+    hitters: List[Hitter]
+    samples: int = 0
+    stacks_lost: int = 0
+    counts_full: int = 0

@@ -417,3 +417,241 @@ def _online_cpus() -> List[int]:
         lo, _, hi = part.partition("-")
         cpus.extend(range(int(lo), int(hi or lo) + 1))
     return cpus
+
+
+# --- growth sites and who hit the limit (bpf/alloc_sites.c) ---
+
+PERF_TYPE_SOFTWARE = 1
+PERF_COUNT_SW_PAGE_FAULTS = 2
+SITES_STACK_DEPTH = 48       # frames kept per stack (bcc's default, 127, is 1 KiB an entry)
+SITES_STACK_ENTRIES = 4096   # distinct stacks (kernel memory: entries x depth x 8 = 1.5 MiB)
+SITES_SITE_ENTRIES = 8192    # (tgid, user stack, kernel stack) counted
+SITES_PAGE_ENTRIES = 32768   # sampled pages kept (LRU): ~2.5 MiB of kernel memory
+SITES_WATCH_ENTRIES = 16384  # processes watched at once
+SITES_HITTER_ENTRIES = 4096  # tasks in memcg reclaim
+
+#: how faults are sampled: "perf" (a software perf event with a sample period: the program runs
+#: for the sampled faults only) or "tracepoint" (exceptions:page_fault_user: the program runs at
+#: every fault of the host and counts): measured, bench/alloc_sites.py
+SAMPLING_MODES = ("tracepoint", "perf")
+
+
+class AllocSiteProbes:
+    """bpf/alloc_sites.c: compiled at start, attached only while a watched cgroup is near its limit.
+
+    ``attach(period)`` starts sampling one fault in ``period`` (and the reclaim stalls), ``detach()``
+    stops it and forgets what was gathered; both return the seconds they took. ``watch(tgids)``
+    sets the processes whose faults count. ``read()`` returns a layouts.SiteRead. Not thread-safe:
+    one thread (record/sites.py) drives it."""
+
+    def __init__(self, mode: str = "tracepoint"):
+        if mode not in SAMPLING_MODES:
+            raise ProbeError(f"unknown fault sampling mode {mode!r}")
+        if os.geteuid() != 0:
+            raise ProbeError("loading BPF programs needs root (run with sudo)")
+        tracefs_path = tracefs.ensure_tracefs()
+        self.has_reclaim = all(tracefs.tracepoint_fields("vmscan", f"mm_vmscan_memcg_reclaim_{k}", tracefs_path) is not None
+                               for k in ("begin", "end"))
+        vmua = {f.name: f for f in tracefs.tracepoint_fields("mmap", "vm_unmapped_area", tracefs_path) or []}
+        self.has_mapped = all(n in vmua and vmua[n].size == 8 for n in ("addr", "length"))
+        if mode == "tracepoint" and tracefs.tracepoint_fields("exceptions", "page_fault_user", tracefs_path) is None:
+            raise ProbeError("this kernel has no exceptions:page_fault_user tracepoint (x86 only)")
+        self.mode = mode
+        choice = headers.find_headers()
+        if choice.path is None:
+            raise ProbeError(choice.how)
+        headers.apply_headers(choice)
+        flags = [f"-DSTACK_DEPTH={SITES_STACK_DEPTH}", f"-DSTACK_ENTRIES={SITES_STACK_ENTRIES}",
+                 f"-DSITE_ENTRIES={SITES_SITE_ENTRIES}", f"-DPAGE_ENTRIES={SITES_PAGE_ENTRIES}",
+                 f"-DWATCH_ENTRIES={SITES_WATCH_ENTRIES}", f"-DHITTER_ENTRIES={SITES_HITTER_ENTRIES}"]
+        if self.has_mapped:
+            flags += [f"-DVMUA_ADDR_OFF={vmua['addr'].offset}", f"-DVMUA_LEN_OFF={vmua['length'].offset}"]
+        self.bpf = _compile(["alloc_sites.c"], flags)
+        #: (tgid, start, length, ts_ns) of the watched processes' new mappings since the last take
+        self._mapped: List[tuple] = []
+        self.mapped_lost = 0
+        # bcc loads a program when it is first attached: load them now, so that attach() is the
+        # attach alone (the verifier's time is spent at start, not when a cgroup nears its limit)
+        from bcc import BPF  # noqa: WPS433 - probes is the one module that imports bcc
+        try:
+            if mode == "perf":
+                self.bpf.load_func(b"on_fault_sample", BPF.PERF_EVENT)
+            if self.has_reclaim or mode == "tracepoint":
+                for fn in ((b"on_fault_tp",) if mode == "tracepoint" else ()) + ((b"on_reclaim_begin", b"on_reclaim_end") if self.has_reclaim else ()):
+                    self.bpf.load_func(fn, BPF.RAW_TRACEPOINT)
+            if self.has_mapped:
+                self.bpf.load_func(b"on_mapped", BPF.TRACEPOINT)
+                self.bpf["mapped"].open_perf_buffer(self._on_mapped, page_cnt=16, lost_cb=self._mapped_lost)
+        except Exception as exc:  # bcc raises bare Exception when the verifier refuses
+            self.close()
+            raise ProbeError(f"could not load the growth-site programs: {exc}") from None
+        self.attached = False
+        self.period = 0
+        self._watched: set = set()
+
+    def attach(self, period: int) -> float:
+        """Start sampling one page fault in ``period`` and the reclaim stalls. Seconds taken."""
+        import time as _time
+
+        if self.attached:
+            return 0.0
+        t0 = _time.monotonic()
+        try:
+            if self.mode == "perf":
+                self.bpf.attach_perf_event(ev_type=PERF_TYPE_SOFTWARE, ev_config=PERF_COUNT_SW_PAGE_FAULTS,
+                                           fn_name=b"on_fault_sample", sample_period=int(period))
+                self.period = int(period)
+            else:
+                table = self.bpf["sample_period"]
+                table[table.Key(0)] = table.Leaf(int(period))
+                self.bpf.attach_raw_tracepoint(tp=b"page_fault_user", fn_name=b"on_fault_tp")
+                self.period = int(period)
+            if self.has_mapped:
+                self.bpf.attach_tracepoint(tp=b"mmap:vm_unmapped_area", fn_name=b"on_mapped")
+            if self.has_reclaim:
+                self.bpf.attach_raw_tracepoint(tp=b"mm_vmscan_memcg_reclaim_begin", fn_name=b"on_reclaim_begin")
+                self.bpf.attach_raw_tracepoint(tp=b"mm_vmscan_memcg_reclaim_end", fn_name=b"on_reclaim_end")
+        except Exception as exc:  # bcc raises bare Exception when attaching fails
+            self.attached = True
+            self.detach()
+            raise ProbeError(f"could not attach the growth-site programs: {exc}") from None
+        self.attached = True
+        return _time.monotonic() - t0
+
+    def detach(self) -> float:
+        """Stop sampling and forget every sample, stack and stall. Seconds taken."""
+        import time as _time
+
+        if not self.attached:
+            return 0.0
+        t0 = _time.monotonic()
+        with contextlib.suppress(Exception):
+            if self.mode == "perf":
+                self.bpf.detach_perf_event(ev_type=PERF_TYPE_SOFTWARE, ev_config=PERF_COUNT_SW_PAGE_FAULTS)
+            else:
+                self.bpf.detach_raw_tracepoint(tp=b"page_fault_user")
+        if self.has_reclaim:
+            for tp in (b"mm_vmscan_memcg_reclaim_begin", b"mm_vmscan_memcg_reclaim_end"):
+                with contextlib.suppress(Exception):
+                    self.bpf.detach_raw_tracepoint(tp=tp)
+        if self.has_mapped:
+            with contextlib.suppress(Exception):
+                self.bpf.detach_tracepoint(tp=b"mmap:vm_unmapped_area")
+            with contextlib.suppress(Exception):
+                self.bpf.perf_buffer_poll(timeout=0)
+            self._mapped = []
+        self.attached = False
+        for name in ("site_counts", "sampled_pages", "reclaim_begin", "hitters", "stacks"):
+            with contextlib.suppress(Exception):
+                self.bpf[name].clear()
+        return _time.monotonic() - t0
+
+    def _on_mapped(self, cpu, data, size) -> None:
+        ev = self.bpf["mapped"].event(data)
+        if len(self._mapped) < 1_000_000:
+            self._mapped.append((ev.tgid, ev.addr, ev.length, ev.ts_ns))
+        else:
+            self.mapped_lost += 1
+
+    def _mapped_lost(self, count) -> None:
+        self.mapped_lost += count
+
+    def take_mapped(self) -> List[tuple]:
+        """(tgid, start, length, ts_ns) of the watched processes' new mappings since the last call."""
+        if self.has_mapped and self.attached:
+            self.bpf.perf_buffer_poll(timeout=0)
+        out, self._mapped = self._mapped, []
+        return out
+
+    def watch(self, tgids) -> None:
+        """The processes whose faults and stalls count (at most SITES_WATCH_ENTRIES)."""
+        want = set(list(tgids)[:SITES_WATCH_ENTRIES])
+        table = self.bpf["watched_tgids"]
+        for tgid in self._watched - want:
+            with contextlib.suppress(KeyError):
+                del table[table.Key(tgid)]
+        for tgid in want - self._watched:
+            with contextlib.suppress(Exception):
+                table[table.Key(tgid)] = table.Leaf(1)
+        self._watched = want
+
+    def forget_pids(self, tgids) -> None:
+        """Drop what was gathered about processes that have gone."""
+        gone = set(tgids)
+        if not gone:
+            return
+        pages = self.bpf["sampled_pages"]
+        for k in [k for k, _ in _batch_items(pages) if k.tgid in gone]:
+            with contextlib.suppress(KeyError):
+                del pages[k]
+        counts = self.bpf["site_counts"]
+        for k in [k for k, _ in _batch_items(counts) if k.tgid in gone]:
+            with contextlib.suppress(KeyError):
+                del counts[k]
+
+    def read_hitters(self):
+        """(the reclaim stalls, the stacks they name): what read() gives of them, alone."""
+        hitters = []
+        if self.has_reclaim:
+            for k, v in _batch_items(self.bpf["hitters"]):
+                hitters.append(layouts.Hitter(_int(k), v.tgid, v.comm.decode("utf-8", "replace"), v.stall_ns, v.max_ns,
+                                              v.runs, v.last_ns, v.user_stack, v.kernel_stack))
+        return hitters, self._stacks({s for h in hitters for s in (h.user_stack, h.kernel_stack) if s >= 0})
+
+    def _stacks(self, ids) -> Dict[int, List[int]]:
+        table = self.bpf["stacks"]
+        stacks = {}
+        for sid in ids:
+            try:
+                raw = table[table.Key(sid)]
+            except KeyError:
+                continue
+            stacks[sid] = [ip for ip in raw.ip if ip][:SITES_STACK_DEPTH]
+        return stacks
+
+    def read(self):
+        """Everything gathered so far, as a layouts.SiteRead."""
+        counts = {(k.tgid, k.user_stack, k.kernel_stack): _int(v) for k, v in _batch_items(self.bpf["site_counts"])}
+        pages = [layouts.PageSample(k.tgid, k.page, v.user_stack, v.kernel_stack, v.hits, v.last_ns)
+                 for k, v in _batch_items(self.bpf["sampled_pages"])]
+        hitters = []
+        if self.has_reclaim:
+            for k, v in _batch_items(self.bpf["hitters"]):
+                hitters.append(layouts.Hitter(_int(k), v.tgid, v.comm.decode("utf-8", "replace"), v.stall_ns, v.max_ns,
+                                              v.runs, v.last_ns, v.user_stack, v.kernel_stack))
+        ids = {s for _, u, kk in counts for s in (u, kk) if s >= 0}
+        ids |= {s for p in pages for s in (p.user_stack, p.kernel_stack) if s >= 0}
+        ids |= {s for h in hitters for s in (h.user_stack, h.kernel_stack) if s >= 0}
+        stacks = self._stacks(ids)
+        st = {_int(k): _int(v) for k, v in self.bpf["site_stats"].items()}
+        return layouts.SiteRead(counts, pages, stacks, hitters, samples=st.get(0, 0), stacks_lost=st.get(1, 0),
+                                counts_full=st.get(2, 0))
+
+    def kernel_names(self, addrs: List[int]) -> List[str]:
+        """Kernel code addresses named through bcc's kallsyms cache."""
+        out = []
+        for addr in addrs[:SITES_STACK_DEPTH]:
+            try:
+                out.append(self.bpf.ksym(addr).decode("utf-8", "replace"))
+            except Exception:  # noqa: BLE001 - bcc raises bare Exception
+                out.append(f"{addr:#x}")
+        return out
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.detach()
+        with contextlib.suppress(Exception):
+            self.bpf.cleanup()
+
+
+def _int(v) -> int:
+    """A map's integer key or value: batch reads give ints, bcc's ctypes ones otherwise."""
+    return v if isinstance(v, int) else v.value
+
+
+def _batch_items(table):
+    """A map's (key, value) pairs: in batches where the kernel has them (5.6+), else one by one."""
+    try:
+        return list(table.items_lookup_batch())
+    except Exception:  # noqa: BLE001 - bcc raises bare Exception; the slow way always works
+        return list(table.items())

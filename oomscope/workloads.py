@@ -162,8 +162,38 @@ def java_heap(limit: int, scratch: str = "") -> None:
     _java("heap", [f"-Xmx{2 * limit >> 20}m"])
 
 
+NATIVE_SOURCE = "leak_native.c"
+NATIVE_BINARY = "leak_native"
+
+
+def build_native(folder: str) -> str:
+    """Compile the leak-native workload into ``folder`` with frame pointers (the kernel's unwinder
+    follows them); returns the binary's path. Run by the lab outside the sandbox cgroup, so that
+    the compiler's memory is not charged to it. Raises OSError (no gcc) or CalledProcessError."""
+    import shutil
+    import subprocess
+    from importlib import resources
+
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        raise FileNotFoundError("the leak-native lab scenario needs a C compiler (Debian: gcc)")
+    out = os.path.join(folder, NATIVE_BINARY)
+    with resources.as_file(resources.files("oomscope").joinpath("workloads_native", NATIVE_SOURCE)) as src:
+        subprocess.run([gcc, "-O1", "-g", "-fno-omit-frame-pointer", "-o", out, str(src)],
+                       check=True, capture_output=True, timeout=60)
+    return out
+
+
+def leak_native(limit: int, scratch: str = "") -> None:
+    """A C program (built by the lab with frame pointers into ``scratch``): ``leak_slowly`` keeps
+    what it allocates while ``churn_buffers`` maps, touches and unmaps three times as much."""
+    binary = os.path.join(scratch, NATIVE_BINARY)
+    sys.stdout.flush()
+    os.execv(binary, [binary, str(limit), str(int(4 * FILL_S))])
+
+
 SCENARIOS = {"anon": anon, "sidecar": sidecar, "untouched": untouched, "thp": thp, "slab": slab, "tmpfs": tmpfs,
-             "java-offheap": java_offheap, "java-heap": java_heap}
+             "java-offheap": java_offheap, "java-heap": java_heap, "leak-native": leak_native}
 #: the smallest limit a scenario runs under (a JVM alone is resident at ~40 MiB)
 MIN_LIMIT = {"java-offheap": 160 << 20, "java-heap": 160 << 20}
 

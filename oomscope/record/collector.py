@@ -42,7 +42,7 @@ from ..metrics import Metrics
 from ..model import Capture, Times, Victim
 from ..terminal import terminal_safe
 from ..postmortem.finisher import Finished, Finisher
-from ..probes import MemcgSnapshotter, OomProbes, learning_activity, memcg_snapshot_layout
+from ..probes import AllocSiteProbes, MemcgSnapshotter, OomProbes, learning_activity, memcg_snapshot_layout
 from .announce import Announcer
 from .status import STATUS_EVERY_NS, STATUS_FILE, status_document
 from .watchdog import Watchdog
@@ -53,6 +53,7 @@ from .memory import drop_compiler_pages, trim_heap
 from .outputs import Outputs, Written
 from .retention import Retention
 from .sampler import Sampler, clock_offset_ns
+from .sites import SiteSampler
 
 
 @dataclass
@@ -106,6 +107,8 @@ class RecordOptions:
     workload_burst: int = BURST
     workload_every_s: float = EVERY_S
     workload_disk_bytes: Optional[int] = DISK_BYTES
+    #: growth sites and who hit the limit, sampled near limits only (record/sites.py)
+    alloc_sites: bool = True
 
 
 class Collector:
@@ -153,6 +156,8 @@ class Collector:
                 layout, why_not = None, str(exc)
             self.probes = OomProbes(self._events.append, snapshot_layout=layout)
             self.memcg_snap, self.memcg_snap_status = self._load_memcg_snapshot(layout, why_not)
+            # compiled now, attached only while a cgroup is near its limit (record/sites.py)
+            self.site_probes, self.sites_status = self._load_site_probes()
         except BaseException:
             self.finisher.close()
             raise
@@ -165,6 +170,10 @@ class Collector:
         self.sampler = Sampler(self.hier, top=opts.cgroup or "/",
                                reclaim_reader=self.probes.reclaim_by_pid if self.probes.has_reclaim else None)
         self.evidence = EvidenceGatherer(self.sampler.store, LiveReads(self.hier), self.hier.version)
+        self.sites: Optional[SiteSampler] = None
+        if self.site_probes is not None:
+            self.sites = SiteSampler(self.site_probes, self._near_limit, self._pids_below,
+                                     comm_of=lambda pid: (self.sampler.store.proc_info(pid) or (None,))[0])
 
     def _load_memcg_snapshot(self, layout, why_not: str):
         """(snapshotter or None, why not): the memcg's own counters read in the kernel at each
@@ -178,6 +187,30 @@ class Collector:
                 why_not = str(exc)
         self.err.write(f"oomscope: warning: no kernel snapshot at the kill: {why_not}\n")
         return None, f"unavailable: {why_not}"
+
+    def _load_site_probes(self):
+        """(AllocSiteProbes or None, status): bpf/alloc_sites.c compiled, nothing attached."""
+        if not self.opts.alloc_sites:
+            return None, "off (--no-alloc-sites)"
+        try:
+            return AllocSiteProbes(), "on near limits"
+        except ProbeError as exc:
+            self.err.write(f"oomscope: warning: no allocation sites: {exc}\n")
+            return None, f"unavailable: {exc}"
+
+    def _near_limit(self) -> List[Tuple[str, int, int]]:
+        return [(n.cgroup, n.usage_bytes, n.limit_bytes) for n in self.sampler.store.near_limit(64)
+                if n.usage_bytes is not None and n.limit_bytes]
+
+    def _pids_below(self, cgroup: str) -> set:
+        """The processes of ``cgroup`` and of the cgroups below it, as last read."""
+        now = time.monotonic_ns()
+        store = self.sampler.store
+        last = store.latest_before(cgroup, now)
+        pids = set(last.pids) if last is not None else set()
+        for _cg, sample in store.below(cgroup, now):
+            pids.update(sample.pids)
+        return pids
 
     def describe(self) -> str:
         snap = "kernel snapshot at the SIGKILL" if self.memcg_snap is not None else f"kernel snapshot {self.memcg_snap_status}"
@@ -194,6 +227,10 @@ class Collector:
         sampler_thread = threading.Thread(target=self.sampler.run, args=(self.stop,), name="sampler", daemon=True)
         self.sampler_thread = sampler_thread
         sampler_thread.start()
+        sites_thread = None
+        if self.sites is not None:
+            sites_thread = threading.Thread(target=self.sites.run, args=(self.stop,), name="sites", daemon=True)
+            sites_thread.start()
         deadline = time.monotonic() + self.opts.duration_s if self.opts.duration_s else None
         started = time.monotonic()
         sampling_said = False
@@ -227,6 +264,10 @@ class Collector:
             self.stop.set()
             self.finisher.close()
             sampler_thread.join(timeout=5)
+            if sites_thread is not None:
+                sites_thread.join(timeout=5)
+            if self.site_probes is not None:
+                self.site_probes.close()
             self.sampler.close()
             if self.memcg_snap is not None:
                 self.memcg_snap.close()  # its programs first: they live in the probes' module

@@ -1,0 +1,392 @@
+"""Which code put the memory there: growth sites and who hit the limit, for cgroups near their limit.
+
+One job, in a thread of its own: while some watched cgroup is at ``attach_ratio`` (80%) of its
+limit or more (the sampler's readings, record/readings.py ``near_limit``), the page-fault sampling
+of bpf/alloc_sites.c is attached (probes.AllocSiteProbes) for the processes of those cgroups; when
+none has been for ``hold_s``, it is detached and what it gathered forgotten. Nothing is attached
+otherwise. Every ``check_interval_s`` while attached, it asks the kernel which sampled pages are
+still there (/proc/<pid>/pagemap: kernel/pagemap.py), names the code (symbols.py) and keeps the
+result per cgroup, a few of them, so that a kill finds the last one taken *before* it (the
+victim's pages are gone within milliseconds of the kill).
+
+The estimate (``estimate_sites``): a sampled fault stands for ``period`` faults. A sampled page
+still present, private and anonymous, and not mapped again since its sample (a range mapped anew
+was freed in between: a buffer mapped, touched and unmapped in a loop faults as much as a leak and
+holds nothing), counts ``period`` pages for the stack that faulted it last. So bytes held per
+stack = resident samples x period x page size: an estimate, as good as the number of samples
+(a stack with 5 resident samples is +/- 45%). Memory is the stack's that first touched each page,
+as the kernel charges it: a page freed to the allocator and reused by other code stays the first
+toucher's; pages given back with madvise(MADV_DONTNEED) and faulted again at the same address are
+not seen as freed (no tracepoint says so), and a transparent huge page is counted as the one
+4 KiB page of its fault. Faults before the cgroup neared its limit were not sampled.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import dataclasses
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Deque, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+from ..kernel import pagemap
+from ..kernel.cgroupfs import cgroup_within
+from ..layouts import PageSample, SiteRead
+from ..symbols import Frame, Symbolizer, short_stack_note
+
+#: a cgroup at this share of its limit (or above) has its processes' faults sampled
+ATTACH_RATIO = 0.8
+#: sampling stays attached this long after the last cgroup near its limit went below (a kill
+#: takes the usage down and a crash-looping workload fills it again)
+HOLD_S = 5.0
+TICK_S = 0.1
+CHECK_INTERVAL_S = 0.5
+#: results kept per cgroup (the last one before a kill is wanted), and for how long
+RESULTS_KEPT = 8
+RESULTS_MAX_AGE_NS = 120_000_000_000
+MAX_CGROUPS_KEPT = 64
+#: sites kept per cgroup and check (largest first), and those named
+TOP_SITES = 20
+#: new mappings kept per process (older ones are dropped: then a reused range may be counted)
+MAPPED_PER_TGID = 20_000
+#: the sample period: about TARGET_SAMPLES samples over the last (1 - ATTACH_RATIO) of the largest
+#: limit near, never fewer than MIN_PERIOD faults a sample (the cost: bench/alloc_sites.py)
+TARGET_SAMPLES = 512
+MIN_PERIOD = 64
+MAX_PERIOD = 8192
+
+
+def choose_period(limit_bytes: int, page_size: int = 4096, attach_ratio: float = ATTACH_RATIO) -> int:
+    """A power of two: one sample per this many faults."""
+    window_pages = max(1, int(limit_bytes * (1 - attach_ratio)) // page_size)
+    want = max(1, window_pages // TARGET_SAMPLES)
+    period = MIN_PERIOD
+    while period < want and period < MAX_PERIOD:
+        period *= 2
+    return period
+
+
+@dataclass
+class GrowthSite:
+    """One stack of one process: what its sampled faults still hold."""
+
+    pid: int
+    comm: str
+    user_stack: int  # the stack map's id (while attached)
+    held_bytes: int  # estimate: resident samples x period x page size
+    faults_sampled: int
+    pages_sampled: int
+    pages_resident: int
+    pages_refaulted: int  # sampled pages sampled again (the same page faulted more than once)
+    addrs: List[int] = field(default_factory=list)
+    frames: List[Frame] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)  # what could not be named, and why
+
+
+@dataclass
+class LimitHitter:
+    tid: int
+    pid: int
+    comm: str
+    stall_ms: float
+    max_stall_ms: float
+    runs: int
+    last_ns: int
+    frames: List[str] = field(default_factory=list)  # user frames then kernel frames, innermost first
+    kernel_frames: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+
+@dataclass
+class SitesResult:
+    """One check of one cgroup near its limit."""
+
+    cgroup: str
+    t_ns: int  # CLOCK_MONOTONIC (bpf_ktime_get_ns's clock)
+    attached_ns: int  # when sampling began
+    period: int
+    page_size: int
+    sites: List[GrowthSite]
+    hitters: List[LimitHitter]
+    samples: int = 0
+    pages_dropped_as_remapped: int = 0
+    notes: List[str] = field(default_factory=list)
+    pids: List[int] = field(default_factory=list)  # the cgroup's processes at the check
+
+
+def estimate_sites(pages: Sequence[PageSample], counts: Dict[Tuple[int, int, int], int],
+                   states: Dict[int, Dict[int, int]], mapped: Dict[int, List[Tuple[int, int, int]]],
+                   period: int, page_size: int) -> Tuple[List[GrowthSite], int]:
+    """The growth sites of the sampled pages (pure). ``states``: tgid -> {page: pagemap state}
+    (kernel/pagemap.py; a page missing was not read); ``mapped``: tgid -> [(start, length, ts_ns)]
+    of its new mappings. Returns the sites, largest first, and how many resident samples were
+    dropped because their range was mapped again after them."""
+    by_site: Dict[Tuple[int, int], GrowthSite] = {}
+    dropped = 0
+    by_tgid: Dict[int, List[PageSample]] = collections.defaultdict(list)
+    for p in pages:
+        by_tgid[p.tgid].append(p)
+    for tgid, plist in by_tgid.items():
+        plist.sort(key=lambda p: p.page)
+        remapped = _remapped(plist, mapped.get(tgid, ()))
+        st = states.get(tgid, {})
+        for i, p in enumerate(plist):
+            site = by_site.get((tgid, p.user_stack))
+            if site is None:
+                site = by_site[(tgid, p.user_stack)] = GrowthSite(tgid, "", p.user_stack, 0, 0, 0, 0, 0)
+            site.pages_sampled += 1
+            if p.hits > 1:
+                site.pages_refaulted += 1
+            if st.get(p.page) == pagemap.ANON:
+                if i in remapped:
+                    dropped += 1
+                    continue
+                site.pages_resident += 1
+                if len(site.addrs) < 4:
+                    site.addrs.append(p.page)
+    for (tgid, ustack, _kstack), n in counts.items():
+        site = by_site.get((tgid, ustack))
+        if site is None:
+            site = by_site[(tgid, ustack)] = GrowthSite(tgid, "", ustack, 0, 0, 0, 0, 0)
+        site.faults_sampled += n
+    for site in by_site.values():
+        site.held_bytes = site.pages_resident * period * page_size
+    out = sorted(by_site.values(), key=lambda s: (-s.held_bytes, -s.faults_sampled, s.pid, s.user_stack))
+    return out, dropped
+
+
+def _remapped(plist: List[PageSample], events: Iterable[Tuple[int, int, int]]) -> Set[int]:
+    """Indexes (into plist, sorted by page) of samples whose page lies in a range mapped after them."""
+    out: Set[int] = set()
+    pages = [p.page for p in plist]
+    for start, length, ts in events:
+        lo = bisect.bisect_left(pages, start)
+        hi = bisect.bisect_left(pages, start + length)
+        for i in range(lo, hi):
+            if plist[i].last_ns < ts:
+                out.add(i)
+    return out
+
+
+class SiteSampler:
+    """Drives AllocSiteProbes from its own thread (``run``); ``for_kill`` is asked by the main
+    thread. ``near`` and ``pids_of`` read the sampler's store (record/readings.py)."""
+
+    def __init__(self, probes, near: Callable[[], List[Tuple[str, int, int]]], pids_of: Callable[[str], Set[int]],
+                 comm_of: Callable[[int], Optional[str]] = lambda pid: None, attach_ratio: float = ATTACH_RATIO,
+                 check_interval_s: float = CHECK_INTERVAL_S, hold_s: float = HOLD_S,
+                 symbolizer: Optional[Symbolizer] = None, page_size: int = os.sysconf("SC_PAGE_SIZE"),
+                 clock: Callable[[], int] = time.monotonic_ns):
+        self.probes = probes
+        self.near = near
+        self.pids_of = pids_of
+        self.comm_of = comm_of
+        self.attach_ratio = attach_ratio
+        self.check_interval_ns = int(check_interval_s * 1e9)
+        self.hold_ns = int(hold_s * 1e9)
+        self.symbolizer = symbolizer or Symbolizer()
+        self.page_size = page_size
+        self.clock = clock
+        self._lock = threading.Lock()  # the results
+        # the probes and the symbolizer: the sites thread's, and the main thread's at a kill
+        self._work = threading.Lock()
+        self._results: Dict[str, Deque[SitesResult]] = {}
+        self._mapped: Dict[int, Deque[Tuple[int, int, int]]] = {}
+        self._frames: Dict[Tuple[int, int], List[Frame]] = {}
+        self._attached_ns = 0
+        self._last_near_ns = 0
+        self._next_check_ns = 0
+        # about itself: measured figures for the log, doctor and the bench
+        self.attaches = 0
+        self.attach_s: List[float] = []
+        self.detach_s: List[float] = []
+        self.check_s: List[float] = []
+        self.errors = 0
+        self.last_error: Optional[str] = None
+
+    # --- the thread ---
+    def run(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    self.tick()
+                except Exception as exc:  # noqa: BLE001 - sampling sites is a bonus: never stop record
+                    self.errors += 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                stop.wait(TICK_S)
+        finally:
+            if self.probes.attached:
+                self.detach_s.append(self.probes.detach())
+
+    def tick(self) -> None:
+        with self._work:
+            self._tick()
+
+    def _tick(self) -> None:
+        now = self.clock()
+        near = [(cg, usage, limit) for cg, usage, limit in self.near() if limit and usage >= self.attach_ratio * limit]
+        if not near:
+            if self.probes.attached and now - self._last_near_ns > self.hold_ns:
+                self.detach_s.append(self.probes.detach())
+                self._mapped.clear()
+                self._frames.clear()
+                self.symbolizer.clear()
+            return
+        self._last_near_ns = now
+        tgids: Dict[str, Set[int]] = {cg: self.pids_of(cg) for cg, _u, _l in near}
+        watched = set().union(*tgids.values())
+        self.probes.watch(watched)
+        if not self.probes.attached:
+            period = choose_period(max(limit for _c, _u, limit in near), self.page_size, self.attach_ratio)
+            self.attach_s.append(self.probes.attach(period))
+            self.attaches += 1
+            self._attached_ns = self.clock()
+            self._next_check_ns = self._attached_ns + self.check_interval_ns
+            return
+        self._take_mapped(watched)
+        if now >= self._next_check_ns:
+            t0 = time.monotonic()
+            self.check(tgids)
+            self.check_s.append(time.monotonic() - t0)
+            del self.check_s[:-100]
+            self._next_check_ns = self.clock() + self.check_interval_ns
+
+    def _take_mapped(self, watched: Set[int]) -> None:
+        for tgid, start, length, ts in self.probes.take_mapped():
+            dq = self._mapped.get(tgid)
+            if dq is None:
+                dq = self._mapped[tgid] = collections.deque(maxlen=MAPPED_PER_TGID)
+            dq.append((start, length, ts))
+        for tgid in [t for t in self._mapped if t not in watched]:
+            del self._mapped[tgid]
+
+    def check(self, tgids: Dict[str, Set[int]]) -> None:
+        """Read the maps, ask pagemap which sampled pages are still there, name the top sites,
+        and keep a result for each cgroup near its limit."""
+        read: SiteRead = self.probes.read()
+        t = self.clock()
+        watched = set().union(*tgids.values()) if tgids else set()
+        pages = [p for p in read.pages if p.tgid in watched]
+        states: Dict[int, Dict[int, int]] = {}
+        for tgid in {p.tgid for p in pages}:
+            states[tgid] = pagemap.residency(tgid, [p.page for p in pages if p.tgid == tgid], self.page_size)
+        mapped = {tgid: list(dq) for tgid, dq in self._mapped.items()}
+        sites, dropped = estimate_sites(pages, {k: v for k, v in read.counts.items() if k[0] in watched},
+                                        states, mapped, self.probes.period, self.page_size)
+        self.symbolizer.forget(watched)
+        begun: Set[int] = set()
+        for cg, members in tgids.items():
+            mine = [s for s in sites if s.pid in members][:TOP_SITES]
+            for s in mine:
+                self._name(s, read.stacks, begun)
+            hitters = [self._hitter(h, read.stacks, begun) for h in read.hitters if h.tgid in members]
+            hitters.sort(key=lambda h: -h.stall_ms)
+            notes = []
+            if read.stacks_lost:
+                notes.append(f"{read.stacks_lost} sampled faults had no stack stored (the stack map full, or two stacks "
+                             f"with one hash)")
+            if self.probes.mapped_lost:
+                notes.append(f"{self.probes.mapped_lost} new mappings were not seen: a reused range may be counted as held")
+            result = SitesResult(cg, t, self._attached_ns, self.probes.period, self.page_size, mine, hitters[:10],
+                                 samples=sum(s.faults_sampled for s in mine), pages_dropped_as_remapped=dropped, notes=notes,
+                                 pids=sorted(members))
+            self._keep(cg, result)
+
+    def _name(self, site: GrowthSite, stacks: Dict[int, List[int]], begun: Set[int]) -> None:
+        site.comm = self.comm_of(site.pid) or site.comm
+        key = (site.pid, site.user_stack)
+        frames = self._frames.get(key)
+        if frames is None:
+            addrs = stacks.get(site.user_stack)
+            if addrs is None:
+                site.notes.append("no user stack: the stack map was full, or a hash collision"
+                                  if site.user_stack != -14 else "no user stack (EFAULT: the unwinder could not read it)")
+                return
+            if site.pid not in begun:
+                begun.add(site.pid)
+                self.symbolizer.begin(site.pid)
+            frames = self.symbolizer.frames(site.pid, addrs)
+            if len(self._frames) < 4096:
+                self._frames[key] = frames
+        site.frames = frames
+        for f in frames:
+            if f.why and f.why not in site.notes:
+                site.notes.append(f"{f.text()}: {f.why}")
+        short = short_stack_note(frames)
+        if short:
+            site.notes.append(short)
+
+    def _hitter(self, h, stacks: Dict[int, List[int]], begun: Set[int]) -> LimitHitter:
+        out = LimitHitter(h.tid, h.tgid, h.comm, round(h.stall_ns / 1e6, 2), round(h.max_ns / 1e6, 2), h.runs, h.last_ns)
+        user = stacks.get(h.user_stack)
+        if user:
+            if h.tgid not in begun:
+                begun.add(h.tgid)
+                self.symbolizer.begin(h.tgid)
+            out.frames = [f.text() for f in self.symbolizer.frames(h.tgid, user)]
+        else:
+            out.notes.append("no user stack")
+        kernel = stacks.get(h.kernel_stack)
+        if kernel:
+            # without the probe's own frames (the BPF program and the tracepoint's caller)
+            out.kernel_frames = [n for n in self.probes.kernel_names(kernel)
+                                 if not n.startswith(("bpf_prog_", "bpf_trace_run", "__traceiter_", "__bpf_trace_"))]
+        return out
+
+    def _keep(self, cgroup: str, result: SitesResult) -> None:
+        with self._lock:
+            dq = self._results.get(cgroup)
+            if dq is None:
+                dq = self._results[cgroup] = collections.deque(maxlen=RESULTS_KEPT)
+            dq.append(result)
+            if len(self._results) > MAX_CGROUPS_KEPT:
+                oldest = min(self._results, key=lambda c: self._results[c][-1].t_ns)
+                del self._results[oldest]
+
+    # --- asked by the main thread ---
+    def for_kill(self, cgroup: Optional[str], kill_ns: int, victim_pid: Optional[int] = None) -> Optional[SitesResult]:
+        """The last result taken before the kill for ``cgroup`` (or the nearest cgroup watched
+        within it or above it), or None."""
+        if cgroup is None:
+            return None
+        with self._lock:
+            for c in [c for c, dq in self._results.items() if dq and kill_ns - dq[-1].t_ns > RESULTS_MAX_AGE_NS]:
+                del self._results[c]
+            candidates = []
+            for cg, dq in self._results.items():
+                if cg == cgroup or cgroup_within(cg, cgroup) or cgroup_within(cgroup, cg):
+                    best = None
+                    for r in dq:
+                        if r.t_ns <= kill_ns:
+                            best = r
+                    if best is not None:
+                        candidates.append((cg != cgroup, -best.t_ns, best))
+        if not candidates:
+            return None
+        best = min(candidates, key=lambda c: c[:2])[2]
+        return dataclasses.replace(best, hitters=self.hitters_now(best.pids) or best.hitters)
+
+    def hitters_now(self, pids: Iterable[int]) -> List[LimitHitter]:
+        """The reclaim stalls of these processes as the kernel holds them now: the stalls that
+        ended in the kill come after the last check (with only anonymous memory and no swap,
+        reclaim at the limit gives up within milliseconds). Their user stacks are named with the
+        maps read at the last check: the victim's own are gone by now."""
+        members = set(pids)
+        with self._work:
+            if not self.probes.attached or not members:
+                return []
+            try:
+                hitters, stacks = self.probes.read_hitters()
+            except Exception:  # noqa: BLE001 - a map read failing leaves the last check's
+                return []
+            out = [self._hitter(h, stacks, set(members)) for h in hitters if h.tgid in members]
+        out.sort(key=lambda h: -h.stall_ms)
+        return out[:10]
+
+    def describe(self) -> str:
+        a = sorted(self.attach_s)
+        return (f"attached {self.attaches} times (median attach {a[len(a) // 2] * 1000:.1f} ms)" if a
+                else "never attached (no cgroup near its limit)")
