@@ -1,0 +1,269 @@
+"""The symbolizer (oomscope/symbols.py) and the growth-site estimate (record/sites.py), against
+real binaries built here and what a workload can plant: hostile ELF files, perf maps and paths.
+Every call that reads hostile input runs within a deadline (a hang fails the test)."""
+
+import os
+import random
+import shutil
+import stat
+import subprocess
+
+import pytest
+
+from oomscope import symbols
+from oomscope.kernel import pagemap
+from oomscope.layouts import PageSample
+from oomscope.record.sites import choose_period, estimate_sites
+from oomscope.symbols import ElfError, ElfSymbols, Symbolizer, parse_maps, parse_perf_map, short_stack_note
+
+from .helpers import within
+
+PID = 4242
+SRC = r"""
+#include <stdlib.h>
+__attribute__((noinline)) int leak_slowly(int n) { volatile char *p = malloc(n); p[0] = 1; return p[0]; }
+__attribute__((noinline)) int churn_buffers(int n) { return leak_slowly(n) + 1; }
+int main(int argc, char **argv) { return churn_buffers(argc); }
+"""
+
+
+@pytest.fixture(scope="module")
+def binaries(tmp_path_factory):
+    """(with symbols, stripped) builds of a small C program."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.skip("no C compiler (Debian: gcc)")
+    d = tmp_path_factory.mktemp("elf")
+    (d / "p.c").write_text(SRC)
+    full, stripped = d / "full", d / "stripped"
+    subprocess.run([gcc, "-O1", "-fno-omit-frame-pointer", "-Wl,--build-id", "-o", str(full), str(d / "p.c")], check=True)
+    subprocess.run([gcc, "-O1", "-s", "-Wl,--build-id", "-o", str(stripped), str(d / "p.c")], check=True)
+    return full.read_bytes(), stripped.read_bytes()
+
+
+def _addr_of(data: bytes, name: str) -> int:
+    syms = ElfSymbols.parse(data)
+    for i in range(syms.count):
+        if symbols._cstr(syms.strtab, syms.name_offs[i]) == name.encode():
+            return syms.addrs[i]
+    raise AssertionError(f"{name} not in the symbol table")
+
+
+def test_symbols_of_a_real_binary(binaries):
+    full, stripped = binaries
+    syms = ElfSymbols.parse(full)
+    assert syms.has_symtab and syms.build_id and len(syms.build_id) == 40
+    start = _addr_of(full, "leak_slowly")
+    assert syms.lookup(start + 3) == ("leak_slowly", 3)
+    bare = ElfSymbols.parse(stripped)
+    assert not bare.has_symtab and bare.build_id
+    assert bare.lookup(start) is None or bare.lookup(start)[0] != "leak_slowly"
+
+
+def test_truncated_and_flipped_elf_files_raise_elferror_in_time(binaries):
+    full, _ = binaries
+    rng = random.Random(27)
+    cuts = sorted(set([0, 3, 4, 16, 63, 64, 65, 200] + [rng.randrange(len(full)) for _ in range(150)]))
+    for n in cuts:
+        with within(0.5):
+            try:
+                ElfSymbols.parse(full[:n])
+            except ElfError:
+                pass
+    for _ in range(300):
+        data = bytearray(full)
+        for _ in range(rng.randint(1, 12)):
+            pos = rng.randrange(min(len(data), 4096) if rng.random() < 0.7 else len(data))
+            data[pos] = rng.randrange(256)
+        with within(0.5):
+            try:
+                s = ElfSymbols.parse(bytes(data))
+                s.lookup(rng.randrange(1 << 32))
+            except ElfError:
+                pass
+
+
+def test_headers_that_claim_everything(binaries):
+    import struct
+    full, _ = binaries
+    for field, fmt, value in [(40, "<Q", 1 << 62), (60, "<H", 0xFFFF), (58, "<H", 0xFFFF), (32, "<Q", 1 << 63),
+                              (56, "<H", 0xFFFF)]:
+        data = bytearray(full)
+        struct.pack_into(fmt, data, field, value)
+        with within(0.5):
+            with pytest.raises(ElfError):
+                ElfSymbols.parse(bytes(data))
+    with within(0.5):
+        with pytest.raises(ElfError):
+            ElfSymbols.parse(b"\x7fELF\x01\x01" + b"\0" * 58)  # 32-bit: not read
+
+
+def test_parse_maps_skips_what_is_not_a_mapping():
+    text = ("00400000-00452000 r-xp 00000000 fd:01 1234 /usr/bin/a b (deleted)\n"
+            "zz-yy r-xp 0 0 0\n"
+            "7f00-7e00 r-xp 00000000 00:00 0\n"
+            "7f0000000000-7f0000001000 rw-p 00000000 00:00 0 \n"
+            "\x00\xff garbage\n")
+    maps = parse_maps(text)
+    assert [m.path for m in maps] == ["/usr/bin/a b (deleted)", ""]
+    assert maps[0].inode == 1234 and maps[0].offset == 0
+
+
+def test_hostile_perf_maps_in_time():
+    rng = random.Random(7)
+    junk = [b"", b"\n" * 100000, b"0x10 0x10 ok\n" + b"A" * (1 << 20), b"ffffffffffffffff 2 wrap\n",
+            b"-10 10 neg\n0 10 zero\n10 0 empty\n", bytes(rng.randrange(256) for _ in range(200000)),
+            b"1 1 x\n" * 600000, b"1" * 40 + b" 10 long\n", b"10 10 " + "é".encode() * 1000 + b"\n"]
+    for data in junk:
+        with within(1.0):
+            pm = parse_perf_map(data)
+            pm.lookup(0x11)
+    pm = parse_perf_map(b"1000 100 jitted::a\n0x2000 0x10 b c d\nnot a line\n")
+    assert pm.lookup(0x1010) == ("jitted::a", 0x10)
+    assert pm.lookup(0x2005) == ("b c d", 5)
+    assert pm.lookup(0x2010) is None
+    big = parse_perf_map(b"1 1 x\n" * 600000)
+    assert big.truncated and len(big.names) == symbols.MAX_PERF_MAP_LINES
+
+
+def _fake_proc(tmp_path, binary: bytes, maps_path="/app/bin/prog", perf=None):
+    base = tmp_path / "proc" / str(PID)
+    root = base / "root"
+    (root / "app" / "bin").mkdir(parents=True)
+    (root / "tmp").mkdir()
+    prog = root / "app" / "bin" / "prog"
+    prog.write_bytes(binary)
+    ino = prog.stat().st_ino
+    (base / "status").write_text(f"Name:\tprog\nNSpid:\t{PID}\t7\n")
+    (base / "maps").write_text(
+        f"00400000-00500000 r-xp 00000000 fd:01 {ino} {maps_path}\n"
+        f"7f0000000000-7f0000100000 r-xp 00000000 00:00 0 \n")
+    if perf is not None:
+        (root / "tmp" / "perf-7.map").write_bytes(perf)
+    return str(tmp_path / "proc"), root, ino
+
+
+def test_symbolizer_on_a_fake_process(tmp_path, binaries):
+    full, _ = binaries
+    proc, root, _ino = _fake_proc(tmp_path, full, perf=b"7f0000000100 100 LuaJIT:trace_7\n")
+    sym = Symbolizer(proc=proc, debug_roots=(str(tmp_path / "nodebug"),))
+    assert sym.begin(PID)
+    start = _addr_of(full, "leak_slowly")
+    syms = ElfSymbols.parse(full)
+    # the fake maps map the whole file from offset 0 at 0x400000: the address of a file offset
+    off, _size, vaddr = next(s for s in syms.segments if s[2] <= start < s[2] + s[1])
+    file_off = start - vaddr + off
+    frames = sym.frames(PID, [0x400000 + file_off + 2, 0x7F0000000150, 0x7F0000000F00, 0x900000])
+    assert frames[0].function == "leak_slowly"
+    assert frames[1].text() == "LuaJIT:trace_7" and frames[1].module == "[jit]"
+    assert frames[2].function is None and "perf map" in frames[2].why
+    assert "no mapping" in frames[3].why
+
+
+def test_symbolizer_refuses_planted_files(tmp_path, binaries):
+    full, _ = binaries
+    proc, root, ino = _fake_proc(tmp_path, full)
+    prog = root / "app" / "bin" / "prog"
+    sym = Symbolizer(proc=proc, debug_roots=(str(tmp_path / "nodebug"),))
+    # a link in the path: never followed
+    os.rename(root / "app" / "bin", root / "app" / "real")
+    os.symlink("real", root / "app" / "bin")
+    with within(1.0):
+        sym.begin(PID)
+        f = sym.frames(PID, [0x400100])[0]
+    assert f.function is None and f.why and "not opened" in f.why
+    os.unlink(root / "app" / "bin")
+    os.rename(root / "app" / "real", root / "app" / "bin")
+    # a FIFO where the file was: looked at with O_PATH, never opened (no writer: an open would block)
+    prog.unlink()
+    os.mkfifo(prog)
+    sym = Symbolizer(proc=proc, debug_roots=(str(tmp_path / "nodebug"),))
+    with within(1.0):
+        sym.begin(PID)
+        f = sym.frames(PID, [0x400100])[0]
+    assert f.function is None and "regular" in f.why
+    # another file of the same name: not the inode the process maps
+    prog.unlink()
+    prog.write_bytes(full)
+    if prog.stat().st_ino != ino:
+        sym = Symbolizer(proc=proc, debug_roots=(str(tmp_path / "nodebug"),))
+        sym.begin(PID)
+        assert "replaced" in sym.frames(PID, [0x400100])[0].why
+
+
+def test_stripped_binary_is_said(tmp_path, binaries):
+    _, stripped = binaries
+    proc, _root, _ino = _fake_proc(tmp_path, stripped)
+    sym = Symbolizer(proc=proc, debug_roots=(str(tmp_path / "nodebug"),))
+    sym.begin(PID)
+    f = sym.frames(PID, [0x400100])[0]
+    assert f.function is None or f.why is None
+    if f.function is None:
+        assert "stripped" in f.why or "no symbol" in f.why
+
+
+def test_a_gone_process_keeps_its_last_maps(tmp_path, binaries):
+    full, _ = binaries
+    proc, _root, _ino = _fake_proc(tmp_path, full)
+    sym = Symbolizer(proc=proc, debug_roots=(str(tmp_path / "nodebug"),))
+    assert sym.begin(PID)
+    os.unlink(os.path.join(proc, str(PID), "maps"))
+    assert not sym.begin(PID)
+    assert sym.frames(PID, [0x400100])[0].module == "prog"
+
+
+def test_short_stacks_are_said():
+    f = symbols.Frame(0x10, "memset", "libc.so.6", 0)
+    assert "frame pointers" in short_stack_note([f])
+    assert short_stack_note([f, symbols.Frame(0x20, "main", "a", 0), symbols.Frame(0x30, "__libc_start_call_main")]) is None
+
+
+def test_pagemap_entries():
+    present = (1 << 63) | 123
+    assert pagemap.state_of(present) == pagemap.ANON
+    assert pagemap.state_of(present | (1 << 61)) == pagemap.FILE
+    assert pagemap.state_of(1 << 62) == pagemap.SWAP
+    assert pagemap.state_of(0) == pagemap.ABSENT
+    assert pagemap.parse_entries(b"\x01" * 17) == [0x0101010101010101] * 2
+    runs = pagemap._runs(list(range(0, 100000, 100)), 4096)
+    assert all(n <= pagemap.MAX_RUN_PAGES for _s, n in runs)
+
+
+def test_pagemap_of_this_process():
+    import mmap
+    m = mmap.mmap(-1, 16 << 12, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # shared anonymous pages read as FILE
+    import ctypes
+    base = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    for i in range(0, 8 << 12, 4096):
+        m[i] = 1
+    got = pagemap.residency(os.getpid(), [base + i * 4096 for i in range(16)])
+    if not got:
+        pytest.skip("pagemap not readable here")
+    assert [got[base + i * 4096] for i in range(8)] == [pagemap.ANON] * 8
+    assert all(got[base + i * 4096] == pagemap.ABSENT for i in range(8, 16))
+    del base
+    m.close()
+
+
+def _pages(tgid, stack, pages, last_ns=100, hits=1):
+    return [PageSample(tgid, p, stack, -1, hits, last_ns) for p in pages]
+
+
+def test_estimate_ranks_what_is_held_not_what_faulted():
+    leak = _pages(1, 10, [0x10000 + i * 4096 for i in range(20)])
+    churn = _pages(1, 11, [0x90000 + i * 4096 for i in range(60)], hits=3)
+    reused = _pages(1, 12, [0x200000 + i * 4096 for i in range(30)], last_ns=50)  # mapped again at 60
+    states = {1: {p.page: pagemap.ANON for p in leak + reused}}
+    states[1].update({p.page: pagemap.ABSENT for p in churn})
+    counts = {(1, 10, -1): 20, (1, 11, -1): 180, (1, 12, -1): 30}
+    sites, dropped = estimate_sites(leak + churn + reused, counts, states, {1: [(0x200000, 30 * 4096, 60)]}, 64, 4096)
+    assert sites[0].user_stack == 10 and sites[0].held_bytes == 20 * 64 * 4096
+    by = {s.user_stack: s for s in sites}
+    assert by[11].held_bytes == 0 and by[11].faults_sampled == 180 and by[11].pages_refaulted == 60
+    assert by[12].held_bytes == 0 and dropped == 30
+
+
+def test_period_grows_with_the_limit():
+    assert choose_period(64 << 20) == 64
+    assert choose_period(8 << 30) >= 512
+    assert choose_period(1 << 50) == 8192
