@@ -356,12 +356,25 @@ class RuntimePoint:
 
 
 @dataclass
+class AllocationSite:
+    """Code that holds memory: a stack, innermost frame first, and the bytes it held. ``source``
+    says how it was measured: ``go_heap``, a Go runtime's heap profile (runtime.MemProfile's in-use
+    bytes as of its last completed GC, sampled every 512 KiB allocated and scaled as pprof does)."""
+
+    frames: List[str] = field(default_factory=list)
+    bytes: int = 0
+    source: str = ""
+
+
+@dataclass
 class RuntimeReading:
     """A process's runtime's own view of its memory, read from outside it (a JVM's hsperdata file,
-    oomscope/runtimes/java.py), the last reading before the kill. Every figure None when the
-    runtime could not be read (``why_not`` says why) or does not publish it."""
+    oomscope/runtimes/java.py; a Go program's runtime state in its memory, oomscope/runtimes/go.py),
+    the last reading before the kill. Every figure None when the runtime could not be read
+    (``why_not`` says why) or does not publish it; a JVM's figures are None for Go and the Go
+    figures None for a JVM."""
 
-    kind: str  # "java"
+    kind: str  # "java" or "go"
     pid: int
     comm: str = ""
     #: how long before the kill it was read (the JVM keeps the file current; GC moves it)
@@ -380,10 +393,19 @@ class RuntimeReading:
     young_gc_count: Optional[int] = None
     full_gc_count: Optional[int] = None
     gc_time_ms: Optional[float] = None
-    vm_version: Optional[str] = None
+    vm_version: Optional[str] = None  # a JVM's version; Go's ("go1.19.8", from the binary's build info)
     vm_args: Optional[str] = None  # untrusted text: the memory flags only (runtimes/hsperfdata.memory_flags)
     #: the heap before this reading, oldest first (the timeline of the runtime's own view)
     heap_history: List[RuntimePoint] = field(default_factory=list)
+    # Go (runtime.MemStats as runtime.ReadMemStats would give it)
+    heap_inuse_bytes: Optional[int] = None  # HeapInuse: bytes in in-use spans (Go dashboards' heap)
+    heap_alloc_bytes: Optional[int] = None  # HeapAlloc: live and not yet swept objects
+    heap_goal_bytes: Optional[int] = None  # NextGC: the GC's goal (GOGC, lowered by GOMEMLIMIT)
+    memory_limit_bytes: Optional[int] = None  # GOMEMLIMIT; None: none set
+    gc_percent: Optional[int] = None  # GOGC; None: off (or not Go)
+    #: the heap profile by allocation site, largest first (Go: runtime.mbuckets)
+    allocation_sites: List[AllocationSite] = field(default_factory=list)
+    allocation_sites_why_not: Optional[str] = None  # when there are none, or only some: why
 
 
 @dataclass

@@ -126,6 +126,10 @@ def shown_of(capture: Capture, a: Analysis) -> Shown:
         out.scrapes = last_scrapes([(p.t_ms, p.usage_bytes) for p in tl.points], (15, 60))
 
     for r in capture.runtimes:
+        if r.kind == "go":
+            if r.why_not is not None:
+                out.notes.append(f"pid {r.pid} ({r.comm or '?'}): the Go runtime's own view could not be read: {r.why_not}.")
+            continue
         if r.why_not is not None:
             out.notes.append(f"pid {r.pid} ({r.comm or '?'}): the JVM's own view could not be read: {r.why_not}. "
                              "A JVM publishes it unless started with -XX:-UsePerfData: remove that flag (or start it with "
@@ -169,6 +173,13 @@ def shown_of(capture: Capture, a: Analysis) -> Shown:
         said.append(("the heap dashboard (jvm_memory_used_bytes)", heap, _beyond_heap(capture, a, heap)))
         said.append(("kubectl top (the working set)", ws, ws_parts))
     else:
+        go = next((r for r in capture.runtimes if r.kind == "go" and r.pid == v.pid and r.heap_inuse_bytes is not None), None)
+        if go is not None:
+            when = (f", read {go.read_ms_before_kill:.0f} ms before the kill" if go.read_ms_before_kill is not None else "")
+            out.figures.insert(1, ToolFigure(
+                "go_heap_inuse", "Go heap in use (go_memstats_heap_inuse_bytes, runtime.MemStats.HeapInuse)",
+                go.heap_inuse_bytes, "bytes in the Go heap's in-use spans (runtime.gcController.heapInUse)",
+                f"the Go runtime's state in the process's memory{when}"))
         said.append(("kubectl top (the working set)", ws, ws_parts))
         v_rss = fig["victim_rss"].bytes
         if v_rss is not None and charge is not None and v_rss < charge:

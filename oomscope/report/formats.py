@@ -14,8 +14,9 @@ JSON's ``dashboards`` lists what each tool would have shown at the kill, [{key, 
 unknown), formula, source}] (analysis/dashboards.py); ``dashboards_said`` the sentences "Your
 dashboard showed X; the kernel killed at Y; the difference, Z, was A, B and C."; ``scrapes`` what a
 15 s / 60 s scrape of the usage last saw; ``runtimes`` each JVM read before the kill (the capture's
-figures, with ``rss_bytes``, ``outside_heap_bytes`` and ``rss_split``), and those that could not be
-read (``why_not``); ``runtime_notes`` what could not be read and why, in words.
+figures, with ``rss_bytes``, ``outside_heap_bytes`` and ``rss_split``), each Go program read (kind
+``go``: ``heap_inuse_bytes``, ``heap_goal_bytes``, ``memory_limit_bytes``, ``allocation_sites``), and
+those that could not be read (``why_not``); ``runtime_notes`` what could not be read and why, in words.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def render_json(capture: Capture, analysis: Optional[KillAnalysis] = None) -> st
         "runtimes": [dict(dataclasses.asdict(j.reading), rss_bytes=j.rss_bytes, outside_heap_bytes=j.outside_heap_bytes,
                           rss_split=[dataclasses.asdict(p) for p in j.parts])
                      for j in result.shown.java]
-                    + [dataclasses.asdict(r) for r in capture.runtimes if r.why_not is not None],
+                    + [dataclasses.asdict(r) for r in capture.runtimes if r.why_not is not None or r.kind == "go"],
         "runtime_notes": result.shown.notes,
     }
     # Readable UTF-8 (a /café cgroup stays /café), with every control, C1 and bidi character

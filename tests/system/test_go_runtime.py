@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from oomscope.model import Capture
 from oomscope.runtimes.go import Binaries, go_version, read_go
 
 from ..unit.go_programs import build
@@ -90,3 +91,31 @@ def test_a_stripped_program_is_said(go_program):
     p = go_program("hold", "4", "200", ldflags="-s -w")
     r = read_go(p.pid, Binaries().get(p.pid))
     assert r.heap is None and "stripped" in r.why_not and r.version.startswith("go1.")
+
+
+def test_a_kill_of_a_go_program_carries_its_own_view(sandbox, recorder):
+    """record reads the Go program while its cgroup fills (past half its limit) and the capture of
+    its kill keeps the last reading: the heap, its goal, and leakyCache as the top allocation site."""
+    _name, path = sandbox(suffix="-goleak", limit=128 << 20)
+    rec = recorder()
+    p = subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", os.path.join(path, "cgroup.procs"),
+                          build("leaklab"), "leak", "2048", "100"], stdout=subprocess.PIPE, text=True,
+                         env={"PATH": "/usr/bin:/bin"})
+    try:
+        assert p.stdout.readline().startswith("ready")
+        reports = [json.loads(line) for line in p.stdout if line.startswith("{")]
+        assert p.wait(timeout=120) == -9
+    finally:
+        p.kill()
+        p.wait(timeout=30)
+    ((_path, data),) = rec.wait_for(lambda c: c["victim"]["pid"] == p.pid, timeout=60)
+    cap = Capture.from_dict(data)
+    (g,) = [r for r in cap.runtimes if r.pid == p.pid]
+    assert g.kind == "go" and g.why_not is None and g.vm_version.startswith("go1.")
+    assert 0 < g.heap_inuse_bytes <= 128 << 20 and g.heap_goal_bytes > 0 and g.memory_limit_bytes is None
+    assert g.allocation_sites and g.allocation_sites[0].frames[0] == "main.leakyCache", g.allocation_sites[:3]
+    assert g.allocation_sites[0].source == "go_heap"
+    last = reports[-1]
+    measured(f"Go kill: last reading {g.read_ms_before_kill:.0f} ms before the kill, HeapInuse {g.heap_inuse_bytes >> 20} MiB "
+             f"(the program's last report {last['heap_inuse'] >> 20} MiB); leakyCache {g.allocation_sites[0].bytes >> 20} MiB "
+             f"(it had kept {last['kept_bytes'] >> 20} MiB at that report)")

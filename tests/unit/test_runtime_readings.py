@@ -31,7 +31,7 @@ def test_only_jvms_of_a_cgroup_near_its_limit_are_read_and_each_at_most_once_per
         return JvmReading(pid, _mem())
 
     r = RuntimeReader(100, max_per_cgroup=2, is_java=is_java, read_jvm=read_jvm, exe_is_java=lambda pid: False,
-                      maps_checks_per_pass=10)
+                      maps_checks_per_pass=10, go_version=lambda pid: None)
     assert read_cgroup(r, [2, 3, 4, 6], 0.3, 0, lambda: 1) == []  # far from the limit: not even looked at
     assert checked == []
     got = read_cgroup(r, [2, 3, 4, 6], 0.95, 1000, lambda: 1001)
@@ -68,7 +68,7 @@ def test_only_a_few_processes_maps_are_read_per_pass():
         return pid == 5
 
     r = RuntimeReader(100, is_java=is_java, read_jvm=lambda pid: JvmReading(pid, _mem()),
-                      exe_is_java=lambda pid: pid == 9, maps_checks_per_pass=2)
+                      exe_is_java=lambda pid: pid == 9, maps_checks_per_pass=2, go_version=lambda pid: None)
     r.begin_pass()
     assert r.due([1, 2, 3, 5, 9], 0.95, 0) == [9]  # the launcher named java: no maps read for it
     assert maps == [1, 2]  # the budget: 3 and 5 wait for a later pass
