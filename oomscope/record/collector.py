@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import os
 import signal
 import threading
 import time
@@ -173,7 +174,8 @@ class Collector:
         self.sites: Optional[SiteSampler] = None
         if self.site_probes is not None:
             self.sites = SiteSampler(self.site_probes, self._near_limit, self._pids_below,
-                                     comm_of=lambda pid: (self.sampler.store.proc_info(pid) or (None,))[0])
+                                     comm_of=lambda pid: (self.sampler.store.proc_info(pid) or (None,))[0],
+                                     say=self._say)
 
     def _load_memcg_snapshot(self, layout, why_not: str):
         """(snapshotter or None, why not): the memcg's own counters read in the kernel at each
@@ -193,10 +195,15 @@ class Collector:
         if not self.opts.alloc_sites:
             return None, "off (--no-alloc-sites)"
         try:
-            return AllocSiteProbes(), "on near limits"
+            # OOMSCOPE_FAULT_SAMPLING=perf: the sampled perf event instead of the tracepoint (bench/alloc_sites.py)
+            return AllocSiteProbes(os.environ.get("OOMSCOPE_FAULT_SAMPLING", "tracepoint")), "on near limits"
         except ProbeError as exc:
             self.err.write(f"oomscope: warning: no allocation sites: {exc}\n")
             return None, f"unavailable: {exc}"
+
+    def _say(self, line: str) -> None:
+        self.err.write(line + "\n")
+        self.err.flush()
 
     def _near_limit(self) -> List[Tuple[str, int, int]]:
         return [(n.cgroup, n.usage_bytes, n.limit_bytes) for n in self.sampler.store.near_limit(64)

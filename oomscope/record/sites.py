@@ -179,8 +179,9 @@ class SiteSampler:
                  comm_of: Callable[[int], Optional[str]] = lambda pid: None, attach_ratio: float = ATTACH_RATIO,
                  check_interval_s: float = CHECK_INTERVAL_S, hold_s: float = HOLD_S,
                  symbolizer: Optional[Symbolizer] = None, page_size: int = os.sysconf("SC_PAGE_SIZE"),
-                 clock: Callable[[], int] = time.monotonic_ns):
+                 clock: Callable[[], int] = time.monotonic_ns, say: Callable[[str], None] = lambda line: None):
         self.probes = probes
+        self.say = say
         self.near = near
         self.pids_of = pids_of
         self.comm_of = comm_of
@@ -231,6 +232,8 @@ class SiteSampler:
         if not near:
             if self.probes.attached and now - self._last_near_ns > self.hold_ns:
                 self.detach_s.append(self.probes.detach())
+                self.say(f"oomscope: growth sites: sampling detached: no cgroup near its limit for {self.hold_ns / 1e9:.0f} s "
+                         f"(detach {self.detach_s[-1] * 1000:.1f} ms)")
                 self._mapped.clear()
                 self._frames.clear()
                 self.symbolizer.clear()
@@ -243,6 +246,8 @@ class SiteSampler:
             period = choose_period(max(limit for _c, _u, limit in near), self.page_size, self.attach_ratio)
             self.attach_s.append(self.probes.attach(period))
             self.attaches += 1
+            self.say(f"oomscope: growth sites: sampling attached for {len(watched)} processes of {len(near)} cgroup(s) near "
+                     f"their limit, one fault in {period} ({self.probes.mode}; attach {self.attach_s[-1] * 1000:.1f} ms)")
             self._attached_ns = self.clock()
             self._next_check_ns = self._attached_ns + self.check_interval_ns
             return

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""What growth-site sampling (issue 27, record/sites.py, bpf/alloc_sites.c) costs a page-fault storm.
+
+A C program maps 8 MiB, writes every page, unmaps, for SECONDS, and prints its CPU time per fault.
+It runs in a sandbox cgroup (limit 256 MiB) under five conditions, interleaved round by round:
+
+  none          no record at all
+  record-far    record running, no cgroup near its limit: nothing attached (the storm's cgroup 4% full)
+  near-watched  record running, the storm's own cgroup held at ~84% of its limit by a second process:
+                sampling attached, the storm's faults sampled (its CPU is the "faulting workload's")
+  near-other    record running, another sandbox cgroup at ~84%: sampling attached, the storm not watched
+  near-watched-perf  as near-watched, with the sampled software perf event (OOMSCOPE_FAULT_SAMPLING=perf)
+
+record runs with --cgroup the bench's own root cgroup, so other work on the host is not sampled.
+Each condition's CPU ns per fault against "none": min-to-min and median-to-median ratios.
+
+Run as root after ./setup.sh, on a quiet machine:
+  flock /tmp/oomscope-heavy.lock /opt/oomscope/venv/bin/python bench/alloc_sites.py [--rounds 7] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from oomscope.kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup
+
+STORM_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
+int main(int argc, char **argv) {
+    double secs = atof(argv[1]); size_t size = (size_t)atoi(argv[2]) << 20;
+    struct timespec t0, t; clock_gettime(CLOCK_MONOTONIC, &t0);
+    long pages = 0;
+    for (;;) {
+        volatile char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        for (size_t o = 0; o < size; o += 4096) p[o] = 1;
+        munmap((void *)p, size);
+        pages += size / 4096;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (t.tv_sec - t0.tv_sec + (t.tv_nsec - t0.tv_nsec) / 1e9 >= secs) break;
+    }
+    struct rusage ru; getrusage(RUSAGE_SELF, &ru);
+    double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+    printf("%ld %.6f\n", pages, cpu);
+    return 0;
+}
+"""
+HOLD = "import sys, time\nb = bytearray(int(sys.argv[1]))\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('held', flush=True)\ntime.sleep(3600)\n"
+LIMIT = 256 << 20
+HOLD_BYTES = int(0.84 * LIMIT)
+STORM_MIB = 8
+
+
+def in_cgroup(fs_path, argv, **kw):
+    return subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh",
+                             os.path.join(fs_path, "cgroup.procs"), *argv], **kw)
+
+
+class Record:
+    def __init__(self, root: str, out: str, env=None):
+        self.err_path = os.path.join(out, f"record-{time.monotonic_ns()}.err")
+        self.err = open(self.err_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "oomscope", "record", "-o", os.path.join(out, "kills"),
+                                      "--cgroup", root], stdout=subprocess.DEVNULL, stderr=self.err,
+                                     env=dict(os.environ, **(env or {})))
+        deadline = time.monotonic() + 120
+        while "oomscope: sampling" not in self.text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"record did not start: {self.text()[-2000:]}")
+            time.sleep(0.1)
+
+    def text(self) -> str:
+        with open(self.err_path) as f:
+            return f.read()
+
+    def cpu_s(self) -> float:
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.err.close()
+
+
+def storm(binary: str, fs_path: str, seconds: float) -> float:
+    """CPU ns per fault of one storm run in the cgroup."""
+    p = in_cgroup(fs_path, [binary, str(seconds), str(STORM_MIB)], stdout=subprocess.PIPE, text=True)
+    out, _ = p.communicate(timeout=seconds + 60)
+    pages, cpu = out.split()
+    return float(cpu) / int(pages) * 1e9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    args = ap.parse_args()
+    hier = MemoryHierarchy.detect()
+    root = f"/oomscope-bench-sites-{os.getpid()}"
+    made = [create_cgroup(hier, root, 8 << 30)]
+    holder = None
+    try:
+        storm_cg = create_cgroup(hier, root + "/storm", LIMIT)
+        other_cg = create_cgroup(hier, root + "/other", LIMIT)
+        made += [storm_cg, other_cg]
+        work = tempfile.mkdtemp(prefix="oomscope-bench-sites-")
+        with open(os.path.join(work, "storm.c"), "w") as f:
+            f.write(STORM_C)
+        binary = os.path.join(work, "storm")
+        subprocess.run([shutil.which("gcc") or "cc", "-O2", "-o", binary, os.path.join(work, "storm.c")], check=True)
+        results = {}
+        attached = {}
+        rec_cpu = {}
+        for rnd in range(args.rounds):
+            for cond in ("none", "record-far", "near-watched", "near-other", "near-watched-perf"):
+                rec = None
+                if cond.startswith("near"):
+                    where = storm_cg if cond.startswith("near-watched") else other_cg
+                    holder = in_cgroup(where, [sys.executable, "-c", HOLD, str(HOLD_BYTES)], stdout=subprocess.PIPE, text=True)
+                    holder.stdout.readline()
+                if cond != "none":
+                    rec = Record(root, work, env={"OOMSCOPE_FAULT_SAMPLING": "perf"} if cond.endswith("perf") else None)
+                    if cond.startswith("near"):
+                        deadline = time.monotonic() + 30
+                        while "sampling attached" not in rec.text() and time.monotonic() < deadline:
+                            time.sleep(0.1)
+                    time.sleep(0.5)
+                cpu0 = rec.cpu_s() if rec else 0.0
+                results.setdefault(cond, []).append(storm(binary, storm_cg, args.seconds))
+                if rec is not None:
+                    rec_cpu.setdefault(cond, []).append((rec.cpu_s() - cpu0) / args.seconds * 100)
+                    attached.setdefault(cond, []).append("sampling attached" in rec.text())
+                    rec.stop()
+                if holder is not None:
+                    holder.kill()
+                    holder.wait()
+                    holder = None
+            print(f"round {rnd + 1}: " + ", ".join(f"{c} {v[-1]:.0f}" for c, v in results.items()), flush=True)
+        base = results["none"]
+        print(f"\nstorm: {STORM_MIB} MiB mapped, touched and unmapped in a loop, {args.seconds} s a run, {args.rounds} rounds "
+              f"interleaved; CPU ns per fault (user + system) of the storm")
+        print("| condition | ns/fault min | median | ratio min/min | ratio median/median | sampling attached | record CPU % of a core (median) |")
+        print("|---|---|---|---|---|---|---|")
+        for cond, v in results.items():
+            att = attached.get(cond)
+            rc = rec_cpu.get(cond)
+            print(f"| {cond} | {min(v):.0f} | {statistics.median(v):.0f} | {min(v) / min(base):.3f} | "
+                  f"{statistics.median(v) / statistics.median(base):.3f} | "
+                  f"{'-' if att is None else f'{sum(att)}/{len(att)}'} | {'-' if rc is None else f'{statistics.median(rc):.1f}'} |")
+        shutil.rmtree(work, ignore_errors=True)
+    finally:
+        if holder is not None:
+            with contextlib.suppress(Exception):
+                holder.kill()
+                holder.wait()
+        for path in reversed(made):
+            remove_cgroup(path)
+
+
+if __name__ == "__main__":
+    main()
