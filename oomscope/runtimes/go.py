@@ -358,7 +358,7 @@ def read_go(pid: int, binary: Optional[GoBinary] = None, proc: str = "/proc", pr
             return GoReading(pid, binary.version, heap, sites_why_not="the heap profile is read less often")
         sites, rate, why = _profile(binary, mem, bias, give_up, max_buckets)
         if sites:
-            sites = _named(binary, sites, pid, proc)
+            sites = _named(binary, sites, pid, proc, bias)
         return GoReading(pid, binary.version, heap, tuple(sites), sites_why_not=why, profile_rate=rate)
     finally:
         os.close(fd)
@@ -432,16 +432,17 @@ def _profile(binary: GoBinary, mem: ProcessMemory, bias: int, give_up: float,
     return sites, rate, why
 
 
-def _named(binary: GoBinary, sites, pid: int, proc: str) -> List[GoSite]:
+def _named(binary: GoBinary, sites, pid: int, proc: str, bias: int = 0) -> List[GoSite]:
     """The largest MAX_SITES sites with their frames named (a function's name is read from the
-    executable once and remembered, up to MAX_NAMED_PCS names a binary)."""
+    executable once and remembered, up to MAX_NAMED_PCS names a binary). A PC is a return address:
+    the call is the byte before it; ``bias`` is where a position-independent executable was loaded."""
     table = binary.functions
     top = sites[:MAX_SITES]
     fd = -1
     try:
         for stack, _b, _o in top:
             for pc in stack:
-                i = table.find(pc - 1) if table is not None else None
+                i = table.find(pc - bias - 1) if table is not None else None
                 if i is not None and i not in binary.names and fd < 0:
                     fd, st = _open_exe(pid, proc)
                     if _key(st) != binary.key:
@@ -459,7 +460,7 @@ def _named(binary: GoBinary, sites, pid: int, proc: str) -> List[GoSite]:
     for stack, nbytes, objects in top:
         frames = []
         for pc in stack:
-            i = table.find(pc - 1) if table is not None else None
+            i = table.find(pc - bias - 1) if table is not None else None
             name = binary.names.get(i) if i is not None else None
             frames.append(name if name else f"{pc:#x}")
         out.append(GoSite(tuple(frames), nbytes, objects))

@@ -92,8 +92,9 @@ def _env(scratch: str) -> dict:
 
 
 @functools.lru_cache(maxsize=None)
-def build(name: str, ldflags: str = "") -> str:
-    """The path of program ``name`` ("leaklab": the lab's workload; "dwarfdump") built with ``ldflags``."""
+def build(name: str, ldflags: str = "", buildmode: str = "") -> str:
+    """The path of program ``name`` ("leaklab": the lab's workload; "dwarfdump") built with
+    ``ldflags`` ("-s -w": stripped) and ``buildmode`` ("pie": position-independent)."""
     tool = go()
     scratch = _scratch()
     src = os.path.join(scratch, f"{name}.go")
@@ -104,8 +105,9 @@ def build(name: str, ldflags: str = "") -> str:
         text = DWARF_DUMP.encode()
     with open(src, "wb") as f:
         f.write(text)
-    out = os.path.join(scratch, f"{name}{'-' + str(abs(hash(ldflags))) if ldflags else ''}")
-    cmd = [tool, "build", "-o", out] + (["-ldflags", ldflags] if ldflags else []) + [src]
+    out = os.path.join(scratch, f"{name}{'-' + str(abs(hash(ldflags))) if ldflags else ''}{'-' + buildmode if buildmode else ''}")
+    cmd = ([tool, "build", "-o", out] + (["-ldflags", ldflags] if ldflags else [])
+           + ([f"-buildmode={buildmode}"] if buildmode else []) + [src])
     subprocess.run(cmd, check=True, timeout=300, env=_env(scratch), cwd=scratch, capture_output=True)
     return out
 

@@ -25,14 +25,15 @@ HEAP_SIZE = 64 << 20
 class FakeGo:
     """A Go process's /proc/<pid> in a folder: its exe (the lab's binary), maps and mem."""
 
-    def __init__(self, root, exe):
+    def __init__(self, root, exe, bias=0):
+        self.bias = bias  # where a position-independent executable is loaded
         self.proc = str(root / "proc")
         self.base = root / "proc" / str(PID)
         self.base.mkdir(parents=True)
         os.symlink(exe, self.base / "exe")
-        self.syms = nm(exe)
+        self.syms = {name: address + bias for name, address in nm(exe).items()}
         ino = os.stat(exe).st_ino
-        self.maps = [f"00400000-00600000 rw-p 00000000 fe:00 {ino} {exe}",
+        self.maps = [f"{bias + 0x400000:08x}-{bias + 0x600000:08x} rw-p 00000000 fe:00 {ino} {exe}",
                      f"{HEAP:x}-{HEAP + HEAP_SIZE:x} rw-p 00000000 00:00 0"]
         self.fd = os.open(self.base / "mem", os.O_RDWR | os.O_CREAT, 0o600)
         os.ftruncate(self.fd, 0xD000100000)  # sparse: every mapping below reads (zeros where nothing was put)
@@ -217,3 +218,14 @@ def test_any_planted_bytes_answer_within_the_deadline(fake, d):
     assert r.heap is not None or r.why_not
     for s in r.sites:
         assert s.bytes > 0 and len(s.frames) <= L.max_stack
+
+
+def test_a_position_independent_executable_is_read_where_it_was_loaded(tmp_path):
+    fake = FakeGo(tmp_path, build("leaklab", buildmode="pie"), bias=0x40_0000_0000)  # page-aligned, below the heap (the sparse file is bounded)
+    try:
+        fake.head(fake.bucket([fake.pc("main.leakyCache"), fake.pc("main.main")]))
+        r = fake.read()
+        assert r.heap is not None and r.heap.heap_inuse_bytes == 30 << 20, r.why_not
+        assert r.sites[0].frames == ("main.leakyCache", "main.main")
+    finally:
+        os.close(fake.fd)
