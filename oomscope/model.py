@@ -364,6 +364,48 @@ class AllocationSite:
     frames: List[str] = field(default_factory=list)
     bytes: int = 0
     source: str = ""
+    # page_faults (record/sites.py: sampled page faults of a cgroup near its limit, ranked by the
+    # sampled pages still present at the last check before the kill; an estimate)
+    pid: Optional[int] = None
+    comm: str = ""
+    faults_sampled: Optional[int] = None  # sampled faults of this stack (each one of ``period``)
+    pages_sampled: Optional[int] = None  # distinct sampled pages
+    pages_resident: Optional[int] = None  # of which still present and anonymous at the check
+    #: frames that could not be named, and why (stripped, JIT without a perf map, no frame pointers)
+    unsymbolized: List[str] = field(default_factory=list)
+
+
+@dataclass
+class AllocationSampling:
+    """How the ``page_faults`` allocation sites were measured (record/sites.py)."""
+
+    period: int = 0  # one fault in this many sampled
+    page_size_bytes: int = 4096
+    #: when sampling began and when the pages were last checked, before the kill (negative ms)
+    sampled_from_ms: Optional[float] = None
+    checked_ms: Optional[float] = None
+    samples: int = 0
+    #: resident samples not counted: their address range was mapped again after them (freed between)
+    remapped_dropped: int = 0
+    estimate: str = ""  # the estimate's arithmetic, in words
+    notes: List[str] = field(default_factory=list)
+
+
+@dataclass
+class LimitHitter:
+    """A task of the cgroup that stalled in memcg reclaim (vmscan:mm_vmscan_memcg_reclaim_begin/end
+    run in the task being charged): who was charging when the cgroup hit its limit."""
+
+    pid: int
+    tid: int
+    comm: str = ""
+    stall_ms: float = 0.0  # in memcg reclaim, summed, since sampling began
+    max_stall_ms: float = 0.0
+    runs: int = 0
+    last_ms: Optional[float] = None  # its last reclaim's end, before the kill (negative ms)
+    frames: List[str] = field(default_factory=list)  # user stack at its last reclaim, innermost first
+    kernel_frames: List[str] = field(default_factory=list)  # the kernel's, innermost first
+    notes: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -462,6 +504,12 @@ class Capture:
     runtimes: List[RuntimeReading] = field(default_factory=list)
     #: kills of the same workload not written since the previous capture written (None: none)
     not_written: Optional[NotWritten] = None
+    #: which code held the memory: the growth sites of the killed cgroup's processes, largest first
+    #: (``page_faults``: sampled while the cgroup was near its limit; empty when it never was)
+    allocation_sites: List[AllocationSite] = field(default_factory=list)
+    allocation_sampling: Optional[AllocationSampling] = None
+    #: the tasks charging when the cgroup hit its limit, longest stall first
+    limit_hitters: List[LimitHitter] = field(default_factory=list)
 
     def to_dict(self) -> Dict[str, Any]:
         """As ``dataclasses.asdict`` (tested equal), at a fifth of its cost: asdict deep-copies

@@ -55,6 +55,7 @@ from .outputs import Outputs, Written
 from .retention import Retention
 from .sampler import Sampler, clock_offset_ns
 from .sites import SiteSampler
+from .sites import add_to_capture as add_sites
 
 
 @dataclass
@@ -399,6 +400,10 @@ class Collector:
             self.recording.host = procfs.read_host(self.hier.version)
             self._host_read_ns = time.monotonic_ns()
         capture = build_capture(kill.pid, kill.event, kill.report, placement, evidence, self.recording, wall)
+        if self.sites is not None:
+            found = self.sites.for_kill(placement.described or placement.cgroup.task_memcg, kill_ns)
+            if found is not None:
+                add_sites(capture, found, kill_ns)
         capture.workload = workload
         capture.not_written = admitted.not_written if admitted is not None else None
         capture.notes.extend(self.announce.losses.notes_for_kill(kill_ns))

@@ -17,6 +17,14 @@ dashboard showed X; the kernel killed at Y; the difference, Z, was A, B and C.";
 figures, with ``rss_bytes``, ``outside_heap_bytes`` and ``rss_split``), each Go program read (kind
 ``go``: ``heap_inuse_bytes``, ``heap_goal_bytes``, ``memory_limit_bytes``, ``allocation_sites``), and
 those that could not be read (``why_not``); ``runtime_notes`` what could not be read and why, in words.
+
+JSON's ``allocation_sites`` (issue 27) lists the code that held the memory, largest first:
+[{frames (innermost first), bytes, source (``page_faults``: sampled page faults still resident at
+the last check before the kill, an estimate: record/sites.py; ``go_heap``), pid, comm, and for
+page_faults faults_sampled, pages_sampled, pages_resident, unsymbolized (what could not be named,
+and why)}]; ``allocation_sampling`` how ({period, sampled_from_ms, checked_ms, estimate, notes});
+``limit_hitters`` the tasks stalled in memcg reclaim when the cgroup hit its limit [{pid, tid,
+comm, stall_ms, max_stall_ms, runs, frames, kernel_frames}].
 """
 
 from __future__ import annotations
@@ -70,10 +78,26 @@ def render_json(capture: Capture, analysis: Optional[KillAnalysis] = None) -> st
                      for j in result.shown.java]
                     + [dataclasses.asdict(r) for r in capture.runtimes if r.why_not is not None or r.kind == "go"],
         "runtime_notes": result.shown.notes,
+        # which code held the memory (issue 27): every site, largest first: {frames (innermost
+        # first), bytes, source (page_faults: sampled faults still resident, record/sites.py;
+        # go_heap: a Go program's heap profile), pid, comm, ...}; how the faults were sampled; the
+        # tasks charging when the cgroup hit its limit
+        "allocation_sites": allocation_sites(capture),
+        "allocation_sampling": dataclasses.asdict(capture.allocation_sampling) if capture.allocation_sampling else None,
+        "limit_hitters": [dataclasses.asdict(h) for h in capture.limit_hitters],
     }
     # Readable UTF-8 (a /café cgroup stays /café), with every control, C1 and bidi character
     # escaped as \uNNNN: this goes to a terminal by default (terminal.py).
     return json_safe(json.dumps(out, indent=2, ensure_ascii=False)) + "\n"
+
+
+def allocation_sites(capture: Capture) -> list:
+    """The capture's allocation sites and its Go programs' heap profiles, largest first."""
+    sites = [dataclasses.asdict(a) for a in capture.allocation_sites]
+    for r in capture.runtimes:
+        for a in getattr(r, "allocation_sites", ()):
+            sites.append(dict(dataclasses.asdict(a), pid=a.pid if a.pid is not None else r.pid, comm=a.comm or r.comm))
+    return sorted(sites, key=lambda a: -(a.get("bytes") or 0))
 
 
 #: What makes a name pasted into a ticket notify someone or link somewhere (issue 24): an

@@ -1,0 +1,60 @@
+"""Growth sites and who hit the limit (issue 27), on a real kill: the lab's leak-native workload
+(a C program with frame pointers: ``leak_slowly`` keeps what it allocates while ``churn_buffers``
+maps, touches and unmaps three times as much) recorded by record, in a sandbox cgroup."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from oomscope.lab import run_scenario
+
+from .conftest import measured
+
+LIMIT = 64 << 20
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def test_the_leak_is_named_first_not_the_churn(recorder, hier):
+    if shutil.which("gcc") is None and shutil.which("cc") is None:
+        pytest.skip("the leak-native scenario needs a C compiler (Debian: gcc)")
+    rec = recorder()
+    deadline = time.monotonic() + 120
+    while "oomscope: sampling" not in rec.stderr():
+        assert time.monotonic() < deadline, f"record's sampler never finished a pass: {rec.stderr()}"
+        time.sleep(0.2)
+    cgroup = f"/oomscope-test-{os.getpid()}-leak-native"
+    run = run_scenario("leak-native", limit_bytes=LIMIT, hier=hier, cgroup=cgroup)
+    assert run.killed, f"not killed ({run.returncode}): {run.stderr}"
+    caps = rec.wait_for(lambda c: c["cgroup"]["oom_memcg"] == cgroup)
+    path, cap = min(caps, key=lambda pc: pc[1]["times"]["kill_monotonic_ns"] or 0)
+    sites = cap["allocation_sites"]
+    assert sites, f"no allocation sites; record said: {rec.stderr()[-3000:]}"
+    first = sites[0]
+    assert first["source"] == "page_faults" and first["frames"][0] == "leak_slowly", sites[:3]
+    assert first["bytes"] > 0 and first["pid"] == run.main_pid
+    churn = [s for s in sites if s["frames"] and s["frames"][0] == "churn_buffers"]
+    assert all(s["bytes"] <= first["bytes"] for s in churn), sites[:4]
+    sampling = cap["allocation_sampling"]
+    assert sampling["period"] >= 64 and sampling["checked_ms"] <= 0 and sampling["sampled_from_ms"] < sampling["checked_ms"]
+    # the churn faulted more (three times as much), and holds nothing
+    if churn:
+        assert churn[0]["faults_sampled"] > first["faults_sampled"]
+    # the tasks charging at the limit (memcg reclaim, then the kill): the workload's own
+    hitters = cap["limit_hitters"]
+    assert all(h["pid"] == run.main_pid for h in hitters), hitters
+    out = subprocess.run([sys.executable, "-m", "oomscope", "report", path, "-f", "json"], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    report = json.loads(out)
+    assert report["allocation_sites"][0]["frames"][0] == "leak_slowly"
+    assert report["limit_hitters"] == hitters
+    measured(f"leak-native: first site {first['frames'][:2]} {first['bytes'] >> 20} MiB held "
+             f"({first['pages_resident']}/{first['pages_sampled']} sampled pages resident, period {sampling['period']}, "
+             f"sampled from {sampling['sampled_from_ms']:.0f} ms, checked {sampling['checked_ms']:.0f} ms before the kill); "
+             f"churn_buffers {churn[0]['bytes'] >> 20 if churn else '-'} MiB held of "
+             f"{churn[0]['faults_sampled'] if churn else 0} sampled faults; limit hitters {[(h['comm'], h['stall_ms']) for h in hitters]}")
