@@ -338,8 +338,9 @@ def read_go(pid: int, binary: Optional[GoBinary] = None, proc: str = "/proc", pr
         return GoReading(pid, binary.version, None, why_not=binary.why_not or "not read")
     layout = binary.layout
     try:
-        exe_inode = os.stat(f"{proc}/{pid}/exe").st_ino
-        if exe_inode != binary.key[1]:
+        exe = os.stat(f"{proc}/{pid}/exe")
+        exe_inode = exe.st_ino
+        if (exe.st_dev, exe_inode) != binary.key[:2]:
             return GoReading(pid, binary.version, None, why_not="the process's executable changed: read again")
         mappings = _read_maps(pid, proc)
         fd = os.open(f"{proc}/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
