@@ -85,7 +85,8 @@ def limit_hit_of(capture: Capture) -> LimitHit:
         name = ("the ECS task's (all its containers together: the task's memory)" if level == "task" else
                 "a parent cgroup's, shared by every cgroup below it")
         return LimitHit(oom, "parent", limit, name,
-                        f"The victim's own cgroup ({task}) did not reach a limit of its own; raising it changes nothing. "
+                        f"This limit is {oom}'s, not that of the victim's own cgroup ({task}), which reached no limit of its "
+                        "own: raising it changes nothing. "
                         f"What every cgroup below {oom} held counts against this limit.")
     if level == "task":  # the victim's cgroup unknown: an ECS task's processes run in its containers
         return LimitHit(oom, "parent", limit, "the ECS task's (all its containers together: the task's memory)", "")
