@@ -66,6 +66,8 @@ def _fail(exc: OomscopeError) -> "typer.Exit":
 
 
 MODE_HELP = "mode of the files written, octal (default 0644: readable by every local user; folders get the same read bits plus search)"
+SERIES_HELP = ("kills of one workload (pod, container, unit, else cgroup) each within SECONDS of the one before are one series "
+               "(default 3600: a crash loop's restarts come within kubelet's 5-minute backoff plus one life)")
 SHARED_HELP = "write into an output folder that another user owns or can write to (refused by default: it could redirect root's writes)"
 
 
@@ -92,6 +94,7 @@ def record(
     workload_burst: Annotated[int, typer.Option(metavar="N", help="in a storm, each workload (pod, container, unit, else cgroup) gets N post-mortems in a row, then one per --workload-every; the kills beyond are counted, not written")] = 10,
     workload_every: Annotated[float, typer.Option(metavar="SECONDS", help="after the burst, at most one post-mortem per workload every SECONDS (0: no limit)")] = 60.0,
     workload_disk: Annotated[str, typer.Option(metavar="SIZE", help="the most disk one workload's post-mortems may take; beyond it, its own oldest are removed (0: no limit)")] = "64M",
+    series_window: Annotated[float, typer.Option(metavar="SECONDS", min=0, help=SERIES_HELP)] = 3600.0,
     mode: Annotated[Optional[str], typer.Option("--mode", metavar="OCTAL", help=MODE_HELP)] = None,
     allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
 ) -> None:
@@ -106,7 +109,7 @@ def record(
     options = dict(output=output, duration=duration, cgroup=cgroup, lab=lab, lab_limit=lab_limit,
                    metrics_addr=metrics_addr, log_format=log_format, keep=keep, mode=mode,
                    allow_shared_output=allow_shared_output, workload_burst=workload_burst,
-                   workload_every=workload_every, workload_disk=workload_disk)
+                   workload_every=workload_every, workload_disk=workload_disk, series_window=series_window)
     replace_process(options)
     raise typer.Exit(run(options))
 
@@ -144,7 +147,12 @@ def report(
             hint = (" (this is a post-mortem page: pass the capture.json beside it)"
                     if text.lstrip()[:15].lower().startswith(("<!doctype", "<html")) else "")
             raise CaptureError(f"{capture}: {exc}{hint}") from None
-        out = renderers[fmt](cap)
+        if fmt == "json":
+            from .postmortem.series import series_of_capture
+
+            out = render_json(cap, series=series_of_capture(os.path.abspath(capture), cap))
+        else:
+            out = renderers[fmt](cap)
         if fmt != "html" and output is None:
             # The renderers escape what a workload chose; this is the last line of defence.
             typer.echo(terminal_safe(out, keep_newlines=True) if fmt in ("md", "jira") else out, nl=False)
@@ -166,18 +174,37 @@ def import_logs(
     journal: Annotated[bool, typer.Option("--journal", help="read journalctl -k (JSON) as well")] = False,
     since: Annotated[Optional[str], typer.Option(metavar="DATE|AGO", help="only kills at or after this date (2026-11-25T10:00) or this long ago (2h, 7d)")] = None,
     year: Annotated[Optional[int], typer.Option(metavar="YEAR", min=1970, max=9999, help="the year of dates printed without one (syslog, journalctl -o short); default: from the log's other dates, else the file's modification time, else undated")] = None,
+    series_window: Annotated[float, typer.Option(metavar="SECONDS", min=0, help=SERIES_HELP)] = 3600.0,
     mode: Annotated[Optional[str], typer.Option("--mode", metavar="OCTAL", help=MODE_HELP)] = None,
     allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
 ) -> None:
     """Post-mortems of OOM kills found in kernel logs (kills from before record ran)."""
     from .importer.run import run_import
+    from .postmortem.worker import render_series
     from .report.render import render_html
 
     try:
         _files(mode, allow_shared_output)
-        written = run_import(list(files or []), journal, since, output, render_html, sys.stdout, sys.stderr, year=year)
+        written = run_import(list(files or []), journal, since, output, render_html, sys.stdout, sys.stderr, year=year,
+                             series_window_s=series_window, render_series=render_series)
         if not written:
             typer.echo("no OOM kills found in the log", err=True)
+    except OomscopeError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def series(
+    folder: Annotated[str, typer.Argument(metavar="DIR", help="an output folder of record or import")],
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="text|json", help="text (one line per series) or json (each series with its kills)")] = "text",
+    window: Annotated[Optional[float], typer.Option(metavar="SECONDS", min=0, help="the series window (default: the one the folder was written with, else 3600)")] = None,
+) -> None:
+    """The series of a folder's kills: one workload killed again and again, newest first."""
+    from .postmortem.series import describe_series, folder_series
+
+    try:
+        index = folder_series(folder, window)
+        typer.echo(describe_series(index, fmt), nl=False)
     except OomscopeError as exc:
         raise _fail(exc) from None
 

@@ -19,7 +19,7 @@ import os
 import re
 from typing import Dict, Optional, Tuple
 
-from .model import Workload
+from .model import CgroupInfo, Workload
 
 _RE_POD = re.compile(r"^(?:kubepods-(?:burstable-|besteffort-)?)?pod"
                      r"(?P<uid>[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?$")
@@ -142,3 +142,19 @@ def workload_of(cgroup: Optional[str], names: Optional[NodeNames] = None) -> Wor
         if w.container_id:
             w.container = names.container(w.container_id)
     return w
+
+
+def workload_key(workload: Workload, cgroup: CgroupInfo) -> str:
+    """The name a workload's kills are kept under (record/budget.py's storm budget, retention, and
+    postmortem/series.py's series): what stays the same across its kills and restarts. A pod
+    by its UID (its containers get a new id at each restart), a container by its id, a unit by
+    its name, else the cgroup that hit its limit (the victim's on a global OOM)."""
+    w = workload
+    if w.kind == "kubernetes" and (w.pod_uid or w.pod):
+        return f"pod {w.pod_uid or f'{w.namespace}/{w.pod}'}"
+    if w.kind in ("docker", "podman", "container") and (w.container_id or w.container):
+        return f"container {w.container_id or w.container}"
+    if w.kind == "systemd" and w.unit:
+        return f"unit {w.unit}"
+    limited = cgroup.oom_memcg if cgroup.oom_memcg not in (None, "", "/") else None
+    return f"cgroup {limited or cgroup.task_memcg or '?'}"

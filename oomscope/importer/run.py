@@ -1,7 +1,9 @@
 """``oomscope import`` as the command runs it: the logs (importer/sources.py), their kills
 (importer/kills.py), and each kill written as record writes one: its capture (capture/writer.py),
-then its analysis, post-mortem and index row by the post-mortem stage (postmortem/stage.py), in
-batches whose waits for the disk are taken together (safefs.Batch).
+then its index row and series by the post-mortem stage (postmortem/stage.py), in batches whose
+waits for the disk are taken together (safefs.Batch). Post-mortems are rendered per series at
+the end (each series' page, its first and last kill's post-mortem, each lone kill's), not per
+kill: a storm's thousands of kills are one story, and ``oomscope report`` renders any capture.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ..containers import NodeNames
 from ..errors import ImportProblem, OomscopeError
 from ..postmortem.finisher import Finished
 from ..postmortem.index import OutputIndex
+from ..postmortem.series import WINDOW_S
 from ..postmortem.stage import PostMortems
 from ..safefs import Batch
 from ..terminal import terminal_safe
@@ -30,18 +33,30 @@ _BATCH_SECONDS = 1.0
 
 
 def run_import(paths: List[str], journal: bool, since: Optional[str], output: str,
-               render_html: Callable[..., str], out, err, year: Optional[int] = None) -> List[str]:
+               render_html: Callable[..., str], out, err, year: Optional[int] = None,
+               series_window_s: float = WINDOW_S, render_series: Optional[Callable[..., str]] = None) -> List[str]:
     since_ts = parse_since(since) if since else None
     sources = log_sources(paths, journal)
     written: List[str] = []
-    index = OutputIndex(output)
+    index = OutputIndex(output, series_window_s)
     for folder, why in index.skipped:
         err.write(f"oomscope: warning: {terminal_safe(os.path.join(output, folder))}: left out of the index: {terminal_safe(why[:300])}\n")
     batch = Batch()
-    post = PostMortems(output, render_html, analyse_kill, index, err, batch=batch)
+    post = PostMortems(output, render_html, analyse_kill, index, err, batch=batch, render_series=render_series, on_demand=True)
     try:
         for source in sources:
             _import_source(source, since_ts, post, written, out, err, year)
+        if written:
+            pages = post.finish_on_demand()
+            try:
+                batch.flush()
+            except OSError as exc:
+                raise ImportProblem(f"cannot write to {output}: {exc.strerror or exc}") from None
+            n = len(index.series.series())
+            several = sum(1 for s in index.series.series() if len(s.kills) > 1)
+            err.write(f"oomscope: {len(written)} kill(s) in {n} series ({several} of several kills: {output}/series/); "
+                      f"{pages} post-mortem(s) rendered (each series' first and last kill, each lone kill); "
+                      f"render any other: oomscope report {output}/<kill>/capture.json\n")
     finally:
         batch.close()
     if written:

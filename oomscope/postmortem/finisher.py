@@ -38,6 +38,8 @@ class Finished:
     error: Optional[str] = None  # why there is no post-mortem (one line)
     category: str = ""  # the dominant category of the kill's memory ("" when unknown)
     cause: Optional[str] = None  # the cause in a few words (postmortem/cause.py); None: not analysed
+    #: the kill's series (postmortem/series.py): {id, kill_number, kills_so_far, workload}; None: not known
+    series: Optional[dict] = None
 
 
 class Finisher(Protocol):
@@ -210,7 +212,8 @@ class WorkerProcess:
         entry = self._pending.pop(seq, None)
         if entry is not None and entry[2]:
             self._done.append(Finished(entry[2], msg.get("html"), msg.get("error"), msg.get("category") or "",
-                                       msg.get("cause") if isinstance(msg.get("cause"), str) else None))
+                                       msg.get("cause") if isinstance(msg.get("cause"), str) else None,
+                                       msg.get("series") if isinstance(msg.get("series"), dict) else None))
 
     def results(self) -> List[Finished]:
         """The kills finished since the last call. Called at every drain of record's loop: with
@@ -265,13 +268,16 @@ def _line(req: dict) -> bytes:
     return json.dumps(req).encode() + b"\n"
 
 
-def start_worker(out_dir: str, err: TextIO) -> WorkerProcess:
+def start_worker(out_dir: str, err: TextIO, series_window_s: Optional[float] = None) -> WorkerProcess:
     """The post-mortem worker (``python -m oomscope.postmortem.worker``) for ``out_dir``, running the
-    same oomscope as this process, with its file mode and output-folder policy (oomscope/safefs.py)."""
+    same oomscope as this process, with its file mode and output-folder policy (oomscope/safefs.py)
+    and the series window (postmortem/series.py)."""
     from .. import safefs
     from ..relaunch import module_command
 
     args = [out_dir, "--file-mode", str(safefs.settings.file_mode)]
+    if series_window_s is not None:
+        args += ["--series-window", repr(float(series_window_s))]
     if safefs.settings.allow_shared:
         args.append("--allow-shared")
     cmd, env = module_command("oomscope.postmortem.worker", args)

@@ -1,5 +1,6 @@
 """The kills of an output folder, one row each, kept as kills are written and removed, and
-written as its index.html (the rows and the page: report/index.py)."""
+written as its index.html (the rows and the page: report/index.py), by series (postmortem/series.py:
+each kill's entry is kept beside its row; series.json is written with the page)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,19 @@ from ..errors import OomscopeError
 from ..model import Capture
 from ..report.index import IndexRow, render_index, row_for
 from ..safefs import Dir
+from .finisher import HTML
+from .series import SERIES_JSON, WINDOW_S, SeriesIndex, entry_for
 
 
 class OutputIndex:
     """Keeps one row per kill folder of ``out_dir`` and writes index.html."""
 
-    def __init__(self, out_dir: str):
+    def __init__(self, out_dir: str, window_s: float = WINDOW_S):
         self.out_dir = out_dir
         self.rows: Dict[str, IndexRow] = {}
+        self.series = SeriesIndex(window_s)
+        #: kill folders without a postmortem.html (import renders on demand: postmortem/stage.py)
+        self.no_page: set = set()
         #: kill folders whose capture could not be read: (folder, one-line reason)
         self.skipped: List[Tuple[str, str]] = []
         try:
@@ -32,7 +38,8 @@ class OutputIndex:
                 try:
                     with out.subdir(name) as folder:
                         cap = Capture.from_json(folder.read("capture.json").decode("utf-8"))
-                    self._add(name, cap)
+                        page = folder.lstat(HTML) is not None
+                    self._add(name, cap, page=page)
                 except FileNotFoundError:
                     continue
                 except (OSError, UnicodeDecodeError) as exc:
@@ -42,25 +49,39 @@ class OutputIndex:
                 except Exception as exc:  # any other failure of one capture
                     self.skipped.append((name, f"{type(exc).__name__}: {exc}"))
 
-    def _add(self, folder: str, capture: Capture, analysis: Optional[KillAnalysis] = None) -> None:
+    def _add(self, folder: str, capture: Capture, analysis: Optional[KillAnalysis] = None, page: bool = True) -> None:
         try:
             row = row_for(capture, analysis)
         except Exception:  # one odd capture gets a row of what is certain
             row = IndexRow(kill_id=str(capture.kill_id), when=str(capture.times.kill_wall or ""), victim=f"{capture.victim.pid}",
                            cgroup="?", usage="?", limit="?", categories="", incident="", href="")
-        row.href = f"{folder}/postmortem.html"
         self.rows[folder] = row
+        self.series.add(entry_for(folder, capture, row.categories))
+        self.page(folder, page)
+
+    def page(self, folder: str, written: bool = True) -> None:
+        """Whether the kill's postmortem.html is there: the index links to it, else to its capture."""
+        if written:
+            self.no_page.discard(folder)
+        else:
+            self.no_page.add(folder)
+        row = self.rows.get(folder)
+        if row is not None:
+            row.href = f"{folder}/capture.json" if folder in self.no_page else f"{folder}/{HTML}"
 
     def remove(self, folder: str) -> None:
         self.rows.pop(folder, None)
+        self.no_page.discard(folder)
+        self.series.remove(folder)
 
-    def add(self, capture_path: str, capture: Capture, analysis: Optional[KillAnalysis] = None) -> None:
-        self._add(os.path.basename(os.path.dirname(capture_path)), capture, analysis)
+    def add(self, capture_path: str, capture: Capture, analysis: Optional[KillAnalysis] = None, page: bool = True) -> None:
+        self._add(os.path.basename(os.path.dirname(capture_path)), capture, analysis, page)
 
     def render(self) -> str:
-        return render_index(list(self.rows.values()))
+        return render_index(list(self.rows.values()), self.series.series(), self.rows)
 
     def write(self) -> Optional[str]:
-        """Writes index.html (through safefs)."""
+        """Writes index.html and series.json (through safefs)."""
         with Dir(self.out_dir, create=True) as out:
+            out.write(SERIES_JSON, self.series.to_json())
             return out.write("index.html", self.render())

@@ -5,13 +5,19 @@ process. Record has it done in its worker (postmortem/worker.py); import does it
 
 The analysis, the renderer and the index are passed in: this module imports neither pandas nor
 jinja2 (postmortem/worker.py wires the real ones).
+
+Series (postmortem/series.py): the index keeps every kill's series; a series' page
+(``series/<id>.html``) is written with the index, once its kills changed. ``on_demand`` (import):
+no kill is analysed or rendered as it comes; at the end (``finish_on_demand``) each series page
+is written, with the post-mortems of each series' first and last kill and of each kill that
+stands alone; ``oomscope report`` renders any other capture later.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, List, Optional, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 from ..model import Capture
 from ..capture.writer import write_capture
@@ -19,14 +25,22 @@ from ..safefs import Batch, Dir
 from ..terminal import terminal_safe
 from .cause import cause_words
 from .finisher import HTML, Finished
+from .series import SERIES_DIR
+
+#: the latest kills of a series read (and analysed) for its page
+SERIES_KILLS_READ = 20
 
 
 class PostMortems:
     """Analyses and renders kills and keeps the output folder's index, in the calling process."""
 
     def __init__(self, out_dir: str, render_html: Callable[..., str], analyse: Optional[Callable[[Capture], Any]],
-                 index, err: TextIO, batch: Optional[Batch] = None):
+                 index, err: TextIO, batch: Optional[Batch] = None,
+                 render_series: Optional[Callable[..., str]] = None, on_demand: bool = False):
         self.out_dir = out_dir
+        #: (series, [(entry, capture, analysis)], has_page) -> html (report/series.py, wired by the caller)
+        self.render_series = render_series
+        self.on_demand = on_demand
         self.batch = batch  # import's: the post-mortems are on disk once it is flushed
         self.render_html = render_html  # (capture, analysis=None) -> html
         self.analyse = analyse
@@ -36,6 +50,11 @@ class PostMortems:
         self._index_written = 0.0
 
     def kill(self, job: int, capture_path: str, capture: Capture) -> Finished:
+        folder = os.path.basename(os.path.dirname(capture_path))
+        if self.on_demand:  # import: the capture alone now; pages per series at the end
+            self.index.add(capture_path, capture, None, page=False)
+            self._index_dirty = True
+            return Finished(job, None, None, "", None)  # series: at the end (a sort per kill would be n²)
         analysis = None
         if self.analyse is not None:
             try:
@@ -46,7 +65,11 @@ class PostMortems:
         html_path, error = self._render(capture_path, capture, analysis)
         self.index.add(capture_path, capture, analysis)
         self._index_dirty = True
-        return Finished(job, html_path, error, category, cause_words(capture, analysis))
+        return Finished(job, html_path, error, category, cause_words(capture, analysis), series=self._series_info(folder))
+
+    def _series_info(self, folder: str) -> Optional[Dict[str, Any]]:
+        series = getattr(self.index, "series", None)
+        return series.info(folder) if series is not None else None
 
     def rerender(self, capture_path: str, capture: Capture) -> None:
         """A memory.oom.group's first post-mortem, again, now listing every victim."""
@@ -72,11 +95,84 @@ class PostMortems:
         if not self._index_dirty or (not force and now - self._index_written < 1.0):
             return
         try:
+            if not self.on_demand:
+                self.write_series_pages()
             self.index.write()
             self._index_dirty = False
             self._index_written = now
         except OSError as exc:
             self.err.write(f"oomscope: error: could not write index.html: {exc}\n")
+
+    def write_series_pages(self, every: bool = False) -> None:
+        """The page of each series that gained a kill (``every``: of each series of several kills)."""
+        series = getattr(self.index, "series", None)
+        if series is None or self.render_series is None:
+            return
+        todo = [s for s in series.series() if len(s.kills) > 1] if every else series.take_changed()
+        for s in todo:
+            try:
+                html = self.render_series(s, self._read_series(s), lambda f: f not in self.index.no_page)
+                with Dir(os.path.join(self.out_dir, SERIES_DIR), create=True, batch=self.batch) as out:
+                    out.write(f"{s.id}.html", html)
+            except Exception as exc:  # one series' page must not cost the others or the index
+                self.err.write(f"oomscope: error: the page of the series {terminal_safe(s.id)} not written: "
+                               f"{terminal_safe(f'{type(exc).__name__}: {exc}')[:300]}\n")
+
+    def _read_series(self, s) -> List[Tuple[Any, Capture, Any]]:
+        """(entry, capture, analysis) of the series' latest kills, oldest first; a capture that
+        cannot be read back is left out."""
+        out = []
+        with Dir(self.out_dir) as top:
+            for k in s.kills[-SERIES_KILLS_READ:]:
+                try:
+                    with top.subdir(k.folder) as d:
+                        cap = Capture.from_json(d.read("capture.json").decode("utf-8"))
+                except Exception:
+                    continue
+                analysis = None
+                if self.analyse is not None:
+                    try:
+                        analysis = self.analyse(cap)
+                    except Exception:
+                        analysis = None
+                out.append((k, cap, analysis))
+        return out
+
+    def finish_on_demand(self) -> int:
+        """Import's end: the post-mortems of each series' first and last kill and of each kill
+        that stands alone, then every series page and the index. Returns the post-mortems written."""
+        series = getattr(self.index, "series", None)
+        if series is None:
+            return 0
+        wanted = []
+        for s in series.series():
+            wanted += [s.first] if len(s.kills) == 1 else [s.first, s.last]
+        rendered = 0
+        with Dir(self.out_dir) as top:
+            for k in wanted:
+                try:
+                    with top.subdir(k.folder) as d:
+                        cap = Capture.from_json(d.read("capture.json").decode("utf-8"))
+                except Exception as exc:
+                    self.err.write(f"oomscope: error: {terminal_safe(k.folder)}: its capture could not be read back: "
+                                   f"{terminal_safe(str(exc))[:300]}\n")
+                    continue
+                analysis = None
+                if self.analyse is not None:
+                    try:
+                        analysis = self.analyse(cap)
+                    except Exception:
+                        analysis = None
+                path = os.path.join(self.out_dir, k.folder, "capture.json")
+                html_path, error = self._render(path, cap, analysis)
+                if html_path:
+                    self.index.page(k.folder, True)
+                    rendered += 1
+                elif error:
+                    self.err.write(f"oomscope: error: post-mortem of {terminal_safe(k.kill_id)} not rendered: {error}\n")
+        self.write_series_pages(every=True)
+        self._index_dirty = True
+        return rendered
 
     @property
     def index_due(self) -> Optional[float]:

@@ -2,11 +2,11 @@
 renders the kills whose captures the recorder wrote, and keeps the output folder's index.html, so
 that the long-running recorder never holds pandas, jinja2 or the analysis.
 
-    python -m oomscope.postmortem.worker OUT_DIR [--file-mode N] [--allow-shared]
+    python -m oomscope.postmortem.worker OUT_DIR [--file-mode N] [--allow-shared] [--series-window S]
 
 Reads one JSON request per line on stdin ({"seq", "op": kill|rerender|remove, "capture" or
 "folder"}), answers each on stdout, in order ({"seq"}, and for a kill "html", "error",
-"category"). Stops at the end of its input, writing index.html once more. SIGINT and SIGTERM are
+"category", "cause", "series"). Stops at the end of its input, writing index.html once more. SIGINT and SIGTERM are
 ignored: the recorder stops it by closing the pipe, once the last post-mortems are done.
 """
 
@@ -23,9 +23,13 @@ from .. import safefs
 from ..analysis.result import analyse_kill
 from ..errors import OomscopeError
 from ..model import Capture
+from ..analysis.series import analyse_series
 from ..report.render import render_html
+from ..report.series import render_series_html
+from .cause import cause_words
 from ..terminal import terminal_safe
 from .index import OutputIndex
+from .series import WINDOW_S
 from .stage import PostMortems
 
 
@@ -50,19 +54,25 @@ def _answer(req: dict, post: PostMortems, out_dir: str) -> dict:
         post.rerender(path, capture)
         return {"seq": seq}
     done = post.kill(0, path, capture)
-    return {"seq": seq, "html": done.html_path, "error": done.error, "category": done.category, "cause": done.cause}
+    return {"seq": seq, "html": done.html_path, "error": done.error, "category": done.category, "cause": done.cause,
+            "series": done.series}
 
 
-def serve(out_dir: str, stdin=None, stdout=None, err=None) -> None:
+def render_series(series, read, has_page) -> str:
+    """A series page: its analysis (analysis/series.py), rendered (report/series.py)."""
+    return render_series_html(analyse_series(series, read, cause_words), has_page, series.host)
+
+
+def serve(out_dir: str, stdin=None, stdout=None, err=None, window_s: float = WINDOW_S) -> None:
     stdin = stdin or sys.stdin.buffer
     stdout = stdout or sys.stdout
     err = err or sys.stderr
-    index = OutputIndex(out_dir)
+    index = OutputIndex(out_dir, window_s)
     for folder, why in index.skipped:  # a capture in the output folder that cannot be read
         err.write(f"oomscope: warning: {terminal_safe(os.path.join(out_dir, folder))}: left out of the index: "
                   f"{terminal_safe(why[:300])}\n")
     err.flush()
-    post = PostMortems(out_dir, render_html, analyse_kill, index, err)
+    post = PostMortems(out_dir, render_html, analyse_kill, index, err, render_series=render_series)
     fd = stdin.fileno()
     buf = b""
     while True:
@@ -103,9 +113,14 @@ def main(argv=None) -> None:
     if "--allow-shared" in args:
         args.remove("--allow-shared")
         allow_shared = True
+    window_s = WINDOW_S
+    if "--series-window" in args:
+        i = args.index("--series-window")
+        window_s = float(args[i + 1])
+        del args[i:i + 2]
     safefs.configure(file_mode=file_mode, allow_shared=allow_shared)
     try:
-        serve(args[0])
+        serve(args[0], window_s=window_s)
     except Exception as exc:  # one line, never a traceback (the recorder says it stopped)
         sys.stderr.write(f"oomscope: post-mortem worker: {type(exc).__name__}: {terminal_safe(str(exc))}\n")
         sys.exit(70)

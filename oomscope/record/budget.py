@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
-from ..model import CgroupInfo, NotWritten, Workload
+from ..containers import workload_key  # noqa: F401  (the budget's key; kept in containers.py, shared with postmortem/series.py)
+from ..model import NotWritten
 
 #: defaults of ``record --workload-burst`` and ``--workload-every`` (README.md, "record")
 BURST = 10
@@ -31,21 +32,6 @@ DISK_BYTES = 64 << 20
 #: workloads whose buckets are kept; beyond, the one touched longest ago is forgotten (its count of
 #: kills not written, if any, is said in the log first)
 MAX_WORKLOADS = 4096
-
-
-def workload_key(workload: Workload, cgroup: CgroupInfo) -> str:
-    """The name a kill's budget is kept under: what stays the same across a storm's kills. A pod
-    by its UID (its containers get a new id at each restart), a container by its id, a unit by
-    its name, else the cgroup that hit its limit (the victim's on a global OOM)."""
-    w = workload
-    if w.kind == "kubernetes" and (w.pod_uid or w.pod):
-        return f"pod {w.pod_uid or f'{w.namespace}/{w.pod}'}"
-    if w.kind in ("docker", "podman", "container") and (w.container_id or w.container):
-        return f"container {w.container_id or w.container}"
-    if w.kind == "systemd" and w.unit:
-        return f"unit {w.unit}"
-    limited = cgroup.oom_memcg if cgroup.oom_memcg not in (None, "", "/") else None
-    return f"cgroup {limited or cgroup.task_memcg or '?'}"
 
 
 def budget_words(burst: int, every_s: float) -> str:

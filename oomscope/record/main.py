@@ -22,7 +22,7 @@ from ..terminal import terminal_safe
 
 #: the options of ``record``, as cli.py passes them (its parameters' names)
 OPTIONS = ("output", "duration", "cgroup", "lab", "lab_limit", "metrics_addr", "log_format", "keep",
-           "mode", "allow_shared_output", "workload_burst", "workload_every", "workload_disk")
+           "mode", "allow_shared_output", "workload_burst", "workload_every", "workload_disk", "series_window")
 
 
 def replace_process(options: dict) -> None:
@@ -92,7 +92,11 @@ def run(options: dict) -> int:
         opts, lab, limit = parse_options(options)
         safefs.configure_from_options(options["mode"], options["allow_shared_output"])
         os.close(safefs.open_dir(output, create=True))  # an unsafe output folder fails before BPF is loaded
-        collector = Collector(opts, Downstream(start_finisher=start_worker), sys.stdout, sys.stderr)
+        window = options.get("series_window")  # postmortem/series.py: kept by the worker
+        if window is not None and (not isinstance(window, (int, float)) or window < 0):
+            raise OomscopeError(f"--series-window must be 0 or more seconds, not {window!r}")
+        collector = Collector(opts, Downstream(start_finisher=lambda out, err: start_worker(out, err, window)),
+                              sys.stdout, sys.stderr)
         install_signal_handlers(collector)
         print(collector.describe(), file=sys.stderr, flush=True)
         until = None

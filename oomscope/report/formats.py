@@ -41,7 +41,8 @@ from ..terminal import json_safe, terminal_safe
 from .view import build_view
 
 
-def render_json(capture: Capture, analysis: Optional[KillAnalysis] = None) -> str:
+def render_json(capture: Capture, analysis: Optional[KillAnalysis] = None, series: Optional[dict] = None) -> str:
+    """``series``: the kill's series (postmortem/series.py): {id, kill_number, kills_so_far, workload}."""
     result = analysis if analysis is not None else analyse_kill(capture)
     verdict = dataclasses.asdict(result.verdict)
     out = {
@@ -85,6 +86,9 @@ def render_json(capture: Capture, analysis: Optional[KillAnalysis] = None) -> st
         "allocation_sites": allocation_sites(capture),
         "allocation_sampling": dataclasses.asdict(capture.allocation_sampling) if capture.allocation_sampling else None,
         "limit_hitters": [dataclasses.asdict(h) for h in capture.limit_hitters],
+        # issue 29: the kill's series (the workload's repeated kills in its output folder); null
+        # outside an output folder
+        "series": series,
     }
     # Readable UTF-8 (a /café cgroup stays /café), with every control, C1 and bidi character
     # escaped as \uNNNN: this goes to a terminal by default (terminal.py).

@@ -1,10 +1,11 @@
 """``index.html`` of an output folder: every kill, newest first, linking to its post-mortem: its
-rows and the page. Which kills it holds is kept by postmortem/index.py."""
+rows and the page; the kills of one series (postmortem/series.py) as one row, linking to the
+series page, with its latest kills under it. Which kills it holds is kept by postmortem/index.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from ..analysis.attribution import analyse
 from ..analysis.limit import limit_hit_of
@@ -91,7 +92,54 @@ def _short_workload(capture: Capture) -> str:
     return f"{pod}, {w.container or (w.container_id or '?')[:12]}"
 
 
-def render_index(rows: List[IndexRow]) -> str:
-    """index.html of an output folder: its rows, newest first."""
-    rows = sorted(rows, key=lambda r: r.when, reverse=True)
-    return _env().get_template("index.html.j2").render(rows=rows)
+#: the latest kills of a series listed under its row in the index (the series page lists them all)
+SERIES_KILLS_SHOWN = 5
+
+
+@dataclass
+class SeriesRow:
+    """A series in the index: its workload, kills, first and last, the verdict they share."""
+
+    href: str
+    workload: str
+    host: str
+    kills: int
+    first: str
+    last: str
+    verdict: str
+    victims: str
+    cgroup: str
+    usage: str
+    limit: str
+    rows: List[IndexRow]  # its latest kills, newest first
+    more: int  # its kills not listed under it
+
+
+def series_row(s, by_folder: Dict[str, IndexRow]) -> SeriesRow:
+    """``s``: a postmortem/series.py Series of more than one kill."""
+    rows = [by_folder[k.folder] for k in reversed(s.kills) if k.folder in by_folder]
+    comms = []
+    for k in s.kills:
+        if k.comm not in comms:
+            comms.append(k.comm)
+    limits = [r.limit for r in rows[::-1]]
+    limit = limits[-1] if limits else "?"
+    if limits and len(set(limits)) > 1:
+        limit = f"{limits[0]} → {limits[-1]}"
+    return SeriesRow(href=f"series/{s.id}.html", workload=s.workload, host=s.host, kills=len(s.kills), first=s.first.when,
+                     last=s.last.when, verdict=s.shared_mostly(), victims=", ".join(comms[:3]) + (", …" if len(comms) > 3 else ""),
+                     cgroup=rows[0].cgroup if rows else "?", usage=rows[0].usage if rows else "?", limit=limit,
+                     rows=rows[:SERIES_KILLS_SHOWN], more=max(0, len(s.kills) - SERIES_KILLS_SHOWN))
+
+
+def render_index(rows: List[IndexRow], series: Optional[Sequence] = None,
+                 by_folder: Optional[Dict[str, IndexRow]] = None) -> str:
+    """index.html of an output folder: its rows, newest first; with ``series`` (newest first,
+    postmortem/series.py) and the rows by kill folder, a series of several kills as one row."""
+    if series is None or by_folder is None:
+        items = [("kill", r) for r in sorted(rows, key=lambda r: r.when, reverse=True)]
+    else:
+        items = [("series", series_row(s, by_folder)) if len(s.kills) > 1 else ("kill", by_folder[s.first.folder])
+                 for s in series if s.first.folder in by_folder]
+    n_series = sum(1 for kind, _ in items if kind == "series")
+    return _env().get_template("index.html.j2").render(items=items, rows=rows, n_series=n_series)
