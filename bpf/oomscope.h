@@ -10,6 +10,7 @@
  *   OOMSCOPE_F_COMM, _RSS (total_vm, anon_rss, file_rss, shmem_rss), _UID, _PGTABLES, _SCORE_ADJ:
  *     which optional oom:mark_victim fields this kernel has (older kernels have only pid)
  *   OOMSCOPE_SNAP_SIGKILL, OOMSCOPE_SNAP_MARK_VICTIM: memcg snapshot kinds (memcg_snapshot.c)
+ *   OOMSCOPE_SIGKILL, OOMSCOPE_SIGTERM: the signals of user-space kills (signal_kills.c)
  */
 #ifndef OOMSCOPE_H
 #define OOMSCOPE_H
@@ -36,6 +37,19 @@ struct oomscope_event {
     u32 victim_parent_pid;  /* from sched:sched_process_fork, 0 when not seen (cgroup lookup) */
     char victim_comm[OOMSCOPE_COMM_LEN];
     char trigger_comm[OOMSCOPE_COMM_LEN];
+};
+
+/* a SIGKILL or SIGTERM sent by a process to another (signal_kills.c, signal:signal_generate) */
+struct oomscope_signal {
+    u64 ts_ns;              /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+    u32 sender_tgid;        /* current: the process that sent it */
+    u32 sender_tid;
+    u32 target_pid;         /* the task signalled (its pid, as the tracepoint gives it) */
+    s32 sig;
+    s32 code;               /* SI_USER (0), SI_TKILL (-6), SI_QUEUE (-1): from user space */
+    s32 group;              /* 1: sent to the whole thread group */
+    char sender_comm[OOMSCOPE_COMM_LEN];
+    char target_comm[OOMSCOPE_COMM_LEN];
 };
 
 /* reclaim per process (oom_events.c, vmscan tracepoints) */

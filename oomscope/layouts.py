@@ -26,6 +26,9 @@ F_COMM, F_RSS, F_UID, F_PGTABLES, F_SCORE_ADJ = 1, 2, 4, 8, 16
 SNAP_SIGKILL = 1      # signal:signal_generate, SIGKILL: before the victim can free
 SNAP_MARK_VICTIM = 2  # oom:mark_victim: a victim marked without a SIGKILL seen
 
+# The signals of user-space kills (struct oomscope_signal, bpf/signal_kills.c).
+SIGKILL, SIGTERM = 9, 15
+
 
 def cflags() -> List[str]:
     """The -D flags that give bpf/oomscope.h every constant above (it defines none itself)."""
@@ -35,6 +38,7 @@ def cflags() -> List[str]:
         ("F_COMM", F_COMM), ("F_RSS", F_RSS), ("F_UID", F_UID), ("F_PGTABLES", F_PGTABLES),
         ("F_SCORE_ADJ", F_SCORE_ADJ),
         ("SNAP_SIGKILL", SNAP_SIGKILL), ("SNAP_MARK_VICTIM", SNAP_MARK_VICTIM),
+        ("SIGKILL", SIGKILL), ("SIGTERM", SIGTERM),
     )]
 
 
@@ -87,6 +91,29 @@ def event_from_raw(raw) -> OomEvent:
         trigger_comm=_comm(raw.trigger_comm),
         victim_parent_pid=raw.victim_parent_pid or None,
     )
+
+
+@dataclass
+class SignalEvent:
+    """A SIGKILL or SIGTERM one process sent another (struct oomscope_signal): a user-space kill,
+    memory kill or not (record/userkill.py decides)."""
+
+    ts_ns: int
+    sender_tgid: int
+    sender_tid: int
+    target_pid: int
+    sig: int
+    code: int
+    group: int
+    sender_comm: str
+    target_comm: str
+
+
+def signal_from_raw(raw) -> SignalEvent:
+    """struct oomscope_signal (bcc's ctypes record) as a SignalEvent."""
+    return SignalEvent(ts_ns=raw.ts_ns, sender_tgid=raw.sender_tgid, sender_tid=raw.sender_tid, target_pid=raw.target_pid,
+                       sig=raw.sig, code=raw.code, group=raw.group, sender_comm=_comm(raw.sender_comm),
+                       target_comm=_comm(raw.target_comm))
 
 
 @dataclass

@@ -462,6 +462,68 @@ class NotWritten:
 
 
 @dataclass
+class KillPressure:
+    """The memory pressure at a user-space kill (oomscope/killers.py): the target's cgroup and the
+    host. PSI percentages as the kernel prints them (0-100); None: not read."""
+
+    cgroup: Optional[str] = None
+    cgroup_usage_bytes: Optional[int] = None
+    cgroup_limit_bytes: Optional[int] = None
+    limit_cgroup: Optional[str] = None  # whose limit: the nearest cgroup with one, at or above
+    cgroup_high_bytes: Optional[int] = None  # cgroup v2 memory.high
+    cgroup_psi: Dict[str, float] = field(default_factory=dict)  # some_avg10, full_avg10, ... (v2)
+    host_psi: Dict[str, float] = field(default_factory=dict)  # /proc/pressure/memory
+    mem_total_bytes: Optional[int] = None
+    mem_available_bytes: Optional[int] = None
+    swap_total_bytes: Optional[int] = None
+    swap_free_bytes: Optional[int] = None
+    #: where each figure came from, in words (the kernel snapshot at the SIGKILL, the last sample, ...)
+    sources: List[str] = field(default_factory=list)
+
+    @property
+    def cgroup_ratio(self) -> Optional[float]:
+        if self.cgroup_usage_bytes is None or not self.cgroup_limit_bytes:
+            return None
+        return self.cgroup_usage_bytes / self.cgroup_limit_bytes
+
+    @property
+    def available_ratio(self) -> Optional[float]:
+        if self.mem_available_bytes is None or not self.mem_total_bytes:
+            return None
+        return self.mem_available_bytes / self.mem_total_bytes
+
+    @property
+    def swap_free_ratio(self) -> Optional[float]:
+        if self.swap_total_bytes is None or self.swap_free_bytes is None:
+            return None
+        return self.swap_free_bytes / self.swap_total_bytes if self.swap_total_bytes else 0.0
+
+
+@dataclass
+class Killer:
+    """Who killed: the kernel's OOM killer (``kind`` "kernel", every kernel kill and every capture
+    older than this field), or a process (``userspace``: earlyoom, systemd-oomd, the kubelet, or
+    any process that sent SIGKILL or SIGTERM under memory pressure)."""
+
+    kind: str = "kernel"  # kernel | userspace
+    comm: str = ""
+    pid: Optional[int] = None
+    exe: Optional[str] = None
+    unit: Optional[str] = None  # the killer's systemd unit or container, from its cgroup
+    signal: str = "SIGKILL"  # SIGKILL, SIGTERM, or "SIGTERM, then SIGKILL"
+    cgroup: Optional[str] = None  # the killer's own cgroup
+    #: the killer oomscope knows it as: earlyoom, systemd-oomd, oomd, kubelet (None: none it knows)
+    known_as: Optional[str] = None
+    recognised_by: str = ""  # how: its executable, its comm, ...
+    rule: str = ""  # the killer's rule and thresholds, in words
+    rule_met: str = ""  # what met the killer's own rule, in words
+    #: the pressure rules (oomscope's: killers.PRESSURE_RULES) the kill met, in words
+    pressure_met: List[str] = field(default_factory=list)
+    pressure: Optional[KillPressure] = None
+    notes: List[str] = field(default_factory=list)
+
+
+@dataclass
 class Times:
     """When things happened. Monotonic clocks are CLOCK_MONOTONIC in ns (bpf_ktime_get_ns)."""
 
@@ -510,6 +572,8 @@ class Capture:
     allocation_sampling: Optional[AllocationSampling] = None
     #: the tasks charging when the cgroup hit its limit, longest stall first
     limit_hitters: List[LimitHitter] = field(default_factory=list)
+    #: who killed: the kernel's OOM killer, or a user-space one (a capture without it: the kernel)
+    killer: Killer = field(default_factory=Killer)
 
     def to_dict(self) -> Dict[str, Any]:
         """As ``dataclasses.asdict`` (tested equal), at a fifth of its cost: asdict deep-copies

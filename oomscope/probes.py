@@ -15,7 +15,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 from . import layouts
 from .errors import ProbeError
 from .kernel import headers, tracefs
-from .layouts import OomEvent, ReclaimStats, event_from_raw
+from .layouts import OomEvent, ReclaimStats, SignalEvent, event_from_raw, signal_from_raw
 
 def cflags_for_kernel(tracefs_path: Optional[str] = None) -> List[str]:
     """-D flags for the fields this kernel's oom tracepoints carry (detected, not assumed)."""
@@ -51,6 +51,16 @@ def cflags_for_kernel(tracefs_path: Optional[str] = None) -> List[str]:
                 and compact is not None and any(f.name == "ret" for f in compact)):
             flags.append("-DHAVE_OOM_RETRY")
     return flags
+
+
+#: the signal:signal_generate fields bpf/signal_kills.c reads (the same on 6.1 to 7.x)
+SIGNAL_GENERATE_FIELDS = {"sig", "code", "comm", "pid", "group", "result"}
+
+
+def has_signal_generate(tracefs_path: Optional[str] = None) -> bool:
+    """Whether this kernel's signal:signal_generate has the fields user-space kills are read from."""
+    fields = tracefs.tracepoint_fields("signal", "signal_generate", tracefs_path)
+    return fields is not None and SIGNAL_GENERATE_FIELDS <= {f.name for f in fields}
 
 
 @contextlib.contextmanager
@@ -104,11 +114,17 @@ class OomProbes:
     compiled into the same module; when that compile fails, oom_events.c is compiled alone and
     ``snapshot_error`` says why (the kills are recorded without a snapshot)."""
 
-    def __init__(self, on_event: Callable[[OomEvent], None], page_cnt: int = 256, snapshot_layout=None):
+    def __init__(self, on_event: Callable[[OomEvent], None], page_cnt: int = 256, snapshot_layout=None,
+                 on_signal: Optional[Callable[[SignalEvent], None]] = None):
         if os.geteuid() != 0:
             raise ProbeError("loading BPF programs needs root (run with sudo)")
         tracefs_path = tracefs.ensure_tracefs()
         self.cflags = cflags_for_kernel(tracefs_path)
+        # user-space kills (bpf/signal_kills.c), compiled into the same module: one compile
+        self.has_signals = on_signal is not None and has_signal_generate(tracefs_path)
+        if self.has_signals:
+            self.cflags.append("-DHAVE_SIGNAL_GENERATE")
+        self._on_signal = on_signal
         self.headers = headers.find_headers()
         if self.headers.path is None:
             raise ProbeError(self.headers.how)
@@ -119,19 +135,25 @@ class OomProbes:
         self.with_snapshot = False
         if snapshot_layout is not None:
             try:
-                self.bpf = _compile(["oom_events.c", "memcg_snapshot.c"], self.cflags + snapshot_cflags(snapshot_layout))
+                self.bpf = _compile(["oom_events.c", "signal_kills.c", "memcg_snapshot.c"],
+                                    self.cflags + snapshot_cflags(snapshot_layout))
                 self.with_snapshot = True
             except ProbeError as exc:
                 self.snapshot_error = str(exc)
         if not self.with_snapshot:
-            self.bpf = _compile(["oom_events.c"], self.cflags)
+            self.bpf = _compile(["oom_events.c", "signal_kills.c"], self.cflags)
         self.has_reclaim = "-DHAVE_VMSCAN_RECLAIM" in self.cflags
         # Big per-CPU buffers: a storm makes hundreds of kills a second (docs/kernel-facts.md).
         self.bpf["oom_events"].open_perf_buffer(self._cb, page_cnt=page_cnt, lost_cb=self._lost_cb)
+        if self.has_signals:
+            self.bpf["signal_kills"].open_perf_buffer(self._signal_cb, page_cnt=16, lost_cb=self._lost_cb)
 
     def _cb(self, cpu, data, size) -> None:
         raw = self.bpf["oom_events"].event(data)
         self._on_event(event_from_raw(raw))
+
+    def _signal_cb(self, cpu, data, size) -> None:
+        self._on_signal(signal_from_raw(self.bpf["signal_kills"].event(data)))
 
     def _lost_cb(self, count) -> None:
         self.lost += count

@@ -192,6 +192,17 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
     cats = {c.key: c.bytes for c in a.categories}
     usage, limit = a.usage_bytes, a.limit_bytes
     cg = capture.cgroup
+    k = capture.killer
+    if k.kind == "userspace":  # no limit was hit: the killer's thresholds decided (analysis/killer.py)
+        how = {"earlyoom": "earlyoom's --avoid REGEX, or lower -m/-s",
+               "systemd-oomd": "ManagedOOMPreference=avoid or omit on the unit, or a higher ManagedOOMMemoryPressureLimit=",
+               "kubelet": "a Guaranteed QoS class or a higher priority for the pod, or eviction thresholds set for the node"}
+        out.append(Advice("context", "A user-space killer acted, not the kernel",
+                          f"{k.known_as or k.comm or 'A process'} killed it by its own thresholds, before any cgroup limit was "
+                          f"reached: keep the host (or the cgroup) further from them, or exclude this workload "
+                          f"({how.get(k.known_as or '', 'the killer configuration')}).",
+                          [ev("killer", k.known_as or k.comm, "text")]))
+        return out + _reclaim_context(trend)
     if cg.constraint and cg.constraint != "CONSTRAINT_MEMCG":
         out.append(Advice("context", "The host ran out, not a cgroup",
                           "Reserve memory for the system (kubelet --system-reserved / eviction thresholds), lower the sum "

@@ -14,6 +14,8 @@ scope:
 - ``parent``: a cgroup above the victim's, outside Kubernetes (an ECS task, a slice);
 - ``own``: the victim's own cgroup, not a container (a systemd unit, a lab's sandbox);
 - ``host``: no cgroup limit (a global OOM: the host ran out);
+- ``userspace``: no limit was hit: a user-space killer acted (capture.killer); the cgroup named is
+  the nearest one with a limit, whose figures the capture holds;
 - ``unknown``: a cgroup's limit was hit (CONSTRAINT_MEMCG) but the log does not say whose.
 
 ``limit_bytes`` is the limit of that cgroup where the capture has it (the report's
@@ -30,7 +32,7 @@ from ..model import Capture
 
 __all__ = ["LimitHit", "SCOPES", "limit_hit_of"]
 
-SCOPES = ("container", "pod", "all_pods", "qos_class", "parent", "own", "host", "unknown")
+SCOPES = ("container", "pod", "all_pods", "qos_class", "parent", "own", "host", "userspace", "unknown")
 
 
 @dataclass
@@ -55,6 +57,9 @@ def _qos(cgroup: str) -> str:
 
 def limit_hit_of(capture: Capture) -> LimitHit:
     cg = capture.cgroup
+    if capture.killer.kind == "userspace":
+        return LimitHit(cg.oom_memcg, "userspace", capture.at_kill.limit_bytes,
+                        "none: a user-space killer acted before any limit was reached (the nearest cgroup with a limit)", "")
     if cg.constraint and cg.constraint != "CONSTRAINT_MEMCG":
         return LimitHit(None, "host", None, "no cgroup's: the host itself ran out of memory",
                         "Raising a container's limit would not have prevented it.")

@@ -12,14 +12,15 @@ from ..model import Capture
 from ..units import fmt_bytes, fmt_pct
 from .advice import Trend
 from .attribution import Analysis
+from .killer import killer_sentences
 from .limit import LimitHit, limit_hit_of
 from .shown import Shown, flag_bytes
 
 
 @dataclass
 class Verdict:
-    #: "host" (no cgroup limit was hit: the node ran out), "limit" (a cgroup hit its limit), or
-    #: "unknown" (neither can be said: no usage or limit)
+    #: "host" (no cgroup limit was hit: the node ran out), "limit" (a cgroup hit its limit),
+    #: "userspace" (a user-space killer: no limit was hit), or "unknown" (neither can be said)
     kind: str = "unknown"
     constraint: Optional[str] = None
     limit_cgroup: Optional[str] = None
@@ -84,7 +85,10 @@ def verdict_of(capture: Capture, a: Analysis, trend: Trend, hit: Optional[LimitH
                   trend=trend.kind, limit_hit=hit)
     said = out.sentences
     hm = capture.host_memory_at_kill
-    if hit.scope == "host":
+    if capture.killer.kind == "userspace":
+        out.kind = "userspace"  # no limit was hit: who killed, by which rule (analysis/killer.py)
+        said.extend(killer_sentences(capture))
+    elif hit.scope == "host":
         out.kind = "host"
         text = f"No cgroup limit was hit ({cg.constraint}): the host itself ran out of memory"
         if hm.get("ram") and "free" in hm:

@@ -18,6 +18,10 @@ def cause_words(c: Capture, analysis: Any) -> str:
         return ", ".join(getattr(analysis, "top_categories", None) or []) or "not analysed"
     if v.kind == "host":
         return "the host ran out of memory (no cgroup limit was hit)"
+    if v.kind == "userspace":
+        k = c.killer
+        return (f"killed from user space by {k.known_as or k.comm or 'an unknown process'} ({k.signal})"
+                + (f": {k.pressure_met[0]}" if k.pressure_met else ""))
     # "anon_thp" is anonymous memory mostly in huge pages: the anon category, said so
     keys = ["anon" if k == "anon_thp" else k for k in a.top_categories]
     tops = sorted((x for x in a.categories if x.key in keys), key=lambda x: keys.index(x.key))

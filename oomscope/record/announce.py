@@ -31,7 +31,10 @@ def kill_line(c: Capture, written: Written, category: str, log_format: str, anal
         cause = cause_words(c, analysis)
     if log_format == "json":
         return json.dumps({
-            "event": "oom_kill", "time": c.times.kill_wall, "kill_id": c.kill_id, "pid": c.victim.pid,
+            "event": "oom_kill", "kind": "userspace_kill" if c.killer.kind == "userspace" else "kernel_kill",
+            "killer": ({"comm": c.killer.comm, "pid": c.killer.pid, "known_as": c.killer.known_as, "signal": c.killer.signal}
+                       if c.killer.kind == "userspace" else None),
+            "time": c.times.kill_wall, "kill_id": c.kill_id, "pid": c.victim.pid,
             "comm": c.victim.comm, "oom_memcg": c.cgroup.oom_memcg, "task_memcg": c.cgroup.task_memcg,
             "workload": dataclasses.asdict(c.workload), "usage_bytes": c.at_kill.usage_bytes,
             "limit_bytes": c.at_kill.limit_bytes, "state_source": c.at_kill.source, "category": category,
@@ -40,7 +43,9 @@ def kill_line(c: Capture, written: Written, category: str, log_format: str, anal
             "capture": written.capture_path,
             "not_written": dataclasses.asdict(c.not_written) if c.not_written else None,
         }, ensure_ascii=True)
-    return (f"{c.times.kill_wall} kill "
+    by = (f"killer={terminal_safe(c.killer.known_as or c.killer.comm)!r} killer_pid={c.killer.pid} signal={c.killer.signal} "
+          if c.killer.kind == "userspace" else "")
+    return (f"{c.times.kill_wall} {'userspace-kill' if by else 'kill'} " + by
             + (f"workload={terminal_safe(c.workload.label())!r} " if c.workload.label() else "")
             + f"pid={c.victim.pid} comm={terminal_safe(c.victim.comm)!r} cause={cause!r} "
             f"usage={_mib(c.at_kill.usage_bytes)} limit={_mib(c.at_kill.limit_bytes)} "

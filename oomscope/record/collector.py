@@ -38,7 +38,7 @@ from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..kernel.kmsg import KmsgFollower, KmsgReader
 from ..kernel.oom_report import OomReportParser
-from ..layouts import EV_MARK_VICTIM, OomEvent
+from ..layouts import EV_MARK_VICTIM, OomEvent, SignalEvent
 from ..metrics import Metrics
 from ..model import Capture, Times, Victim
 from ..terminal import terminal_safe
@@ -56,6 +56,8 @@ from .retention import Retention
 from .sampler import Sampler, clock_offset_ns
 from .sites import SiteSampler
 from .sites import add_to_capture as add_sites
+from .userkill import UserKill, UserKills
+from ..capture.userspace import finish_user_capture, place_user_kill, victim_event
 
 
 @dataclass
@@ -111,6 +113,9 @@ class RecordOptions:
     workload_disk_bytes: Optional[int] = DISK_BYTES
     #: growth sites and who hit the limit, sampled near limits only (record/sites.py)
     alloc_sites: bool = True
+    #: kills by user-space killers (earlyoom, systemd-oomd, the kubelet) and SIGKILLs under memory
+    #: pressure, recorded as kills (record/userkill.py)
+    user_kills: bool = True
 
 
 class Collector:
@@ -141,6 +146,7 @@ class Collector:
         self.recording = Recording(cgroup_version=self.hier.version, host=procfs.read_host(self.hier.version),
                                    clock_offset_ns=clock_offset_ns())
         self._events: List[OomEvent] = []
+        self._signals: List[SignalEvent] = []  # user-space kills' signals (bpf/signal_kills.c)
         try:
             self.kmsg: Optional[KmsgFollower] = KmsgFollower(KmsgReader())
         except OSError as exc:
@@ -156,7 +162,8 @@ class Collector:
                 layout, why_not = memcg_snapshot_layout(self.hier.version), ""
             except ProbeError as exc:  # read from BTF before the compile: its program joins the probes' module
                 layout, why_not = None, str(exc)
-            self.probes = OomProbes(self._events.append, snapshot_layout=layout)
+            self.probes = OomProbes(self._events.append, snapshot_layout=layout,
+                                    on_signal=self._signals.append if opts.user_kills else None)
             self.memcg_snap, self.memcg_snap_status = self._load_memcg_snapshot(layout, why_not)
             # compiled now, attached only while a cgroup is near its limit (record/sites.py)
             self.site_probes, self.sites_status = self._load_site_probes()
@@ -172,6 +179,8 @@ class Collector:
         self.sampler = Sampler(self.hier, top=opts.cgroup or "/",
                                reclaim_reader=self.probes.reclaim_by_pid if self.probes.has_reclaim else None)
         self.evidence = EvidenceGatherer(self.sampler.store, LiveReads(self.hier), self.hier.version)
+        self.userkills = UserKills(self.hier, self.sampler.store, self.memcg_snap.take if self.memcg_snap is not None else None,
+                                   self.names)
         self.sites: Optional[SiteSampler] = None
         if self.site_probes is not None:
             self.sites = SiteSampler(self.site_probes, self._near_limit, self._pids_below,
@@ -287,7 +296,8 @@ class Collector:
         return list(self.recorded)
 
     def _wait_ms(self, deadline: Optional[float], until) -> int:
-        busy = until is not None or self.joiner.pending or self.finisher.busy
+        userkills = getattr(self, "userkills", None)
+        busy = until is not None or self.joiner.pending or self.finisher.busy or (userkills is not None and userkills.pending)
         wait = POLL_MS if busy else IDLE_POLL_MS
         if deadline is not None:
             wait = min(wait, max(1, int((deadline - time.monotonic()) * 1000)))
@@ -305,6 +315,10 @@ class Collector:
             kill = self.joiner.add_event(ev, now)
             if kill is not None and ev.kind == EV_MARK_VICTIM:
                 self._on_mark_victim(kill, ev)
+        signals, self._signals[:] = list(self._signals), []
+        for sig in signals:
+            self.userkills.add(sig, now)
+        self.userkills.tick(now)
         records = self.kmsg.take() if self.kmsg is not None else ()
         for rec in kernel_records(records):
             for rep in self.parser.feed(rec):
@@ -322,6 +336,14 @@ class Collector:
                 self.announce.error("writer", f"oomscope: error: could not write the capture of pid {kill.pid}: {exc}")
             except Exception as exc:  # one odd kill must not stop the collector
                 self.announce.error("collector", f"oomscope: error: kill of pid {kill.pid} not recorded: {type(exc).__name__}: {exc}")
+        for uk in self.userkills.ready(now, flush=flush):
+            try:
+                self._record_user(uk)
+            except OSError as exc:
+                self.announce.error("writer", f"oomscope: error: could not write the capture of pid {uk.pid}: {exc}")
+            except Exception as exc:  # one odd kill must not stop the collector
+                self.announce.error("collector", f"oomscope: error: user-space kill of pid {uk.pid} not recorded: "
+                                                 f"{type(exc).__name__}: {exc}")
         self._announce(self.finisher.results())
 
     def _on_mark_victim(self, kill: PendingKill, ev: OomEvent) -> None:
@@ -409,6 +431,34 @@ class Collector:
         capture.notes.extend(self.announce.losses.notes_for_kill(kill_ns))
         capture.notes.extend(self.watchdog.notes_for_kill(kill_ns))
         written = self.outputs.write(capture, kill_ns, head, group)
+        self._post_pending[written.job] = (capture, written)
+
+    def _record_user(self, uk: UserKill) -> None:
+        """A user-space memory kill (record/userkill.py): placed, budgeted, gathered and built as a
+        kernel kill is, then named (capture/userspace.py)."""
+        limited = self.sampler.store.limited_ancestor(uk.target_cgroup) if uk.target_cgroup else None
+        placement = place_user_kill(uk.target_cgroup, limited, self.hier.version)
+        if not self._in_scope(placement):
+            return
+        workload = workload_of(placement.cgroup.task_memcg or placement.cgroup.oom_memcg, self.names)
+        key = workload_key(workload, placement.cgroup)
+        wall = dt.datetime.now(dt.timezone.utc)
+        admitted = self.budget.admit(key, wall.isoformat(timespec="milliseconds"))
+        event = victim_event(uk.event, uk.target_task, uk.snapshot)
+        if not admitted.write:
+            stub = Capture(kill_id="", victim=Victim(uk.pid, uk.event.target_comm), cgroup=placement.cgroup, workload=workload,
+                           times=Times(kill_wall=wall.isoformat(timespec="milliseconds")))
+            self.announce.not_written(stub, key, admitted.starts_drop, self.budget.words())
+            return
+        kill = PendingKill(pid=uk.pid, first_seen_ns=uk.first_seen_ns, event=event, proc_cgroup=uk.target_cgroup,
+                           proc_cmdline=uk.target_cmdline)
+        evidence = self.evidence.gather(kill, placement, uk.kill_ns, self.memcg_snap_status)
+        capture = build_capture(uk.pid, event, None, placement, evidence, self.recording, wall)
+        finish_user_capture(capture, uk.killer, uk.target_task is not None)
+        capture.workload = workload
+        capture.not_written = admitted.not_written
+        capture.notes.extend(self.announce.losses.notes_for_kill(uk.kill_ns))
+        written = self.outputs.write(capture, uk.kill_ns)
         self._post_pending[written.job] = (capture, written)
 
     def _announce(self, finished: List[Finished]) -> None:
