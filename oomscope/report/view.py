@@ -15,6 +15,7 @@ from typing import List, Optional
 
 from ..analysis.result import KillAnalysis, analyse_kill
 from ..model import Capture
+from .sites_view import SitesView, sites_view
 from ..units import fmt_bytes, fmt_pct  # noqa: F401 - fmt_bytes: also the index's
 
 SOURCE_LABELS = {
@@ -197,6 +198,8 @@ class PostMortemView:
     shown: Optional[ShownView] = None
     #: kills of this workload that record counted but did not write before this one (a storm)
     not_written: str = ""
+    #: which code held the memory and who hit the limit (issue 27, report/sites_view.py); None: not sampled
+    sites: Optional[SitesView] = None
 
 
 @dataclass
@@ -484,6 +487,7 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
                    f"{fmt_bytes(sum(b for _k, _l, b in cat_items))}, the sum of the kinds shown (the charge is unknown)"
                    if cat_items else ""),
         tasks_note=tasks_note,
+        sites=sites_view(capture),
     )
 
 

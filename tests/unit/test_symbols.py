@@ -267,3 +267,30 @@ def test_period_grows_with_the_limit():
     assert choose_period(64 << 20) == 64
     assert choose_period(8 << 30) >= 512
     assert choose_period(1 << 50) == 8192
+
+
+def test_the_post_mortem_shows_the_sites_escaped():
+    """The sites' frames and names are the workload's: escaped on the page, no script, in the JSON."""
+    import json
+
+    from oomscope.model import AllocationSampling, AllocationSite, LimitHitter
+    from oomscope.report.formats import render_json
+    from oomscope.report.render import render_html
+
+    from .helpers import capture_from_fixture
+
+    names = sorted(os.listdir(os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "kmsg")))
+    cap, _rep = capture_from_fixture(names[0])
+    evil = "<script>alert(1)</script>"
+    cap.allocation_sites = [
+        AllocationSite([evil, "main"], 48 << 20, "page_faults", pid=7, comm="<b>x</b>", faults_sampled=12, pages_sampled=12,
+                       pages_resident=12, unsymbolized=[f"{evil}: stripped"]),
+        AllocationSite(["churn_buffers", "main"], 0, "page_faults", pid=7, comm="x", faults_sampled=90)]
+    cap.allocation_sampling = AllocationSampling(64, 4096, -1500.0, -200.0, 102, 3, "bytes held = ...", ["a note"])
+    cap.limit_hitters = [LimitHitter(7, 7, "x", 1.5, 0.5, 3, -1.0, [evil], ["try_charge_memcg"])]
+    page = render_html(cap)
+    assert "Which code held the memory" in page and "<script>alert" not in page and "&lt;script&gt;" in page
+    assert "<svg class=\"flame\"" in page and "Who hit the limit" in page
+    out = json.loads(render_json(cap))
+    assert out["allocation_sites"][0]["frames"][0] == evil and out["allocation_sites"][0]["bytes"] == 48 << 20
+    assert out["limit_hitters"][0]["stall_ms"] == 1.5 and out["allocation_sampling"]["period"] == 64
