@@ -33,6 +33,7 @@ MAX_SERIES = 500
 KILL_LABELS = ("cgroup", "namespace", "pod", "container", "comm", "category")
 MAX_LAST_KILLS = 200
 LAST_KILL_LABELS = KILL_LABELS + ("postmortem",)
+THROTTLE_LABELS = ("cgroup", "namespace", "pod", "container")
 MAX_NEAR_LIMIT = 20
 
 
@@ -56,6 +57,9 @@ class Metrics:
         self.kills = Counter("oomscope_oom_kills", "OOM kills seen, by the victim's cgroup and workload and the "
                              "category that explains the kill", KILL_LABELS, registry=r)
         self.captures = Counter("oomscope_captures_written", "Captures (capture.json) written", registry=r)
+        self.series = Counter("oomscope_oom_kill_series", "Series of repeated kills: a workload killed again within the "
+                              "series window (record --series-window), counted at its second kill; its later kills "
+                              "count in oomscope_oom_kills_total only", registry=r)
         self.no_report = Counter("oomscope_kills_without_kernel_report",
                                  "Kills whose kernel OOM report was rate-limited away or not seen", registry=r)
         self.not_written = Counter("oomscope_kills_not_written", "OOM kills counted but not written (no capture, no "
@@ -83,6 +87,11 @@ class Metrics:
         self.to_limit = Gauge("oomscope_cgroup_seconds_to_limit",
                               f"Seconds until usage reaches the limit at its rate over the last ~10 s; +Inf when not "
                               f"growing {near}", ["cgroup"], registry=r)
+        self.throttled = Counter("oomscope_memory_high_throttled_seconds",
+                                 "Seconds some task of the cgroup was stalled on memory (PSI some) during memory.high "
+                                 "throttling episodes (record --throttle-share), by cgroup and workload "
+                                 f"(at most {MAX_SERIES} label sets, then other)", THROTTLE_LABELS, registry=r)
+        self._throttle_series: set = set()
         self._series = set()
         self._last: "collections.OrderedDict[str, Tuple[str, ...]]" = collections.OrderedDict()  # cgroup -> labels
         self._near: set = set()
@@ -114,6 +123,14 @@ class Metrics:
         self.kills.labels(*values).inc()
         if capture.at_kill.source != "kernel_report" and not capture.kernel_report.present:
             self.no_report.inc()
+
+    def throttled_seconds(self, cgroup: str, wl, seconds: float) -> None:
+        """Stall seconds of a throttling episode as they accrue (record/throttle.py)."""
+        values = (cgroup, wl.namespace or "", wl.pod or (wl.pod_uid or ""), wl.container or (wl.container_id or "")[:12])
+        if values not in self._throttle_series and len(self._throttle_series) >= MAX_SERIES:
+            values = ("other",) * 4
+        self._throttle_series.add(values)
+        self.throttled.labels(*values).inc(max(0.0, seconds))
 
     def kill_not_written(self, capture: Capture, reason: str) -> None:
         """A kill counted, not written (record/budget.py): in oomscope_oom_kills_total under the

@@ -25,8 +25,9 @@ def _mib(v: Optional[int]) -> str:
 
 
 def kill_line(c: Capture, written: Written, category: str, log_format: str, analysis: Any = None,
-              cause: Optional[str] = None) -> str:
-    """``cause``: cause_words() as the post-mortem worker computed it; else from ``analysis``."""
+              cause: Optional[str] = None, series: Optional[dict] = None) -> str:
+    """``cause``: cause_words() as the post-mortem worker computed it; else from ``analysis``.
+    ``series``: the kill's series as the worker said it (postmortem/series.py)."""
     if cause is None:
         cause = cause_words(c, analysis)
     if log_format == "json":
@@ -42,6 +43,7 @@ def kill_line(c: Capture, written: Written, category: str, log_format: str, anal
             "incident": c.incident.id if c.incident else None, "postmortem": written.html_path,
             "capture": written.capture_path,
             "not_written": dataclasses.asdict(c.not_written) if c.not_written else None,
+            "series": series,
         }, ensure_ascii=True)
     by = (f"killer={terminal_safe(c.killer.known_as or c.killer.comm)!r} killer_pid={c.killer.pid} signal={c.killer.signal} "
           if c.killer.kind == "userspace" else "")
@@ -52,6 +54,7 @@ def kill_line(c: Capture, written: Written, category: str, log_format: str, anal
             f"memcg={terminal_safe(c.cgroup.oom_memcg or '?')}"
             + (f" incident={c.incident.id}" if c.incident else "")
             + (f" not_written={c.not_written.count}" if c.not_written else "")
+            + (f" series={terminal_safe(str(series.get('id')))} series_kill={series.get('kill_number')}" if series else "")
             + f" -> {written.html_path or written.capture_path}")
 
 
@@ -130,13 +133,16 @@ class Announcer:
             for ts in changes:
                 self.metrics.thread_stalled.labels(ts.name).set(0 if ts.state == "running" else 1)
 
-    def kill(self, capture: Capture, written: Written, category: str = "", cause: Optional[str] = None) -> None:
+    def kill(self, capture: Capture, written: Written, category: str = "", cause: Optional[str] = None,
+             series: Optional[dict] = None) -> None:
         """``category``: the dominant category of the kill's memory, ``cause``: the cause in a few
-        words (cause_words), both from its analysis in the post-mortem worker (postmortem/worker.py)."""
+        words (cause_words), ``series``: its series, all from the post-mortem worker (postmortem/worker.py)."""
         if self.metrics is not None:
             self.metrics.kill(capture, category, written.html_path or written.capture_path)
             self.metrics.captures.inc()
-        self.out.write(kill_line(capture, written, category, self.log_format, cause=cause) + "\n")
+            if series and series.get("kill_number") == 2:  # a workload killed again: a series begins
+                self.metrics.series.inc()
+        self.out.write(kill_line(capture, written, category, self.log_format, cause=cause, series=series) + "\n")
         self.out.flush()
 
     def not_written(self, stub: Capture, workload: str, starts: bool, budget: str) -> None:

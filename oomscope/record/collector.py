@@ -474,7 +474,7 @@ class Collector:
                                               f"the capture is at {written.capture_path}")
             self.recorded.append(RecordedKill(capture.kill_id, capture.cgroup.oom_memcg, written.capture_path, written.html_path))
             self.kills_recorded += 1
-            self.announce.kill(capture, written, done.category, done.cause)
+            self.announce.kill(capture, written, done.category, done.cause, done.series)
 
     def _in_scope(self, placement: Placement) -> bool:
         """--cgroup: only kills within it. An unknown cgroup is kept: the capture says it is unknown."""

@@ -171,3 +171,24 @@ def test_index_without_series_kills_still_lists_each_kill(tmp_path):
     fin.close()
     idx = (tmp_path / "index.html").read_text()
     assert "series of" not in idx and "postmortem.html" in idx
+
+
+def test_records_line_names_the_series_and_the_metrics_count_series_apart_from_kills():
+    from oomscope.metrics import Metrics
+    from oomscope.record.announce import Announcer
+    from oomscope.record.outputs import Written
+
+    out = io.StringIO()
+    metrics = Metrics()
+    ann = Announcer(out, io.StringIO(), metrics=metrics)
+    caps = _leaking_kills(3)
+    for n, c in enumerate(caps, 1):
+        ann.kill(c, Written(f"/o/{n}/capture.json", f"/o/{n}/postmortem.html"), "anon", "anonymous 99%",
+                 {"id": "S1", "kill_number": n, "kills_so_far": n, "workload": "w"})
+    lines = out.getvalue().splitlines()
+    assert "series=S1 series_kill=1" in lines[0] and "series=S1 series_kill=3" in lines[2]
+    value = metrics.registry.get_sample_value
+    assert value("oomscope_oom_kill_series_total") == 1 and value("oomscope_captures_written_total") == 3
+    ann = Announcer(out, io.StringIO(), log_format="json")
+    ann.kill(caps[0], Written("/o/c.json"), "anon", "x", {"id": "S1", "kill_number": 1, "kills_so_far": 1, "workload": "w"})
+    assert json.loads(out.getvalue().splitlines()[-1])["series"]["id"] == "S1"
