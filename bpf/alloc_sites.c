@@ -7,7 +7,7 @@
  * Which processes: ``watched_tgids``, filled by user space from the pid lists the sampler reads
  * for the cgroups near their limit (on cgroup v1, the hierarchy of this project's hosts, no helper
  * names a task's memory cgroup: bpf_get_current_cgroup_id() is the unified hierarchy's). A child
- * forked since the last reading (100 ms near a limit) is not seen until the next one.
+ * forked by a watched process is added by ``on_fork`` (sched:sched_process_fork) at once.
  *
  * Growth sites: a page fault sampled every SAMPLE_PERIOD faults, either by a software perf event
  * (PERF_COUNT_SW_PAGE_FAULTS, sample_period: ``on_fault_sample``, the program runs only for the
@@ -145,6 +145,23 @@ int on_mapped(void *ctx)
     ev.ts_ns = bpf_ktime_get_ns();
     ev.tgid = tgid;
     mapped.perf_submit(ctx, &ev, sizeof(ev));
+    return 0;
+}
+#endif
+
+#ifdef FORK_CHILD_OFF
+/* sched:sched_process_fork (a tracepoint program: its record laid out as tracefs says): a child
+ * of a watched process is watched from its first fault, not from the sampler's next reading.
+ * The value is its parent's tgid (user space's own entries hold 1). A new thread's id is added
+ * too: never a tgid, it matches nothing. */
+int on_fork(void *ctx)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+    if (!watched_tgids.lookup(&tgid))
+        return 0;
+    u32 child = *(u32 *)((char *)ctx + FORK_CHILD_OFF);
+    watched_tgids.update(&child, &tgid);
     return 0;
 }
 #endif

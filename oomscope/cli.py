@@ -97,6 +97,7 @@ def record(
     series_window: Annotated[float, typer.Option(metavar="SECONDS", min=0, help=SERIES_HELP)] = 3600.0,
     mode: Annotated[Optional[str], typer.Option("--mode", metavar="OCTAL", help=MODE_HELP)] = None,
     allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
+    alloc_sites: Annotated[bool, typer.Option("--alloc-sites/--no-alloc-sites", help="sample the page faults of cgroups near their limit (80%): which code held the memory, who hit the limit")] = True,
 ) -> None:
     """Record every OOM kill: a capture.json and a postmortem.html per kill."""
     # Parsed here; recorded by record/main.py in a new interpreter in place of this one (the same
@@ -109,7 +110,8 @@ def record(
     options = dict(output=output, duration=duration, cgroup=cgroup, lab=lab, lab_limit=lab_limit,
                    metrics_addr=metrics_addr, log_format=log_format, keep=keep, mode=mode,
                    allow_shared_output=allow_shared_output, workload_burst=workload_burst,
-                   workload_every=workload_every, workload_disk=workload_disk, series_window=series_window)
+                   workload_every=workload_every, workload_disk=workload_disk, series_window=series_window,
+                   alloc_sites=alloc_sites)
     replace_process(options)
     raise typer.Exit(run(options))
 
@@ -211,7 +213,7 @@ def series(
 
 @app.command()
 def lab(
-    scenario: Annotated[str, typer.Argument(metavar="SCENARIO", help="anon, sidecar, untouched, thp, slab, tmpfs, java-offheap or java-heap")],
+    scenario: Annotated[str, typer.Argument(metavar="SCENARIO", help="anon, sidecar, untouched, thp, slab, tmpfs, java-offheap, java-heap or leak-native")],
     limit: Annotated[str, typer.Option(metavar="SIZE", help="memory limit of the sandbox cgroup")] = "64M",
     timeout: Annotated[float, typer.Option(metavar="SECONDS", help="give up after this many seconds")] = 60.0,
 ) -> None:

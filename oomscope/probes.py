@@ -476,6 +476,8 @@ class AllocSiteProbes:
                                for k in ("begin", "end"))
         vmua = {f.name: f for f in tracefs.tracepoint_fields("mmap", "vm_unmapped_area", tracefs_path) or []}
         self.has_mapped = all(n in vmua and vmua[n].size == 8 for n in ("addr", "length"))
+        fork = {f.name: f for f in tracefs.tracepoint_fields("sched", "sched_process_fork", tracefs_path) or []}
+        self.has_fork = "child_pid" in fork and fork["child_pid"].size == 4
         if mode == "tracepoint" and tracefs.tracepoint_fields("exceptions", "page_fault_user", tracefs_path) is None:
             raise ProbeError("this kernel has no exceptions:page_fault_user tracepoint (x86 only)")
         self.mode = mode
@@ -488,6 +490,8 @@ class AllocSiteProbes:
                  f"-DWATCH_ENTRIES={SITES_WATCH_ENTRIES}", f"-DHITTER_ENTRIES={SITES_HITTER_ENTRIES}"]
         if self.has_mapped:
             flags += [f"-DVMUA_ADDR_OFF={vmua['addr'].offset}", f"-DVMUA_LEN_OFF={vmua['length'].offset}"]
+        if self.has_fork:
+            flags.append(f"-DFORK_CHILD_OFF={fork['child_pid'].offset}")
         self.bpf = _compile(["alloc_sites.c"], flags)
         #: (tgid, start, length, ts_ns) of the watched processes' new mappings since the last take
         self._mapped: List[tuple] = []
@@ -501,6 +505,8 @@ class AllocSiteProbes:
             if self.has_reclaim or mode == "tracepoint":
                 for fn in ((b"on_fault_tp",) if mode == "tracepoint" else ()) + ((b"on_reclaim_begin", b"on_reclaim_end") if self.has_reclaim else ()):
                     self.bpf.load_func(fn, BPF.RAW_TRACEPOINT)
+            if self.has_fork:
+                self.bpf.load_func(b"on_fork", BPF.TRACEPOINT)
             if self.has_mapped:
                 self.bpf.load_func(b"on_mapped", BPF.TRACEPOINT)
                 self.bpf["mapped"].open_perf_buffer(self._on_mapped, page_cnt=16, lost_cb=self._mapped_lost)
@@ -528,6 +534,8 @@ class AllocSiteProbes:
                 table[table.Key(0)] = table.Leaf(int(period))
                 self.bpf.attach_raw_tracepoint(tp=b"page_fault_user", fn_name=b"on_fault_tp")
                 self.period = int(period)
+            if self.has_fork:
+                self.bpf.attach_tracepoint(tp=b"sched:sched_process_fork", fn_name=b"on_fork")
             if self.has_mapped:
                 self.bpf.attach_tracepoint(tp=b"mmap:vm_unmapped_area", fn_name=b"on_mapped")
             if self.has_reclaim:
@@ -556,6 +564,9 @@ class AllocSiteProbes:
             for tp in (b"mm_vmscan_memcg_reclaim_begin", b"mm_vmscan_memcg_reclaim_end"):
                 with contextlib.suppress(Exception):
                     self.bpf.detach_raw_tracepoint(tp=tp)
+        if self.has_fork:
+            with contextlib.suppress(Exception):
+                self.bpf.detach_tracepoint(tp=b"sched:sched_process_fork")
         if self.has_mapped:
             with contextlib.suppress(Exception):
                 self.bpf.detach_tracepoint(tp=b"mmap:vm_unmapped_area")
@@ -563,7 +574,8 @@ class AllocSiteProbes:
                 self.bpf.perf_buffer_poll(timeout=0)
             self._mapped = []
         self.attached = False
-        for name in ("site_counts", "sampled_pages", "reclaim_begin", "hitters", "stacks"):
+        self._watched = set()
+        for name in ("watched_tgids", "site_counts", "sampled_pages", "reclaim_begin", "hitters", "stacks"):
             with contextlib.suppress(Exception):
                 self.bpf[name].clear()
         return _time.monotonic() - t0
@@ -597,6 +609,14 @@ class AllocSiteProbes:
                 table[table.Key(tgid)] = table.Leaf(1)
         self._watched = want
 
+    def unwatch(self, tgids) -> None:
+        """Forget processes the kernel added (children that have exited since)."""
+        table = self.bpf["watched_tgids"]
+        for tgid in tgids:
+            if tgid not in self._watched:
+                with contextlib.suppress(KeyError):
+                    del table[table.Key(tgid)]
+
     def forget_pids(self, tgids) -> None:
         """Drop what was gathered about processes that have gone."""
         gone = set(tgids)
@@ -610,6 +630,10 @@ class AllocSiteProbes:
         for k in [k for k, _ in _batch_items(counts) if k.tgid in gone]:
             with contextlib.suppress(KeyError):
                 del counts[k]
+
+    def forked(self) -> Dict[int, int]:
+        """{child: parent tgid} of the watched processes' children the kernel added (on_fork)."""
+        return {_int(k): _int(v) for k, v in _batch_items(self.bpf["watched_tgids"]) if _int(v) > 1}
 
     def read_hitters(self):
         """(the reclaim stalls, the stacks they name): what read() gives of them, alone."""

@@ -22,7 +22,8 @@ from ..terminal import terminal_safe
 
 #: the options of ``record``, as cli.py passes them (its parameters' names)
 OPTIONS = ("output", "duration", "cgroup", "lab", "lab_limit", "metrics_addr", "log_format", "keep",
-           "mode", "allow_shared_output", "workload_burst", "workload_every", "workload_disk", "series_window")
+           "mode", "allow_shared_output", "workload_burst", "workload_every", "workload_disk", "series_window",
+           "alloc_sites")
 
 
 def replace_process(options: dict) -> None:
@@ -72,7 +73,8 @@ def parse_options(o: dict):
         raise OomscopeError(f"--workload-burst and --workload-every must be 0 or more, not {burst!r} and {every!r}")
     opts = RecordOptions(output=o["output"], duration_s=o["duration"], cgroup=o["cgroup"], metrics_addr=o["metrics_addr"],
                          log_format=log_format, keep=Retention.parse(o["keep"]) if o["keep"] is not None else None,
-                         workload_burst=burst, workload_every_s=float(every), workload_disk_bytes=disk)
+                         workload_burst=burst, workload_every_s=float(every), workload_disk_bytes=disk,
+                         alloc_sites=bool(o.get("alloc_sites", True)))
     return opts, o["lab"], limit
 
 

@@ -275,6 +275,12 @@ class SiteSampler:
         and keep a result for each cgroup near its limit."""
         read: SiteRead = self.probes.read()
         t = self.clock()
+        # children forked since the sampler's last reading: in their parent's cgroup
+        forked = self.probes.forked()
+        gone = [c for c in forked if not os.path.exists(f"/proc/{c}")]
+        if gone:
+            self.probes.unwatch(gone)
+        tgids = {cg: members | {c for c, parent in forked.items() if parent in members} for cg, members in tgids.items()}
         watched = set().union(*tgids.values()) if tgids else set()
         pages = [p for p in read.pages if p.tgid in watched]
         states: Dict[int, Dict[int, int]] = {}
