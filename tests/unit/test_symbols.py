@@ -294,3 +294,77 @@ def test_the_post_mortem_shows_the_sites_escaped():
     out = json.loads(render_json(cap))
     assert out["allocation_sites"][0]["frames"][0] == evil and out["allocation_sites"][0]["bytes"] == 48 << 20
     assert out["limit_hitters"][0]["stall_ms"] == 1.5 and out["allocation_sampling"]["period"] == 64
+
+
+class _FakeProbes:
+    """AllocSiteProbes' interface, without BPF."""
+
+    def __init__(self):
+        self.attached, self.period, self.mode, self.mapped_lost = False, 0, "fake", 0
+        self.watched, self.hitters = set(), []
+        self.pages, self.counts = [], {}
+
+    def attach(self, period):
+        self.attached, self.period = True, period
+        return 0.001
+
+    def detach(self):
+        self.attached = False
+        return 0.002
+
+    def watch(self, tgids):
+        self.watched = set(tgids)
+
+    def unwatch(self, tgids):
+        pass
+
+    def forked(self):
+        return {}
+
+    def take_mapped(self):
+        return []
+
+    def read(self):
+        from oomscope.layouts import SiteRead
+        return SiteRead(dict(self.counts), list(self.pages), {}, list(self.hitters))
+
+    def read_hitters(self):
+        return list(self.hitters), {}
+
+    def kernel_names(self, addrs):
+        return [hex(a) for a in addrs]
+
+
+def test_sampling_attaches_near_a_limit_only_and_a_kill_gets_the_check_before_it():
+    from oomscope.record.sites import SiteSampler
+
+    now = [1_000_000_000]
+    near = []
+    probes = _FakeProbes()
+    s = SiteSampler(probes, lambda: list(near), lambda cg: {os.getpid()}, clock=lambda: now[0], hold_s=5.0,
+                    check_interval_s=0.5)
+    s.tick()
+    assert not probes.attached  # nothing near a limit: nothing attached
+    near.append(("/a", 70, 100))
+    s.tick()
+    assert not probes.attached  # 70%: below the attach ratio
+    near[:] = [("/a", 85, 100)]
+    s.tick()
+    assert probes.attached and probes.watched == {os.getpid()} and probes.period == 64
+    probes.pages = [PageSample(os.getpid(), 0x1000, 5, -1, 1, 10)]
+    probes.counts = {(os.getpid(), 5, -1): 1}
+    for step in (600_000_000, 1_200_000_000):
+        now[0] = 1_000_000_000 + step
+        s.tick()
+    kill = 1_000_000_000 + 1_000_000_000
+    got = s.for_kill("/a", kill)
+    assert got is not None and got.t_ns <= kill and got.sites and got.sites[0].faults_sampled == 1
+    assert s.for_kill("/b", kill) is None and s.for_kill("/a", 1_000_000_000) is None
+    assert s.for_kill("/a/child", kill) is got or s.for_kill("/a/child", kill).t_ns == got.t_ns
+    near.clear()
+    now[0] += 4_000_000_000
+    s.tick()
+    assert probes.attached  # held for hold_s after the last cgroup near its limit
+    now[0] += 2_000_000_000
+    s.tick()
+    assert not probes.attached and s.attaches == 1
