@@ -15,8 +15,10 @@ from ..model import Capture
 from ..safefs import Batch, Dir
 
 
-def write_capture(out_dir: str, capture: Capture, batch: Optional[Batch] = None, indent: Optional[int] = 2) -> str:
+def write_capture(out_dir: str, capture: Capture, batch: Optional[Batch] = None, indent: Optional[int] = 2,
+                  text: Optional[str] = None) -> str:
     """A new kill folder with the capture alone: its path. ``indent``: of capture.json (None: one
-    line, as import writes it, see Capture.to_json)."""
+    line, as import writes it, see Capture.to_json); ``text``: the capture's JSON made already
+    (import makes it in its main thread and has the folder and file made by a writer thread)."""
     with Dir(out_dir, create=True, batch=batch) as out, out.make_kill_folder(capture.kill_id) as folder:
-        return folder.write("capture.json", capture.to_json(indent))
+        return folder.write("capture.json", capture.to_json(indent) if text is None else text)
