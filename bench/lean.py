@@ -15,6 +15,12 @@ removed at the end of each level, also on failure.
 With ``--latency``, one OOM storm in a 64 MiB sandbox is recorded by both at once: the time from
 each kill to its postmortem.html on disk, p50/p95 (as bench/latency.py measures it).
 
+With ``--kills-seconds S`` (issue 29), each level first has an OOM storm of S seconds in a 64 MiB
+sandbox under the parent, recorded by both: the whole tree (recorder and worker: RSS, anonymous,
+PSS) is read right after it and again at the end of the level (``--minutes``: set it past the
+worker's idle exit, 60 s). ``--before-env K=V`` runs BEFORE with that environment (e.g. the same
+checkout with OOMSCOPE_WORKER_IDLE_EXIT_S=0: the worker as it was, kept after its first kill).
+
 Run as root after ./setup.sh (the light CPU runs need no lock; the storm does):
     /opt/oomscope/venv/bin/python bench/lean.py --before /var/tmp/oomscope-before [--levels 0,500,2000] [--minutes 10]
     flock /tmp/oomscope-heavy.lock /opt/oomscope/venv/bin/python bench/lean.py --before ... --latency --levels ''
@@ -109,12 +115,35 @@ def mib(b: float) -> str:
     return f"{b / 1048576:.1f}"
 
 
+def tree(pid: int) -> dict:
+    """RSS, anonymous and PSS of a recorder and its children (the post-mortem worker), summed."""
+    out = {"rss": 0, "anon": 0, "pss": 0, "procs": 0}
+    for p in [pid] + children(pid):
+        try:
+            r = rollup(p)
+        except OSError:
+            continue
+        out["rss"] += r["Rss"]
+        out["anon"] += r["Anonymous"]
+        out["pss"] += r["Pss"]
+        out["procs"] += 1
+    return out
+
+
+def tree_line(label: str, t: dict) -> str:
+    return (f"{label}: {t['procs']} process(es), RSS {mib(t['rss'])} MiB, anonymous {mib(t['anon'])} MiB, "
+            f"PSS {mib(t['pss'])} MiB")
+
+
+BEFORE_ENV: dict = {}
+
+
 class Recorder:
     def __init__(self, label: str, checkout: str, out: str, extra=()):
         self.label, self.out = label, out
         os.makedirs(out, exist_ok=True)
         self.err_path = os.path.join(out, "record.err")
-        env = dict(os.environ, PYTHONPATH=checkout)
+        env = dict(os.environ, PYTHONPATH=checkout, **(BEFORE_ENV if label == "before" else {}))
         self.proc = subprocess.Popen([sys.executable, "-m", "oomscope", "record", "-o", os.path.join(out, "kills"), *extra],
                                      cwd=checkout, env=env, stdout=open(os.path.join(out, "record.out"), "w"),
                                      stderr=open(self.err_path, "w"))
@@ -147,9 +176,10 @@ def start_both(before: str, out: str, extra=()):
     return recs
 
 
-def level(n: int, minutes: float, before: str, hier, top: int) -> list:
+def level(n: int, minutes: float, before: str, hier, top: int, kills_s: float = 0.0) -> list:
     parent = f"{PREFIX}{os.getpid()}"
     made, sleepers, rows = [create_cgroup(hier, parent, None)], [], []
+    storm_fs = None
     try:
         for i in range(n):
             fs = create_cgroup(hier, f"{parent}/c{i}", 256 << 20)
@@ -160,6 +190,16 @@ def level(n: int, minutes: float, before: str, hier, top: int) -> list:
             recs = start_both(before, out, ("--cgroup", parent))
             try:
                 time.sleep(10)  # past start-up, and the first discovery of every cgroup
+                after_storm = {}
+                if kills_s:
+                    storm_fs = create_cgroup(hier, f"{parent}/storm", 64 << 20)
+                    run_storm(storm_fs, kills_s)
+                    time.sleep(5.0)
+                    for r in recs:
+                        kills = len(glob.glob(os.path.join(r.out, "kills", "*", "capture.json")))
+                        after_storm[r.label] = dict(tree(r.proc.pid), kills=kills)
+                        print(f"  {n} cgroups, {tree_line(r.label + ' right after the storm (' + str(kills) + ' captures)', after_storm[r.label])}",
+                              flush=True)
                 c0 = {r.label: cpu_s(r.proc.pid) for r in recs}
                 t_c0 = {r.label: task_cpu(r.proc.pid) for r in recs}
                 t0 = prev_t = time.monotonic()
@@ -186,7 +226,8 @@ def level(n: int, minutes: float, before: str, hier, top: int) -> list:
                     row = {"level": n, "label": r.label, "rss": roll["Rss"], "anon": roll["Anonymous"],
                            "file": roll["Rss"] - roll["Anonymous"], "cpu": cpu,
                            "cpu_max_minute": max(per_minute[r.label]), "loaded": loaded(pid, "pandas", "markupsafe", "jinja2", "numpy", "pydantic_core"),
-                           "workers": [], "threads": []}
+                           "workers": [], "threads": [], "tree_after_storm": after_storm.get(r.label),
+                           "tree_end": tree(pid)}
                     t_end = task_cpu(pid)
                     for tid in sorted(t_end):
                         row["threads"].append((tid, 100 * (t_end[tid] - t_c0[r.label].get(tid, 0.0)) / elapsed))
@@ -203,6 +244,7 @@ def level(n: int, minutes: float, before: str, hier, top: int) -> list:
                                                                           for tid, p in row["threads"] if p >= 0.005))
                     for w in row["workers"]:
                         print(f"    its worker {w['pid']}: RSS {mib(w['rss'])} MiB (anonymous {mib(w['anon'])}), CPU {w['cpu_s']:.1f} s in all")
+                    print(f"    {tree_line('the whole tree at the end', row['tree_end'])}", flush=True)
                     for name, b in rss.most_common(top):
                         print(f"      {mib(b):>7} MiB (anonymous {mib(anon[name]):>6})  {name}")
             finally:
@@ -212,6 +254,8 @@ def level(n: int, minutes: float, before: str, hier, top: int) -> list:
         for p in sleepers:
             p.kill()
             p.wait()
+        if storm_fs is not None:
+            remove_cgroup(storm_fs)
         for fs in reversed(made):
             remove_cgroup(fs)
     return rows
@@ -273,15 +317,18 @@ def main() -> None:
     ap.add_argument("--storm-seconds", type=float, default=6.0)
     ap.add_argument("--after", default=HERE, help="the checkout measured as AFTER (default: this one)")
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--kills-seconds", type=float, default=0.0, help="an OOM storm this long at each level, before the minutes")
+    ap.add_argument("--before-env", action="append", default=[], metavar="K=V", help="environment of BEFORE's record")
     args = ap.parse_args()
     global AFTER
     AFTER = os.path.abspath(args.after)
+    BEFORE_ENV.update(kv.split("=", 1) for kv in args.before_env)
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     hier = MemoryHierarchy.detect()
     rows = {"levels": [], "storm": []}
     for n in [int(x) for x in args.levels.split(",") if x.strip()]:
-        rows["levels"] += level(n, args.minutes, os.path.abspath(args.before), hier, args.top)
+        rows["levels"] += level(n, args.minutes, os.path.abspath(args.before), hier, args.top, args.kills_seconds)
     if args.latency:
         rows["storm"] = storm(os.path.abspath(args.before), hier, args.storm_seconds)
     if args.json:
@@ -295,6 +342,14 @@ def main() -> None:
         for w in r["workers"]:
             print(f"| {r['level']} | {r['label']}'s worker | {mib(w['rss'])} | {mib(w['anon'])} | {mib(w['rss'] - w['anon'])} | "
                   f"{w['cpu_s']:.1f} s in all | {', '.join(w['loaded']) or 'none'} |")
+    if any(r.get("tree_after_storm") for r in rows["levels"]):
+        print("\n| cgroups | recorder | kills | tree right after the storm: RSS / anon / PSS MiB | at the end: RSS / anon / PSS MiB |")
+        print("|---|---|---|---|---|")
+        for r in rows["levels"]:
+            a, e = r.get("tree_after_storm") or {}, r["tree_end"]
+            print(f"| {r['level']} | {r['label']} | {a.get('kills', '?')} | {mib(a.get('rss', 0))} / {mib(a.get('anon', 0))} / "
+                  f"{mib(a.get('pss', 0))} ({a.get('procs', '?')} procs) | {mib(e['rss'])} / {mib(e['anon'])} / {mib(e['pss'])} "
+                  f"({e['procs']} procs) |")
     for s in rows["storm"]:
         print(f"\nstorm, {s['label']}: {s['kills']} post-mortems, p50 {1000 * s['p50']:.0f} ms, p95 {1000 * s['p95']:.0f} ms")
 

@@ -76,6 +76,11 @@ class WorkerProcess:
 
     RESTART_AFTER_S = (0.0, 1.0, 5.0, 30.0)  # after 1, 2, 3, 4+ crashes within a minute
 
+    # A worker that has been idle ``--idle-exit`` seconds writes the index, says {"idle_exit": true}
+    # and exits (issue 29: pandas, jinja2 and the analysis are ~50 MiB of anonymous memory the node
+    # agent would hold between kills); it is started again by the next request, which it may not
+    # have read (those are sent again): not a crash, nothing given up.
+
     def __init__(self, cmd: List[str], err: TextIO, env: Optional[Dict[str, str]] = None):
         self.cmd = cmd
         self.env = env
@@ -90,6 +95,9 @@ class WorkerProcess:
         self._crashes: Deque[float] = collections.deque(maxlen=8)
         self._restart_at: Optional[float] = None
         self.restarts = 0
+        self.idle_exits = 0
+        self._asleep = False  # exited when idle: started again by the next request
+        self._saying_idle = False
         self._next_look = 0.0
         self.proc: Optional[subprocess.Popen] = None
         self._start()
@@ -97,6 +105,7 @@ class WorkerProcess:
     # --- the process ---
     def _start(self) -> None:
         self._restart_at = None
+        self._asleep = self._saying_idle = False
         try:
             self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self.env,
                                          close_fds=True)
@@ -167,6 +176,12 @@ class WorkerProcess:
 
     def _pump(self) -> None:
         """Writes what the pipe takes, reads what the worker answered; starts it again when due."""
+        if self.proc is None and self._asleep:
+            if not self._pending:
+                return
+            self._start()  # the next request wakes it (and every request it had not read is sent again)
+            if self.proc is None:
+                return
         if self.proc is None:
             if self._restart_at is None or time.monotonic() < self._restart_at:
                 return
@@ -181,7 +196,10 @@ class WorkerProcess:
         except BlockingIOError:
             pass
         except OSError:  # EPIPE: it is gone
-            self._crashed(self._exit_status())
+            if self._saying_idle:
+                self._went_idle()
+            else:
+                self._crashed(self._exit_status())
             return
         gone = False
         try:
@@ -200,12 +218,33 @@ class WorkerProcess:
             self._inbox = bytearray(rest)
             for line in lines:
                 self._answered(line)
-        if gone:
+        if gone and self._saying_idle:
+            self._went_idle()
+        elif gone:
             self._crashed(self._exit_status())
+
+    def _went_idle(self) -> None:
+        proc, self.proc = self.proc, None
+        for f in (proc.stdin, proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        try:
+            proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        self._asleep, self._saying_idle = True, False
+        self.idle_exits += 1
+        self._outbox = bytearray()  # what it had not read is in _pending: sent again at the next start
 
     def _answered(self, line: bytes) -> None:
         try:
             msg = json.loads(line)
+            if isinstance(msg, dict) and msg.get("idle_exit") is True:
+                self._saying_idle = True
+                return
             seq = int(msg["seq"])
         except (ValueError, KeyError, TypeError):
             return  # not an answer
@@ -268,6 +307,10 @@ def _line(req: dict) -> bytes:
     return json.dumps(req).encode() + b"\n"
 
 
+#: seconds a worker waits idle before it exits (WorkerProcess); 0: it never does
+WORKER_IDLE_EXIT_S = 60.0
+
+
 def start_worker(out_dir: str, err: TextIO, series_window_s: Optional[float] = None) -> WorkerProcess:
     """The post-mortem worker (``python -m oomscope.postmortem.worker``) for ``out_dir``, running the
     same oomscope as this process, with its file mode and output-folder policy (oomscope/safefs.py)
@@ -278,6 +321,9 @@ def start_worker(out_dir: str, err: TextIO, series_window_s: Optional[float] = N
     args = [out_dir, "--file-mode", str(safefs.settings.file_mode)]
     if series_window_s is not None:
         args += ["--series-window", repr(float(series_window_s))]
+    idle = float(os.environ.get("OOMSCOPE_WORKER_IDLE_EXIT_S", WORKER_IDLE_EXIT_S))
+    if idle > 0:
+        args += ["--idle-exit", repr(idle)]
     if safefs.settings.allow_shared:
         args.append("--allow-shared")
     cmd, env = module_command("oomscope.postmortem.worker", args)

@@ -2,12 +2,14 @@
 renders the kills whose captures the recorder wrote, and keeps the output folder's index.html, so
 that the long-running recorder never holds pandas, jinja2 or the analysis.
 
-    python -m oomscope.postmortem.worker OUT_DIR [--file-mode N] [--allow-shared] [--series-window S]
+    python -m oomscope.postmortem.worker OUT_DIR [--file-mode N] [--allow-shared] [--series-window S] [--idle-exit S]
 
 Reads one JSON request per line on stdin ({"seq", "op": kill|rerender|remove, "capture" or
 "folder"}), answers each on stdout, in order ({"seq"}, and for a kill "html", "error",
 "category", "cause", "series"). Stops at the end of its input, writing index.html once more. SIGINT and SIGTERM are
 ignored: the recorder stops it by closing the pipe, once the last post-mortems are done.
+With ``--idle-exit S``, after S seconds with nothing asked it writes index.html, says
+{"idle_exit": true} and exits: the recorder starts it again at the next kill (postmortem/finisher.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import select
 import signal
 import sys
+import time
 from typing import Optional
 
 from .. import safefs
@@ -63,7 +66,8 @@ def render_series(series, read, has_page) -> str:
     return render_series_html(analyse_series(series, read, cause_words), has_page, series.host)
 
 
-def serve(out_dir: str, stdin=None, stdout=None, err=None, window_s: float = WINDOW_S) -> None:
+def serve(out_dir: str, stdin=None, stdout=None, err=None, window_s: float = WINDOW_S,
+          idle_exit_s: Optional[float] = None) -> None:
     stdin = stdin or sys.stdin.buffer
     stdout = stdout or sys.stdout
     err = err or sys.stderr
@@ -75,12 +79,23 @@ def serve(out_dir: str, stdin=None, stdout=None, err=None, window_s: float = WIN
     post = PostMortems(out_dir, render_html, analyse_kill, index, err, render_series=render_series)
     fd = stdin.fileno()
     buf = b""
+    idle_since = time.monotonic()
     while True:
         due: Optional[float] = post.index_due
+        if idle_exit_s is not None and not buf:
+            left = max(0.0, idle_since + idle_exit_s - time.monotonic())
+            due = left if due is None else min(due, left)
         readable, _, _ = select.select([fd], [], [], due)
         if not readable:
             post.write_index()
+            if idle_exit_s is not None and not buf and post.index_due is None and \
+                    time.monotonic() - idle_since >= idle_exit_s:
+                post.write_index(force=True)
+                stdout.write(json.dumps({"idle_exit": True}) + "\n")
+                stdout.flush()
+                return
             continue
+        idle_since = time.monotonic()
         chunk = os.read(fd, 65536)
         if not chunk:
             break
@@ -113,6 +128,11 @@ def main(argv=None) -> None:
     if "--allow-shared" in args:
         args.remove("--allow-shared")
         allow_shared = True
+    idle_exit_s = None
+    if "--idle-exit" in args:
+        i = args.index("--idle-exit")
+        idle_exit_s = float(args[i + 1])
+        del args[i:i + 2]
     window_s = WINDOW_S
     if "--series-window" in args:
         i = args.index("--series-window")
@@ -120,7 +140,7 @@ def main(argv=None) -> None:
         del args[i:i + 2]
     safefs.configure(file_mode=file_mode, allow_shared=allow_shared)
     try:
-        serve(args[0], window_s=window_s)
+        serve(args[0], window_s=window_s, idle_exit_s=idle_exit_s)
     except Exception as exc:  # one line, never a traceback (the recorder says it stopped)
         sys.stderr.write(f"oomscope: post-mortem worker: {type(exc).__name__}: {terminal_safe(str(exc))}\n")
         sys.exit(70)

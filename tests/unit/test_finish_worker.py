@@ -114,3 +114,37 @@ def test_record_waits_long_only_with_nothing_in_flight(tmp_path):
     assert Collector._wait_ms(loop, None, lambda: False) == POLL_MS  # the lab's end is looked for often
     assert Collector._wait_ms(loop, time.monotonic() + 0.2, None) <= 200  # --duration is kept to
     w.finish(5.0)
+
+
+IDLE_STAND_IN = r"""
+import json, select, sys
+n = 0
+while True:
+    r, _, _ = select.select([sys.stdin], [], [], 0.3)
+    if not r:
+        print(json.dumps({"idle_exit": True}), flush=True)
+        sys.exit(0)
+    line = sys.stdin.readline()
+    if not line:
+        break
+    req = json.loads(line)
+    print(json.dumps({"seq": req["seq"], "html": req["capture"], "error": None, "category": "anon",
+                      "series": {"id": "s", "kill_number": 1, "kills_so_far": 1, "workload": "w"}}), flush=True)
+"""
+
+
+def test_a_worker_that_exits_when_idle_is_started_again_by_the_next_kill_without_an_error(tmp_path):
+    err = io.StringIO()
+    w = WorkerProcess([sys.executable, "-c", IDLE_STAND_IN], err)
+    first = w.kill("/out/a/capture.json", None)
+    (done,) = _all(w, 1)
+    assert done.job == first and done.series["id"] == "s"
+    end = time.monotonic() + 10
+    while w.idle_exits == 0 and time.monotonic() < end:
+        w.results()
+        time.sleep(0.05)
+    assert w.idle_exits == 1 and w.proc is None and not w.busy
+    later = [w.kill(f"/out/b{i}/capture.json", None) for i in range(3)]
+    assert [d.job for d in _all(w, 3)] == later
+    assert w.restarts == 0 and err.getvalue() == "", "an idle exit is not a crash"
+    w.finish(5.0)
