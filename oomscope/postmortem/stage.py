@@ -15,6 +15,7 @@ stands alone; ``oomscope report`` renders any other capture later.
 
 from __future__ import annotations
 
+import collections
 import os
 import time
 from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
@@ -41,6 +42,9 @@ class PostMortems:
         #: (series, [(entry, capture, analysis)], has_page) -> html (report/series.py, wired by the caller)
         self.render_series = render_series
         self.on_demand = on_demand
+        #: the latest kills analysed here, by folder: a series page reads them from here, not again
+        #: from disk and analysed again (in a storm, a page a second would cost ~50 ms of the queue)
+        self._recent: "collections.OrderedDict[str, Tuple[Capture, Any]]" = collections.OrderedDict()
         self.batch = batch  # import's: the post-mortems are on disk once it is flushed
         self.render_html = render_html  # (capture, analysis=None) -> html
         self.analyse = analyse
@@ -64,6 +68,10 @@ class PostMortems:
         category = analysis.top_categories[0] if analysis is not None and analysis.top_categories else ""
         html_path, error = self._render(capture_path, capture, analysis)
         self.index.add(capture_path, capture, analysis)
+        if self.render_series is not None:
+            self._recent[folder] = (capture, analysis)
+            while len(self._recent) > SERIES_KILLS_READ:
+                self._recent.popitem(last=False)
         self._index_dirty = True
         return Finished(job, html_path, error, category, cause_words(capture, analysis), series=self._series_info(folder))
 
@@ -78,9 +86,13 @@ class PostMortems:
             if error:
                 self.err.write(f"oomscope: error: post-mortem of {terminal_safe(capture.kill_id)} not re-rendered: {error}\n")
         self.index.add(capture_path, capture)
+        folder = os.path.basename(os.path.dirname(capture_path))
+        if folder in self._recent:
+            self._recent[folder] = (capture, self._recent[folder][1])
         self._index_dirty = True
 
     def remove(self, folder: str) -> None:
+        self._recent.pop(folder, None)
         self.index.remove(folder)
         self._index_dirty = True
 
@@ -124,6 +136,9 @@ class PostMortems:
         out = []
         with Dir(self.out_dir) as top:
             for k in s.kills[-SERIES_KILLS_READ:]:
+                if k.folder in self._recent:
+                    out.append((k,) + self._recent[k.folder])
+                    continue
                 try:
                     with top.subdir(k.folder) as d:
                         cap = Capture.from_json(d.read("capture.json").decode("utf-8"))
