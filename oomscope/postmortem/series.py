@@ -197,8 +197,12 @@ class SeriesIndex:
         self._changed_folders.add(entry.folder)
 
     def remove(self, folder: str) -> None:
+        found = self.of(folder) if folder in self.entries else None
         if self.entries.pop(folder, None) is not None:
             self._series = None
+            # the kills left of its series: their page is due (renamed when the first one went)
+            self._changed_folders |= {k.folder for k in found[0].kills if k.folder != folder} if found else set()
+            self._changed_folders.discard(folder)
 
     def series(self) -> List[Series]:
         if self._series is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import os
+import stat
 import time
 from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
@@ -121,6 +122,7 @@ class PostMortems:
         if series is None or self.render_series is None:
             return
         todo = [s for s in series.series() if len(s.kills) > 1] if every else series.take_changed()
+        self._prune_series_pages({s.id for s in series.series() if len(s.kills) > 1})
         for s in todo:
             try:
                 html = self.render_series(s, self._read_series(s), lambda f: f not in self.index.no_page)
@@ -129,6 +131,22 @@ class PostMortems:
             except Exception as exc:  # one series' page must not cost the others or the index
                 self.err.write(f"oomscope: error: the page of the series {terminal_safe(s.id)} not written: "
                                f"{terminal_safe(f'{type(exc).__name__}: {exc}')[:300]}\n")
+
+    def _prune_series_pages(self, current: set) -> None:
+        """Removes the pages of series that are no more (their kills removed by --keep, or the
+        series' first kill, which names it, removed): only regular files of ours, never a link."""
+        if not os.path.isdir(os.path.join(self.out_dir, SERIES_DIR)):
+            return
+        try:
+            with Dir(os.path.join(self.out_dir, SERIES_DIR)) as d:
+                for name in os.listdir(d.fd):
+                    if not name.endswith(".html") or name[:-5] in current:
+                        continue
+                    st = d.lstat(name)
+                    if st is not None and stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+                        os.unlink(name, dir_fd=d.fd)
+        except OSError as exc:
+            self.err.write(f"oomscope: warning: old series pages not removed: {terminal_safe(str(exc))[:300]}\n")
 
     def _read_series(self, s) -> List[Tuple[Any, Capture, Any]]:
         """(entry, capture, analysis) of the series' latest kills, oldest first; a capture that

@@ -6,6 +6,7 @@ import copy
 import datetime as dt
 import io
 import json
+import os
 
 from typer.testing import CliRunner
 
@@ -192,3 +193,18 @@ def test_records_line_names_the_series_and_the_metrics_count_series_apart_from_k
     ann = Announcer(out, io.StringIO(), log_format="json")
     ann.kill(caps[0], Written("/o/c.json"), "anon", "x", {"id": "S1", "kill_number": 1, "kills_so_far": 1, "workload": "w"})
     assert json.loads(out.getvalue().splitlines()[-1])["series"]["id"] == "S1"
+
+
+def test_a_series_whose_kills_are_removed_loses_its_page(tmp_path):
+    fin, index = _finisher(tmp_path)
+    paths = []
+    for c in _leaking_kills(3):
+        paths.append(write_capture(str(tmp_path), c))
+        fin.kill(paths[-1], c)
+    fin.close()
+    (old,) = list((tmp_path / "series").glob("*.html"))
+    (tmp_path / "series" / "notes.txt").write_text("not ours to remove")
+    fin.remove(os.path.basename(os.path.dirname(paths[0])))  # --keep took the first kill: the series is renamed
+    fin.close()
+    pages = [p.name for p in (tmp_path / "series").iterdir()]
+    assert old.name not in pages and len(pages) == 2 and "notes.txt" in pages
