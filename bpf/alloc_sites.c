@@ -23,14 +23,14 @@
  * between (munmap, then mmap over the same addresses: a buffer mapped and unmapped in a loop, or
  * another allocation in its hole). mmap:vm_unmapped_area (the address the kernel found for a new
  * mapping) sends (tgid, address, length, time) of the watched processes to user space
- * (``mapped``), which counts such samples as freed. The tracepoint's layout is read from tracefs:
+ * (``mapped``, the latest mapping at each start), which counts such samples as freed. The tracepoint's layout is read from tracefs:
  * -DVMUA_ADDR_OFF, -DVMUA_LEN_OFF (byte offsets in its record); without them, nothing is sent.
  *
  * Who hit the limit: mm_vmscan_memcg_reclaim_begin/end (raw tracepoints) run in the task being
  * charged: per task, the time it stalled in memcg reclaim and its stacks at the last begin.
  *
  * -D: STACK_DEPTH, STACK_ENTRIES, SITE_ENTRIES, PAGE_ENTRIES,
- * WATCH_ENTRIES, HITTER_ENTRIES; and the layout constants of oomscope.h.
+ * WATCH_ENTRIES, HITTER_ENTRIES, MAPPED_ENTRIES; and the layout constants of oomscope.h.
  */
 #include <uapi/linux/bpf_perf_event.h>
 #include "oomscope.h"
@@ -43,7 +43,7 @@ BPF_HASH(watched_tgids, u32, u32, WATCH_ENTRIES);
 BPF_TABLE("stacktrace", int, struct oomscope_stack, stacks, STACK_ENTRIES);
 BPF_HASH(site_counts, struct oomscope_site_key, u64, SITE_ENTRIES);
 BPF_TABLE("lru_hash", struct oomscope_page_key, struct oomscope_page_sample, sampled_pages, PAGE_ENTRIES);
-BPF_HASH(reclaim_begin, u32, struct oomscope_reclaim_begin, HITTER_ENTRIES);
+BPF_HASH(stall_begin, u32, struct oomscope_reclaim_begin, HITTER_ENTRIES);
 BPF_TABLE("lru_hash", u32, struct oomscope_hitter, hitters, HITTER_ENTRIES);
 /* [0] samples of watched processes, [1] stacks not stored (map full or collision),
  * [2] site_counts full, [3] faults counted by on_fault_tp */
@@ -128,7 +128,10 @@ int on_fault_tp(struct bpf_raw_tracepoint_args *ctx)
 }
 
 #ifdef VMUA_ADDR_OFF
-BPF_PERF_OUTPUT(mapped);
+/* (tgid, start) -> the latest time a mapping began there, and its length; user space reads it at
+ * each check (a map, not a perf buffer: the module may be shared with oom_events.c, whose perf
+ * buffer the main thread polls) */
+BPF_TABLE("lru_hash", struct oomscope_map_key, struct oomscope_mapped, mapped, MAPPED_ENTRIES);
 
 /* a tracepoint program (not raw): ctx is the event's record, laid out as tracefs says */
 int on_mapped(void *ctx)
@@ -137,14 +140,15 @@ int on_mapped(void *ctx)
 
     if (!watched_tgids.lookup(&tgid))
         return 0;
-    struct oomscope_mapped ev = {};
-    ev.addr = *(u64 *)((char *)ctx + VMUA_ADDR_OFF);
-    ev.length = *(u64 *)((char *)ctx + VMUA_LEN_OFF);
-    if (ev.addr >= (u64)-4095)  /* an error, not an address */
+    struct oomscope_map_key key = {};
+    struct oomscope_mapped m = {};
+    key.tgid = tgid;
+    key.addr = *(u64 *)((char *)ctx + VMUA_ADDR_OFF);
+    m.length = *(u64 *)((char *)ctx + VMUA_LEN_OFF);
+    if (key.addr >= (u64)-4095)  /* an error, not an address */
         return 0;
-    ev.ts_ns = bpf_ktime_get_ns();
-    ev.tgid = tgid;
-    mapped.perf_submit(ctx, &ev, sizeof(ev));
+    m.ts_ns = bpf_ktime_get_ns();
+    mapped.update(&key, &m);
     return 0;
 }
 #endif
@@ -177,7 +181,7 @@ int on_reclaim_begin(struct bpf_raw_tracepoint_args *ctx)
     b.ts_ns = bpf_ktime_get_ns();
     b.user_stack = stacks.get_stackid(ctx, BPF_F_USER_STACK);
     b.kernel_stack = stacks.get_stackid(ctx, 0);
-    reclaim_begin.update(&tid, &b);
+    stall_begin.update(&tid, &b);
     return 0;
 }
 
@@ -185,7 +189,7 @@ int on_reclaim_end(struct bpf_raw_tracepoint_args *ctx)
 {
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = (u32)id;
-    struct oomscope_reclaim_begin *b = reclaim_begin.lookup(&tid);
+    struct oomscope_reclaim_begin *b = stall_begin.lookup(&tid);
 
     if (!b)
         return 0;
@@ -202,6 +206,6 @@ int on_reclaim_end(struct bpf_raw_tracepoint_args *ctx)
         h->kernel_stack = b->kernel_stack;
         bpf_get_current_comm(&h->comm, sizeof(h->comm));
     }
-    reclaim_begin.delete(&tid);
+    stall_begin.delete(&tid);
     return 0;
 }

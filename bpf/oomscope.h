@@ -93,12 +93,15 @@ struct oomscope_page_sample {
     u64 last_ns;
 };
 
-struct oomscope_mapped {
-    u64 ts_ns;
-    u64 addr;               /* a new mapping's start, as mmap:vm_unmapped_area found it */
-    u64 length;
+struct oomscope_map_key {
     u32 tgid;
     u32 pad;
+    u64 addr;               /* a new mapping's start, as mmap:vm_unmapped_area found it */
+};
+
+struct oomscope_mapped {
+    u64 ts_ns;              /* the latest mapping that began there */
+    u64 length;
 };
 
 struct oomscope_reclaim_begin {

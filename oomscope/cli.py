@@ -98,6 +98,8 @@ def record(
     mode: Annotated[Optional[str], typer.Option("--mode", metavar="OCTAL", help=MODE_HELP)] = None,
     allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
     alloc_sites: Annotated[bool, typer.Option("--alloc-sites/--no-alloc-sites", help="sample the page faults of cgroups near their limit (80%): which code held the memory, who hit the limit")] = True,
+    user_kills: Annotated[bool, typer.Option("--user-kills/--no-user-kills", help="record SIGKILL/SIGTERM from earlyoom, systemd-oomd, the kubelet, or any process under memory pressure, as kills")] = True,
+    throttle_share: Annotated[float, typer.Option(metavar="SHARE", min=0, max=1, help="a memory.high throttling report when a cgroup stalls on memory this share of its time (0.1: 10%; 0: off)")] = 0.1,
 ) -> None:
     """Record every OOM kill: a capture.json and a postmortem.html per kill."""
     # Parsed here; recorded by record/main.py in a new interpreter in place of this one (the same
@@ -111,7 +113,7 @@ def record(
                    metrics_addr=metrics_addr, log_format=log_format, keep=keep, mode=mode,
                    allow_shared_output=allow_shared_output, workload_burst=workload_burst,
                    workload_every=workload_every, workload_disk=workload_disk, series_window=series_window,
-                   alloc_sites=alloc_sites)
+                   alloc_sites=alloc_sites, user_kills=user_kills, throttle_share=throttle_share)
     replace_process(options)
     raise typer.Exit(run(options))
 

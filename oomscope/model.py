@@ -524,6 +524,39 @@ class Killer:
 
 
 @dataclass
+class ThrottledTask:
+    """A task of a throttled cgroup and its time in memcg reclaim during the episode (vmscan
+    memcg reclaim tracepoints; the penalty sleep after it is in the cgroup's PSI, not here)."""
+
+    pid: int
+    comm: str = ""
+    reclaim_ms: float = 0.0
+    reclaim_runs: int = 0
+    pages_reclaimed: int = 0
+
+
+@dataclass
+class ThrottleEpisode:
+    """A memory.high throttling episode (record/throttle.py): the cgroup spent ``share`` of its
+    time stalled on memory, with memory.events high rising, from ``start_wall`` to ``end_wall``."""
+
+    cgroup: str = ""
+    start_wall: Optional[str] = None  # ISO 8601, UTC
+    end_wall: Optional[str] = None
+    duration_s: float = 0.0
+    memory_high_bytes: Optional[int] = None
+    high_events: int = 0  # memory.events high, over the episode
+    stall_s: float = 0.0  # memory.pressure some total over the episode: some task of the cgroup stalled
+    full_stall_s: float = 0.0  # ... every task at once
+    share: float = 0.0  # stall_s / duration_s
+    threshold_share: float = 0.0  # record --throttle-share
+    usage_peak_bytes: Optional[int] = None
+    some_avg10_peak: Optional[float] = None
+    full_avg10_peak: Optional[float] = None
+    tasks: List[ThrottledTask] = field(default_factory=list)  # longest reclaim first
+
+
+@dataclass
 class Times:
     """When things happened. Monotonic clocks are CLOCK_MONOTONIC in ns (bpf_ktime_get_ns)."""
 
@@ -574,6 +607,10 @@ class Capture:
     limit_hitters: List[LimitHitter] = field(default_factory=list)
     #: who killed: the kernel's OOM killer, or a user-space one (a capture without it: the kernel)
     killer: Killer = field(default_factory=Killer)
+    #: "kill" (every capture older than this field), or "throttle": a memory.high throttling
+    #: episode, nobody killed (``throttle`` says it; ``victim`` is the task that stalled longest)
+    kind: str = "kill"
+    throttle: Optional[ThrottleEpisode] = None
 
     def to_dict(self) -> Dict[str, Any]:
         """As ``dataclasses.asdict`` (tested equal), at a fifth of its cost: asdict deep-copies

@@ -115,7 +115,7 @@ class OomProbes:
     ``snapshot_error`` says why (the kills are recorded without a snapshot)."""
 
     def __init__(self, on_event: Callable[[OomEvent], None], page_cnt: int = 256, snapshot_layout=None,
-                 on_signal: Optional[Callable[[SignalEvent], None]] = None):
+                 on_signal: Optional[Callable[[SignalEvent], None]] = None, alloc_sites: bool = False):
         if os.geteuid() != 0:
             raise ProbeError("loading BPF programs needs root (run with sudo)")
         tracefs_path = tracefs.ensure_tracefs()
@@ -133,15 +133,36 @@ class OomProbes:
         self._on_event = on_event
         self.snapshot_error: Optional[str] = None
         self.with_snapshot = False
+        #: bpf/alloc_sites.c compiled into the same module (AllocSiteProbes(bpf=...)), or why not
+        self.with_sites = False
+        self.sites_error: Optional[str] = None
+        sites_flags = alloc_sites_cflags(tracefs_path)[0] if alloc_sites else None
+        base = ["oom_events.c", "signal_kills.c"]
+        tries = []  # best first: a failed compile costs one more (the VMs: ~12 s each)
         if snapshot_layout is not None:
+            snap_flags = snapshot_cflags(snapshot_layout)
+            if sites_flags is not None:
+                tries.append((base + ["memcg_snapshot.c", "alloc_sites.c"], snap_flags + sites_flags))
+            tries.append((base + ["memcg_snapshot.c"], snap_flags))
+        if sites_flags is not None:
+            tries.append((base + ["alloc_sites.c"], sites_flags))
+        tries.append((base, []))
+        for names, flags in tries:
             try:
-                self.bpf = _compile(["oom_events.c", "signal_kills.c", "memcg_snapshot.c"],
-                                    self.cflags + snapshot_cflags(snapshot_layout))
-                self.with_snapshot = True
+                self.bpf = _compile(names, self.cflags + flags)
             except ProbeError as exc:
-                self.snapshot_error = str(exc)
-        if not self.with_snapshot:
-            self.bpf = _compile(["oom_events.c", "signal_kills.c"], self.cflags)
+                if names == base:
+                    raise
+                if "alloc_sites.c" in names:
+                    self.sites_error = self.sites_error or str(exc)
+                else:
+                    self.snapshot_error = str(exc)
+                continue
+            self.with_snapshot = "memcg_snapshot.c" in names
+            self.with_sites = "alloc_sites.c" in names
+            break
+        if snapshot_layout is not None and not self.with_snapshot and self.snapshot_error is None:
+            self.snapshot_error = self.sites_error
         self.has_reclaim = "-DHAVE_VMSCAN_RECLAIM" in self.cflags
         # Big per-CPU buffers: a storm makes hundreds of kills a second (docs/kernel-facts.md).
         self.bpf["oom_events"].open_perf_buffer(self._cb, page_cnt=page_cnt, lost_cb=self._lost_cb)
@@ -451,6 +472,7 @@ SITES_SITE_ENTRIES = 8192    # (tgid, user stack, kernel stack) counted
 SITES_PAGE_ENTRIES = 32768   # sampled pages kept (LRU): ~2.5 MiB of kernel memory
 SITES_WATCH_ENTRIES = 16384  # processes watched at once
 SITES_HITTER_ENTRIES = 4096  # tasks in memcg reclaim
+SITES_MAPPED_ENTRIES = 8192  # the latest new mapping at each start address (LRU)
 
 #: how faults are sampled: "perf" (a software perf event with a sample period: the program runs
 #: for the sampled faults only) or "tracepoint" (exceptions:page_fault_user: the program runs at
@@ -466,36 +488,28 @@ class AllocSiteProbes:
     sets the processes whose faults count. ``read()`` returns a layouts.SiteRead. Not thread-safe:
     one thread (record/sites.py) drives it."""
 
-    def __init__(self, mode: str = "tracepoint"):
+    def __init__(self, mode: str = "tracepoint", bpf=None):
+        """``bpf``: the module OomProbes compiled alloc_sites.c into (one compile at start: under
+        the VMs' emulation each compile is ~12 s); without it, it compiles its own. A shared module
+        is not cleaned up here: close() detaches only its programs."""
         if mode not in SAMPLING_MODES:
             raise ProbeError(f"unknown fault sampling mode {mode!r}")
         if os.geteuid() != 0:
             raise ProbeError("loading BPF programs needs root (run with sudo)")
         tracefs_path = tracefs.ensure_tracefs()
-        self.has_reclaim = all(tracefs.tracepoint_fields("vmscan", f"mm_vmscan_memcg_reclaim_{k}", tracefs_path) is not None
-                               for k in ("begin", "end"))
-        vmua = {f.name: f for f in tracefs.tracepoint_fields("mmap", "vm_unmapped_area", tracefs_path) or []}
-        self.has_mapped = all(n in vmua and vmua[n].size == 8 for n in ("addr", "length"))
-        fork = {f.name: f for f in tracefs.tracepoint_fields("sched", "sched_process_fork", tracefs_path) or []}
-        self.has_fork = "child_pid" in fork and fork["child_pid"].size == 4
-        if mode == "tracepoint" and tracefs.tracepoint_fields("exceptions", "page_fault_user", tracefs_path) is None:
+        flags, found = alloc_sites_cflags(tracefs_path)
+        self.has_reclaim, self.has_mapped, self.has_fork = found["reclaim"], found["mapped"], found["fork"]
+        if mode == "tracepoint" and not found["page_fault_user"]:
             raise ProbeError("this kernel has no exceptions:page_fault_user tracepoint (x86 only)")
         self.mode = mode
-        choice = headers.find_headers()
-        if choice.path is None:
-            raise ProbeError(choice.how)
-        headers.apply_headers(choice)
-        flags = [f"-DSTACK_DEPTH={SITES_STACK_DEPTH}", f"-DSTACK_ENTRIES={SITES_STACK_ENTRIES}",
-                 f"-DSITE_ENTRIES={SITES_SITE_ENTRIES}", f"-DPAGE_ENTRIES={SITES_PAGE_ENTRIES}",
-                 f"-DWATCH_ENTRIES={SITES_WATCH_ENTRIES}", f"-DHITTER_ENTRIES={SITES_HITTER_ENTRIES}"]
-        if self.has_mapped:
-            flags += [f"-DVMUA_ADDR_OFF={vmua['addr'].offset}", f"-DVMUA_LEN_OFF={vmua['length'].offset}"]
-        if self.has_fork:
-            flags.append(f"-DFORK_CHILD_OFF={fork['child_pid'].offset}")
-        self.bpf = _compile(["alloc_sites.c"], flags)
-        #: (tgid, start, length, ts_ns) of the watched processes' new mappings since the last take
-        self._mapped: List[tuple] = []
-        self.mapped_lost = 0
+        self._own = bpf is None
+        if bpf is None:
+            choice = headers.find_headers()
+            if choice.path is None:
+                raise ProbeError(choice.how)
+            headers.apply_headers(choice)
+            bpf = _compile(["alloc_sites.c"], flags)
+        self.bpf = bpf
         # bcc loads a program when it is first attached: load them now, so that attach() is the
         # attach alone (the verifier's time is spent at start, not when a cgroup nears its limit)
         from bcc import BPF  # noqa: WPS433 - probes is the one module that imports bcc
@@ -509,7 +523,6 @@ class AllocSiteProbes:
                 self.bpf.load_func(b"on_fork", BPF.TRACEPOINT)
             if self.has_mapped:
                 self.bpf.load_func(b"on_mapped", BPF.TRACEPOINT)
-                self.bpf["mapped"].open_perf_buffer(self._on_mapped, page_cnt=16, lost_cb=self._mapped_lost)
         except Exception as exc:  # bcc raises bare Exception when the verifier refuses
             self.close()
             raise ProbeError(f"could not load the growth-site programs: {exc}") from None
@@ -570,32 +583,19 @@ class AllocSiteProbes:
         if self.has_mapped:
             with contextlib.suppress(Exception):
                 self.bpf.detach_tracepoint(tp=b"mmap:vm_unmapped_area")
-            with contextlib.suppress(Exception):
-                self.bpf.perf_buffer_poll(timeout=0)
-            self._mapped = []
         self.attached = False
         self._watched = set()
-        for name in ("watched_tgids", "site_counts", "sampled_pages", "reclaim_begin", "hitters", "stacks"):
+        for name in ("watched_tgids", "site_counts", "sampled_pages", "stall_begin", "hitters", "stacks")\
+                + (("mapped",) if self.has_mapped else ()):
             with contextlib.suppress(Exception):
                 self.bpf[name].clear()
         return _time.monotonic() - t0
 
-    def _on_mapped(self, cpu, data, size) -> None:
-        ev = self.bpf["mapped"].event(data)
-        if len(self._mapped) < 1_000_000:
-            self._mapped.append((ev.tgid, ev.addr, ev.length, ev.ts_ns))
-        else:
-            self.mapped_lost += 1
-
-    def _mapped_lost(self, count) -> None:
-        self.mapped_lost += count
-
-    def take_mapped(self) -> List[tuple]:
-        """(tgid, start, length, ts_ns) of the watched processes' new mappings since the last call."""
-        if self.has_mapped and self.attached:
-            self.bpf.perf_buffer_poll(timeout=0)
-        out, self._mapped = self._mapped, []
-        return out
+    def mapped(self) -> List[tuple]:
+        """(tgid, start, length, ts_ns): the latest new mapping at each start of the watched processes."""
+        if not self.has_mapped:
+            return []
+        return [(k.tgid, k.addr, v.length, v.ts_ns) for k, v in _batch_items(self.bpf["mapped"])]
 
     def watch(self, tgids) -> None:
         """The processes whose faults and stalls count (at most SITES_WATCH_ENTRIES)."""
@@ -686,8 +686,29 @@ class AllocSiteProbes:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.detach()
-        with contextlib.suppress(Exception):
-            self.bpf.cleanup()
+        if self._own:
+            with contextlib.suppress(Exception):
+                self.bpf.cleanup()
+
+
+def alloc_sites_cflags(tracefs_path: Optional[str] = None):
+    """(-D flags of bpf/alloc_sites.c, {feature: present}) for this kernel's tracepoints."""
+    has = lambda cat, ev: tracefs.tracepoint_fields(cat, ev, tracefs_path) is not None  # noqa: E731
+    vmua = {f.name: f for f in tracefs.tracepoint_fields("mmap", "vm_unmapped_area", tracefs_path) or []}
+    fork = {f.name: f for f in tracefs.tracepoint_fields("sched", "sched_process_fork", tracefs_path) or []}
+    found = {"reclaim": has("vmscan", "mm_vmscan_memcg_reclaim_begin") and has("vmscan", "mm_vmscan_memcg_reclaim_end"),
+             "mapped": all(n in vmua and vmua[n].size == 8 for n in ("addr", "length")),
+             "fork": "child_pid" in fork and fork["child_pid"].size == 4,
+             "page_fault_user": has("exceptions", "page_fault_user")}
+    flags = [f"-DSTACK_DEPTH={SITES_STACK_DEPTH}", f"-DSTACK_ENTRIES={SITES_STACK_ENTRIES}",
+             f"-DSITE_ENTRIES={SITES_SITE_ENTRIES}", f"-DPAGE_ENTRIES={SITES_PAGE_ENTRIES}",
+             f"-DWATCH_ENTRIES={SITES_WATCH_ENTRIES}", f"-DHITTER_ENTRIES={SITES_HITTER_ENTRIES}",
+             f"-DMAPPED_ENTRIES={SITES_MAPPED_ENTRIES}"]
+    if found["mapped"]:
+        flags += [f"-DVMUA_ADDR_OFF={vmua['addr'].offset}", f"-DVMUA_LEN_OFF={vmua['length'].offset}"]
+    if found["fork"]:
+        flags.append(f"-DFORK_CHILD_OFF={fork['child_pid'].offset}")
+    return flags, found
 
 
 def _int(v) -> int:

@@ -193,6 +193,16 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
     usage, limit = a.usage_bytes, a.limit_bytes
     cg = capture.cgroup
     k = capture.killer
+    if capture.kind == "throttle" and capture.throttle is not None:
+        top = max(a.categories, key=lambda c: c.bytes) if a.categories else None
+        out.append(Advice("context", "Throttled at memory.high, not killed",
+                          f"Raise memory.high above what the workload holds at its busiest (it peaked at "
+                          f"{capture.throttle.usage_peak_bytes or 0:,} bytes), or make it hold less"
+                          + (f": most of the charge was {top.label[:1].lower() + top.label[1:]}" if top is not None else "")
+                          + ". Under Kubernetes MemoryQoS memory.high is set from the container's limit "
+                          "(memoryThrottlingFactor): raise the limit, or lower the factor's effect.",
+                          [ev("memory_high", capture.throttle.memory_high_bytes)]))
+        return out + _reclaim_context(trend)
     if k.kind == "userspace":  # no limit was hit: the killer's thresholds decided (analysis/killer.py)
         how = {"earlyoom": "earlyoom's --avoid REGEX, or lower -m/-s",
                "systemd-oomd": "ManagedOOMPreference=avoid or omit on the unit, or a higher ManagedOOMMemoryPressureLimit=",

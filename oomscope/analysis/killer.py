@@ -8,7 +8,7 @@ from typing import List
 from ..model import Capture
 from ..units import fmt_bytes, fmt_pct
 
-__all__ = ["killer_sentences"]
+__all__ = ["killer_sentences", "throttle_sentences"]
 
 
 def killer_sentences(capture: Capture) -> List[str]:
@@ -38,4 +38,23 @@ def killer_sentences(capture: Capture) -> List[str]:
         said.append(f"No cgroup limit applied: the kernel kills only when the host runs out, and {fmt_bytes(p.mem_available_bytes)} "
                     f"was available of {fmt_bytes(p.mem_total_bytes)}"
                     + (f" with {fmt_bytes(p.swap_free_bytes)} of swap free" if p.swap_total_bytes else " (no swap)") + ".")
+    return said
+
+
+def throttle_sentences(capture: Capture) -> List[str]:
+    """A memory.high throttling episode (capture.kind "throttle"): how long, how much of it stalled,
+    who stalled, and what to change."""
+    t = capture.throttle
+    if capture.kind != "throttle" or t is None:
+        return []
+    said = [f"Throttled, not killed: {t.cgroup} was over its memory.high ({fmt_bytes(t.memory_high_bytes)}) for "
+            f"{t.duration_s:.1f} s ({t.high_events} times, memory.events high), and some task of it was stalled on memory "
+            f"{t.stall_s:.1f} s of that time ({fmt_pct(t.share)}; every task at once {t.full_stall_s:.1f} s)."]
+    if t.tasks:
+        said.append("Time in memcg reclaim at memory.high, per task: " + ", ".join(
+            f"pid {x.pid} ({x.comm or '?'}) {x.reclaim_ms / 1000:.2f} s in {x.reclaim_runs} runs" for x in t.tasks[:5])
+            + " (the penalty sleep that follows reclaim is in the stall above, not here).")
+    if t.some_avg10_peak is not None:
+        said.append(f"Its memory PSI peaked at some avg10 {t.some_avg10_peak:.1f}%"
+                    + (f", full avg10 {t.full_avg10_peak:.1f}%" if t.full_avg10_peak is not None else "") + ".")
     return said

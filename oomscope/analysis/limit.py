@@ -16,6 +16,7 @@ scope:
 - ``host``: no cgroup limit (a global OOM: the host ran out);
 - ``userspace``: no limit was hit: a user-space killer acted (capture.killer); the cgroup named is
   the nearest one with a limit, whose figures the capture holds;
+- ``memory_high``: a throttling episode (capture kind "throttle"): memory.high, no kill;
 - ``unknown``: a cgroup's limit was hit (CONSTRAINT_MEMCG) but the log does not say whose.
 
 ``limit_bytes`` is the limit of that cgroup where the capture has it (the report's
@@ -32,7 +33,7 @@ from ..model import Capture
 
 __all__ = ["LimitHit", "SCOPES", "limit_hit_of"]
 
-SCOPES = ("container", "pod", "all_pods", "qos_class", "parent", "own", "host", "userspace", "unknown")
+SCOPES = ("container", "pod", "all_pods", "qos_class", "parent", "own", "host", "userspace", "memory_high", "unknown")
 
 
 @dataclass
@@ -57,6 +58,9 @@ def _qos(cgroup: str) -> str:
 
 def limit_hit_of(capture: Capture) -> LimitHit:
     cg = capture.cgroup
+    if capture.kind == "throttle" and capture.throttle is not None:
+        return LimitHit(cg.oom_memcg, "memory_high", capture.throttle.memory_high_bytes,
+                        "memory.high (a throttling limit: the kernel slows the cgroup down, it does not kill)", "")
     if capture.killer.kind == "userspace":
         return LimitHit(cg.oom_memcg, "userspace", capture.at_kill.limit_bytes,
                         "none: a user-space killer acted before any limit was reached (the nearest cgroup with a limit)", "")

@@ -12,7 +12,7 @@ from ..model import Capture
 from ..units import fmt_bytes, fmt_pct
 from .advice import Trend
 from .attribution import Analysis
-from .killer import killer_sentences
+from .killer import killer_sentences, throttle_sentences
 from .limit import LimitHit, limit_hit_of
 from .shown import Shown, flag_bytes
 
@@ -20,7 +20,8 @@ from .shown import Shown, flag_bytes
 @dataclass
 class Verdict:
     #: "host" (no cgroup limit was hit: the node ran out), "limit" (a cgroup hit its limit),
-    #: "userspace" (a user-space killer: no limit was hit), or "unknown" (neither can be said)
+    #: "userspace" (a user-space killer: no limit was hit), "throttle" (a memory.high episode: no
+    #: kill), or "unknown" (neither can be said)
     kind: str = "unknown"
     constraint: Optional[str] = None
     limit_cgroup: Optional[str] = None
@@ -85,7 +86,10 @@ def verdict_of(capture: Capture, a: Analysis, trend: Trend, hit: Optional[LimitH
                   trend=trend.kind, limit_hit=hit)
     said = out.sentences
     hm = capture.host_memory_at_kill
-    if capture.killer.kind == "userspace":
+    if capture.kind == "throttle":
+        out.kind = "throttle"  # nobody was killed: a memory.high throttling episode (analysis/killer.py)
+        said.extend(throttle_sentences(capture))
+    elif capture.killer.kind == "userspace":
         out.kind = "userspace"  # no limit was hit: who killed, by which rule (analysis/killer.py)
         said.extend(killer_sentences(capture))
     elif hit.scope == "host":

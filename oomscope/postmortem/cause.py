@@ -18,6 +18,9 @@ def cause_words(c: Capture, analysis: Any) -> str:
         return ", ".join(getattr(analysis, "top_categories", None) or []) or "not analysed"
     if v.kind == "host":
         return "the host ran out of memory (no cgroup limit was hit)"
+    if v.kind == "throttle" and c.throttle is not None:
+        return (f"throttled at memory.high for {c.throttle.duration_s:.0f} s, stalled {100 * c.throttle.share:.0f}% "
+                "of it (no kill)")
     if v.kind == "userspace":
         k = c.killer
         return (f"killed from user space by {k.known_as or k.comm or 'an unknown process'} ({k.signal})"

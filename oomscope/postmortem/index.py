@@ -56,7 +56,8 @@ class OutputIndex:
             row = IndexRow(kill_id=str(capture.kill_id), when=str(capture.times.kill_wall or ""), victim=f"{capture.victim.pid}",
                            cgroup="?", usage="?", limit="?", categories="", incident="", href="")
         self.rows[folder] = row
-        self.series.add(entry_for(folder, capture, row.categories))
+        if row.kind == "kernel":  # user-space kills and throttle episodes are listed apart, in no series
+            self.series.add(entry_for(folder, capture, row.categories))
         self.page(folder, page)
 
     def page(self, folder: str, written: bool = True) -> None:

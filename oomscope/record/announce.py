@@ -32,7 +32,10 @@ def kill_line(c: Capture, written: Written, category: str, log_format: str, anal
         cause = cause_words(c, analysis)
     if log_format == "json":
         return json.dumps({
-            "event": "oom_kill", "kind": "userspace_kill" if c.killer.kind == "userspace" else "kernel_kill",
+            "event": "memory_high_throttling" if c.kind == "throttle" else "oom_kill",
+            "kind": ("throttle_episode" if c.kind == "throttle" else "userspace_kill" if c.killer.kind == "userspace"
+                     else "kernel_kill"),
+            "throttle": dataclasses.asdict(c.throttle) if c.throttle is not None else None,
             "killer": ({"comm": c.killer.comm, "pid": c.killer.pid, "known_as": c.killer.known_as, "signal": c.killer.signal}
                        if c.killer.kind == "userspace" else None),
             "time": c.times.kill_wall, "kill_id": c.kill_id, "pid": c.victim.pid,
@@ -47,6 +50,11 @@ def kill_line(c: Capture, written: Written, category: str, log_format: str, anal
         }, ensure_ascii=True)
     by = (f"killer={terminal_safe(c.killer.known_as or c.killer.comm)!r} killer_pid={c.killer.pid} signal={c.killer.signal} "
           if c.killer.kind == "userspace" else "")
+    if c.kind == "throttle" and c.throttle is not None:
+        t = c.throttle
+        return (f"{c.times.kill_wall} throttled memcg={terminal_safe(t.cgroup)} duration={t.duration_s:.1f}s "
+                f"stalled={t.stall_s:.1f}s ({100 * t.share:.0f}%) high={_mib(t.memory_high_bytes)} cause={cause!r} "
+                f"-> {written.html_path or written.capture_path}")
     return (f"{c.times.kill_wall} {'userspace-kill' if by else 'kill'} " + by
             + (f"workload={terminal_safe(c.workload.label())!r} " if c.workload.label() else "")
             + f"pid={c.victim.pid} comm={terminal_safe(c.victim.comm)!r} cause={cause!r} "
@@ -137,7 +145,9 @@ class Announcer:
              series: Optional[dict] = None) -> None:
         """``category``: the dominant category of the kill's memory, ``cause``: the cause in a few
         words (cause_words), ``series``: its series, all from the post-mortem worker (postmortem/worker.py)."""
-        if self.metrics is not None:
+        if self.metrics is not None and capture.kind == "throttle":  # no kill: its seconds were counted as they came
+            self.metrics.captures.inc()
+        elif self.metrics is not None:
             self.metrics.kill(capture, category, written.html_path or written.capture_path)
             self.metrics.captures.inc()
             if series and series.get("kill_number") == 2:  # a workload killed again: a series begins

@@ -20,6 +20,7 @@ A kill is announced (its line on stdout, the metrics) once its post-mortem is do
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import os
 import signal
@@ -38,7 +39,7 @@ from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..kernel.kmsg import KmsgFollower, KmsgReader
 from ..kernel.oom_report import OomReportParser
-from ..layouts import EV_MARK_VICTIM, OomEvent, SignalEvent
+from ..layouts import EV_MARK_VICTIM, OomEvent, ReclaimStats, SignalEvent
 from ..metrics import Metrics
 from ..model import Capture, Times, Victim
 from ..terminal import terminal_safe
@@ -58,6 +59,8 @@ from .sites import SiteSampler
 from .sites import add_to_capture as add_sites
 from .userkill import UserKill, UserKills
 from ..capture.userspace import finish_user_capture, place_user_kill, victim_event
+from ..capture.throttle import build_throttle_capture
+from .throttle import Episode, ThrottleDetector, ThrottleReading
 
 
 @dataclass
@@ -116,6 +119,8 @@ class RecordOptions:
     #: kills by user-space killers (earlyoom, systemd-oomd, the kubelet) and SIGKILLs under memory
     #: pressure, recorded as kills (record/userkill.py)
     user_kills: bool = True
+    #: a memory.high throttling report when a cgroup stalls on memory this share of its time (record/throttle.py; 0: off)
+    throttle_share: float = 0.1
 
 
 class Collector:
@@ -163,7 +168,8 @@ class Collector:
             except ProbeError as exc:  # read from BTF before the compile: its program joins the probes' module
                 layout, why_not = None, str(exc)
             self.probes = OomProbes(self._events.append, snapshot_layout=layout,
-                                    on_signal=self._signals.append if opts.user_kills else None)
+                                    on_signal=self._signals.append if opts.user_kills else None,
+                                    alloc_sites=opts.alloc_sites)
             self.memcg_snap, self.memcg_snap_status = self._load_memcg_snapshot(layout, why_not)
             # compiled now, attached only while a cgroup is near its limit (record/sites.py)
             self.site_probes, self.sites_status = self._load_site_probes()
@@ -181,6 +187,12 @@ class Collector:
         self.evidence = EvidenceGatherer(self.sampler.store, LiveReads(self.hier), self.hier.version)
         self.userkills = UserKills(self.hier, self.sampler.store, self.memcg_snap.take if self.memcg_snap is not None else None,
                                    self.names)
+        # memory.high throttling episodes (record/throttle.py): cgroup v2 only (v1 has no memory.high)
+        self.throttle = (ThrottleDetector(share=opts.throttle_share) if self.hier.version == 2 and opts.throttle_share > 0
+                         else None)
+        self._throttle_seen: Dict[str, int] = {}
+        self._throttle_base: Dict[str, Dict[int, object]] = {}  # cgroup -> reclaim by pid when its episode began
+        self._throttle_due_ns = 0
         self.sites: Optional[SiteSampler] = None
         if self.site_probes is not None:
             self.sites = SiteSampler(self.site_probes, self._near_limit, self._pids_below,
@@ -206,7 +218,9 @@ class Collector:
             return None, "off (--no-alloc-sites)"
         try:
             # OOMSCOPE_FAULT_SAMPLING=perf: the sampled perf event instead of the tracepoint (bench/alloc_sites.py)
-            return AllocSiteProbes(os.environ.get("OOMSCOPE_FAULT_SAMPLING", "tracepoint")), "on near limits"
+            if not self.probes.with_sites:
+                raise ProbeError(self.probes.sites_error or "its program was not compiled")
+            return AllocSiteProbes(os.environ.get("OOMSCOPE_FAULT_SAMPLING", "tracepoint"), bpf=self.probes.bpf), "on near limits"
         except ProbeError as exc:
             self.err.write(f"oomscope: warning: no allocation sites: {exc}\n")
             return None, f"unavailable: {exc}"
@@ -336,6 +350,9 @@ class Collector:
                 self.announce.error("writer", f"oomscope: error: could not write the capture of pid {kill.pid}: {exc}")
             except Exception as exc:  # one odd kill must not stop the collector
                 self.announce.error("collector", f"oomscope: error: kill of pid {kill.pid} not recorded: {type(exc).__name__}: {exc}")
+        if self.throttle is not None and (flush or now >= self._throttle_due_ns):
+            self._throttle_due_ns = now + THROTTLE_EVERY_NS
+            self._throttle_poll(now, flush)
         for uk in self.userkills.ready(now, flush=flush):
             try:
                 self._record_user(uk)
@@ -433,6 +450,64 @@ class Collector:
         written = self.outputs.write(capture, kill_ns, head, group)
         self._post_pending[written.job] = (capture, written)
 
+    def _throttle_poll(self, now: int, flush: bool = False) -> None:
+        """Each cgroup with a memory.high: its new reading to the detector; an episode that ended is
+        written as a throttle report (capture/throttle.py)."""
+        store = self.sampler.store
+        cgroups = store.cgroups()
+        gone = [cg for cg in self._throttle_seen if cg not in cgroups]
+        ended: List[Episode] = self.throttle.forget(gone)
+        for cg in gone:
+            self._throttle_seen.pop(cg, None)
+        for cg in cgroups:
+            s = store.latest_before(cg, now)
+            if s is None or s.t_ns == self._throttle_seen.get(cg):
+                continue
+            st = s.state
+            if st.memory_high_bytes is None or "high" not in st.memory_events or "some_total_us" not in st.pressure:
+                continue
+            self._throttle_seen[cg] = s.t_ns
+            was_active = cg in self._throttle_base
+            got, added = self.throttle.feed(cg, ThrottleReading(
+                s.t_ns, st.memory_events["high"], st.memory_high_bytes, st.pressure["some_total_us"],
+                st.pressure.get("full_total_us", 0.0), st.usage_bytes, st.pressure.get("some_avg10"), st.pressure.get("full_avg10")))
+            if added and not was_active:
+                read = store.reclaim_read(0)
+                self._throttle_base[cg] = dict(read[1]) if read is not None else {}
+            if added and self.metrics is not None:
+                self.metrics.throttled_seconds(cg, workload_of(cg, self.names), added)
+            ended += got
+        if flush:
+            ended += self.throttle.flush()
+        for ep in ended:
+            try:
+                self._record_throttle(ep, now)
+            except Exception as exc:  # one odd episode must not stop the collector
+                self.announce.error("collector", f"oomscope: error: throttling episode of {terminal_safe(ep.cgroup)} not written: "
+                                                 f"{type(exc).__name__}: {exc}")
+
+    def _record_throttle(self, ep: Episode, now: int) -> None:
+        store = self.sampler.store
+        base = self._throttle_base.pop(ep.cgroup, {})
+        read = store.reclaim_read(now)
+        by_pid = read[1] if read is not None else {}
+        mine = {pid for pid, cg in store.pids_in(by_pid).items() if cgroup_within(cg, ep.cgroup)}
+        reclaim = {}
+        for pid in mine:
+            r = by_pid[pid]
+            b = base.get(pid)
+            reclaim[pid] = ReclaimStats(memcg_runs=r.memcg_runs - (b.memcg_runs if b else 0),
+                                        memcg_ns=r.memcg_ns - (b.memcg_ns if b else 0),
+                                        memcg_pages=r.memcg_pages - (b.memcg_pages if b else 0))
+        last = store.latest_before(ep.cgroup, ep.end_ns)
+        state = dataclasses.replace(last.state, age_ms=0.0) if last is not None else None
+        capture = build_throttle_capture(ep, self.opts.throttle_share, self.hier.version, self.recording.host,
+                                         self.recording.clock_offset_ns, state, store.timeline(ep.cgroup, ep.end_ns),
+                                         self.evidence.live.tasks(ep.cgroup), reclaim)
+        capture.workload = workload_of(ep.cgroup, self.names)
+        written = self.outputs.write(capture, ep.end_ns)
+        self._post_pending[written.job] = (capture, written)
+
     def _record_user(self, uk: UserKill) -> None:
         """A user-space memory kill (record/userkill.py): placed, budgeted, gathered and built as a
         kernel kill is, then named (capture/userspace.py)."""
@@ -485,6 +560,7 @@ class Collector:
                 or (cg.oom_memcg is not None and cgroup_within(cg.oom_memcg, self.opts.cgroup)))
 
 
+THROTTLE_EVERY_NS = 1_000_000_000  # readings are handed to the throttling detector once a second
 # A SIGKILL older than this before oom:mark_victim was not the OOM killer's (a pid reused since)
 SNAPSHOT_MAX_LEAD_NS = 1_000_000_000
 

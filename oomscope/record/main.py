@@ -23,7 +23,7 @@ from ..terminal import terminal_safe
 #: the options of ``record``, as cli.py passes them (its parameters' names)
 OPTIONS = ("output", "duration", "cgroup", "lab", "lab_limit", "metrics_addr", "log_format", "keep",
            "mode", "allow_shared_output", "workload_burst", "workload_every", "workload_disk", "series_window",
-           "alloc_sites")
+           "alloc_sites", "user_kills", "throttle_share")
 
 
 def replace_process(options: dict) -> None:
@@ -74,7 +74,8 @@ def parse_options(o: dict):
     opts = RecordOptions(output=o["output"], duration_s=o["duration"], cgroup=o["cgroup"], metrics_addr=o["metrics_addr"],
                          log_format=log_format, keep=Retention.parse(o["keep"]) if o["keep"] is not None else None,
                          workload_burst=burst, workload_every_s=float(every), workload_disk_bytes=disk,
-                         alloc_sites=bool(o.get("alloc_sites", True)))
+                         alloc_sites=bool(o.get("alloc_sites", True)), user_kills=bool(o.get("user_kills", True)),
+                         throttle_share=float(o.get("throttle_share", 0.1)))
     return opts, o["lab"], limit
 
 

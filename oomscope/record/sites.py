@@ -52,8 +52,6 @@ RESULTS_MAX_AGE_NS = 120_000_000_000
 MAX_CGROUPS_KEPT = 64
 #: sites kept per cgroup and check (largest first), and those named
 TOP_SITES = 20
-#: new mappings kept per process (older ones are dropped: then a reused range may be counted)
-MAPPED_PER_TGID = 20_000
 #: the sample period: about TARGET_SAMPLES samples over the last (1 - ATTACH_RATIO) of the largest
 #: limit near, never fewer than MIN_PERIOD faults a sample (the cost: bench/alloc_sites.py)
 TARGET_SAMPLES = 512
@@ -197,7 +195,6 @@ class SiteSampler:
         # the probes and the symbolizer: the sites thread's, and the main thread's at a kill
         self._work = threading.Lock()
         self._results: Dict[str, Deque[SitesResult]] = {}
-        self._mapped: Dict[int, Deque[Tuple[int, int, int]]] = {}
         self._frames: Dict[Tuple[int, int], List[Frame]] = {}
         self._attached_ns = 0
         self._last_near_ns = 0
@@ -236,7 +233,6 @@ class SiteSampler:
                 self.detach_s.append(self.probes.detach())
                 self.say(f"oomscope: growth sites: sampling detached: no cgroup near its limit for {self.hold_ns / 1e9:.0f} s "
                          f"(detach {self.detach_s[-1] * 1000:.1f} ms)")
-                self._mapped.clear()
                 self._frames.clear()
                 self.symbolizer.clear()
             return
@@ -253,22 +249,12 @@ class SiteSampler:
             self._attached_ns = self.clock()
             self._next_check_ns = self._attached_ns + self.check_interval_ns
             return
-        self._take_mapped(watched)
         if now >= self._next_check_ns:
             t0 = time.monotonic()
             self.check(tgids)
             self.check_s.append(time.monotonic() - t0)
             del self.check_s[:-100]
             self._next_check_ns = self.clock() + self.check_interval_ns
-
-    def _take_mapped(self, watched: Set[int]) -> None:
-        for tgid, start, length, ts in self.probes.take_mapped():
-            dq = self._mapped.get(tgid)
-            if dq is None:
-                dq = self._mapped[tgid] = collections.deque(maxlen=MAPPED_PER_TGID)
-            dq.append((start, length, ts))
-        for tgid in [t for t in self._mapped if t not in watched]:
-            del self._mapped[tgid]
 
     def check(self, tgids: Dict[str, Set[int]]) -> None:
         """Read the maps, ask pagemap which sampled pages are still there, name the top sites,
@@ -286,7 +272,10 @@ class SiteSampler:
         states: Dict[int, Dict[int, int]] = {}
         for tgid in {p.tgid for p in pages}:
             states[tgid] = pagemap.residency(tgid, [p.page for p in pages if p.tgid == tgid], self.page_size)
-        mapped = {tgid: list(dq) for tgid, dq in self._mapped.items()}
+        mapped: Dict[int, List[Tuple[int, int, int]]] = collections.defaultdict(list)
+        for tgid, start, length, ts in self.probes.mapped():
+            if tgid in watched:
+                mapped[tgid].append((start, length, ts))
         sites, dropped = estimate_sites(pages, {k: v for k, v in read.counts.items() if k[0] in watched},
                                         states, mapped, self.probes.period, self.page_size)
         self.symbolizer.forget(watched)
@@ -301,8 +290,6 @@ class SiteSampler:
             if read.stacks_lost:
                 notes.append(f"{read.stacks_lost} sampled faults had no stack stored (the stack map full, or two stacks "
                              f"with one hash)")
-            if self.probes.mapped_lost:
-                notes.append(f"{self.probes.mapped_lost} new mappings were not seen: a reused range may be counted as held")
             result = SitesResult(cg, t, self._attached_ns, self.probes.period, self.page_size, mine, hitters[:10],
                                  samples=sum(s.faults_sampled for s in mine), pages_dropped_as_remapped=dropped, notes=notes,
                                  pids=sorted(members))

@@ -31,6 +31,10 @@ class IndexRow:
     host: str = ""
     #: the workload in its own words: namespace/pod and container, a docker container, a unit
     workload: str = ""
+    #: "kernel" (the kernel's OOM kill), "userspace" (a user-space killer's), "throttle" (a memory.high
+    #: episode): the index lists each apart
+    kind: str = "kernel"
+    killer: str = ""  # a user-space kill's killer, a throttle episode's duration and stall
 
 
 #: a category in an index cell: a few plain words, not the analysis' key ("anon_thp")
@@ -72,6 +76,11 @@ def row_for(capture: Capture, analysis: Optional[KillAnalysis] = None) -> IndexR
         href=f"{capture.kill_id}/postmortem.html",
         host=capture.host.hostname or "",
         workload=_short_workload(capture),
+        kind="throttle" if capture.kind == "throttle" else "userspace" if capture.killer.kind == "userspace" else "kernel",
+        killer=(f"{capture.throttle.duration_s:.0f} s, stalled {100 * capture.throttle.share:.0f}%"
+                if capture.kind == "throttle" and capture.throttle is not None else
+                f"{capture.killer.known_as or capture.killer.comm} (pid {capture.killer.pid}), {capture.killer.signal}"
+                if capture.killer.kind == "userspace" else ""),
     )
 
 
@@ -136,10 +145,13 @@ def render_index(rows: List[IndexRow], series: Optional[Sequence] = None,
                  by_folder: Optional[Dict[str, IndexRow]] = None) -> str:
     """index.html of an output folder: its rows, newest first; with ``series`` (newest first,
     postmortem/series.py) and the rows by kill folder, a series of several kills as one row."""
+    apart = {k: sorted((r for r in rows if r.kind == k), key=lambda r: r.when, reverse=True) for k in ("userspace", "throttle")}
+    kernel = [r for r in rows if r.kind not in apart]
     if series is None or by_folder is None:
-        items = [("kill", r) for r in sorted(rows, key=lambda r: r.when, reverse=True)]
+        items = [("kill", r) for r in sorted(kernel, key=lambda r: r.when, reverse=True)]
     else:
         items = [("series", series_row(s, by_folder)) if len(s.kills) > 1 else ("kill", by_folder[s.first.folder])
-                 for s in series if s.first.folder in by_folder]
+                 for s in series if s.first.folder in by_folder and by_folder[s.first.folder].kind not in apart]
     n_series = sum(1 for kind, _ in items if kind == "series")
-    return _env().get_template("index.html.j2").render(items=items, rows=rows, n_series=n_series)
+    return _env().get_template("index.html.j2").render(items=items, rows=kernel, n_series=n_series,
+                                                       userspace=apart["userspace"], throttle=apart["throttle"])

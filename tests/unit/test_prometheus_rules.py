@@ -22,7 +22,7 @@ def _promtool():
 
 def test_promtool_checks_the_rules():
     res = subprocess.run([_promtool(), "check", "rules", RULES], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0 and "SUCCESS: 7 rules found" in res.stdout, res.stdout + res.stderr
+    assert res.returncode == 0 and "SUCCESS: 8 rules found" in res.stdout, res.stdout + res.stderr
 
 
 def test_promtool_unit_tests_of_the_rules_pass():
@@ -41,5 +41,6 @@ def test_every_metric_the_rules_name_is_served():
     m.limit.labels("/x").set(0)
     m.to_limit.labels("/x").set(0)
     m.last_kill.labels(*("x",) * 7).set(0)
+    m.throttled.labels(*("x",) * 4).inc(0)
     served = set(re.findall(r"^(oomscope_[a-z_]+)", generate_latest(m.registry).decode(), re.M))
     assert named and named <= served, named - served

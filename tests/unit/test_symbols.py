@@ -300,7 +300,7 @@ class _FakeProbes:
     """AllocSiteProbes' interface, without BPF."""
 
     def __init__(self):
-        self.attached, self.period, self.mode, self.mapped_lost = False, 0, "fake", 0
+        self.attached, self.period, self.mode = False, 0, "fake"
         self.watched, self.hitters = set(), []
         self.pages, self.counts = [], {}
 
@@ -321,7 +321,7 @@ class _FakeProbes:
     def forked(self):
         return {}
 
-    def take_mapped(self):
+    def mapped(self):
         return []
 
     def read(self):
