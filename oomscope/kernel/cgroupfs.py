@@ -179,6 +179,17 @@ class MemoryHierarchy:
         for key in [k for k in kept if k[0] == cgroup]:
             os.close(kept.pop(key))
 
+    def forget_files_except(self, cgroups) -> None:
+        """Closes the kept descriptors of every cgroup not in ``cgroups`` (the sampler thread only):
+        files read on the way to a limit (``limited_ancestor``) belong to cgroups that are never
+        watched, so nothing else closes them once those cgroups are gone (the soak benchmark found
+        700 descriptors of removed pods' limit files after half an hour of churn)."""
+        kept = self._kept
+        if kept is None or threading.get_ident() != self._kept_owner:
+            return
+        for key in [k for k in kept if k[0] not in cgroups]:
+            os.close(kept.pop(key))
+
     def close_files(self) -> None:
         """Closes every kept descriptor (once the sampler thread has stopped)."""
         kept, self._kept = self._kept, None

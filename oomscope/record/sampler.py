@@ -234,6 +234,8 @@ class Sampler:
         for cg in vanished:
             del self._watched[cg]
             self.hier.forget_files(cg)
+        # and those of cgroups gone that were read without being watched (on the way to a limit)
+        self.hier.forget_files_except(set(self._walked or ()) | set(self._watched))
         self.store.set_watched({c: w.ino for c, w in self._watched.items()}, vanished, 4 * self.max_cgroups)
         self.runtimes.forget_except(self.store.known_pids())
         self._sync_limit_notifications()

@@ -354,3 +354,34 @@ def test_a_containers_own_cgroup_tree_cannot_crowd_out_the_others_or_make_the_wa
     # (a depth-first walk went down a container's own tree before its neighbours)
     depths = [c.count("/") for c in s.hier.walk("/")]
     assert all(later >= earlier - 1 for i, earlier in enumerate(depths) for later in depths[i + 1:i + 400]), depths[:60]
+
+
+def test_descriptors_of_cgroups_read_on_the_way_to_a_limit_are_closed_once_they_are_gone(tmp_path):
+    """Issue 24's soak: a pod's cgroup (no tasks of its own) is read only to find the limit above
+    its containers; its kept limit file was closed by nothing once the pod was gone (700
+    descriptors after half an hour of churn)."""
+    import shutil
+
+    root = _root(tmp_path)
+    s = Sampler(MemoryHierarchy(root, 2), pid_retention_s=60, notify=False)
+    s.hier.keep_files_open(1000)  # as the sampler thread does in run()
+    try:
+        s.tick()
+        baseline = len(s.hier._kept)
+        for round_ in range(5):
+            for i in range(10):
+                d = os.path.join(root, "kubepods", f"pod{round_}-{i}")
+                os.makedirs(d)
+                with open(os.path.join(d, "memory.max"), "w") as f:
+                    f.write("max\n")  # a BestEffort pod: no limit up to the root
+                _cgroup(root, f"kubepods/pod{round_}-{i}/ctr", 10 << 20, "max", [1000 + i])
+            s._next_discovery = s._next_full_discovery = 0
+            s.tick()
+            for i in range(10):
+                shutil.rmtree(os.path.join(root, "kubepods", f"pod{round_}-{i}"))
+        s._next_discovery = s._next_full_discovery = 0
+        s._walked = None
+        s.tick()
+        assert len(s.hier._kept) <= baseline + 2, sorted({k[0] for k in s.hier._kept})[:10]
+    finally:
+        s.hier.close_files()
