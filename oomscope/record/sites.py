@@ -231,8 +231,10 @@ class SiteSampler:
         if not near:
             if self.probes.attached and now - self._last_near_ns > self.hold_ns:
                 self.detach_s.append(self.probes.detach())
+                checks = sorted(self.check_s)
                 self.say(f"oomscope: growth sites: sampling detached: no cgroup near its limit for {self.hold_ns / 1e9:.0f} s "
-                         f"(detach {self.detach_s[-1] * 1000:.1f} ms)")
+                         f"(detach {self.detach_s[-1] * 1000:.1f} ms; checks: median "
+                         f"{checks[len(checks) // 2] * 1000 if checks else 0:.1f} ms, longest {checks[-1] * 1000 if checks else 0:.1f} ms)")
                 self._frames.clear()
                 self.symbolizer.clear()
             return
