@@ -17,8 +17,8 @@ from ..units import fmt_bytes, fmt_pct
 TOP_ROWS = 8
 FLAME_SITES = 12
 FLAME_DEPTH = 12
-FLAME_WIDTH = 600
-FLAME_ROW = 16
+FLAME_WIDTH = 1000
+FLAME_ROW = 18
 SOURCES = {"page_faults": "sampled page faults still resident", "go_heap": "Go heap profile"}
 
 
@@ -89,6 +89,10 @@ def sites_view(capture: Capture) -> Optional[SitesView]:
         top = sites[0]
         summary = (f"{top.frames[0] if top.frames else 'Unnamed code'} held the most: {fmt_bytes(top.bytes)}"
                    + (f", {fmt_pct(top.bytes / charge)} of the charge at the kill" if charge else "") + ".")
+        if sm is not None and top.source == "page_faults":
+            summary += (f" Only what grew while the cgroup was near its limit is measured (sampling began "
+                        f"{abs(sm.sampled_from_ms or 0) / 1000:.1f} s before the kill): the memory allocated "
+                        f"before is in no row.")
     method = ""
     if sm is not None:
         method = (f"One page fault in {sm.period} of the cgroup's processes was sampled from "
@@ -127,7 +131,7 @@ def _flame(sites) -> tuple:
         depth = max(depth, level + 1)
         for name, (size, kids) in sorted(node.items(), key=lambda kv: -kv[1][0]):
             width = FLAME_WIDTH * size / total
-            label = name if width >= 7 * min(len(name), 40) else (name[: int(width / 7) - 1] + "…" if width > 28 else "")
+            label = name if width >= 7 * len(name) + 4 else (name[: int(width / 7) - 1] + "…" if width > 28 else "")
             boxes.append(FlameBox(round(x, 2), level * FLAME_ROW, round(width, 2), label,
                                   f"{name}: {fmt_bytes(size)} ({fmt_pct(size / total)})", _color(name)))
             walk(kids, x, level + 1)

@@ -290,7 +290,7 @@ def test_the_post_mortem_shows_the_sites_escaped():
     cap.limit_hitters = [LimitHitter(7, 7, "x", 1.5, 0.5, 3, -1.0, [evil], ["try_charge_memcg"])]
     page = render_html(cap)
     assert "Which code held the memory" in page and "<script>alert" not in page and "&lt;script&gt;" in page
-    assert "<svg class=\"flame\"" in page and "Who hit the limit" in page
+    assert "<svg class=\"flame wide\"" in page and "Who hit the limit" in page
     out = json.loads(render_json(cap))
     assert out["allocation_sites"][0]["frames"][0] == evil and out["allocation_sites"][0]["bytes"] == 48 << 20
     assert out["limit_hitters"][0]["stall_ms"] == 1.5 and out["allocation_sampling"]["period"] == 64
