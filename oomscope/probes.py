@@ -644,6 +644,10 @@ class AllocSiteProbes:
                                               v.runs, v.last_ns, v.user_stack, v.kernel_stack))
         return hitters, self._stacks({s for h in hitters for s in (h.user_stack, h.kernel_stack) if s >= 0})
 
+    def stacks(self, ids) -> Dict[int, List[int]]:
+        """Stack ids -> code addresses, innermost first (those still in the stack map)."""
+        return self._stacks(ids)
+
     def _stacks(self, ids) -> Dict[int, List[int]]:
         table = self.bpf["stacks"]
         stacks = {}
@@ -665,10 +669,8 @@ class AllocSiteProbes:
             for k, v in _batch_items(self.bpf["hitters"]):
                 hitters.append(layouts.Hitter(_int(k), v.tgid, v.comm.decode("utf-8", "replace"), v.stall_ns, v.max_ns,
                                               v.runs, v.last_ns, v.user_stack, v.kernel_stack))
-        ids = {s for _, u, kk in counts for s in (u, kk) if s >= 0}
-        ids |= {s for p in pages for s in (p.user_stack, p.kernel_stack) if s >= 0}
-        ids |= {s for h in hitters for s in (h.user_stack, h.kernel_stack) if s >= 0}
-        stacks = self._stacks(ids)
+        # the hitters' stacks only: the sites' are read for the top ones (stacks()), one lookup each
+        stacks = self._stacks({s for h in hitters for s in (h.user_stack, h.kernel_stack) if s >= 0})
         st = {_int(k): _int(v) for k, v in self.bpf["site_stats"].items()}
         return layouts.SiteRead(counts, pages, stacks, hitters, samples=st.get(0, 0), stacks_lost=st.get(1, 0),
                                 counts_full=st.get(2, 0))

@@ -20,8 +20,9 @@ PRESENT = 1 << 63
 SWAPPED = 1 << 62
 FILE_OR_SHARED = 1 << 61
 ENTRY = 8
-#: pages closer than this (in pages) are read in one pread: 512 entries = 4 KiB of pagemap
-GAP_PAGES = 512
+#: pages closer than this (in pages) are read in one pread: 32 entries = 256 bytes of pagemap (at
+#: most 8 MiB read for the 32,768 sampled pages, however sparse)
+GAP_PAGES = 32
 #: a run read at once is at most this many entries (64 KiB of pagemap)
 MAX_RUN_PAGES = 8192
 #: at most this many bytes and reads of pagemap per call (a sampled page each: 32,768 pages at most)

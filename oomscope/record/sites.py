@@ -284,6 +284,8 @@ class SiteSampler:
         begun: Set[int] = set()
         for cg, members in tgids.items():
             mine = [s for s in sites if s.pid in members][:TOP_SITES]
+            wanted = {s.user_stack for s in mine if s.user_stack >= 0 and (s.pid, s.user_stack) not in self._frames}
+            read.stacks.update(self.probes.stacks(wanted - read.stacks.keys()))
             for s in mine:
                 self._name(s, read.stacks, begun)
             hitters = [self._hitter(h, read.stacks, begun) for h in read.hitters if h.tgid in members]

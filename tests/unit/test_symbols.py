@@ -331,6 +331,9 @@ class _FakeProbes:
     def read_hitters(self):
         return list(self.hitters), {}
 
+    def stacks(self, ids):
+        return {}
+
     def kernel_names(self, addrs):
         return [hex(a) for a in addrs]
 
