@@ -5,7 +5,6 @@ Every call that reads hostile input runs within a deadline (a hang fails the tes
 import os
 import random
 import shutil
-import stat
 import subprocess
 
 import pytest
