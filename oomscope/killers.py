@@ -51,11 +51,14 @@ RUNTIMES = ("runc", "crun", "youki", "conmon", "containerd", "crio", "cri-o")
 #: oomscope's own test of "under memory pressure", each with why:
 #: - the cgroup at 90% or more of its limit (memory.max, or the nearest limited ancestor's), or at
 #:   its memory.high: the kernel reclaims there, and a kernel OOM kill is a few allocations away;
-#: - PSI some avg10 >= 10% (cgroup or host): a tenth of the last 10 s some task waited for memory
-#:   (systemd-oomd's default limit is 60% over 30 s; 10% is well before it, and far above an idle
-#:   host's 0-1%);
-#: - PSI full avg10 >= 5%: every task stalled at once, 0.5 s of the last 10;
-#: - MemAvailable at or below 10% of MemTotal: earlyoom's default threshold.
+#: - the cgroup's PSI (v2 memory.pressure) some avg10 >= 10%: a tenth of the last 10 s some task
+#:   waited for memory (systemd-oomd's default limit is 60% over 30 s; 10% is well before it, and
+#:   far above an idle cgroup's 0-1%); full avg10 >= 5%: every task stalled at once, 0.5 s of 10;
+#: - the host's MemAvailable at or below 10% of MemTotal: earlyoom's default threshold.
+#: The host's PSI (/proc/pressure/memory) is recorded, never a rule: it counts every task stalled
+#: anywhere, a single cgroup reclaiming at its own limit included (measured here: an OOM storm in
+#: one 96 MiB cgroup took the host's some avg10 to 25% with 20 GiB free), so it says nothing of a
+#: process in another cgroup.
 PRESSURE_RULES = {"cgroup_ratio": 0.9, "psi_some_avg10": 10.0, "psi_full_avg10": 5.0, "available_ratio": 0.10}
 MAX_ARGS = 4096  # a command line's arguments looked at (a hostile one may hold a million)
 MAX_TEXT = 1 << 16  # a config file's characters looked at
@@ -98,22 +101,22 @@ def recognise(comm: str, exe: Optional[str]) -> Tuple[Optional[str], str]:
 Pressure = KillPressure  # the model's record (model.py), the rules on it here
 
 
-def met_rules(p: KillPressure) -> List[str]:
-    """Each pressure rule this reading meets, in words with its figures."""
+def met_rules(p: KillPressure, host_only: bool = False) -> List[str]:
+    """Each pressure rule this reading meets, in words with its figures (``host_only``: the host's)."""
     out = []
-    r = p.cgroup_ratio
+    r = None if host_only else p.cgroup_ratio
     if r is not None and r >= PRESSURE_RULES["cgroup_ratio"]:
         out.append(f"the cgroup {p.limit_cgroup or p.cgroup} at {r:.0%} of its limit "
                    f"({_mib(p.cgroup_usage_bytes)} of {_mib(p.cgroup_limit_bytes)})")
-    if (p.cgroup_high_bytes is not None and p.cgroup_usage_bytes is not None
+    if (not host_only and p.cgroup_high_bytes is not None and p.cgroup_usage_bytes is not None
             and p.cgroup_usage_bytes >= p.cgroup_high_bytes):
         out.append(f"the cgroup at its memory.high ({_mib(p.cgroup_usage_bytes)} of {_mib(p.cgroup_high_bytes)})")
-    for who, psi in (("the cgroup's", p.cgroup_psi), ("the host's", p.host_psi)):
-        some, full = psi.get("some_avg10"), psi.get("full_avg10")
+    if not host_only:
+        some, full = p.cgroup_psi.get("some_avg10"), p.cgroup_psi.get("full_avg10")
         if some is not None and some >= PRESSURE_RULES["psi_some_avg10"]:
-            out.append(f"{who} memory PSI some avg10 {some:.1f}%")
+            out.append(f"the cgroup's memory PSI some avg10 {some:.1f}%")
         if full is not None and full >= PRESSURE_RULES["psi_full_avg10"]:
-            out.append(f"{who} memory PSI full avg10 {full:.1f}%")
+            out.append(f"the cgroup's memory PSI full avg10 {full:.1f}%")
     a = p.available_ratio
     if a is not None and a <= PRESSURE_RULES["available_ratio"]:
         out.append(f"the host's MemAvailable {_mib(p.mem_available_bytes)}, {a:.1%} of {_mib(p.mem_total_bytes)}")
@@ -135,11 +138,22 @@ class Decision:
     why: str  # in words
 
 
-def classify(comm: str, exe: Optional[str], pressure: Pressure, target_cgroup: Optional[str]) -> Decision:
+def _same_subtree(a: Optional[str], b: Optional[str]) -> bool:
+    if not a or not b or a == "/" or b == "/":
+        return False
+    a, b = a.rstrip("/") + "/", b.rstrip("/") + "/"
+    return a.startswith(b) or b.startswith(a)
+
+
+def classify(comm: str, exe: Optional[str], pressure: Pressure, target_cgroup: Optional[str],
+             sender_cgroup: Optional[str] = None) -> Decision:
     """A memory kill: a known killer's, or any sender's under memory pressure; a container runtime
-    counts as the kubelet's only for a target under kubepods."""
+    counts as the kubelet's only for a target under kubepods. A sender in the target's own cgroup
+    subtree (a parent ending its workers, a shell its jobs, inside one container) is the workload's
+    own doing: for it only the host's pressure counts, its cgroup's limit is the kernel's to enforce."""
     name, how = recognise(comm, exe)
-    met = met_rules(pressure)
+    inside = name is None and _same_subtree(sender_cgroup, target_cgroup)
+    met = met_rules(pressure, host_only=inside)
     if name == "runtime":
         in_pods = bool(target_cgroup) and "kubepods" in target_cgroup
         if in_pods and met:
@@ -151,6 +165,8 @@ def classify(comm: str, exe: Optional[str], pressure: Pressure, target_cgroup: O
         return Decision(True, name, how, met, f"sent by {name}, a user-space OOM killer")
     if met:
         return Decision(True, None, how, met, "sent under memory pressure")
+    if inside:
+        return Decision(False, None, how, met, "sent from inside the target's own cgroup, with the host under no pressure")
     return Decision(False, None, how, met, "no known killer and no memory pressure")
 
 

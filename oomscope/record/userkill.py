@@ -131,12 +131,13 @@ class UserKills:
             target_cgroup = self.store.cgroup_of_pid(ev.target_pid) or (None if target_cgroup == "/" else target_cgroup)
         task = procfs.read_task(ev.target_pid, "after_kill", self.proc)
         exe = read_exe(ev.sender_tgid, self.proc)
+        sender_cgroup = procfs.read_memory_cgroup(ev.sender_tgid, self.hier.version, self.proc)
         pressure = self.pressure(target_cgroup, snap, ev.ts_ns, now_ns)
-        decision = killers.classify(ev.sender_comm, exe, pressure, target_cgroup)
+        decision = killers.classify(ev.sender_comm, exe, pressure, target_cgroup, sender_cgroup)
         if not decision.memory_kill:
             self.not_memory += 1
             return None
-        killer = self.killer_of(ev, exe, decision, pressure, target_cgroup)
+        killer = self.killer_of(ev, exe, decision, pressure, target_cgroup, sender_cgroup)
         kill = UserKill(ev, now_ns, killer, target_cgroup, task.cmdline if task is not None else None, task, snap,
                         [killers.signal_name(ev.sig)])
         self.pending.append(kill)
@@ -203,8 +204,7 @@ class UserKills:
         return p
 
     def killer_of(self, ev: SignalEvent, exe: Optional[str], decision: killers.Decision, pressure: KillPressure,
-                  target_cgroup: Optional[str]) -> Killer:
-        cgroup = procfs.read_memory_cgroup(ev.sender_tgid, self.hier.version, self.proc)
+                  target_cgroup: Optional[str], cgroup: Optional[str]) -> Killer:
         w = workload_of(cgroup, self.names) if cgroup and cgroup != "/" else None
         unit = None
         if w is not None:
@@ -251,8 +251,8 @@ class UserKills:
             return "Meta's oomd: its rules are in its JSON configuration (not read)", ""
         rules = killers.PRESSURE_RULES
         return (f"no killer oomscope knows: recorded because memory pressure was met (oomscope's rule: the cgroup at "
-                f"{rules['cgroup_ratio']:.0%} of its limit or at memory.high, memory PSI some avg10 >= {rules['psi_some_avg10']:.0f}% "
-                f"or full avg10 >= {rules['psi_full_avg10']:.0f}%, or MemAvailable at or below {rules['available_ratio']:.0%})"), ""
+                f"{rules['cgroup_ratio']:.0%} of its limit or at memory.high, its memory PSI some avg10 >= {rules['psi_some_avg10']:.0f}% "
+                f"or full avg10 >= {rules['psi_full_avg10']:.0f}%, or the host's MemAvailable at or below {rules['available_ratio']:.0%})"), ""
 
     def managed_oom(self, cgroup: Optional[str]) -> Tuple[Optional[str], Dict[str, str]]:
         """The nearest unit at or above ``cgroup`` with ManagedOOM* settings, read from its unit

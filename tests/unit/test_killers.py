@@ -51,7 +51,8 @@ def test_kill_9_from_a_shell_with_no_pressure_is_not_a_memory_kill():
 def test_any_sender_under_pressure_is_a_memory_kill_and_each_rule_is_said():
     d = classify("bash", "/usr/bin/bash", pressure(cgroup_usage_bytes=int(0.95 * GIB)), "/app")
     assert d.memory_kill and d.killer is None and d.met == ["the cgroup /app at 95% of its limit (972.8 MiB of 1024.0 MiB)"]
-    assert classify("sh", "/bin/sh", pressure(host_psi={"some_avg10": 12.5}), "/app").met == ["the host's memory PSI some avg10 12.5%"]
+    # the host's PSI counts any cgroup's stall at its own limit: recorded, never a rule
+    assert not classify("sh", "/bin/sh", pressure(host_psi={"some_avg10": 25.0, "full_avg10": 9.0}), "/app").memory_kill
     assert classify("sh", "/bin/sh", pressure(cgroup_psi={"full_avg10": 6.0}), "/app").met == ["the cgroup's memory PSI full avg10 6.0%"]
     assert "MemAvailable" in classify("sh", "/bin/sh", pressure(mem_available_bytes=GIB), "/app").met[0]
     assert "memory.high" in classify("sh", "/bin/sh", pressure(cgroup_high_bytes=50 << 20), "/app").met[0]
@@ -201,3 +202,17 @@ def test_a_user_kill_is_placed_at_the_nearest_limit_and_its_event_carries_the_vi
     assert place_user_kill("/a/b", None, 2).cgroup.oom_memcg == "/a/b"
     ev = victim_event(SignalEvent(5, 7, 7, 42, 9, 0, 1, "earlyoom", "java"), None, None)
     assert (ev.victim_pid, ev.victim_comm, ev.anon_rss_kb, ev.trigger_tgid) == (42, "java", None, 0)
+
+
+def test_a_sender_inside_the_targets_own_cgroup_counts_only_the_hosts_pressure():
+    full = pressure(cgroup_usage_bytes=GIB, cgroup_psi={"some_avg10": 50.0})
+    # a storm's parent ending its children in their full cgroup: the workload's own doing
+    d = classify("python3", "/usr/bin/python3.11", full, "/app/workers", "/app")
+    assert not d.memory_kill and "inside the target's own cgroup" in d.why
+    # the same from elsewhere is a memory kill; and inside, the host's pressure still counts
+    assert classify("python3", "/usr/bin/python3.11", full, "/app/workers", "/ops").memory_kill
+    d = classify("python3", "/usr/bin/python3.11", pressure(mem_available_bytes=GIB // 4), "/app", "/app")
+    assert d.memory_kill and d.met[0].startswith("the host's MemAvailable")
+    # a known killer is one wherever it runs; "/" (unknown) is no subtree
+    assert classify("earlyoom", "/usr/bin/earlyoom", CALM, "/app", "/app").memory_kill
+    assert classify("sh", "/bin/sh", full, "/app", "/").memory_kill
