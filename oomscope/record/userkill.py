@@ -189,13 +189,17 @@ class UserKills:
         text = read_small(f"{self.proc}/pressure/memory")
         if text is not None:
             p.host_psi = _avgs(parse_pressure(text))
-        host = self._host if self._host is not None and 0 <= kill_ns - self._host[0] <= HOST_MAX_AGE_NS else None
-        if host is None:
-            text = read_small(f"{self.proc}/meminfo")
-            host = (now_ns, procfs.parse_meminfo(text)) if text is not None else None
-            if host is not None:
-                p.sources.append("the host's memory read after the signal")
-        else:
+        # The last reading before the kill, and one now: memory falls until a kill frees it, so the
+        # lower MemAvailable of the two is the nearer to the moment of the kill (the one before it
+        # when the victim freed at once, the one after it when the victim still holds its memory)
+        before = self._host if self._host is not None and 0 <= kill_ns - self._host[0] <= HOST_MAX_AGE_NS else None
+        text = read_small(f"{self.proc}/meminfo")
+        after = (now_ns, procfs.parse_meminfo(text)) if text is not None else None
+        host = min((h for h in (before, after) if h is not None), default=None,
+                   key=lambda h: h[1].get("MemAvailable", 1 << 62))
+        if host is not None and host is after:
+            p.sources.append("the host's memory read after the signal (lower than the last reading before it)")
+        elif host is not None:
             p.sources.append(f"the host's memory read {(kill_ns - host[0]) / 1e6:.0f} ms before the kill")
         if host is not None:
             m = host[1]
