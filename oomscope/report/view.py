@@ -329,6 +329,11 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
     v, cg, ak = capture.victim, capture.cgroup, capture.at_kill
     where = cg.task_memcg or cg.oom_memcg or "an unknown cgroup"
     headline = f"pid {v.pid} ({v.comm or '?'}) was OOM-killed in {where}"
+    if capture.kind == "throttle":  # nobody was killed (issue 28)
+        headline = f"{where} was throttled at memory.high" + (f" for {capture.throttle.duration_s:.0f} s" if capture.throttle else "")
+    elif capture.killer.kind == "userspace":
+        headline = (f"pid {v.pid} ({v.comm or '?'}) was killed from user space by "
+                    f"{capture.killer.known_as or capture.killer.comm or '?'} in {where}")
     hm = capture.host_memory_at_kill
 
     facts = [

@@ -116,3 +116,14 @@ def test_the_index_lists_kills_user_space_kills_and_throttle_episodes_apart():
     assert "kernel-victim" in main and "user-victim" not in main and "srv" not in main
     assert "user-victim" in user_part and "earlyoom (pid 9), SIGTERM" in user_part
     assert "3 s, stalled 40%" in throttle_part
+
+
+def test_the_page_headline_says_throttled_or_who_killed():
+    from oomscope.model import Killer
+    from oomscope.report.view import build_view
+
+    assert build_view(_capture()).headline == "/app was throttled at memory.high for 3 s"
+    cap = _capture()
+    cap.kind, cap.throttle = "kill", None
+    cap.killer = Killer(kind="userspace", comm="earlyoom", pid=9, known_as="earlyoom")
+    assert build_view(cap).headline == "pid 7 (<b>srv</b>) was killed from user space by earlyoom in /app"
