@@ -179,7 +179,8 @@ class PostMortems:
             return 0
         wanted = []
         for s in series.series():
-            wanted += [s.first] if len(s.kills) == 1 else [s.first, s.last]
+            wanted += [k for k in ([s.first] if len(s.kills) == 1 else [s.first, s.last])
+                       if k.folder in self.index.no_page]  # a kill rendered before (an earlier run) is left as it is
         rendered = 0
         with Dir(self.out_dir) as top:
             for k in wanted:
