@@ -104,17 +104,17 @@ def _with_reclaim(t: Trend, timeline) -> Trend:
 def _weighted_fit(t, y, w):
     """The weighted least-squares line of y over t: (slope, R², the line's value at the first t,
     at the last t); a flat line through the weighted mean when t is constant."""
-    import numpy as np  # with pandas, only where a timeline is fitted
+    import numpy as np  # only where a timeline is fitted
 
     if float(w.sum()) <= 0:
-        return 0.0, 0.0, float(y.iloc[0]), float(y.iloc[-1])
+        return 0.0, 0.0, float(y[0]), float(y[-1])
     tm, ym = float(np.average(t, weights=w)), float(np.average(y, weights=w))
     (var_t, cov), (_, var_y) = np.cov(t, y, aweights=w)
     if var_t <= 0:
         return 0.0, 0.0, ym, ym
     slope = float(cov / var_t)
     r2 = float(cov * cov / (var_t * var_y)) if var_y > 0 else 0.0
-    return slope, r2, ym + slope * (float(t.iloc[0]) - tm), ym + slope * (float(t.iloc[-1]) - tm)
+    return slope, r2, ym + slope * (float(t[0]) - tm), ym + slope * (float(t[-1]) - tm)
 
 
 def trend_of(capture: Capture) -> Trend:
@@ -145,17 +145,20 @@ def trend_of(capture: Capture) -> Trend:
     other = held(pts[-1]) - pts[-1].anon_bytes
     what = ("Anonymous memory" if other < 0.1 * max(held(pts[-1]), 1)
             else "Memory that reclaim cannot free (anonymous, tmpfs, kernel)")
-    import pandas as pd  # here only: a kill without a timeline (every import) never loads it (0.27 s a start)
+    # numpy, not pandas (issue 29: the post-mortem worker no longer loads pandas: 0.27 s a start
+    # and its share of the worker's memory); the same arithmetic, the same figures (gold files)
+    import numpy as np
 
-    df = pd.DataFrame({"t": [p.t_ms / 60_000 for p in pts], "anon": [held(p) for p in pts]})
-    minutes = float(df["t"].iloc[-1] - df["t"].iloc[0])
+    tt = np.array([p.t_ms / 60_000 for p in pts], dtype=np.float64)
+    anon = np.array([held(p) for p in pts], dtype=np.int64)
+    minutes = float(tt[-1] - tt[0])
     # Each point weighs the time it stands for (half the gaps on either side): the timeline is
     # dense near the kill and thinned with age (record/timeline.py: every point of the last 10
     # minutes, one per 2 or 15 minutes before), and an unweighted fit would be the last 10
     # minutes' fit whatever the hours before did.
-    gaps = df["t"].diff().fillna(0.0)
-    w = (gaps + gaps.shift(-1).fillna(0.0)) / 2
-    slope, r2, fit_start, fit_end = _weighted_fit(df["t"], df["anon"], w)
+    gaps = np.concatenate(([0.0], np.diff(tt)))
+    w = (gaps + np.concatenate((gaps[1:], [0.0]))) / 2
+    slope, r2, fit_start, fit_end = _weighted_fit(tt, anon, w)
     # The rise is the fitted line's, not the first and last readings': a thinned stretch's point is
     # its highest reading (the top of a garbage collector's saw-tooth), the last one a raw reading.
     # A fitted value is never beyond what is possible (issue 26: "rose to 64.5 MiB" with a 64.0 MiB
@@ -163,12 +166,12 @@ def trend_of(capture: Capture) -> Trend:
     ceiling = min([x for x in (capture.at_kill.usage_bytes, capture.at_kill.limit_bytes, pts[-1].limit_bytes) if x]
                   or [max(fit_start, fit_end, 0.0)])
     start, end = int(min(ceiling, max(0.0, fit_start))), int(min(ceiling, max(0.0, fit_end)))
-    last = int(df["anon"].iloc[-1])
+    last = int(anon[-1])
     t = Trend("unknown", minutes=minutes, anon_rate_bytes_per_min=slope, anon_start_bytes=start,
               anon_end_bytes=end, r2=r2)
     _with_reclaim(t, capture.timelines[0])
     # the first half of the timeline against the second: a plateau is flat in both, then jumps
-    half = df[df["t"] <= df["t"].iloc[0] + minutes / 2]["anon"]
+    half = anon[tt <= tt[0] + minutes / 2]
     if r2 >= 0.8 and slope > 0 and end - start >= 0.25 * max(end, 1):
         t.kind = "leak"
         t.text = (f"{what} rose steadily for {_span(minutes)}: a straight line fitted to its readings (R²={r2:.2f}) "
@@ -181,7 +184,7 @@ def trend_of(capture: Capture) -> Trend:
                   f"of a {_span(minutes)} timeline: a burst, not a leak.")
     else:
         t.kind = "plateau"
-        t.text = (f"{what} held between {_mib(int(df['anon'].min()))} and {_mib(int(df['anon'].max()))} "
+        t.text = (f"{what} held between {_mib(int(anon.min()))} and {_mib(int(anon.max()))} "
                   f"over {_span(minutes)} (no steady rise: R²={r2:.2f}).")
     return t
 

@@ -46,8 +46,8 @@ def test_record_maps_no_analysis_and_survives_its_worker_dying(recorder, sandbox
     assert b"-P" in _cmdline(worker), "the worker never searches the working folder for modules"
     with open(f"/proc/{rec.proc.pid}/comm") as f:
         assert f.read().strip() == "oomscope", "found by ps -C oomscope as before the exec"
-    # its worker renders (jinja2's markupsafe); pandas is loaded only to fit a timeline's trend
-    # (analysis/advice.py), and this kill's cgroup was made just before it, so it has none
+    # its worker renders (jinja2's markupsafe); no pandas anywhere (analysis/advice.py fits a
+    # timeline's trend with numpy: issue 29)
     assert "markupsafe" in _mapped(worker), "its worker renders the post-mortem"
 
     os.kill(worker, signal.SIGKILL)
