@@ -131,6 +131,14 @@ def trend_of(capture: Capture) -> Trend:
     def held(p) -> int:
         kernel = p.kernel_bytes if p.kernel_bytes is not None else (p.slab_bytes or 0)
         return p.anon_bytes + (p.shmem_bytes or 0) + kernel
+    # A workload restarted in the same cgroup (a crash loop, systemd's Restart=) ends each earlier
+    # life in a drop of what is held (the killed process's memory is freed at once): this kill's
+    # trend is its own life's, from the last drop of more than half on (issue 29: fitted over the
+    # saw-tooth of five lives, a steady leak read as a plateau from its second kill on).
+    for i in range(len(pts) - 1, 0, -1):
+        if held(pts[i]) < 0.5 * held(pts[i - 1]):
+            pts = pts[i:]
+            break
     # Before its workload started the cgroup held next to nothing (a sandbox or a pod sandbox made
     # ahead of its process): that stretch says nothing about the workload's growth, and fitting it
     # makes a steady rise look like a flat line and a jump. Keep only its last point, the start.

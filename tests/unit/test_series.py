@@ -208,3 +208,16 @@ def test_a_series_whose_kills_are_removed_loses_its_page(tmp_path):
     fin.close()
     pages = [p.name for p in (tmp_path / "series").iterdir()]
     assert old.name not in pages and len(pages) == 2 and "notes.txt" in pages
+
+
+def test_a_restarted_leaks_trend_is_its_own_lifes_not_the_saw_tooth():
+    from oomscope.analysis.advice import trend_of
+
+    c = _leaking_kills(1)[0]
+    pts = []
+    for life_start in (-60, -30):  # two lives of 29 s, the first killed at -31 s
+        for s in range(0, 30):
+            pts.append(TimelinePoint(t_ms=(life_start + s) * 1000.0, anon_bytes=(2 + 2 * s) * MIB, usage_bytes=(2 + 2 * s) * MIB))
+    c.timelines = [Timeline(cgroup="/x", points=pts)]
+    t = trend_of(c)
+    assert t.kind == "leak" and 28 <= t.minutes * 60 <= 30, t.text
