@@ -27,6 +27,10 @@ SANDBOX_PREFIX = "oomscope-lab-"
 SCRATCH = {"slab": "dir", "tmpfs": "tmpfs", "leak-native": "build"}
 #: how long the lab waits for a separate recorder to find its sandbox (two discovery passes)
 WATCH_WAIT_S = 2.5
+#: scenarios whose workload is restarted in its sandbox after each kill, as a supervisor (kubelet,
+#: systemd's Restart=) does, until it has been killed this many times: one series (postmortem/series.py)
+RESTARTS = {"crashloop": 5}
+RESTART_DELAY_S = 1.0  # kubelet's first backoff is 10 s; short here, the series window is what counts
 #: the longest it waits for record --lab's own sampler to have sampled it
 WATCH_TIMEOUT_S = 60.0  # the sampler's first pass over a host of 500 cgroups took 32 s (loaded 2-core host)
 
@@ -98,24 +102,30 @@ def run_scenario(
         # there (cgroup v1 does not move a task's earlier charges when it changes cgroup).
         # stderr goes to a file, not a pipe: a helper the workload forked keeps a pipe open.
         argv, env = module_command("oomscope.workloads", [scenario, str(limit_bytes), scratch])
-        with tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen(
-                ["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "oomscope-lab",
-                 os.path.join(path, "cgroup.procs"), *argv],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env,
-            )
-            run.main_pid = proc.pid
-            if on_started is not None:
-                on_started(run)
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            run.returncode = proc.returncode
-            run.killed = proc.returncode == -9
-            err.seek(0)
-            run.stderr = err.read()[-2000:].decode("utf-8", "replace")
+        for life in range(RESTARTS.get(scenario, 1)):
+            if life:
+                time.sleep(RESTART_DELAY_S)  # the supervisor's backoff
+            with tempfile.TemporaryFile() as err:
+                proc = subprocess.Popen(
+                    ["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "oomscope-lab",
+                     os.path.join(path, "cgroup.procs"), *argv],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env,
+                )
+                run.main_pid = proc.pid
+                run.pids_seen.append(proc.pid)
+                if on_started is not None and not life:
+                    on_started(run)
+                try:
+                    proc.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                run.returncode = proc.returncode
+                run.killed = proc.returncode == -9
+                err.seek(0)
+                run.stderr = err.read()[-2000:].decode("utf-8", "replace")
+            if not run.killed:  # a life that was not killed ends the loop: the lab says so
+                break
         # Let the kernel's report reach the log before the cgroup goes away.
         time.sleep(0.2)
     except (OSError, subprocess.SubprocessError) as exc:

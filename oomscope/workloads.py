@@ -192,8 +192,15 @@ def leak_native(limit: int, scratch: str = "") -> None:
     os.execv(binary, [binary, str(limit), str(int(4 * FILL_S))])
 
 
+def crashloop(limit: int, scratch: str = "") -> None:
+    """One life of a leaking service that its supervisor restarts (lab.py RESTARTS): it leaks
+    steadily until the kernel kills it, the same way every life."""
+    _name("oomscope-loop")
+    _touch_until_killed(limit)
+
+
 SCENARIOS = {"anon": anon, "sidecar": sidecar, "untouched": untouched, "thp": thp, "slab": slab, "tmpfs": tmpfs,
-             "java-offheap": java_offheap, "java-heap": java_heap, "leak-native": leak_native}
+             "java-offheap": java_offheap, "java-heap": java_heap, "leak-native": leak_native, "crashloop": crashloop}
 #: the smallest limit a scenario runs under (a JVM alone is resident at ~40 MiB)
 MIN_LIMIT = {"java-offheap": 160 << 20, "java-heap": 160 << 20}
 
