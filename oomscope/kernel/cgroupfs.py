@@ -179,6 +179,12 @@ class MemoryHierarchy:
         for key in [k for k in kept if k[0] == cgroup]:
             os.close(kept.pop(key))
 
+    def forget_paths_except(self, cgroups) -> None:
+        """Drops the cached paths of cgroups not in ``cgroups`` (gone, or never watched): with pods
+        made and removed all day the cache otherwise filled to its cap before it was cleared (a
+        sawtooth of up to 16,384 paths, ~5 MiB: the soak benchmark's recorder grew all its hour)."""
+        self._paths = {c: p for c, p in self._paths.items() if c in cgroups}
+
     def forget_files_except(self, cgroups) -> None:
         """Closes the kept descriptors of every cgroup not in ``cgroups`` (the sampler thread only):
         files read on the way to a limit (``limited_ancestor``) belong to cgroups that are never

@@ -181,6 +181,12 @@ class Readings:
         with self._lock:
             return {pid: self._pid_cgroup[pid][0] for pid in pids if pid in self._pid_cgroup}
 
+    def forget_ancestors_except(self, cgroups) -> None:
+        """Drops the cached limited ancestors of cgroups not in ``cgroups`` (gone, or read only on
+        the way to a limit): the cache is then as large as the hierarchy, not as its churn."""
+        with self._lock:
+            self._limited_ancestor = {c: v for c, v in self._limited_ancestor.items() if c in cgroups}
+
     # --- read through: cached, read outside the lock on a miss ---
     def limited_ancestor(self, cgroup: str) -> Optional[str]:
         """The nearest cgroup at or above ``cgroup`` with a memory limit (the one that can OOM)."""

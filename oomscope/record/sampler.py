@@ -235,7 +235,10 @@ class Sampler:
             del self._watched[cg]
             self.hier.forget_files(cg)
         # and those of cgroups gone that were read without being watched (on the way to a limit)
-        self.hier.forget_files_except(set(self._walked or ()) | set(self._watched))
+        present = set(self._walked or ()) | set(self._watched)
+        self.hier.forget_files_except(present)
+        self.hier.forget_paths_except(present)
+        self.store.forget_ancestors_except(present)
         self.store.set_watched({c: w.ino for c, w in self._watched.items()}, vanished, 4 * self.max_cgroups)
         self.runtimes.forget_except(self.store.known_pids())
         self._sync_limit_notifications()

@@ -383,5 +383,8 @@ def test_descriptors_of_cgroups_read_on_the_way_to_a_limit_are_closed_once_they_
         s._walked = None
         s.tick()
         assert len(s.hier._kept) <= baseline + 2, sorted({k[0] for k in s.hier._kept})[:10]
+        # and nothing else of theirs is kept: paths, limited ancestors
+        assert not [c for c in s.hier._paths if c.startswith("/kubepods/pod")]
+        assert not [c for c in s.store._limited_ancestor if c.startswith("/kubepods/pod")]
     finally:
         s.hier.close_files()
