@@ -288,6 +288,11 @@ class Readings:
         with self._lock:
             return self._inos.get(cgroup)
 
+    def cgroup_of_ino(self, ino: int) -> Optional[str]:
+        """The watched cgroup whose directory has this inode (its cgroup id), if any."""
+        with self._lock:
+            return next((c for c, i in self._inos.items() if i == ino), None)
+
     def below(self, cgroup: str, t_ns: int) -> list:
         """The cgroups strictly below ``cgroup`` with tasks, each with its last sample before t_ns."""
         prefix = cgroup.rstrip("/") + "/"

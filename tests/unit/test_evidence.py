@@ -44,6 +44,9 @@ class FakeStore:
     def ino(self, cgroup):
         return None
 
+    def cgroup_of_ino(self, ino):
+        return None
+
     def runtimes_before(self, cgroup, t_ns):
         return []
 
@@ -64,6 +67,9 @@ class FakeLive:
 
     def tasks(self, cgroup):
         return []
+
+    def cgroup_of_ino(self, ino):
+        return {777: "/pods/new-pod/ctr"}.get(ino)
 
 
 def test_rate_limited_kill_is_placed_once_and_its_evidence_read_for_that_cgroup():
@@ -116,3 +122,21 @@ def test_losses_are_said_once_and_noted_in_the_captures_of_the_kills_they_may_ha
     assert len(said) == 1 and "/dev/kmsg reader stopped" in said[0]
     assert any("/dev/kmsg reader had stopped" in n for n in losses.notes_for_kill(500 * s))
     assert not any("/dev/kmsg" in n for n in losses.notes_for_kill(99 * s))
+
+
+def test_a_victim_no_read_named_is_placed_by_the_cgroup_its_kernel_snapshot_read():
+    """Issue 24's soak: a victim killed within a second of its cgroup's making (no /proc read, no
+    sample of its pid) was placed in its parent process's cgroup, outside record's --cgroup, and
+    dropped. The memcg snapshot at its SIGKILL names the cgroup by its id (the directory's inode)."""
+    from oomscope.layouts import MemcgLevel, MemcgSnapshot
+
+    reps = parse_reports(fixture_text("kmsg", "v1-6.18-storm.kmsg"))
+    bare = next(r for r in reps if not r.has_header)
+    ev = event_for(bare, victim_parent_pid=99)
+    ev.memcg_snapshot = MemcgSnapshot(ts_ns=ev.ts_ns, pid=bare.killed.pid, levels=[
+        MemcgLevel(777, 1, 2, 0, None, None, {}, {}, {}, {})])
+    gatherer = EvidenceGatherer(FakeStore({}, {99: "/outside"}), FakeLive(), cgroup_version=1)
+    kill = PendingKill(pid=bare.killed.pid, first_seen_ns=ev.ts_ns, event=ev, report=bare)
+    assert gatherer.locate(kill) == ("/pods/new-pod/ctr", "kernel_snapshot")
+    ev.memcg_snapshot = None  # without it, the parent's cgroup is the last resort, and said so
+    assert gatherer.locate(kill) == ("/outside", "fork_parent")
