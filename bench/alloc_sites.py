@@ -57,7 +57,11 @@ int main(int argc, char **argv) {
     return 0;
 }
 """
-HOLD = "import sys, time\nb = bytearray(int(sys.argv[1]))\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('held', flush=True)\ntime.sleep(3600)\n"
+# holds 84% of the limit, then grows 1 MiB a second (16 MiB at most): record samples a cgroup near
+# its limit only while it grows (record/sites.py MIN_GROWTH_PER_S)
+HOLD = ("import sys, time\nb = bytearray(int(sys.argv[1]))\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+        "print('held', flush=True)\nmore = []\nfor _ in range(16):\n    time.sleep(1)\n    more.append(bytearray(1 << 20))\n"
+        "time.sleep(3600)\n")
 LIMIT = 256 << 20
 HOLD_BYTES = int(0.84 * LIMIT)
 STORM_MIB = 8

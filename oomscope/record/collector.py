@@ -229,8 +229,8 @@ class Collector:
         self.err.write(line + "\n")
         self.err.flush()
 
-    def _near_limit(self) -> List[Tuple[str, int, int]]:
-        return [(n.cgroup, n.usage_bytes, n.limit_bytes) for n in self.sampler.store.near_limit(64)
+    def _near_limit(self) -> List[Tuple[str, int, int, Optional[float]]]:
+        return [(n.cgroup, n.usage_bytes, n.limit_bytes, n.rate_bytes_per_s) for n in self.sampler.store.near_limit(64)
                 if n.usage_bytes is not None and n.limit_bytes]
 
     def _pids_below(self, cgroup: str) -> set:

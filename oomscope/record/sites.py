@@ -59,6 +59,17 @@ MIN_PERIOD = 64
 MAX_PERIOD = 8192
 
 
+#: a cgroup near its limit is sampled only while its usage grows by at least this share of its
+#: limit a second (0.1%: 1% in 10 s) over the sampler's ring (~10 s), or when no rate is known
+#: yet: a cgroup held at its limit by page cache the kernel reclaims would keep the hook on every
+#: fault of the host for good (3-5% of a fault storm's CPU: bench/README.md)
+MIN_GROWTH_PER_S = 0.001
+
+
+def growing(rate_bytes_per_s: Optional[float], limit_bytes: int) -> bool:
+    return rate_bytes_per_s is None or rate_bytes_per_s >= MIN_GROWTH_PER_S * limit_bytes
+
+
 def choose_period(limit_bytes: int, page_size: int = 4096, attach_ratio: float = ATTACH_RATIO) -> int:
     """A power of two: one sample per this many faults."""
     window_pages = max(1, int(limit_bytes * (1 - attach_ratio)) // page_size)
@@ -173,9 +184,10 @@ def _remapped(plist: List[PageSample], events: Iterable[Tuple[int, int, int]]) -
 
 class SiteSampler:
     """Drives AllocSiteProbes from its own thread (``run``); ``for_kill`` is asked by the main
-    thread. ``near`` and ``pids_of`` read the sampler's store (record/readings.py)."""
+    thread. ``near`` and ``pids_of`` read the sampler's store (record/readings.py): ``near()`` is
+    [(cgroup, usage, limit[, growth in bytes a second or None])]."""
 
-    def __init__(self, probes, near: Callable[[], List[Tuple[str, int, int]]], pids_of: Callable[[str], Set[int]],
+    def __init__(self, probes, near: Callable[[], List[tuple]], pids_of: Callable[[str], Set[int]],
                  comm_of: Callable[[int], Optional[str]] = lambda pid: None, attach_ratio: float = ATTACH_RATIO,
                  check_interval_s: float = CHECK_INTERVAL_S, hold_s: float = HOLD_S,
                  symbolizer: Optional[Symbolizer] = None, page_size: int = os.sysconf("SC_PAGE_SIZE"),
@@ -227,7 +239,8 @@ class SiteSampler:
 
     def _tick(self) -> None:
         now = self.clock()
-        near = [(cg, usage, limit) for cg, usage, limit in self.near() if limit and usage >= self.attach_ratio * limit]
+        near = [(n[0], n[1], n[2]) for n in self.near() if n[2] and n[1] >= self.attach_ratio * n[2]
+                and (len(n) < 4 or growing(n[3], n[2]))]
         if not near:
             if self.probes.attached and now - self._last_near_ns > self.hold_ns:
                 self.detach_s.append(self.probes.detach())

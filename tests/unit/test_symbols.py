@@ -350,7 +350,10 @@ def test_sampling_attaches_near_a_limit_only_and_a_kill_gets_the_check_before_it
     near.append(("/a", 70, 100))
     s.tick()
     assert not probes.attached  # 70%: below the attach ratio
-    near[:] = [("/a", 85, 100)]
+    near[:] = [("/a", 85, 100, 0.0)]
+    s.tick()
+    assert not probes.attached  # near, but not growing: page cache held at the limit keeps no hook on
+    near[:] = [("/a", 85, 100, 1.0)]
     s.tick()
     assert probes.attached and probes.watched == {os.getpid()} and probes.period == 64
     probes.pages = [PageSample(os.getpid(), 0x1000, 5, -1, 1, 10)]
