@@ -215,7 +215,7 @@ def series(
 
 @app.command()
 def lab(
-    scenario: Annotated[str, typer.Argument(metavar="SCENARIO", help="anon, sidecar, untouched, thp, slab, tmpfs, java-offheap, java-heap or leak-native")],
+    scenario: Annotated[str, typer.Argument(metavar="SCENARIO", help="anon, sidecar, untouched, thp, slab, tmpfs, java-offheap, java-heap, leak-native, leak-go or crashloop")],
     limit: Annotated[str, typer.Option(metavar="SIZE", help="memory limit of the sandbox cgroup")] = "64M",
     timeout: Annotated[float, typer.Option(metavar="SECONDS", help="give up after this many seconds")] = 60.0,
 ) -> None:

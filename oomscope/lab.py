@@ -19,12 +19,12 @@ from typing import Callable, List, Optional
 from .errors import CgroupError, OomscopeError
 from .kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup
 from .relaunch import module_command
-from .workloads import MIN_LIMIT, SCENARIOS, build_native
+from .workloads import MIN_LIMIT, SCENARIOS, build_go, build_native
 
 SANDBOX_PREFIX = "oomscope-lab-"
 #: scenarios that need a scratch directory: "dir" (on the root filesystem), "tmpfs" (mounted) or
 #: "build" (a directory the workload's C program is compiled into, outside the sandbox cgroup)
-SCRATCH = {"slab": "dir", "tmpfs": "tmpfs", "leak-native": "build"}
+SCRATCH = {"slab": "dir", "tmpfs": "tmpfs", "leak-native": "build", "leak-go": "build-go"}
 #: how long the lab waits for a separate recorder to find its sandbox (two discovery passes)
 WATCH_WAIT_S = 2.5
 #: scenarios whose workload is restarted in its sandbox after each kill, as a supervisor (kubelet,
@@ -97,6 +97,8 @@ def run_scenario(
                 mounted = True
             elif SCRATCH[scenario] == "build":
                 build_native(scratch)
+            elif SCRATCH[scenario] == "build-go":
+                build_go(scratch)
         _wait_watched(cgroup, watched)
         # Join the cgroup before exec, so that everything the workload ever touches is charged
         # there (cgroup v1 does not move a task's earlier charges when it changes cgroup).

@@ -192,6 +192,39 @@ def leak_native(limit: int, scratch: str = "") -> None:
     os.execv(binary, [binary, str(limit), str(int(4 * FILL_S))])
 
 
+GO_SOURCE = "leaklab.go"
+GO_BINARY = "leaklab"
+
+
+def build_go(folder: str) -> str:
+    """Build the leak-go workload into ``folder`` with Go's own toolchain (its cache in the folder,
+    no network: GO111MODULE=off, one file of the standard library only); returns the binary's
+    path. Run by the lab outside the sandbox cgroup, like build_native."""
+    import shutil
+    import subprocess
+    from importlib import resources
+
+    go = shutil.which("go")
+    if go is None:
+        raise FileNotFoundError("the leak-go lab scenario needs Go (Debian: golang-go)")
+    out = os.path.join(folder, GO_BINARY)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": folder, "GOCACHE": os.path.join(folder, "cache"),
+           "GOPATH": os.path.join(folder, "gopath"), "GO111MODULE": "off", "GOFLAGS": "", "CGO_ENABLED": "0"}
+    with resources.as_file(resources.files("oomscope").joinpath("workloads_go", GO_SOURCE)) as src:
+        subprocess.run([go, "build", "-o", out, str(src)], check=True, capture_output=True, timeout=300, env=env, cwd=folder)
+    return out
+
+
+def leak_go(limit: int, scratch: str = "") -> None:
+    """A Go program (built by the lab into ``scratch``): ``main.leakyCache`` keeps what it allocates
+    while ``main.churn`` allocates four times as much and keeps almost nothing; its heap is read
+    from outside (runtimes/go.py) while the cgroup is past half its limit."""
+    binary = os.path.join(scratch, GO_BINARY)
+    step_kib = max(256, (limit >> 10) // 40)  # the limit in about 40 steps of 100 ms: ~4 s, then the kill
+    sys.stdout.flush()
+    os.execv(binary, [binary, "leak", str(step_kib), "100"])
+
+
 def crashloop(limit: int, scratch: str = "") -> None:
     """One life of a leaking service that its supervisor restarts (lab.py RESTARTS): it leaks
     steadily until the kernel kills it, the same way every life."""
@@ -200,7 +233,8 @@ def crashloop(limit: int, scratch: str = "") -> None:
 
 
 SCENARIOS = {"anon": anon, "sidecar": sidecar, "untouched": untouched, "thp": thp, "slab": slab, "tmpfs": tmpfs,
-             "java-offheap": java_offheap, "java-heap": java_heap, "leak-native": leak_native, "crashloop": crashloop}
+             "java-offheap": java_offheap, "java-heap": java_heap, "leak-native": leak_native, "leak-go": leak_go,
+             "crashloop": crashloop}
 #: the smallest limit a scenario runs under (a JVM alone is resident at ~40 MiB)
 MIN_LIMIT = {"java-offheap": 160 << 20, "java-heap": 160 << 20}
 

@@ -119,3 +119,19 @@ def test_a_kill_of_a_go_program_carries_its_own_view(sandbox, recorder):
     measured(f"Go kill: last reading {g.read_ms_before_kill:.0f} ms before the kill, HeapInuse {g.heap_inuse_bytes >> 20} MiB "
              f"(the program's last report {last['heap_inuse'] >> 20} MiB); leakyCache {g.allocation_sites[0].bytes >> 20} MiB "
              f"(it had kept {last['kept_bytes'] >> 20} MiB at that report)")
+
+
+def test_lab_leak_go_names_the_leaking_function_first(recorder, hier):
+    """`oomscope lab leak-go`: the lab builds the Go workload and runs it in a sandbox; its kill's
+    capture carries the Go heap read from outside, main.leakyCache first among the heap's sites."""
+    from oomscope.lab import run_scenario
+    from ..requires import require_tool
+
+    require_tool("go", package="golang-go")
+    rec = recorder()
+    run = run_scenario("leak-go", limit_bytes=96 << 20, hier=hier, cgroup=f"/oomscope-test-{os.getpid()}-leak-go", timeout_s=120)
+    assert run.killed, f"not killed ({run.returncode}): {run.stderr}"
+    ((_path, data),) = rec.wait_for(lambda c: c["victim"]["pid"] == run.main_pid, timeout=60)
+    (go,) = [r for r in Capture.from_dict(data).runtimes if r.pid == run.main_pid and r.kind == "go"]
+    assert go.why_not is None and go.heap_inuse_bytes and go.heap_inuse_bytes > 16 << 20, go
+    assert go.allocation_sites and go.allocation_sites[0].frames[0] == "main.leakyCache", go.allocation_sites[:2]
