@@ -208,6 +208,10 @@ class PostMortems:
         self._index_dirty = True
         return rendered
 
+    def index_overdue(self, after_s: float) -> bool:
+        """A pending index.html last written more than ``after_s`` ago."""
+        return self._index_dirty and time.monotonic() - self._index_written >= after_s
+
     @property
     def index_due(self) -> Optional[float]:
         """Seconds until a pending index.html is due, or None when nothing is pending."""

@@ -112,7 +112,10 @@ def serve(out_dir: str, stdin=None, stdout=None, err=None, window_s: float = WIN
                 reply = {"seq": req.get("seq"), "html": None, "error": terminal_safe(f"{type(exc).__name__}: {exc}")[:500]}
             stdout.write(json.dumps(reply) + "\n")
             stdout.flush()
-        post.write_index()
+        # index.html, series.json and the series pages (each fsynced) when no kill waits, so that a
+        # storm's next post-mortem is not queued behind them; at least every 5 s all the same
+        if not select.select([fd], [], [], 0)[0] or post.index_overdue(5.0):
+            post.write_index()
     post.write_index(force=True)
 
 
