@@ -464,13 +464,18 @@ class Collector:
             if s is None or s.t_ns == self._throttle_seen.get(cg):
                 continue
             st = s.state
-            if st.memory_high_bytes is None or "high" not in st.memory_events or "some_total_us" not in st.pressure:
+            # a cgroup whose memory.high was lifted (back to max) is still read while its episode is
+            # open: else the episode never sees the quiet that ends it (VM run, 6.1: no report)
+            if "high" not in st.memory_events or "some_total_us" not in st.pressure or \
+                    (st.memory_high_bytes is None and cg not in self._throttle_base):
                 continue
             self._throttle_seen[cg] = s.t_ns
             was_active = cg in self._throttle_base
             got, added = self.throttle.feed(cg, ThrottleReading(
                 s.t_ns, st.memory_events["high"], st.memory_high_bytes, st.pressure["some_total_us"],
                 st.pressure.get("full_total_us", 0.0), st.usage_bytes, st.pressure.get("some_avg10"), st.pressure.get("full_avg10")))
+            if cg in self._throttle_base and not self.throttle.is_active(cg) and not got:
+                self._throttle_base.pop(cg, None)  # a burst too short to report
             if added and not was_active:
                 read = store.reclaim_read(0)
                 self._throttle_base[cg] = dict(read[1]) if read is not None else {}

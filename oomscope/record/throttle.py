@@ -143,6 +143,10 @@ class ThrottleDetector:
     def flush(self) -> List[Episode]:
         return self.forget(list(self._cgroups))
 
+    def is_active(self, cgroup: str) -> bool:
+        st = self._cgroups.get(cgroup)
+        return st is not None and st.episode is not None
+
     @property
     def active(self) -> List[str]:
         return [cg for cg, st in self._cgroups.items() if st.episode is not None]

@@ -78,6 +78,7 @@ def test_sigkill_without_pressure_is_not_a_postmortem_and_a_killer_under_pressur
     assert cap["cgroup"]["task_memcg"] == name and cap["cgroup"]["oom_memcg"] == name
     html = open(os.path.join(os.path.dirname(cap_path), "postmortem.html")).read()
     assert "Killed from user space, not by the kernel&#39;s OOM killer: earlyoom" in html
+    rec.wait_for_output('"kind": "userspace_kill"')  # the line comes once the worker answered (later under emulation)
     (line,) = [json.loads(x) for x in rec.stdout().splitlines() if x.startswith("{")]
     assert line["kind"] == "userspace_kill" and line["killer"]["pid"] == killer_pid
     # only that kill: the calm one stayed no post-mortem
