@@ -154,15 +154,14 @@ main() {
     # scrapes record's metrics with a real Prometheus (and checks the alert rules with promtool),
     # builds the container image (mmdebstrap, umoci) and runs it as the DaemonSet does (runc, ip, capsh),
     # makes OOM storms with stress-ng, rates the unit with systemd-analyze (systemd), builds Go
-    # programs whose runtime is read from outside (golang-go), runs the real earlyoom and systemd-oomd
-    # in the VMs (user-space killers; never on the host: they act on the whole machine), and runs
+    # programs whose runtime is read from outside (golang-go), and runs
     # util-linux's setpriv, unshare and dmesg. Every test that needs one of them asks for it through
     # tests/requires.py: under OOMSCOPE_STRICT_SKIPS=1 (set below for the host's run and the VMs',
     # which share this root filesystem) a missing one fails the test instead of skipping it, so a
     # package missing from this list turns CI red.
     if [ "$what" = "test" ]; then
         apt_install vagrant chromium openjdk-17-jdk-headless prometheus mmdebstrap umoci runc iproute2 libcap2-bin \
-            stress-ng systemd util-linux golang-go earlyoom systemd-oomd
+            stress-ng systemd util-linux golang-go
     fi
     case "$what" in
         install)
