@@ -148,3 +148,32 @@ def test_a_worker_that_exits_when_idle_is_started_again_by_the_next_kill_without
     assert [d.job for d in _all(w, 3)] == later
     assert w.restarts == 0 and err.getvalue() == "", "an idle exit is not a crash"
     w.finish(5.0)
+
+
+# Says it goes idle and exits before reading anything, once (a marker file): the request written
+# meanwhile meets a closed pipe. Started again, it answers every request.
+IDLE_AT_ONCE = r"""
+import json, os, sys
+marker = sys.argv[1]
+if not os.path.exists(marker):
+    open(marker, "w").close()
+    print(json.dumps({"idle_exit": True}), flush=True)
+    os._exit(0)
+for line in sys.stdin:
+    req = json.loads(line)
+    print(json.dumps({"seq": req["seq"], "html": req["capture"] + ".html", "category": "anon"}), flush=True)
+"""
+
+
+def test_a_request_written_as_the_worker_leaves_idle_is_sent_again_not_given_up(tmp_path):
+    """The VM suite's 6.1 run: a kill sent just as the worker made its idle exit met a closed pipe
+    (EPIPE) before its {"idle_exit": true} line was read, and was taken for a crash: that kill's
+    post-mortem was given up. An exit the worker chose (its line, or exit code 0) is no crash."""
+    err = io.StringIO()
+    w = WorkerProcess([sys.executable, "-c", IDLE_AT_ONCE, str(tmp_path / "went")], err)
+    time.sleep(0.5)  # it has gone by now
+    job = w.kill("/out/a/capture.json", None)
+    (done,) = _all(w, 1)
+    assert done.job == job and done.html_path == "/out/a/capture.json.html" and done.error is None, done
+    assert w.restarts == 0 and "exited" not in err.getvalue(), err.getvalue()
+    w.finish(5.0)
