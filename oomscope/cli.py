@@ -152,7 +152,7 @@ def report(
                     if text.lstrip()[:15].lower().startswith(("<!doctype", "<html")) else "")
             raise CaptureError(f"{capture}: {exc}{hint}") from None
         if fmt == "json":
-            from .postmortem.series import series_of_capture
+            from .postmortem.index import series_of_capture
 
             out = render_json(cap, series=series_of_capture(os.path.abspath(capture), cap))
         else:
@@ -204,7 +204,8 @@ def series(
     window: Annotated[Optional[float], typer.Option(metavar="SECONDS", min=0, help="the series window (default: the one the folder was written with, else 3600)")] = None,
 ) -> None:
     """The series of a folder's kills: one workload killed again and again, newest first."""
-    from .postmortem.series import describe_series, folder_series
+    from .postmortem.index import folder_series
+    from .postmortem.series import describe_series
 
     try:
         index = folder_series(folder, window)

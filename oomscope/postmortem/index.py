@@ -13,7 +13,7 @@ from ..model import Capture
 from ..report.index import IndexRow, render_index, row_for
 from ..safefs import Dir
 from .finisher import HTML
-from .series import SERIES_JSON, WINDOW_S, SeriesIndex, entry_for
+from .series import SERIES_JSON, WINDOW_S, SeriesIndex, entry_for, read_series_json, read_window
 
 
 class OutputIndex:
@@ -86,3 +86,33 @@ class OutputIndex:
         with Dir(self.out_dir, create=True) as out:
             out.write(SERIES_JSON, self.series.to_json())
             return out.write("index.html", self.render())
+
+
+# The series of a folder, as report -f json and `oomscope series DIR` ask for them: here, beside the
+# OutputIndex they read (series.py knows series, not folders of kills: no import back to here).
+def series_of_capture(capture_path: str, capture: Capture) -> Optional[dict]:
+    """``report -f json``'s ``series`` of a capture in an output folder: from its series.json when
+    that lists the kill, else recomputed from the folder's captures; None outside an output folder."""
+    kill_dir = os.path.dirname(capture_path)
+    out_dir, folder = os.path.dirname(kill_dir), os.path.basename(kill_dir)
+    if not os.path.isfile(os.path.join(kill_dir, ".oomscope-kill")):
+        return None
+    data = read_series_json(out_dir)
+    for s in (data or {}).get("series", []):
+        if not isinstance(s, dict):
+            continue
+        kills = s.get("kill_list") or []
+        for n, k in enumerate(kills):
+            if isinstance(k, dict) and k.get("folder") == folder and k.get("kill_id") == capture.kill_id:
+                return {"id": s.get("id"), "kill_number": n + 1, "kills_so_far": len(kills), "workload": s.get("workload")}
+    return folder_series(out_dir).series.info(folder)
+
+
+def folder_series(out_dir: str, window_s: Optional[float] = None):
+    """The output folder's kills and series (postmortem/index.py's OutputIndex), with ``window_s``,
+    else the window its series.json was written with, else the default."""
+    if not os.path.isdir(out_dir):
+        raise OomscopeError(f"{out_dir}: not a folder")
+    if window_s is None:
+        window_s = read_window(out_dir)
+    return OutputIndex(out_dir, WINDOW_S if window_s is None else window_s)

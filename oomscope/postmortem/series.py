@@ -255,37 +255,6 @@ def read_window(out_dir: str) -> Optional[float]:
     return float(w) if isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 else None
 
 
-def series_of_capture(capture_path: str, capture: Capture) -> Optional[dict]:
-    """``report -f json``'s ``series`` of a capture in an output folder: from its series.json when
-    that lists the kill, else recomputed from the folder's captures; None outside an output folder."""
-    kill_dir = os.path.dirname(capture_path)
-    out_dir, folder = os.path.dirname(kill_dir), os.path.basename(kill_dir)
-    if not os.path.isfile(os.path.join(kill_dir, ".oomscope-kill")):
-        return None
-    data = read_series_json(out_dir)
-    for s in (data or {}).get("series", []):
-        if not isinstance(s, dict):
-            continue
-        kills = s.get("kill_list") or []
-        for n, k in enumerate(kills):
-            if isinstance(k, dict) and k.get("folder") == folder and k.get("kill_id") == capture.kill_id:
-                return {"id": s.get("id"), "kill_number": n + 1, "kills_so_far": len(kills), "workload": s.get("workload")}
-    return folder_series(out_dir).series.info(folder)
-
-
-def folder_series(out_dir: str, window_s: Optional[float] = None):
-    """The output folder's kills and series (postmortem/index.py's OutputIndex), with ``window_s``,
-    else the window its series.json was written with, else the default."""
-    from ..errors import OomscopeError
-    from .index import OutputIndex
-
-    if not os.path.isdir(out_dir):
-        raise OomscopeError(f"{out_dir}: not a folder")
-    if window_s is None:
-        window_s = read_window(out_dir)
-    return OutputIndex(out_dir, WINDOW_S if window_s is None else window_s)
-
-
 def describe_series(index, fmt: str = "text") -> str:
     """``oomscope series DIR``: JSON (every series with its kills) or a line per series."""
     from ..errors import OomscopeError
