@@ -162,14 +162,17 @@ class PostMortems:
                         cap = Capture.from_json(d.read("capture.json").decode("utf-8"))
                 except Exception:
                     continue
-                analysis = None
-                if self.analyse is not None:
-                    try:
-                        analysis = self.analyse(cap)
-                    except Exception:
-                        analysis = None
-                out.append((k, cap, analysis))
+                out.append((k, cap, self._analysed(cap)))
         return out
+
+    def _analysed(self, cap: Capture):
+        """The capture's analysis, or None (no analyser, or it failed: the page says unknown)."""
+        if self.analyse is None:
+            return None
+        try:
+            return self.analyse(cap)
+        except Exception:
+            return None
 
     def finish_on_demand(self) -> int:
         """Import's end: the post-mortems of each series' first and last kill and of each kill
@@ -191,12 +194,7 @@ class PostMortems:
                     self.err.write(f"oomscope: error: {terminal_safe(k.folder)}: its capture could not be read back: "
                                    f"{terminal_safe(str(exc))[:300]}\n")
                     continue
-                analysis = None
-                if self.analyse is not None:
-                    try:
-                        analysis = self.analyse(cap)
-                    except Exception:
-                        analysis = None
+                analysis = self._analysed(cap)
                 path = os.path.join(self.out_dir, k.folder, "capture.json")
                 html_path, error = self._render(path, cap, analysis)
                 if html_path:
