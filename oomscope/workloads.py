@@ -220,7 +220,9 @@ def leak_go(limit: int, scratch: str = "") -> None:
     while ``main.churn`` allocates four times as much and keeps almost nothing; its heap is read
     from outside (runtimes/go.py) while the cgroup is past half its limit."""
     binary = os.path.join(scratch, GO_BINARY)
-    step_kib = max(256, (limit >> 10) // 40)  # the limit in about 40 steps of 100 ms: ~4 s, then the kill
+    # the limit in steps of 100 ms over about FILL_S, as the other leaks: in ~4 s (its first pace) a
+    # recorder sharing a loaded 2-core host with CI's suite read no Go heap before the kill
+    step_kib = max(64, int((limit >> 10) * 0.1 / FILL_S))
     sys.stdout.flush()
     os.execv(binary, [binary, "leak", str(step_kib), "100"])
 

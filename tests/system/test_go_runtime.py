@@ -134,6 +134,10 @@ def test_lab_leak_go_names_the_leaking_function_first(recorder, hier):
     run = run_scenario("leak-go", limit_bytes=96 << 20, hier=hier, cgroup=f"/oomscope-test-{os.getpid()}-leak-go", timeout_s=120)
     assert run.killed, f"not killed ({run.returncode}): {run.stderr}"
     ((_path, data),) = rec.wait_for(lambda c: c["victim"]["pid"] == run.main_pid, timeout=60)
-    (go,) = [r for r in Capture.from_dict(data).runtimes if r.pid == run.main_pid and r.kind == "go"]
+    cap = Capture.from_dict(data)
+    gos = [r for r in cap.runtimes if r.pid == run.main_pid and r.kind == "go"]
+    assert len(gos) == 1, (f"no Go reading of pid {run.main_pid} before its kill; runtimes read: {cap.runtimes}; "
+                           f"timelines: {[(t.cgroup, [(p.t_ms, p.usage_bytes) for p in t.points][-8:]) for t in cap.timelines]}")
+    (go,) = gos
     assert go.why_not is None and go.heap_inuse_bytes and go.heap_inuse_bytes > 16 << 20, go
     assert go.allocation_sites and go.allocation_sites[0].frames[0] == "main.leakyCache", go.allocation_sites[:2]
