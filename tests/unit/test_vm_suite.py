@@ -23,9 +23,9 @@ def _suite():
     vm, host = set(), set()
     with open(os.path.join(ROOT, "tests", "vm", "suite.txt")) as f:
         for line in f:
-            m = re.match(r"^(host:\s*)?(tests/\S+::\w+)\s+#\s*\S", line)
+            m = re.match(r"^(host:\s*|newest:\s*)?(tests/\S+::\w+)\s+#\s*\S", line)
             if m:
-                (host if m.group(1) else vm).add(m.group(2))
+                (host if m.group(1) and m.group(1).startswith("host:") else vm).add(m.group(2))
             else:
                 assert not line.strip() or line.startswith("#"), f"suite.txt: not 'ID  # why': {line!r}"
     return vm, host

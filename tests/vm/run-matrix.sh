@@ -215,8 +215,12 @@ choose_kvm_flag() {
     rm -rf "$probe"
 }
 
-suite_ids() {  # the test ids of tests/vm/suite.txt ("host:" lines, comments and blank lines left out)
-    sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$SUITE" | grep -v -e '^$' -e '^host:'
+suite_ids() {  # the test ids of tests/vm/suite.txt run in every VM ("host:" and "newest:" lines, comments and blank lines left out)
+    sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$SUITE" | grep -v -e '^$' -e '^host:' -e '^newest:'
+}
+
+newest_ids() {  # the test ids of tests/vm/suite.txt's "newest:" lines: run only in the run's last (newest) VM
+    sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$SUITE" | sed -n 's/^newest:[[:space:]]*//p'
 }
 
 vm_budget() {  # vm_budget VMS_LEFT -> seconds this VM may take
@@ -256,23 +260,36 @@ EOF
 
 main() {
     install
-    local pytest_args=("$@")
+    local pytest_args=("$@") newest_extra=()
     if [ "${#pytest_args[@]}" -eq 0 ]; then
         # shellcheck disable=SC2207
         pytest_args=($(suite_ids))
+        # shellcheck disable=SC2207
+        newest_extra=($(newest_ids))
     elif [ "${pytest_args[0]}" = "--all" ]; then
         pytest_args=(tests/system "${pytest_args[@]:1}")
     fi
     cd "$HERE"
     # What should run, collected on the host: a VM that dies early still says what it did not run.
-    local collected
+    local collected collected_newest newest_series
     collected="$(mktemp)"
+    collected_newest="$(mktemp)"
     "$VENV/bin/python" -m pytest -q --collect-only -p no:cacheprovider "${pytest_args[@]}" >"$collected" 2>&1 \
-        || { log "pytest could not collect ${pytest_args[*]}:"; cat "$collected" >&2; rm -f "$collected"; return 1; }
-    local failed=0 kvmflag="" first=1 summary="" n_left
+        || { log "pytest could not collect ${pytest_args[*]}:"; cat "$collected" >&2; rm -f "$collected" "$collected_newest"; return 1; }
+    "$VENV/bin/python" -m pytest -q --collect-only -p no:cacheprovider "${pytest_args[@]}" "${newest_extra[@]}" >"$collected_newest" 2>&1 \
+        || { log "pytest could not collect the newest VM's tests:"; cat "$collected_newest" >&2; rm -f "$collected" "$collected_newest"; return 1; }
+    newest_series="$(wc -w <<<"$KERNELS")"  # the position of the run's last series: it runs the "newest:" lines too
+    local failed=0 kvmflag="" first=1 summary="" n_left position=0
     n_left=$(wc -w <<<"$KERNELS")
     for series in $KERNELS; do
-        local version image
+        local version image vm_args vm_collected
+        position=$((position + 1))
+        vm_args=("${pytest_args[@]}")
+        vm_collected="$collected"
+        if [ "$position" -eq "$newest_series" ] && [ "${#newest_extra[@]}" -gt 0 ]; then
+            vm_args+=("${newest_extra[@]}")
+            vm_collected="$collected_newest"
+        fi
         if [ -n "$(packages_for "$series")" ]; then
             version="$(kernel_version "$series")"
         else
@@ -288,10 +305,10 @@ main() {
         start=$(date +%s)
         budget="$(vm_budget "$n_left")"
         n_left=$((n_left - 1))
-        log "kernel $version: booting${kvmflag:+ ($kvmflag)}, $(grep -c '::' "$collected") tests, at most $budget s"
+        log "kernel $version: booting${kvmflag:+ ($kvmflag)}, $(grep -c '::' "$vm_collected") tests, at most $budget s"
         # The arguments go in a file (pytest's @file): the kernel's command line, which carries
         # the VM's command, holds 2048 bytes on x86 and a longer one never boots.
-        printf '%s\n' "${pytest_args[@]}" >"$out/pytest-args"
+        printf '%s\n' "${vm_args[@]}" >"$out/pytest-args"
         local cmd="date +%s > '$out/booted'; cd '$HERE' && PYTHONDONTWRITEBYTECODE=1 OOMSCOPE_IN_VM=1 OOMSCOPE_STRICT_SKIPS='$STRICT_SKIPS' '$VENV/bin/python' -m pytest -v -rs -p no:cacheprovider --durations=15 --timeout=$TEST_TIMEOUT @'$out/pytest-args' > '$out/pytest.log' 2>&1; echo \$? > '$out/rc'"
         local vrc=0
         vng_run "$budget" "$kvmflag" "$image" "$out" "$cmd" || vrc=$?
@@ -299,7 +316,7 @@ main() {
         [ -f "$out/booted" ] && booted=$(( $(cat "$out/booted") - start ))
         echo "=== system tests in a VM: kernel $version, cgroup v2 (booted in $booted s, $took s in all) ==="
         rc="$(cat "$out/rc" 2>/dev/null || echo none)"
-        account "$collected" "$out/pytest.log"
+        account "$vm_collected" "$out/pytest.log"
         if [ "$rc" != "0" ]; then
             failed=1
             if [ "$vrc" -eq 124 ] || [ "$vrc" -eq 137 ]; then
@@ -315,7 +332,7 @@ main() {
         summary+="kernel $version (cgroup v2): pytest exit $rc, booted in $booted s, $took s in all"$'\n'
         rm -rf "$out"
     done
-    rm -f "$collected"
+    rm -f "$collected" "$collected_newest"
     printf '%s' "$summary" >&2
     return "$failed"
 }
