@@ -13,6 +13,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+from .model import Reclaim
+
 COMM_LEN = 16
 
 # Event kinds (struct oomscope_event.kind).
@@ -119,7 +121,8 @@ def signal_from_raw(raw) -> SignalEvent:
 @dataclass
 class ReclaimStats:
     """Reclaim a process ran (struct oomscope_reclaim: vmscan tracepoints), cumulative since
-    record started."""
+    record started, as the kernel's record keeps it (memcg and direct apart, in ns); what the
+    capture holds of it is ``totals()``, a model.Reclaim."""
 
     memcg_runs: int = 0
     memcg_ns: int = 0
@@ -140,13 +143,13 @@ class ReclaimStats:
         """struct oomscope_reclaim (bcc's ctypes record), field by field by name."""
         return cls(**{f.name: getattr(raw, f.name) for f in dataclasses.fields(cls)})
 
-    def totals(self) -> Dict[str, float]:
-        """memcg and direct reclaim together, with the allocator's retries: the figures a timeline
-        point and a capture's reclaim_at_kill carry."""
-        return dict(runs=self.memcg_runs + self.direct_runs, empty_runs=self.memcg_empty + self.direct_empty,
-                    pages=self.memcg_pages + self.direct_pages, ms=(self.memcg_ns + self.direct_ns) / 1e6,
-                    alloc_retry_checks=self.alloc_retry_checks, alloc_no_progress_max=self.alloc_no_progress_max,
-                    compact_retries=self.compact_retries)
+    def totals(self) -> Reclaim:
+        """memcg and direct reclaim together, with the allocator's retries: what a timeline point's
+        reclaim columns and a capture's reclaim_at_kill carry (``ms`` unrounded)."""
+        return Reclaim(runs=self.memcg_runs + self.direct_runs, empty_runs=self.memcg_empty + self.direct_empty,
+                       pages=self.memcg_pages + self.direct_pages, ms=(self.memcg_ns + self.direct_ns) / 1e6,
+                       alloc_retry_checks=self.alloc_retry_checks, alloc_no_progress_max=self.alloc_no_progress_max,
+                       compact_retries=self.compact_retries)
 
     def add(self, other: "ReclaimStats") -> None:
         for f in dataclasses.fields(self):

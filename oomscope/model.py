@@ -40,11 +40,16 @@ from .terminal import terminal_safe
 #:    state ``keys_from_sample``/``base_age_ms``; ``kernel_snapshot_status`` says whether the
 #:    recorder could take kernel snapshots.
 #: 6: ``Timeline.thinned_by_age``: the recorder's timelines keep hours, older points thinned.
+#: 7: the model said once: ``at_kill`` is a cgroup state (the one type of ``at_kill_sources``, so
+#:    it also carries ``cgroup``, ``memory_events``, ``memory_high_bytes``, ``oom_group``,
+#:    ``pressure``); a task's RSS fields are named as the victim's (``anon_rss_bytes``,
+#:    ``file_rss_bytes``, ``shmem_rss_bytes``; were ``rss_anon_bytes``, ...); reclaim figures are
+#:    one type (``Reclaim``, was ``ReclaimAtKill``). Older captures load through ``_upgrade``.
 #: Captures of schema 1 to 4 still load (page size unknown in 1; no runtimes in 1 and 2; no
 #: kernel snapshot before 4; a ``reconstructed`` state of 4 or older is read and shown as such,
 #: its ``charge_tracking`` and reconstruction details ignored).
-SCHEMA_VERSION = 6
-READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5, 6)
+SCHEMA_VERSION = 7
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 
 
 class Source(str, enum.Enum):
@@ -80,7 +85,7 @@ class Victim:
     uid: Optional[int] = None
     oom_score_adj: Optional[int] = None
     total_vm_bytes: Optional[int] = None
-    anon_rss_bytes: Optional[int] = None
+    anon_rss_bytes: Optional[int] = None  # the Killed line's anon-rss (a task's has the same names)
     file_rss_bytes: Optional[int] = None
     shmem_rss_bytes: Optional[int] = None
     pgtables_bytes: Optional[int] = None
@@ -141,9 +146,11 @@ class CgroupInfo:
 
 @dataclass
 class CgroupState:
-    """One reading of a memory cgroup's counters, from one source."""
+    """One reading of a memory cgroup's counters, from one source: each of ``at_kill_sources``, and
+    ``at_kill``, the best of them (schema 7; before it ``at_kill`` had its own type with a part of
+    these fields)."""
 
-    source: Source
+    source: Source = Source.NONE
     usage_bytes: Optional[int] = None
     limit_bytes: Optional[int] = None
     failcnt: Optional[int] = None
@@ -198,9 +205,13 @@ class TimelinePoint:
 
 
 @dataclass
-class ReclaimAtKill:
-    """Reclaim run by the cgroup's processes up to the kill (cumulative since record started, as
-    the timeline's reclaim_* columns), read when the kill was handled. The timeline's last reading
+class Reclaim:
+    """Reclaim run by processes (vmscan tracepoints: memcg and direct reclaim together) and the page
+    allocator's retries for them (oom:reclaim_retry_zone, oom:compact_retry), cumulative since record
+    started: the one type for these figures (layouts.ReclaimStats is the kernel's per-process record
+    they are summed from; a timeline point's reclaim_* and alloc_*/compact_* columns are these).
+
+    As ``Timeline.reclaim_at_kill``: read when the kill was handled. The timeline's last reading
     can come before the limit was first hit, and so before all of the reclaim that failed
     (measured in the test VMs: last reading 66 ms before the kill, no reclaim yet)."""
 
@@ -220,26 +231,11 @@ class ReclaimAtKill:
 class Timeline:
     cgroup: str
     points: List[TimelinePoint] = field(default_factory=list)
-    reclaim_at_kill: Optional[ReclaimAtKill] = None
+    reclaim_at_kill: Optional[Reclaim] = None
     #: schema 6: points more than 10 minutes before the last one are the highest reading of each
     #: 2 minutes, and past 2 hours of each 15 minutes (record/timeline.py's TIERS); False: every
     #: point kept is a reading as it came (older captures: at most 600 of them)
     thinned_by_age: bool = False
-
-
-@dataclass
-class AtKill:
-    """The state of the oom_memcg at the moment of the kill, from the best source there is."""
-
-    source: Source = Source.NONE
-    usage_bytes: Optional[int] = None
-    limit_bytes: Optional[int] = None
-    failcnt: Optional[int] = None
-    memory_stat: Dict[str, int] = field(default_factory=dict)
-    kmem_usage_bytes: Optional[int] = None
-    swap_usage_bytes: Optional[int] = None
-    swap_limit_bytes: Optional[int] = None
-    age_ms: Optional[float] = None
 
 
 @dataclass
@@ -252,9 +248,10 @@ class Task:
     uid: Optional[int] = None
     total_vm_bytes: Optional[int] = None
     rss_bytes: Optional[int] = None
-    rss_anon_bytes: Optional[int] = None
-    rss_file_bytes: Optional[int] = None
-    rss_shmem_bytes: Optional[int] = None
+    #: named as the victim's (schema 7; rss_anon_bytes, rss_file_bytes, rss_shmem_bytes before)
+    anon_rss_bytes: Optional[int] = None
+    file_rss_bytes: Optional[int] = None
+    shmem_rss_bytes: Optional[int] = None
     pgtables_bytes: Optional[int] = None
     swap_bytes: Optional[int] = None
     oom_score_adj: Optional[int] = None
@@ -575,7 +572,8 @@ class Capture:
     times: Times = field(default_factory=Times)
     trigger: Trigger = field(default_factory=Trigger)
     cgroup: CgroupInfo = field(default_factory=CgroupInfo)
-    at_kill: AtKill = field(default_factory=AtKill)
+    #: the state of the oom_memcg at the kill: the best of ``at_kill_sources`` (choose_at_kill)
+    at_kill: CgroupState = field(default_factory=CgroupState)
     at_kill_sources: Dict[str, CgroupState] = field(default_factory=dict)
     tasks: List[Task] = field(default_factory=list)
     host: Host = field(default_factory=Host)
@@ -632,7 +630,7 @@ class Capture:
                 f"unsupported capture schema_version {version!r} (this oomscope reads {SCHEMA_VERSION})"
             )
         try:
-            cap = _build(cls, data, "capture")
+            cap = _build(cls, _upgrade(data, version), "capture")
         except RecursionError:
             raise CaptureError("the capture is nested too deeply to be one oomscope wrote") from None
         cap.notes.extend(unknown_if_absurd(cap))
@@ -649,23 +647,30 @@ class Capture:
         return cls.from_dict(data)
 
 
-def choose_at_kill(sources: Dict[str, CgroupState]) -> AtKill:
-    """The best available reading becomes ``at_kill``; the others stay in ``at_kill_sources``."""
+def choose_at_kill(sources: Dict[str, CgroupState]) -> CgroupState:
+    """The best available reading becomes ``at_kill`` (a copy: its dicts are its own); the others
+    stay in ``at_kill_sources``."""
     for name in AT_KILL_PREFERENCE:
         state = sources.get(name)
         if state is not None and (state.memory_stat or state.usage_bytes is not None):
-            return AtKill(
-                source=name,
-                usage_bytes=state.usage_bytes,
-                limit_bytes=state.limit_bytes,
-                failcnt=state.failcnt,
-                memory_stat=dict(state.memory_stat),
-                kmem_usage_bytes=state.kmem_usage_bytes,
-                swap_usage_bytes=state.swap_usage_bytes,
-                swap_limit_bytes=state.swap_limit_bytes,
-                age_ms=state.age_ms,
-            )
-    return AtKill()
+            return dataclasses.replace(state, source=name, memory_stat=dict(state.memory_stat),
+                                       memory_events=dict(state.memory_events), pressure=dict(state.pressure))
+    return CgroupState()
+
+
+#: schema 7 named a task's RSS fields as the victim's
+_TASK_RENAMED = {"rss_anon_bytes": "anon_rss_bytes", "rss_file_bytes": "file_rss_bytes",
+                 "rss_shmem_bytes": "shmem_rss_bytes"}
+
+
+def _upgrade(data: Dict[str, Any], version: int) -> Dict[str, Any]:
+    """A capture of an older schema as the current one says it (a shallow copy where it changes).
+    Before 7: a task's RSS fields had other names; ``at_kill`` had a part of a cgroup state's
+    fields, so it loads as one as it is (the rest unknown or empty, as before)."""
+    if version < 7 and isinstance(data.get("tasks"), list):
+        tasks = [{_TASK_RENAMED.get(k, k): v for k, v in t.items()} if isinstance(t, dict) else t for t in data["tasks"]]
+        data = dict(data, tasks=tasks)
+    return data
 
 
 # --- a small typed loader: JSON dicts back into the dataclasses, with one-line errors ---------

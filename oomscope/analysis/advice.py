@@ -271,7 +271,7 @@ def advise(capture: Capture, a: Analysis, trend: Optional[Trend] = None) -> List
         helpers = sorted((t for t in capture.tasks if t.pid != capture.victim.pid and t.rss_bytes),
                          key=lambda t: -(t.rss_bytes or 0))
         named = ", ".join(f"pid {t.pid} ({t.comm}, RSS {_mib(t.rss_bytes)}"
-                          + (f", {_mib(t.rss_anon_bytes)} of it anonymous" if t.rss_anon_bytes is not None and t.rss_anon_bytes != t.rss_bytes else "")
+                          + (f", {_mib(t.anon_rss_bytes)} of it anonymous" if t.anon_rss_bytes is not None and t.anon_rss_bytes != t.rss_bytes else "")
                           + ")" for t in helpers[:3])
         who = f"the helper{'s' if len(helpers) > 1 else ''} {named}" if helpers else "the other processes"
         out.append(Advice("no_more_limit", "Other processes in the cgroup took a share",

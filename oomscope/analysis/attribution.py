@@ -225,8 +225,8 @@ def _reconcile(capture: Capture, a: Analysis, stat: Dict[str, int], version: Opt
     if others:
         a.others_rss_bytes = sum(t.rss_bytes or 0 for t in others)
         # a process without the split: its whole RSS is counted as anonymous (an upper bound)
-        others_anon = sum(t.rss_anon_bytes if t.rss_anon_bytes is not None else (t.rss_bytes or 0) for t in others)
-        a.others_file_bytes = sum((t.rss_file_bytes or 0) + (t.rss_shmem_bytes or 0) for t in others)
+        others_anon = sum(t.anon_rss_bytes if t.anon_rss_bytes is not None else (t.rss_bytes or 0) for t in others)
+        a.others_file_bytes = sum((t.file_rss_bytes or 0) + (t.shmem_rss_bytes or 0) for t in others)
     if a.victim_rss_bytes is None or a.usage_bytes is None:
         return
     a.gap_bytes = a.usage_bytes - a.victim_rss_bytes
@@ -254,7 +254,7 @@ def _reconcile(capture: Capture, a: Analysis, stat: Dict[str, int], version: Opt
     # shared after fork() is said only where every other process's RSS is split: an unsplit RSS
     # counted whole as anonymous is an upper bound, and its excess no measure of sharing (issue
     # 26: RHEL 7's "4.4 MiB ... shared after fork()" beside an anon column of "—")
-    split = all(t.rss_anon_bytes is not None for t in others)
+    split = all(t.anon_rss_bytes is not None for t in others)
     a.others_shared_bytes = max(0, others_anon - held) if split else 0
     if n:
         shared = (f" Their RSS counts {fmt_bytes(a.others_shared_bytes)} more anonymous memory than that: pages "

@@ -83,8 +83,8 @@ def _java_split(r: RuntimeReading, capture: Capture) -> JavaSplit:
     # file pages come from the kernel first, then metaspace (its used part is nearly all of its
     # committed), and the heap is at most what the anonymous RSS leaves: a heap committed beyond
     # that was not all resident (the lab's java-heap: 192.4 MiB committed, 190.9 MiB anon RSS).
-    mapped = task.rss_file_bytes if task is not None else (capture.victim.file_rss_bytes if is_victim else None)
-    shmem = (task.rss_shmem_bytes if task is not None else (capture.victim.shmem_rss_bytes if is_victim else None)) or 0
+    mapped = task.file_rss_bytes if task is not None else (capture.victim.file_rss_bytes if is_victim else None)
+    shmem = (task.shmem_rss_bytes if task is not None else (capture.victim.shmem_rss_bytes if is_victim else None)) or 0
     files = min(rss, (mapped or 0) + shmem)
     anon = rss - files
     meta = min(anon, r.metaspace_committed_bytes) if r.metaspace_committed_bytes is not None else 0

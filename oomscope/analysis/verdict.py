@@ -162,7 +162,7 @@ def verdict_of(capture: Capture, a: Analysis, trend: Trend, hit: Optional[LimitH
         helpers = sorted((t for t in capture.tasks if t.pid != v.pid and t.rss_bytes),
                          key=lambda t: -(t.rss_bytes or 0))
         named = ", ".join(f"pid {t.pid} ({t.comm}, RSS {fmt_bytes(t.rss_bytes)}"
-                          + (f", {fmt_bytes(t.rss_anon_bytes)} of it anonymous" if t.rss_anon_bytes is not None and t.rss_anon_bytes != t.rss_bytes else "")
+                          + (f", {fmt_bytes(t.anon_rss_bytes)} of it anonymous" if t.anon_rss_bytes is not None and t.anon_rss_bytes != t.rss_bytes else "")
                           + ")" for t in helpers[:3])
         out.categories.append("other_processes")
         shared = (f"; their RSS also counts {fmt_bytes(a.others_shared_bytes)} of anonymous pages shared after fork(), "

@@ -213,8 +213,8 @@ def tasks_of(pid: int, victim: Victim, report: Optional[OomReport], from_report:
     if not any(t.pid == pid for t in tasks):
         tasks.insert(0, Task(
             pid=pid, comm=victim.comm, uid=victim.uid, total_vm_bytes=victim.total_vm_bytes,
-            rss_bytes=victim.rss_bytes, rss_anon_bytes=victim.anon_rss_bytes, rss_file_bytes=victim.file_rss_bytes,
-            rss_shmem_bytes=victim.shmem_rss_bytes, pgtables_bytes=victim.pgtables_bytes,
+            rss_bytes=victim.rss_bytes, anon_rss_bytes=victim.anon_rss_bytes, file_rss_bytes=victim.file_rss_bytes,
+            shmem_rss_bytes=victim.shmem_rss_bytes, pgtables_bytes=victim.pgtables_bytes,
             oom_score_adj=victim.oom_score_adj, is_victim=True, cmdline=victim.cmdline, source=victim.source,
         ))
     for t in tasks:
@@ -230,8 +230,8 @@ def _fill_victim_from_row(victim: Victim, row: Optional[Task]) -> None:
     if row is None:
         return
     if victim.rss_bytes is None:
-        if row.rss_anon_bytes is not None or row.rss_file_bytes is not None or row.rss_shmem_bytes is not None:
-            victim.anon_rss_bytes, victim.file_rss_bytes, victim.shmem_rss_bytes = row.rss_anon_bytes, row.rss_file_bytes, row.rss_shmem_bytes
+        if row.anon_rss_bytes is not None or row.file_rss_bytes is not None or row.shmem_rss_bytes is not None:
+            victim.anon_rss_bytes, victim.file_rss_bytes, victim.shmem_rss_bytes = row.anon_rss_bytes, row.file_rss_bytes, row.shmem_rss_bytes
         else:
             victim.rss_total_bytes = row.rss_bytes
         if victim.rss_bytes is not None and victim.source == Source.NONE:

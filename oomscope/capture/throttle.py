@@ -11,7 +11,7 @@ from typing import Dict, List, Optional
 
 from .. import __version__
 from ..layouts import ReclaimStats
-from ..model import (AtKill, Capture, CgroupInfo, CgroupState, Host, ThrottledTask, ThrottleEpisode, Task, Timeline, Times,
+from ..model import (Capture, CgroupInfo, CgroupState, Host, ThrottledTask, ThrottleEpisode, Task, Timeline, Times,
                      Victim, choose_at_kill)
 
 
@@ -55,7 +55,7 @@ def build_throttle_capture(ep, threshold_share: float, cgroup_version: Optional[
         times=Times(kill_wall=end.isoformat(timespec="milliseconds"), kill_monotonic_ns=ep.end_ns,
                     captured_wall=(now_wall or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="milliseconds")),
         cgroup=CgroupInfo(version=cgroup_version, oom_memcg=ep.cgroup, task_memcg=ep.cgroup, constraint="MEMORY_HIGH"),
-        at_kill=choose_at_kill(sources) if sources else AtKill(), at_kill_sources=sources, tasks=list(tasks), host=host,
+        at_kill=choose_at_kill(sources) if sources else CgroupState(), at_kill_sources=sources, tasks=list(tasks), host=host,
         notes=notes, timelines=[Timeline(ep.cgroup, list(timeline), thinned_by_age=True)] if timeline else [],
         kind="throttle", throttle=episode,
     )

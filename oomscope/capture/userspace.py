@@ -42,8 +42,8 @@ def victim_event(ev: SignalEvent, task: Optional[Task], snapshot: Optional[Memcg
     return OomEvent(
         kind=EV_MARK_VICTIM, ts_ns=ev.ts_ns, victim_pid=ev.target_pid, victim_comm=ev.target_comm or (task.comm if task else None),
         total_vm_kb=_kb(task.total_vm_bytes) if task else None,
-        anon_rss_kb=_kb(task.rss_anon_bytes) if task and task.rss_anon_bytes is not None else None,
-        file_rss_kb=_kb(task.rss_file_bytes) if task else None, shmem_rss_kb=_kb(task.rss_shmem_bytes) if task else None,
+        anon_rss_kb=_kb(task.anon_rss_bytes) if task and task.anon_rss_bytes is not None else None,
+        file_rss_kb=_kb(task.file_rss_bytes) if task else None, shmem_rss_kb=_kb(task.shmem_rss_bytes) if task else None,
         uid=task.uid if task else None, pgtables_kb=_kb(task.pgtables_bytes) if task else None,
         oom_score_adj=task.oom_score_adj if task else None, trigger_tgid=0, trigger_tid=0, trigger_comm="",
         memcg_snapshot=snapshot,

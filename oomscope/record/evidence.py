@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Protocol, Tuple
 from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy
 from ..layouts import ReclaimStats
-from ..model import (CgroupState, Source, CgroupUsage, ReclaimAtKill, RuntimePoint, Task, Timeline,
+from ..model import (CgroupState, Source, CgroupUsage, Reclaim, RuntimePoint, Task, Timeline,
                      TimelinePoint)
 from . import snapshot as memcg_snapshot
 from ..capture.inputs import Evidence
@@ -188,10 +188,11 @@ class EvidenceGatherer:
         return memcg_snapshot.state_from_snapshot(snap, index, self.cgroup_version, PAGE_SIZE, cgroup)
 
 
-def reclaim_at_kill(read: Optional[Tuple[ReclaimStats, int]], kill_ns: int) -> Optional[ReclaimAtKill]:
+def reclaim_at_kill(read: Optional[Tuple[ReclaimStats, int]], kill_ns: int) -> Optional[Reclaim]:
     if read is None:
         return None
     stats, t_read = read
     t = stats.totals()
-    t["ms"] = round(t["ms"], 2)
-    return ReclaimAtKill(**t, read_ms_after_kill=round((t_read - kill_ns) / 1e6, 1))
+    t.ms = round(t.ms, 2)
+    t.read_ms_after_kill = round((t_read - kill_ns) / 1e6, 1)
+    return t

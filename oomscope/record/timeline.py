@@ -74,9 +74,9 @@ def point_values(state: CgroupState, version: int, reclaim=None) -> Dict[str, Op
     }
     if reclaim is not None:
         t = reclaim.totals()
-        values.update(reclaim_runs=t["runs"], reclaim_empty_runs=t["empty_runs"], reclaim_pages=t["pages"],
-                      reclaim_ms=t["ms"], alloc_retry_checks=t["alloc_retry_checks"],
-                      alloc_no_progress_max=t["alloc_no_progress_max"], compact_retries=t["compact_retries"])
+        values.update(reclaim_runs=t.runs, reclaim_empty_runs=t.empty_runs, reclaim_pages=t.pages,
+                      reclaim_ms=t.ms, alloc_retry_checks=t.alloc_retry_checks,
+                      alloc_no_progress_max=t.alloc_no_progress_max, compact_retries=t.compact_retries)
     return values
 
 

@@ -390,8 +390,8 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
     tasks = []
     # A global OOM's table lists every process of the host: show the largest.
     for t in sorted(capture.tasks, key=lambda t: -(t.rss_bytes or 0))[:MAX_TASK_ROWS]:
-        tasks.append(TaskRow(str(t.pid), t.comm, fmt_bytes(t.rss_bytes), fmt_bytes(t.rss_anon_bytes),
-                             fmt_bytes(t.rss_file_bytes), fmt_bytes(t.rss_shmem_bytes), fmt_bytes(t.pgtables_bytes),
+        tasks.append(TaskRow(str(t.pid), t.comm, fmt_bytes(t.rss_bytes), fmt_bytes(t.anon_rss_bytes),
+                             fmt_bytes(t.file_rss_bytes), fmt_bytes(t.shmem_rss_bytes), fmt_bytes(t.pgtables_bytes),
                              "—" if t.oom_score_adj is None else str(t.oom_score_adj), t.cmdline or "", is_victim=t.is_victim))
     tasks_note = ""
     if len(capture.tasks) > 1 and ak.usage_bytes is not None and not hm:

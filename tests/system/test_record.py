@@ -80,7 +80,7 @@ def test_sidecar_is_in_the_tasks_and_the_gap(recorder, kernel_log, hier):
     assert comms == ["oomscope-main", "oomscope-side"]
     side = next(t for t in cap["tasks"] if t["comm"] == "oomscope-side")
     # Kernels before the tasks table had rss_anon/rss_file/rss_shmem (Debian's 6.1) give rss only.
-    side_anon = side["rss_anon_bytes"] if side["rss_anon_bytes"] is not None else side["rss_bytes"]
+    side_anon = side["anon_rss_bytes"] if side["anon_rss_bytes"] is not None else side["rss_bytes"]
     assert side_anon >= 0.3 * (64 << 20) and not side["is_victim"]
     assert "oomscope.workloads sidecar" in (side["cmdline"] or "")
     html = _html(path)

@@ -1,6 +1,6 @@
 from oomscope.analysis.advice import advise, trend_of
 from oomscope.analysis.attribution import analyse
-from oomscope.model import AtKill, Capture, CgroupInfo, Host, Timeline, TimelinePoint, Victim
+from oomscope.model import Capture, CgroupInfo, CgroupState, Host, Timeline, TimelinePoint, Victim
 
 MIB = 1 << 20
 
@@ -10,7 +10,7 @@ def _capture(anon_series, stat, usage=100 * MIB, limit=100 * MIB, swap=0):
            for i, a in enumerate(anon_series)]
     return Capture(kill_id="k", victim=Victim(pid=1, comm="app", anon_rss_bytes=stat.get("anon", 0)),
                    cgroup=CgroupInfo(version=2, oom_memcg="/app", task_memcg="/app", constraint="CONSTRAINT_MEMCG"),
-                   at_kill=AtKill(source="kernel_report", usage_bytes=usage, limit_bytes=limit, memory_stat=stat),
+                   at_kill=CgroupState(source="kernel_report", usage_bytes=usage, limit_bytes=limit, memory_stat=stat),
                    host=Host(cgroup_version=2, thp_enabled="always", swap_total_bytes=swap),
                    timelines=[Timeline("/app", pts)] if anon_series else [])
 
@@ -70,13 +70,13 @@ def test_a_global_oom_tells_what_the_page_allocator_retried():
 def test_reclaim_read_at_the_kill_wins_over_the_last_reading():
     # Measured on this host: the last reading, 2 ms before the kill, had 55 reclaim runs; read at
     # the kill there were 93, 37 of them empty: the failing rounds of the last moments.
-    from oomscope.model import Capture, ReclaimAtKill
+    from oomscope.model import Capture, Reclaim
 
     cap = _capture([10 * MIB] * 3, {"anon": 10 * MIB})
     last = cap.timelines[0].points[-1]
     last.reclaim_runs, last.reclaim_empty_runs = 55, 0
     assert trend_of(cap).reclaim_runs == 55  # an older capture, without the figures at the kill
-    cap.timelines[0].reclaim_at_kill = ReclaimAtKill(runs=93, empty_runs=37, pages=14336, ms=7.31, read_ms_after_kill=55.3)
+    cap.timelines[0].reclaim_at_kill = Reclaim(runs=93, empty_runs=37, pages=14336, ms=7.31, read_ms_after_kill=55.3)
     t = trend_of(cap)
     assert (t.reclaim_runs, t.reclaim_empty_runs) == (93, 37)
     (reclaim,) = [a for a in advise(cap, analyse(cap), t) if a.title == "Reclaim before the kill"]
@@ -153,7 +153,7 @@ def _timed_capture(points):
     pts = [TimelinePoint(t_ms=-1000.0 * s, anon_bytes=a, usage_bytes=a, limit_bytes=300 * MIB) for s, a in points]
     return Capture(kill_id="k", victim=Victim(pid=1, comm="app", anon_rss_bytes=300 * MIB),
                    cgroup=CgroupInfo(version=2, oom_memcg="/app", task_memcg="/app", constraint="CONSTRAINT_MEMCG"),
-                   at_kill=AtKill(source="kernel_report", usage_bytes=300 * MIB, limit_bytes=300 * MIB,
+                   at_kill=CgroupState(source="kernel_report", usage_bytes=300 * MIB, limit_bytes=300 * MIB,
                                   memory_stat={"anon": 300 * MIB}),
                    host=Host(cgroup_version=2, thp_enabled="always", swap_total_bytes=0),
                    timelines=[Timeline("/app", pts)])

@@ -91,7 +91,7 @@ def test_proc_cgroup():
 def test_status_and_host_parsers():
     st = procfs.parse_status("Name:\tside car\nTgid:\t5\nUid:\t0\t0\t0\t0\nVmRSS:\t  2048 kB\nRssAnon:\t1024 kB\n")
     t = procfs.task_from_status(5, st, "after_kill")
-    assert (t.comm, t.tgid, t.uid, t.rss_bytes, t.rss_anon_bytes, t.rss_file_bytes) == ("side car", 5, 0, 2 << 20, 1 << 20, None)
+    assert (t.comm, t.tgid, t.uid, t.rss_bytes, t.anon_rss_bytes, t.file_rss_bytes) == ("side car", 5, 0, 2 << 20, 1 << 20, None)
     assert procfs.bracketed_mode("always [madvise] never\n") == "madvise"
     mi = procfs.parse_meminfo("MemTotal:  1024 kB\nHugePages_Total:  0\n")
     assert mi == {"MemTotal": 1 << 20, "HugePages_Total": 0}

@@ -153,7 +153,7 @@ def _problems(cap: Capture):
             out.append(f"'needs no more limit' that then says to size or raise the limit: {x.title}")
 
     # --- nothing said from a figure the capture lacks (issue 26: RHEL 7, 3.10) ---
-    if any(not t.is_victim and t.rss_anon_bytes is None for t in cap.tasks) and (
+    if any(not t.is_victim and t.anon_rss_bytes is None for t in cap.tasks) and (
             a.others_shared_bytes or "the others' anonymous RSS is such pages" in view.tasks_note):
         out.append("pages 'shared after fork()' where the others' RSS is not split (anon '—')")
     if any(x.title.startswith("Kernel slab") for x in result.advice) and not any(c.key == "slab" for c in a.categories):

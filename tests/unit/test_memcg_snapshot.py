@@ -206,7 +206,7 @@ def test_the_snapshot_ranks_after_the_report_and_before_everything_else():
     assert any("SIGKILL" in n for n in without.notes)
     back = Capture.from_json(without.to_json())
     assert back.at_kill_sources["kernel_snapshot"].memory_stat == snap_state.memory_stat
-    assert back.schema_version == SCHEMA_VERSION == 6
+    assert back.schema_version == SCHEMA_VERSION == 7
 
 
 def test_a_recorder_without_the_snapshot_says_why_in_the_capture():

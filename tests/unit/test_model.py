@@ -41,7 +41,7 @@ def test_a_capture_of_schema_1_still_loads():
     from ..conftest import fixture_text
 
     cap = Capture.from_json(fixture_text("captures", "schema1-v2-6.1-anon.json"))
-    assert cap.schema_version == 1 and SCHEMA_VERSION == 6
+    assert cap.schema_version == 1 and SCHEMA_VERSION == 7
     assert cap.host.page_size_bytes is None  # unknown in schema 1
     assert cap.at_kill.source is Source.KERNEL_REPORT and cap.victim.source is Source.BPF
     again = Capture.from_json(cap.to_json())
@@ -58,7 +58,7 @@ def test_provenance_is_a_source_written_as_its_plain_name():
 
     cap = Capture(kill_id="k", victim=Victim(pid=1, source=Source.BPF))
     data = json.loads(cap.to_json())
-    assert data["victim"]["source"] == "bpf" and data["schema_version"] == 6
+    assert data["victim"]["source"] == "bpf" and data["schema_version"] == 7
     assert f"{cap.victim.source}" == "bpf"
     data["victim"]["source"] = "rumour"
     with pytest.raises(CaptureError, match="capture.victim.source: unknown value 'rumour'"):
