@@ -33,15 +33,20 @@ import pytest
 
 STRICT_ENV = "OOMSCOPE_STRICT_SKIPS"
 MISSING = "not installed"  # the words every missing-package reason carries, and the net looks for
+#: programs that must never be installed on the host, unpacked for the VMs only (the user-space OOM
+#: killers: their packages enable services acting on the whole machine): tests/vm/run-matrix.sh
+#: passes the tree's root to each guest in this variable; require_tool looks there after PATH
+VM_TOOLS_ENV = "OOMSCOPE_VM_TOOLS"
+VM_TOOL_DIRS = ("usr/bin", "usr/sbin", "usr/lib/systemd", "lib/systemd")  # Debian 12 ships systemd-oomd in /lib/systemd
 
 
 def strict() -> bool:
     return os.environ.get(STRICT_ENV, "") not in ("", "0")
 
 
-def missing(what: str, package: str) -> None:
+def missing(what: str, package: str, how: str = "./setup.sh test installs it") -> None:
     """Skip (by hand) or fail (strict mode) for a missing ``what``; never returns."""
-    reason = f"{what} is {MISSING} ({package}: ./setup.sh test installs it)"
+    reason = f"{what} is {MISSING} ({package}: {how})"
     if strict():
         pytest.fail(f"{reason}; {STRICT_ENV}=1 makes a missing package a failure", pytrace=False)
     try:
@@ -51,11 +56,22 @@ def missing(what: str, package: str) -> None:
         raise
 
 
-def require_tool(name: str, package: str | None = None) -> str:
-    """The path of the program ``name`` on PATH (Debian package ``package``, by default the same name)."""
-    path = shutil.which(name)
+def vm_tool(name: str) -> str | None:
+    """``name`` in the tree of programs unpacked for the VMs only (``OOMSCOPE_VM_TOOLS``), or None."""
+    root = os.environ.get(VM_TOOLS_ENV)
+    if not root:
+        return None
+    return shutil.which(name, path=os.pathsep.join(os.path.join(root, d) for d in VM_TOOL_DIRS))
+
+
+def require_tool(name: str, package: str | None = None, vm_only: bool = False) -> str:
+    """The path of the program ``name`` on PATH (Debian package ``package``, by default the same name),
+    else in the VMs' tree (``vm_only``: a program never installed on the host, unpacked by
+    tests/vm/run-matrix.sh for the guests)."""
+    path = shutil.which(name) or vm_tool(name)
     if path is None:
-        missing(name, f"Debian package {package or name}")
+        missing(name, f"Debian package {package or name}",
+                "tests/vm/run-matrix.sh unpacks it for the VMs only" if vm_only else "./setup.sh test installs it")
     return path
 
 

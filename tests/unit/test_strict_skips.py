@@ -79,3 +79,24 @@ def test_strict_mode_fails_a_missing_package_and_keeps_the_machines_skips(tmp_pa
                       "test_raw_skip_for_a_package", "test_raw_skipif_for_a_package"], r.stdout
     assert "OOMSCOPE_STRICT_SKIPS=1" in r.stdout
     assert "memory.oom.group is cgroup v2 only" in r.stdout and "only inside the test VMs" in r.stdout
+
+
+def test_a_vm_only_tool_is_found_in_the_unpacked_tree_and_fails_strict_mode_when_missing(tmp_path, monkeypatch):
+    """The user-space killers are never installed on the host: tests/vm/run-matrix.sh unpacks them and
+    passes the tree as OOMSCOPE_VM_TOOLS; require_tool finds them there (systemd-oomd in Debian 12's
+    /lib/systemd), and a missing one fails strict mode, saying where it should have come from."""
+    import pytest
+
+    from tests import requires
+
+    tree = tmp_path / "root"
+    (tree / "lib/systemd").mkdir(parents=True)
+    tool = tree / "lib/systemd/oomscope-vm-tool-28"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv(requires.VM_TOOLS_ENV, str(tree))
+    monkeypatch.setenv(requires.STRICT_ENV, "1")
+    assert requires.require_tool("oomscope-vm-tool-28", vm_only=True) == str(tool)
+    monkeypatch.delenv(requires.VM_TOOLS_ENV)
+    with pytest.raises(pytest.fail.Exception, match="unpacks it for the VMs only"):
+        requires.require_tool("oomscope-vm-tool-28", vm_only=True)

@@ -59,6 +59,8 @@ KVM="${OOMSCOPE_VM_KVM:-auto}"
 VM_TIMEOUT="${OOMSCOPE_VM_TIMEOUT:-2400}"
 TEST_TIMEOUT="${OOMSCOPE_VM_TEST_TIMEOUT:-600}"
 DEADLINE="${OOMSCOPE_DEADLINE:-}"
+KEEP="${OOMSCOPE_VM_KEEP:-}"  # a host folder the guests may write (tests copy the post-mortems they made there: OOMSCOPE_KEEP_DIR)
+VM_TOOLS="${OOMSCOPE_VM_TOOLS_CACHE:-/var/lib/oomscope/vm-tools}"  # the user-space OOM killers, for the guests only (below)
 STRICT_SKIPS="${OOMSCOPE_STRICT_SKIPS:-1}"  # tests/requires.py: in the VMs a test skipped for a missing package fails
 SUITE="$HERE/tests/vm/suite.txt"
 export DEBIAN_FRONTEND=noninteractive
@@ -102,6 +104,53 @@ install() {
             | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
     fi
     [ -x "$VNG_VENV/bin/vng" ] || { log "virtme-ng did not install"; exit 1; }
+    vm_tools
+}
+
+# The user-space OOM killers the VM suite runs (issue 28: earlyoom, systemd-oomd). They act on the
+# whole machine they run on, and installing their packages enables their services (on a host run by
+# systemd: a killer acting on the user's machine after ./setup.sh test). So they are never installed
+# here: their .deb files (the host's own sources and release, so systemd-oomd and its
+# libsystemd-shared are one version) are fetched with apt-get download into a scratch folder and
+# unpacked with dpkg -x (no maintainer scripts, no service) into $VM_TOOLS/root, which the guests
+# see over 9p as every host file. The guests get that path as OOMSCOPE_VM_TOOLS: tests/requires.py's
+# require_tool looks there after PATH (strict mode: a missing one fails the VM's run). Reused while
+# the versions hold; offline, the tree unpacked before is used, said so.
+VM_TOOL_PACKAGES=(earlyoom systemd-oomd libsystemd-shared)
+vm_tools() {
+    local want="" pkg v tmp
+    for pkg in "${VM_TOOL_PACKAGES[@]}"; do
+        v="$(apt-cache policy "$pkg" 2>/dev/null | sed -n 's/^ *Candidate: *//p')"
+        if [ -z "$v" ] || [ "$v" = "(none)" ]; then want=""; break; fi
+        want+="$pkg=$v "
+    done
+    if [ -n "$want" ] && [ "$(cat "$VM_TOOLS/root/.versions" 2>/dev/null)" = "$want" ]; then return 0; fi
+    if [ -z "$want" ]; then
+        timeout 600 apt-get update -qq || true
+        want=""
+        for pkg in "${VM_TOOL_PACKAGES[@]}"; do
+            v="$(apt-cache policy "$pkg" 2>/dev/null | sed -n 's/^ *Candidate: *//p')"
+            [ -n "$v" ] && [ "$v" != "(none)" ] || { want=""; break; }
+            want+="$pkg=$v "
+        done
+    fi
+    mkdir -p "$VM_TOOLS"
+    tmp="$(mktemp -d "$VM_TOOLS/.fetch-XXXXXX")"
+    # shellcheck disable=SC2086
+    if [ -z "$want" ] || ! (cd "$tmp" && timeout 600 apt-get download -qq $want >/dev/null 2>"$tmp/err"); then
+        rm -rf "$tmp"
+        if [ -f "$VM_TOOLS/root/.versions" ]; then
+            log "user-space killers: could not fetch ${want:-${VM_TOOL_PACKAGES[*]}}; using those unpacked before: $(cat "$VM_TOOLS/root/.versions")"
+            return 0
+        fi
+        log "user-space killers: could not fetch ${VM_TOOL_PACKAGES[*]} (their VM tests will fail)"; return 0
+    fi
+    rm -rf "$VM_TOOLS/root.new"
+    for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$VM_TOOLS/root.new"; done
+    rm -rf "$tmp"
+    printf '%s' "$want" >"$VM_TOOLS/root.new/.versions"
+    rm -rf "$VM_TOOLS/root" && mv "$VM_TOOLS/root.new" "$VM_TOOLS/root"
+    log "user-space killers: $want unpacked for the VMs in $VM_TOOLS/root (not installed on this host)"
 }
 
 kernel_version() {  # series -> the newest installed version of it, e.g. 6.1 -> 6.1.0-56-amd64
@@ -193,7 +242,7 @@ vng_run() {  # vng_run TIMEOUT KVM_FLAG IMAGE OUTDIR COMMAND
     local t="$1" kvmflag="$2" image="$3" out="$4" cmd="$5"
     # shellcheck disable=SC2086
     PATH="$VNG_VENV/bin:$PATH" timeout --kill-after=20 "$t" vng $kvmflag --run "$image" \
-        --user root --memory 2G --cpus 2 --rwdir "$out" --exec "$cmd" </dev/null >"$out/vng.log" 2>&1
+        --user root --memory 2G --cpus 2 --rwdir "$out" ${KEEP:+--rwdir "$KEEP"} --exec "$cmd" </dev/null >"$out/vng.log" 2>&1
 }
 
 choose_kvm_flag() {
@@ -309,7 +358,7 @@ main() {
         # The arguments go in a file (pytest's @file): the kernel's command line, which carries
         # the VM's command, holds 2048 bytes on x86 and a longer one never boots.
         printf '%s\n' "${vm_args[@]}" >"$out/pytest-args"
-        local cmd="date +%s > '$out/booted'; cd '$HERE' && PYTHONDONTWRITEBYTECODE=1 OOMSCOPE_IN_VM=1 OOMSCOPE_STRICT_SKIPS='$STRICT_SKIPS' '$VENV/bin/python' -m pytest -v -rs -p no:cacheprovider --durations=15 --timeout=$TEST_TIMEOUT @'$out/pytest-args' > '$out/pytest.log' 2>&1; echo \$? > '$out/rc'"
+        local cmd="date +%s > '$out/booted'; cd '$HERE' && PYTHONDONTWRITEBYTECODE=1 OOMSCOPE_IN_VM=1 OOMSCOPE_VM_TOOLS='$VM_TOOLS/root' OOMSCOPE_KEEP_DIR='$KEEP' OOMSCOPE_STRICT_SKIPS='$STRICT_SKIPS' '$VENV/bin/python' -m pytest -v -rs -p no:cacheprovider --durations=15 --timeout=$TEST_TIMEOUT @'$out/pytest-args' > '$out/pytest.log' 2>&1; echo \$? > '$out/rc'"
         local vrc=0
         vng_run "$budget" "$kvmflag" "$image" "$out" "$cmd" || vrc=$?
         local took=$(( $(date +%s) - start )) booted="?"
