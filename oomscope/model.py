@@ -666,7 +666,9 @@ _TASK_RENAMED = {"rss_anon_bytes": "anon_rss_bytes", "rss_file_bytes": "file_rss
 def _upgrade(data: Dict[str, Any], version: int) -> Dict[str, Any]:
     """A capture of an older schema as the current one says it (a shallow copy where it changes).
     Before 7: a task's RSS fields had other names; ``at_kill`` had a part of a cgroup state's
-    fields, so it loads as one as it is (the rest unknown or empty, as before)."""
+    fields, so it loads as one as it is (the rest unknown or empty, as before). A capture keeps the
+    ``schema_version`` it was read as (the report says it), so one read and written again holds an
+    old number in 7's shape: this is idempotent on that (only the old names are renamed)."""
     if version < 7 and isinstance(data.get("tasks"), list):
         tasks = [{_TASK_RENAMED.get(k, k): v for k, v in t.items()} if isinstance(t, dict) else t for t in data["tasks"]]
         data = dict(data, tasks=tasks)
