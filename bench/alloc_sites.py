@@ -7,9 +7,11 @@ It runs in a sandbox cgroup (limit 256 MiB) under five conditions, interleaved r
   none          no record at all
   record-far    record running, no cgroup near its limit: nothing attached (the storm's cgroup 4% full)
   near-watched  record running, the storm's own cgroup held at ~84% of its limit by a second process:
-                sampling attached, the storm's faults sampled (its CPU is the "faulting workload's")
+                sampling attached, the storm's faults sampled (its CPU is the "faulting workload's"); the
+                page-fault hook on 0.2 s of every second (record/sites.py DUTY_ON_S)
+  near-watched-always  as near-watched, the hook on all the time (OOMSCOPE_SITES_DUTY=1/1: as before the duty)
   near-other    record running, another sandbox cgroup at ~84%: sampling attached, the storm not watched
-  near-watched-perf  as near-watched, with the sampled software perf event (OOMSCOPE_FAULT_SAMPLING=perf)
+  near-watched-perf  (--perf) as near-watched-always, with the sampled software perf event (OOMSCOPE_FAULT_SAMPLING=perf)
 
 record runs with --cgroup the bench's own root cgroup, so other work on the host is not sampled.
 Each condition's CPU ns per fault against "none": min-to-min and median-to-median ratios.
@@ -116,6 +118,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--perf", action="store_true", help="also the sampled perf event (1.06x when last measured)")
     args = ap.parse_args()
     hier = MemoryHierarchy.detect()
     root = f"/oomscope-bench-sites-{os.getpid()}"
@@ -134,14 +137,17 @@ def main() -> None:
         attached = {}
         rec_cpu = {}
         for rnd in range(args.rounds):
-            for cond in ("none", "record-far", "near-watched", "near-other", "near-watched-perf"):
+            conds = ["none", "record-far", "near-watched", "near-watched-always", "near-other"]
+            for cond in conds + (["near-watched-perf"] if args.perf else []):
                 rec = None
                 if cond.startswith("near"):
                     where = storm_cg if cond.startswith("near-watched") else other_cg
                     holder = in_cgroup(where, [sys.executable, "-c", HOLD, str(HOLD_BYTES)], stdout=subprocess.PIPE, text=True)
                     holder.stdout.readline()
                 if cond != "none":
-                    rec = Record(root, work, env={"OOMSCOPE_FAULT_SAMPLING": "perf"} if cond.endswith("perf") else None)
+                    env = ({"OOMSCOPE_FAULT_SAMPLING": "perf", "OOMSCOPE_SITES_DUTY": "1/1"} if cond.endswith("perf") else
+                           {"OOMSCOPE_SITES_DUTY": "1/1"} if cond.endswith("always") else None)
+                    rec = Record(root, work, env=env)
                     if cond.startswith("near"):
                         deadline = time.monotonic() + 30
                         while "sampling attached" not in rec.text() and time.monotonic() < deadline:

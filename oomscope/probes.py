@@ -527,6 +527,7 @@ class AllocSiteProbes:
             self.close()
             raise ProbeError(f"could not load the growth-site programs: {exc}") from None
         self.attached = False
+        self.hooked = False  # the page-fault program attached (attached, and not paused)
         self.period = 0
         self._watched: set = set()
 
@@ -538,15 +539,11 @@ class AllocSiteProbes:
             return 0.0
         t0 = _time.monotonic()
         try:
-            if self.mode == "perf":
-                self.bpf.attach_perf_event(ev_type=PERF_TYPE_SOFTWARE, ev_config=PERF_COUNT_SW_PAGE_FAULTS,
-                                           fn_name=b"on_fault_sample", sample_period=int(period))
-                self.period = int(period)
-            else:
+            self.period = int(period)
+            if self.mode == "tracepoint":
                 table = self.bpf["sample_period"]
-                table[table.Key(0)] = table.Leaf(int(period))
-                self.bpf.attach_raw_tracepoint(tp=b"page_fault_user", fn_name=b"on_fault_tp")
-                self.period = int(period)
+                table[table.Key(0)] = table.Leaf(self.period)
+            self._hook()
             if self.has_fork:
                 self.bpf.attach_tracepoint(tp=b"sched:sched_process_fork", fn_name=b"on_fork")
             if self.has_mapped:
@@ -568,11 +565,7 @@ class AllocSiteProbes:
         if not self.attached:
             return 0.0
         t0 = _time.monotonic()
-        with contextlib.suppress(Exception):
-            if self.mode == "perf":
-                self.bpf.detach_perf_event(ev_type=PERF_TYPE_SOFTWARE, ev_config=PERF_COUNT_SW_PAGE_FAULTS)
-            else:
-                self.bpf.detach_raw_tracepoint(tp=b"page_fault_user")
+        self._unhook()
         if self.has_reclaim:
             for tp in (b"mm_vmscan_memcg_reclaim_begin", b"mm_vmscan_memcg_reclaim_end"):
                 with contextlib.suppress(Exception):
@@ -589,6 +582,47 @@ class AllocSiteProbes:
                 + (("mapped",) if self.has_mapped else ()):
             with contextlib.suppress(Exception):
                 self.bpf[name].clear()
+        return _time.monotonic() - t0
+
+    def _hook(self) -> None:
+        if self.mode == "perf":
+            self.bpf.attach_perf_event(ev_type=PERF_TYPE_SOFTWARE, ev_config=PERF_COUNT_SW_PAGE_FAULTS,
+                                       fn_name=b"on_fault_sample", sample_period=self.period)
+        else:
+            self.bpf.attach_raw_tracepoint(tp=b"page_fault_user", fn_name=b"on_fault_tp")
+        self.hooked = True
+
+    def _unhook(self) -> None:
+        if not self.hooked:
+            return
+        with contextlib.suppress(Exception):
+            if self.mode == "perf":
+                self.bpf.detach_perf_event(ev_type=PERF_TYPE_SOFTWARE, ev_config=PERF_COUNT_SW_PAGE_FAULTS)
+            else:
+                self.bpf.detach_raw_tracepoint(tp=b"page_fault_user")
+        self.hooked = False
+
+    def pause(self) -> float:
+        """Take the page-fault hook off and keep everything gathered (the reclaim, fork and mapping
+        programs stay): the hook alone is what a fault pays while attached (bench/README.md), so
+        record/sites.py keeps it on for part of each second only. Seconds taken."""
+        import time as _time
+
+        t0 = _time.monotonic()
+        if self.attached:
+            self._unhook()
+        return _time.monotonic() - t0
+
+    def resume(self) -> float:
+        """Put the page-fault hook back (after pause()). Seconds taken."""
+        import time as _time
+
+        t0 = _time.monotonic()
+        if self.attached and not self.hooked:
+            try:
+                self._hook()
+            except Exception as exc:  # bcc raises bare Exception when attaching fails
+                raise ProbeError(f"could not attach the page-fault sampling again: {exc}") from None
         return _time.monotonic() - t0
 
     def mapped(self) -> List[tuple]:

@@ -65,6 +65,27 @@ MAX_PERIOD = 8192
 #: fault of the host for good (3-5% of a fault storm's CPU: bench/README.md)
 MIN_GROWTH_PER_S = 0.001
 
+#: while attached, the page-fault hook is on for DUTY_ON_S of every DUTY_CYCLE_S and off the rest
+#: (the reclaim, fork and mapping programs stay on): the hook's own cost on every fault of the host
+#: (a raw tracepoint whose program returns at once costs a fault storm 3%, the program's work and
+#: the stack capture little: bench/README.md) is paid a fifth of the time. The kernel's period is
+#: made shorter in the same ratio, and each check scales by the time the hook was really on.
+DUTY_ON_S = 0.2
+DUTY_CYCLE_S = 1.0
+
+
+def duty_from_env(env=os.environ) -> Tuple[float, float]:
+    """(on, cycle) seconds: OOMSCOPE_SITES_DUTY=ON/CYCLE (bench/alloc_sites.py compares "1/1", the
+    hook on all the time), else the defaults; a value that does not parse, or out of 0.05-10 s,
+    is the defaults."""
+    try:
+        on, cycle = (float(x) for x in env.get("OOMSCOPE_SITES_DUTY", "").split("/"))
+    except ValueError:
+        return DUTY_ON_S, DUTY_CYCLE_S
+    if not (0.05 <= on <= cycle <= 10.0):
+        return DUTY_ON_S, DUTY_CYCLE_S
+    return on, cycle
+
 
 def growing(rate_bytes_per_s: Optional[float], limit_bytes: int) -> bool:
     return rate_bytes_per_s is None or rate_bytes_per_s >= MIN_GROWTH_PER_S * limit_bytes
@@ -130,7 +151,7 @@ class SitesResult:
 
 def estimate_sites(pages: Sequence[PageSample], counts: Dict[Tuple[int, int, int], int],
                    states: Dict[int, Dict[int, int]], mapped: Dict[int, List[Tuple[int, int, int]]],
-                   period: int, page_size: int) -> Tuple[List[GrowthSite], int]:
+                   period: float, page_size: int) -> Tuple[List[GrowthSite], int]:
     """The growth sites of the sampled pages (pure). ``states``: tgid -> {page: pagemap state}
     (kernel/pagemap.py; a page missing was not read); ``mapped``: tgid -> [(start, length, ts_ns)]
     of its new mappings. Returns the sites, largest first, and how many resident samples were
@@ -164,7 +185,7 @@ def estimate_sites(pages: Sequence[PageSample], counts: Dict[Tuple[int, int, int
             site = by_site[(tgid, ustack)] = GrowthSite(tgid, "", ustack, 0, 0, 0, 0, 0)
         site.faults_sampled += n
     for site in by_site.values():
-        site.held_bytes = site.pages_resident * period * page_size
+        site.held_bytes = int(site.pages_resident * period * page_size)
     out = sorted(by_site.values(), key=lambda s: (-s.held_bytes, -s.faults_sampled, s.pid, s.user_stack))
     return out, dropped
 
@@ -191,8 +212,13 @@ class SiteSampler:
                  comm_of: Callable[[int], Optional[str]] = lambda pid: None, attach_ratio: float = ATTACH_RATIO,
                  check_interval_s: float = CHECK_INTERVAL_S, hold_s: float = HOLD_S,
                  symbolizer: Optional[Symbolizer] = None, page_size: int = os.sysconf("SC_PAGE_SIZE"),
-                 clock: Callable[[], int] = time.monotonic_ns, say: Callable[[str], None] = lambda line: None):
+                 clock: Callable[[], int] = time.monotonic_ns, say: Callable[[str], None] = lambda line: None,
+                 duty_on_s: Optional[float] = None, duty_cycle_s: Optional[float] = None):
         self.probes = probes
+        if duty_on_s is None or duty_cycle_s is None:
+            duty_on_s, duty_cycle_s = duty_from_env()
+        self.duty_on_ns = int(min(duty_on_s, duty_cycle_s) * 1e9)
+        self.duty_cycle_ns = int(duty_cycle_s * 1e9)
         self.say = say
         self.near = near
         self.pids_of = pids_of
@@ -211,6 +237,10 @@ class SiteSampler:
         self._attached_ns = 0
         self._last_near_ns = 0
         self._next_check_ns = 0
+        self._hook_on_ns = 0  # the hook's time on since attached, up to its last pause
+        self._hook_since_ns: Optional[int] = None  # when it was last put on (None: off)
+        self._next_toggle_ns = 0
+        self._cycle_start_ns = 0
         # about itself: measured figures for the log, doctor and the bench
         self.attaches = 0
         self.attach_s: List[float] = []
@@ -228,14 +258,43 @@ class SiteSampler:
                 except Exception as exc:  # noqa: BLE001 - sampling sites is a bonus: never stop record
                     self.errors += 1
                     self.last_error = f"{type(exc).__name__}: {exc}"
-                stop.wait(TICK_S)
+                stop.wait(self.wait_s())
         finally:
             if self.probes.attached:
                 self.detach_s.append(self.probes.detach())
 
+    def wait_s(self) -> float:
+        """How long the thread sleeps: TICK_S, or less to the hook's next toggle."""
+        if not self.probes.attached or self.duty_on_ns >= self.duty_cycle_ns:
+            return TICK_S
+        return max(0.0, min(TICK_S, (self._next_toggle_ns - self.clock()) / 1e9))
+
     def tick(self) -> None:
         with self._work:
             self._tick()
+
+    def _duty(self, now: int) -> None:
+        """Put the page-fault hook on or off for this part of the cycle."""
+        if self.duty_on_ns >= self.duty_cycle_ns or now < self._next_toggle_ns:
+            return
+        if self._hook_since_ns is not None:
+            self.probes.pause()
+            self._hook_on_ns += now - self._hook_since_ns
+            self._hook_since_ns = None
+            self._next_toggle_ns = self._cycle_start_ns + self.duty_cycle_ns
+        else:
+            self.probes.resume()
+            self._hook_since_ns = self._cycle_start_ns = now
+            self._next_toggle_ns = now + self.duty_on_ns
+
+    def stands_for(self, now: int) -> float:
+        """Faults a sample stands for: the kernel's period over the share of the time since
+        attached that the hook was on (1/share more faults went by unseen)."""
+        on = self._hook_on_ns + (now - self._hook_since_ns if self._hook_since_ns is not None else 0)
+        span = now - self._attached_ns
+        if on <= 0 or span <= 0 or self.duty_on_ns >= self.duty_cycle_ns:
+            return float(self.probes.period)
+        return self.probes.period * max(1.0, span / on)
 
     def _tick(self) -> None:
         now = self.clock()
@@ -250,6 +309,7 @@ class SiteSampler:
                          f"{checks[len(checks) // 2] * 1000 if checks else 0:.1f} ms, longest {checks[-1] * 1000 if checks else 0:.1f} ms)")
                 self._frames.clear()
                 self.symbolizer.clear()
+                self._hook_since_ns = None
             return
         self._last_near_ns = now
         tgids: Dict[str, Set[int]] = {cg: self.pids_of(cg) for cg, _u, _l in near}
@@ -257,13 +317,20 @@ class SiteSampler:
         self.probes.watch(watched)
         if not self.probes.attached:
             period = choose_period(max(limit for _c, _u, limit in near), self.page_size, self.attach_ratio)
-            self.attach_s.append(self.probes.attach(period))
+            # a shorter period while the hook is on: as many samples as a hook on all the time
+            kernel_period = max(1, round(period * min(1.0, self.duty_on_ns / self.duty_cycle_ns)))
+            self.attach_s.append(self.probes.attach(kernel_period))
             self.attaches += 1
+            duty = ("" if self.duty_on_ns >= self.duty_cycle_ns else
+                    f", the hook on {self.duty_on_ns / 1e6:.0f} ms of every {self.duty_cycle_ns / 1e6:.0f} ms")
             self.say(f"oomscope: growth sites: sampling attached for {len(watched)} processes of {len(near)} cgroup(s) near "
-                     f"their limit, one fault in {period} ({self.probes.mode}; attach {self.attach_s[-1] * 1000:.1f} ms)")
-            self._attached_ns = self.clock()
+                     f"their limit, one fault in {kernel_period}{duty} ({self.probes.mode}; attach {self.attach_s[-1] * 1000:.1f} ms)")
+            self._attached_ns = self._hook_since_ns = self._cycle_start_ns = self.clock()
+            self._hook_on_ns = 0
+            self._next_toggle_ns = self._attached_ns + self.duty_on_ns
             self._next_check_ns = self._attached_ns + self.check_interval_ns
             return
+        self._duty(now)
         if now >= self._next_check_ns:
             t0 = time.monotonic()
             self.check(tgids)
@@ -291,8 +358,9 @@ class SiteSampler:
         for tgid, start, length, ts in self.probes.mapped():
             if tgid in watched:
                 mapped[tgid].append((start, length, ts))
+        period = self.stands_for(t)
         sites, dropped = estimate_sites(pages, {k: v for k, v in read.counts.items() if k[0] in watched},
-                                        states, mapped, self.probes.period, self.page_size)
+                                        states, mapped, period, self.page_size)
         self.symbolizer.forget(watched)
         begun: Set[int] = set()
         for cg, members in tgids.items():
@@ -307,7 +375,7 @@ class SiteSampler:
             if read.stacks_lost:
                 notes.append(f"{read.stacks_lost} sampled faults had no stack stored (the stack map full, or two stacks "
                              f"with one hash)")
-            result = SitesResult(cg, t, self._attached_ns, self.probes.period, self.page_size, mine, hitters[:10],
+            result = SitesResult(cg, t, self._attached_ns, round(period), self.page_size, mine, hitters[:10],
                                  samples=sum(s.faults_sampled for s in mine), pages_dropped_as_remapped=dropped, notes=notes,
                                  pids=sorted(members))
             self._keep(cg, result)
@@ -410,7 +478,8 @@ class SiteSampler:
 
 
 ESTIMATE = ("bytes held = sampled pages still present (private, anonymous) at the last check before the kill "
-            "x {period} faults a sample x {page} bytes a page: an estimate, whose error shrinks with the number of "
+            "x {period} faults a sample (the kernel's period over the share of the time its page-fault hook was on) "
+            "x {page} bytes a page: an estimate, whose error shrinks with the number of "
             "resident samples (5 samples: about +/-45%); faults before the cgroup reached {ratio:.0%} of its limit "
             "were not sampled")
 

@@ -304,12 +304,25 @@ class _FakeProbes:
         self.pages, self.counts = [], {}
 
     def attach(self, period):
-        self.attached, self.period = True, period
+        self.attached, self.hooked, self.period = True, True, period
         return 0.001
 
     def detach(self):
-        self.attached = False
+        self.attached = self.hooked = False
         return 0.002
+
+    hooked = False
+    toggles = 0
+
+    def pause(self):
+        self.hooked = False
+        self.toggles += 1
+        return 0.0
+
+    def resume(self):
+        self.hooked = True
+        self.toggles += 1
+        return 0.0
 
     def watch(self, tgids):
         self.watched = set(tgids)
@@ -344,7 +357,7 @@ def test_sampling_attaches_near_a_limit_only_and_a_kill_gets_the_check_before_it
     near = []
     probes = _FakeProbes()
     s = SiteSampler(probes, lambda: list(near), lambda cg: {os.getpid()}, clock=lambda: now[0], hold_s=5.0,
-                    check_interval_s=0.5)
+                    check_interval_s=0.5, duty_on_s=1.0, duty_cycle_s=1.0)
     s.tick()
     assert not probes.attached  # nothing near a limit: nothing attached
     near.append(("/a", 70, 100))
@@ -373,3 +386,51 @@ def test_sampling_attaches_near_a_limit_only_and_a_kill_gets_the_check_before_it
     now[0] += 2_000_000_000
     s.tick()
     assert not probes.attached and s.attaches == 1
+
+
+def test_the_fault_hook_is_on_part_of_each_second_and_the_estimate_scales_by_its_time_on():
+    from oomscope.record.sites import SiteSampler
+
+    now = [10_000_000_000]
+    probes = _FakeProbes()
+    s = SiteSampler(probes, lambda: [("/a", 85 << 20, 100 << 20, None)], lambda cg: {os.getpid()}, clock=lambda: now[0],
+                    check_interval_s=0.5, duty_on_s=0.2, duty_cycle_s=1.0)
+    s.tick()
+    # 64 faults a sample with the hook on all the time: 64 x 0.2 with it on a fifth of the time
+    assert probes.attached and probes.hooked and probes.period == 13
+    on = off = 0
+    probes.pages = [PageSample(os.getpid(), 0x1000, 5, -1, 1, 10)]
+    for _ in range(300):  # 3 s in the sampler's ticks of 10 ms
+        now[0] += 10_000_000
+        s.tick()
+        on, off = (on + 1, off) if probes.hooked else (on, off + 1)
+    assert 50 <= on <= 70 and probes.toggles >= 5  # about 0.2 of 3 s on, toggled each cycle
+    assert 0 < s.wait_s() <= 0.1
+    # the time on (0.6 s of 3 s) makes each sample stand for 13 / 0.2 faults
+    assert 60 <= s.stands_for(now[0]) <= 70
+    got = s.for_kill("/a", now[0])
+    assert got is not None and got.period == round(s.stands_for(got.t_ns))
+    # the test pages are pagemap-read for real: this process's page 0x1000 is not mapped, so not held
+    assert got.sites[0].held_bytes == 0
+
+
+def test_a_duty_of_the_whole_cycle_keeps_the_hook_on():
+    from oomscope.record.sites import SiteSampler
+
+    now = [10_000_000_000]
+    probes = _FakeProbes()
+    s = SiteSampler(probes, lambda: [("/a", 85 << 20, 100 << 20, None)], lambda cg: {os.getpid()}, clock=lambda: now[0],
+                    duty_on_s=1.0, duty_cycle_s=1.0)
+    s.tick()
+    for _ in range(30):
+        now[0] += 100_000_000
+        s.tick()
+    assert probes.hooked and probes.toggles == 0 and probes.period == 64 and s.stands_for(now[0]) == 64
+
+
+def test_the_duty_from_the_environment_is_bounded():
+    from oomscope.record.sites import DUTY_CYCLE_S, DUTY_ON_S, duty_from_env
+
+    assert duty_from_env({"OOMSCOPE_SITES_DUTY": "1/1"}) == (1.0, 1.0)
+    for bad in ("", "x", "1", "2/1", "0/1", "nan/1", "1/1e9", "1/2/3"):
+        assert duty_from_env({"OOMSCOPE_SITES_DUTY": bad}) == (DUTY_ON_S, DUTY_CYCLE_S)
