@@ -572,7 +572,7 @@ class Capture:
     times: Times = field(default_factory=Times)
     trigger: Trigger = field(default_factory=Trigger)
     cgroup: CgroupInfo = field(default_factory=CgroupInfo)
-    #: the state of the oom_memcg at the kill: the best of ``at_kill_sources`` (choose_at_kill)
+    #: the state of the oom_memcg at the kill: the best of ``at_kill_sources`` (capture/assemble.choose_at_kill)
     at_kill: CgroupState = field(default_factory=CgroupState)
     at_kill_sources: Dict[str, CgroupState] = field(default_factory=dict)
     tasks: List[Task] = field(default_factory=list)
@@ -645,17 +645,6 @@ class Capture:
         except ValueError as exc:  # includes an integer beyond Python's 4300 digits
             raise CaptureError(f"not valid JSON: {exc}") from None
         return cls.from_dict(data)
-
-
-def choose_at_kill(sources: Dict[str, CgroupState]) -> CgroupState:
-    """The best available reading becomes ``at_kill`` (a copy: its dicts are its own); the others
-    stay in ``at_kill_sources``."""
-    for name in AT_KILL_PREFERENCE:
-        state = sources.get(name)
-        if state is not None and (state.memory_stat or state.usage_bytes is not None):
-            return dataclasses.replace(state, source=name, memory_stat=dict(state.memory_stat),
-                                       memory_events=dict(state.memory_events), pressure=dict(state.pressure))
-    return CgroupState()
 
 
 #: schema 7 named a task's RSS fields as the victim's

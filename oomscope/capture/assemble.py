@@ -5,8 +5,11 @@ Two steps: ``place`` (capture/place.py) decides, once, where the kill happened; 
 gathers the evidence for those cgroups (record/evidence.py; an import has none), and
 ``build_capture`` puts event, report, placement and evidence together, one part at a time: the
 victim, the trigger, the cgroup's state at the kill, the processes, the times, the kernel's report.
+What the kernel's report says becomes the model's parts beside the step that uses it
+(``state_from_report``, ``tasks_from_report``, ``host_memory_from_report``: in bytes, with the kill
+host's page size).
 Each cgroup figure keeps its provenance (kernel report, last sample, after the kill); ``at_kill``
-is the best of them (model.choose_at_kill).
+is the best of them (``choose_at_kill``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import datetime as dt
 from typing import Callable, Dict, List, Optional, Tuple
 
 from .. import __version__
+from ..kernel.cgroupfs import limit_or_none
 from ..kernel.oom_report import OomReport
 from ..layouts import OomEvent
 from ..model import (
@@ -27,10 +31,9 @@ from ..model import (
     Times,
     Trigger,
     Victim,
-    choose_at_kill,
+    AT_KILL_PREFERENCE,
     unknown_if_absurd,
 )
-from .from_report import host_memory_from_report, state_from_report, tasks_from_report
 from .inputs import PAGE_SIZE, Evidence, Recording
 from .place import Placement, place
 
@@ -170,6 +173,38 @@ def trigger_of(event: Optional[OomEvent], report: Optional[OomReport], from_repo
     return Trigger()
 
 
+def state_from_report(rep: OomReport, source: Source = Source.KERNEL_REPORT) -> Optional[CgroupState]:
+    if rep.memory is None and not rep.memory_stat:
+        return None
+    st = CgroupState(source=source, cgroup=rep.stats_cgroup, memory_stat=dict(rep.memory_stat), age_ms=0.0)
+    if rep.memory is not None:
+        st.usage_bytes = rep.memory.usage_kb * 1024
+        st.limit_bytes = limit_or_none(rep.memory.limit_kb * 1024)
+        st.failcnt = rep.memory.failcnt
+    if rep.kmem is not None:
+        st.kmem_usage_bytes = rep.kmem.usage_kb * 1024
+    if rep.swap is not None:  # cgroup v2 prints swap on its own
+        st.swap_usage_bytes = rep.swap.usage_kb * 1024
+        st.swap_limit_bytes = limit_or_none(rep.swap.limit_kb * 1024)
+    elif rep.memsw is not None and rep.memory is not None:  # v1: memory+swap includes memory
+        st.swap_usage_bytes = max(0, rep.memsw.usage_kb - rep.memory.usage_kb) * 1024
+        memsw_limit = limit_or_none(rep.memsw.limit_kb * 1024)
+        if memsw_limit is not None and st.limit_bytes is not None:
+            st.swap_limit_bytes = max(0, memsw_limit - st.limit_bytes)
+    return st
+
+
+def choose_at_kill(sources: Dict[str, CgroupState]) -> CgroupState:
+    """The best available reading (model.AT_KILL_PREFERENCE) becomes ``at_kill`` (a copy: its dicts
+    are its own); the others stay in ``at_kill_sources``."""
+    for name in AT_KILL_PREFERENCE:
+        state = sources.get(name)
+        if state is not None and (state.memory_stat or state.usage_bytes is not None):
+            return dataclasses.replace(state, source=name, memory_stat=dict(state.memory_stat),
+                                       memory_events=dict(state.memory_events), pressure=dict(state.pressure))
+    return CgroupState()
+
+
 def states_at_kill(report: Optional[OomReport], from_report: Source, evidence: Evidence) -> Dict[str, CgroupState]:
     """Every reading of the cgroup's state at the kill, by its source."""
     sources: Dict[str, CgroupState] = {}
@@ -200,6 +235,36 @@ def _at_kill_notes(at_kill: CgroupState, is_global: bool, from_report: Source, e
             + (f" ({at_kill.age_ms:.0f} ms before the kill)." if at_kill.age_ms is not None and at_kill.age_ms >= 0 else ".")
             + (f" No kernel snapshot at the SIGKILL: {evidence.snapshot_status.rstrip('.')}."
                if evidence.snapshot_status.startswith("unavailable") else "")]
+
+
+def tasks_from_report(rep: OomReport, victim_pid: int, proc_info: Dict[int, Tuple[str, Optional[str]]],
+                      page_size: int = PAGE_SIZE, source: Source = Source.KERNEL_REPORT) -> List[Task]:
+    def pages(row_values: Dict[str, int], key: str) -> Optional[int]:
+        v = row_values.get(key)
+        return v * page_size if v is not None else None
+
+    tasks = []
+    for row in rep.tasks:
+        v = row.values
+        info = proc_info.get(row.pid)
+        tasks.append(Task(
+            pid=row.pid,
+            comm=row.name,
+            tgid=v.get("tgid"),
+            uid=v.get("uid"),
+            total_vm_bytes=pages(v, "total_vm"),
+            rss_bytes=pages(v, "rss"),
+            anon_rss_bytes=pages(v, "rss_anon"),
+            file_rss_bytes=pages(v, "rss_file"),
+            shmem_rss_bytes=pages(v, "rss_shmem"),
+            pgtables_bytes=v.get("pgtables_bytes"),
+            swap_bytes=pages(v, "swapents"),
+            oom_score_adj=v.get("oom_score_adj"),
+            is_victim=row.pid == victim_pid,
+            cmdline=info[1] if info else None,
+            source=source,
+        ))
+    return tasks
 
 
 def tasks_of(pid: int, victim: Victim, report: Optional[OomReport], from_report: Source, evidence: Evidence,
@@ -258,6 +323,21 @@ def times_of(kill_ns: Optional[int], report: Optional[OomReport], clock_offset_n
         kernel_report_usec=report.killed_usec if report is not None else None,
         captured_wall=now_wall.isoformat(timespec="milliseconds"),
     )
+
+
+def host_memory_from_report(rep: OomReport, page_size: int = PAGE_SIZE) -> Dict[str, int]:
+    """A global OOM's Mem-Info (pages, and kB for swap) in bytes, with the kill host's page size."""
+    out: Dict[str, int] = {}
+    for key, value in rep.mem_info.items():
+        if key == "free_swap_kb":
+            out["swap_free"] = value * 1024
+        elif key == "total_swap_kb":
+            out["swap_total"] = value * 1024
+        elif key == "ram_pages":
+            out["ram"] = value * page_size
+        else:
+            out[key] = value * page_size
+    return out
 
 
 def kernel_report_of(report: Optional[OomReport], evidence: Evidence, page_size: int,

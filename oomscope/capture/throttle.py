@@ -12,7 +12,8 @@ from typing import Dict, List, Optional
 from .. import __version__
 from ..layouts import ReclaimStats
 from ..model import (Capture, CgroupInfo, CgroupState, Host, ThrottledTask, ThrottleEpisode, Task, Timeline, Times,
-                     Victim, choose_at_kill)
+                     Victim)
+from .assemble import choose_at_kill
 
 
 def _wall(t_ns: int, offset_ns: int) -> dt.datetime:

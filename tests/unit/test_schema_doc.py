@@ -9,6 +9,7 @@ import re
 import typing
 
 from oomscope import model
+from oomscope.capture.assemble import choose_at_kill
 from oomscope.model import SCHEMA_VERSION, Capture
 from oomscope.report.formats import render_markdown
 
@@ -94,9 +95,9 @@ def test_a_schema_6_tasks_rss_fields_load_under_their_schema_7_names():
 def test_at_kill_is_a_copy_of_the_best_source_not_the_same_object():
     st = model.CgroupState(source=model.Source.LAST_SAMPLE, usage_bytes=5, memory_stat={"anon": 5},
                            memory_events={"max": 1}, pressure={"some_avg10": 1.0}, cgroup="/a", age_ms=12.0)
-    at = model.choose_at_kill({"last_sample": st})
+    at = choose_at_kill({"last_sample": st})
     assert at == st and at.cgroup == "/a" and at.memory_events == {"max": 1}
     at.memory_stat["anon"] = 0
     at.memory_events["max"] = 9
     assert st.memory_stat == {"anon": 5} and st.memory_events == {"max": 1}
-    assert model.choose_at_kill({}) == model.CgroupState() and model.CgroupState().source == "none"
+    assert choose_at_kill({}) == model.CgroupState() and model.CgroupState().source == "none"
