@@ -16,9 +16,15 @@ from ..safefs import Batch, Dir
 
 
 def write_capture(out_dir: str, capture: Capture, batch: Optional[Batch] = None, indent: Optional[int] = 2,
-                  text: Optional[str] = None) -> str:
+                  text: Optional[str] = None, into: Optional[Dir] = None) -> str:
     """A new kill folder with the capture alone: its path. ``indent``: of capture.json (None: one
     line, as import writes it, see Capture.to_json); ``text``: the capture's JSON made already
-    (import makes it in its main thread and has the folder and file made by a writer thread)."""
-    with Dir(out_dir, create=True, batch=batch) as out, out.make_kill_folder(capture.kill_id) as folder:
-        return folder.write("capture.json", capture.to_json(indent) if text is None else text)
+    (import makes it in its main thread and has the folder and file made by a writer thread);
+    ``into``: ``out_dir`` opened already (import opens it once for thousands of kills)."""
+    out = Dir(out_dir, create=True, batch=batch) if into is None else into
+    try:
+        with out.make_kill_folder(capture.kill_id) as folder:
+            return folder.write("capture.json", capture.to_json(indent) if text is None else text)
+    finally:
+        if into is None:
+            out.close()

@@ -69,12 +69,23 @@ def open_log(path: str) -> Iterator[str]:
             yield from _scan_stream(_Gunzip(f), path)
             return
         try:
-            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            buf = _map(f.fileno())
         except (OSError, ValueError):  # empty file, or not mappable (a pipe, /proc)
             yield from _scan_stream(f, path)
             return
         with buf:
             yield from report_lines(buf)
+
+
+def _map(fd: int) -> mmap.mmap:
+    """The file mapped private and writable (never written: a private mapping's pages are the
+    page cache's until one is written), so that its memory has an address the C library's memmem
+    can scan (kernel/logscan.py); read-only where that is refused (strict overcommit counts a
+    private writable mapping's size against the commit limit)."""
+    try:
+        return mmap.mmap(fd, 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    except OSError:
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
 
 
 def _scan_stream(raw, name: str, block: int = 64 << 20) -> Iterator[str]:

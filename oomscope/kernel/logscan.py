@@ -14,10 +14,13 @@ Two scanners give the same regions (tested on every fixture):
 - ``report_regions``: one regex over every anchor, run only on the lines that hold one of three
   literals every anchor contains (found with ``bytes.find``): an alternation of literals over
   the whole text loses the regex engine's fast literal search (~200 MB/s here).
-- ``fast_report_regions``: finds only ``Killed process`` (every kill prints it) with
-  ``bytes.find`` (~1.7 GB/s), then looks *backwards* from each for its header within the gap since
-  the previous kill, and for a kill with no header (rate-limited, or a log cut at the report's
-  start) for its cgroup lines within the 256 KiB before it. Text after the last kill (a report
+- ``fast_report_regions``: finds only ``Killed process`` (every kill prints it) with the C
+  library's ``memmem`` where it can be called (``_Finder``: 0.21-0.24 s of CPU for a 1 GiB log
+  here, against 0.40-0.41 s for ``bytes.find``, whose skip table is a 64-bit bloom that every
+  lower-case letter of a log hits; grep -c: 0.26 s; measured for issue 29), else ``bytes.find``,
+  then looks *backwards* from each for its header within the gap since the previous kill, and
+  for a kill with no header (rate-limited, or a log cut at the report's start) for its cgroup
+  lines within the 256 KiB before it. Text after the last kill (a report
   whose Killed line is missing or cut off) goes through ``report_regions``.
 
 An ``oom-kill:`` summary without its Killed line (a ``grep oom-kill`` excerpt) is a kill of
@@ -28,8 +31,9 @@ pass over the gaps, most of a quiet log (issue 18: within 3x grep).
 
 from __future__ import annotations
 
+import ctypes
 import re
-from typing import Iterator, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 _ANCHOR = re.compile(
     rb"invoked oom-killer|Killed process|oom_reaper: reaped process|killed as a result of limit of"
@@ -104,10 +108,64 @@ _HEADLESS = (b"killed as a result of limit of", b"memory: usage", b"Memory cgrou
 HEADLESS_WINDOW = 256 << 10
 
 
+def _libc_memmem() -> Optional[Callable]:
+    try:
+        fn = ctypes.CDLL(None).memmem  # glibc and musl both have it
+    except (OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_void_p
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
+    return fn
+
+
+_MEMMEM = _libc_memmem()
+
+
+class _Finder:
+    """``buf.find(needle, start)`` by the C library's memmem when ``buf``'s memory can be
+    addressed (bytes, a bytearray, a writable or private mmap), else by ``buf.find``. The address
+    is held only while the finder is open (a buffer with an export cannot be closed or resized)."""
+
+    def __init__(self, buf):
+        self.buf = buf
+        self.n = len(buf)
+        self._ref = None
+        self.base = 0
+        if _MEMMEM is None or not self.n:
+            return
+        try:
+            if isinstance(buf, bytes):
+                self._ref = ctypes.c_char_p(buf)  # the bytes' own memory, not a copy
+                self.base = ctypes.cast(self._ref, ctypes.c_void_p).value or 0
+            else:
+                self._ref = ctypes.c_char.from_buffer(buf)  # a writable buffer (a read-only mmap is not)
+                self.base = ctypes.addressof(self._ref)
+        except (TypeError, ValueError, BufferError):
+            self._ref, self.base = None, 0
+
+    def find(self, needle: bytes, start: int) -> int:
+        if not self.base or start >= self.n:
+            return self.buf.find(needle, start)
+        start = max(start, 0)
+        hit = _MEMMEM(self.base + start, self.n - start, needle, len(needle))
+        return hit - self.base if hit else -1
+
+    def close(self) -> None:
+        self._ref, self.base = None, 0
+
+
 def fast_report_regions(buf) -> Iterator[Tuple[int, int]]:
+    finder = _Finder(buf)
+    try:
+        yield from _fast_report_regions(buf, finder)
+    finally:
+        finder.close()
+
+
+def _fast_report_regions(buf, finder: _Finder) -> Iterator[Tuple[int, int]]:
     n = len(buf)
     prev_end = 0
-    at = buf.find(_KILLED)
+    at = finder.find(_KILLED, 0)
     while at >= 0:
         line_start = buf.rfind(b"\n", 0, at) + 1
         line_end = buf.find(b"\n", at)
@@ -123,7 +181,7 @@ def fast_report_regions(buf) -> Iterator[Tuple[int, int]]:
                 start = max(start, prev_end)
             yield (start, line_end)
             prev_end = line_end
-        at = buf.find(_KILLED, line_end)
+        at = finder.find(_KILLED, line_end)
     if prev_end < n:
         for s, e in report_regions(buf[prev_end:]):
             yield (prev_end + s, prev_end + e)
