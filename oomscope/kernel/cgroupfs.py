@@ -115,8 +115,12 @@ class MemoryHierarchy:
     root: str
     version: int
     # cgroup -> filesystem path: the sampler reads ~10 files per cgroup per pass, and normalizing
-    # the path each time was a tenth of its CPU with 500 cgroups (measured, bench/scale.py)
+    # the path each time was a tenth of its CPU with 500 cgroups (measured, bench/scale.py). Read
+    # by every thread that reads cgroupfs (sampler, kmsg follower, metrics) without a lock (one
+    # dict.get); every write holds _paths_lock, so the sampler's prune never iterates a dict another
+    # thread is adding to ("dictionary changed size during iteration": tests/unit/test_cgroupfs_threads.py)
     _paths: Dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _paths_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
     # (cgroup, file) -> a descriptor kept open by the sampler thread (``keep_files_open``)
     _kept: Optional[Dict[Tuple[str, str], int]] = field(default=None, init=False, repr=False, compare=False)
     _kept_owner: int = field(default=0, init=False, repr=False, compare=False)
@@ -150,9 +154,10 @@ class MemoryHierarchy:
         path = os.path.normpath(os.path.join(self.root, rel))
         if not (path == self.root or path.startswith(self.root.rstrip("/") + "/")):
             raise CgroupError(f"cgroup path escapes the hierarchy: {cgroup!r}")
-        if len(self._paths) >= 16384:
-            self._paths.clear()
-        self._paths[cgroup] = path
+        with self._paths_lock:
+            if len(self._paths) >= 16384:
+                self._paths.clear()
+            self._paths[cgroup] = path
         return path
 
     def cgroup_of(self, fs_path: str) -> str:
@@ -183,7 +188,8 @@ class MemoryHierarchy:
         """Drops the cached paths of cgroups not in ``cgroups`` (gone, or never watched): with pods
         made and removed all day the cache otherwise filled to its cap before it was cleared (a
         sawtooth of up to 16,384 paths, ~5 MiB: the soak benchmark's recorder grew all its hour)."""
-        self._paths = {c: p for c, p in self._paths.items() if c in cgroups}
+        with self._paths_lock:
+            self._paths = {c: p for c, p in self._paths.items() if c in cgroups}
 
     def forget_files_except(self, cgroups) -> None:
         """Closes the kept descriptors of every cgroup not in ``cgroups`` (the sampler thread only):
