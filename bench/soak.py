@@ -45,6 +45,18 @@ Run as root after ./setup.sh test (OpenJDK for the JVMs; --jvms 0 without it):
     /opt/oomscope/venv/bin/python bench/soak.py [--duration 3600] [--json soak.json] [--csv soak.csv]
 The output folder (captures, post-mortems, record's stdout and stderr) is kept: --out, by default
 /var/tmp/oomscope-soak-<time>.
+
+Two recorders side by side on the same churn (a paired comparison in one run, the host's noise
+shared): --pair-env 'K=V ...' starts a second recorder, "b", with those variables added to its
+environment (--env 'K=V ...' adds to the first's, "a"), and --pair-code DIR runs "b" from another
+checkout (e.g. a ``git worktree`` of the baseline). Each has its own output folder (OUT/a, OUT/b),
+metrics port and scrapes; both record the sandbox, so every kill must be recorded by each. E.g.
+the C heap's arena limit and trim (oomscope/record/heap.py) against glibc's defaults:
+    bench/soak.py --env OOMSCOPE_MALLOC=default --pair-env ''
+Besides RSS, each sample splits the anonymous memory by mapping (/proc/PID/smaps): ``heap`` (the
+brk heap: glibc's main arena), ``arenas`` (anonymous read-write mappings at a 64 MiB boundary:
+glibc's other arenas, one 64 MiB reservation each) and the rest (pymalloc's 1 MiB arenas, glibc's
+mmap'd blocks, bcc's maps).
 """
 
 from __future__ import annotations
@@ -275,8 +287,40 @@ def proc_sample(pid: int) -> Optional[dict]:
     except (OSError, IndexError):
         return None
     kb = lambda k: int(status.get(k, ["0"])[0]) * 1024  # noqa: E731
+    split = smaps_split(pid) or {"heap": 0, "arenas": 0, "anon_other": 0}
     return {"pid": pid, "rss": kb("VmRSS"), "anon": kb("RssAnon"), "file": kb("RssFile") + kb("RssShmem"),
-            "threads": int(status["Threads"][0]), "fds": fds, "cpu_s": (int(fields[11]) + int(fields[12])) / TICK}
+            "threads": int(status["Threads"][0]), "fds": fds, "cpu_s": (int(fields[11]) + int(fields[12])) / TICK,
+            **split}
+
+
+ARENA_ALIGN = 64 * MiB  # glibc's HEAP_MAX_SIZE on 64-bit: a non-main arena's heap is aligned to it
+
+
+def smaps_split(pid: int) -> Optional[dict]:
+    """Resident bytes of a process's anonymous memory by mapping: the brk heap (glibc's main arena),
+    glibc's other arenas (read-write anonymous mappings starting at a 64 MiB boundary) and the rest."""
+    out = {"heap": 0, "arenas": 0, "anon_other": 0}
+    kind = None
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                head = line.split(None, 5)
+                if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                    name = head[5].strip() if len(head) > 5 else ""
+                    start = int(head[0].split("-")[0], 16)
+                    if name == "[heap]":
+                        kind = "heap"
+                    elif name:
+                        kind = None
+                    elif start % ARENA_ALIGN == 0 and head[1].startswith("rw"):
+                        kind = "arenas"
+                    else:
+                        kind = "anon_other"
+                elif head[0] == "Anonymous:" and kind is not None:
+                    out[kind] += int(head[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return out
 
 
 def slope_per_hour(points: List[tuple]) -> Optional[float]:
@@ -293,6 +337,66 @@ def slope_per_hour(points: List[tuple]) -> Optional[float]:
 
 
 # --- the run -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Recorder:
+    """One `record` of the run: its name ("" alone, "a"/"b" side by side), code, environment, folder."""
+    name: str
+    code: str  # the checkout it runs from
+    env: Dict[str, str]
+    out: str
+    port: int = 0
+    proc: Optional[subprocess.Popen] = None
+    stdout: Optional[object] = None
+    stderr: Optional[object] = None
+
+    def role(self, r: str) -> str:
+        return f"{self.name}:{r}" if self.name else r
+
+    def start(self, sandbox_root: Optional[str], record_args: List[str]) -> None:
+        os.makedirs(self.out, exist_ok=True)
+        self.port = free_port()
+        extra = ["--log-format", "json", "--metrics-addr", f"127.0.0.1:{self.port}"]
+        if sandbox_root:
+            extra += ["--cgroup", sandbox_root]
+        self.stdout = open(os.path.join(self.out, "record.stdout"), "w")
+        self.stderr = open(os.path.join(self.out, "record.stderr"), "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "oomscope", "record", "-o", os.path.join(self.out, "kills"),
+                                      *extra, *record_args], cwd=self.code, env={**os.environ, **self.env},
+                                     stdout=self.stdout, stderr=self.stderr, stdin=subprocess.DEVNULL)
+
+    def err_tail(self) -> str:
+        return open(self.stderr.name).read()[-2000:]
+
+    def stop(self, until_recorded: float, root: str, victims: int) -> None:
+        """Let it finish the last kills' captures (until ``until_recorded``, monotonic), then SIGTERM."""
+        if self.proc is None:
+            return
+        while time.monotonic() < until_recorded and len(_recorded(self.out, root)[0]) < victims:
+            time.sleep(0.5)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def close(self) -> None:
+        for f in (self.stdout, self.stderr):
+            if f is not None:
+                f.close()
+
+
+def parse_env(text: str) -> Dict[str, str]:
+    env = {}
+    for item in text.split():
+        k, eq, v = item.partition("=")
+        if not eq or not k:
+            raise SystemExit(f"soak: not NAME=VALUE: {item!r}")
+        env[k] = v
+    return env
 
 
 def compile_jvm(workdir: str) -> Optional[str]:
@@ -319,6 +423,10 @@ def main() -> int:
     ap.add_argument("--csv", default=None, help="write the samples here (one row per process and sample)")
     ap.add_argument("--json", default=None, help="write the options, samples and summary here")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--env", default="", help="'NAME=VALUE ...' added to the (first) recorder's environment")
+    ap.add_argument("--pair-env", default=None, help="run a second recorder side by side, with 'NAME=VALUE ...' "
+                    "added to its environment ('' for none)")
+    ap.add_argument("--pair-code", default=None, help="the second recorder's checkout (this one by default)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("soak: needs root (record, cgroups)")
@@ -331,8 +439,11 @@ def main() -> int:
 
     hier = MemoryHierarchy.detect()
     sandbox = Sandbox(hier)
-    record = None
-    rec_out = rec_err = None
+    paired = args.pair_env is not None or args.pair_code is not None
+    recorders = [Recorder("a" if paired else "", HERE, parse_env(args.env), os.path.join(out, "a") if paired else out)]
+    if paired:
+        recorders.append(Recorder("b", os.path.abspath(args.pair_code or HERE), parse_env(args.pair_env or ""),
+                                  os.path.join(out, "b")))
     samples: List[dict] = []
     made_victims: Dict[int, str] = {}  # hog pid -> its cgroup, for each hog the kernel OOM-killed
     counts = {"kills_made": 0, "hogs": 0, "hogs_not_killed": 0, "pods": 0, "jvms_started": 0, "jvms_died": 0,
@@ -346,22 +457,16 @@ def main() -> int:
         jvm_dir = None
         if args.jvms:
             jvm_dir = compile_jvm(tmp)
-        port = free_port()
-        extra = ["--log-format", "json", "--metrics-addr", f"127.0.0.1:{port}"]
-        if not args.whole_host:
-            extra += ["--cgroup", sandbox.root]
-        extra += args.record_args.split()
-        rec_out = open(os.path.join(out, "record.stdout"), "w")
-        rec_err = open(os.path.join(out, "record.stderr"), "w")
         t_launch = time.monotonic()
-        record = subprocess.Popen([sys.executable, "-m", "oomscope", "record", "-o", os.path.join(out, "kills"), *extra],
-                                  cwd=HERE, stdout=rec_out, stderr=rec_err, stdin=subprocess.DEVNULL)
-        while "recording OOM kills" not in open(rec_err.name).read():
-            if record.poll() is not None or time.monotonic() - t_launch > 300:
-                raise SystemExit(f"soak: record did not start: {open(rec_err.name).read()[-2000:]}")
-            time.sleep(0.2)
+        for rec in recorders:  # one after the other: two bcc compiles at once take twice as long each
+            rec.start(None if args.whole_host else sandbox.root, args.record_args.split())
+            while "recording OOM kills" not in open(rec.stderr.name).read():
+                if rec.proc.poll() is not None or time.monotonic() - t_launch > 300 * len(recorders):
+                    raise SystemExit(f"soak: record {rec.name} did not start: {rec.err_tail()}")
+                time.sleep(0.2)
         t_ready = time.monotonic()
-        print(f"soak: record {record.pid} started in {t_ready - t_launch:.1f} s; sandbox {sandbox.root}; "
+        print("soak: record " + ", ".join(f"{r.name or 'pid'} {r.proc.pid} ({r.code}, env {r.env})" for r in recorders) + " "
+              f"started in {t_ready - t_launch:.1f} s; sandbox {sandbox.root}; "
               f"output {out}; {args.duration:.0f} s, warm-up {warmup:.0f} s", flush=True)
 
         pods: List[Pod] = []
@@ -433,24 +538,27 @@ def main() -> int:
             # Prometheus's scrape
             if now >= next_scrape:
                 next_scrape += 15
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                        r.read()
-                    counts["scrapes"] += 1
-                except OSError:
-                    counts["scrape_errors"] += 1
+                for rec in recorders:
+                    try:
+                        with urllib.request.urlopen(f"http://127.0.0.1:{rec.port}/metrics", timeout=5) as r:
+                            r.read()
+                        counts["scrapes"] += 1
+                    except OSError:
+                        counts["scrape_errors"] += 1
             # the recorder's process tree
             if now >= next_sample:
                 next_sample += args.sample_interval
-                if record.poll() is not None:
-                    raise SystemExit(f"soak: record exited ({record.returncode}): {open(rec_err.name).read()[-2000:]}")
                 t = round(now - t_ready, 1)
-                for role, pid in [("recorder", record.pid)] + [("worker", w) for w in children(record.pid) if is_worker(w)]:
-                    s = proc_sample(pid)
-                    if s is not None:
-                        samples.append({"t_s": t, "role": role, **s, "cgroups": sandbox.created - sandbox.removed})
-                        if role == "worker":
-                            worker_seen.add(pid)
+                for rec in recorders:
+                    if rec.proc.poll() is not None:
+                        raise SystemExit(f"soak: record {rec.name} exited ({rec.proc.returncode}): {rec.err_tail()}")
+                    pids = [("recorder", rec.proc.pid)] + [("worker", w) for w in children(rec.proc.pid) if is_worker(w)]
+                    for role, pid in pids:
+                        s = proc_sample(pid)
+                        if s is not None:
+                            samples.append({"t_s": t, "role": rec.role(role), **s, "cgroups": sandbox.created - sandbox.removed})
+                            if role == "worker":
+                                worker_seen.add(pid)
                 for pod in jvms:
                     r = sandbox.usage_ratio(pod.containers[1].fs)
                     if r is not None and now - pod.started > 20:  # past its start-up
@@ -459,7 +567,8 @@ def main() -> int:
                 next_report += 60
                 last = {s["role"]: s for s in samples if s["t_s"] == samples[-1]["t_s"]} if samples else {}
                 print(f"soak: {now - t_ready:5.0f} s: " + "; ".join(
-                    f"{r} RSS {s['rss'] / MiB:.1f} MiB (anon {s['anon'] / MiB:.1f}), {s['fds']} fds, {s['threads']} threads"
+                    f"{r} RSS {s['rss'] / MiB:.1f} MiB (anon {s['anon'] / MiB:.1f}: heap {s['heap'] / MiB:.1f}, "
+                    f"arenas {s['arenas'] / MiB:.1f}), {s['fds']} fds, {s['threads']} threads"
                     for r, s in last.items()) + f"; kills made {counts['kills_made']}, pods {counts['pods']}, "
                     f"cgroups {sandbox.created} made / {sandbox.removed} removed", flush=True)
             time.sleep(max(0.0, min(next_pod, next_kill, next_sample, next_scrape, now + 0.2) - time.monotonic()))
@@ -486,32 +595,23 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
-            if record is not None:
-                # let record finish the last kills' captures and post-mortems, then stop it
-                wait_until = time.monotonic() + (20 if interrupted is None else 0)
-                while time.monotonic() < wait_until and len(_recorded(out, sandbox.root)[0]) < len(made_victims):
-                    time.sleep(0.5)
-                if record.poll() is None:
-                    record.send_signal(signal.SIGTERM)
-                    try:
-                        record.wait(timeout=60)
-                    except subprocess.TimeoutExpired:
-                        record.kill()
-                        record.wait()
+            # let record finish the last kills' captures and post-mortems, then stop it
+            wait_until = time.monotonic() + (20 if interrupted is None else 0)
+            for rec in recorders:
+                rec.stop(wait_until, sandbox.root, len(made_victims))
         finally:
             sandbox.close()
-            for f in (rec_out, rec_err):
-                if f is not None:
-                    f.close()
+            for rec in recorders:
+                rec.close()
             subprocess.run(["rm", "-rf", tmp], check=False)
             signal.signal(signal.SIGINT, signal.default_int_handler)
     if t_ready is None:
         return 1
 
-    summary = summarize(args, warmup, samples, counts, made_victims, out, sandbox, jvm_ratios, record.returncode, interrupted)
+    summary = summarize(args, warmup, samples, counts, made_victims, recorders, sandbox, jvm_ratios, interrupted)
     summary["started"] = started_wall
     if args.csv:
-        keys = ["t_s", "role", "pid", "rss", "anon", "file", "fds", "threads", "cpu_s", "cgroups"]
+        keys = ["t_s", "role", "pid", "rss", "anon", "file", "heap", "arenas", "anon_other", "fds", "threads", "cpu_s", "cgroups"]
         with open(args.csv, "w") as f:
             f.write(",".join(keys) + "\n")
             for s in samples:
@@ -538,30 +638,30 @@ def _recorded(out: str, root: str):
     return pids, pms
 
 
-def summarize(args, warmup, samples, counts, made_victims, out, sandbox, jvm_ratios, record_rc, interrupted) -> dict:
-    lines, fits = [], {}
-    for role in ("recorder", "worker"):
-        mine = [s for s in samples if s["role"] == role]
-        after = [s for s in mine if s["t_s"] >= warmup] or mine
-        if not after:
-            continue
-        first, last = after[0], after[-1]
-        fit = {}
-        for key, _unit, scale in (("rss", "MiB", MiB), ("anon", "MiB", MiB), ("fds", "", 1), ("threads", "", 1)):
-            slope = slope_per_hour([(s["t_s"], s[key] / scale) for s in after])
-            fit[key] = {"start": first[key] / scale, "end": last[key] / scale, "peak": max(s[key] for s in mine) / scale,
-                        "slope_per_hour": slope}
-        fit["cpu_pct"] = 100 * (last["cpu_s"] - first["cpu_s"]) / max(1e-9, last["t_s"] - first["t_s"])
-        fit["live_cgroups"] = {"start": first["cgroups"], "end": last["cgroups"]}
-        fit["from_s"], fit["to_s"], fit["samples"] = first["t_s"], last["t_s"], len(after)
-        fits[role] = fit
-        f = lambda k, d=1, u="", fit=fit: (f"{fit[k]['start']:.{d}f}{u} -> {fit[k]['end']:.{d}f}{u}"  # noqa: E731
-                                  + (f" ({fit[k]['slope_per_hour']:+.1f}{u}/h)" if fit[k]["slope_per_hour"] is not None else ""))
-        lines.append(f"{role}: RSS {f('rss', u=' MiB')}, anon {f('anon', u=' MiB')}, fds {f('fds', 0)}, threads {f('threads', 0)}, "
-                     f"CPU {fit['cpu_pct']:.2f}% of a core")
-        if role == "recorder":
-            lines[-1] += f" (sandbox cgroups alive {first['cgroups']} -> {last['cgroups']})"
-    # kills recorded: record's JSON lines (robust to --keep), then captures and post-mortems on disk
+def _fit(mine: List[dict], warmup: float) -> Optional[dict]:
+    """Start (the first sample after the warm-up), end, peak and least-squares slope per hour of each figure."""
+    after = [s for s in mine if s["t_s"] >= warmup] or mine
+    if not after:
+        return None
+    first, last = after[0], after[-1]
+    fit = {}
+    for key, scale in (("rss", MiB), ("anon", MiB), ("heap", MiB), ("arenas", MiB), ("anon_other", MiB),
+                       ("fds", 1), ("threads", 1)):
+        slope = slope_per_hour([(s["t_s"], s.get(key, 0) / scale) for s in after])
+        fit[key] = {"start": first.get(key, 0) / scale, "end": last.get(key, 0) / scale,
+                    "peak": max(s.get(key, 0) for s in mine) / scale, "slope_per_hour": slope}
+        if scale == MiB and len(after) >= 6:  # the slope of each half: a plateau shows as a second half near 0
+            half = len(after) // 2
+            fit[key]["slope_first_half"] = slope_per_hour([(s["t_s"], s.get(key, 0) / scale) for s in after[:half]])
+            fit[key]["slope_second_half"] = slope_per_hour([(s["t_s"], s.get(key, 0) / scale) for s in after[half:]])
+    fit["cpu_pct"] = 100 * (last["cpu_s"] - first["cpu_s"]) / max(1e-9, last["t_s"] - first["t_s"])
+    fit["live_cgroups"] = {"start": first["cgroups"], "end": last["cgroups"]}
+    fit["from_s"], fit["to_s"], fit["samples"] = first["t_s"], last["t_s"], len(after)
+    return fit
+
+
+def _kills(out: str, sandbox, made_victims: Dict[int, str]) -> dict:
+    """Kills one recorder recorded: its JSON lines (robust to --keep), then captures and post-mortems on disk."""
     printed: Dict[int, str] = {}  # every kill record printed: pid -> its oom_memcg
     try:
         with open(os.path.join(out, "record.stdout")) as f:
@@ -582,25 +682,52 @@ def summarize(args, warmup, samples, counts, made_victims, out, sandbox, jvm_rat
     misplaced = sorted(p for p in ours & set(printed)
                        if not (printed[p].startswith(sandbox.root) and made_victims[p].startswith(printed[p])))
     others = [p for p, cg in printed.items() if p not in ours and not cg.startswith(sandbox.root)]
-    kills = {"made": counts["kills_made"], "victims_made": len(ours), "printed": len(ours & set(printed)),
-             "captures": len(on_disk & ours), "postmortems": postmortems, "not_recorded": missing[:50],
-             "misplaced": misplaced[:50], "other_work_recorded": len(others),
-             "victims": {str(p): cg for p, cg in sorted(made_victims.items())}}
-    ok = record_rc == 0 and not missing and not misplaced and not interrupted and counts["kills_made"] == len(made_victims)
+    return {"printed": len(ours & set(printed)), "captures": len(on_disk & ours), "postmortems": postmortems,
+            "not_recorded": missing[:50], "n_not_recorded": len(missing), "misplaced": misplaced[:50],
+            "n_misplaced": len(misplaced), "other_work_recorded": len(others)}
+
+
+def summarize(args, warmup, samples, counts, made_victims, recorders, sandbox, jvm_ratios, interrupted) -> dict:
+    parts, fits, kills_by = [], {}, {}
+    ok = not interrupted and counts["kills_made"] == len(made_victims)
+    for rec in recorders:
+        lines = []
+        for r in ("recorder", "worker"):
+            role = rec.role(r)
+            fit = _fit([s for s in samples if s["role"] == role], warmup)
+            if fit is None:
+                continue
+            fits[role] = fit
+            f = lambda k, d=1, u="", fit=fit: (f"{fit[k]['start']:.{d}f}{u} -> {fit[k]['end']:.{d}f}{u}"  # noqa: E731
+                                      + (f" ({fit[k]['slope_per_hour']:+.1f}{u}/h)" if fit[k]["slope_per_hour"] is not None else ""))
+            lines.append(f"{role}: RSS {f('rss', u=' MiB')}, anon {f('anon', u=' MiB')} [heap {f('heap', u=' MiB')}, "
+                         f"arenas {f('arenas', u=' MiB')}, other {f('anon_other', u=' MiB')}], fds {f('fds', 0)}, "
+                         f"threads {f('threads', 0)}, CPU {fit['cpu_pct']:.2f}% of a core")
+            if r == "recorder":
+                lines[-1] += f" (sandbox cgroups alive {fit['live_cgroups']['start']} -> {fit['live_cgroups']['end']})"
+        k = _kills(rec.out, sandbox, made_victims)
+        k["record_exit"] = rec.proc.returncode if rec.proc is not None else None
+        k["env"], k["code"] = rec.env, rec.code
+        kills_by[rec.name or "recorder"] = k
+        ok = ok and k["record_exit"] == 0 and not k["n_not_recorded"] and not k["n_misplaced"]
+        lines.append(f"{rec.name + ': ' if rec.name else ''}kills recorded {k['printed']} (captures {k['captures']}, "
+                     f"post-mortems {k['postmortems']}), not recorded {k['n_not_recorded']}, misplaced {k['n_misplaced']} "
+                     f"(other work's kills recorded beside them: {k['other_work_recorded']}); record exit {k['record_exit']}")
+        parts += lines
     jr = (f"JVM cgroups at {100 * min(jvm_ratios):.0f}-{100 * max(jvm_ratios):.0f}% of their limit"
           if jvm_ratios else "no JVM")
     line = (f"soak: {'OK' if ok else 'NOT OK'}: {args.duration:.0f} s (slopes after {warmup:.0f} s); "
-            + "; ".join(lines)
-            + f"; kills made {kills['made']} ({kills['victims_made']} victims), recorded {kills['printed']} "
-            f"(captures {kills['captures']}, post-mortems {kills['postmortems']}), not recorded {len(missing)}, "
-            f"misplaced {len(misplaced)} (other work's kills recorded beside them: {len(others)}); "
+            + "; ".join(parts)
+            + f"; kills made {counts['kills_made']} ({len(made_victims)} victims); "
             f"pods {counts['pods']}, cgroups {sandbox.created} created / {sandbox.removed} removed; "
             f"JVMs {counts['jvms_started']} started ({counts['jvms_died']} died early), {jr}; "
-            f"scrapes {counts['scrapes']} ({counts['scrape_errors']} failed); record exit {record_rc}"
+            f"scrapes {counts['scrapes']} ({counts['scrape_errors']} failed)"
             + (f"; interrupted ({interrupted})" if interrupted else ""))
+    kills = {"made": counts["kills_made"], "victims_made": len(made_victims), "by_recorder": kills_by,
+             "victims": {str(p): cg for p, cg in sorted(made_victims.items())}}
     return {"ok": ok, "line": line, "fits": fits, "kills": kills, "counts": counts, "cgroups_created": sandbox.created,
             "cgroups_removed": sandbox.removed, "jvm_usage_ratio": [min(jvm_ratios), max(jvm_ratios)] if jvm_ratios else None,
-            "record_exit": record_rc, "interrupted": interrupted, "output": out}
+            "interrupted": interrupted, "output": recorders[0].out}
 
 
 if __name__ == "__main__":
