@@ -17,6 +17,7 @@ from typing import Callable, Deque, Dict, Iterable, List, Optional, Set, Tuple
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..layouts import ReclaimStats
 from ..model import TimelinePoint
+from .packed import PackedSample
 from .timeline import TimelineRing, point_values
 from .timeline import point as timeline_point
 
@@ -65,7 +66,10 @@ class Readings:
         self.reclaim_reader = reclaim_reader
         self.errors = 0  # reclaim map reads that failed
         self._lock = threading.Lock()
-        self._rings: Dict[str, Deque] = {}  # cgroup -> full readings (record/sampler.py Sample), oldest first
+        # cgroup -> full readings (record/sampler.py Sample), oldest first, packed (record/packed.py:
+        # a reading's memory.stat dict was 3.8 KB of the 5 a reading held)
+        # (a list: a deque's first block alone is 600 bytes, for 2-3 readings of an idle cgroup)
+        self._rings: Dict[str, List[PackedSample]] = {}
         self._timelines: Dict[str, TimelineRing] = {}
         self._inos: Dict[str, int] = {}  # the watched cgroups -> directory inode (cgroup id)
         # pid -> (cgroup, when last seen). Kept for pid_retention_ns after a pid was last seen: a
@@ -108,13 +112,13 @@ class Readings:
             for cg, sample in samples.items():
                 ring = self._rings.get(cg)
                 if ring is None:
-                    ring = self._rings[cg] = collections.deque()
+                    ring = self._rings[cg] = []
                     self._timelines[cg] = TimelineRing(self.timeline_points, self.timeline_spacing_s)
-                ring.append(sample)
+                ring.append(PackedSample(sample))
                 # The last ring_ns of full readings: a storm's kills are handled up to seconds late
                 # (measured: with 8 readings, 79 of 350 kills found only readings from after them).
                 while len(ring) > 2 and sample.t_ns - ring[0].t_ns > self.ring_ns:
-                    ring.popleft()
+                    del ring[0]  # at most ~100 readings (10 s at 100 ms)
                 self._timelines[cg].add(sample.t_ns, point_values(sample.state, self.hier.version, sample.reclaim))
                 usage, limit = sample.state.usage_bytes, sample.state.limit_bytes
                 if limit and usage is not None and usage >= NEAR_LIMIT_RATIO * limit:
@@ -150,18 +154,21 @@ class Readings:
                 if ring is None:
                     ring = self._runtimes[pid] = collections.deque(maxlen=RUNTIME_READINGS_PER_PID)
                 ring.append((t_ns, cg, reading))
-                mem = getattr(reading, "memory", None)
-                if mem is not None:
+                mem = getattr(reading, "memory", None)  # a JVM's
+                go = getattr(reading, "heap", None)  # a Go program's: (when, HeapInuse, the GC's goal)
+                point = ((t_ns, mem.heap_used_bytes, mem.heap_committed_bytes) if mem is not None else
+                         (t_ns, go.heap_inuse_bytes, go.heap_goal_bytes) if go is not None else None)
+                if point is not None:
                     hist = self._runtime_history.get(pid)
                     if hist is None:
                         hist = self._runtime_history[pid] = collections.deque(maxlen=self.timeline_points)
                     if not hist or t_ns - hist[-1][0] >= self.timeline_spacing_s * 1e9:
-                        hist.append((t_ns, mem.heap_used_bytes, mem.heap_committed_bytes))
+                        hist.append(point)
 
     def runtimes_before(self, cgroup: str, t_ns: int) -> List[Tuple[int, int, object, List[Tuple[int, int, int]]]]:
         """(pid, when read, reading, heap history): the last runtime reading before t_ns of each
         process read in ``cgroup`` or below it, by pid, with its heap's earlier points (when, used,
-        committed) up to that reading."""
+        committed; a Go program's: when, HeapInuse, the GC's goal) up to that reading."""
         out = []
         with self._lock:
             for pid, ring in sorted(self._runtimes.items()):
@@ -244,6 +251,10 @@ class Readings:
             return self._latest_before(cgroup, t_ns)
 
     def _latest_before(self, cgroup: str, t_ns: int):
+        packed = self._packed_before(cgroup, t_ns)
+        return packed.unpack() if packed is not None else None
+
+    def _packed_before(self, cgroup: str, t_ns: int) -> Optional[PackedSample]:
         for sample in reversed(self._rings.get(cgroup, ())):
             if sample.t_ns <= t_ns:
                 return sample
@@ -268,7 +279,7 @@ class Readings:
     def samples(self, cgroup: str) -> list:
         """The cgroup's full readings still in its ring, oldest first."""
         with self._lock:
-            return list(self._rings.get(cgroup, ()))
+            return [p.unpack() for p in self._rings.get(cgroup, ())]
 
     def timeline(self, cgroup: str, kill_ns: int) -> List[TimelinePoint]:
         """The cgroup's history up to the kill, with the last sample before it as the last point."""
@@ -300,9 +311,9 @@ class Readings:
         with self._lock:
             for cg in self._rings:
                 if cg.startswith(prefix):
-                    sample = self._latest_before(cg, t_ns)
-                    if sample is not None and sample.pids:
-                        out.append((cg, sample))
+                    packed = self._packed_before(cg, t_ns)
+                    if packed is not None and packed.pids:
+                        out.append((cg, packed.unpack()))
         return out
 
     def cgroup_of_pid(self, pid: int) -> Optional[str]:
@@ -322,7 +333,7 @@ class Readings:
                 ring = self._rings.get(cg)
                 if not ring:
                     continue
-                first, last = ring[0], ring[-1]
+                first, last = ring[0].unpack(), ring[-1].unpack()
                 seconds = (last.t_ns - first.t_ns) / 1e9
                 rate = None
                 if seconds >= 1.0 and first.state.usage_bytes is not None:

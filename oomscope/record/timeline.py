@@ -11,14 +11,17 @@ A point is one row of ``len(FIELDS)`` float32 (a byte count of 4 GiB keeps 24 bi
 precision: 256 bytes, plenty for a chart) and its int64 time: 100 bytes of data. Per cgroup at
 most 697 points for one read a second or more, 117 for an idle one: 75 KB and 13 KB with the
 arrays' and objects' overhead (measured: ``bench/timeline_retention.py``, 500 idle cgroups 6.2 MiB
-after 12 hours, against 32.5 MiB for the flat 600 points this replaced).
+after 12 hours, against 32.5 MiB for the flat 600 points this replaced). A reading equal to the
+one before it (an idle cgroup's, read every 30 s) is not stored again: its point costs its time
+and a count, 8-12 bytes, so an idle cgroup unchanged for 12 hours holds 117 points in about 1.5 KB
+(issue 29: 2000 watched cgroups).
 """
 
 from __future__ import annotations
 
 import array
 import math
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ..model import CgroupState, TimelinePoint
 
@@ -115,51 +118,93 @@ def point(t_ns: int, values: Dict[str, Optional[float]], kill_ns: int) -> Timeli
 
 
 class _Tier:
-    """Points oldest first: their times, and their values as rows of one float32 array."""
+    """Points oldest first: their times, and their values as rows of one float32 array; a row read
+    again unchanged (an idle cgroup's) is not stored again: ``n`` counts the points of each row
+    (measured: 2000 idle cgroups, bench/lean_breakdown.py)."""
 
-    __slots__ = ("t", "v")
+    __slots__ = ("t", "v", "n", "last_bucket")
 
     def __init__(self):
         self.t = array.array("q")
         self.v = array.array("f")
+        self.n = array.array("I")  # points per row of v, in order
+        self.last_bucket = None  # the bucket of the last point (a thinned tier's)
 
     def __len__(self) -> int:
         return len(self.t)
 
     def append(self, t_ns: int, row) -> None:
         self.t.append(t_ns)
-        self.v.extend(row)
+        row = row if isinstance(row, array.array) else array.array("f", row)
+        if len(self.n) and self.v[-_WIDTH:].tobytes() == row.tobytes():  # bytes: NaN is equal to NaN here
+            self.n[-1] += 1
+        else:
+            self.v.extend(row)
+            self.n.append(1)
 
     def pop_oldest(self):
         t, row = self.t[0], self.v[:_WIDTH]
         # a memmove of at most 600 rows (60 KB, microseconds), at most once per point
         del self.t[0]
-        del self.v[:_WIDTH]
+        if self.n[0] > 1:
+            self.n[0] -= 1
+        else:
+            del self.n[0]
+            del self.v[:_WIDTH]
         return t, row
 
     def replace_last(self, t_ns: int, row) -> None:
         self.t[-1] = t_ns
-        self.v[-_WIDTH:] = row
+        if self.v[-_WIDTH:].tobytes() == row.tobytes():
+            return  # the same reading again: only its time moves
+        if self.n[-1] == 1:
+            del self.v[-_WIDTH:]
+            del self.n[-1]
+        else:
+            self.n[-1] -= 1
+        if len(self.n) and self.v[-_WIDTH:].tobytes() == row.tobytes():
+            self.n[-1] += 1
+        else:
+            self.v.extend(row)
+            self.n.append(1)
 
     def last_usage(self) -> float:
         return _usage(self.v, len(self.v) - _WIDTH)
 
+    def rows(self):
+        """(time, row) of each point, oldest first."""
+        v, n = self.v, self.n
+        r, left = 0, (n[0] if len(n) else 0)
+        for t in self.t:
+            if not left:
+                r += 1
+                left = n[r]
+            left -= 1
+            yield t, v[r * _WIDTH:(r + 1) * _WIDTH]
+
+
+#: the tiers' ages and bucket widths in ns, by tiers: one copy shared by every ring
+_TIER_NS: Dict[tuple, Tuple[Tuple[int, ...], Tuple[Optional[int], ...]]] = {}
+
 
 class TimelineRing:
-    """One cgroup's points, thinned with age (see the module's docstring)."""
+    """One cgroup's points, thinned with age (see the module's docstring). A thinned tier is made
+    when its first point arrives: a cgroup watched less than 10 minutes has one tier."""
 
-    __slots__ = ("capacity", "spacing_ns", "_tiers", "_bucket_ns", "_age_ns", "_last_bucket")
+    __slots__ = ("capacity", "spacing_ns", "_tiers", "_bucket_ns", "_age_ns")
 
     def __init__(self, capacity: int = 600, spacing_s: float = 1.0, tiers=TIERS):
         self.capacity = capacity
         self.spacing_ns = int(spacing_s * 1e9)
-        self._age_ns = [int(age * 1e9) for age, _ in tiers]
-        self._bucket_ns = [None] + [int(w * 1e9) for _, w in tiers[:-1]]
-        self._tiers = [_Tier() for _ in tiers]
-        self._last_bucket = [None] * len(tiers)
+        ns = _TIER_NS.get(tiers)
+        if ns is None:
+            ns = _TIER_NS[tiers] = (tuple(int(age * 1e9) for age, _ in tiers),
+                                    (None,) + tuple(int(w * 1e9) for _, w in tiers[:-1]))
+        self._age_ns, self._bucket_ns = ns
+        self._tiers: List[Optional[_Tier]] = [_Tier()] + [None] * (len(tiers) - 1)
 
     def __len__(self) -> int:
-        return sum(len(t) for t in self._tiers)
+        return sum(len(t) for t in self._tiers if t is not None)
 
     def _last_t(self) -> Optional[int]:
         recent = self._tiers[0]
@@ -175,27 +220,34 @@ class TimelineRing:
 
     def _age(self, now_ns: int) -> None:
         """Move the points past their tier's age on, each tier keeping its bucket's highest usage."""
-        for i, tier in enumerate(self._tiers):
+        tiers = self._tiers
+        for i, tier in enumerate(tiers):
+            if tier is None:
+                continue
             cap = self.capacity if i == 0 else None
             while len(tier) and (now_ns - tier.t[0] >= self._age_ns[i] or (cap is not None and len(tier) > cap)):
                 t, row = tier.pop_oldest()
-                if i + 1 == len(self._tiers):
+                if i + 1 == len(tiers):
                     continue  # older than the last tier: dropped
-                nxt = self._tiers[i + 1]
+                nxt = tiers[i + 1]
+                if nxt is None:
+                    nxt = tiers[i + 1] = _Tier()
                 bucket = t // self._bucket_ns[i + 1]
-                if len(nxt) and self._last_bucket[i + 1] == bucket:
+                if len(nxt) and nxt.last_bucket == bucket:
                     if _usage(row) >= nxt.last_usage():
                         nxt.replace_last(t, row)
                     continue
                 nxt.append(t, row)
-                self._last_bucket[i + 1] = bucket
+                nxt.last_bucket = bucket
 
     def points(self, kill_ns: int, until_ns: Optional[int] = None) -> List[TimelinePoint]:
         """Oldest first, with t_ms relative to the kill (negative: before it)."""
         out = []
         for tier in reversed(self._tiers):
-            for i, t in enumerate(tier.t):
+            if tier is None:
+                continue
+            for t, row in tier.rows():
                 if until_ns is not None and t > until_ns:
                     continue
-                out.append(_point(t, tier.v[i * _WIDTH:(i + 1) * _WIDTH], kill_ns))
+                out.append(_point(t, row, kill_ns))
         return out

@@ -110,3 +110,44 @@ def test_an_idle_cgroup_read_exactly_every_30_s_holds_20_recent_points_not_21():
     # a point exactly 10 minutes old has moved on: the recent tier is the last 600 s, not 630
     assert len(ring._tiers[0]) == 20
     assert len(ring) <= 20 + 56 + 41
+
+
+def _row_bytes(ring):
+    return sum(len(t.v) * t.v.itemsize for t in ring._tiers if t is not None)
+
+
+def _twins(seconds, every_s, usage):
+    """The same readings twice: as given (anon = usage), and with anon made different at every
+    reading (no two rows alike), which the thinning (by usage) does not look at."""
+    same, apart = TimelineRing(capacity=600, spacing_s=1.0), TimelineRing(capacity=600, spacing_s=1.0)
+    t = -seconds * S
+    while t <= 0:
+        same.add(t, _values(usage(t)))
+        apart.add(t, _values(usage(t), anon=(t // S) % 1_000_000 * 4096))
+        t += every_s * S
+    return same, apart
+
+
+def test_an_unchanged_reading_is_stored_once_and_every_point_is_still_given():
+    idle, apart = _twins(24 * 3600, 30, lambda t: 100 << 20)
+    assert len(idle) == len(apart) >= 20 + 54 + 39
+    assert [(p.t_ms, p.usage_bytes) for p in idle.points(KILL)] == [(p.t_ms, p.usage_bytes) for p in apart.points(KILL)]
+    assert all(p.anon_bytes == 100 << 20 and p.psi_some_avg10 == 1.25 and p.slab_bytes is None for p in idle.points(KILL))
+    # one row in each of the three tiers for the idle cgroup, one per point when every reading differs
+    assert _row_bytes(idle) == 3 * len(FIELDS) * 4
+    assert _row_bytes(apart) == len(apart) * len(FIELDS) * 4
+
+
+def test_runs_of_repeated_readings_are_thinned_as_if_each_were_stored():
+    # runs of 1 to 9 equal readings, one a second for 13 hours: through every tier and its buckets
+    def usage(t):
+        s = t // S
+        return (s // (s % 9 + 1)) % 5 * (1 << 20) + (1 << 20)
+
+    runs, apart = _twins(13 * 3600, 1, usage)
+    got = runs.points(KILL)
+    assert [(p.t_ms, p.usage_bytes) for p in got] == [(p.t_ms, p.usage_bytes) for p in apart.points(KILL)]
+    assert all(p.anon_bytes == p.usage_bytes for p in got)
+    assert _row_bytes(runs) < _row_bytes(apart)
+    for tier in runs._tiers:
+        assert sum(tier.n) == len(tier) == len(list(tier.rows()))
