@@ -221,9 +221,36 @@ def _ticket(capture: Capture, analysis: Optional[KillAnalysis], html_path: Optio
         lines += ["", t(v.reconciliation_summary), ""]
         lines += m.table(["From the victim's RSS to the charge", "Bytes"], "lr", [[t(r.label), t(r.size)] for r in v.reconciliation])
         lines += ["", t(v.accounting)]
+    if v.tasks:
+        lines += _tasks(v, m, html_path)
     if v.notes:
         lines += [""] + [m.quote(t(n)) for n in v.notes]
     return "\n".join(lines) + "\n"
+
+
+#: a ticket's processes table: the largest by RSS (the page has up to 100), each command line cut
+TICKET_TASK_ROWS = 20
+TICKET_CMDLINE_CHARS = 160
+
+
+def _tasks(v, m: _Markdown, html_path: Optional[str]) -> list:
+    """The processes table of the page (issue 26: the tickets had none). Names and command lines
+    are the workload's: each cell goes through the format's escaping (a ``|`` would end a cell, a
+    backtick open code, ``{noformat}`` a Jira macro), cut to TICKET_CMDLINE_CHARS."""
+    t = m.text
+    rows = []
+    for r in v.tasks[:TICKET_TASK_ROWS]:
+        cmd = r.cmdline if len(r.cmdline) <= TICKET_CMDLINE_CHARS else r.cmdline[:TICKET_CMDLINE_CHARS - 1] + "…"
+        rows.append([t(r.pid), t(r.comm) + (" (victim)" if r.is_victim else ""), t(r.rss), t(r.rss_anon), t(r.rss_file),
+                     t(r.rss_shmem), t(r.oom_score_adj), t(cmd)])
+    out = ["", m.bold(t(v.tasks_title)), "", t("Source: " + v.tasks_source)]
+    if v.tasks_note:
+        out += ["", t(v.tasks_note)]
+    out += [""] + m.table(["pid", "Name", "RSS", "anon", "file", "shmem", "oom_score_adj", "Command line"], "rlrrrrrl", rows)
+    if len(v.tasks) > TICKET_TASK_ROWS:
+        out += ["", t(f"The {TICKET_TASK_ROWS} largest of {len(v.tasks)} shown; all of them in the HTML post-mortem"
+                  + (f" ({html_path})" if html_path else "") + ".")]
+    return out
 
 
 def render_markdown(capture: Capture, analysis: Optional[KillAnalysis] = None, html_path: Optional[str] = None) -> str:

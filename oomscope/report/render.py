@@ -18,7 +18,7 @@ from typing import Optional
 from ..analysis.result import KillAnalysis
 from ..model import Capture
 from ..terminal import terminal_safe
-from .view import build_view
+from .view import DARK_COLOURS, LIMIT_COLOUR, TIMELINE_SERIES, build_view
 
 
 def _finalize(value):
@@ -36,7 +36,7 @@ def _finalize(value):
 
 @functools.lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("oomscope.report", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -45,6 +45,10 @@ def _env() -> jinja2.Environment:
         finalize=_finalize,
         auto_reload=False,  # the templates ship with the package: no stat of the file per page
     )
+    # the chart's colours the CSS needs, light and dark (report/view.py)
+    env.globals["colours"] = dict({k: c for k, _l, c in TIMELINE_SERIES}, limit=LIMIT_COLOUR)
+    env.globals["dark"] = DARK_COLOURS
+    return env
 
 
 def render_html(capture: Capture, analysis: Optional[KillAnalysis] = None) -> str:

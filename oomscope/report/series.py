@@ -67,6 +67,8 @@ class SeriesView:
     x_ticks: List[Tick] = field(default_factory=list)
     y_ticks: List[Tick] = field(default_factory=list)
     lives_note: str = ""
+    #: the lives' chart in words, its SVG's <desc> (issue 26): each life drawn, its length and rate, the limits
+    desc: str = ""
     width: int = W
     height: int = H
 
@@ -113,6 +115,8 @@ def build_series_view(a: SeriesAnalysis, has_page: Callable[[str], bool], series
         mib = 1 << 20
         v.y_ticks = [Tick(at=round(H - H * y * mib / y_top, 1), label=f"{y:g} MiB") for y in _ticks(y_top / mib)]
         left = len([k for k in a.kills if len(k.points) >= 2]) - len(drawn)
+        v.desc = "; ".join([f"{ln.label}, highest {fmt_bytes(max(u for _t, u in k.points))}" for ln, k in zip(v.lines, drawn)]
+                           + [t.label for t in v.limits]) + "."
         v.lives_note = f"The latest {len(drawn)} lives" + (f" ({left} earlier ones not drawn)" if left else "")
     else:
         v.lives_note = ("No timeline in these captures (imported from a kernel log, or recorded without a reading before the "

@@ -34,11 +34,13 @@ SOURCE_LABELS = {
     "none": "not available",
 }
 
+#: the colours of the bars' parts; two parts of one bar are at least 10 apart in CIE76 delta E
+#: (tests/unit/test_colours.py): the kernel's kinds are shades of one purple, told apart by lightness
 PALETTE = {
-    "anon": "#d9534f", "file": "#5bc0de", "shmem": "#f0ad4e", "slab": "#9b59b6", "kernel_stack": "#8e44ad",
-    "pagetables": "#6c3483", "percpu": "#a569bd", "vmalloc": "#bb8fce", "kernel": "#7d3c98", "sock": "#16a085",
-    "zswap": "#95a5a6", "unexplained": "#bdc3c7", "other_processes": "#e67e22", "rest": "#bdc3c7",
-    "victim": "#c0392b", "heap": "#1e8449", "metaspace": "#48c9b0", "native": "#f39c12",
+    "anon": "#d9534f", "file": "#5bc0de", "shmem": "#f0ad4e", "slab": "#9b59b6", "kernel_stack": "#2e4053",
+    "pagetables": "#6c3483", "percpu": "#d7bde2", "vmalloc": "#bb8fce", "kernel": "#4a235a", "sock": "#16a085",
+    "zswap": "#717d7e", "unexplained": "#bdc3c7", "other_processes": "#e67e22", "rest": "#dfe3e6",
+    "victim": "#7b241c", "heap": "#1e8449", "metaspace": "#76d7c4", "native": "#f39c12",
 }
 
 
@@ -217,13 +219,24 @@ class TimelineChart:
     limit_y: Optional[float]
     axis: List[KeyValue]  # y labels (key = y, value = text)
     xaxis: List[KeyValue]  # x labels (key = x in the 600-wide box, value = time before the kill)
+    #: the chart in words, for a screen reader and a text-only reader (its SVG's <desc>, issue 26):
+    #: each line's first, last and highest value and the limit, the figures it draws
+    desc: str = ""
 
 
 ADVICE_CASES = {"more_limit": "More limit fixes this", "delay_only": "More limit only delays this",
                 "no_more_limit": "Needs no more limit", "context": "Context"}
-TIMELINE_SERIES = [("usage_bytes", "Usage", "#2c3e50"), ("anon_bytes", "Anonymous", PALETTE["anon"]),
+TIMELINE_SERIES = [("usage_bytes", "Usage", "#1f5fa8"), ("anon_bytes", "Anonymous", PALETTE["anon"]),
                    ("file_bytes", "Page cache", PALETTE["file"]), ("shmem_bytes", "tmpfs / shmem", PALETTE["shmem"]),
-                   ("slab_bytes", "Slab", PALETTE["slab"]), ("kernel_bytes", "Kernel", PALETTE["kernel"])]
+                   ("slab_bytes", "Slab", PALETTE["slab"]), ("kernel_bytes", "Kernel", "#8d6e63")]
+#: the limit's dashed line: the text's colour (a rule, not a series); the JVM's heap line
+LIMIT_COLOUR = "#1d2329"
+JVM_HEAP_COLOUR = PALETTE["heap"]
+#: dark mode (prefers-color-scheme: dark): what changes against a dark background; the template's
+#: CSS gives these to the lines by class (a CSS rule wins over the stroke attribute). Two lines of one
+#: chart are at least 20 apart in CIE76 delta E in both schemes (tests/unit/test_colours.py; Anonymous
+#: and the limit were 12.7, slab and kernel 11.3)
+DARK_COLOURS = {"usage_bytes": "#7fb2f0", "limit": "#e6e9ec"}
 
 
 #: a timeline longer than this is drawn whole and its last ZOOM_MS apart
@@ -293,7 +306,7 @@ def _chart(capture: Capture, pts, thinned: bool) -> TimelineChart:
             coords = [(600 * min(1.0, max(0.0, (t - t0) / span)), 200 - 190 * min(b, top) / top) for t, b in heap]
             if len(coords) == 1:
                 coords.insert(0, (max(0.0, coords[0][0] - 4), coords[0][1]))  # one reading: a short tick
-            series.append(Series("jvm_heap", f"JVM heap used (pid {jvm.pid}, its own view)", PALETTE["heap"],
+            series.append(Series("jvm_heap", f"JVM heap used (pid {jvm.pid}, its own view)", JVM_HEAP_COLOUR,
                                  " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)))
     limit = pts[-1].limit_bytes
     limit_y = round(200 - 190 * limit / top, 1) if limit else None
@@ -307,7 +320,28 @@ def _chart(capture: Capture, pts, thinned: bool) -> TimelineChart:
     if thinned and -t0 > ZOOM_MS:
         span_text += (" (every reading of the last 10 minutes; before them, the highest reading of each "
                       "2 minutes, and of each 15 minutes past 2 hours)")
-    return TimelineChart(span_text, series, limit_y, axis, xaxis)
+    return TimelineChart(span_text, series, limit_y, axis, xaxis, _chart_desc(pts, series, limit, jvm, t1))
+
+
+def _chart_desc(pts, series: List[Series], limit: Optional[int], jvm, t1: float) -> str:
+    """What the chart draws, in figures: per line its first and last value (when) and its highest,
+    then the limit ("Usage from 2.0 MiB at -24 s to 64.0 MiB at the kill, highest 64.0 MiB; ...")."""
+    end = "the kill" if t1 == 0 else _ago(t1)
+    parts = []
+    for s in series:
+        if s.key == "jvm_heap":
+            parts.append(f"{s.label}: {fmt_bytes(jvm.heap_used_bytes)} at its last reading, "
+                         f"{_ago(-jvm.read_ms_before_kill)}")
+            continue
+        vals = [(p.t_ms, getattr(p, s.key)) for p in pts if getattr(p, s.key) is not None]
+        if not vals:
+            continue
+        (ta, a), (tb, b) = vals[0], vals[-1]
+        high = max(v for _t, v in vals)
+        parts.append(f"{s.label} from {fmt_bytes(int(a))} at {_ago(ta)} to {fmt_bytes(int(b))} at "
+                     f"{end if tb == t1 else _ago(tb)}, highest {fmt_bytes(int(high))}")
+    parts.append(f"limit {fmt_bytes(int(limit))} (dashed)" if limit else "no limit drawn")
+    return "; ".join(parts) + "."
 
 
 def _bar(items, total: Optional[int]) -> List[BarSegment]:
