@@ -180,6 +180,10 @@ main() {
             [ "$irc" -eq 0 ] || rc=1
             echo "=== lint: ruff check (pyproject.toml's [tool.ruff]; ruff comes with the [test] extra) ==="
             "$VENV/bin/ruff" check oomscope bench tests || { log "ruff check: findings (above)"; rc=1; }
+            echo "=== types: mypy (pyproject.toml's [tool.mypy]: names and calls; mypy comes with the [test] extra) ==="
+            t0=$(date +%s)
+            "$VENV/bin/mypy" --cache-dir /dev/null || { log "mypy: findings (above)"; rc=1; }
+            log "mypy: $(( $(date +%s) - t0 )) s"
             t0=$(date +%s)
             echo "=== unit and system tests on this host: kernel $RELEASE ==="
             "$VENV/bin/python" -m pytest -q -rs -p no:cacheprovider --durations=10 tests || rc=$?

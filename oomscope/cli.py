@@ -29,7 +29,7 @@ def _metavar_only_for_arguments() -> None:
 
     def display_type_rich(self, ctx):
         return None if self.metavar is not None else original(self, ctx)
-    display_type_rich._oomscope = True
+    display_type_rich._oomscope = True  # type: ignore[attr-defined]  # the mark of this patch, made once
     TyperArgument.display_type_rich = display_type_rich
 
 

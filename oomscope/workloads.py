@@ -145,7 +145,7 @@ def _java(mode: str, flags: list) -> None:
     if java is None:
         sys.stderr.write("the java lab scenarios need a JDK (Debian: openjdk-17-jdk-headless)\n")
         sys.exit(3)
-    source = str(resources.files("oomscope").joinpath("workloads_java", "OomscopeLab.java"))
+    source = str(resources.files("oomscope").joinpath("workloads_java").joinpath("OomscopeLab.java"))
     sys.stdout.flush()
     # 2 MiB every 200 ms: a 192 MiB cgroup fills over ~15 s (the JVM itself starts at ~40 MiB)
     os.execv(java, [java, *flags, source, mode, "2", "200"])
@@ -178,7 +178,7 @@ def build_native(folder: str) -> str:
     if gcc is None:
         raise FileNotFoundError("the leak-native lab scenario needs a C compiler (Debian: gcc)")
     out = os.path.join(folder, NATIVE_BINARY)
-    with resources.as_file(resources.files("oomscope").joinpath("workloads_native", NATIVE_SOURCE)) as src:
+    with resources.as_file(resources.files("oomscope").joinpath("workloads_native").joinpath(NATIVE_SOURCE)) as src:
         subprocess.run([gcc, "-O1", "-g", "-fno-omit-frame-pointer", "-o", out, str(src)],
                        check=True, capture_output=True, timeout=60)
     return out
@@ -210,7 +210,7 @@ def build_go(folder: str) -> str:
     out = os.path.join(folder, GO_BINARY)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": folder, "GOCACHE": os.path.join(folder, "cache"),
            "GOPATH": os.path.join(folder, "gopath"), "GO111MODULE": "off", "GOFLAGS": "", "CGO_ENABLED": "0"}
-    with resources.as_file(resources.files("oomscope").joinpath("workloads_go", GO_SOURCE)) as src:
+    with resources.as_file(resources.files("oomscope").joinpath("workloads_go").joinpath(GO_SOURCE)) as src:
         subprocess.run([go, "build", "-o", out, str(src)], check=True, capture_output=True, timeout=300, env=env, cwd=folder)
     return out
 

@@ -191,7 +191,7 @@ class Collector:
         self.throttle = (ThrottleDetector(share=opts.throttle_share) if self.hier.version == 2 and opts.throttle_share > 0
                          else None)
         self._throttle_seen: Dict[str, int] = {}
-        self._throttle_base: Dict[str, Dict[int, object]] = {}  # cgroup -> reclaim by pid when its episode began
+        self._throttle_base: Dict[str, Dict[int, ReclaimStats]] = {}  # cgroup -> reclaim by pid when its episode began
         self._throttle_due_ns = 0
         self.sites: Optional[SiteSampler] = None
         if self.site_probes is not None:

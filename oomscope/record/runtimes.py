@@ -55,7 +55,7 @@ def _exe_is_java(pid: int) -> bool:
 
 class RuntimeReader:
     def __init__(self, min_interval_ns: int, min_ratio: float = MIN_RATIO, max_per_cgroup: int = MAX_PER_CGROUP,
-                 is_java: Callable[[int], bool] = is_java, read_jvm: Callable[[int], JvmReading] = read_jvm,
+                 is_java: Callable[[int], bool] = is_java, read_jvm: Callable[..., JvmReading] = read_jvm,
                  exe_is_java: Callable[[int], bool] = _exe_is_java, maps_checks_per_pass: int = MAPS_CHECKS_PER_PASS,
                  go_version: Callable[[int], Optional[str]] = go_version, read_go: Callable[..., GoReading] = read_go,
                  go_checks_per_pass: int = GO_CHECKS_PER_PASS):
