@@ -557,10 +557,13 @@ class ThrottleEpisode:
 class Times:
     """When things happened. Monotonic clocks are CLOCK_MONOTONIC in ns (bpf_ktime_get_ns)."""
 
-    kill_wall: Optional[str] = None  # ISO 8601, UTC
+    kill_wall: Optional[str] = None  # ISO 8601, UTC (with kill_wall_zone "unknown": local, no offset)
     kill_monotonic_ns: Optional[int] = None
     kernel_report_usec: Optional[int] = None  # /dev/kmsg timestamp of the Killed line
     captured_wall: Optional[str] = None
+    #: "" : kill_wall is UTC; "unknown": an imported log's local time, printed without its zone
+    #: (syslog, dmesg -T): kill_wall is that time as printed, without an offset, at its precision
+    kill_wall_zone: str = ""
 
 
 @dataclass

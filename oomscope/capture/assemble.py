@@ -348,7 +348,7 @@ def kernel_report_of(report: Optional[OomReport], evidence: Evidence, page_size:
         return KernelReportInfo(), {}
     killed = report.killed
     kr = KernelReportInfo(
-        present=report.has_header, killed_line_seen=killed is not None and bool(killed.message), gfp_mask=report.gfp_mask,
+        present=report.has_header, killed_line_seen=killed is not None and killed.seen, gfp_mask=report.gfp_mask,
         order=report.order, message=killed.message if killed else None,
         group_kill=report.group_kill_cgroup is not None or evidence.duplicates > 0,
         first_seq=report.first_seq, last_seq=report.last_seq, lines=list(report.lines),
@@ -363,7 +363,7 @@ def kernel_report_of(report: Optional[OomReport], evidence: Evidence, page_size:
     elif not report.has_header:
         notes.append("The first lines of the kernel's report for this kill (from 'invoked oom-killer') were not seen; "
                      "the rest of it, used here, was.")
-    if killed is not None and not killed.message:
+    if killed is not None and not killed.seen:
         notes.append("The 'Killed process' line of this kill was not seen: the oom_reaper's line names the victim, "
                      "and its row of the tasks table gives its memory.")
     return kr, host_memory

@@ -13,7 +13,7 @@ import dataclasses
 import datetime as dt
 import itertools
 import re
-from typing import Dict, Iterable, Iterator, List, Optional
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..capture.assemble import assemble
 from ..capture.groups import killed_again, link
@@ -47,21 +47,23 @@ def _version_of(rep: OomReport) -> Optional[int]:
 def import_reports(lines: Iterable[str], since: Optional[float] = None, boot_wall: Optional[float] = None,
                    year: Optional[int] = None, host: Optional[Host] = None,
                    names: Optional[NodeNames] = None, problems: Optional[List[str]] = None,
-                   not_after: Optional[float] = None) -> List[Imported]:
+                   not_after: Optional[float] = None,
+                   dated_by: Optional[Callable[[], Optional[Tuple[float, str]]]] = None) -> List[Imported]:
     """Captures of every kill in the log (not written). ``boot_wall``: the wall time of the
     printk clock's zero, when known (the running host), to date lines that carry no date.
-    ``year`` / ``not_after`` (the log file's modification time): for dates printed without a year
-    (kernel/logformats.py).
+    ``year`` / ``dated_by`` (a date with its year elsewhere in the log) / ``not_after`` (the log
+    file's modification time): for dates printed without a year (kernel/logformats.py).
 
     Every kill is made on its own: one that fails is left out and described in one line in
     ``problems`` (when given), and the others go on."""
-    return list(iter_imports(lines, since, boot_wall, year, host, names, problems, not_after))
+    return list(iter_imports(lines, since, boot_wall, year, host, names, problems, not_after, dated_by))
 
 
 def iter_imports(lines: Iterable[str], since: Optional[float] = None, boot_wall: Optional[float] = None,
                  year: Optional[int] = None, host: Optional[Host] = None,
                  names: Optional[NodeNames] = None, problems: Optional[List[str]] = None,
-                 not_after: Optional[float] = None) -> Iterator[Imported]:
+                 not_after: Optional[float] = None,
+                 dated_by: Optional[Callable[[], Optional[Tuple[float, str]]]] = None) -> Iterator[Imported]:
     """As import_reports, one capture at a time, so that a large log's captures are written as
     they come instead of all held at once. A kill is given out once the next report with a header
     begins (or the log ends): the Killed lines of a memory.oom.group kill that follow it may still
@@ -76,7 +78,14 @@ def iter_imports(lines: Iterable[str], since: Optional[float] = None, boot_wall:
             if since is None or _when(i) is None or _when(i) >= since:
                 yield i
 
-    for ll in itertools.chain(read_log_lines(lines, year=year, not_after=not_after), [None]):
+    elsewhere: List[Optional[Tuple[float, str]]] = []  # a date with its year elsewhere in the log, once looked for
+
+    def dated_once() -> Optional[Tuple[float, str]]:
+        if not elsewhere:
+            elsewhere.append(dated_by() if dated_by is not None else None)
+        return elsewhere[0]
+
+    for ll in itertools.chain(read_log_lines(lines, year=year, not_after=not_after, dated_by=dated_once), [None]):
         if ll is None:  # the end of the log: a summary whose Killed line never came
             ll = LogLine(KmsgRecord(6, 0, -1, 0, ""))
             reports = parser.finish()
@@ -97,7 +106,7 @@ def iter_imports(lines: Iterable[str], since: Optional[float] = None, boot_wall:
                         and rep.killed.pid == head.report.killed.pid:
                     _killed_again(head, rep)  # the chosen victim, killed a second time as a member: one victim
                     continue
-                imp = _capture(rep, walls, boot_wall, host, names)
+                imp = _capture(rep, walls, boot_wall, host, names, elsewhere[0] if elsewhere else None)
                 if rep.started:
                     yield from given(pending)
                     pending = []
@@ -142,9 +151,12 @@ def _problem(problems: Optional[List[str]], text: str) -> None:
 
 def _when(imp: Imported) -> Optional[float]:
     try:
-        return dt.datetime.fromisoformat(imp.capture.times.kill_wall).timestamp() if imp.capture.times.kill_wall else None
+        t = dt.datetime.fromisoformat(imp.capture.times.kill_wall) if imp.capture.times.kill_wall else None
     except (ValueError, OverflowError):
         return None
+    if t is not None and t.tzinfo is None:  # a local time, its zone unknown: compared as --since's UTC
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.timestamp() if t is not None else None
 
 
 _RE_RELEASE = re.compile(r"^CPU: \d+ (?:UID: \d+ )?PID: \d+ Comm: .*? (?:Not tainted|Tainted: [A-Z \-]*?) +(?P<rel>\d+\.\d+\S*)")
@@ -243,8 +255,20 @@ def _host_note(lh: LoggedHost, h: Host, rep: OomReport) -> str:
     return text
 
 
+def _local_time(cap: Capture, wall: float, pid: int) -> None:
+    """A kill dated by a local time the log printed without its zone (syslog, dmesg -T): the
+    capture keeps that time as printed, without an offset and at the log's precision (kill_wall
+    with ``kill_wall_zone`` "unknown"), not as UTC (issue 26: shown as +00:00 with .000 ms)."""
+    t = dt.datetime.fromtimestamp(wall, dt.timezone.utc).replace(tzinfo=None)
+    cap.times.kill_wall = t.isoformat(timespec="auto")
+    cap.times.kill_wall_zone = "unknown"
+    cap.kill_id = t.strftime("%Y%m%dT%H%M%S") + (f".{t.microsecond // 1000:03d}" if t.microsecond else "") + f"-pid{pid}"
+    cap.notes.append("The log prints local time without its zone: the kill's time is shown as the log printed it, in the "
+                     "zone of the machine that wrote the log, which the log does not say (not UTC).")
+
+
 def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[Host],
-             names: Optional[NodeNames] = None) -> Imported:
+             names: Optional[NodeNames] = None, elsewhere: Optional[Tuple[float, str]] = None) -> Imported:
     usec = rep.killed_usec or 0
     line = walls.get(usec)
     wall, hostname = (line.wall, line.host) if line is not None else (None, None)
@@ -310,11 +334,18 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
         if line is not None and line.yearless:
             cap.notes.append(f"The log dates this kill {terminal_safe(line.yearless)!r} without a year, and nothing else in it "
                              "gives the year: the kill is left undated (it is not dated with this year).")
-    elif line is not None and line.year_from == "mtime":
-        cap.notes.append("The log's dates have no year: it is inferred from the log file's modification time (the latest "
-                         "year that does not put the kill after it); a copy made over a year later would be dated a year late.")
-    elif line is not None and line.year_from == "log":
-        cap.notes.append("The log's dates have no year: it is taken from the line before them that has one (the log is in time order).")
+    else:
+        if line is not None and line.local and line.wall is not None:
+            _local_time(cap, line.wall, rep.killed.pid)
+        if line is not None and line.year_from == "mtime":
+            cap.notes.append("The log's dates have no year, and no line of it has one: the year is inferred from the log file's "
+                             "modification time (the latest year that does not put the kill after it); a copy made over a year "
+                             "later would be dated a year late.")
+        elif line is not None and line.year_from == "log":
+            cap.notes.append("The log's dates have no year: it is taken from the line before them that has one (the log is in time order).")
+        elif line is not None and line.year_from == "elsewhere" and elsewhere is not None:
+            cap.notes.append(f"The log's kernel lines have no year: it is taken from a date with its year in another line of the log "
+                             f"({terminal_safe(elsewhere[1])}), the year that puts the kill nearest to it.")
     if not rep.has_header and rep.group_head is None and not rep.has_body:
         cap.notes.append("Only the 'Killed process' line of this kill is in the log: the kernel rate-limited its report "
                          "(or the log lost it), so the cgroup and its memory are unknown.")

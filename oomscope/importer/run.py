@@ -127,7 +127,7 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
     try:
         for imp in iter_imports(source.lines, since=since_ts, boot_wall=source.boot_wall if name == KMSG else None,
                                 names=NodeNames() if source.this_host else None, problems=read_problems,
-                                not_after=source.not_after, year=year):
+                                not_after=source.not_after, year=year, dated_by=source.dated_by):
             found += 1
             show_read_problems()  # as they come: the captures are written as they come too
             try:

@@ -6,6 +6,7 @@ time, the host's boot time). No parsing of reports here: importer/kills.py does 
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import stat
@@ -14,10 +15,11 @@ import sys
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 from ..errors import ImportProblem
 from ..kernel.kmsg import KmsgReader, kmsg_escape
+from ..kernel.logformats import full_date
 from ..kernel.logscan import fast_report_regions, report_lines
 from ..terminal import terminal_safe
 
@@ -33,6 +35,8 @@ class LogSource:
     not_after: Optional[float] = None
     #: the wall time of the printk clock's zero (the running host's /dev/kmsg), to date its lines
     boot_wall: Optional[float] = None
+    #: a date with its year elsewhere in the log (a plain file's), for dates printed without one
+    dated_by: Optional[Callable[[], Optional[Tuple[float, str]]]] = None
 
     @property
     def this_host(self) -> bool:
@@ -43,7 +47,7 @@ class LogSource:
 def log_sources(paths: List[str], journal: bool) -> List[LogSource]:
     """The logs an import reads: the journal (--journal), then the files; none named, this host's."""
     sources = [LogSource(journal_lines(), JOURNAL)] if journal else []
-    sources += [LogSource(open_log(p), p, not_after=file_mtime(p)) for p in paths]
+    sources += [LogSource(open_log(p), p, not_after=file_mtime(p), dated_by=functools.partial(full_date_of, p)) for p in paths]
     if not sources:
         lines, name = host_log()
         # printk's clock runs with CLOCK_MONOTONIC here
@@ -75,6 +79,26 @@ def open_log(path: str) -> Iterator[str]:
             return
         with buf:
             yield from report_lines(buf)
+
+
+def full_date_of(path: str) -> Optional[Tuple[float, str]]:
+    """A date with its year in a plain log file (kernel/logformats.py full_date), read without
+    effects; None for stdin, a .gz, what is not a regular file, or a log without one."""
+    if path == "-":
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or os.pread(fd, 2, 0) == b"\x1f\x8b":
+            return None
+        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as buf:
+            return full_date(buf)
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
 
 
 def _map(fd: int) -> mmap.mmap:

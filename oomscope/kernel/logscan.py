@@ -37,7 +37,7 @@ from typing import Callable, Iterator, Optional, Tuple
 
 _ANCHOR = re.compile(
     rb"invoked oom-killer|Killed process|oom_reaper: reaped process|killed as a result of limit of"
-    rb"|Memory cgroup stats for|memory: usage|memory\.oom\.group set|oom-kill:"
+    rb"|Memory cgroup stats for|memory: usage|memory\.oom\.group set|oom-kill:|or sacrifice child"
 )
 _ENDS = (b"Killed process", b"oom_reaper: reaped process")
 
@@ -104,7 +104,10 @@ def report_regions(buf) -> Iterator[Tuple[int, int]]:
 
 _KILLED = b"Killed process"
 _HEADER = b"invoked oom-killer"
-_HEADLESS = (b"killed as a result of limit of", b"memory: usage", b"Memory cgroup stats for", b"memory.oom.group set", b"oom-kill:")
+#: before 4.19 "<message>: Kill process N (comm) score S or sacrifice child" came just before the
+#: Killed line, and only it says whether a bare kill was a cgroup's or the host's
+_HEADLESS = (b"killed as a result of limit of", b"memory: usage", b"Memory cgroup stats for", b"memory.oom.group set", b"oom-kill:",
+             b"or sacrifice child")
 HEADLESS_WINDOW = 256 << 10
 
 

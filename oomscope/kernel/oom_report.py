@@ -59,6 +59,10 @@ class KilledProcess:
     uid: Optional[int] = None
     pgtables_kb: Optional[int] = None
     oom_score_adj: Optional[int] = None
+    #: the Killed line itself was read (False: the victim is named by the oom_reaper's line or the
+    #: oom-kill: summary). Before 4.19 the line has no message (3.10: "Killed process N (comm),
+    #: UID ..."): an empty message does not say the line was missed (issue 26, RHEL 7)
+    seen: bool = True
 
 
 @dataclass
@@ -162,6 +166,9 @@ _RE_KILLED = re.compile(
 _RE_KILLED_26 = re.compile(
     r"^(?:(?P<message>[A-Za-z][A-Za-z0-9 ()_-]*?): )?Killed process (?P<pid>\d+), UID (?P<uid>\d+), \((?P<comm>.*)\)"
     r"(?: total-vm:(?P<total_vm>\d+)kB)?(?:, anon-rss:(?P<anon>\d+)kB)?(?:, file-rss:(?P<file>\d+)kB)?\s*\Z", re.S)
+#: before 4.19 the message was printed on its own line before the Killed line (3.10's
+#: oom_kill_process(): "%s: Kill process %d (%s) score %u or sacrifice child", then "Killed process")
+_RE_SACRIFICE = re.compile(r"^(?P<message>[A-Za-z][A-Za-z0-9 ()_-]*?): Kill process (?P<pid>\d+) \(.*\) score -?\d+ or sacrifice child\Z", re.S)
 _RE_REAPED = re.compile(r"^oom_reaper: reaped process (?P<pid>\d+) \((?P<comm>.*)\), now anon-rss:", re.S)
 _RE_GROUP = re.compile(r"^Tasks in (?P<path>.*) are going to be killed due to memory\.oom\.group set\Z", re.S)
 #: a group kill's members are killed within the chosen victim's oom_kill_process() call, under oom_lock
@@ -352,6 +359,7 @@ class OomReportParser:
         self._mode: Optional[str] = None  # "stats", "tasks_header", "tasks"
         self._last_group: Optional[str] = None
         self._last_done: Optional[OomReport] = None  # the last report with a header, once its Killed line came
+        self._sacrifice: Optional[Tuple[int, str]] = None  # (pid, message) of a pre-4.19 "Kill process" line
 
     def feed(self, record: KmsgRecord) -> List[OomReport]:
         text = record.text
@@ -387,7 +395,7 @@ class OomReportParser:
         if not self.summaries_are_kills or cur is None or cur.killed is not None or cur.summary is None \
                 or cur.summary.pid is None:
             return None
-        cur.killed = KilledProcess(message="", pid=cur.summary.pid, comm=cur.summary.task or "?", uid=cur.summary.uid)
+        cur.killed = KilledProcess(message="", pid=cur.summary.pid, comm=cur.summary.task or "?", uid=cur.summary.uid, seen=False)
         cur.killed_usec, cur.last_seq, cur.killed_from_summary = cur.summary_usec, cur.summary_seq, True
         self._cur = None
         self._mode = None
@@ -473,8 +481,18 @@ class OomReportParser:
                 self._mode = None
             return None
 
+        if "or sacrifice child" in line:
+            sac = _RE_SACRIFICE.match(line)
+            if sac:
+                self._sacrifice = (int(sac.group("pid")), sac.group("message"))
+                if self._cur is not None:
+                    self._cur.lines.append(line)
+                return None
         killed = parse_killed_line(line) if "Killed process " in line else None
         if killed is not None:
+            if not killed.message and self._sacrifice is not None and self._sacrifice[0] == killed.pid:
+                killed.message = self._sacrifice[1]  # "Memory cgroup out of memory", "Out of memory"
+            self._sacrifice = None
             rep = self._cur if (self._cur is not None and self._cur.killed is None) else OomReport(first_seq=rec.seq, first_usec=rec.usec)
             if rep is not self._cur and self._last_done is not None and self._last_done.killed_usec is not None \
                     and not 0 <= rec.usec - self._last_done.killed_usec <= _GROUP_SPAN_US:
@@ -530,7 +548,7 @@ class OomReportParser:
         if reaped and cur.killed is None:
             # The Killed line is missing (lost, or cut from the log) but the reaper names the
             # victim: the report is still this kill's.
-            cur.killed = KilledProcess(message="", pid=int(reaped.group("pid")), comm=reaped.group("comm"))
+            cur.killed = KilledProcess(message="", pid=int(reaped.group("pid")), comm=reaped.group("comm"), seen=False)
             cur.killed_usec = rec.usec
             cur.last_seq = rec.seq
             cur.lines.append(line)

@@ -372,7 +372,7 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
 
     facts = [
         KeyValue("Killed", f"pid {v.pid} ({v.comm})"),
-        KeyValue("When", capture.times.kill_wall or "—"),
+        KeyValue("When", _kill_when(capture.times)),
         KeyValue("Cgroup that hit its limit (oom_memcg)", cg.oom_memcg or "—"),
         KeyValue("Victim's cgroup (task_memcg)", cg.task_memcg or "—"),
         KeyValue("Usage at the kill", fmt_bytes(ak.usage_bytes)),
@@ -537,6 +537,16 @@ def limit_text(limit_bytes: Optional[int], scope: str) -> str:
     if scope == "host":
         return "none hit (the host ran out)"
     return "unknown (not in the capture)" if scope != "unknown" else "unknown"
+
+
+def _kill_when(times) -> str:
+    """The kill's time as the capture has it: an imported log's local time without its zone is
+    said so, with no offset and no digits the log did not print (issue 26)."""
+    if not times.kill_wall:
+        return "—"
+    if getattr(times, "kill_wall_zone", "") == "unknown":
+        return f"{times.kill_wall.replace('T', ' ')} (local time, zone unknown)"
+    return times.kill_wall
 
 
 def _limit_hit_text(hit) -> str:
