@@ -38,7 +38,7 @@ import itertools
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ..kernel import procfs
@@ -50,6 +50,95 @@ from .readings import Readings
 from .runtimes import RuntimeReader, read_cgroup
 from .watchdog import Heartbeat
 
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """How often the sampler reads and what it keeps: its settings in one place (the module's
+    docstring says what each interval is for). ``Sampler(hier, settings)``, or a setting by name
+    (``Sampler(hier, fast_interval_s=0.01)``: the defaults with that one changed)."""
+
+    idle_interval_s: float = 10.0  # a full reading below a quarter of the limit
+    far_interval_s: float = 5.0  # ... below half
+    mid_interval_s: float = 1.0  # ... up to near_limit_ratio
+    fast_interval_s: float = 0.1  # ... above it
+    near_limit_ratio: float = 0.9
+    discover_interval_s: float = 1.0
+    peek_interval_s: float = 0.25  # the usage alone, between full readings (see Schedule.peek_ns)
+    ring_s: float = 10.0  # full readings kept per cgroup (record/readings.py)
+    timeline_points: int = 600
+    timeline_spacing_s: float = 1.0
+    max_cgroups: int = 4096
+    pid_retention_s: float = 60.0
+    max_pids: int = 200_000
+    #: an idle cgroup whose usage and limit have not changed since its last reading is read fully
+    #: only this often (``Sampler._skip_unchanged``), its usage moved by at most ``unchanged_ratio``
+    #: of its limit and ``unchanged_max_bytes``
+    idle_full_s: float = 30.0
+    unchanged_ratio: float = 0.01
+    unchanged_max_bytes: int = 16 << 20
+    #: what a cgroup without a limit is measured against; None: the host's MemTotal
+    host_memory_bytes: Optional[int] = None
+    notify: bool = True  # woken by the kernel when a limited cgroup fills up (record/notify.py)
+    #: counter files kept open by the sampler thread; None: half the open-file limit
+    kept_fds: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a cgroup is read and peeked at, from how full it is: pure, in ns, from the settings."""
+
+    idle_ns: int
+    far_ns: int
+    mid_ns: int
+    fast_ns: int
+    peek_ns: int
+    idle_full_ns: int
+    near_limit_ratio: float
+
+    @classmethod
+    def of(cls, st: SamplerSettings) -> "Schedule":
+        return cls(int(st.idle_interval_s * 1e9), int(st.far_interval_s * 1e9), int(st.mid_interval_s * 1e9),
+                   int(st.fast_interval_s * 1e9), int(st.peek_interval_s * 1e9), int(st.idle_full_s * 1e9),
+                   st.near_limit_ratio)
+
+    def band(self, ratio: float) -> int:
+        """0: below a quarter of the limit, 1: below half, 2: below near_limit_ratio, 3: near it.
+        Readings every 10 s below a quarter (a rise into the next band is caught by a peek within
+        1 s): with 500 idle cgroups, readings every 5 s were a third of record's CPU."""
+        return 3 if ratio >= self.near_limit_ratio else 2 if ratio >= 0.5 else 1 if ratio >= 0.25 else 0
+
+    def read_interval(self, ratio: float) -> int:
+        """Between two full readings of a cgroup this full (the fuller of it and its limited ancestor)."""
+        return (self.idle_ns, self.far_ns, self.mid_ns, self.fast_ns)[self.band(ratio)]
+
+    def peek_interval(self, ratio: float, thresholds_notify: bool = False) -> int:
+        """Between two peeks at its usage. Peeks are most of the sampler's cost with many idle
+        cgroups (measured: 500 cgroups peeked every 250 ms took 5.7% of a core), so a nearly empty
+        cgroup is peeked once a second, a quarter-full one every peek_interval_s, and one past half
+        as often as read near the limit. ``thresholds_notify``: cgroup v1 usage thresholds wake
+        the sampler as the usage crosses 25% of the limit, which is what a peek below it looks for;
+        it is peeked every far interval all the same (a threshold set against a limit that has
+        just changed)."""
+        if ratio >= 0.5:
+            return self.fast_ns
+        if ratio >= 0.25:
+            return self.peek_ns
+        if thresholds_notify:
+            return self.far_ns
+        return 4 * self.peek_ns
+
+    def filling(self, old_ratio: float, new_ratio: float) -> bool:
+        """A peek that saw the cgroup fill up: into a fuller band, or by more than a tenth of its limit."""
+        return self.band(new_ratio) > self.band(old_ratio) or new_ratio - old_ratio > 0.1
+
+    def unchanged(self, usage: int, full_usage: int, limit: int, unchanged_ratio: float, unchanged_max_bytes: int) -> bool:
+        """An idle cgroup that has not moved since its last full reading (``Sampler._skip_unchanged``)."""
+        return (self.band(usage / limit) == 0
+                and abs(usage - full_usage) <= min(unchanged_ratio * limit, unchanged_max_bytes))
+
+
+_SETTINGS = frozenset(f.name for f in fields(SamplerSettings))
 
 
 @dataclass
@@ -84,53 +173,32 @@ class Sampler:
         self,
         hier: MemoryHierarchy,
         top: str = "/",
-        idle_interval_s: float = 10.0,
-        far_interval_s: float = 5.0,
-        mid_interval_s: float = 1.0,
-        fast_interval_s: float = 0.1,
-        near_limit_ratio: float = 0.9,
-        discover_interval_s: float = 1.0,
-        peek_interval_s: float = 0.25,
-        ring_s: float = 10.0,
-        timeline_points: int = 600,
-        timeline_spacing_s: float = 1.0,
-        max_cgroups: int = 4096,
-        pid_retention_s: float = 60.0,
-        max_pids: int = 200_000,
-        reclaim_reader: Optional[Callable[[], Dict[int, object]]] = None,
-        host_memory_bytes: Optional[int] = None,
-        notify: bool = True,
+        settings: Optional[SamplerSettings] = None,
+        *,
+        reclaim_reader: Optional[Callable[[], Dict[int, ReclaimStats]]] = None,
         runtimes: Optional[RuntimeReader] = None,
-        kept_fds: Optional[int] = None,
-        idle_full_s: float = 30.0,
-        unchanged_ratio: float = 0.01,
-        unchanged_max_bytes: int = 16 << 20,
+        clock: Callable[[], int] = time.monotonic_ns,
+        **setting: object,
     ):
+        """``settings``, and any of its fields by name over it; ``clock``: CLOCK_MONOTONIC in ns
+        (a test's own clock: nothing here sleeps)."""
+        unknown = set(setting) - _SETTINGS
+        if unknown:
+            raise TypeError(f"Sampler: no setting named {', '.join(sorted(unknown))}")
+        st = self.settings = replace(settings or SamplerSettings(), **setting)
         self.hier = hier
         self.top = top
-        self.idle_interval_ns = int(idle_interval_s * 1e9)
-        self.far_interval_ns = int(far_interval_s * 1e9)
-        self.mid_interval_ns = int(mid_interval_s * 1e9)
-        self.fast_interval_ns = int(fast_interval_s * 1e9)
-        self.near_limit_ratio = near_limit_ratio
-        self.discover_interval_ns = int(discover_interval_s * 1e9)
-        self.peek_interval_ns = int(peek_interval_s * 1e9)
-        #: an idle cgroup whose usage and limit have not changed since its last reading is read
-        #: fully only this often (``_skip_unchanged``)
-        self.idle_full_ns = int(idle_full_s * 1e9)
-        self.unchanged_ratio = unchanged_ratio
-        self.unchanged_max_bytes = unchanged_max_bytes
-        self.ring_ns = int(ring_s * 1e9)
-        self.timeline_points = timeline_points
-        self.timeline_spacing_s = timeline_spacing_s
-        self.max_cgroups = max_cgroups
+        self.clock = clock
+        self.sched = Schedule.of(st)
+        self._discover_ns = int(st.discover_interval_s * 1e9)
+        self.ring_ns = int(st.ring_s * 1e9)
         #: at most this many cgroups are walked at a discovery (the rest: ``unwalked``)
-        self.max_walk = 4 * max_cgroups
+        self.max_walk = 4 * st.max_cgroups
         self.unwalked = 0
         #: counter files kept open by the sampler thread (kernel/cgroupfs.py, keep_files_open):
         #: half the open-file limit, the rest for v1's eventfds, BPF and the rest of record
-        self.kept_fds = kept_fds if kept_fds is not None else _half_the_open_file_limit()
-        self.host_memory_bytes = host_memory_bytes if host_memory_bytes is not None else _mem_total()
+        self.kept_fds = st.kept_fds if st.kept_fds is not None else _half_the_open_file_limit()
+        self.host_memory_bytes = st.host_memory_bytes if st.host_memory_bytes is not None else _mem_total()
         self._watched: Dict[str, _Watched] = {}
         # the last discovery's findings (cgroup -> has tasks; cgroup -> limited), when complete
         self._found: Optional[Dict[str, bool]] = None
@@ -141,15 +209,15 @@ class Sampler:
         self._next_walk_ns = 0
         self._next_discovery = 0
         #: every reading, and every query about them: the one object shared with the main thread
-        self.store = Readings(hier, self.ring_ns, timeline_points, timeline_spacing_s,
-                              int(pid_retention_s * 1e9), max_pids, reclaim_reader)
+        self.store = Readings(hier, self.ring_ns, st.timeline_points, st.timeline_spacing_s,
+                              int(st.pid_retention_s * 1e9), st.max_pids, reclaim_reader)
         # Woken the moment a limited cgroup fills up: on cgroup v2 by memory.events (inotify),
         # on v1 by usage thresholds (an eventfd per cgroup). One poll() waits on all of them.
         # Woken the moment a limited cgroup fills up (record/notify.py)
-        self.notify = LimitNotifications(hier, notify)
+        self.notify = LimitNotifications(hier, st.notify)
         # The runtimes' own views (a JVM's heap) of the processes of a cgroup near its limit,
         # each pid at most once per fast interval (record/runtimes.py)
-        self.runtimes = runtimes if runtimes is not None else RuntimeReader(self.fast_interval_ns)
+        self.runtimes = runtimes if runtimes is not None else RuntimeReader(self.sched.fast_ns)
         self.limit_hits = 0  # notifications that led to an immediate reading
         self.passes = 0
         self.reads = 0
@@ -175,7 +243,7 @@ class Sampler:
                 self._walked.pop()
                 self.unwalked = max(1, (count or 0) - self.max_walk)
             self._walk_count = count
-            self._next_walk_ns = now + 10 * self.discover_interval_ns
+            self._next_walk_ns = now + 10 * self._discover_ns
         return self._walked
 
     def _discover(self, now: int) -> None:
@@ -206,9 +274,9 @@ class Sampler:
                 if path != "/":
                     found.setdefault(path, False)
         self.dropped_cgroups = self.unwalked
-        if len(found) > self.max_cgroups:
-            self.dropped_cgroups += len(found) - self.max_cgroups
-            found = dict(list(found.items())[: self.max_cgroups])
+        if len(found) > self.settings.max_cgroups:
+            self.dropped_cgroups += len(found) - self.settings.max_cgroups
+            found = dict(list(found.items())[: self.settings.max_cgroups])
         if found == self._found and limited == self._limited and now < self._next_full_discovery:
             # The same cgroups as a second ago, with the same limits: nothing to update (the rest
             # of a discovery was half of its cost with 500 idle cgroups; bench/README.md). All of
@@ -216,7 +284,7 @@ class Sampler:
             # notifications that failed retried).
             return
         self._found, self._limited = None, None
-        self._next_full_discovery = now + 10 * self.discover_interval_ns
+        self._next_full_discovery = now + 10 * self._discover_ns
         complete = True
         for cg, has_tasks in found.items():
             w = self._watched.get(cg)
@@ -239,7 +307,7 @@ class Sampler:
         self.hier.forget_files_except(present)
         self.hier.forget_paths_except(present)
         self.store.forget_ancestors_except(present)
-        self.store.set_watched({c: w.ino for c, w in self._watched.items()}, vanished, 4 * self.max_cgroups)
+        self.store.set_watched({c: w.ino for c, w in self._watched.items()}, vanished, 4 * self.settings.max_cgroups)
         self.runtimes.forget_except(self.store.known_pids())
         self._sync_limit_notifications()
         if complete:
@@ -248,15 +316,15 @@ class Sampler:
     # --- one pass ---
     def tick(self) -> float:
         """Read every cgroup that is due; returns how long to wait before the next pass."""
-        now = time.monotonic_ns()
+        now = self.clock()
         if now >= self._next_discovery:
             self._discover(now)
-            self._next_discovery = _on_grid(now, self.discover_interval_ns)
+            self._next_discovery = _on_grid(now, self._discover_ns)
         # Everything due within half the fastest interval is handled in this pass. Without that
         # slack, each cgroup's schedule drifts from the others' (it is relative to its own last
         # reading) and the passes multiplied: with 500 cgroups, 11 a second after one minute and
         # 25 after four, each walking every cgroup, the sampler's CPU grew from 1.9% to 3.3%.
-        horizon = now + self.fast_interval_ns // 2
+        horizon = now + self.sched.fast_ns // 2
         filling = []
         for cg, w in self._watched.items():
             if w.next_ns > horizon and w.limit and w.peek_ns <= horizon:
@@ -264,8 +332,7 @@ class Sampler:
                 # grower (80 MiB/s in a 96 MiB cgroup) crosses the last 10% in ~120 ms
                 w.peek_ns = _on_grid(now, self._peek_interval(w.ratio, cg))
                 usage = self.hier.usage(cg)
-                if usage is not None and (self._band(usage / w.limit) > self._band(w.ratio)
-                                          or usage / w.limit - w.ratio > 0.1):
+                if usage is not None and self.sched.filling(w.ratio, usage / w.limit):
                     filling.append(cg)  # filling up: read it, and every cgroup below it, now
         for cg in filling:
             self._read_subtree_now(cg, now)
@@ -282,11 +349,11 @@ class Sampler:
             pids = tuple(self.hier.procs(cg)) if w.has_tasks or w.limited else ()
             if w.limited:
                 w.has_tasks = bool(pids)
-            t = time.monotonic_ns()
+            t = self.clock()
             self.heartbeat.beat(t)
             self.reads += 1
             if state is None:
-                w.next_ns = now + self.far_interval_ns
+                w.next_ns = now + self.sched.far_ns
                 continue  # vanished between the walk and the read
             sample = Sample(t, state, pids, reclaim=None if reclaim_by_cg is None else reclaim_by_cg.get(cg, ReclaimStats()))
             new_samples[cg] = sample
@@ -306,12 +373,12 @@ class Sampler:
             anc = self.store.limited_ancestor(cg)
             if anc is not None and anc != cg and anc in self._watched:
                 ratio = max(ratio, self._watched[anc].ratio)
-            interval = (self.idle_interval_ns, self.far_interval_ns, self.mid_interval_ns, self.fast_interval_ns)[self._band(ratio)]
+            interval = self.sched.read_interval(ratio)
             w.next_ns = _on_grid(sample.t_ns, interval)
             w.peek_ns = _on_grid(sample.t_ns, self._peek_interval(ratio, cg))
             w.full_usage, w.full_limit = sample.state.usage_bytes, sample.state.limit_bytes
-            w.idle_due_ns = w.next_ns if interval == self.idle_interval_ns else -1
-            if anc == cg and interval < self.far_interval_ns:
+            w.idle_due_ns = w.next_ns if interval == self.sched.idle_ns else -1
+            if anc == cg and interval < self.sched.far_ns:
                 # A limit filling up is shared by every cgroup below it: read them as often
                 # (a sibling read 5 s earlier says little about the kill; measured 1.8 s old).
                 for other, ow in self._watched.items():
@@ -324,7 +391,7 @@ class Sampler:
                 w = self._watched[cg]
                 anc = self.store.limited_ancestor(cg)
                 ratio = max(w.ratio, self._watched[anc].ratio if anc in self._watched else 0.0)
-                for pid, t, reading in read_cgroup(self.runtimes, sample.pids, ratio, sample.t_ns, time.monotonic_ns):
+                for pid, t, reading in read_cgroup(self.runtimes, sample.pids, ratio, sample.t_ns, self.clock):
                     runtime_readings.append((pid, t, cg, reading))
                     self.heartbeat.beat(t)
         if runtime_readings:
@@ -344,7 +411,7 @@ class Sampler:
         self.passes += 1
         nxt = min([min(w.next_ns, w.peek_ns if w.limit else w.next_ns) for w in self._watched.values()]
                   + [self._next_discovery])
-        return min(1.0, max(0.01, (nxt - time.monotonic_ns()) / 1e9))
+        return min(1.0, max(0.01, (nxt - self.clock()) / 1e9))
 
     def _skip_unchanged(self, due: List[str], now: int) -> List[str]:
         """``due`` without the idle cgroups that have not changed: a cgroup whose reading was planned
@@ -356,18 +423,18 @@ class Sampler:
         bench/README.md). Its timeline then has a point every ``idle_full_s``; a cgroup that fills
         up is read at once as before (its peeks, its usage thresholds or memory.events), and a
         reading made due by a notification or a filling ancestor is never skipped."""
-        if self.idle_full_ns <= self.idle_interval_ns:
+        if self.sched.idle_full_ns <= self.sched.idle_ns:
             return due
         out = []
         for cg in due:
             w = self._watched[cg]
             if (w.next_ns == w.idle_due_ns and w.full_usage is not None and w.limit
-                    and now + self.idle_interval_ns - w.read_ns <= self.idle_full_ns):
+                    and now + self.sched.idle_ns - w.read_ns <= self.sched.idle_full_ns):
                 usage = self.hier.usage(cg)
-                if (usage is not None and self._band(usage / w.limit) == 0
-                        and abs(usage - w.full_usage) <= min(self.unchanged_ratio * w.limit, self.unchanged_max_bytes)
+                st = self.settings
+                if (usage is not None and self.sched.unchanged(usage, w.full_usage, w.limit, st.unchanged_ratio, st.unchanged_max_bytes)
                         and self.hier.limit(cg) == w.full_limit):
-                    w.next_ns = w.idle_due_ns = _on_grid(now, self.idle_interval_ns)
+                    w.next_ns = w.idle_due_ns = _on_grid(now, self.sched.idle_ns)
                     w.peek_ns = _on_grid(now, self._peek_interval(w.ratio, cg))
                     self.skipped += 1
                     continue
@@ -375,29 +442,11 @@ class Sampler:
         return out
 
     def _peek_interval(self, ratio: float, cgroup: Optional[str] = None) -> int:
-        # Peeks are most of the sampler's cost with many idle cgroups (measured: 500 cgroups
-        # peeked every 250 ms took 5.7% of a core), so a nearly empty cgroup is peeked once a
-        # second, a quarter-full one every peek_interval_s, and one past half as often as read near the limit.
-        if ratio >= 0.5:
-            return self.fast_interval_ns
-        if ratio >= 0.25:
-            return self.peek_interval_ns
-        if cgroup is not None and self.notify.v1 and self.notify.notified(cgroup):
-            # cgroup v1 usage thresholds: the kernel wakes the sampler as the usage crosses 25%
-            # of the limit, which is what a peek below it looks for. Peeked every far interval
-            # all the same (a threshold set against a limit that has just changed).
-            return self.far_interval_ns
-        return 4 * self.peek_interval_ns
-
-    def _band(self, ratio: float) -> int:
-        # 0: below a quarter of the limit, 1: below half, 2: below near_limit_ratio, 3: near it.
-        # Readings every 10 s below a quarter (a rise into the next band is caught by a peek
-        # within 1 s): with 500 idle cgroups, readings every 5 s were a third of record's CPU.
-        return 3 if ratio >= self.near_limit_ratio else 2 if ratio >= 0.5 else 1 if ratio >= 0.25 else 0
+        return self.sched.peek_interval(ratio, cgroup is not None and self.notify.v1 and self.notify.notified(cgroup))
 
     def _reclaim_by_cgroup(self) -> Optional[Dict[str, ReclaimStats]]:
         """Cumulative reclaim per watched cgroup: its processes' and its descendants'."""
-        read = self.store.reclaim_read(time.monotonic_ns() - self.fast_interval_ns // 2)
+        read = self.store.reclaim_read(self.clock() - self.sched.fast_ns // 2)
         if read is None:
             return None
         by_pid = read[1]
@@ -426,15 +475,15 @@ class Sampler:
         if not self.notify.active:
             stop.wait(seconds)
             return
-        deadline = time.monotonic_ns() + int(seconds * 1e9)
+        deadline = self.clock() + int(seconds * 1e9)
         while not stop.is_set():
-            hit = self.notify.poll((deadline - time.monotonic_ns()) / 1e6)
+            hit = self.notify.poll((deadline - self.clock()) / 1e6)
             if hit is None:
                 return
-            now = time.monotonic_ns()
+            now = self.clock()
             read_now = 0
             for cg in hit:
-                n, later = self._read_subtree_now(cg, now, unless_read_since=now - self.fast_interval_ns)
+                n, later = self._read_subtree_now(cg, now, unless_read_since=now - self.sched.fast_ns)
                 read_now += n
                 deadline = min(deadline, later)
             self.limit_hits += read_now
@@ -457,7 +506,7 @@ class Sampler:
                 w.next_ns = now
                 n += 1
             else:
-                w.next_ns = min(w.next_ns, w.read_ns + self.fast_interval_ns)
+                w.next_ns = min(w.next_ns, w.read_ns + self.sched.fast_ns)
                 later = min(later, w.next_ns)
         return n, later
 
@@ -473,13 +522,13 @@ class Sampler:
 
     def _run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            self.heartbeat.beat(time.monotonic_ns())
+            self.heartbeat.beat(self.clock())
             try:
                 wait = self.tick()
             except Exception:  # a sampler must not die on one odd cgroup; count and go on
                 self.errors += 1
-                wait = self.fast_interval_ns / 1e9
-            self.heartbeat.beat(time.monotonic_ns(), int(wait * 1e9))
+                wait = self.sched.fast_ns / 1e9
+            self.heartbeat.beat(self.clock(), int(wait * 1e9))
             try:
                 self._wait(wait, stop)
             except Exception:  # notifications are a bonus: fall back to polling
