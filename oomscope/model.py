@@ -348,8 +348,10 @@ class RuntimePoint:
     half full: record reads the runtimes of those cgroups only)."""
 
     t_ms: float  # relative to the kill: negative before it
-    heap_used_bytes: Optional[int] = None
+    heap_used_bytes: Optional[int] = None  # a JVM's
     heap_committed_bytes: Optional[int] = None
+    heap_inuse_bytes: Optional[int] = None  # a Go program's: HeapInuse, what Go dashboards show
+    heap_goal_bytes: Optional[int] = None  # a Go program's: the GC's goal (NextGC)
 
 
 @dataclass
@@ -440,6 +442,7 @@ class RuntimeReading:
     heap_inuse_bytes: Optional[int] = None  # HeapInuse: bytes in in-use spans (Go dashboards' heap)
     heap_alloc_bytes: Optional[int] = None  # HeapAlloc: live and not yet swept objects
     heap_goal_bytes: Optional[int] = None  # NextGC: the GC's goal (GOGC, lowered by GOMEMLIMIT)
+    heap_free_bytes: Optional[int] = None  # HeapIdle - HeapReleased: free spans not returned to the OS
     memory_limit_bytes: Optional[int] = None  # GOMEMLIMIT; None: none set
     gc_percent: Optional[int] = None  # GOGC; None: off (or not Go)
     #: the heap profile by allocation site, largest first (Go: runtime.mbuckets)

@@ -3,8 +3,8 @@
 One result (``Shown``, part of analysis/result.py's KillAnalysis) for every renderer: each tool's
 figure from the at-kill state (analysis/dashboards.py's formulas on the capture's memory.stat,
 usage and cgroup version; the tasks' RSS), what a 15 s / 60 s scrape last saw from the timeline,
-the runtime's own view (a JVM's heap, ``capture.runtimes``) with the split of its RSS into heap and
-outside the heap, and the one sentence: "Your dashboard showed X; the kernel killed at Y; the
+the runtime's own view (a JVM's heap, a Go program's heap in use: ``capture.runtimes``) with the
+split of its RSS into heap and outside the heap, and the one sentence: "Your dashboard showed X; the kernel killed at Y; the
 difference, Z, was A, B and C." Imported kills have no runtime readings: the same section from the
 report's memory.stat. Plain data in and out; no I/O.
 """
@@ -23,7 +23,7 @@ from .advice import ev
 from .attribution import Analysis
 from .dashboards import ScrapeView, ToolFigure, last_scrapes, what_tools_showed
 
-__all__ = ["JavaSplit", "Shown", "shown_of", "java_advice", "non_heap_upper_bytes", "HEAP_SHARE_CAP"]
+__all__ = ["JavaSplit", "RuntimeSplit", "Shown", "shown_of", "java_advice", "non_heap_upper_bytes", "HEAP_SHARE_CAP"]
 
 
 @dataclass
@@ -36,7 +36,8 @@ class SplitPart:
 
 @dataclass
 class JavaSplit:
-    """A JVM's RSS split into its heap and what lies outside it, from its own counters."""
+    """A JVM's (or a Go program's: ``reading.kind``) RSS split into its heap and what lies outside
+    it, from its own counters."""
 
     pid: int
     comm: str
@@ -57,6 +58,7 @@ class Shown:
     #: what a dashboard scraping container_memory_usage_bytes every 15 s / 60 s last saw
     scrapes: List[ScrapeView] = field(default_factory=list)
     java: List[JavaSplit] = field(default_factory=list)
+    go: List["RuntimeSplit"] = field(default_factory=list)  # each Go program read, as ``java``
     #: the dashboard figure the sentence starts from, and what the kernel charged
     dashboard_name: str = ""
     dashboard_bytes: Optional[int] = None
@@ -114,6 +116,52 @@ def _java_split(r: RuntimeReading, capture: Capture) -> JavaSplit:
     return s
 
 
+RuntimeSplit = JavaSplit
+
+
+def _go_split(r: RuntimeReading, capture: Capture) -> RuntimeSplit:
+    """A Go program's RSS: file pages (its executable, mapped), the heap in use (in-use spans,
+    HeapInuse: what Go dashboards show as the heap), free spans the runtime kept (HeapIdle less
+    HeapReleased: not returned to the OS, so resident and charged), and the rest of its anonymous
+    memory (goroutine stacks, GC metadata, the runtime's own structures, cgo and C allocations)."""
+    task = next((t for t in capture.tasks if t.pid == r.pid), None)
+    is_victim = r.pid == capture.victim.pid
+    src = task if task is not None else (capture.victim if is_victim else None)
+    rss = src.rss_bytes if src is not None else None
+    s = RuntimeSplit(r.pid, r.comm or (task.comm if task else ""), is_victim, r.read_ms_before_kill, r, rss)
+    if rss is None or r.heap_inuse_bytes is None:
+        return s
+    files = min(rss, (src.file_rss_bytes or 0) + (src.shmem_rss_bytes or 0))
+    anon = rss - files
+    # a span in use can hold pages not yet touched: the heap is at most the anonymous RSS
+    heap = min(r.heap_inuse_bytes, anon)
+    free = min(r.heap_free_bytes, anon - heap) if r.heap_free_bytes is not None else 0
+    s.outside_heap_bytes = rss - heap
+    capped = (f"; at most {fmt_bytes(heap)} of it resident (the anonymous RSS)" if heap < r.heap_inuse_bytes else "")
+    s.parts.append(SplitPart("heap", "Go heap in use (HeapInuse)" if not capped else "Go heap in use (resident, at most)", heap,
+                             f"in-use spans {fmt_bytes(r.heap_inuse_bytes)}, of which live and not yet swept objects "
+                             f"{fmt_bytes(r.heap_alloc_bytes)} (HeapAlloc); the GC's goal {fmt_bytes(r.heap_goal_bytes)}"
+                             + (f", GOMEMLIMIT {fmt_bytes(r.memory_limit_bytes)}" if r.memory_limit_bytes is not None
+                                else ", no GOMEMLIMIT") + "; what Go dashboards show as the heap" + capped))
+    if r.heap_free_bytes is not None:
+        s.parts.append(SplitPart("go_free", "Free heap spans kept (HeapIdle - HeapReleased)", free,
+                                 "spans the GC freed that the runtime has not yet returned to the OS (its scavenger "
+                                 "returns them over minutes, or sooner near GOMEMLIMIT): resident and charged, in no "
+                                 "heap-in-use figure" + ("" if free == r.heap_free_bytes else
+                                                         f"; {fmt_bytes(r.heap_free_bytes)} by the runtime's count, at most "
+                                                         f"{fmt_bytes(free)} of it left in the anonymous RSS")))
+    if files:
+        s.parts.append(SplitPart("mapped_files", "Mapped files (its executable, shared libraries)", files,
+                                 "file pages in its RSS (the kernel's file-rss and shmem-rss): page cache, charged to "
+                                 "whichever cgroup first read them"))
+    s.parts.append(SplitPart("native", "Other anonymous memory (at least)", anon - heap - free,
+                             "what the anonymous RSS leaves after the heap's two figures above: goroutine stacks, GC "
+                             "metadata, the runtime's own structures, cgo and C allocations (runtime.MemStats' StackSys, "
+                             "GCSys and OtherSys, not read, split these); the heap's figures are the runtime's counts, "
+                             "read before the kill, and a span in use may hold pages never touched, so this is a lower bound"))
+    return s
+
+
 def shown_of(capture: Capture, a: Analysis) -> Shown:
     ak = capture.at_kill
     version = capture.cgroup.version or capture.host.cgroup_version
@@ -129,6 +177,8 @@ def shown_of(capture: Capture, a: Analysis) -> Shown:
         if r.kind == "go":
             if r.why_not is not None:
                 out.notes.append(f"pid {r.pid} ({r.comm or '?'}): the Go runtime's own view could not be read: {r.why_not}.")
+            elif r.heap_inuse_bytes is not None:
+                out.go.append(_go_split(r, capture))
             continue
         if r.why_not is not None:
             out.notes.append(f"pid {r.pid} ({r.comm or '?'}): the JVM's own view could not be read: {r.why_not}. "
@@ -150,8 +200,11 @@ def shown_of(capture: Capture, a: Analysis) -> Shown:
                 out.notes.append(f"The killed JVM (pid {v.pid}) was not read before the kill (its cgroup was not near its "
                                  "limit while oomscope watched it, or the kill was imported from a log): its heap is unknown.")
         else:
-            out.notes.append(f"oomscope cannot read {v.comm or 'the victim'}'s own view of its memory from outside the "
-                             "process (it reads only a JVM's hsperfdata file); its runtime's metrics, if any, are not shown.")
+            out.notes.append(f"oomscope did not read {v.comm or 'the victim'}'s own view of its memory: it reads a JVM's "
+                             "(its hsperfdata file) and a Go program's (its runtime's state, through the executable's "
+                             "symbols): the victim was neither, or was not read before the kill (a kill imported from a "
+                             "log, or a cgroup not yet half full while oomscope watched it); its runtime's metrics, if "
+                             "any, are not shown.")
 
     charge = ak.usage_bytes
     fig = {f.key: f for f in out.figures}
@@ -180,6 +233,8 @@ def shown_of(capture: Capture, a: Analysis) -> Shown:
                 "go_heap_inuse", "Go heap in use (go_memstats_heap_inuse_bytes, runtime.MemStats.HeapInuse)",
                 go.heap_inuse_bytes, "bytes in the Go heap's in-use spans (runtime.gcController.heapInUse)",
                 f"the Go runtime's state in the process's memory{when}"))
+            said.append(("the Go heap dashboard (go_memstats_heap_inuse_bytes)", go.heap_inuse_bytes,
+                         _beyond_heap(capture, a, go.heap_inuse_bytes, GO_BEYOND)))
         said.append(("kubectl top (the working set)", ws, ws_parts))
         v_rss = fig["victim_rss"].bytes
         if v_rss is not None and charge is not None and v_rss < charge:
@@ -187,10 +242,14 @@ def shown_of(capture: Capture, a: Analysis) -> Shown:
     out.dashboard_name, out.dashboard_bytes, out.difference = said[0]
     read = (f"the JVM's own counters, read {victim_java.read_ms_before_kill:.0f} ms before the kill"
             if victim_java is not None and victim_java.read_ms_before_kill is not None else None)
+    victim_go = next((g for g in out.go if g.is_victim), None)
+    if victim_java is None and victim_go is not None and victim_go.read_ms_before_kill is not None:
+        read = f"the Go runtime's own figures, read {victim_go.read_ms_before_kill:.0f} ms before the kill"
     # the heap dashboard's figure is a reading; the others are each tool's formula on the kernel's
     # figures at the instant of the kill, which no scrape saw (the scrape's sentence says what one did)
     out.sentences = [t for name, b, parts in said
-                     for t in _sentence(name, b, charge, parts, read if name.startswith("the heap dashboard") else None)]
+                     for t in _sentence(name, b, charge, parts,
+                                        read if name.startswith(("the heap dashboard", "the Go heap dashboard")) else None)]
     out.sentences += _scrape_sentence(out.scrapes)
     if charge is None:
         out.sentences = ["The kernel's charge at the kill is not in this capture: what the dashboards showed "
@@ -198,7 +257,16 @@ def shown_of(capture: Capture, a: Analysis) -> Shown:
     return out
 
 
-def _beyond_heap(capture: Capture, a: Analysis, heap_used: int) -> List[SplitPart]:
+#: the runtime's own memory beyond the heap a dashboard shows: (key, label, explanation, the others' label)
+JVM_BEYOND = ("jvm_beyond_heap", "the JVM's own memory beyond the used heap",
+              "its anonymous RSS less the used heap: committed but unused heap, metaspace, thread stacks, "
+              "direct buffers, code cache, GC structures, malloc", "anonymous memory outside the JVM's RSS")
+GO_BEYOND = ("go_beyond_heap", "the Go program's own memory beyond its heap in use",
+             "its anonymous RSS less the heap in use: free spans not yet returned to the OS, goroutine stacks, "
+             "GC metadata, the runtime's structures, cgo and C allocations", "anonymous memory outside the Go program's RSS")
+
+
+def _beyond_heap(capture: Capture, a: Analysis, heap_used: int, beyond=JVM_BEYOND) -> List[SplitPart]:
     """The charge less the used heap, by what it was: the JVM's own anonymous memory beyond its
     used heap (its anon RSS, charged here, less the heap's used part), other processes' anonymous
     memory, then every other category of the charge (page cache, kernel memory, ...). The parts add
@@ -210,12 +278,10 @@ def _beyond_heap(capture: Capture, a: Analysis, heap_used: int) -> List[SplitPar
     out = []
     if anon is not None:
         jvm = max(0, min(anon, own if own is not None else anon) - heap_used)
-        out.append(SplitPart("jvm_beyond_heap", "the JVM's own memory beyond the used heap", jvm,
-                             "its anonymous RSS less the used heap: committed but unused heap, metaspace, thread stacks, "
-                             "direct buffers, code cache, GC structures, malloc"))
+        out.append(SplitPart(beyond[0], beyond[1], jvm, beyond[2]))
         others = max(0, anon - heap_used - jvm)
         if others:
-            out.append(SplitPart("other_anon", "anonymous memory outside the JVM's RSS", others,
+            out.append(SplitPart("other_anon", beyond[3], others,
                                  "other processes' anonymous memory, or pages of processes already gone"))
     for c in a.categories:
         if c.key != "anon" and c.bytes > 0:

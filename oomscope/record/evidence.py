@@ -141,7 +141,10 @@ class EvidenceGatherer:
             for pid, when, reading, hist in self.store.runtimes_before(described, kill_ns):
                 info = self.store.proc_info(pid)
                 rr = runtime_reading(pid, reading, (kill_ns - when) / 1e6, info[0] if info else "")
-                rr.heap_history = [RuntimePoint(round((t - kill_ns) / 1e6, 1), used, committed) for t, used, committed in hist]
+                # (when, used, committed) for a JVM; (when, HeapInuse, the GC's goal) for a Go program
+                rr.heap_history = [RuntimePoint(round((t - kill_ns) / 1e6, 1), heap_inuse_bytes=a, heap_goal_bytes=b)
+                                   if rr.kind == "go" else RuntimePoint(round((t - kill_ns) / 1e6, 1), a, b)
+                                   for t, a, b in hist]
                 ev.runtimes.append(rr)
             after = self.live.state_after_kill(described)
             if after is not None:

@@ -201,7 +201,7 @@ def _go_reading(pid: int, reading: GoReading, read_ms_before_kill: float, comm: 
     return RuntimeReading(
         "go", pid, comm, round(read_ms_before_kill, 1), vm_version=reading.version,
         heap_inuse_bytes=h.heap_inuse_bytes, heap_alloc_bytes=h.heap_alloc_bytes, heap_goal_bytes=h.heap_goal_bytes,
-        memory_limit_bytes=h.memory_limit_bytes, gc_percent=h.gc_percent,
+        memory_limit_bytes=h.memory_limit_bytes, gc_percent=h.gc_percent, heap_free_bytes=h.heap_free_bytes,
         allocation_sites=[AllocationSite(list(s.frames), s.bytes, "go_heap") for s in reading.sites],
         allocation_sites_why_not=reading.sites_why_not,
     )

@@ -76,8 +76,8 @@ def render_json(capture: Capture, analysis: Optional[KillAnalysis] = None, serie
         "scrapes": [dataclasses.asdict(s) for s in result.shown.scrapes],
         "runtimes": [dict(dataclasses.asdict(j.reading), rss_bytes=j.rss_bytes, outside_heap_bytes=j.outside_heap_bytes,
                           rss_split=[dataclasses.asdict(p) for p in j.parts])
-                     for j in result.shown.java]
-                    + [dataclasses.asdict(r) for r in capture.runtimes if r.why_not is not None or r.kind == "go"],
+                     for j in result.shown.java + result.shown.go]
+                    + [dataclasses.asdict(r) for r in capture.runtimes if r.why_not is not None],
         "runtime_notes": result.shown.notes,
         # which code held the memory (issue 27): every site, largest first: {frames (innermost
         # first), bytes, source (page_faults: sampled faults still resident, record/sites.py;
@@ -202,7 +202,7 @@ def _ticket(capture: Capture, analysis: Optional[KillAnalysis], html_path: Optio
             lines += [""] + m.table(["A scrape of the usage", "Last value (worst case)", "Taken", "Range in that interval"], "lrlr",
                                     [[t(r.interval), t(r.value), t(r.when), t(r.range)] for r in sh.scrapes])
         for j in sh.java:
-            lines += ["", m.italic("The JVM's own view: " + t(j.title)) + (f", {t(j.read)}" if j.read else ""), "", t(j.summary), ""]
+            lines += ["", m.italic(f"{j.runtime} own view: " + t(j.title)) + (f", {t(j.read)}" if j.read else ""), "", t(j.summary), ""]
             lines += m.table(["Part of its RSS", "Bytes", "What it is"], "lrl",
                              [[t(r.label), t(r.size), t(r.explanation)] for r in j.parts])
             lines += [""] + [f"- {t(kv.key)}: {t(kv.value)}" for kv in j.figures]

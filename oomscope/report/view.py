@@ -152,6 +152,7 @@ class JavaView:
     bar: List[BarSegment]
     parts: List[GapRow]
     summary: str
+    runtime: str = "The JVM's"  # whose view: "The JVM's", "The Go runtime's"
 
 
 @dataclass
@@ -286,6 +287,12 @@ def _timeline(capture: Capture):
     return charts, f"The {'hours' if hours else 'minutes'} before the kill: {tl.cgroup}"
 
 
+def _own_heap(r) -> Optional[int]:
+    """A runtime reading's (or earlier point's) heap as its dashboards show it: a JVM's heap used,
+    a Go program's heap in use."""
+    return r.heap_used_bytes if r.heap_used_bytes is not None else r.heap_inuse_bytes
+
+
 def _chart(capture: Capture, pts, thinned: bool) -> TimelineChart:
     """Polylines of these timeline points, scaled to the limit (or the largest value)."""
     t0, t1 = pts[0].t_ms, max(0.0, pts[-1].t_ms)
@@ -297,16 +304,16 @@ def _chart(capture: Capture, pts, thinned: bool) -> TimelineChart:
         if len(coords) >= 2 and any(getattr(p, key) for p in pts):
             series.append(Series(key, label, color, " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)))
     # the JVM's own view beside the kernel's: its heap used, from its earlier readings and its last
-    jvm = next((r for r in capture.runtimes if r.pid == capture.victim.pid and r.heap_used_bytes is not None), None)
+    jvm = next((r for r in capture.runtimes if r.pid == capture.victim.pid and _own_heap(r) is not None), None)
     if jvm is not None and jvm.read_ms_before_kill is not None:
-        heap = [(h.t_ms, h.heap_used_bytes) for h in jvm.heap_history if h.heap_used_bytes is not None]
-        heap.append((-jvm.read_ms_before_kill, jvm.heap_used_bytes))
+        heap = [(h.t_ms, _own_heap(h)) for h in jvm.heap_history if _own_heap(h) is not None]
+        heap.append((-jvm.read_ms_before_kill, _own_heap(jvm)))
         heap = [(t, b) for t, b in heap if t0 <= t <= t1 or t == -jvm.read_ms_before_kill]
         if heap:
             coords = [(600 * min(1.0, max(0.0, (t - t0) / span)), 200 - 190 * min(b, top) / top) for t, b in heap]
             if len(coords) == 1:
                 coords.insert(0, (max(0.0, coords[0][0] - 4), coords[0][1]))  # one reading: a short tick
-            series.append(Series("jvm_heap", f"JVM heap used (pid {jvm.pid}, its own view)", JVM_HEAP_COLOUR,
+            series.append(Series("jvm_heap", f"{'Go heap in use' if jvm.kind == 'go' else 'JVM heap used'} (pid {jvm.pid}, its own view)", JVM_HEAP_COLOUR,
                                  " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)))
     limit = pts[-1].limit_bytes
     limit_y = round(200 - 190 * limit / top, 1) if limit else None
@@ -633,7 +640,32 @@ def _shown(result: KillAnalysis) -> ShownView:
         java.append(JavaView(f"pid {j.pid} ({j.comm or 'java'}){' (victim)' if j.is_victim else ''}", read, figures,
                              _bar([(p.key, p.label, p.bytes or 0) for p in j.parts], j.rss_bytes),
                              [GapRow(p.label, fmt_bytes(p.bytes), p.explanation) for p in j.parts], summary))
+    java += [_go_view(j) for j in sh.go]
     return ShownView(list(sh.sentences), tools, scrapes, java, list(sh.notes))
+
+
+def _go_view(j) -> JavaView:
+    """One Go program read before the kill (runtimes/go.py): its runtime's figures and its RSS split."""
+    r = j.reading
+    figures = [
+        KeyValue("Heap in use (HeapInuse: what Go dashboards show)", fmt_bytes(r.heap_inuse_bytes)),
+        KeyValue("Heap objects (HeapAlloc)", fmt_bytes(r.heap_alloc_bytes)),
+        KeyValue("The GC's goal (NextGC)", fmt_bytes(r.heap_goal_bytes)),
+        KeyValue("GOMEMLIMIT", "none set" if r.memory_limit_bytes is None else fmt_bytes(r.memory_limit_bytes)),
+        KeyValue("GOGC", "off" if r.gc_percent is None else f"{r.gc_percent}"),
+        KeyValue("Free spans kept (HeapIdle - HeapReleased)", fmt_bytes(r.heap_free_bytes)),
+        KeyValue("RSS at the kill", fmt_bytes(j.rss_bytes)),
+        KeyValue("Go", r.vm_version or "—"),
+    ]
+    summary = ("Its RSS at the kill is unknown: the split into heap and the rest cannot be made."
+               if j.outside_heap_bytes is None else
+               f"Of its {fmt_bytes(j.rss_bytes)} RSS, {fmt_bytes(j.outside_heap_bytes)} lay outside the Go heap in use, "
+               "where no Go heap dashboard looks.")
+    read = ("" if j.read_ms_before_kill is None else
+            f"read {j.read_ms_before_kill:.0f} ms before the kill from its memory (its runtime's state, never attached)")
+    return JavaView(f"pid {j.pid} ({j.comm or 'go'}){' (victim)' if j.is_victim else ''}", read, figures,
+                    _bar([(p.key, p.label, p.bytes or 0) for p in j.parts], j.rss_bytes),
+                    [GapRow(p.label, fmt_bytes(p.bytes), p.explanation) for p in j.parts], summary, "The Go runtime's")
 
 
 def _swap_text(ak, h) -> str:

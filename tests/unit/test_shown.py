@@ -83,7 +83,7 @@ def test_a_jvm_without_perfdata_and_other_runtimes_are_said_plainly():
     assert sh.sentences[0].startswith("Your dashboard, kubectl top (the working set)")
     cap.runtimes = []
     cap.victim.comm, cap.victim.cmdline = "node", "node server.js"
-    assert "cannot read node's own view" in analyse_kill(cap).shown.notes[0]
+    assert "did not read node's own view" in analyse_kill(cap).shown.notes[0] and "a Go program's" in analyse_kill(cap).shown.notes[0]
 
 
 def test_imported_and_older_captures_get_the_section_from_the_reports_memory_stat():
