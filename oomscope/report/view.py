@@ -337,7 +337,7 @@ def _chart_desc(pts, series: List[Series], limit: Optional[int], jvm, t1: float)
     parts = []
     for s in series:
         if s.key == "jvm_heap":
-            parts.append(f"{s.label}: {fmt_bytes(jvm.heap_used_bytes)} at its last reading, "
+            parts.append(f"{s.label}: {fmt_bytes(_own_heap(jvm))} at its last reading, "
                          f"{_ago(-jvm.read_ms_before_kill)}")
             continue
         vals = [(p.t_ms, getattr(p, s.key)) for p in pts if getattr(p, s.key) is not None]
