@@ -20,6 +20,17 @@ and reads its DWARF with Go's own debug/dwarf), and the sizes of the variables i
 checked against the table before anything is read: a binary whose sizes differ is "not read".
 A version not in the table is said ("unknown Go version"), never guessed.
 
+Only Go 1.19 is in the table because only 1.19 could be built and checked here: Debian 12 (this
+project's hosts and VMs) packages golang-1.19 alone (``apt-cache policy 'golang-1.*'``), and a
+prebuilt toolchain from go.dev (or GOTOOLCHAIN's download) is the kind of download this project does
+not make. The layouts do differ: Go 1.18's gcControllerState has ``trigger`` and ``heapGoal`` and
+none of ``memoryLimit``, ``heapInUse``, ``heapFree``, ``totalAlloc`` (HeapInuse came from mstats
+then), and mstats' size and ``numgc``'s offset move with its fields; the GC goal's
+formula changed with GOMEMLIMIT (1.19) and its headroom after. So a version is added with a binary
+built by that Go: Debian's golang-1.2x-go of bookworm-backports or trixie, fetched and unpacked
+without installing as tests/vm/run-matrix.sh fetches its 7.x kernels, then this table's entry checked
+against that binary's DWARF by tests/unit/test_go_layout.py and read by tests/system/test_go_runtime.py.
+
 The workload chose every byte decoded here (its binary, its memory): every count is bounded and
 every figure checked for plausibility before it is believed.
 """
