@@ -369,6 +369,9 @@ def build_view(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Pos
     a = result.attribution
     v, cg, ak = capture.victim, capture.cgroup, capture.at_kill
     where = cg.task_memcg or cg.oom_memcg or "an unknown cgroup"
+    # the headline names the workload as its owner knows it (a pod's container, a unit): a
+    # Kubernetes path is 200 characters, a phone's whole first screen (issue 26); the path is a fact
+    where = capture.workload.label() or where
     headline = f"pid {v.pid} ({v.comm or '?'}) was OOM-killed in {where}"
     if capture.kind == "throttle":  # nobody was killed (issue 28)
         headline = f"{where} was throttled at memory.high" + (f" for {capture.throttle.duration_s:.0f} s" if capture.throttle else "")
