@@ -150,7 +150,7 @@ main() {
     mount_tracefs
     install_venv "$what"
     # The test suite validates vagrant/Vagrantfile offline with Debian's vagrant, and renders
-    # post-mortems in Debian's chromium, reads a real JVM's counters (OpenJDK: java, javac, jstat) and
+    # post-mortems in Debian's chromium (and reads its PDFs with poppler-utils' pdftotext), reads a real JVM's counters (OpenJDK: java, javac, jstat) and
     # scrapes record's metrics with a real Prometheus (and checks the alert rules with promtool),
     # builds the container image (mmdebstrap, umoci) and runs it as the DaemonSet does (runc, ip, capsh),
     # makes OOM storms with stress-ng, rates the unit with systemd-analyze (systemd), builds Go
@@ -161,7 +161,7 @@ main() {
     # package missing from this list turns CI red.
     if [ "$what" = "test" ]; then
         apt_install vagrant chromium openjdk-17-jdk-headless prometheus mmdebstrap umoci runc iproute2 libcap2-bin \
-            stress-ng systemd util-linux golang-go
+            stress-ng systemd util-linux golang-go poppler-utils
     fi
     case "$what" in
         install)
