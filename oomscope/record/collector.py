@@ -96,6 +96,11 @@ POLL_MS = 100
 # wait at once; a kernel report that comes alone is joined up to this much later, and SIGTERM
 # (handled by the main thread when the wait returns) stops record up to this much later.
 IDLE_POLL_MS = 500
+# A kill whose BPF event came and whose kernel report has not: the report's "Killed process" line
+# is printed just after oom:mark_victim (mm/oom_kill.c __oom_kill_process), so it is read by the
+# kmsg thread a few ms after the event woke this loop, and nothing wakes the loop for it. Waiting
+# POLL_MS then put 0-100 ms on every kill (bench/lean.py --latency: capture stage p50 52 ms).
+REPORT_POLL_MS = 5
 RECORDED_KEPT = 10000  # the last kills run() returns (``kills_recorded`` counts them all)
 
 
@@ -313,6 +318,8 @@ class Collector:
         userkills = getattr(self, "userkills", None)
         busy = until is not None or self.joiner.pending or self.finisher.busy or (userkills is not None and userkills.pending)
         wait = POLL_MS if busy else IDLE_POLL_MS
+        if any(k.event is not None and k.report is None for k in self.joiner.pending):
+            wait = REPORT_POLL_MS
         if deadline is not None:
             wait = min(wait, max(1, int((deadline - time.monotonic()) * 1000)))
         return wait

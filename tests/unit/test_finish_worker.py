@@ -95,11 +95,12 @@ def test_only_never_written_read_only_compiler_mappings_are_dropped():
 
 
 def test_record_waits_long_only_with_nothing_in_flight(tmp_path):
-    # record/collector.py: the loop's wait is 100 ms while a kill waits for its report or a
-    # post-mortem is being made, 500 ms otherwise (fewer idle wake-ups of the main thread)
+    # record/collector.py: the loop's wait is 5 ms while a kill's BPF event waits for its kernel
+    # report (printed just after it: nothing else wakes the loop for it), 100 ms while a report
+    # waits for its event or a post-mortem is being made, 500 ms otherwise (fewer idle wake-ups)
     import types
 
-    from oomscope.record.collector import IDLE_POLL_MS, POLL_MS, Collector
+    from oomscope.record.collector import IDLE_POLL_MS, POLL_MS, REPORT_POLL_MS, Collector
 
     err = io.StringIO()
     w = WorkerProcess([sys.executable, "-c", STAND_IN, str(tmp_path / "crashed")], err)
@@ -108,8 +109,10 @@ def test_record_waits_long_only_with_nothing_in_flight(tmp_path):
     w.kill("/out/a/capture.json", None)
     assert w.busy and Collector._wait_ms(loop, None, None) == POLL_MS == 100
     assert len(_all(w, 1)) == 1 and not w.busy
-    loop.joiner.pending.append(object())  # a BPF event waiting for its kernel report
+    loop.joiner.pending.append(types.SimpleNamespace(event=None, report=object()))  # a report waiting for its event
     assert Collector._wait_ms(loop, None, None) == POLL_MS
+    loop.joiner.pending.append(types.SimpleNamespace(event=object(), report=None))  # a BPF event waiting for its report
+    assert Collector._wait_ms(loop, None, None) == REPORT_POLL_MS == 5
     loop.joiner.pending.clear()
     assert Collector._wait_ms(loop, None, lambda: False) == POLL_MS  # the lab's end is looked for often
     assert Collector._wait_ms(loop, time.monotonic() + 0.2, None) <= 200  # --duration is kept to
