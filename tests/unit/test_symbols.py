@@ -211,6 +211,25 @@ def test_a_gone_process_keeps_its_last_maps(tmp_path, binaries):
     assert sym.frames(PID, [0x400100])[0].module == "prog"
 
 
+def test_a_gone_process_is_named_with_the_symbols_read_while_it_lived(tmp_path, binaries):
+    """A limit hitter's stack is named at the kill, its process gone: /proc/<pid>/root with it
+    (the lab's Go program's hitter was 'leaklab+0x5f099' before)."""
+    full, _ = binaries
+    proc, root, _ino = _fake_proc(tmp_path, full)
+    sym = Symbolizer(proc=proc, debug_roots=(str(tmp_path / "nodebug"),))
+    assert sym.begin(PID)
+    start = _addr_of(full, "leak_slowly")
+    off, _size, vaddr = next(s for s in ElfSymbols.parse(full).segments if s[2] <= start < s[2] + s[1])
+    addr = 0x400000 + start - vaddr + off + 2
+    assert sym.frames(PID, [addr])[0].function == "leak_slowly"
+    shutil.rmtree(root)  # gone: its root and files with it
+    os.unlink(os.path.join(proc, str(PID), "maps"))
+    assert not sym.begin(PID)
+    assert sym.frames(PID, [addr])[0].function == "leak_slowly"
+    fresh = Symbolizer(proc=proc, debug_roots=(str(tmp_path / "nodebug"),))
+    assert "gone" in fresh.frames(PID, [addr])[0].why  # never read while it lived: said so
+
+
 def test_short_stacks_are_said():
     f = symbols.Frame(0x10, "memset", "libc.so.6", 0)
     assert "frame pointers" in short_stack_note([f])
