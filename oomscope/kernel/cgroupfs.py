@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -40,14 +41,19 @@ def limit_or_none(value_bytes: Optional[int]) -> Optional[int]:
 
 
 def parse_memory_stat(text: str) -> Dict[str, int]:
-    """memory.stat (v1 or v2): ``key value`` lines → dict. Unparseable lines are skipped."""
+    """memory.stat (v1 or v2): ``key value`` lines → dict. Unparseable lines are skipped.
+
+    The keys are interned: the sampler reads memory.stat of every watched cgroup, and each key of
+    each reading was its own string (~40 of 60 bytes a reading on v1: 10 MB for a pass over 2000
+    cgroups, measured with tracemalloc, bench/lean_breakdown.py). An interned string is freed with
+    its last user, so keys from hostile text are not kept."""
     out: Dict[str, int] = {}
     for line in text.split("\n"):
         parts = line.split()
         if len(parts) != 2:
             continue
         try:
-            out[parts[0]] = int(parts[1])
+            out[sys.intern(parts[0])] = int(parts[1])
         except ValueError:
             continue
     return out
