@@ -44,7 +44,7 @@ def parse_memory_stat(text: str) -> Dict[str, int]:
     """memory.stat (v1 or v2): ``key value`` lines → dict. Unparseable lines are skipped.
 
     The keys are interned: the sampler reads memory.stat of every watched cgroup, and each key of
-    each reading was its own string (~40 of 60 bytes a reading on v1: 10 MB for a pass over 2000
+    each reading was its own string (~40 objects of ~60 bytes a reading on v1: 10 MB for a pass over 2000
     cgroups, measured with tracemalloc, bench/lean_breakdown.py). An interned string is freed with
     its last user, so keys from hostile text are not kept."""
     out: Dict[str, int] = {}
