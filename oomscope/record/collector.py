@@ -101,6 +101,11 @@ IDLE_POLL_MS = 500
 # kmsg thread a few ms after the event woke this loop, and nothing wakes the loop for it. Waiting
 # POLL_MS then put 0-100 ms on every kill (bench/lean.py --latency: capture stage p50 52 ms).
 REPORT_POLL_MS = 5
+# A post-mortem worker that exited when idle is started again when a cgroup this close to its
+# limit at its current growth (record/readings.py NearLimit.seconds_to_limit) is seen: a kill is
+# near, and a storm's first kills do not wait for the worker's start-up. Not for a cgroup held at
+# its limit without growing (page cache): that one would keep the worker for good.
+WAKE_WORKER_WITHIN_S = 10.0
 RECORDED_KEPT = 10000  # the last kills run() returns (``kills_recorded`` counts them all)
 
 
@@ -350,6 +355,7 @@ class Collector:
             # kills are in flight (every IDLE_POLL_MS when idle): not at every drain.
             self._health(now)
             self._next_health_ns = now + HEALTH_EVERY_NS
+            self._wake_worker()
         for kill in ready:
             try:
                 self._record(kill)
@@ -369,6 +375,14 @@ class Collector:
                 self.announce.error("collector", f"oomscope: error: user-space kill of pid {uk.pid} not recorded: "
                                                  f"{type(exc).__name__}: {exc}")
         self._announce(self.finisher.results())
+
+    def _wake_worker(self) -> None:
+        wake = getattr(self.finisher, "wake", None)
+        if wake is None or self.finisher.busy or getattr(self.finisher, "proc", True) is not None:
+            return  # in-process, or running
+        # a kill in flight (its capture is being built: the worker starts meanwhile), or one near
+        if self.joiner.pending or any(n.seconds_to_limit() <= WAKE_WORKER_WITHIN_S for n in self.sampler.store.near_limit(8)):
+            wake()
 
     def _on_mark_victim(self, kill: PendingKill, ev: OomEvent) -> None:
         """What must be read at once, before the victim is gone: its cgroup and command line."""

@@ -180,3 +180,45 @@ def test_a_request_written_as_the_worker_leaves_idle_is_sent_again_not_given_up(
     assert done.job == job and done.html_path == "/out/a/capture.json.html" and done.error is None, done
     assert w.restarts == 0 and "exited" not in err.getvalue(), err.getvalue()
     w.finish(5.0)
+
+
+def test_a_worker_gone_idle_is_woken_when_a_cgroup_is_seconds_from_its_limit_not_when_held_at_it(tmp_path):
+    import types
+
+    from oomscope.record.collector import WAKE_WORKER_WITHIN_S, Collector
+    from oomscope.record.readings import NearLimit
+
+    err = io.StringIO()
+    w = WorkerProcess([sys.executable, "-c", IDLE_STAND_IN], err)
+    end = time.monotonic() + 10
+    while w.idle_exits == 0 and time.monotonic() < end:
+        w.results()
+        time.sleep(0.05)
+    assert w.proc is None and w.idle_exits == 1
+    near = []
+    loop = types.SimpleNamespace(finisher=w, joiner=types.SimpleNamespace(pending=[]),
+                                 sampler=types.SimpleNamespace(store=types.SimpleNamespace(near_limit=lambda n: near[:n])))
+    # held at 95% of its limit without growing (page cache): no kill is near
+    near.append(NearLimit("/held", 95 << 20, 100 << 20, 0.0))
+    Collector._wake_worker(loop)
+    assert w.proc is None
+    # 5 MiB from its limit, growing 1 MiB a second: 5 s away
+    near.append(NearLimit("/filling", 95 << 20, 100 << 20, float(1 << 20)))
+    assert near[-1].seconds_to_limit() <= WAKE_WORKER_WITHIN_S
+    Collector._wake_worker(loop)
+    assert w.proc is not None and w.restarts == 0
+    job = w.kill("/out/a/capture.json", None)
+    assert [d.job for d in _all(w, 1)] == [job]
+    assert not w.wake()  # running: nothing to start
+    # gone idle again: a kill in flight (its event read, its capture not yet written) wakes it
+    end = time.monotonic() + 10
+    while w.idle_exits == 1 and time.monotonic() < end:
+        w.results()
+        time.sleep(0.05)
+    near.clear()
+    assert w.proc is None
+    loop.joiner.pending.append(object())
+    Collector._wake_worker(loop)
+    assert w.proc is not None
+    assert err.getvalue() == ""
+    w.finish(5.0)
