@@ -23,8 +23,14 @@ def write_capture(out_dir: str, capture: Capture, batch: Optional[Batch] = None,
     ``into``: ``out_dir`` opened already (import opens it once for thousands of kills)."""
     out = Dir(out_dir, create=True, batch=batch) if into is None else into
     try:
-        with out.make_kill_folder(capture.kill_id) as folder:
-            return folder.write("capture.json", capture.to_json(indent) if text is None else text)
+        return write_capture_text(out, capture.kill_id, capture.to_json(indent) if text is None else text)
     finally:
         if into is None:
             out.close()
+
+
+def write_capture_text(out: Dir, kill_id: str, text: str) -> str:
+    """A new kill folder in ``out`` (opened with its batch, if any) with ``text`` as its
+    capture.json: its path (import's writer process writes the JSON made by the parsing one)."""
+    with out.make_kill_folder(kill_id) as folder:
+        return folder.write("capture.json", text)

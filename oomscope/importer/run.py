@@ -12,11 +12,13 @@ import collections
 import datetime as dt
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Deque, List, Optional, Tuple
+import multiprocessing
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool as BrokenExecutor
+from typing import Any, Callable, Deque, List, Optional, Tuple
 
 from ..analysis.result import analyse_kill
-from ..capture.writer import write_capture
+from ..capture.writer import write_capture_text
 from ..containers import NodeNames
 from ..errors import ImportProblem, OomscopeError
 from ..postmortem.finisher import Finished
@@ -68,23 +70,16 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
 
 def _import_source(source: LogSource, since_ts: Optional[float], post: PostMortems, written: List[str],
                    out, err, year: Optional[int] = None) -> None:
-    name, output, batch = source.name, post.out_dir, post.batch
+    name, output = source.name, post.out_dir
     problems: List[str] = []  # kills not read or not written
     read_problems: List[str] = []
     shown = 0
     found = 0
-    pending: List[Tuple[Imported, "Future[str]"]] = []
-    # batches handed to the writer, with their flush: said once it is done, oldest first
-    inflight: "Deque[Tuple[List[Tuple[Imported, Future[str]]], Future[None]]]" = collections.deque()
+    pending: List[Tuple[Imported, str]] = []  # parsed, its JSON made, not yet handed to the writer
+    # batches handed to the writer: said once written and flushed, oldest first
+    inflight: "Deque[Tuple[List[Imported], Future[_Written]]]" = collections.deque()
     last_flush = time.monotonic()
-    # The kill's folder and files are made, and each batch flushed, by one writer thread while the
-    # main thread parses the next kills: making inodes and waiting for the disk is the disk's time
-    # (mkdir, marker, capture: 0.1 ms a kill on this ext4 when quiet, 0.3-0.9 ms after many files
-    # were deleted; a flush's two syncfs), the parse is the interpreter's. The batch is touched by
-    # the writer alone; the main thread waits for it only when two batches are already queued.
-    # The output folder is opened once (safefs.Dir walks the path from / at each opening).
-    folder = Dir(output, create=True, batch=batch)
-    writer = ThreadPoolExecutor(1, thread_name_prefix="oomscope-import-writer")
+    writer = _writer()
 
     def show_read_problems() -> None:
         nonlocal shown
@@ -93,32 +88,35 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
             problems.append(p)
         shown = len(read_problems)
 
-    def said(writes: List[Tuple[Imported, "Future[str]"]], flushed: "Future[None]") -> None:
-        done_kills: List[Tuple[Imported, str, Finished]] = []
-        for imp, fut in writes:
-            try:
-                capture_path = fut.result()
-                done_kills.append((imp, capture_path, post.kill(0, capture_path, imp.capture)))
-            except OomscopeError:
-                raise  # the output folder is refused: nothing more can be written
-            except OSError as exc:
-                raise ImportProblem(f"cannot write to {output}: {exc.strerror or exc}") from None
-            except Exception as exc:  # one odd kill must not cost the others
-                problems.append(f"kill {imp.capture.kill_id}: skipped ({type(exc).__name__}: {exc})")
-                err.write(f"oomscope: warning: {terminal_safe(name)}: {terminal_safe(problems[-1][:500])}\n")
+    def said(imps: List[Imported], fut: "Future[_Written]") -> None:
         try:
-            flushed.result()
-        except OomscopeError:
-            raise
-        except OSError as exc:
-            raise ImportProblem(f"cannot write to {output}: {exc.strerror or exc}") from None
+            results, flush_error = fut.result()
+        except BrokenExecutor:
+            raise ImportProblem(f"cannot write to {output}: the writer process ended") from None
+        done_kills: List[Tuple[Imported, str, Finished]] = []
+        for imp, (kind, what) in zip(imps, results):
+            if kind == "refused":
+                raise what  # the output folder is refused (safefs.UnsafeOutput): nothing more can be written
+            if kind == "oserror":
+                raise ImportProblem(f"cannot write to {output}: {what}")
+            if kind == "error":  # one odd kill must not cost the others
+                problems.append(f"kill {imp.capture.kill_id}: skipped ({what})")
+                err.write(f"oomscope: warning: {terminal_safe(name)}: {terminal_safe(problems[-1][:500])}\n")
+                continue
+            done_kills.append((imp, what, post.kill(0, what, imp.capture)))
+        if flush_error is not None:
+            raise flush_error
         for imp, capture_path, done in done_kills:  # on disk now: said
             written.append(_said(imp, capture_path, done, out, err))
 
     def flush(wait: bool) -> None:
         nonlocal pending, last_flush
         if pending:
-            inflight.append((pending, writer.submit(batch.flush)))
+            try:
+                fut = writer.submit(_write_batch, output, [(imp.capture.kill_id, text) for imp, text in pending])
+            except BrokenExecutor:
+                raise ImportProblem(f"cannot write to {output}: the writer process ended") from None
+            inflight.append(([imp for imp, _ in pending], fut))
             pending = []
         while inflight and (wait or len(inflight) > 2 or inflight[0][1].done()):
             said(*inflight.popleft())
@@ -137,15 +135,68 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
                 problems.append(f"kill {imp.capture.kill_id}: skipped ({type(exc).__name__}: {exc})")
                 err.write(f"oomscope: warning: {terminal_safe(name)}: {terminal_safe(problems[-1][:500])}\n")
             else:
-                pending.append((imp, writer.submit(write_capture, output, imp.capture, batch, None, text, folder)))
+                pending.append((imp, text))
             if len(pending) >= _BATCH_KILLS or time.monotonic() - last_flush >= _BATCH_SECONDS:
                 flush(wait=False)
         flush(wait=True)
     finally:
-        writer.shutdown(wait=True)  # every write done (or failed) before the batch is closed
-        folder.close()
+        writer.shutdown(wait=True)  # every write done (or failed): a batch's files are its own (_write_batch)
     show_read_problems()
     err.write(f"oomscope: {terminal_safe(name)}: {found} kill(s)" + (f", {len(problems)} skipped" if problems else "") + "\n")
+
+
+#: a batch's outcome from the writer: per kill ("ok", path) / ("oserror", why) / ("refused", the
+#: OomscopeError) / ("error", "Type: why"), then its flush's error (None: on disk)
+_Written = Tuple[List[Tuple[str, Any]], Optional[OomscopeError]]
+
+
+def _writer() -> Executor:
+    """The kill folders and captures are made, and each batch flushed, by a writer process
+    (forked: it has this one's modules and safefs settings) while this one parses the next kills:
+    the parse is the interpreter's time, making inodes and waiting for the disk the kernel's
+    (mkdir, marker, capture: 0.1 ms a kill on this ext4 when quiet, 0.3-0.9 ms after many files
+    were deleted; two syncfs a batch), and a writer thread in this process took the GIL back
+    from the parse at each of its system calls (measured for issue 29: the thread's writes took
+    1.0-1.3 s of a storm's 4.2 s, the parse 2.0 s). A thread where a process cannot be had."""
+    try:
+        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    except (OSError, ImportError, ValueError, NotImplementedError):
+        return ThreadPoolExecutor(1, thread_name_prefix="oomscope-import-writer")
+
+
+def _write_batch(output: str, items: List[Tuple[str, str]]) -> _Written:
+    """In the writer: each kill's folder and capture.json (capture/writer.py), then the batch's
+    waits for the disk taken together (safefs.Batch). Its own batch and folder descriptor: nothing
+    shared with the parsing process but the output folder."""
+    batch = Batch()
+    results: List[Tuple[str, Any]] = []
+    flush_error: Optional[OomscopeError] = None
+    try:
+        try:
+            folder = Dir(output, create=True, batch=batch)
+        except OomscopeError as exc:
+            return [("refused", exc)] * len(items), None
+        except OSError as exc:
+            return [("oserror", str(exc.strerror or exc))] * len(items), None
+        with folder:
+            for kill_id, text in items:
+                try:
+                    results.append(("ok", write_capture_text(folder, kill_id, text)))
+                except OomscopeError as exc:
+                    results.append(("refused", exc))
+                except OSError as exc:
+                    results.append(("oserror", str(exc.strerror or exc)))
+                except Exception as exc:  # one odd kill must not cost the others
+                    results.append(("error", f"{type(exc).__name__}: {exc}"))
+        try:
+            batch.flush()
+        except OomscopeError as exc:
+            flush_error = exc
+        except OSError as exc:
+            flush_error = ImportProblem(f"cannot write to {output}: {exc.strerror or exc}")
+    finally:
+        batch.close()
+    return results, flush_error
 
 
 def _said(imp: Imported, capture_path: str, done: Finished, out, err) -> str:

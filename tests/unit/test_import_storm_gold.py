@@ -75,3 +75,19 @@ if __name__ == "__main__":  # the gold, from this checkout's code
     with tempfile.TemporaryDirectory() as d, open(sys.argv[1], "w") as out:
         for cap in _imported(d):
             out.write(json.dumps(cap, sort_keys=True) + "\n")
+
+
+def test_without_a_writer_process_a_thread_writes_the_same(tmp_path, monkeypatch):
+    """Where no process can be forked for the writer (no /dev/shm for its queue, a sandbox), a
+    thread writes the same captures."""
+    from oomscope.importer import run
+
+    def no_process(*a, **k):
+        raise OSError("no semaphores here")
+
+    monkeypatch.setattr(run, "ProcessPoolExecutor", no_process)
+    assert isinstance(run._writer(), run.ThreadPoolExecutor)
+    got = _imported(str(tmp_path))
+    with open(GOLD) as f:
+        gold = {c["kill_id"]: c for c in (json.loads(line) for line in f)}
+    assert len(got) == len(gold) and all(_plain(c) == _plain(gold[c["kill_id"]]) for c in got)
