@@ -723,8 +723,8 @@ def _walk(obj: Any, where: str, notes: List[str]) -> None:
         for name in names:
             value = getattr(obj, name)
             tv = type(value)
-            if tv is str or value is None or tv is bool or (tv is int and value.bit_length() <= 80):
-                continue
+            if tv is str or value is None or tv is bool or (tv is int and value.bit_length() <= 80) or isinstance(value, str):
+                continue  # (a Source is a str: nothing in it to walk)
             if _absurd(value):
                 here = f"{where}.{name}"
                 hint = _hints(tp).get(name)
