@@ -13,7 +13,10 @@ recorder (its post-mortems, postmortem/finisher.py) is reported on its own line.
 removed at the end of each level, also on failure.
 
 With ``--latency``, one OOM storm in a 64 MiB sandbox is recorded by both at once: the time from
-each kill to its postmortem.html on disk, p50/p95 (as bench/latency.py measures it).
+each kill to its postmortem.html on disk, p50/p95 (as bench/latency.py measures it), and its
+stages: the recorder's capture (kill to captured_wall), the write, the worker's post-mortem
+(capture.json to postmortem.html). ``--storm-burst 0`` writes every kill of it (record's
+``--workload-burst``; its default, 10, leaves a p95 of 10 kills: their maximum).
 
 With ``--kills-seconds S`` (issue 29), each level first has an OOM storm of S seconds in a 64 MiB
 sandbox under the parent, recorded by both: the whole tree (recorder and worker: RSS, anonymous,

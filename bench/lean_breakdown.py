@@ -64,10 +64,12 @@ def by_mapping(pid: int) -> list:
             what = "nameless, other sizes (glibc thread arenas, mmapped blocks)"
         out[what] += r["anon"]
         count[what] += 1
-    return [(a, count[w], w) for w, a in out.most_common() if a]
+    big = sorted((r for r in rows if not r["name"] and r["anon"] >= 1 << 20), key=lambda r: -r["anon"])[:12]
+    return [(a, count[w], w) for w, a in out.most_common() if a] + \
+        [(r["anon"], 1, f"  one nameless mapping of {mib(r['size'])} MiB, {r['perms']}") for r in big]
 
 
-def run(n: int, checkout: str, trace: Optional[int], kills_s: float, wait_s: float, hier) -> None:
+def run(n: int, checkout: str, trace: Optional[int], kills_s: float, wait_s: float, hier, extra=()) -> None:
     parent = f"{PREFIX}{os.getpid()}"
     made, sleepers = [create_cgroup(hier, parent, None)], []
     storm_fs = None
@@ -84,7 +86,7 @@ def run(n: int, checkout: str, trace: Optional[int], kills_s: float, wait_s: flo
                            OOMSCOPE_MEMTRACE_FRAMES=str(trace))
             err_path = os.path.join(out, "record.err")
             proc = subprocess.Popen([sys.executable, "-m", "oomscope", "record", "-o", os.path.join(out, "kills"),
-                                     "--cgroup", parent], cwd=checkout, env=env,
+                                     "--cgroup", parent, *extra], cwd=checkout, env=env,
                                     stdout=subprocess.DEVNULL, stderr=open(err_path, "w"))
             try:
                 deadline = time.monotonic() + 180
@@ -95,7 +97,10 @@ def run(n: int, checkout: str, trace: Optional[int], kills_s: float, wait_s: flo
                 time.sleep(10)
                 if kills_s:
                     storm_fs = create_cgroup(hier, f"{parent}/storm", 64 << 20)
-                    run_storm(storm_fs, kills_s)
+                    try:
+                        run_storm(storm_fs, kills_s)
+                    except subprocess.CalledProcessError as exc:  # its parent killed too: the kills made stand
+                        print(f"{n} cgroups: the storm ended early ({exc.returncode})")
                     kills = len(glob.glob(os.path.join(out, "kills", "*", "capture.json")))
                     print(f"{n} cgroups: storm done, {kills} captures", flush=True)
                 time.sleep(wait_s)
@@ -138,13 +143,14 @@ def main() -> None:
     ap.add_argument("--tracemalloc", type=int, default=None, metavar="FRAMES",
                     help="dump the recorder's allocations (tracemalloc with FRAMES frames; 0: only glibc's and pymalloc's own figures)")
     ap.add_argument("--kills-seconds", type=float, default=6.0)
+    ap.add_argument("--record-arg", action="append", default=[], help="one more argument of record (e.g. --no-alloc-sites)")
     ap.add_argument("--wait", type=float, default=75.0, help="seconds after the storm (the worker exits after 60 s idle)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     hier = MemoryHierarchy.detect()
     for n in [int(x) for x in args.levels.split(",") if x.strip()]:
-        run(n, os.path.abspath(args.checkout), args.tracemalloc, args.kills_seconds, args.wait, hier)
+        run(n, os.path.abspath(args.checkout), args.tracemalloc, args.kills_seconds, args.wait, hier, args.record_arg)
 
 
 if __name__ == "__main__":

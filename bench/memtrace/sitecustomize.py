@@ -44,6 +44,7 @@ def _dump(signum, frame) -> None:
         if tracing:
             _traces(out, tracemalloc)
         _objects(out)
+        _where(out)
         _pymalloc(out)
     os.replace(path + ".tmp", path)
 
@@ -82,6 +83,37 @@ def _objects(out) -> None:
         counts[t] += 1
     for t, s in sizes.most_common(40):
         out.write(f"{s:>12} {counts[t]:>9} {t}\n")
+
+
+def _where(out) -> None:
+    """Which mappings hold Python objects (by the addresses of the objects the collector tracks):
+    a nameless mapping with none is not pymalloc's."""
+    import bisect
+    import collections
+    import gc
+
+    maps = []
+    with open("/proc/self/smaps") as f:
+        cur = None
+        for line in f:
+            p = line.split()
+            if p and "-" in p[0] and not p[0].endswith(":"):
+                lo, hi = (int(x, 16) for x in p[0].split("-"))
+                cur = [lo, hi, p[5] if len(p) >= 6 else "", 0]
+                maps.append(cur)
+            elif p and p[0] == "Anonymous:" and cur is not None:
+                cur[3] = int(p[1]) * 1024
+    starts = [m[0] for m in maps]
+    objs = collections.Counter()
+    for o in gc.get_objects():
+        a = id(o)
+        i = bisect.bisect_right(starts, a) - 1
+        if i >= 0 and maps[i][0] <= a < maps[i][1]:
+            objs[i] += 1
+    out.write("## nameless mappings with >= 256 KiB anonymous: size, anonymous, objects tracked by gc in it\n")
+    for i, m in enumerate(maps):
+        if (not m[2] or m[2] == "[heap]") and m[3] >= 256 << 10:
+            out.write(f"{m[0]:x} {(m[1] - m[0]) >> 10:>8} KiB {m[3] >> 10:>8} KiB anon {objs[i]:>8} objects {m[2]}\n")
 
 
 def _pymalloc(out) -> None:
