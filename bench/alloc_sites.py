@@ -167,13 +167,17 @@ def main() -> None:
         base = results["none"]
         print(f"\nstorm: {STORM_MIB} MiB mapped, touched and unmapped in a loop, {args.seconds} s a run, {args.rounds} rounds "
               f"interleaved; CPU ns per fault (user + system) of the storm")
-        print("| condition | ns/fault min | median | ratio min/min | ratio median/median | sampling attached | record CPU % of a core (median) |")
-        print("|---|---|---|---|---|---|---|")
+        print("| condition | ns/fault min | median | ratio min/min | ratio median/median | paired: median of the rounds' ratios "
+              "| sampling attached | record CPU % of a core (median) |")
+        print("|---|---|---|---|---|---|---|---|")
         for cond, v in results.items():
             att = attached.get(cond)
             rc = rec_cpu.get(cond)
+            # each round's run against the same round's "none" (run a few seconds apart): the
+            # machine's load drifts between rounds more than within one
+            paired = statistics.median(x / b for x, b in zip(v, base))
             print(f"| {cond} | {min(v):.0f} | {statistics.median(v):.0f} | {min(v) / min(base):.3f} | "
-                  f"{statistics.median(v) / statistics.median(base):.3f} | "
+                  f"{statistics.median(v) / statistics.median(base):.3f} | {paired:.3f} | "
                   f"{'-' if att is None else f'{sum(att)}/{len(att)}'} | {'-' if rc is None else f'{statistics.median(rc):.1f}'} |")
         shutil.rmtree(work, ignore_errors=True)
     finally:
