@@ -193,6 +193,14 @@ def memstat(scope: str) -> str:
     return f"current {cur / MI:.1f} MiB " + " ".join(f"{k} {int(st.get(k, 0)) / MI:.1f}" for k in keys)
 
 
+def oom_kills(scope: str) -> int:
+    try:
+        events = dict(line.split() for line in open(f"{CG}{scope}/memory.events"))
+    except OSError:
+        return 0
+    return int(events.get("oom_kill", 0))
+
+
 def node(out: str, slow_minutes: float) -> int:
     if os.environ.get("OOMSCOPE_IN_VM") != "1":
         print("production.py makes /kubepods.slice: run it only in a throw-away VM (OOMSCOPE_IN_VM=1)", file=sys.stderr)
@@ -214,16 +222,18 @@ def node(out: str, slow_minutes: float) -> int:
     mnt = None
     try:
         deadline = time.monotonic() + 600
+        said = b""
         while time.monotonic() < deadline and rec.poll() is None:
-            if b"recording" in open(os.path.join(out, "record.stderr"), "rb").read() or \
-                    os.path.getsize(os.path.join(out, "record.stderr")) > 0:
+            said = open(os.path.join(out, "record.stderr"), "rb").read()
+            if b"recording OOM kills" in said:  # its line once BPF is attached (bcc's compiler warnings come before)
                 break
             time.sleep(1)
-        time.sleep(30)  # its first pass over the host (slow under emulation)
+        time.sleep(10)  # its first pass over the host (slow under emulation)
         if rec.poll() is not None:
             log(out, f"record exited {rec.returncode}")
             return 1
-        log(out, "record is up: " + open(os.path.join(out, "record.stderr")).read().strip().replace("\n", " | ")[:300])
+        line = next((x for x in said.decode(errors="replace").splitlines() if x.startswith("recording OOM kills")), "?")
+        log(out, "record is up: " + line[:300])
         made.append(make(f"{CG}/kubepods.slice", memory_max=ALLOCATABLE, memory_min=(128 + 64 + 160) * MI))
         ex = {
             "k8s-leak": container("burstable", "checkout-api", 128 * MI, 256 * MI, made),
@@ -248,7 +258,15 @@ def node(out: str, slow_minutes: float) -> int:
             json.dump(ex, f, indent=1)
         end = time.monotonic() + slow_minutes * 60 + 15 * 60
         last = 0.0
+        lifted = False
         while time.monotonic() < end and any(p.poll() is None for p in procs.values()):
+            # a process killed while its writes stall cannot exit (a thread waits on writeback,
+            # uninterruptibly): once the kernel has killed in it, the volume answers again
+            if not lifted and oom_kills(ex["k8s-pagecache"]["cgroup"]) > 0:
+                time.sleep(10)  # the recorder reads the cgroup after the kill
+                write(f"{CG}{ex['k8s-pagecache']['cgroup']}/io.max", f"{majmin} wbps=max")
+                lifted = True
+                log(out, "k8s-pagecache: killed; its volume's writes no longer stalled (io.max wbps=max)")
             if time.monotonic() - last > 30:
                 last = time.monotonic()
                 for name in ex:

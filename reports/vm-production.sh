@@ -22,8 +22,14 @@ kvm="--disable-kvm"   # KVM hangs at boot on this project's machines (run-matrix
 echo "vm-production: kernel $version, results in $out" >&2
 start=$(date +%s)
 cmd="cd '$HERE' && PYTHONDONTWRITEBYTECODE=1 OOMSCOPE_IN_VM=1 '$VENV/bin/python' reports/production.py '$out' $extra > '$out/guest.log' 2>&1; echo \$? > '$out/rc'"
+# timeout runs in a process group of its own: stopping this script stops the VM too (a VM left
+# running after its lock is given up would share the machine with the next one)
 # shellcheck disable=SC2086
 PATH="$VNG_VENV/bin:$PATH" timeout --kill-after=20 "${OOMSCOPE_VM_TIMEOUT:-3600}" vng $kvm --run "$image" \
-    --user root --memory 2G --cpus 2 --rwdir "$out" --exec "$cmd" </dev/null >"$out/vng.log" 2>&1 || true
+    --user root --memory 2G --cpus 2 --rwdir "$out" --exec "$cmd" </dev/null >"$out/vng.log" 2>&1 &
+vm=$!
+trap 'kill -- -"$vm" 2>/dev/null; exit 1' INT TERM
+wait "$vm" || true
+trap - INT TERM
 echo "vm-production: $(( $(date +%s) - start )) s; guest exit $(cat "$out/rc" 2>/dev/null || echo none)" >&2
 [ "$(cat "$out/rc" 2>/dev/null)" = "0" ]
