@@ -114,7 +114,9 @@ def test_a_kill_of_a_go_program_carries_its_own_view(sandbox, recorder):
     cap = Capture.from_dict(data)
     (g,) = [r for r in cap.runtimes if r.pid == p.pid]
     assert g.kind == "go" and g.why_not is None and g.vm_version.startswith("go1.")
-    assert 0 < g.heap_inuse_bytes <= 128 << 20 and g.heap_goal_bytes > 0 and g.memory_limit_bytes is None
+    # HeapInuse counts whole spans, whose pages the kernel charges only once written (a span fresh from
+    # the OS is not zeroed by Go): it can pass the limit a little (134 MiB read once in this 128 MiB cgroup)
+    assert 0 < g.heap_inuse_bytes <= 1.25 * (128 << 20) and g.heap_goal_bytes > 0 and g.memory_limit_bytes is None
     assert g.allocation_sites and g.allocation_sites[0].frames[0] == "main.leakyCache", g.allocation_sites[:3]
     assert g.allocation_sites[0].source == "go_heap"
     last = reports[-1]
