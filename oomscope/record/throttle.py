@@ -107,7 +107,12 @@ class ThrottleDetector:
             ep.high_events += d_high
             ep.some_stall_us += d_some
             ep.full_stall_us += d_full
-            ep.memory_high_bytes = r.memory_high_bytes
+            # the memory.high in force while throttled: a reading taken once it was lifted (back to
+            # max, None) still counts the events and stall before the lift, not the limit (7.x VM run)
+            if r.memory_high_bytes is not None:
+                ep.memory_high_bytes = r.memory_high_bytes
+            elif ep.memory_high_bytes is None:
+                ep.memory_high_bytes = prev.memory_high_bytes
             ep.readings += 1
             ep.usage_peak_bytes = _max(ep.usage_peak_bytes, r.usage_bytes)
             ep.some_avg10_peak = _max(ep.some_avg10_peak, r.some_avg10)

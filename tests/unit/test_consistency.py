@@ -115,7 +115,10 @@ def _problems(cap: Capture):
         out.append("an empty verdict")
     if cap.cgroup.constraint == "CONSTRAINT_MEMCG" and facts.get("Limit") == "none":
         out.append("Limit 'none' where CONSTRAINT_MEMCG proves a cgroup's limit was hit")
-    if result.limit_hit.scope not in ("host", "unknown") and result.limit_hit.name not in said_first(result):
+    # a user-space kill hit no limit: its verdict names the killer; a throttling episode names memory.high
+    named = {"userspace": cap.killer.known_as or cap.killer.comm, "memory_high": "memory.high"}.get(result.limit_hit.scope,
+                                                                                                    result.limit_hit.name)
+    if result.limit_hit.scope not in ("host", "unknown") and (not named or named not in said_first(result)):
         out.append(f"the verdict does not say whose limit was hit ({result.limit_hit.scope})")
 
     # --- what a scrape saw is not what the tool would have shown at the kill (issue 26) ---

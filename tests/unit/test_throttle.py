@@ -38,6 +38,19 @@ def test_an_episode_begins_with_high_events_and_stall_and_ends_after_quiet():
     assert ep.usage_peak_bytes == 90 * MIB and ep.some_avg10_peak == 30.0
 
 
+def test_a_memory_high_lifted_before_the_last_reading_keeps_the_limit_that_throttled():
+    """7.x VM run: the workload's last throttled second was read after memory.high went back to max
+    (None): the episode said memory.high unknown."""
+    det = ThrottleDetector(share=0.10, min_s=2.0, quiet_s=5.0)
+    pts = [reading(0, 0, 0.0), reading(1, 5, 0.5), reading(2, 10, 1.0)]
+    lifted = [ThrottleReading(int(t * S), 12, None, 1.3e6, 0.65e6, 10 * MIB) for t in range(3, 12)]
+    ended = []
+    for r in pts + lifted:
+        ended += det.feed("/app", r)[0]
+    (ep,) = ended
+    assert ep.memory_high_bytes == 100 * MIB and ep.high_events == 12 and abs(ep.some_stall_us - 1.3e6) < 1
+
+
 def test_routine_reclaim_below_the_share_and_stall_without_high_events_are_no_episode():
     det = ThrottleDetector(share=0.10)
     assert run(det, [(i, i * 3, i * 0.05) for i in range(20)] + [(20 + i, 57, 0.95) for i in range(10)]) == ([], 0.0)
