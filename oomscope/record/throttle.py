@@ -97,7 +97,12 @@ class ThrottleDetector:
         if d_high < 0 or r.some_total_us < prev.some_total_us:  # the cgroup was made again: counters restarted
             ended += self._end(cgroup, st)
             return ended, 0.0
-        active = d_high > 0 and d_some >= self.share * dt_us
+        # an episode begins only over the cgroup's own memory.high: memory.events high is hierarchical
+        # (mm/memcontrol.c memcg_memory_event walks up), so a parent without one sees its throttled
+        # child's events and stall. A reading without memory.high is still the baseline of the stall
+        # once memory.high is set; one open episode goes on if memory.high is lifted
+        own = r.memory_high_bytes is not None or prev.memory_high_bytes is not None or st.episode is not None
+        active = own and d_high > 0 and d_some >= self.share * dt_us
         added = 0.0
         if active:
             ep = st.episode

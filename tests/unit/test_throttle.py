@@ -51,6 +51,24 @@ def test_a_memory_high_lifted_before_the_last_reading_keeps_the_limit_that_throt
     assert ep.memory_high_bytes == 100 * MIB and ep.high_events == 12 and abs(ep.some_stall_us - 1.3e6) < 1
 
 
+def test_the_stall_counts_from_the_reading_before_memory_high_was_set_and_a_parent_gets_no_episode():
+    """VM runs: fed only once memory.high was set, the first reading after it was the baseline and the
+    stall before it was lost (-25% on 6.12). A parent with no memory.high sees its child's events
+    (memory.events is hierarchical) and starts no episode."""
+    det = ThrottleDetector(share=0.10, min_s=2.0, quiet_s=5.0)
+    before = ThrottleReading(0, 0, None, 0.0, 0.0, 66 * MIB)  # memory.high not yet set
+    ended = det.feed("/app", before)[0]
+    for r in [reading(1, 5, 0.9), reading(2, 10, 1.8), reading(3, 12, 2.4)] + [reading(t, 12, 2.4) for t in range(4, 12)]:
+        ended += det.feed("/app", r)[0]
+    (ep,) = ended
+    assert abs(ep.some_stall_us - 2.4e6) < 1 and ep.start_ns == 0 and ep.memory_high_bytes == 100 * MIB
+    parent = ThrottleDetector(share=0.10, min_s=2.0, quiet_s=5.0)
+    got = []
+    for t in range(12):
+        got += parent.feed("/", ThrottleReading(t * S, 5 * t, None, 0.5e6 * t, 0.25e6 * t, 80 * MIB))[0]
+    assert got == [] and parent.active == []
+
+
 def test_routine_reclaim_below_the_share_and_stall_without_high_events_are_no_episode():
     det = ThrottleDetector(share=0.10)
     assert run(det, [(i, i * 3, i * 0.05) for i in range(20)] + [(20 + i, 57, 0.95) for i in range(10)]) == ([], 0.0)
