@@ -51,8 +51,8 @@ shared): --pair-env 'K=V ...' starts a second recorder, "b", with those variable
 environment (--env 'K=V ...' adds to the first's, "a"), and --pair-code DIR runs "b" from another
 checkout (e.g. a ``git worktree`` of the baseline). Each has its own output folder (OUT/a, OUT/b),
 metrics port and scrapes; both record the sandbox, so every kill must be recorded by each. E.g.
-the C heap's arena limit and trim (oomscope/record/heap.py) against glibc's defaults:
-    bench/soak.py --env OOMSCOPE_MALLOC=default --pair-env ''
+the C heap's arena limit and trim (oomscope/record/heap.py, opt-in) against glibc's defaults:
+    bench/soak.py --pair-env OOMSCOPE_MALLOC=arenas
 Besides RSS, each sample splits the anonymous memory by mapping (/proc/PID/smaps): ``heap`` (the
 brk heap: glibc's main arena), ``arenas`` (anonymous read-write mappings at a 64 MiB boundary:
 glibc's other arenas, one 64 MiB reservation each) and the rest (pymalloc's 1 MiB arenas, glibc's
@@ -662,7 +662,10 @@ def _fit(mine: List[dict], warmup: float) -> Optional[dict]:
 
 def _kills(out: str, sandbox, made_victims: Dict[int, str]) -> dict:
     """Kills one recorder recorded: its JSON lines (robust to --keep), then captures and post-mortems on disk."""
-    printed: Dict[int, str] = {}  # every kill record printed: pid -> its oom_memcg
+    # every kernel kill printed: pid -> its (oom_memcg, task_memcg) records (a pid is reused within
+    # the hour: 8,000 processes; the hour of 2026-12-06 met a hog's pid again on a pause process
+    # recorded as a user-space kill, which overwrote the hog's record in this count)
+    printed: Dict[int, List[tuple]] = {}
     try:
         with open(os.path.join(out, "record.stdout")) as f:
             for line in f:
@@ -670,21 +673,29 @@ def _kills(out: str, sandbox, made_victims: Dict[int, str]) -> dict:
                     ev = json.loads(line)
                 except ValueError:
                     continue
-                if ev.get("event") == "oom_kill":
-                    printed[ev.get("pid")] = ev.get("oom_memcg") or ""
+                if ev.get("event") == "oom_kill" and ev.get("kind", "kernel_kill") == "kernel_kill":
+                    printed.setdefault(ev.get("pid"), []).append((ev.get("oom_memcg") or "", ev.get("task_memcg") or ""))
     except OSError:
         pass
     on_disk, postmortems = _recorded(out, sandbox.root)
     ours = set(made_victims)
     missing = sorted(ours - set(printed))
-    # a victim of ours recorded without its cgroup, or under another one, is recorded but misplaced
-    # (the limit hit is the container's or its pod's: the victim's cgroup or an ancestor in the sandbox)
-    misplaced = sorted(p for p in ours & set(printed)
-                       if not (printed[p].startswith(sandbox.root) and made_victims[p].startswith(printed[p])))
-    others = [p for p, cg in printed.items() if p not in ours and not cg.startswith(sandbox.root)]
+
+    def placed(p: int, oom: str, task: str) -> bool:
+        # the limit hit is the container's or its pod's: the victim's cgroup or an ancestor in the sandbox
+        return oom.startswith(sandbox.root) and made_victims[p].startswith(oom)
+
+    # recorded in its own cgroup, but without the kernel's report (oom_memcg unknown: the report
+    # was not joined); misplaced: recorded under another cgroup
+    no_report = sorted(p for p in ours & set(printed) if not any(placed(p, o, t) for o, t in printed[p])
+                       and any(not o and t == made_victims[p] for o, t in printed[p]))
+    misplaced = sorted(p for p in ours & set(printed) if not any(placed(p, o, t) for o, t in printed[p])
+                       and p not in no_report)
+    others = [p for p, recs in printed.items() if p not in ours and not any(o.startswith(sandbox.root) for o, _t in recs)]
     return {"printed": len(ours & set(printed)), "captures": len(on_disk & ours), "postmortems": postmortems,
             "not_recorded": missing[:50], "n_not_recorded": len(missing), "misplaced": misplaced[:50],
-            "n_misplaced": len(misplaced), "other_work_recorded": len(others)}
+            "n_misplaced": len(misplaced), "without_report": no_report[:50], "n_without_report": len(no_report),
+            "other_work_recorded": len(others)}
 
 
 def summarize(args, warmup, samples, counts, made_victims, recorders, sandbox, jvm_ratios, interrupted) -> dict:
@@ -709,9 +720,10 @@ def summarize(args, warmup, samples, counts, made_victims, recorders, sandbox, j
         k["record_exit"] = rec.proc.returncode if rec.proc is not None else None
         k["env"], k["code"] = rec.env, rec.code
         kills_by[rec.name or "recorder"] = k
-        ok = ok and k["record_exit"] == 0 and not k["n_not_recorded"] and not k["n_misplaced"]
+        ok = ok and k["record_exit"] == 0 and not k["n_not_recorded"] and not k["n_misplaced"] and not k["n_without_report"]
         lines.append(f"{rec.name + ': ' if rec.name else ''}kills recorded {k['printed']} (captures {k['captures']}, "
-                     f"post-mortems {k['postmortems']}), not recorded {k['n_not_recorded']}, misplaced {k['n_misplaced']} "
+                     f"post-mortems {k['postmortems']}), not recorded {k['n_not_recorded']}, misplaced {k['n_misplaced']}, "
+                     f"without the kernel's report {k['n_without_report']} "
                      f"(other work's kills recorded beside them: {k['other_work_recorded']}); record exit {k['record_exit']}")
         parts += lines
     jr = (f"JVM cgroups at {100 * min(jvm_ratios):.0f}-{100 * max(jvm_ratios):.0f}% of their limit"

@@ -26,6 +26,7 @@ from .. import safefs
 from ..analysis.result import analyse_kill
 from ..errors import OomscopeError
 from ..model import Capture
+from ..record import heap
 from ..analysis.series import analyse_series
 from ..report.render import render_html
 from ..report.series import render_series_html
@@ -133,6 +134,7 @@ def serve(out_dir: str, stdin=None, stdout=None, err=None, window_s: float = WIN
         # storm's next post-mortem is not queued behind them; at least every 5 s all the same
         if not select.select([fd], [], [], 0)[0] or post.index_overdue(5.0):
             post.write_index()
+            heap.trim()  # what the post-mortems freed, back to the kernel (record/heap.py)
     post.write_index(force=True)
 
 
@@ -159,6 +161,7 @@ def main(argv=None) -> None:
         window_s = float(args[i + 1])
         del args[i:i + 2]
     safefs.configure(file_mode=file_mode, allow_shared=allow_shared)
+    heap.configure()
     try:
         serve(args[0], window_s=window_s, idle_exit_s=idle_exit_s)
     except Exception as exc:  # one line, never a traceback (the recorder says it stopped)

@@ -19,6 +19,7 @@ from typing import Optional
 
 from ..errors import OomscopeError, error_line, run_entry_point
 from ..terminal import terminal_safe
+from . import heap
 
 #: the options of ``record``, as cli.py passes them (its parameters' names)
 OPTIONS = ("output", "duration", "cgroup", "lab", "lab_limit", "metrics_addr", "log_format", "keep",
@@ -89,6 +90,7 @@ def run(options: dict) -> int:
     from .collector import Collector, Downstream, install_signal_handlers
 
     output, lab = options["output"], options["lab"]
+    heap.configure()  # before any thread starts (record/heap.py)
     try:
         if os.geteuid() != 0:
             raise OomscopeError("record needs root (BPF, tracefs, /dev/kmsg): run it with sudo")

@@ -45,6 +45,7 @@ from ..kernel import procfs
 from ..kernel.cgroupfs import MemoryHierarchy, cgroup_within
 from ..model import CgroupState, Source
 from ..layouts import ReclaimStats
+from . import heap
 from .notify import LimitNotifications
 from .readings import Readings
 from .runtimes import RuntimeReader, read_cgroup
@@ -312,6 +313,7 @@ class Sampler:
         self._sync_limit_notifications()
         if complete:
             self._found, self._limited = found, limited
+        heap.trim()  # free C heap pages back to the kernel (record/heap.py, bench/README.md "Soak")
 
     # --- one pass ---
     def tick(self) -> float:
