@@ -15,6 +15,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 from . import layouts
 from .errors import ProbeError
 from .kernel import headers, tracefs
+from .kernel.kallsyms import KernelSymbols
 from .layouts import OomEvent, ReclaimStats, SignalEvent, event_from_raw, signal_from_raw
 
 def cflags_for_kernel(tracefs_path: Optional[str] = None) -> List[str]:
@@ -502,6 +503,7 @@ class AllocSiteProbes:
         if mode == "tracepoint" and not found["page_fault_user"]:
             raise ProbeError("this kernel has no exceptions:page_fault_user tracepoint (x86 only)")
         self.mode = mode
+        self._ksyms: Optional[KernelSymbols] = None
         self._own = bpf is None
         if bpf is None:
             choice = headers.find_headers()
@@ -710,14 +712,11 @@ class AllocSiteProbes:
                                 counts_full=st.get(2, 0))
 
     def kernel_names(self, addrs: List[int]) -> List[str]:
-        """Kernel code addresses named through bcc's kallsyms cache."""
-        out = []
-        for addr in addrs[:SITES_STACK_DEPTH]:
-            try:
-                out.append(self.bpf.ksym(addr).decode("utf-8", "replace"))
-            except Exception:  # noqa: BLE001 - bcc raises bare Exception
-                out.append(f"{addr:#x}")
-        return out
+        """Kernel code addresses named from /proc/kallsyms (kernel/kallsyms.py: not bcc's ksym,
+        whose cache of every kernel symbol stays resident, 12 MiB)."""
+        if self._ksyms is None:
+            self._ksyms = KernelSymbols()
+        return self._ksyms.names(addrs[:SITES_STACK_DEPTH])
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
