@@ -45,6 +45,7 @@ from ..model import Capture, Times, Victim
 from ..terminal import terminal_safe
 from ..postmortem.finisher import Finished, Finisher
 from ..probes import AllocSiteProbes, MemcgSnapshotter, OomProbes, learning_activity, memcg_snapshot_layout
+from . import heap
 from .announce import Announcer
 from .status import STATUS_EVERY_NS, STATUS_FILE, status_document
 from .watchdog import Watchdog
@@ -265,6 +266,8 @@ class Collector:
     # --- the loop ---
 
     def run(self, until: Optional[Callable[[], bool]] = None) -> List[RecordedKill]:
+        # no malloc_trim while a kill is in flight: it holds the arena locks (record/heap.py)
+        heap.set_busy(lambda: bool(self.joiner.pending) or bool(self.finisher.busy))
         sampler_thread = threading.Thread(target=self.sampler.run, args=(self.stop,), name="sampler", daemon=True)
         self.sampler_thread = sampler_thread
         sampler_thread.start()
@@ -299,6 +302,10 @@ class Collector:
                 self._drain()
             self._drain(flush=True)
             self._announce(self.finisher.finish(self.downstream.finish_timeout_s))
+            st = heap.stats()
+            if st["trims"] or st["skipped_busy"]:
+                self._say(f"oomscope: heap: {st['trims']:.0f} trims, longest {st['max_s'] * 1000:.1f} ms, "
+                          f"total {st['total_s']:.2f} s; {st['skipped_busy']:.0f} put off while a kill was in flight")
             for key, nw in self.budget.pending():  # no later post-mortem of theirs will say them
                 self.announce.not_written_left(key, nw)
         finally:

@@ -15,6 +15,11 @@ limit set later is not applied to arenas already made); ``trim()`` hands every f
 arena back to the kernel (``malloc_trim(0)``: madvise(MADV_DONTNEED) on whole free pages, since
 glibc 2.8), called by the sampler after a full discovery and by the post-mortem worker when idle,
 at most every TRIM_EVERY_S. Where the C library is not glibc (musl has neither call) both do nothing.
+
+A trim never runs while a kill is in flight: the collector passes ``set_busy`` a test (a kill
+pending in the joiner, a post-mortem being built), and trim() waits for the next quiet call, since
+the collector's allocations wait on the arena lock malloc_trim holds. Each call is timed
+(``stats()``: count, skipped, longest, total; a trim over SLOW_TRIM_S is said at once).
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import sys
 import time
-from typing import Optional
+from typing import Callable, Dict, Optional
 
 M_ARENA_MAX = -8  # glibc malloc.h
 ARENA_MAX = 2
@@ -32,7 +38,12 @@ TRIM_EVERY_S = 10.0
 
 _libc = None
 _enabled = False
+#: a trim that took longer than this is said on stderr when it ends
+SLOW_TRIM_S = 0.1
+
 _last_trim = 0.0
+_busy: Optional[Callable[[], bool]] = None
+_stats: Dict[str, float] = {"trims": 0, "skipped_busy": 0, "max_s": 0.0, "total_s": 0.0}
 
 
 def _glibc() -> Optional[ctypes.CDLL]:
@@ -59,14 +70,38 @@ def configure(env: Optional[dict] = None) -> bool:
     return _enabled
 
 
-def trim(now: Optional[float] = None) -> bool:
-    """Give free heap pages back to the kernel, at most every TRIM_EVERY_S; True if it ran."""
+def set_busy(busy: Optional[Callable[[], bool]]) -> None:
+    """trim() does nothing while ``busy()`` is true (a kill in flight)."""
+    global _busy
+    _busy = busy
+
+
+def stats() -> Dict[str, float]:
+    """Trims run, trims put off because a kill was in flight, the longest and total seconds."""
+    return dict(_stats)
+
+
+def trim(now: Optional[float] = None, err=None) -> bool:
+    """Give free heap pages back to the kernel, at most every TRIM_EVERY_S and never while
+    busy(); True if it ran."""
     global _last_trim
     if not _enabled or _libc is None:
         return False
     now = time.monotonic() if now is None else now
     if now - _last_trim < TRIM_EVERY_S:
         return False
+    if _busy is not None and _busy():
+        _stats["skipped_busy"] += 1
+        return False
     _last_trim = now
+    t0 = time.monotonic()
     _libc.malloc_trim(0)
+    took = time.monotonic() - t0
+    _stats["trims"] += 1
+    _stats["total_s"] += took
+    _stats["max_s"] = max(_stats["max_s"], took)
+    if took > SLOW_TRIM_S:
+        err = sys.stderr if err is None else err
+        err.write(f"oomscope: heap: malloc_trim took {took * 1000:.0f} ms\n")
+        err.flush()
     return True

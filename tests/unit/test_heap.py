@@ -122,3 +122,22 @@ def test_glibc_found_here_has_both_calls():
     libc = heap._glibc()
     if libc is not None:
         assert isinstance(libc, ctypes.CDLL) and hasattr(libc, "malloc_trim")
+
+
+@needs_glibc
+def test_trim_waits_while_a_kill_is_in_flight_and_is_timed(monkeypatch):
+    # module state of this process only: 'trim' calls no mallopt (no arena limit set here)
+    for name, value in (("_libc", None), ("_enabled", False), ("_last_trim", 0.0), ("_busy", None),
+                        ("_stats", {"trims": 0, "skipped_busy": 0, "max_s": 0.0, "total_s": 0.0})):
+        monkeypatch.setattr(heap, name, value)
+    assert heap.configure({"OOMSCOPE_MALLOC": "trim"})
+    in_flight = [True]
+    heap.set_busy(lambda: in_flight[0])
+    assert not heap.trim(now=1000.0)  # a kill pending: put off
+    assert heap.stats()["skipped_busy"] == 1 and heap.stats()["trims"] == 0
+    in_flight[0] = False
+    assert heap.trim(now=1000.5)  # the next quiet call runs it, not TRIM_EVERY_S later
+    assert not heap.trim(now=1000.5 + heap.TRIM_EVERY_S / 2)  # at most every TRIM_EVERY_S
+    st = heap.stats()
+    assert st["trims"] == 1 and st["skipped_busy"] == 1
+    assert 0.0 <= st["max_s"] <= st["total_s"] < 5.0
