@@ -32,8 +32,15 @@
  * -D: STACK_DEPTH, STACK_ENTRIES, SITE_ENTRIES, PAGE_ENTRIES,
  * WATCH_ENTRIES, HITTER_ENTRIES, MAPPED_ENTRIES; and the layout constants of oomscope.h.
  */
-#include <uapi/linux/bpf_perf_event.h>
 #include "oomscope.h"
+
+/* struct bpf_perf_event_data (uapi/linux/bpf_perf_event.h: the sampled registers, then
+ * sample_period, then addr), read by offset: that header includes linux/ptrace.h, which bcc's clang
+ * cannot compile against Debian's 7.3 headers (include/linux/ns_common.h: "no member named 'ns_id'
+ * in 'struct ns_common'"; found in the 7.3 VM), and struct pt_regs is not declared without it: x86-64's
+ * is 21 registers (arch/x86/include/uapi/asm/ptrace.h; the fault tracepoint is x86's alone too). The
+ * verifier allows the 8 bytes of addr there (kernel/trace/bpf_trace.c, pe_prog_is_valid_access). */
+#define PERF_EVENT_ADDR_OFF (21 * 8 + 8)
 
 struct oomscope_stack {
     u64 ip[STACK_DEPTH];
@@ -101,9 +108,9 @@ static __always_inline void sample(void *ctx, u64 addr)
 
 /* The software perf event's sampled fault: PERF_SAMPLE_ADDR is the faulting address
  * (kernel/events/core.c, perf_sw_event with the address do_user_addr_fault passes). */
-int on_fault_sample(struct bpf_perf_event_data *ctx)
+int on_fault_sample(void *ctx)
 {
-    sample(ctx, ctx->addr);
+    sample(ctx, *(u64 *)((char *)ctx + PERF_EVENT_ADDR_OFF));
     return 0;
 }
 
