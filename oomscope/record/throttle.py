@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Tuple
 SHARE = 0.10
 MIN_S = 2.0
 QUIET_S = 5.0
+STALE_BASELINE_S = 2.0  # readings further apart than this do not bound an episode's start
 MAX_S = 600.0  # an episode longer than this is reported and a new one begins: a report is not held for hours
 
 
@@ -102,12 +103,18 @@ class ThrottleDetector:
         # child's events and stall. A reading without memory.high is still the baseline of the stall
         # once memory.high is set; one open episode goes on if memory.high is lifted
         own = r.memory_high_bytes is not None or prev.memory_high_bytes is not None or st.episode is not None
-        active = own and d_high > 0 and d_some >= self.share * dt_us
+        # the share over at most STALE_BASELINE_S: a stale baseline would dilute the first interval's
+        # stall below the share and lose it (the stall since memory.high was set)
+        active = own and d_high > 0 and d_some >= self.share * min(dt_us, STALE_BASELINE_S * 1e6)
         added = 0.0
         if active:
             ep = st.episode
             if ep is None:
-                ep = st.episode = Episode(cgroup, prev.t_ns, r.t_ns, 0, 0.0, 0.0, r.memory_high_bytes)
+                # it began between the two readings; a baseline older than STALE_BASELINE_S (a cgroup
+                # read seldom before it neared a limit: 6.12 VM run, a 4 s episode said 24.9 s) is no
+                # start: the throttling began no later than the stall it already counts before r
+                start = prev.t_ns if dt_us <= STALE_BASELINE_S * 1e6 else r.t_ns - int(d_some * 1e3)
+                ep = st.episode = Episode(cgroup, start, r.t_ns, 0, 0.0, 0.0, r.memory_high_bytes)
             ep.end_ns = r.t_ns
             ep.high_events += d_high
             ep.some_stall_us += d_some

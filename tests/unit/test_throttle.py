@@ -69,6 +69,16 @@ def test_the_stall_counts_from_the_reading_before_memory_high_was_set_and_a_pare
     assert got == [] and parent.active == []
 
 
+def test_an_old_baseline_is_not_the_start_of_the_episode():
+    """6.12 VM run: the reading before memory.high was set was 20 s old; the 4 s episode said 24.9 s."""
+    det = ThrottleDetector(share=0.10, min_s=2.0, quiet_s=5.0)
+    ended = det.feed("/app", ThrottleReading(0, 0, None, 0.0, 0.0, 30 * MIB))[0]
+    for r in [reading(20, 5, 0.9), reading(21, 10, 1.8), reading(22, 12, 2.4)] + [reading(t, 12, 2.4) for t in range(23, 31)]:
+        ended += det.feed("/app", r)[0]
+    (ep,) = ended
+    assert ep.start_ns == int(19.1 * S) and ep.end_ns == 22 * S and abs(ep.some_stall_us - 2.4e6) < 1
+
+
 def test_routine_reclaim_below_the_share_and_stall_without_high_events_are_no_episode():
     det = ThrottleDetector(share=0.10)
     assert run(det, [(i, i * 3, i * 0.05) for i in range(20)] + [(20 + i, 57, 0.95) for i in range(10)]) == ([], 0.0)
