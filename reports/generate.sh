@@ -19,7 +19,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 read -r -a oomscope <<< "${OOMSCOPE:-oomscope}"
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(anon sidecar untouched thp slab tmpfs java-offheap java-heap)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(anon sidecar untouched thp slab tmpfs java-offheap java-heap leak-native leak-go)
 
 render() {  # FOLDER: its capture.json rendered beside it (from the copy, so the page names that path)
     "${oomscope[@]}" report "$1/capture.json" -o "$1/postmortem.html" >/dev/null
