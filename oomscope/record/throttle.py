@@ -138,7 +138,10 @@ class ThrottleDetector:
                 ep = st.episode
                 ep.some_stall_us += d_some
                 ep.full_stall_us += d_full
-                ep.end_ns = r.t_ns
+                # it ended no later than this reading and, stalled from the last one on, no later than
+                # that stall after it: a reading long after (a cgroup read every 10 s once idle; the
+                # 6.12 VM run said 23.6 s for ~4 s of throttling) is no end (the start's mirror)
+                ep.end_ns = max(ep.end_ns, min(r.t_ns, prev.t_ns + int(d_some * 1e3)))
                 added = d_some / 1e6
             if (r.t_ns - st.last_active_ns) / 1e9 >= self.quiet_s:
                 ended += self._end(cgroup, st)

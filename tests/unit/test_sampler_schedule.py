@@ -59,3 +59,23 @@ def test_a_pass_runs_on_the_clock_it_is_given(tmp_path):
     now[0] += 10 * MS  # within the slack: read in this pass, not a pass of its own 50 ms later
     s.tick()
     assert s.reads == 4 and full.next_ns == now[0] + 100 * MS
+
+
+def test_a_cgroup_near_its_memory_high_is_read_as_often_as_one_near_its_limit(tmp_path):
+    """Issue 28: memory.high throttles before the limit kills. A cgroup at 95 MiB of a 100 MiB
+    memory.high, with no limit of its own (memory.max "max": paced by the host's RAM), was read every
+    10 s: the 6.12 VM's throttle episode had no reading in its last 20 s."""
+    import os
+
+    root = _root(tmp_path)
+    _cgroup(root, "throttled", 95 << 20, "max", [11])
+    with open(os.path.join(root, "throttled", "memory.high"), "w") as f:
+        f.write(f"{100 << 20}\n")
+    _cgroup(root, "unthrottled", 95 << 20, "max", [12])
+    now = [1000 * GRID_NS + 300 * MS]
+    s = Sampler(MemoryHierarchy(root, 2), notify=False, clock=lambda: now[0])
+    s.tick()
+    throttled, unthrottled = s._watched["/throttled"], s._watched["/unthrottled"]
+    assert throttled.next_ns == now[0] + 100 * MS  # near memory.high: 100 ms
+    assert unthrottled.next_ns - now[0] >= 1000 * MS  # the host's RAM is its only bound: far from it
+    assert throttled.limit == unthrottled.limit  # the limit (the host's RAM) is still the kill's bound

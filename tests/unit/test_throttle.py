@@ -79,6 +79,15 @@ def test_an_old_baseline_is_not_the_start_of_the_episode():
     assert ep.start_ns == int(19.1 * S) and ep.end_ns == 22 * S and abs(ep.some_stall_us - 2.4e6) < 1
 
 
+def test_a_late_reading_of_the_stalls_tail_is_not_the_end_of_the_episode():
+    """6.12 VM run: the cgroup was read again 20 s after its last throttled reading (idle, read every
+    10 s), with a little more stall: the ~4 s episode said 23.6 s. The tail ends no later than its stall after the last reading."""
+    det = ThrottleDetector(share=0.10, min_s=2.0, quiet_s=5.0)
+    ended, _ = run(det, [(0, 0, 0.0), (1, 5, 0.3), (2, 10, 0.6), (3, 15, 0.9), (23, 15, 0.95), (33, 15, 0.95)])
+    (ep,) = ended
+    assert ep.start_ns == 0 and ep.end_ns == int(3.05 * S) and abs(ep.some_stall_us - 0.95e6) < 1
+
+
 def test_routine_reclaim_below_the_share_and_stall_without_high_events_are_no_episode():
     det = ThrottleDetector(share=0.10)
     assert run(det, [(i, i * 3, i * 0.05) for i in range(20)] + [(20 + i, 57, 0.95) for i in range(10)]) == ([], 0.0)
