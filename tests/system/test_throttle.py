@@ -24,9 +24,11 @@ fed, so the reading before memory.high was set is the baseline:
   baseline: now bounded, 554e8f6)
 - final code (554e8f6), one run on each kernel: 6.1.0-57 stall 4.04 s, slowdown 4.08 s (-1.0%);
   7.3.4 3.08 s vs 3.17 s (-2.8%); 6.12.118 3.88 s vs 4.05 s (-4.2%). 6.12's episode still said 23.6 s for ~4 s of throttling:
-  its timeline has no reading of the cgroup from 20 s before the end until the end: the sampler
-  paced the cgroup (no memory.max of its own) by the host's RAM and read it every 10 s; it is now
-  paced by memory.high too, and a late reading no longer ends the episode (be6946e, unit tests).
+  its timeline has no reading of the cgroup from 20 s before the end until the end: once the
+  workload freed its memory the cgroup was idle (read every 10 s), and the first reading after it,
+  with a little more stall, became the episode's end. Now the stall's tail ends no later than that
+  stall after the last throttled reading, and a cgroup near memory.high is read as one near its
+  limit (be6946e, unit tests; not re-run in a VM).
 The memcg reclaim tracepoints counted 36-52 ms of the stall: the rest is the penalty sleep
 (anonymous memory with no swap cannot be reclaimed), which memory.pressure counts
 (psi_memstall_enter/leave around both). CI runs this in the newest VM only (tests/vm/suite.txt)."""
