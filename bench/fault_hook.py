@@ -60,7 +60,6 @@ def main() -> None:
     binary = os.path.join(work, "s")
     subprocess.run(["gcc", "-O2", "-o", binary, os.path.join(work, "s.c")], check=True)
     hier = MemoryHierarchy.detect()
-    cg = create_cgroup(hier, f"/oomscope-bench-hook-{os.getpid()}", 256 << 20)
     tp = probes.AllocSiteProbes(mode="tracepoint")  # sets up the kernel headers bcc compiles with
     pf = probes.AllocSiteProbes(mode="perf")
     from bcc import BPF
@@ -115,6 +114,8 @@ def main() -> None:
         return float(cpu) / int(pages) * 1e9
 
     res = {c: [] for c in CONDS}
+    # made once the programs are compiled, removed in the finally: a compile that fails leaves nothing
+    cg = create_cgroup(hier, f"/oomscope-bench-hook-{os.getpid()}", 256 << 20)
     try:
         for r in range(ROUNDS):
             for c in CONDS:
