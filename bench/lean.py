@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import datetime as dt
 import glob
 import json
@@ -119,6 +120,39 @@ def mib(b: float) -> str:
     return f"{b / 1048576:.1f}"
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds (a recorder finishes its captures first)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def watched_cgroups(hier, n: int):
+    """A parent cgroup with ``n`` limited children, each holding a sleeping process: (the parent's
+    path, the list of made cgroups). A cgroup the caller makes below the parent is appended to that
+    list; all are removed afterwards, the last made first, the sleepers killed before."""
+    parent = f"{PREFIX}{os.getpid()}"
+    made, sleepers = [create_cgroup(hier, parent, None)], []
+    try:
+        for i in range(n):
+            fs = create_cgroup(hier, f"{parent}/c{i}", 256 << 20)
+            made.append(fs)
+            sleepers.append(subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && exec sleep 100000', "sh",
+                                              os.path.join(fs, "cgroup.procs")]))
+        yield parent, made
+    finally:
+        for p in sleepers:
+            p.kill()
+            p.wait()
+        for fs in reversed(made):
+            remove_cgroup(fs)
+
+
 def tree(pid: int) -> dict:
     """RSS, anonymous and PSS of a recorder and its children (the post-mortem worker), summed."""
     out = {"rss": 0, "anon": 0, "pss": 0, "procs": 0}
@@ -158,13 +192,7 @@ class Recorder:
         return "recording OOM kills" in open(self.err_path).read()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 AFTER = HERE  # --after: a copy of this checkout, so that it can be edited while the bench runs
@@ -181,15 +209,8 @@ def start_both(before: str, out: str, extra=()):
 
 
 def level(n: int, minutes: float, before: str, hier, top: int, kills_s: float = 0.0) -> list:
-    parent = f"{PREFIX}{os.getpid()}"
-    made, sleepers, rows = [create_cgroup(hier, parent, None)], [], []
-    storm_fs = None
-    try:
-        for i in range(n):
-            fs = create_cgroup(hier, f"{parent}/c{i}", 256 << 20)
-            made.append(fs)
-            sleepers.append(subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && exec sleep 100000', "sh",
-                                              os.path.join(fs, "cgroup.procs")]))
+    rows = []
+    with watched_cgroups(hier, n) as (parent, made):
         with tempfile.TemporaryDirectory(prefix="oomscope-lean-") as out:
             recs = start_both(before, out, ("--cgroup", parent))
             try:
@@ -197,6 +218,7 @@ def level(n: int, minutes: float, before: str, hier, top: int, kills_s: float = 
                 after_storm = {}
                 if kills_s:
                     storm_fs = create_cgroup(hier, f"{parent}/storm", 64 << 20)
+                    made.append(storm_fs)
                     _storm(storm_fs, kills_s)
                     time.sleep(5.0)
                     for r in recs:
@@ -254,14 +276,6 @@ def level(n: int, minutes: float, before: str, hier, top: int, kills_s: float = 
             finally:
                 for r in recs:
                     r.stop()
-    finally:
-        for p in sleepers:
-            p.kill()
-            p.wait()
-        if storm_fs is not None:
-            remove_cgroup(storm_fs)
-        for fs in reversed(made):
-            remove_cgroup(fs)
     return rows
 
 

@@ -31,8 +31,8 @@ from typing import Optional
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
 
-from oomscope.kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup  # noqa: E402
-from lean import PREFIX, children, mib, rollup  # noqa: E402 - bench/lean.py
+from oomscope.kernel.cgroupfs import MemoryHierarchy, create_cgroup  # noqa: E402
+from lean import children, mib, rollup, stop_process, watched_cgroups  # noqa: E402 - bench/lean.py
 from storm import run_storm  # noqa: E402 - bench/storm.py
 
 
@@ -70,15 +70,7 @@ def by_mapping(pid: int) -> list:
 
 
 def run(n: int, checkout: str, trace: Optional[int], kills_s: float, wait_s: float, hier, extra=()) -> None:
-    parent = f"{PREFIX}{os.getpid()}"
-    made, sleepers = [create_cgroup(hier, parent, None)], []
-    storm_fs = None
-    try:
-        for i in range(n):
-            fs = create_cgroup(hier, f"{parent}/c{i}", 256 << 20)
-            made.append(fs)
-            sleepers.append(subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && exec sleep 100000', "sh",
-                                              os.path.join(fs, "cgroup.procs")]))
+    with watched_cgroups(hier, n) as (parent, made):
         with tempfile.TemporaryDirectory(prefix="oomscope-breakdown-") as out:
             env = dict(os.environ, PYTHONPATH=checkout)
             if trace is not None:
@@ -97,6 +89,7 @@ def run(n: int, checkout: str, trace: Optional[int], kills_s: float, wait_s: flo
                 time.sleep(10)
                 if kills_s:
                     storm_fs = create_cgroup(hier, f"{parent}/storm", 64 << 20)
+                    made.append(storm_fs)
                     try:
                         run_storm(storm_fs, kills_s)
                     except subprocess.CalledProcessError as exc:  # its parent killed too: the kills made stand
@@ -119,21 +112,7 @@ def run(n: int, checkout: str, trace: Optional[int], kills_s: float, wait_s: flo
                     with open(path) as f:
                         print(f.read())
             finally:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(timeout=60)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
-    finally:
-        for p in sleepers:
-            p.kill()
-            p.wait()
-        if storm_fs is not None:
-            remove_cgroup(storm_fs)
-        for fs in reversed(made):
-            remove_cgroup(fs)
+                stop_process(proc)
 
 
 def main() -> None:
