@@ -242,7 +242,8 @@ vng_run() {  # vng_run TIMEOUT KVM_FLAG IMAGE OUTDIR COMMAND
     local t="$1" kvmflag="$2" image="$3" out="$4" cmd="$5"
     # shellcheck disable=SC2086
     PATH="$VNG_VENV/bin:$PATH" timeout --kill-after=20 "$t" vng $kvmflag --run "$image" \
-        --user root --memory 2G --cpus 2 --rwdir "$out" ${KEEP:+--rwdir "$KEEP"} --exec "$cmd" </dev/null >"$out/vng.log" 2>&1
+        --user root --memory 2G --cpus 2 --rwdir "$out" ${KEEP:+--rwdir "$KEEP"} --verbose --append loglevel=4 \
+        --exec "$cmd" </dev/null >"$out/vng.log" 2>&1
 }
 
 choose_kvm_flag() {
@@ -366,12 +367,13 @@ main() {
         # The arguments go in a file (pytest's @file): the kernel's command line, which carries
         # the VM's command, holds 2048 bytes on x86 and a longer one never boots.
         printf '%s\n' "${vm_args[@]}" >"$out/pytest-args"
-        local cmd="date +%s > '$out/booted'; cd '$HERE' && PYTHONDONTWRITEBYTECODE=1 OOMSCOPE_IN_VM=1 OOMSCOPE_VM_TOOLS='$VM_TOOLS/root' OOMSCOPE_KEEP_DIR='$KEEP' OOMSCOPE_STRICT_SKIPS='$STRICT_SKIPS' '$VENV/bin/python' -m pytest -v -rs -p no:cacheprovider --durations=15 --timeout=$TEST_TIMEOUT @'$out/pytest-args' > '$out/pytest.log' 2>&1; echo \$? > '$out/rc'"
+        local cmd="date +%s > '$out/booted'; sh '$HERE/tests/vm/hold-tracepoints.sh' > '$out/hold.log' 2>&1; cd '$HERE' && PYTHONDONTWRITEBYTECODE=1 OOMSCOPE_IN_VM=1 OOMSCOPE_VM_TOOLS='$VM_TOOLS/root' OOMSCOPE_KEEP_DIR='$KEEP' OOMSCOPE_STRICT_SKIPS='$STRICT_SKIPS' '$VENV/bin/python' -m pytest -v -rs -p no:cacheprovider --durations=15 --timeout=$TEST_TIMEOUT @'$out/pytest-args' > '$out/pytest.log' 2>&1; echo \$? > '$out/rc'"
         local vrc=0
         vng_run "$budget" "$kvmflag" "$image" "$out" "$cmd" || vrc=$?
         local took=$(( $(date +%s) - start )) booted="?"
         [ -f "$out/booted" ] && booted=$(( $(cat "$out/booted") - start ))
         echo "=== system tests in a VM: kernel $version, cgroup v2${vm_label} (booted in $booted s, $took s in all) ==="
+        cat "$out/hold.log" 2>/dev/null || echo "hold-tracepoints: did not run (the guest wrote no hold.log)"
         rc="$(cat "$out/rc" 2>/dev/null || echo none)"
         account "$vm_collected" "$out/pytest.log"
         if [ "$rc" != "0" ]; then
@@ -379,8 +381,14 @@ main() {
             if [ "$vrc" -eq 124 ] || [ "$vrc" -eq 137 ]; then
                 log "kernel $version: TIMED OUT after $took s (its share of the time left: $budget s)"
             fi
-            log "kernel $version: FAILED (pytest exit: $rc); its pytest log, then the last lines of its console:"
+            log "kernel $version: FAILED (pytest exit: $rc); its pytest log, then its console (the kernel's messages at loglevel 4: errors, oopses, panics, lockups):"
             cat "$out/pytest.log" >&2 2>/dev/null || true
+            local first_oops
+            first_oops="$(grep -n -m1 -E 'Oops|BUG:|Kernel panic|rcu.*stall|hung_task' "$out/vng.log" | cut -d: -f1 || true)"
+            if [ -n "$first_oops" ]; then
+                sed -n "${first_oops},$((first_oops + 60))p" "$out/vng.log" >&2 || true
+                echo "[...]" >&2
+            fi
             tail -n 40 "$out/vng.log" >&2 || true
         else
             grep -E '^(record start-up|measured:)' "$out/pytest.log" || true
