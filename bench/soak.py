@@ -19,7 +19,8 @@ failure too:
   record has seen (its sampler's rings and timelines, its descriptors kept open per cgroup) shows
   within the hour.
 - **A kill every --kill-interval seconds** (5): a one-container pod whose container (64 MiB
-  limit) runs a python hog allocating until the kernel kills it. Kills made = the kernel's
+  limit) runs a python hog allocating until the kernel kills it (as fast as it can, or over
+  --hog-fill seconds: then it grows near its limit for a while and record's growth sites attach). Kills made = the kernel's
   ``oom_kill`` count of each hog's cgroup (memory.oom_control on v1, memory.events on v2), read
   before the cgroup is removed; each one's victim pid is kept.
 - **JVMs** (--jvms 2): Guaranteed pods each running a small OpenJDK program (-Xms/-Xmx 64m,
@@ -89,6 +90,10 @@ TICK = os.sysconf("SC_CLK_TCK")
 JOIN = 'echo $$ > "$1" && shift && exec "$@"'  # join the cgroup before exec: everything it runs is inside
 
 HOG = "a = []\nwhile True:\n    a.append(bytearray(1 << 20))\n"
+#: --hog-fill S: the hog takes about S seconds to reach its 64 MiB limit (1 MiB every S/64 s), so that
+#: it stays near its limit while growing and record's growth sites attach to it (issue 27's sampling)
+SLOW_HOG = ("import sys, time\nstep = float(sys.argv[1]) / 64\na = []\nwhile True:\n"
+            "    a.append(bytearray(1 << 20))\n    time.sleep(step)\n")
 
 JAVA = r"""
 public class SoakJvm {
@@ -415,6 +420,9 @@ def main() -> int:
     ap.add_argument("--pods-per-minute", type=float, default=30.0)
     ap.add_argument("--pod-lifetime", type=float, default=60.0, help="mean seconds a churn pod lives (uniform, 0.5x to 1.5x)")
     ap.add_argument("--kill-interval", type=float, default=5.0)
+    ap.add_argument("--hog-fill", type=float, default=0.0,
+                    help="seconds each hog takes to fill its limit (0: as fast as it can); e.g. 12 keeps it near its "
+                         "limit and growing for a few seconds, so the growth sites attach")
     ap.add_argument("--jvms", type=int, default=2)
     ap.add_argument("--jvm-lifetime", type=float, default=900.0)
     ap.add_argument("--whole-host", action="store_true", help="record the whole host, not only the sandbox (--cgroup)")
@@ -532,7 +540,8 @@ def main() -> int:
                 pod = sandbox.pod("hog", "burstable", 30.0, [None, 64 * MiB], 64 * MiB)
                 pod.containers[0].proc = sandbox.start(pod.containers[0].fs, ["sleep", "infinity"], stdout=subprocess.DEVNULL)
                 c = pod.containers[1]
-                c.proc = sandbox.start(c.fs, [sys.executable, "-c", HOG], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                hog = [sys.executable, "-c", HOG] if args.hog_fill <= 0 else [sys.executable, "-c", SLOW_HOG, str(args.hog_fill)]
+                c.proc = sandbox.start(c.fs, hog, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 hogs.append(pod)
                 counts["hogs"] += 1
             # Prometheus's scrape
