@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import itertools
 import re
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -20,7 +19,7 @@ from ..capture.groups import killed_again, link
 from ..capture.inputs import Recording
 from ..containers import NodeNames, workload_of
 from ..kernel.kmsg import KmsgRecord
-from ..kernel.logformats import LogLine, read_log_lines
+from ..kernel.logformats import LogLine, ReaderState, read_log_lines
 from ..kernel.oom_report import OomReport, OomReportParser
 from ..model import Capture, Host, Source
 from ..terminal import terminal_safe
@@ -68,64 +67,118 @@ def iter_imports(lines: Iterable[str], since: Optional[float] = None, boot_wall:
     they come instead of all held at once. A kill is given out once the next report with a header
     begins (or the log ends): the Killed lines of a memory.oom.group kill that follow it may still
     add to it."""
-    parser = OomReportParser(summaries_are_kills=True)
-    walls: Dict[int, LogLine] = {}  # the lines that say more than their printk time, by it
-    pending: List[Imported] = []
-    heads: Dict[int, Imported] = {}  # the last report with a header (a group kill's chosen victim), by id
+    reader = KillReader(since, boot_wall, year, host, names, problems, not_after, dated_by)
+    yield from reader.read(lines)
+    yield from reader.end()
 
-    def given(imps: List[Imported]) -> Iterator[Imported]:
+
+class NotAHeader(Exception):
+    """A part of a log that was to begin with a report's header begins otherwise (importer/split.py)."""
+
+
+class KillReader:
+    """iter_imports' state, read on from one part of a log to the next (importer/split.py reads a
+    large log in two processes: the second reads the first part for this state alone)."""
+
+    def __init__(self, since: Optional[float] = None, boot_wall: Optional[float] = None,
+                 year: Optional[int] = None, host: Optional[Host] = None,
+                 names: Optional[NodeNames] = None, problems: Optional[List[str]] = None,
+                 not_after: Optional[float] = None,
+                 dated_by: Optional[Callable[[], Optional[Tuple[float, str]]]] = None):
+        self.since, self.boot_wall, self.host, self.names, self.problems = since, boot_wall, host, names, problems
+        self.dated_by = dated_by
+        self.parser = OomReportParser(summaries_are_kills=True)
+        self.walls: Dict[int, LogLine] = {}  # the lines that say more than their printk time, by it
+        self.pending: List[Imported] = []
+        self.heads: Dict[int, Imported] = {}  # the last report with a header (a group kill's chosen victim), by id
+        #: a date with its year elsewhere in the log, once looked for
+        self.elsewhere: List[Optional[Tuple[float, str]]] = []
+        self.lines = ReaderState(year, not_after, self._dated_once)
+
+    def _dated_once(self) -> Optional[Tuple[float, str]]:
+        if not self.elsewhere:
+            self.elsewhere.append(self.dated_by() if self.dated_by is not None else None)
+        return self.elsewhere[0]
+
+    def _given(self, imps: List[Imported]) -> Iterator[Imported]:
+        since = self.since
         for i in imps:
             if since is None or _when(i) is None or _when(i) >= since:
                 yield i
 
-    elsewhere: List[Optional[Tuple[float, str]]] = []  # a date with its year elsewhere in the log, once looked for
-
-    def dated_once() -> Optional[Tuple[float, str]]:
-        if not elsewhere:
-            elsewhere.append(dated_by() if dated_by is not None else None)
-        return elsewhere[0]
-
-    for ll in itertools.chain(read_log_lines(lines, year=year, not_after=not_after, dated_by=dated_once), [None]):
-        if ll is None:  # the end of the log: a summary whose Killed line never came
-            ll = LogLine(KmsgRecord(6, 0, -1, 0, ""))
-            reports = parser.finish()
-        else:
+    def read(self, lines: Iterable[str], capture: bool = True, first_is_header: bool = False) -> Iterator[Imported]:
+        """The kills of these lines, read on from the lines before. ``capture`` False: the lines
+        are read for the state alone (nothing is made or given). ``first_is_header``: the first
+        record must begin a report with a header (else NotAHeader, before anything is given): the
+        kills of the lines before are then complete (no group kill goes on past a header)."""
+        walls, problems = self.walls, self.problems
+        check = first_is_header
+        for ll in read_log_lines(lines, state=self.lines):
             if ll.wall is not None or ll.host is not None or not ll.clocked or ll.yearless:
                 walls[ll.record.usec] = ll
-            reports = None
-        try:
-            reports = parser.feed(ll.record) if reports is None else reports
-        except Exception as exc:  # a parser bug costs this log region, not the import
-            _problem(problems, f"a report near log record {ll.record.seq} was not read ({type(exc).__name__}: {exc})")
-            parser = OomReportParser(summaries_are_kills=True)
-            continue
+            headers = self.parser.headers
+            try:
+                reports = self.parser.feed(ll.record)
+            except Exception as exc:  # a parser bug costs this log region, not the import
+                if capture:
+                    _problem(problems, f"a report near log record {ll.record.seq} was not read ({type(exc).__name__}: {exc})")
+                self.parser = OomReportParser(summaries_are_kills=True)
+                reports = None
+            if check:
+                if self.parser.headers == headers or reports is None:
+                    raise NotAHeader(f"log record {ll.record.seq}")
+                check = False
+            if not reports:  # (the kills held are given out only as reports come)
+                continue
+            if not capture:
+                for _ in reports:
+                    if len(walls) > 100_000:
+                        walls.clear()
+                continue
+            yield from self._reports(reports, ll)
+        if check:
+            raise NotAHeader("no record")
+
+    def _reports(self, reports: List[OomReport], ll: LogLine) -> Iterator[Imported]:
+        walls = self.walls
         for rep in reports:
             try:
-                head = heads.get(id(rep.group_head)) if rep.group_head is not None else None
+                head = self.heads.get(id(rep.group_head)) if rep.group_head is not None else None
                 if head is not None and rep.killed is not None and head.report.killed is not None \
                         and rep.killed.pid == head.report.killed.pid:
                     _killed_again(head, rep)  # the chosen victim, killed a second time as a member: one victim
                     continue
-                imp = _capture(rep, walls, boot_wall, host, names, elsewhere[0] if elsewhere else None)
+                imp = _capture(rep, walls, self.boot_wall, self.host, self.names, self.elsewhere[0] if self.elsewhere else None)
                 if rep.started:
-                    yield from given(pending)
-                    pending = []
-                    heads = {id(rep): imp}
+                    yield from self._given(self.pending)
+                    self.pending = []
+                    self.heads = {id(rep): imp}
                 elif head is not None:
                     _join_group(head, imp)
-                pending.append(imp)
+                self.pending.append(imp)
             except Exception as exc:  # one odd kill must not cost the others
                 who = f"pid {rep.killed.pid}" if rep.killed is not None else "?"
-                _problem(problems, f"the kill of {who} near log record {ll.record.seq} was skipped ({type(exc).__name__}: {exc})")
+                _problem(self.problems, f"the kill of {who} near log record {ll.record.seq} was skipped ({type(exc).__name__}: {exc})")
             if len(walls) > 100_000:
                 walls.clear()
-        if len(pending) > 1000 and not heads:
-            yield from given(pending)
-            pending = []
-        elif len(pending) > 1000:  # a long run of rate-limited kills after a report: the group (if any) is long over
-            yield from given(pending)
-            pending, heads = [], {}
-    yield from given(pending)
+        if len(self.pending) > 1000 and not self.heads:
+            yield from self._given(self.pending)
+            self.pending = []
+        elif len(self.pending) > 1000:  # a long run of rate-limited kills after a report: the group (if any) is long over
+            yield from self._given(self.pending)
+            self.pending, self.heads = [], {}
+
+    def flush(self) -> Iterator[Imported]:
+        """The kills held for a group kill that may go on (the next part begins with a header: it does not)."""
+        pending, self.pending, self.heads = self.pending, [], {}
+        yield from self._given(pending)
+
+    def end(self) -> Iterator[Imported]:
+        """The end of the log: a summary whose Killed line never came, and the kills held."""
+        ll = LogLine(KmsgRecord(6, 0, -1, 0, ""))
+        yield from self._reports(self.parser.finish(), ll)
+        yield from self.flush()
+
 
 def _killed_again(head: Imported, rep: OomReport) -> None:
     killed_again(head.capture, rep.group_kill_cgroup or head.report.group_kill_cgroup, rep.lines[-1] if rep.lines else "")

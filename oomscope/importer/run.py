@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import itertools
 import os
 import time
 import multiprocessing
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool as BrokenExecutor
-from typing import Any, Callable, Deque, List, Optional, Tuple
+from typing import Any, Callable, Deque, Iterable, List, Optional, Tuple
 
 from ..analysis.result import analyse_kill
 from ..capture.writer import write_capture_text
@@ -27,8 +28,10 @@ from ..postmortem.series import WINDOW_S
 from ..postmortem.stage import PostMortems
 from ..safefs import Batch, Dir
 from ..terminal import terminal_safe
-from .kills import Imported, iter_imports
-from .sources import KMSG, LogSource, log_sources
+from .kills import Imported, KillReader
+from .sources import KMSG, LogSource, log_sources, map_log
+from . import split
+from .split import Worker, said_head, split_point
 
 #: kills written between two flushes (safefs.Batch): each flush waits for the disk once for all
 #: of them; at most this long between two, so that what is printed keeps up with a slow log
@@ -79,6 +82,19 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
     # batches handed to the writer: said once written and flushed, oldest first
     inflight: "Deque[Tuple[List[Imported], Future[_Written]]]" = collections.deque()
     last_flush = time.monotonic()
+    reader_args = dict(since=since_ts, boot_wall=source.boot_wall if name == KMSG else None, year=year,
+                       names=NodeNames() if source.this_host else None, not_after=source.not_after, dated_by=source.dated_by)
+    reader = KillReader(problems=read_problems, **reader_args)
+    mapped = map_log(source.path) if source.path is not None else None
+    k = split_point(mapped.buf, mapped.regions) if mapped is not None else None
+    worker: Optional[Worker] = None
+    if k is not None and split.can_fork():
+        for stream in (out, err):
+            stream.flush()  # nothing said is said twice by the fork
+        try:
+            worker = Worker(mapped, k, reader_args, output, _write_batch)
+        except OSError:
+            worker = None
     writer = _writer()
 
     def show_read_problems() -> None:
@@ -88,26 +104,35 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
             problems.append(p)
         shown = len(read_problems)
 
-    def said(imps: List[Imported], fut: "Future[_Written]") -> None:
-        try:
-            results, flush_error = fut.result()
-        except BrokenExecutor:
-            raise ImportProblem(f"cannot write to {output}: the writer process ended") from None
-        done_kills: List[Tuple[Imported, str, Finished]] = []
-        for imp, (kind, what) in zip(imps, results):
+    def skipped(kill_id: str, why: str) -> None:
+        problems.append(f"kill {kill_id}: skipped ({why})")
+        err.write(f"oomscope: warning: {terminal_safe(name)}: {terminal_safe(problems[-1][:500])}\n")
+
+    def done(results: List[Tuple[str, Any]], flush_error: Optional[OomscopeError],
+             kills: List[Tuple[str, Callable[[int, str], Finished], Callable[[str, Finished], str]]]) -> None:
+        """A batch written: each kill's outcome, then each kill written said (on disk now)."""
+        done_kills: List[Tuple[str, Finished, Callable[[str, Finished], str]]] = []
+        for (kill_id, finish, say), (kind, what) in zip(kills, results):
             if kind == "refused":
                 raise what  # the output folder is refused (safefs.UnsafeOutput): nothing more can be written
             if kind == "oserror":
                 raise ImportProblem(f"cannot write to {output}: {what}")
             if kind == "error":  # one odd kill must not cost the others
-                problems.append(f"kill {imp.capture.kill_id}: skipped ({what})")
-                err.write(f"oomscope: warning: {terminal_safe(name)}: {terminal_safe(problems[-1][:500])}\n")
+                skipped(kill_id, what)
                 continue
-            done_kills.append((imp, what, post.kill(0, what, imp.capture)))
+            done_kills.append((what, finish(0, what), say))
         if flush_error is not None:
             raise flush_error
-        for imp, capture_path, done in done_kills:  # on disk now: said
-            written.append(_said(imp, capture_path, done, out, err))
+        for capture_path, fin, say in done_kills:
+            written.append(say(capture_path, fin))
+
+    def said(imps: List[Imported], fut: "Future[_Written]") -> None:
+        try:
+            results, flush_error = fut.result()
+        except BrokenExecutor:
+            raise ImportProblem(f"cannot write to {output}: the writer process ended") from None
+        done(results, flush_error, [(imp.capture.kill_id, lambda job, path, imp=imp: post.kill(job, path, imp.capture),
+                                     lambda path, fin, imp=imp: _said(imp, path, fin, out, err)) for imp in imps])
 
     def flush(wait: bool) -> None:
         nonlocal pending, last_flush
@@ -122,25 +147,70 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
             said(*inflight.popleft())
         last_flush = time.monotonic()
 
-    try:
-        for imp in iter_imports(source.lines, since=since_ts, boot_wall=source.boot_wall if name == KMSG else None,
-                                names=NodeNames() if source.this_host else None, problems=read_problems,
-                                not_after=source.not_after, year=year, dated_by=source.dated_by):
+    def take(kills: Iterable[Imported]) -> None:
+        nonlocal found
+        for imp in kills:
             found += 1
             show_read_problems()  # as they come: the captures are written as they come too
             try:
                 # capture.json on one line: json's C encoder, a third of the indented time
                 text = imp.capture.to_json(None)
             except Exception as exc:  # one odd kill must not cost the others
-                problems.append(f"kill {imp.capture.kill_id}: skipped ({type(exc).__name__}: {exc})")
-                err.write(f"oomscope: warning: {terminal_safe(name)}: {terminal_safe(problems[-1][:500])}\n")
+                skipped(imp.capture.kill_id, f"{type(exc).__name__}: {exc}")
             else:
                 pending.append((imp, text))
             if len(pending) >= _BATCH_KILLS or time.monotonic() - last_flush >= _BATCH_SECONDS:
                 flush(wait=False)
+
+    def worker_said(path: str, fin: Finished, head: str) -> str:
+        out.write(head + terminal_safe(path) + "\n")
+        return path
+
+    try:
+        if mapped is None:
+            take(reader.read(source.lines))
+            take(reader.end())
+        elif worker is None:
+            take(reader.read(mapped.lines()))
+            take(reader.end())
+        else:
+            take(reader.read(mapped.lines(0, k)))
+            if not worker.verdict():  # the second part does not begin with a header: read on here
+                take(reader.read(mapped.lines(k)))
+                take(reader.end())
+            else:
+                take(reader.flush())  # the first part's last kills: a header ends every group kill
+                flush(wait=True)
+                worker.wait()
+                ended, taken = False, 0
+                for rec in worker.records():
+                    if rec[0] == "batch":
+                        _, made, results, flush_error = rec
+                        kills, outcomes = [], iter(results)
+                        for kill_id, head, row, entry, why in made:
+                            taken += 1
+                            if why is not None:
+                                skipped(kill_id, why)
+                                continue
+                            kills.append((kill_id, lambda job, path, row=row, entry=entry: post.kill_made(job, path, row, entry),
+                                          lambda path, fin, head=head: worker_said(path, fin, head)))
+                        done(list(outcomes), flush_error, kills)
+                    elif rec[0] == "end":
+                        ended = True
+                        found += rec[1]
+                        read_problems.extend(rec[2])
+                if not ended:  # the worker died: the kills it did not write are read here
+                    err.write(f"oomscope: warning: {terminal_safe(name)}: the second reading process ended early; "
+                              f"its {taken} kill(s) are kept, the rest is read again here\n")
+                    found += taken
+                    take(itertools.islice(itertools.chain(reader.read(mapped.lines(k)), reader.end()), taken, None))
         flush(wait=True)
     finally:
+        if worker is not None:
+            worker.stop()
         writer.shutdown(wait=True)  # every write done (or failed): a batch's files are its own (_write_batch)
+        if mapped is not None:
+            mapped.close()
     show_read_problems()
     err.write(f"oomscope: {terminal_safe(name)}: {found} kill(s)" + (f", {len(problems)} skipped" if problems else "") + "\n")
 
@@ -201,16 +271,9 @@ def _write_batch(output: str, items: List[Tuple[str, str]]) -> _Written:
 
 def _said(imp: Imported, capture_path: str, done: Finished, out, err) -> str:
     """A kill's line, once its files are on disk: the path of its post-mortem (or capture)."""
-    cap = imp.capture
     if done.error:
         err.write(f"oomscope: error: post-mortem not rendered ({terminal_safe(done.error)}); the capture is at {terminal_safe(capture_path)}\n")
-    state = ("full report" if imp.report.has_header else
-             "report without its first lines" if imp.report.memory_stat or imp.report.memory else
-             "summary line only" if imp.report.killed_from_summary else "Killed line only")
-    label = cap.workload.label()
-    out.write(f"{cap.times.kill_wall or cap.kill_id} kill pid={cap.victim.pid} comm={terminal_safe(cap.victim.comm)!r} "
-              f"memcg={terminal_safe(cap.cgroup.oom_memcg or '?')}" + (f" workload={terminal_safe(label)!r}" if label else "")
-              + f" ({state}) -> {terminal_safe(done.html_path or capture_path)}\n")
+    out.write(said_head(imp) + terminal_safe(done.html_path or capture_path) + "\n")
     return done.html_path or capture_path
 
 

@@ -20,7 +20,7 @@ from typing import Callable, Iterator, List, Optional, Tuple
 from ..errors import ImportProblem
 from ..kernel.kmsg import KmsgReader, kmsg_escape
 from ..kernel.logformats import full_date
-from ..kernel.logscan import fast_report_regions, report_lines
+from ..kernel.logscan import fast_report_regions, region_lines, report_lines
 from ..terminal import terminal_safe
 
 KMSG = "/dev/kmsg"
@@ -37,6 +37,8 @@ class LogSource:
     boot_wall: Optional[float] = None
     #: a date with its year elsewhere in the log (a plain file's), for dates printed without one
     dated_by: Optional[Callable[[], Optional[Tuple[float, str]]]] = None
+    #: a file named on the command line (importer/split.py maps a plain one to read it in two parts)
+    path: Optional[str] = None
 
     @property
     def this_host(self) -> bool:
@@ -47,7 +49,8 @@ class LogSource:
 def log_sources(paths: List[str], journal: bool) -> List[LogSource]:
     """The logs an import reads: the journal (--journal), then the files; none named, this host's."""
     sources = [LogSource(journal_lines(), JOURNAL)] if journal else []
-    sources += [LogSource(open_log(p), p, not_after=file_mtime(p), dated_by=functools.partial(full_date_of, p)) for p in paths]
+    sources += [LogSource(open_log(p), p, not_after=file_mtime(p), dated_by=functools.partial(full_date_of, p),
+                          path=p if p != "-" else None) for p in paths]
     if not sources:
         lines, name = host_log()
         # printk's clock runs with CLOCK_MONOTONIC here
@@ -79,6 +82,48 @@ def open_log(path: str) -> Iterator[str]:
             return
         with buf:
             yield from report_lines(buf)
+
+
+class MappedLog:
+    """A plain log file mapped, with the regions of its reports (kernel/logscan.py)."""
+
+    def __init__(self, buf: mmap.mmap):
+        self.buf = buf
+        self.regions: List[Tuple[int, int]] = list(fast_report_regions(buf))
+
+    def lines(self, lo: int = 0, hi: Optional[int] = None) -> Iterator[str]:
+        """The lines of regions[lo:hi], as open_log gives them."""
+        return region_lines(self.buf, self.regions[lo:hi])
+
+    def close(self) -> None:
+        self.buf.close()
+
+    def __enter__(self) -> "MappedLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def map_log(path: str) -> Optional[MappedLog]:
+    """A plain file mapped and scanned (as open_log reads it); None for a .gz or what cannot be
+    mapped (open_log reads those)."""
+    try:
+        f = open(path, "rb")
+    except OSError as exc:
+        raise ImportProblem(f"cannot read {path}: {exc.strerror}") from None
+    with f:
+        if f.read(2) == b"\x1f\x8b":
+            return None
+        try:
+            buf = _map(f.fileno())
+        except (OSError, ValueError):  # empty file, or not mappable (a pipe, /proc)
+            return None
+    try:
+        return MappedLog(buf)
+    except BaseException:
+        buf.close()
+        raise
 
 
 def full_date_of(path: str) -> Optional[Tuple[float, str]]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import ctypes
 import re
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Iterable, Iterator, Optional, Tuple
 
 _ANCHOR = re.compile(
     rb"invoked oom-killer|Killed process|oom_reaper: reaped process|killed as a result of limit of"
@@ -192,5 +192,10 @@ def _fast_report_regions(buf, finder: _Finder) -> Iterator[Tuple[int, int]]:
 
 def report_lines(buf, fast: bool = True) -> Iterator[str]:
     """The lines of every report region, decoded (invalid UTF-8 replaced)."""
-    for s, e in (fast_report_regions if fast else report_regions)(buf):
+    return region_lines(buf, (fast_report_regions if fast else report_regions)(buf))
+
+
+def region_lines(buf, regions: Iterable[Tuple[int, int]]) -> Iterator[str]:
+    """The lines of these regions of ``buf``, decoded (invalid UTF-8 replaced)."""
+    for s, e in regions:
         yield from bytes(buf[s:e]).decode("utf-8", "replace").split("\n")  # never splitlines(): U+2028 & co. are text

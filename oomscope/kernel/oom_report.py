@@ -360,6 +360,8 @@ class OomReportParser:
         self._last_group: Optional[str] = None
         self._last_done: Optional[OomReport] = None  # the last report with a header, once its Killed line came
         self._sacrifice: Optional[Tuple[int, str]] = None  # (pid, message) of a pre-4.19 "Kill process" line
+        #: headers read: a report begun by one (importer/split.py checks that a part begins so)
+        self.headers = 0
 
     def feed(self, record: KmsgRecord) -> List[OomReport]:
         text = record.text
@@ -459,6 +461,7 @@ class OomReportParser:
         m = _RE_HEADER.match(line)
         if m:
             orphan = self._orphan()  # the previous report's summary without its Killed line
+            self.headers += 1
             self._cur = OomReport(
                 has_header=True,
                 started=True,

@@ -13,7 +13,18 @@ from ..model import Capture
 from ..report.index import IndexRow, render_index, row_for
 from ..safefs import Dir
 from .finisher import HTML
-from .series import SERIES_JSON, WINDOW_S, SeriesIndex, entry_for, read_series_json, read_window
+from .series import SERIES_JSON, WINDOW_S, SeriesIndex, SeriesKill, entry_for, read_series_json, read_window
+
+
+def index_parts(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Tuple[IndexRow, Optional[SeriesKill]]:
+    """A kill's row in the index and, for a kernel's kill, its series entry (its folder is given
+    by OutputIndex.add_parts): user-space kills and throttle episodes are listed apart, in no series."""
+    try:
+        row = row_for(capture, analysis)
+    except Exception:  # one odd capture gets a row of what is certain
+        row = IndexRow(kill_id=str(capture.kill_id), when=str(capture.times.kill_wall or ""), victim=f"{capture.victim.pid}",
+                       cgroup="?", usage="?", limit="?", categories="", incident="", href="")
+    return row, (entry_for("", capture, row.categories) if row.kind == "kernel" else None)
 
 
 class OutputIndex:
@@ -50,14 +61,14 @@ class OutputIndex:
                     self.skipped.append((name, f"{type(exc).__name__}: {exc}"))
 
     def _add(self, folder: str, capture: Capture, analysis: Optional[KillAnalysis] = None, page: bool = True) -> None:
-        try:
-            row = row_for(capture, analysis)
-        except Exception:  # one odd capture gets a row of what is certain
-            row = IndexRow(kill_id=str(capture.kill_id), when=str(capture.times.kill_wall or ""), victim=f"{capture.victim.pid}",
-                           cgroup="?", usage="?", limit="?", categories="", incident="", href="")
+        self.add_parts(folder, *index_parts(capture, analysis), page=page)
+
+    def add_parts(self, folder: str, row: IndexRow, entry: Optional[SeriesKill], page: bool = True) -> None:
+        """A kill by its row and series entry made already (index_parts: import's second process makes them)."""
         self.rows[folder] = row
-        if row.kind == "kernel":  # user-space kills and throttle episodes are listed apart, in no series
-            self.series.add(entry_for(folder, capture, row.categories))
+        if entry is not None:
+            entry.folder = folder
+            self.series.add(entry)
         self.page(folder, page)
 
     def page(self, folder: str, written: bool = True) -> None:

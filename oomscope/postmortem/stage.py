@@ -76,6 +76,13 @@ class PostMortems:
         self._index_dirty = True
         return Finished(job, html_path, error, category, cause_words(capture, analysis), series=self._series_info(folder))
 
+    def kill_made(self, job: int, capture_path: str, row, entry) -> Finished:
+        """As ``kill`` on demand (import), for a kill whose index row and series entry were made
+        already (postmortem/index.py index_parts, by import's second process)."""
+        self.index.add_parts(os.path.basename(os.path.dirname(capture_path)), row, entry, page=False)
+        self._index_dirty = True
+        return Finished(job, None, None, "", None)
+
     def _series_info(self, folder: str) -> Optional[Dict[str, Any]]:
         series = getattr(self.index, "series", None)
         return series.info(folder) if series is not None else None

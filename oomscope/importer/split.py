@@ -1,0 +1,217 @@
+"""A large log read by two processes (issue 29: a storm's parse is the import's time, ~2 s of one
+core for 4,446 kills, and this machine has two).
+
+The log's report regions (kernel/logscan.py) are cut in two at a report's header: this process
+reads the first part as ever (importer/run.py), a forked one the second, and writes its kills
+itself. What a reader carries from one line to the next (the year of a yearless syslog, the
+made-up clock of undated lines, the record count, the parser's state, the lines dated by their
+printk time) is the second process's to know exactly: it reads the first part too, for that
+state alone (the lines and the parser: ~45% of the full cost, measured for issue 29), then its own
+part with it: its kills are those the log read at one go gives (tests/unit/test_import_split.py).
+A header ends every group kill (kernel/oom_report.py: the parser forgets the last group), so the
+first part's kills are complete at the cut: this process gives them out without waiting.
+
+If the second part does not begin with a header after all (a line that only looks like one),
+the worker says so before writing anything, and this process reads the second part itself, on
+from its own state. If the worker dies, the kills it said it wrote are kept and this process
+reads the second part for the rest.
+
+The worker's outcome is a file of pickled records (a temporary file, not a pipe: nothing waits
+on the reader), read once the worker has ended: per batch the kills made
+(kill id, the line that says it, its index row and series entry, or why it was skipped) and what
+the writer did with each, then ("end", kills read, the read problems).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import signal
+import tempfile
+import threading
+import time
+from typing import IO, Any, Iterator, List, Optional, Tuple
+
+from ..postmortem.index import index_parts
+from ..terminal import terminal_safe
+from .kills import KillReader, NotAHeader
+
+#: a log whose report regions hold less than this is read by one process (a fork and the second
+#: process reading the first part again cost more than they save; the storm's 4,446 kills are ~14 MB)
+SPLIT_MIN_BYTES = 4 << 20
+#: the share of the regions' bytes this process reads: the worker reads the first part too, for its
+#: state, at ~45% of the cost of reading it (measured for issue 29), and writes its own kills
+SPLIT_SHARE = 0.6
+_HEADER = b"invoked oom-killer"
+#: kills the worker writes between two flushes (as importer/run.py)
+_BATCH_KILLS = 256
+_BATCH_SECONDS = 1.0
+
+
+def can_fork() -> bool:
+    """A process can be forked here, and no thread of this one would be copied half-way (the
+    worker is forked before the writer process and any thread)."""
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+def split_point(buf, regions: List[Tuple[int, int]], share: float = SPLIT_SHARE, min_bytes: int = SPLIT_MIN_BYTES) -> Optional[int]:
+    """The index of the region where the second part begins: the first at or after ``share`` of
+    the regions' bytes whose first line holds a report's header; None when the log is too small
+    or has no such region after the first."""
+    total = sum(e - s for s, e in regions)
+    if total < min_bytes or len(regions) < 2:
+        return None
+    want = total * share
+    done = 0
+    for k, (s, e) in enumerate(regions):
+        if k > 0 and done >= want and starts_a_report(buf, s, e):
+            return k
+        done += e - s
+    return None
+
+
+def starts_a_report(buf, s: int, e: int) -> bool:
+    """The region's first line holds a header and does not continue the line before (an indented line)."""
+    nl = buf.find(b"\n", s, e)
+    first = buf[s:e if nl < 0 else nl]
+    return _HEADER in first and first[:1] not in (b" ", b"")
+
+
+class Worker:
+    """The second part's reader and writer, in a forked process (see the module)."""
+
+    def __init__(self, mapped, k: int, reader_args: dict, output: str, write_batch):
+        self.pid = 0
+        self._out: Optional[IO[bytes]] = tempfile.TemporaryFile(prefix="oomscope-import-")
+        try:
+            self._said, said = os.pipe()
+        except OSError:
+            self._out.close()
+            raise
+        try:
+            pid = os.fork()
+        except OSError:
+            self._out.close()
+            os.close(self._said)
+            os.close(said)
+            raise
+        if pid == 0:  # the worker: never back into the caller
+            code = 0
+            try:
+                os.close(self._said)
+                _work(self._out, said, mapped, k, reader_args, output, write_batch)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(said)
+        self.pid = pid
+
+    def verdict(self) -> bool:
+        """Whether the worker reads the second part (it begins with a header): True; False when
+        it does not, or the worker ended before saying (it then wrote nothing)."""
+        if self._said < 0:
+            return False
+        try:
+            said = os.read(self._said, 1)
+        except OSError:
+            said = b""
+        os.close(self._said)
+        self._said = -1
+        return said == b"1"
+
+    def wait(self) -> Optional[int]:
+        """Waits for the worker's end: its exit status (None: it was already waited for)."""
+        if not self.pid:
+            return None
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = 0
+        return os.waitstatus_to_exitcode(status)
+
+    def records(self) -> Iterator[Any]:
+        """The worker's records, once it has ended; those of a worker cut short end where it died."""
+        f = self._out
+        if f is None:
+            return
+        f.seek(0)
+        while True:
+            try:
+                yield pickle.load(f)
+            except (EOFError, pickle.UnpicklingError, AttributeError, ValueError, TypeError, IndexError):
+                return
+
+    def stop(self) -> None:
+        """Ends the worker (the import failed, or is over) and closes its file."""
+        if self._said >= 0:
+            os.close(self._said)
+            self._said = -1
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.wait()
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+
+def _work(out: IO[bytes], said: int, mapped, k: int, reader_args: dict, output: str, write_batch) -> None:
+    def record(obj) -> None:
+        pickle.dump(obj, out, protocol=pickle.HIGHEST_PROTOCOL)
+
+    reader = KillReader(**dict(reader_args, problems=None))
+    for _ in reader.read(mapped.lines(0, k), capture=False):  # the first part: its state alone
+        pass
+    problems: List[str] = []
+    reader.problems = problems
+    kills = reader.read(mapped.lines(k), first_is_header=True)
+    try:
+        first = next(kills, None)
+    except NotAHeader:
+        os.write(said, b"0")
+        return
+    os.write(said, b"1")  # at once: the caller waits on it once its own part is read
+    os.close(said)
+    found = 0
+    made: List[tuple] = []
+    items: List[Tuple[str, str]] = []
+    last = time.monotonic()
+
+    def flush() -> None:
+        nonlocal made, items, last
+        results, flush_error = write_batch(output, items) if items else ([], None)
+        record(("batch", made, results, flush_error))
+        out.flush()
+        made, items, last = [], [], time.monotonic()
+
+    for imp in itertools.chain([first] if first is not None else [], kills, reader.end()):
+        found += 1
+        cap = imp.capture
+        try:
+            text = cap.to_json(None)  # capture.json on one line (as importer/run.py)
+        except Exception as exc:  # one odd kill must not cost the others
+            made.append((cap.kill_id, None, None, None, f"{type(exc).__name__}: {exc}"))
+        else:
+            row, entry = index_parts(cap)
+            made.append((cap.kill_id, said_head(imp), row, entry, None))
+            items.append((cap.kill_id, text))
+        if len(made) >= _BATCH_KILLS or time.monotonic() - last >= _BATCH_SECONDS:
+            flush()
+    if made:
+        flush()
+    record(("end", found, problems))
+    out.flush()
+
+
+def said_head(imp) -> str:
+    """A kill's line up to the path it was written to (importer/run.py says it once it is on disk)."""
+    cap = imp.capture
+    state = ("full report" if imp.report.has_header else
+             "report without its first lines" if imp.report.memory_stat or imp.report.memory else
+             "summary line only" if imp.report.killed_from_summary else "Killed line only")
+    label = cap.workload.label()
+    return (f"{cap.times.kill_wall or cap.kill_id} kill pid={cap.victim.pid} comm={terminal_safe(cap.victim.comm)!r} "
+            f"memcg={terminal_safe(cap.cgroup.oom_memcg or '?')}" + (f" workload={terminal_safe(label)!r}" if label else "")
+            + f" ({state}) -> ")

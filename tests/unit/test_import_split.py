@@ -1,0 +1,142 @@
+"""A large log read in two processes (importer/split.py) gives what the log read at one go gives:
+the same captures, the same lines said, the same series, wherever it is cut, including a yearless
+syslog whose year comes from a line of the first part, undated lines (the made-up clock and the
+record count go on from the first part), a memory.oom.group kill, rate-limited kills, and a cut
+where no header begins (the worker refuses, this process reads on) or a worker that dies."""
+
+import io
+import json
+import os
+
+import pytest
+
+from oomscope.importer import run, split
+from oomscope.importer.sources import map_log
+from oomscope.model import Capture
+
+from ..conftest import fixture_text
+
+
+def _noise(n: int, start: int) -> str:
+    return "".join(f"[{1000 + i / 1000:12.6f}] eth0: link up, an ordinary message {i}\n" for i in range(start, start + n))
+
+
+def mixed_log() -> str:
+    """Reports in several shapes one after another, ordinary lines between them: an RFC 3339
+    syslog (a date with its year) before a classic syslog without one (its year from that line),
+    a dmesg -t log (no clock: the made-up clock and the record count carry on), group kills (a
+    /dev/kmsg dump and caller ids), a storm of rate-limited kills."""
+    parts = [
+        fixture_text("logs", "syslog-iso-v2-6.1.txt"),
+        fixture_text("logs", "kern.log-v2-6.1.txt"),
+        fixture_text("logs", "dmesg-t-undated-v1-6.18.txt"),
+        fixture_text("kmsg", "v2-6.1-group.kmsg"),
+        fixture_text("logs", "group-kill-caller-id-5.0.txt"),
+        fixture_text("kmsg", "v1-6.18-storm.kmsg"),
+        fixture_text("logs", "dmesg-v1-6.18.txt"),
+    ]
+    return "".join(_noise(50, 100 * i) + p + ("" if p.endswith("\n") else "\n") for i, p in enumerate(parts)) + _noise(50, 900)
+
+
+def _write_log(tmp_path) -> str:
+    log = str(tmp_path / "mixed.log")
+    with open(log, "w") as f:
+        f.write(mixed_log())
+    os.utime(log, (1795000000, 1795000000))  # the year of yearless dates nothing else dates: fixed
+    return log
+
+
+def _imported(log: str, out: str):
+    o, e = io.StringIO(), io.StringIO()
+    run.run_import([log], False, None, out, lambda *a, **k: "<html></html>", o, e)
+    caps = {}
+    for name in sorted(os.listdir(out)):
+        path = os.path.join(out, name, "capture.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                d = Capture.from_dict(json.load(f)).to_dict()
+            d["times"].pop("captured_wall", None)
+            caps[name] = d
+    with open(os.path.join(out, "series.json")) as f:
+        series = json.load(f)
+    return caps, o.getvalue().replace(out, "OUT"), e.getvalue().replace(out, "OUT"), series
+
+
+@pytest.fixture
+def forced(monkeypatch):
+    """Split at the region given (None: not split), whatever the log's size."""
+    at = {"k": None}
+    monkeypatch.setattr(run, "split_point", lambda buf, regions: at["k"])
+    monkeypatch.setattr(split, "can_fork", lambda: True)
+    return at
+
+
+def test_a_log_cut_at_any_region_imports_as_at_one_go(tmp_path, forced):
+    log = _write_log(tmp_path)
+    whole = _imported(log, str(tmp_path / "whole"))
+    caps = whole[0]
+    assert len(caps) > 100
+    assert any(c["incident"] and len(c["incident"].get("victims") or []) > 1 for c in caps.values()), "a group kill"
+    assert any(c["kill_id"].startswith("undated-line") for c in caps.values()), "undated lines"
+    assert any(c["kill_id"].startswith("2026") and any("taken from the line before them" in n for n in c["notes"])
+               for c in caps.values()), "a yearless date given its year by a line before it"
+    with map_log(log) as mapped:
+        n = len(mapped.regions)
+        headers = [k for k in range(1, n) if split.starts_a_report(mapped.buf, *mapped.regions[k])]
+    assert len(headers) >= 10
+    cuts = sorted(set(headers) | set(range(1, n, max(1, n // 12))))  # every header, and cuts where none begins
+    for k in cuts:
+        forced["k"] = k
+        got = _imported(log, str(tmp_path / f"cut{k}"))
+        assert got[0] == caps, k
+        assert got[1] == whole[1], k
+        assert got[2].replace(" 1 kill(s)", "") == whole[2].replace(" 1 kill(s)", ""), k
+        assert got[3] == whole[3], k
+
+
+def test_the_worker_refuses_a_cut_where_no_header_begins(tmp_path, forced, monkeypatch):
+    log = _write_log(tmp_path)
+    whole = _imported(log, str(tmp_path / "whole"))
+    with map_log(log) as mapped:
+        k = next(k for k in range(1, len(mapped.regions)) if not split.starts_a_report(mapped.buf, *mapped.regions[k]))
+    said = []
+    real = split.Worker.verdict
+    monkeypatch.setattr(split.Worker, "verdict", lambda self: said.append(real(self)) or said[-1])
+    forced["k"] = k
+    got = _imported(log, str(tmp_path / "cut"))
+    assert said == [False]
+    assert got[0] == whole[0] and got[1] == whole[1] and got[3] == whole[3]
+
+
+def test_a_worker_that_dies_keeps_what_it_wrote_and_the_rest_is_read_here(tmp_path, forced, monkeypatch):
+    log = _write_log(tmp_path)
+    whole = _imported(log, str(tmp_path / "whole"))
+    with map_log(log) as mapped:
+        forced["k"] = next(k for k in range(1, len(mapped.regions)) if split.starts_a_report(mapped.buf, *mapped.regions[k]))
+    calls = []
+    real = split.index_parts
+
+    def dies(cap):  # in the worker: its third batch is never written
+        calls.append(1)
+        if len(calls) > 20:
+            os._exit(3)
+        return real(cap)
+
+    monkeypatch.setattr(split, "index_parts", dies)
+    monkeypatch.setattr(split, "_BATCH_KILLS", 8)
+    out = str(tmp_path / "cut")
+    got = _imported(log, out)
+    assert got[0] == whole[0] and got[1] == whole[1] and got[3] == whole[3]
+    assert "the second reading process ended early; its 16 kill(s) are kept" in got[2]
+
+
+def test_only_a_large_log_is_cut_and_at_a_header(tmp_path):
+    log = _write_log(tmp_path)
+    with map_log(log) as mapped:
+        assert split.split_point(mapped.buf, mapped.regions) is None  # ~100 kB of reports: one process
+        k = split.split_point(mapped.buf, mapped.regions, min_bytes=0)
+        assert k is not None and split.starts_a_report(mapped.buf, *mapped.regions[k])
+        total = sum(e - s for s, e in mapped.regions)
+        assert sum(e - s for s, e in mapped.regions[:k]) >= split.SPLIT_SHARE * total
+    data = b"x" * 10 + b"\n  indented invoked oom-killer: gfp_mask=0x0\n"
+    assert not split.starts_a_report(data, 10, len(data))  # a continuation line is not where a part begins
