@@ -388,7 +388,8 @@ class Collector:
         if wake is None or self.finisher.busy or getattr(self.finisher, "proc", True) is not None:
             return  # in-process, or running
         # a kill in flight (its capture is being built: the worker starts meanwhile), or one near
-        if self.joiner.pending or any(n.seconds_to_limit() <= WAKE_WORKER_WITHIN_S for n in self.sampler.store.near_limit(8)):
+        if any(_may_be_in_scope(k, self.opts.cgroup) for k in self.joiner.pending) or \
+                any(n.seconds_to_limit() <= WAKE_WORKER_WITHIN_S for n in self.sampler.store.near_limit(8)):
             wake()
 
     def _on_mark_victim(self, kill: PendingKill, ev: OomEvent) -> None:
@@ -599,6 +600,18 @@ class Collector:
 THROTTLE_EVERY_NS = 1_000_000_000  # readings are handed to the throttling detector once a second
 # A SIGKILL older than this before oom:mark_victim was not the OOM killer's (a pid reused since)
 SNAPSHOT_MAX_LEAD_NS = 1_000_000_000
+
+
+def _may_be_in_scope(kill: PendingKill, scope: Optional[str]) -> bool:
+    """A kill in flight that --cgroup may keep (``_in_scope`` decides once it is placed): the
+    victim's cgroup as read at its event, or as its report names it, within the scope; unknown
+    yet: True. Only such a kill wakes a worker gone idle: with --cgroup, every kill elsewhere on
+    the host (another team's storm) woke it and kept it, 20 MiB anonymous, for nothing
+    (bench/lean.py: the worker of a 500-cgroup run never left while a soak killed beside it)."""
+    if scope is None:
+        return True
+    cgroup = kill.proc_cgroup or _report_cgroup(kill)  # not its parent's: a guess that may move
+    return cgroup is None or cgroup_within(cgroup, scope)
 
 
 def _report_cgroup(kill: PendingKill) -> Optional[str]:
