@@ -603,15 +603,18 @@ SNAPSHOT_MAX_LEAD_NS = 1_000_000_000
 
 
 def _may_be_in_scope(kill: PendingKill, scope: Optional[str]) -> bool:
-    """A kill in flight that --cgroup may keep (``_in_scope`` decides once it is placed): the
-    victim's cgroup as read at its event, or as its report names it, within the scope; unknown
-    yet: True. Only such a kill wakes a worker gone idle: with --cgroup, every kill elsewhere on
-    the host (another team's storm) woke it and kept it, 20 MiB anonymous, for nothing
-    (bench/lean.py: the worker of a 500-cgroup run never left while a soak killed beside it)."""
+    """A kill in flight that --cgroup will keep (``_in_scope`` decides once it is placed): the
+    victim's cgroup as read at its event, or as its report names it, within the scope. Only such
+    a kill wakes a worker gone idle: with --cgroup, every kill elsewhere on the host (another
+    team's storm) woke it and kept it, 20 MiB anonymous, for nothing (bench/lean.py: the worker of
+    a 500-cgroup run never left while a soak killed beside it). A kill whose cgroup is not known
+    yet does not wake it (a victim gone before /proc/<pid>/cgroup was read, its report a few ms
+    behind its event: the same run's worker was still woken by them); its report's cgroup comes
+    at the next drain, and a kill recorded without any starts the worker by its request."""
     if scope is None:
         return True
     cgroup = kill.proc_cgroup or _report_cgroup(kill)  # not its parent's: a guess that may move
-    return cgroup is None or cgroup_within(cgroup, scope)
+    return cgroup is not None and cgroup_within(cgroup, scope)
 
 
 def _report_cgroup(kill: PendingKill) -> Optional[str]:

@@ -259,16 +259,19 @@ def test_with_cgroup_only_a_kill_that_may_be_within_it_wakes_the_worker():
     pending += [elsewhere, mine_not, reported_elsewhere]
     Collector._wake_worker(loop)
     assert fin.wakes == 0
-    # within the scope, read at its event or named by its report; or not known yet (a victim gone
-    # before /proc/<pid>/cgroup was read, its report not in): the worker is woken
-    for kill in (PendingKill(pid=20, first_seen_ns=0, proc_cgroup="/mine/c1"),
-                 PendingKill(pid=21, first_seen_ns=0, report=OomReport(summary=OomSummary(task_memcg="/mine"))),
-                 PendingKill(pid=22, first_seen_ns=0)):
-        pending[:] = [elsewhere, kill]
-        Collector._wake_worker(loop)
-    assert fin.wakes == 3
+    # not known yet (a victim gone before /proc/<pid>/cgroup was read, its report not in): not yet
+    unknown = PendingKill(pid=22, first_seen_ns=0)
+    pending.append(unknown)
+    Collector._wake_worker(loop)
+    assert fin.wakes == 0
+    # its report comes, naming a cgroup within the scope; or one read at its event: woken
+    unknown.report = OomReport(summary=OomSummary(task_memcg="/mine"))
+    Collector._wake_worker(loop)
+    pending[:] = [elsewhere, PendingKill(pid=20, first_seen_ns=0, proc_cgroup="/mine/c1")]
+    Collector._wake_worker(loop)
+    assert fin.wakes == 2
     # without --cgroup every kill is recorded: any one wakes it
     loop.opts.cgroup = None
     pending[:] = [elsewhere]
     Collector._wake_worker(loop)
-    assert fin.wakes == 4
+    assert fin.wakes == 3
