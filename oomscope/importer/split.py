@@ -37,9 +37,9 @@ from ..postmortem.index import index_parts
 from ..terminal import terminal_safe
 from .kills import KillReader, NotAHeader
 
-#: a log whose report regions hold less than this is read by one process (a fork and the second
-#: process reading the first part again cost more than they save; the storm's 4,446 kills are ~14 MB)
-SPLIT_MIN_BYTES = 4 << 20
+#: a log whose report regions hold less than this is read by one process (~300 kills, ~0.15 s of
+#: reading here: the fork and the second process's own start cost ~10 ms; the storm's 4,446 kills are ~14 MB)
+SPLIT_MIN_BYTES = 1 << 20
 #: the share of the regions' bytes this process reads: the worker reads the first part too, for its
 #: state, at ~45% of the cost of reading it (measured for issue 29), and writes its own kills
 SPLIT_SHARE = 0.6
@@ -55,10 +55,12 @@ def can_fork() -> bool:
     return hasattr(os, "fork") and threading.active_count() == 1
 
 
-def split_point(buf, regions: List[Tuple[int, int]], share: float = SPLIT_SHARE, min_bytes: int = SPLIT_MIN_BYTES) -> Optional[int]:
+def split_point(buf, regions: List[Tuple[int, int]], share: Optional[float] = None, min_bytes: Optional[int] = None) -> Optional[int]:
     """The index of the region where the second part begins: the first at or after ``share`` of
     the regions' bytes whose first line holds a report's header; None when the log is too small
     or has no such region after the first."""
+    share = SPLIT_SHARE if share is None else share
+    min_bytes = SPLIT_MIN_BYTES if min_bytes is None else min_bytes
     total = sum(e - s for s, e in regions)
     if total < min_bytes or len(regions) < 2:
         return None
