@@ -3,7 +3,8 @@
 #
 #   ./setup.sh          install: bcc (python3-bpfcc), kernel headers, tracefs, a virtualenv, oomscope
 #   ./setup.sh demo     install, then record a real OOM kill in a sandbox cgroup -> a post-mortem
-#   ./setup.sh test     install, then run the whole test suite: the container image built
+#   ./setup.sh test     install (and fetch Go 1.22 and 1.24 for the Go tests: tests/go-toolchains.sh),
+#                       then run the whole test suite: the container image built
 #                       (packaging/image/build.sh), unit + system tests on this host (one runs the
 #                       image as the DaemonSet does), then the system tests in VMs booting Debian's
 #                       6.1 and 6.12 kernels and the newest 7.x (cgroup v2; the 7.x packages are fetched from
@@ -162,6 +163,11 @@ main() {
     if [ "$what" = "test" ]; then
         apt_install vagrant chromium openjdk-17-jdk-headless prometheus mmdebstrap umoci runc iproute2 libcap2-bin \
             stress-ng systemd util-linux golang-go poppler-utils
+        # Go 1.22 and 1.24 (Debian 12 packages 1.19 alone), whose runtime layouts oomscope reads: Debian's
+        # golang-1.X-go and -src from bookworm-backports and trixie, unpacked into
+        # /var/lib/oomscope/go-toolchains, never installed (tests/go-toolchains.sh: ~90 MB, ~20 s the
+        # first time, nothing asked of the mirror once there)
+        "$HERE/tests/go-toolchains.sh" >/dev/null || log "Go toolchains: not all fetched (their Go tests will fail)"
     fi
     case "$what" in
         install)

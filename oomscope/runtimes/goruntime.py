@@ -20,16 +20,34 @@ and reads its DWARF with Go's own debug/dwarf), and the sizes of the variables i
 checked against the table before anything is read: a binary whose sizes differ is "not read".
 A version not in the table is said ("unknown Go version"), never guessed.
 
-Only Go 1.19 is in the table because only 1.19 could be built and checked here: Debian 12 (this
-project's hosts and VMs) packages golang-1.19 alone (``apt-cache policy 'golang-1.*'``), and a
-prebuilt toolchain from go.dev (or GOTOOLCHAIN's download) is the kind of download this project does
-not make. The layouts do differ: Go 1.18's gcControllerState has ``trigger`` and ``heapGoal`` and
-none of ``memoryLimit``, ``heapInUse``, ``heapFree``, ``totalAlloc`` (HeapInuse came from mstats
-then), and mstats' size and ``numgc``'s offset move with its fields; the GC goal's
-formula changed with GOMEMLIMIT (1.19) and its headroom after. So a version is added with a binary
-built by that Go: Debian's golang-1.2x-go of bookworm-backports or trixie, fetched and unpacked
-without installing as tests/vm/run-matrix.sh fetches its 7.x kernels, then this table's entry checked
-against that binary's DWARF by tests/unit/test_go_layout.py and read by tests/system/test_go_runtime.py.
+The table holds Go 1.19, 1.22 and 1.24 on amd64: the versions that could be built and checked
+here. Debian 12 (this project's hosts and VMs) packages golang-1.19 alone; 1.22 comes from
+bookworm-backports and 1.24 from Debian 13 (trixie), fetched and unpacked without installing by
+tests/go-toolchains.sh (as tests/vm/run-matrix.sh fetches its 7.x kernels; ./setup.sh test runs it).
+A prebuilt toolchain from go.dev (or GOTOOLCHAIN's download) is the kind of download this project
+does not make. Each entry is checked against the DWARF of a binary built by that Go
+(tests/unit/test_go_layout.py) and read end to end by tests/system/test_go_runtime.py.
+
+What differs between them, and why no other version is guessed from these:
+
+- offsets: Go 1.18's gcControllerState has ``trigger`` and ``heapGoal`` and none of ``memoryLimit``,
+  ``heapInUse``, ``heapFree``, ``totalAlloc`` (HeapInuse came from mstats then). 1.19 has 424 bytes
+  of it; by 1.22 ``consMarkController`` (a 64-byte PI controller) gave way to ``lastConsMark``
+  (4 floats: 32 bytes), so every field from ``gcPercentHeapGoal`` on sits 32 bytes earlier (392
+  bytes). mstats lost ``gcPauseDist`` (13512 bytes in 1.19, 7744 in 1.22 and 1.24), ``numgc`` kept
+  its offset. 1.22 and 1.24 measured the same offsets (both DWARFs), yet are two entries: each
+  version is a claim checked against its own binary.
+- the GC goal under a memory limit (runtime/mgcpacer.go, ``memoryLimitHeapGoal``): 1.19 keeps 1 MiB
+  of headroom under the limit (``memoryLimitHeapGoalHeadroom``); in 1.22 and 1.24 (the sources read
+  here; 1.20 and 1.21 were not) the headroom is 3% of the goal (``memoryLimitHeapGoalHeadroomPercent``),
+  at least 1 MiB (``memoryLimitMinHeapGoalHeadroom``). The rest of ``heapGoalInternal`` (sweep distance, 64 KiB of
+  runway past the trigger) is the same in the three.
+- the heap profile's stacks (runtime/mprof.go): up to ``maxStack`` = 32 PCs in 1.19 and 1.22; from
+  1.23 a bucket holds up to ``debug.profstackdepth`` PCs (GODEBUG profstackdepth, 128 by default),
+  at most ``maxProfStackDepth`` = 1024, the bound used for 1.24. ``bucket`` (48 bytes), ``memRecord``
+  (active then future[3], each 4 words) and ``mProfCycle`` (the cycle shifted left by one, the low
+  bit "flushed") are the same in the three, and so is what MemProfile folds in (the pending cycle;
+  every cycle before the first GC).
 
 The workload chose every byte decoded here (its binary, its memory): every count is bounded and
 every figure checked for plausibility before it is believed.
@@ -40,14 +58,14 @@ from __future__ import annotations
 import math
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Optional, Tuple
 
 from ..errors import OomscopeError
 from .elf import EM_X86_64, Elf, ReadAt
 
-__all__ = ["GoRuntimeError", "GoLayout", "LAYOUTS", "GoHeap", "build_version", "layout_for",
-           "decode_heap", "heap_goal", "scale_heap_sample", "BUILDINFO_MAGIC"]
+__all__ = ["GoRuntimeError", "GoLayout", "LAYOUTS", "GO_1_19_AMD64", "GO_1_22_AMD64", "GO_1_24_AMD64", "GoHeap",
+           "build_version", "layout_for", "decode_heap", "heap_goal", "scale_heap_sample", "BUILDINFO_MAGIC"]
 
 BUILDINFO_MAGIC = b"\xff Go buildinf:"
 #: the version string of a build info blob (go1.19.8 is 8 bytes; "devel go1.22-abcdef0 Tue ..." ~50)
@@ -147,7 +165,8 @@ class GoLayout:
     mem_record_futures: int
     # runtime/mgcpacer.go, heapGoalInternal and memoryLimitHeapGoal
     min_runway: int = 64 << 10
-    memory_limit_headroom: int = 1 << 20
+    memory_limit_headroom: int = 1 << 20       # the least headroom under the limit (all: 1 MiB)
+    memory_limit_headroom_percent: int = 0     # the headroom's share of the goal (1.22, 1.24: 3%)
 
 
 #: Go 1.19 on amd64. Every offset read from the DWARF of a binary Debian's golang-go 1.19.8 built
@@ -163,7 +182,24 @@ GO_1_19_AMD64 = GoLayout(
     mem_record_size=128, mem_record_futures=3,
 )
 
-LAYOUTS: Dict[Tuple[str, int], GoLayout] = {(GO_1_19_AMD64.release, GO_1_19_AMD64.machine): GO_1_19_AMD64}
+#: Go 1.22 on amd64, from the DWARF of a binary Debian's golang-1.22-go 1.22.12 (bookworm-backports)
+#: built: gcControllerState 32 bytes shorter (lastConsMark for consMarkController), mstats without
+#: gcPauseDist; memoryLimitHeapGoal's headroom 3% of the goal, at least 1 MiB (runtime/mgcpacer.go).
+GO_1_22_AMD64 = GoLayout(
+    release="go1.22", machine=EM_X86_64, gc_controller_size=392, memstats_size=7744,
+    gc_percent=0, memory_limit=8, gc_percent_heap_goal=72, sweep_dist_min_trigger=80, triggered=88,
+    heap_live=104, heap_marked=152, heap_in_use=272, heap_released=280, heap_free=288, total_alloc=296,
+    total_free=304, mapped_ready=312, numgc=7704,
+    bucket_size=48, bucket_allnext=8, bucket_typ=16, bucket_nstk=40, mem_profile_type=1, max_stack=32,
+    mem_record_size=128, mem_record_futures=3, memory_limit_headroom_percent=3,
+)
+
+#: Go 1.24 on amd64, from the DWARF of a binary Debian's golang-1.24-go 1.24.4 (trixie) built: the
+#: offsets and sizes of 1.22 (checked again against that binary, not assumed); a bucket's stack up to
+#: debug.profstackdepth PCs, at most maxProfStackDepth = 1024 (runtime/mprof.go, since 1.23).
+GO_1_24_AMD64 = replace(GO_1_22_AMD64, release="go1.24", max_stack=1024)
+
+LAYOUTS: Dict[Tuple[str, int], GoLayout] = {(L.release, L.machine): L for L in (GO_1_19_AMD64, GO_1_22_AMD64, GO_1_24_AMD64)}
 
 _RELEASE = re.compile(r"go(1\.[0-9]+)(?:\.[0-9]+)?")
 
@@ -219,10 +255,11 @@ def _u64(raw: bytes, off: int) -> int:
 
 def heap_goal(layout: GoLayout, gc_percent_goal: int, sweep_dist_min_trigger: int, triggered: int,
               memory_limit: int, heap_free: int, heap_alloc: int, mapped_ready: int, heap_marked: int) -> int:
-    """The GC's goal as Go 1.19's ``gcControllerState.heapGoalInternal`` computes it: the GOGC
-    goal, or the memory limit's when smaller (``memoryLimitHeapGoal``: the limit less the memory
-    that is not heap objects, less what the runtime's memory is over it, less 1 MiB of headroom,
-    never under the heap marked at the last GC); else the GOGC goal moved up to keep a minimum
+    """The GC's goal as ``gcControllerState.heapGoalInternal`` computes it (runtime/mgcpacer.go of
+    1.19, 1.22, 1.24): the GOGC goal, or the memory limit's when smaller (``memoryLimitHeapGoal``:
+    the limit less the memory that is not heap objects, less what the runtime's memory is over it,
+    less the headroom: 1 MiB in 1.19, 3% of that goal but at least 1 MiB in 1.22 and 1.24; never under
+    the heap marked at the last GC); else the GOGC goal moved up to keep a minimum
     sweep distance and 64 KiB of runway past the trigger."""
     goal = gc_percent_goal
     limit_goal = None
@@ -233,7 +270,7 @@ def heap_goal(layout: GoLayout, gc_percent_goal: int, sweep_dist_min_trigger: in
             limit_goal = heap_marked
         else:
             g = memory_limit - (non_heap + overage)
-            headroom = layout.memory_limit_headroom
+            headroom = max(g // 100 * layout.memory_limit_headroom_percent, layout.memory_limit_headroom)
             g = headroom if g < headroom or g - headroom < headroom else g - headroom
             limit_goal = max(g, heap_marked)
     if limit_goal is not None and limit_goal < goal:

@@ -1,5 +1,7 @@
 """Go's own view, read from outside a real Go program (the lab's workload, built here with Debian's
-golang-go) in a sandbox memory cgroup, against the program's own runtime.ReadMemStats."""
+golang-go, and for the heap's figures with each Go of goruntime.py's table: 1.22 and 1.24 are
+Debian's packages fetched by tests/go-toolchains.sh) in a sandbox memory cgroup, against the
+program's own runtime.ReadMemStats."""
 
 import json
 import os
@@ -10,6 +12,7 @@ import pytest
 
 from oomscope.model import Capture
 from oomscope.runtimes.go import Binaries, go_version, read_go
+from oomscope.runtimes.goruntime import LAYOUTS
 
 from ..unit.go_programs import build
 from .conftest import measured
@@ -17,12 +20,13 @@ from .conftest import measured
 
 @pytest.fixture
 def go_program(sandbox):
-    """start(*args, env=..., ldflags=...) -> (process, pid): the lab's Go workload in a 256 MiB cgroup."""
+    """start(*args, env=..., ldflags=..., release=...) -> process: the lab's Go workload, built by the
+    Go of ``release`` ("": the installed one), in a 256 MiB cgroup."""
     _name, path = sandbox(suffix="-go", limit=256 << 20)
     started = []
 
-    def start(*args, env=None, ldflags=""):
-        exe = build("leaklab", ldflags)
+    def start(*args, env=None, ldflags="", release=""):
+        exe = build("leaklab", ldflags, release=release)
         p = subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh",
                               os.path.join(path, "cgroup.procs"), exe, *args],
                              stdout=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin", **(env or {})})
@@ -44,14 +48,17 @@ def _report(p) -> dict:
     return json.loads(line)
 
 
-def test_the_heap_read_from_outside_is_what_readmemstats_says(go_program):
+@pytest.mark.parametrize("release", sorted(r for r, _ in LAYOUTS))
+def test_the_heap_read_from_outside_is_what_readmemstats_says(go_program, release):
     """Each report is the program's runtime.ReadMemStats taken while its heap is settled (the lab's
-    hold mode); the reading from outside follows it at once, while the program pauses."""
+    hold mode); the reading from outside follows it at once, while the program pauses. For each Go
+    of the table, the program built by that Go."""
     # 1.5 s of pause after each report: the reading follows the report within it even on a loaded
     # CI host (400 ms was overrun there while VMs ran beside it: the next GC had begun)
-    p = go_program("hold", "32", "1500", env={"GOMEMLIMIT": "200MiB"})
+    p = go_program("hold", "32", "1500", env={"GOMEMLIMIT": "200MiB"}, release=release)
     binaries = Binaries()
-    assert go_version(p.pid).startswith("go1.")
+    assert go_version(p.pid).startswith(release + "."), go_version(p.pid)
+    assert binaries.get(p.pid).layout is not None and binaries.get(p.pid).layout.release == release
     ratios, goals, took = [], [], []
     for _ in range(12):
         own = _report(p)
@@ -72,7 +79,8 @@ def test_the_heap_read_from_outside_is_what_readmemstats_says(go_program):
     assert top.frames[0] == "main.leakyCache", [s.frames[:2] for s in r.sites[:3]]
     assert 0.7 * own["kept_bytes"] <= top.bytes <= 1.3 * own["kept_bytes"], (top.bytes, own["kept_bytes"])
     assert all(s.bytes < top.bytes / 4 for s in r.sites[1:])
-    measured(f"Go heap from outside / ReadMemStats: HeapInuse {min(ratios):.3f}-{max(ratios):.3f}, NextGC "
+    measured(f"{go_version(p.pid)}: Go heap from outside / ReadMemStats at the last report: HeapInuse {ratios[-1]:.3f}, "
+             f"NextGC {goals[-1]:.3f}; HeapInuse {min(ratios):.3f}-{max(ratios):.3f}, NextGC "
              f"{min(goals):.3f}-{max(goals):.3f} over {len(ratios)} reports; top site {top.frames[0]} "
              f"{top.bytes / own['kept_bytes']:.2f}x what it kept; a reading {1000 * sorted(took)[len(took) // 2]:.1f} ms median")
 

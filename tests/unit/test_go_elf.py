@@ -121,6 +121,27 @@ def test_a_layout_whose_sizes_differ_is_not_read(lab):
     assert b.layout is None and "a different layout, not read" in b.why_not
 
 
+@pytest.mark.parametrize("built_by,claims", [("go1.19", "go1.22"), ("go1.19", "go1.24"), ("go1.24", "go1.19"),
+                                              ("go1.22", "go1.19")])
+def test_a_binary_claiming_another_go_whose_sizes_differ_is_not_read(built_by, claims):
+    """A binary whose build info claims a Go of the table it was not built by: its variables'
+    sizes in .symtab (gcController 424 and memstats 13512 bytes in 1.19, 392 and 7744 in 1.22 and
+    1.24) are not the claimed layout's, so nothing is read. (1.22 and 1.24 share their sizes and
+    offsets: one claiming the other is read as it was built.)"""
+    data = _bytes(build("leaklab", release=built_by))
+    at = data.index(b"\xff Go buildinf:") + 32
+    length = data[at]
+    version = data[at + 1:at + 1 + length].decode()
+    assert version.startswith(built_by + "."), version
+    claimed = (claims + version[len(built_by):]).encode()
+    assert len(claimed) == length
+    bad = data[:at + 1] + claimed + data[at + 1 + length:]
+    with within(1.0):
+        b = describe_binary(_at(bad), len(bad))
+    assert b.version == claimed.decode()
+    assert b.layout is None and "a different layout, not read" in b.why_not, b.why_not
+
+
 # --- hostile headers: bounded, within a deadline ---------------------------------------------------
 
 @pytest.mark.parametrize("field,fmt,value", [

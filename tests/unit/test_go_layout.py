@@ -1,16 +1,19 @@
-"""Go's runtime layouts (oomscope/runtimes/goruntime.py): the table against the DWARF of a binary the
-installed Go builds (read by Go's own debug/dwarf), and the arithmetic of the heap figures."""
+"""Go's runtime layouts (oomscope/runtimes/goruntime.py): each entry of the table against the DWARF
+of a binary built by that Go (read by that Go's own debug/dwarf; the toolchains: go_programs.py),
+the installed Go's too, and the arithmetic of the heap figures."""
 
 import math
+import os
+import re
 import struct
 import subprocess
 
 import pytest
 
 from oomscope.runtimes.elf import read_elf
-from oomscope.runtimes.goruntime import (GO_1_19_AMD64, LAYOUTS, MAX_INT64, GoRuntimeError, build_version,
-                                         decode_bucket, decode_heap, heap_goal, layout_for, release_of,
-                                         scale_heap_sample)
+from oomscope.runtimes.goruntime import (GO_1_19_AMD64, GO_1_22_AMD64, GO_1_24_AMD64, LAYOUTS, MAX_INT64,
+                                         GoRuntimeError, build_version, decode_bucket, decode_heap, heap_goal,
+                                         layout_for, release_of, scale_heap_sample)
 
 from .go_programs import build
 
@@ -42,10 +45,10 @@ SIZES = {
 }
 
 
-def _dwarf(binary: str) -> dict:
+def _dwarf(binary: str, release: str = "") -> dict:
     structs = sorted({s for s, _ in FIELDS.values()} | set(SIZES.values()) | {"runtime.memRecordCycle"})
-    out = subprocess.run([build("dwarfdump"), binary, *structs], check=True, timeout=120, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run([build("dwarfdump", release=release), binary, *structs], check=True, timeout=120,
+                         capture_output=True, text=True).stdout
     layout, current = {}, None
     for line in out.splitlines():
         if not line.startswith(" "):
@@ -57,27 +60,53 @@ def _dwarf(binary: str) -> dict:
     return layout
 
 
-def test_the_table_is_the_dwarf_of_the_installed_go():
-    binary = build("leaklab")
+def _version_and_machine(binary: str):
     with open(binary, "rb") as f:
         data = f.read()
     e = read_elf(lambda o, n: data[o:o + n], len(data))
-    version = build_version(e, lambda o, n: data[o:o + n])
-    release = release_of(version)
-    if (release, e.machine) not in LAYOUTS:
-        with pytest.raises(GoRuntimeError, match=f"unknown Go version {version}: not read"):
-            layout_for(version, e.machine)
-        pytest.skip(f"the installed Go is {version}: the table has no layout to compare (it says so, above)")
-    layout = layout_for(version, e.machine)
-    dwarf = _dwarf(binary)
+    return build_version(e, lambda o, n: data[o:o + n]), e.machine
+
+
+def _check_against_dwarf(layout, binary: str, release: str = "") -> None:
+    dwarf = _dwarf(binary, release)
     for attr, (struct_name, field) in FIELDS.items():
-        assert getattr(layout, attr) == dwarf[struct_name][field], f"{attr}: {struct_name}.{field}"
+        assert getattr(layout, attr) == dwarf[struct_name][field], f"{layout.release} {attr}: {struct_name}.{field}"
     for attr, struct_name in SIZES.items():
-        assert getattr(layout, attr) == dwarf[struct_name][""], attr
+        assert getattr(layout, attr) == dwarf[struct_name][""], f"{layout.release} {attr}"
     # memRecord is active then future[3], each a memRecordCycle of 4 words in this order
     assert dwarf["runtime.memRecord"]["future"] == dwarf["runtime.memRecordCycle"][""] == 32
     assert [dwarf["runtime.memRecordCycle"][f] for f in ("allocs", "frees", "alloc_bytes", "free_bytes")] == [0, 8, 16, 24]
     assert layout.mem_record_size == 32 * (1 + layout.mem_record_futures)
+
+
+def test_the_table_is_the_dwarf_of_the_installed_go():
+    binary = build("leaklab")
+    version, machine = _version_and_machine(binary)
+    release = release_of(version)
+    if (release, machine) not in LAYOUTS:
+        with pytest.raises(GoRuntimeError, match=f"unknown Go version {version}: not read"):
+            layout_for(version, machine)
+        pytest.skip(f"the installed Go is {version}: the table has no layout to compare (it says so, above)")
+    _check_against_dwarf(layout_for(version, machine), binary)
+
+
+@pytest.mark.parametrize("release", sorted(r for r, _ in LAYOUTS))
+def test_each_entry_is_the_dwarf_of_its_go(release):
+    """Every entry of the table, against a binary its own Go built (1.22, 1.24: Debian's packages,
+    fetched by tests/go-toolchains.sh)."""
+    binary = build("leaklab", release=release)
+    version, machine = _version_and_machine(binary)
+    assert release_of(version) == release, version
+    layout = layout_for(version, machine)
+    assert layout.release == release
+    _check_against_dwarf(layout, binary, release)
+
+
+def test_the_table_holds_the_releases_the_set_up_fetches():
+    """tests/go-toolchains.sh fetches every release of the table the host's Go is not (1.19)."""
+    script = open(os.path.join(os.path.dirname(__file__), "..", "go-toolchains.sh")).read()
+    (minors,) = re.findall(r'OOMSCOPE_GO_MINORS:-([0-9. ]+)\}', script)
+    assert {f"go{m}" for m in minors.split()} | {"go1.19"} == {r for r, _ in LAYOUTS}
 
 
 @pytest.mark.parametrize("version,release", [
@@ -90,16 +119,18 @@ def test_release_of(version, release):
 
 def test_only_known_layouts_are_read():
     assert layout_for("go1.19.8", GO_1_19_AMD64.machine) is GO_1_19_AMD64
-    with pytest.raises(GoRuntimeError, match="unknown Go version go1.22.3: not read"):
-        layout_for("go1.22.3", GO_1_19_AMD64.machine)
+    assert layout_for("go1.22.12", GO_1_19_AMD64.machine) is GO_1_22_AMD64
+    assert layout_for("go1.24.4", GO_1_19_AMD64.machine) is GO_1_24_AMD64
+    for other in ("go1.18.10", "go1.20.14", "go1.21.13", "go1.23.5", "go1.25.1"):
+        with pytest.raises(GoRuntimeError, match=f"unknown Go version {other}: not read"):
+            layout_for(other, GO_1_19_AMD64.machine)
     with pytest.raises(GoRuntimeError, match="on ELF machine 183: not read"):
         layout_for("go1.19.8", 183)
 
 
 # --- the heap's figures -------------------------------------------------------------------------
 
-def _controller(**values) -> bytes:
-    L = GO_1_19_AMD64
+def _controller(L=GO_1_19_AMD64, **values) -> bytes:
     raw = bytearray(L.gc_controller_size)
     base = dict(gc_percent=100, memory_limit=MAX_INT64, gc_percent_heap_goal=40 << 20, sweep_dist_min_trigger=0,
                 triggered=(1 << 64) - 1, heap_live=18 << 20, heap_marked=20 << 20, heap_in_use=30 << 20,
@@ -137,6 +168,23 @@ def test_the_memory_limit_lowers_the_goal():
     assert h.heap_goal_bytes is None and h.memory_limit_bytes is None
 
 
+def test_the_memory_limits_headroom_is_a_share_of_the_goal_after_1_19():
+    """GOMEMLIMIT=200MiB, 100 MiB mapped of which 2 free and 90 in objects: 192 MiB before headroom.
+    1.19 keeps 1 MiB of it; 1.22 and 1.24 keep 3% of it (runtime/mgcpacer.go, memoryLimitHeapGoal:
+    goal / 100 * 3 in integers), and never less than 1 MiB."""
+    values = dict(memory_limit=200 << 20, mapped_ready=100 << 20, heap_free=2 << 20, total_alloc=190 << 20,
+                  total_free=100 << 20, heap_in_use=95 << 20, gc_percent_heap_goal=400 << 20, heap_marked=50 << 20)
+    assert decode_heap(GO_1_19_AMD64, _controller(GO_1_19_AMD64, **values), 1).heap_goal_bytes == (191 << 20)
+    for L in (GO_1_22_AMD64, GO_1_24_AMD64):
+        g = 192 << 20
+        assert decode_heap(L, _controller(L, **values), 1).heap_goal_bytes == g - g // 100 * 3
+    # a small goal: 18 MiB less 2 MiB that are not heap objects is 16 MiB, whose 3% is under 1 MiB: 1 MiB off
+    small = dict(values, memory_limit=18 << 20, mapped_ready=12 << 20, heap_free=1 << 20, total_alloc=109 << 20,
+                 heap_in_use=10 << 20, heap_marked=5 << 20)
+    assert decode_heap(GO_1_22_AMD64, _controller(GO_1_22_AMD64, **small), 1).heap_goal_bytes == (15 << 20)
+    assert GO_1_19_AMD64.memory_limit_headroom_percent == 0
+
+
 def test_the_goal_keeps_its_runway_past_the_trigger():
     assert heap_goal(GO_1_19_AMD64, 10 << 20, 0, 10 << 20, MAX_INT64, 0, 0, 0, 0) == (10 << 20) + (64 << 10)
     assert heap_goal(GO_1_19_AMD64, 10 << 20, 12 << 20, (1 << 64) - 1, MAX_INT64, 0, 0, 0, 0) == 12 << 20
@@ -146,9 +194,10 @@ def test_the_goal_keeps_its_runway_past_the_trigger():
     dict(heap_in_use=1 << 60), dict(total_free=200 << 20), dict(memory_limit=-5), dict(gc_percent=-7),
     dict(mapped_ready=1 << 10), dict(heap_live=(1 << 64) - 1),
 ])
-def test_planted_figures_are_refused(values):
+@pytest.mark.parametrize("layout", [GO_1_19_AMD64, GO_1_22_AMD64, GO_1_24_AMD64], ids=lambda L: L.release)
+def test_planted_figures_are_refused(values, layout):
     with pytest.raises(GoRuntimeError, match="not a Go runtime's state"):
-        decode_heap(GO_1_19_AMD64, _controller(**values), 1)
+        decode_heap(layout, _controller(layout, **values), 1)
 
 
 def test_a_sample_is_scaled_as_pprof_scales_it():

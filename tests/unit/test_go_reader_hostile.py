@@ -1,7 +1,8 @@
 """The Go reader (oomscope/runtimes/go.py) against what a workload can plant in its own memory: a
-fake /proc/<pid> whose exe is a real Go 1.19 binary built here, whose maps say what is mapped and
-whose mem is a sparse file laid out at the process's addresses. No process, no root. Every
-reading answers within its deadline with figures, or with why not."""
+fake /proc/<pid> whose exe is a real Go binary built here (by each Go of goruntime.py's table:
+go_programs.py), whose maps say what is mapped and whose mem is a sparse file laid out at the
+process's addresses, in that Go's layout. No process, no root. Every reading answers within its
+deadline with figures, or with why not."""
 
 import os
 import struct
@@ -11,13 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from oomscope.runtimes import go
-from oomscope.runtimes.goruntime import GO_1_19_AMD64, MAX_INT64, scale_heap_sample
+from oomscope.runtimes.goruntime import GO_1_19_AMD64, LAYOUTS, MAX_INT64, scale_heap_sample
 
 from .go_programs import build, nm
 from .helpers import within
 
 PID = 4343
-L = GO_1_19_AMD64
+RELEASES = sorted(r for r, _ in LAYOUTS)
 HEAP = 0xC000000000  # where Go's heap and its persistent allocations live on linux/amd64
 HEAP_SIZE = 64 << 20
 
@@ -25,13 +26,15 @@ HEAP_SIZE = 64 << 20
 class FakeGo:
     """A Go process's /proc/<pid> in a folder: its exe (the lab's binary), maps and mem."""
 
-    def __init__(self, root, exe, bias=0):
+    def __init__(self, root, exe, bias=0, release="go1.19"):
+        self.L = L = LAYOUTS[(release, GO_1_19_AMD64.machine)]
+        self.release = release
         self.bias = bias  # where a position-independent executable is loaded
         self.proc = str(root / "proc")
         self.base = root / "proc" / str(PID)
         self.base.mkdir(parents=True)
         os.symlink(exe, self.base / "exe")
-        self.syms = {name: address + bias for name, address in nm(exe).items()}
+        self.syms = {name: address + bias for name, address in nm(exe, release).items()}
         ino = os.stat(exe).st_ino
         self.maps = [f"{bias + 0x400000:08x}-{bias + 0x600000:08x} rw-p 00000000 fe:00 {ino} {exe}",
                      f"{HEAP:x}-{HEAP + HEAP_SIZE:x} rw-p 00000000 00:00 0"]
@@ -52,6 +55,7 @@ class FakeGo:
         os.pwrite(self.fd, data, self.syms[symbol] + offset)
 
     def controller(self, **values):
+        L = self.L
         raw = bytearray(L.gc_controller_size)
         base = dict(gc_percent=100, memory_limit=MAX_INT64, gc_percent_heap_goal=40 << 20, triggered=(1 << 64) - 1,
                     heap_live=18 << 20, heap_marked=20 << 20)
@@ -81,9 +85,10 @@ class FakeGo:
         return self.syms[function] + into
 
 
-@pytest.fixture
-def fake(tmp_path):
-    f = FakeGo(tmp_path, build("leaklab"))
+@pytest.fixture(params=RELEASES)
+def fake(tmp_path, request):
+    """The fake process of a binary built by each Go of the table."""
+    f = FakeGo(tmp_path, build("leaklab", release=request.param), release=request.param)
     yield f
     os.close(f.fd)
 
@@ -96,7 +101,7 @@ def test_a_runtimes_state_is_read(fake):
     fake.head(leak)
     with within(1.0):
         r = fake.read()
-    assert r.why_not is None and r.sites_why_not is None and r.version.startswith("go1.19")
+    assert r.why_not is None and r.sites_why_not is None and r.version.startswith(fake.release + ".")
     h = r.heap
     assert h.heap_inuse_bytes == 30 << 20 and h.heap_alloc_bytes == 25 << 20 and h.gc_cycles == 9
     assert r.profile_rate == 512 << 10
@@ -127,8 +132,10 @@ def test_a_pointer_outside_what_may_be_read_is_not_followed(fake, where):
     assert "in no mapping of the process that may be read" in r.sites_why_not or "misaligned" in r.sites_why_not
 
 
-@pytest.mark.parametrize("typ,nstk", [(2, 1), (1, 0), (1, 33), (1, 1 << 40), (1, (1 << 64) - 1)])
+@pytest.mark.parametrize("typ,nstk", [(2, 1), (1, 0), (1, "max_stack + 1"), (1, 1 << 40), (1, (1 << 64) - 1)])
 def test_a_bucket_no_runtime_writes_is_refused(fake, typ, nstk):
+    """max_stack + 1: 33 frames for 1.19 and 1.22 (maxStack), 1025 for 1.24 (maxProfStackDepth)."""
+    nstk = fake.L.max_stack + 1 if nstk == "max_stack + 1" else nstk
     fake.head(fake.bucket([fake.pc("main.leakyCache")], typ=typ, nstk=nstk))
     with within(1.0):
         r = fake.read()
@@ -138,6 +145,7 @@ def test_a_bucket_no_runtime_writes_is_refused(fake, typ, nstk):
 def test_a_long_list_is_bounded(fake):
     """60,000 buckets in a row: the walk stops at MAX_BUCKETS (or the time budget) and says so."""
     n = 60_000
+    L = fake.L
     stack = struct.pack("<Q", fake.pc("main.leakyCache"))
     size = L.bucket_size + 8 + L.mem_record_size
     blob = bytearray()
@@ -205,10 +213,11 @@ def test_a_process_gone_is_said(tmp_path):
 @given(d=st.data())
 def test_any_planted_bytes_answer_within_the_deadline(fake, d):
     """Any gcController, any first buckets: figures or why not, within the deadline."""
+    L = fake.L
     raw = d.draw(st.binary(min_size=L.gc_controller_size, max_size=L.gc_controller_size))
     fake.put("runtime.gcController", raw)
     words = st.one_of(st.integers(0, (1 << 64) - 1),
-                      st.sampled_from([0, 1, 2, 8, 32, 33, HEAP, HEAP + 0x1000, HEAP + 0x1008, (1 << 64) - 1]))
+                      st.sampled_from([0, 1, 2, 8, 32, 33, 1024, 1025, HEAP, HEAP + 0x1000, HEAP + 0x1008, (1 << 64) - 1]))
     for k in range(d.draw(st.integers(0, 3))):
         at = HEAP + 0x1000 + 0x200 * k
         os.pwrite(fake.fd, b"".join(struct.pack("<Q", d.draw(words)) for _ in range(24)), at)
@@ -220,8 +229,10 @@ def test_any_planted_bytes_answer_within_the_deadline(fake, d):
         assert s.bytes > 0 and len(s.frames) <= L.max_stack
 
 
-def test_a_position_independent_executable_is_read_where_it_was_loaded(tmp_path):
-    fake = FakeGo(tmp_path, build("leaklab", buildmode="pie"), bias=0x40_0000_0000)  # page-aligned, below the heap (the sparse file is bounded)
+@pytest.mark.parametrize("release", RELEASES)
+def test_a_position_independent_executable_is_read_where_it_was_loaded(tmp_path, release):
+    fake = FakeGo(tmp_path, build("leaklab", buildmode="pie", release=release), bias=0x40_0000_0000,  # page-aligned, below the heap
+                  release=release)  # (the sparse file is bounded)
     try:
         fake.head(fake.bucket([fake.pc("main.leakyCache"), fake.pc("main.main")]))
         r = fake.read()

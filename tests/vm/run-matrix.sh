@@ -158,12 +158,11 @@ kernel_version() {  # series -> the newest installed version of it, e.g. 6.1 -> 
     ls /boot/vmlinuz-"$series".* 2>/dev/null | sed 's|/boot/vmlinuz-||' | sort -V | tail -n 1
 }
 
-# A kernel of another suite, in a private tree: see the top of this file.
-KAPT=()
-kernel_apt() {  # apt-get or apt-cache with the matrix's own sources, lists and cache
-    local tool="$1"; shift
-    "$tool" "${KAPT[@]}" "$@"
-}
+# A kernel of another suite, in a private tree: see the top of this file. The private apt and
+# the unpacking are tests/debian-fetch.sh's, shared with tests/go-toolchains.sh.
+# shellcheck source=tests/debian-fetch.sh
+. "$HERE/tests/debian-fetch.sh"
+kernel_apt() { debian_apt "$@"; }  # apt-get or apt-cache with the matrix's own sources, lists and cache
 
 newest_in_suite() {  # series arch -> the newest version (e.g. 7.3.4+deb13-amd64) with all five packages
     local series="$1" arch="$2" v base
@@ -183,41 +182,32 @@ newest_unpacked() {  # series -> the newest version already unpacked in the cach
 }
 
 fetch_kernel() {  # series -> the version now unpacked in $KERNEL_CACHE/<version> (stdout), or fails
-    local series="$1" arch mirror keyring apt_dir version start
+    local series="$1" arch apt_dir version start
     arch="$(dpkg --print-architecture)"
     apt_dir="$KERNEL_CACHE/apt"
-    if ! read -r mirror keyring < <(/usr/bin/python3 "$HERE/tests/vm/debian_mirror.py"); then
+    if ! debian_apt_init "$apt_dir" "$KERNEL_SUITE"; then
         log "kernel $series: no Debian mirror in this host's apt sources"; return 1
     fi
-    mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
-    echo "deb [signed-by=$keyring] $mirror $KERNEL_SUITE main" >"$apt_dir/sources.list"
-    KAPT=(-o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o Dir::Etc::sourceparts=/dev/null
-          -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o Dir::State::status=/dev/null
-          -o "APT::Architecture=$arch" -o APT::Sandbox::User=root)
     start=$(date +%s)
-    if timeout 300 apt-get "${KAPT[@]}" update -qq >/dev/null 2>"$apt_dir/update.err"; then
+    if debian_apt_update "$apt_dir"; then
         version="$(newest_in_suite "$series" "$arch")"
     else
-        log "kernel $series: could not read $KERNEL_SUITE from $mirror: $(tail -n 1 "$apt_dir/update.err")"
+        log "kernel $series: could not read $KERNEL_SUITE from $DEBIAN_MIRROR: $(tail -n 1 "$apt_dir/update.err")"
     fi
     if [ -z "${version:-}" ]; then
         version="$(newest_unpacked "$series")"
-        [ -n "$version" ] || { log "kernel $series: none in $KERNEL_SUITE at $mirror, and none unpacked before"; return 1; }
+        [ -n "$version" ] || { log "kernel $series: none in $KERNEL_SUITE at $DEBIAN_MIRROR, and none unpacked before"; return 1; }
         log "kernel $series: using $version, unpacked before (the newest in $KERNEL_SUITE is unknown)"
         echo "$version"; return 0
     fi
     local root="$KERNEL_CACHE/$version"
     if [ ! -f "$root/.complete" ]; then
-        local base="${version%-"$arch"}" tmp
-        tmp="$(mktemp -d "$KERNEL_CACHE/.fetch-XXXXXX")"
-        log "kernel $series: fetching $version from $mirror $KERNEL_SUITE"
-        (cd "$tmp" && timeout 1200 apt-get "${KAPT[@]}" download -qq "linux-binary-$version" "linux-modules-$version" \
-            "linux-headers-$version" "linux-headers-$base-common" "linux-kbuild-$base" >/dev/null) \
-            || { log "kernel $series: download of $version failed"; rm -rf "$tmp"; return 1; }
-        local mb=$(( $(du -sk "$tmp" | cut -f1) / 1024 ))
+        local base="${version%-"$arch"}" mb
+        log "kernel $series: fetching $version from $DEBIAN_MIRROR $KERNEL_SUITE"
         rm -rf "$root.new"
-        for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$root.new"; done
-        rm -rf "$tmp"
+        mb="$(debian_unpack "$root.new" "$KERNEL_CACHE" "linux-binary-$version" "linux-modules-$version" \
+            "linux-headers-$version" "linux-headers-$base-common" "linux-kbuild-$base")" \
+            || { log "kernel $series: download of $version failed"; rm -rf "$root.new"; return 1; }
         depmod -b "$root.new/usr" "$version" 2>/dev/null
         [ -f "$root.new/usr/lib/modules/$version/modules.dep" ] || { log "kernel $series: depmod failed in $root.new"; return 1; }
         rm -rf "$root" && mv "$root.new" "$root" && touch "$root/.complete"
