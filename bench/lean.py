@@ -17,6 +17,8 @@ each kill to its postmortem.html on disk, p50/p95 (as bench/latency.py measures 
 stages: the recorder's capture (kill to captured_wall), the write, the worker's post-mortem
 (capture.json to postmortem.html). ``--storm-burst 0`` writes every kill of it (record's
 ``--workload-burst``; its default, 10, leaves a p95 of 10 kills: their maximum).
+``--storm-after-idle 65`` starts that storm once both workers have exited when idle (60 s): its
+first kills start them again.
 
 With ``--kills-seconds S`` (issue 29), each level first has an OOM storm of S seconds in a 64 MiB
 sandbox under the parent, recorded by both: the whole tree (recorder and worker: RSS, anonymous,
@@ -168,6 +170,19 @@ def tree(pid: int) -> dict:
     return out
 
 
+def _worker_after(pid: int) -> Optional[dict]:
+    """The worker's RSS and anonymous memory, and what it has mapped, once it has done kills
+    (issue 29: the worker that had fitted a timeline held pandas; measured before its first kill, it
+    had not)."""
+    for child in children(pid):
+        try:
+            r = rollup(child)
+            return {"rss": r["Rss"], "anon": r["Anonymous"], "loaded": loaded(child, "pandas", "markupsafe", "jinja2", "numpy")}
+        except OSError:
+            continue
+    return None
+
+
 def tree_line(label: str, t: dict) -> str:
     return (f"{label}: {t['procs']} process(es), RSS {mib(t['rss'])} MiB, anonymous {mib(t['anon'])} MiB, "
             f"PSS {mib(t['pss'])} MiB")
@@ -223,9 +238,13 @@ def level(n: int, minutes: float, before: str, hier, top: int, kills_s: float = 
                     time.sleep(5.0)
                     for r in recs:
                         kills = len(glob.glob(os.path.join(r.out, "kills", "*", "capture.json")))
-                        after_storm[r.label] = dict(tree(r.proc.pid), kills=kills)
+                        after_storm[r.label] = dict(tree(r.proc.pid), kills=kills, worker=_worker_after(r.proc.pid))
                         print(f"  {n} cgroups, {tree_line(r.label + ' right after the storm (' + str(kills) + ' captures)', after_storm[r.label])}",
                               flush=True)
+                        w = after_storm[r.label]["worker"]
+                        if w:
+                            print(f"    its worker after those kills: RSS {mib(w['rss'])} MiB (anonymous {mib(w['anon'])}), "
+                                  f"mapped: {', '.join(w['loaded']) or 'none of pandas, jinja2, numpy'}", flush=True)
                 c0 = {r.label: cpu_s(r.proc.pid) for r in recs}
                 t_c0 = {r.label: task_cpu(r.proc.pid) for r in recs}
                 t0 = prev_t = time.monotonic()
@@ -315,7 +334,7 @@ def _storm(fs: str, seconds: float) -> None:
         print(f"  the storm ended early: its parent exited with {exc.returncode}", flush=True)
 
 
-def storm(before: str, hier, duration: float, burst: int = 10) -> list:
+def storm(before: str, hier, duration: float, burst: int = 10, idle_first: float = 0.0) -> list:
     parent = f"{PREFIX}{os.getpid()}"
     top = create_cgroup(hier, parent, None)
     fs = create_cgroup(hier, f"{parent}/storm", 64 << 20)
@@ -324,7 +343,10 @@ def storm(before: str, hier, duration: float, burst: int = 10) -> list:
         with tempfile.TemporaryDirectory(prefix="oomscope-lean-") as out:
             recs = start_both(before, out, ("--cgroup", parent, "--workload-burst", str(burst)))
             try:
-                time.sleep(3)
+                time.sleep(3 + idle_first)
+                if idle_first:  # the storm meets a worker gone idle (issue 29): it is started again by it
+                    print("  before the storm: " + ", ".join(f"{r.label}'s worker {'running' if children(r.proc.pid) else 'gone'}"
+                                                             for r in recs), flush=True)
                 _storm(fs, duration)
                 time.sleep(5.0)
             finally:
@@ -360,6 +382,9 @@ def main() -> None:
     ap.add_argument("--storm-seconds", type=float, default=6.0)
     ap.add_argument("--storm-burst", type=int, default=10,
                     help="record's --workload-burst in the --latency storm (0: every kill gets its post-mortem, a p95 over hundreds)")
+    ap.add_argument("--storm-after-idle", type=float, default=0.0, metavar="S",
+                    help="start the --latency storm S seconds after the recorders (past the worker's idle exit, 60 s: "
+                         "the storm's first kills start it again)")
     ap.add_argument("--after", default=HERE, help="the checkout measured as AFTER (default: this one)")
     ap.add_argument("--json", help="write the rows here")
     ap.add_argument("--kills-seconds", type=float, default=0.0, help="an OOM storm this long at each level, before the minutes")
@@ -375,7 +400,7 @@ def main() -> None:
     for n in [int(x) for x in args.levels.split(",") if x.strip()]:
         rows["levels"] += level(n, args.minutes, os.path.abspath(args.before), hier, args.top, args.kills_seconds)
     if args.latency:
-        rows["storm"] = storm(os.path.abspath(args.before), hier, args.storm_seconds, args.storm_burst)
+        rows["storm"] = storm(os.path.abspath(args.before), hier, args.storm_seconds, args.storm_burst, args.storm_after_idle)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
@@ -388,12 +413,15 @@ def main() -> None:
             print(f"| {r['level']} | {r['label']}'s worker | {mib(w['rss'])} | {mib(w['anon'])} | {mib(w['rss'] - w['anon'])} | "
                   f"{w['cpu_s']:.1f} s in all | {', '.join(w['loaded']) or 'none'} |")
     if any(r.get("tree_after_storm") for r in rows["levels"]):
-        print("\n| cgroups | recorder | kills | tree right after the storm: RSS / anon / PSS MiB | at the end: RSS / anon / PSS MiB |")
-        print("|---|---|---|---|---|")
+        print("\n| cgroups | recorder | kills | tree right after the storm: RSS / anon / PSS MiB | its worker then: RSS / anon MiB "
+              "| at the end: RSS / anon / PSS MiB |")
+        print("|---|---|---|---|---|---|")
         for r in rows["levels"]:
             a, e = r.get("tree_after_storm") or {}, r["tree_end"]
+            w = a.get("worker") or {}
             print(f"| {r['level']} | {r['label']} | {a.get('kills', '?')} | {mib(a.get('rss', 0))} / {mib(a.get('anon', 0))} / "
-                  f"{mib(a.get('pss', 0))} ({a.get('procs', '?')} procs) | {mib(e['rss'])} / {mib(e['anon'])} / {mib(e['pss'])} "
+                  f"{mib(a.get('pss', 0))} ({a.get('procs', '?')} procs) | "
+                  f"{(mib(w['rss']) + ' / ' + mib(w['anon'])) if w else 'none'} | {mib(e['rss'])} / {mib(e['anon'])} / {mib(e['pss'])} "
                   f"({e['procs']} procs) |")
     for s in rows["storm"]:
         print(f"\nstorm, {s['label']}: {s['kills']} post-mortems, p50 {1000 * s['p50']:.0f} ms, p95 {1000 * s['p95']:.0f} ms")
