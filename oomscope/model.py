@@ -623,7 +623,11 @@ class Capture:
 
     def to_json(self, indent: Optional[int] = 2) -> str:
         """``indent=None``: one line, by json's C encoder (an indent takes its pure-Python one, 3x the
-        time: 0.12 against 0.04 ms for a full report's capture); import writes thousands."""
+        time: 0.12 against 0.04 ms for a full report's capture); import writes thousands. One line
+        is encoded from the dataclasses themselves (_json_fields), not from a copy made by to_dict:
+        the same text (tested on a storm's 4,446 captures), a third less time (issue 29)."""
+        if indent is None:
+            return json.dumps(self, default=_json_fields, sort_keys=False, ensure_ascii=False) + "\n"
         return json.dumps(self.to_dict(), indent=indent, sort_keys=False, ensure_ascii=False) + "\n"
 
     @classmethod
@@ -768,6 +772,19 @@ def _field_names(tp: type) -> Tuple[str, ...]:
     if names is None:
         names = _FIELD_NAMES[tp] = tuple(f.name for f in dataclasses.fields(tp))
     return names
+
+
+def _json_fields(obj: Any) -> Any:
+    """For json.dumps: a dataclass as its own ``__dict__`` when that holds its fields in their
+    order and nothing else (to_dict's dict, without the copy), else as to_dict makes it."""
+    tp = type(obj)
+    d = getattr(obj, "__dict__", None)
+    names = _FIELD_NAMES.get(tp)
+    if names is None and d is not None and dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        names = _field_names(tp)
+    if names is not None and d is not None and tuple(d) == names:
+        return d
+    return _plain(obj)
 
 
 def _plain(obj: Any) -> Any:

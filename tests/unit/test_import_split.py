@@ -140,3 +140,19 @@ def test_only_a_large_log_is_cut_and_at_a_header(tmp_path):
         assert sum(e - s for s, e in mapped.regions[:k]) >= split.SPLIT_SHARE * total
     data = b"x" * 10 + b"\n  indented invoked oom-killer: gfp_mask=0x0\n"
     assert not split.starts_a_report(data, 10, len(data))  # a continuation line is not where a part begins
+
+
+def test_one_line_json_is_the_text_to_dict_gives(tmp_path):
+    """Capture.to_json(None) encodes the dataclasses themselves (model._json_fields): the same text
+    as json.dumps of to_dict, for every capture of the mixed log (a group kill's incident, tasks,
+    memory.stat, notes, enums), and for one whose dataclass holds an attribute that is not a field."""
+    from oomscope.importer import import_reports
+
+    imps = import_reports(mixed_log().splitlines())
+    assert len(imps) > 100
+    for imp in imps:
+        assert imp.capture.to_json(None) == json.dumps(imp.capture.to_dict(), ensure_ascii=False) + "\n"
+    cap = imps[0].capture
+    cap.victim.extra = "not a field"  # noqa: B010 (what to_dict leaves out)
+    assert cap.to_json(None) == json.dumps(cap.to_dict(), ensure_ascii=False) + "\n"
+    assert "not a field" not in cap.to_json(None)
