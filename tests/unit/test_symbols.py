@@ -453,3 +453,35 @@ def test_the_duty_from_the_environment_is_bounded():
     assert duty_from_env({"OOMSCOPE_SITES_DUTY": "1/1"}) == (1.0, 1.0)
     for bad in ("", "x", "1", "2/1", "0/1", "nan/1", "1/1e9", "1/2/3"):
         assert duty_from_env({"OOMSCOPE_SITES_DUTY": bad}) == (DUTY_ON_S, DUTY_CYCLE_S)
+
+
+def test_named_stacks_of_processes_no_longer_watched_are_let_go_while_attached():
+    """While some cgroup stays near its limit, sampling stays attached for good (a crashlooping
+    pod): the stacks named for each killed process must go with it, not pile up until a detach
+    (the soak of 2026-12-06: +13 MiB of the recorder's anonymous memory in 20 minutes)."""
+    from oomscope.record.sites import SiteSampler
+
+    class Probes(_FakeProbes):
+        def stacks(self, ids):
+            return {i: [0x1000 + i] for i in ids}
+
+    me, parent = os.getpid(), os.getppid()
+    now = [10_000_000_000]
+    members = [{me}]
+    probes = Probes()
+    s = SiteSampler(probes, lambda: [("/a", 85 << 20, 100 << 20, None)], lambda cg: set(members[0]),
+                    clock=lambda: now[0], check_interval_s=0.5, duty_on_s=1.0, duty_cycle_s=1.0)
+    s.tick()
+    assert probes.attached
+    probes.pages = [PageSample(me, 0x1000, 5, -1, 1, 10)]
+    probes.counts = {(me, 5, -1): 1}
+    now[0] += 600_000_000
+    s.tick()
+    assert {pid for pid, _stack in s._frames} == {me}
+    # the first process is gone (killed), its cgroup's new process is sampled
+    members[0] = {parent}
+    probes.pages = [PageSample(parent, 0x2000, 7, -1, 1, 10)]
+    probes.counts = {(parent, 7, -1): 1}
+    now[0] += 600_000_000
+    s.tick()
+    assert probes.attached and {pid for pid, _stack in s._frames} == {parent}
