@@ -24,7 +24,8 @@ With ``--kills-seconds S`` (issue 29), each level first has an OOM storm of S se
 sandbox under the parent, recorded by both: the whole tree (recorder and worker: RSS, anonymous,
 PSS) is read right after it and again at the end of the level (``--minutes``: set it past the
 worker's idle exit, 60 s). ``--before-env K=V`` runs BEFORE with that environment (e.g. the same
-checkout with OOMSCOPE_WORKER_IDLE_EXIT_S=0: the worker as it was, kept after its first kill).
+checkout with OOMSCOPE_WORKER_IDLE_EXIT_S=0: the worker as it was, kept after its first kill);
+``--before-arg ARG`` with one more argument of record (e.g. the same checkout with --metrics-addr).
 
 Run as root after ./setup.sh (the light CPU runs need no lock; the storm does):
     /opt/oomscope/venv/bin/python bench/lean.py --before /var/tmp/oomscope-before [--levels 0,500,2000] [--minutes 10]
@@ -189,6 +190,7 @@ def tree_line(label: str, t: dict) -> str:
 
 
 BEFORE_ENV: dict = {}
+BEFORE_ARGS: list = []
 
 
 class Recorder:
@@ -197,6 +199,7 @@ class Recorder:
         os.makedirs(out, exist_ok=True)
         self.err_path = os.path.join(out, "record.err")
         env = dict(os.environ, PYTHONPATH=checkout, **(BEFORE_ENV if label == "before" else {}))
+        extra = (*extra, *(BEFORE_ARGS if label == "before" else ()))
         self.proc = subprocess.Popen([sys.executable, "-m", "oomscope", "record", "-o", os.path.join(out, "kills"), *extra],
                                      cwd=checkout, env=env, stdout=open(os.path.join(out, "record.out"), "w"),
                                      stderr=open(self.err_path, "w"))
@@ -389,10 +392,13 @@ def main() -> None:
     ap.add_argument("--json", help="write the rows here")
     ap.add_argument("--kills-seconds", type=float, default=0.0, help="an OOM storm this long at each level, before the minutes")
     ap.add_argument("--before-env", action="append", default=[], metavar="K=V", help="environment of BEFORE's record")
+    ap.add_argument("--before-arg", action="append", default=[], metavar="ARG",
+                    help="one more argument of BEFORE's record (e.g. --before-arg=--metrics-addr --before-arg=127.0.0.1:9847)")
     args = ap.parse_args()
     global AFTER
     AFTER = os.path.abspath(args.after)
     BEFORE_ENV.update(kv.split("=", 1) for kv in args.before_env)
+    BEFORE_ARGS.extend(args.before_arg)
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     hier = MemoryHierarchy.detect()
