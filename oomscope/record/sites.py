@@ -361,6 +361,8 @@ class SiteSampler:
         period = self.stands_for(t)
         sites, dropped = estimate_sites(pages, {k: v for k, v in read.counts.items() if k[0] in watched},
                                         states, mapped, period, self.page_size)
+        # what the kernel gathered about processes no longer watched goes (the victims of earlier kills)
+        self.probes.forget_pids(({k[0] for k in read.counts} | {p.tgid for p in read.pages}) - watched, read)
         self.symbolizer.forget(watched)
         # the named stacks of processes no longer watched (killed, exited) go too: while one cgroup
         # or another stays near its limit, sampling stays attached and nothing else empties this

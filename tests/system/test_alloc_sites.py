@@ -61,3 +61,50 @@ def test_the_leak_is_named_first_not_the_churn(recorder, hier):
              f"sampled from {sampling['sampled_from_ms']:.0f} ms, checked {sampling['checked_ms']:.0f} ms before the kill); "
              f"churn_buffers {churn[0]['bytes'] >> 20 if churn else '-'} MiB held of "
              f"{churn[0]['faults_sampled'] if churn else 0} sampled faults; limit hitters {[(h['comm'], h['stall_ms']) for h in hitters]}")
+
+
+CHURN = ("import mmap, sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.time() < end:\n"
+         "    m = mmap.mmap(-1, 2 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)\n"
+         "    for o in range(0, 2 << 20, 4096):\n        m[o] = 1\n    m.close()\n    time.sleep(0.005)\n")
+
+
+def test_what_the_kernel_gathered_about_a_process_no_longer_watched_is_dropped(sandbox):
+    """While a cgroup stays near its limit sampling stays attached, and the maps would keep every
+    killed process's samples (site_counts full: new sites uncounted; every check reading them
+    all). forget_pids drops a process's counts, pages and the stacks nothing else names."""
+    from oomscope.probes import AllocSiteProbes
+
+    _name, path = sandbox(limit=64 << 20)
+    procs = [subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh",
+                               os.path.join(path, "cgroup.procs"), sys.executable, "-c", CHURN, "30"])
+             for _ in range(2)]
+    probes = AllocSiteProbes()
+    try:
+        gone, kept = procs[0].pid, procs[1].pid
+        probes.watch({gone, kept})
+        probes.attach(1)
+        deadline = time.monotonic() + 60
+        while True:
+            read = probes.read()
+            seen = {k[0] for k in read.counts}
+            if {gone, kept} <= seen and {gone, kept} <= {p.tgid for p in read.pages}:
+                break
+            assert time.monotonic() < deadline, f"no samples of both processes: {seen}"
+            time.sleep(0.2)
+        probes.watch({kept})  # the first one is no longer watched (killed, in the sampler's use)
+        read = probes.read()
+        deleted = probes.forget_pids({gone}, read)
+        after = probes.read()
+        assert deleted > 0
+        assert gone not in {k[0] for k in after.counts} and gone not in {p.tgid for p in after.pages}
+        assert kept in {k[0] for k in after.counts} and kept in {p.tgid for p in after.pages}
+        # the stacks the kept process's samples name are still there to be named
+        ids = {k[1] for k in after.counts if k[0] == kept and k[1] >= 0}
+        assert ids and probes.stacks(ids), "the kept process's stacks were dropped too"
+        measured(f"forget_pids: {deleted} entries of a process no longer watched deleted; "
+                 f"{sum(1 for k in after.counts if k[0] == kept)} sites of the other kept")
+    finally:
+        probes.close()
+        for p in procs:
+            p.kill()
+            p.wait()

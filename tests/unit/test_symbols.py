@@ -365,6 +365,12 @@ class _FakeProbes:
     def stacks(self, ids):
         return {}
 
+    forgotten: set = set()
+
+    def forget_pids(self, tgids, read=None):
+        self.forgotten = self.forgotten | set(tgids)
+        return 0
+
     def kernel_names(self, addrs):
         return [hex(a) for a in addrs]
 
@@ -483,5 +489,7 @@ def test_named_stacks_of_processes_no_longer_watched_are_let_go_while_attached()
     probes.pages = [PageSample(parent, 0x2000, 7, -1, 1, 10)]
     probes.counts = {(parent, 7, -1): 1}
     now[0] += 600_000_000
+    probes.counts[(me, 5, -1)] = 1  # still in the kernel's maps: the sampler asks for it to go
     s.tick()
     assert probes.attached and {pid for pid, _stack in s._frames} == {parent}
+    assert probes.forgotten == {me}
