@@ -94,6 +94,7 @@ class KillReader:
         #: a date with its year elsewhere in the log, once looked for
         self.elsewhere: List[Optional[Tuple[float, str]]] = []
         self.lines = ReaderState(year, not_after, self._dated_once)
+        self.kept = 0  # lines kept in walls (importer/split.py: none was dropped while it is at most _WALLS_KEPT)
 
     def _dated_once(self) -> Optional[Tuple[float, str]]:
         if not self.elsewhere:
@@ -116,6 +117,11 @@ class KillReader:
         for ll in read_log_lines(lines, state=self.lines):
             if ll.wall is not None or ll.host is not None or not ll.clocked or ll.yearless:
                 walls[ll.record.usec] = ll
+                self.kept += 1
+            if check and ("\n" in ll.record.text or _first_word(ll.record.text) == "pid"):
+                # a header a parser in another state may take otherwise (a block of memory.stat
+                # lines, the tasks table's column line): the lines before it are not forgotten
+                raise NotAHeader(f"log record {ll.record.seq}")
             headers = self.parser.headers
             try:
                 reports = self.parser.feed(ll.record)
@@ -138,6 +144,20 @@ class KillReader:
             yield from self._reports(reports, ll)
         if check:
             raise NotAHeader("no record")
+
+    def skim(self, lines: Iterable[str]) -> bool:
+        """The reader's state over these lines, without the parser (importer/split.py: a header
+        after them begins the parser anew): False when a line could leave the parser a state a
+        header does not forget (a pre-4.19 "or sacrifice child" line)."""
+        walls = self.walls
+        clean = True
+        for ll in read_log_lines(lines, state=self.lines):
+            if ll.wall is not None or ll.host is not None or not ll.clocked or ll.yearless:
+                walls[ll.record.usec] = ll
+                self.kept += 1
+            if "or sacrifice child" in ll.record.text:
+                clean = False
+        return clean
 
     def _reports(self, reports: List[OomReport], ll: LogLine) -> Iterator[Imported]:
         walls = self.walls
@@ -190,6 +210,12 @@ def _join_group(head: Imported, imp: Imported) -> None:
     imp.capture.notes.append(f"Killed as a member of the memory.oom.group kill of {imp.report.group_kill_cgroup}: the cgroup that "
                              f"hit its limit ({imp.capture.cgroup.oom_memcg or 'unknown'}) and its memory are those the report of the "
                              f"group's first victim, pid {head.capture.victim.pid}, printed just before.")
+
+
+def _first_word(text: str) -> str:
+    """The first word of a record, as the parser reads a tasks table's column line (kernel/oom_report.py)."""
+    words = re.sub(r"^\[\s*pid\s*\]", "pid", text).split(" ")
+    return next((w for w in words if w), "")
 
 
 _RE_LONG_NUMBER = re.compile(r"\d{21,}")

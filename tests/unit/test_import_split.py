@@ -25,7 +25,8 @@ def mixed_log() -> str:
     """Reports in several shapes one after another, ordinary lines between them: an RFC 3339
     syslog (a date with its year) before a classic syslog without one (its year from that line),
     a dmesg -t log (no clock: the made-up clock and the record count carry on), group kills (a
-    /dev/kmsg dump and caller ids), a storm of rate-limited kills."""
+    /dev/kmsg dump and caller ids), a storm of rate-limited kills, a 3.10 syslog whose "or
+    sacrifice child" lines outlive a header (the worker then reads the whole first part)."""
     parts = [
         fixture_text("logs", "syslog-iso-v2-6.1.txt"),
         fixture_text("logs", "kern.log-v2-6.1.txt"),
@@ -34,6 +35,13 @@ def mixed_log() -> str:
         fixture_text("logs", "group-kill-caller-id-5.0.txt"),
         fixture_text("kmsg", "v1-6.18-storm.kmsg"),
         fixture_text("logs", "dmesg-v1-6.18.txt"),
+        fixture_text("logs", "rhel7-3.10-syslog.txt"),  # pre-4.19: "... or sacrifice child" before each Killed line
+        # a pre-4.19 line whose Killed line is not one the parser reads: it outlives the next header
+        "[ 2000.000001] Memory cgroup out of memory: Kill process 77 (x) score 9 or sacrifice child\n"
+        "[ 2000.000002] Killed process (cut)\n"
+        "[ 2000.000003] x invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0\n"
+        "[ 2000.000004] Killed process (cut again)\n",
+        fixture_text("logs", "dmesg-v1-6.18.txt").replace("[13321.", "[23321."),  # (not the same kill id again)
     ]
     return "".join(_noise(50, 100 * i) + p + ("" if p.endswith("\n") else "\n") for i, p in enumerate(parts)) + _noise(50, 900)
 
@@ -156,3 +164,30 @@ def test_one_line_json_is_the_text_to_dict_gives(tmp_path):
     cap.victim.extra = "not a field"  # noqa: B010 (what to_dict leaves out)
     assert cap.to_json(None) == json.dumps(cap.to_dict(), ensure_ascii=False) + "\n"
     assert "not a field" not in cap.to_json(None)
+
+
+def test_the_state_at_a_cut_is_the_state_of_the_whole_first_part_read(tmp_path):
+    """split.state_at skims the regions before the last header for the reader's state alone: the
+    same reader state, kept lines and parser state as reading all of them, at every header."""
+    from oomscope.importer.kills import KillReader
+
+    log = _write_log(tmp_path)
+    args = dict(not_after=1795000000.0, dated_by=lambda: None)
+
+    def state(r):
+        p = r.parser
+        return (r.lines.synthetic, r.lines.seq, r.lines.years.hint, sorted(r.walls), r.elsewhere,
+                p._cur is None, p._mode, p._last_group, p._sacrifice, p._last_done is None)
+
+    skimmed = 0
+    with map_log(log) as mapped:
+        for k in range(1, len(mapped.regions)):
+            if not split.starts_a_report(mapped.buf, *mapped.regions[k]):
+                continue
+            whole = KillReader(**args)
+            for _ in whole.read(mapped.lines(0, k), capture=False):
+                pass
+            got = split.state_at(mapped, k, args)
+            assert state(got) == state(whole), k
+            skimmed += got.parser.headers < whole.parser.headers
+    assert skimmed >= 5  # the skim was taken (the parser read less than the whole first part)
