@@ -4,7 +4,9 @@
 // folder and run inside a sandbox memory cgroup.
 //
 //	leaklab leak [stepKiB] [pauseMs]          grow until the kernel kills it
-//	leaklab hold [targetMiB] [pauseMs]        grow to targetMiB, then churn only; before each report
+//	leaklab hold [targetMiB] [pauseMs] [stepMiB]
+//	                                          grow to targetMiB (stepMiB, 4 by default, before each
+//	                                          report), then churn only; before each report
 //	                                          the heap settles (runtime.GC: marked and swept) and after
 //	                                          it the program pauses, so that a reader from outside sees
 //	                                          the heap the report gave (a GC in progress moves
@@ -71,10 +73,14 @@ func main() {
 	fmt.Printf("ready %d\n", os.Getpid())
 	switch mode {
 	case "hold":
-		target, pause := arg(2, 64), arg(3, 500)
+		target, pause, step := arg(2, 64), arg(3, 500), arg(4, 4)
 		for seq := 0; ; seq++ {
 			if len(cache)*64 < target<<10 {
-				leakyCache(4 << 10)
+				n := step
+				if left := target - len(cache)/16; left < n {
+					n = left
+				}
+				leakyCache(n << 10)
 			}
 			churn(16 << 10)
 			runtime.GC()
