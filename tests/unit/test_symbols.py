@@ -312,6 +312,10 @@ def test_the_post_mortem_shows_the_sites_escaped():
     out = json.loads(render_json(cap))
     assert out["allocation_sites"][0]["frames"][0] == evil and out["allocation_sites"][0]["bytes"] == 48 << 20
     assert out["limit_hitters"][0]["stall_ms"] == 1.5 and out["allocation_sampling"]["period"] == 64
+    # no huge pages at the kill: nothing said of them; with some, the rows' under-count is said
+    assert "transparent huge pages at the kill" not in page
+    cap.at_kill.memory_stat = dict(cap.at_kill.memory_stat, anon_thp=32 << 20)
+    assert "32.0 MiB of the anonymous memory was in transparent huge pages at the kill" in render_html(cap)
 
 
 class _FakeProbes:

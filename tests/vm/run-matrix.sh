@@ -232,7 +232,7 @@ vng_run() {  # vng_run TIMEOUT KVM_FLAG IMAGE OUTDIR COMMAND
     local t="$1" kvmflag="$2" image="$3" out="$4" cmd="$5"
     # shellcheck disable=SC2086
     PATH="$VNG_VENV/bin:$PATH" timeout --kill-after=20 "$t" vng $kvmflag --run "$image" \
-        --user root --memory 2G --cpus 2 --rwdir "$out" ${KEEP:+--rwdir "$KEEP"} --verbose --append loglevel=4 \
+        --user root --memory 2G --cpus 2 --rwdir "$out" ${KEEP:+--rwdir "$KEEP"} --verbose --append loglevel=3 \
         --exec "$cmd" </dev/null >"$out/vng.log" 2>&1
 }
 
@@ -371,7 +371,7 @@ main() {
             if [ "$vrc" -eq 124 ] || [ "$vrc" -eq 137 ]; then
                 log "kernel $version: TIMED OUT after $took s (its share of the time left: $budget s)"
             fi
-            log "kernel $version: FAILED (pytest exit: $rc); its pytest log, then its console (the kernel's messages at loglevel 4: errors, oopses, panics, lockups):"
+            log "kernel $version: FAILED (pytest exit: $rc); its pytest log, then its console (the kernel's messages at loglevel 3: oopses, panics, lockups):"
             cat "$out/pytest.log" >&2 2>/dev/null || true
             local first_oops
             first_oops="$(grep -n -m1 -E 'Oops|BUG:|Kernel panic|rcu.*stall|hung_task' "$out/vng.log" | cut -d: -f1 || true)"
