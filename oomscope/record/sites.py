@@ -310,6 +310,10 @@ class SiteSampler:
                 self._frames.clear()
                 self.symbolizer.clear()
                 self._hook_since_ns = None
+            elif self.probes.attached:
+                # held for hold_s: the hook's cycle goes on, or its next toggle stays in the past and
+                # wait_s() is 0: the thread spun (the soak of 2026-12-06: 15-20% of a core)
+                self._duty(now)
             return
         self._last_near_ns = now
         tgids: Dict[str, Set[int]] = {cg: self.pids_of(cg) for cg, _u, _l in near}

@@ -497,3 +497,26 @@ def test_named_stacks_of_processes_no_longer_watched_are_let_go_while_attached()
     s.tick()
     assert probes.attached and {pid for pid, _stack in s._frames} == {parent}
     assert probes.forgotten == {me}
+
+
+def test_the_sites_thread_sleeps_while_held_with_nothing_near():
+    """Attached, then no cgroup near its limit for less than hold_s (a victim killed, its restart
+    not yet grown): the hook's cycle goes on and the thread sleeps between toggles; before, the
+    next toggle stayed in the past and wait_s() was 0 (a busy loop: 15-20% of a core in the soak)."""
+    from oomscope.record.sites import SiteSampler
+
+    now = [10_000_000_000]
+    near = [("/a", 85 << 20, 100 << 20, None)]
+    probes = _FakeProbes()
+    s = SiteSampler(probes, lambda: list(near), lambda cg: {os.getpid()}, clock=lambda: now[0], hold_s=5.0,
+                    duty_on_s=0.2, duty_cycle_s=1.0)
+    s.tick()
+    assert probes.attached
+    near.clear()
+    waits = []
+    for _ in range(40):  # 4 s of the hold, each tick after the wait it asked for (at least 10 ms)
+        now[0] += max(10_000_000, int(s.wait_s() * 1e9))
+        s.tick()
+        waits.append(s.wait_s())
+    assert probes.attached and min(waits) > 0, waits
+    assert probes.toggles >= 4  # the duty cycle went on during the hold
