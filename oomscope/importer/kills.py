@@ -151,7 +151,7 @@ class KillReader:
         header does not forget (a pre-4.19 "or sacrifice child" line)."""
         walls = self.walls
         clean = True
-        for ll in read_log_lines(lines, state=self.lines):
+        for ll in read_log_lines(lines, state=self.lines, skim=True):
             if ll.wall is not None or ll.host is not None or not ll.clocked or ll.yearless:
                 walls[ll.record.usec] = ll
                 self.kept += 1

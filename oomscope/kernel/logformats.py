@@ -106,6 +106,10 @@ class LogLine(NamedTuple):
     local: bool = False  # the date is a local time printed without its zone (see the module)
 
 
+#: a dmesg line read_log_lines skims (see its ``skim``): not given
+_SKIPPED = _new(LogLine, (_new(KmsgRecord, (6, 0, 0, 0, "")), None, None, "dmesg", True, "", "", False))
+
+
 #: "-- Logs begin at Tue 2019-06-25 10:00:00 CST, end at ... --" (journalctl before 250), "-- Journal
 #: begins at ..." (250+): systemd prints these dates the same in every locale
 _RE_JOURNAL_HEADER = re.compile(r"^-- (?:Logs begin|Journal begins) at \S+ (\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)")
@@ -324,13 +328,15 @@ class ReaderState:
 
 def read_log_lines(lines: Iterable[str], year: Optional[int] = None, not_after: Optional[float] = None,
                    dated_by: Optional[Callable[[], Optional[Tuple[float, str]]]] = None,
-                   state: Optional[ReaderState] = None) -> Iterator[LogLine]:
+                   state: Optional[ReaderState] = None, skim: bool = False) -> Iterator[LogLine]:
     """Kernel log records of any supported shape; other lines are skipped. A record keeps its own
     newlines: dmesg's indented continuation lines are joined back to the record they continue, and
     a journal or /dev/kmsg message with newlines stays one record (kernel/oom_report.py decides
     which records are blocks of data lines). ``state``: carried from a call on the lines before
     (then ``year``, ``not_after`` and ``dated_by`` are its own); the last record of ``lines`` is
-    given at their end (the next part must not begin with a continuation line)."""
+    given at their end (the next part must not begin with a continuation line). ``skim``: for the
+    state alone (importer/split.py): a dmesg line with the printk time only and no "or sacrifice
+    child" is not given (nothing in it is kept: kills.KillReader.skim)."""
     st = state if state is not None else ReaderState(year, not_after, dated_by)
     years = st.years
     synthetic = st.synthetic  # a made-up printk clock for shapes without one: keeps order, 1 ms apart
@@ -349,8 +355,11 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None, not_after: 
                 usec = int(sec) * 1_000_000 + int((frac + "000000")[:6])
                 if usec > synthetic:
                     synthetic = usec
-                if prev is not None:
+                if prev is not None and prev is not _SKIPPED:
                     yield prev
+                if skim and "or sacrifice child" not in text:
+                    prev = _SKIPPED  # (a line indented under it is still given, joined to nothing)
+                    continue
                 prev = _new(LogLine, (_new(KmsgRecord, (6, 0, seq, usec, text)), None, None, "dmesg", True, "", "", False))
                 continue
         if not line:
@@ -481,9 +490,9 @@ def read_log_lines(lines: Iterable[str], year: Optional[int] = None, not_after: 
             synthetic = max(synthetic, usec)
         if wall is not None and not year_from:
             years.hint = wall  # a date with its year: the year of the yearless dates near it
-        if prev is not None:
+        if prev is not None and prev is not _SKIPPED:
             yield prev
         prev = LogLine(KmsgRecord(level, 0, seq, usec, text), wall, host, shape, clocked, year_from, yearless, local)
     st.synthetic, st.seq = synthetic, seq
-    if prev is not None:
+    if prev is not None and prev is not _SKIPPED:
         yield prev
