@@ -31,7 +31,7 @@ import datetime as dt
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from ..containers import workload_key
@@ -97,7 +97,7 @@ class Series:
     def to_dict(self, no_page: Optional[set] = None) -> dict:
         kills = []
         for i, k in enumerate(self.kills):
-            d = asdict(k)
+            d = {name: getattr(k, name) for name in _KILL_FIELDS}  # asdict's result: its fields are plain values
             d.update(kill_number=i + 1, capture=f"{k.folder}/capture.json",
                      postmortem=None if no_page is not None and k.folder in no_page else f"{k.folder}/postmortem.html")
             kills.append(d)
@@ -105,6 +105,11 @@ class Series:
                 "kills": len(self.kills), "first": self.first.when, "last": self.last.when,
                 "verdict": self.shared_mostly(), "page": f"{SERIES_DIR}/{self.id}.html" if len(self.kills) > 1 else None,
                 "kill_list": kills}
+
+
+#: a SeriesKill's fields, all plain values (str, int, float, None): series.json lists them per kill
+#: (dataclasses.asdict deep-copied each of them: ~0.05 s of a storm import's end, issue 29)
+_KILL_FIELDS = tuple(f.name for f in fields(SeriesKill))
 
 
 def _unix(iso: Optional[str]) -> Optional[float]:
