@@ -457,12 +457,28 @@ def _named(binary: GoBinary, sites, pid: int, proc: str, bias: int = 0) -> List[
     finally:
         if fd >= 0:
             os.close(fd)
-    out = []
+    merged: Dict[Tuple[str, ...], List[int]] = {}
     for stack, nbytes, objects in top:
         frames = []
         for pc in stack:
             i = table.find(pc - bias - 1) if table is not None else None
             name = binary.names.get(i) if i is not None else None
             frames.append(name if name else f"{pc:#x}")
-        out.append(GoSite(tuple(frames), nbytes, objects))
+        acc = merged.setdefault(_hide_runtime(tuple(frames)), [0, 0])
+        acc[0] += nbytes
+        acc[1] += objects
+    out = [GoSite(frames, nbytes, objects) for frames, (nbytes, objects) in merged.items()]
+    out.sort(key=lambda s: -s.bytes)
     return out
+
+
+def _hide_runtime(frames: Tuple[str, ...]) -> Tuple[str, ...]:
+    """The stack without its innermost frames in the runtime, as pprof shows a heap profile
+    (runtime/pprof/protomem.go, writeHeapProto's hideRuntime: frames named runtime.* or
+    internal/runtime/* are dropped up to the first other one; a stack all in the runtime is kept
+    whole). Go 1.26 records them (mProf_Malloc's callers(3, ...): runtime.mallocgc, runtime.makeslice
+    first), earlier releases skipped them when recording. Stacks that differ only there are one site."""
+    for i, name in enumerate(frames):
+        if not name.startswith(("runtime.", "internal/runtime/")):
+            return frames[i:]
+    return frames

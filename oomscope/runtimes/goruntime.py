@@ -20,13 +20,15 @@ and reads its DWARF with Go's own debug/dwarf), and the sizes of the variables i
 checked against the table before anything is read: a binary whose sizes differ is "not read".
 A version not in the table is said ("unknown Go version"), never guessed.
 
-The table holds Go 1.19, 1.22 and 1.24 on amd64: the versions that could be built and checked
-here. Debian 12 (this project's hosts and VMs) packages golang-1.19 alone; 1.22 comes from
-bookworm-backports and 1.24 from Debian 13 (trixie), fetched and unpacked without installing by
-tests/go-toolchains.sh (as tests/vm/run-matrix.sh fetches its 7.x kernels; ./setup.sh test runs it).
-A prebuilt toolchain from go.dev (or GOTOOLCHAIN's download) is the kind of download this project
-does not make. Each entry is checked against the DWARF of a binary built by that Go
-(tests/unit/test_go_layout.py) and read end to end by tests/system/test_go_runtime.py.
+The table holds Go 1.19, 1.22, 1.24, 1.25, 1.26 and 1.27 on amd64: the versions that were built
+and checked here. Debian 12 (this project's hosts and VMs) packages golang-1.19 alone; 1.22 comes
+from bookworm-backports, 1.24 from Debian 13 (trixie), 1.25 to 1.27 from trixie-backports, each
+fetched and unpacked without installing by tests/go-toolchains.sh (as tests/vm/run-matrix.sh fetches
+its 7.x kernels; ./setup.sh test runs it). A prebuilt toolchain from go.dev (or GOTOOLCHAIN's
+download) is the kind of download this project does not make. Each entry is checked against the
+DWARF of a binary built by that Go (tests/unit/test_go_layout.py) and read end to end by
+tests/system/test_go_runtime.py. 1.21 and 1.23 (bookworm-backports) are not in the table: not
+checked, so not read.
 
 What differs between them, and why no other version is guessed from these:
 
@@ -34,20 +36,23 @@ What differs between them, and why no other version is guessed from these:
   ``heapInUse``, ``heapFree``, ``totalAlloc`` (HeapInuse came from mstats then). 1.19 has 424 bytes
   of it; by 1.22 ``consMarkController`` (a 64-byte PI controller) gave way to ``lastConsMark``
   (4 floats: 32 bytes), so every field from ``gcPercentHeapGoal`` on sits 32 bytes earlier (392
-  bytes). mstats lost ``gcPauseDist`` (13512 bytes in 1.19, 7744 in 1.22 and 1.24), ``numgc`` kept
-  its offset. 1.22 and 1.24 measured the same offsets (both DWARFs), yet are two entries: each
-  version is a claim checked against its own binary.
+  bytes, unchanged through 1.27). mstats is 13512 bytes in 1.19 (with ``gcPauseDist``), 7744 in
+  1.22 and 1.24, 8264 in 1.25, 10440 in 1.26 and 1.27; ``numgc`` is at 7704 up to 1.24, 7680 from
+  1.25. Releases whose measured layouts agree are still entries of their own: each version is a
+  claim checked against its own binary.
 - the GC goal under a memory limit (runtime/mgcpacer.go, ``memoryLimitHeapGoal``): 1.19 keeps 1 MiB
-  of headroom under the limit (``memoryLimitHeapGoalHeadroom``); in 1.22 and 1.24 (the sources read
+  of headroom under the limit (``memoryLimitHeapGoalHeadroom``); from 1.22 on (the sources read
   here; 1.20 and 1.21 were not) the headroom is 3% of the goal (``memoryLimitHeapGoalHeadroomPercent``),
-  at least 1 MiB (``memoryLimitMinHeapGoalHeadroom``). The rest of ``heapGoalInternal`` (sweep distance, 64 KiB of
-  runway past the trigger) is the same in the three.
-- the heap profile's stacks (runtime/mprof.go): up to ``maxStack`` = 32 PCs in 1.19 and 1.22; from
-  1.23 a bucket holds up to ``debug.profstackdepth`` PCs (GODEBUG profstackdepth, 128 by default),
-  at most ``maxProfStackDepth`` = 1024, the bound used for 1.24. ``bucket`` (48 bytes), ``memRecord``
-  (active then future[3], each 4 words) and ``mProfCycle`` (the cycle shifted left by one, the low
-  bit "flushed") are the same in the three, and so is what MemProfile folds in (the pending cycle;
-  every cycle before the first GC).
+  at least 1 MiB (``memoryLimitMinHeapGoalHeadroom``). The rest of ``heapGoalInternal`` (sweep
+  distance, 64 KiB of runway past the trigger) is the same in all.
+- the heap profile (runtime/mprof.go): a bucket's stack holds up to ``maxStack`` = 32 PCs in 1.19
+  and 1.22; from 1.23 up to ``debug.profstackdepth`` PCs (GODEBUG profstackdepth, 128 by default), at
+  most ``maxProfStackDepth`` = 1024, the bound used from 1.24. Each ``memRecordCycle`` counts
+  allocations, frees and their bytes (4 words) up to 1.26; 1.27 counts objects only (2 words) and
+  ``memProfileInternal`` reports them as objects of the bucket's ``size``, so their bytes are read as
+  count x size. ``bucket`` (48 bytes), the three future cycles and ``mProfCycle`` (the cycle shifted
+  left by one, the low bit "flushed") are the same in all, and so is what MemProfile folds in (the
+  pending cycle; every cycle before the first GC).
 
 The workload chose every byte decoded here (its binary, its memory): every count is bounded and
 every figure checked for plausibility before it is believed.
@@ -64,7 +69,8 @@ from typing import Dict, Optional, Tuple
 from ..errors import OomscopeError
 from .elf import EM_X86_64, Elf, ReadAt
 
-__all__ = ["GoRuntimeError", "GoLayout", "LAYOUTS", "GO_1_19_AMD64", "GO_1_22_AMD64", "GO_1_24_AMD64", "GoHeap",
+__all__ = ["GoRuntimeError", "GoLayout", "LAYOUTS", "GO_1_19_AMD64", "GO_1_22_AMD64", "GO_1_24_AMD64", "GO_1_25_AMD64",
+           "GO_1_26_AMD64", "GO_1_27_AMD64", "GoHeap",
            "build_version", "layout_for", "decode_heap", "heap_goal", "scale_heap_sample", "BUILDINFO_MAGIC"]
 
 BUILDINFO_MAGIC = b"\xff Go buildinf:"
@@ -161,12 +167,15 @@ class GoLayout:
     bucket_nstk: int
     mem_profile_type: int  # bucketType memProfile
     max_stack: int         # maxStack: a bucket's stack has at most this many PCs
-    mem_record_size: int   # active, then future[3], each memRecordCycle of 4 words
+    mem_record_size: int   # active, then future[3], each memRecordCycle of mem_record_cycle_words words
     mem_record_futures: int
+    bucket_alloc_size: int = 32    # bucket.size: the bytes of each allocation the bucket counts
+    #: 4: allocs, frees, alloc_bytes, free_bytes; 2 (1.27): allocs, frees, bytes = count x bucket.size
+    mem_record_cycle_words: int = 4
     # runtime/mgcpacer.go, heapGoalInternal and memoryLimitHeapGoal
     min_runway: int = 64 << 10
     memory_limit_headroom: int = 1 << 20       # the least headroom under the limit (all: 1 MiB)
-    memory_limit_headroom_percent: int = 0     # the headroom's share of the goal (1.22, 1.24: 3%)
+    memory_limit_headroom_percent: int = 0     # the headroom's share of the goal (1.22 on: 3%)
 
 
 #: Go 1.19 on amd64. Every offset read from the DWARF of a binary Debian's golang-go 1.19.8 built
@@ -199,7 +208,20 @@ GO_1_22_AMD64 = GoLayout(
 #: debug.profstackdepth PCs, at most maxProfStackDepth = 1024 (runtime/mprof.go, since 1.23).
 GO_1_24_AMD64 = replace(GO_1_22_AMD64, release="go1.24", max_stack=1024)
 
-LAYOUTS: Dict[Tuple[str, int], GoLayout] = {(L.release, L.machine): L for L in (GO_1_19_AMD64, GO_1_22_AMD64, GO_1_24_AMD64)}
+#: Go 1.25 on amd64 (Debian's golang-1.25-go 1.25.12, trixie-backports): gcController and the heap
+#: profile as in 1.24; mstats grew to 8264 bytes and numgc moved to 7704 - 24 = 7680.
+GO_1_25_AMD64 = replace(GO_1_24_AMD64, release="go1.25", memstats_size=8264, numgc=7680)
+
+#: Go 1.26 on amd64 (golang-1.26-go 1.26.11, trixie-backports): as 1.25 but mstats of 10440 bytes.
+GO_1_26_AMD64 = replace(GO_1_25_AMD64, release="go1.26", memstats_size=10440)
+
+#: Go 1.27 on amd64 (golang-1.27-go 1.27.4, trixie-backports): as 1.26, but a memRecordCycle counts
+#: objects only (allocs, frees: 16 bytes, memRecord 64): a bucket's bytes are its objects times
+#: bucket.size (runtime/mprof.go, memRecordCycle and memProfileInternal's ObjectSize).
+GO_1_27_AMD64 = replace(GO_1_26_AMD64, release="go1.27", mem_record_size=64, mem_record_cycle_words=2)
+
+LAYOUTS: Dict[Tuple[str, int], GoLayout] = {(L.release, L.machine): L for L in (
+    GO_1_19_AMD64, GO_1_22_AMD64, GO_1_24_AMD64, GO_1_25_AMD64, GO_1_26_AMD64, GO_1_27_AMD64)}
 
 _RELEASE = re.compile(r"go(1\.[0-9]+)(?:\.[0-9]+)?")
 
@@ -256,9 +278,9 @@ def _u64(raw: bytes, off: int) -> int:
 def heap_goal(layout: GoLayout, gc_percent_goal: int, sweep_dist_min_trigger: int, triggered: int,
               memory_limit: int, heap_free: int, heap_alloc: int, mapped_ready: int, heap_marked: int) -> int:
     """The GC's goal as ``gcControllerState.heapGoalInternal`` computes it (runtime/mgcpacer.go of
-    1.19, 1.22, 1.24): the GOGC goal, or the memory limit's when smaller (``memoryLimitHeapGoal``:
+    1.19 to 1.27): the GOGC goal, or the memory limit's when smaller (``memoryLimitHeapGoal``:
     the limit less the memory that is not heap objects, less what the runtime's memory is over it,
-    less the headroom: 1 MiB in 1.19, 3% of that goal but at least 1 MiB in 1.22 and 1.24; never under
+    less the headroom: 1 MiB in 1.19, 3% of that goal but at least 1 MiB from 1.22; never under
     the heap marked at the last GC); else the GOGC goal moved up to keep a minimum
     sweep distance and 64 KiB of runway past the trigger."""
     goal = gc_percent_goal
@@ -348,7 +370,13 @@ def decode_bucket(layout: GoLayout, header: bytes, body: bytes, cycle_index: int
     if len(body) < nstk * 8 + layout.mem_record_size:
         raise GoRuntimeError("a heap-profile bucket was read short")
     stack = struct.unpack_from(f"<{nstk}Q", body, 0)
-    cycles = [struct.unpack_from("<4Q", body, nstk * 8 + 32 * i) for i in range(1 + layout.mem_record_futures)]
+    words = layout.mem_record_cycle_words
+    cycles = [struct.unpack_from(f"<{words}Q", body, nstk * 8 + 8 * words * i) for i in range(1 + layout.mem_record_futures)]
+    if words == 2:  # objects only: each of bucket.size bytes
+        size = _u64(header, layout.bucket_alloc_size)
+        if not 0 < size <= MAX_PLAUSIBLE_BYTES:
+            raise GoRuntimeError(f"a heap-profile bucket of {size}-byte objects: not a Go runtime's")
+        cycles = [(a, f, a * size, f * size) for a, f in cycles]
     active, pending = cycles[0], cycles[1 + cycle_index % layout.mem_record_futures]
 
     def inuse(parts) -> Tuple[int, int]:

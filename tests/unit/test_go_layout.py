@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from oomscope.runtimes.elf import read_elf
-from oomscope.runtimes.goruntime import (GO_1_19_AMD64, GO_1_22_AMD64, GO_1_24_AMD64, LAYOUTS, MAX_INT64,
+from oomscope.runtimes.goruntime import (GO_1_19_AMD64, GO_1_22_AMD64, GO_1_24_AMD64, GO_1_27_AMD64, LAYOUTS, MAX_INT64,
                                          GoRuntimeError, build_version, decode_bucket, decode_heap, heap_goal,
                                          layout_for, release_of, scale_heap_sample)
 
@@ -36,6 +36,7 @@ FIELDS = {
     "bucket_allnext": ("runtime.bucket", "allnext"),
     "bucket_typ": ("runtime.bucket", "typ"),
     "bucket_nstk": ("runtime.bucket", "nstk"),
+    "bucket_alloc_size": ("runtime.bucket", "size"),
 }
 SIZES = {
     "gc_controller_size": "runtime.gcControllerState",
@@ -73,10 +74,12 @@ def _check_against_dwarf(layout, binary: str, release: str = "") -> None:
         assert getattr(layout, attr) == dwarf[struct_name][field], f"{layout.release} {attr}: {struct_name}.{field}"
     for attr, struct_name in SIZES.items():
         assert getattr(layout, attr) == dwarf[struct_name][""], f"{layout.release} {attr}"
-    # memRecord is active then future[3], each a memRecordCycle of 4 words in this order
-    assert dwarf["runtime.memRecord"]["future"] == dwarf["runtime.memRecordCycle"][""] == 32
-    assert [dwarf["runtime.memRecordCycle"][f] for f in ("allocs", "frees", "alloc_bytes", "free_bytes")] == [0, 8, 16, 24]
-    assert layout.mem_record_size == 32 * (1 + layout.mem_record_futures)
+    # memRecord is active then future[3], each a memRecordCycle of 4 words in this order (2 from 1.27)
+    words = layout.mem_record_cycle_words
+    assert dwarf["runtime.memRecord"]["future"] == dwarf["runtime.memRecordCycle"][""] == 8 * words
+    cycle = {f: o for f, o in dwarf["runtime.memRecordCycle"].items() if f}
+    assert cycle == dict(zip(("allocs", "frees", "alloc_bytes", "free_bytes")[:words], range(0, 8 * words, 8))), cycle
+    assert layout.mem_record_size == 8 * words * (1 + layout.mem_record_futures)
 
 
 def test_the_table_is_the_dwarf_of_the_installed_go():
@@ -92,7 +95,7 @@ def test_the_table_is_the_dwarf_of_the_installed_go():
 
 @pytest.mark.parametrize("release", sorted(r for r, _ in LAYOUTS))
 def test_each_entry_is_the_dwarf_of_its_go(release):
-    """Every entry of the table, against a binary its own Go built (1.22, 1.24: Debian's packages,
+    """Every entry of the table, against a binary its own Go built (all but 1.19: Debian's packages,
     fetched by tests/go-toolchains.sh)."""
     binary = build("leaklab", release=release)
     version, machine = _version_and_machine(binary)
@@ -121,7 +124,8 @@ def test_only_known_layouts_are_read():
     assert layout_for("go1.19.8", GO_1_19_AMD64.machine) is GO_1_19_AMD64
     assert layout_for("go1.22.12", GO_1_19_AMD64.machine) is GO_1_22_AMD64
     assert layout_for("go1.24.4", GO_1_19_AMD64.machine) is GO_1_24_AMD64
-    for other in ("go1.18.10", "go1.20.14", "go1.21.13", "go1.23.5", "go1.25.1"):
+    assert layout_for("go1.27.4", GO_1_19_AMD64.machine) is GO_1_27_AMD64
+    for other in ("go1.18.10", "go1.20.14", "go1.21.13", "go1.23.5", "go1.28.0"):
         with pytest.raises(GoRuntimeError, match=f"unknown Go version {other}: not read"):
             layout_for(other, GO_1_19_AMD64.machine)
     with pytest.raises(GoRuntimeError, match="on ELF machine 183: not read"):
@@ -170,12 +174,12 @@ def test_the_memory_limit_lowers_the_goal():
 
 def test_the_memory_limits_headroom_is_a_share_of_the_goal_after_1_19():
     """GOMEMLIMIT=200MiB, 100 MiB mapped of which 2 free and 90 in objects: 192 MiB before headroom.
-    1.19 keeps 1 MiB of it; 1.22 and 1.24 keep 3% of it (runtime/mgcpacer.go, memoryLimitHeapGoal:
+    1.19 keeps 1 MiB of it; 1.22 on keep 3% of it (runtime/mgcpacer.go, memoryLimitHeapGoal:
     goal / 100 * 3 in integers), and never less than 1 MiB."""
     values = dict(memory_limit=200 << 20, mapped_ready=100 << 20, heap_free=2 << 20, total_alloc=190 << 20,
                   total_free=100 << 20, heap_in_use=95 << 20, gc_percent_heap_goal=400 << 20, heap_marked=50 << 20)
     assert decode_heap(GO_1_19_AMD64, _controller(GO_1_19_AMD64, **values), 1).heap_goal_bytes == (191 << 20)
-    for L in (GO_1_22_AMD64, GO_1_24_AMD64):
+    for L in sorted(set(LAYOUTS.values()) - {GO_1_19_AMD64}, key=lambda x: x.release):
         g = 192 << 20
         assert decode_heap(L, _controller(L, **values), 1).heap_goal_bytes == g - g // 100 * 3
     # a small goal: 18 MiB less 2 MiB that are not heap objects is 16 MiB, whose 3% is under 1 MiB: 1 MiB off
@@ -194,7 +198,7 @@ def test_the_goal_keeps_its_runway_past_the_trigger():
     dict(heap_in_use=1 << 60), dict(total_free=200 << 20), dict(memory_limit=-5), dict(gc_percent=-7),
     dict(mapped_ready=1 << 10), dict(heap_live=(1 << 64) - 1),
 ])
-@pytest.mark.parametrize("layout", [GO_1_19_AMD64, GO_1_22_AMD64, GO_1_24_AMD64], ids=lambda L: L.release)
+@pytest.mark.parametrize("layout", sorted(LAYOUTS.values(), key=lambda x: x.release), ids=lambda L: L.release)
 def test_planted_figures_are_refused(values, layout):
     with pytest.raises(GoRuntimeError, match="not a Go runtime's state"):
         decode_heap(layout, _controller(layout, **values), 1)
@@ -227,3 +231,18 @@ def test_a_bucket_folds_in_the_pending_cycle_as_memprofile_does():
     frees_more = struct.pack("<2Q", 1, 2) + struct.pack("<4Q", 1, 5, 10, 50) + bytes(96)
     with pytest.raises(GoRuntimeError, match="frees more"):
         decode_bucket(L, header, frees_more, 0)
+
+
+def test_a_go_1_27_bucket_counts_objects_of_its_size():
+    """1.27's memRecordCycle is (allocs, frees): the bytes are the objects times bucket.size."""
+    L = GO_1_27_AMD64
+    header = struct.pack("<6Q", 0, 0, 1, 0, 65536, 1)
+    cycles = [(5, 1), (2, 0), (7, 7), (1, 0)]
+    body = struct.pack("<Q", 0x401234) + b"".join(struct.pack("<2Q", *c) for c in cycles)
+    assert len(body) == 8 + L.mem_record_size
+    b = decode_bucket(L, header, body, cycle_index=3)
+    assert (b.inuse_objects, b.inuse_bytes) == (4 + 2, (4 + 2) * 65536)
+    assert (b.all_cycles_objects, b.all_cycles_bytes) == (7, 7 * 65536)
+    for size in (0, 1 << 60):
+        with pytest.raises(GoRuntimeError, match="-byte objects: not a Go runtime's"):
+            decode_bucket(L, struct.pack("<6Q", 0, 0, 1, 0, size, 1), body, 0)

@@ -65,12 +65,19 @@ class FakeGo:
                              getattr(L, name), v)
         self.put("runtime.gcController", bytes(raw))
 
-    def bucket(self, stack, active=(1, 0, 64 << 10, 0), next_address=0, at=None, typ=1, nstk=None):
-        """A memory-profile bucket at ``at`` (else the next free place); returns its address."""
+    def record(self, active) -> bytes:
+        """A memRecord whose active cycle is ``active`` (allocs, frees, alloc_bytes, free_bytes; 1.27
+        keeps the first two only), its future cycles empty."""
+        words = self.L.mem_record_cycle_words
+        return struct.pack(f"<{words}Q", *active[:words]) + bytes(self.L.mem_record_size - 8 * words)
+
+    def bucket(self, stack, active=(1, 0, 64 << 10, 0), next_address=0, at=None, typ=1, nstk=None, size=65536):
+        """A memory-profile bucket of ``size``-byte objects at ``at`` (else the next free place);
+        returns its address."""
         at = self.next_bucket if at is None else at
         nstk = len(stack) if nstk is None else nstk
-        data = (struct.pack("<6Q", 0, next_address, typ, 0, 65536, nstk) + struct.pack(f"<{len(stack)}Q", *stack)
-                + struct.pack("<4Q", *active) + bytes(96))
+        data = (struct.pack("<6Q", 0, next_address, typ, 0, size, nstk) + struct.pack(f"<{len(stack)}Q", *stack)
+                + self.record(active))
         os.pwrite(self.fd, data, at)
         self.next_bucket = max(self.next_bucket, at + len(data) + 16)
         return at
@@ -96,7 +103,7 @@ def fake(tmp_path, request):
 def test_a_runtimes_state_is_read(fake):
     leak = fake.bucket([fake.pc("main.leakyCache"), fake.pc("main.main")], active=(40, 8, 40 << 16, 8 << 16))
     churn = fake.bucket([fake.pc("main.churn"), fake.pc("main.main")], active=(100, 99, 100 << 15, 99 << 15),
-                        next_address=0)
+                        next_address=0, size=1 << 15)
     os.pwrite(fake.fd, struct.pack("<Q", churn), leak + 8)
     fake.head(leak)
     with within(1.0):
@@ -107,6 +114,20 @@ def test_a_runtimes_state_is_read(fake):
     assert r.profile_rate == 512 << 10
     assert [s.frames for s in r.sites] == [("main.leakyCache", "main.main"), ("main.churn", "main.main")]
     assert r.sites[0].bytes == scale_heap_sample(32, 32 << 16, 512 << 10)[1]
+
+
+def test_the_runtimes_own_frames_are_hidden_as_pprof_hides_them(fake):
+    """Go 1.26 records runtime.mallocgc and its caller innermost: hidden up to the first frame not in
+    the runtime (pprof's hideRuntime), and two stacks then alike are one site; a stack all in the
+    runtime is kept whole."""
+    a = fake.bucket([fake.pc("runtime.mallocgc"), fake.pc("runtime.makeslice"), fake.pc("main.leakyCache"),
+                     fake.pc("main.main")], active=(3, 0, 3 << 16, 0))
+    b = fake.bucket([fake.pc("main.leakyCache"), fake.pc("main.main")], active=(2, 0, 2 << 16, 0), next_address=a)
+    c = fake.bucket([fake.pc("runtime.mallocgc"), fake.pc("runtime.main")], active=(1, 0, 1 << 16, 0), next_address=b)
+    fake.head(c)
+    r = fake.read()
+    assert [s.frames for s in r.sites] == [("main.leakyCache", "main.main"), ("runtime.mallocgc", "runtime.main")]
+    assert r.sites[0].bytes == scale_heap_sample(3, 3 << 16, 512 << 10)[1] + scale_heap_sample(2, 2 << 16, 512 << 10)[1]
 
 
 def test_a_loop_in_the_bucket_list_ends_the_walk(fake):
@@ -151,7 +172,7 @@ def test_a_long_list_is_bounded(fake):
     blob = bytearray()
     for i in range(n):
         nxt = HEAP + (i + 1) * size if i + 1 < n else 0
-        blob += struct.pack("<6Q", 0, nxt, 1, 0, 64, 1) + stack + struct.pack("<4Q", 1, 0, 64, 0) + bytes(96)
+        blob += struct.pack("<6Q", 0, nxt, 1, 0, 64, 1) + stack + fake.record((1, 0, 64, 0))
     os.pwrite(fake.fd, bytes(blob), HEAP)
     fake.head(HEAP)
     with within(2.0):
