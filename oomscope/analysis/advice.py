@@ -121,7 +121,9 @@ def trend_of(capture: Capture) -> Trend:
     """A straight-line fit of anon over the timeline: a leak rises steadily over most of it."""
     if not capture.timelines or not capture.timelines[0].points:
         return Trend("unknown", text="No timeline: oomscope was not sampling this cgroup before the kill.")
-    pts = [p for p in capture.timelines[0].points if p.anon_bytes is not None]
+    # in time order: a capture is input like any other (one with its points out of order gave the
+    # fit negative weights and numpy's "aweights cannot be negative": tests/unit/test_fuzz_parsers.py)
+    pts = sorted((p for p in capture.timelines[0].points if p.anon_bytes is not None), key=lambda p: p.t_ms)
     if len(pts) < 5 or pts[-1].t_ms - pts[0].t_ms < 10_000:
         return _with_reclaim(Trend("unknown", text="The timeline is too short (under 10 s or 5 points) to tell a leak from a plateau."),
                              capture.timelines[0])

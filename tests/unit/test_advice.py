@@ -237,3 +237,15 @@ def test_page_cache_stuck_under_writeback_is_said_even_as_a_small_part_of_the_ch
     assert stuck and "under writeback" in stuck[0].text, [a.title for a in advice]
     # a leak is still named beside it: the anonymous memory rose
     assert stuck[0].case == "no_more_limit" and any(a.case == "delay_only" for a in advice)
+
+
+def test_a_timeline_out_of_order_is_fitted_in_time_order():
+    """A capture is input: its points out of order (a hand-edited or damaged file; found by the
+    capture fuzzer) are fitted in time order, not with negative weights (numpy raised)."""
+    import random
+
+    cap = _capture([10 * MIB + i * 18 * MIB for i in range(11)], {"anon": 200 * MIB}, usage=200 * MIB, limit=200 * MIB)
+    ordered = trend_of(cap)
+    random.Random(7).shuffle(cap.timelines[0].points)
+    shuffled = trend_of(cap)
+    assert shuffled.kind == ordered.kind == "leak" and shuffled.anon_rate_bytes_per_min == ordered.anon_rate_bytes_per_min
