@@ -186,7 +186,7 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
                 for rec in worker.records():
                     if rec[0] == "batch":
                         _, made, results, flush_error = rec
-                        kills, outcomes = [], iter(results)
+                        kills = []
                         for kill_id, head, row, entry, why in made:
                             taken += 1
                             if why is not None:
@@ -194,7 +194,7 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
                                 continue
                             kills.append((kill_id, lambda job, path, row=row, entry=entry: post.kill_made(job, path, row, entry),
                                           lambda path, fin, head=head: worker_said(path, fin, head)))
-                        done(list(outcomes), flush_error, kills)
+                        done(results, flush_error, kills)
                     elif rec[0] == "end":
                         ended = True
                         found += rec[1]

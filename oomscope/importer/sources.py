@@ -107,7 +107,18 @@ class MappedLog:
 
 def map_log(path: str) -> Optional[MappedLog]:
     """A plain file mapped and scanned (as open_log reads it); None for a .gz or what cannot be
-    mapped (open_log reads those)."""
+    mapped (open_log reads those; a FIFO is not opened here: its bytes are read once)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+    except OSError:
+        pass  # open_log says why it cannot be read
+    else:
+        return _map_regular(path)
+    return None
+
+
+def _map_regular(path: str) -> Optional[MappedLog]:
     try:
         f = open(path, "rb")
     except OSError as exc:

@@ -1,25 +1,30 @@
 """A large log read by two processes (issue 29: a storm's parse is the import's time, ~2 s of one
-core for 4,446 kills, and this machine has two).
+core for 4,446 kills, and this machine has two; bench/README.md has the figures).
 
 The log's report regions (kernel/logscan.py) are cut in two at a report's header: this process
 reads the first part as ever (importer/run.py), a forked one the second, and writes its kills
 itself. What a reader carries from one line to the next (the year of a yearless syslog, the
 made-up clock of undated lines, the record count, the parser's state, the lines dated by their
 printk time) is the second process's to know exactly: it reads the first part too, for that
-state alone (the lines and the parser: ~45% of the full cost, measured for issue 29), then its own
-part with it: its kills are those the log read at one go gives (tests/unit/test_import_split.py).
-A header ends every group kill (kernel/oom_report.py: the parser forgets the last group), so the
-first part's kills are complete at the cut: this process gives them out without waiting.
+state alone (state_at: the lines skimmed up to the first part's last header, the parser from
+there), then its own part with it: its kills are those the log read at one go gives
+(tests/unit/test_import_split.py). A header ends every group kill (kernel/oom_report.py: the
+parser forgets the last group), so the first part's kills are complete at the cut: this process
+gives them out without waiting.
 
-If the second part does not begin with a header after all (a line that only looks like one),
-the worker says so before writing anything, and this process reads the second part itself, on
-from its own state. If the worker dies, the kills it said it wrote are kept and this process
-reads the second part for the rest.
+If the second part does not begin with a header after all (a line that only looks like one, or
+one a parser in another state could read otherwise), the worker says so before writing anything,
+and this process reads the second part itself, on from its own state. If the worker dies, the
+kills it said it wrote are kept and this process reads the second part for the rest (a batch
+written but not said is written again: its kills' folders get a suffix, nothing is lost).
+Two kills of the same id (the same pid at the same microsecond: a log pasted twice) on both sides
+of the cut may swap their folder names (``<id>``, ``<id>.1``): both processes make folders at once.
 
 The worker's outcome is a file of pickled records (a temporary file, not a pipe: nothing waits
-on the reader), read once the worker has ended: per batch the kills made
-(kill id, the line that says it, its index row and series entry, or why it was skipped) and what
-the writer did with each, then ("end", kills read, the read problems).
+on the reader), read once the worker has ended: per batch the kills made (kill id, the line that
+says it, its index row and series entry, or why it was skipped) and what the writer did with
+each, then ("end", kills read, the read problems). Whether it reads the second part at all is
+said at once through a pipe (one byte).
 """
 
 from __future__ import annotations

@@ -191,3 +191,18 @@ def test_the_state_at_a_cut_is_the_state_of_the_whole_first_part_read(tmp_path):
             assert state(got) == state(whole), k
             skimmed += got.parser.headers < whole.parser.headers
     assert skimmed >= 5  # the skim was taken (the parser read less than the whole first part)
+
+
+def test_a_fifo_is_not_opened_to_be_mapped(tmp_path):
+    """map_log leaves what is not a regular file to open_log (a FIFO's bytes are read once: opening
+    it here would block for a writer, and reading its magic bytes would take them from the log)."""
+    import threading
+
+    fifo = str(tmp_path / "log.fifo")
+    os.mkfifo(fifo)
+    got = []
+    t = threading.Thread(target=lambda: got.append(map_log(fifo)), daemon=True)
+    t.start()
+    t.join(5)
+    assert got == [None]
+    assert map_log(str(tmp_path / "missing.log")) is None  # open_log says it cannot be read
