@@ -653,9 +653,9 @@ class AllocSiteProbes:
                 with contextlib.suppress(KeyError):
                     del table[table.Key(tgid)]
 
-    def forget_pids(self, tgids, read=None) -> int:
+    def forget_pids(self, tgids, read) -> int:
         """Drop what was gathered about processes no longer watched (killed, exited): their sample
-        counts, sampled pages, and the stacks nothing else still names. ``read``: a SiteRead just
+        counts, sampled pages, and the stacks nothing else still names. ``read``: the SiteRead just
         taken (its entries are deleted without reading the maps again). Entries deleted.
 
         While some cgroup stays near its limit, sampling stays attached and nothing else empties
@@ -664,8 +664,6 @@ class AllocSiteProbes:
         gone = set(tgids)
         if not gone:
             return 0
-        if read is None:
-            read = self.read()
         deleted = 0
         pages, counts, stacks = self.bpf["sampled_pages"], self.bpf["site_counts"], self.bpf["stacks"]
         keep_ids: set = set()

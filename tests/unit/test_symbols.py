@@ -371,7 +371,7 @@ class _FakeProbes:
 
     forgotten: set = set()
 
-    def forget_pids(self, tgids, read=None):
+    def forget_pids(self, tgids, read):
         self.forgotten = self.forgotten | set(tgids)
         return 0
 
