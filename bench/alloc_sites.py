@@ -16,6 +16,15 @@ It runs in a sandbox cgroup (limit 256 MiB) under five conditions, interleaved r
 record runs with --cgroup the bench's own root cgroup, so other work on the host is not sampled.
 Each condition's CPU ns per fault against "none": min-to-min and median-to-median ratios.
 
+--bpf-stats: the kernel's own count of what record's BPF programs cost (sysctl
+kernel.bpf_stats_enabled=1 for the run, put back after: kernel/bpf/syscall.c counts each program's
+runs and the nanoseconds spent in them, kernel/bpf's __bpf_prog_run; read here for the programs
+record holds, by their ids in /proc/RECORD/fdinfo). Per condition: the programs' calls per fault
+of the storm, ns per call, and their time as a share of the storm's CPU: the cost of the hook
+measured apart from the machine's noise (the tracepoint's own dispatch, before the program runs,
+is not in it). The counting adds two clock reads to every run, so the CPU ratios of such a run are
+an upper bound.
+
 Run as root after ./setup.sh, on a quiet machine:
   flock /tmp/oomscope-heavy.lock /opt/oomscope/venv/bin/python bench/alloc_sites.py [--rounds 7] [--seconds 3]
 """
@@ -24,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -106,12 +116,79 @@ class Record:
         self.err.close()
 
 
-def storm(binary: str, fs_path: str, seconds: float) -> float:
-    """CPU ns per fault of one storm run in the cgroup."""
+def storm_run(binary: str, fs_path: str, seconds: float) -> tuple:
+    """(faults, CPU seconds) of one storm run in the cgroup."""
     p = in_cgroup(fs_path, [binary, str(seconds), str(STORM_MIB)], stdout=subprocess.PIPE, text=True)
     out, _ = p.communicate(timeout=seconds + 60)
     pages, cpu = out.split()
-    return float(cpu) / int(pages) * 1e9
+    return int(pages), float(cpu)
+
+
+def storm(binary: str, fs_path: str, seconds: float) -> float:
+    """CPU ns per fault of one storm run in the cgroup."""
+    pages, cpu = storm_run(binary, fs_path, seconds)
+    return cpu / pages * 1e9
+
+
+# uapi/linux/bpf.h: BPF_PROG_GET_FD_BY_ID, BPF_OBJ_GET_INFO_BY_FD, and struct bpf_prog_info's
+# offsets (checked against this host's header: id 4, name 64, run_time_ns 192, run_cnt 200)
+_BPF_PROG_GET_FD_BY_ID, _BPF_OBJ_GET_INFO_BY_FD = 13, 15
+_SYS_BPF = 321  # x86-64
+_INFO_SIZE = 232
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def prog_stats(pid: int) -> dict:
+    """{program name: (run_time_ns, run_cnt)} of the BPF programs process ``pid`` holds (summed by
+    name: one program attached to several tracepoints is one entry)."""
+    ids = set()
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                for line in f:
+                    if line.startswith("prog_id:"):
+                        ids.add(int(line.split()[1]))
+    out: dict = {}
+    for prog_id in ids:
+        attr = ctypes.create_string_buffer(128)
+        ctypes.c_uint32.from_buffer(attr, 0).value = prog_id
+        fd = _libc.syscall(_SYS_BPF, _BPF_PROG_GET_FD_BY_ID, attr, 128)
+        if fd < 0:
+            continue  # gone since
+        try:
+            info = ctypes.create_string_buffer(_INFO_SIZE)
+            attr = ctypes.create_string_buffer(128)
+            ctypes.c_uint32.from_buffer(attr, 0).value = fd          # bpf_fd
+            ctypes.c_uint32.from_buffer(attr, 4).value = _INFO_SIZE  # info_len
+            ctypes.c_uint64.from_buffer(attr, 8).value = ctypes.addressof(info)
+            if _libc.syscall(_SYS_BPF, _BPF_OBJ_GET_INFO_BY_FD, attr, 128) != 0:
+                continue
+            name = info.raw[64:80].split(b"\0", 1)[0].decode(errors="replace")
+            ns = ctypes.c_uint64.from_buffer(info, 192).value
+            cnt = ctypes.c_uint64.from_buffer(info, 200).value
+            t, c = out.get(name, (0, 0))
+            out[name] = (t + ns, c + cnt)
+        finally:
+            os.close(fd)
+    return out
+
+
+@contextlib.contextmanager
+def bpf_stats_enabled(on: bool):
+    """kernel.bpf_stats_enabled=1 while inside (put back as it was after)."""
+    path = "/proc/sys/kernel/bpf_stats_enabled"
+    if not on:
+        yield
+        return
+    with open(path) as f:
+        before = f.read().strip()
+    with open(path, "w") as f:
+        f.write("1")
+    try:
+        yield
+    finally:
+        with open(path, "w") as f:
+            f.write(before)
 
 
 def main() -> None:
@@ -119,7 +196,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--perf", action="store_true", help="also the sampled perf event (1.06x when last measured)")
+    ap.add_argument("--bpf-stats", action="store_true", help="the kernel's count of record's BPF programs' runs and time")
     args = ap.parse_args()
+    with bpf_stats_enabled(args.bpf_stats):
+        run(args)
+
+
+def run(args) -> None:
     hier = MemoryHierarchy.detect()
     root = f"/oomscope-bench-sites-{os.getpid()}"
     made = [create_cgroup(hier, root, 8 << 30)]
@@ -136,6 +219,7 @@ def main() -> None:
         results = {}
         attached = {}
         rec_cpu = {}
+        prog_cost: dict = {}  # condition -> program -> [ns, runs, storm faults, storm CPU s], summed over rounds
         for rnd in range(args.rounds):
             conds = ["none", "record-far", "near-watched", "near-watched-always", "near-other"]
             for cond in conds + (["near-watched-perf"] if args.perf else []):
@@ -154,7 +238,19 @@ def main() -> None:
                             time.sleep(0.1)
                     time.sleep(0.5)
                 cpu0 = rec.cpu_s() if rec else 0.0
-                results.setdefault(cond, []).append(storm(binary, storm_cg, args.seconds))
+                stats0 = prog_stats(rec.proc.pid) if rec and args.bpf_stats else {}
+                faults, storm_cpu = storm_run(binary, storm_cg, args.seconds)
+                results.setdefault(cond, []).append(storm_cpu / faults * 1e9)
+                if stats0:
+                    stats1 = prog_stats(rec.proc.pid)
+                    for name, (ns, cnt) in stats1.items():
+                        ns0, cnt0 = stats0.get(name, (0, 0))
+                        if cnt > cnt0:
+                            acc = prog_cost.setdefault(cond, {}).setdefault(name, [0, 0, 0, 0.0])
+                            acc[0] += ns - ns0
+                            acc[1] += cnt - cnt0
+                            acc[2] += faults
+                            acc[3] += storm_cpu
                 if rec is not None:
                     rec_cpu.setdefault(cond, []).append((rec.cpu_s() - cpu0) / args.seconds * 100)
                     attached.setdefault(cond, []).append("sampling attached" in rec.text())
@@ -179,6 +275,13 @@ def main() -> None:
             print(f"| {cond} | {min(v):.0f} | {statistics.median(v):.0f} | {min(v) / min(base):.3f} | "
                   f"{statistics.median(v) / statistics.median(base):.3f} | {paired:.3f} | "
                   f"{'-' if att is None else f'{sum(att)}/{len(att)}'} | {'-' if rc is None else f'{statistics.median(rc):.1f}'} |")
+        if args.bpf_stats:
+            print("\nrecord's BPF programs during the storms (kernel.bpf_stats_enabled), summed over the rounds:")
+            print("| condition | program | runs per storm fault | ns per run | share of the storm's CPU |")
+            print("|---|---|---|---|---|")
+            for cond, progs in prog_cost.items():
+                for name, (ns, cnt, faults, cpu) in sorted(progs.items(), key=lambda kv: -kv[1][0]):
+                    print(f"| {cond} | {name} | {cnt / faults:.3f} | {ns / cnt:.1f} | {ns / (cpu * 1e9) * 100:.2f}% |")
         shutil.rmtree(work, ignore_errors=True)
     finally:
         if holder is not None:

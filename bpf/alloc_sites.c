@@ -53,9 +53,9 @@ BPF_TABLE("lru_hash", struct oomscope_page_key, struct oomscope_page_sample, sam
 BPF_HASH(stall_begin, u32, struct oomscope_reclaim_begin, HITTER_ENTRIES);
 BPF_TABLE("lru_hash", u32, struct oomscope_hitter, hitters, HITTER_ENTRIES);
 /* [0] samples of watched processes, [1] stacks not stored (map full or collision),
- * [2] site_counts full, [3] faults counted by on_fault_tp */
-BPF_ARRAY(site_stats, u64, 4);
-BPF_PERCPU_ARRAY(fault_tick, u64, 1);
+ * [2] site_counts full */
+BPF_ARRAY(site_stats, u64, 3);
+BPF_PERCPU_ARRAY(fault_tick, u64, 1);  /* on_fault_tp: faults left before this CPU's next sample */
 BPF_ARRAY(sample_period, u64, 1);  /* on_fault_tp's period, set by user space before attaching */
 
 static __always_inline void stat_add(u32 i)
@@ -115,21 +115,29 @@ int on_fault_sample(void *ctx)
 }
 
 /* exceptions:page_fault_user (raw: address, regs, error_code): every user page fault of the
- * host, one in sample_period[0] sampled per CPU (two array lookups, both inlined by the
- * verifier), and of those only the faults on a page not present (error_code bit 0 clear,
- * X86_PF_PROT): a page being allocated, not a write to a shared or read-only one. */
+ * host while attached, so its path is kept short (bench/alloc_sites.py --bpf-stats counts it): a
+ * fault on a present page (error_code bit 0, X86_PF_PROT: a write to a shared or read-only one,
+ * not a page being allocated) returns before any lookup; the others count down a per-CPU
+ * counter (one array lookup, inlined by the verifier; no division) and one in sample_period[0]
+ * is sampled, the counter reloaded from it then. */
 int on_fault_tp(struct bpf_raw_tracepoint_args *ctx)
 {
     u32 zero = 0;
-    u64 *tick = fault_tick.lookup(&zero), *period = sample_period.lookup(&zero);
+    u64 *left, *period;
 
-    if (!tick || !period || !*period)
-        return 0;
-    *tick += 1;
-    if (*tick % *period)
-        return 0;
     if (ctx->args[2] & 1)
         return 0;
+    left = fault_tick.lookup(&zero);
+    if (!left)
+        return 0;
+    if (*left > 1) {
+        *left -= 1;
+        return 0;
+    }
+    period = sample_period.lookup(&zero);
+    if (!period || !*period)
+        return 0;
+    *left = *period;
     sample(ctx, ctx->args[0]);
     return 0;
 }

@@ -580,7 +580,8 @@ class AllocSiteProbes:
                 self.bpf.detach_tracepoint(tp=b"mmap:vm_unmapped_area")
         self.attached = False
         self._watched = set()
-        for name in ("watched_tgids", "site_counts", "sampled_pages", "stall_begin", "hitters", "stacks")\
+        # fault_tick too: a count left from a longer period would delay the next attach's first sample
+        for name in ("watched_tgids", "site_counts", "sampled_pages", "stall_begin", "hitters", "stacks", "fault_tick")\
                 + (("mapped",) if self.has_mapped else ()):
             with contextlib.suppress(Exception):
                 self.bpf[name].clear()

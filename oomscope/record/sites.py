@@ -69,9 +69,24 @@ MIN_GROWTH_PER_S = 0.001
 #: (the reclaim, fork and mapping programs stay on): the hook's own cost on every fault of the host
 #: (a raw tracepoint whose program returns at once costs a fault storm 3%, the program's work and
 #: the stack capture little: bench/README.md) is paid a fifth of the time. The kernel's period is
-#: made shorter in the same ratio, and each check scales by the time the hook was really on.
+#: made shorter in the same ratio (down to MIN_KERNEL_PERIOD), and each check scales by the time
+#: the hook was really on.
 DUTY_ON_S = 0.2
 DUTY_CYCLE_S = 1.0
+
+
+#: the kernel's period is never below this: a sampled fault's own work (its user stack walked and
+#: stored, its page recorded) costs ~1.2 us, so at one in 13 faults (64 over a duty of a fifth)
+#: sampling alone took 1.1% of a fault storm's CPU in the near-limit cgroup, its hook 0.8%
+#: (bench/README.md, "the kernel's count"); at one in 32, 0.4%
+MIN_KERNEL_PERIOD = 32
+
+
+def kernel_period_for(period: int, duty: float) -> int:
+    """The period the kernel samples at while its hook is on for the share ``duty`` of the time:
+    ``period`` x ``duty`` (as many samples as a hook on all the time), at least MIN_KERNEL_PERIOD
+    (or ``period`` itself when that is smaller)."""
+    return max(min(period, MIN_KERNEL_PERIOD), round(period * min(1.0, duty)))
 
 
 def duty_from_env(env=os.environ) -> Tuple[float, float]:
@@ -321,8 +336,9 @@ class SiteSampler:
         self.probes.watch(watched)
         if not self.probes.attached:
             period = choose_period(max(limit for _c, _u, limit in near), self.page_size, self.attach_ratio)
-            # a shorter period while the hook is on: as many samples as a hook on all the time
-            kernel_period = max(1, round(period * min(1.0, self.duty_on_ns / self.duty_cycle_ns)))
+            # a shorter period while the hook is on (as many samples as a hook on all the time), but
+            # not below MIN_KERNEL_PERIOD: each sample's own work is paid on top of the hook's
+            kernel_period = kernel_period_for(period, self.duty_on_ns / self.duty_cycle_ns)
             self.attach_s.append(self.probes.attach(kernel_period))
             self.attaches += 1
             duty = ("" if self.duty_on_ns >= self.duty_cycle_ns else

@@ -287,6 +287,16 @@ def test_period_grows_with_the_limit():
     assert choose_period(1 << 50) == 8192
 
 
+def test_the_kernel_period_is_scaled_by_the_duty_down_to_its_floor():
+    from oomscope.record.sites import MIN_KERNEL_PERIOD, kernel_period_for
+
+    assert kernel_period_for(64, 1.0) == 64
+    assert kernel_period_for(64, 0.2) == MIN_KERNEL_PERIOD  # 13 would sample a storm 2.5x as often
+    assert kernel_period_for(2048, 0.2) == 410  # as many samples as a hook on all the time
+    assert kernel_period_for(8, 0.2) == 8  # never longer than the period asked for
+    assert kernel_period_for(64, 0.0) == MIN_KERNEL_PERIOD
+
+
 def test_the_post_mortem_shows_the_sites_escaped():
     """The sites' frames and names are the workload's: escaped on the page, no script, in the JSON."""
     import json
@@ -425,8 +435,9 @@ def test_the_fault_hook_is_on_part_of_each_second_and_the_estimate_scales_by_its
     s = SiteSampler(probes, lambda: [("/a", 85 << 20, 100 << 20, None)], lambda cg: {os.getpid()}, clock=lambda: now[0],
                     check_interval_s=0.5, duty_on_s=0.2, duty_cycle_s=1.0)
     s.tick()
-    # 64 faults a sample with the hook on all the time: 64 x 0.2 with it on a fifth of the time
-    assert probes.attached and probes.hooked and probes.period == 13
+    # 64 faults a sample with the hook on all the time: 64 x 0.2 with it on a fifth of the time would
+    # be 13, below the floor a sample's own cost sets (record/sites.py MIN_KERNEL_PERIOD)
+    assert probes.attached and probes.hooked and probes.period == 32
     on = off = 0
     probes.pages = [PageSample(os.getpid(), 0x1000, 5, -1, 1, 10)]
     for _ in range(300):  # 3 s in the sampler's ticks of 10 ms
@@ -435,8 +446,8 @@ def test_the_fault_hook_is_on_part_of_each_second_and_the_estimate_scales_by_its
         on, off = (on + 1, off) if probes.hooked else (on, off + 1)
     assert 50 <= on <= 70 and probes.toggles >= 5  # about 0.2 of 3 s on, toggled each cycle
     assert 0 < s.wait_s() <= 0.1
-    # the time on (0.6 s of 3 s) makes each sample stand for 13 / 0.2 faults
-    assert 60 <= s.stands_for(now[0]) <= 70
+    # the time on (0.6 s of 3 s) makes each sample stand for 32 / 0.2 faults
+    assert 150 <= s.stands_for(now[0]) <= 170
     got = s.for_kill("/a", now[0])
     assert got is not None and got.period == round(s.stands_for(got.t_ns))
     # the test pages are pagemap-read for real: this process's page 0x1000 is not mapped, so not held
