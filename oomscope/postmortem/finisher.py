@@ -81,8 +81,12 @@ class WorkerProcess:
     # agent would hold between kills); it is started again by the next request, which it may not
     # have read (those are sent again): not a crash, nothing given up.
 
-    def __init__(self, cmd: List[str], err: TextIO, env: Optional[Dict[str, str]] = None):
+    def __init__(self, cmd: List[str], err: TextIO, env: Optional[Dict[str, str]] = None,
+                 idle_exit_s: Optional[float] = None):
         self.cmd = cmd
+        #: the worker's --idle-exit (None: it has none); ``keep`` asks well within it
+        self.idle_exit_s = idle_exit_s
+        self._last_sent = 0.0
         self.env = env
         self.err = err
         self._seq = 0
@@ -105,6 +109,7 @@ class WorkerProcess:
     # --- the process ---
     def _start(self) -> None:
         self._restart_at = None
+        self._last_sent = time.monotonic()  # a worker just started has its whole --idle-exit ahead
         self._asleep = self._saying_idle = False
         try:
             self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self.env,
@@ -167,6 +172,7 @@ class WorkerProcess:
     def _send(self, req: dict, path: str, job: int = 0) -> None:
         self._seq += 1
         req["seq"] = self._seq
+        self._last_sent = time.monotonic()
         self._pending[self._seq] = (req, path, job)
         if self.proc is not None:
             self._outbox += _line(req)
@@ -182,6 +188,16 @@ class WorkerProcess:
 
     def remove(self, folder: str) -> None:
         self._send({"op": "remove", "folder": folder}, folder)
+
+    def keep(self) -> bool:
+        """Keeps a running worker from its idle exit (record calls this while a watched cgroup is
+        near its limit): a request that does nothing, sent when nothing was sent for a third of its
+        --idle-exit, so that a kill that comes finds it started. True when sent."""
+        if self.proc is None or self.idle_exit_s is None or self._pending or \
+                time.monotonic() - self._last_sent < self.idle_exit_s / 3:
+            return False
+        self._send({"op": "keep"}, "")
+        return True
 
     def _pump(self) -> None:
         """Writes what the pipe takes, reads what the worker answered; starts it again when due."""
@@ -338,4 +354,4 @@ def start_worker(out_dir: str, err: TextIO, series_window_s: Optional[float] = N
     if safefs.settings.allow_shared:
         args.append("--allow-shared")
     cmd, env = module_command("oomscope.postmortem.worker", args)
-    return WorkerProcess(cmd, err, env)
+    return WorkerProcess(cmd, err, env, idle_exit_s=idle if idle > 0 else None)

@@ -4,8 +4,8 @@ that the long-running recorder never holds pandas, jinja2 or the analysis.
 
     python -m oomscope.postmortem.worker OUT_DIR [--file-mode N] [--allow-shared] [--series-window S] [--idle-exit S]
 
-Reads one JSON request per line on stdin ({"seq", "op": kill|rerender|remove, "capture" or
-"folder"}), answers each on stdout, in order ({"seq"}, and for a kill "html", "error",
+Reads one JSON request per line on stdin ({"seq", "op": kill|rerender|remove|keep, "capture" or
+"folder"}; keep does nothing but put the idle exit off), answers each on stdout, in order ({"seq"}, and for a kill "html", "error",
 "category", "cause", "series"). Stops at the end of its input, writing index.html once more. SIGINT and SIGTERM are
 ignored: the recorder stops it by closing the pipe, once the last post-mortems are done.
 With ``--idle-exit S``, after S seconds with nothing asked it writes index.html, says
@@ -46,6 +46,8 @@ def _read_capture(out_dir: str, capture_path: str) -> Capture:
 
 def _answer(req: dict, post: PostMortems, out_dir: str) -> dict:
     op, seq = req.get("op"), req.get("seq")
+    if op == "keep":  # nothing to do: the request itself put the idle exit off (record's keep)
+        return {"seq": seq}
     if op == "remove":
         post.remove(str(req["folder"]))
         return {"seq": seq}

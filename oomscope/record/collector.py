@@ -56,7 +56,7 @@ from .memory import drop_compiler_pages, trim_heap
 from .outputs import Outputs, Written
 from .retention import Retention
 from .sampler import Sampler, clock_offset_ns
-from .sites import SiteSampler
+from .sites import ATTACH_RATIO, SiteSampler, growing
 from .sites import add_to_capture as add_sites
 from .userkill import UserKill, UserKills
 from ..capture.userspace import finish_user_capture, place_user_kill, victim_event
@@ -102,11 +102,14 @@ IDLE_POLL_MS = 500
 # kmsg thread a few ms after the event woke this loop, and nothing wakes the loop for it. Waiting
 # POLL_MS then put 0-100 ms on every kill (bench/lean.py --latency: capture stage p50 52 ms).
 REPORT_POLL_MS = 5
-# A post-mortem worker that exited when idle is started again when a cgroup this close to its
-# limit at its current growth (record/readings.py NearLimit.seconds_to_limit) is seen: a kill is
-# near, and a storm's first kills do not wait for the worker's start-up. Not for a cgroup held at
-# its limit without growing (page cache): that one would keep the worker for good.
-WAKE_WORKER_WITHIN_S = 10.0
+# A post-mortem worker that exited when idle is started again, and a running one is kept from its
+# idle exit, while a watched cgroup is near its limit as the growth sites see it (record/sites.py:
+# at ATTACH_RATIO of its limit and growing, when their sampling attaches): a kill may come, and a
+# storm's first kills do not wait for the worker's start-up (0.5-1 s on a loaded 2-core host:
+# bench/README.md, issue 29). Not for a cgroup held at its limit without growing (page cache): that
+# one would keep the worker for good. Before, only a cgroup at most 10 s from its limit at its
+# growth over the sampler's ring woke it, and nothing kept it: a workload climbing slowly near its
+# limit met a worker that had just left.
 RECORDED_KEPT = 10000  # the last kills run() returns (``kills_recorded`` counts them all)
 
 
@@ -385,12 +388,23 @@ class Collector:
 
     def _wake_worker(self) -> None:
         wake = getattr(self.finisher, "wake", None)
-        if wake is None or self.finisher.busy or getattr(self.finisher, "proc", True) is not None:
-            return  # in-process, or running
+        if wake is None or self.finisher.busy:
+            return  # in-process, or working
+        if getattr(self.finisher, "proc", True) is not None:  # running: kept while a kill may come
+            keep = getattr(self.finisher, "keep", None)
+            if keep is not None and self._near_a_limit():
+                keep()
+            return
         # a kill in flight (its capture is being built: the worker starts meanwhile), or one near
-        if any(_may_be_in_scope(k, self.opts.cgroup) for k in self.joiner.pending) or \
-                any(n.seconds_to_limit() <= WAKE_WORKER_WITHIN_S for n in self.sampler.store.near_limit(8)):
+        if any(_may_be_in_scope(k, self.opts.cgroup) for k in self.joiner.pending) or self._near_a_limit():
             wake()
+
+    def _near_a_limit(self) -> bool:
+        """A watched cgroup at ATTACH_RATIO of its limit and growing: the growth sites' own test for
+        attaching their sampling (record/sites.py, SiteSampler._tick), asked here of the sampler's
+        readings, so that it holds with or without that sampling (--no-alloc-sites, no BPF for it)."""
+        return any(n.limit_bytes and n.usage_bytes >= ATTACH_RATIO * n.limit_bytes and growing(n.rate_bytes_per_s, n.limit_bytes)
+                   for n in self.sampler.store.near_limit(64))
 
     def _on_mark_victim(self, kill: PendingKill, ev: OomEvent) -> None:
         """What must be read at once, before the victim is gone: its cgroup and command line."""

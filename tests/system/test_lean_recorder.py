@@ -121,3 +121,71 @@ def test_a_worker_gone_idle_comes_back_for_each_kill_and_loses_none(recorder, sa
     assert "post-mortem worker" not in rec.stderr(), rec.stderr()
     assert rec.stop() == 0
     assert os.path.isfile(os.path.join(rec.out_dir, "kills", "index.html"))
+
+
+# Up to 76% of its cgroup's limit at once (the usage read from the file given), still 11 s (the
+# sampler's ring of ~10 s flat), then climbing 0.5 MiB a second (80% within ~3 s, 86% at the end:
+# 18 s or more from the limit at that rate) for argv[4] seconds, then fast until killed.
+CLIMB = r"""
+import os, sys, time
+usage_file, limit = sys.argv[1], int(sys.argv[2])
+def usage():
+    with open(usage_file) as f:
+        return int(f.read())
+held = []
+while usage() < 0.76 * limit:
+    held.append(b"\1" * (1 << 20))
+print(os.getpid(), flush=True)
+time.sleep(11)
+end = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    held.append(b"\1" * (1 << 17))
+    time.sleep(0.25)
+print("fast", flush=True)
+while True:
+    held.append(b"\1" * (1 << 20))
+"""
+
+
+def test_a_worker_is_started_and_kept_while_a_cgroup_climbs_near_its_limit(recorder, sandbox, monkeypatch):
+    """Issue 29: a storm's first kills waited for the worker's start-up after its idle exit (~0.8 s).
+    Now the worker is started once a watched cgroup is at 80% of its limit and growing (the growth
+    sites' test), before any kill, kept past its idle exit while it stays so, and renders the kill
+    that comes; once nothing is near, it exits when idle again. Before, a cgroup woke it only at
+    most 10 s from its limit at its growth over the sampler's ring (this one is 18 s or more away),
+    and nothing kept it."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("OOMSCOPE_WORKER_IDLE_EXIT_S", "3")
+    limit = 64 << 20
+    name, path = sandbox(limit=limit)
+    usage_file = os.path.join(path, "memory.current")
+    if not os.path.exists(usage_file):
+        usage_file = os.path.join(path, "memory.usage_in_bytes")  # v1
+    rec = recorder("--cgroup", name)
+    _idle(rec)
+    climb = subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -c "$3" "$4" "$5" "$6"', "sh",
+                              os.path.join(path, "cgroup.procs"), sys.executable, CLIMB, usage_file, str(limit), "12"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(climb.stdout.readline())
+        assert _no_child_for(rec.proc.pid, 9.0), "started at 76% of the limit, not growing: not near"
+        # 80% within ~3 s of the climb's start, read by the sampler within a second, looked at by
+        # record's next health tick
+        deadline = time.monotonic() + 8
+        while not _children(rec.proc.pid):
+            assert time.monotonic() < deadline, "no worker started for a cgroup near its limit and growing"
+            time.sleep(0.05)
+        [worker] = _children(rec.proc.pid)
+        assert climb.stdout.readline().strip() == "fast"  # ~8 s later: past two idle exits of 3 s
+        assert _children(rec.proc.pid) == [worker], "kept while near its limit, not left and started again"
+        assert climb.wait(timeout=30) == -9
+    finally:
+        climb.kill()
+        climb.wait()
+    [(cap_path, _cap)] = rec.wait_for(lambda c: c["victim"]["pid"] == pid)
+    assert os.path.getsize(os.path.join(os.path.dirname(cap_path), "postmortem.html")) > 1000
+    _idle(rec)  # nothing near once the hog is gone: it leaves when idle as before
+    assert "post-mortem worker" not in rec.stderr(), rec.stderr()
+    assert rec.stop() == 0

@@ -3,6 +3,8 @@ run by the system tests): answers in order, a worker that dies is said and start
 kill it was on is given up (its capture stays), the others are sent again."""
 
 import io
+import json
+import os
 import sys
 import time
 
@@ -132,7 +134,7 @@ while True:
     if not line:
         break
     req = json.loads(line)
-    print(json.dumps({"seq": req["seq"], "html": req["capture"], "error": None, "category": "anon",
+    print(json.dumps({"seq": req["seq"], "html": req.get("capture"), "error": None, "category": "anon",
                       "series": {"id": "s", "kill_number": 1, "kills_so_far": 1, "workload": "w"}}), flush=True)
 """
 
@@ -183,46 +185,96 @@ def test_a_request_written_as_the_worker_leaves_idle_is_sent_again_not_given_up(
     w.finish(5.0)
 
 
-def test_a_worker_gone_idle_is_woken_when_a_cgroup_is_seconds_from_its_limit_not_when_held_at_it(tmp_path):
+def _gone_idle(w, exits):
+    end = time.monotonic() + 10
+    while w.idle_exits < exits and time.monotonic() < end:
+        w.results()
+        time.sleep(0.05)
+    assert w.proc is None and w.idle_exits == exits
+
+
+def _loop(w, near):
     import types
 
-    from oomscope.record.collector import WAKE_WORKER_WITHIN_S, Collector
+    return types.SimpleNamespace(finisher=w, joiner=types.SimpleNamespace(pending=[]), opts=types.SimpleNamespace(cgroup=None),
+                                 sampler=types.SimpleNamespace(store=types.SimpleNamespace(near_limit=lambda n: near[:n])))
+
+
+def _wake(loop):
+    from oomscope.record.collector import Collector
+
+    loop._near_a_limit = lambda: Collector._near_a_limit(loop)
+    Collector._wake_worker(loop)
+
+
+def test_a_worker_gone_idle_is_woken_for_a_cgroup_near_its_limit_and_growing_not_one_held_at_it(tmp_path):
+    """Issue 29: the growth sites' test (80% of the limit and growing), not "10 s from the limit":
+    a workload climbing slowly at 85% (a minute from its limit) woke no worker before, and its
+    kill waited for the worker's start-up."""
     from oomscope.record.readings import NearLimit
 
     err = io.StringIO()
     w = WorkerProcess([sys.executable, "-c", IDLE_STAND_IN], err)
-    end = time.monotonic() + 10
-    while w.idle_exits == 0 and time.monotonic() < end:
-        w.results()
-        time.sleep(0.05)
-    assert w.proc is None and w.idle_exits == 1
+    _gone_idle(w, 1)
     near = []
-    loop = types.SimpleNamespace(finisher=w, joiner=types.SimpleNamespace(pending=[]), opts=types.SimpleNamespace(cgroup=None),
-                                 sampler=types.SimpleNamespace(store=types.SimpleNamespace(near_limit=lambda n: near[:n])))
+    loop = _loop(w, near)
     # held at 95% of its limit without growing (page cache): no kill is near
     near.append(NearLimit("/held", 95 << 20, 100 << 20, 0.0))
-    Collector._wake_worker(loop)
+    _wake(loop)
     assert w.proc is None
-    # 5 MiB from its limit, growing 1 MiB a second: 5 s away
-    near.append(NearLimit("/filling", 95 << 20, 100 << 20, float(1 << 20)))
-    assert near[-1].seconds_to_limit() <= WAKE_WORKER_WITHIN_S
-    Collector._wake_worker(loop)
+    # 85% of its limit, growing 0.25 MiB a second: a minute away (woke nothing before)
+    near.append(NearLimit("/climbing", 85 << 20, 100 << 20, float(1 << 18)))
+    assert near[-1].seconds_to_limit() > 10
+    _wake(loop)
     assert w.proc is not None and w.restarts == 0
     job = w.kill("/out/a/capture.json", None)
     assert [d.job for d in _all(w, 1)] == [job]
     assert not w.wake()  # running: nothing to start
-    # gone idle again: a kill in flight (its event read, its capture not yet written) wakes it
-    end = time.monotonic() + 10
-    while w.idle_exits == 1 and time.monotonic() < end:
-        w.results()
-        time.sleep(0.05)
+    # gone idle again (nothing near): a kill in flight (its event read, its capture not yet written) wakes it
     near.clear()
-    assert w.proc is None
+    _gone_idle(w, 2)
     loop.joiner.pending.append(PendingKill(pid=1, first_seen_ns=0))
-    Collector._wake_worker(loop)
+    _wake(loop)
     assert w.proc is not None
     assert err.getvalue() == ""
     w.finish(5.0)
+
+
+def test_a_running_worker_is_kept_from_its_idle_exit_while_a_cgroup_is_near_its_limit(tmp_path):
+    """Issue 29: a worker started for a cgroup near its limit left 60 s later if no kill came, and
+    the kill that came next waited for its start-up again. While a watched cgroup is near its limit
+    and growing, record sends it a request that does nothing (keep) within its --idle-exit; once
+    nothing is near, it exits when idle as before."""
+    from oomscope.record.readings import NearLimit
+
+    err = io.StringIO()
+    w = WorkerProcess([sys.executable, "-c", IDLE_STAND_IN.replace("0.3)", "0.6)")], err, idle_exit_s=0.6)
+    first = w.proc.pid
+    near = [NearLimit("/climbing", 85 << 20, 100 << 20, float(1 << 18))]
+    loop = _loop(w, near)
+    end = time.monotonic() + 2.5  # four idle exits' time
+    while time.monotonic() < end:
+        _wake(loop)  # record's health tick, every 250 ms while busy, 500 ms otherwise
+        w.results()
+        time.sleep(0.1)
+    assert w.proc is not None and w.proc.pid == first and w.idle_exits == 0, "kept, not left and started again"
+    near.clear()
+    _gone_idle(w, 1)
+    assert err.getvalue() == ""
+    w.finish(5.0)
+
+
+def test_keep_is_answered_and_does_nothing_else(tmp_path):
+    from oomscope.postmortem import worker
+
+    out = io.StringIO()
+    r, wfd = os.pipe()
+    os.write(wfd, json.dumps({"seq": 1, "op": "keep"}).encode() + b"\n")
+    os.close(wfd)
+    with os.fdopen(r, "rb") as stdin:
+        worker.serve(str(tmp_path), stdin=stdin, stdout=out, err=io.StringIO())
+    assert [json.loads(x) for x in out.getvalue().splitlines()] == [{"seq": 1}]
+    assert os.listdir(tmp_path) == [], "nothing written: no kill folder, no index"
 
 
 class _Asleep:
@@ -252,7 +304,8 @@ def test_with_cgroup_only_a_kill_that_may_be_within_it_wakes_the_worker():
     pending = []
     loop = types.SimpleNamespace(finisher=fin, joiner=types.SimpleNamespace(pending=pending),
                                  opts=types.SimpleNamespace(cgroup="/mine"),
-                                 sampler=types.SimpleNamespace(store=types.SimpleNamespace(near_limit=lambda n: [])))
+                                 sampler=types.SimpleNamespace(store=types.SimpleNamespace(near_limit=lambda n: [])),
+                                 _near_a_limit=lambda: False)
     elsewhere = PendingKill(pid=10, first_seen_ns=0, proc_cgroup="/other/pod")
     mine_not = PendingKill(pid=11, first_seen_ns=0, proc_cgroup="/mine2")  # a sibling whose name starts alike
     reported_elsewhere = PendingKill(pid=12, first_seen_ns=0, report=OomReport(summary=OomSummary(task_memcg="/other")))
