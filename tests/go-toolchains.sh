@@ -7,23 +7,24 @@
 #   tests/go-toolchains.sh          fetch what is missing, print "RELEASE GOROOT" per toolchain
 #
 # Debian's own packages, never go.dev's downloads nor GOTOOLCHAIN's: golang-1.X-go and golang-1.X-src
-# of the suite apt prefers among bookworm-backports, trixie and trixie-backports (1.22 comes from the
-# first, 1.24 from trixie, 1.25-1.27 from trixie-backports), fetched
+# of the suite apt prefers among bookworm-backports, trixie and trixie-backports (1.21-1.23 come from
+# the first, 1.24 from trixie, 1.25-1.27 from trixie-backports; no suite has a golang-1.20), fetched
 # and unpacked as tests/vm/run-matrix.sh fetches its kernels (tests/debian-fetch.sh: apt with lists,
 # cache and sources of its own under OOMSCOPE_GO_TOOLCHAINS, default /var/lib/oomscope/go-toolchains,
 # dpkg -x into CACHE/<version>/, no maintainer scripts, nothing installed into /usr). The tests find
 # CACHE/go1.X, a link to that tree's usr/lib/go-1.X (a GOROOT: bin/go, pkg/tool, src). A toolchain
 # already unpacked is reused without asking the mirror; a newer Debian revision of a minor replaces
 # it once the minor is fetched again (remove CACHE/go1.X). Measured on this project's machine
-# (2026-12-06): 1.22.12 (41 MB downloaded), 1.24.4 (47 MB), 1.25.12 (37 MB), 1.26.11 (41 MB) and
-# 1.27.4 (45 MB): 211 MB, 7-10 s each plus ~5 s of lists, 1.3 GB unpacked; a second run asks
-# nothing of the mirror (0.04 s).
+# (2026-12-06): 1.21.13 (40 MB downloaded), 1.22.12 (41 MB), 1.23.5 (43 MB), 1.24.4 (47 MB), 1.25.12
+# (37 MB), 1.26.11 (41 MB) and 1.27.4 (45 MB): 294 MB, 5-10 s each plus ~5 s of lists, 1.8 GB
+# unpacked (1.21 and 1.23 alone: 83 MB, 12 s with the lists, 0.5 GB); a second run asks nothing of
+# the mirror (0.04 s).
 #
-# Environment: OOMSCOPE_GO_MINORS="1.22 1.24 1.25 1.26 1.27" (which minors), OOMSCOPE_GO_TOOLCHAINS (the cache).
+# Environment: OOMSCOPE_GO_MINORS="1.21 1.22 1.23 1.24 1.25 1.26 1.27" (which minors), OOMSCOPE_GO_TOOLCHAINS (the cache).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-MINORS="${OOMSCOPE_GO_MINORS:-1.22 1.24 1.25 1.26 1.27}"
+MINORS="${OOMSCOPE_GO_MINORS:-1.21 1.22 1.23 1.24 1.25 1.26 1.27}"
 CACHE="${OOMSCOPE_GO_TOOLCHAINS:-/var/lib/oomscope/go-toolchains}"
 SUITES="bookworm-backports trixie trixie-backports"
 export DEBIAN_FRONTEND=noninteractive

@@ -20,34 +20,35 @@ and reads its DWARF with Go's own debug/dwarf), and the sizes of the variables i
 checked against the table before anything is read: a binary whose sizes differ is "not read".
 A version not in the table is said ("unknown Go version"), never guessed.
 
-The table holds Go 1.19, 1.22, 1.24, 1.25, 1.26 and 1.27 on amd64: the versions that were built
-and checked here. Debian 12 (this project's hosts and VMs) packages golang-1.19 alone; 1.22 comes
-from bookworm-backports, 1.24 from Debian 13 (trixie), 1.25 to 1.27 from trixie-backports, each
+The table holds Go 1.19 and 1.21 to 1.27 on amd64: the versions that were built and checked here.
+Debian 12 (this project's hosts and VMs) packages golang-1.19 alone; 1.21, 1.22 and 1.23 come from
+bookworm-backports, 1.24 from Debian 13 (trixie), 1.25 to 1.27 from trixie-backports, each
 fetched and unpacked without installing by tests/go-toolchains.sh (as tests/vm/run-matrix.sh fetches
 its 7.x kernels; ./setup.sh test runs it). A prebuilt toolchain from go.dev (or GOTOOLCHAIN's
 download) is the kind of download this project does not make. Each entry is checked against the
 DWARF of a binary built by that Go (tests/unit/test_go_layout.py) and read end to end by
-tests/system/test_go_runtime.py. 1.21 and 1.23 (bookworm-backports) are not in the table: not
-checked, so not read.
+tests/system/test_go_runtime.py. No golang-1.20 is in those suites' lists nor in bookworm's
+(read 2026-12-06): 1.20 is not checked, so not read.
 
 What differs between them, and why no other version is guessed from these:
 
 - offsets: Go 1.18's gcControllerState has ``trigger`` and ``heapGoal`` and none of ``memoryLimit``,
   ``heapInUse``, ``heapFree``, ``totalAlloc`` (HeapInuse came from mstats then). 1.19 has 424 bytes
-  of it; by 1.22 ``consMarkController`` (a 64-byte PI controller) gave way to ``lastConsMark``
+  of it; by 1.21 ``consMarkController`` (a 64-byte PI controller) gave way to ``lastConsMark``
   (4 floats: 32 bytes), so every field from ``gcPercentHeapGoal`` on sits 32 bytes earlier (392
-  bytes, unchanged through 1.27). mstats is 13512 bytes in 1.19 (with ``gcPauseDist``), 7744 in
-  1.22 and 1.24, 8264 in 1.25, 10440 in 1.26 and 1.27; ``numgc`` is at 7704 up to 1.24, 7680 from
-  1.25. Releases whose measured layouts agree are still entries of their own: each version is a
-  claim checked against its own binary.
+  bytes, unchanged through 1.27). mstats is 13512 bytes in 1.19 and 9040 in 1.21 (each with a
+  ``gcPauseDist`` histogram, of other sizes), 7744 in 1.22 to 1.24 (without it), 8264 in 1.25,
+  10440 in 1.26 and 1.27; ``numgc`` is at 7704 up to 1.24, 7680 from 1.25. Releases whose measured
+  layouts agree are still entries of their own: each version is a claim checked against its own binary.
 - the GC goal under a memory limit (runtime/mgcpacer.go, ``memoryLimitHeapGoal``): 1.19 keeps 1 MiB
-  of headroom under the limit (``memoryLimitHeapGoalHeadroom``); from 1.22 on (the sources read
-  here; 1.20 and 1.21 were not) the headroom is 3% of the goal (``memoryLimitHeapGoalHeadroomPercent``),
-  at least 1 MiB (``memoryLimitMinHeapGoalHeadroom``). The rest of ``heapGoalInternal`` (sweep
+  of headroom under the limit (``memoryLimitHeapGoalHeadroom``); from 1.21 on (the sources read
+  here; 1.20's were not) the headroom is 3% of the goal (``memoryLimitHeapGoalHeadroomPercent``),
+  at least 1 MiB (``memoryLimitMinHeapGoalHeadroom``); ``heapGoalInternal`` and
+  ``memoryLimitHeapGoal`` are the same text in 1.21 to 1.24. The rest of ``heapGoalInternal`` (sweep
   distance, 64 KiB of runway past the trigger) is the same in all.
 - the heap profile (runtime/mprof.go): a bucket's stack holds up to ``maxStack`` = 32 PCs in 1.19
-  and 1.22; from 1.23 up to ``debug.profstackdepth`` PCs (GODEBUG profstackdepth, 128 by default), at
-  most ``maxProfStackDepth`` = 1024, the bound used from 1.24. Each ``memRecordCycle`` counts
+  to 1.22; from 1.23 up to ``debug.profstackdepth`` PCs (GODEBUG profstackdepth, 128 by default), at
+  most ``maxProfStackDepth`` = 1024, the bound used from 1.23. Each ``memRecordCycle`` counts
   allocations, frees and their bytes (4 words) up to 1.26; 1.27 counts objects only (2 words) and
   ``memProfileInternal`` reports them as objects of the bucket's ``size``, so their bytes are read as
   count x size. ``bucket`` (48 bytes), the three future cycles and ``mProfCycle`` (the cycle shifted
@@ -69,7 +70,8 @@ from typing import Dict, Optional, Tuple
 from ..errors import OomscopeError
 from .elf import EM_X86_64, Elf, ReadAt
 
-__all__ = ["GoRuntimeError", "GoLayout", "LAYOUTS", "GO_1_19_AMD64", "GO_1_22_AMD64", "GO_1_24_AMD64", "GO_1_25_AMD64",
+__all__ = ["GoRuntimeError", "GoLayout", "LAYOUTS", "GO_1_19_AMD64", "GO_1_21_AMD64", "GO_1_22_AMD64", "GO_1_23_AMD64",
+           "GO_1_24_AMD64", "GO_1_25_AMD64",
            "GO_1_26_AMD64", "GO_1_27_AMD64", "GoHeap",
            "build_version", "layout_for", "decode_heap", "heap_goal", "scale_heap_sample", "BUILDINFO_MAGIC"]
 
@@ -175,7 +177,7 @@ class GoLayout:
     # runtime/mgcpacer.go, heapGoalInternal and memoryLimitHeapGoal
     min_runway: int = 64 << 10
     memory_limit_headroom: int = 1 << 20       # the least headroom under the limit (all: 1 MiB)
-    memory_limit_headroom_percent: int = 0     # the headroom's share of the goal (1.22 on: 3%)
+    memory_limit_headroom_percent: int = 0     # the headroom's share of the goal (1.21 on: 3%)
 
 
 #: Go 1.19 on amd64. Every offset read from the DWARF of a binary Debian's golang-go 1.19.8 built
@@ -203,10 +205,19 @@ GO_1_22_AMD64 = GoLayout(
     mem_record_size=128, mem_record_futures=3, memory_limit_headroom_percent=3,
 )
 
-#: Go 1.24 on amd64, from the DWARF of a binary Debian's golang-1.24-go 1.24.4 (trixie) built: the
-#: offsets and sizes of 1.22 (checked again against that binary, not assumed); a bucket's stack up to
-#: debug.profstackdepth PCs, at most maxProfStackDepth = 1024 (runtime/mprof.go, since 1.23).
-GO_1_24_AMD64 = replace(GO_1_22_AMD64, release="go1.24", max_stack=1024)
+#: Go 1.21 on amd64, from the DWARF of a binary Debian's golang-1.21-go 1.21.13 (bookworm-backports)
+#: built: gcController, numgc and the heap profile as in 1.22, but mstats of 9040 bytes (it still
+#: holds gcPauseDist, the one field of mstats 1.22 dropped: runtime/mstats.go); the headroom under
+#: a memory limit is 1.22's (runtime/mgcpacer.go of 1.21: memoryLimitHeapGoal, the same text).
+GO_1_21_AMD64 = replace(GO_1_22_AMD64, release="go1.21", memstats_size=9040)
+
+#: Go 1.23 on amd64 (golang-1.23-go 1.23.5, bookworm-backports): the offsets and sizes of 1.22
+#: (checked again against that binary, not assumed); a bucket's stack up to debug.profstackdepth
+#: PCs, at most maxProfStackDepth = 1024 (runtime/mprof.go, new in 1.23).
+GO_1_23_AMD64 = replace(GO_1_22_AMD64, release="go1.23", max_stack=1024)
+
+#: Go 1.24 on amd64, from the DWARF of a binary Debian's golang-1.24-go 1.24.4 (trixie) built: as 1.23.
+GO_1_24_AMD64 = replace(GO_1_23_AMD64, release="go1.24")
 
 #: Go 1.25 on amd64 (Debian's golang-1.25-go 1.25.12, trixie-backports): gcController and the heap
 #: profile as in 1.24; mstats grew to 8264 bytes and numgc moved to 7704 - 24 = 7680.
@@ -221,7 +232,7 @@ GO_1_26_AMD64 = replace(GO_1_25_AMD64, release="go1.26", memstats_size=10440)
 GO_1_27_AMD64 = replace(GO_1_26_AMD64, release="go1.27", mem_record_size=64, mem_record_cycle_words=2)
 
 LAYOUTS: Dict[Tuple[str, int], GoLayout] = {(L.release, L.machine): L for L in (
-    GO_1_19_AMD64, GO_1_22_AMD64, GO_1_24_AMD64, GO_1_25_AMD64, GO_1_26_AMD64, GO_1_27_AMD64)}
+    GO_1_19_AMD64, GO_1_21_AMD64, GO_1_22_AMD64, GO_1_23_AMD64, GO_1_24_AMD64, GO_1_25_AMD64, GO_1_26_AMD64, GO_1_27_AMD64)}
 
 _RELEASE = re.compile(r"go(1\.[0-9]+)(?:\.[0-9]+)?")
 
@@ -280,7 +291,7 @@ def heap_goal(layout: GoLayout, gc_percent_goal: int, sweep_dist_min_trigger: in
     """The GC's goal as ``gcControllerState.heapGoalInternal`` computes it (runtime/mgcpacer.go of
     1.19 to 1.27): the GOGC goal, or the memory limit's when smaller (``memoryLimitHeapGoal``:
     the limit less the memory that is not heap objects, less what the runtime's memory is over it,
-    less the headroom: 1 MiB in 1.19, 3% of that goal but at least 1 MiB from 1.22; never under
+    less the headroom: 1 MiB in 1.19, 3% of that goal but at least 1 MiB from 1.21; never under
     the heap marked at the last GC); else the GOGC goal moved up to keep a minimum
     sweep distance and 64 KiB of runway past the trigger."""
     goal = gc_percent_goal

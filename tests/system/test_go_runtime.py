@@ -1,5 +1,5 @@
 """Go's own view, read from outside a real Go program (the lab's workload, built here with Debian's
-golang-go, and for the heap's figures with each Go of goruntime.py's table: 1.22 to 1.27 are
+golang-go, and for the heap's figures with each Go of goruntime.py's table: 1.21 to 1.27 are
 Debian's packages fetched by tests/go-toolchains.sh) in a sandbox memory cgroup, against the
 program's own runtime.ReadMemStats."""
 

@@ -98,7 +98,7 @@ def test_an_unknown_go_version_is_said_not_guessed(lab):
     _path, data = lab
     at = data.index(b"\xff Go buildinf:") + 32  # Go 1.18+: a varint length, then the version
     length = data[at]
-    for other in ("go1.99", "go1.2rc1", "devel go1.21-abcdef0"):
+    for other in ("go1.99", "go1.20.1", "go1.2rc1", "devel go1.21-abcdef0"):  # 1.20: a release no entry checked
         fake = (other + " " * length)[:length] if len(other) <= length else other[:length]
         bad = data[:at + 1] + fake.encode() + data[at + 1 + length:]
         b = describe_binary(_at(bad), len(bad))
@@ -123,12 +123,13 @@ def test_a_layout_whose_sizes_differ_is_not_read(lab):
 
 @pytest.mark.parametrize("built_by,claims", [("go1.19", "go1.22"), ("go1.19", "go1.24"), ("go1.24", "go1.19"),
                                               ("go1.22", "go1.19"), ("go1.24", "go1.25"), ("go1.25", "go1.26"),
-                                              ("go1.27", "go1.24")])
+                                              ("go1.27", "go1.24"), ("go1.21", "go1.22"), ("go1.23", "go1.21")])
 def test_a_binary_claiming_another_go_whose_sizes_differ_is_not_read(built_by, claims):
     """A binary whose build info claims a Go of the table it was not built by: its variables'
-    sizes in .symtab (gcController 424 and memstats 13512 bytes in 1.19; 392 and 7744 in 1.22 and
-    1.24, 8264 in 1.25, 10440 in 1.26 and 1.27) are not the claimed layout's, so nothing is read.
-    (1.22 and 1.24 share their sizes and offsets: one claiming the other is read as it was built;
+    sizes in .symtab (gcController 424 and memstats 13512 bytes in 1.19; 392 and 9040 in 1.21, 7744 in
+    1.22 to 1.24, 8264 in 1.25, 10440 in 1.26 and 1.27) are not the claimed layout's, so nothing is read.
+    (1.22 to 1.24 share their sizes and offsets: one claiming another is read as it was built, but
+    with the claimed bound on a bucket's frames, 32 in 1.22 and 1,024 after, each bucket still checked;
     1.26 and 1.27 share their sizes but not their memRecord: a 1.26 binary claiming 1.27 would have
     its profile's bytes misread, each still bounded and checked.)"""
     data = _bytes(build("leaklab", release=built_by))

@@ -155,7 +155,7 @@ def test_a_pointer_outside_what_may_be_read_is_not_followed(fake, where):
 
 @pytest.mark.parametrize("typ,nstk", [(2, 1), (1, 0), (1, "max_stack + 1"), (1, 1 << 40), (1, (1 << 64) - 1)])
 def test_a_bucket_no_runtime_writes_is_refused(fake, typ, nstk):
-    """max_stack + 1: 33 frames for 1.19 and 1.22 (maxStack), 1025 for 1.24 (maxProfStackDepth)."""
+    """max_stack + 1: 33 frames for 1.19 to 1.22 (maxStack), 1025 from 1.23 (maxProfStackDepth)."""
     nstk = fake.L.max_stack + 1 if nstk == "max_stack + 1" else nstk
     fake.head(fake.bucket([fake.pc("main.leakyCache")], typ=typ, nstk=nstk))
     with within(1.0):
