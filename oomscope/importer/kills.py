@@ -19,7 +19,7 @@ from ..capture.groups import killed_again, link
 from ..capture.inputs import Recording
 from ..containers import NodeNames, workload_of
 from ..kernel.kmsg import KmsgRecord
-from ..kernel.logformats import LogLine, ReaderState, read_log_lines
+from ..kernel.logformats import LogLine, ReaderState, plain_dmesg, read_log_lines
 from ..kernel.oom_report import OomReport, OomReportParser
 from ..model import Capture, Host, Source
 from ..terminal import terminal_safe
@@ -112,9 +112,64 @@ class KillReader:
         are read for the state alone (nothing is made or given). ``first_is_header``: the first
         record must begin a report with a header (else NotAHeader, before anything is given): the
         kills of the lines before are then complete (no group kill goes on past a header)."""
+        return self._read(read_log_lines(lines, state=self.lines), capture, first_is_header)
+
+    def read_regions(self, texts: Iterable[str], capture: bool = True, first_is_header: bool = False) -> Iterator[Imported]:
+        """As ``read`` of the lines of these report regions' texts (sources.MappedLog.texts), the
+        same kills and state, with a region of plain dmesg lines (logformats.plain_dmesg) read at
+        once: its records made without read_log_lines' step per line, and a memcg report in its
+        common shape parsed whole (OomReportParser.feed_block). Regions of other shapes, and the
+        first when ``first_is_header``, are read line by line, consecutive ones in one stream
+        (a record may go on in the next region's indented lines)."""
+        slow: List[str] = []
+        it = iter(texts)
+        text = next(it, None)
+        first = first_is_header
+        st = self.lines
+        while text is not None:
+            nxt = next(it, None)
+            recs = None
+            if not first and (nxt is None or nxt.lstrip("\r\n")[:1] != " "):
+                recs = plain_dmesg(text)
+            if recs is None:
+                slow.append(text)
+                text = nxt
+                continue
+            if slow:
+                yield from self._read(read_log_lines(_lines_of(slow), state=st), capture, first)
+                slow = []
+            first = False
+            seq, synthetic = st.seq, st.synthetic
+            records = []
+            for sec, frac, line in recs:
+                seq += 1
+                usec = int(sec) * 1_000_000 + int(frac)
+                if usec > synthetic:
+                    synthetic = usec
+                records.append(_new(KmsgRecord, (6, 0, seq, usec, line)))
+            st.seq, st.synthetic = seq, synthetic
+            try:
+                rep = self.parser.feed_block(records)
+            except Exception:  # read line by line below, where a parser's failure is said
+                rep = None
+            if rep is None:
+                yield from self._read((_new(LogLine, (r, None, None, "dmesg", True, "", "", False)) for r in records), capture, False)
+            else:
+                ll = _new(LogLine, (records[-1], None, None, "dmesg", True, "", "", False))
+                if capture:
+                    yield from self._reports([rep], ll)
+                elif len(self.walls) > 100_000:
+                    self.walls.clear()
+            text = nxt
+        if slow:
+            yield from self._read(read_log_lines(_lines_of(slow), state=st), capture, first)
+        elif first:
+            raise NotAHeader("no record")
+
+    def _read(self, lls: Iterable[LogLine], capture: bool, first_is_header: bool) -> Iterator[Imported]:
         walls, problems = self.walls, self.problems
         check = first_is_header
-        for ll in read_log_lines(lines, state=self.lines):
+        for ll in lls:
             if ll.wall is not None or ll.host is not None or not ll.clocked or ll.yearless:
                 walls[ll.record.usec] = ll
                 self.kept += 1
@@ -144,6 +199,34 @@ class KillReader:
             yield from self._reports(reports, ll)
         if check:
             raise NotAHeader("no record")
+
+    def skim_regions(self, texts: Iterable[str]) -> bool:
+        """As ``skim`` of these regions' lines, a region of plain dmesg lines counted at once
+        (read_regions: they are records with the printk time only, nothing of them is kept)."""
+        clean = True
+        slow: List[str] = []
+        st = self.lines
+        it = iter(texts)
+        text = next(it, None)
+        while text is not None:
+            nxt = next(it, None)
+            recs = plain_dmesg(text) if nxt is None or nxt.lstrip("\r\n")[:1] != " " else None
+            if recs is None:
+                slow.append(text)
+            else:
+                if slow:
+                    clean = self.skim(_lines_of(slow)) and clean
+                    slow = []
+                st.seq += len(recs)
+                top = max(int(sec) * 1_000_000 + int(frac) for sec, frac, _ in recs)
+                if top > st.synthetic:
+                    st.synthetic = top
+                if "or sacrifice child" in text:
+                    clean = False
+            text = nxt
+        if slow:
+            clean = self.skim(_lines_of(slow)) and clean
+        return clean
 
     def skim(self, lines: Iterable[str]) -> bool:
         """The reader's state over these lines, without the parser (importer/split.py: a header
@@ -198,6 +281,16 @@ class KillReader:
         ll = LogLine(KmsgRecord(6, 0, -1, 0, ""))
         yield from self._reports(self.parser.finish(), ll)
         yield from self.flush()
+
+
+#: a NamedTuple made without its __new__'s Python call (as logformats does)
+_new = tuple.__new__
+
+
+def _lines_of(texts: List[str]) -> Iterator[str]:
+    """The lines of these regions' texts, as sources.MappedLog.lines gives them."""
+    for text in texts:
+        yield from text.split("\n")  # never splitlines(): U+2028 & co. are text
 
 
 def _killed_again(head: Imported, rep: OomReport) -> None:

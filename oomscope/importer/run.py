@@ -171,12 +171,12 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
             take(reader.read(source.lines))
             take(reader.end())
         elif worker is None:
-            take(reader.read(mapped.lines()))
+            take(reader.read_regions(mapped.texts()))
             take(reader.end())
         else:
-            take(reader.read(mapped.lines(0, k)))
+            take(reader.read_regions(mapped.texts(0, k)))
             if not worker.verdict():  # the second part does not begin with a header: read on here
-                take(reader.read(mapped.lines(k)))
+                take(reader.read_regions(mapped.texts(k)))
                 take(reader.end())
             else:
                 take(reader.flush())  # the first part's last kills: a header ends every group kill
@@ -203,7 +203,7 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
                     err.write(f"oomscope: warning: {terminal_safe(name)}: the second reading process ended early; "
                               f"its {taken} kill(s) are kept, the rest is read again here\n")
                     found += taken
-                    take(itertools.islice(itertools.chain(reader.read(mapped.lines(k)), reader.end()), taken, None))
+                    take(itertools.islice(itertools.chain(reader.read_regions(mapped.texts(k)), reader.end()), taken, None))
         flush(wait=True)
     finally:
         if worker is not None:

@@ -20,7 +20,7 @@ from typing import Callable, Iterator, List, Optional, Tuple
 from ..errors import ImportProblem
 from ..kernel.kmsg import KmsgReader, kmsg_escape
 from ..kernel.logformats import full_date
-from ..kernel.logscan import fast_report_regions, region_lines, report_lines
+from ..kernel.logscan import fast_report_regions, region_lines, region_texts, report_lines
 from ..terminal import terminal_safe
 
 KMSG = "/dev/kmsg"
@@ -94,6 +94,10 @@ class MappedLog:
     def lines(self, lo: int = 0, hi: Optional[int] = None) -> Iterator[str]:
         """The lines of regions[lo:hi], as open_log gives them."""
         return region_lines(self.buf, self.regions[lo:hi])
+
+    def texts(self, lo: int = 0, hi: Optional[int] = None) -> Iterator[str]:
+        """The text of each of regions[lo:hi] (its lines are those ``lines`` gives)."""
+        return region_texts(self.buf, self.regions[lo:hi])
 
     def close(self) -> None:
         self.buf.close()

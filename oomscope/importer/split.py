@@ -171,7 +171,7 @@ def _work(out: IO[bytes], said: int, mapped, k: int, reader_args: dict, output: 
     reader = state_at(mapped, k, reader_args)
     problems: List[str] = []
     reader.problems = problems
-    kills = reader.read(mapped.lines(k), first_is_header=True)
+    kills = reader.read_regions(mapped.texts(k), first_is_header=True)
     try:
         first = next(kills, None)
     except NotAHeader:
@@ -223,16 +223,16 @@ def state_at(mapped, k: int, reader_args: dict) -> KillReader:
     j = next((i for i in range(k - 1, 0, -1) if starts_a_report(mapped.buf, *mapped.regions[i])), 0)
     if j > 0:
         reader = KillReader(**dict(reader_args, problems=None))
-        if reader.skim(mapped.lines(0, j)):
+        if reader.skim_regions(mapped.texts(0, j)):
             try:
-                for _ in reader.read(mapped.lines(j, k), capture=False, first_is_header=True):
+                for _ in reader.read_regions(mapped.texts(j, k), capture=False, first_is_header=True):
                     pass
                 if reader.kept <= _WALLS_KEPT:
                     return reader
             except NotAHeader:
                 pass
     reader = KillReader(**dict(reader_args, problems=None))
-    for _ in reader.read(mapped.lines(0, k), capture=False):
+    for _ in reader.read_regions(mapped.texts(0, k), capture=False):
         pass
     return reader
 

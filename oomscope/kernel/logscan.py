@@ -197,5 +197,11 @@ def report_lines(buf, fast: bool = True) -> Iterator[str]:
 
 def region_lines(buf, regions: Iterable[Tuple[int, int]]) -> Iterator[str]:
     """The lines of these regions of ``buf``, decoded (invalid UTF-8 replaced)."""
+    for text in region_texts(buf, regions):
+        yield from text.split("\n")  # never splitlines(): U+2028 & co. are text
+
+
+def region_texts(buf, regions: Iterable[Tuple[int, int]]) -> Iterator[str]:
+    """The text of each of these regions of ``buf``, decoded (invalid UTF-8 replaced)."""
     for s, e in regions:
-        yield from bytes(buf[s:e]).decode("utf-8", "replace").split("\n")  # never splitlines(): U+2028 & co. are text
+        yield bytes(buf[s:e]).decode("utf-8", "replace")

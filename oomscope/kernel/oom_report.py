@@ -342,6 +342,20 @@ def _find_all(text: str, needle: str, start: int = 0, end: Optional[int] = None)
         i = text.find(needle, i + 1)
 
 
+#: feed_block: a region of more lines is read line by line (the parser keeps a report's first 400)
+_BLOCK_MAX = 300
+#: a line between a block's header and its Killed line that the parser would read as another
+#: report's line, a group kill's or a pre-4.19 kernel's: such a block is read line by line
+#: (looked for anywhere in the lines: a literal search each, a sixth of one regex's time)
+_BLOCK_DANGER = ("invoked oom-killer", "is already exiting", "or sacrifice child", "Killed process ", "memory.oom.group",
+                 "oom_reaper", "killed as a result of limit of", "Mem-Info", "pages RAM", "Free swap", "Total swap")
+#: the lines _report_line reads (for a line that is none of these it only keeps the text)
+_RE_BLOCK_SPECIAL = re.compile(r"CPU: |memory|swap|kmem|Memory cgroup stats for |\[\s*pid|Tasks state|oom-kill:|Task in ")
+_COUNTER_ATTR = {"memory": "memory", "memory+swap": "memsw", "swap": "swap", "kmem": "kmem"}
+#: a memory.stat line as _RE_STAT reads it, ASCII digits (any other is read line by line)
+_RE_STAT_ASCII = re.compile(r"([a-z_0-9]+) ([0-9]+)\Z")
+
+
 class OomReportParser:
     """Feeds on kernel log records; yields an OomReport for every ``Killed process`` line.
 
@@ -381,6 +395,98 @@ class OomReportParser:
             out.extend(self.feed(rec))
         out.extend(self.finish())
         return out
+
+    def feed_block(self, recs: List[KmsgRecord]) -> Optional[OomReport]:
+        """A whole report region's records at once (importer/kills.py, for plain dmesg regions):
+        the report ``feed`` gives for them one by one, read with a few checks over the lines, when
+        the region is a memcg report in its common shape (header, lines of no meaning here, the
+        counters, memory.stat, the tasks table, the summary, the Killed line: mm/oom_kill.c's
+        dump_header and __oom_kill_process) and the parser is between reports; None otherwise,
+        and nothing changed (the caller feeds the records one by one). The per-line work of feed
+        was most of a storm's parse (issue 29)."""
+        if self._cur is not None or self._mode is not None or self._sacrifice is not None or not 8 <= len(recs) <= _BLOCK_MAX:
+            return None
+        texts = [r.text for r in recs]
+        head, last = texts[0], texts[-1]
+        h = _RE_HEADER.match(head)
+        middle = "\n".join(texts[1:-1])
+        if h is None or "\n" in head or "\r" in middle or middle.count("\n") != len(texts) - 3 \
+                or any(d in middle for d in _BLOCK_DANGER):
+            return None
+        if "is already exiting. Skip killing the task" in last or "or sacrifice child" in last or _RE_HEADER.match(last):
+            return None
+        killed = parse_killed_line(last) if "Killed process " in last else None
+        if killed is None:
+            return None
+        rep = OomReport(has_header=True, started=True, trigger_comm=h.group("comm"), gfp_mask=h.group("gfp"),
+                        order=int(h.group("order")), trigger_oom_score_adj=int(h.group("adj")),
+                        first_seq=recs[0].seq, first_usec=recs[0].usec)
+        n = len(texts) - 1
+        i = 1
+        # the lines before the counters: none may be one the parser reads (the danger above, then these)
+        while i < n:
+            t = texts[i]
+            if _RE_BLOCK_SPECIAL.match(t) is None:
+                i += 1
+                continue
+            if rep.trigger_pid is None and t.startswith("CPU: "):
+                s = _RE_STACK_CPU.match(t)
+                if s:
+                    rep.trigger_pid = int(s.group("pid"))
+                    i += 1
+                    continue
+            if _RE_COUNTER.match(t):
+                break
+            return None
+        counters = 0
+        while i < n:
+            c = parse_counter_line(texts[i])
+            if c is None:
+                break
+            name, counter = c
+            setattr(rep, _COUNTER_ATTR[name], counter)
+            counters += 1
+            i += 1
+        t = texts[i] if i < n else ""
+        if not counters or not (t.startswith(_STATS_PREFIX) and t.endswith(":")) or _RE_OLD_STATS.match(t):
+            return None
+        rep.stats_cgroup = t[len(_STATS_PREFIX):-1]
+        i += 1
+        stat = rep.memory_stat
+        while i < n:
+            st = _RE_STAT_ASCII.match(texts[i])
+            if st is None:
+                break
+            stat[st.group(1)] = int(st.group(2))
+            i += 1
+        if i + 1 >= n or texts[i] != _TASKS_TITLE:
+            return None
+        cols = [c for c in re.sub(r"^\[\s*pid\s*\]", "pid", texts[i + 1]).split(" ") if c]
+        if not cols or cols[0] != "pid":
+            return None
+        rep.task_columns = cols
+        i += 2
+        while i < n - 1:
+            row = _RE_TASK_ROW.match(texts[i])
+            if row is None:
+                return None
+            task = _parse_task_row(int(row.group("pid")), row.group("rest"), cols)
+            if task is None:
+                return None
+            rep.tasks.append(task)
+            i += 1
+        summary = texts[n - 1] if i == n - 1 else ""
+        if not summary.startswith("oom-kill:") or _RE_TASK_ROW.match(summary):
+            return None
+        rep.summary_usec, rep.summary_seq, rep.summary_raw = recs[n - 1].usec, recs[n - 1].seq, summary
+        parse_oom_summary(summary, None, rep.stats_cgroup)  # as feed does (its result is read again below)
+        rep.killed, rep.killed_usec, rep.last_seq = killed, recs[n].usec, recs[n].seq
+        rep.summary = parse_oom_summary(summary, killed.comm, rep.stats_cgroup)
+        rep.lines = texts
+        self.headers += 1
+        self._last_group = None
+        self._last_done = rep
+        return rep
 
     def finish(self) -> List[OomReport]:
         """At the end of the log: a report whose summary names its victim but whose Killed line
