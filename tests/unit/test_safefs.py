@@ -403,3 +403,30 @@ def test_links_of_ours_in_parent_folders_and_relative_paths_are_followed(tmp_pat
     os.symlink("loop", tmp_path / "loop")
     with pytest.raises((OSError, UnsafeOutput), match="Too many levels of symbolic links"):
         write_kill(str(tmp_path / "loop" / "out"), _capture(), render_html)
+
+
+def test_a_batchs_markers_are_one_file_and_each_folder_stays_its_own(tmp_path):
+    """In a batch (import) the markers after the first are hard links to it (no inode each, issue
+    29): each folder still has its own marker name, ours and regular, that the index and --keep
+    read; removing one kill folder leaves the others' markers; record (no batch) makes a file each."""
+    from oomscope.capture.writer import write_capture
+    from oomscope.importer.run import _write_batch
+
+    out = tmp_path / "out"
+    text = _capture().to_json(None)
+    results, err = _write_batch(str(out), [(f"20261206T000000.00{i}Z-pid{i}", text) for i in range(3)])
+    assert err is None and [k for k, _ in results] == ["ok"] * 3
+    marks = [os.stat(os.path.join(os.path.dirname(p), MARKER)) for _, p in results]
+    assert len({(m.st_dev, m.st_ino) for m in marks}) == 1 and marks[0].st_nlink == 3
+    assert all(stat.S_ISREG(m.st_mode) and m.st_uid == os.geteuid() for m in marks)
+    assert len(OutputIndex(str(out)).rows) == 3
+    with safefs.Dir(str(out)) as d:
+        assert sorted(n for n, _ in d.kill_folders()) == sorted(os.path.basename(os.path.dirname(p)) for _, p in results)
+        assert d.remove_kill_folder(os.path.basename(os.path.dirname(results[0][1])))
+    assert os.stat(os.path.join(os.path.dirname(results[1][1]), MARKER)).st_nlink == 2
+    assert len(OutputIndex(str(out)).rows) == 2
+    alone = tmp_path / "alone"
+    p1 = write_capture(str(alone), _capture())
+    p2 = write_capture(str(alone), _capture())
+    m1, m2 = (os.stat(os.path.join(os.path.dirname(p), MARKER)) for p in (p1, p2))
+    assert m1.st_ino != m2.st_ino and m1.st_nlink == m2.st_nlink == 1
