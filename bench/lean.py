@@ -18,7 +18,10 @@ stages: the recorder's capture (kill to captured_wall), the write, the worker's 
 (capture.json to postmortem.html). ``--storm-burst 0`` writes every kill of it (record's
 ``--workload-burst``; its default, 10, leaves a p95 of 10 kills: their maximum).
 ``--storm-after-idle 65`` starts that storm once both workers have exited when idle (60 s): its
-first kills start them again.
+first kills start them again. ``--storm-climb S`` has a workload climb near the storm cgroup's limit
+first (from 76% at 0.5 MiB/s for S seconds, then killed: the storm follows), so that a recorder
+that starts its worker when a cgroup is near its limit has it running at the first kill (issue
+29). ``--rounds R``: R storms, both recorders started anew for each; the kills pooled.
 
 With ``--kills-seconds S`` (issue 29), each level first has an OOM storm of S seconds in a 64 MiB
 sandbox under the parent, recorded by both: the whole tree (recorder and worker: RSS, anonymous,
@@ -337,7 +340,38 @@ def _storm(fs: str, seconds: float) -> None:
         print(f"  the storm ended early: its parent exited with {exc.returncode}", flush=True)
 
 
-def storm(before: str, hier, duration: float, burst: int = 10, idle_first: float = 0.0) -> list:
+# Up to 76% of the cgroup's limit at once (its usage read from the file given), still 11 s (the
+# sampler's ring flat), then climbing 0.5 MiB a second for argv[3] seconds (80% within ~3 s; 86%
+# after 12 s, 18 s or more from the limit at that rate), then fast until killed: a workload that
+# leaks near its limit before its storm (issue 29: the worker started ahead, or not).
+CLIMB = r"""
+import os, sys, time
+usage_file, limit = sys.argv[1], int(sys.argv[2])
+def usage():
+    with open(usage_file) as f:
+        return int(f.read())
+held = []
+while usage() < 0.76 * limit:
+    held.append(b"\1" * (1 << 20))
+time.sleep(11)
+end = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    held.append(b"\1" * (1 << 17))
+    time.sleep(0.25)
+while True:
+    held.append(b"\1" * (1 << 20))
+"""
+
+
+def _climb(fs: str, limit: int, seconds: float) -> subprocess.Popen:
+    usage_file = os.path.join(fs, "memory.current")
+    if not os.path.exists(usage_file):
+        usage_file = os.path.join(fs, "memory.usage_in_bytes")  # v1
+    return subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -c "$3" "$4" "$5" "$6"', "sh",
+                             os.path.join(fs, "cgroup.procs"), sys.executable, CLIMB, usage_file, str(limit), str(seconds)])
+
+
+def storm(before: str, hier, duration: float, burst: int = 10, idle_first: float = 0.0, climb_s: float = 0.0) -> list:
     parent = f"{PREFIX}{os.getpid()}"
     top = create_cgroup(hier, parent, None)
     fs = create_cgroup(hier, f"{parent}/storm", 64 << 20)
@@ -347,7 +381,14 @@ def storm(before: str, hier, duration: float, burst: int = 10, idle_first: float
             recs = start_both(before, out, ("--cgroup", parent, "--workload-burst", str(burst)))
             try:
                 time.sleep(3 + idle_first)
-                if idle_first:  # the storm meets a worker gone idle (issue 29): it is started again by it
+                if climb_s:  # a workload climbing near its limit first: its kill starts the storm
+                    climber = _climb(fs, 64 << 20, climb_s)
+                    time.sleep(11 + climb_s - 1.0)
+                    print("  the climb near the limit, 1 s before its kill: " +
+                          ", ".join(f"{r.label}'s worker {'running' if children(r.proc.pid) else 'gone'}" for r in recs), flush=True)
+                    if climber.wait(timeout=60) != -9:
+                        print(f"  the climbing workload exited with {climber.returncode}, not killed", flush=True)
+                elif idle_first:  # the storm meets a worker gone idle (issue 29): it is started again by it
                     print("  before the storm: " + ", ".join(f"{r.label}'s worker {'running' if children(r.proc.pid) else 'gone'}"
                                                              for r in recs), flush=True)
                 _storm(fs, duration)
@@ -363,7 +404,8 @@ def storm(before: str, hier, duration: float, burst: int = 10, idle_first: float
                     print(f"  storm, {r.label}: no post-mortem ({caps} captures)")
                     continue
                 p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))]
-                rows.append({"label": r.label, "kills": len(lat), "captures": caps, "p50": statistics.median(lat), "p95": p95, "max": lat[-1]})
+                rows.append({"label": r.label, "kills": len(lat), "captures": caps, "p50": statistics.median(lat), "p95": p95, "max": lat[-1],
+                             "latencies": lat})
                 print(f"  storm, {r.label}: {len(lat)} post-mortems ({caps} captures): kill -> postmortem.html "
                       f"p50 {1000 * statistics.median(lat):.0f} ms, p95 {1000 * p95:.0f} ms, max {1000 * lat[-1]:.0f} ms", flush=True)
                 print("    stages, p50 / p95 ms: " + ", ".join(f"{k} {1000 * _p(v, 0.5):.0f} / {1000 * _p(v, 0.95):.0f}"
@@ -388,6 +430,10 @@ def main() -> None:
     ap.add_argument("--storm-after-idle", type=float, default=0.0, metavar="S",
                     help="start the --latency storm S seconds after the recorders (past the worker's idle exit, 60 s: "
                          "the storm's first kills start it again)")
+    ap.add_argument("--storm-climb", type=float, default=0.0, metavar="S",
+                    help="before the --latency storm, a workload climbs from 76%% of the storm cgroup's limit at 0.5 MiB/s "
+                         "for S seconds (80%% within ~3 s) until killed: with --storm-after-idle, a worker started ahead or not")
+    ap.add_argument("--rounds", type=int, default=1, help="--latency storms, each with both recorders started anew; kills pooled")
     ap.add_argument("--after", default=HERE, help="the checkout measured as AFTER (default: this one)")
     ap.add_argument("--json", help="write the rows here")
     ap.add_argument("--kills-seconds", type=float, default=0.0, help="an OOM storm this long at each level, before the minutes")
@@ -406,7 +452,11 @@ def main() -> None:
     for n in [int(x) for x in args.levels.split(",") if x.strip()]:
         rows["levels"] += level(n, args.minutes, os.path.abspath(args.before), hier, args.top, args.kills_seconds)
     if args.latency:
-        rows["storm"] = storm(os.path.abspath(args.before), hier, args.storm_seconds, args.storm_burst, args.storm_after_idle)
+        for r in range(args.rounds):
+            if args.rounds > 1:
+                print(f"  round {r + 1} of {args.rounds}, load {os.getloadavg()[0]:.1f}", flush=True)
+            rows["storm"] += storm(os.path.abspath(args.before), hier, args.storm_seconds, args.storm_burst, args.storm_after_idle,
+                                   args.storm_climb)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
@@ -431,6 +481,12 @@ def main() -> None:
                   f"({e['procs']} procs) |")
     for s in rows["storm"]:
         print(f"\nstorm, {s['label']}: {s['kills']} post-mortems, p50 {1000 * s['p50']:.0f} ms, p95 {1000 * s['p95']:.0f} ms")
+    if len(rows["storm"]) > 2:
+        for label in ("before", "after"):
+            lat = sorted(x for s in rows["storm"] if s["label"] == label for x in s["latencies"])
+            if lat:
+                print(f"{label}, {args.rounds} rounds pooled: {len(lat)} post-mortems, p50 {1000 * statistics.median(lat):.0f} ms, "
+                      f"p95 {1000 * _p(lat, 0.95):.0f} ms, max {1000 * lat[-1]:.0f} ms")
 
 
 if __name__ == "__main__":
