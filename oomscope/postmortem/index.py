@@ -4,7 +4,11 @@ each kill's entry is kept beside its row; series.json is written with the page).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
 import os
+import typing
 from typing import Dict, List, Optional, Tuple
 
 from ..analysis.result import KillAnalysis
@@ -27,10 +31,22 @@ def index_parts(capture: Capture, analysis: Optional[KillAnalysis] = None) -> Tu
     return row, (entry_for("", capture, row.categories) if row.kind == "kernel" else None)
 
 
-class OutputIndex:
-    """Keeps one row per kill folder of ``out_dir`` and writes index.html."""
+#: record's worker keeps the rows and series entries it made beside index.html, each with its
+#: capture's modification time, inode and size, so that its next start reads again only the
+#: captures that changed or came since: it exits when idle and starts again at the next kill, and
+#: reading every capture of the folder cost that kill 0.65 s with 500 kill folders, 2.1 s with
+#: 2000 (bench/README.md, issue 29). The index made from it is the one made from the captures
+#: (tests/unit/test_index_cache.py); the file is read as untrusted (its fields typed, its size bounded).
+INDEX_CACHE = ".oomscope-index.json"
+INDEX_CACHE_VERSION = 1
+MAX_INDEX_CACHE = 64 << 20
 
-    def __init__(self, out_dir: str, window_s: float = WINDOW_S):
+
+class OutputIndex:
+    """Keeps one row per kill folder of ``out_dir`` and writes index.html (with ``cache``, also
+    INDEX_CACHE: record's worker)."""
+
+    def __init__(self, out_dir: str, window_s: float = WINDOW_S, cache: bool = False):
         self.out_dir = out_dir
         self.rows: Dict[str, IndexRow] = {}
         self.series = SeriesIndex(window_s)
@@ -38,19 +54,45 @@ class OutputIndex:
         self.no_page: set = set()
         #: kill folders whose capture could not be read: (folder, one-line reason)
         self.skipped: List[Tuple[str, str]] = []
+        self.cache = cache
+        #: each folder's capture as it was when its row was made: (mtime ns, inode, size) (for INDEX_CACHE)
+        self._stats: Dict[str, Tuple[int, int, int]] = {}
+        #: folders whose row came from INDEX_CACHE at start (the rest were read from their capture)
+        self.cached = 0
+        self._cache_dirty = False  # rows made or removed since INDEX_CACHE was read or written
         try:
             out = Dir(out_dir)
         except FileNotFoundError:
             return
         with out:
+            known = _read_cache(out) if cache else {}
             for name, _ in out.kill_folders():
+                hit = known.get(name)
+                if hit is not None:
+                    try:
+                        with out.subdir(name) as folder:
+                            st = folder.lstat("capture.json")
+                            page = folder.lstat(HTML) is not None
+                    except OSError:
+                        st = None
+                    # the same file, unchanged: a rewrite is a new inode (safefs), an edit in place
+                    # another size or time (the coarse clock's tick is a few ms: all three are asked)
+                    if st is not None and _stat_key(st) == hit[0]:
+                        self.add_parts(name, hit[1], hit[2], page=page)
+                        self._stats[name] = hit[0]
+                        self.cached += 1
+                        continue
                 # One capture is read at a time and any failure costs only that one row: a capture
                 # planted or damaged in the output folder must not stop record or import.
                 try:
                     with out.subdir(name) as folder:
+                        st = folder.lstat("capture.json") if cache else None
                         cap = Capture.from_json(folder.read("capture.json").decode("utf-8"))
                         page = folder.lstat(HTML) is not None
                     self._add(name, cap, page=page)
+                    if st is not None:
+                        self._stats[name] = _stat_key(st)
+                        self._cache_dirty = True
                 except FileNotFoundError:
                     continue
                 except (OSError, UnicodeDecodeError) as exc:
@@ -59,6 +101,7 @@ class OutputIndex:
                     self.skipped.append((name, str(exc)))
                 except Exception as exc:  # any other failure of one capture
                     self.skipped.append((name, f"{type(exc).__name__}: {exc}"))
+        self._cache_dirty |= self.cached != len(known)  # folders gone or changed since it was written
 
     def _add(self, folder: str, capture: Capture, analysis: Optional[KillAnalysis] = None, page: bool = True) -> None:
         self.add_parts(folder, *index_parts(capture, analysis), page=page)
@@ -83,11 +126,19 @@ class OutputIndex:
 
     def remove(self, folder: str) -> None:
         self.rows.pop(folder, None)
+        self._cache_dirty |= self._stats.pop(folder, None) is not None
         self.no_page.discard(folder)
         self.series.remove(folder)
 
     def add(self, capture_path: str, capture: Capture, analysis: Optional[KillAnalysis] = None, page: bool = True) -> None:
-        self._add(os.path.basename(os.path.dirname(capture_path)), capture, analysis, page)
+        folder = os.path.basename(os.path.dirname(capture_path))
+        self._add(folder, capture, analysis, page)
+        if self.cache:  # the capture as written now (a rewritten one, a group's first, too)
+            self._cache_dirty = True
+            try:
+                self._stats[folder] = _stat_key(os.stat(capture_path, follow_symlinks=False))
+            except OSError:
+                self._stats.pop(folder, None)
 
     def render(self) -> str:
         return render_index(list(self.rows.values()), self.series.series(), self.rows)
@@ -97,6 +148,74 @@ class OutputIndex:
         with Dir(self.out_dir, create=True) as out:
             out.write(SERIES_JSON, self.series.to_json())
             return out.write("index.html", self.render())
+
+    def write_cache(self) -> None:
+        """INDEX_CACHE (with ``cache``): by record's worker as it leaves (idle or stopped), not with
+        every index.html of a storm (1.5 MB of JSON at 2000 kills). A worker that died leaves an
+        older one: the captures written since are read at its next start."""
+        if self.cache and self._cache_dirty:
+            with Dir(self.out_dir, create=True) as out:
+                out.write(INDEX_CACHE, self._cache_json())
+            self._cache_dirty = False
+
+    def _cache_json(self) -> str:
+        kills = {}
+        for folder, row in self.rows.items():
+            if folder in self._stats:
+                entry = self.series.entries.get(folder)
+                kills[folder] = {"stat": list(self._stats[folder]), "row": dataclasses.asdict(row),
+                                 "entry": dataclasses.asdict(entry) if entry is not None else None}
+        return json.dumps({"version": INDEX_CACHE_VERSION, "kills": kills}, ensure_ascii=False)
+
+
+def _stat_key(st: os.stat_result) -> Tuple[int, int, int]:
+    return st.st_mtime_ns, st.st_ino, st.st_size
+
+
+@functools.lru_cache(maxsize=None)
+def _field_types(cls) -> Dict[str, tuple]:
+    """Each field's allowed types: (str,), (float, NoneType) for Optional[float], ..."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: typing.get_args(hints[f.name]) or (hints[f.name],) for f in dataclasses.fields(cls)}
+
+
+def _typed(cls, data) -> Optional[object]:
+    """``cls`` (a dataclass of plain fields) from ``data``, or None when a field is missing, unknown
+    or of another type than its declared one (the file is in the output folder: read as untrusted)."""
+    if not isinstance(data, dict):
+        return None
+    types = _field_types(cls)
+    if data.keys() != types.keys():
+        return None
+    for name, value in data.items():
+        allowed = types[name]
+        if float in allowed and type(value) is int:
+            continue  # JSON writes 3.0 as 3.0, but an int field read as float would differ
+        if type(value) not in allowed:
+            return None
+    return cls(**data)
+
+
+def _read_cache(out: Dir) -> Dict[str, Tuple[Tuple[int, int, int], IndexRow, Optional[SeriesKill]]]:
+    """INDEX_CACHE as {folder: (capture's _stat_key, row, series entry)}; {} when absent, too large, of
+    another version or not what this code writes (then every capture is read, as without it)."""
+    try:
+        data = json.loads(out.read(INDEX_CACHE, MAX_INDEX_CACHE).decode("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != INDEX_CACHE_VERSION or not isinstance(data.get("kills"), dict):
+        return {}
+    got: Dict[str, Tuple[Tuple[int, int, int], IndexRow, Optional[SeriesKill]]] = {}
+    for folder, k in data["kills"].items():
+        key = k.get("stat") if isinstance(k, dict) else None
+        if not isinstance(key, list) or len(key) != 3 or any(type(x) is not int for x in key):
+            continue
+        row = _typed(IndexRow, k.get("row"))
+        entry = _typed(SeriesKill, k["entry"]) if k.get("entry") is not None else None
+        if row is None or (k.get("entry") is not None and entry is None):
+            continue
+        got[folder] = ((key[0], key[1], key[2]), row, entry)  # type: ignore[assignment]
+    return got
 
 
 # The series of a folder, as report -f json and `oomscope series DIR` ask for them: here, beside the

@@ -90,7 +90,7 @@ def serve(out_dir: str, stdin=None, stdout=None, err=None, window_s: float = WIN
     stdin = stdin or sys.stdin.buffer
     stdout = stdout or sys.stdout
     err = err or sys.stderr
-    index = OutputIndex(out_dir, window_s)
+    index = OutputIndex(out_dir, window_s, cache=True)  # rows kept between its starts (postmortem/index.py)
     for folder, why in index.skipped:  # a capture in the output folder that cannot be read
         err.write(f"oomscope: warning: {terminal_safe(os.path.join(out_dir, folder))}: left out of the index: "
                   f"{terminal_safe(why[:300])}\n")
@@ -111,6 +111,7 @@ def serve(out_dir: str, stdin=None, stdout=None, err=None, window_s: float = WIN
             if idle_exit_s is not None and not buf and post.index_due is None and \
                     time.monotonic() - idle_since >= idle_exit_s:
                 post.write_index(force=True)
+                _keep_index(index, err)
                 stdout.write(json.dumps({"idle_exit": True}) + "\n")
                 stdout.flush()
                 return
@@ -138,6 +139,15 @@ def serve(out_dir: str, stdin=None, stdout=None, err=None, window_s: float = WIN
             post.write_index()
             heap.trim()  # what the post-mortems freed, back to the kernel (record/heap.py)
     post.write_index(force=True)
+    _keep_index(index, err)
+
+
+def _keep_index(index: OutputIndex, err) -> None:
+    """The index's rows for the next worker's start (postmortem/index.py INDEX_CACHE)."""
+    try:
+        index.write_cache()
+    except OSError as exc:  # the next start reads every capture again: slower, nothing lost
+        err.write(f"oomscope: warning: the index's rows not kept for the next start: {terminal_safe(str(exc))[:300]}\n")
 
 
 def main(argv=None) -> None:

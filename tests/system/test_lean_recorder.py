@@ -4,6 +4,7 @@ pid, once typer has parsed the options: record/main.py); post-mortems come from 
 that dies is said, started again, and costs no capture."""
 
 import glob
+import json
 import os
 import signal
 import time
@@ -121,6 +122,14 @@ def test_a_worker_gone_idle_comes_back_for_each_kill_and_loses_none(recorder, sa
     assert "post-mortem worker" not in rec.stderr(), rec.stderr()
     assert rec.stop() == 0
     assert os.path.isfile(os.path.join(rec.out_dir, "kills", "index.html"))
+    # each start after an idle exit read the rows its last one kept (postmortem/index.py
+    # INDEX_CACHE), not every capture again: all three kills are in them, and in the index
+    with open(os.path.join(rec.out_dir, "kills", ".oomscope-index.json")) as f:
+        kept = json.load(f)["kills"]
+    assert sorted(kept) == sorted(os.path.basename(os.path.dirname(p)) for p, _c in rec.captures())
+    with open(os.path.join(rec.out_dir, "kills", "index.html")) as f:
+        page = f.read()
+    assert all(folder in page for folder in kept)
 
 
 # Up to 76% of its cgroup's limit at once (the usage read from the file given), still 11 s (the
