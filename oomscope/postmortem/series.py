@@ -196,10 +196,17 @@ class SeriesIndex:
         #: series ids whose kills changed since the last ``take_changed`` (their pages are due)
         self._changed_folders: set = set()
 
-    def add(self, entry: SeriesKill) -> None:
+    def add(self, entry: SeriesKill, changed: bool = True) -> None:
+        """``changed``: its series' page is due (not for a kill whose page was written before:
+        record's worker starting from the rows it kept, postmortem/index.py INDEX_CACHE)."""
         self.entries[entry.folder] = entry
         self._series = None
-        self._changed_folders.add(entry.folder)
+        if changed:
+            self._changed_folders.add(entry.folder)
+
+    def mark_changed(self, folder: str) -> None:
+        """The page of this kill's series is due."""
+        self._changed_folders.add(folder)
 
     def remove(self, folder: str) -> None:
         found = self.of(folder) if folder in self.entries else None

@@ -103,3 +103,25 @@ def test_import_writes_no_cache_and_index_html_goes_without_it(tmp_path):
     index.write_cache()
     OutputIndex(str(tmp_path), cache=True).write()
     assert not os.path.exists(tmp_path / INDEX_CACHE)
+
+
+def test_a_start_from_the_cache_has_only_the_missing_series_pages_written_again(tmp_path):
+    """Each start read every capture, so every series' page was due at its first index: 50 series
+    of 2000 kills, 1.6 s after every idle exit. From the cache, only a page that is not there."""
+    _folder(tmp_path)
+    first = OutputIndex(str(tmp_path), cache=True)
+    ids = sorted(s.id for s in first.series.take_changed())
+    assert len(ids) == 3, "every series of several kills is due at a start without the cache"
+    os.makedirs(tmp_path / "series")
+    for sid in ids[:2]:
+        with open(tmp_path / "series" / f"{sid}.html", "w") as f:
+            f.write("<html></html>")
+    first.write_cache()
+    again = OutputIndex(str(tmp_path), cache=True)
+    assert [s.id for s in again.series.take_changed()] == [ids[2]]
+    # a kill that joins a series makes its page due, as before
+    with open(os.path.join(FIXTURES, sorted(os.listdir(FIXTURES))[0])) as f:
+        cap = Capture.from_json(f.read())
+    cap.kill_id, cap.victim.pid, cap.times.kill_wall = "20261206T125000.000Z-pid500", 500, "2026-12-06T12:09:00.000+00:00"
+    again.add(write_capture(str(tmp_path), cap), cap)
+    assert [s.id for s in again.series.take_changed()] == [ids[0]]
