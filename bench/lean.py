@@ -22,6 +22,8 @@ first kills start them again. ``--storm-climb S`` has a workload climb near the 
 first (from 76% at 0.5 MiB/s for S seconds, then killed: the storm follows), so that a recorder
 that starts its worker when a cgroup is near its limit has it running at the first kill (issue
 29). ``--rounds R``: R storms, both recorders started anew for each; the kills pooled.
+``--prefill N``: N kill folders of a day before in each output folder first (a node's folder
+filled over time: the worker reads them, or what it kept of them, at each start).
 
 With ``--kills-seconds S`` (issue 29), each level first has an OOM storm of S seconds in a 64 MiB
 sandbox under the parent, recorded by both: the whole tree (recorder and worker: RSS, anonymous,
@@ -194,6 +196,47 @@ def tree_line(label: str, t: dict) -> str:
 
 BEFORE_ENV: dict = {}
 BEFORE_ARGS: list = []
+PREFILL = 0  # --prefill N: kill folders in each recorder's output folder before it starts
+
+
+def prefill(kills_dir: str, n: int) -> None:
+    """``n`` kill folders of a day before, as record writes them (a fixture's capture: its own kill
+    id, pid and time; one of 50 workloads each, so that they form series), with the index and series
+    pages a worker wrote: an output folder a node has filled over time. The post-mortem worker reads
+    them (or what it kept of them) at each start."""
+    import datetime as _dt
+
+    from oomscope.capture.writer import write_capture
+    from oomscope.model import Capture
+    from oomscope.safefs import Batch
+
+    with open(os.path.join(HERE, "tests", "fixtures", "captures", "leak-go-v1-6.18.json")) as f:
+        base = f.read()
+    t0 = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(days=1)
+    batch = Batch()
+    for i in range(n):
+        cap = Capture.from_json(base)
+        when = t0 + _dt.timedelta(seconds=30 * i)
+        cap.kill_id = when.strftime("%Y%m%dT%H%M%S.000Z") + f"-pid{100000 + i}"
+        cap.victim.pid = 100000 + i
+        cap.times.kill_wall = when.isoformat(timespec="milliseconds")
+        cap.cgroup.task_memcg = cap.cgroup.oom_memcg = f"/oomscope-prefill/w{i % 50}"
+        write_capture(kills_dir, cap, batch=batch)
+        if len(batch) >= 300:
+            batch.flush()
+    batch.flush()
+    # and what a worker left there: index.html, series.json and each series' page
+    import io
+
+    from oomscope.analysis.result import analyse_kill
+    from oomscope.postmortem.index import OutputIndex
+    from oomscope.postmortem.stage import PostMortems
+    from oomscope.postmortem.worker import render_series
+    from oomscope.report.render import render_html
+
+    post = PostMortems(kills_dir, render_html, analyse_kill, OutputIndex(kills_dir), io.StringIO(), render_series=render_series)
+    post._index_dirty = True
+    post.write_index(force=True)
 
 
 class Recorder:
@@ -201,6 +244,8 @@ class Recorder:
         self.label, self.out = label, out
         os.makedirs(out, exist_ok=True)
         self.err_path = os.path.join(out, "record.err")
+        if PREFILL:
+            prefill(os.path.join(out, "kills"), PREFILL)
         env = dict(os.environ, PYTHONPATH=checkout, **(BEFORE_ENV if label == "before" else {}))
         extra = (*extra, *(BEFORE_ARGS if label == "before" else ()))
         self.proc = subprocess.Popen([sys.executable, "-m", "oomscope", "record", "-o", os.path.join(out, "kills"), *extra],
@@ -433,6 +478,8 @@ def main() -> None:
     ap.add_argument("--storm-climb", type=float, default=0.0, metavar="S",
                     help="before the --latency storm, a workload climbs from 76%% of the storm cgroup's limit at 0.5 MiB/s "
                          "for S seconds (80%% within ~3 s) until killed: with --storm-after-idle, a worker started ahead or not")
+    ap.add_argument("--prefill", type=int, default=0, metavar="N",
+                    help="N kill folders (a day before, 50 workloads) in each recorder's output folder before it starts")
     ap.add_argument("--rounds", type=int, default=1, help="--latency storms, each with both recorders started anew; kills pooled")
     ap.add_argument("--after", default=HERE, help="the checkout measured as AFTER (default: this one)")
     ap.add_argument("--json", help="write the rows here")
@@ -441,8 +488,9 @@ def main() -> None:
     ap.add_argument("--before-arg", action="append", default=[], metavar="ARG",
                     help="one more argument of BEFORE's record (e.g. --before-arg=--metrics-addr --before-arg=127.0.0.1:9847)")
     args = ap.parse_args()
-    global AFTER
+    global AFTER, PREFILL
     AFTER = os.path.abspath(args.after)
+    PREFILL = args.prefill
     BEFORE_ENV.update(kv.split("=", 1) for kv in args.before_env)
     BEFORE_ARGS.extend(args.before_arg)
     if os.geteuid() != 0:

@@ -39,7 +39,18 @@ class Outputs:
         self.groups = GroupLinker()
         #: the most bytes one workload's kill folders may take (record --workload-disk; None: no limit)
         self.disk_budget = disk_budget
-        self.ledger: Optional[Ledger] = None  # read at the first write (when either limit is set)
+        #: the kill folders by workload (when either limit is set): read now, at record's start, not
+        #: at its first kill, which waited for it: it reads every capture of the folder (2000 kill
+        #: folders ~1 s, bench/README.md, issue 29); at the first write if it could not be read now
+        self.ledger: Optional[Ledger] = None
+        if retention is not None or disk_budget:
+            try:
+                with Dir(out_dir) as out:
+                    self.ledger = Ledger.read(out)
+            except FileNotFoundError:  # made by the first write: nothing in it yet
+                self.ledger = Ledger()
+            except OSError:
+                pass
 
     def head_for(self, report: Optional[OomReport], kill_ns: int) -> Tuple[Optional[Head], Optional[str]]:
         """A member of a memory.oom.group kill: the group's first victim (written already, with the

@@ -86,3 +86,20 @@ def test_a_storm_under_keep_and_the_disk_budget_takes_only_its_own_post_mortems(
     a_left = [p for p in a_paths if os.path.exists(p)]
     assert a_paths[-1] in a_left and 2 <= len(a_left) <= 4  # the disk budget, then --keep 10
     assert a_left == a_paths[-len(a_left):]  # its newest
+
+
+def test_the_ledger_of_kill_folders_is_read_when_record_starts_not_at_its_first_kill(tmp_path):
+    """Issue 29: the disk budget's ledger read every capture of the output folder at the first
+    kill's write (2000 kill folders ~1 s, which that kill and those queued behind it waited for)."""
+    from oomscope.model import Workload
+
+    fin = InProcess(PostMortems(str(tmp_path), lambda c, a=None: "<html>", None, FakeIndex(), io.StringIO()))
+    cap, _ = capture_from_fixture("v2-6.1-anon.kmsg", version=2)
+    cap.workload = Workload(kind="kubernetes", pod_uid="B")
+    for i in range(3):
+        cap.kill_id = f"b{i}"
+        Outputs(str(tmp_path), fin, None, io.StringIO()).write(cap, kill_ns=i)
+    out = Outputs(str(tmp_path), fin, None, io.StringIO(), disk_budget=1 << 30)
+    assert out.ledger is not None and sorted(out.ledger.folders) == ["b0", "b1", "b2"]
+    assert Outputs(str(tmp_path / "new"), fin, None, io.StringIO(), disk_budget=1 << 30).ledger.folders == {}
+    assert Outputs(str(tmp_path), fin, None, io.StringIO()).ledger is None  # no limit: never read
