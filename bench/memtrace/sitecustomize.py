@@ -1,16 +1,19 @@
 """Bench-only: where a recorder's memory goes (bench/lean_breakdown.py puts this folder on
 PYTHONPATH; site imports it in every interpreter started with it, record's execve'd one included).
 
-In the process whose command line runs ``oomscope.record.main`` only, and only when
-OOMSCOPE_MEMTRACE is a folder: tracemalloc is started before anything else is imported, and
-SIGUSR2 writes ``memtrace-PID.txt`` there: the Python allocations grouped by traceback and by
-file, the live objects by type (shallow sizes), glibc's mallinfo2 and pymalloc's own statistics.
+In the processes whose command line runs ``oomscope.record.main`` or the post-mortem worker
+only, and only when OOMSCOPE_MEMTRACE is a folder: tracemalloc is started before anything else is
+imported, and SIGUSR2 writes ``memtrace-PID.txt`` there (and the snapshot itself,
+``memtrace-PID-N.snap``, for tracemalloc's compare_to): the Python allocations grouped by
+traceback and by file, the live objects by type (shallow sizes), glibc's mallinfo2 and
+pymalloc's own statistics.
 Nothing of oomscope imports this.
 """
 
 import os
 
 _DIR = os.environ.get("OOMSCOPE_MEMTRACE")
+_dumps = 0
 
 
 def _cmdline() -> str:
@@ -53,6 +56,10 @@ def _traces(out, tracemalloc) -> None:
     snap = tracemalloc.take_snapshot()
     traced, peak = tracemalloc.get_traced_memory()
     out.write(f"traced {traced} peak {peak} tracemalloc_own {tracemalloc.get_tracemalloc_memory()}\n")
+    # the whole snapshot too, numbered, for Snapshot.compare_to between two dumps (what grew)
+    global _dumps
+    _dumps += 1
+    snap.dump(os.path.join(_DIR, f"memtrace-{os.getpid()}-{_dumps}.snap"))
     out.write("## by file\n")
     for st in snap.statistics("filename")[:40]:
         out.write(f"{st.size:>12} {st.count:>9} {st.traceback[0].filename}\n")
@@ -137,7 +144,7 @@ def _pymalloc(out) -> None:
     out.seek(0, 2)
 
 
-if _DIR and "oomscope.record.main" in _cmdline():
+if _DIR and any(m in _cmdline() for m in ("oomscope.record.main", "oomscope.postmortem.worker")):
     import signal
     import tracemalloc
 
