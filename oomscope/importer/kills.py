@@ -124,7 +124,8 @@ class KillReader:
         slow: List[str] = []
         it = iter(texts)
         text = next(it, None)
-        first = first_is_header
+        first = first_is_header  # the first region is read line by line, its first record checked there
+        check = False  # the regions in ``slow`` begin with it
         st = self.lines
         while text is not None:
             nxt = next(it, None)
@@ -133,12 +134,12 @@ class KillReader:
                 recs = plain_dmesg(text)
             if recs is None:
                 slow.append(text)
+                check, first = check or first, False
                 text = nxt
                 continue
             if slow:
-                yield from self._read(read_log_lines(_lines_of(slow), state=st), capture, first)
-                slow = []
-            first = False
+                yield from self._read(read_log_lines(_lines_of(slow), state=st), capture, check)
+                slow, check = [], False
             seq, synthetic = st.seq, st.synthetic
             records = []
             for sec, frac, line in recs:
@@ -162,7 +163,7 @@ class KillReader:
                     self.walls.clear()
             text = nxt
         if slow:
-            yield from self._read(read_log_lines(_lines_of(slow), state=st), capture, first)
+            yield from self._read(read_log_lines(_lines_of(slow), state=st), capture, check)
         elif first:
             raise NotAHeader("no record")
 

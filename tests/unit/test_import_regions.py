@@ -115,6 +115,14 @@ def test_a_storm_reads_the_same_and_its_full_reports_are_read_whole(tmp_path, mo
     monkeypatch.setattr(OomReportParser, "feed_block", counted)
     assert _same(str(path)) == 120
     assert sum(whole) == 60  # each full report read whole (the fast path is taken, not only equal)
+    # as the split's worker reads its part: the first region line by line (its header checked), the rest as above
+    whole.clear()
+    mapped = map_log(str(path))
+    try:
+        kills = list(KillReader().read_regions(mapped.texts(), first_is_header=True))
+    finally:
+        mapped.close()
+    assert len(kills) == 118 and sum(whole) == 59  # (the last report and its kill are held for a group kill: end())
 
 
 _HOSTILE = [
