@@ -12,16 +12,20 @@
 //	                                          the heap the report gave (a GC in progress moves
 //	                                          HeapInuse by tens of percent within milliseconds)
 //
-// Every report is one JSON line of the program's own runtime.ReadMemStats, the figures a reader
-// from outside is checked against. It calls runtime.MemProfile, which keeps the heap profile on:
-// Go's linker turns allocation sampling off in a program that never links it.
+// Every report is one JSON line of the program's own runtime.ReadMemStats, debug.SetMemoryLimit
+// (GOMEMLIMIT) and runtime.MemProfile (what leakyCache's allocations hold, scaled as pprof scales
+// a sample), the figures a reader from outside is checked against. Linking runtime.MemProfile also
+// keeps the heap profile on: Go's linker turns allocation sampling off in a program that never links it.
 package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -48,12 +52,53 @@ func churn(kib int) {
 	}
 }
 
+// scaled is the bytes a heap-profile record stands for, as pprof estimates them
+// (runtime/pprof/protomem.go, scaleHeapSample): an allocation of s bytes is sampled with
+// probability 1 - exp(-s/rate).
+func scaled(count, size int64, rate int) int64 {
+	if count <= 0 || size <= 0 {
+		return 0
+	}
+	if rate <= 1 {
+		return size
+	}
+	return int64(float64(size) / (1 - math.Exp(-float64(size)/float64(count)/float64(rate))))
+}
+
+// leakyInUse is what the heap profile says leakyCache's allocations hold: the records whose first
+// frame outside the runtime is main.leakyCache (pprof hides the runtime's innermost frames too).
+func leakyInUse() (records int, inuse int64) {
+	n, _ := runtime.MemProfile(nil, true)
+	p := make([]runtime.MemProfileRecord, n+64)
+	n, ok := runtime.MemProfile(p, true)
+	if !ok {
+		return n, -1
+	}
+	for _, r := range p[:n] {
+		frames := runtime.CallersFrames(r.Stack())
+		for {
+			f, more := frames.Next()
+			if !strings.HasPrefix(f.Function, "runtime.") && !strings.HasPrefix(f.Function, "internal/runtime/") {
+				if f.Function == "main.leakyCache" {
+					inuse += scaled(r.InUseObjects(), r.InUseBytes(), runtime.MemProfileRate)
+				}
+				break
+			}
+			if !more {
+				break
+			}
+		}
+	}
+	return n, inuse
+}
+
 func report(seq int) {
+	records, leaky := leakyInUse() // first: what it allocates is then in ReadMemStats' figures
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	records, _ := runtime.MemProfile(nil, true)
-	fmt.Printf("{\"seq\":%d,\"heap_inuse\":%d,\"heap_alloc\":%d,\"next_gc\":%d,\"num_gc\":%d,\"kept_bytes\":%d,\"profile_records\":%d}\n",
-		seq, m.HeapInuse, m.HeapAlloc, m.NextGC, m.NumGC, len(cache)*(64<<10), records)
+	fmt.Printf("{\"seq\":%d,\"heap_inuse\":%d,\"heap_alloc\":%d,\"next_gc\":%d,\"num_gc\":%d,\"memory_limit\":%d,"+
+		"\"kept_bytes\":%d,\"profile_records\":%d,\"leaky_inuse_bytes\":%d}\n",
+		seq, m.HeapInuse, m.HeapAlloc, m.NextGC, m.NumGC, debug.SetMemoryLimit(-1), len(cache)*(64<<10), records, leaky)
 }
 
 func arg(i int, def int) int {

@@ -70,20 +70,25 @@ def test_the_heap_read_from_outside_is_what_readmemstats_says(go_program, releas
         ratios.append(r.heap.heap_inuse_bytes / own["heap_inuse"])
         goals.append(r.heap.heap_goal_bytes / own["next_gc"])
         assert r.heap.gc_cycles == own["num_gc"]
-        assert r.heap.memory_limit_bytes == 200 << 20 and r.heap.gc_percent == 100
+        assert r.heap.memory_limit_bytes == own["memory_limit"] == 200 << 20 and r.heap.gc_percent == 100
     assert all(abs(x - 1) <= 0.15 for x in ratios), ratios
     assert all(abs(x - 1) <= 0.15 for x in goals), goals
-    # the heap profile: leakyCache holds what it kept (32 MiB by now), churn next to nothing
+    # the heap profile: leakyCache's site read from runtime.mbuckets is what the program's own
+    # runtime.MemProfile says it holds (scaled alike), and about what it kept (32 MiB by now): each of
+    # the 512 kept 64 KiB buffers is sampled with probability 1 - e^(-1/8) (MemProfileRate 512 KiB),
+    # so the profile's estimate moves by 12% (binomial) between runs: 0.85-1.30x over 20 runs on
+    # 2026-12-06; a bound of 30% on it fails ~1.3% of runs a version. Churn holds next to nothing.
     assert own["kept_bytes"] == 32 << 20
     assert r.sites_why_not is None and r.profile_rate == 512 << 10
     top = r.sites[0]
     assert top.frames[0] == "main.leakyCache", [s.frames[:2] for s in r.sites[:3]]
-    assert 0.7 * own["kept_bytes"] <= top.bytes <= 1.3 * own["kept_bytes"], (top.bytes, own["kept_bytes"])
+    assert abs(top.bytes / own["leaky_inuse_bytes"] - 1) <= 0.15, (top.bytes, own["leaky_inuse_bytes"])
+    assert 0.5 * own["kept_bytes"] <= own["leaky_inuse_bytes"] <= 2 * own["kept_bytes"], own
     assert all(s.bytes < top.bytes / 4 for s in r.sites[1:])
     measured(f"{go_version(p.pid)}: Go heap from outside / ReadMemStats at the last report: HeapInuse {ratios[-1]:.3f}, "
              f"NextGC {goals[-1]:.3f}; HeapInuse {min(ratios):.3f}-{max(ratios):.3f}, NextGC "
              f"{min(goals):.3f}-{max(goals):.3f} over {len(ratios)} reports; top site {top.frames[0]} "
-             f"{top.bytes / own['kept_bytes']:.2f}x what it kept; a reading {1000 * sorted(took)[len(took) // 2]:.1f} ms median")
+             f"{top.bytes / own['leaky_inuse_bytes']:.3f}x what its MemProfile says, {top.bytes / own['kept_bytes']:.2f}x what it kept; a reading {1000 * sorted(took)[len(took) // 2]:.1f} ms median")
 
 
 @pytest.mark.parametrize("release", sorted(r for r, _ in LAYOUTS))
