@@ -77,9 +77,16 @@ DUTY_CYCLE_S = 1.0
 
 #: the kernel's period is never below this: a sampled fault's own work (its user stack walked and
 #: stored, its page recorded) costs ~1.2 us, so at one in 13 faults (64 over a duty of a fifth)
-#: sampling alone took 1.1% of a fault storm's CPU in the near-limit cgroup, its hook 0.8%
-#: (bench/README.md, "the kernel's count"); at one in 32, 0.4%
+#: sampling alone took 1.2% of a fault storm's CPU in the near-limit cgroup, its hook 0.7%
+#: (bench/README.md, "The kernel's own count": the hook's program 1.89% of the storm's CPU, 1.03%
+#: with this floor)
 MIN_KERNEL_PERIOD = 32
+
+
+#: how long a kill waits for the sites thread to let go of the probes (a check: the maps, pagemap,
+#: naming stacks, ~10-100 ms) before it takes the limit hitters of the last check instead: a storm's
+#: kill-to-post-mortem p95 was mostly this wait (up to 480 ms, p95 121 ms: bench/README.md)
+KILL_WAIT_S = 0.02
 
 
 def kernel_period_for(period: int, duty: float) -> int:
@@ -479,15 +486,23 @@ class SiteSampler:
         if not candidates:
             return None
         best = min(candidates, key=lambda c: c[:2])[2]
-        return dataclasses.replace(best, hitters=self.hitters_now(best.pids) or best.hitters)
+        now = self.hitters_now(best.pids)
+        if now is None:
+            note = (f"limit hitters as of the last check, {max(0, kill_ns - best.t_ns) / 1e6:.0f} ms before the kill "
+                    f"(the sampling thread was busy at the kill)")
+            return dataclasses.replace(best, notes=best.notes + [note])
+        return dataclasses.replace(best, hitters=now or best.hitters)
 
-    def hitters_now(self, pids: Iterable[int]) -> List[LimitHitter]:
+    def hitters_now(self, pids: Iterable[int], wait_s: float = KILL_WAIT_S) -> Optional[List[LimitHitter]]:
         """The reclaim stalls of these processes as the kernel holds them now: the stalls that
         ended in the kill come after the last check (with only anonymous memory and no swap,
         reclaim at the limit gives up within milliseconds). Their user stacks are named with the
-        maps read at the last check: the victim's own are gone by now."""
+        maps read at the last check: the victim's own are gone by now. None when the sites thread
+        held the probes longer than ``wait_s`` (a check in progress): the kill is not held up."""
         members = set(pids)
-        with self._work:
+        if not self._work.acquire(timeout=wait_s):
+            return None
+        try:
             if not self.probes.attached or not members:
                 return []
             try:
@@ -495,6 +510,8 @@ class SiteSampler:
             except Exception:  # noqa: BLE001 - a map read failing leaves the last check's
                 return []
             out = [self._hitter(h, stacks, set(members)) for h in hitters if h.tgid in members]
+        finally:
+            self._work.release()
         out.sort(key=lambda h: -h.stall_ms)
         return out[:10]
 
