@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import os
+import time
 from typing import Callable, Dict, Iterator, List, Optional
 
 from . import layouts
@@ -56,6 +57,10 @@ def cflags_for_kernel(tracefs_path: Optional[str] = None) -> List[str]:
 
 #: the signal:signal_generate fields bpf/signal_kills.c reads (the same on 6.1 to 7.x)
 SIGNAL_GENERATE_FIELDS = {"sig", "code", "comm", "pid", "group", "result"}
+#: reclaim_by_tgid: a process gone at two prunes this far apart, and without reclaim for
+#: RECLAIM_KEEP_S, has its entry deleted (OomProbes._prune_reclaim)
+RECLAIM_PRUNE_EVERY_S = 10.0
+RECLAIM_KEEP_S = 60.0
 
 
 def has_signal_generate(tracefs_path: Optional[str] = None) -> bool:
@@ -131,6 +136,9 @@ class OomProbes:
             raise ProbeError(self.headers.how)
         headers.apply_headers(self.headers)
         self.lost = 0
+        self.reclaim_pruned = 0  # reclaim_by_tgid entries of processes long gone, deleted
+        self._reclaim_pruned_ns = 0
+        self._reclaim_gone: set = set()
         self._on_event = on_event
         self.snapshot_error: Optional[str] = None
         self.with_snapshot = False
@@ -184,13 +192,34 @@ class OomProbes:
         self.bpf.perf_buffer_poll(timeout=timeout_ms)
 
     def reclaim_by_pid(self) -> Dict[int, ReclaimStats]:
-        """Cumulative reclaim per process (empty on kernels without the vmscan tracepoints)."""
+        """Cumulative reclaim per process (empty on kernels without the vmscan tracepoints), read
+        in batches; the entries of processes gone for a while are deleted (``_prune_reclaim``)."""
         if not self.has_reclaim:
             return {}
-        out = {}
-        for k, v in self.bpf["reclaim_by_tgid"].items():
-            out[k.value] = ReclaimStats.from_raw(v)
+        table = self.bpf["reclaim_by_tgid"]
+        out = {_int(k): ReclaimStats.from_raw(v) for k, v in _batch_items(table)}
+        self._prune_reclaim(table, out)
         return out
+
+    def _prune_reclaim(self, table, read: Dict[int, ReclaimStats]) -> None:
+        """Delete the entries of processes that were gone at the last prune too and have not
+        reclaimed for RECLAIM_KEEP_S. The map is an LRU of 16,384 entries that nothing else
+        empties, and every process that ever reclaimed on the host keeps one (every OOM victim
+        does): the sampler read it whole at each fast pass while a cgroup was near its limit,
+        one syscall pair per entry (the soak of 2026-12-06 21:00: ~20,000 syscalls a second, the
+        sampling thread 20% of a core). Two prunes apart (RECLAIM_PRUNE_EVERY_S): a victim's
+        entry outlives its death until its kill is recorded (within seconds), and a process whose
+        cgroup the sampler no longer knows (pid retention, 60 s) adds nothing to any cgroup."""
+        now = time.monotonic_ns()  # bpf_ktime_get_ns: CLOCK_MONOTONIC
+        if now - self._reclaim_pruned_ns < RECLAIM_PRUNE_EVERY_S * 1e9:
+            return
+        self._reclaim_pruned_ns = now
+        old = [pid for pid, r in read.items() if now - r.last_ns > RECLAIM_KEEP_S * 1e9 and not os.path.exists(f"/proc/{pid}")]
+        for pid in self._reclaim_gone & set(old):
+            with contextlib.suppress(KeyError):
+                del table[table.Key(pid)]
+                self.reclaim_pruned += 1
+        self._reclaim_gone = set(old) - self._reclaim_gone
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
