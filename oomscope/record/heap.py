@@ -6,7 +6,9 @@ arena, 64 MiB-aligned mappings) grew +4.1 MiB/h after the start-up steps; with `
 with ``trim`` +1.4. But the two recorders that trimmed missed kernel reports the default one
 joined (b: 2 of 715, and 1 kill not recorded at all; c: 1 of 610), so neither is the default:
 ``malloc_trim`` (called from the sampler thread, every 10 s) holds each arena's lock while it
-walks it, and the cause is not yet shown. The rest of the growth is Python objects (pymalloc's
+walks it, and the cause is not yet shown. An hour with growth sites attaching (bench/README.md,
+2026-12-06 20:28): defaults +11.0 MiB/h, ``trim`` +11.3, each 715 of 715 kills with the report:
+no loss, and no gain either; it stays opt-in. The rest of the growth is Python objects (pymalloc's
 arenas, +7 MiB/h with or without this): structures with caps (bench/soak_bounds.py) filling,
 and pymalloc keeping an arena while any object in it lives.
 
