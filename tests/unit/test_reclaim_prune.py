@@ -14,8 +14,7 @@ GONE = 4_194_000 + 17  # above this host's pid_max (4194304 at most): never a li
 
 
 class _Table(dict):
-    class Key(int):
-        pass
+    Key = int  # bcc's table.Key(pid): here the pid itself
 
 
 def _probes():
