@@ -385,35 +385,18 @@ def _storm(fs: str, seconds: float) -> None:
         print(f"  the storm ended early: its parent exited with {exc.returncode}", flush=True)
 
 
-# Up to 76% of the cgroup's limit at once (its usage read from the file given), still 11 s (the
-# sampler's ring flat), then climbing 0.5 MiB a second for argv[3] seconds (80% within ~3 s; 86%
-# after 12 s, 18 s or more from the limit at that rate), then fast until killed: a workload that
-# leaks near its limit before its storm (issue 29: the worker started ahead, or not).
-CLIMB = r"""
-import os, sys, time
-usage_file, limit = sys.argv[1], int(sys.argv[2])
-def usage():
-    with open(usage_file) as f:
-        return int(f.read())
-held = []
-while usage() < 0.76 * limit:
-    held.append(b"\1" * (1 << 20))
-time.sleep(11)
-end = time.monotonic() + float(sys.argv[3])
-while time.monotonic() < end:
-    held.append(b"\1" * (1 << 17))
-    time.sleep(0.25)
-while True:
-    held.append(b"\1" * (1 << 20))
-"""
+# A workload that leaks near its limit before its storm: tests/system/climb.py (issue 29: the
+# worker started ahead, or not).
+CLIMB = os.path.join(HERE, "tests", "system", "climb.py")
 
 
 def _climb(fs: str, limit: int, seconds: float) -> subprocess.Popen:
     usage_file = os.path.join(fs, "memory.current")
     if not os.path.exists(usage_file):
         usage_file = os.path.join(fs, "memory.usage_in_bytes")  # v1
-    return subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -c "$3" "$4" "$5" "$6"', "sh",
-                             os.path.join(fs, "cgroup.procs"), sys.executable, CLIMB, usage_file, str(limit), str(seconds)])
+    return subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" "$3" "$4" "$5" "$6"', "sh",
+                             os.path.join(fs, "cgroup.procs"), sys.executable, CLIMB, usage_file, str(limit), str(seconds)],
+                            stdout=subprocess.DEVNULL)
 
 
 def storm(before: str, hier, duration: float, burst: int = 10, idle_first: float = 0.0, climb_s: float = 0.0) -> list:

@@ -132,28 +132,7 @@ def test_a_worker_gone_idle_comes_back_for_each_kill_and_loses_none(recorder, sa
     assert all(folder in page for folder in kept)
 
 
-# Up to 76% of its cgroup's limit at once (the usage read from the file given), still 11 s (the
-# sampler's ring of ~10 s flat), then climbing 0.5 MiB a second (80% within ~3 s, 86% at the end:
-# 18 s or more from the limit at that rate) for argv[4] seconds, then fast until killed.
-CLIMB = r"""
-import os, sys, time
-usage_file, limit = sys.argv[1], int(sys.argv[2])
-def usage():
-    with open(usage_file) as f:
-        return int(f.read())
-held = []
-while usage() < 0.76 * limit:
-    held.append(b"\1" * (1 << 20))
-print(os.getpid(), flush=True)
-time.sleep(11)
-end = time.monotonic() + float(sys.argv[3])
-while time.monotonic() < end:
-    held.append(b"\1" * (1 << 17))
-    time.sleep(0.25)
-print("fast", flush=True)
-while True:
-    held.append(b"\1" * (1 << 20))
-"""
+CLIMB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "climb.py")  # 76%, still, then a slow climb
 
 
 def test_a_worker_is_started_and_kept_while_a_cgroup_climbs_near_its_limit(recorder, sandbox, monkeypatch):
@@ -174,7 +153,7 @@ def test_a_worker_is_started_and_kept_while_a_cgroup_climbs_near_its_limit(recor
         usage_file = os.path.join(path, "memory.usage_in_bytes")  # v1
     rec = recorder("--cgroup", name)
     _idle(rec)
-    climb = subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -c "$3" "$4" "$5" "$6"', "sh",
+    climb = subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" "$3" "$4" "$5" "$6"', "sh",
                               os.path.join(path, "cgroup.procs"), sys.executable, CLIMB, usage_file, str(limit), "12"],
                              stdout=subprocess.PIPE, text=True)
     try:
