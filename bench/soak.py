@@ -341,6 +341,25 @@ def slope_per_hour(points: List[tuple]) -> Optional[float]:
     return 3600 * sum((t - mt) * (v - mv) for t, v in points) / var
 
 
+#: the slope of each half hour too, in runs that hold two or more after the warm-up: a growth that
+#: levels off shows as windows falling towards 0; a leak as windows alike
+WINDOW_S = 1800.0
+
+
+def window_slopes(points: List[tuple], window: float = WINDOW_S) -> List[Optional[float]]:
+    """Slope per hour of each whole ``window`` of (t, value) points from the first one (a last part
+    shorter than half a window is left out)."""
+    if not points:
+        return []
+    t0, t_end = points[0][0], points[-1][0]
+    out = []
+    start = t0
+    while t_end - start >= window / 2:
+        out.append(slope_per_hour([(t, v) for t, v in points if start <= t < start + window]))
+        start += window
+    return out if len(out) >= 2 else []
+
+
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -435,7 +454,10 @@ def main() -> int:
     ap.add_argument("--pair-env", default=None, help="run a second recorder side by side, with 'NAME=VALUE ...' "
                     "added to its environment ('' for none)")
     ap.add_argument("--pair-code", default=None, help="the second recorder's checkout (this one by default)")
+    ap.add_argument("--windows-of", metavar="JSON", help="print the slopes per window of a run saved by --json, and run nothing")
     args = ap.parse_args()
+    if args.windows_of:
+        return print_windows(args.windows_of)
     if os.geteuid() != 0:
         raise SystemExit("soak: needs root (record, cgroups)")
     warmup = args.warmup if args.warmup is not None else max(30.0, min(600.0, args.duration * 0.1))
@@ -663,6 +685,9 @@ def _fit(mine: List[dict], warmup: float) -> Optional[dict]:
             half = len(after) // 2
             fit[key]["slope_first_half"] = slope_per_hour([(s["t_s"], s.get(key, 0) / scale) for s in after[:half]])
             fit[key]["slope_second_half"] = slope_per_hour([(s["t_s"], s.get(key, 0) / scale) for s in after[half:]])
+            windows = window_slopes([(s["t_s"], s.get(key, 0) / scale) for s in after])
+            if windows:
+                fit[key]["slope_by_window"] = windows
     fit["cpu_pct"] = 100 * (last["cpu_s"] - first["cpu_s"]) / max(1e-9, last["t_s"] - first["t_s"])
     fit["live_cgroups"] = {"start": first["cgroups"], "end": last["cgroups"]}
     fit["from_s"], fit["to_s"], fit["samples"] = first["t_s"], last["t_s"], len(after)
@@ -723,6 +748,9 @@ def summarize(args, warmup, samples, counts, made_victims, recorders, sandbox, j
             lines.append(f"{role}: RSS {f('rss', u=' MiB')}, anon {f('anon', u=' MiB')} [heap {f('heap', u=' MiB')}, "
                          f"arenas {f('arenas', u=' MiB')}, other {f('anon_other', u=' MiB')}], fds {f('fds', 0)}, "
                          f"threads {f('threads', 0)}, CPU {fit['cpu_pct']:.2f}% of a core")
+            if fit["rss"].get("slope_by_window"):
+                lines[-1] += (f"; RSS per {WINDOW_S / 60:.0f} min: "
+                              + ", ".join("?" if w is None else f"{w:+.1f}" for w in fit["rss"]["slope_by_window"]) + " MiB/h")
             if r == "recorder":
                 lines[-1] += f" (sandbox cgroups alive {fit['live_cgroups']['start']} -> {fit['live_cgroups']['end']})"
         k = _kills(rec.out, sandbox, made_victims)
@@ -749,6 +777,27 @@ def summarize(args, warmup, samples, counts, made_victims, recorders, sandbox, j
     return {"ok": ok, "line": line, "fits": fits, "kills": kills, "counts": counts, "cgroups_created": sandbox.created,
             "cgroups_removed": sandbox.removed, "jvm_usage_ratio": [min(jvm_ratios), max(jvm_ratios)] if jvm_ratios else None,
             "interrupted": interrupted, "output": recorders[0].out}
+
+
+def print_windows(path: str) -> int:
+    """The slopes of each window of a saved run (--json), per process and figure."""
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+        samples, warmup = saved["samples"], float(saved["warmup_s"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"soak: {path}: not a saved run ({exc})") from None
+    for role in sorted({s["role"] for s in samples}):
+        after = [s for s in samples if s["role"] == role and s["t_s"] >= warmup]
+        cells = []
+        for key in ("rss", "anon", "heap", "arenas", "anon_other"):
+            pts = [(s["t_s"], s.get(key, 0) / MiB) for s in after]
+            ws = window_slopes(pts)
+            if pts:
+                cells.append(f"{key} {pts[0][1]:.1f} -> {pts[-1][1]:.1f} MiB, per {WINDOW_S / 60:.0f} min "
+                             + ", ".join("?" if w is None else f"{w:+.1f}" for w in ws) + " MiB/h")
+        print(f"{role}: " + "; ".join(cells))
+    return 0
 
 
 if __name__ == "__main__":
