@@ -11,8 +11,9 @@ again. Here each piece of advice says which of three cases it is, and cites the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple, Union
 
 from ..model import Capture
 from ..units import fmt_bytes
@@ -101,20 +102,29 @@ def _with_reclaim(t: Trend, timeline) -> Trend:
     return t
 
 
-def _weighted_fit(t, y, w):
+def _weighted_fit(t: List[float], y: List[int], w: List[float]) -> Tuple[float, float, float, float]:
     """The weighted least-squares line of y over t: (slope, R², the line's value at the first t,
-    at the last t); a flat line through the weighted mean when t is constant."""
-    import numpy as np  # only where a timeline is fitted
-
-    if float(w.sum()) <= 0:
+    at the last t); a flat line through the weighted mean when t is constant. Plain Python, no
+    numpy (issue 29: numpy was the post-mortem worker's only use of it, 30-70 ms of its start and
+    ~5 MiB of its memory, for a few hundred points): the weighted means, variances and covariance
+    of numpy.average and numpy.cov(aweights=w), without cov's normalisation, which both the slope
+    and R² divide out; math.fsum rounds each sum once (tests/unit/test_advice.py
+    checks the figures against numpy's on every capture with a timeline in the repository)."""
+    ws = math.fsum(w)
+    if ws <= 0:
         return 0.0, 0.0, float(y[0]), float(y[-1])
-    tm, ym = float(np.average(t, weights=w)), float(np.average(y, weights=w))
-    (var_t, cov), (_, var_y) = np.cov(t, y, aweights=w)
+    tm = math.fsum(wi * ti for wi, ti in zip(w, t)) / ws
+    ym = math.fsum(wi * yi for wi, yi in zip(w, y)) / ws
+    dt = [ti - tm for ti in t]
+    dy = [yi - ym for yi in y]
+    var_t = math.fsum(wi * a * a for wi, a in zip(w, dt))
+    cov = math.fsum(wi * a * b for wi, a, b in zip(w, dt, dy))
+    var_y = math.fsum(wi * b * b for wi, b in zip(w, dy))
     if var_t <= 0:
         return 0.0, 0.0, ym, ym
-    slope = float(cov / var_t)
-    r2 = float(cov * cov / (var_t * var_y)) if var_y > 0 else 0.0
-    return slope, r2, ym + slope * (float(t[0]) - tm), ym + slope * (float(t[-1]) - tm)
+    slope = cov / var_t
+    r2 = cov * cov / (var_t * var_y) if var_y > 0 else 0.0
+    return slope, r2, ym + slope * (t[0] - tm), ym + slope * (t[-1] - tm)
 
 
 def trend_of(capture: Capture) -> Trend:
@@ -155,19 +165,17 @@ def trend_of(capture: Capture) -> Trend:
     other = held(pts[-1]) - pts[-1].anon_bytes
     what = ("Anonymous memory" if other < 0.1 * max(held(pts[-1]), 1)
             else "Memory that reclaim cannot free (anonymous, tmpfs, kernel)")
-    # numpy, not pandas (issue 29: the post-mortem worker no longer loads pandas: 0.27 s a start
-    # and its share of the worker's memory); the same arithmetic, the same figures (gold files)
-    import numpy as np
-
-    tt = np.array([p.t_ms / 60_000 for p in pts], dtype=np.float64)
-    anon = np.array([held(p) for p in pts], dtype=np.int64)
-    minutes = float(tt[-1] - tt[0])
+    # Neither pandas nor numpy (issue 29: the post-mortem worker loads neither): the same
+    # arithmetic, the same figures (gold files; _weighted_fit)
+    tt = [p.t_ms / 60_000 for p in pts]
+    anon = [held(p) for p in pts]
+    minutes = tt[-1] - tt[0]
     # Each point weighs the time it stands for (half the gaps on either side): the timeline is
     # dense near the kill and thinned with age (record/timeline.py: every point of the last 10
     # minutes, one per 2 or 15 minutes before), and an unweighted fit would be the last 10
     # minutes' fit whatever the hours before did.
-    gaps = np.concatenate(([0.0], np.diff(tt)))
-    w = (gaps + np.concatenate((gaps[1:], [0.0]))) / 2
+    gaps = [0.0] + [b - a for a, b in zip(tt, tt[1:])]
+    w = [(g + g_next) / 2 for g, g_next in zip(gaps, gaps[1:] + [0.0])]
     slope, r2, fit_start, fit_end = _weighted_fit(tt, anon, w)
     # The rise is the fitted line's, not the first and last readings': a thinned stretch's point is
     # its highest reading (the top of a garbage collector's saw-tooth), the last one a raw reading.
@@ -176,25 +184,25 @@ def trend_of(capture: Capture) -> Trend:
     ceiling = min([x for x in (capture.at_kill.usage_bytes, capture.at_kill.limit_bytes, pts[-1].limit_bytes) if x]
                   or [max(fit_start, fit_end, 0.0)])
     start, end = int(min(ceiling, max(0.0, fit_start))), int(min(ceiling, max(0.0, fit_end)))
-    last = int(anon[-1])
+    last = anon[-1]
     t = Trend("unknown", minutes=minutes, anon_rate_bytes_per_min=slope, anon_start_bytes=start,
               anon_end_bytes=end, r2=r2)
     _with_reclaim(t, capture.timelines[0])
     # the first half of the timeline against the second: a plateau is flat in both, then jumps
-    half = anon[tt <= tt[0] + minutes / 2]
+    half = [a for a, x in zip(anon, tt) if x <= tt[0] + minutes / 2]
     if r2 >= 0.8 and slope > 0 and end - start >= 0.25 * max(end, 1):
         t.kind = "leak"
         t.text = (f"{what} rose steadily for {_span(minutes)}: a straight line fitted to its readings (R²={r2:.2f}) "
                   f"rises {_mib(slope)}/min, from about {_mib(start)} to about {_mib(end)} (fitted values"
                   + ((", the end capped at the charge at the kill" if capture.at_kill.usage_bytes else ", the end capped at the limit")
                      if fit_end > ceiling else "") + ").")
-    elif half.max() - half.min() <= 0.05 * max(last, 1) and last > half.max() * 1.1:
+    elif max(half) - min(half) <= 0.05 * max(last, 1) and last > max(half) * 1.1:
         t.kind = "spike"
-        t.text = (f"{what} was flat at about {_mib(int(half.mean()))} and jumped to {_mib(last)} at the end "
+        t.text = (f"{what} was flat at about {_mib(int(sum(half) / len(half)))} and jumped to {_mib(last)} at the end "
                   f"of a {_span(minutes)} timeline: a burst, not a leak.")
     else:
         t.kind = "plateau"
-        t.text = (f"{what} held between {_mib(int(anon.min()))} and {_mib(int(anon.max()))} "
+        t.text = (f"{what} held between {_mib(min(anon))} and {_mib(max(anon))} "
                   f"over {_span(minutes)} (no steady rise: R²={r2:.2f}).")
     return t
 

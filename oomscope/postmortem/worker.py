@@ -70,19 +70,14 @@ def render_series(series, read, has_page) -> str:
 
 
 def warm() -> None:
-    """What the first post-mortem would otherwise wait for, done before any kill is asked: the
-    templates compiled and numpy imported (analysis/advice.py's fit). Measured on a loaded 2-core
-    host: the three templates 24, 78 and 9 ms, numpy 69 ms; a storm's first kills queued behind
-    them (bench/lean.py --latency)."""
+    """What the first post-mortem would otherwise wait for, done before any kill is asked: its
+    template compiled (23-24 ms on a quiet 2-core host). The index's and the series' templates
+    (5-6 ms each) are compiled when first written, which is when no kill waits (serve). numpy is
+    no longer loaded at all: analysis/advice.py fits in plain Python (numpy was 26-30 ms of the
+    start there, 69 ms loaded, and ~5 MiB; issue 29, bench/README.md)."""
     from ..report.render import _env
 
-    env = _env()
-    for name in ("postmortem.html.j2", "index.html.j2", "series.html.j2"):
-        env.get_template(name)
-    try:
-        import numpy  # noqa: F401
-    except ImportError:  # the fit says so itself, at the kill
-        pass
+    _env().get_template("postmortem.html.j2")
 
 
 def serve(out_dir: str, stdin=None, stdout=None, err=None, window_s: float = WINDOW_S,

@@ -249,3 +249,72 @@ def test_a_timeline_out_of_order_is_fitted_in_time_order():
     random.Random(7).shuffle(cap.timelines[0].points)
     shuffled = trend_of(cap)
     assert shuffled.kind == ordered.kind == "leak" and shuffled.anon_rate_bytes_per_min == ordered.anon_rate_bytes_per_min
+
+
+def _numpy_fit(t, y, w):
+    """analysis/advice.py's fit as it was with numpy (before issue 29's worker dropped it)."""
+    import numpy as np
+
+    t, y, w = np.asarray(t, dtype=np.float64), np.asarray(y, dtype=np.int64), np.asarray(w, dtype=np.float64)
+    if float(w.sum()) <= 0:
+        return 0.0, 0.0, float(y[0]), float(y[-1])
+    tm, ym = float(np.average(t, weights=w)), float(np.average(y, weights=w))
+    (var_t, cov), (_, var_y) = np.cov(t, y, aweights=w)
+    if var_t <= 0:
+        return 0.0, 0.0, ym, ym
+    slope = float(cov / var_t)
+    r2 = float(cov * cov / (var_t * var_y)) if var_y > 0 else 0.0
+    return slope, r2, ym + slope * (float(t[0]) - tm), ym + slope * (float(t[-1]) - tm)
+
+
+def test_the_fit_without_numpy_gives_numpys_figures_on_every_capture_with_a_timeline(monkeypatch):
+    # Every capture of the repository with a timeline (real kills: reports/, tests/fixtures/), and
+    # this file's synthetic ones: the trend's kind, text and bytes equal to what numpy's fit gave,
+    # its rate and R² within a few units of the last place (fsum against numpy's pairwise sums)
+    import glob
+    import os
+    from oomscope.analysis import advice
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    caps = [Capture.from_json(open(p).read()) for p in sorted(glob.glob(os.path.join(root, "reports", "*", "capture.json")) +
+                                                                glob.glob(os.path.join(root, "tests", "fixtures", "captures", "*.json")))]
+    caps = [c for c in caps if c.timelines and c.timelines[0].points]
+    caps += [_capture([10 * MIB + i * 18 * MIB for i in range(11)], {"anon": 200 * MIB}),
+             _capture([50 * MIB] * 6 + [90 * MIB], {"anon": 90 * MIB}),
+             _capture([50 * MIB + (i % 3) * MIB for i in range(12)], {"anon": 60 * MIB})]
+    assert len(caps) >= 15
+    kinds = set()
+    for cap in caps:
+        ours = trend_of(cap)
+        with monkeypatch.context() as m:
+            m.setattr(advice, "_weighted_fit", _numpy_fit)
+            theirs = trend_of(cap)
+        kinds.add(ours.kind)
+        assert (ours.kind, ours.text, ours.anon_start_bytes, ours.anon_end_bytes, ours.minutes) == \
+            (theirs.kind, theirs.text, theirs.anon_start_bytes, theirs.anon_end_bytes, theirs.minutes), cap.kill_id
+        for a, b in ((ours.anon_rate_bytes_per_min, theirs.anon_rate_bytes_per_min), (ours.r2, theirs.r2)):
+            assert (a is None and b is None) or abs(a - b) <= 1e-12 * max(abs(b), 1.0), (cap.kill_id, a, b)
+    assert {"leak", "plateau", "spike"} <= kinds, kinds
+
+
+def test_a_post_mortem_imports_no_numpy():
+    # the post-mortem worker's memory and start (issue 29): analysis and page of a kill with a
+    # timeline fitted, in a fresh interpreter, without numpy (nor pandas) loaded
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = ("import sys\n"
+            "from oomscope.model import Capture\n"
+            "from oomscope.analysis.result import analyse_kill\n"
+            "from oomscope.report.render import render_html\n"
+            "cap = Capture.from_json(open(sys.argv[1]).read())\n"
+            "a = analyse_kill(cap)\n"
+            "assert a.trend.kind == 'leak', a.trend.kind\n"
+            "assert 'rose steadily' in render_html(cap, a)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'pandas')))\n")
+    out = subprocess.run([sys.executable, "-c", code, os.path.join(root, "reports", "anon", "capture.json")], cwd=root,
+                         env=dict(os.environ, PYTHONPATH=root), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout
