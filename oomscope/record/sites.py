@@ -87,6 +87,10 @@ MIN_KERNEL_PERIOD = 32
 #: naming stacks, ~10-100 ms) before it takes the limit hitters of the last check instead: a storm's
 #: kill-to-post-mortem p95 was mostly this wait (up to 480 ms, p95 121 ms: bench/README.md)
 KILL_WAIT_S = 0.02
+#: kernel addresses' names kept for the kill path (a storm's limit hitters show a few dozen)
+KERNEL_NAMES_KEPT = 4096
+#: kernel stacks a kill met unnamed, named at the sites thread's next tick (at most this many)
+KERNEL_STACKS_NAMED_A_TICK = 16
 
 
 def kernel_period_for(period: int, duty: float) -> int:
@@ -256,6 +260,11 @@ class SiteSampler:
         self._work = threading.Lock()
         self._results: Dict[str, Deque[SitesResult]] = {}
         self._frames: Dict[Tuple[int, int], List[Frame]] = {}
+        #: kernel code addresses named by this thread (probes.kernel_names: a pass over /proc/kallsyms
+        #: for any address not named before), for the kill path, which names only from here
+        self._kernel_names: Dict[int, str] = {}
+        #: kernel stacks a kill met unnamed: named by this thread at its next tick
+        self._kernel_unnamed: Set[Tuple[int, ...]] = set()
         self._attached_ns = 0
         self._last_near_ns = 0
         self._next_check_ns = 0
@@ -293,7 +302,25 @@ class SiteSampler:
 
     def tick(self) -> None:
         with self._work:
+            self._name_kernel_stacks()
             self._tick()
+
+    def _name_kernel_stacks(self) -> None:
+        """The kernel stacks kills met unnamed, named here (for the next kills, not in their path)."""
+        with self._lock:
+            todo, self._kernel_unnamed = self._kernel_unnamed, set()
+        for stack in sorted(todo)[:KERNEL_STACKS_NAMED_A_TICK]:
+            self._kernel_frames(list(stack))
+
+    def _kernel_frames(self, addrs: List[int]) -> List[str]:
+        """Names of a kernel stack's frames (probes.kernel_names), kept for the kill path."""
+        names = self.probes.kernel_names(addrs)
+        if len(self._kernel_names) + len(names) > KERNEL_NAMES_KEPT:
+            self._kernel_names = {}
+        for a, n in zip(addrs, names):
+            if not n.startswith("0x"):
+                self._kernel_names[a] = n
+        return names
 
     def _duty(self, now: int) -> None:
         """Put the page-fault hook on or off for this part of the cycle."""
@@ -438,7 +465,7 @@ class SiteSampler:
         if short:
             site.notes.append(short)
 
-    def _hitter(self, h, stacks: Dict[int, List[int]], begun: Set[int]) -> LimitHitter:
+    def _hitter(self, h, stacks: Dict[int, List[int]], begun: Set[int], at_kill: bool = False) -> LimitHitter:
         out = LimitHitter(h.tid, h.tgid, h.comm, round(h.stall_ns / 1e6, 2), round(h.max_ns / 1e6, 2), h.runs, h.last_ns)
         user = stacks.get(h.user_stack)
         if user:
@@ -450,8 +477,21 @@ class SiteSampler:
             out.notes.append("no user stack")
         kernel = stacks.get(h.kernel_stack)
         if kernel:
+            if at_kill:
+                # Named only from what this thread named before: an address not named yet would
+                # take a pass over /proc/kallsyms (120,000 lines in Python) in record's loop, which
+                # every kill behind it waited for (a storm's kill to post-mortem: 54-390 ms at
+                # once, bench/README.md, issue 29); shown as its address, named for later kills
+                names = [self._kernel_names.get(a) or f"{a:#x}" for a in kernel]
+                if any(a not in self._kernel_names for a in kernel):
+                    with self._lock:
+                        if len(self._kernel_unnamed) < KERNEL_STACKS_NAMED_A_TICK:
+                            self._kernel_unnamed.add(tuple(kernel))
+                    out.notes.append("kernel frames not named yet at the kill are shown as addresses")
+            else:
+                names = self._kernel_frames(kernel)
             # without the probe's own frames (the BPF program and the tracepoint's caller)
-            out.kernel_frames = [n for n in self.probes.kernel_names(kernel)
+            out.kernel_frames = [n for n in names
                                  if not n.startswith(("bpf_prog_", "bpf_trace_run", "__traceiter_", "__bpf_trace_"))]
         return out
 
@@ -509,7 +549,7 @@ class SiteSampler:
                 hitters, stacks = self.probes.read_hitters()
             except Exception:  # noqa: BLE001 - a map read failing leaves the last check's
                 return []
-            out = [self._hitter(h, stacks, set(members)) for h in hitters if h.tgid in members]
+            out = [self._hitter(h, stacks, set(members), at_kill=True) for h in hitters if h.tgid in members]
         finally:
             self._work.release()
         out.sort(key=lambda h: -h.stall_ms)

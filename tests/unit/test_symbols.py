@@ -574,3 +574,40 @@ def test_the_sites_thread_sleeps_while_held_with_nothing_near():
         waits.append(s.wait_s())
     assert probes.attached and min(waits) > 0, waits
     assert probes.toggles >= 4  # the duty cycle went on during the hold
+
+
+def test_a_kill_names_kernel_frames_only_from_what_the_sites_thread_named():
+    """A kernel address not named yet is not named in the kill's path (a pass over /proc/kallsyms,
+    54-390 ms in a storm, in record's loop: issue 29): shown as its address with a note, and named
+    by the sites thread at its next tick for the kills after it."""
+    from oomscope.layouts import Hitter as ReadHitter
+    from oomscope.record.sites import SiteSampler
+
+    class Named(_FakeProbes):
+        passes = 0
+
+        def read_hitters(self):
+            return list(self.hitters), {7: [0xffff0010, 0xffff0020]}
+
+        def kernel_names(self, addrs):
+            self.passes += 1
+            return [{0xffff0010: "try_charge_memcg", 0xffff0020: "bpf_prog_abc"}.get(a, hex(a)) for a in addrs]
+
+    now = [1_000_000_000]
+    probes = Named()
+    s = SiteSampler(probes, lambda: [("/a", 85, 100, 1.0)], lambda cg: {os.getpid()}, clock=lambda: now[0],
+                    check_interval_s=0.5, duty_on_s=1.0, duty_cycle_s=1.0)
+    s.tick()
+    now[0] += 600_000_000
+    s.tick()  # a check, with no hitter yet
+    probes.hitters = [ReadHitter(os.getpid(), os.getpid(), "app", 5_000_000, 2_000_000, 3, now[0], -1, 7)]
+    got = s.for_kill("/a", now[0] + 1)
+    assert probes.passes == 0  # nothing named in the kill's path
+    h = got.hitters[0]
+    assert h.kernel_frames == ["0xffff0010", "0xffff0020"]
+    assert any("not named yet at the kill" in n for n in h.notes)
+    s.tick()  # the sites thread names what the kill met
+    assert probes.passes == 1
+    later = s.for_kill("/a", now[0] + 2)
+    assert later.hitters[0].kernel_frames == ["try_charge_memcg"]  # the probe's own frame left out, as before
+    assert not any("not named yet" in n for n in later.hitters[0].notes) and probes.passes == 1
