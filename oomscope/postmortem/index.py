@@ -72,7 +72,7 @@ class OutputIndex:
                     try:
                         with out.subdir(name) as folder:
                             st = folder.lstat("capture.json")
-                            page = folder.lstat(HTML) is not None
+                            page = _has_page(folder)
                     except OSError:
                         st = None
                     # the same file, unchanged: a rewrite is a new inode (safefs), an edit in place
@@ -88,7 +88,7 @@ class OutputIndex:
                     with out.subdir(name) as folder:
                         st = folder.lstat("capture.json") if cache else None
                         cap = Capture.from_json(folder.read("capture.json").decode("utf-8"))
-                        page = folder.lstat(HTML) is not None
+                        page = _has_page(folder)
                     self._add(name, cap, page=page)
                     if st is not None:
                         self._stats[name] = _stat_key(st)
@@ -183,6 +183,13 @@ class OutputIndex:
                 kills[folder] = {"stat": list(self._stats[folder]), "row": dataclasses.asdict(row),
                                  "entry": dataclasses.asdict(entry) if entry is not None else None}
         return json.dumps({"version": INDEX_CACHE_VERSION, "kills": kills}, ensure_ascii=False)
+
+
+def _has_page(folder: Dir) -> bool:
+    """A postmortem.html with something in it: record's worker writes it without an fsync
+    (postmortem/stage.py), so a crash may leave it empty; the row then links to the capture."""
+    st = folder.lstat(HTML)
+    return st is not None and st.st_size > 0
 
 
 def _stat_key(st: os.stat_result) -> Tuple[int, int, int]:

@@ -105,8 +105,13 @@ class PostMortems:
         self._index_dirty = True
 
     def _render(self, capture_path: str, capture: Capture, analysis: Any) -> Tuple[Optional[str], Optional[str]]:
+        # Not fsynced (record's worker; import's batch syncs as before): a post-mortem is made again
+        # from its capture.json, which record wrote durably first (`oomscope report` renders it; the
+        # index links to the capture where a crash left no page or an empty one). Its two fsyncs
+        # were half the worker's time on a kill, and each a journal commit that record's own
+        # capture fsyncs queued behind in a storm (bench/README.md, issue 29).
         return write_post_mortem(self.out_dir, capture_path, lambda: self.render_html(capture, analysis)
-                                 if analysis is not None else self.render_html(capture), self.batch)
+                                 if analysis is not None else self.render_html(capture), self.batch, sync=False)
 
     def write_index(self, force: bool = False) -> None:
         """index.html, at most once a second while kills come in (in a storm, rewriting it for
@@ -262,14 +267,15 @@ class InProcess:
 
 
 def write_post_mortem(out_dir: str, capture_path: str, render: Callable[[], str],
-                      batch: Optional[Batch] = None) -> Tuple[Optional[str], Optional[str]]:
+                      batch: Optional[Batch] = None, sync: bool = True) -> Tuple[Optional[str], Optional[str]]:
     """postmortem.html beside a capture written already: (its path, None), or (None, why not in
-    one line): the capture is safe on disk whatever fails here."""
+    one line): the capture is safe on disk whatever fails here. ``sync=False``: not fsynced
+    (safefs.Dir.write)."""
     try:
         html = render()
         folder = os.path.basename(os.path.dirname(capture_path))
         with Dir(out_dir, batch=batch) as out, out.subdir(folder) as kill_dir:
-            return kill_dir.write(HTML, html), None
+            return kill_dir.write(HTML, html, sync=sync), None
     except Exception as exc:  # the capture is safe on disk; say what failed
         return None, terminal_safe(f"{type(exc).__name__}: {exc}")[:500]
 
