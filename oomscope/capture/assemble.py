@@ -119,6 +119,71 @@ def build_capture(
     return capture
 
 
+def capture_from_report(pid: int, report: OomReport, recording: Recording, now_wall: dt.datetime) -> Capture:
+    """``assemble(pid, None, report, recording, now_wall=now_wall)`` for a kill known from the
+    kernel's report alone (import), without the copies build_capture makes of a placement and a
+    reading it may share with record's other steps (here they are this kill's own), and without
+    the absurd-number walk: the caller has shown every number of the report below 2**63
+    (importer/kills.py ``bounded``), so that no figure made from one (kB x 1024, pages x a page
+    size of at most 64 KiB, us x 1000) reaches model.ABSURD and the walk would change nothing.
+    The same capture, field by field (tests/unit/test_import_fast.py compares the two on every
+    log fixture, the storm and reports changed at random); ~40% of the general path's time, the
+    largest per-kill cost of a storm's import (issue 29)."""
+    notes: List[str] = []
+    page_size = recording.host.page_size_bytes or PAGE_SIZE
+    from_report = recording.report_source
+    victim = victim_of(pid, None, report, from_report, _NO_EVIDENCE, notes)
+    trigger = trigger_of(None, report, from_report)
+    placement = place(report, None, None, None, recording.cgroup_version, None, from_report)
+    cg = placement.cgroup  # (no evidence: sharing stays empty)
+    notes.extend(placement.notes)
+    st = state_from_report(report, from_report)
+    if st is not None and from_report in AT_KILL_PREFERENCE and (st.memory_stat or st.usage_bytes is not None):
+        sources = {from_report: st}  # choose_at_kill's pick (the only reading), without its replace
+        at_kill = _copy(st)
+        at_kill.memory_stat, at_kill.memory_events, at_kill.pressure = dict(st.memory_stat), dict(st.memory_events), dict(st.pressure)
+    else:
+        sources = states_at_kill(report, from_report, _NO_EVIDENCE)
+        at_kill = choose_at_kill(sources)
+    notes.extend(_at_kill_notes(at_kill, placement.is_global, from_report, _NO_EVIDENCE))
+    tasks = tasks_of(pid, victim, report, from_report, _NO_EVIDENCE, page_size, notes)
+    if report.tasks:
+        _fill_victim_from_row(victim, next((t for t in tasks if t.is_victim), None))
+    kill_ns = report.killed_usec * 1000 if report.killed_usec else None
+    wall, times = times_of(kill_ns, report, recording.clock_offset_ns, now_wall, notes)
+    kr, host_memory = kernel_report_of(report, _NO_EVIDENCE, page_size, notes)
+    return Capture(
+        kill_id=make_kill_id(wall, pid),
+        oomscope_version=__version__,
+        times=times,
+        victim=victim,
+        trigger=trigger,
+        cgroup=cg,
+        at_kill=at_kill,
+        at_kill_sources=sources,
+        tasks=tasks,
+        host=recording.host,
+        kernel_report=kr,
+        notes=notes,
+        host_memory_at_kill=host_memory,
+        timelines=[],
+        kernel_snapshot_status="",
+        runtimes=[],
+    )
+
+
+#: read only (capture_from_report): a kill with nothing but its report
+_NO_EVIDENCE = Evidence()
+
+
+def _copy(obj):
+    """A shallow copy of a dataclass instance without dataclasses.replace's field walk and __init__
+    (the classes copied have no __post_init__)."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    return new
+
+
 def victim_of(pid: int, event: Optional[OomEvent], report: Optional[OomReport], from_report: Source,
               evidence: Evidence, notes: List[str]) -> Victim:
     """The victim and its memory. The kernel's Killed line ranks first, as everywhere: on 7.3 it and

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import operator
 import re
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from ..capture.assemble import assemble
+from ..capture.assemble import assemble, capture_from_report
 from ..capture.groups import killed_again, link
 from ..capture.inputs import Recording
 from ..containers import NodeNames, workload_of
@@ -344,6 +345,9 @@ _ARCH_SIGNS = (
     (re.compile(r"^(?:NIP: |NIP \[|LR \[)"), "ppc64"),
     (re.compile(r"^Krnl PSW "), "s390x"),
 )
+#: _ARCH_SIGNS as one pattern: at a line's start the alternatives are tried in their order, so
+#: the group that matches is the first sign of the list that does (one match a line, not five)
+_RE_ARCH = re.compile("|".join(f"(?:{rx.pattern})" for rx, _ in _ARCH_SIGNS))
 _ARCH_IN_RELEASE = (("x86_64", "x86_64"), ("amd64", "x86_64"), ("aarch64", "aarch64"), ("arm64", "aarch64"),
                     ("ppc64le", "ppc64"), ("ppc64", "ppc64"), ("s390x", "s390x"), ("i686", "i386"))
 #: base page sizes fixed by the architecture (x86 and s390 have only 4 KiB base pages); arm64
@@ -382,7 +386,7 @@ def logged_host(rep: OomReport) -> LoggedHost:
             m = _RE_NODE_ANON.match(line)
             if m:
                 node_kb += int(m.group(1)) + int(m.group(2))
-        if out.arch is None:
+        if out.arch is None and _RE_ARCH.match(line):
             for rx, arch in _ARCH_SIGNS:
                 if rx.match(line):
                     out.arch, out.arch_from = arch, "the report's register dump / call trace"
@@ -400,6 +404,48 @@ def logged_host(rep: OomReport) -> LoggedHost:
     if out.page_size is None and out.arch in _FIXED_PAGE:
         out.page_size, out.page_size_from = _FIXED_PAGE[out.arch], f"{out.arch} has only this base page size"
     return out
+
+
+#: import's fast path on (capture/assemble.py capture_from_report); tests turn it off to compare
+FAST = True
+#: below this, a report's number makes no capture figure absurd (model.ABSURD is 2**80): the
+#: largest factor one is multiplied by is a page size (at most 64 KiB: logged_host)
+_BOUND = 1 << 63
+#: the numbers of a report and of its parts (tests/unit/test_import_fast.py checks that these are
+#: every int field of kernel/oom_report.py's dataclasses)
+REPORT_INTS = ("trigger_pid", "order", "trigger_oom_score_adj", "first_seq", "last_seq", "first_usec", "killed_usec",
+               "summary_usec", "summary_seq")
+COUNTER_INTS = ("usage_kb", "limit_kb", "failcnt")
+KILLED_INTS = ("pid", "total_vm_kb", "anon_rss_kb", "file_rss_kb", "shmem_rss_kb", "uid", "pgtables_kb", "oom_score_adj")
+SUMMARY_INTS = ("pid", "uid")
+_report_ints = operator.attrgetter(*REPORT_INTS)
+_counter_ints = operator.attrgetter(*COUNTER_INTS)
+_killed_ints = operator.attrgetter(*KILLED_INTS)
+_summary_ints = operator.attrgetter(*SUMMARY_INTS)
+_INT_OR_NONE = frozenset((int, type(None)))
+
+
+def bounded(rep: OomReport) -> bool:
+    """Every number of this report is an int (not a bool) of magnitude below 2**63: then no figure
+    of its capture is absurd (model.unknown_if_absurd would change nothing), and import may make it
+    by capture_from_report. False sends the kill the general way (its numbers walked)."""
+    nums = list(_report_ints(rep))
+    for c in (rep.memory, rep.memsw, rep.swap, rep.kmem):
+        if c is not None:
+            nums.extend(_counter_ints(c))
+    if rep.killed is not None:
+        nums.extend(_killed_ints(rep.killed))
+    if rep.summary is not None:
+        nums.extend(_summary_ints(rep.summary))
+    nums.extend(rep.memory_stat.values())
+    nums.extend(rep.mem_info.values())
+    for row in rep.tasks:
+        nums.append(row.pid)
+        nums.extend(row.values.values())
+    if not set(map(type, nums)) <= _INT_OR_NONE:
+        return False
+    nums = [n for n in nums if n is not None]
+    return not nums or (-_BOUND < min(nums) and max(nums) < _BOUND)
 
 
 def _host_note(lh: LoggedHost, h: Host, rep: OomReport) -> str:
@@ -451,9 +497,10 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
         wall = boot_wall + usec / 1e6
     offset = int((wall or 0) * 1e9) - usec * 1000
     version = _version_of(rep)
-    h = dataclasses.replace(host) if host is not None else Host()
     logged = rep
     member = rep.group_head is not None and not rep.started
+    fast = FAST and host is None and not member and bounded(rep)
+    h = dataclasses.replace(host) if host is not None else Host()
     facts = rep.group_head if member else rep  # a member: its group's report
     if member and rep.memory is None and not rep.memory_stat:
         # A member of a memory.oom.group kill is charged to the group's cgroup, whose memory the
@@ -474,8 +521,8 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
         h.hostname = hostname
     h.cgroup_version = h.cgroup_version or version
     now = dt.datetime.now(dt.timezone.utc)
-    cap = assemble(rep.killed.pid, None, rep, Recording(cgroup_version=version, host=h, clock_offset_ns=offset,
-                                                        report_source=Source.KERNEL_LOG), now_wall=now)
+    recording = Recording(cgroup_version=version, host=h, clock_offset_ns=offset, report_source=Source.KERNEL_LOG)
+    cap = capture_from_report(rep.killed.pid, rep, recording, now) if fast else assemble(rep.killed.pid, None, rep, recording, now_wall=now)
     cap.workload = workload_of(cap.cgroup.task_memcg or cap.cgroup.oom_memcg, names)
     cap.notes = [n for n in cap.notes if "log for this kill was not seen" not in n]
     # record's words for what it could not see on a live host say nothing true of a log
@@ -491,7 +538,10 @@ def _capture(rep: OomReport, walls, boot_wall: Optional[float], host: Optional[H
                 "victim; the victim's memory at the kill is " + ("in its row of the tasks table." if rep.tasks else "unknown."))
         cap.notes = [said if n.startswith("The 'Killed process' line of this kill was not seen") else n for n in cap.notes]
     cap.notes.insert(0, NOTE)
-    if host is None:
+    if fast:  # cap.host is h, this kill's own
+        cap.host.page_size_bytes = lh.page_size
+        cap.notes.insert(1, _host_note(lh, cap.host, facts))
+    elif host is None:
         cap.host = dataclasses.replace(cap.host, page_size_bytes=lh.page_size)
         cap.notes.insert(1, _host_note(lh, cap.host, facts))
     if not dated:
