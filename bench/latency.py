@@ -11,7 +11,7 @@ sampling); the storm starts once record says "sampling attached". --compare R: R
 without and with --near in turn, each with a fresh record; the kills of each condition pooled.
 
 Run as root after ./setup.sh, on a quiet machine (flock /tmp/oomscope-heavy.lock):
-  /opt/oomscope/venv/bin/python bench/latency.py [--duration 6] [--near | --compare 3]
+  /opt/oomscope/venv/bin/python bench/latency.py [--duration 6] [--near | --compare 3 [--before DIR]]
 """
 
 from __future__ import annotations
@@ -27,15 +27,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
-from oomscope.kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup
-from storm import run_storm  # bench/storm.py
-from alloc_sites import HOLD, HOLD_BYTES, LIMIT, in_cgroup  # bench/alloc_sites.py
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, HERE)  # this checkout's oomscope, not an installed one
+
+from oomscope.kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup  # noqa: E402
+from storm import run_storm  # noqa: E402 - bench/storm.py
+from alloc_sites import HOLD, HOLD_BYTES, LIMIT, in_cgroup  # noqa: E402 - bench/alloc_sites.py
 
 
 
-def one_run(hier, duration: float, near: bool) -> tuple:
-    """([latency seconds of each kill written], sampling attached during the storm)."""
+def one_run(hier, duration: float, near: bool, checkout: str = HERE, stages: Optional[dict] = None) -> tuple:
+    """([latency seconds of each kill written], sampling attached during the storm); with
+    ``stages``, each kill's stages appended to its lists (seconds)."""
     root = f"/oomscope-bench-{os.getpid()}"
     made = [create_cgroup(hier, root, 8 << 30)]  # record watches this tree only (--cgroup)
     fs_path = create_cgroup(hier, root + "/storm", 64 << 20)
@@ -52,7 +57,8 @@ def one_run(hier, duration: float, near: bool) -> tuple:
             # every kill of the storm written: no storm budget (record/budget.py)
             proc = subprocess.Popen([sys.executable, "-m", "oomscope", "record", "-o", os.path.join(out, "kills"),
                                      "--workload-burst", "0", "--cgroup", root],
-                                    stdout=subprocess.DEVNULL, stderr=err)
+                                    stdout=subprocess.DEVNULL, stderr=err, cwd=checkout,
+                                    env=dict(os.environ, PYTHONPATH=checkout))
             while "recording OOM kills" not in open(err_path).read():
                 if proc.poll() is not None:
                     raise SystemExit("record did not start")
@@ -64,7 +70,10 @@ def one_run(hier, duration: float, near: bool) -> tuple:
                 while "sampling attached" not in open(err_path).read() and time.monotonic() < deadline:
                     time.sleep(0.1)
                 attached = "sampling attached" in open(err_path).read()
-            run_storm(fs_path, duration)
+            try:
+                run_storm(fs_path, duration)
+            except subprocess.CalledProcessError as exc:  # its spared parent killed too (a shared host): the kills made stand
+                print(f"  the storm ended early: its parent exited with {exc.returncode}", flush=True)
             time.sleep(3.0)
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
@@ -77,6 +86,11 @@ def one_run(hier, duration: float, near: bool) -> tuple:
                     cap = json.load(f)
                 kill = dt.datetime.fromisoformat(cap["times"]["kill_wall"]).timestamp()
                 lat.append(os.stat(html).st_mtime - kill)
+                if stages is not None and cap["times"].get("captured_wall"):
+                    captured = dt.datetime.fromisoformat(cap["times"]["captured_wall"]).timestamp()
+                    stages.setdefault("capture", []).append(captured - kill)
+                    stages.setdefault("write", []).append(os.stat(cap_path).st_mtime - captured)
+                    stages.setdefault("post-mortem", []).append(os.stat(html).st_mtime - os.stat(cap_path).st_mtime)
     finally:
         if holder is not None:
             holder.kill()
@@ -84,6 +98,16 @@ def one_run(hier, duration: float, near: bool) -> tuple:
         for path in reversed(made):
             remove_cgroup(path)
     return lat, attached
+
+
+def _p(values: list, q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def stages_line(stages: dict) -> str:
+    return "stages p50 / p95 / max ms: " + ", ".join(f"{k} {1000 * _p(v, 0.5):.0f} / {1000 * _p(v, 0.95):.0f} / {1000 * max(v):.0f}"
+                                                   for k, v in stages.items() if v)
 
 
 def summary(lat: list) -> str:
@@ -98,6 +122,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=6.0)
     ap.add_argument("--near", action="store_true", help="growth-site sampling attached during the storm")
     ap.add_argument("--compare", type=int, default=0, metavar="R", help="R rounds without and with --near in turn")
+    ap.add_argument("--before", metavar="DIR", help="with --compare: another checkout's record too, alternating with this one's")
     args = ap.parse_args()
     hier = MemoryHierarchy.detect()
     if not args.compare:
@@ -106,16 +131,22 @@ def main() -> None:
             raise SystemExit(f"only {len(lat)} kills: not a storm")
         print(summary(lat) + (f"; sampling attached: {attached}" if args.near else ""))
         return
-    pooled: dict = {False: [], True: []}
+    codes = [("after", HERE), ("before", os.path.abspath(args.before))] if args.before else [("this", HERE)]
+    pooled: dict = {(c, near): [] for c, _ in codes for near in (False, True)}
+    parts: dict = {(c, near): {} for c, _ in codes for near in (False, True)}
     for r in range(args.compare):
         for near in (False, True):
-            lat, attached = one_run(hier, args.duration, near)
-            pooled[near] += lat
-            print(f"round {r + 1} {'near' if near else 'plain'}: {summary(lat) if lat else 'no kills'}"
-                  + (f"; sampling attached: {attached}" if near else ""), flush=True)
+            for label, checkout in (codes if r % 2 == 0 else codes[::-1]):  # who goes first alternates
+                load = os.getloadavg()[0]
+                lat, attached = one_run(hier, args.duration, near, checkout, parts[(label, near)])
+                pooled[(label, near)] += lat
+                print(f"round {r + 1} {'near' if near else 'plain'}{' ' + label if args.before else ''} (load {load:.1f}): "
+                      f"{summary(lat) if lat else 'no kills'}" + (f"; sampling attached: {attached}" if near else ""), flush=True)
     for near in (False, True):
-        if pooled[near]:
-            print(f"{'with sampling attached' if near else 'nothing near a limit'}, {args.compare} rounds pooled: {summary(pooled[near])}")
+        for label, _ in codes:
+            if pooled[(label, near)]:
+                print(f"{'with sampling attached' if near else 'nothing near a limit'}{', ' + label if args.before else ''}, "
+                      f"{args.compare} rounds pooled: {summary(pooled[(label, near)])}; {stages_line(parts[(label, near)])}")
 
 
 if __name__ == "__main__":
