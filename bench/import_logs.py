@@ -12,7 +12,9 @@ read once first):
   - the same from a journal export (`journalctl -k -o json` shape) of that copy, beside grep on it
 Run: /opt/oomscope/venv/bin/python bench/import_logs.py [--mib 1024] [--dir /tmp] [--no-write] [--ordinary N]
 or write the log only (--write-only FILE) and time `oomscope import FILE -o DIR` beside grep, zcat
-or journalctl with any timer (bench/README.md gives the figures and how they were taken).
+or journalctl with any timer (bench/README.md gives the figures and how they were taken), or with
+--paired BEFORE=CHECKOUT AFTER=CHECKOUT --log FILE [--runs 5]: whole processes, side by side,
+each checkout's import and grep in turn, ratios pair by pair (bench/README.md's method).
 """
 
 from __future__ import annotations
@@ -69,6 +71,57 @@ def timed(fn):
     return time.perf_counter() - t, out
 
 
+def paired(log: str, runs: int, checkouts: list, out_dir: str, python: str) -> None:
+    """bench/README.md's method: whole processes timed from outside (wall from start to reap; CPU
+    the user and system time of the process and the children it waited for), page cache warm,
+    ``grep -c 'Killed process'`` then each checkout's ``oomscope import LOG -o NEW_FOLDER`` in
+    turn, their order alternated, a warm-up round first, every run into a new folder (none removed:
+    ext4's scan of recently freed inodes would be measured instead); ratios pair by pair."""
+    import statistics
+
+    os.makedirs(out_dir, exist_ok=True)
+    sink = os.path.join(out_dir, "grep.out")  # not /dev/null: GNU grep then stops at the first match
+
+    def run(argv, env=None):
+        with open(sink, "w") as out:
+            t = time.perf_counter()
+            p = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.DEVNULL)
+            _, status, ru = os.wait4(p.pid, 0)
+        if status != 0:
+            raise SystemExit(f"{argv}: exit status {status}")
+        return time.perf_counter() - t, ru.ru_utime + ru.ru_stime, ru.ru_stime
+
+    subprocess.run(["cat", log], stdout=subprocess.DEVNULL, check=True)
+    names = [name for name, _ in checkouts]
+    got = {name: [] for name in names}
+    for i in range(runs + 1):
+        g = run(["grep", "-c", "Killed process", log])
+        row = {}
+        for name, co in (checkouts if i % 2 == 0 else checkouts[::-1]):
+            env = dict(os.environ, PYTHONPATH=co)
+            row[name] = run([python, "-m", "oomscope", "import", log, "-o", os.path.join(out_dir, f"{name}-{i}")], env=env)
+        load = open("/proc/loadavg").read().split()[0]
+        print(f"run {i}{' (warm-up)' if i == 0 else ''}: load {load}, grep {g[0]:.3f} s; " +
+              "; ".join(f"{n} {w:.2f} s wall, {c:.2f} s CPU ({w / g[0]:.1f}x grep)" for n, (w, c, _) in row.items()), flush=True)
+        if i > 0:
+            for name in names:
+                got[name].append((row[name], g))
+
+    def med(xs):
+        return f"{statistics.median(xs):.3f} ({min(xs):.3f}-{max(xs):.3f})"
+
+    greps = [g for _, g in got[names[0]]]
+    print(f"grep: wall {med([g[0] for g in greps])} s, CPU {med([g[1] for g in greps])} s")
+    for name in names:
+        r = got[name]
+        print(f"{name}: wall {med([a[0] for a, _ in r])} s = {med([a[0] / g[0] for a, g in r])}x grep; "
+              f"CPU {med([a[1] for a, _ in r])} s (sys {med([a[2] for a, _ in r])}) = {med([a[1] / g[1] for a, g in r])}x grep's CPU")
+    for other in names[1:]:
+        pairs = list(zip(got[names[0]], got[other]))
+        print(f"{other} / {names[0]}, paired: wall {med([b[0][0] / a[0][0] for a, b in pairs])}, "
+              f"CPU {med([b[0][1] / a[0][1] for a, b in pairs])}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mib", type=int, default=1024)
@@ -78,7 +131,18 @@ def main() -> None:
     ap.add_argument("--ordinary", type=int, default=39 * len(REPORT) // 2,
                     help="lines of other messages before each report (default: reports ~2.5%% of the lines)")
     ap.add_argument("--write-only", metavar="FILE", help="only write the log to FILE (to time commands on it apart)")
+    ap.add_argument("--paired", nargs="+", metavar="NAME=CHECKOUT",
+                    help="time `oomscope import --log FILE` of each checkout beside grep, side by side (bench/README.md)")
+    ap.add_argument("--log", help="the log for --paired (written by --write-only)")
+    ap.add_argument("--runs", type=int, default=5, help="--paired: runs after the warm-up")
+    ap.add_argument("--python", default=sys.executable, help="--paired: the interpreter to run each checkout with")
     args = ap.parse_args()
+    if args.paired:
+        if not args.log:
+            ap.error("--paired needs --log FILE")
+        checkouts = [tuple(a.split("=", 1)) if "=" in a else (os.path.basename(a.rstrip("/")), a) for a in args.paired]
+        paired(args.log, args.runs, checkouts, tempfile.mkdtemp(dir=args.dir, prefix="oomscope-bench-import-paired-"), args.python)
+        return
     if args.write_only:
         print(f"{write_log(args.write_only, args.mib << 20, args.ordinary)} kills")
         return
