@@ -109,9 +109,9 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
         err.write(f"oomscope: warning: {terminal_safe(name)}: {terminal_safe(problems[-1][:500])}\n")
 
     def done(results: List[Tuple[str, Any]], flush_error: Optional[OomscopeError],
-             kills: List[Tuple[str, Callable[[int, str], Finished], Callable[[str, Finished], str]]]) -> None:
+             kills: List[Tuple[str, Callable[[int, str], Finished], Callable[[str, Finished], Tuple[str, str]]]]) -> None:
         """A batch written: each kill's outcome, then each kill written said (on disk now)."""
-        done_kills: List[Tuple[str, Finished, Callable[[str, Finished], str]]] = []
+        done_kills: List[Tuple[str, Finished, Callable[[str, Finished], Tuple[str, str]]]] = []
         for (kill_id, finish, say), (kind, what) in zip(kills, results):
             if kind == "refused":
                 raise what  # the output folder is refused (safefs.UnsafeOutput): nothing more can be written
@@ -123,8 +123,13 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
             done_kills.append((what, finish(0, what), say))
         if flush_error is not None:
             raise flush_error
+        lines = []
         for capture_path, fin, say in done_kills:
-            written.append(say(capture_path, fin))
+            path, line = say(capture_path, fin)
+            written.append(path)
+            lines.append(line)
+        if lines:  # a batch's lines in one write (each would be a system call where stdout is unbuffered)
+            out.write("".join(lines))
 
     def said(imps: List[Imported], fut: "Future[_Written]") -> None:
         try:
@@ -132,7 +137,7 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
         except BrokenExecutor:
             raise ImportProblem(f"cannot write to {output}: the writer process ended") from None
         done(results, flush_error, [(imp.capture.kill_id, lambda job, path, imp=imp: post.kill(job, path, imp.capture),
-                                     lambda path, fin, imp=imp: _said(imp, path, fin, out, err)) for imp in imps])
+                                     lambda path, fin, imp=imp: _said(imp, path, fin, err)) for imp in imps])
 
     def flush(wait: bool) -> None:
         nonlocal pending, last_flush
@@ -162,9 +167,8 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
             if len(pending) >= _BATCH_KILLS or time.monotonic() - last_flush >= _BATCH_SECONDS:
                 flush(wait=False)
 
-    def worker_said(path: str, fin: Finished, head: str) -> str:
-        out.write(head + terminal_safe(path) + "\n")
-        return path
+    def worker_said(path: str, fin: Finished, head: str) -> Tuple[str, str]:
+        return path, head + terminal_safe(path) + "\n"
 
     try:
         if mapped is None:
@@ -269,12 +273,11 @@ def _write_batch(output: str, items: List[Tuple[str, str]]) -> _Written:
     return results, flush_error
 
 
-def _said(imp: Imported, capture_path: str, done: Finished, out, err) -> str:
-    """A kill's line, once its files are on disk: the path of its post-mortem (or capture)."""
+def _said(imp: Imported, capture_path: str, done: Finished, err) -> Tuple[str, str]:
+    """A kill's line, once its files are on disk, and the path it says: its post-mortem's (or capture's)."""
     if done.error:
         err.write(f"oomscope: error: post-mortem not rendered ({terminal_safe(done.error)}); the capture is at {terminal_safe(capture_path)}\n")
-    out.write(said_head(imp) + terminal_safe(done.html_path or capture_path) + "\n")
-    return done.html_path or capture_path
+    return done.html_path or capture_path, said_head(imp) + terminal_safe(done.html_path or capture_path) + "\n"
 
 
 def parse_since(text: str) -> float:
