@@ -808,9 +808,53 @@ def _int(v) -> int:
     return v if isinstance(v, int) else v.value
 
 
-def _batch_items(table):
-    """A map's (key, value) pairs: in batches where the kernel has them (5.6+), else one by one."""
+#: rows asked of the kernel per BPF_MAP_LOOKUP_BATCH call. bcc's items_lookup_batch() allocates
+#: (and zeroes) key and value arrays for the map's whole max_entries at every call: 1.3-1.7 MiB
+#: for sampled_pages and reclaim_by_tgid, several times a second while a cgroup is near its limit.
+#: Blocks that size raise glibc's mmap threshold after their first free, and then come from the
+#: sampling thread's arena between its smaller objects (the soak of 2026-12-06: that arena and
+#: the other anonymous mappings growing +6 and +10 MiB/h, bench/README.md "Soak"). 256 rows are at
+#: most ~40 KiB a call (a hitter's record, the largest, is 104 bytes).
+BATCH_ROWS = 256
+
+
+def _batch_items(table, rows: int = BATCH_ROWS) -> list:
+    """A map's (key, value) pairs: read ``rows`` at a time where the kernel has batches (5.6+),
+    else one by one. Each round has its own arrays (the pairs returned point into them)."""
     try:
-        return list(table.items_lookup_batch())
+        return _lookup_batches(table, rows)
     except Exception:  # noqa: BLE001 - bcc raises bare Exception; the slow way always works
         return list(table.items())
+
+
+def _lookup_batches(table, rows: int) -> list:
+    import ctypes as ct
+    import errno
+
+    from bcc.libbcc import lib  # noqa: WPS433 - probes is the one module that imports bcc
+
+    out: list = []
+    token = ct.c_uint32(0)  # a hash map's batch position: the next bucket (kernel/bpf/hashtab.c)
+    started = False
+    max_entries = max(1, int(table.max_entries))
+    rounds = 0
+    while True:
+        rounds += 1
+        if rounds > 4 * max_entries // min(rows, max_entries) + 64:  # the map changing under us
+            break
+        keys, values = (table.Key * rows)(), (table.Leaf * rows)()
+        count = ct.c_uint32(rows)
+        res = lib.bpf_lookup_batch(table.map_fd, ct.byref(token) if started else None, ct.byref(token),
+                                   keys, values, ct.byref(count))
+        err = ct.get_errno()
+        if res != 0 and err == errno.ENOSPC and rows < max_entries:
+            rows = min(max_entries, rows * 4)  # one bucket holds more than rows: ask for more at once
+            continue
+        if res != 0 and err != errno.ENOENT:
+            raise Exception(f"BPF_MAP_LOOKUP_BATCH failed: {os.strerror(err)}")  # noqa: TRY002 - as bcc's
+        n = min(count.value, rows)
+        out.extend(zip(keys[:n], values[:n]))
+        started = True
+        if res != 0 or n == 0:  # ENOENT: the last batch (its rows read above)
+            break
+    return out

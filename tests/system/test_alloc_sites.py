@@ -108,3 +108,48 @@ def test_what_the_kernel_gathered_about_a_process_no_longer_watched_is_dropped(s
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_maps_are_read_in_small_batches_with_every_entry():
+    """Every (key, value) of a BPF hash and LRU map read in batches of a few rows equals the map
+    read one key at a time, across many batches and with a batch smaller than a bucket; and a
+    read holds rows for what the map has, not for its max_entries: bcc's items_lookup_batch()
+    allocated arrays for all 32,768 rows of sampled_pages at every call (~1.3 MiB, several times
+    a second while sampling; they grew the sampling thread's arena in the soak, bench/README.md)."""
+    import tracemalloc
+
+    from oomscope.probes import AllocSiteProbes, _batch_items
+
+    probes = AllocSiteProbes()
+    try:
+        watched, pages = probes.bpf["watched_tgids"], probes.bpf["sampled_pages"]
+        for i in range(1, 3001):
+            watched[watched.Key(100_000 + i)] = watched.Leaf(i % 7 + 2)
+        for i in range(5):
+            k = pages.Key()
+            k.tgid, k.page = 4242, 0x7F0000000000 + i * 4096
+            pages[k] = pages.Leaf()
+        one_by_one = {k.value: v.value for k, v in watched.items()}
+        for rows in (1, 7, 256):
+            batched = {int(k): int(v) for k, v in _batch_items(watched, rows)}
+            assert batched == one_by_one, f"rows={rows}: {len(batched)} of {len(one_by_one)} entries"
+        assert len(one_by_one) == 3000
+        tracemalloc.start()
+        try:
+            got = _batch_items(pages)
+            _size, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert sorted(k.page for k, _v in got) == [0x7F0000000000 + i * 4096 for i in range(5)]
+        whole = int(pages.max_entries) * (ctypes_size(pages.Key) + ctypes_size(pages.Leaf))
+        assert peak < 128 << 10 < whole, f"a read of 5 rows held {peak} bytes at its peak (the whole map's rows: {whole})"
+        measured(f"map batches: 3000 entries equal in batches of 1, 7 and 256 rows; 5 of sampled_pages' "
+                 f"{int(pages.max_entries)} rows read with a peak of {peak >> 10} KiB (its whole rows: {whole >> 10} KiB)")
+    finally:
+        probes.close()
+
+
+def ctypes_size(t) -> int:
+    import ctypes
+
+    return ctypes.sizeof(t)
