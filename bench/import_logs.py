@@ -82,10 +82,10 @@ def paired(log: str, runs: int, checkouts: list, out_dir: str, python: str) -> N
     os.makedirs(out_dir, exist_ok=True)
     sink = os.path.join(out_dir, "grep.out")  # not /dev/null: GNU grep then stops at the first match
 
-    def run(argv, env=None):
+    def run(argv, env=None, cwd=None):
         with open(sink, "w") as out:
             t = time.perf_counter()
-            p = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.DEVNULL)
+            p = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.DEVNULL)
             _, status, ru = os.wait4(p.pid, 0)
         if status != 0:
             raise SystemExit(f"{argv}: exit status {status}")
@@ -98,8 +98,9 @@ def paired(log: str, runs: int, checkouts: list, out_dir: str, python: str) -> N
         g = run(["grep", "-c", "Killed process", log])
         row = {}
         for name, co in (checkouts if i % 2 == 0 else checkouts[::-1]):
+            # run from the checkout: ``python -m`` puts the current folder first on sys.path, before PYTHONPATH
             env = dict(os.environ, PYTHONPATH=co)
-            row[name] = run([python, "-m", "oomscope", "import", log, "-o", os.path.join(out_dir, f"{name}-{i}")], env=env)
+            row[name] = run([python, "-m", "oomscope", "import", log, "-o", os.path.join(out_dir, f"{name}-{i}")], env=env, cwd=co)
         load = open("/proc/loadavg").read().split()[0]
         print(f"run {i}{' (warm-up)' if i == 0 else ''}: load {load}, grep {g[0]:.3f} s; " +
               "; ".join(f"{n} {w:.2f} s wall, {c:.2f} s CPU ({w / g[0]:.1f}x grep)" for n, (w, c, _) in row.items()), flush=True)
@@ -141,6 +142,7 @@ def main() -> None:
         if not args.log:
             ap.error("--paired needs --log FILE")
         checkouts = [tuple(a.split("=", 1)) if "=" in a else (os.path.basename(a.rstrip("/")), a) for a in args.paired]
+        checkouts = [(name, os.path.abspath(co)) for name, co in checkouts]
         paired(args.log, args.runs, checkouts, tempfile.mkdtemp(dir=args.dir, prefix="oomscope-bench-import-paired-"), args.python)
         return
     if args.write_only:

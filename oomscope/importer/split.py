@@ -46,10 +46,11 @@ from .kills import KillReader, NotAHeader
 #: reading here: the fork and the second process's own start cost ~10 ms; the storm's 4,446 kills are ~14 MB)
 SPLIT_MIN_BYTES = 1 << 20
 #: the share of the regions' bytes this process reads: the worker reads the first part too, for its
-#: state, at ~45% of the cost of reading it (measured for issue 29), and writes its own kills; this
-#: process has its start (~0.2 s) and the end (pages, index) besides: 0.45 against 0.6, paired at
-#: load ~3, the storm's wall 0.84x (0.76-1.29, 6 runs), its CPU the same (bench/README.md, fifth pass)
-SPLIT_SHARE = 0.45
+#: state, at ~45% of the cost of reading it (measured for issue 29), and writes its own kills in its
+#: own time, while this process's are written by the writer process beside it. 0.45 against 0.6,
+#: the same code paired (issue 29, fifth pass, load ~3, 2 x 7 runs): the storm's wall 1.17x and
+#: 1.21x, CPU 0.99x: 0.6 stays
+SPLIT_SHARE = 0.6
 _HEADER = b"invoked oom-killer"
 #: kills the worker writes between two flushes (as importer/run.py)
 _BATCH_KILLS = 256
