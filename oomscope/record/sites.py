@@ -317,9 +317,9 @@ class SiteSampler:
         names = self.probes.kernel_names(addrs)
         if len(self._kernel_names) + len(names) > KERNEL_NAMES_KEPT:
             self._kernel_names = {}
-        for a, n in zip(addrs, names):
-            if not n.startswith("0x"):
-                self._kernel_names[a] = n
+        # every answer kept, an address /proc/kallsyms does not name too (its "0x..." is final: a
+        # kill would otherwise ask for it again and again, and say it is "not named yet")
+        self._kernel_names.update(zip(addrs, names))
         return names
 
     def _duty(self, now: int) -> None:
