@@ -81,3 +81,29 @@ def test_no_tracefs_is_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("oomscope: error: cannot mount tracefs"), lines
     r = _run(["unshare", "-m", "sh", "-c", hide, "sh"] + OOMSCOPE + ["doctor"])
     assert r.returncode == 1 and "[MISSING] tracefs: tracefs is not mounted" in r.stdout
+
+
+def test_the_installed_package_holds_its_templates_compiled():
+    """./setup.sh compiles the pages' templates once at install (report/template_cache.py):
+    record's post-mortem worker runs with -B and writes no bytecode itself, so without that it
+    compiled them at each of its starts (~35 ms of a storm's first kill). The installed package,
+    run as the worker runs (-B, from /), compiles none of them."""
+    import shutil
+
+    command = shutil.which("oomscope")
+    assert command, "oomscope is not installed (./setup.sh)"
+    python = os.path.join(os.path.dirname(os.path.realpath(command)), "python")
+    probe = ("import jinja2, oomscope\n"
+             "calls = []\n"
+             "real = jinja2.Environment._compile\n"
+             "jinja2.Environment._compile = lambda self, s, f: calls.append(f) or real(self, s, f)\n"
+             "from oomscope.report.render import _env\n"
+             "e = _env()\n"
+             "names = [e.get_template(n).name for n in e.list_templates()]\n"
+             "print(oomscope.__file__, len(names), len(calls))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([python, "-B", "-c", probe], cwd="/", env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    where, templates, compiled = out.stdout.split()
+    assert not where.startswith(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))), where
+    assert int(templates) >= 3 and int(compiled) == 0, f"{compiled} of {templates} templates compiled at start ({where})"
