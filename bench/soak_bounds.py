@@ -31,7 +31,7 @@ from oomscope.metrics import MAX_LAST_KILLS, MAX_SERIES, Metrics  # noqa: E402
 from oomscope.model import Capture, CgroupInfo, Times, Victim, Workload  # noqa: E402
 from oomscope.record.budget import MAX_WORKLOADS, Budget, workload_key  # noqa: E402
 from oomscope.record.collector import RECORDED_KEPT, RecordedKill  # noqa: E402
-from oomscope.record.joiner import KillJoiner  # noqa: E402
+from oomscope.record.joiner import RECENT_KEPT, KillJoiner  # noqa: E402
 from oomscope.record.retention import Ledger  # noqa: E402
 
 
@@ -79,7 +79,15 @@ def main() -> int:
             b.admit(workload_key(c.workload, c.cgroup), c.times.kill_wall)
         return b
 
-    rows.append((f"budget: {MAX_WORKLOADS} workloads' buckets", MAX_WORKLOADS, measure(budget)))
+    rows.append((f"budget: {MAX_WORKLOADS} workloads' buckets (new workloads within a minute: a bucket refilled "
+                 f"since is forgotten)", MAX_WORKLOADS, measure(budget)))
+    clock = [0.0]
+    paced = Budget(clock=lambda: clock[0])
+    for c in caps[:MAX_WORKLOADS]:
+        clock[0] += 3600 / args.kills_per_hour
+        paced.admit(workload_key(c.workload, c.cgroup), c.times.kill_wall)
+    print(f"budget at the soak's pace ({args.kills_per_hour:.0f} kills/h, each a new workload): "
+          f"{len(paced._buckets)} buckets kept after {MAX_WORKLOADS} kills")
 
     def recorded():
         d = collections.deque(maxlen=RECORDED_KEPT)
@@ -92,11 +100,11 @@ def main() -> int:
 
     def joiner():
         j = KillJoiner()
-        for i in range(10000):
+        for i in range(RECENT_KEPT):
             j._recent[100000 + i] = 10**15 + i
         return j
 
-    rows.append(("joiner: recent pids (10,000, then the last minute's)", 10000, measure(joiner)))
+    rows.append((f"joiner: recent pids ({RECENT_KEPT:,}, then the last minute's)", RECENT_KEPT, measure(joiner)))
 
     def ledger():
         led = Ledger()

@@ -110,7 +110,10 @@ REPORT_POLL_MS = 5
 # one would keep the worker for good. Before, only a cgroup at most 10 s from its limit at its
 # growth over the sampler's ring woke it, and nothing kept it: a workload climbing slowly near its
 # limit met a worker that had just left.
-RECORDED_KEPT = 10000  # the last kills run() returns (``kills_recorded`` counts them all)
+# The last kills run() returns (``kills_recorded`` counts them all): the lab's own kill is among
+# them when record stops. ~0.7 KiB each with a Kubernetes cgroup's paths (tracemalloc in the soak of
+# 2026-12-07, bench/README.md): 10,000 were ~7 MiB kept, filling for 14 hours at a kill every 5 s.
+RECORDED_KEPT = 1000
 
 
 @dataclass

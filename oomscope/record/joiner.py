@@ -40,6 +40,13 @@ class PendingKill:
         return None
 
 
+#: finished kills remembered (a group kill's repeat of a victim already written comes within a
+#: minute); beyond RECENT_KEPT the older ones are dropped, at most once a second. Every kill on the
+#: host counts, in --cgroup's scope or not: 10,000 kept filled for hours and held ~1 MiB
+RECENT_KEPT = 1000
+RECENT_NS = 60_000_000_000
+
+
 @dataclass
 class KillJoiner:
     #: how long a BPF event waits for its Killed line (kmsg can lag behind in a storm)
@@ -48,6 +55,7 @@ class KillJoiner:
     event_wait_ns: int = 1_000_000_000
     pending: List[PendingKill] = field(default_factory=list)
     _recent: Dict[int, int] = field(default_factory=dict)  # pid -> kill_ns of finished kills
+    _pruned_ns: int = 0
 
     def add_event(self, ev: OomEvent, now_ns: int) -> Optional[PendingKill]:
         if ev.kind == EV_REAP_FINISHED:
@@ -104,8 +112,9 @@ class KillJoiner:
         for k in out:
             if k.kill_ns is not None:
                 self._recent[k.pid] = k.kill_ns
-        if len(self._recent) > 10000:
-            cutoff = now_ns - 60_000_000_000
+        if len(self._recent) > RECENT_KEPT and now_ns - self._pruned_ns >= 1_000_000_000:
+            self._pruned_ns = now_ns
+            cutoff = now_ns - RECENT_NS
             self._recent = {p: t for p, t in self._recent.items() if t >= cutoff}
         return out
 

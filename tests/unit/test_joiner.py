@@ -61,3 +61,26 @@ def test_storm_all_killed_lines_become_kills():
     kills = j.ready(now_ns=len(reps))
     assert len(kills) == len(reps) == 105
     assert all(k.event is not None and k.report is not None for k in kills)
+
+
+def test_finished_kills_remembered_stay_few_and_a_repeat_within_the_minute_is_still_known():
+    """Every kill on the host is remembered for a group kill's repeat of its victim (within a
+    minute). Before, up to 10,000 were kept (~1 MiB, filling for hours in a soak); now beyond
+    RECENT_KEPT the older than a minute are dropped, at most once a second."""
+    import dataclasses
+
+    from oomscope.record.joiner import RECENT_KEPT
+
+    rep = _report()
+    j = KillJoiner()
+    t = 10**12
+    for i in range(5 * RECENT_KEPT):  # a kill every 2 s for ~2.8 hours
+        t += 2 * S
+        j.add_event(event_for(rep, victim_pid=100_000 + i, ts_ns=t), now_ns=t)
+        assert len(j.ready(now_ns=t, flush=True)) == 1
+    assert len(j._recent) <= RECENT_KEPT + 1, len(j._recent)
+    # the last victim's repeat in a group kill's headerless report, seconds later: no new kill
+    last = 100_000 + 5 * RECENT_KEPT - 1
+    repeat = dataclasses.replace(rep, has_header=False, killed=dataclasses.replace(rep.killed, pid=last),
+                                 killed_usec=(t + 3 * S) // 1000)
+    assert j.add_report(repeat, now_ns=t + 3 * S) is None and j.pending == []
