@@ -57,3 +57,21 @@ class within:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, self._old)
         return False
+
+
+def dmesg_storm(kills: int, noise: int) -> str:
+    """A dmesg storm: ``kills`` times ``noise`` ordinary lines, the full report of
+    logs/dmesg-v1-6.18.txt and a rate-limited kill's Killed line (pid 50000 + k), each line timed."""
+    body = [line.split("] ", 1)[1] for line in fixture_text("logs", "dmesg-v1-6.18.txt").splitlines()]
+    lines, t = [], 1000.0
+    for k in range(kills):
+        for i in range(noise):
+            t += 0.000137
+            lines.append(f"[{t:12.6f}] eth0: an ordinary message {k} {i}")
+        for line in body:
+            t += 0.000002
+            lines.append(f"[{t:12.6f}] {line}")
+        t += 0.01
+        lines.append(f"[{t:12.6f}] Memory cgroup out of memory: Killed process {50000 + k} (worker) total-vm:76132kB, "
+                     "anon-rss:65280kB, file-rss:5544kB, shmem-rss:0kB, UID:0 pgtables:188kB oom_score_adj:0")
+    return "\n".join(lines) + "\n"

@@ -19,6 +19,7 @@ from oomscope.importer.kills import KillReader
 from oomscope.importer.sources import map_log
 from oomscope.kernel import oom_report
 
+from .helpers import dmesg_storm
 from ..conftest import fixture_text
 from .test_import_regions import _logs, _mutants
 
@@ -84,21 +85,8 @@ def test_the_fixtures_take_the_fast_way(tmp_path, monkeypatch):
 
 
 def test_a_storm_gives_the_same_captures_the_fast_way(tmp_path, monkeypatch):
-    report = fixture_text("logs", "dmesg-v1-6.18.txt").splitlines()
-    body = [line.split("] ", 1)[1] for line in report]
-    lines, t = [], 1000.0
-    for k in range(40):
-        for i in range(10):
-            t += 0.000137
-            lines.append(f"[{t:12.6f}] eth0: an ordinary message {k} {i}")
-        for line in body:
-            t += 0.000002
-            lines.append(f"[{t:12.6f}] {line}")
-        t += 0.01
-        lines.append(f"[{t:12.6f}] Memory cgroup out of memory: Killed process {50000 + k} (worker) total-vm:76132kB, "
-                     "anon-rss:65280kB, file-rss:5544kB, shmem-rss:0kB, UID:0 pgtables:188kB oom_score_adj:0")
     path = tmp_path / "storm.log"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(dmesg_storm(40, 10))
     assert _same(str(path), monkeypatch) == 80  # every kill the fast way
 
 

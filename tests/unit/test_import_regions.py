@@ -17,6 +17,7 @@ from oomscope.importer.sources import map_log
 from oomscope.kernel.kmsg import parse_kmsg_dump
 from oomscope.kernel.logformats import plain_dmesg
 
+from .helpers import dmesg_storm
 from ..conftest import FIXTURES, fixture_text
 
 import os
@@ -88,21 +89,8 @@ def test_every_fixture_reads_the_same_by_regions(tmp_path, name):
 
 
 def test_a_storm_reads_the_same_and_its_full_reports_are_read_whole(tmp_path, monkeypatch):
-    report = fixture_text("logs", "dmesg-v1-6.18.txt").splitlines()
-    body = [line.split("] ", 1)[1] for line in report]
-    lines, t = [], 1000.0
-    for k in range(60):
-        for i in range(30):
-            t += 0.000137
-            lines.append(f"[{t:12.6f}] eth0: an ordinary message {k} {i}")
-        for line in body:
-            t += 0.000002
-            lines.append(f"[{t:12.6f}] {line}")
-        t += 0.01
-        lines.append(f"[{t:12.6f}] Memory cgroup out of memory: Killed process {50000 + k} (worker) total-vm:76132kB, "
-                     "anon-rss:65280kB, file-rss:5544kB, shmem-rss:0kB, UID:0 pgtables:188kB oom_score_adj:0")
     path = tmp_path / "storm.log"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(dmesg_storm(60, 30))
     from oomscope.kernel.oom_report import OomReportParser
     whole = []
     real = OomReportParser.feed_block
