@@ -96,24 +96,8 @@ def build_capture(
     if evidence.reaped_ns is not None and kill_ns is not None:
         notes.append(f"The oom_reaper finished reclaiming the victim's memory {(evidence.reaped_ns - kill_ns) / 1e6:.1f} ms after the kill.")
 
-    capture = Capture(
-        kill_id=make_kill_id(wall, pid),
-        oomscope_version=__version__,
-        times=times,
-        victim=victim,
-        trigger=trigger,
-        cgroup=cg,
-        at_kill=at_kill,
-        at_kill_sources=sources,
-        tasks=tasks,
-        host=recording.host,
-        kernel_report=kr,
-        notes=notes,
-        host_memory_at_kill=host_memory,
-        timelines=list(evidence.timelines),
-        kernel_snapshot_status=evidence.snapshot_status,
-        runtimes=list(evidence.runtimes),
-    )
+    capture = _capture(wall, pid, times, victim, trigger, cg, at_kill, sources, tasks, recording, kr, notes,
+                       host_memory, evidence)
     # A log can print any number: one no kernel could have kept becomes unknown, with a note.
     capture.notes.extend(unknown_if_absurd(capture))
     return capture
@@ -152,6 +136,13 @@ def capture_from_report(pid: int, report: OomReport, recording: Recording, now_w
     kill_ns = report.killed_usec * 1000 if report.killed_usec else None
     wall, times = times_of(kill_ns, report, recording.clock_offset_ns, now_wall, notes)
     kr, host_memory = kernel_report_of(report, _NO_EVIDENCE, page_size, notes)
+    return _capture(wall, pid, times, victim, trigger, cg, at_kill, sources, tasks, recording, kr, notes,
+                    host_memory, _NO_EVIDENCE)
+
+
+def _capture(wall, pid: int, times, victim, trigger, cg, at_kill, sources, tasks, recording: Recording, kr, notes,
+             host_memory, evidence: Evidence) -> Capture:
+    """The capture of its parts (build_capture's and capture_from_report's last step)."""
     return Capture(
         kill_id=make_kill_id(wall, pid),
         oomscope_version=__version__,
@@ -166,9 +157,9 @@ def capture_from_report(pid: int, report: OomReport, recording: Recording, now_w
         kernel_report=kr,
         notes=notes,
         host_memory_at_kill=host_memory,
-        timelines=[],
-        kernel_snapshot_status="",
-        runtimes=[],
+        timelines=list(evidence.timelines),
+        kernel_snapshot_status=evidence.snapshot_status,
+        runtimes=list(evidence.runtimes),
     )
 
 
