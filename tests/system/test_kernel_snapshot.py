@@ -22,6 +22,20 @@ HOG = "a = []\nwhile True:\n    a.append(bytearray(1 << 20))\n"
 SETTLED_US = 100_000
 
 
+def _parts_short(stat, usage):
+    """How much of the charge a cgroup v2 memory.stat's anon+file+kernel+sock leaves out."""
+    return usage - sum(stat.get(k, 0) for k in ("anon", "file", "kernel", "sock"))
+
+
+# The report prints memory.stat's flushed totals; the per-CPU changes wait for the next flush
+# (mm/memcontrol.c), and in a storm they can be large. Seen in CI and in the matrix VM on 7.3:
+# reports at the limit whose parts add up to 83.7 of 100.7 MB, active_anon above the charge
+# (tests/fixtures/snapshot/v2-7.3-storm-unflushed-report.json), the snapshot equal to the charge to
+# the byte. Such a report is not the truth to check the snapshot against: the capture must take the
+# snapshot (capture/assemble.py: report_printed_unflushed), and the snapshot must add up.
+UNFLUSHED = (1 << 20, 0.01)  # the capture's threshold: beyond max(1 MiB, 1%) of the charge
+
+
 def _size_keys_off(snap, rep_stat):
     """(key, snapshot, report) for every size key of the report outside the target, and the keys
     the snapshot lacks."""
@@ -129,7 +143,7 @@ def test_storm_every_kill_has_a_snapshot_and_settled_ones_equal_the_report(recor
     assert all(c["at_kill"]["source"] == "kernel_snapshot" for c in bare)
 
     kill_times = sorted(r.killed_usec for r in reports if r.killed_usec)
-    compared = moving = 0
+    compared = moving = unflushed = unflushed_taken = 0
     worst = (0, "none")
     moved = usage_worst = 0
     for r in reports:
@@ -140,8 +154,21 @@ def test_storm_every_kill_has_a_snapshot_and_settled_ones_equal_the_report(recor
             moving += 1
             continue
         snap = _snapshot_of(caps[r.killed.pid], rec)
+        rep_usage = r.memory.usage_kb * 1024
+        if "kernel" in r.memory_stat and not within_target(rep_usage - _parts_short(r.memory_stat, rep_usage), rep_usage):
+            unflushed += 1  # the report's own parts do not add up to its charge: another moment's counters
+            assert within_target(snap["usage_bytes"] - _parts_short(snap["memory_stat"], snap["usage_bytes"]), snap["usage_bytes"]), \
+                f"pid {r.killed.pid}: neither the report's nor the snapshot's parts add up: {r.memory_stat} / {snap}"
+            if abs(_parts_short(r.memory_stat, rep_usage)) > max(UNFLUSHED[0], UNFLUSHED[1] * rep_usage):
+                at = caps[r.killed.pid]["at_kill"]
+                assert at["source"] == "kernel_snapshot", f"pid {r.killed.pid}: an unflushed report kept first: {r.memory_stat}"
+                assert any("not yet flushed" in n for n in caps[r.killed.pid]["notes"])
+                unflushed_taken += 1
+            continue
         off, _missing, split = _storm_size_keys_off(snap["memory_stat"], r.memory_stat)
-        assert not off, f"pid {r.killed.pid}: size keys outside max(0.5%, 256 KiB) of the report: {off}"
+        assert not off, (f"pid {r.killed.pid}: size keys outside max(0.5%, 256 KiB) of the report: {off}; report usage "
+                         f"{r.memory.usage_kb * 1024} of {r.memory.limit_kb * 1024}, snapshot usage {snap['usage_bytes']}; "
+                         f"report {r.memory_stat}; snapshot {snap['memory_stat']}")
         moved = max(moved, split)
         paired = {k for pair in LRU_PAIRS for k in pair}
         for k, v in r.memory_stat.items():
@@ -154,8 +181,9 @@ def test_storm_every_kill_has_a_snapshot_and_settled_ones_equal_the_report(recor
         assert within_target(snap["usage_bytes"], r.memory.usage_kb * 1024), (snap["usage_bytes"], r.memory.usage_kb * 1024)
         usage_worst = max(usage_worst, abs(snap["usage_bytes"] - r.memory.usage_kb * 1024))
         compared += 1
-    assert compared >= 1, f"no report of the storm came {SETTLED_US // 1000} ms after the previous kill"
+    assert compared >= 1, f"no report of the storm came {SETTLED_US // 1000} ms after the previous kill with its counters flushed"
     measured(f"kernel snapshot storm: {len(caps)} kills, all with a snapshot, {len(bare)} without a report; "
-                     f"{compared} settled reports compared ({moving} taken while an earlier victim was freeing left out), "
+                     f"{compared} settled reports compared ({moving} taken while an earlier victim was freeing left out; {unflushed} whose own parts did not add up to their charge, "
+                     f"{unflushed_taken} of them beyond max(1 MiB, 1%) and taken from the snapshot, which adds up), "
                      f"worst size key {worst[1]} off by {worst[0]} bytes, usage by {usage_worst} (LRU pairs by their sum; "
                      f"at most {moved} bytes moved between active and inactive in between)")
