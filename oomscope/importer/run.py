@@ -23,7 +23,7 @@ from ..capture.writer import write_capture_text
 from ..containers import NodeNames
 from ..errors import ImportProblem, OomscopeError
 from ..postmortem.finisher import Finished
-from ..postmortem.index import OutputIndex
+from ..postmortem.index import OutputIndex, index_parts
 from ..postmortem.series import WINDOW_S
 from ..postmortem.stage import PostMortems
 from ..safefs import Batch, Dir
@@ -78,9 +78,14 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
     read_problems: List[str] = []
     shown = 0
     found = 0
-    pending: List[Tuple[Imported, str]] = []  # parsed, its JSON made, not yet handed to the writer
+    # Parsed, made into what is written and said (its JSON, index row, series entry and line), not
+    # yet handed to the writer: a kill's capture is not kept while its batch is written, as the
+    # worker keeps none (importer/split.py). Up to three batches of captures held alive were
+    # traversed again and again by the cyclic GC: 0.93-1.06 -> 0.71-0.74 s of CPU for the storm's
+    # reading, JSON and rows (best of 5, bench/README.md, issue 29, sixth pass).
+    pending: List[_Made] = []
     # batches handed to the writer: said once written and flushed, oldest first
-    inflight: "Deque[Tuple[List[Imported], Future[_Written]]]" = collections.deque()
+    inflight: "Deque[Tuple[List[_Made], Future[_Written]]]" = collections.deque()
     last_flush = time.monotonic()
     reader_args = dict(since=since_ts, boot_wall=source.boot_wall if name == KMSG else None, year=year,
                        names=NodeNames() if source.this_host else None, not_after=source.not_after, dated_by=source.dated_by)
@@ -131,22 +136,27 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
         if lines:  # a batch's lines in one write (each would be a system call where stdout is unbuffered)
             out.write("".join(lines))
 
-    def said(imps: List[Imported], fut: "Future[_Written]") -> None:
+    def made_kills(made: List[_Made]) -> List[Tuple[str, Callable[[int, str], Finished], Callable[[str, Finished], Tuple[str, str]]]]:
+        """A batch's kills as done() takes them: each one's index row and series entry made
+        already (PostMortems.kill_made: as PostMortems.kill makes them on demand)."""
+        return [(kill_id, lambda job, path, row=row, entry=entry: post.kill_made(job, path, row, entry),
+                 lambda path, fin, head=head: said_line(path, fin, head)) for kill_id, head, row, entry, _ in made]
+
+    def said(made: List[_Made], fut: "Future[_Written]") -> None:
         try:
             results, flush_error = fut.result()
         except BrokenExecutor:
             raise ImportProblem(f"cannot write to {output}: the writer process ended") from None
-        done(results, flush_error, [(imp.capture.kill_id, lambda job, path, imp=imp: post.kill(job, path, imp.capture),
-                                     lambda path, fin, imp=imp: _said(imp, path, fin, err)) for imp in imps])
+        done(results, flush_error, made_kills(made))
 
     def flush(wait: bool) -> None:
         nonlocal pending, last_flush
         if pending:
             try:
-                fut = writer.submit(_write_batch, output, [(imp.capture.kill_id, text) for imp, text in pending])
+                fut = writer.submit(_write_batch, output, [(m[0], m[4]) for m in pending])
             except BrokenExecutor:
                 raise ImportProblem(f"cannot write to {output}: the writer process ended") from None
-            inflight.append(([imp for imp, _ in pending], fut))
+            inflight.append((pending, fut))
             pending = []
         while inflight and (wait or len(inflight) > 2 or inflight[0][1].done()):
             said(*inflight.popleft())
@@ -157,17 +167,22 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
         for imp in kills:
             found += 1
             show_read_problems()  # as they come: the captures are written as they come too
+            cap = imp.capture
             try:
                 # capture.json on one line: json's C encoder, a third of the indented time
-                text = imp.capture.to_json(None)
+                text = cap.to_json(None)
             except Exception as exc:  # one odd kill must not cost the others
-                skipped(imp.capture.kill_id, f"{type(exc).__name__}: {exc}")
+                skipped(cap.kill_id, f"{type(exc).__name__}: {exc}")
             else:
-                pending.append((imp, text))
+                # its index row and series entry now: a kill given by the reader is complete (a
+                # group kill's are given once the group is over: importer/kills.py)
+                row, entry = index_parts(cap)
+                pending.append((cap.kill_id, said_head(imp), row, entry, text))
             if len(pending) >= _BATCH_KILLS or time.monotonic() - last_flush >= _BATCH_SECONDS:
                 flush(wait=False)
 
-    def worker_said(path: str, fin: Finished, head: str) -> Tuple[str, str]:
+    def said_line(path: str, fin: Finished, head: str) -> Tuple[str, str]:
+        """A kill's line, once its capture is on disk (its post-mortem is rendered on demand)."""
         return path, head + terminal_safe(path) + "\n"
 
     try:
@@ -190,15 +205,14 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
                 for rec in worker.records():
                     if rec[0] == "batch":
                         _, made, results, flush_error = rec
-                        kills = []
-                        for kill_id, head, row, entry, why in made:
+                        ok = []
+                        for m in made:
                             taken += 1
-                            if why is not None:
-                                skipped(kill_id, why)
-                                continue
-                            kills.append((kill_id, lambda job, path, row=row, entry=entry: post.kill_made(job, path, row, entry),
-                                          lambda path, fin, head=head: worker_said(path, fin, head)))
-                        done(results, flush_error, kills)
+                            if m[4] is not None:
+                                skipped(m[0], m[4])
+                            else:
+                                ok.append(m)
+                        done(results, flush_error, made_kills(ok))
                     elif rec[0] == "end":
                         ended = True
                         found += rec[1]
@@ -218,6 +232,10 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
     show_read_problems()
     err.write(f"oomscope: {terminal_safe(name)}: {found} kill(s)" + (f", {len(problems)} skipped" if problems else "") + "\n")
 
+
+#: a kill made and not yet said: (kill id, its line up to its path, its index row, its series entry,
+#: its capture's JSON here / why it was skipped in the worker's records)
+_Made = Tuple[str, Optional[str], Any, Any, Optional[str]]
 
 #: a batch's outcome from the writer: per kill ("ok", path) / ("oserror", why) / ("refused", the
 #: OomscopeError) / ("error", "Type: why"), then its flush's error (None: on disk)
@@ -271,13 +289,6 @@ def _write_batch(output: str, items: List[Tuple[str, str]]) -> _Written:
     finally:
         batch.close()
     return results, flush_error
-
-
-def _said(imp: Imported, capture_path: str, done: Finished, err) -> Tuple[str, str]:
-    """A kill's line, once its files are on disk, and the path it says: its post-mortem's (or capture's)."""
-    if done.error:
-        err.write(f"oomscope: error: post-mortem not rendered ({terminal_safe(done.error)}); the capture is at {terminal_safe(capture_path)}\n")
-    return done.html_path or capture_path, said_head(imp) + terminal_safe(done.html_path or capture_path) + "\n"
 
 
 def parse_since(text: str) -> float:
