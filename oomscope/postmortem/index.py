@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Tuple
 from ..analysis.result import KillAnalysis
 from ..errors import OomscopeError
 from ..model import Capture
-from ..report.index import IndexRow, render_index, row_for
+from ..report.index import IndexRow, index_chunks, render_index, row_for
 from ..safefs import Dir
 from .finisher import HTML
 from .series import SERIES_DIR, SERIES_JSON, WINDOW_S, SeriesIndex, SeriesKill, entry_for, read_series_json, read_window
@@ -161,10 +161,11 @@ class OutputIndex:
         return render_index(list(self.rows.values()), self.series.series(), self.rows)
 
     def write(self) -> Optional[str]:
-        """Writes index.html and series.json (through safefs)."""
+        """Writes index.html and series.json (through safefs), each as it is made: never whole in
+        memory (record's worker writes them at every kill: bench/worker_growth.py)."""
         with Dir(self.out_dir, create=True) as out:
-            out.write(SERIES_JSON, self.series.to_json())
-            return out.write("index.html", self.render())
+            out.write(SERIES_JSON, self.series.json_chunks())
+            return out.write("index.html", index_chunks(list(self.rows.values()), self.series.series(), self.rows))
 
     def write_cache(self) -> None:
         """INDEX_CACHE (with ``cache``): by record's worker as it leaves (idle or stopped), not with

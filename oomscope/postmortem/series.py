@@ -32,7 +32,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field, fields
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..containers import workload_key
 from ..model import Capture
@@ -247,8 +247,19 @@ class SeriesIndex:
         return list(seen.values())
 
     def to_json(self, no_page: Optional[set] = None, indent: Optional[int] = None) -> str:
+        if indent is None:
+            return "".join(self.json_chunks(no_page))
         return json.dumps({"window_s": self.window_s, "series": [s.to_dict(no_page) for s in self.series()]},
-                          ensure_ascii=True, indent=indent, separators=(",", ": ") if indent else (",", ":"))
+                          ensure_ascii=True, indent=indent, separators=(",", ": "))
+
+    def json_chunks(self, no_page: Optional[set] = None) -> Iterator[str]:
+        """to_json() (one line) a series at a time, for a writer that writes them as they come
+        (safefs.Dir.write): every kill's dict at once was ~1 KiB of record's worker's memory per
+        kill, at every series.json it writes (bench/worker_growth.py). The same text."""
+        yield '{"window_s":' + json.dumps(self.window_s) + ',"series":['
+        for i, s in enumerate(self.series()):
+            yield ("," if i else "") + json.dumps(s.to_dict(no_page), ensure_ascii=True, separators=(",", ":"))
+        yield "]}"
 
 
 def read_series_json(out_dir: str) -> Optional[dict]:

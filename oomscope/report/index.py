@@ -5,7 +5,7 @@ series page, with its latest kills under it. Which kills it holds is kept by pos
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 from ..analysis.attribution import analyse
 from ..analysis.limit import limit_hit_of
@@ -145,6 +145,14 @@ def render_index(rows: List[IndexRow], series: Optional[Sequence] = None,
                  by_folder: Optional[Dict[str, IndexRow]] = None) -> str:
     """index.html of an output folder: its rows, newest first; with ``series`` (newest first,
     postmortem/series.py) and the rows by kill folder, a series of several kills as one row."""
+    return "".join(index_chunks(rows, series, by_folder))
+
+
+def index_chunks(rows: List[IndexRow], series: Optional[Sequence] = None,
+                 by_folder: Optional[Dict[str, IndexRow]] = None) -> Iterator[str]:
+    """render_index's text in the pieces jinja2 generates, for a writer that writes them as they
+    come (safefs.Dir.write): record's worker writes the page at every kill, and the page made
+    whole was ~2 KiB of its memory per kill listed (bench/worker_growth.py)."""
     apart = {k: sorted((r for r in rows if r.kind == k), key=lambda r: r.when, reverse=True) for k in ("userspace", "throttle")}
     kernel = [r for r in rows if r.kind not in apart]
     if series is None or by_folder is None:
@@ -153,5 +161,5 @@ def render_index(rows: List[IndexRow], series: Optional[Sequence] = None,
         items = [("series", series_row(s, by_folder)) if len(s.kills) > 1 else ("kill", by_folder[s.first.folder])
                  for s in series if s.first.folder in by_folder and by_folder[s.first.folder].kind not in apart]
     n_series = sum(1 for kind, _ in items if kind == "series")
-    return _env().get_template("index.html.j2").render(items=items, rows=kernel, n_series=n_series,
-                                                       userspace=apart["userspace"], throttle=apart["throttle"])
+    return _env().get_template("index.html.j2").generate(items=items, rows=kernel, n_series=n_series,
+                                                         userspace=apart["userspace"], throttle=apart["throttle"])
