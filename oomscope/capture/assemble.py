@@ -265,14 +265,14 @@ def stat_shortfall(state: CgroupState) -> Optional[int]:
     return state.usage_bytes - sum(stat.get(k, 0) for k in _V2_CHARGE_KEYS)
 
 
-def report_printed_unflushed(sources: Dict[str, CgroupState], from_report: str) -> bool:
-    """Whether the kernel's report printed memory.stat counters that had not been flushed while
-    the snapshot at the SIGKILL, of the same charge, adds up. The report prints the flushed totals
-    and the usage counter, which is exact; the per-CPU changes wait for the next flush
-    (mm/memcontrol.c). Measured in a storm on 7.3 (tests/fixtures/snapshot/v2-7.3-storm-unflushed-
-    report.json): the report's parts 83.7 MB of a 100.7 MB charge, its active_anon above the charge;
-    the snapshot's parts equal to the charge to the byte. Settled reports add up within 0.15%
-    (every v2 report in tests/fixtures/kmsg)."""
+def report_stat_misses_charge(sources: Dict[str, CgroupState], from_report: str) -> bool:
+    """Whether the kernel's report printed memory.stat counters that do not add up to its own
+    charge while the snapshot at the SIGKILL, of the same charge, adds up. The usage counter is
+    exact; the statistics move on their own (per-CPU changes folded in at a flush, mm/memcontrol.c;
+    an earlier victim's pages unmapped before they are freed and uncharged). Measured in a storm on
+    7.3 (tests/fixtures/snapshot/v2-7.3-storm-report-misses-charge.json): the report's parts 83.7 MB of
+    a 100.7 MB charge, its active_anon above the charge; the snapshot's parts equal to the charge to
+    the byte. Settled reports add up within 0.15% (every v2 report in tests/fixtures/kmsg)."""
     rep, snap = sources.get(from_report), sources.get(Source.KERNEL_SNAPSHOT)
     if rep is None or snap is None or rep.usage_bytes is None or snap.usage_bytes is None:
         return False
@@ -288,9 +288,9 @@ def report_printed_unflushed(sources: Dict[str, CgroupState], from_report: str) 
 def choose_at_kill(sources: Dict[str, CgroupState], from_report: str = Source.KERNEL_REPORT) -> CgroupState:
     """The best available reading (model.AT_KILL_PREFERENCE) becomes ``at_kill`` (a copy: its dicts
     are its own); the others stay in ``at_kill_sources``. The kernel's report ranks first, except
-    where it printed counters not yet flushed and the snapshot at the SIGKILL adds up."""
+    where its memory.stat misses its charge and the snapshot at the SIGKILL adds up."""
     order = AT_KILL_PREFERENCE
-    if report_printed_unflushed(sources, from_report):
+    if report_stat_misses_charge(sources, from_report):
         order = (Source.KERNEL_SNAPSHOT,) + tuple(n for n in AT_KILL_PREFERENCE if n != Source.KERNEL_SNAPSHOT)
     for name in order:
         state = sources.get(name)
@@ -327,10 +327,11 @@ def _at_kill_notes(at_kill: CgroupState, is_global: bool, from_report: Source, e
     rep = (sources or {}).get(from_report)
     if at_kill.source == Source.KERNEL_SNAPSHOT and rep is not None and rep.usage_bytes:
         short = stat_shortfall(rep) or 0
-        return [f"The kernel's OOM report printed memory.stat counters not yet flushed: its anon, file, kernel and sock "
-                f"add up to {fmt_bytes(rep.usage_bytes - short)} of the {fmt_bytes(rep.usage_bytes)} it charged. The "
-                "state at the kill is the kernel snapshot at the victim's SIGKILL, whose counters include the per-CPU "
-                "changes and add up to the charge; the report's figures stay in at_kill_sources."]
+        return [f"The kernel's OOM report printed memory.stat counters that do not add up to its own charge: its anon, "
+                f"file, kernel and sock add up to {fmt_bytes(rep.usage_bytes - short)} of the {fmt_bytes(rep.usage_bytes)} "
+                "it charged (counters still moving: changes not yet flushed, or an earlier victim's memory being freed). "
+                "The state at the kill is the kernel snapshot at the victim's SIGKILL, whose counters add up to the "
+                "charge; the report's figures stay in at_kill_sources."]
     if at_kill.source == Source.KERNEL_SNAPSHOT:
         return ["The kernel's OOM report was not available; the cgroup's state at the kill was read in the kernel at the "
                 "victim's SIGKILL (the memory cgroup's own counters, with the per-CPU changes not yet flushed)."]

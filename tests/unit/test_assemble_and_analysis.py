@@ -94,11 +94,11 @@ def test_7x_report_breaks_the_charge_down_to_the_byte():
     assert a.top_categories == ["anon"] and not a.notes
 
 
-def _unflushed_fixture():
+def _misses_charge_fixture():
     """The kernel's report and the snapshot at the SIGKILL of one kill of a storm on 7.3, the
-    report's counters not yet flushed (tests/fixtures/snapshot/v2-7.3-storm-unflushed-report.json)."""
+    report's parts short of its charge (tests/fixtures/snapshot/v2-7.3-storm-report-misses-charge.json)."""
     import json
-    d = json.loads(fixture_text("snapshot", "v2-7.3-storm-unflushed-report.json"))
+    d = json.loads(fixture_text("snapshot", "v2-7.3-storm-report-misses-charge.json"))
     return d["report"], d["snapshot"]
 
 
@@ -112,8 +112,8 @@ def _report_with(rep_fig):
                                memory_stat=dict(rep_fig["memory_stat"]))
 
 
-def test_a_report_printed_unflushed_gives_way_to_the_snapshot_that_adds_up():
-    rep_fig, snap_fig = _unflushed_fixture()
+def test_a_report_whose_parts_miss_its_charge_gives_way_to_the_snapshot_that_adds_up():
+    rep_fig, snap_fig = _misses_charge_fixture()
     rep = _report_with(rep_fig)
     snap = CgroupState(source="kernel_snapshot", usage_bytes=snap_fig["usage_bytes"], limit_bytes=rep_fig["limit_bytes"],
                        memory_stat=dict(snap_fig["memory_stat"]), age_ms=0.0)
@@ -121,7 +121,7 @@ def test_a_report_printed_unflushed_gives_way_to_the_snapshot_that_adds_up():
                    now_wall=WALL)
     assert cap.at_kill.source == "kernel_snapshot" and cap.at_kill.memory_stat["anon"] == 96841728
     assert cap.at_kill_sources["kernel_report"].memory_stat["anon"] == 79765504  # kept beside it
-    (note,) = [n for n in cap.notes if "not yet flushed" in n]
+    (note,) = [n for n in cap.notes if "do not add up to its own charge" in n]
     assert "add up to 79.8 MiB of the 96.0 MiB it charged" in note  # anon+file+kernel+sock 83,685,376 bytes
     cats = {c.key: c.bytes for c in analyse(cap).categories}
     assert "unexplained" not in cats and cats["anon"] == 96841728
@@ -135,9 +135,9 @@ def test_a_settled_report_stays_first_beside_a_snapshot():
     usage = rep.memory.usage_kb * 1024
     same = CgroupState(source="kernel_snapshot", usage_bytes=usage, memory_stat=dict(rep.memory_stat), age_ms=0.0)
     cap = assemble(rep.killed.pid, event_for(rep), rep, Recording(cgroup_version=2), Evidence(kernel_snapshot=same), now_wall=WALL)
-    assert cap.at_kill.source == "kernel_report" and not any("flushed" in n for n in cap.notes)
+    assert cap.at_kill.source == "kernel_report" and not any("do not add up" in n for n in cap.notes)
     # the report's parts short, but the snapshot's too: nothing to prefer, the report stays
-    rep_fig, _snap_fig = _unflushed_fixture()
+    rep_fig, _snap_fig = _misses_charge_fixture()
     short = _report_with(rep_fig)
     also_short = CgroupState(source="kernel_snapshot", usage_bytes=rep_fig["usage_bytes"],
                              memory_stat=dict(rep_fig["memory_stat"]), age_ms=0.0)
