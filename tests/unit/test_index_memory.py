@@ -93,3 +93,31 @@ def test_a_write_that_fails_midway_leaves_the_old_file(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["index.html", "other.html"]  # no temporary file left
     assert (tmp_path / "index.html").read_text() == "old"
     assert (tmp_path / "other.html").read_text(encoding="utf-8") == "aééé"
+
+
+def test_a_kill_s_row_and_series_entry_share_what_they_repeat(tmp_path):
+    """What the worker keeps per kill folder while it runs: the kill id, time and workload once
+    for its row and its series entry, and one string for what repeats from kill to kill (sizes,
+    categories, host, command): 2,336 -> 1,947 bytes a folder of real captures (tracemalloc)."""
+    t0 = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.timezone.utc)
+    with open(os.path.join(FIXTURES, "leak-go-v1-6.18.json")) as f:
+        text = f.read()
+    paths = []
+    for i in range(3):  # three kills of one workload, each parsed apart (as the worker reads them)
+        cap = Capture.from_json(text)
+        cap.kill_id = f"20261206T12{i:02d}00.000Z-pid{100 + i}"
+        cap.times.kill_wall = (t0 + dt.timedelta(seconds=40 * i)).isoformat(timespec="milliseconds")
+        paths.append(write_capture(str(tmp_path), cap))
+    for idx in (OutputIndex(str(tmp_path)), OutputIndex(str(tmp_path), cache=True)):
+        for p in paths:  # as the worker adds each kill it rendered
+            idx.add(p, Capture.from_json(open(p).read()))
+        folders = [os.path.basename(os.path.dirname(p)) for p in paths]
+        rows = [idx.rows[f] for f in folders]
+        entries = [idx.series.entries[f] for f in folders]
+        for folder, row, entry in zip(folders, rows, entries):
+            assert row.kill_id == folder and entry.kill_id is row.kill_id
+            assert entry.when is row.when and entry.folder is row.kill_id
+        for name in ("usage", "limit", "categories", "host"):
+            assert getattr(rows[0], name) == getattr(rows[2], name) and getattr(rows[0], name) is getattr(rows[2], name), name
+        for name in ("host", "comm", "mostly", "clock"):
+            assert getattr(entries[0], name) is getattr(entries[2], name), name
