@@ -88,9 +88,10 @@ class Worker:
                                      cwd=root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.seq = 0
 
-    def ask(self, path: str) -> dict:
+    def ask(self, path: str, op: str = "kill") -> dict:
+        """A kill's post-mortem (``keep``: nothing, answered once the worker has read the folder)."""
         self.seq += 1
-        self.proc.stdin.write(json.dumps({"seq": self.seq, "op": "kill", "capture": path}).encode() + b"\n")
+        self.proc.stdin.write(json.dumps({"seq": self.seq, "op": op, "capture": path}).encode() + b"\n")
         self.proc.stdin.flush()
         while True:
             line = self.proc.stdout.readline()
@@ -133,6 +134,8 @@ def main() -> None:
           f"workers: {', '.join(f'{w.name} {w.root}' for w in workers)}", flush=True)
     table = []
     try:
+        for w in workers:  # each has read the folders it started with
+            w.ask("", op="keep")
         time.sleep(2.0)
         table.append((args.start, [status(w.proc.pid) for w in workers]))
         for n in range(args.start, args.folders):
