@@ -8,7 +8,6 @@ import dataclasses
 import functools
 import json
 import os
-import sys
 import typing
 from typing import Dict, List, Optional, Tuple
 
@@ -191,18 +190,34 @@ class OutputIndex:
 #: fields that repeat from kill to kill (sizes, categories, host, command): one string each, shared
 _ROW_COMMON = ("usage", "limit", "categories", "incident", "host", "kind", "killer")
 _ENTRY_COMMON = ("host", "clock", "comm", "mostly")
+#: the shared strings: a table of our own, not sys.intern. Interned strings are immortal on CPython
+#: 3.12.0-3.12.5 (python/cpython#113993, made mortal again in 3.12.6 and 3.13), and a workload names
+#: its command and host: one new name a kill would stay for the process's life. Bounded: emptied
+#: when full (what was shared stays shared; later kills share anew).
+_SHARED: Dict[str, str] = {}
+_SHARED_MAX = 4096
+
+
+def _shared(value: str) -> str:
+    got = _SHARED.get(value)
+    if got is not None:
+        return got
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()
+    _SHARED[value] = value
+    return value
 
 
 def _share_strings(folder: str, row: IndexRow, entry: Optional[SeriesKill]) -> None:
     """The row and series entry of a kill hold one string for what they repeat: the folder's name
-    (the kill id, in both), its time, the workload, and what repeats from kill to kill (interned).
+    (the kill id, in both), its time, the workload, and what repeats from kill to kill (one string in _SHARED).
     Both are kept for every kill folder while record's worker runs (issue 24's soak: a kill every
     5 s never let it leave); they were 1.7 KiB a kill with a Kubernetes pod's names, 1.0 KiB now
     (tests/unit/test_index_memory.py)."""
     for name in _ROW_COMMON:
         value = getattr(row, name)
         if type(value) is str:
-            setattr(row, name, sys.intern(value))
+            setattr(row, name, _shared(value))
     if row.kill_id == folder:
         row.kill_id = folder
     if entry is None:
@@ -210,7 +225,7 @@ def _share_strings(folder: str, row: IndexRow, entry: Optional[SeriesKill]) -> N
     for name in _ENTRY_COMMON:
         value = getattr(entry, name)
         if type(value) is str:
-            setattr(entry, name, sys.intern(value))
+            setattr(entry, name, _shared(value))
     if entry.kill_id == row.kill_id:
         entry.kill_id = row.kill_id
     if entry.when == row.when:

@@ -121,3 +121,17 @@ def test_a_kill_s_row_and_series_entry_share_what_they_repeat(tmp_path):
             assert getattr(rows[0], name) == getattr(rows[2], name) and getattr(rows[0], name) is getattr(rows[2], name), name
         for name in ("host", "comm", "mostly", "clock"):
             assert getattr(entries[0], name) is getattr(entries[2], name), name
+
+
+def test_the_shared_strings_are_a_bounded_table_of_our_own_not_sys_intern():
+    """A workload names its command and host; interned strings are immortal on CPython 3.12.0-3.12.5,
+    so the worker shares them through a table of its own, emptied when full."""
+    from oomscope.postmortem import index as index_mod
+    index_mod._SHARED.clear()
+    names = [f"hostile-{i}" * 3 for i in range(index_mod._SHARED_MAX * 2 + 7)]
+    for n in names:
+        got = index_mod._shared("".join([n]))  # a fresh string object of the same text
+        assert got == n
+    assert len(index_mod._SHARED) <= index_mod._SHARED_MAX
+    first = index_mod._shared("".join(["again"]))
+    assert index_mod._shared("".join(["again"])) is first
