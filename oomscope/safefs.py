@@ -45,7 +45,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from .errors import OomscopeError
 
@@ -491,6 +491,83 @@ class Batch:
         for dfd in self._dirs.values():
             os.close(dfd)
         self._dirs = {}
+
+
+class Syncer:
+    """The two fsyncs of files written with ``Dir.write(sync=False)`` (the file, then its folder),
+    taken by a thread of its own in the order given, so that the writer goes on meanwhile: record
+    writes a kill's capture.json and asks for its post-mortem at once, and says the kill (its
+    line, the metrics) only once ``done`` has its fsyncs (issue 29: in record's loop they were
+    4-11 ms of each kill, which every kill queued behind it in a storm waited for). Until then a
+    crash may leave the file empty under its name (on ext4 a new name's data is allocated at
+    writeback), as postmortem.html may be: the index leaves such a capture out and says why.
+    One thread, not one per file: fsyncs taken all at once by a pool queued behind each other's
+    journal commits and made a storm's p95 worse (bench/README.md)."""
+
+    def __init__(self) -> None:
+        import threading  # here: the post-mortem worker imports safefs and never syncs this way
+
+        self._cond = threading.Condition()
+        self._threading = threading
+        self._queue: List[Tuple[object, int, int]] = []  # (token, file fd, folder fd), oldest first
+        self._pending: Dict[object, int] = {}  # token -> files of it not synced yet
+        self._errors: Dict[object, OSError] = {}
+        self._thread: Optional[Any] = None  # a threading.Thread, started at the first add
+        self._closed = False
+
+    def add(self, d: Dir, name: str, token: object) -> None:
+        """Syncs ``name`` in ``d`` (written already) and then ``d``; ``token`` names it to ``done``."""
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=d.fd)
+        try:
+            dfd = os.dup(d.fd)
+        except OSError:
+            os.close(fd)
+            raise
+        with self._cond:
+            self._queue.append((token, fd, dfd))
+            self._pending[token] = self._pending.get(token, 0) + 1
+            if self._thread is None:
+                self._thread = self._threading.Thread(target=self._run, name="fsync", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                token, fd, dfd = self._queue[0]
+            err = _fsync_quietly(fd) or _fsync_quietly(dfd)
+            os.close(fd)
+            os.close(dfd)
+            with self._cond:
+                self._queue.pop(0)
+                if err is not None and token not in self._errors:
+                    self._errors[token] = err
+                self._pending[token] -= 1
+                if not self._pending[token]:
+                    del self._pending[token]
+                self._cond.notify_all()
+
+    def done(self, token: object, timeout: float = 0.0) -> Tuple[bool, Optional[OSError]]:
+        """(whether every file added with ``token`` is synced, waiting up to ``timeout`` seconds;
+        the first error of their fsyncs, once, when they are). A token never added is done."""
+        with self._cond:
+            if timeout > 0:
+                self._cond.wait_for(lambda: token not in self._pending, timeout)
+            if token in self._pending:
+                return False, None
+            return True, self._errors.pop(token, None)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Syncs what was added (up to ``timeout`` seconds), then ends the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
 
 
 _libc_syncfs = None

@@ -102,6 +102,8 @@ IDLE_POLL_MS = 500
 # kmsg thread a few ms after the event woke this loop, and nothing wakes the loop for it. Waiting
 # POLL_MS then put 0-100 ms on every kill (bench/lean.py --latency: capture stage p50 52 ms).
 REPORT_POLL_MS = 5
+# At record's end, how long each kill's capture may wait for its fsyncs (safefs.Syncer) to be said
+SYNC_WAIT_S = 30.0
 # A post-mortem worker that exited when idle is started again, and a running one is kept from its
 # idle exit, while a watched cgroup is near its limit as the growth sites see it (record/sites.py:
 # at ATTACH_RATIO of its limit and growing, when their sampling attaches): a kill may come, and a
@@ -178,7 +180,7 @@ class Collector:
         self.finisher = downstream.start_finisher(opts.output, err)
         try:
             self.outputs = Outputs(opts.output, self.finisher, opts.keep, err,
-                                   disk_budget=opts.workload_disk_bytes)
+                                   disk_budget=opts.workload_disk_bytes, syncer=safefs.Syncer())
             self.budget = Budget(opts.workload_burst, opts.workload_every_s)
             try:
                 layout, why_not = memcg_snapshot_layout(self.hier.version), ""
@@ -194,6 +196,8 @@ class Collector:
             self.finisher.close()
             raise
         self._post_pending: Dict[int, Tuple[Capture, Written]] = {}
+        #: post-mortems done whose capture's fsyncs are not (safefs.Syncer): said once they are
+        self._held: List[Finished] = []
         self._next_health_ns = 0
         # The compile's leftovers, given back once both programs are loaded (record/memory.py).
         trim_heap()
@@ -307,7 +311,7 @@ class Collector:
                 self.probes.poll(50)
                 self._drain()
             self._drain(flush=True)
-            self._announce(self.finisher.finish(self.downstream.finish_timeout_s))
+            self._announce(self.finisher.finish(self.downstream.finish_timeout_s), wait_s=SYNC_WAIT_S)
             st = heap.stats()
             if st["trims"] or st["skipped_busy"]:
                 self._say(f"oomscope: heap: {st['trims']:.0f} trims, longest {st['max_s'] * 1000:.1f} ms, "
@@ -317,6 +321,8 @@ class Collector:
         finally:
             self.stop.set()
             self.finisher.close()
+            if self.outputs.syncer is not None:
+                self.outputs.syncer.close(timeout=5)
             sampler_thread.join(timeout=5)
             if sites_thread is not None:
                 sites_thread.join(timeout=5)
@@ -334,7 +340,8 @@ class Collector:
 
     def _wait_ms(self, deadline: Optional[float], until) -> int:
         userkills = getattr(self, "userkills", None)
-        busy = until is not None or self.joiner.pending or self.finisher.busy or (userkills is not None and userkills.pending)
+        busy = until is not None or self.joiner.pending or self.finisher.busy or getattr(self, "_held", None) or \
+            (userkills is not None and userkills.pending)
         wait = POLL_MS if busy else IDLE_POLL_MS
         if any(k.event is not None and k.report is None for k in self.joiner.pending):
             wait = REPORT_POLL_MS
@@ -590,13 +597,24 @@ class Collector:
         written = self.outputs.write(capture, uk.kill_ns)
         self._post_pending[written.job] = (capture, written)
 
-    def _announce(self, finished: List[Finished]) -> None:
-        """Kills whose post-mortem is done (or failed): their line, the metrics, ``recorded``."""
-        for done in finished:
-            entry = self._post_pending.pop(done.job, None)
+    def _announce(self, finished: List[Finished], wait_s: float = 0.0) -> None:
+        """Kills whose post-mortem is done (or failed) and whose capture is on disk (its fsyncs,
+        taken beside this loop: safefs.Syncer, waited for up to ``wait_s`` each): their line, the
+        metrics, ``recorded``. The others are held until a later call finds them synced."""
+        held, self._held = self._held + list(finished), []
+        for done in held:
+            entry = self._post_pending.get(done.job)
             if entry is None:
                 continue
             capture, written = entry
+            synced, sync_error = self.outputs.synced(written, wait_s)
+            if not synced:  # fsyncs are taken in order: the kills after it wait too, in their order
+                self._held.append(done)
+                continue
+            del self._post_pending[done.job]
+            if sync_error is not None:
+                self.announce.error("writer", f"oomscope: error: the capture of pid {capture.victim.pid} may not be on "
+                                              f"disk ({sync_error}): {written.capture_path}")
             written.html_path, written.render_error = done.html_path, done.error
             if done.error:
                 self.announce.error("render", f"oomscope: error: post-mortem not rendered ({terminal_safe(done.error)}); "
