@@ -515,8 +515,16 @@ class Syncer:
         self._thread: Optional[Any] = None  # a threading.Thread, started at the first add
         self._closed = False
 
+    #: files waiting for their fsyncs at most (each holds two descriptors): beyond, ``add`` waits for
+    #: the thread, so a disk slower than the kills holds the writer back instead of the descriptors
+    #: growing without bound
+    MAX_WAITING = 64
+
     def add(self, d: Dir, name: str, token: object) -> None:
-        """Syncs ``name`` in ``d`` (written already) and then ``d``; ``token`` names it to ``done``."""
+        """Syncs ``name`` in ``d`` (written already) and then ``d``; ``token`` names it to ``done``.
+        Waits while MAX_WAITING files wait for their fsyncs."""
+        with self._cond:
+            self._cond.wait_for(lambda: len(self._queue) < self.MAX_WAITING or self._thread is None, 30.0)
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=d.fd)
         try:
             dfd = os.dup(d.fd)

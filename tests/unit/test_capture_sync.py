@@ -119,3 +119,28 @@ def test_a_capture_a_crash_left_empty_is_left_out_of_the_index_with_why(tmp_path
         f.write("capture.json", "", sync=False)
     [(folder, why)] = OutputIndex(str(tmp_path)).skipped
     assert folder == "2026-12-07T03-00-00.000Z-pid-1" and "not valid JSON" in why
+
+
+def test_a_disk_slower_than_the_kills_holds_the_writer_back_not_more_descriptors(tmp_path, monkeypatch):
+    """At most MAX_WAITING files wait for their fsyncs (two descriptors each): the next add waits
+    for the syncer's thread instead of opening more."""
+    gate = threading.Event()
+    _fsyncs(monkeypatch, gate)
+    monkeypatch.setattr(safefs.Syncer, "MAX_WAITING", 2)
+    d = safefs.Dir(str(tmp_path))
+    syncer = safefs.Syncer()
+    for i in range(2):
+        d.write(f"f{i}", "x", sync=False)
+        syncer.add(d, f"f{i}", i)
+    d.write("f2", "x", sync=False)
+    third = threading.Thread(target=syncer.add, args=(d, "f2", 2))
+    third.start()
+    third.join(0.3)
+    assert third.is_alive(), "a third file was taken while two waited for their fsyncs"
+    assert len(syncer._queue) == 2
+    gate.set()
+    third.join(10)
+    assert not third.is_alive()
+    assert syncer.done(2, timeout=10) == (True, None)
+    syncer.close()
+    d.close()
