@@ -87,6 +87,10 @@ MIN_KERNEL_PERIOD = 32
 #: naming stacks, ~10-100 ms) before it takes the limit hitters of the last check instead: a storm's
 #: kill-to-post-mortem p95 was mostly this wait (up to 480 ms, p95 121 ms: bench/README.md)
 KILL_WAIT_S = 0.02
+#: after a kill waited in vain, the kills of the next this many ns do not wait at all: in a storm the
+#: check that held the probes is still running, and each queued kill paid the whole wait again
+#: (1.1 s of 166 kills' loop time under the profiler, 2026-12-07: bench/README.md)
+KILL_NO_WAIT_AFTER_NS = 250_000_000
 #: kernel addresses' names kept for the kill path (a storm's limit hitters show a few dozen)
 KERNEL_NAMES_KEPT = 4096
 #: kernel stacks a kill met unnamed, named at the sites thread's next tick (at most this many)
@@ -258,6 +262,7 @@ class SiteSampler:
         self._lock = threading.Lock()  # the results
         # the probes and the symbolizer: the sites thread's, and the main thread's at a kill
         self._work = threading.Lock()
+        self._kill_waited_in_vain_ns: Optional[int] = None  # when a kill last gave up waiting for it
         self._results: Dict[str, Deque[SitesResult]] = {}
         self._frames: Dict[Tuple[int, int], List[Frame]] = {}
         #: kernel code addresses named by this thread (probes.kernel_names: a pass over /proc/kallsyms
@@ -538,10 +543,17 @@ class SiteSampler:
         ended in the kill come after the last check (with only anonymous memory and no swap,
         reclaim at the limit gives up within milliseconds). Their user stacks are named with the
         maps read at the last check: the victim's own are gone by now. None when the sites thread
-        held the probes longer than ``wait_s`` (a check in progress): the kill is not held up."""
+        held the probes longer than ``wait_s`` (a check in progress): the kill is not held up; and
+        without waiting within KILL_NO_WAIT_AFTER_NS of a kill that waited in vain (a storm)."""
         members = set(pids)
-        if not self._work.acquire(timeout=wait_s):
+        gave_up = self._kill_waited_in_vain_ns
+        if gave_up is not None and self.clock() - gave_up < KILL_NO_WAIT_AFTER_NS:
+            wait_s = 0.0  # a storm: the check that held the probes a moment ago still may
+        if not (self._work.acquire(timeout=wait_s) if wait_s > 0 else self._work.acquire(blocking=False)):
+            if wait_s > 0:
+                self._kill_waited_in_vain_ns = self.clock()
             return None
+        self._kill_waited_in_vain_ns = None
         try:
             if not self.probes.attached or not members:
                 return []

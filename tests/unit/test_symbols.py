@@ -470,6 +470,73 @@ def test_a_kill_does_not_wait_for_a_check_in_progress():
     assert took < KILL_WAIT_S + 0.5  # not the 10 s the check held on
 
 
+class _RecordingLock:
+    """A lock that says how each acquire asked: (blocking, timeout)."""
+
+    def __init__(self, lock):
+        self.lock, self.asked = lock, []
+
+    def acquire(self, blocking=True, timeout=-1):
+        self.asked.append((blocking, timeout))
+        return self.lock.acquire(blocking, timeout)
+
+    def release(self):
+        self.lock.release()
+
+    def __enter__(self):
+        self.lock.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.lock.release()
+
+
+def test_in_a_storm_the_kills_after_one_that_waited_in_vain_do_not_wait():
+    """One kill waits KILL_WAIT_S for a check in progress; the kills of the next
+    KILL_NO_WAIT_AFTER_NS take the last check at once (each paid the whole wait before: 1.1 s of
+    166 kills' loop time); after it, a kill waits again, and a free probe is taken as before."""
+    import threading
+
+    from oomscope.record.sites import KILL_NO_WAIT_AFTER_NS, KILL_WAIT_S, SiteSampler
+
+    now = [1_000_000_000]
+    probes = _FakeProbes()
+    s = SiteSampler(probes, lambda: [("/a", 85, 100, 1.0)], lambda cg: {os.getpid()}, clock=lambda: now[0],
+                    check_interval_s=0.5, duty_on_s=1.0, duty_cycle_s=1.0)
+    s.tick()
+    probes.pages = [PageSample(os.getpid(), 0x1000, 5, -1, 1, 10)]
+    probes.counts = {(os.getpid(), 5, -1): 1}
+    now[0] += 600_000_000
+    s.tick()
+    lock = s._work = _RecordingLock(threading.Lock())
+    held, release = threading.Event(), threading.Event()
+
+    def check_in_progress():
+        with lock:
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=check_in_progress)
+    t.start()
+    try:
+        held.wait(5)
+        kills = []
+        for step in (0, 50_000_000, 100_000_000, KILL_NO_WAIT_AFTER_NS + 10_000_000):
+            now[0] += step
+            kills.append(s.for_kill("/a", now[0]))
+            assert kills[-1] is not None and any("as of the last check" in n for n in kills[-1].notes)
+    finally:
+        release.set()
+        t.join()
+    assert lock.asked == [(True, KILL_WAIT_S), (False, -1), (False, -1), (True, KILL_WAIT_S)]
+    free = s.for_kill("/a", now[0])  # the probes free again: taken at once, within the window too
+    assert free is not None and not any("as of the last check" in n for n in free.notes)
+    assert lock.asked[-1] == (False, -1)
+    now[0] += 10_000_000
+    s.for_kill("/a", now[0])  # a kill that got the probes ends the storm's window
+    assert lock.asked[-1] == (True, KILL_WAIT_S)
+
+
 def test_the_fault_hook_is_on_part_of_each_second_and_the_estimate_scales_by_its_time_on():
     from oomscope.record.sites import SiteSampler
 
