@@ -39,6 +39,7 @@ from oomscope.kernel.kmsg import KmsgFollower, KmsgReader  # noqa: E402
 from oomscope.kernel.oom_report import OomReportParser  # noqa: E402
 from oomscope.kernel.memcg_layout import unit_of  # noqa: E402
 from oomscope.record import snapshot as snap_mod  # noqa: E402
+from oomscope.units import within_target  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 HOG = "a = []\nwhile True:\n    a.append(bytearray(1 << 20))\n"
@@ -67,7 +68,7 @@ def compare_kill(rep, snap, inos, version):
         rows = snap_mod.compare(stat, rep.memory_stat)
         out[view] = {"keys": len(rows), "missing": sorted(k for k in rep.memory_stat if k not in stat and snap_mod_size(k)),
                      "worst": rows[0][0] if rows else None, "worst_diff_kib": rows[0][3] // 1024 if rows else 0,
-                     "outside": [(k, s, r) for k, s, r, _d in rows if not snap_mod.within_target(s, r)]}
+                     "outside": [(k, s, r) for k, s, r, _d in rows if not within_target(s, r)]}
     return out
 
 

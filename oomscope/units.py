@@ -37,3 +37,9 @@ def fmt_bytes(v: Optional[int]) -> str:
 
 def fmt_pct(x: Optional[float]) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def within_target(got: int, want: int) -> bool:
+    """Two readings of one size agree: equal, or within max(0.5%, 256 KiB) (the kernel snapshot's
+    accuracy target, and the capture's test of a memory.stat adding up to its charge)."""
+    return abs(got - want) <= max(0.005 * abs(want), 256 << 10)

@@ -34,7 +34,7 @@ from ..model import (
     AT_KILL_PREFERENCE,
     unknown_if_absurd,
 )
-from ..units import fmt_bytes
+from ..units import fmt_bytes, within_target
 from .inputs import PAGE_SIZE, Evidence, Recording
 from .place import Placement, place
 
@@ -281,8 +281,8 @@ def report_stat_misses_charge(sources: Dict[str, CgroupState], from_report: str)
         return False
     usage = rep.usage_bytes
     return (abs(rep_short) > max(0.01 * usage, 1 << 20)  # beyond any settled report's slack
-            and abs(snap_short) <= max(0.005 * usage, 256 << 10)
-            and abs(snap.usage_bytes - usage) <= max(0.005 * usage, 256 << 10))
+            and within_target(usage - snap_short, usage)
+            and within_target(snap.usage_bytes, usage))
 
 
 def choose_at_kill(sources: Dict[str, CgroupState], from_report: str = Source.KERNEL_REPORT) -> CgroupState:

@@ -115,8 +115,3 @@ def compare(snapshot: Dict[str, int], report: Dict[str, int]) -> List[tuple]:
     rows = [(k, snapshot[k], report[k], abs(snapshot[k] - report[k])) for k in report
             if k in snapshot and is_size_key(k)]
     return sorted(rows, key=lambda r: -r[3])
-
-
-def within_target(got: int, want: int) -> bool:
-    """The issue's target: equal, or within max(0.5%, 256 KiB)."""
-    return abs(got - want) <= max(0.005 * abs(want), 256 << 10)

@@ -10,7 +10,7 @@ import pytest
 
 from oomscope.kernel.memcg_layout import is_size_key
 from oomscope.model import SCHEMA_VERSION
-from oomscope.record.snapshot import within_target
+from oomscope.units import within_target
 
 from ..requires import require_tool
 from .conftest import TIME_SCALE, measured, run_in_cgroup

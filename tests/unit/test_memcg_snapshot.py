@@ -13,6 +13,7 @@ from oomscope.model import SCHEMA_VERSION, Capture, Source
 from oomscope.record import snapshot
 from oomscope.capture.assemble import assemble
 from oomscope.capture.inputs import Evidence, Recording
+from oomscope.units import within_target
 
 from ..conftest import fixture_text
 from .test_btf_types import BlobBuilder
@@ -152,7 +153,7 @@ def test_a_real_snapshot_gives_the_reports_figures(name):
     assert st.failcnt == rep["failcnt"]
     rows = snapshot.compare(st.memory_stat, rep["memory_stat"])
     assert len(rows) >= 15
-    off = [r for r in rows if not snapshot.within_target(r[1], r[2])]
+    off = [r for r in rows if not within_target(r[1], r[2])]
     assert off == []
     anon = "total_rss" if data["cgroup_version"] == 1 else "anon"
     assert st.memory_stat[anon] == rep["memory_stat"][anon] > 32 << 20

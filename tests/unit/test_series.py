@@ -134,19 +134,10 @@ def test_hostile_names_are_escaped_on_the_series_page(tmp_path):
 
 
 def test_a_storm_log_imports_every_capture_and_renders_per_series(tmp_path):
-    from ..conftest import FIXTURES
+    from .helpers import dmesg_storm
 
-    body = [line.split("] ", 1)[1] for line in open(f"{FIXTURES}/logs/dmesg-v1-6.18.txt").read().split("\n") if "] " in line]
-    lines, t = [], 1000.0
-    for i in range(30):
-        for line in body:
-            t += 0.001
-            lines.append(f"[{t:12.6f}] {line}")
-        t += 0.01
-        lines.append(f"[{t:12.6f}] Memory cgroup out of memory: Killed process {50000 + i} (worker) total-vm:76132kB, "
-                     "anon-rss:65280kB, file-rss:5544kB, shmem-rss:0kB, UID:0 pgtables:188kB oom_score_adj:0")
     log = tmp_path / "storm.log"
-    log.write_text("\n".join(lines) + "\n")
+    log.write_text(dmesg_storm(30, 0))
     out = tmp_path / "out"
     r = runner.invoke(app, ["import", str(log), "-o", str(out)])
     assert r.exit_code == 0, r.output

@@ -427,14 +427,9 @@ def test_sampling_attaches_near_a_limit_only_and_a_kill_gets_the_check_before_it
     assert not probes.attached and s.attaches == 1
 
 
-def test_a_kill_does_not_wait_for_a_check_in_progress():
-    """The kill path takes the limit hitters of the last check when the sites thread holds the
-    probes (a check: maps, pagemap, naming), instead of waiting for it: in a storm that wait was
-    most of kill-to-post-mortem p95 (up to 480 ms)."""
-    import threading
-    import time as _time
-
-    from oomscope.record.sites import KILL_WAIT_S, SiteSampler
+def _sampler_after_a_check():
+    """A SiteSampler on fake probes whose check has kept a result, and its clock (ns, mutable)."""
+    from oomscope.record.sites import SiteSampler
 
     now = [1_000_000_000]
     probes = _FakeProbes()
@@ -445,26 +440,49 @@ def test_a_kill_does_not_wait_for_a_check_in_progress():
     probes.counts = {(os.getpid(), 5, -1): 1}
     now[0] += 600_000_000
     s.tick()  # a check: its result is kept
+    return s, now
+
+
+class _ProbesHeld:
+    """``with _ProbesHeld(lock):`` another thread holds ``lock`` (a check in progress) until the end."""
+
+    def __init__(self, lock):
+        import threading
+
+        self.held, self.release = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._hold, args=(lock,))
+
+    def _hold(self, lock):
+        with lock:
+            self.held.set()
+            self.release.wait(10)
+
+    def __enter__(self):
+        self.thread.start()
+        self.held.wait(5)
+        return self
+
+    def __exit__(self, *exc):
+        self.release.set()
+        self.thread.join()
+
+
+def test_a_kill_does_not_wait_for_a_check_in_progress():
+    """The kill path takes the limit hitters of the last check when the sites thread holds the
+    probes (a check: maps, pagemap, naming), instead of waiting for it: in a storm that wait was
+    most of kill-to-post-mortem p95 (up to 480 ms)."""
+    import time as _time
+
+    from oomscope.record.sites import KILL_WAIT_S
+
+    s, now = _sampler_after_a_check()
     kill = now[0] + 100_000_000
     free = s.for_kill("/a", kill)
     assert free is not None and not any("busy" in n for n in free.notes)
-    held, release = threading.Event(), threading.Event()
-
-    def check_in_progress():
-        with s._work:
-            held.set()
-            release.wait(10)
-
-    t = threading.Thread(target=check_in_progress)
-    t.start()
-    try:
-        held.wait(5)
+    with _ProbesHeld(s._work):
         t0 = _time.monotonic()
         busy = s.for_kill("/a", kill)
         took = _time.monotonic() - t0
-    finally:
-        release.set()
-        t.join()
     assert busy is not None and busy.t_ns == free.t_ns and busy.sites == free.sites
     assert any("as of the last check, 100 ms before the kill" in n for n in busy.notes)
     assert took < KILL_WAIT_S + 0.5  # not the 10 s the check held on
@@ -497,37 +515,16 @@ def test_in_a_storm_the_kills_after_one_that_waited_in_vain_do_not_wait():
     166 kills' loop time); after it, a kill waits again, and a free probe is taken as before."""
     import threading
 
-    from oomscope.record.sites import KILL_NO_WAIT_AFTER_NS, KILL_WAIT_S, SiteSampler
+    from oomscope.record.sites import KILL_NO_WAIT_AFTER_NS, KILL_WAIT_S
 
-    now = [1_000_000_000]
-    probes = _FakeProbes()
-    s = SiteSampler(probes, lambda: [("/a", 85, 100, 1.0)], lambda cg: {os.getpid()}, clock=lambda: now[0],
-                    check_interval_s=0.5, duty_on_s=1.0, duty_cycle_s=1.0)
-    s.tick()
-    probes.pages = [PageSample(os.getpid(), 0x1000, 5, -1, 1, 10)]
-    probes.counts = {(os.getpid(), 5, -1): 1}
-    now[0] += 600_000_000
-    s.tick()
+    s, now = _sampler_after_a_check()
     lock = s._work = _RecordingLock(threading.Lock())
-    held, release = threading.Event(), threading.Event()
-
-    def check_in_progress():
-        with lock:
-            held.set()
-            release.wait(10)
-
-    t = threading.Thread(target=check_in_progress)
-    t.start()
-    try:
-        held.wait(5)
+    with _ProbesHeld(lock):
         kills = []
         for step in (0, 50_000_000, 100_000_000, KILL_NO_WAIT_AFTER_NS + 10_000_000):
             now[0] += step
             kills.append(s.for_kill("/a", now[0]))
             assert kills[-1] is not None and any("as of the last check" in n for n in kills[-1].notes)
-    finally:
-        release.set()
-        t.join()
     assert lock.asked == [(True, KILL_WAIT_S), (False, -1), (False, -1), (True, KILL_WAIT_S)]
     free = s.for_kill("/a", now[0])  # the probes free again: taken at once, within the window too
     assert free is not None and not any("as of the last check" in n for n in free.notes)
