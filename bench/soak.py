@@ -78,7 +78,7 @@ import time
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set, Tuple
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
@@ -380,6 +380,7 @@ class Recorder:
 
     def start(self, sandbox_root: Optional[str], record_args: List[str]) -> None:
         os.makedirs(self.out, exist_ok=True)
+        self.args = record_args
         self.port = free_port()
         extra = ["--log-format", "json", "--metrics-addr", f"127.0.0.1:{self.port}"]
         if sandbox_root:
@@ -454,6 +455,8 @@ def main() -> int:
     ap.add_argument("--pair-env", default=None, help="run a second recorder side by side, with 'NAME=VALUE ...' "
                     "added to its environment ('' for none)")
     ap.add_argument("--pair-code", default=None, help="the second recorder's checkout (this one by default)")
+    ap.add_argument("--pair-record-args", default=None, help="the second recorder's options instead of --record-args "
+                    "(e.g. '--keep 200' beside '--keep 30d')")
     ap.add_argument("--windows-of", metavar="JSON", help="print the slopes per window of a run saved by --json, and run nothing")
     args = ap.parse_args()
     if args.windows_of:
@@ -469,15 +472,18 @@ def main() -> int:
 
     hier = MemoryHierarchy.detect()
     sandbox = Sandbox(hier)
-    paired = args.pair_env is not None or args.pair_code is not None
+    paired = args.pair_env is not None or args.pair_code is not None or args.pair_record_args is not None
     recorders = [Recorder("a" if paired else "", HERE, parse_env(args.env), os.path.join(out, "a") if paired else out)]
     if paired:
         recorders.append(Recorder("b", os.path.abspath(args.pair_code or HERE), parse_env(args.pair_env or ""),
                                   os.path.join(out, "b")))
     samples: List[dict] = []
-    made_victims: Dict[int, str] = {}  # hog pid -> its cgroup, for each hog the kernel OOM-killed
+    # (hog pid, its cgroup) for each hog the kernel OOM-killed: by pid alone, two hogs given the
+    # same pid in one run were one (pid_max 32768 here: the soak of 02:55 counted 660 kills for
+    # "658 victims", each of the 660 hogs killed once)
+    made_victims: Set[Tuple[int, str]] = set()
     counts = {"kills_made": 0, "hogs": 0, "hogs_not_killed": 0, "pods": 0, "jvms_started": 0, "jvms_died": 0,
-              "scrapes": 0, "scrape_errors": 0, "worker_pids": 0}
+              "scrapes": 0, "scrape_errors": 0, "worker_pids": 0, "hogs_killed_twice": 0}
     jvm_ratios: List[float] = []
     started_wall = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     t_ready = None
@@ -489,7 +495,8 @@ def main() -> int:
             jvm_dir = compile_jvm(tmp)
         t_launch = time.monotonic()
         for rec in recorders:  # one after the other: two bcc compiles at once take twice as long each
-            rec.start(None if args.whole_host else sandbox.root, args.record_args.split())
+            opts = args.pair_record_args if rec.name == "b" and args.pair_record_args is not None else args.record_args
+            rec.start(None if args.whole_host else sandbox.root, opts.split())
             while "recording OOM kills" not in open(rec.stderr.name).read():
                 if rec.proc.poll() is not None or time.monotonic() - t_launch > 300 * len(recorders):
                     raise SystemExit(f"soak: record {rec.name} did not start: {rec.err_tail()}")
@@ -554,7 +561,9 @@ def main() -> int:
                 kills = sandbox.oom_kills(c.fs)
                 counts["kills_made"] += kills
                 if kills and rc == -signal.SIGKILL:
-                    made_victims[c.proc.pid] = c.cgroup
+                    made_victims.add((c.proc.pid, c.cgroup))
+                if kills > 1:
+                    counts["hogs_killed_twice"] += 1
                 hogs.remove(pod)
                 sandbox.end_pod(pod)
             if now >= next_kill:
@@ -614,7 +623,9 @@ def main() -> int:
                     if c.proc.poll() is None:
                         counts["hogs_not_killed"] += 1
                     elif kills and c.proc.returncode == -signal.SIGKILL:
-                        made_victims[c.proc.pid] = c.cgroup
+                        made_victims.add((c.proc.pid, c.cgroup))
+                    if kills > 1:
+                        counts["hogs_killed_twice"] += 1
                     hogs.remove(pod)
                     sandbox.end_pod(pod)
             time.sleep(0.2)
@@ -694,11 +705,12 @@ def _fit(mine: List[dict], warmup: float) -> Optional[dict]:
     return fit
 
 
-def _kills(out: str, sandbox, made_victims: Dict[int, str]) -> dict:
-    """Kills one recorder recorded: its JSON lines (robust to --keep), then captures and post-mortems on disk."""
-    # every kernel kill printed: pid -> its (oom_memcg, task_memcg) records (a pid is reused within
-    # the hour: 8,000 processes; the hour of 2026-12-06 met a hog's pid again on a pause process
-    # recorded as a user-space kill, which overwrote the hog's record in this count)
+def _kills(out: str, sandbox, made_victims: Set[Tuple[int, str]]) -> dict:
+    """Kills one recorder recorded: its JSON lines (robust to --keep), then captures and post-mortems on disk.
+    A victim is its (pid, cgroup): a pid is reused within the hour (8,000 processes a run, pid_max
+    32768 here; the hour of 2026-12-06 met a hog's pid again on a pause process recorded as a
+    user-space kill, and the soak of 2026-12-07 02:55 gave two hogs pids of earlier hogs)."""
+    # every kernel kill printed: pid -> its (oom_memcg, task_memcg) records
     printed: Dict[int, List[tuple]] = {}
     try:
         with open(os.path.join(out, "record.stdout")) as f:
@@ -712,21 +724,27 @@ def _kills(out: str, sandbox, made_victims: Dict[int, str]) -> dict:
     except OSError:
         pass
     on_disk, postmortems = _recorded(out, sandbox.root)
-    ours = set(made_victims)
-    missing = sorted(ours - set(printed))
+    ours = {pid for pid, _cg in made_victims}
 
-    def placed(p: int, oom: str, task: str) -> bool:
+    def placed(cg: str, oom: str) -> bool:
         # the limit hit is the container's or its pod's: the victim's cgroup or an ancestor in the sandbox
-        return oom.startswith(sandbox.root) and made_victims[p].startswith(oom)
+        return oom.startswith(sandbox.root) and cg.startswith(oom)
 
-    # recorded in its own cgroup, but without the kernel's report (oom_memcg unknown: the report
-    # was not joined); misplaced: recorded under another cgroup
-    no_report = sorted(p for p in ours & set(printed) if not any(placed(p, o, t) for o, t in printed[p])
-                       and any(not o and t == made_victims[p] for o, t in printed[p]))
-    misplaced = sorted(p for p in ours & set(printed) if not any(placed(p, o, t) for o, t in printed[p])
-                       and p not in no_report)
+    recorded, no_report, misplaced, missing = 0, [], [], []
+    for pid, cg in sorted(made_victims):
+        recs = printed.get(pid, [])
+        if any(placed(cg, o) for o, _t in recs):
+            recorded += 1
+        elif any(not o and t == cg for o, t in recs):
+            # recorded in its own cgroup, but without the kernel's report (oom_memcg unknown: not joined)
+            recorded += 1
+            no_report.append(pid)
+        elif recs:
+            misplaced.append(pid)  # recorded under another cgroup
+        else:
+            missing.append(pid)
     others = [p for p, recs in printed.items() if p not in ours and not any(o.startswith(sandbox.root) for o, _t in recs)]
-    return {"printed": len(ours & set(printed)), "captures": len(on_disk & ours), "postmortems": postmortems,
+    return {"printed": recorded, "captures": len(on_disk & ours), "postmortems": postmortems,
             "not_recorded": missing[:50], "n_not_recorded": len(missing), "misplaced": misplaced[:50],
             "n_misplaced": len(misplaced), "without_report": no_report[:50], "n_without_report": len(no_report),
             "other_work_recorded": len(others)}
@@ -755,7 +773,7 @@ def summarize(args, warmup, samples, counts, made_victims, recorders, sandbox, j
                 lines[-1] += f" (sandbox cgroups alive {fit['live_cgroups']['start']} -> {fit['live_cgroups']['end']})"
         k = _kills(rec.out, sandbox, made_victims)
         k["record_exit"] = rec.proc.returncode if rec.proc is not None else None
-        k["env"], k["code"] = rec.env, rec.code
+        k["env"], k["code"], k["args"] = rec.env, rec.code, getattr(rec, "args", [])
         kills_by[rec.name or "recorder"] = k
         ok = ok and k["record_exit"] == 0 and not k["n_not_recorded"] and not k["n_misplaced"] and not k["n_without_report"]
         lines.append(f"{rec.name + ': ' if rec.name else ''}kills recorded {k['printed']} (captures {k['captures']}, "
@@ -767,13 +785,13 @@ def summarize(args, warmup, samples, counts, made_victims, recorders, sandbox, j
           if jvm_ratios else "no JVM")
     line = (f"soak: {'OK' if ok else 'NOT OK'}: {args.duration:.0f} s (slopes after {warmup:.0f} s); "
             + "; ".join(parts)
-            + f"; kills made {counts['kills_made']} ({len(made_victims)} victims); "
+            + f"; kills made {counts['kills_made']} ({len(made_victims)} victims, {counts['hogs_killed_twice']} hogs killed twice); "
             f"pods {counts['pods']}, cgroups {sandbox.created} created / {sandbox.removed} removed; "
             f"JVMs {counts['jvms_started']} started ({counts['jvms_died']} died early), {jr}; "
             f"scrapes {counts['scrapes']} ({counts['scrape_errors']} failed)"
             + (f"; interrupted ({interrupted})" if interrupted else ""))
     kills = {"made": counts["kills_made"], "victims_made": len(made_victims), "by_recorder": kills_by,
-             "victims": {str(p): cg for p, cg in sorted(made_victims.items())}}
+             "victims": [[p, cg] for p, cg in sorted(made_victims)]}
     return {"ok": ok, "line": line, "fits": fits, "kills": kills, "counts": counts, "cgroups_created": sandbox.created,
             "cgroups_removed": sandbox.removed, "jvm_usage_ratio": [min(jvm_ratios), max(jvm_ratios)] if jvm_ratios else None,
             "interrupted": interrupted, "output": recorders[0].out}
