@@ -229,6 +229,16 @@ def test_systemd_unit_allows_one_device_the_system_calls_record_makes_and_the_lo
     assert host == "127.0.0.1"  # what IPAddressAllow=localhost lets a scraper reach
 
 
+def test_systemd_unit_keeps_record_out_of_a_host_wide_oom_kill_but_bounded():
+    """A container without a limit that fills the node must not make the kernel or systemd-oomd
+    kill the recorder of that very kill (issue 24); record stays bounded by its own MemoryMax."""
+    s = _unit_settings()
+    (adj,) = s["OOMScoreAdjust"]
+    assert -1000 < int(adj) <= -500  # -1000 would make it unkillable even by its own MemoryMax
+    assert s["ManagedOOMPreference"] == ["omit"]
+    assert s["MemoryMax"] == ["512M"]
+
+
 _PIN = re.compile(r"^([A-Za-z0-9._-]+)==([^\s;]+)((?:\s+--hash=sha256:[0-9a-f]{64})+)\s*$")
 
 
