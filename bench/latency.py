@@ -10,6 +10,12 @@ holder), so that record's growth-site sampling is attached during the storm (iss
 sampling); the storm starts once record says "sampling attached". --compare R: R rounds of both,
 without and with --near in turn, each with a fresh record; the kills of each condition pooled.
 
+--quota-compare R [--cpu-quota 50,own,none]: R rounds of the plain storm in each condition in turn:
+record (and its post-mortem worker, its child) in a CPU cgroup of its own limited to PCT% of a
+core (cpu.cfs_quota_us on v1, cpu.max on v2, period 100 ms: what systemd's CPUQuota= sets,
+packaging/oomscope.service), in one of its own without a limit (as systemd runs every unit), and
+in the bench's: what the unit's quota does to kill -> post-mortem in a storm.
+
 Run as root after ./setup.sh, on a quiet machine (flock /tmp/oomscope-heavy.lock):
   /opt/oomscope/venv/bin/python bench/latency.py [--duration 6] [--near | --compare 3 [--before DIR]]
 """
@@ -38,9 +44,61 @@ from alloc_sites import HOLD, HOLD_BYTES, LIMIT, in_cgroup  # noqa: E402 - bench
 
 
 
-def one_run(hier, duration: float, near: bool, checkout: str = HERE, stages: Optional[dict] = None) -> tuple:
+class CpuQuota:
+    """A CPU cgroup of the bench's own, limited to ``pct``% of one core (period 100 ms, systemd's
+    default CPUQuotaPeriodSec); a process started with ``join`` as its preexec_fn runs in it, and
+    its children (record's worker) with it. Removed on exit (its processes gone by then)."""
+
+    PERIOD_US = 100_000
+
+    def __init__(self, pct: Optional[float], shares: Optional[int] = None, period_us: int = PERIOD_US, what: str = "record"):
+        name = f"oomscope-bench-cpu-{what}-{os.getpid()}"
+        if os.path.isdir("/sys/fs/cgroup/cpu") and os.path.exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):
+            self.path = os.path.join("/sys/fs/cgroup/cpu", name)
+            os.mkdir(self.path)
+            self._put("cpu.cfs_period_us", str(period_us))
+            self._put("cpu.cfs_quota_us", "-1" if pct is None else str(int(pct / 100 * period_us)))
+            if shares is not None:
+                self._put("cpu.shares", str(shares))
+        else:  # v2: the cpu controller enabled in the root's subtree_control
+            self.path = os.path.join("/sys/fs/cgroup", name)
+            os.mkdir(self.path)
+            self._put("cpu.max", f"{'max' if pct is None else int(pct / 100 * period_us)} {period_us}")
+            if shares is not None:  # the kubelet's conversion of cpu.shares to cpu.weight
+                self._put("cpu.weight", str(1 + ((shares - 2) * 9999) // 262142))
+        self.procs = os.path.join(self.path, "cgroup.procs")
+
+    def _put(self, name: str, value: str) -> None:
+        with open(os.path.join(self.path, name), "w") as f:
+            f.write(value)
+
+    def join(self) -> None:
+        with open(self.procs, "w") as f:
+            f.write("0")
+
+    def throttled(self) -> str:
+        """cpu.stat's nr_throttled / nr_periods and the time throttled (v1 ns, v2 usec)."""
+        try:
+            with open(os.path.join(self.path, "cpu.stat")) as f:
+                st = dict(line.split() for line in f if line.strip())
+        except OSError:
+            return "?"
+        ms = int(st.get("throttled_time", 0)) / 1e6 if "throttled_time" in st else int(st.get("throttled_usec", 0)) / 1e3
+        return f"throttled in {st.get('nr_throttled', '?')} of {st.get('nr_periods', '?')} periods, {ms:.0f} ms"
+
+    def remove(self) -> None:
+        for _ in range(50):
+            try:
+                os.rmdir(self.path)
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
+def one_run(hier, duration: float, near: bool, checkout: str = HERE, stages: Optional[dict] = None,
+            quota: Optional[CpuQuota] = None, storm_cpu: Optional[CpuQuota] = None) -> tuple:
     """([latency seconds of each kill written], sampling attached during the storm); with
-    ``stages``, each kill's stages appended to its lists (seconds)."""
+    ``stages``, each kill's stages appended to its lists (seconds); with ``quota``, record runs in it."""
     root = f"/oomscope-bench-{os.getpid()}"
     made = [create_cgroup(hier, root, 8 << 30)]  # record watches this tree only (--cgroup)
     fs_path = create_cgroup(hier, root + "/storm", 64 << 20)
@@ -58,7 +116,7 @@ def one_run(hier, duration: float, near: bool, checkout: str = HERE, stages: Opt
             proc = subprocess.Popen([sys.executable, "-m", "oomscope", "record", "-o", os.path.join(out, "kills"),
                                      "--workload-burst", "0", "--cgroup", root],
                                     stdout=subprocess.DEVNULL, stderr=err, cwd=checkout,
-                                    env=dict(os.environ, PYTHONPATH=checkout))
+                                    env=dict(os.environ, PYTHONPATH=checkout), preexec_fn=quota.join if quota else None)
             while "recording OOM kills" not in open(err_path).read():
                 if proc.poll() is not None:
                     raise SystemExit("record did not start")
@@ -71,7 +129,7 @@ def one_run(hier, duration: float, near: bool, checkout: str = HERE, stages: Opt
                     time.sleep(0.1)
                 attached = "sampling attached" in open(err_path).read()
             try:
-                run_storm(fs_path, duration)
+                run_storm(fs_path, duration, cpu_procs=storm_cpu.procs if storm_cpu else "")
             except subprocess.CalledProcessError as exc:  # its spared parent killed too (a shared host): the kills made stand
                 print(f"  the storm ended early: its parent exited with {exc.returncode}", flush=True)
             time.sleep(3.0)
@@ -123,8 +181,18 @@ def main() -> None:
     ap.add_argument("--near", action="store_true", help="growth-site sampling attached during the storm")
     ap.add_argument("--compare", type=int, default=0, metavar="R", help="R rounds without and with --near in turn")
     ap.add_argument("--before", metavar="DIR", help="with --compare: another checkout's record too, alternating with this one's")
+    ap.add_argument("--quota-compare", type=int, default=0, metavar="R", help="R rounds of each --cpu-quota condition in turn")
+    ap.add_argument("--cpu-quota", default="50,own,none", metavar="LIST",
+                    help="conditions: PCT (record in a CPU cgroup of its own limited to PCT%% of a core; 50: the unit's), "
+                         "own (its own, no limit), shares:N (its own, cpu.shares N: a pod's CPU request in millicores "
+                         "x 1.024, the DaemonSet's 20m is 20), none (the bench's); PCT/MS: a quota over a period of MS ms; "
+                         "default 50,own,none")
+    ap.add_argument("--storm-shares", type=int, default=0, metavar="N",
+                    help="with --quota-compare: the storm in a CPU cgroup of its own, cpu.shares N (a pod's request)")
     args = ap.parse_args()
     hier = MemoryHierarchy.detect()
+    if args.quota_compare:
+        return quota_compare(hier, args)
     if not args.compare:
         lat, attached = one_run(hier, args.duration, args.near)
         if len(lat) < 30:
@@ -148,6 +216,56 @@ def main() -> None:
                 print(f"{'with sampling attached' if near else 'nothing near a limit'}{', ' + label if args.before else ''}, "
                       f"{args.compare} rounds pooled: {summary(pooled[(label, near)])}; {stages_line(parts[(label, near)])}")
 
+
+def quota_compare(hier, args) -> None:
+    """Rounds of the plain storm, record in each condition in turn (the order rotated each round):
+    a CPU cgroup of its own with a quota (PCT% of a core, over a period of 100 ms or PCT/MS), one of
+    its own without ("own") or with a weight ("shares:N"), and the bench's own cgroup ("none": as
+    every other run of this bench). With --storm-shares N the storm runs in a CPU cgroup of its own
+    of that weight (a pod's, as the DaemonSet's record competes with it)."""
+    conds = [c.strip() for c in args.cpu_quota.split(",") if c.strip()]
+
+    def label(c: str) -> str:
+        if c == "own":
+            return "record's own CPU cgroup, no limit"
+        if c == "none":
+            return "the bench's CPU cgroup"
+        if c.startswith("shares:"):
+            return f"record's own CPU cgroup, no limit, cpu.shares {c[7:]}"
+        pct, _, ms = c.partition("/")
+        return f"record's own CPU cgroup, quota {pct}% of a core per {ms or 100} ms"
+
+    def make(c: str) -> Optional[CpuQuota]:
+        if c == "none":
+            return None
+        if c == "own":
+            return CpuQuota(None)
+        if c.startswith("shares:"):
+            return CpuQuota(None, int(c[7:]))
+        pct, _, ms = c.partition("/")
+        return CpuQuota(float(pct), period_us=int(float(ms) * 1000) if ms else CpuQuota.PERIOD_US)
+
+    pooled: dict = {c: [] for c in conds}
+    parts: dict = {c: {} for c in conds}
+    for r in range(args.quota_compare):
+        for c in conds[r % len(conds):] + conds[:r % len(conds)]:
+            load = os.getloadavg()[0]
+            quota = make(c)
+            storm_cpu = CpuQuota(None, args.storm_shares, what="storm") if args.storm_shares else None
+            try:
+                lat, _ = one_run(hier, args.duration, False, HERE, parts[c], quota, storm_cpu)
+                said = f"; {quota.throttled()}" if quota else ""
+            finally:
+                for q in (quota, storm_cpu):
+                    if q is not None:
+                        q.remove()
+            pooled[c] += lat
+            print(f"round {r + 1}, {label(c)} (load {load:.1f}): {summary(lat) if lat else 'no kills'}{said}", flush=True)
+    for c in conds:
+        if pooled[c]:
+            print(f"{label(c)}, {args.quota_compare} rounds pooled"
+                  f"{', the storm at cpu.shares %d' % args.storm_shares if args.storm_shares else ''}: "
+                  f"{summary(pooled[c])}; {stages_line(parts[c])}")
 
 if __name__ == "__main__":
     main()

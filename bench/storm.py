@@ -30,8 +30,9 @@ for pid in children:
 """
 
 
-def run_storm(cgroup_fs_path: str, seconds: float, timeout_s: float = 120) -> None:
-    """A storm in the cgroup at ``cgroup_fs_path`` (its cgroupfs folder), until it ends."""
-    subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && exec "$2" -c "$3" "$4"', "sh",
-                    os.path.join(cgroup_fs_path, "cgroup.procs"), sys.executable, STORM, str(seconds)],
+def run_storm(cgroup_fs_path: str, seconds: float, timeout_s: float = 120, cpu_procs: str = "") -> None:
+    """A storm in the cgroup at ``cgroup_fs_path`` (its cgroupfs folder), until it ends; with
+    ``cpu_procs`` (a CPU cgroup's cgroup.procs on v1), in that CPU cgroup too."""
+    subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && { [ -z "$5" ] || echo $$ > "$5"; } && exec "$2" -c "$3" "$4"', "sh",
+                    os.path.join(cgroup_fs_path, "cgroup.procs"), sys.executable, STORM, str(seconds), cpu_procs],
                    timeout=timeout_s, check=True)

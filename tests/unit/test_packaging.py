@@ -239,6 +239,13 @@ def test_systemd_unit_keeps_record_out_of_a_host_wide_oom_kill_but_bounded():
     assert s["MemoryMax"] == ["512M"]
 
 
+def test_systemd_unit_leaves_record_a_whole_core_in_a_storm():
+    """CPUQuota=50% throttled record and its worker in an OOM storm (kill -> post-mortem p95 437 ms
+    against 95 ms at 100%: bench/latency.py --quota-compare, bench/README.md)."""
+    (quota,) = _unit_settings()["CPUQuota"]
+    assert quota.endswith("%") and int(quota[:-1]) >= 100
+
+
 _PIN = re.compile(r"^([A-Za-z0-9._-]+)==([^\s;]+)((?:\s+--hash=sha256:[0-9a-f]{64})+)\s*$")
 
 
