@@ -95,6 +95,11 @@ class CpuQuota:
                 time.sleep(0.1)
 
 
+#: the last run's captures: how many, and how many lack the victim's command line (read from /proc
+#: at the kill), the kernel's report, the victim's cgroup
+LAST_FACTS: dict = {}
+
+
 def one_run(hier, duration: float, near: bool, checkout: str = HERE, stages: Optional[dict] = None,
             quota: Optional[CpuQuota] = None, storm_cpu: Optional[CpuQuota] = None) -> tuple:
     """([latency seconds of each kill written], sampling attached during the storm); with
@@ -136,7 +141,17 @@ def one_run(hier, duration: float, near: bool, checkout: str = HERE, stages: Opt
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
             lat = []
+            facts = LAST_FACTS
+            facts.clear()
+            facts.update(captures=0, no_cmdline=0, no_report=0, no_task_cgroup=0)
             for cap_path in glob.glob(os.path.join(out, "kills", "*", "capture.json")):
+                # what record had to read before the victim was gone, and the kernel's report joined
+                with open(cap_path) as f:
+                    c = json.load(f)
+                facts["captures"] += 1
+                facts["no_cmdline"] += not (c.get("victim") or {}).get("cmdline")
+                facts["no_report"] += not c.get("kernel_report")
+                facts["no_task_cgroup"] += not (c.get("cgroup") or {}).get("task_memcg")
                 html = os.path.join(os.path.dirname(cap_path), "postmortem.html")
                 if not os.path.exists(html):
                     continue
@@ -260,7 +275,10 @@ def quota_compare(hier, args) -> None:
                     if q is not None:
                         q.remove()
             pooled[c] += lat
-            print(f"round {r + 1}, {label(c)} (load {load:.1f}): {summary(lat) if lat else 'no kills'}{said}", flush=True)
+            f = LAST_FACTS
+            print(f"round {r + 1}, {label(c)} (load {load:.1f}): {summary(lat) if lat else 'no kills'}{said}; "
+                  f"captures {f.get('captures')}, without the victim's command line {f.get('no_cmdline')}, "
+                  f"its cgroup {f.get('no_task_cgroup')}, the kernel's report {f.get('no_report')}", flush=True)
     for c in conds:
         if pooled[c]:
             print(f"{label(c)}, {args.quota_compare} rounds pooled"
