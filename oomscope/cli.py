@@ -183,9 +183,7 @@ def import_logs(
     allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
 ) -> None:
     """Post-mortems of OOM kills found in kernel logs (kills from before record ran)."""
-    from .importer.run import run_import
-    from .postmortem.worker import render_series
-    from .report.render import render_html
+    from .importer.run import render_html, render_series, run_import
 
     try:
         _files(mode, allow_shared_output)

@@ -71,6 +71,34 @@ def run_import(paths: List[str], journal: bool, since: Optional[str], output: st
     return written
 
 
+def render_html(capture, analysis=None) -> str:
+    """A kill's post-mortem (report/render.py), its modules imported when the first is rendered:
+    jinja2 and the page modules are ~0.03 s of import's start otherwise, before the log's reading
+    is split between two processes, with the second core idle (issue 29, bench/README.md)."""
+    from ..report.render import render_html as render
+
+    return render(capture, analysis)
+
+
+def render_series(series, read, has_page) -> str:
+    """A series page (postmortem/worker.py), its modules imported when the first is rendered."""
+    from ..postmortem.worker import render_series as render
+
+    return render(series, read, has_page)
+
+
+def warm_pages() -> None:
+    """The end's modules imported and its pages' templates loaded (the post-mortem's, the series',
+    the index's: ~0.065 s with jinja2's import; report/template_cache.py): done while this process
+    waits for the worker (importer/split.py), the end then renders at once."""
+    from ..report.render import _env
+    from ..postmortem import worker  # noqa: F401 (render_series' modules)
+
+    env = _env()
+    for name in ("postmortem.html.j2", "series.html.j2", "index.html.j2"):
+        env.get_template(name)
+
+
 def _import_source(source: LogSource, since_ts: Optional[float], post: PostMortems, written: List[str],
                    out, err, year: Optional[int] = None) -> None:
     name, output = source.name, post.out_dir
@@ -200,6 +228,8 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
             else:
                 take(reader.flush())  # the first part's last kills: a header ends every group kill
                 flush(wait=True)
+                if not worker.ended():  # a core is idle until it ends: the end's pages made ready
+                    warm_pages()
                 worker.wait()
                 ended, taken = False, 0
                 for rec in worker.records():

@@ -93,6 +93,7 @@ class Worker:
 
     def __init__(self, mapped, k: int, reader_args: dict, output: str, write_batch):
         self.pid = 0
+        self._status: Optional[int] = None  # its wait status, once ended() saw it end
         self._out: Optional[IO[bytes]] = tempfile.TemporaryFile(prefix="oomscope-import-")
         try:
             self._said, said = os.pipe()
@@ -131,12 +132,28 @@ class Worker:
         self._said = -1
         return said == b"1"
 
+    def ended(self) -> bool:
+        """Whether the worker has ended (not waited for: wait() says how)."""
+        if not self.pid or self._status is not None:
+            return True
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if pid == 0:
+            return False
+        self._status = status
+        return True
+
     def wait(self) -> Optional[int]:
         """Waits for the worker's end: its exit status (None: it was already waited for)."""
         if not self.pid:
             return None
-        _, status = os.waitpid(self.pid, 0)
+        status = self._status
+        if status is None:
+            _, status = os.waitpid(self.pid, 0)
         self.pid = 0
+        self._status = None
         return os.waitstatus_to_exitcode(status)
 
     def records(self) -> Iterator[Any]:
@@ -157,10 +174,11 @@ class Worker:
             os.close(self._said)
             self._said = -1
         if self.pid:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            if self._status is None and not self.ended():  # a pid reaped by ended() may be another's now
+                try:
+                    os.kill(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self.wait()
         if self._out is not None:
             self._out.close()

@@ -13,7 +13,6 @@ from ..analysis.result import KillAnalysis
 from ..analysis.verdict import OTHERS_SHARE
 from ..model import Capture
 from ..units import fmt_bytes
-from .render import _env
 from .view import limit_text
 
 
@@ -161,5 +160,9 @@ def index_chunks(rows: List[IndexRow], series: Optional[Sequence] = None,
         items = [("series", series_row(s, by_folder)) if len(s.kills) > 1 else ("kill", by_folder[s.first.folder])
                  for s in series if s.first.folder in by_folder and by_folder[s.first.folder].kind not in apart]
     n_series = sum(1 for kind, _ in items if kind == "series")
+    # jinja2 and the page modules when the page is made, not when the index's rows are: import's
+    # start and its forked processes make rows and need none of them (importer/run.py)
+    from .render import _env
+
     return _env().get_template("index.html.j2").generate(items=items, rows=kernel, n_series=n_series,
                                                          userspace=apart["userspace"], throttle=apart["throttle"])

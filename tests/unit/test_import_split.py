@@ -205,3 +205,45 @@ def test_a_fifo_is_not_opened_to_be_mapped(tmp_path):
     t.join(5)
     assert got == [None]
     assert map_log(str(tmp_path / "missing.log")) is None  # open_log says it cannot be read
+
+
+def test_the_end_is_made_ready_while_the_worker_still_reads(tmp_path, forced, monkeypatch):
+    """This process done with its part before the worker: the end's modules and templates are
+    loaded while it waits (importer/run.py warm_pages), and what is written is the same."""
+    import time
+
+    log = _write_log(tmp_path)
+    whole = _imported(log, str(tmp_path / "whole"))
+    with map_log(log) as mapped:
+        forced["k"] = next(k for k in range(1, len(mapped.regions)) if split.starts_a_report(mapped.buf, *mapped.regions[k]))
+    real = split.index_parts
+
+    def slow(cap):  # in the worker alone: it ends well after this process's part is read
+        time.sleep(0.01)
+        return real(cap)
+
+    warmed = []
+    monkeypatch.setattr(split, "index_parts", slow)
+    monkeypatch.setattr(run, "warm_pages", lambda: warmed.append(1))
+    got = _imported(log, str(tmp_path / "cut"))
+    assert warmed == [1]
+    assert got[0] == whole[0] and got[1] == whole[1] and got[3] == whole[3]
+
+
+def test_a_worker_seen_ended_is_not_signalled(tmp_path, monkeypatch):
+    """Worker.ended() reaps the worker: its pid may be another process's afterwards, so stop()
+    sends it nothing (fails if stop() kills by the pid it kept)."""
+    import time
+
+    monkeypatch.setattr(split, "_work", lambda *a: None)  # the worker ends at once
+    log = _write_log(tmp_path)
+    with map_log(log) as mapped:
+        w = split.Worker(mapped, 1, {}, str(tmp_path / "out"), None)
+        deadline = time.monotonic() + 10
+        while not w.ended():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        killed = []
+        monkeypatch.setattr(split.os, "kill", lambda pid, sig: killed.append(pid))
+        w.stop()
+        assert killed == [] and w.pid == 0 and w.wait() is None
