@@ -58,9 +58,18 @@ _BATCH_SECONDS = 1.0
 
 
 def can_fork() -> bool:
-    """A process can be forked here, and no thread of this one would be copied half-way (the
-    worker is forked before the writer process and any thread)."""
-    return hasattr(os, "fork") and threading.active_count() == 1
+    """A process can be forked here, no thread of this one would be copied half-way (the worker
+    is forked before the writer process and any thread), and there is a second CPU to run it on:
+    on one, the worker's skim of the first part and its start are only more work for the same core."""
+    return hasattr(os, "fork") and threading.active_count() == 1 and cpus() > 1
+
+
+def cpus() -> int:
+    """The CPUs this process may run on (its affinity: a container's cpuset, taskset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def split_point(buf, regions: List[Tuple[int, int]], share: Optional[float] = None, min_bytes: Optional[int] = None) -> Optional[int]:

@@ -247,3 +247,17 @@ def test_a_worker_seen_ended_is_not_signalled(tmp_path, monkeypatch):
         monkeypatch.setattr(split.os, "kill", lambda pid, sig: killed.append(pid))
         w.stop()
         assert killed == [] and w.pid == 0 and w.wait() is None
+
+
+def test_one_cpu_reads_the_log_in_one_process(tmp_path, monkeypatch):
+    """With one CPU to run on the log is not cut (the worker's skim would be more work for the same
+    core), and it imports as on two."""
+    log = _write_log(tmp_path)
+    monkeypatch.setattr(split, "SPLIT_MIN_BYTES", 1)
+    two = _imported(log, str(tmp_path / "two"))
+    monkeypatch.setattr(split.os, "sched_getaffinity", lambda pid: {0})
+    assert not split.can_fork()
+    forks = []
+    monkeypatch.setattr(split.Worker, "__init__", lambda self, *a: forks.append(1) or (_ for _ in ()).throw(OSError()))
+    one = _imported(log, str(tmp_path / "one"))
+    assert forks == [] and one[0] == two[0] and one[1] == two[1] and one[3] == two[3]
