@@ -101,7 +101,7 @@ LAST_FACTS: dict = {}
 
 
 def one_run(hier, duration: float, near: bool, checkout: str = HERE, stages: Optional[dict] = None,
-            quota: Optional[CpuQuota] = None, storm_cpu: Optional[CpuQuota] = None) -> tuple:
+            quota: Optional[CpuQuota] = None, storm_cpu: Optional[CpuQuota] = None, after_idle: float = 0.0) -> tuple:
     """([latency seconds of each kill written], sampling attached during the storm); with
     ``stages``, each kill's stages appended to its lists (seconds); with ``quota``, record runs in it."""
     root = f"/oomscope-bench-{os.getpid()}"
@@ -121,7 +121,9 @@ def one_run(hier, duration: float, near: bool, checkout: str = HERE, stages: Opt
             proc = subprocess.Popen([sys.executable, "-m", "oomscope", "record", "-o", os.path.join(out, "kills"),
                                      "--workload-burst", "0", "--cgroup", root],
                                     stdout=subprocess.DEVNULL, stderr=err, cwd=checkout,
-                                    env=dict(os.environ, PYTHONPATH=checkout), preexec_fn=quota.join if quota else None)
+                                    env=dict(os.environ, PYTHONPATH=checkout,
+                                             **({"OOMSCOPE_WORKER_IDLE_EXIT_S": "5"} if after_idle else {})),
+                                    preexec_fn=quota.join if quota else None)
             while "recording OOM kills" not in open(err_path).read():
                 if proc.poll() is not None:
                     raise SystemExit("record did not start")
@@ -133,6 +135,8 @@ def one_run(hier, duration: float, near: bool, checkout: str = HERE, stages: Opt
                 while "sampling attached" not in open(err_path).read() and time.monotonic() < deadline:
                     time.sleep(0.1)
                 attached = "sampling attached" in open(err_path).read()
+            if after_idle:  # the worker has left, idle (5 s here): the storm's first kills start it again
+                time.sleep(after_idle)
             try:
                 run_storm(fs_path, duration, cpu_procs=storm_cpu.procs if storm_cpu else "")
             except subprocess.CalledProcessError as exc:  # its spared parent killed too (a shared host): the kills made stand
@@ -202,6 +206,9 @@ def main() -> None:
                          "own (its own, no limit), shares:N (its own, cpu.shares N: a pod's CPU request in millicores "
                          "x 1.024, the DaemonSet's 20m is 20), none (the bench's); PCT/MS: a quota over a period of MS ms; "
                          "default 50,own,none")
+    ap.add_argument("--after-idle", type=float, default=0.0, metavar="S",
+                    help="with --quota-compare: the storm S seconds after record's start, its worker's idle exit set to 5 s "
+                         "(OOMSCOPE_WORKER_IDLE_EXIT_S): the storm's first kills start it again")
     ap.add_argument("--storm-shares", type=int, default=0, metavar="N",
                     help="with --quota-compare: the storm in a CPU cgroup of its own, cpu.shares N (a pod's request)")
     args = ap.parse_args()
@@ -268,7 +275,7 @@ def quota_compare(hier, args) -> None:
             quota = make(c)
             storm_cpu = CpuQuota(None, args.storm_shares, what="storm") if args.storm_shares else None
             try:
-                lat, _ = one_run(hier, args.duration, False, HERE, parts[c], quota, storm_cpu)
+                lat, _ = one_run(hier, args.duration, False, HERE, parts[c], quota, storm_cpu, args.after_idle)
                 said = f"; {quota.throttled()}" if quota else ""
             finally:
                 for q in (quota, storm_cpu):
