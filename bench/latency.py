@@ -53,19 +53,23 @@ class CpuQuota:
 
     def __init__(self, pct: Optional[float], shares: Optional[int] = None, period_us: int = PERIOD_US, what: str = "record"):
         name = f"oomscope-bench-cpu-{what}-{os.getpid()}"
-        if os.path.isdir("/sys/fs/cgroup/cpu") and os.path.exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):
-            self.path = os.path.join("/sys/fs/cgroup/cpu", name)
-            os.mkdir(self.path)
-            self._put("cpu.cfs_period_us", str(period_us))
-            self._put("cpu.cfs_quota_us", "-1" if pct is None else str(int(pct / 100 * period_us)))
-            if shares is not None:
-                self._put("cpu.shares", str(shares))
-        else:  # v2: the cpu controller enabled in the root's subtree_control
-            self.path = os.path.join("/sys/fs/cgroup", name)
-            os.mkdir(self.path)
-            self._put("cpu.max", f"{'max' if pct is None else int(pct / 100 * period_us)} {period_us}")
-            if shares is not None:  # the kubelet's conversion of cpu.shares to cpu.weight
-                self._put("cpu.weight", str(1 + ((shares - 2) * 9999) // 262142))
+        self.v1 = os.path.exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+        # v2: the cpu controller enabled in the root's subtree_control (else cpu.max is missing)
+        self.path = os.path.join("/sys/fs/cgroup/cpu" if self.v1 else "/sys/fs/cgroup", name)
+        os.mkdir(self.path)
+        try:
+            if self.v1:
+                self._put("cpu.cfs_period_us", str(period_us))
+                self._put("cpu.cfs_quota_us", "-1" if pct is None else str(int(pct / 100 * period_us)))
+                if shares is not None:
+                    self._put("cpu.shares", str(shares))
+            else:
+                self._put("cpu.max", f"{'max' if pct is None else int(pct / 100 * period_us)} {period_us}")
+                if shares is not None:  # the kubelet's conversion of cpu.shares to cpu.weight
+                    self._put("cpu.weight", str(1 + ((shares - 2) * 9999) // 262142))
+        except OSError:
+            os.rmdir(self.path)  # nothing in it yet
+            raise
         self.procs = os.path.join(self.path, "cgroup.procs")
 
     def _put(self, name: str, value: str) -> None:
@@ -93,6 +97,7 @@ class CpuQuota:
                 return
             except OSError:
                 time.sleep(0.1)
+        print(f"latency: {self.path} left: a process is still in it", file=sys.stderr, flush=True)
 
 
 #: the last run's captures: how many, and how many lack the victim's command line (read from /proc
@@ -112,6 +117,7 @@ def one_run(hier, duration: float, near: bool, checkout: str = HERE, stages: Opt
     if near_path is not None:
         made.append(near_path)
     holder = None
+    proc: Optional[subprocess.Popen] = None
     attached = False
     try:
         with tempfile.TemporaryDirectory() as out:
@@ -151,16 +157,14 @@ def one_run(hier, duration: float, near: bool, checkout: str = HERE, stages: Opt
             for cap_path in glob.glob(os.path.join(out, "kills", "*", "capture.json")):
                 # what record had to read before the victim was gone, and the kernel's report joined
                 with open(cap_path) as f:
-                    c = json.load(f)
+                    cap = json.load(f)
                 facts["captures"] += 1
-                facts["no_cmdline"] += not (c.get("victim") or {}).get("cmdline")
-                facts["no_report"] += not c.get("kernel_report")
-                facts["no_task_cgroup"] += not (c.get("cgroup") or {}).get("task_memcg")
+                facts["no_cmdline"] += not (cap.get("victim") or {}).get("cmdline")
+                facts["no_report"] += not cap.get("kernel_report")
+                facts["no_task_cgroup"] += not (cap.get("cgroup") or {}).get("task_memcg")
                 html = os.path.join(os.path.dirname(cap_path), "postmortem.html")
                 if not os.path.exists(html):
                     continue
-                with open(cap_path) as f:
-                    cap = json.load(f)
                 kill = dt.datetime.fromisoformat(cap["times"]["kill_wall"]).timestamp()
                 lat.append(os.stat(html).st_mtime - kill)
                 if stages is not None and cap["times"].get("captured_wall"):
@@ -169,6 +173,13 @@ def one_run(hier, duration: float, near: bool, checkout: str = HERE, stages: Opt
                     stages.setdefault("write", []).append(os.stat(cap_path).st_mtime - captured)
                     stages.setdefault("post-mortem", []).append(os.stat(html).st_mtime - os.stat(cap_path).st_mtime)
     finally:
+        if proc is not None and proc.poll() is None:  # a run cut short: not left running (nor in a CPU cgroup of ours)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         if holder is not None:
             holder.kill()
             holder.wait()
@@ -269,12 +280,15 @@ def quota_compare(hier, args) -> None:
 
     pooled: dict = {c: [] for c in conds}
     parts: dict = {c: {} for c in conds}
+    if args.storm_shares and hier.version == 2:  # one hierarchy: the storm would leave its memory limit
+        raise SystemExit("latency: --storm-shares needs cgroup v1 (on v2 the storm's CPU cgroup is its memory cgroup)")
     for r in range(args.quota_compare):
         for c in conds[r % len(conds):] + conds[:r % len(conds)]:
             load = os.getloadavg()[0]
-            quota = make(c)
-            storm_cpu = CpuQuota(None, args.storm_shares, what="storm") if args.storm_shares else None
+            quota = storm_cpu = None
             try:
+                quota = make(c)
+                storm_cpu = CpuQuota(None, args.storm_shares, what="storm") if args.storm_shares else None
                 lat, _ = one_run(hier, args.duration, False, HERE, parts[c], quota, storm_cpu, args.after_idle)
                 said = f"; {quota.throttled()}" if quota else ""
             finally:
