@@ -398,7 +398,7 @@ class Recorder:
         """Let it finish the last kills' captures (until ``until_recorded``, monotonic), then SIGTERM."""
         if self.proc is None:
             return
-        while time.monotonic() < until_recorded and len(_recorded(self.out, root)[0]) < victims:
+        while time.monotonic() < until_recorded and sum(map(len, _recorded(self.out, root)[0].values())) < victims:
             time.sleep(0.5)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -666,18 +666,20 @@ def main() -> int:
 
 
 def _recorded(out: str, root: str):
-    """(victim pids of the captures on disk for the sandbox, how many have their post-mortem)."""
-    pids, pms = set(), 0
+    """(the captures on disk for the sandbox: victim pid -> each one's oom_memcg, how many have their post-mortem)."""
+    caps: Dict[int, List[str]] = {}
+    pms = 0
     for path in glob.glob(os.path.join(out, "kills", "*", "capture.json")):
         try:
             with open(path) as f:
                 cap = json.load(f)
         except (OSError, ValueError):
             continue
-        if (cap.get("cgroup", {}).get("oom_memcg") or "").startswith(root):
-            pids.add(cap.get("victim", {}).get("pid"))
+        oom = cap.get("cgroup", {}).get("oom_memcg") or ""
+        if oom.startswith(root):
+            caps.setdefault(cap.get("victim", {}).get("pid"), []).append(oom)
             pms += os.path.exists(os.path.join(os.path.dirname(path), "postmortem.html"))
-    return pids, pms
+    return caps, pms
 
 
 def _fit(mine: List[dict], warmup: float) -> Optional[dict]:
@@ -744,7 +746,9 @@ def _kills(out: str, sandbox, made_victims: Set[Tuple[int, str]]) -> dict:
         else:
             missing.append(pid)
     others = [p for p, recs in printed.items() if p not in ours and not any(o.startswith(sandbox.root) for o, _t in recs)]
-    return {"printed": recorded, "captures": len(on_disk & ours), "postmortems": postmortems,
+    # a capture is a victim's when its pid and the limit hit are (a pid is reused: by pid alone, two victims one)
+    captured = sum(1 for pid, cg in made_victims if any(placed(cg, o) for o in on_disk.get(pid, [])))
+    return {"printed": recorded, "captures": captured, "postmortems": postmortems,
             "not_recorded": missing[:50], "n_not_recorded": len(missing), "misplaced": misplaced[:50],
             "n_misplaced": len(misplaced), "without_report": no_report[:50], "n_without_report": len(no_report),
             "other_work_recorded": len(others)}
