@@ -374,6 +374,7 @@ class Recorder:
     proc: Optional[subprocess.Popen] = None
     stdout: Optional[object] = None
     stderr: Optional[object] = None
+    args: List[str] = field(default_factory=list)  # record's options (start())
 
     def role(self, r: str) -> str:
         return f"{self.name}:{r}" if self.name else r
@@ -483,7 +484,7 @@ def main() -> int:
     # "658 victims", each of the 660 hogs killed once)
     made_victims: Set[Tuple[int, str]] = set()
     counts = {"kills_made": 0, "hogs": 0, "hogs_not_killed": 0, "pods": 0, "jvms_started": 0, "jvms_died": 0,
-              "scrapes": 0, "scrape_errors": 0, "worker_pids": 0, "hogs_killed_twice": 0}
+              "scrapes": 0, "scrape_errors": 0, "worker_pids": 0, "hog_cgroups_killed_more": 0}
     jvm_ratios: List[float] = []
     started_wall = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     t_ready = None
@@ -563,7 +564,7 @@ def main() -> int:
                 if kills and rc == -signal.SIGKILL:
                     made_victims.add((c.proc.pid, c.cgroup))
                 if kills > 1:
-                    counts["hogs_killed_twice"] += 1
+                    counts["hog_cgroups_killed_more"] += 1
                 hogs.remove(pod)
                 sandbox.end_pod(pod)
             if now >= next_kill:
@@ -625,7 +626,7 @@ def main() -> int:
                     elif kills and c.proc.returncode == -signal.SIGKILL:
                         made_victims.add((c.proc.pid, c.cgroup))
                     if kills > 1:
-                        counts["hogs_killed_twice"] += 1
+                        counts["hog_cgroups_killed_more"] += 1
                     hogs.remove(pod)
                     sandbox.end_pod(pod)
             time.sleep(0.2)
@@ -777,7 +778,7 @@ def summarize(args, warmup, samples, counts, made_victims, recorders, sandbox, j
                 lines[-1] += f" (sandbox cgroups alive {fit['live_cgroups']['start']} -> {fit['live_cgroups']['end']})"
         k = _kills(rec.out, sandbox, made_victims)
         k["record_exit"] = rec.proc.returncode if rec.proc is not None else None
-        k["env"], k["code"], k["args"] = rec.env, rec.code, getattr(rec, "args", [])
+        k["env"], k["code"], k["args"] = rec.env, rec.code, rec.args
         kills_by[rec.name or "recorder"] = k
         ok = ok and k["record_exit"] == 0 and not k["n_not_recorded"] and not k["n_misplaced"] and not k["n_without_report"]
         lines.append(f"{rec.name + ': ' if rec.name else ''}kills recorded {k['printed']} (captures {k['captures']}, "
@@ -789,7 +790,7 @@ def summarize(args, warmup, samples, counts, made_victims, recorders, sandbox, j
           if jvm_ratios else "no JVM")
     line = (f"soak: {'OK' if ok else 'NOT OK'}: {args.duration:.0f} s (slopes after {warmup:.0f} s); "
             + "; ".join(parts)
-            + f"; kills made {counts['kills_made']} ({len(made_victims)} victims, {counts['hogs_killed_twice']} hogs killed twice); "
+            + f"; kills made {counts['kills_made']} ({len(made_victims)} victims, {counts['hog_cgroups_killed_more']} hogs' cgroups with more kills than one); "
             f"pods {counts['pods']}, cgroups {sandbox.created} created / {sandbox.removed} removed; "
             f"JVMs {counts['jvms_started']} started ({counts['jvms_died']} died early), {jr}; "
             f"scrapes {counts['scrapes']} ({counts['scrape_errors']} failed)"
