@@ -150,6 +150,11 @@ def trend_of(capture: Capture) -> Trend:
     for i in range(len(pts) - 1, 0, -1):
         if held(pts[i]) < 0.5 * held(pts[i - 1]):
             pts = pts[i:]
+            # A reading can fall while the killed process is still being freed (the oom reaper
+            # and exit free it over a few ms; tests/fixtures/lives/crashloop-second-kill-v1-6.18.json:
+            # 60.4 -> 29.1 MiB at the kill, the new life from 17.2): the life starts at its trough.
+            while len(pts) > 1 and held(pts[1]) < held(pts[0]):
+                pts = pts[1:]
             break
     # Before its workload started the cgroup held next to nothing (a sandbox or a pod sandbox made
     # ahead of its process): that stretch says nothing about the workload's growth, and fitting it

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from oomscope.analysis.result import analyse_kill
 from oomscope.cli import app
-from oomscope.model import Timeline, TimelinePoint
+from oomscope.model import Capture, Timeline, TimelinePoint
 from oomscope.postmortem.index import OutputIndex
 from oomscope.postmortem.series import SeriesKill, build_series
 from oomscope.postmortem.stage import InProcess, PostMortems
@@ -199,6 +199,20 @@ def test_a_series_whose_kills_are_removed_loses_its_page(tmp_path):
     fin.close()
     pages = [p.name for p in (tmp_path / "series").iterdir()]
     assert old.name not in pages and len(pages) == 2 and "notes.txt" in pages
+
+
+def test_a_restarted_leaks_life_starts_at_its_trough_not_at_a_reading_of_the_freeing():
+    """CI's 2026-12-07 run of tests/system/test_series.py: the sampler read the cgroup while the
+    first victim was being freed (anonymous 60.4 -> 29.1 MiB, then 17.2 as the restarted process
+    began), and the second kill's trend, fitted from 29.1 down and up again, read as a plateau."""
+    from oomscope.analysis.advice import trend_of
+
+    path = os.path.join(os.path.dirname(__file__), "..", "fixtures", "lives", "crashloop-second-kill-v1-6.18.json")
+    with open(path) as f:
+        c = Capture.from_json(f.read())
+    t = trend_of(c)
+    assert t.kind == "leak", t.text
+    assert 14 <= t.minutes * 60 <= 15.5 and t.r2 >= 0.95, t.text  # from -14.7 s (17.2 MiB) to the kill
 
 
 def test_a_restarted_leaks_trend_is_its_own_lifes_not_the_saw_tooth():
