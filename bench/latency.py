@@ -100,15 +100,13 @@ class CpuQuota:
         print(f"latency: {self.path} left: a process is still in it", file=sys.stderr, flush=True)
 
 
-#: the last run's captures: how many, and how many lack the victim's command line (read from /proc
-#: at the kill), the kernel's report, the victim's cgroup
-LAST_FACTS: dict = {}
-
-
 def one_run(hier, duration: float, near: bool, checkout: str = HERE, stages: Optional[dict] = None,
-            quota: Optional[CpuQuota] = None, storm_cpu: Optional[CpuQuota] = None, after_idle: float = 0.0) -> tuple:
+            quota: Optional[CpuQuota] = None, storm_cpu: Optional[CpuQuota] = None, after_idle: float = 0.0,
+            facts: Optional[dict] = None) -> tuple:
     """([latency seconds of each kill written], sampling attached during the storm); with
-    ``stages``, each kill's stages appended to its lists (seconds); with ``quota``, record runs in it."""
+    ``stages``, each kill's stages appended to its lists (seconds); with ``quota``, record runs in it;
+    with ``facts``, the run's captures counted into it: all, and those without the victim's command
+    line (read from /proc at the kill), the kernel's report, the victim's cgroup."""
     root = f"/oomscope-bench-{os.getpid()}"
     made = [create_cgroup(hier, root, 8 << 30)]  # record watches this tree only (--cgroup)
     fs_path = create_cgroup(hier, root + "/storm", 64 << 20)
@@ -151,8 +149,8 @@ def one_run(hier, duration: float, near: bool, checkout: str = HERE, stages: Opt
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
             lat = []
-            facts = LAST_FACTS
-            facts.clear()
+            if facts is None:
+                facts = {}
             facts.update(captures=0, no_cmdline=0, no_report=0, no_task_cgroup=0)
             for cap_path in glob.glob(os.path.join(out, "kills", "*", "capture.json")):
                 # what record had to read before the victim was gone, and the kernel's report joined
@@ -289,14 +287,14 @@ def quota_compare(hier, args) -> None:
             try:
                 quota = make(c)
                 storm_cpu = CpuQuota(None, args.storm_shares, what="storm") if args.storm_shares else None
-                lat, _ = one_run(hier, args.duration, False, HERE, parts[c], quota, storm_cpu, args.after_idle)
+                f: dict = {}
+                lat, _ = one_run(hier, args.duration, False, HERE, parts[c], quota, storm_cpu, args.after_idle, f)
                 said = f"; {quota.throttled()}" if quota else ""
             finally:
                 for q in (quota, storm_cpu):
                     if q is not None:
                         q.remove()
             pooled[c] += lat
-            f = LAST_FACTS
             print(f"round {r + 1}, {label(c)} (load {load:.1f}): {summary(lat) if lat else 'no kills'}{said}; "
                   f"captures {f.get('captures')}, without the victim's command line {f.get('no_cmdline')}, "
                   f"its cgroup {f.get('no_task_cgroup')}, the kernel's report {f.get('no_report')}", flush=True)

@@ -91,12 +91,10 @@ def warm_pages() -> None:
     """The end's modules imported and its pages' templates loaded (the post-mortem's, the series',
     the index's: ~0.065 s with jinja2's import; report/template_cache.py): done while this process
     waits for the worker (importer/split.py), the end then renders at once."""
-    from ..report.render import _env
     from ..postmortem import worker  # noqa: F401 (render_series' modules)
+    from ..report.render import load_templates
 
-    env = _env()
-    for name in ("postmortem.html.j2", "series.html.j2", "index.html.j2"):
-        env.get_template(name)
+    load_templates("postmortem.html.j2", "series.html.j2", "index.html.j2")
 
 
 def _import_source(source: LogSource, since_ts: Optional[float], post: PostMortems, written: List[str],

@@ -183,7 +183,7 @@ class Worker:
             os.close(self._said)
             self._said = -1
         if self.pid:
-            if self._status is None and not self.ended():  # a pid reaped by ended() may be another's now
+            if not self.ended():  # a pid reaped by ended() may be another's now
                 try:
                     os.kill(self.pid, signal.SIGKILL)
                 except ProcessLookupError:

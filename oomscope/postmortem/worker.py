@@ -75,9 +75,9 @@ def warm() -> None:
     (5-6 ms each) are compiled when first written, which is when no kill waits (serve). numpy is
     no longer loaded at all: analysis/advice.py fits in plain Python (numpy was 26-30 ms of the
     start there, 69 ms loaded, and ~5 MiB; issue 29, bench/README.md)."""
-    from ..report.render import _env
+    from ..report.render import load_templates
 
-    _env().get_template("postmortem.html.j2")
+    load_templates("postmortem.html.j2")
 
 
 def serve(out_dir: str, stdin=None, stdout=None, err=None, window_s: float = WINDOW_S,

@@ -54,6 +54,14 @@ def _env() -> jinja2.Environment:
     return env
 
 
+def load_templates(*names: str) -> None:
+    """Pages' templates loaded (compiled, or read from report/template_cache.py) ahead of the
+    first page that needs them: record's worker before its first kill, import while it waits."""
+    env = _env()
+    for name in names:
+        env.get_template(name)
+
+
 def render_html(capture: Capture, analysis: Optional[KillAnalysis] = None) -> str:
     view = build_view(capture, analysis)
     return _env().get_template("postmortem.html.j2").render(v=view)
