@@ -415,6 +415,24 @@ class Recorder:
                 f.close()
 
 
+def memtrace_dump(rec: Recorder, t: int) -> None:
+    """SIGUSR2 to a recorder run with bench/memtrace/sitecustomize.py (its OOMSCOPE_MEMTRACE folder);
+    the text dump it writes is kept as memtrace-PID-at-Ts.txt (its snapshots are numbered by it)."""
+    folder = rec.env.get("OOMSCOPE_MEMTRACE")
+    if not folder or rec.proc is None or rec.proc.poll() is not None:
+        return
+    path = os.path.join(folder, f"memtrace-{rec.proc.pid}.txt")
+    before = os.stat(path).st_mtime_ns if os.path.exists(path) else 0
+    os.kill(rec.proc.pid, signal.SIGUSR2)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the dump is written by the recorder's main thread, in a few seconds
+        if os.path.exists(path) and os.stat(path).st_mtime_ns != before:
+            os.replace(path, os.path.join(folder, f"memtrace-{rec.proc.pid}-at-{t}s.txt"))
+            return
+        time.sleep(0.2)
+    print(f"soak: recorder {rec.name} wrote no memtrace dump within 30 s", file=sys.stderr)
+
+
 def parse_env(text: str) -> Dict[str, str]:
     env = {}
     for item in text.split():
@@ -458,6 +476,9 @@ def main() -> int:
     ap.add_argument("--pair-code", default=None, help="the second recorder's checkout (this one by default)")
     ap.add_argument("--pair-record-args", default=None, help="the second recorder's options instead of --record-args "
                     "(e.g. '--keep 200' beside '--keep 30d')")
+    ap.add_argument("--memtrace-every", type=float, default=0.0, metavar="S",
+                    help="every S seconds, SIGUSR2 to each recorder whose environment sets OOMSCOPE_MEMTRACE (put "
+                         "bench/memtrace on its PYTHONPATH): tracemalloc's dumps, numbered, for compare_to between them")
     ap.add_argument("--windows-of", metavar="JSON", help="print the slopes per window of a run saved by --json, and run nothing")
     args = ap.parse_args()
     if args.windows_of:
@@ -512,6 +533,7 @@ def main() -> int:
         jvms: List[Pod] = []
         next_pod = next_kill = next_sample = next_scrape = t_ready
         next_report = t_ready + 60
+        next_memtrace = t_ready + args.memtrace_every if args.memtrace_every > 0 else float("inf")
         pod_gap = 60.0 / args.pods_per_minute if args.pods_per_minute > 0 else float("inf")
         worker_seen = set()
         end = t_ready + args.duration
@@ -586,6 +608,10 @@ def main() -> int:
                         counts["scrapes"] += 1
                     except OSError:
                         counts["scrape_errors"] += 1
+            if now >= next_memtrace:
+                next_memtrace += args.memtrace_every
+                for rec in recorders:
+                    memtrace_dump(rec, round(now - t_ready))
             # the recorder's process tree
             if now >= next_sample:
                 next_sample += args.sample_interval
