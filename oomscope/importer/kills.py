@@ -20,7 +20,7 @@ from ..capture.groups import killed_again, link
 from ..capture.inputs import Recording
 from ..containers import NodeNames, workload_of
 from ..kernel.kmsg import KmsgRecord
-from ..kernel.logformats import LogLine, ReaderState, plain_dmesg, read_log_lines
+from ..kernel.logformats import DmesgRecords, LogLine, ReaderState, plain_dmesg, plain_top_usec, read_log_lines
 from ..kernel.oom_report import OomReport, OomReportParser
 from ..model import Capture, Host, Source
 from ..terminal import terminal_safe
@@ -141,15 +141,11 @@ class KillReader:
             if slow:
                 yield from self._read(read_log_lines(_lines_of(slow), state=st), capture, check)
                 slow, check = [], False
-            seq, synthetic = st.seq, st.synthetic
-            records = []
-            for sec, frac, line in recs:
-                seq += 1
-                usec = int(sec) * 1_000_000 + int(frac)
-                if usec > synthetic:
-                    synthetic = usec
-                records.append(_new(KmsgRecord, (6, 0, seq, usec, line)))
-            st.seq, st.synthetic = seq, synthetic
+            records = DmesgRecords(recs, st.seq)  # (each record made when asked)
+            st.seq += len(recs)
+            top = plain_top_usec(recs)
+            if top > st.synthetic:
+                st.synthetic = top
             try:
                 rep = self.parser.feed_block(records)
             except Exception:  # read line by line below, where a parser's failure is said
@@ -220,7 +216,7 @@ class KillReader:
                     clean = self.skim(_lines_of(slow)) and clean
                     slow = []
                 st.seq += len(recs)
-                top = max(int(sec) * 1_000_000 + int(frac) for sec, frac, _ in recs)
+                top = plain_top_usec(recs)
                 if top > st.synthetic:
                     st.synthetic = top
                 if "or sacrifice child" in text:

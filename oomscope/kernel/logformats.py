@@ -118,6 +118,43 @@ def plain_dmesg(text: str) -> "Optional[List[Tuple[str, str, str]]]":
     return recs
 
 
+class DmesgRecords:
+    """A plain dmesg region's records (plain_dmesg's lines, numbered on from ``seq``), each made
+    when asked: OomReportParser.feed_block reads their texts and three records of a report, so a
+    region read whole makes no record per line (issue 29, eighth pass). A record's printk time is
+    read_log_lines' int(sec) * 10**6 + int(usec): plain_dmesg's microseconds are always six ASCII
+    digits, so it is the int of the two strings together (int() reads past the seconds' padding)."""
+
+    __slots__ = ("lines", "seq", "texts")
+
+    def __init__(self, lines: List[Tuple[str, str, str]], seq: int):
+        self.lines = lines
+        self.seq = seq  # the record count before the first line
+        self.texts = [t for _, _, t in lines]
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __getitem__(self, i: int) -> KmsgRecord:
+        if i < 0:
+            i += len(self.lines)
+        if i < 0:
+            raise IndexError(i)
+        sec, frac, text = self.lines[i]
+        return _new(KmsgRecord, (6, 0, self.seq + i + 1, int(sec + frac), text))
+
+    def __iter__(self) -> Iterator[KmsgRecord]:
+        seq = self.seq
+        for sec, frac, text in self.lines:
+            seq += 1
+            yield _new(KmsgRecord, (6, 0, seq, int(sec + frac), text))
+
+
+def plain_top_usec(lines: List[Tuple[str, str, str]]) -> int:
+    """The latest printk time of plain_dmesg's lines, as their records have it (DmesgRecords)."""
+    return max([int(sec + frac) for sec, frac, _ in lines])
+
+
 class LogLine(NamedTuple):
     record: KmsgRecord
     wall: Optional[float] = None  # seconds since the epoch, UTC, when the line carries a date

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from .cgroupfs import cgroup_within
 from .kmsg import KmsgRecord, parse_kmsg_dump
+from .logformats import DmesgRecords
 
 @dataclass
 class CounterLine:
@@ -396,7 +397,7 @@ class OomReportParser:
         out.extend(self.finish())
         return out
 
-    def feed_block(self, recs: List[KmsgRecord]) -> Optional[OomReport]:
+    def feed_block(self, recs: Union[List[KmsgRecord], DmesgRecords]) -> Optional[OomReport]:
         """A whole report region's records at once (importer/kills.py, for plain dmesg regions):
         the report ``feed`` gives for them one by one, read with a few checks over the lines, when
         the region is a memcg report in its common shape (header, lines of no meaning here, the
@@ -406,7 +407,7 @@ class OomReportParser:
         was most of a storm's parse (issue 29)."""
         if self._cur is not None or self._mode is not None or self._sacrifice is not None or not 8 <= len(recs) <= _BLOCK_MAX:
             return None
-        texts = [r.text for r in recs]
+        texts = recs.texts if type(recs) is DmesgRecords else [r.text for r in recs]  # (a fresh list each)
         head, last = texts[0], texts[-1]
         h = _RE_HEADER.match(head)
         middle = "\n".join(texts[1:-1])
