@@ -424,13 +424,15 @@ def memtrace_dump(rec: Recorder, t: int) -> None:
     path = os.path.join(folder, f"memtrace-{rec.proc.pid}.txt")
     before = os.stat(path).st_mtime_ns if os.path.exists(path) else 0
     os.kill(rec.proc.pid, signal.SIGUSR2)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # the dump is written by the recorder's main thread, in a few seconds
+    # written by the recorder's main thread: ~40-60 s here at 20 MiB traced (the soak of 2026-12-07
+    # 09:06: its snapshot, then the walk over every object gc tracks, twice); this loop waits for it
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
         if os.path.exists(path) and os.stat(path).st_mtime_ns != before:
             os.replace(path, os.path.join(folder, f"memtrace-{rec.proc.pid}-at-{t}s.txt"))
             return
         time.sleep(0.2)
-    print(f"soak: recorder {rec.name} wrote no memtrace dump within 30 s", file=sys.stderr)
+    print(f"soak: recorder {rec.name} wrote no memtrace dump within 180 s", file=sys.stderr)
 
 
 def parse_env(text: str) -> Dict[str, str]:
