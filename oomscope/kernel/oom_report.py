@@ -352,9 +352,15 @@ _BLOCK_DANGER = ("invoked oom-killer", "is already exiting", "or sacrifice child
                  "oom_reaper", "killed as a result of limit of", "Mem-Info", "pages RAM", "Free swap", "Total swap")
 #: the lines _report_line reads (for a line that is none of these it only keeps the text)
 _RE_BLOCK_SPECIAL = re.compile(r"CPU: |memory|swap|kmem|Memory cgroup stats for |\[\s*pid|Tasks state|oom-kill:|Task in ")
+#: the first characters of _RE_BLOCK_SPECIAL's lines: a line beginning otherwise is none of them
+#: (a test of its first character, a tenth of the regex's failed match: most of a report's lines)
+_BLOCK_SPECIAL_FIRST = frozenset("CmskM[To")
 _COUNTER_ATTR = {"memory": "memory", "memory+swap": "memsw", "swap": "swap", "kmem": "kmem"}
 #: a memory.stat line as _RE_STAT reads it, ASCII digits (any other is read line by line)
 _RE_STAT_ASCII = re.compile(r"([a-z_0-9]+) ([0-9]+)\Z")
+#: consecutive lines that _RE_STAT_ASCII takes, in lines joined by "\n" (feed_block reads them at
+#: once: matched and read line by line, they were a third of a report's reading, issue 29)
+_RE_STAT_LINES = re.compile(r"(?:[a-z_0-9]+ [0-9]+(?:\n|\Z))*")
 
 
 class OomReportParser:
@@ -427,7 +433,7 @@ class OomReportParser:
         # the lines before the counters: none may be one the parser reads (the danger above, then these)
         while i < n:
             t = texts[i]
-            if _RE_BLOCK_SPECIAL.match(t) is None:
+            if t[:1] not in _BLOCK_SPECIAL_FIRST or _RE_BLOCK_SPECIAL.match(t) is None:
                 i += 1
                 continue
             if rep.trigger_pid is None and t.startswith("CPU: "):
@@ -453,13 +459,11 @@ class OomReportParser:
             return None
         rep.stats_cgroup = t[len(_STATS_PREFIX):-1]
         i += 1
-        stat = rep.memory_stat
-        while i < n:
-            st = _RE_STAT_ASCII.match(texts[i])
-            if st is None:
-                break
-            stat[st.group(1)] = int(st.group(2))
-            i += 1
+        # memory.stat's lines at once: those _RE_STAT_ASCII takes one by one, from line i of middle
+        # on, each "key value" with no other space: split, they are key, value, key, value, ...
+        words = _RE_STAT_LINES.match(middle, sum(map(len, texts[1:i])) + i - 1).group().split()
+        rep.memory_stat.update(zip(words[0::2], map(int, words[1::2])))
+        i += len(words) // 2
         if i + 1 >= n or texts[i] != _TASKS_TITLE:
             return None
         cols = [c for c in re.sub(r"^\[\s*pid\s*\]", "pid", texts[i + 1]).split(" ") if c]
@@ -480,7 +484,8 @@ class OomReportParser:
         if not summary.startswith("oom-kill:") or _RE_TASK_ROW.match(summary):
             return None
         rep.summary_usec, rep.summary_seq, rep.summary_raw = recs[n - 1].usec, recs[n - 1].seq, summary
-        parse_oom_summary(summary, None, rep.stats_cgroup)  # as feed does (its result is read again below)
+        # (feed reads the summary twice, without the comm, then with the Killed line's: the first
+        # reading is replaced by the second and cannot fail, string operations only; not done here)
         rep.killed, rep.killed_usec, rep.last_seq = killed, recs[n].usec, recs[n].seq
         rep.summary = parse_oom_summary(summary, killed.comm, rep.stats_cgroup)
         rep.lines = texts
