@@ -344,6 +344,8 @@ _ARCH_SIGNS = (
 #: _ARCH_SIGNS as one pattern: at a line's start the alternatives are tried in their order, so
 #: the group that matches is the first sign of the list that does (one match a line, not five)
 _RE_ARCH = re.compile("|".join(f"(?:{rx.pattern})" for rx, _ in _ARCH_SIGNS))
+#: _RE_ARCH after a newline (logged_host's text of lines: a line's start is after its newline)
+_RE_ARCH_AFTER_NEWLINE = re.compile("\n(?:" + "|".join(f"(?:{rx.pattern[1:]})" for rx, _ in _ARCH_SIGNS) + ")")
 _ARCH_IN_RELEASE = (("x86_64", "x86_64"), ("amd64", "x86_64"), ("aarch64", "aarch64"), ("arm64", "aarch64"),
                     ("ppc64le", "ppc64"), ("ppc64", "ppc64"), ("s390x", "s390x"), ("i686", "i386"))
 #: base page sizes fixed by the architecture (x86 and s390 have only 4 KiB base pages); arm64
@@ -368,7 +370,51 @@ def logged_host(rep: OomReport) -> LoggedHost:
     """Reads the logging machine's facts from its report's lines: the kernel release from dump_stack's
     ``CPU: .. Comm: .. Not tainted <release>`` line, the architecture from the register dump or call
     trace (else the release's suffix), the page size from a global OOM's Mem-Info (pages) against
-    its per-node lines (kB), else from the architecture when it has one page size."""
+    its per-node lines (kB), else from the architecture when it has one page size.
+
+    The lines are looked at in one text (each line after a newline): the few that begin with what
+    is read are found by a search, not each line tried in turn (a fifth of an imported kill's
+    capture, issue 29, eighth pass); lines holding a newline of their own are read one by one
+    (_logged_host_each: the same facts, tests/unit/test_import_fast.py)."""
+    lines = rep.lines
+    text = "\n" + "\n".join(lines)
+    if text.count("\n") != len(lines):
+        return _logged_host_each(rep)
+    out = LoggedHost()
+    node_kb = 0
+    i = text.find("\nCPU: ")
+    while i >= 0 and out.kernel_release is None:
+        m = _RE_RELEASE.match(_line_at(text, i))
+        if m:
+            out.kernel_release = m.group("rel")
+        i = text.find("\nCPU: ", i + 1)
+    i = text.find("\nHardware name: ")
+    if i >= 0:
+        out.hardware = _line_at(text, i)[len("Hardware name: "):].strip()
+    i = text.find("\nNode ")
+    while i >= 0:
+        m = _RE_NODE_ANON.match(_line_at(text, i))
+        if m:
+            node_kb += int(m.group(1)) + int(m.group(2))
+        i = text.find("\nNode ", i + 1)
+    a = _RE_ARCH_AFTER_NEWLINE.search(text)
+    if a is not None:
+        line = _line_at(text, a.start())
+        for rx, arch in _ARCH_SIGNS:
+            if rx.match(line):
+                out.arch, out.arch_from = arch, "the report's register dump / call trace"
+                break
+    return _logged_host_end(rep, out, node_kb)
+
+
+def _line_at(text: str, i: int) -> str:
+    """The line after the newline at ``i``."""
+    end = text.find("\n", i + 1)
+    return text[i + 1:end] if end >= 0 else text[i + 1:]
+
+
+def _logged_host_each(rep: OomReport) -> LoggedHost:
+    """logged_host, its report's lines tried one by one."""
     out = LoggedHost()
     node_kb = 0
     for line in rep.lines:
@@ -387,6 +433,11 @@ def logged_host(rep: OomReport) -> LoggedHost:
                 if rx.match(line):
                     out.arch, out.arch_from = arch, "the report's register dump / call trace"
                     break
+    return _logged_host_end(rep, out, node_kb)
+
+
+def _logged_host_end(rep: OomReport, out: LoggedHost, node_kb: int) -> LoggedHost:
+    """logged_host's facts from its lines' facts: the architecture from the release, the page size."""
     if out.arch is None and out.kernel_release:
         for needle, arch in _ARCH_IN_RELEASE:
             if needle in out.kernel_release:
