@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence
 
-from ..analysis.attribution import analyse
+from ..analysis.attribution import top_and_others
 from ..analysis.limit import limit_hit_of
 from ..analysis.result import KillAnalysis
 from ..analysis.verdict import OTHERS_SHARE
@@ -48,18 +48,23 @@ MOSTLY_WORDS = {
 def mostly(a) -> str:
     """What the charge was mostly made of, in the index's words; other processes when they held
     the share the verdict names them at (analysis/verdict.py, OTHERS_SHARE)."""
-    keys = list(a.top_categories)
     others = next((p.bytes for p in a.reconciliation if p.key == "other_processes"), 0)
-    if a.usage_bytes and others >= OTHERS_SHARE * a.usage_bytes:
+    return _mostly_words(a.top_categories, others, a.usage_bytes)
+
+
+def _mostly_words(top: List[str], others: int, usage: Optional[int]) -> str:
+    keys = list(top)
+    if usage and others >= OTHERS_SHARE * usage:
         keys.append("other_processes")
     return ", ".join(MOSTLY_WORDS.get(k, k) for k in keys)
 
 
 def row_for(capture: Capture, analysis: Optional[KillAnalysis] = None) -> IndexRow:
-    """The index's row; the kill's analysis when the caller has it (record), else the attribution
-    alone, which is all a row shows (a capture read from disk)."""
+    """The index's row; the kill's analysis when the caller has it (record), else what a row
+    shows of the attribution (a capture read from disk, import's kills: analysis/attribution.py
+    top_and_others, as ``mostly(analyse(capture))`` says it)."""
     try:
-        cats = mostly(analysis.attribution if analysis is not None else analyse(capture))
+        cats = mostly(analysis.attribution) if analysis is not None else _mostly_words(*top_and_others(capture), capture.at_kill.usage_bytes)
     except Exception:  # one odd capture must not cost the index
         cats = ""
     cg = capture.cgroup
