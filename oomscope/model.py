@@ -625,8 +625,11 @@ class Capture:
         """``indent=None``: one line, by json's C encoder (an indent takes its pure-Python one, 3x the
         time: 0.12 against 0.04 ms for a full report's capture); import writes thousands. One line
         is encoded from the dataclasses themselves (_json_fields), not from a copy made by to_dict:
-        the same text (tested on a storm's 4,446 captures), a third less time (issue 29)."""
+        the same text (tested on a storm's 4,446 captures), a third less time (issue 29); by an
+        encoder made once (_one_line_encoder)."""
         if indent is None:
+            if _ONE_LINE is not None:
+                return "".join(_ONE_LINE(self, 0)) + "\n"
             return json.dumps(self, default=_json_fields, sort_keys=False, ensure_ascii=False) + "\n"
         return json.dumps(self.to_dict(), indent=indent, sort_keys=False, ensure_ascii=False) + "\n"
 
@@ -787,6 +790,28 @@ def _json_fields(obj: Any) -> Any:
     return _plain(obj)
 
 
+def _one_line_encoder() -> Any:
+    """json's C encoder as ``json.dumps(obj, default=_json_fields, ensure_ascii=False)`` makes it,
+    made once instead of for each capture (with its JSONEncoder, ~7 us of a storm kill's ~50 us
+    of JSON: issue 29, eighth pass), without the check for cycles (a capture has none: a cycle
+    would end in RecursionError instead of ValueError). None where json has no C encoder, or it
+    does not take these arguments or give that text: to_json calls json.dumps then."""
+    try:
+        import json.encoder
+
+        c_make_encoder = getattr(json.encoder, "c_make_encoder", None)  # (not in typeshed's json.encoder)
+        encode_basestring = json.encoder.encode_basestring
+        if c_make_encoder is None:
+            return None
+        enc = c_make_encoder(None, _json_fields, encode_basestring, None, ": ", ", ", False, False, True)
+        probe: Any = {"a": [1, 2.5, None, True, "\u00e9\n\"", {}], "b": Times(kill_wall="x")}
+        if "".join(enc(probe, 0)) != json.dumps(probe, default=_json_fields, ensure_ascii=False):
+            return None
+        return enc
+    except Exception:
+        return None
+
+
 def _plain(obj: Any) -> Any:
     """Dataclasses as dicts, recursively; strings, numbers and enum members (immutable) as they are.
     A leaf is taken as it is without a call (a capture's memory.stat dicts are most of its values:
@@ -875,3 +900,7 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         except ValueError:
             raise CaptureError(f"{where}: unknown value {value!r}") from None
     raise CaptureError(f"{where}: unsupported type {tp!r}")  # pragma: no cover - schema bug
+
+
+#: Capture.to_json's one-line encoder (_one_line_encoder)
+_ONE_LINE = _one_line_encoder()
