@@ -205,25 +205,26 @@ def parse_counter_line(line: str) -> Optional[Tuple[str, CounterLine]]:
 
 
 def parse_killed_line(line: str) -> Optional[KilledProcess]:
-    m = _RE_KILLED.match(line) or _RE_KILLED_26.match(line)
+    m = _RE_KILLED.match(line) or _RE_KILLED_26.match(line) if "Killed process " in line else None
     if not m:
         return None
-
-    def num(name: str) -> Optional[int]:
-        v = m.group(name)
-        return int(v) if v is not None else None
-
+    # the groups at once (a group the older shape lacks is None): every kill's line is read here
+    g = m.groupdict()
+    total_vm, anon, file_, uid, pgtables, adj, shmem = (g["total_vm"], g["anon"], g["file"], g["uid"], g.get("pgtables"),
+                                                        g.get("adj"), g.get("shmem"))
+    if uid is None:
+        uid = g.get("uid_old")
     return KilledProcess(
-        message=m.group("message") or "",
-        pid=int(m.group("pid")),
-        comm=m.group("comm"),
-        total_vm_kb=num("total_vm"),
-        anon_rss_kb=num("anon"),
-        file_rss_kb=num("file"),
-        uid=num("uid") if m.group("uid") is not None else num("uid_old") if "uid_old" in m.re.groupindex else None,
-        pgtables_kb=num("pgtables") if "pgtables" in m.re.groupindex else None,
-        oom_score_adj=num("adj") if "adj" in m.re.groupindex else None,
-        shmem_rss_kb=num("shmem") if "shmem" in m.re.groupindex else None,
+        message=g["message"] or "",
+        pid=int(g["pid"]),
+        comm=g["comm"],
+        total_vm_kb=int(total_vm) if total_vm is not None else None,
+        anon_rss_kb=int(anon) if anon is not None else None,
+        file_rss_kb=int(file_) if file_ is not None else None,
+        uid=int(uid) if uid is not None else None,
+        pgtables_kb=int(pgtables) if pgtables is not None else None,
+        oom_score_adj=int(adj) if adj is not None else None,
+        shmem_rss_kb=int(shmem) if shmem is not None else None,
     )
 
 
@@ -420,7 +421,8 @@ class OomReportParser:
         if h is None or "\n" in head or "\r" in middle or middle.count("\n") != len(texts) - 3 \
                 or any(d in middle for d in _BLOCK_DANGER):
             return None
-        if "is already exiting. Skip killing the task" in last or "or sacrifice child" in last or _RE_HEADER.match(last):
+        if "is already exiting. Skip killing the task" in last or "or sacrifice child" in last \
+                or " invoked oom-killer: " in last and _RE_HEADER.match(last):
             return None
         killed = parse_killed_line(last) if "Killed process " in last else None
         if killed is None:
