@@ -491,7 +491,7 @@ def bounded(rep: OomReport) -> bool:
         nums.extend(row.values.values())
     if not set(map(type, nums)) <= _INT_OR_NONE:
         return False
-    nums = [n for n in nums if n is not None]
+    nums = list(filter(None, nums))  # (ints and None: without the Nones, and the zeros, which are in bounds)
     return not nums or (-_BOUND < min(nums) and max(nums) < _BOUND)
 
 
