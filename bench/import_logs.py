@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from oomscope.importer import import_reports, open_log  # noqa: E402
@@ -71,12 +72,13 @@ def timed(fn):
     return time.perf_counter() - t, out
 
 
-def paired(log: str, runs: int, checkouts: list, out_dir: str, python: str) -> None:
+def paired(log: str, runs: int, checkouts: list, out_dir: str, python: str, outs: Optional[dict] = None) -> None:
     """bench/README.md's method: whole processes timed from outside (wall from start to reap; CPU
     the user and system time of the process and the children it waited for), page cache warm,
     ``grep -c 'Killed process'`` then each checkout's ``oomscope import LOG -o NEW_FOLDER`` in
     turn, their order alternated, a warm-up round first, every run into a new folder (none removed:
-    ext4's scan of recently freed inodes would be measured instead); ratios pair by pair."""
+    ext4's scan of recently freed inodes would be measured instead); ratios pair by pair. ``outs``:
+    a name's runs written under another folder (one checkout under two names, on two file systems)."""
     import statistics
 
     os.makedirs(out_dir, exist_ok=True)
@@ -100,7 +102,8 @@ def paired(log: str, runs: int, checkouts: list, out_dir: str, python: str) -> N
         for name, co in (checkouts if i % 2 == 0 else checkouts[::-1]):
             # run from the checkout: ``python -m`` puts the current folder first on sys.path, before PYTHONPATH
             env = dict(os.environ, PYTHONPATH=co)
-            row[name] = run([python, "-m", "oomscope", "import", log, "-o", os.path.join(out_dir, f"{name}-{i}")], env=env, cwd=co)
+            row[name] = run([python, "-m", "oomscope", "import", log, "-o", os.path.join((outs or {}).get(name, out_dir), f"{name}-{i}")],
+                            env=env, cwd=co)
         load = open("/proc/loadavg").read().split()[0]
         print(f"run {i}{' (warm-up)' if i == 0 else ''}: load {load}, grep {g[0]:.3f} s; " +
               "; ".join(f"{n} {w:.2f} s wall, {c:.2f} s CPU ({w / g[0]:.1f}x grep)" for n, (w, c, _) in row.items()), flush=True)
@@ -116,11 +119,13 @@ def paired(log: str, runs: int, checkouts: list, out_dir: str, python: str) -> N
     for name in names:
         r = got[name]
         print(f"{name}: wall {med([a[0] for a, _ in r])} s = {med([a[0] / g[0] for a, g in r])}x grep; "
-              f"CPU {med([a[1] for a, _ in r])} s (sys {med([a[2] for a, _ in r])}) = {med([a[1] / g[1] for a, g in r])}x grep's CPU")
+              f"CPU {med([a[1] for a, _ in r])} s (user {med([a[1] - a[2] for a, _ in r])}, sys {med([a[2] for a, _ in r])}) "
+              f"= {med([a[1] / g[1] for a, g in r])}x grep's CPU")
     for other in names[1:]:
         pairs = list(zip(got[names[0]], got[other]))
         print(f"{other} / {names[0]}, paired: wall {med([b[0][0] / a[0][0] for a, b in pairs])}, "
-              f"CPU {med([b[0][1] / a[0][1] for a, b in pairs])}")
+              f"CPU {med([b[0][1] / a[0][1] for a, b in pairs])}, user {med([(b[0][1] - b[0][2]) / (a[0][1] - a[0][2]) for a, b in pairs])}, "
+              f"sys {med([b[0][2] / a[0][2] for a, b in pairs])}")
 
 
 def main() -> None:
@@ -137,13 +142,17 @@ def main() -> None:
     ap.add_argument("--log", help="the log for --paired (written by --write-only)")
     ap.add_argument("--runs", type=int, default=5, help="--paired: runs after the warm-up")
     ap.add_argument("--python", default=sys.executable, help="--paired: the interpreter to run each checkout with")
+    ap.add_argument("--out", nargs="+", default=[], metavar="NAME=DIR",
+                    help="--paired: NAME's runs written in a new folder under DIR (e.g. one checkout as two names, "
+                         "on ext4 and on tmpfs); the others' under --dir")
     args = ap.parse_args()
     if args.paired:
         if not args.log:
             ap.error("--paired needs --log FILE")
         checkouts = [tuple(a.split("=", 1)) if "=" in a else (os.path.basename(a.rstrip("/")), a) for a in args.paired]
         checkouts = [(name, os.path.abspath(co)) for name, co in checkouts]
-        paired(args.log, args.runs, checkouts, tempfile.mkdtemp(dir=args.dir, prefix="oomscope-bench-import-paired-"), args.python)
+        outs = {name: tempfile.mkdtemp(dir=d, prefix="oomscope-bench-import-paired-") for name, d in (a.split("=", 1) for a in args.out)}
+        paired(args.log, args.runs, checkouts, tempfile.mkdtemp(dir=args.dir, prefix="oomscope-bench-import-paired-"), args.python, outs)
         return
     if args.write_only:
         print(f"{write_log(args.write_only, args.mib << 20, args.ordinary)} kills")
