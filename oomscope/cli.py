@@ -94,6 +94,7 @@ def record(
     workload_burst: Annotated[int, typer.Option(metavar="N", help="in a storm, each workload (pod, container, unit, else cgroup) gets N post-mortems in a row, then one per --workload-every; the kills beyond are counted, not written")] = 10,
     workload_every: Annotated[float, typer.Option(metavar="SECONDS", help="after the burst, at most one post-mortem per workload every SECONDS (0: no limit)")] = 60.0,
     workload_disk: Annotated[str, typer.Option(metavar="SIZE", help="the most disk one workload's post-mortems may take; beyond it, its own oldest are removed (0: no limit)")] = "64M",
+    max_disk: Annotated[str, typer.Option(metavar="SIZE", help="the most disk all post-mortems may take together; beyond it, the oldest of the workload that holds most go first, each workload's newest last (0: no limit)")] = "1G",
     series_window: Annotated[float, typer.Option(metavar="SECONDS", min=0, help=SERIES_HELP)] = 3600.0,
     mode: Annotated[Optional[str], typer.Option("--mode", metavar="OCTAL", help=MODE_HELP)] = None,
     allow_shared_output: Annotated[bool, typer.Option("--allow-shared-output", help=SHARED_HELP)] = False,
@@ -112,7 +113,7 @@ def record(
     options = dict(output=output, duration=duration, cgroup=cgroup, lab=lab, lab_limit=lab_limit,
                    metrics_addr=metrics_addr, log_format=log_format, keep=keep, mode=mode,
                    allow_shared_output=allow_shared_output, workload_burst=workload_burst,
-                   workload_every=workload_every, workload_disk=workload_disk, series_window=series_window,
+                   workload_every=workload_every, workload_disk=workload_disk, max_disk=max_disk, series_window=series_window,
                    alloc_sites=alloc_sites, user_kills=user_kills, throttle_share=throttle_share)
     replace_process(options)
     raise typer.Exit(run(options))

@@ -29,6 +29,12 @@ EVERY_S = 60.0
 #: default of ``record --workload-disk``: the most one workload's kill folders take on disk before
 #: its own oldest are removed (~900 post-mortems of ~72 KB: 15 hours of a storm at the rate above)
 DISK_BYTES = 64 << 20
+#: default of ``record --max-disk``: the most all kill folders take on disk together. Each
+#: workload's budget does not bound the sum: a tenant whose many pods each die (a Deployment of
+#: crash-looping replicas, a Job's new pod at each retry) is many workloads, and with --keep 30d
+#: it could fill the node's disk (the soak's rate, a new pod killed every 2.5 s, wrote ~100 MB/h:
+#: ~69 KiB a kill folder on ext4, bench/README.md "Soak"). 1 GiB holds ~15,000 of them.
+MAX_DISK_BYTES = 1 << 30
 #: workloads whose buckets are kept; beyond, the one touched longest ago is forgotten (its count of
 #: kills not written, if any, is said in the log first)
 MAX_WORKLOADS = 4096

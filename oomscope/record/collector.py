@@ -49,7 +49,7 @@ from . import heap
 from .announce import Announcer
 from .status import STATUS_EVERY_NS, STATUS_FILE, status_document
 from .watchdog import Watchdog
-from .budget import BURST, DISK_BYTES, EVERY_S, Budget, workload_key
+from .budget import BURST, DISK_BYTES, EVERY_S, MAX_DISK_BYTES, Budget, workload_key
 from .evidence import EvidenceGatherer, LiveReads
 from .joiner import KillJoiner, PendingKill
 from .memory import drop_compiler_pages, trim_heap
@@ -133,6 +133,9 @@ class RecordOptions:
     workload_burst: int = BURST
     workload_every_s: float = EVERY_S
     workload_disk_bytes: Optional[int] = DISK_BYTES
+    #: the most all kill folders may take on disk together (record/retention.py Ledger.trim_total;
+    #: None: no limit): many workloads, each within its own budget, must not fill the node's disk
+    max_disk_bytes: Optional[int] = MAX_DISK_BYTES
     #: growth sites and who hit the limit, sampled near limits only (record/sites.py)
     alloc_sites: bool = True
     #: kills by user-space killers (earlyoom, systemd-oomd, the kubelet) and SIGKILLs under memory
@@ -180,7 +183,8 @@ class Collector:
         self.finisher = downstream.start_finisher(opts.output, err)
         try:
             self.outputs = Outputs(opts.output, self.finisher, opts.keep, err,
-                                   disk_budget=opts.workload_disk_bytes, syncer=safefs.Syncer())
+                                   disk_budget=opts.workload_disk_bytes, max_disk=opts.max_disk_bytes,
+                                   syncer=safefs.Syncer())
             self.budget = Budget(opts.workload_burst, opts.workload_every_s)
             try:
                 layout, why_not = memcg_snapshot_layout(self.hier.version), ""

@@ -23,7 +23,7 @@ from . import heap
 
 #: the options of ``record``, as cli.py passes them (its parameters' names)
 OPTIONS = ("output", "duration", "cgroup", "lab", "lab_limit", "metrics_addr", "log_format", "keep",
-           "mode", "allow_shared_output", "workload_burst", "workload_every", "workload_disk", "series_window",
+           "mode", "allow_shared_output", "workload_burst", "workload_every", "workload_disk", "max_disk", "series_window",
            "alloc_sites", "user_kills", "throttle_share")
 
 
@@ -51,7 +51,7 @@ def _sampled(collector, cgroup: str) -> bool:
 
 
 def _workload_disk(text: str):
-    """--workload-disk: a size, or 0 (no limit: None)."""
+    """--workload-disk and --max-disk: a size, or 0 (no limit: None)."""
     from ..units import parse_size
 
     return None if str(text).strip().lower() in ("0", "off", "none") else parse_size(str(text))
@@ -75,6 +75,7 @@ def parse_options(o: dict):
     opts = RecordOptions(output=o["output"], duration_s=o["duration"], cgroup=o["cgroup"], metrics_addr=o["metrics_addr"],
                          log_format=log_format, keep=Retention.parse(o["keep"]) if o["keep"] is not None else None,
                          workload_burst=burst, workload_every_s=float(every), workload_disk_bytes=disk,
+                         max_disk_bytes=_workload_disk(o.get("max_disk", "1G")),
                          alloc_sites=bool(o.get("alloc_sites", True)), user_kills=bool(o.get("user_kills", True)),
                          throttle_share=float(o.get("throttle_share", 0.1)))
     return opts, o["lab"], limit

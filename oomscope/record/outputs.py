@@ -31,7 +31,7 @@ class Written:
 
 class Outputs:
     def __init__(self, out_dir: str, finisher: Finisher, retention: Optional[Retention], err: TextIO,
-                 disk_budget: Optional[int] = None, syncer: Optional[Syncer] = None):
+                 disk_budget: Optional[int] = None, syncer: Optional[Syncer] = None, max_disk: Optional[int] = None):
         self.out_dir = out_dir
         #: takes each capture's fsyncs beside record's loop (record: ``synced`` says when they are
         #: done); None: each capture is on disk when ``write`` returns
@@ -42,11 +42,13 @@ class Outputs:
         self.groups = GroupLinker()
         #: the most bytes one workload's kill folders may take (record --workload-disk; None: no limit)
         self.disk_budget = disk_budget
+        #: the most bytes all kill folders may take (record --max-disk; None: no limit)
+        self.max_disk = max_disk
         #: the kill folders by workload (when either limit is set): read now, at record's start, not
         #: at its first kill, which waited for it: it reads every capture of the folder (2000 kill
         #: folders ~1 s, bench/README.md, issue 29); at the first write if it could not be read now
         self.ledger: Optional[Ledger] = None
-        if retention is not None or disk_budget:
+        if retention is not None or disk_budget or max_disk:
             try:
                 with Dir(out_dir) as out:
                     self.ledger = Ledger.read(out)
@@ -77,7 +79,7 @@ class Outputs:
             # The first victim's capture and post-mortem, again, now listing every victim.
             atomic_write(head.capture_path, head.capture.to_json(None))
             self.finisher.rerender(head.capture_path, head.capture)
-        if self.retention is not None or self.disk_budget:
+        if self.retention is not None or self.disk_budget or self.max_disk:
             self._share(capture, capture_path)
         return Written(capture_path, job=job)
 
@@ -86,7 +88,8 @@ class Outputs:
         return (True, None) if self.syncer is None else self.syncer.done(written.capture_path, timeout_s)
 
     def _share(self, capture: Capture, capture_path: str) -> None:
-        """The workload's disk budget, then --keep, each taking from the workloads that hold most."""
+        """The workload's disk budget, then --keep, then --max-disk, each taking from the workloads
+        that hold most."""
         if self.ledger is None:
             with Dir(self.out_dir) as out:
                 self.ledger = Ledger.read(out)
@@ -95,5 +98,7 @@ class Outputs:
         removed = self.ledger.trim(self.out_dir, key, self.disk_budget) if self.disk_budget else []
         if self.retention is not None:
             removed += self.retention.prune(self.out_dir, keep={os.path.dirname(capture_path)}, ledger=self.ledger)
+        if self.max_disk:
+            removed += self.ledger.trim_total(self.out_dir, self.max_disk, keep={os.path.basename(os.path.dirname(capture_path))})
         for folder in removed:
             self.finisher.remove(folder)

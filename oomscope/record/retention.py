@@ -33,6 +33,8 @@ from .budget import workload_key
 READ_LIMIT = 16 << 20
 #: the workload of a kill folder whose capture cannot be read
 UNKNOWN = "?"
+#: a kill folder this old (seconds, by its capture's time) is measured for good, post-mortem or not
+SETTLED_S = 600.0
 
 
 @dataclass
@@ -134,19 +136,32 @@ class Ledger:
 
     def __init__(self) -> None:
         self.folders: Dict[str, Folder] = {}
+        #: bytes of the folders whose size is known for good (Folder.bytes set), and the names of
+        #: those not measured for good yet (new, or read at the start): trim_total's sum without a
+        #: stat of every folder at every kill
+        self._measured = 0
+        self._unmeasured: Set[str] = set()
 
     @classmethod
     def read(cls, out: Dir) -> "Ledger":
         ledger = cls()
         for name, t in out.kill_folders():
             ledger.folders[name] = Folder(_workload_on_disk(out, name), t)
+            ledger._unmeasured.add(name)
         return ledger
 
     def add(self, name: str, workload: str, t: Optional[float] = None) -> None:
+        old = self.folders.get(name)
+        if old is not None:
+            self.discard(name)
         self.folders[name] = Folder(workload, time.time() if t is None else t)
+        self._unmeasured.add(name)
 
     def discard(self, name: str) -> None:
-        self.folders.pop(name, None)
+        f = self.folders.pop(name, None)
+        if f is not None and f.bytes is not None:
+            self._measured -= f.bytes
+        self._unmeasured.discard(name)
 
     def trim(self, out_dir: str, workload: str, max_bytes: int) -> List[str]:
         """Removes the workload's oldest kill folders while its folders take more than
@@ -166,15 +181,72 @@ class Ledger:
                     removed.append(name)
         return removed
 
-    def _bytes(self, out: Dir, name: str) -> int:
+    def trim_total(self, out_dir: str, max_bytes: int, keep: Set[str] = frozenset(),
+                   now: Optional[float] = None) -> List[str]:
+        """Removes kill folders while all of them take more than ``max_bytes`` on disk: the oldest
+        of the workload whose folders take most (its newest kept), until every workload is down to
+        its newest; then the oldest overall, the disk's limit winning over the count of workloads.
+        Never a folder in ``keep`` (names: the kill just written). Returns their names."""
+        now = time.time() if now is None else now
+        with Dir(out_dir) as out:
+            total = self.total_bytes(out, now)
+            if total <= max_bytes:
+                return []
+            held: Dict[str, int] = {}
+            removable: Dict[str, List[tuple]] = {}
+            for n, f in self.folders.items():
+                size = self._bytes(out, n, now)
+                held[f.workload] = held.get(f.workload, 0) + size
+                removable.setdefault(f.workload, []).append((f.time, n, size))
+            for items in removable.values():
+                items.sort(reverse=True)  # newest first; oldest last: popped first
+                del items[0]  # each workload's newest is taken last (below)
+                items[:] = [i for i in items if i[1] not in keep]
+            heap = [(-held[w], items[-1][0], w) for w, items in removable.items() if items]
+            heapq.heapify(heap)
+            gone: List[tuple] = []
+            while total > max_bytes and heap:
+                _neg, _oldest, w = heapq.heappop(heap)
+                t, name, size = removable[w].pop()
+                gone.append((name, size))
+                held[w] -= size
+                total -= size
+                if removable[w]:
+                    heapq.heappush(heap, (-held[w], removable[w][-1][0], w))
+            if total > max_bytes:  # every workload down to its newest: the oldest of them go
+                taken = {n for n, _s in gone}
+                newest = sorted((f.time, n) for n, f in self.folders.items() if n not in keep and n not in taken)
+                for _t, name in newest:
+                    if total <= max_bytes:
+                        break
+                    size = self._bytes(out, name, now)
+                    gone.append((name, size))
+                    total -= size
+            removed = []
+            for name, _size in gone:
+                self.discard(name)
+                if out.remove_kill_folder(name):
+                    removed.append(name)
+        return removed
+
+    def total_bytes(self, out: Dir, now: Optional[float] = None) -> int:
+        """What the kill folders take on disk: those measured for good, and the others measured now."""
+        now = time.time() if now is None else now
+        return self._measured + sum(self._bytes(out, n, now) for n in list(self._unmeasured))
+
+    def _bytes(self, out: Dir, name: str, now: Optional[float] = None) -> int:
         f = self.folders.get(name)
         if f is None:
             return 0
         if f.bytes is not None:
             return f.bytes
         n, done = folder_bytes(out, name)
-        if done:
+        # A folder whose post-mortem never came (its render failed) is taken as it is once it is
+        # older than the worker takes: not measured again at every kill
+        if done or (now is not None and now - f.time > SETTLED_S):
             f.bytes = n
+            self._measured += n
+            self._unmeasured.discard(name)
         return n
 
 

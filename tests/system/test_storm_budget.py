@@ -68,3 +68,37 @@ def test_a_storm_keeps_to_its_budget_and_another_workloads_kill_is_written(recor
     # --keep 6 took from the storm, never the other workload's post-mortem.
     assert any(c["victim"]["pid"] == b_pid for _, c in caps)
     assert len(caps) <= 6
+
+
+def test_many_workloads_each_killed_once_are_held_to_max_disk(recorder, sandbox, tmp_path):
+    """Six workloads (sandbox cgroups, nothing names them) each killed once, each far within
+    --workload-disk: --max-disk holds all of their folders together, the oldest go, the newest stays."""
+    from oomscope.record.retention import folder_bytes
+    from oomscope.safefs import MARKER, Dir
+
+    parent, _ = sandbox(limit=512 << 20)
+    kids = [sandbox(f"-w{i}", limit=32 << 20, parent=parent) for i in range(6)]
+    max_bytes = 150 << 10  # ~2 kill folders of this host (~69 KiB each on ext4)
+    rec = recorder("--cgroup", parent, "--max-disk", "150K")
+    pids = []
+    for _cg, path in kids:
+        hog = run_in_cgroup(path, HOG_SAYING_PID)
+        pids.append(int(hog.stdout.split()[0]))
+        rec.wait_for(lambda c: c["victim"]["pid"] == pids[-1])
+    rec.wait_for_output(f" pid={pids[-1]} ")  # its line comes once its post-mortem is written
+    out_dir = os.path.join(rec.out_dir, "kills")
+    with Dir(out_dir) as out:
+        folders = sorted((t, n) for n, t in out.kill_folders())
+        sizes = {n: folder_bytes(out, n)[0] for _t, n in folders}
+    caps = {c["victim"]["pid"]: p for p, c in rec.captures()}
+    lines = [ln for ln in rec.stdout().splitlines() if any(f" pid={p} " in ln for p in pids)]
+    measured(f"max-disk: 6 workloads killed once, {len(lines)} recorded, {len(folders)} folders left "
+             f"({sum(sizes.values()) >> 10} KiB, budget {max_bytes >> 10} KiB)")
+    assert len(lines) == 6, rec.stdout()  # each kill was recorded, then the oldest removed
+    assert pids[-1] in caps and os.path.exists(os.path.join(os.path.dirname(caps[pids[-1]]), "postmortem.html"))
+    assert pids[0] not in caps, "the oldest workload's kill is still on disk"
+    assert 1 <= len(folders) < 6
+    # What was on disk when the last kill was written, with its capture (its post-mortem comes after)
+    newest = folders[-1][1]
+    assert sum(s for n, s in sizes.items() if n != newest) <= max_bytes
+    assert all(os.path.exists(os.path.join(out_dir, n, MARKER)) for _t, n in folders)

@@ -101,3 +101,72 @@ def test_an_unreadable_capture_is_a_workload_of_its_own(tmp_path):
     (tmp_path / "odd" / "capture.json").write_text("not json")
     with Dir(str(tmp_path)) as out:
         assert Ledger.read(out).folders["odd"].workload == "?"
+
+
+# --- record --max-disk: all workloads together ---------------------------------------------------
+
+def test_many_workloads_each_within_its_budget_are_held_to_the_total(tmp_path):
+    # A tenant whose many pods each die once (each its own workload, each far under
+    # --workload-disk) filled the disk before --max-disk; now the total is held, and the
+    # workloads that hold most lose their oldest first
+    for i in range(30):
+        _workload_kill(tmp_path, f"p{i:02d}", f"P{i}", age_s=1000 - i, size=40000)  # 30 pods, one kill each
+    for i in range(6):
+        _workload_kill(tmp_path, f"q{i}", "Q", age_s=5000 + i, size=40000)  # an older workload of six
+    with Dir(str(tmp_path)) as out:
+        ledger = Ledger.read(out)
+        each = folder_bytes(out, "p00")[0]
+        assert ledger.total_bytes(out) == 36 * each
+    # a budget of 33 folders: Q, which holds most, gives up three of its oldest, not the pods' only ones
+    removed = ledger.trim_total(str(tmp_path), 33 * each, keep={"p29"})
+    assert sorted(removed) == ["q3", "q4", "q5"]
+    # down to 20: Q down to its newest first; then every workload holds one, and the disk's limit
+    # wins over their count: the oldest go (Q's newest, older than every pod's, first)
+    removed = ledger.trim_total(str(tmp_path), 20 * each, keep={"p29"})
+    assert removed == ["q2", "q1", "q0"] + [f"p{i:02d}" for i in range(10)]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [f"p{i:02d}" for i in range(10, 30)]
+    with Dir(str(tmp_path)) as out:
+        assert ledger.total_bytes(out) == 20 * each
+
+
+def test_max_disk_never_removes_the_kill_just_written_and_keeps_its_sum_as_folders_come_and_go(tmp_path):
+    _workload_kill(tmp_path, "a0", "A", age_s=3000, size=40000)
+    with Dir(str(tmp_path)) as out:
+        ledger = Ledger.read(out)
+        each = folder_bytes(out, "a0")[0]
+    for i in range(1, 6):
+        f = _workload_kill(tmp_path, f"a{i}", "A", age_s=3000 - i, size=40000)
+        (f / "postmortem.html").write_text("")  # rendered: measured for good
+        ledger.add(f"a{i}", "pod A", time.time() - (3000 - i))
+    assert ledger.trim_total(str(tmp_path), 1, keep={"a5"}) == ["a0", "a1", "a2", "a3", "a4"]  # the newest is the one kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a5"]
+    with Dir(str(tmp_path)) as out:
+        assert ledger.total_bytes(out) == each
+    assert ledger._unmeasured == set()  # a5 measured for good once rendered: no stat at every kill
+    ledger.discard("a5")
+    with Dir(str(tmp_path)) as out:
+        assert ledger.total_bytes(out) == 0
+
+
+def test_a_folder_measured_before_its_post_mortem_is_measured_again(tmp_path):
+    f = _workload_kill(tmp_path, "a0", "A", age_s=1, size=10)
+    ledger = Ledger()
+    ledger.add("a0", "pod A")
+    with Dir(str(tmp_path)) as out:
+        before = ledger.total_bytes(out)
+        (f / "postmortem.html").write_text("x" * 100_000)
+        after = ledger.total_bytes(out)
+    assert after > before + 90_000
+    assert ledger._unmeasured == set()
+
+
+@pytest.mark.parametrize("text,want", [("1G", 1 << 30), ("0", None), ("off", None), ("500M", 500 << 20)])
+def test_max_disk_option(text, want):
+    from oomscope.record.main import parse_options, OPTIONS
+
+    o = {k: None for k in OPTIONS}
+    o.update(output="/tmp/x", duration=None, lab_limit="64M", log_format="text", workload_burst=10,
+             workload_every=60.0, workload_disk="64M", max_disk=text, throttle_share=0.1)
+    opts, _lab, _limit = parse_options(o)
+    assert opts.max_disk_bytes == want
