@@ -35,6 +35,9 @@ READ_LIMIT = 16 << 20
 UNKNOWN = "?"
 #: a kill folder this old (seconds, by its capture's time) is measured for good, post-mortem or not
 SETTLED_S = 600.0
+#: --max-disk, once reached, removes down to this share below it: the choice walks every folder
+#: (14 ms at 15,000 folders, 1 GiB of them), once per ~5% of the folders written, not at every kill
+TOTAL_SLACK = 0.05
 
 
 @dataclass
@@ -182,16 +185,18 @@ class Ledger:
         return removed
 
     def trim_total(self, out_dir: str, max_bytes: int, keep: Set[str] = frozenset(),
-                   now: Optional[float] = None) -> List[str]:
-        """Removes kill folders while all of them take more than ``max_bytes`` on disk: the oldest
-        of the workload whose folders take most (its newest kept), until every workload is down to
-        its newest; then the oldest overall, the disk's limit winning over the count of workloads.
-        Never a folder in ``keep`` (names: the kill just written). Returns their names."""
+                   now: Optional[float] = None, slack: float = TOTAL_SLACK) -> List[str]:
+        """Once all kill folders take more than ``max_bytes`` on disk, removes them down to
+        ``slack`` below it: the oldest of the workload whose folders take most (its newest kept),
+        until every workload is down to its newest; then the oldest overall, the disk's limit
+        winning over the count of workloads. Never a folder in ``keep`` (names: the kill just
+        written). Returns their names."""
         now = time.time() if now is None else now
         with Dir(out_dir) as out:
             total = self.total_bytes(out, now)
             if total <= max_bytes:
                 return []
+            max_bytes -= int(max_bytes * slack)
             held: Dict[str, int] = {}
             removable: Dict[str, List[tuple]] = {}
             for n, f in self.folders.items():

@@ -118,11 +118,11 @@ def test_many_workloads_each_within_its_budget_are_held_to_the_total(tmp_path):
         each = folder_bytes(out, "p00")[0]
         assert ledger.total_bytes(out) == 36 * each
     # a budget of 33 folders: Q, which holds most, gives up three of its oldest, not the pods' only ones
-    removed = ledger.trim_total(str(tmp_path), 33 * each, keep={"p29"})
+    removed = ledger.trim_total(str(tmp_path), 33 * each, keep={"p29"}, slack=0)
     assert sorted(removed) == ["q3", "q4", "q5"]
     # down to 20: Q down to its newest first; then every workload holds one, and the disk's limit
     # wins over their count: the oldest go (Q's newest, older than every pod's, first)
-    removed = ledger.trim_total(str(tmp_path), 20 * each, keep={"p29"})
+    removed = ledger.trim_total(str(tmp_path), 20 * each, keep={"p29"}, slack=0)
     assert removed == ["q2", "q1", "q0"] + [f"p{i:02d}" for i in range(10)]
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == [f"p{i:02d}" for i in range(10, 30)]
@@ -139,7 +139,7 @@ def test_max_disk_never_removes_the_kill_just_written_and_keeps_its_sum_as_folde
         f = _workload_kill(tmp_path, f"a{i}", "A", age_s=3000 - i, size=40000)
         (f / "postmortem.html").write_text("")  # rendered: measured for good
         ledger.add(f"a{i}", "pod A", time.time() - (3000 - i))
-    assert ledger.trim_total(str(tmp_path), 1, keep={"a5"}) == ["a0", "a1", "a2", "a3", "a4"]  # the newest is the one kept
+    assert ledger.trim_total(str(tmp_path), 1, keep={"a5"}, slack=0) == ["a0", "a1", "a2", "a3", "a4"]  # the newest is the one kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a5"]
     with Dir(str(tmp_path)) as out:
         assert ledger.total_bytes(out) == each
@@ -147,6 +147,19 @@ def test_max_disk_never_removes_the_kill_just_written_and_keeps_its_sum_as_folde
     ledger.discard("a5")
     with Dir(str(tmp_path)) as out:
         assert ledger.total_bytes(out) == 0
+
+
+def test_max_disk_once_reached_trims_below_it_so_that_the_next_kills_choose_nothing(tmp_path):
+    for i in range(40):
+        _workload_kill(tmp_path, f"p{i:02d}", f"P{i}", age_s=1000 - i, size=40000)
+    with Dir(str(tmp_path)) as out:
+        ledger = Ledger.read(out)
+        each = folder_bytes(out, "p00")[0]
+    removed = ledger.trim_total(str(tmp_path), 39 * each)  # one over: down to 5% below, 37.05
+    assert removed == ["p00", "p01", "p02"]
+    assert ledger.trim_total(str(tmp_path), 39 * each) == []  # within it again: nothing walked
+    with Dir(str(tmp_path)) as out:
+        assert ledger.total_bytes(out) == 37 * each
 
 
 def test_a_folder_measured_before_its_post_mortem_is_measured_again(tmp_path):
