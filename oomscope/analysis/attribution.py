@@ -174,7 +174,9 @@ def top_and_others(capture: Capture) -> Tuple[List[str], int]:
 
 
 def _others_part(capture: Capture, a: Analysis) -> int:
-    """_reconcile's "other_processes" part, or 0 where it puts none."""
+    """The other processes' part of the reconciliation (_reconcile's "other_processes"), or 0 where
+    it puts none: their anonymous memory, at most the charge beyond the victim's own (its anonymous
+    memory where memory.stat splits the charge, its RSS where it does not)."""
     v = capture.victim
     rss = v.rss_bytes
     others = [t for t in capture.tasks if not t.is_victim]
@@ -272,8 +274,8 @@ def _reconcile(capture: Capture, a: Analysis, stat: Dict[str, int], version: Opt
 
     v_file, v_shmem = v.file_rss_bytes or 0, v.shmem_rss_bytes or 0
     v_anon = a.victim_rss_bytes - v_file - v_shmem  # anon, or the whole RSS when it was not split
+    held = _others_part(capture, a)
     if not cats:
-        held = max(0, min(others_anon, a.gap_bytes))
         put("other_processes", whose, held,
             "Charged to the same cgroup; the victim's RSS does not include it.")
         put("rest", "Not broken down (no memory.stat)", a.gap_bytes - held,
@@ -281,7 +283,6 @@ def _reconcile(capture: Capture, a: Analysis, stat: Dict[str, int], version: Opt
         a.reconciliation = parts
         return
     beyond = cats.get("anon", 0) - v_anon  # anonymous memory charged here beyond the victim's own
-    held = max(0, min(others_anon, beyond))
     # shared after fork() is said only where every other process's RSS is split: an unsplit RSS
     # counted whole as anonymous is an upper bound, and its excess no measure of sharing (issue
     # 26: RHEL 7's "4.4 MiB ... shared after fork()" beside an anon column of "—")

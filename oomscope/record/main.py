@@ -50,7 +50,7 @@ def _sampled(collector, cgroup: str) -> bool:
     return collector.sampler.passes >= 1 and len(collector.sampler.store.samples(cgroup)) >= 1
 
 
-def _workload_disk(text: str):
+def _size_or_none(text: str):
     """--workload-disk and --max-disk: a size, or 0 (no limit: None)."""
     from ..units import parse_size
 
@@ -69,13 +69,13 @@ def parse_options(o: dict):
     log_format = o["log_format"]
     if log_format not in ("text", "json"):
         raise OomscopeError(f"--log-format must be text or json, not {log_format!r}")
-    burst, every, disk = o["workload_burst"], o["workload_every"], _workload_disk(o["workload_disk"])
+    burst, every, disk = o["workload_burst"], o["workload_every"], _size_or_none(o["workload_disk"])
     if not isinstance(burst, int) or burst < 0 or not isinstance(every, (int, float)) or every < 0:
         raise OomscopeError(f"--workload-burst and --workload-every must be 0 or more, not {burst!r} and {every!r}")
     opts = RecordOptions(output=o["output"], duration_s=o["duration"], cgroup=o["cgroup"], metrics_addr=o["metrics_addr"],
                          log_format=log_format, keep=Retention.parse(o["keep"]) if o["keep"] is not None else None,
                          workload_burst=burst, workload_every_s=float(every), workload_disk_bytes=disk,
-                         max_disk_bytes=_workload_disk(o.get("max_disk", "1G")),
+                         max_disk_bytes=_size_or_none(o.get("max_disk", "1G")),
                          alloc_sites=bool(o.get("alloc_sites", True)), user_kills=bool(o.get("user_kills", True)),
                          throttle_share=float(o.get("throttle_share", 0.1)))
     return opts, o["lab"], limit

@@ -154,9 +154,7 @@ class Ledger:
         return ledger
 
     def add(self, name: str, workload: str, t: Optional[float] = None) -> None:
-        old = self.folders.get(name)
-        if old is not None:
-            self.discard(name)
+        self.discard(name)  # (a name written again: its old size leaves the sum)
         self.folders[name] = Folder(workload, time.time() if t is None else t)
         self._unmeasured.add(name)
 
@@ -209,26 +207,25 @@ class Ledger:
                 items[:] = [i for i in items if i[1] not in keep]
             heap = [(-held[w], items[-1][0], w) for w, items in removable.items() if items]
             heapq.heapify(heap)
-            gone: List[tuple] = []
+            gone: List[str] = []
             while total > max_bytes and heap:
                 _neg, _oldest, w = heapq.heappop(heap)
-                t, name, size = removable[w].pop()
-                gone.append((name, size))
+                _t, name, size = removable[w].pop()
+                gone.append(name)
                 held[w] -= size
                 total -= size
                 if removable[w]:
                     heapq.heappush(heap, (-held[w], removable[w][-1][0], w))
             if total > max_bytes:  # every workload down to its newest: the oldest of them go
-                taken = {n for n, _s in gone}
+                taken = set(gone)
                 newest = sorted((f.time, n) for n, f in self.folders.items() if n not in keep and n not in taken)
                 for _t, name in newest:
                     if total <= max_bytes:
                         break
-                    size = self._bytes(out, name, now)
-                    gone.append((name, size))
-                    total -= size
+                    gone.append(name)
+                    total -= self._bytes(out, name, now)
             removed = []
-            for name, _size in gone:
+            for name in gone:
                 self.discard(name)
                 if out.remove_kill_folder(name):
                     removed.append(name)
