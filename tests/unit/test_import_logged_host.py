@@ -8,22 +8,14 @@ import random
 
 import pytest
 
-from oomscope.importer.kills import KillReader, _logged_host_each, logged_host
-from oomscope.importer.sources import map_log
+from oomscope.importer.kills import _logged_host_each, logged_host
 from oomscope.kernel.oom_report import OomReport
 
-from .test_import_regions import _logs, _mutants
+from .test_import_regions import _logs, _mutants, _read_by_regions
 
 
 def _reports(text: str, tmp_path, name: str):
-    path = tmp_path / name
-    path.write_text(text)
-    mapped = map_log(str(path))
-    try:
-        reader = KillReader(not_after=0.0)
-        return [i.report for i in list(reader.read_regions(mapped.texts())) + list(reader.end())]
-    finally:
-        mapped.close()
+    return [i.report for i in _read_by_regions(text, tmp_path, name)]
 
 
 @pytest.mark.parametrize("name", sorted(_logs()))

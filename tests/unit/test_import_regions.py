@@ -45,6 +45,19 @@ def _logs():
     return logs
 
 
+def _read_by_regions(text: str, tmp_path, name: str):
+    """The kills (importer/kills.py Imported) of a log written to tmp_path/name, read by regions
+    as import reads a file."""
+    path = tmp_path / name
+    path.write_text(text)
+    mapped = map_log(str(path))
+    try:
+        reader = KillReader(not_after=0.0)
+        return list(reader.read_regions(mapped.texts())) + list(reader.end())
+    finally:
+        mapped.close()
+
+
 def _plain(imp) -> dict:
     d = imp.capture.to_dict()
     d["times"].pop("captured_wall", None)

@@ -12,13 +12,11 @@ import random
 import pytest
 
 from oomscope.analysis.attribution import analyse, top_and_others
-from oomscope.importer.kills import KillReader
-from oomscope.importer.sources import map_log
 from oomscope.model import Capture, Task
 from oomscope.report.index import _mostly_words, mostly, row_for
 
 from ..conftest import FIXTURES, fixture_text
-from .test_import_regions import _logs, _mutants
+from .test_import_regions import _logs, _mutants, _read_by_regions
 
 
 def _same(cap: Capture) -> str:
@@ -29,14 +27,7 @@ def _same(cap: Capture) -> str:
 
 
 def _imported(text: str, tmp_path, name: str):
-    path = tmp_path / name
-    path.write_text(text)
-    mapped = map_log(str(path))
-    try:
-        reader = KillReader(not_after=0.0)
-        return [i.capture for i in list(reader.read_regions(mapped.texts())) + list(reader.end())]
-    finally:
-        mapped.close()
+    return [i.capture for i in _read_by_regions(text, tmp_path, name)]
 
 
 def _fixture_captures():
