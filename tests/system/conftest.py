@@ -94,18 +94,20 @@ def run_in_cgroup(fs_path, code, timeout=60, env=None):
 
 
 # An OOM storm: a parent spared by oom_score_adj=-1000 keeps three children allocating until
-# killed, for argv[2] seconds (and on until argv[3] children were killed); their pids are
-# written into the folder argv[1].
+# killed, for argv[2] seconds, on until argv[3] children were killed and, where argv[4] names a
+# file, until that file exists; never past argv[5] seconds. Their pids are written into argv[1].
 STORM = r"""
 import os, sys, time
 os.makedirs(sys.argv[1], exist_ok=True)
 open('/proc/self/oom_score_adj', 'w').write('-1000')   # the parent is spared; its children are not
-# at least the given seconds, then on until min_kills children were SIGKILLed (at most 3x as long)
 start = time.monotonic()
-end, hard_end, min_kills = start + float(sys.argv[2]), start + 3 * float(sys.argv[2]), int(sys.argv[3])
+end, hard_end, min_kills, stop = start + float(sys.argv[2]), start + float(sys.argv[5]), int(sys.argv[3]), sys.argv[4]
 children = set()
 kills = 0
-while time.monotonic() < end or (kills < min_kills and time.monotonic() < hard_end):
+def going():
+    now = time.monotonic()
+    return now < hard_end and (now < end or kills < min_kills or (stop and not os.path.exists(stop)))
+while going():
     while len(children) < 3:
         pid = os.fork()
         if pid == 0:
@@ -125,16 +127,48 @@ for pid in children:
 """
 
 
-def run_storm(fs_path, script_path, pids_dir, seconds, timeout=90, min_kills=0):
-    # Under the VMs' emulation a child takes several times longer to fill the cgroup: the storm
-    # lasts TIME_SCALE times longer there (6.1 VM on a busy day: 16 kills in 6 s, too few to be a storm).
-    # With min_kills it goes on (up to 3x) until that many children were killed (a slow VM).
+def run_storm(fs_path, script_path, pids_dir, seconds, timeout=90, min_kills=0, until=None, longest=None):
+    """Run STORM in the cgroup and wait for its end. At least ``seconds``, on until ``min_kills``
+    children were killed and, with ``until`` (polled in this thread every 0.2 s), until it returns
+    true: a test whose storm must exercise something says so instead of guessing a length. Never
+    past ``longest`` seconds (3x ``seconds`` by default).
+
+    Under the VMs' emulation a child takes several times longer to fill the cgroup, so every length
+    is TIME_SCALE times longer there (6.1 VM on a busy day: 16 kills in 6 s, too few to be a storm;
+    CI's 6.12 VM, 2026-12-07: a fixed-length storm too slow for the kernel's report rate limit)."""
     seconds *= TIME_SCALE
-    timeout *= TIME_SCALE
+    longest = (longest * TIME_SCALE) if longest is not None else 3 * seconds
+    timeout = max(timeout * TIME_SCALE, longest + 30 * TIME_SCALE)
     script_path.write_text(STORM)
-    return subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", os.path.join(fs_path, "cgroup.procs"),
-                           sys.executable, str(script_path), str(pids_dir), str(seconds), str(min_kills)],
-                          capture_output=True, timeout=timeout)
+    stop = str(script_path) + ".stop" if until is not None else ""
+    proc = subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", os.path.join(fs_path, "cgroup.procs"),
+                             sys.executable, str(script_path), str(pids_dir), str(seconds), str(min_kills), stop, str(longest)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if until is not None:
+            while proc.poll() is None and not until():
+                time.sleep(0.2)
+            open(stop, "w").close()
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        proc.kill()  # the storm's parent (ours); its children die with the sandbox cgroup at teardown
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def oom_kills(fs_path):
+    """How many tasks the kernel OOM-killed in this cgroup (v2 memory.events, v1 memory.oom_control)."""
+    for name in ("memory.events", "memory.oom_control"):
+        try:
+            with open(os.path.join(fs_path, name)) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except FileNotFoundError:
+            continue
+    raise AssertionError(f"{fs_path}: no oom_kill counter")
 
 
 class Recorder:

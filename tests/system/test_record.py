@@ -104,7 +104,15 @@ def test_storm_every_killed_line_has_a_capture(recorder, kernel_log, sandbox, tm
     # the kernel's report rate limit (6.1, CI: 32 kills, every report printed)
     rec = recorder("--workload-burst", "0", "--no-alloc-sites")
     pids_dir = tmp_path / "pids"
-    res = run_storm(path, tmp_path / "storm.py", pids_dir, 6, min_kills=32)
+
+    def rate_limited():
+        """Kills of the storm whose report the kernel left out (its Killed line only): the test
+        needs some, and a storm's kill rate under the VMs' emulation is near the kernel's report
+        rate limit (10 per 5 s; CI's 6.12 VM, 2026-12-07: every report printed in a fixed 18 s)."""
+        ours = {int(p) for p in os.listdir(pids_dir)} if pids_dir.exists() else set()
+        return sum(1 for r in kernel_log.read() if r.killed and r.killed.pid in ours and not r.has_header)
+
+    res = run_storm(path, tmp_path / "storm.py", pids_dir, 6, min_kills=32, until=lambda: rate_limited() >= 3, longest=40)
     assert res.returncode == 0, res.stderr
     ours = {int(p) for p in os.listdir(pids_dir)}
     time.sleep(1.0)
@@ -115,7 +123,7 @@ def test_storm_every_killed_line_has_a_capture(recorder, kernel_log, sandbox, tm
     assert lost == 0, f"the test's own kmsg reader lost {lost} records: it cannot check this storm"
     assert len(killed) >= 30, f"only {len(killed)} kills: not a storm"
     assert len(full) < len(killed), "the kernel printed every report: the rate limit was not exercised"
-    deadline = time.monotonic() + 20 * TIME_SCALE  # every kill written: slower under emulation
+    deadline = time.monotonic() + (20 + 0.2 * len(killed)) * TIME_SCALE  # every kill written: slower under emulation
     while time.monotonic() < deadline:
         caps = {c["victim"]["pid"]: c for _, c in rec.captures() if c["victim"]["pid"] in ours}
         if killed <= set(caps):
