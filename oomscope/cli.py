@@ -7,33 +7,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List, Optional
+from typing import Annotated, List, Optional  # Annotated: typing's own since 3.9
 
 import typer
-from typing_extensions import Annotated
 
 from .errors import CaptureError, OomscopeError, error_line, run_entry_point
 from .terminal import terminal_safe
-
-def _metavar_only_for_arguments() -> None:
-    """typer prints an argument's Python type after its metavar in --help ("LOG... <list[str]>",
-    "SCENARIO <str>"; typer/core.py, TyperArgument.get_help_record): the metavar already says
-    what it takes, so the type is left out where a metavar is given."""
-    try:
-        from typer.core import TyperArgument
-    except ImportError:  # another typer: its help is what it is
-        return
-    original = getattr(TyperArgument, "display_type_rich", None)
-    if original is None or getattr(original, "_oomscope", False):
-        return
-
-    def display_type_rich(self, ctx):
-        return None if self.metavar is not None else original(self, ctx)
-    display_type_rich._oomscope = True  # type: ignore[attr-defined]  # the mark of this patch, made once
-    TyperArgument.display_type_rich = display_type_rich
-
-
-_metavar_only_for_arguments()
 
 app = typer.Typer(
     add_completion=False,

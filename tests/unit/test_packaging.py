@@ -5,6 +5,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -329,3 +330,17 @@ def test_the_dockerfile_names_a_point_release_and_copies_only_what_the_build_rea
               "oomscope.egg-info/PKG-INFO", "venv/bin/python", "oomscope-demo/k/capture.json", "reports/anon/x.html",
               "bench/soak.py", "oomscope/__pycache__/cli.cpython-311.pyc", "vagrant/Vagrantfile"):
         assert not sent(p), p
+
+
+def test_a_commands_start_loads_no_pydantic(tmp_path):
+    """pyproject.toml caps typer below 0.29, which coerces every parameter through pydantic (0.08-0.1 s
+    of each command's start: bench/README.md, issue 29's ninth pass). An import run whole, parameters
+    parsed and a kill written, without pydantic loaded: fails under typer 0.29."""
+    log = os.path.join(ROOT, "tests", "fixtures", "logs", "dmesg-v1-6.18.txt")
+    code = ("import runpy, sys\n"
+            "sys.argv = ['oomscope', 'import', sys.argv[1], '-o', sys.argv[2], '--since', '2000-01-01']\n"
+            "try:\n    runpy.run_module('oomscope', run_name='__main__')\n"
+            "finally:\n    sys.stderr.write('pydantic loaded: %s\\n' % any(m.split('.')[0] == 'pydantic' for m in sys.modules))\n")
+    res = subprocess.run([sys.executable, "-c", code, log, str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "1 kill(s)" in res.stderr and "pydantic loaded: False" in res.stderr, res.stderr
