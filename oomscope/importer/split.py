@@ -49,8 +49,12 @@ SPLIT_MIN_BYTES = 1 << 20
 #: state, at ~45% of the cost of reading it (measured for issue 29), and writes its own kills in its
 #: own time, while this process's are written by the writer process beside it. 0.45 against 0.6,
 #: the same code paired (issue 29, fifth pass, load ~3, 2 x 7 runs): the storm's wall 1.17x and
-#: 1.21x, CPU 0.99x: 0.6 stays
-SPLIT_SHARE = 0.6
+#: 1.21x, CPU 0.99x. Since the worker reads by regions (eighth pass) it ended ~0.4 s before this
+#: process at 0.6 (each process's end timed, 3 runs, ninth pass), 0.1-0.15 s before it at 0.5 and
+#: 0.55 (this process then says its kills and renders the end's pages, ~0.2 s); the storm paired
+#: against 0.6, 11 runs, load 0.6-1.5: 0.5 wall 0.947, 0.55 0.928, alike within the noise (bench/README.md):
+#: 0.5, where the two end closest
+SPLIT_SHARE = 0.5
 _HEADER = b"invoked oom-killer"
 #: kills the worker writes between two flushes (as importer/run.py)
 _BATCH_KILLS = 256
