@@ -22,7 +22,7 @@ import os
 import stat
 import time
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Set
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from ..errors import OomscopeError
 from ..model import CgroupInfo, Workload
@@ -101,26 +101,39 @@ class Retention:
         for n, f in left.items():
             held[f.workload] = held.get(f.workload, 0) + 1
             if n not in keep:
-                removable.setdefault(f.workload, []).append((f.time, n))
+                removable.setdefault(f.workload, []).append((f.time, n, 1))
         for items in removable.values():
             items.sort(reverse=True)  # oldest last: popped first
-        heap = [(-held[w], items[-1][0], w) for w, items in removable.items()]
-        heapq.heapify(heap)
-        while extra > 0 and heap:
-            neg, _oldest, w = heapq.heappop(heap)
-            items = removable[w]
-            if -neg <= 1:
-                heapq.heappush(heap, (neg, _oldest, w))
-                break  # every workload is down to its newest
-            gone.append(items.pop()[1])
-            held[w] -= 1
-            extra -= 1
-            if items:
-                heapq.heappush(heap, (-held[w], items[-1][0], w))
+        taken, extra = take_heaviest(removable, held, extra, least=1)
+        gone += taken
         if extra > 0:  # more workloads than --keep N: the count wins, oldest first
             rest = sorted((items[-1][0], items[-1][1]) for items in removable.values() if items)
             gone.extend(n for _t, n in rest[:extra])
         return gone
+
+
+def take_heaviest(removable: Dict[str, List[tuple]], held: Dict[str, int], excess: int,
+                  least: Optional[int] = None) -> Tuple[List[str], int]:
+    """The share-out of --keep N (by folders) and --max-disk (by bytes): while ``excess`` > 0, the
+    workload holding most (``held``; ties: the one whose oldest is oldest) gives up its oldest
+    removable folder (``removable[w]``: (time, name, weight), oldest last; popped as taken). Stops
+    when nothing is left to take, or when the workload holding most holds ``least`` or less.
+    Returns the names taken and the excess left."""
+    heap = [(-held[w], items[-1][0], w) for w, items in removable.items() if items]
+    heapq.heapify(heap)
+    gone: List[str] = []
+    while excess > 0 and heap:
+        neg, _oldest, w = heapq.heappop(heap)
+        if least is not None and -neg <= least:
+            break  # every workload is down to ``least``
+        items = removable[w]
+        _t, name, weight = items.pop()
+        gone.append(name)
+        held[w] -= weight
+        excess -= weight
+        if items:
+            heapq.heappush(heap, (-held[w], items[-1][0], w))
+    return gone, excess
 
 
 @dataclass
@@ -205,17 +218,8 @@ class Ledger:
                 items.sort(reverse=True)  # newest first; oldest last: popped first
                 del items[0]  # each workload's newest is taken last (below)
                 items[:] = [i for i in items if i[1] not in keep]
-            heap = [(-held[w], items[-1][0], w) for w, items in removable.items() if items]
-            heapq.heapify(heap)
-            gone: List[str] = []
-            while total > max_bytes and heap:
-                _neg, _oldest, w = heapq.heappop(heap)
-                _t, name, size = removable[w].pop()
-                gone.append(name)
-                held[w] -= size
-                total -= size
-                if removable[w]:
-                    heapq.heappush(heap, (-held[w], removable[w][-1][0], w))
+            gone, over = take_heaviest(removable, held, total - max_bytes)
+            total = max_bytes + over
             if total > max_bytes:  # every workload down to its newest: the oldest of them go
                 taken = set(gone)
                 newest = sorted((f.time, n) for n, f in self.folders.items() if n not in keep and n not in taken)
