@@ -50,10 +50,10 @@ SPLIT_MIN_BYTES = 1 << 20
 #: own time, while this process's are written by the writer process beside it. 0.45 against 0.6,
 #: the same code paired (issue 29, fifth pass, load ~3, 2 x 7 runs): the storm's wall 1.17x and
 #: 1.21x, CPU 0.99x. Since the worker reads by regions (eighth pass) it ended ~0.4 s before this
-#: process at 0.6 (each process's end timed, 3 runs, ninth pass), 0.1-0.15 s before it at 0.5 and
-#: 0.55 (this process then says its kills and renders the end's pages, ~0.2 s); the storm paired
-#: against 0.6, 11 runs, load 0.6-1.5: 0.5 wall 0.947, 0.55 0.928, alike within the noise (bench/README.md):
-#: 0.5, where the two end closest
+#: process at 0.6 (each process's end timed, 3 runs each, ninth pass); at 0.55 0.10-0.21 s before
+#: it, at 0.5 0.10-0.16 s (this process then says the worker's kills and renders the end's pages,
+#: ~0.2 s). The storm paired against 0.6, 11 runs, load 0.6-1.5: 0.5 wall 0.947, 0.55 0.928, alike
+#: within the noise (bench/README.md): 0.5, the even cut, of two alike
 SPLIT_SHARE = 0.5
 _HEADER = b"invoked oom-killer"
 #: kills the worker writes between two flushes (as importer/run.py)

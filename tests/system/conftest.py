@@ -141,20 +141,43 @@ def run_storm(fs_path, script_path, pids_dir, seconds, timeout=90, min_kills=0, 
     timeout = max(timeout * TIME_SCALE, longest + 30 * TIME_SCALE)
     script_path.write_text(STORM)
     stop = str(script_path) + ".stop" if until is not None else ""
+    if stop and os.path.exists(stop):
+        os.unlink(stop)  # an earlier storm's: this one would stop at once
     proc = subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", os.path.join(fs_path, "cgroup.procs"),
                              sys.executable, str(script_path), str(pids_dir), str(seconds), str(min_kills), stop, str(longest)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         if until is not None:
+            deadline = time.monotonic() + timeout
             while proc.poll() is None and not until():
+                if time.monotonic() > deadline:
+                    raise subprocess.TimeoutExpired(proc.args, timeout)
                 time.sleep(0.2)
             open(stop, "w").close()
         out, err = proc.communicate(timeout=timeout)
     except BaseException:
-        proc.kill()  # the storm's parent (ours); its children die with the sandbox cgroup at teardown
-        proc.communicate()
+        # the storm's parent and its children (all ours, in the sandbox cgroup): the children hold
+        # the pipes, so the parent's end alone would leave communicate() waiting on them
+        proc.kill()
+        _kill_tasks(fs_path)
+        proc.communicate(timeout=30)
         raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _kill_tasks(fs_path):
+    """SIGKILL to every task in this sandbox cgroup (only ever one of ours: PREFIX)."""
+    assert os.path.basename(fs_path).startswith(PREFIX), fs_path
+    try:
+        with open(os.path.join(fs_path, "cgroup.procs")) as f:
+            pids = [int(p) for p in f.read().split()]
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def oom_kills(fs_path):

@@ -122,10 +122,12 @@ def test_storm_every_kill_has_a_snapshot_and_settled_ones_equal_the_report(recor
     rec = recorder("--workload-burst", "0")  # every kill written: no storm budget (record/budget.py)
     # stress-ng's --vm-bytes is the total of its --vm workers, not per worker; its parent is spared
     # (oom_score_adj -1000) and respawns them: a storm. It runs in rounds of 4 s until the cgroup has
-    # had 14 kills (at most 8 rounds): under the VMs' emulation the kill rate varies several-fold
-    # (CI's 6.1 VM, 2026-12-07: 9 kills in one 12 s round, too few to be a storm).
+    # had 14 kills (the 10 asserted below, and a margin), at most 8 rounds: under the VMs' emulation
+    # the kill rate varies several-fold (CI's 6.1 VM, 2026-12-07: 9 kills in one 12 s round).
     seconds = 4 * TIME_SCALE
-    for _round in range(8):
+    rounds = 0
+    while rounds < 8:
+        rounds += 1
         res = subprocess.run(["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", os.path.join(path, "cgroup.procs"),
                               "stress-ng", "--vm", "2", "--vm-bytes", "200M", "--timeout", f"{seconds:.0f}s", "-q",
                               "--temp-path", str(tmp_path)],  # its default, the working directory, is read-only in the VMs
@@ -144,7 +146,7 @@ def test_storm_every_kill_has_a_snapshot_and_settled_ones_equal_the_report(recor
             break
         time.sleep(0.3)
     caps = {c["victim"]["pid"]: c for _, c in rec.captures() if c["cgroup"]["task_memcg"] == name}
-    assert len(caps) >= 10, f"only {len(caps)} kills recorded: not a storm"
+    assert len(caps) >= 10, f"only {len(caps)} kills recorded ({oom_kills(path)} by the cgroup's count, {rounds} round(s)): not a storm"
     no_snap = [p for p, c in caps.items() if "kernel_snapshot" not in c["at_kill_sources"]]
     assert not no_snap, f"{len(no_snap)} of {len(caps)} kills without a kernel snapshot; record said: {rec.stderr()[-1500:]}"
     bare = [c for p, c in caps.items() if "kernel_report" not in c["at_kill_sources"]]
@@ -190,7 +192,7 @@ def test_storm_every_kill_has_a_snapshot_and_settled_ones_equal_the_report(recor
         usage_worst = max(usage_worst, abs(snap["usage_bytes"] - r.memory.usage_kb * 1024))
         compared += 1
     assert compared >= 1, f"no report of the storm came {SETTLED_US // 1000} ms after the previous kill whose parts add up or match the snapshot's"
-    measured(f"kernel snapshot storm: {len(caps)} kills, all with a snapshot, {len(bare)} without a report; "
+    measured(f"kernel snapshot storm: {rounds} round(s) of stress-ng, {oom_kills(path)} kills by the cgroup's count, {len(caps)} recorded, all with a snapshot, {len(bare)} without a report; "
                      f"{compared} settled reports compared ({moving} taken while an earlier victim was freeing left out; {misses} whose own parts missed their charge "
                      f"where the snapshot's added up, {misses_taken} of them beyond max(1 MiB, 1%) and the snapshot taken), "
                      f"worst size key {worst[1]} off by {worst[0]} bytes, usage by {usage_worst} (LRU pairs by their sum; "

@@ -42,7 +42,7 @@ def test_record_maps_no_analysis_and_survives_its_worker_dying(recorder, sandbox
     pid1 = int(first.stdout.split()[0])
     rec.wait_for(lambda c: c["victim"]["pid"] == pid1)
     assert _mapped(rec.proc.pid) == set(), "the recorder itself never imports the analysis, nor pydantic"
-    # the pid started as `python -m oomscope record` (typer, pydantic) and is now the lean one
+    # the pid started as `python -m oomscope record` (typer) and is now the lean one
     assert b"oomscope.record.main" in _cmdline(rec.proc.pid) and b"-P" in _cmdline(rec.proc.pid)
     assert b"-P" in _cmdline(worker), "the worker never searches the working folder for modules"
     with open(f"/proc/{rec.proc.pid}/comm") as f:
