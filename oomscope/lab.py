@@ -70,13 +70,18 @@ def run_scenario(
     cgroup: Optional[str] = None,
     on_started=None,
     watched: Optional[Callable[[str], bool]] = None,
+    before_removal: Optional[Callable[[LabRun], object]] = None,
 ) -> LabRun:
     """Make the sandbox, let the sampler find it, then start the workload in it.
 
     ``watched(cgroup)`` says whether the recorder has sampled the sandbox yet (record --lab
     passes its sampler's); without it (``oomscope lab`` beside a separate ``record``) the lab waits
     WATCH_WAIT_S, longer than the sampler's discovery interval (1 s, record/sampler.py). Either
-    way the timeline of the post-mortem starts before the workload's first allocation."""
+    way the timeline of the post-mortem starts before the workload's first allocation.
+
+    ``before_removal(run)`` is called once the workload has ended, before the sandbox cgroup is
+    removed (0.2 s after the kill otherwise): a caller that must see the cgroup read after the kill
+    waits there for its recorder (under a VM's emulation that read came after the removal)."""
     if scenario not in SCENARIOS:
         raise OomscopeError(f"unknown lab scenario {scenario!r} (known: {', '.join(sorted(SCENARIOS))})")
     if os.geteuid() != 0:
@@ -130,6 +135,8 @@ def run_scenario(
                 break
         # Let the kernel's report reach the log before the cgroup goes away.
         time.sleep(0.2)
+        if before_removal is not None:
+            before_removal(run)
     except (OSError, subprocess.SubprocessError) as exc:
         raise OomscopeError(f"lab scenario {scenario!r} could not run: {exc}") from None
     finally:

@@ -38,7 +38,11 @@ def _assert_equals_report(cap, rep):
 
 def test_anon_kill_is_recorded_as_the_kernel_reported_it(recorder, kernel_log, hier):
     rec = recorder(own=True)  # stopped at the end: its exit is checked
-    run = run_scenario("anon", limit_bytes=64 << 20, hier=hier, cgroup=f"/oomscope-test-{os.getpid()}-anon")
+    # the sandbox stays until the kill is written, so that record's read of it after the kill finds
+    # it (CI's 7.3 VM, 2026-12-07: record's start-up at a median of 56 s, and no after_kill: the
+    # cgroup was gone 0.2 s after the kill, before record read it)
+    run = run_scenario("anon", limit_bytes=64 << 20, hier=hier, cgroup=f"/oomscope-test-{os.getpid()}-anon",
+                       before_removal=lambda r: r.killed and rec.wait_for(lambda c: c["victim"]["pid"] == r.main_pid))
     assert run.killed, f"workload not killed: {run.returncode} {run.stderr}"
     ((path, cap),) = rec.wait_for(lambda c: c["victim"]["pid"] == run.main_pid)
     rep = kernel_log.report_for(run.main_pid)
