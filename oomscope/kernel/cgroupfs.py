@@ -457,23 +457,30 @@ def _enable_memory_controller(hier: MemoryHierarchy, parent_path: str) -> None:
         raise CgroupError(f"cannot enable the memory controller in {parent_path}: {exc.strerror}") from None
 
 
+def kill_tasks(path: str) -> None:
+    """SIGKILL to every task in a sandbox cgroup that we made (only those: a task gone meanwhile is
+    left alone)."""
+    import signal
+
+    try:
+        with open(os.path.join(path, "cgroup.procs")) as f:
+            pids = [int(p) for p in f.read().split() if p.isdigit()]
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
+
+
 def remove_cgroup(path: str, kill_pids: Optional[List[int]] = None, timeout_s: float = 10.0) -> None:
     """Remove a sandbox cgroup that we made: kill the tasks in it (only those), then rmdir."""
-    import signal
     import time
 
     deadline = time.monotonic() + timeout_s
     while os.path.isdir(path):
-        try:
-            with open(os.path.join(path, "cgroup.procs")) as f:
-                pids = [int(p) for p in f.read().split() if p.isdigit()]
-        except OSError:
-            pids = []
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_tasks(path)
         try:
             os.rmdir(path)
             return

@@ -4,7 +4,8 @@ cli.py parses the options with typer, then replaces itself (execve: the same pid
 DaemonSet sees no difference) with ``python -P -m oomscope.record.main OPTIONS``, OPTIONS the
 parsed options as JSON. typer (and pydantic, which typer 0.29 parsed options through: pyproject.toml
 now caps typer below it) held 12 MiB of anonymous memory that a recorder would keep for its life
-(bench/README.md), a fifth of it with 500 cgroups watched; typer alone 5.7 MiB. Where the process cannot be replaced, cli.py calls ``run`` itself.
+(bench/README.md), a fifth of it with 500 cgroups watched; typer alone 5.7 MiB. Where the process
+cannot be replaced, cli.py calls ``run`` itself.
 """
 
 from __future__ import annotations

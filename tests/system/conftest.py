@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from oomscope.kernel.cgroupfs import MemoryHierarchy, create_cgroup, remove_cgroup
+from oomscope.kernel.cgroupfs import MemoryHierarchy, create_cgroup, kill_tasks, parse_flat_keyed, remove_cgroup
 from oomscope.kernel.kmsg import KmsgFollower, KmsgReader
 from oomscope.kernel.oom_report import OomReportParser
 
@@ -168,16 +168,7 @@ def run_storm(fs_path, script_path, pids_dir, seconds, timeout=90, min_kills=0, 
 def _kill_tasks(fs_path):
     """SIGKILL to every task in this sandbox cgroup (only ever one of ours: PREFIX)."""
     assert os.path.basename(fs_path).startswith(PREFIX), fs_path
-    try:
-        with open(os.path.join(fs_path, "cgroup.procs")) as f:
-            pids = [int(p) for p in f.read().split()]
-    except OSError:
-        return
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_tasks(fs_path)
 
 
 def oom_kills(fs_path):
@@ -185,12 +176,11 @@ def oom_kills(fs_path):
     for name in ("memory.events", "memory.oom_control"):
         try:
             with open(os.path.join(fs_path, name)) as f:
-                for line in f:
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill":
-                        return int(value)
+                counts = parse_flat_keyed(f.read())
         except FileNotFoundError:
             continue
+        if "oom_kill" in counts:
+            return counts["oom_kill"]
     raise AssertionError(f"{fs_path}: no oom_kill counter")
 
 
