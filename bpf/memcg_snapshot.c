@@ -130,6 +130,12 @@ int on_signal_generate(struct bpf_raw_tracepoint_args *ctx)
 {
     if ((int)ctx->args[0] != 9)  /* SIGKILL only: the OOM killer's */
         return 0;
+    /* Delivered only (result, TRACE_SIGNAL_DELIVERED = 0). A SIGKILL sent to a task already dying
+     * is dropped (kernel/signal.c: prepare_signal, SIGNAL_GROUP_EXIT) but still traced: taken, it
+     * replaced the kill's own snapshot with a later one (a storm's parent killing its workers,
+     * tests/system/test_kernel_snapshot.py: test_an_ignored_sigkill_keeps_the_kills_snapshot). */
+    if ((int)ctx->args[4] != 0)
+        return 0;
     return take(ctx->args[2], OOMSCOPE_SNAP_SIGKILL);
 }
 

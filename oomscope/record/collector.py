@@ -360,7 +360,7 @@ class Collector:
             if ev.kind == EV_MARK_VICTIM and self.memcg_snap is not None:
                 # taken at the victim's SIGKILL, microseconds before oom:mark_victim
                 snap = self.memcg_snap.take(ev.victim_pid)
-                if snap is not None and 0 <= ev.ts_ns - snap.ts_ns < SNAPSHOT_MAX_LEAD_NS:
+                if snap is not None and -SNAPSHOT_CLOCKS_NS <= ev.ts_ns - snap.ts_ns < SNAPSHOT_MAX_LEAD_NS:
                     ev.memcg_snapshot = snap
             kill = self.joiner.add_event(ev, now)
             if kill is not None and ev.kind == EV_MARK_VICTIM:
@@ -441,7 +441,8 @@ class Collector:
         if changes or now_ns >= self._status_due_ns:
             self._status_due_ns = now_ns + STATUS_EVERY_NS
             self._write_status(now_ns)
-        losses = {"bpf_events": self.probes.lost, "dropped_cgroups": self.sampler.dropped_cgroups}
+        losses = {"bpf_events": self.probes.lost, "dropped_cgroups": self.sampler.dropped_cgroups,
+                  "late_events": self.joiner.late_events}
         if self.kmsg is not None:
             lost = getattr(self.kmsg, "lost_records", 0)  # a property of KmsgFollower (kernel/kmsg.py)
             losses["kmsg_records"] = lost() if callable(lost) else lost
@@ -490,6 +491,8 @@ class Collector:
                            times=Times(kill_wall=wall.isoformat(timespec="milliseconds")))
             self.announce.not_written(stub, key, admitted.starts_drop, self.budget.words())
             return
+        if kill.snapshot is None and self.memcg_snap is not None:
+            kill.memcg_snapshot = self._snapshot_by_pid(kill.pid, kill_ns)
         evidence = self.evidence.gather(kill, placement, kill_ns, self.memcg_snap_status,
                                         (head.state, head.capture.tasks) if head is not None else None)
         if kill_ns - self._host_read_ns > HOST_FACTS_MAX_AGE_NS:
@@ -506,6 +509,16 @@ class Collector:
         capture.notes.extend(self.watchdog.notes_for_kill(kill_ns))
         written = self.outputs.write(capture, kill_ns, head, group)
         self._post_pending[written.job] = (capture, written)
+
+    def _snapshot_by_pid(self, pid: int, kill_ns: int):
+        """The snapshot of a kill whose event brought none: an event lost by a full perf buffer,
+        or one still unread when its Killed line had waited its time. The program keeps it by pid
+        whether or not its event is read (bpf/memcg_snapshot.c); the Killed line's time (the printk
+        clock) is within a few ms of the BPF clock (measured: record/joiner.py)."""
+        snap = self.memcg_snap.take(pid)
+        if snap is not None and abs(kill_ns - snap.ts_ns) < SNAPSHOT_MAX_LEAD_NS:
+            return snap
+        return None
 
     def _throttle_poll(self, now: int, flush: bool = False) -> None:
         """Each cgroup with a memory.high: its new reading to the detector; an episode that ended is
@@ -637,8 +650,12 @@ class Collector:
 
 
 THROTTLE_EVERY_NS = 1_000_000_000  # readings are handed to the throttling detector once a second
-# A SIGKILL older than this before oom:mark_victim was not the OOM killer's (a pid reused since)
-SNAPSHOT_MAX_LEAD_NS = 1_000_000_000
+# A SIGKILL older than this before oom:mark_victim was not the OOM killer's (a pid reused since):
+# the program keeps one younger than 1 s at mark_victim (bpf/memcg_snapshot.c). The event's own
+# time is read by another program of the same tracepoint, before or after a snapshot taken there
+# (a victim marked without a SIGKILL): it may lead the snapshot by SNAPSHOT_CLOCKS_NS.
+SNAPSHOT_MAX_LEAD_NS = 1_100_000_000
+SNAPSHOT_CLOCKS_NS = 50_000_000
 
 
 def _may_be_in_scope(kill: PendingKill, scope: Optional[str]) -> bool:

@@ -100,7 +100,7 @@ class EvidenceGatherer:
         # inode (docs/kernel-facts.md). Before this, a victim that died within a second of its
         # cgroup's making (no /proc read, no sample) was placed in its parent process's cgroup:
         # the soak benchmark lost one such kill in 720 outside record's --cgroup.
-        snap = kill.event.memcg_snapshot if kill.event is not None else None
+        snap = kill.snapshot
         if snap is not None and snap.levels and snap.levels[0].cgroup_id:
             ino = snap.levels[0].cgroup_id
             found = self.store.cgroup_of_ino(ino) or self.live.cgroup_of_ino(ino)
@@ -179,7 +179,7 @@ class EvidenceGatherer:
     def _snapshot_state(self, kill: PendingKill, cgroup: str, is_global: bool) -> Optional[CgroupState]:
         """The described cgroup's level of the snapshot taken at the SIGKILL: found by its inode;
         else (a cgroup gone or renamed) the level at its limit, when one hit it."""
-        snap = kill.event.memcg_snapshot if kill.event is not None else None
+        snap = kill.snapshot
         if snap is None or not snap.levels:
             return None
         ino = self.store.ino(cgroup) or self.live.ino(cgroup)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ..kernel.oom_report import OomReport
-from ..layouts import EV_MARK_VICTIM, EV_REAP_FINISHED, OomEvent
+from ..layouts import EV_MARK_VICTIM, EV_REAP_FINISHED, MemcgSnapshot, OomEvent
 
 MATCH_WINDOW_NS = 10_000_000_000  # a report and an event of the same pid this close are one kill
 
@@ -30,6 +30,16 @@ class PendingKill:
     proc_cmdline: Optional[str] = None  # /proc/<pid>/cmdline read then (empty once the mm is gone)
     reaped_ns: Optional[int] = None
     duplicates: int = 0  # extra Killed lines for this pid (a memory.oom.group kill repeats it)
+    #: the kernel snapshot taken by the victim's pid when its event brought none (an event lost
+    #: in a storm, or still unread when the Killed line's wait ended): the collector's
+    memcg_snapshot: Optional[MemcgSnapshot] = None
+
+    @property
+    def snapshot(self) -> Optional[MemcgSnapshot]:
+        """The memory cgroup's counters at the SIGKILL: the event's, else the one taken by pid."""
+        if self.event is not None and self.event.memcg_snapshot is not None:
+            return self.event.memcg_snapshot
+        return self.memcg_snapshot
 
     @property
     def kill_ns(self) -> Optional[int]:
@@ -55,6 +65,7 @@ class KillJoiner:
     event_wait_ns: int = 1_000_000_000
     pending: List[PendingKill] = field(default_factory=list)
     _recent: Dict[int, int] = field(default_factory=dict)  # pid -> kill_ns of finished kills
+    late_events: int = 0  # events that came after their kill was written without them
     _pruned_ns: int = 0
 
     def add_event(self, ev: OomEvent, now_ns: int) -> Optional[PendingKill]:
@@ -69,6 +80,11 @@ class KillJoiner:
             if k.pid == ev.victim_pid and k.event is None and _close(k.kill_ns, ev.ts_ns):
                 k.event = ev
                 return k
+        if ev.victim_pid in self._recent and _close(self._recent[ev.victim_pid], ev.ts_ns):
+            # its Killed line waited event_wait_ns and was written without it: a second capture
+            # of the same kill would count it twice (the report's side has the same rule below)
+            self.late_events += 1
+            return None
         kill = PendingKill(pid=ev.victim_pid, first_seen_ns=now_ns, event=ev)
         self.pending.append(kill)
         return kill

@@ -1,4 +1,5 @@
 from oomscope.kernel.oom_report import parse_reports
+from oomscope.layouts import MemcgSnapshot
 from oomscope.record.joiner import KillJoiner
 
 from ..conftest import fixture_text
@@ -84,3 +85,51 @@ def test_finished_kills_remembered_stay_few_and_a_repeat_within_the_minute_is_st
     repeat = dataclasses.replace(rep, has_header=False, killed=dataclasses.replace(rep.killed, pid=last),
                                  killed_usec=(t + 3 * S) // 1000)
     assert j.add_report(repeat, now_ns=t + 3 * S) is None and j.pending == []
+
+
+def test_an_event_read_after_its_kill_was_written_is_not_a_second_kill():
+    """A Killed line waits event_wait_ns for its event, then is written without it. The event read
+    later (a storm's perf buffer read late) was a second capture of the same kill: now counted as
+    late (record's loss ``late_events``) and dropped; the same pid killed far apart is still a kill."""
+    rep = _report()
+    j = KillJoiner()
+    j.add_report(rep, now_ns=0)
+    (k,) = j.ready(now_ns=j.event_wait_ns)
+    assert k.event is None
+    assert j.add_event(event_for(rep), now_ns=j.event_wait_ns + 1) is None
+    assert j.pending == [] and j.late_events == 1
+    later = j.add_event(event_for(rep, ts_ns=rep.killed_usec * 1000 + 60 * S), now_ns=60 * S)
+    assert later is not None and j.pending == [later] and j.late_events == 1
+
+
+def test_the_kills_snapshot_is_its_events_else_the_one_taken_by_pid():
+    rep = _report()
+    j = KillJoiner()
+    k = j.add_report(rep, now_ns=0)
+    by_pid = MemcgSnapshot(ts_ns=1, pid=rep.killed.pid, levels=[])
+    assert k.snapshot is None
+    k.memcg_snapshot = by_pid
+    assert k.snapshot is by_pid
+    ev = event_for(rep)
+    j.add_event(ev, now_ns=1)
+    assert k.event is ev and k.snapshot is by_pid  # an event without one
+    ev.memcg_snapshot = MemcgSnapshot(ts_ns=2, pid=rep.killed.pid, levels=[])
+    assert k.snapshot is ev.memcg_snapshot
+
+
+def test_a_snapshot_taken_by_pid_is_kept_only_from_the_kills_moment():
+    """record/collector.py: a kill without its event's snapshot takes the one the program kept by
+    pid, if it was taken within SNAPSHOT_MAX_LEAD_NS of the Killed line (a pid reused since is not)."""
+    from types import SimpleNamespace
+
+    from oomscope.record.collector import SNAPSHOT_MAX_LEAD_NS, Collector
+
+    kept = {}
+    rec = SimpleNamespace(memcg_snap=SimpleNamespace(take=lambda pid: kept.pop(pid, None)))
+    kill_ns = 500 * S
+    for ts, taken in ((kill_ns - 3_000_000, True), (kill_ns + 2_000_000, True), (kill_ns - SNAPSHOT_MAX_LEAD_NS - 1, False)):
+        kept[7] = MemcgSnapshot(ts_ns=ts, pid=7, levels=[])
+        got = Collector._snapshot_by_pid(rec, 7, kill_ns)
+        assert (got is not None) == taken, ts - kill_ns
+        assert 7 not in kept  # taken from the kernel's table either way: the table holds 256
+    assert Collector._snapshot_by_pid(rec, 8, kill_ns) is None
