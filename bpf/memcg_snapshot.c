@@ -128,14 +128,21 @@ static __always_inline int take(u64 task, u32 kind)
 
 int on_signal_generate(struct bpf_raw_tracepoint_args *ctx)
 {
-    if ((int)ctx->args[0] != 9)  /* SIGKILL only: the OOM killer's */
+    if ((int)ctx->args[0] != 9)  /* SIGKILL only: the OOM killer's, and user space's */
         return 0;
-    /* Delivered only (result, TRACE_SIGNAL_DELIVERED = 0). A SIGKILL sent to a task already dying
-     * is dropped (kernel/signal.c: prepare_signal, SIGNAL_GROUP_EXIT) but still traced: taken, it
-     * replaced the kill's own snapshot with a later one (a storm's parent killing its workers,
-     * tests/system/test_kernel_snapshot.py: test_an_ignored_sigkill_keeps_the_kills_snapshot). */
-    if ((int)ctx->args[4] != 0)
-        return 0;
+    /* A SIGKILL sent to a task already dying is dropped (kernel/signal.c: prepare_signal,
+     * SIGNAL_GROUP_EXIT; result TRACE_SIGNAL_IGNORED, not 0) but still traced. Taken, it replaced
+     * the kill's own snapshot with a later one (a storm's parent killing its workers,
+     * tests/system/test_kernel_snapshot.py: test_an_ignored_sigkill_keeps_the_kills_snapshot):
+     * one not delivered is taken only where the table holds none for the task. The OOM killer's
+     * own SIGKILL can be one (a memory.oom.group member already exiting), and kernels whose
+     * oom:mark_victim passes no task have no other moment to take it at. */
+    if ((int)ctx->args[4] != 0) {
+        u32 pid = 0;
+        bpf_probe_read_kernel(&pid, sizeof(pid), (void *)(ctx->args[2] + OFF_TASK_PID));
+        if (snapshots.lookup(&pid))
+            return 0;
+    }
     return take(ctx->args[2], OOMSCOPE_SNAP_SIGKILL);
 }
 
@@ -149,7 +156,7 @@ int on_mark_victim(struct bpf_raw_tracepoint_args *ctx)
     bpf_probe_read_kernel(&pid, sizeof(pid), (void *)(task + OFF_TASK_PID));
     struct oomscope_memcg_snapshot *old = snapshots.lookup(&pid);
     if (old && old->kind == OOMSCOPE_SNAP_SIGKILL && bpf_ktime_get_ns() - old->ts_ns < 1000000000ULL)
-        return 0;  /* the SIGKILL's, microseconds earlier, is the better moment */
+        return 0;  /* the SIGKILL's (the OOM killer's, microseconds earlier) is the better moment */
     return take(task, OOMSCOPE_SNAP_MARK_VICTIM);
 }
 

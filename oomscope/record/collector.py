@@ -469,6 +469,9 @@ class Collector:
 
     def _record(self, kill: PendingKill) -> None:
         kill_ns = kill.kill_ns or time.monotonic_ns()
+        if kill.event is None and self.memcg_snap is not None:
+            # first: it places a kill whose report names no cgroup (evidence.py: locate)
+            kill.memcg_snapshot = self._snapshot_by_pid(kill.pid, kill.first_seen_ns)
         head, group = self.outputs.head_for(kill.report, kill_ns)
         placement = place(kill.report, self.evidence.locate(kill) if _report_cgroup(kill) is None else None,
                           head.capture.cgroup.oom_memcg if head is not None else None,
@@ -491,8 +494,6 @@ class Collector:
                            times=Times(kill_wall=wall.isoformat(timespec="milliseconds")))
             self.announce.not_written(stub, key, admitted.starts_drop, self.budget.words())
             return
-        if kill.snapshot is None and self.memcg_snap is not None:
-            kill.memcg_snapshot = self._snapshot_by_pid(kill.pid, kill_ns)
         evidence = self.evidence.gather(kill, placement, kill_ns, self.memcg_snap_status,
                                         (head.state, head.capture.tasks) if head is not None else None)
         if kill_ns - self._host_read_ns > HOST_FACTS_MAX_AGE_NS:
@@ -510,13 +511,14 @@ class Collector:
         written = self.outputs.write(capture, kill_ns, head, group)
         self._post_pending[written.job] = (capture, written)
 
-    def _snapshot_by_pid(self, pid: int, kill_ns: int):
-        """The snapshot of a kill whose event brought none: an event lost by a full perf buffer,
-        or one still unread when its Killed line had waited its time. The program keeps it by pid
-        whether or not its event is read (bpf/memcg_snapshot.c); the Killed line's time (the printk
-        clock) is within a few ms of the BPF clock (measured: record/joiner.py)."""
+    def _snapshot_by_pid(self, pid: int, report_read_ns: int):
+        """The snapshot of a kill without its event: lost by a full perf buffer, or still unread
+        when its Killed line had waited its time. The program keeps it by pid whether or not the
+        event is read (bpf/memcg_snapshot.c). Taken before the Killed line reached record, on the
+        same clock (CLOCK_MONOTONIC, not the printk clock): one taken after is another SIGKILL's
+        (a pid reused), one from longer before than a report's wait another kill's."""
         snap = self.memcg_snap.take(pid)
-        if snap is not None and abs(kill_ns - snap.ts_ns) < SNAPSHOT_MAX_LEAD_NS:
+        if snap is not None and 0 <= report_read_ns - snap.ts_ns < SNAPSHOT_BY_PID_NS:
             return snap
         return None
 
@@ -656,6 +658,9 @@ THROTTLE_EVERY_NS = 1_000_000_000  # readings are handed to the throttling detec
 # (a victim marked without a SIGKILL): it may lead the snapshot by SNAPSHOT_CLOCKS_NS.
 SNAPSHOT_MAX_LEAD_NS = 1_100_000_000
 SNAPSHOT_CLOCKS_NS = 50_000_000
+# A kill without its event takes the snapshot of its pid taken at most this long before its
+# Killed line was read (the reader behind in a storm: the joiner's own window, record/joiner.py)
+SNAPSHOT_BY_PID_NS = 10_000_000_000
 
 
 def _may_be_in_scope(kill: PendingKill, scope: Optional[str]) -> bool:

@@ -1,7 +1,8 @@
 """Evidence for one kill: what the recorder knew about it, for the cgroups a Placement names.
 
 Queries only: the sampler's store of readings (``ReadingsStore``: every reading taken before the
-kill), the kernel's snapshot at the SIGKILL carried by the kill's event, and what only exists
+kill), the kernel's snapshot at the SIGKILL (``PendingKill.snapshot``: its event's, or taken by
+the victim's pid), and what only exists
 now, read through ``LiveReads`` (the victim's /proc files, the cgroup after the kill). No decision
 about the kill is made here (capture/place.py ``place`` makes them); the store and the live
 reads can be replaced by fakes in tests.

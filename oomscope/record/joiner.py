@@ -3,8 +3,12 @@
 Either may come alone: the kernel rate-limits its report (only the ``Killed process`` line is
 always printed), a /dev/kmsg reader that falls behind loses records (EPIPE), and a perf buffer
 can drop events in a storm. A kill is *ready* when both parts are in, or when the missing part
-has had its time to arrive. Matching is by victim pid, nearest in time: bpf_ktime_get_ns() and
-the printk clock agree to a few ms here (measured: event 411348566 us, Killed line 411350580 us).
+has had its time to arrive. Matching is by victim pid, nearest in time: bpf_ktime_get_ns()
+(CLOCK_MONOTONIC) and the printk clock (local_clock, not slewed by NTP) agree to a few ms here,
+and kept to it through the day (measured: event 411348566 us, Killed line 411350580 us; at 28,700 s
+of uptime the event 2.08 ms before the report's first line, as at 400 s). Where NTP slews
+CLOCK_MONOTONIC and not the printk clock, the two may part over weeks of uptime (not seen here):
+MATCH_WINDOW_NS would then need the offset learnt from the kills that have both parts.
 Pure logic: no I/O, times passed in, so it is unit-tested directly.
 """
 
@@ -30,8 +34,8 @@ class PendingKill:
     proc_cmdline: Optional[str] = None  # /proc/<pid>/cmdline read then (empty once the mm is gone)
     reaped_ns: Optional[int] = None
     duplicates: int = 0  # extra Killed lines for this pid (a memory.oom.group kill repeats it)
-    #: the kernel snapshot taken by the victim's pid when its event brought none (an event lost
-    #: in a storm, or still unread when the Killed line's wait ended): the collector's
+    #: the kernel snapshot taken by the victim's pid when the kill has no event (lost in a
+    #: storm, or still unread when the Killed line's wait ended): the collector's
     memcg_snapshot: Optional[MemcgSnapshot] = None
 
     @property
@@ -65,6 +69,7 @@ class KillJoiner:
     event_wait_ns: int = 1_000_000_000
     pending: List[PendingKill] = field(default_factory=list)
     _recent: Dict[int, int] = field(default_factory=dict)  # pid -> kill_ns of finished kills
+    _without_event: Dict[int, int] = field(default_factory=dict)  # the same, of kills written without their event
     late_events: int = 0  # events that came after their kill was written without them
     _pruned_ns: int = 0
 
@@ -80,9 +85,11 @@ class KillJoiner:
             if k.pid == ev.victim_pid and k.event is None and _close(k.kill_ns, ev.ts_ns):
                 k.event = ev
                 return k
-        if ev.victim_pid in self._recent and _close(self._recent[ev.victim_pid], ev.ts_ns):
+        if ev.victim_pid in self._without_event and _close(self._without_event[ev.victim_pid], ev.ts_ns):
             # its Killed line waited event_wait_ns and was written without it: a second capture
-            # of the same kill would count it twice (the report's side has the same rule below)
+            # of the same kill would count it twice. Only such kills: a task is marked a victim
+            # once (TIF_MEMDIE), so an event of a pid whose kill had its event is a new kill.
+            del self._without_event[ev.victim_pid]
             self.late_events += 1
             return None
         kill = PendingKill(pid=ev.victim_pid, first_seen_ns=now_ns, event=ev)
@@ -128,10 +135,13 @@ class KillJoiner:
         for k in out:
             if k.kill_ns is not None:
                 self._recent[k.pid] = k.kill_ns
-        if len(self._recent) > RECENT_KEPT and now_ns - self._pruned_ns >= 1_000_000_000:
+                if k.event is None:
+                    self._without_event[k.pid] = k.kill_ns
+        if len(self._recent) + len(self._without_event) > RECENT_KEPT and now_ns - self._pruned_ns >= 1_000_000_000:
             self._pruned_ns = now_ns
             cutoff = now_ns - RECENT_NS
             self._recent = {p: t for p, t in self._recent.items() if t >= cutoff}
+            self._without_event = {p: t for p, t in self._without_event.items() if t >= cutoff}
         return out
 
 

@@ -133,10 +133,10 @@ def test_an_ignored_sigkill_keeps_the_kills_snapshot(hier, sandbox):
     (a zombie), gets a second SIGKILL well after its kill."""
     from oomscope.probes import MemcgSnapshotter, OomProbes, learning_activity, memcg_snapshot_layout
 
+    name, path = sandbox(limit=64 << 20)
     layout = memcg_snapshot_layout(hier.version)
     probes = OomProbes(lambda ev: None, snapshot_layout=layout)
     snapper = None
-    name, path = sandbox(limit=64 << 20)
     try:
         assert probes.with_snapshot, probes.snapshot_error
         snapper = MemcgSnapshotter(layout, learning_activity(), bpf=probes.bpf)

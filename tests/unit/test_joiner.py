@@ -102,6 +102,18 @@ def test_an_event_read_after_its_kill_was_written_is_not_a_second_kill():
     assert later is not None and j.pending == [later] and j.late_events == 1
 
 
+def test_an_event_of_a_pid_whose_kill_had_its_event_is_a_new_kill():
+    """A task is marked a victim once (TIF_MEMDIE): a second event of the same pid within the
+    window, after a kill written with its event, is a pid reused and killed, not a late event."""
+    rep = _report()
+    j = KillJoiner()
+    j.add_event(event_for(rep), now_ns=0)
+    j.add_report(rep, now_ns=1)
+    (k,) = j.ready(now_ns=2)
+    again = j.add_event(event_for(rep, ts_ns=rep.killed_usec * 1000 + 3 * S), now_ns=3 * S)
+    assert again is not None and j.pending == [again] and j.late_events == 0
+
+
 def test_the_kills_snapshot_is_its_events_else_the_one_taken_by_pid():
     rep = _report()
     j = KillJoiner()
@@ -118,18 +130,20 @@ def test_the_kills_snapshot_is_its_events_else_the_one_taken_by_pid():
 
 
 def test_a_snapshot_taken_by_pid_is_kept_only_from_the_kills_moment():
-    """record/collector.py: a kill without its event's snapshot takes the one the program kept by
-    pid, if it was taken within SNAPSHOT_MAX_LEAD_NS of the Killed line (a pid reused since is not)."""
+    """record/collector.py: a kill without its event takes the snapshot the program kept by pid,
+    if taken before its Killed line was read, and not more than SNAPSHOT_BY_PID_NS before."""
     from types import SimpleNamespace
 
-    from oomscope.record.collector import SNAPSHOT_MAX_LEAD_NS, Collector
+    from oomscope.record.collector import SNAPSHOT_BY_PID_NS, Collector
 
     kept = {}
     rec = SimpleNamespace(memcg_snap=SimpleNamespace(take=lambda pid: kept.pop(pid, None)))
-    kill_ns = 500 * S
-    for ts, taken in ((kill_ns - 3_000_000, True), (kill_ns + 2_000_000, True), (kill_ns - SNAPSHOT_MAX_LEAD_NS - 1, False)):
+    read_ns = 500 * S
+    for ts, taken in ((read_ns - 3_000_000, True), (read_ns, True), (read_ns - SNAPSHOT_BY_PID_NS + 1, True),
+                      (read_ns + 2_000_000, False),  # after the line was read: another SIGKILL (a pid reused)
+                      (read_ns + S // 2, False), (read_ns - SNAPSHOT_BY_PID_NS, False)):
         kept[7] = MemcgSnapshot(ts_ns=ts, pid=7, levels=[])
-        got = Collector._snapshot_by_pid(rec, 7, kill_ns)
-        assert (got is not None) == taken, ts - kill_ns
+        got = Collector._snapshot_by_pid(rec, 7, read_ns)
+        assert (got is not None) == taken, ts - read_ns
         assert 7 not in kept  # taken from the kernel's table either way: the table holds 256
-    assert Collector._snapshot_by_pid(rec, 8, kill_ns) is None
+    assert Collector._snapshot_by_pid(rec, 8, read_ns) is None
