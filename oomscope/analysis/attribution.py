@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from ..model import Capture
+from ..model import Capture, Task
 from ..units import fmt_bytes
 
 # The fixed vocabulary of categories (verdicts name one or two of these, plus "anon_thp" when
@@ -173,16 +173,26 @@ def top_and_others(capture: Capture) -> Tuple[List[str], int]:
     return a.top_categories, _others_part(capture, a)
 
 
-def _others_part(capture: Capture, a: Analysis) -> int:
+def _others_anon(others: List[Task]) -> int:
+    """The other processes' anonymous memory; a process without the split counted whole (its RSS
+    as anonymous: an upper bound)."""
+    return sum(t.anon_rss_bytes if t.anon_rss_bytes is not None else (t.rss_bytes or 0) for t in others)
+
+
+def _others_part(capture: Capture, a: Analysis, others_anon: Optional[int] = None) -> int:
     """The other processes' part of the reconciliation (_reconcile's "other_processes"), or 0 where
-    it puts none: their anonymous memory, at most the charge beyond the victim's own (its anonymous
-    memory where memory.stat splits the charge, its RSS where it does not)."""
+    it puts none: their anonymous memory (``others_anon`` when the caller summed it), at most the
+    charge beyond the victim's own (its anonymous memory where memory.stat splits the charge, its
+    RSS where it does not)."""
     v = capture.victim
     rss = v.rss_bytes
-    others = [t for t in capture.tasks if not t.is_victim]
-    if rss is None or a.usage_bytes is None or not others:
+    if rss is None or a.usage_bytes is None:
         return 0
-    others_anon = sum(t.anon_rss_bytes if t.anon_rss_bytes is not None else (t.rss_bytes or 0) for t in others)
+    if others_anon is None:
+        others = [t for t in capture.tasks if not t.is_victim]
+        if not others:
+            return 0
+        others_anon = _others_anon(others)
     if not a.categories:
         held = max(0, min(others_anon, a.usage_bytes - rss))
     else:
@@ -257,8 +267,7 @@ def _reconcile(capture: Capture, a: Analysis, stat: Dict[str, int], version: Opt
     others_anon = 0
     if others:
         a.others_rss_bytes = sum(t.rss_bytes or 0 for t in others)
-        # a process without the split: its whole RSS is counted as anonymous (an upper bound)
-        others_anon = sum(t.anon_rss_bytes if t.anon_rss_bytes is not None else (t.rss_bytes or 0) for t in others)
+        others_anon = _others_anon(others)
         a.others_file_bytes = sum((t.file_rss_bytes or 0) + (t.shmem_rss_bytes or 0) for t in others)
     if a.victim_rss_bytes is None or a.usage_bytes is None:
         return
@@ -274,7 +283,7 @@ def _reconcile(capture: Capture, a: Analysis, stat: Dict[str, int], version: Opt
 
     v_file, v_shmem = v.file_rss_bytes or 0, v.shmem_rss_bytes or 0
     v_anon = a.victim_rss_bytes - v_file - v_shmem  # anon, or the whole RSS when it was not split
-    held = _others_part(capture, a)
+    held = _others_part(capture, a, others_anon) if others else 0
     if not cats:
         put("other_processes", whose, held,
             "Charged to the same cgroup; the victim's RSS does not include it.")
