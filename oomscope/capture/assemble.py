@@ -72,8 +72,11 @@ def build_capture(
     evidence: Evidence,
     recording: Recording,
     now_wall: Optional[dt.datetime] = None,
+    kill_ns: Optional[int] = None,
 ) -> Capture:
-    """The capture of one kill. The notes come in the order of the parts."""
+    """The capture of one kill. The notes come in the order of the parts. ``kill_ns``: when it
+    happened on CLOCK_MONOTONIC, where the caller knows better than the event's time, else the
+    report's printk time (record's joiner: a Killed line's time less the clocks' learnt offset)."""
     notes: List[str] = []
     page_size = recording.host.page_size_bytes or PAGE_SIZE  # the kernel's page counts are the kill host's
     from_report = recording.report_source  # the provenance of what the kernel's report says
@@ -90,7 +93,8 @@ def build_capture(
     tasks = tasks_of(pid, victim, report, from_report, evidence, page_size, notes)
     if report is not None and report.tasks:
         _fill_victim_from_row(victim, next((t for t in tasks if t.is_victim), None))
-    kill_ns = event.ts_ns if event is not None else (report.killed_usec * 1000 if report and report.killed_usec else None)
+    if kill_ns is None:
+        kill_ns = event.ts_ns if event is not None else (report.killed_usec * 1000 if report and report.killed_usec else None)
     now_wall = now_wall or dt.datetime.now(dt.timezone.utc)
     wall, times = times_of(kill_ns, report, recording.clock_offset_ns, now_wall, notes)
     kr, host_memory = kernel_report_of(report, evidence, page_size, notes)

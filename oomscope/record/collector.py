@@ -499,7 +499,7 @@ class Collector:
         if kill_ns - self._host_read_ns > HOST_FACTS_MAX_AGE_NS:
             self.recording.host = procfs.read_host(self.hier.version)
             self._host_read_ns = time.monotonic_ns()
-        capture = build_capture(kill.pid, kill.event, kill.report, placement, evidence, self.recording, wall)
+        capture = build_capture(kill.pid, kill.event, kill.report, placement, evidence, self.recording, wall, kill.kill_ns)
         if self.sites is not None:
             found = self.sites.for_kill(placement.described or placement.cgroup.task_memcg, kill_ns)
             if found is not None:

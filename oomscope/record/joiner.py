@@ -8,7 +8,9 @@ has had its time to arrive. Matching is by victim pid, nearest in time: bpf_ktim
 and kept to it through the day (measured: event 411348566 us, Killed line 411350580 us; at 28,700 s
 of uptime the event 2.08 ms before the report's first line, as at 400 s). Where NTP slews
 CLOCK_MONOTONIC and not the printk clock, the two may part over weeks of uptime (not seen here):
-MATCH_WINDOW_NS would then need the offset learnt from the kills that have both parts.
+the offset is learnt from each kill that has both parts (KillJoiner.clock_offset_ns), a part
+waiting for its other part is joined to it whatever their times say (_waiting_is_this_kill),
+and every time kept here is on the BPF clock (PendingKill.kill_ns).
 Pure logic: no I/O, times passed in, so it is unit-tested directly.
 """
 
@@ -45,13 +47,16 @@ class PendingKill:
             return self.event.memcg_snapshot
         return self.memcg_snapshot
 
+    #: the Killed line's time on the BPF clock (CLOCK_MONOTONIC): its printk time less the offset
+    #: the joiner had learnt when it came (KillJoiner.clock_offset_ns)
+    report_ns: Optional[int] = None
+
     @property
     def kill_ns(self) -> Optional[int]:
+        """When the kill happened, on CLOCK_MONOTONIC: its event's time, else its Killed line's."""
         if self.event is not None:
             return self.event.ts_ns
-        if self.report is not None and self.report.killed_usec is not None:
-            return self.report.killed_usec * 1000
-        return None
+        return self.report_ns
 
 
 #: finished kills remembered (a group kill's repeat of a victim already written comes within a
@@ -72,6 +77,18 @@ class KillJoiner:
     _without_event: Dict[int, int] = field(default_factory=dict)  # the same, of kills written without their event
     late_events: int = 0  # events that came after their kill was written without them
     _pruned_ns: int = 0
+    #: the printk clock less the BPF clock, learnt from each kill joined with both times (its
+    #: Killed line's and its event's); 0 until one is. Kept up to date, so that the two may part
+    #: slowly (NTP slewing CLOCK_MONOTONIC, not the printk clock) without a kill going unjoined.
+    clock_offset_ns: int = 0
+
+    def _report_ns(self, rep: OomReport) -> Optional[int]:
+        return rep.killed_usec * 1000 - self.clock_offset_ns if rep.killed_usec is not None else None
+
+    def _learn(self, k: PendingKill) -> None:
+        if k.event is not None and k.report is not None and k.report.killed_usec is not None:
+            self.clock_offset_ns = k.report.killed_usec * 1000 - k.event.ts_ns
+            k.report_ns = k.event.ts_ns
 
     def add_event(self, ev: OomEvent, now_ns: int) -> Optional[PendingKill]:
         if ev.kind == EV_REAP_FINISHED:
@@ -81,10 +98,14 @@ class KillJoiner:
             return None
         if ev.kind != EV_MARK_VICTIM:
             return None
-        for k in self.pending:
-            if k.pid == ev.victim_pid and k.event is None and _close(k.kill_ns, ev.ts_ns):
-                k.event = ev
-                return k
+        waiting = [k for k in self.pending if k.pid == ev.victim_pid and k.event is None]
+        # the nearest in time; else one waiting whatever its time says (_waiting_is_this_kill)
+        near = [k for k in waiting if _close(k.kill_ns, ev.ts_ns)]
+        if near or waiting:
+            k = min(near, key=lambda k: abs((k.kill_ns or 0) - ev.ts_ns)) if near else waiting[0]
+            k.event = ev
+            self._learn(k)
+            return k
         if ev.victim_pid in self._without_event and _close(self._without_event[ev.victim_pid], ev.ts_ns):
             # its Killed line waited event_wait_ns and was written without it: a second capture
             # of the same kill would count it twice. Only such kills: a task is marked a victim
@@ -100,7 +121,7 @@ class KillJoiner:
         if rep.killed is None:
             return None
         pid = rep.killed.pid
-        t = rep.killed_usec * 1000 if rep.killed_usec is not None else None
+        t = self._report_ns(rep)
         best = None
         for k in self.pending:
             if k.pid != pid or not _close(k.kill_ns, t):
@@ -111,12 +132,16 @@ class KillJoiner:
             elif not rep.has_header:
                 k.duplicates += 1  # the same victim named again by a group kill
                 return None
+        if best is None:
+            best = next((k for k in self.pending if k.pid == pid and k.report is None), None)  # _waiting_is_this_kill
         if best is not None:
             best.report = rep
+            best.report_ns = t
+            self._learn(best)
             return best
         if not rep.has_header and pid in self._recent and _close(self._recent[pid], t):
             return None  # a group kill's repeat of a victim already written
-        kill = PendingKill(pid=pid, first_seen_ns=now_ns, report=rep)
+        kill = PendingKill(pid=pid, first_seen_ns=now_ns, report=rep, report_ns=t)
         self.pending.append(kill)
         return kill
 
@@ -143,6 +168,14 @@ class KillJoiner:
             self._recent = {p: t for p, t in self._recent.items() if t >= cutoff}
             self._without_event = {p: t for p, t in self._without_event.items() if t >= cutoff}
         return out
+
+
+# _waiting_is_this_kill: a part waiting for its other part, of the same pid, is the same kill
+# whatever the two clocks say. A part waits at most report_wait_ns, the kernel log is followed
+# from its end (kernel/kmsg.py), and two kills of one pid seconds apart would need the pid space
+# to wrap in between: so the first kill after the clocks parted is joined, and its offset learnt.
+# (A group kill's Killed line naming its victim again finds that kill's report already in: it
+# is matched by time, as a duplicate, and by the finished kills' times once written.)
 
 
 def _close(a: Optional[int], b: Optional[int]) -> bool:

@@ -46,11 +46,35 @@ def test_each_part_alone_waits_then_goes():
 
 
 def test_same_pid_far_apart_in_time_are_two_kills():
+    """The first kill of the pid written (its report's wait over) before the second's event: two."""
     rep = _report()
     j = KillJoiner()
-    j.add_event(event_for(rep, ts_ns=rep.killed_usec * 1000 - 60 * S), now_ns=0)
-    j.add_report(rep, now_ns=1)
-    assert all(k.event is None or k.report is None for k in j.pending) and len(j.pending) == 2
+    j.add_report(rep, now_ns=0)
+    (first,) = j.ready(now_ns=j.event_wait_ns)
+    second = j.add_event(event_for(rep, ts_ns=rep.killed_usec * 1000 + 60 * S), now_ns=60 * S)
+    assert first.event is None and second is not first and j.pending == [second] and second.report is None
+
+
+def test_clocks_parted_the_first_kill_is_joined_and_teaches_the_offset():
+    """The printk clock and CLOCK_MONOTONIC 40 s apart (NTP slewing one over weeks of uptime):
+    an event and a Killed line of one pid waiting at once are one kill whatever their times say;
+    the offset is learnt from it, and the next kills (a storm's, reports rate-limited to their
+    Killed line) are joined by time, their times on the BPF clock."""
+    reps = parse_reports(fixture_text("kmsg", "v1-6.18-storm.kmsg"))
+    parted = 40 * S  # the BPF clock behind the printk clock
+    j = KillJoiner()
+    for i, r in enumerate(reps[:30]):
+        ev = event_for(r, ts_ns=r.killed_usec * 1000 - 2_000_000 - parted)
+        j.add_event(ev, now_ns=i)
+        j.add_report(r, now_ns=i)
+        (k,) = j.ready(now_ns=i)
+        assert k.event is ev and k.report is r, i
+        assert k.kill_ns == ev.ts_ns
+    assert j.clock_offset_ns == parted + 2_000_000
+    # a Killed line alone now says its time on the BPF clock
+    late = reps[30]
+    k = j.add_report(late, now_ns=31)
+    assert k.kill_ns == late.killed_usec * 1000 - parted - 2_000_000
 
 
 def test_storm_all_killed_lines_become_kills():
