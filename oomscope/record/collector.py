@@ -370,9 +370,12 @@ class Collector:
             self.userkills.add(sig, now)
         self.userkills.tick(now)
         records = self.kmsg.take() if self.kmsg is not None else ()
+        # read by the kmsg thread up to now, after ``now``: a report's first_seen_ns bounds the
+        # snapshot taken for it by pid (_snapshot_by_pid: taken before the line was read)
+        read_ns = time.monotonic_ns() if records else now
         for rec in kernel_records(records):
             for rep in self.parser.feed(rec):
-                self.joiner.add_report(rep, now)
+                self.joiner.add_report(rep, read_ns)
         ready = self.joiner.ready(now, flush=flush)
         if events or records or ready or flush or now >= self._next_health_ns:
             # Losses are looked for before any kill is written, and at least every 250 ms while

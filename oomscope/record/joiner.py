@@ -8,7 +8,7 @@ has had its time to arrive. Matching is by victim pid, nearest in time: bpf_ktim
 and kept to it through the day (measured: event 411348566 us, Killed line 411350580 us; at 28,700 s
 of uptime the event 2.08 ms before the report's first line, as at 400 s). Where NTP slews
 CLOCK_MONOTONIC and not the printk clock, the two may part over weeks of uptime (not seen here):
-the offset is learnt from each kill that has both parts (KillJoiner.clock_offset_ns), a part
+the offset is learnt from the kills that have both parts (KillJoiner.printk_offset_ns), a part
 waiting for its other part is joined to it whatever their times say (_waiting_is_this_kill),
 and every time kept here is on the BPF clock (PendingKill.kill_ns).
 Pure logic: no I/O, times passed in, so it is unit-tested directly.
@@ -17,7 +17,7 @@ Pure logic: no I/O, times passed in, so it is unit-tested directly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ..kernel.oom_report import OomReport
 from ..layouts import EV_MARK_VICTIM, EV_REAP_FINISHED, MemcgSnapshot, OomEvent
@@ -48,7 +48,7 @@ class PendingKill:
         return self.memcg_snapshot
 
     #: the Killed line's time on the BPF clock (CLOCK_MONOTONIC): its printk time less the offset
-    #: the joiner had learnt when it came (KillJoiner.clock_offset_ns)
+    #: the joiner has learnt (KillJoiner.printk_offset_ns: moved with it while it waits)
     report_ns: Optional[int] = None
 
     @property
@@ -64,6 +64,7 @@ class PendingKill:
 #: host counts, in --cgroup's scope or not: 10,000 kept filled for hours and held ~1 MiB
 RECENT_KEPT = 1000
 RECENT_NS = 60_000_000_000
+LEARNT = 5  # the printk clock's offsets kept, from the last kills joined
 
 
 @dataclass
@@ -73,22 +74,38 @@ class KillJoiner:
     #: how long a Killed line waits for its BPF event
     event_wait_ns: int = 1_000_000_000
     pending: List[PendingKill] = field(default_factory=list)
-    _recent: Dict[int, int] = field(default_factory=dict)  # pid -> kill_ns of finished kills
-    _without_event: Dict[int, int] = field(default_factory=dict)  # the same, of kills written without their event
+    #: pid -> (the finished kill's time on the printk clock, when record wrote it): a group kill's
+    #: Killed line naming it again is compared Killed line with Killed line, on the printk clock
+    _recent: Dict[int, Tuple[int, int]] = field(default_factory=dict)
+    #: pid -> when record wrote its kill without an event (record's own clock: a late event is
+    #: matched by when it came, not by a kernel time, so that no offset is needed to match it)
+    _without_event: Dict[int, int] = field(default_factory=dict)
     late_events: int = 0  # events that came after their kill was written without them
     _pruned_ns: int = 0
-    #: the printk clock less the BPF clock, learnt from each kill joined with both times (its
-    #: Killed line's and its event's); 0 until one is. Kept up to date, so that the two may part
-    #: slowly (NTP slewing CLOCK_MONOTONIC, not the printk clock) without a kill going unjoined.
-    clock_offset_ns: int = 0
+    #: the printk clock less the BPF clock, learnt from kills joined with both times; 0 until one
+    #: is. Kept up to date, so that the two may part slowly (NTP slewing CLOCK_MONOTONIC, not the
+    #: printk clock) without a kill going unjoined or dated on the wrong clock.
+    printk_offset_ns: int = 0
+    _offsets: List[int] = field(default_factory=list)  # the last LEARNT of them: their median is the offset
 
     def _report_ns(self, rep: OomReport) -> Optional[int]:
-        return rep.killed_usec * 1000 - self.clock_offset_ns if rep.killed_usec is not None else None
+        return rep.killed_usec * 1000 - self.printk_offset_ns if rep.killed_usec is not None else None
 
     def _learn(self, k: PendingKill) -> None:
-        if k.event is not None and k.report is not None and k.report.killed_usec is not None:
-            self.clock_offset_ns = k.report.killed_usec * 1000 - k.event.ts_ns
-            k.report_ns = k.event.ts_ns
+        """The offset from a kill with both times, its Killed line seen (not a time completed from
+        the oom_reaper's line, 2 s later since 5.18: kernel/oom_report.py). The median of the last
+        LEARNT: one wrong pair (a pid reused within the wait) does not move it. Killed lines still
+        waiting are moved to the new offset."""
+        rep, ev = k.report, k.event
+        if ev is None or rep is None or rep.killed is None or not rep.killed.seen or rep.killed_usec is None:
+            return
+        self._offsets = (self._offsets + [rep.killed_usec * 1000 - ev.ts_ns])[-LEARNT:]
+        new = sorted(self._offsets)[len(self._offsets) // 2]
+        delta, self.printk_offset_ns = new - self.printk_offset_ns, new
+        if delta:
+            for w in self.pending:
+                if w.event is None and w.report_ns is not None:
+                    w.report_ns -= delta
 
     def add_event(self, ev: OomEvent, now_ns: int) -> Optional[PendingKill]:
         if ev.kind == EV_REAP_FINISHED:
@@ -106,11 +123,11 @@ class KillJoiner:
             k.event = ev
             self._learn(k)
             return k
-        if ev.victim_pid in self._without_event and _close(self._without_event[ev.victim_pid], ev.ts_ns):
+        written = self._without_event.pop(ev.victim_pid, None)
+        if written is not None and now_ns - written <= MATCH_WINDOW_NS:
             # its Killed line waited event_wait_ns and was written without it: a second capture
             # of the same kill would count it twice. Only such kills: a task is marked a victim
             # once (TIF_MEMDIE), so an event of a pid whose kill had its event is a new kill.
-            del self._without_event[ev.victim_pid]
             self.late_events += 1
             return None
         kill = PendingKill(pid=ev.victim_pid, first_seen_ns=now_ns, event=ev)
@@ -139,7 +156,9 @@ class KillJoiner:
             best.report_ns = t
             self._learn(best)
             return best
-        if not rep.has_header and pid in self._recent and _close(self._recent[pid], t):
+        recent = self._recent.get(pid)
+        if not rep.has_header and recent is not None \
+                and _close(recent[0], rep.killed_usec * 1000 if rep.killed_usec is not None else None):
             return None  # a group kill's repeat of a victim already written
         kill = PendingKill(pid=pid, first_seen_ns=now_ns, report=rep, report_ns=t)
         self.pending.append(kill)
@@ -158,15 +177,17 @@ class KillJoiner:
             (out if done else keep).append(k)
         self.pending = keep
         for k in out:
-            if k.kill_ns is not None:
-                self._recent[k.pid] = k.kill_ns
-                if k.event is None:
-                    self._without_event[k.pid] = k.kill_ns
+            printk = k.report.killed_usec * 1000 if k.report is not None and k.report.killed_usec is not None else \
+                (k.event.ts_ns + self.printk_offset_ns if k.event is not None else None)
+            if printk is not None:
+                self._recent[k.pid] = (printk, now_ns)
+            if k.event is None:
+                self._without_event[k.pid] = now_ns
         if len(self._recent) + len(self._without_event) > RECENT_KEPT and now_ns - self._pruned_ns >= 1_000_000_000:
             self._pruned_ns = now_ns
             cutoff = now_ns - RECENT_NS
-            self._recent = {p: t for p, t in self._recent.items() if t >= cutoff}
-            self._without_event = {p: t for p, t in self._without_event.items() if t >= cutoff}
+            self._recent = {p: v for p, v in self._recent.items() if v[1] >= cutoff}
+            self._without_event = {p: w for p, w in self._without_event.items() if w >= cutoff}
         return out
 
 
