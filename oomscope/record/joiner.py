@@ -5,8 +5,8 @@ always printed), a /dev/kmsg reader that falls behind loses records (EPIPE), and
 can drop events in a storm. A kill is *ready* when both parts are in, or when the missing part
 has had its time to arrive. Matching is by victim pid, nearest in time: bpf_ktime_get_ns()
 (CLOCK_MONOTONIC) and the printk clock (local_clock, not slewed by NTP) agree to a few ms here,
-and kept to it through the day (measured: event 411348566 us, Killed line 411350580 us; at 28,700 s
-of uptime the event 2.08 ms before the report's first line, as at 400 s). Where NTP slews
+and still did after 8 hours of uptime (measured: event 411348566 us, Killed line 411350580 us;
+at 28,700 s the event 2.08 ms before the report's first line, as at 400 s). Where NTP slews
 CLOCK_MONOTONIC and not the printk clock, the two may part over weeks of uptime (not seen here):
 the offset is learnt from the kills that have both parts (KillJoiner.printk_offset_ns), a part
 waiting for its other part is joined to it whatever their times say (_waiting_is_this_kill),
