@@ -481,6 +481,7 @@ class Collector:
                           self.sampler.store.limited_ancestor, self.hier.version,
                           kill.event.victim_parent_pid if kill.event is not None else None)
         if not self._in_scope(placement):
+            self.joiner.out_of_scope(kill.pid)  # its late event is no loss of --cgroup's
             return
         workload = workload_of(placement.cgroup.task_memcg or placement.cgroup.oom_memcg, self.names)
         key = workload_key(workload, placement.cgroup)

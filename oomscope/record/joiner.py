@@ -77,9 +77,10 @@ class KillJoiner:
     #: pid -> (the finished kill's time on the printk clock, when record wrote it): a group kill's
     #: Killed line naming it again is compared Killed line with Killed line, on the printk clock
     _recent: Dict[int, Tuple[int, int]] = field(default_factory=dict)
-    #: pid -> when record wrote its kill without an event (record's own clock: a late event is
-    #: matched by when it came, not by a kernel time, so that no offset is needed to match it)
-    _without_event: Dict[int, int] = field(default_factory=dict)
+    #: pid -> (when record finished its kill without an event, whether it was written: False
+    #: outside --cgroup). A late event is matched by when it came (record's own clock), not by a
+    #: kernel time, so that no offset is needed to match it
+    _without_event: Dict[int, Tuple[int, bool]] = field(default_factory=dict)
     late_events: int = 0  # events that came after their kill was written without them
     _pruned_ns: int = 0
     #: the printk clock less the BPF clock, learnt from kills joined with both times; 0 until one
@@ -107,6 +108,12 @@ class KillJoiner:
                 if w.event is None and w.report_ns is not None:
                     w.report_ns -= delta
 
+    def out_of_scope(self, pid: int) -> None:
+        """A finished kill record does not write (outside --cgroup): its event, read late, is
+        dropped as before but not counted as a loss (late_events, which alerts)."""
+        if pid in self._without_event:
+            self._without_event[pid] = (self._without_event[pid][0], False)
+
     def add_event(self, ev: OomEvent, now_ns: int) -> Optional[PendingKill]:
         if ev.kind == EV_REAP_FINISHED:
             for k in self.pending:
@@ -123,12 +130,14 @@ class KillJoiner:
             k.event = ev
             self._learn(k)
             return k
-        written = self._without_event.pop(ev.victim_pid, None)
+        written, scoped = self._without_event.pop(ev.victim_pid, (None, True))
         if written is not None and now_ns - written <= MATCH_WINDOW_NS:
             # its Killed line waited event_wait_ns and was written without it: a second capture
             # of the same kill would count it twice. Only such kills: a task is marked a victim
             # once (TIF_MEMDIE), so an event of a pid whose kill had its event is a new kill.
-            self.late_events += 1
+            # One outside --cgroup was never written: nothing lost.
+            if scoped:
+                self.late_events += 1
             return None
         kill = PendingKill(pid=ev.victim_pid, first_seen_ns=now_ns, event=ev)
         self.pending.append(kill)
@@ -182,12 +191,12 @@ class KillJoiner:
             if printk is not None:
                 self._recent[k.pid] = (printk, now_ns)
             if k.event is None:
-                self._without_event[k.pid] = now_ns
+                self._without_event[k.pid] = (now_ns, True)
         if len(self._recent) + len(self._without_event) > RECENT_KEPT and now_ns - self._pruned_ns >= 1_000_000_000:
             self._pruned_ns = now_ns
             cutoff = now_ns - RECENT_NS
             self._recent = {p: v for p, v in self._recent.items() if v[1] >= cutoff}
-            self._without_event = {p: w for p, w in self._without_event.items() if w >= cutoff}
+            self._without_event = {p: w for p, w in self._without_event.items() if w[0] >= cutoff}
         return out
 
 
