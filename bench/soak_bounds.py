@@ -101,7 +101,7 @@ def main() -> int:
     def joiner():
         j = KillJoiner()
         for i in range(RECENT_KEPT):
-            j._recent[100000 + i] = 10**15 + i
+            j._recent[100000 + i] = (10**15 + i, 10**12 + i)  # (printk time, when written)
         return j
 
     rows.append((f"joiner: recent pids ({RECENT_KEPT:,}, then the last minute's)", RECENT_KEPT, measure(joiner)))

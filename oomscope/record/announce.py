@@ -71,7 +71,8 @@ LOSS_WORDS = {
     "bpf_events": "BPF events lost in the perf buffer (kills may be missing or lack their event)",
     "kmsg_records": "kernel log records lost (the kernel's OOM reports of some kills were not seen)",
     "dropped_cgroups": "memory cgroups not sampled (more than the sampler's limit)",
-    "late_events": "BPF events read after their kill was written without them (those captures lack the event's figures)",
+    "late_events": "BPF events read after their kill was written without them (those kills' captures lack the event's "
+                   "figures, and are not marked)",
 }
 
 

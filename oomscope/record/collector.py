@@ -481,7 +481,7 @@ class Collector:
                           self.sampler.store.limited_ancestor, self.hier.version,
                           kill.event.victim_parent_pid if kill.event is not None else None)
         if not self._in_scope(placement):
-            self.joiner.out_of_scope(kill.pid)  # its late event is no loss of --cgroup's
+            self.joiner.not_written(kill.pid)  # its late event is no loss of --cgroup's
             return
         workload = workload_of(placement.cgroup.task_memcg or placement.cgroup.oom_memcg, self.names)
         key = workload_key(workload, placement.cgroup)
@@ -497,6 +497,7 @@ class Collector:
             stub = Capture(kill_id="", victim=Victim(kill.pid, comm or ""), cgroup=placement.cgroup, workload=workload,
                            times=Times(kill_wall=wall.isoformat(timespec="milliseconds")))
             self.announce.not_written(stub, key, admitted.starts_drop, self.budget.words())
+            self.joiner.not_written(kill.pid)  # counted by the budget: its late event is no loss
             return
         evidence = self.evidence.gather(kill, placement, kill_ns, self.memcg_snap_status,
                                         (head.state, head.capture.tasks) if head is not None else None)

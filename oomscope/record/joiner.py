@@ -5,12 +5,13 @@ always printed), a /dev/kmsg reader that falls behind loses records (EPIPE), and
 can drop events in a storm. A kill is *ready* when both parts are in, or when the missing part
 has had its time to arrive. Matching is by victim pid, nearest in time: bpf_ktime_get_ns()
 (CLOCK_MONOTONIC) and the printk clock (local_clock, not slewed by NTP) agree to a few ms here,
-and still did after 8 hours of uptime (measured: event 411348566 us, Killed line 411350580 us;
-at 28,700 s the event 2.08 ms before the report's first line, as at 400 s). Where NTP slews
+and still did after 8 hours of uptime (measured: at 411 s the event 2.01 ms before the Killed
+line, 411348566 us against 411350580 us; at 28,700 s, 2.08 ms before it). Where NTP slews
 CLOCK_MONOTONIC and not the printk clock, the two may part over weeks of uptime (not seen here):
 the offset is learnt from the kills that have both parts (KillJoiner.printk_offset_ns), a part
 waiting for its other part is joined to it whatever their times say (_waiting_is_this_kill),
-and every time kept here is on the BPF clock (PendingKill.kill_ns).
+and each kill's time is on the BPF clock (PendingKill.kill_ns, report_ns); finished kills are
+remembered on the printk clock, to compare a group kill's repeat with them.
 Pure logic: no I/O, times passed in, so it is unit-tested directly.
 """
 
@@ -78,7 +79,7 @@ class KillJoiner:
     #: Killed line naming it again is compared Killed line with Killed line, on the printk clock
     _recent: Dict[int, Tuple[int, int]] = field(default_factory=dict)
     #: pid -> (when record finished its kill without an event, whether it was written: False
-    #: outside --cgroup). A late event is matched by when it came (record's own clock), not by a
+    #: outside --cgroup or beyond the storm budget). A late event is matched by when it came (record's own clock), not by a
     #: kernel time, so that no offset is needed to match it
     _without_event: Dict[int, Tuple[int, bool]] = field(default_factory=dict)
     late_events: int = 0  # events that came after their kill was written without them
@@ -95,8 +96,8 @@ class KillJoiner:
     def _learn(self, k: PendingKill) -> None:
         """The offset from a kill with both times, its Killed line seen (not a time completed from
         the oom_reaper's line, 2 s later since 5.18: kernel/oom_report.py). The median of the last
-        LEARNT: one wrong pair (a pid reused within the wait) does not move it. Killed lines still
-        waiting are moved to the new offset."""
+        LEARNT: once three are learnt, one wrong pair (a pid reused within the wait) does not move
+        it. Killed lines still waiting are moved to the new offset."""
         rep, ev = k.report, k.event
         if ev is None or rep is None or rep.killed is None or not rep.killed.seen or rep.killed_usec is None:
             return
@@ -108,9 +109,10 @@ class KillJoiner:
                 if w.event is None and w.report_ns is not None:
                     w.report_ns -= delta
 
-    def out_of_scope(self, pid: int) -> None:
-        """A finished kill record does not write (outside --cgroup): its event, read late, is
-        dropped as before but not counted as a loss (late_events, which alerts)."""
+    def not_written(self, pid: int) -> None:
+        """A finished kill record does not write (outside --cgroup, or counted by the storm
+        budget): its event, read late, is dropped as before but not counted as a loss
+        (late_events, which alerts)."""
         if pid in self._without_event:
             self._without_event[pid] = (self._without_event[pid][0], False)
 

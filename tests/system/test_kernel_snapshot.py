@@ -74,7 +74,7 @@ def _storm_size_keys_off(snap, rep_stat):
 
 def _why_no_snapshot(pids, rec, cgroup: str) -> str:
     """For each capture without a snapshot: how many captures its pid has, whether the BPF event
-    was in (the trigger's source), the status and the notes; and record's own BPF loss count."""
+    was in (the trigger's source), the status and the notes."""
     out = []
     for pid in pids:
         mine = [c for _, c in rec.captures() if c["victim"]["pid"] == pid]

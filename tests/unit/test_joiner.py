@@ -230,12 +230,12 @@ def test_the_offset_is_learnt_from_killed_lines_seen_and_one_wrong_pair_does_not
 
 
 def test_a_late_event_of_a_kill_outside_the_scope_is_dropped_and_no_loss():
-    """record --cgroup: a kill outside the scope is never written (collector.py: out_of_scope);
-    its late event is no second kill, and no loss to alert on."""
+    """record --cgroup: a kill outside the scope is never written (collector.py: not_written; so
+    is one beyond the storm budget); its late event is no second kill, and no loss to alert on."""
     rep = _report()
     j = KillJoiner()
     j.add_report(rep, now_ns=0)
     (k,) = j.ready(now_ns=j.event_wait_ns)
-    j.out_of_scope(k.pid)
+    j.not_written(k.pid)
     assert j.add_event(event_for(rep), now_ns=j.event_wait_ns + 1) is None
     assert j.pending == [] and j.late_events == 0
