@@ -75,7 +75,7 @@ class Metrics:
         self.watched = Gauge("oomscope_watched_cgroups", "Memory cgroups the sampler watches", registry=r)
         self.lost = Gauge("oomscope_bpf_events_lost", "BPF perf-buffer events lost (cumulative)", registry=r)
         self.losses = Gauge("oomscope_lost", "What record lost, by kind (cumulative): bpf_events, kmsg_records, "
-                            "dropped_cgroups, late_events", ["what"], registry=r)
+                            "dropped_cgroups, late_events, late_reports", ["what"], registry=r)
         self.thread_stalled = Gauge("oomscope_thread_stalled", "1 while a thread of record (sampler, kmsg) makes no progress "
                                     "or has died (record/watchdog.py); kills are still recorded", ["thread"], registry=r)
         for name in ("sampler", "kmsg"):

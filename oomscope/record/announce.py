@@ -73,6 +73,8 @@ LOSS_WORDS = {
     "dropped_cgroups": "memory cgroups not sampled (more than the sampler's limit)",
     "late_events": "BPF events read after their kill was written without them (those kills' captures lack the event's "
                    "figures, and are not marked)",
+    "late_reports": "kernel OOM reports read after their kill was written from its BPF event alone (those kills' "
+                    "captures lack the report's figures and say the report was not available)",
 }
 
 

@@ -445,7 +445,7 @@ class Collector:
             self._status_due_ns = now_ns + STATUS_EVERY_NS
             self._write_status(now_ns)
         losses = {"bpf_events": self.probes.lost, "dropped_cgroups": self.sampler.dropped_cgroups,
-                  "late_events": self.joiner.late_events}
+                  "late_events": self.joiner.late_events, "late_reports": self.joiner.late_reports}
         if self.kmsg is not None:
             lost = getattr(self.kmsg, "lost_records", 0)  # a property of KmsgFollower (kernel/kmsg.py)
             losses["kmsg_records"] = lost() if callable(lost) else lost

@@ -83,6 +83,10 @@ class KillJoiner:
     #: kernel time, so that no offset is needed to match it
     _without_event: Dict[int, Tuple[int, bool]] = field(default_factory=dict)
     late_events: int = 0  # events that came after their kill was written without them
+    #: pid -> (when record finished its kill without the kernel's report, whether it was written):
+    #: its report read later (kmsg behind in a storm) is that kill's, not a second kill
+    _without_report: Dict[int, Tuple[int, bool]] = field(default_factory=dict)
+    late_reports: int = 0  # reports (or Killed lines) that came after their kill was written without them
     _pruned_ns: int = 0
     #: the printk clock less the BPF clock, learnt from kills joined with both times; 0 until one
     #: is. Kept up to date, so that the two may part slowly (NTP slewing CLOCK_MONOTONIC, not the
@@ -112,9 +116,10 @@ class KillJoiner:
     def not_written(self, pid: int) -> None:
         """A finished kill record does not write (outside --cgroup, or counted by the storm
         budget): its event, read late, is dropped as before but not counted as a loss
-        (late_events, which alerts)."""
-        if pid in self._without_event:
-            self._without_event[pid] = (self._without_event[pid][0], False)
+        (late_events, late_reports: they alert)."""
+        for parts in (self._without_event, self._without_report):
+            if pid in parts:
+                parts[pid] = (parts[pid][0], False)
 
     def add_event(self, ev: OomEvent, now_ns: int) -> Optional[PendingKill]:
         if ev.kind == EV_REAP_FINISHED:
@@ -168,8 +173,19 @@ class KillJoiner:
             self._learn(best)
             return best
         recent = self._recent.get(pid)
-        if not rep.has_header and recent is not None \
-                and _close(recent[0], rep.killed_usec * 1000 if rep.killed_usec is not None else None):
+        same_as_recent = recent is not None and _close(recent[0], rep.killed_usec * 1000 if rep.killed_usec is not None else None)
+        without = self._without_report.get(pid)
+        if without is not None and (same_as_recent or now_ns - without[0] <= MATCH_WINDOW_NS):
+            # its kill was written from its event alone (the report came later than
+            # report_wait_ns: kmsg behind in a storm): a second capture would count it twice.
+            # A victim is named by one report's Killed line (a group kill's members by lines
+            # without a header), so a report of this pid at this time is that kill's; matched by
+            # the kernel's times, or by when it came (record's clock) where no offset is learnt.
+            _when, scoped = self._without_report.pop(pid)
+            if scoped:
+                self.late_reports += 1
+            return None
+        if not rep.has_header and same_as_recent:
             return None  # a group kill's repeat of a victim already written
         kill = PendingKill(pid=pid, first_seen_ns=now_ns, report=rep, report_ns=t)
         self.pending.append(kill)
@@ -194,11 +210,15 @@ class KillJoiner:
                 self._recent[k.pid] = (printk, now_ns)
             if k.event is None:
                 self._without_event[k.pid] = (now_ns, True)
-        if len(self._recent) + len(self._without_event) > RECENT_KEPT and now_ns - self._pruned_ns >= 1_000_000_000:
+            if k.report is None:
+                self._without_report[k.pid] = (now_ns, True)
+        if len(self._recent) + len(self._without_event) + len(self._without_report) > RECENT_KEPT \
+                and now_ns - self._pruned_ns >= 1_000_000_000:
             self._pruned_ns = now_ns
             cutoff = now_ns - RECENT_NS
             self._recent = {p: v for p, v in self._recent.items() if v[1] >= cutoff}
             self._without_event = {p: w for p, w in self._without_event.items() if w[0] >= cutoff}
+            self._without_report = {p: w for p, w in self._without_report.items() if w[0] >= cutoff}
         return out
 
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 from oomscope.kernel.oom_report import parse_reports
 from oomscope.layouts import MemcgSnapshot
 from oomscope.record.joiner import KillJoiner
@@ -39,6 +41,7 @@ def test_each_part_alone_waits_then_goes():
     assert j.ready(now_ns=S) == []
     (k,) = j.ready(now_ns=2 * S)
     assert k.report is None
+    j = KillJoiner()  # (the same kill's report read after it: test_a_report_read_after_its_kill_was_written...)
     j.add_report(rep, now_ns=10 * S)
     assert j.ready(now_ns=10 * S + 1) == []
     (k,) = j.ready(now_ns=11 * S)
@@ -124,6 +127,35 @@ def test_an_event_read_after_its_kill_was_written_is_not_a_second_kill():
     assert j.pending == [] and j.late_events == 1
     later = j.add_event(event_for(rep, ts_ns=rep.killed_usec * 1000 + 60 * S), now_ns=60 * S)
     assert later is not None and j.pending == [later] and j.late_events == 1
+
+
+def test_a_report_read_after_its_kill_was_written_from_its_event_is_not_a_second_kill():
+    """An event waits report_wait_ns for its Killed line, then is written without it. Its report
+    read later (kmsg behind in a storm) made a second capture of the same kill: now counted as late
+    (record's loss ``late_reports``) and dropped, matched by the kernel's times and, with no offset
+    learnt, by when it came; a kill record did not write is no loss; the same pid killed a minute
+    later is a kill."""
+    rep = _report()
+    j = KillJoiner()
+    j.add_event(event_for(rep), now_ns=0)
+    (k,) = j.ready(now_ns=j.report_wait_ns)
+    assert k.report is None
+    assert j.add_report(rep, now_ns=j.report_wait_ns + 5 * S) is None
+    assert j.pending == [] and j.late_reports == 1
+    later = dataclasses.replace(rep, killed_usec=rep.killed_usec + 60 * S // 1000)
+    again = j.add_report(later, now_ns=60 * S)
+    assert again is not None and j.pending == [again] and j.late_reports == 1
+
+    j = KillJoiner()  # the clocks 40 s apart, no offset learnt: matched by when it came
+    j.add_event(event_for(rep, ts_ns=rep.killed_usec * 1000 - 40 * S), now_ns=0)
+    j.ready(now_ns=j.report_wait_ns)
+    assert j.add_report(rep, now_ns=j.report_wait_ns + S) is None and j.late_reports == 1
+
+    j = KillJoiner()  # outside --cgroup or beyond the storm budget: dropped, not a loss
+    j.add_event(event_for(rep), now_ns=0)
+    j.ready(now_ns=j.report_wait_ns)
+    j.not_written(rep.killed.pid)
+    assert j.add_report(rep, now_ns=j.report_wait_ns + S) is None and j.pending == [] and j.late_reports == 0
 
 
 def test_an_event_of_a_pid_whose_kill_had_its_event_is_a_new_kill():
