@@ -194,6 +194,8 @@ def main() -> int:
         "took_us": _spread([s.took_ns / 1000 for s in snaps.values()]),
         "depth": _spread([len(s.levels) for s in snaps.values()]),
         "cpus_bad": sum(s.cpus_bad for s in snaps.values()),
+        # read again because a stats flush moved the counters during the read; torn: during every read
+        "reread": sum(1 for s in snaps.values() if s.rereads), "torn": sum(1 for s in snaps.values() if s.torn),
         # every SIGKILL's snapshot (OOM or not): the most a read without the per-CPU deltas would miss
         "unflushed_max_kib_any_sigkill": max((sum(abs(v) for k, v in s.levels[0].unflushed.items() if unit_of(k, PAGE) == PAGE)
                                               * PAGE // 1024 for s in snaps.values() if s.levels), default=None),

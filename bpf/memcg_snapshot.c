@@ -32,6 +32,7 @@ BPF_PERCPU_ARRAY(scratch, struct oomscope_memcg_snapshot, 1);
 struct pcpu_pair {
     s64 state[SNAP_NSTAT];
     s64 prev[SNAP_NSTAT];
+    u64 memcg[SNAP_DEPTH];  /* each level's mem_cgroup, for the check after the read */
 };
 BPF_PERCPU_ARRAY(pair_scratch, struct pcpu_pair, 1);
 /* victim pid -> its snapshot; user space takes it when oom:mark_victim reaches it */
@@ -95,6 +96,62 @@ static __always_inline void read_level(struct oomscope_memcg_level *l, u64 memcg
     }
 }
 
+/* The flushed arrays of one level still hold what was read: 1, or 0 when a flush moved them. */
+static __always_inline int same(s64 *kept, u64 addr, s64 *buf)
+{
+    if (bpf_probe_read_kernel(buf, sizeof(s64) * SNAP_NSTAT, (void *)addr))
+        return 0;
+    for (int j = 0; j < SNAP_NSTAT; j++) {
+        if (buf[j] != kept[j])
+            return 0;
+    }
+    return 1;
+}
+
+static __always_inline int unmoved(struct oomscope_memcg_snapshot *s, struct pcpu_pair *pp)
+{
+    for (u32 d = 0; d < SNAP_DEPTH; d++) {
+        if (d >= s->depth)
+            break;
+        struct oomscope_memcg_level *l = &s->level[d];
+#if VMSTATS_IS_PTR
+        u64 vs = rd64(pp->memcg[d] + OFF_VMSTATS);
+#else
+        u64 vs = pp->memcg[d] + OFF_VMSTATS;
+#endif
+        if (!same(l->state, vs + OFF_VS_STATE, pp->state) || !same(l->pending, vs + OFF_VS_PENDING, pp->state))
+            return 0;
+#ifdef OFF_VS_LOCAL
+        if (!same(l->local, vs + OFF_VS_LOCAL, pp->state))
+            return 0;
+#endif
+    }
+    return 1;
+}
+
+/* The victim's cgroups, every level. A flush on another CPU (reclaim flushes: mm/vmscan.c
+ * prepare_scan_control -> mem_cgroup_flush_stats_ratelimited) can run while the levels are read
+ * (no lock is taken here): it folds a CPU's delta into memcg_vmstats after its state was read but
+ * before that CPU's delta was, and the delta is counted nowhere. CI's 7.3 VM lost half the
+ * victim's THPs that way in a storm (docs/kernel-facts.md). So the flushed arrays are read again
+ * after all the rest: where any moved, the whole snapshot is read again, at most SNAP_TRIES times;
+ * rereads says how often (SNAP_TRIES - 1 rereads that still moved: torn). */
+#define SNAP_TRIES 3
+static __always_inline void read_levels(struct oomscope_memcg_snapshot *s, struct pcpu_pair *pp, u64 memcg)
+{
+    s->depth = 0;
+    s->cpus_read = 0;
+    s->cpus_bad = 0;
+    for (u32 d = 0; d < SNAP_DEPTH; d++) {
+        if (!memcg)
+            break;
+        pp->memcg[d] = memcg;
+        read_level(&s->level[d], memcg, pp, &s->cpus_read, &s->cpus_bad);
+        s->depth = d + 1;
+        memcg = rd64(memcg + OFF_CSS_PARENT);  /* css is mem_cgroup's first member */
+    }
+}
+
 static __always_inline int take(u64 task, u32 kind)
 {
     u32 zero = 0;
@@ -111,15 +168,16 @@ static __always_inline int take(u64 task, u32 kind)
     s->ts_ns = bpf_ktime_get_ns();
     s->pid = pid;
     s->kind = kind;
-    s->depth = 0;
-    s->cpus_read = 0;
-    s->cpus_bad = 0;
-    for (u32 d = 0; d < SNAP_DEPTH; d++) {
-        if (!memcg)
+    s->rereads = 0;
+    s->torn = 1;
+    for (u32 t = 0; t < SNAP_TRIES; t++) {
+        if (t)
+            s->rereads = t;
+        read_levels(s, pp, memcg);
+        if (unmoved(s, pp)) {
+            s->torn = 0;
             break;
-        read_level(&s->level[d], memcg, pp, &s->cpus_read, &s->cpus_bad);
-        s->depth = d + 1;
-        memcg = rd64(memcg + OFF_CSS_PARENT);  /* css is mem_cgroup's first member */
+        }
     }
     s->took_ns = bpf_ktime_get_ns() - s->ts_ns;
     snapshots.update(&pid, s);

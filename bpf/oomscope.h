@@ -149,7 +149,8 @@ struct oomscope_memcg_snapshot {
     u32 cpus_bad;           /* CPUs whose per-CPU area failed the back-pointer check */
     u64 took_ns;            /* how long the program took to read it (its cost, per SIGKILL) */
     u32 kind;               /* OOMSCOPE_SNAP_SIGKILL, or _MARK_VICTIM: a victim marked without a SIGKILL */
-    u32 pad;
+    u16 rereads;            /* times read again because a stats flush ran during the read */
+    u16 torn;               /* 1: a flush still ran during the last read (the exact view may be off) */
     struct oomscope_memcg_level level[SNAP_DEPTH];
 };
 #endif

@@ -319,6 +319,10 @@ def states_at_kill(report: Optional[OomReport], from_report: Source, evidence: E
     return sources
 
 
+_TORN = (" The kernel's statistics were being flushed on another CPU during each of the snapshot's reads: its "
+         "memory.stat figures may miss or count twice what one CPU had not flushed yet; its usage is exact.")
+
+
 def _at_kill_notes(at_kill: CgroupState, is_global: bool, from_report: Source, evidence: Evidence,
                    sources: Optional[Dict[str, CgroupState]] = None) -> List[str]:
     if is_global:
@@ -338,7 +342,8 @@ def _at_kill_notes(at_kill: CgroupState, is_global: bool, from_report: Source, e
                 "charge; the report's figures stay in at_kill_sources."]
     if at_kill.source == Source.KERNEL_SNAPSHOT:
         return ["The kernel's OOM report was not available; the cgroup's state at the kill was read in the kernel at the "
-                "victim's SIGKILL (the memory cgroup's own counters, with the per-CPU changes not yet flushed)."]
+                "victim's SIGKILL (the memory cgroup's own counters, with the per-CPU changes not yet flushed)."
+                + (_TORN if evidence.snapshot_torn else "")]
     return [f"The kernel's OOM report was not available; the cgroup's state comes from {at_kill.source.replace('_', ' ')}"
             + (f" ({at_kill.age_ms:.0f} ms before the kill)." if at_kill.age_ms is not None and at_kill.age_ms >= 0 else ".")
             + (f" No kernel snapshot at the SIGKILL: {evidence.snapshot_status.rstrip('.')}."

@@ -129,6 +129,7 @@ class EvidenceGatherer:
         described = placement.described
         if described is not None:
             ev.kernel_snapshot = self._snapshot_state(kill, described, placement.is_global)
+            ev.snapshot_torn = ev.kernel_snapshot is not None and kill.snapshot is not None and kill.snapshot.torn
             sample = self.store.latest_before(described, kill_ns)
             if sample is not None:
                 ev.last_sample = dataclasses.replace(sample.state, age_ms=(kill_ns - sample.t_ns) / 1e6)

@@ -144,3 +144,18 @@ def test_a_settled_report_stays_first_beside_a_snapshot():
     cap = assemble(short.killed.pid, event_for(short), short, Recording(cgroup_version=2),
                    Evidence(kernel_snapshot=also_short), now_wall=WALL)
     assert cap.at_kill.source == "kernel_report"
+
+
+def test_a_snapshot_read_while_a_flush_ran_says_so_where_it_stands_alone():
+    """An event-only kill (no report) takes the snapshot as its state; one whose every read saw a
+    stats flush move the counters (bpf/memcg_snapshot.c SNAP_TRIES: torn) says its memory.stat
+    may be off, its usage not. An untorn one says nothing of it."""
+    (rep,) = parse_reports(fixture_text("kmsg", "v2-7.3-anon.kmsg"))
+    snap = CgroupState(source="kernel_snapshot", usage_bytes=rep.memory.usage_kb * 1024, memory_stat=dict(rep.memory_stat),
+                       age_ms=0.0)
+    for torn in (False, True):
+        cap = assemble(rep.killed.pid, event_for(rep), None, Recording(cgroup_version=2),
+                       Evidence(kernel_snapshot=snap, snapshot_torn=torn), now_wall=WALL)
+        assert cap.at_kill.source == "kernel_snapshot"
+        (note,) = [n for n in cap.notes if "read in the kernel at the victim's SIGKILL" in n]
+        assert ("being flushed on another CPU" in note) is torn
