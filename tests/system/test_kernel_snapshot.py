@@ -11,6 +11,7 @@ import time
 import pytest
 
 from oomscope.kernel.memcg_layout import is_size_key
+from oomscope.kernel.procfs import parse_status
 from oomscope.model import SCHEMA_VERSION
 from oomscope.units import within_target
 
@@ -147,7 +148,8 @@ def test_an_ignored_sigkill_keeps_the_kills_snapshot(hier, sandbox):
             while _state(hog.pid) != "Z" and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert _state(hog.pid) == "Z" and oom_kills(path) == 1, f"the hog was not OOM-killed: {_state(hog.pid)}, {oom_kills(path)}"
-            usage_now = _usage(hier, path)
+            usage_now = hier.usage(name)  # the project's own reader (memory.current, or v1's usage_in_bytes)
+            assert usage_now is not None
             second = time.monotonic_ns()  # bpf_ktime_get_ns() is CLOCK_MONOTONIC too
             os.kill(hog.pid, signal.SIGKILL)
             snap = snapper.take(hog.pid)
@@ -169,16 +171,12 @@ def test_an_ignored_sigkill_keeps_the_kills_snapshot(hier, sandbox):
 
 
 def _state(pid: int) -> str:
+    """The task's state letter (Z: a zombie), by the project's /proc status parser."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0]
+        with open(f"/proc/{pid}/status") as f:
+            return parse_status(f.read()).get("State", "?")[:1]
     except OSError:
         return "?"
-
-
-def _usage(hier, path: str) -> int:
-    with open(os.path.join(path, "memory.current" if hier.version == 2 else "memory.usage_in_bytes")) as f:
-        return int(f.read())
 
 
 @pytest.fixture
