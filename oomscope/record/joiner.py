@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from ..kernel.oom_report import OomReport
-from ..layouts import EV_MARK_VICTIM, EV_REAP_FINISHED, MemcgSnapshot, OomEvent
+from ..layouts import EV_MARK_VICTIM, EV_REAP_FINISHED, SNAP_MARK_VICTIM, MemcgSnapshot, OomEvent
 
 MATCH_WINDOW_NS = 10_000_000_000  # a report and an event of the same pid this close are one kill
 
@@ -175,15 +175,19 @@ class KillJoiner:
         recent = self._recent.get(pid)
         same_as_recent = recent is not None and _close(recent[0], rep.killed_usec * 1000 if rep.killed_usec is not None else None)
         without = self._without_report.get(pid)
-        if without is not None and (same_as_recent or now_ns - without[0] <= MATCH_WINDOW_NS):
+        by_kernel_times = bool(self._offsets) and t is not None
+        if without is not None and (same_as_recent if by_kernel_times else
+                                    same_as_recent or now_ns - without[0] <= MATCH_WINDOW_NS):
             # its kill was written from its event alone (the report came later than
             # report_wait_ns: kmsg behind in a storm): a second capture would count it twice.
             # A victim is named by one report's Killed line (a group kill's members by lines
             # without a header), so a report of this pid at this time is that kill's; matched by
-            # the kernel's times, or by when it came (record's clock) where no offset is learnt.
-            _when, scoped = self._without_report.pop(pid)
-            if scoped:
+            # the kernel's times once an offset is learnt, else also by when it came (record's
+            # clock). Counted once: the entry stays (not counted again) so that a group kill's
+            # repeat of the same victim is dropped as such until it is pruned.
+            if without[1]:
                 self.late_reports += 1
+                self._without_report[pid] = (without[0], False)
             return None
         if not rep.has_header and same_as_recent:
             return None  # a group kill's repeat of a victim already written
@@ -210,7 +214,11 @@ class KillJoiner:
                 self._recent[k.pid] = (printk, now_ns)
             if k.event is None:
                 self._without_event[k.pid] = (now_ns, True)
-            if k.report is None:
+            else:
+                self._without_event.pop(k.pid, None)  # an earlier kill of a reused pid: not this one's
+            if k.report is not None:
+                self._without_report.pop(k.pid, None)
+            elif not _marked_without_sigkill(k.event):
                 self._without_report[k.pid] = (now_ns, True)
         if len(self._recent) + len(self._without_event) + len(self._without_report) > RECENT_KEPT \
                 and now_ns - self._pruned_ns >= 1_000_000_000:
@@ -228,6 +236,13 @@ class KillJoiner:
 # to wrap in between: so the first kill after the clocks parted is joined, and its offset learnt.
 # (A group kill's Killed line naming its victim again finds that kill's report already in: it
 # is matched by time, as a duplicate, and by the finished kills' times once written.)
+
+
+def _marked_without_sigkill(ev: Optional[OomEvent]) -> bool:
+    """A victim marked without the OOM killer's SIGKILL (task_will_free_mem: already exiting,
+    mm/oom_kill.c) gets no Killed line: a later line naming it (a group kill's) is not its report."""
+    snap = ev.memcg_snapshot if ev is not None else None
+    return snap is not None and snap.kind == SNAP_MARK_VICTIM
 
 
 def _close(a: Optional[int], b: Optional[int]) -> bool:

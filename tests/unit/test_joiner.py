@@ -1,7 +1,7 @@
 import dataclasses
 
 from oomscope.kernel.oom_report import parse_reports
-from oomscope.layouts import MemcgSnapshot
+from oomscope.layouts import SNAP_MARK_VICTIM, MemcgSnapshot
 from oomscope.record.joiner import KillJoiner
 
 from ..conftest import fixture_text
@@ -156,6 +156,47 @@ def test_a_report_read_after_its_kill_was_written_from_its_event_is_not_a_second
     j.ready(now_ns=j.report_wait_ns)
     j.not_written(rep.killed.pid)
     assert j.add_report(rep, now_ns=j.report_wait_ns + S) is None and j.pending == [] and j.late_reports == 0
+
+
+def test_a_late_report_is_matched_by_the_kernels_times_once_learnt_and_counted_once():
+    """With the clocks' offset learnt, a report of the pid a minute after the written kill (by the
+    kernel's times) is a new kill even when it arrives at once; a late report is counted once and
+    a group kill's repeat of that victim after it is dropped, not counted again; a later kill of
+    the pid that finishes with its report clears the entry; a victim marked without a SIGKILL
+    (no Killed line of its own) is no loss when a group kill's line names it."""
+    rep = _report()
+    j = KillJoiner()
+    j.add_event(event_for(rep, victim_pid=99), now_ns=0)  # another kill, both parts: the offset is learnt
+    j.add_report(dataclasses.replace(rep, killed=dataclasses.replace(rep.killed, pid=99)), now_ns=1)
+    j.ready(now_ns=2)
+    assert j._offsets
+    j.add_event(event_for(rep), now_ns=S)
+    j.ready(now_ns=S + j.report_wait_ns)
+    minute_later = dataclasses.replace(rep, killed_usec=rep.killed_usec + 60 * S // 1000)
+    new = j.add_report(minute_later, now_ns=S + j.report_wait_ns + 1)
+    assert new is not None and j.late_reports == 0
+
+    j = KillJoiner()
+    j.add_event(event_for(rep), now_ns=0)
+    j.ready(now_ns=j.report_wait_ns)
+    assert j.add_report(rep, now_ns=j.report_wait_ns + 1) is None and j.late_reports == 1
+    repeat = dataclasses.replace(rep, has_header=False)
+    assert j.add_report(repeat, now_ns=j.report_wait_ns + 2) is None and j.late_reports == 1 and j.pending == []
+
+    j = KillJoiner()  # the entry of an event-only kill is cleared by the pid's next kill with a report
+    j.add_event(event_for(rep), now_ns=0)
+    j.ready(now_ns=j.report_wait_ns)
+    later = dataclasses.replace(rep, killed_usec=rep.killed_usec + 30 * S // 1000)
+    j.add_event(event_for(later), now_ns=30 * S)
+    j.add_report(later, now_ns=30 * S + 1)
+    assert len(j.ready(now_ns=30 * S + 2)) == 1
+    assert j.add_report(dataclasses.replace(later, has_header=False), now_ns=31 * S) is None and j.late_reports == 0
+
+    j = KillJoiner()  # marked without a SIGKILL: no Killed line is owed
+    j.add_event(event_for(rep, memcg_snapshot=MemcgSnapshot(ts_ns=0, pid=rep.killed.pid, levels=[], kind=SNAP_MARK_VICTIM)),
+                now_ns=0)
+    j.ready(now_ns=j.report_wait_ns)
+    assert j.add_report(repeat, now_ns=j.report_wait_ns + 1) is None and j.late_reports == 0
 
 
 def test_an_event_of_a_pid_whose_kill_had_its_event_is_a_new_kill():
