@@ -10,7 +10,8 @@
  * of memcg_vmstats_percpu, mm/memcontrol.c mem_cgroup_css_rstat_flush). User space picks the
  * slots of the items it wants (kernel/memcg_layout.py) and adds the unflushed part.
  *
- * Nothing here runs on the charge path: one program on signal_generate (signals are rare), and
+ * Nothing here runs on the charge path: one program on signal_generate (signals are rare) that
+ * starts a chain of tail calls for a SIGKILL (snap_level, snap_check: snap_steps below), and
  * calibration programs that run once at start-up and are detached:
  *   - calibrate (a perf cpu-clock event on every CPU): each CPU's __per_cpu_offset, read from
  *     that CPU's this_cpu_off, found from current->se.cfs_rq->rq (= &runqueues of the CPU) and
@@ -29,14 +30,36 @@
 
 BPF_ARRAY(cpu_offset, u64, OOMSCOPE_NCPUS);  /* __per_cpu_offset[cpu]; 0 = not calibrated */
 BPF_PERCPU_ARRAY(scratch, struct oomscope_memcg_snapshot, 1);
+/* this CPU's snapshot in the making, carried from one step of the chain to the next */
 struct pcpu_pair {
     s64 state[SNAP_NSTAT];
     s64 prev[SNAP_NSTAT];
     u64 memcg[SNAP_DEPTH];  /* each level's mem_cgroup, for the check after the read */
+    u64 sig[SNAP_DEPTH];    /* each level's flushed arrays as read, folded (fold) */
+    u64 offs[OOMSCOPE_NCPUS];  /* cpu_offset's, copied at the snapshot's start (0: not calibrated) */
+    u64 next;               /* the mem_cgroup of the level to read next (0: none) */
+    u32 d;                  /* that level's index */
+    u32 tries;              /* reads of the whole snapshot before this one */
+    u32 cd;                 /* the level to check next (snap_check) */
+    u32 moved;              /* the levels checked so far whose arrays moved (bit d: level d) */
 };
 BPF_PERCPU_ARRAY(pair_scratch, struct pcpu_pair, 1);
 /* victim pid -> its snapshot; user space takes it when oom:mark_victim reaches it */
 BPF_TABLE("lru_hash", u32, struct oomscope_memcg_snapshot, snapshots, 256);
+/* The snapshot is read by a chain of tail calls, a level a step, then the check a level a step:
+ * each program is verified alone. In one program the verifier walked every CPU of every level:
+ * 460K instructions processed at 16 CPUs, and from 32 CPUs on it no longer loaded ("Argument
+ * list too long" on 6.18, measured 2026-12-07: tests/system/test_kernel_snapshot.py
+ * test_the_snapshot_loads_for_64_cpus). bpf_loop would be verified once too, but bcc 0.26 does not
+ * relocate its callback ("R2 type=scalar expected=func"). Filled by probes.py (MemcgSnapshotter)
+ * before the programs that start the chain are attached. */
+BPF_PROG_ARRAY(snap_steps, 2);
+#define STEP_LEVEL 0
+#define STEP_CHECK 1
+/* A flush on another CPU can run while the levels are read (no lock is taken here): see
+ * snap_check. At most SNAP_TRIES reads, 2 x depth tail calls each, within the kernel's 33 a chain
+ * (MAX_TAIL_CALL_CNT): 3 reads up to 5 levels, 2 at 8; past that the check ends where it is. */
+#define SNAP_TRIES 3
 
 static __always_inline u64 rd64(u64 addr)
 {
@@ -46,8 +69,38 @@ static __always_inline u64 rd64(u64 addr)
     return v;
 }
 
+static __always_inline u64 vmstats_of(u64 memcg)
+{
+#if VMSTATS_IS_PTR
+    return rd64(memcg + OFF_VMSTATS);
+#else
+    return memcg + OFF_VMSTATS;
+#endif
+}
+
+/* 1 where x is not 0, by arithmetic: a comparison would be a branch, and every branch in the
+ * loop over the CPUs multiplies the ways the verifier walks it */
+static __always_inline u64 nz(u64 x)
+{
+    u64 n = 0 - x;
+
+    asm volatile("" : "+r"(n));  /* else clang sees x != 0 and makes it a branch again */
+    return (x | n) >> 63;
+}
+
+/* A level's flushed arrays folded into one word, each slot by its place (FNV-1a's step: a flush
+ * that moves pages between two lists, one slot down and another up by as much, changes it). */
+#define FOLD_BASIS 0xcbf29ce484222325ULL
+static __always_inline u64 fold(s64 *a, u64 h)
+{
+#pragma clang loop unroll(disable) vectorize(disable)
+    for (int j = 0; j < SNAP_NSTAT; j++)
+        h = (h ^ (u64)a[j]) * 0x100000001b3ULL;
+    return h;
+}
+
 static __always_inline void read_level(struct oomscope_memcg_level *l, u64 memcg, struct pcpu_pair *pp,
-                                       u32 *cpus_read, u32 *cpus_bad)
+                                       u32 *cpus_read, u32 *cpus_bad, u64 *sig)
 {
     u64 cgrp = rd64(memcg + OFF_MEMCG_CGROUP);
     u64 kn = cgrp ? rd64(cgrp + OFF_CGROUP_KN) : 0;
@@ -60,99 +113,47 @@ static __always_inline void read_level(struct oomscope_memcg_level *l, u64 memcg
     l->memsw_usage = rd64(memcg + OFF_MEMSW + OFF_PC_USAGE);
     l->memsw_max = rd64(memcg + OFF_MEMSW + OFF_PC_MAX);
 #endif
-#if VMSTATS_IS_PTR
-    u64 vs = rd64(memcg + OFF_VMSTATS);
-#else
-    u64 vs = memcg + OFF_VMSTATS;
-#endif
+    u64 vs = vmstats_of(memcg);
     bpf_probe_read_kernel(l->state, sizeof(l->state), (void *)(vs + OFF_VS_STATE));
     bpf_probe_read_kernel(l->pending, sizeof(l->pending), (void *)(vs + OFF_VS_PENDING));
+    u64 h = fold(l->pending, fold(l->state, FOLD_BASIS));
 #ifdef OFF_VS_LOCAL
     bpf_probe_read_kernel(l->local, sizeof(l->local), (void *)(vs + OFF_VS_LOCAL));
+    h = fold(l->local, h);
 #endif
+    *sig = h;
     for (int j = 0; j < SNAP_NSTAT; j++)
         l->unflushed[j] = 0;
     u64 pcpu = rd64(memcg + OFF_PCPU);
+    /* Every CPU takes the same path, whatever it finds: the verifier walks this loop once per CPU
+     * (not once per way through it), which is what lets a level of 64 CPUs load. A CPU not
+     * calibrated or whose per-CPU copy fails its check is read at 0: bpf_probe_read_kernel zeroes
+     * what it could not read, and state - prev is then 0. */
     for (u32 cpu = 0; cpu < OOMSCOPE_NCPUS; cpu++) {
-        u32 c = cpu;
-        u64 *off = cpu_offset.lookup(&c);
-        if (!off || !*off || !pcpu)
-            continue;
-        u64 base = pcpu + *off;
+        u64 o = pp->offs[cpu];
+        u64 base = (pcpu + o) & (0 - (nz(o) & nz(pcpu)));
 #ifdef OFF_PCPU_VMSTATS
-        if (rd64(base + OFF_PCPU_VMSTATS) != vs) {  /* the per-CPU copy points back to its memcg_vmstats */
-            *cpus_bad += 1;
-            continue;
-        }
+        u64 bad = nz(base) & nz(rd64(base + OFF_PCPU_VMSTATS) ^ vs);  /* the per-CPU copy points back to its memcg_vmstats */
+        base &= bad - 1;
+#else
+        u64 bad = 0;
 #endif
-        if (bpf_probe_read_kernel(pp->state, sizeof(pp->state), (void *)(base + OFF_PCPU_STATE))
-            || bpf_probe_read_kernel(pp->prev, sizeof(pp->prev), (void *)(base + OFF_PCPU_PREV))) {
-            *cpus_bad += 1;
-            continue;
-        }
+        long e1 = bpf_probe_read_kernel(pp->state, sizeof(pp->state), (void *)(base + OFF_PCPU_STATE));
+        long e2 = bpf_probe_read_kernel(pp->prev, sizeof(pp->prev), (void *)(base + OFF_PCPU_PREV));
+        u64 ok = nz(base) & (nz((u64)e1 | (u64)e2) ^ 1);
+        /* by 8: a loop the verifier walks item by item costs it 7x as much (139K instructions at
+         * 64 CPUs and 57 items, against 65K); unrolled whole, clang spills past the 512-byte stack
+         * at 7.3's 57 items, an LLVM error that ends the process (exit 1, no exception) */
+#pragma clang loop unroll_count(8)
         for (int j = 0; j < SNAP_NSTAT; j++)
             l->unflushed[j] += pp->state[j] - pp->prev[j];
-        *cpus_read += 1;
+        *cpus_read += ok;
+        *cpus_bad += bad | (nz(base) & (ok ^ 1));
     }
 }
 
-/* The flushed arrays of one level still hold what was read: 1, or 0 when a flush moved them. */
-static __always_inline int same(s64 *kept, u64 addr, s64 *buf)
-{
-    if (bpf_probe_read_kernel(buf, sizeof(s64) * SNAP_NSTAT, (void *)addr))
-        return 0;
-    for (int j = 0; j < SNAP_NSTAT; j++) {
-        if (buf[j] != kept[j])
-            return 0;
-    }
-    return 1;
-}
-
-static __always_inline int unmoved(struct oomscope_memcg_snapshot *s, struct pcpu_pair *pp)
-{
-    for (u32 d = 0; d < SNAP_DEPTH; d++) {
-        if (d >= s->depth)
-            break;
-        struct oomscope_memcg_level *l = &s->level[d];
-#if VMSTATS_IS_PTR
-        u64 vs = rd64(pp->memcg[d] + OFF_VMSTATS);
-#else
-        u64 vs = pp->memcg[d] + OFF_VMSTATS;
-#endif
-        if (!same(l->state, vs + OFF_VS_STATE, pp->state) || !same(l->pending, vs + OFF_VS_PENDING, pp->state))
-            return 0;
-#ifdef OFF_VS_LOCAL
-        if (!same(l->local, vs + OFF_VS_LOCAL, pp->state))
-            return 0;
-#endif
-    }
-    return 1;
-}
-
-/* The victim's cgroups, every level. A flush on another CPU (reclaim flushes: mm/vmscan.c
- * prepare_scan_control -> mem_cgroup_flush_stats_ratelimited) can run while the levels are read
- * (no lock is taken here): it folds a CPU's delta into memcg_vmstats after its state was read but
- * before that CPU's delta was, and the delta is counted nowhere. CI's 7.3 VM lost half the
- * victim's THPs that way in a storm (docs/kernel-facts.md). So the flushed arrays are read again
- * after all the rest: where any moved, the whole snapshot is read again, at most SNAP_TRIES times;
- * rereads says how often (SNAP_TRIES - 1 rereads that still moved: torn). */
-#define SNAP_TRIES 3
-static __always_inline void read_levels(struct oomscope_memcg_snapshot *s, struct pcpu_pair *pp, u64 memcg)
-{
-    s->depth = 0;
-    s->cpus_read = 0;
-    s->cpus_bad = 0;
-    for (u32 d = 0; d < SNAP_DEPTH; d++) {
-        if (!memcg)
-            break;
-        pp->memcg[d] = memcg;
-        read_level(&s->level[d], memcg, pp, &s->cpus_read, &s->cpus_bad);
-        s->depth = d + 1;
-        memcg = rd64(memcg + OFF_CSS_PARENT);  /* css is mem_cgroup's first member */
-    }
-}
-
-static __always_inline int take(u64 task, u32 kind)
+/* The snapshot's first step: the task's memcg, then the chain (snap_level). */
+static __always_inline int take(void *ctx, u64 task, u32 kind)
 {
     u32 zero = 0;
     struct oomscope_memcg_snapshot *s = scratch.lookup(&zero);
@@ -169,17 +170,100 @@ static __always_inline int take(u64 task, u32 kind)
     s->pid = pid;
     s->kind = kind;
     s->rereads = 0;
-    s->torn = 1;
-    for (u32 t = 0; t < SNAP_TRIES; t++) {
-        if (t)
-            s->rereads = t;
-        read_levels(s, pp, memcg);
-        if (unmoved(s, pp)) {
-            s->torn = 0;
-            break;
-        }
+    s->torn = 0;
+    s->depth = 0;
+    for (u32 cpu = 0; cpu < OOMSCOPE_NCPUS; cpu++) {
+        u32 c = cpu;
+        u64 *off = cpu_offset.lookup(&c);
+        pp->offs[cpu] = off ? *off : 0;
     }
+    pp->memcg[0] = memcg;
+    pp->next = memcg;
+    pp->d = 0;
+    pp->tries = 0;
+    snap_steps.call(ctx, STEP_LEVEL);
+    return 0;  /* the chain did not start (its programs not in snap_steps): no snapshot */
+}
+
+/* One level of the victim's cgroups (pp->d), then the next, up to the root or SNAP_DEPTH; then the check. */
+int snap_level(struct bpf_raw_tracepoint_args *ctx)
+{
+    u32 zero = 0;
+    struct oomscope_memcg_snapshot *s = scratch.lookup(&zero);
+    struct pcpu_pair *pp = pair_scratch.lookup(&zero);
+    if (!s || !pp)
+        return 0;
+    u32 d = pp->d;
+    u64 memcg = pp->next;
+    if (d < SNAP_DEPTH && memcg) {
+        if (d == 0) {
+            s->cpus_read = 0;
+            s->cpus_bad = 0;
+        }
+        pp->memcg[d] = memcg;
+        read_level(&s->level[d], memcg, pp, &s->cpus_read, &s->cpus_bad, &pp->sig[d]);
+        s->depth = d + 1;
+        pp->d = d + 1;
+        pp->next = rd64(memcg + OFF_CSS_PARENT);  /* css is mem_cgroup's first member */
+        if (d + 1 < SNAP_DEPTH && pp->next)
+            snap_steps.call(ctx, STEP_LEVEL);
+    }
+    pp->cd = 0;
+    pp->moved = 0;
+    snap_steps.call(ctx, STEP_CHECK);
+    return 0;
+}
+
+/* A stats flush on another CPU (mm/memcontrol.c mem_cgroup_css_rstat_flush; run by readers of
+ * memory.stat, by reclaim: mm/vmscan.c prepare_scan_control, and by a periodic worker) that runs
+ * while the levels are read folds a CPU's delta into memcg_vmstats after the level's state was read
+ * but before that CPU's delta was: counted nowhere; or, a child flushed between its read and its
+ * parent's, in the parent's pending and the child's per-CPU part: counted twice. The likeliest
+ * cause of a storm snapshot in CI's 7.3 VM with half the victim's THPs missing, its usage exact
+ * (docs/kernel-facts.md). So the flushed arrays are read
+ * again after all the rest: where any level's moved, the whole snapshot is read again, at most
+ * SNAP_TRIES times. rereads says how often; torn, the levels (bit d: level d) that still moved
+ * during the last read (user space: the described level's exact view is off only where it or a
+ * level below it moved). Not caught: a flush that writes a CPU's state_prev before that CPU is
+ * read and state[] only after this check (adjacent stores in the kernel), and flushes whose
+ * changes to a level leave its fold as it was. */
+int snap_check(struct bpf_raw_tracepoint_args *ctx)
+{
+    u32 zero = 0;
+    struct oomscope_memcg_snapshot *s = scratch.lookup(&zero);
+    struct pcpu_pair *pp = pair_scratch.lookup(&zero);
+    if (!s || !pp)
+        return 0;
+    /* one level a step, as they were read (a loop over the levels here did not verify) */
+    u32 d = pp->cd;
+    if (d < SNAP_DEPTH && d < s->depth) {
+        /* the level's arrays again, folded as read_level folded them (a read that fails now is
+         * not a flush's doing: unmoved) */
+        u64 vs = vmstats_of(pp->memcg[d]);
+        long e = bpf_probe_read_kernel(pp->state, sizeof(pp->state), (void *)(vs + OFF_VS_STATE));
+        u64 h = fold(pp->state, FOLD_BASIS);
+        e |= bpf_probe_read_kernel(pp->state, sizeof(pp->state), (void *)(vs + OFF_VS_PENDING));
+        h = fold(pp->state, h);
+#ifdef OFF_VS_LOCAL
+        e |= bpf_probe_read_kernel(pp->state, sizeof(pp->state), (void *)(vs + OFF_VS_LOCAL));
+        h = fold(pp->state, h);
+#endif
+        pp->moved |= (u32)(nz(h ^ pp->sig[d]) & (nz((u64)e) ^ 1)) << d;
+        pp->cd = d + 1;
+        if (d + 1 < s->depth)
+            snap_steps.call(ctx, STEP_CHECK);
+    }
+    /* every level checked (or the kernel's 33 tail calls spent: the rest taken as unmoved) */
+    if (pp->moved && pp->tries + 1 < SNAP_TRIES) {
+        pp->tries += 1;
+        s->rereads = pp->tries;
+        pp->d = 0;
+        pp->next = pp->memcg[0];
+        snap_steps.call(ctx, STEP_LEVEL);
+    }
+    s->torn = pp->moved;
     s->took_ns = bpf_ktime_get_ns() - s->ts_ns;
+    u32 pid = s->pid;
     snapshots.update(&pid, s);
     return 0;
 }
@@ -201,7 +285,7 @@ int on_signal_generate(struct bpf_raw_tracepoint_args *ctx)
         if (snapshots.lookup(&pid))
             return 0;
     }
-    return take(ctx->args[2], OOMSCOPE_SNAP_SIGKILL);
+    return take(ctx, ctx->args[2], OOMSCOPE_SNAP_SIGKILL);
 }
 
 /* A victim already on its way out (task_will_free_mem, mm/oom_kill.c: out_of_memory() and
@@ -215,7 +299,7 @@ int on_mark_victim(struct bpf_raw_tracepoint_args *ctx)
     struct oomscope_memcg_snapshot *old = snapshots.lookup(&pid);
     if (old && old->kind == OOMSCOPE_SNAP_SIGKILL && bpf_ktime_get_ns() - old->ts_ns < 1000000000ULL)
         return 0;  /* the SIGKILL's (the OOM killer's, microseconds earlier) is the better moment */
-    return take(task, OOMSCOPE_SNAP_MARK_VICTIM);
+    return take(ctx, task, OOMSCOPE_SNAP_MARK_VICTIM);
 }
 
 static __always_inline u64 this_cpu_offset(void)

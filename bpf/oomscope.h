@@ -150,7 +150,7 @@ struct oomscope_memcg_snapshot {
     u64 took_ns;            /* how long the program took to read it (its cost, per SIGKILL) */
     u32 kind;               /* OOMSCOPE_SNAP_SIGKILL, or _MARK_VICTIM: a victim marked without a SIGKILL */
     u16 rereads;            /* times read again because a stats flush ran during the read */
-    u16 torn;               /* 1: a flush still ran during the last read (the exact view may be off) */
+    u16 torn;               /* bit d: level d's flushed counters moved during the last read (a flush ran) */
     struct oomscope_memcg_level level[SNAP_DEPTH];
 };
 #endif

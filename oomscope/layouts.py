@@ -190,7 +190,7 @@ class MemcgSnapshot:
     took_ns: int = 0  # the program's own time to read it
     kind: int = SNAP_SIGKILL  # or SNAP_MARK_VICTIM: a victim marked without a SIGKILL
     rereads: int = 0  # read again because a stats flush moved the counters during the read
-    torn: bool = False  # a flush moved them during the last read too: the exact view may be off
+    torn: int = 0  # bit d: level d's counters moved during the last read too (its exact view, and those above it, may be off)
 
 
 def snapshot_from_raw(raw, slots: Dict[str, int], has_local: bool, has_memsw: bool) -> MemcgSnapshot:
@@ -208,7 +208,7 @@ def snapshot_from_raw(raw, slots: Dict[str, int], has_local: bool, has_memsw: bo
             unflushed={n: lv.unflushed[s] for n, s in slots.items()},
         ))
     return MemcgSnapshot(ts_ns=raw.ts_ns, pid=raw.pid, levels=levels, cpus_read=raw.cpus_read, cpus_bad=raw.cpus_bad,
-                         took_ns=raw.took_ns, kind=raw.kind, rereads=raw.rereads, torn=bool(raw.torn))
+                         took_ns=raw.took_ns, kind=raw.kind, rereads=raw.rereads, torn=raw.torn)
 
 
 # --- growth sites and who hit the limit (bpf/alloc_sites.c) ---

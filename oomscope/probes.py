@@ -259,12 +259,32 @@ def memcg_snapshot_layout(cgroup_version: int):
         raise ProbeError(f"memcg snapshot: {exc}") from None
 
 
-def snapshot_cflags(layout) -> List[str]:
-    """The -D flags of bpf/memcg_snapshot.c: the layout's, and the CPUs it sums over."""
-    ncpus = os.cpu_count() or 1
-    if ncpus > 64:
-        raise ProbeError("the memcg snapshot sums over at most 64 CPUs")
+# The per-CPU loop is compiled for at most this many: the verifier's work grows with the CPUs and
+# the kernel's statistics (493K instructions of its 1M at 512 CPUs and 7.3's 57 items, 6.18;
+# docs/kernel-facts.md); tests/system/test_kernel_snapshot.py loads it for this many on every kernel
+MAX_SNAPSHOT_CPUS = 256
+
+
+def snapshot_cflags(layout, ncpus: Optional[int] = None) -> List[str]:
+    """The -D flags of bpf/memcg_snapshot.c: the layout's, and the CPUs it sums over (``ncpus``:
+    this machine's, unless given: a test builds it for the most CPUs it allows)."""
+    ncpus = ncpus or os.cpu_count() or 1
+    if ncpus > MAX_SNAPSHOT_CPUS:
+        raise ProbeError(f"the memcg snapshot sums over at most {MAX_SNAPSHOT_CPUS} CPUs")
     return [f"-DOOMSCOPE_NCPUS={ncpus}"] + layout.cflags()
+
+
+def _verified_insns(fd: int) -> Optional[int]:
+    """The instructions the verifier processed for a loaded program (fdinfo's verified_insns,
+    5.16+), None where the kernel does not say."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            for line in f:
+                if line.startswith("verified_insns:"):
+                    return int(line.split(":", 1)[1])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 class MemcgSnapshotter:
@@ -297,6 +317,7 @@ class MemcgSnapshotter:
             self.slots = {names[i]: s for i, s in layout.slots.items() if i in names}
             if not self.slots:
                 raise ProbeError("memcg snapshot: no statistics slot found for any item")
+            self._fill_steps()
             self.bpf.attach_raw_tracepoint(tp=b"signal_generate", fn_name=b"on_signal_generate")
             self._attached.append(b"signal_generate")
             if getattr(layout, "mark_victim_params", None) == MARK_VICTIM_PARAMS:
@@ -308,6 +329,22 @@ class MemcgSnapshotter:
         except Exception as exc:  # bcc raises bare Exception when attaching fails
             self.close()
             raise ProbeError(f"memcg snapshot: {exc}") from None
+
+    def _fill_steps(self) -> None:
+        """The snapshot's chain of tail calls (bpf/memcg_snapshot.c snap_steps): each step a program
+        of its own, so that the verifier walks one level's CPUs at a time (one program over every
+        level and CPU no longer loaded from 32 CPUs on). Loaded here, where a verifier's refusal
+        is the snapshot's error."""
+        import ctypes
+
+        from bcc import BPF
+
+        steps = self.bpf.get_table("snap_steps")
+        for index, name in ((0, b"snap_level"), (1, b"snap_check")):
+            fn = self.bpf.load_func(name, BPF.RAW_TRACEPOINT)
+            steps[ctypes.c_int(index)] = ctypes.c_int(fn.fd)
+        self.verified_insns = {name.decode(): _verified_insns(self.bpf.funcs[name].fd)
+                               for name in (b"snap_level", b"snap_check")}
 
     def _calibrate(self) -> None:
         import time as _time

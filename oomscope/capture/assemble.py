@@ -88,7 +88,7 @@ def build_capture(
     if cg.oom_memcg is not None and cg.task_memcg is not None and cg.oom_memcg != cg.task_memcg:
         cg.sharing = sorted(evidence.sharing, key=lambda u: -(u.usage_bytes or 0))
     sources = states_at_kill(report, from_report, evidence)
-    at_kill = choose_at_kill(sources, from_report)
+    at_kill = choose_at_kill(sources, from_report, snapshot_torn=evidence.snapshot_torn)
     notes.extend(_at_kill_notes(at_kill, placement.is_global, from_report, evidence, sources))
     tasks = tasks_of(pid, victim, report, from_report, evidence, page_size, notes)
     if report is not None and report.tasks:
@@ -289,12 +289,14 @@ def report_stat_misses_charge(sources: Dict[str, CgroupState], from_report: str)
             and within_target(snap.usage_bytes, usage))
 
 
-def choose_at_kill(sources: Dict[str, CgroupState], from_report: str = Source.KERNEL_REPORT) -> CgroupState:
+def choose_at_kill(sources: Dict[str, CgroupState], from_report: str = Source.KERNEL_REPORT,
+                   snapshot_torn: bool = False) -> CgroupState:
     """The best available reading (model.AT_KILL_PREFERENCE) becomes ``at_kill`` (a copy: its dicts
     are its own); the others stay in ``at_kill_sources``. The kernel's report ranks first, except
-    where its memory.stat misses its charge and the snapshot at the SIGKILL adds up."""
+    where its memory.stat misses its charge and the snapshot at the SIGKILL adds up (and was not
+    read while a flush moved it: Evidence.snapshot_torn)."""
     order = AT_KILL_PREFERENCE
-    if report_stat_misses_charge(sources, from_report):
+    if not snapshot_torn and report_stat_misses_charge(sources, from_report):
         order = (Source.KERNEL_SNAPSHOT,) + tuple(n for n in AT_KILL_PREFERENCE if n != Source.KERNEL_SNAPSHOT)
     for name in order:
         state = sources.get(name)

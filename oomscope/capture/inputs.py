@@ -35,8 +35,9 @@ class Evidence:
     kernel_snapshot: Optional[CgroupState] = None
     #: whether the recorder could take kernel snapshots: "on", or "unavailable: <why>" ("": not recorded live)
     snapshot_status: str = ""
-    #: a stats flush moved the counters during each of the snapshot's reads (bpf/memcg_snapshot.c:
-    #: SNAP_TRIES): its statistics may miss or double one CPU's unflushed part; its usage is exact
+    #: a stats flush moved the counters of the described level or one below it during each of the
+    #: snapshot's reads (bpf/memcg_snapshot.c snap_check): its statistics may miss or double one
+    #: CPU's unflushed part; its usage is exact
     snapshot_torn: bool = False
     after_kill: Optional[CgroupState] = None
     timelines: List[Timeline] = field(default_factory=list)

@@ -128,8 +128,12 @@ class EvidenceGatherer:
         task_memcg = placement.cgroup.task_memcg
         described = placement.described
         if described is not None:
-            ev.kernel_snapshot = self._snapshot_state(kill, described, placement.is_global)
-            ev.snapshot_torn = ev.kernel_snapshot is not None and kill.snapshot is not None and kill.snapshot.torn
+            index = self._snapshot_level(kill, described, placement.is_global)
+            snap = kill.snapshot
+            if index is not None and snap is not None:
+                ev.kernel_snapshot = memcg_snapshot.state_from_snapshot(snap, index, self.cgroup_version, PAGE_SIZE, described)
+                # the level's exact view adds the unflushed parts of the levels below it
+                ev.snapshot_torn = bool(snap.torn & ((2 << index) - 1))
             sample = self.store.latest_before(described, kill_ns)
             if sample is not None:
                 ev.last_sample = dataclasses.replace(sample.state, age_ms=(kill_ns - sample.t_ns) / 1e6)
@@ -178,7 +182,7 @@ class EvidenceGatherer:
                     out[pid] = (comm, cmdline)
         return out
 
-    def _snapshot_state(self, kill: PendingKill, cgroup: str, is_global: bool) -> Optional[CgroupState]:
+    def _snapshot_level(self, kill: PendingKill, cgroup: str, is_global: bool) -> Optional[int]:
         """The described cgroup's level of the snapshot taken at the SIGKILL: found by its inode;
         else (a cgroup gone or renamed) the level at its limit, when one hit it."""
         snap = kill.snapshot
@@ -188,9 +192,7 @@ class EvidenceGatherer:
         index = memcg_snapshot.level_of(snap, ino)
         if index is None and not is_global:
             index = memcg_snapshot.level_at_limit(snap, PAGE_SIZE)
-        if index is None:
-            return None
-        return memcg_snapshot.state_from_snapshot(snap, index, self.cgroup_version, PAGE_SIZE, cgroup)
+        return index
 
 
 def reclaim_at_kill(read: Optional[Tuple[ReclaimStats, int]], kill_ns: int) -> Optional[Reclaim]:

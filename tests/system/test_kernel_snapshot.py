@@ -170,6 +170,30 @@ def test_an_ignored_sigkill_keeps_the_kills_snapshot(hier, sandbox):
     measured(f"ignored SIGKILL: the snapshot kept the kill's usage, {at_kill >> 20} MiB, not the {usage_now >> 20} MiB after")
 
 
+def test_the_snapshot_loads_for_the_most_cpus_it_allows(hier):
+    """The snapshot's programs, compiled for probes.MAX_SNAPSHOT_CPUS, load on this kernel with the
+    verifier's work well within its limit. Until 2026-12-07 one program walked every CPU of every
+    level: 460K instructions processed at 16 CPUs, and from 32 CPUs on it did not load ("Argument
+    list too long", 6.18): record ran without a snapshot on most servers. Built for that many CPUs
+    on this 2-CPU machine, the CPUs it does not have are read as uncalibrated (at 0)."""
+    from bcc import BPF
+
+    from oomscope import probes
+
+    layout = probes.memcg_snapshot_layout(hier.version)
+    bpf = probes._compile(["memcg_snapshot.c"], probes.snapshot_cflags(layout, ncpus=probes.MAX_SNAPSHOT_CPUS))
+    try:
+        verified = {}
+        for name in (b"on_signal_generate", b"on_mark_victim", b"snap_level", b"snap_check"):
+            verified[name.decode()] = probes._verified_insns(bpf.load_func(name, BPF.RAW_TRACEPOINT).fd)
+    finally:
+        bpf.cleanup()
+    measured(f"snapshot programs for {probes.MAX_SNAPSHOT_CPUS} CPUs on {os.uname().release}: instructions the verifier "
+             f"processed {verified} (its limit 1,000,000)")
+    assert all(v is not None for v in verified.values()), verified  # fdinfo's verified_insns: 5.16+, every kernel here
+    assert max(verified.values()) < 500_000, f"within half the verifier's limit: {verified}"
+
+
 def _state(pid: int) -> str:
     """The task's state letter (Z: a zombie), by the project's /proc status parser."""
     try:
