@@ -196,7 +196,7 @@ def _import_source(source: LogSource, since_ts: Optional[float], post: PostMorte
             cap = imp.capture
             try:
                 # capture.json on one line: json's C encoder, a third of the indented time
-                text = cap.to_json(None)
+                text = cap.to_json(None, fast=True)
             except Exception as exc:  # one odd kill must not cost the others
                 skipped(cap.kill_id, f"{type(exc).__name__}: {exc}")
             else:

@@ -229,7 +229,7 @@ def _work(out: IO[bytes], said: int, mapped, k: int, reader_args: dict, output: 
         found += 1
         cap = imp.capture
         try:
-            text = cap.to_json(None)  # capture.json on one line (as importer/run.py)
+            text = cap.to_json(None, fast=True)  # capture.json on one line (as importer/run.py)
         except Exception as exc:  # one odd kill must not cost the others
             made.append((cap.kill_id, None, None, None, f"{type(exc).__name__}: {exc}"))
         else:

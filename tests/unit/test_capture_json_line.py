@@ -1,6 +1,8 @@
-"""Capture.to_json(None) by json's C encoder made once (model._one_line_encoder, issue 29, eighth
-pass): the text json.dumps gives with the same arguments, for every capture fixture and every kill of
-the log fixtures; without a C encoder (None), json.dumps itself, the same text."""
+"""Capture.to_json(None, fast=True), one line (import's): by orjson (model._fast_dumps, issue 29, tenth pass), the value
+json.dumps gives with the same arguments, for every capture fixture and every kill of the log
+fixtures; where orjson refuses a value (an int beyond 64 bits, a lone surrogate) or is missing, json's
+C encoder made once (model._one_line_encoder, eighth pass), json.dumps's very text; without a C
+encoder, json.dumps itself. Without fast (record's), json's way always."""
 
 import json
 import os
@@ -34,7 +36,31 @@ def _captures(tmp_path):
     return caps
 
 
-def test_the_encoder_made_once_gives_json_dumps_text(tmp_path):
+def test_orjson_gives_json_dumps_value(tmp_path):
+    assert model._fast_dumps() is not None  # orjson is a dependency (pyproject.toml)
+    caps = _captures(tmp_path)
+    assert len(caps) > 50
+    for cap in caps:
+        text = cap.to_json(None, fast=True)
+        assert cap.to_json(None) == _dumps(cap)  # record's way: json's
+        assert text.endswith("\n") and "\n" not in text[:-1]
+        assert text != _dumps(cap)  # orjson's own text (no spaces), not json's: this test sees which one ran
+        assert json.loads(text) == json.loads(_dumps(cap))
+        assert Capture.from_json(text) == Capture.from_json(_dumps(cap))
+
+
+def test_what_orjson_refuses_takes_jsons_way(tmp_path):
+    """An int beyond 64 bits (a hostile log's number below model.ABSURD) and a string with a lone
+    surrogate: orjson raises, the capture is still written, json's very text."""
+    cap = _captures(tmp_path)[0]
+    cap.at_kill.memory_stat["anon"] = 1 << 70
+    assert cap.to_json(None, fast=True) == _dumps(cap)
+    cap.notes.append("bad \udcff byte")
+    assert cap.to_json(None, fast=True) == _dumps(cap)
+
+
+def test_the_encoder_made_once_gives_json_dumps_text(tmp_path, monkeypatch):
+    monkeypatch.setattr(model, "_FAST", [None])  # orjson missing
     assert model._ONE_LINE is not None  # CPython has the C encoder
     caps = _captures(tmp_path)
     assert len(caps) > 50
@@ -43,6 +69,7 @@ def test_the_encoder_made_once_gives_json_dumps_text(tmp_path):
 
 
 def test_without_the_c_encoder_json_dumps_is_called(tmp_path, monkeypatch):
+    monkeypatch.setattr(model, "_FAST", [None])
     caps = _captures(tmp_path)[:20]
     made = [cap.to_json(None) for cap in caps]
     monkeypatch.setattr(model, "_ONE_LINE", None)
@@ -54,3 +81,5 @@ def test_a_cycle_still_fails():
     cap.notes.append(cap.notes)  # type: ignore[arg-type]
     with pytest.raises((RecursionError, ValueError)):
         cap.to_json(None)
+    with pytest.raises((RecursionError, ValueError)):  # orjson refuses it, json's way raises
+        cap.to_json(None, fast=True)
