@@ -194,8 +194,9 @@ def main() -> int:
         "took_us": _spread([s.took_ns / 1000 for s in snaps.values()]),
         "depth": _spread([len(s.levels) for s in snaps.values()]),
         "cpus_bad": sum(s.cpus_bad for s in snaps.values()),
-        # read again because a stats flush moved the counters during the read; torn: during every read
-        "reread": sum(1 for s in snaps.values() if s.rereads), "torn": sum(1 for s in snaps.values() if s.torn),
+        # read again because a stats flush moved the counters during the read; torn: the victim's own
+        # level moved during every read (the root's bit moves at any flush anywhere: not counted)
+        "reread": sum(1 for s in snaps.values() if s.rereads), "torn": sum(1 for s in snaps.values() if s.torn & 1),
         # every SIGKILL's snapshot (OOM or not): the most a read without the per-CPU deltas would miss
         "unflushed_max_kib_any_sigkill": max((sum(abs(v) for k, v in s.levels[0].unflushed.items() if unit_of(k, PAGE) == PAGE)
                                               * PAGE // 1024 for s in snaps.values() if s.levels), default=None),

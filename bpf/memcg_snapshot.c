@@ -42,6 +42,9 @@ struct pcpu_pair {
     u32 tries;              /* reads of the whole snapshot before this one */
     u32 cd;                 /* the level to check next (snap_check) */
     u32 moved;              /* the levels checked so far whose arrays moved (bit d: level d) */
+    u32 root;               /* 1: the last level read is the root (its parent is none) */
+    u32 pad;
+    u64 busy_ns;            /* when this CPU's chain began; 0 once it stored its snapshot */
 };
 BPF_PERCPU_ARRAY(pair_scratch, struct pcpu_pair, 1);
 /* victim pid -> its snapshot; user space takes it when oom:mark_victim reaches it */
@@ -58,8 +61,11 @@ BPF_PROG_ARRAY(snap_steps, 2);
 #define STEP_CHECK 1
 /* A flush on another CPU can run while the levels are read (no lock is taken here): see
  * snap_check. At most SNAP_TRIES reads, 2 x depth tail calls each, within the kernel's 33 a chain
- * (MAX_TAIL_CALL_CNT): 3 reads up to 5 levels, 2 at 8; past that the check ends where it is. */
+ * (MAX_TAIL_CALL_CNT): 3 reads up to 5 levels, 2 from 6 to 8 (a read again only where it fits). */
 #define SNAP_TRIES 3
+#define TAIL_CALLS 33
+/* A chain this old on its CPU has ended without storing (a tail call refused): a new one may begin */
+#define BUSY_NS 10000000ULL
 
 static __always_inline u64 rd64(u64 addr)
 {
@@ -141,12 +147,14 @@ static __always_inline void read_level(struct oomscope_memcg_level *l, u64 memcg
         long e1 = bpf_probe_read_kernel(pp->state, sizeof(pp->state), (void *)(base + OFF_PCPU_STATE));
         long e2 = bpf_probe_read_kernel(pp->prev, sizeof(pp->prev), (void *)(base + OFF_PCPU_PREV));
         u64 ok = nz(base) & (nz((u64)e1 | (u64)e2) ^ 1);
+        s64 keep = 0 - (s64)ok;  /* one of the two reads failed: that CPU adds nothing (not state - 0) */
+        asm volatile("" : "+r"(keep));  /* as in nz(): else clang makes the mask a branch */
         /* by 8: a loop the verifier walks item by item costs it 7x as much (139K instructions at
          * 64 CPUs and 57 items, against 65K); unrolled whole, clang spills past the 512-byte stack
          * at 7.3's 57 items, an LLVM error that ends the process (exit 1, no exception) */
 #pragma clang loop unroll_count(8)
         for (int j = 0; j < SNAP_NSTAT; j++)
-            l->unflushed[j] += pp->state[j] - pp->prev[j];
+            l->unflushed[j] += (pp->state[j] - pp->prev[j]) & keep;
         *cpus_read += ok;
         *cpus_bad += bad | (nz(base) & (ok ^ 1));
     }
@@ -166,7 +174,14 @@ static __always_inline int take(void *ctx, u64 task, u32 kind)
     u64 memcg = cset ? rd64(cset + OFF_CSS_SET_MEMCG) : 0;
     if (!memcg)
         return 0;
-    s->ts_ns = bpf_ktime_get_ns();
+    u64 now = bpf_ktime_get_ns();
+    /* one chain a CPU: a SIGKILL raised in an interrupt while this CPU's chain runs (the two
+     * programs that start one are not guarded against each other) would mix two victims' levels
+     * in the per-CPU scratch; it is left without a snapshot instead */
+    if (pp->busy_ns && now - pp->busy_ns < BUSY_NS)
+        return 0;
+    pp->busy_ns = now;
+    s->ts_ns = now;
     s->pid = pid;
     s->kind = kind;
     s->rereads = 0;
@@ -183,6 +198,16 @@ static __always_inline int take(void *ctx, u64 task, u32 kind)
     pp->tries = 0;
     snap_steps.call(ctx, STEP_LEVEL);
     return 0;  /* the chain did not start (its programs not in snap_steps): no snapshot */
+}
+
+/* The snapshot as it stands, for user space; the CPU free for the next chain. */
+static __always_inline void store(struct oomscope_memcg_snapshot *s, struct pcpu_pair *pp, u32 torn)
+{
+    s->torn = torn;
+    s->took_ns = bpf_ktime_get_ns() - s->ts_ns;
+    u32 pid = s->pid;
+    snapshots.update(&pid, s);
+    pp->busy_ns = 0;
 }
 
 /* One level of the victim's cgroups (pp->d), then the next, up to the root or SNAP_DEPTH; then the check. */
@@ -205,12 +230,15 @@ int snap_level(struct bpf_raw_tracepoint_args *ctx)
         s->depth = d + 1;
         pp->d = d + 1;
         pp->next = rd64(memcg + OFF_CSS_PARENT);  /* css is mem_cgroup's first member */
+        pp->root = pp->next == 0;
         if (d + 1 < SNAP_DEPTH && pp->next)
             snap_steps.call(ctx, STEP_LEVEL);
     }
     pp->cd = 0;
     pp->moved = 0;
     snap_steps.call(ctx, STEP_CHECK);
+    /* refused (not expected: a read fits the tail calls left, snap_check): kept as read, unchecked */
+    store(s, pp, (1u << (s->depth & 15)) - 1);
     return 0;
 }
 
@@ -250,21 +278,24 @@ int snap_check(struct bpf_raw_tracepoint_args *ctx)
 #endif
         pp->moved |= (u32)(nz(h ^ pp->sig[d]) & (nz((u64)e) ^ 1)) << d;
         pp->cd = d + 1;
-        if (d + 1 < s->depth)
+        if (d + 1 < s->depth) {
             snap_steps.call(ctx, STEP_CHECK);
+            /* refused (not expected, as above): the levels not checked are taken as moved */
+            pp->moved |= ((1u << (s->depth & 15)) - 1) & ~((1u << (d + 1)) - 1);
+        }
     }
-    /* every level checked (or the kernel's 33 tail calls spent: the rest taken as unmoved) */
-    if (pp->moved && pp->tries + 1 < SNAP_TRIES) {
+    /* Read again where a level moved, but for the root, whose counters move at every flush
+     * anywhere (it stays in torn), and only where the whole read fits the tail calls left: a chain
+     * cut short stores nothing. */
+    u32 trigger = pp->moved & ~(pp->root ? 1u << ((s->depth - 1) & 15) : 0u);
+    if (trigger && pp->tries + 1 < SNAP_TRIES && 2 * s->depth * (pp->tries + 2) <= TAIL_CALLS) {
         pp->tries += 1;
         s->rereads = pp->tries;
         pp->d = 0;
         pp->next = pp->memcg[0];
         snap_steps.call(ctx, STEP_LEVEL);
     }
-    s->torn = pp->moved;
-    s->took_ns = bpf_ktime_get_ns() - s->ts_ns;
-    u32 pid = s->pid;
-    snapshots.update(&pid, s);
+    store(s, pp, pp->moved);
     return 0;
 }
 

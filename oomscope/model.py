@@ -828,7 +828,9 @@ def _fast_dumps() -> Any:
     captures, one CPU: issue 29, tenth pass). Its
     text is compact (no space after ':' and ','); the value is json's (checked here on a probe, and
     on every capture of the storm and the fixtures: tests/unit/test_capture_json_line.py). Imported
-    at the first capture written, so that a process that writes none never maps it. None where it
+    at the first capture written, so that a process that writes none never maps it. A float NaN
+    or infinity would be null here (json writes NaN): an imported capture holds none (its numbers
+    are the report's ints; unknown_if_absurd has run). None where it
     is not installed or gives another value: json then. What it refuses (an int beyond 64 bits, a
     string with a lone surrogate) raises, and the caller takes json's way for that capture."""
     if _FAST:
