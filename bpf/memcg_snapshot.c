@@ -28,7 +28,12 @@
  */
 #include "oomscope.h"
 
-BPF_ARRAY(cpu_offset, u64, OOMSCOPE_NCPUS);  /* __per_cpu_offset[cpu]; 0 = not calibrated */
+/* __per_cpu_offset[cpu], 0 = not calibrated: one map value, so that a snapshot reads every CPU's
+ * with one lookup (a lookup a CPU is a branch the verifier walks, and a copy at every SIGKILL) */
+struct cpu_offsets {
+    u64 off[OOMSCOPE_NCPUS];
+};
+BPF_ARRAY(cpu_offset, struct cpu_offsets, 1);
 BPF_PERCPU_ARRAY(scratch, struct oomscope_memcg_snapshot, 1);
 /* this CPU's snapshot in the making, carried from one step of the chain to the next */
 struct pcpu_pair {
@@ -36,7 +41,6 @@ struct pcpu_pair {
     s64 prev[SNAP_NSTAT];
     u64 memcg[SNAP_DEPTH];  /* each level's mem_cgroup, for the check after the read */
     u64 sig[SNAP_DEPTH];    /* each level's flushed arrays as read, folded (fold) */
-    u64 offs[OOMSCOPE_NCPUS];  /* cpu_offset's, copied at the snapshot's start (0: not calibrated) */
     u64 next;               /* the mem_cgroup of the level to read next (0: none) */
     u32 d;                  /* that level's index */
     u32 tries;              /* reads of the whole snapshot before this one */
@@ -106,7 +110,7 @@ static __always_inline u64 fold(s64 *a, u64 h)
 }
 
 static __always_inline void read_level(struct oomscope_memcg_level *l, u64 memcg, struct pcpu_pair *pp,
-                                       u32 *cpus_read, u32 *cpus_bad, u64 *sig)
+                                       struct cpu_offsets *co, u32 *cpus_read, u32 *cpus_bad, u64 *sig)
 {
     u64 cgrp = rd64(memcg + OFF_MEMCG_CGROUP);
     u64 kn = cgrp ? rd64(cgrp + OFF_CGROUP_KN) : 0;
@@ -136,7 +140,7 @@ static __always_inline void read_level(struct oomscope_memcg_level *l, u64 memcg
      * calibrated or whose per-CPU copy fails its check is read at 0: bpf_probe_read_kernel zeroes
      * what it could not read, and state - prev is then 0. */
     for (u32 cpu = 0; cpu < OOMSCOPE_NCPUS; cpu++) {
-        u64 o = pp->offs[cpu];
+        u64 o = co->off[cpu];
         u64 base = (pcpu + o) & (0 - (nz(o) & nz(pcpu)));
 #ifdef OFF_PCPU_VMSTATS
         u64 bad = nz(base) & nz(rd64(base + OFF_PCPU_VMSTATS) ^ vs);  /* the per-CPU copy points back to its memcg_vmstats */
@@ -160,13 +164,22 @@ static __always_inline void read_level(struct oomscope_memcg_level *l, u64 memcg
     }
 }
 
+/* This CPU's snapshot in the making and the chain's state: 0 where either map has no value. */
+static __always_inline int scratch_of(struct oomscope_memcg_snapshot **s, struct pcpu_pair **pp)
+{
+    u32 zero = 0;
+
+    *s = scratch.lookup(&zero);
+    *pp = pair_scratch.lookup(&zero);
+    return *s && *pp;
+}
+
 /* The snapshot's first step: the task's memcg, then the chain (snap_level). */
 static __always_inline int take(void *ctx, u64 task, u32 kind)
 {
-    u32 zero = 0;
-    struct oomscope_memcg_snapshot *s = scratch.lookup(&zero);
-    struct pcpu_pair *pp = pair_scratch.lookup(&zero);
-    if (!s || !pp || !task)
+    struct oomscope_memcg_snapshot *s;
+    struct pcpu_pair *pp;
+    if (!scratch_of(&s, &pp) || !task)
         return 0;
     u32 pid = 0;
     bpf_probe_read_kernel(&pid, sizeof(pid), (void *)(task + OFF_TASK_PID));
@@ -187,11 +200,6 @@ static __always_inline int take(void *ctx, u64 task, u32 kind)
     s->rereads = 0;
     s->torn = 0;
     s->depth = 0;
-    for (u32 cpu = 0; cpu < OOMSCOPE_NCPUS; cpu++) {
-        u32 c = cpu;
-        u64 *off = cpu_offset.lookup(&c);
-        pp->offs[cpu] = off ? *off : 0;
-    }
     pp->memcg[0] = memcg;
     pp->next = memcg;
     pp->d = 0;
@@ -214,9 +222,10 @@ static __always_inline void store(struct oomscope_memcg_snapshot *s, struct pcpu
 int snap_level(struct bpf_raw_tracepoint_args *ctx)
 {
     u32 zero = 0;
-    struct oomscope_memcg_snapshot *s = scratch.lookup(&zero);
-    struct pcpu_pair *pp = pair_scratch.lookup(&zero);
-    if (!s || !pp)
+    struct oomscope_memcg_snapshot *s;
+    struct pcpu_pair *pp;
+    struct cpu_offsets *co = cpu_offset.lookup(&zero);
+    if (!scratch_of(&s, &pp) || !co)
         return 0;
     u32 d = pp->d;
     u64 memcg = pp->next;
@@ -226,7 +235,7 @@ int snap_level(struct bpf_raw_tracepoint_args *ctx)
             s->cpus_bad = 0;
         }
         pp->memcg[d] = memcg;
-        read_level(&s->level[d], memcg, pp, &s->cpus_read, &s->cpus_bad, &pp->sig[d]);
+        read_level(&s->level[d], memcg, pp, co, &s->cpus_read, &s->cpus_bad, &pp->sig[d]);
         s->depth = d + 1;
         pp->d = d + 1;
         pp->next = rd64(memcg + OFF_CSS_PARENT);  /* css is mem_cgroup's first member */
@@ -257,10 +266,9 @@ int snap_level(struct bpf_raw_tracepoint_args *ctx)
  * changes to a level leave its fold as it was. */
 int snap_check(struct bpf_raw_tracepoint_args *ctx)
 {
-    u32 zero = 0;
-    struct oomscope_memcg_snapshot *s = scratch.lookup(&zero);
-    struct pcpu_pair *pp = pair_scratch.lookup(&zero);
-    if (!s || !pp)
+    struct oomscope_memcg_snapshot *s;
+    struct pcpu_pair *pp;
+    if (!scratch_of(&s, &pp))
         return 0;
     /* one level a step, as they were read (a loop over the levels here did not verify) */
     u32 d = pp->cd;
@@ -354,13 +362,13 @@ BPF_ARRAY(index_table, struct index_bytes, 1);
  * asm/ibt.h; docs/kernel-facts.md). */
 int calibrate(void *ctx)
 {
-    u32 cpu = bpf_get_smp_processor_id();
+    u32 zero = 0, cpu = bpf_get_smp_processor_id();
     u64 off = this_cpu_offset();
+    struct cpu_offsets *co = cpu_offset.lookup(&zero);
 
-    if (cpu < OOMSCOPE_NCPUS && off)
-        cpu_offset.update(&cpu, &off);
+    if (co && cpu < OOMSCOPE_NCPUS && off)
+        co->off[cpu] = off;  /* each CPU its own slot */
 #ifdef INDEX_TABLE_ADDR
-    u32 zero = 0;
     struct index_bytes *t = index_table.lookup(&zero);
     if (t)
         bpf_probe_read_kernel(t->b, sizeof(t->b), (void *)INDEX_TABLE_ADDR);
@@ -381,13 +389,14 @@ BPF_ARRAY(learnt, s32, NR_STAT_ITEMS);  /* item -> slot + 1; 0 unknown; -1 two s
 static __always_inline void learn(u64 memcg, u32 item)
 {
     u32 zero = 0, cpu = bpf_get_smp_processor_id();
-    u64 *off = cpu_offset.lookup(&cpu);
+    struct cpu_offsets *co = cpu_offset.lookup(&zero);
     struct learn_copy *now = learn_now.lookup(&zero), *last = learn_last.lookup(&zero);
 
-    if (!off || !*off || !now || !last || !memcg || item >= NR_STAT_ITEMS)
+    if (!co || cpu >= OOMSCOPE_NCPUS || !now || !last || !memcg || item >= NR_STAT_ITEMS)
         return;
+    u64 off = co->off[cpu];
     u64 pcpu = rd64(memcg + OFF_PCPU);
-    if (!pcpu || bpf_probe_read_kernel(now->state, sizeof(now->state), (void *)(pcpu + *off + OFF_PCPU_STATE)))
+    if (!off || !pcpu || bpf_probe_read_kernel(now->state, sizeof(now->state), (void *)(pcpu + off + OFF_PCPU_STATE)))
         return;
     if (last->memcg == memcg) {
         now->n = 0;

@@ -343,8 +343,6 @@ class MemcgSnapshotter:
         for index, name in ((0, b"snap_level"), (1, b"snap_check")):
             fn = self.bpf.load_func(name, BPF.RAW_TRACEPOINT)
             steps[ctypes.c_int(index)] = ctypes.c_int(fn.fd)
-        self.verified_insns = {name.decode(): _verified_insns(self.bpf.funcs[name].fd)
-                               for name in (b"snap_level", b"snap_check")}
 
     def _calibrate(self) -> None:
         import time as _time
@@ -372,7 +370,11 @@ class MemcgSnapshotter:
             self.layout.slots_from_table(list(raw.b))
 
     def cpu_offsets(self) -> Dict[int, int]:
-        return {k.value: v.value for k, v in self.bpf["cpu_offset"].items() if v.value}
+        """CPU -> its __per_cpu_offset as calibrate found it (bpf/memcg_snapshot.c cpu_offset: one value)."""
+        import ctypes
+
+        offs = self.bpf["cpu_offset"][ctypes.c_int(0)].off
+        return {cpu: offs[cpu] for cpu in range(len(offs)) if offs[cpu]}
 
     def _learn(self, activity) -> None:
         import time as _time

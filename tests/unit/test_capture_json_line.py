@@ -60,7 +60,7 @@ def test_what_orjson_refuses_takes_jsons_way(tmp_path):
 
 
 def test_the_encoder_made_once_gives_json_dumps_text(tmp_path, monkeypatch):
-    monkeypatch.setattr(model, "_FAST", [None])  # orjson missing
+    monkeypatch.setattr(model, "_fast_dumps", lambda: None)  # orjson missing
     assert model._ONE_LINE is not None  # CPython has the C encoder
     caps = _captures(tmp_path)
     assert len(caps) > 50
@@ -69,7 +69,7 @@ def test_the_encoder_made_once_gives_json_dumps_text(tmp_path, monkeypatch):
 
 
 def test_without_the_c_encoder_json_dumps_is_called(tmp_path, monkeypatch):
-    monkeypatch.setattr(model, "_FAST", [None])
+    monkeypatch.setattr(model, "_fast_dumps", lambda: None)
     caps = _captures(tmp_path)[:20]
     made = [cap.to_json(None) for cap in caps]
     monkeypatch.setattr(model, "_ONE_LINE", None)
