@@ -341,6 +341,23 @@ int on_mark_victim(struct bpf_raw_tracepoint_args *ctx)
     return take(ctx, task, OOMSCOPE_SNAP_MARK_VICTIM);
 }
 
+/* This CPU's slot in cpu_offsets, 0 if none. The check and the index in one 64-bit register:
+ * clang checked a u32 and indexed by a copy zero-extended (<<32 >>32), which 6.1's verifier does
+ * not see as bounded ("R0 unbounded memory access": calibrate did not load there, CI 2026-12-08). */
+static __always_inline u64 *this_cpu_slot(struct cpu_offsets *co)
+{
+    u64 cpu = bpf_get_smp_processor_id();
+
+    if (!co)
+        return 0;
+    /* else clang adds to co before its null check, as a select: 6.1 refuses arithmetic on a
+     * map value that may be null */
+    asm volatile("" : "+r"(co), "+r"(cpu));
+    if (cpu >= OOMSCOPE_NCPUS)
+        return 0;
+    return &co->off[cpu];
+}
+
 static __always_inline u64 this_cpu_offset(void)
 {
     u64 task = bpf_get_current_task();
@@ -362,12 +379,12 @@ BPF_ARRAY(index_table, struct index_bytes, 1);
  * asm/ibt.h; docs/kernel-facts.md). */
 int calibrate(void *ctx)
 {
-    u32 zero = 0, cpu = bpf_get_smp_processor_id();
+    u32 zero = 0;
     u64 off = this_cpu_offset();
-    struct cpu_offsets *co = cpu_offset.lookup(&zero);
+    u64 *slot = this_cpu_slot(cpu_offset.lookup(&zero));
 
-    if (co && cpu < OOMSCOPE_NCPUS && off)
-        co->off[cpu] = off;  /* each CPU its own slot */
+    if (slot && off)
+        *slot = off;  /* each CPU its own slot */
 #ifdef INDEX_TABLE_ADDR
     struct index_bytes *t = index_table.lookup(&zero);
     if (t)
@@ -388,13 +405,13 @@ BPF_ARRAY(learnt, s32, NR_STAT_ITEMS);  /* item -> slot + 1; 0 unknown; -1 two s
 
 static __always_inline void learn(u64 memcg, u32 item)
 {
-    u32 zero = 0, cpu = bpf_get_smp_processor_id();
-    struct cpu_offsets *co = cpu_offset.lookup(&zero);
+    u32 zero = 0;
+    u64 *slot = this_cpu_slot(cpu_offset.lookup(&zero));
     struct learn_copy *now = learn_now.lookup(&zero), *last = learn_last.lookup(&zero);
 
-    if (!co || cpu >= OOMSCOPE_NCPUS || !now || !last || !memcg || item >= NR_STAT_ITEMS)
+    if (!slot || !now || !last || !memcg || item >= NR_STAT_ITEMS)
         return;
-    u64 off = co->off[cpu];
+    u64 off = *slot;
     u64 pcpu = rd64(memcg + OFF_PCPU);
     if (!off || !pcpu || bpf_probe_read_kernel(now->state, sizeof(now->state), (void *)(pcpu + off + OFF_PCPU_STATE)))
         return;
