@@ -255,8 +255,17 @@ choose_kvm_flag() {
     rm -rf "$probe"
 }
 
-suite_ids() {  # the test ids of tests/vm/suite.txt run in every VM ("host:" and "newest:" lines, comments and blank lines left out)
-    sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$SUITE" | grep -v -e '^$' -e '^host:' -e '^newest:'
+suite_ids() {  # suite_ids SERIES -> the test ids of tests/vm/suite.txt run in that series' VM: the lines
+    # with no prefix, and the "on SERIES...:" lines that name it ("host:" and "newest:" lines,
+    # comments and blank lines left out)
+    sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$SUITE" | awk -v series="$1" '
+        /^$/ || /^host:/ || /^newest:/ { next }
+        /^on [^:]*:/ {
+            split(substr($0, 4, index($0, ":") - 4), named, " ")
+            for (i in named) if (named[i] == series) { sub(/^on [^:]*:[[:space:]]*/, ""); print; next }
+            next
+        }
+        { print }'
 }
 
 newest_ids() {  # the test ids of tests/vm/suite.txt's "newest:" lines: run only in the run's last (newest) VM
@@ -300,44 +309,45 @@ EOF
 
 main() {
     install
-    local pytest_args=("$@") newest_extra=()
+    local pytest_args=("$@") newest_extra=() from_suite=0
     if [ "${#pytest_args[@]}" -eq 0 ]; then
-        # shellcheck disable=SC2207
-        pytest_args=($(suite_ids))
+        from_suite=1
         # shellcheck disable=SC2207
         newest_extra=($(newest_ids))
     elif [ "${pytest_args[0]}" = "--all" ]; then
         pytest_args=(tests/system "${pytest_args[@]:1}")
     fi
     cd "$HERE"
-    # What should run, collected on the host: a VM that dies early still says what it did not run.
-    local collected collected_newest newest_series
-    collected="$(mktemp)"
-    collected_newest="$(mktemp)"
-    "$VENV/bin/python" -m pytest -q --collect-only -p no:cacheprovider "${pytest_args[@]}" >"$collected" 2>&1 \
-        || { log "pytest could not collect ${pytest_args[*]}:"; cat "$collected" >&2; rm -f "$collected" "$collected_newest"; return 1; }
     # The "newest:" lines run in a VM of their own, a fresh boot of the run's last (newest) series:
     # appended to that series' 20 tests, the 7.3 VM of this project's CI rehearsal (2026-12-06) died
     # at the first of them, 537 s in, with no exit code and nothing on its console; the same tests
     # alone in a fresh 7.3 VM passed (136 s). A boot and a record start cost ~45 s under emulation.
-    local runs="$KERNELS" newest_series
+    local runs="$KERNELS" newest_series run
     newest_series="$(awk '{print $NF}' <<<"$KERNELS")"
-    if [ "${#newest_extra[@]}" -gt 0 ]; then
-        "$VENV/bin/python" -m pytest -q --collect-only -p no:cacheprovider "${newest_extra[@]}" >"$collected_newest" 2>&1 \
-            || { log "pytest could not collect the newest VM's tests:"; cat "$collected_newest" >&2; rm -f "$collected" "$collected_newest"; return 1; }
-        runs="$KERNELS $newest_series+newest"
-    fi
-    local failed=0 kvmflag="" first=1 summary="" n_left run
+    [ "${#newest_extra[@]}" -gt 0 ] && runs="$KERNELS $newest_series+newest"
+    # What each VM should run, collected on the host before any boots: a VM that dies early still
+    # says what it did not run, and a test id that does not collect fails the run at once.
+    local lists
+    lists="$(mktemp -d)"
+    for run in $runs; do
+        local ids=()
+        if [ "$run" != "${run%+newest}" ]; then
+            ids=("${newest_extra[@]}")
+        elif [ "$from_suite" -eq 1 ]; then
+            # shellcheck disable=SC2207
+            ids=($(suite_ids "$run"))
+        else
+            ids=("${pytest_args[@]}")
+        fi
+        printf '%s\n' "${ids[@]}" >"$lists/$run.args"
+        "$VENV/bin/python" -m pytest -q --collect-only -p no:cacheprovider "${ids[@]}" >"$lists/$run.collected" 2>&1 \
+            || { log "pytest could not collect the tests of the $run VM:"; cat "$lists/$run.collected" >&2; rm -rf "$lists"; return 1; }
+    done
+    local failed=0 kvmflag="" first=1 summary="" n_left
     n_left=$(wc -w <<<"$runs")
     for run in $runs; do
-        local version image vm_args vm_collected series="${run%+newest}" vm_label=""
-        vm_args=("${pytest_args[@]}")
-        vm_collected="$collected"
-        if [ "$run" != "$series" ]; then
-            vm_args=("${newest_extra[@]}")
-            vm_collected="$collected_newest"
-            vm_label=", the newest: lines"
-        fi
+        local version image vm_collected="$lists/$run.collected" series="${run%+newest}" vm_label=""
+        [ "$run" != "$series" ] && vm_label=", the newest: lines"
         if [ -n "$(packages_for "$series")" ]; then
             version="$(kernel_version "$series")"
         else
@@ -356,7 +366,7 @@ main() {
         log "kernel $version: booting${kvmflag:+ ($kvmflag)}, $(grep -c '::' "$vm_collected") tests, at most $budget s"
         # The arguments go in a file (pytest's @file): the kernel's command line, which carries
         # the VM's command, holds 2048 bytes on x86 and a longer one never boots.
-        printf '%s\n' "${vm_args[@]}" >"$out/pytest-args"
+        cp "$lists/$run.args" "$out/pytest-args"
         local cmd="date +%s > '$out/booted'; sh '$HERE/tests/vm/hold-tracepoints.sh' > '$out/hold.log' 2>&1; cd '$HERE' && PYTHONDONTWRITEBYTECODE=1 OOMSCOPE_IN_VM=1 OOMSCOPE_VM_TOOLS='$VM_TOOLS/root' OOMSCOPE_KEEP_DIR='$KEEP' OOMSCOPE_STRICT_SKIPS='$STRICT_SKIPS' '$VENV/bin/python' -m pytest -v -rs -p no:cacheprovider --durations=15 --timeout=$TEST_TIMEOUT @'$out/pytest-args' > '$out/pytest.log' 2>&1; echo \$? > '$out/rc'"
         local vrc=0
         vng_run "$budget" "$kvmflag" "$image" "$out" "$cmd" || vrc=$?
@@ -387,7 +397,7 @@ main() {
         summary+="kernel $version (cgroup v2)${vm_label}: pytest exit $rc, booted in $booted s, $took s in all"$'\n'
         rm -rf "$out"
     done
-    rm -f "$collected" "$collected_newest"
+    rm -rf "$lists"
     printf '%s' "$summary" >&2
     return "$failed"
 }
