@@ -355,6 +355,7 @@ static __always_inline u64 *this_cpu_slot(struct cpu_offsets *co)
     asm volatile("" : "+r"(co), "+r"(cpu));
     if (cpu >= OOMSCOPE_NCPUS)
         return 0;
+    asm volatile("" : "+r"(cpu));  /* and the index added after its check, never as a select before it */
     return &co->off[cpu];
 }
 

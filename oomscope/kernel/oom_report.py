@@ -610,6 +610,11 @@ class OomReportParser:
             if not killed.message and self._sacrifice is not None and self._sacrifice[0] == killed.pid:
                 killed.message = self._sacrifice[1]  # "Memory cgroup out of memory", "Out of memory"
             self._sacrifice = None
+            # The open report takes this line even when its summary names another pid: the kernel
+            # prints both for one kill with two pids when it kills a child in the chosen parent's
+            # place (before 5.0: "or sacrifice child") or a thread in the place of a dead group
+            # leader (__oom_kill_process, find_lock_task_mm: mm/oom_kill.c). A check of the pids
+            # made one kill two (a review of 2026-12-08, on the RHEL 7 fixture).
             rep = self._cur if (self._cur is not None and self._cur.killed is None) else OomReport(first_seq=rec.seq, first_usec=rec.usec)
             if rep is not self._cur and self._last_done is not None and self._last_done.killed_usec is not None \
                     and not 0 <= rec.usec - self._last_done.killed_usec <= _GROUP_SPAN_US:

@@ -66,7 +66,7 @@ def kill_line(c: Capture, written: Written, category: str, log_format: str, anal
             + f" -> {written.html_path or written.capture_path}")
 
 
-# What each loss means, for the log and the capture's note.
+# What each loss means, for the log and (but those of ABOUT_WRITTEN_KILLS) the capture's note.
 LOSS_WORDS = {
     "bpf_events": "BPF events lost in the perf buffer (kills may be missing or lack their event)",
     "kmsg_records": "kernel log records lost (the kernel's OOM reports of some kills were not seen)",
@@ -76,6 +76,11 @@ LOSS_WORDS = {
     "late_reports": "kernel OOM reports read after their kill was written from its BPF event alone (those kills' "
                     "captures lack the report's figures and say the report was not available)",
 }
+
+
+# Losses about a kill already written (its capture cannot take a note any more): said in the log and
+# counted, never put on the kills written next, which they did not touch.
+ABOUT_WRITTEN_KILLS = frozenset({"late_events", "late_reports"})
 
 
 class Losses:
@@ -99,10 +104,12 @@ class Losses:
         """The sentences of what grew since the last call (for the log)."""
         since = (self._last_ns if self._last_ns is not None else now_ns) - self.reach_ns
         self._last_ns = now_ns
-        said = []
+        said, noted = [], []
         for key, n in counts.items():
             if n > self.seen.get(key, 0):
                 said.append(f"{n - self.seen.get(key, 0)} {LOSS_WORDS[key]} (total {n})")
+                if key not in ABOUT_WRITTEN_KILLS:
+                    noted.append(said[-1])
                 self.seen[key] = n
         if kmsg_error is not None and self.kmsg_error is None:
             self.kmsg_error = kmsg_error
@@ -110,13 +117,13 @@ class Losses:
             said.append(f"the /dev/kmsg reader stopped ({type(kmsg_error).__name__}: {terminal_safe(str(kmsg_error))}): "
                         "captures from now on lack the kernel's report")
         self._recent = [r for r in self._recent if now_ns - r[1] < self.keep_ns]
-        self._recent.extend((since, now_ns, s) for s in said)
+        self._recent.extend((since, now_ns, s) for s in noted)
         return said
 
     def notes_for_kill(self, kill_ns: int) -> List[str]:
         """What record lost around this kill."""
         notes = [f"While this kill was recorded, oomscope lost: {s}." for since, until, s in self._recent
-                 if since <= kill_ns <= until and not s.startswith("the /dev/kmsg reader")]
+                 if since <= kill_ns <= until]
         if self.kmsg_stopped_ns is not None and kill_ns >= self.kmsg_stopped_ns:
             notes.append("The /dev/kmsg reader had stopped: the kernel's report of this kill could not be read.")
         return notes

@@ -140,3 +140,16 @@ def test_a_victim_no_read_named_is_placed_by_the_cgroup_its_kernel_snapshot_read
     assert gatherer.locate(kill) == ("/pods/new-pod/ctr", "kernel_snapshot")
     ev.memcg_snapshot = None  # without it, the parent's cgroup is the last resort, and said so
     assert gatherer.locate(kill) == ("/outside", "fork_parent")
+
+
+def test_a_late_report_or_event_is_said_but_noted_on_no_other_kill():
+    """A late report (or event) belongs to a kill already written: the kills written around it lost
+    nothing by it, and until 2026-12-08 each of them said it had."""
+    s = 1_000_000_000
+    losses = Losses(reach_ns=2 * s)
+    losses.update({"late_reports": 0, "late_events": 0, "kmsg_records": 0}, None, 100 * s)
+    said = losses.update({"late_reports": 1, "late_events": 2, "kmsg_records": 4}, None, 101 * s)
+    assert len(said) == 3 and any(x.startswith("1 kernel OOM reports read after") for x in said) \
+        and any(x.startswith("2 BPF events read after") for x in said)
+    notes = losses.notes_for_kill(100 * s)
+    assert len(notes) == 1 and "4 kernel log records lost" in notes[0], notes

@@ -339,6 +339,9 @@ main() {
         else
             ids=("${pytest_args[@]}")
         fi
+        if [ "${#ids[@]}" -eq 0 ]; then
+            log "tests/vm/suite.txt names no test for the $run VM"; rm -rf "$lists"; return 1
+        fi
         printf '%s\n' "${ids[@]}" >"$lists/$run.args"
         "$VENV/bin/python" -m pytest -q --collect-only -p no:cacheprovider "${ids[@]}" >"$lists/$run.collected" 2>&1 \
             || { log "pytest could not collect the tests of the $run VM:"; cat "$lists/$run.collected" >&2; rm -rf "$lists"; return 1; }
