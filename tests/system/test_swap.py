@@ -22,6 +22,9 @@ def zram_swap():
             pytest.skip(f"could not make zram swap ({step}: {r.stderr.strip()})")
     yield
     subprocess.run(["swapoff", "/dev/zram0"], timeout=120)
+    # the device back to no size, so that the next module's fixture can size it again (in one VM
+    # the swap tests and then systemd-oomd's: "echo: I/O error" on disksize, CI rehearsal 2026-12-08)
+    subprocess.run(["sh", "-c", "echo 1 > /sys/block/zram0/reset"], timeout=60)
 
 
 @pytest.mark.parametrize("swap_max", ["max", "0"])
